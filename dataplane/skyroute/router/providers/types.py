@@ -1,0 +1,115 @@
+"""The provider-neutral shapes that adapters translate to and from.
+
+A request inside the router is kept in the OpenAI Chat Completions shape
+(messages as dicts with ``role``, ``content``, ``tool_calls`` and
+``tool_call_id``; tools as ``{"type": "function", "function": {...}}``),
+because that is what most clients send and it carries everything the other
+wire formats need. Adapters translate it into the Anthropic Messages or
+Gemini generateContent shape on the way out, and translate every answer back
+into :class:`ChatResult` or a stream of :class:`StreamEvent` values.
+
+Failures surface as :class:`ProviderError` with an ``error_class`` from a
+small fixed vocabulary; the router's fallback logic looks only at that class,
+never at provider-specific details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# The error classes an attempt can end with. The router decides retry and
+# fallback from these alone.
+TIMEOUT = "timeout"  # no answer (or no first byte) within the attempt's time
+CONNECT = "connect"  # connection refused / reset before a response
+RATE_LIMITED = "rate_limited"  # HTTP 429
+SERVER_ERROR = "server_error"  # HTTP 5xx (and Anthropic 529 overloaded)
+CLIENT_ERROR = "client_error"  # other 4xx: the request itself is wrong
+CONTEXT_LENGTH = "context_length"  # prompt too long for this model
+CONTENT_FILTER = "content_filter"  # refused by the provider's safety filter
+AUTH = "auth"  # 401/403: bad or missing key
+FIRST_TOKEN_TIMEOUT = "first_token_timeout"  # stream opened, no token in time
+STREAM_CUT = "stream_cut"  # stream ended or broke after it started
+BAD_RESPONSE = "bad_response"  # 2xx with a body that does not parse
+
+#: Classes after which trying the next candidate may help.
+RETRYABLE = frozenset(
+    {TIMEOUT, CONNECT, RATE_LIMITED, SERVER_ERROR, FIRST_TOKEN_TIMEOUT, BAD_RESPONSE,
+     CONTEXT_LENGTH, AUTH}
+)
+
+
+@dataclass(slots=True)
+class Target:
+    """One upstream model, resolved from a snapshot candidate."""
+
+    provider: str  # "openai" | "anthropic" | "gemini"
+    endpoint: str  # base URL, e.g. http://127.0.0.1:8790/openai/v1
+    model: str  # model name sent upstream
+    api_key: str | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A chat request in the OpenAI shape (see module docstring)."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    tool_choice: Any = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A complete answer, translated to the OpenAI vocabulary."""
+
+    content: str
+    # OpenAI shape: {"id": ..., "type": "function", "function": {"name": ..., "arguments": "<json>"}}
+    tool_calls: list[dict[str, Any]]
+    finish_reason: str  # "stop" | "length" | "tool_calls" | "content_filter"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallEvent:
+    """One complete tool call (adapters assemble streamed argument pieces)."""
+
+    call: dict[str, Any]  # OpenAI shape, as in ChatResult.tool_calls
+
+
+@dataclass(slots=True)
+class StreamEnd:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+StreamEvent = TextDelta | ToolCallEvent | StreamEnd
+
+
+class ProviderError(Exception):
+    """An attempt failed; ``error_class`` says how (see the constants above)."""
+
+    def __init__(
+        self,
+        error_class: str,
+        message: str,
+        status: int = 0,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class in RETRYABLE

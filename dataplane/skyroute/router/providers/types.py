@@ -65,7 +65,8 @@ class ChatResult:
     """A complete answer, translated to the OpenAI vocabulary."""
 
     content: str
-    # OpenAI shape: {"id": ..., "type": "function", "function": {"name": ..., "arguments": "<json>"}}
+    # OpenAI shape:
+    # {"id": ..., "type": "function", "function": {"name": ..., "arguments": "<json>"}}
     tool_calls: list[dict[str, Any]]
     finish_reason: str  # "stop" | "length" | "tool_calls" | "content_filter"
     prompt_tokens: int

@@ -1,0 +1,1 @@
+"""The ``skyroute`` console script: one entry point for every process role."""

@@ -1,0 +1,79 @@
+"""``skyroute``: the one console script, dispatching to each process role.
+
+Each sub-command imports its role lazily, so that ``skyroute router`` never
+loads the control plane (the data plane must not depend on it) and start-up
+stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+DEFAULT_CONTROL = "127.0.0.1:7070"
+DEFAULT_ADMIN = "127.0.0.1:7071"
+DEFAULT_ROUTER_GRPC = "127.0.0.1:7080"
+DEFAULT_ROUTER_HTTP = "127.0.0.1:7081"
+DEFAULT_PROVIDERS = "127.0.0.1:8790"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skyroute", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("control", help="run the control plane on a folder of policy YAML")
+    c.add_argument("--source", required=True, help="folder of RoutingPolicy/ModelPool YAML")
+    c.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
+    c.add_argument("--admin", default=DEFAULT_ADMIN, help="HTTP debug address ('' to disable)")
+
+    r = sub.add_parser("router", help="run a data-plane router")
+    r.add_argument("--control", default=DEFAULT_CONTROL, help="control plane gRPC address")
+    r.add_argument("--grpc", default=DEFAULT_ROUTER_GRPC, help="Router API gRPC address")
+    r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
+    r.add_argument("--id", default=None, help="node id reported to the control plane")
+
+    s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
+    s.add_argument("--listen", default=DEFAULT_PROVIDERS)
+    s.add_argument("--scenario", default=None, help="scenario YAML (latencies, errors, bursts)")
+
+    st = sub.add_parser("status", help="show the control plane's version and each router's sync")
+    st.add_argument("--control", default=DEFAULT_CONTROL)
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
+    d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
+    d.add_argument("--requests", type=int, default=None, help="requests to replay")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "control":
+        from skyroute.control.server import main as control_main
+
+        control_main(source=args.source, listen=args.listen, admin=args.admin or None)
+        return 0
+    if args.command == "router":
+        from skyroute.router.server import main as router_main
+
+        router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id)
+        return 0
+    if args.command == "providers":
+        from skyroute.simulator.server import main as providers_main
+
+        providers_main(listen=args.listen, scenario=args.scenario)
+        return 0
+    if args.command == "status":
+        from skyroute.control.status import main as status_main
+
+        return status_main(control=args.control, as_json=args.json)
+    if args.command == "demo":
+        from skyroute.cli.demo import main as demo_main
+
+        return demo_main(json_path=args.json_path, requests=args.requests)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Provider adapters: one call surface for OpenAI, Anthropic and Gemini upstreams.
+
+The router calls :func:`complete` or :func:`stream` with a
+:class:`~.types.Target` (provider family, endpoint, model, key) and a
+:class:`~.types.ChatRequest` in the OpenAI shape, and gets back a
+:class:`~.types.ChatResult` or :data:`~.types.StreamEvent` values in the
+OpenAI vocabulary, or a :class:`~.types.ProviderError` whose
+``error_class`` is all its fallback logic needs. Each family module
+translates; :mod:`.transport` does the I/O and the deadlines the same way
+for all of them.
+
+Endpoints, as the official SDKs' base URLs (the simulator serves all three):
+
+- ``openai``:    ``http://HOST:PORT/openai/v1``     (+ ``/chat/completions``)
+- ``anthropic``: ``http://HOST:PORT/anthropic``     (+ ``/v1/messages``)
+- ``gemini``:    ``http://HOST:PORT/gemini/v1beta`` (+ ``/models/{model}:generateContent``)
+
+Per-target constants (URLs, header dicts with the key) are built once and
+memoised by the target's identity fields, so the per-request work is the
+body translation and one ``orjson.dumps``. Keys live only in those header
+dicts, never in messages or logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from skyroute.router.providers import transport
+from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
+from skyroute.router.providers.common import Adapter, Prepared
+from skyroute.router.providers.gemini_adapter import GeminiAdapter
+from skyroute.router.providers.openai_adapter import OpenAIAdapter
+from skyroute.router.providers.types import (
+    CLIENT_ERROR,
+    ChatRequest,
+    ChatResult,
+    ProviderError,
+    StreamEvent,
+    Target,
+)
+
+ADAPTERS: dict[str, Adapter] = {
+    "openai": OpenAIAdapter(),
+    "anthropic": AnthropicAdapter(),
+    "gemini": GeminiAdapter(),
+}
+_PREPARED: dict[tuple[str, str, str, str | None], tuple[Adapter, Prepared]] = {}
+_PREPARED_LIMIT = 1024
+
+
+def prepared(target: Target) -> tuple[Adapter, Prepared]:
+    """The adapter and per-target constants for ``target`` (memoised)."""
+    key = (target.provider, target.endpoint, target.model, target.api_key)
+    hit = _PREPARED.get(key)
+    if hit is None:
+        adapter = ADAPTERS.get(target.provider)
+        if adapter is None:
+            raise ProviderError(
+                CLIENT_ERROR,
+                f"target provider {target.provider!r} is not one of {', '.join(ADAPTERS)}",
+            )
+        if len(_PREPARED) >= _PREPARED_LIMIT:
+            _PREPARED.clear()
+        hit = _PREPARED[key] = (adapter, adapter.prepare(target))
+    return hit
+
+
+async def complete(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
+                   timeout_s: float) -> ChatResult:
+    """One non-streamed attempt at ``target``; raises ProviderError."""
+    adapter, prep = prepared(target)
+    return await transport.complete(session, adapter, prep, req, timeout_s)
+
+
+def stream(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
+           first_token_timeout_s: float, timeout_s: float) -> AsyncIterator[StreamEvent]:
+    """One streamed attempt at ``target``: TextDelta / ToolCallEvent values, then StreamEnd.
+
+    Raises ProviderError from the iteration: FIRST_TOKEN_TIMEOUT (or the
+    HTTP error's class) before the first token, STREAM_CUT or TIMEOUT after.
+    """
+    try:
+        adapter, prep = prepared(target)
+    except ProviderError as exc:
+        return _raising(exc)
+    return transport.stream(session, adapter, prep, req, first_token_timeout_s, timeout_s)
+
+
+async def _raising(exc: ProviderError) -> AsyncIterator[StreamEvent]:
+    raise exc
+    yield  # pragma: no cover - makes this an async generator
+
+
+__all__ = ["ADAPTERS", "complete", "prepared", "stream"]

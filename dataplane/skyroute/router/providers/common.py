@@ -1,0 +1,159 @@
+"""Pieces every family adapter shares: the adapter protocol and translation helpers.
+
+An adapter is three pure translations (request out, answer in, stream
+events in) plus a :class:`Prepared` per target holding the URLs and the
+prebuilt header dicts, so a request allocates only its body. The transport
+(:mod:`.transport`) does the I/O, deadlines and error classification the
+same way for every family.
+
+Tool-call ids are the fragile part of cross-family fallback: a conversation
+started on one provider carries that provider's ids into the next. Ids are
+kept as they are whenever the destination accepts them, and otherwise
+rewritten by a deterministic function of the original id (:func:`fit_id`),
+so the rewritten tool call and its tool result still match each other.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from skyroute.router.providers.types import (
+    CLIENT_ERROR,
+    ChatRequest,
+    ChatResult,
+    ProviderError,
+    StreamEvent,
+    Target,
+)
+
+_ID_OK = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_ID_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_CACHE_LIMIT = 512
+
+
+@dataclass(slots=True, frozen=True)
+class Prepared:
+    """Per-target constants: where to send and with which headers."""
+
+    url: str
+    stream_url: str
+    headers: dict[str, str]
+    stream_headers: dict[str, str]
+    model: str
+    api_key: str | None
+
+
+class Assembler(Protocol):
+    """Turns one family's SSE data payloads into StreamEvents."""
+
+    started: bool  # a token or tool call has arrived (ends the first-token wait)
+    done: bool  # the terminal event arrived; nothing more needs reading
+
+    def feed(self, data: bytes) -> list[StreamEvent]: ...
+
+    def at_eof(self) -> list[StreamEvent]:
+        """The stream ended: the final events, or raise if it ended too early."""
+        ...
+
+
+class Adapter(Protocol):
+    family: str
+
+    def prepare(self, target: Target) -> Prepared: ...
+
+    def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes: ...
+
+    def decode(self, body: bytes) -> ChatResult: ...
+
+    def assembler(self) -> Assembler: ...
+
+
+def fit_id(call_id: str) -> str:
+    """An id every family accepts ([A-Za-z0-9_-], at most 40 chars), stable per input."""
+    if _ID_OK.fullmatch(call_id):
+        return call_id
+    digest = f"{zlib.crc32(call_id.encode()):08x}"
+    return (_ID_BAD_CHARS.sub("_", call_id)[:29] + "_" + digest) if call_id else "call_" + digest
+
+
+def new_call_id() -> str:
+    """A fresh OpenAI-style tool-call id for families that do not send one."""
+    return "call_" + secrets.token_hex(12)
+
+
+def text_of(content: Any) -> str:
+    """The text of an OpenAI message content (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return str(content)
+
+
+def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
+    """A tool call's ``arguments`` JSON string as an object, or a CLIENT_ERROR naming where."""
+    if isinstance(arguments, dict):
+        return arguments
+    if arguments is None or arguments == "":
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except (orjson.JSONDecodeError, TypeError):
+        raise ProviderError(CLIENT_ERROR, f"{where}: arguments are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ProviderError(CLIENT_ERROR, f"{where}: arguments must be a JSON object")
+    return value
+
+
+def function_of(tool: Any, where: str) -> dict[str, Any]:
+    """The ``function`` object of an OpenAI tool definition, validated."""
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise ProviderError(CLIENT_ERROR, f"{where}: expected {{'type': 'function', "
+                                          "'function': {'name': ...}}")
+    return fn
+
+
+def openai_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+class TranslationCache:
+    """Memoises tool-list translations keyed by their JSON bytes (tools repeat a lot)."""
+
+    __slots__ = ("_entries", "_translate")
+
+    def __init__(self, translate: Callable[[list[dict[str, Any]]], Any]) -> None:
+        self._translate = translate
+        self._entries: dict[bytes, Any] = {}
+
+    def get(self, tools: list[dict[str, Any]]) -> Any:
+        key = orjson.dumps(tools)
+        hit = self._entries.get(key)
+        if hit is None:
+            hit = self._translate(tools)
+            if len(self._entries) >= _CACHE_LIMIT:
+                self._entries.clear()
+            self._entries[key] = hit
+        return hit
+
+
+def join_url(endpoint: str, path: str) -> str:
+    return endpoint.rstrip("/") + path
+
+
+def system_text(messages: list[dict[str, Any]]) -> str:
+    """All system/developer message text, joined (Anthropic and Gemini take it apart)."""
+    return "\n\n".join(
+        text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+    )

@@ -1,0 +1,173 @@
+"""Turning every way an upstream call can fail into one :class:`ProviderError` class.
+
+The router's fallback logic looks only at ``error_class``, so this module is
+where provider-specific failure vocabularies are flattened: HTTP statuses,
+the three families' error bodies (OpenAI ``{"error": {"type", "code"}}``,
+Anthropic ``{"type": "error", "error": {"type"}}``, Gemini ``{"error":
+{"status", "details"}}``) and aiohttp's exceptions. Two rules matter more
+than the rest:
+
+- a 400 is not always the caller's fault: context-length and content-filter
+  refusals come back as 400s (and Gemini reports a bad key as a 400 with
+  ``API_KEY_INVALID``), and they call for a different candidate, not for
+  giving up, so their wording is recognised here;
+- the API key never appears in an exception message, even if an upstream
+  echoes it back.
+
+Retry-After is read from ``retry-after-ms``, ``retry-after`` (seconds or an
+HTTP date) or Gemini's ``RetryInfo.retryDelay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+from skyroute.router.providers.types import (
+    AUTH,
+    BAD_RESPONSE,
+    CLIENT_ERROR,
+    CONNECT,
+    CONTENT_FILTER,
+    CONTEXT_LENGTH,
+    RATE_LIMITED,
+    SERVER_ERROR,
+    STREAM_CUT,
+    TIMEOUT,
+    ProviderError,
+)
+
+_CONTEXT_RE = re.compile(
+    r"context.length|context window|maximum context|prompt is too long|too many tokens|"
+    r"exceeds the maximum number of tokens|input token count|token limit|reduce the length"
+)
+_FILTER_RE = re.compile(
+    r"content.filter|content management policy|content.policy|responsibleaipolicy|safety|"
+    r"prohibited content|blocked"
+)
+_AUTH_RE = re.compile(r"api_key_invalid|api key not valid|invalid.api.key|unauthenticated")
+_MAX_MESSAGE = 300
+
+
+def error_details(body: bytes) -> tuple[str, str, float | None]:
+    """(codes, message, retry delay) from any of the three families' error bodies."""
+    try:
+        obj: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "", body[:_MAX_MESSAGE].decode("utf-8", "replace"), None
+    if isinstance(obj, list) and obj:
+        obj = obj[0]
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, str):
+        return "", err, None
+    if not isinstance(err, dict):
+        return "", str(obj)[:_MAX_MESSAGE], None
+    codes = [str(err[k]) for k in ("type", "code", "status") if err.get(k) is not None]
+    delay: float | None = None
+    for detail in err.get("details") or ():
+        if not isinstance(detail, dict):
+            continue
+        if detail.get("reason"):
+            codes.append(str(detail["reason"]))
+        if isinstance(detail.get("retryDelay"), str):
+            delay = _duration(detail["retryDelay"])
+    return " ".join(codes), str(err.get("message", "")), delay
+
+
+def classify_status(
+    family: str, status: int, body: bytes, headers: Mapping[str, str], api_key: str | None
+) -> ProviderError:
+    """The ProviderError for a non-2xx answer (or a 2xx one that is not ours)."""
+    codes, message, delay = error_details(body)
+    text = f"{codes} {message}".lower()
+    retry_after: float | None = None
+    if status == 429:
+        error_class = RATE_LIMITED
+        retry_after = parse_retry_after(headers)
+        if retry_after is None:
+            retry_after = delay
+    elif status in (401, 403) or (status == 400 and _AUTH_RE.search(text)):
+        error_class = AUTH
+    elif status == 408:
+        error_class = TIMEOUT
+    elif status == 413 or (400 <= status < 500 and _CONTEXT_RE.search(text)):
+        error_class = CONTEXT_LENGTH
+    elif 400 <= status < 500 and _FILTER_RE.search(text):
+        error_class = CONTENT_FILTER
+    elif 400 <= status < 500:
+        error_class = CLIENT_ERROR
+    elif status >= 500:
+        error_class = SERVER_ERROR
+    else:
+        error_class = BAD_RESPONSE
+    detail = f" ({codes})" if codes else ""
+    msg = scrub(f"{family} HTTP {status}{detail}: {message[:_MAX_MESSAGE]}", api_key)
+    return ProviderError(error_class, msg, status=status, retry_after_s=retry_after)
+
+
+def classify_exception(family: str, exc: BaseException, started: bool,
+                       api_key: str | None) -> ProviderError:
+    """The ProviderError for a transport failure; ``started`` = a token was already out."""
+    if isinstance(exc, ProviderError):
+        return exc
+    what = type(exc).__name__
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return ProviderError(TIMEOUT, f"{family}: no complete answer in time ({what})")
+    if started:
+        return ProviderError(STREAM_CUT, scrub(f"{family}: stream broke after it started: "
+                                               f"{what}: {exc}", api_key))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ProviderError(CONNECT, scrub(f"{family}: cannot connect: {exc}", api_key))
+    return ProviderError(CONNECT, scrub(f"{family}: connection failed: {what}: {exc}", api_key))
+
+
+def bad_response(family: str, why: str) -> ProviderError:
+    return ProviderError(BAD_RESPONSE, f"{family}: unparsable answer: {why}"[:_MAX_MESSAGE])
+
+
+def scrub(message: str, api_key: str | None) -> str:
+    if api_key and api_key in message:
+        return message.replace(api_key, "***")
+    return message
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _duration(text: str) -> float | None:
+    """A google.protobuf.Duration in JSON form ("1.5s")."""
+    try:
+        return max(0.0, float(text.rstrip("s")))
+    except ValueError:
+        return None
+
+
+def eof_error(family: str, started: bool) -> ProviderError:
+    """The stream closed before its terminal event."""
+    if started:
+        return ProviderError(STREAM_CUT, f"{family}: stream ended without its final event")
+    return ProviderError(CONNECT, f"{family}: stream closed before the first token")

@@ -1,0 +1,131 @@
+"""The I/O half of every adapter: one POST, deadlines, and error classification.
+
+``complete`` is a POST under one overall deadline. ``stream`` has two
+deadlines, because the router's failover promise depends on them: until the
+first token (text or the start of a tool call, not merely the HTTP headers
+or a ``message_start``) the first-token deadline applies and a miss is
+``FIRST_TOKEN_TIMEOUT``, which the router may fail over from; after it, the
+overall deadline applies and a break is ``STREAM_CUT``, which it must not
+paper over, since the client has already received part of an answer.
+
+Deadlines are absolute loop times checked with ``asyncio.timeout_at`` around
+each socket read, never around a ``yield``: a timeout scope spanning a yield
+would fire inside the consumer's code. Bytes are read with ``readany`` and
+decoded by :class:`~.sse.SSEDecoder`, so a burst of events costs one await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from skyroute.router.providers.common import Adapter, Prepared
+from skyroute.router.providers.errors import classify_exception, classify_status
+from skyroute.router.providers.sse import SSEDecoder
+from skyroute.router.providers.types import (
+    FIRST_TOKEN_TIMEOUT,
+    STREAM_CUT,
+    TIMEOUT,
+    ChatRequest,
+    ChatResult,
+    ProviderError,
+    StreamEvent,
+)
+
+
+async def complete(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepared,
+                   req: ChatRequest, timeout_s: float) -> ChatResult:
+    body = adapter.encode(req, prep.model, False)
+    family = adapter.family
+    try:
+        async with asyncio.timeout(timeout_s), session.post(
+            prep.url, data=body, headers=prep.headers
+        ) as resp:
+            status = resp.status
+            raw = await resp.read()
+            headers = resp.headers
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise classify_exception(family, exc, False, prep.api_key) from None
+    if status != 200:
+        raise classify_status(family, status, raw, headers, prep.api_key)
+    return adapter.decode(raw)
+
+
+async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepared,
+                 req: ChatRequest, first_token_timeout_s: float,
+                 timeout_s: float) -> AsyncIterator[StreamEvent]:
+    body = adapter.encode(req, prep.model, True)
+    family = adapter.family
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + timeout_s
+    first_deadline = min(start + first_token_timeout_s, end)
+    try:
+        async with asyncio.timeout_at(first_deadline):
+            resp = await session.post(prep.stream_url, data=body, headers=prep.stream_headers)
+    except TimeoutError:
+        raise _no_first_token(family, first_token_timeout_s) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise classify_exception(family, exc, False, prep.api_key) from None
+    try:
+        if resp.status != 200:
+            try:
+                async with asyncio.timeout_at(first_deadline):
+                    raw = await resp.read()
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                raw = b""
+            raise classify_status(family, resp.status, raw, resp.headers, prep.api_key)
+        asm = adapter.assembler()
+        decoder = SSEDecoder()
+        content = resp.content
+        started = False
+        while True:
+            try:
+                async with asyncio.timeout_at(end if started else first_deadline):
+                    chunk = await content.readany()
+            except TimeoutError:
+                if started:
+                    raise ProviderError(TIMEOUT, f"{family}: stream not finished within "
+                                                 f"{timeout_s:g}s") from None
+                raise _no_first_token(family, first_token_timeout_s) from None
+            if not chunk:
+                payloads = decoder.close()
+                for data in payloads:
+                    for event in asm.feed(data):
+                        yield event
+                for event in asm.at_eof():
+                    yield event
+                return
+            for data in decoder.feed(chunk):
+                try:
+                    events = asm.feed(data)
+                except ProviderError as exc:
+                    raise _after_start(exc, asm.started or started) from None
+                for event in events:
+                    yield event
+                if asm.done:
+                    for event in asm.at_eof():
+                        yield event
+                    return
+            started = started or asm.started
+    except ProviderError:
+        resp.close()
+        raise
+    except (aiohttp.ClientError, OSError) as exc:
+        resp.close()
+        raise classify_exception(family, exc, started, prep.api_key) from None
+    finally:
+        resp.release()
+
+
+def _no_first_token(family: str, limit: float) -> ProviderError:
+    return ProviderError(FIRST_TOKEN_TIMEOUT, f"{family}: no first token within {limit:g}s")
+
+
+def _after_start(exc: ProviderError, started: bool) -> ProviderError:
+    """A failure reported inside a stream: once tokens are out it can only be a cut."""
+    if started and exc.error_class != STREAM_CUT:
+        return ProviderError(STREAM_CUT, f"stream failed after it started: {exc.message}",
+                             status=exc.status)
+    return exc

@@ -1,0 +1,174 @@
+"""The router's side of the distribution protocol: snapshots in, outcomes out.
+
+Snapshots arrive on an xDS-style state-of-the-world stream. The router sends
+its node identity and the version it serves; for every pushed snapshot it
+builds a routing table, and only if that succeeds swaps it in and ACKs
+(echoing version and nonce). If the table cannot be built it NACKs with the
+reason and keeps serving its last known good table. A lost control plane
+never stops serving: the client reconnects with back-off and announces the
+version it holds, so a restarted control plane with the same input sends
+nothing new.
+
+Outcomes are buffered in a bounded deque and sent in batches on a
+long-lived client stream. When the control plane is away the buffer keeps
+the newest outcomes and counts what it dropped; reporting never blocks or
+fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from skyroute.router.table import RoutingTable, SnapshotError, build_table
+from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
+
+log = logging.getLogger("skyroute.router.sync")
+
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
+def channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+
+
+class SnapshotSubscriber:
+    """Keeps ``on_table`` fed with the newest snapshot the router can serve."""
+
+    def __init__(
+        self,
+        ch: grpc.aio.Channel,
+        node: distribution_pb2.Node,
+        on_table: Callable[[RoutingTable], None],
+    ) -> None:
+        self._stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+        self.node = node
+        self.on_table = on_table
+        self.version = ""  # the version this router serves (its last known good)
+        self.connected = False
+        self.last_nack = ""
+        self.acks = 0
+        self.nacks = 0
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as e:
+                log.warning("control plane stream ended: %s", e.code().name)
+            except Exception:  # a bug here must not kill the router's serving
+                log.exception("snapshot stream failed")
+            else:
+                backoff = 0.1
+            self.connected = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    async def _session(self) -> None:
+        outbox: asyncio.Queue[distribution_pb2.SnapshotRequest] = asyncio.Queue()
+        hello = distribution_pb2.SnapshotRequest(node=self.node, version_info=self.version)
+        outbox.put_nowait(hello)
+
+        async def requests() -> AsyncIterator[distribution_pb2.SnapshotRequest]:
+            while True:
+                yield await outbox.get()
+
+        call = self._stub.StreamSnapshots(requests(), wait_for_ready=True)
+        async for resp in call:
+            self.connected = True
+            outbox.put_nowait(self._apply(resp))
+
+    def _apply(self, resp: distribution_pb2.SnapshotResponse) -> distribution_pb2.SnapshotRequest:
+        try:
+            if resp.snapshot.version != resp.version_info:
+                raise SnapshotError(
+                    f"version_info {resp.version_info!r} differs from snapshot.version "
+                    f"{resp.snapshot.version!r}"
+                )
+            table = build_table(resp.snapshot)
+        except SnapshotError as e:
+            self.nacks += 1
+            self.last_nack = f"{resp.version_info}: {e}"
+            log.error("NACK snapshot %s: %s (keeping %s)", resp.version_info, e, self.version)
+            return distribution_pb2.SnapshotRequest(
+                node=self.node,
+                version_info=self.version,
+                response_nonce=resp.nonce,
+                error_detail=distribution_pb2.ErrorDetail(code=3, message=str(e)),
+            )
+        self.on_table(table)
+        self.version = table.version
+        self.acks += 1
+        log.info("ACK snapshot %s", table.version)
+        return distribution_pb2.SnapshotRequest(
+            node=self.node, version_info=self.version, response_nonce=resp.nonce
+        )
+
+
+class OutcomeReporter:
+    """Batches outcomes to the control plane; bounded, never blocking a request."""
+
+    def __init__(
+        self,
+        ch: grpc.aio.Channel,
+        node: distribution_pb2.Node,
+        max_buffer: int = 50_000,
+        batch_size: int = 500,
+        interval_s: float = 0.25,
+    ) -> None:
+        self._stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+        self.node = node
+        self._buffer: collections.deque[distribution_pb2.Outcome] = collections.deque(
+            maxlen=max_buffer
+        )
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.recorded = 0
+        self.sent = 0
+        self._wake = asyncio.Event()
+
+    @property
+    def dropped(self) -> int:
+        return self.recorded - self.sent - len(self._buffer)
+
+    def record(self, outcome: distribution_pb2.Outcome) -> None:
+        self.recorded += 1
+        self._buffer.append(outcome)
+        if len(self._buffer) >= self.batch_size:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._stub.ReportOutcomes(self._batches(), wait_for_ready=True)
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as e:
+                log.warning("outcome stream ended: %s", e.code().name)
+            except Exception:
+                log.exception("outcome stream failed")
+            await asyncio.sleep(0.2)
+
+    async def _batches(self) -> AsyncIterator[distribution_pb2.OutcomeBatch]:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            while self._buffer:
+                n = min(self.batch_size, len(self._buffer))
+                items = [self._buffer.popleft() for _ in range(n)]
+                self.sent += n
+                yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=items)

@@ -1,0 +1,243 @@
+"""Routing tables: a snapshot turned into ready lookup structures.
+
+The control plane already did the expensive, fallible work (validation,
+glob expansion, pool resolution); what remains here is everything a router
+can prepare once per snapshot version so that a request only does dictionary
+lookups and a few comparisons:
+
+- intent keywords lower-cased into tuples and patterns compiled,
+- for every intent, the sub-list of rules that can match it (so a request
+  never scans rules that name other intents),
+- pools resolved to candidate objects that carry their upstream target
+  (endpoint, model, API key read from the environment or a mounted file) and
+  prices per token,
+- cache and limit settings as plain attributes.
+
+Building a table is also the router's check of a pushed snapshot: anything
+it cannot use raises :class:`SnapshotError`, which the distribution client
+turns into a NACK while the previous table keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skyroute.router.providers.types import Target
+from skyroute.v1 import snapshot_pb2
+
+PROVIDERS = frozenset({"openai", "anthropic", "gemini"})
+UNKNOWN_INTENT = "unknown"
+
+
+class SnapshotError(ValueError):
+    """A pushed snapshot this router cannot serve; the message says where."""
+
+
+@dataclass(slots=True, frozen=True)
+class Candidate:
+    """One model of a pool, ready to call."""
+
+    model: str
+    provider: str
+    family: str
+    target: Target
+    input_price: float  # USD per token
+    output_price: float  # USD per token
+    context_window: int
+    supports_tools: bool
+    max_output_tokens: int
+    timeout_s: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens * self.input_price + completion_tokens * self.output_price
+
+
+@dataclass(slots=True, frozen=True)
+class IntentMatcher:
+    name: str
+    keywords: tuple[str, ...]
+    pattern: re.Pattern[str] | None
+
+
+@dataclass(slots=True, frozen=True)
+class Rule:
+    name: str
+    pool: str
+    tools: int  # snapshot_pb2.ToolMatch value
+    min_tokens: int
+    max_tokens: int  # 0 = unbounded
+    tiers: frozenset[str]
+    locales: frozenset[str]
+    tenants: frozenset[str]
+    intents: frozenset[str]  # empty = any
+
+
+@dataclass(slots=True, frozen=True)
+class CacheSettings:
+    enabled: bool
+    intents: frozenset[str]
+    threshold: float
+    ttl_s: float
+    max_entries: int
+
+
+@dataclass(slots=True)
+class PolicyTable:
+    name: str
+    version: str
+    snapshot_version: str
+    intents: tuple[IntentMatcher, ...]
+    intent_names: frozenset[str]
+    rules_by_intent: dict[str, tuple[Rule, ...]]
+    default_pool: str
+    pools: dict[str, tuple[Candidate, ...]]
+    cache: CacheSettings
+    max_attempts: int
+    request_timeout_s: float
+    first_token_timeout_s: float
+    trust_declared_intent: bool
+    weights: tuple[float, float, float, float]
+
+
+@dataclass(slots=True)
+class RoutingTable:
+    version: str
+    policies: dict[str, PolicyTable]
+    default_policy: str
+    pool_names: tuple[str, ...] = field(default=())
+
+    def policy(self, name: str) -> PolicyTable | None:
+        if not name or name == "auto":
+            name = self.default_policy
+        return self.policies.get(name)
+
+
+def _read_key(env: str, file: str) -> str | None:
+    # Mounted secret files win over the environment: they rotate without a restart
+    # of the pod, and a new table is built for every snapshot version.
+    if file:
+        try:
+            return Path(file).read_text().strip() or None
+        except OSError:
+            pass
+    if env:
+        return os.environ.get(env) or None
+    return None
+
+
+def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
+    where = f"pool {pool!r} model {c.model!r}"
+    if c.provider not in PROVIDERS:
+        raise SnapshotError(f"{where}: provider {c.provider!r} is not one of {sorted(PROVIDERS)}")
+    if not c.endpoint.startswith(("http://", "https://")):
+        raise SnapshotError(f"{where}: endpoint {c.endpoint!r} is not an http(s) URL")
+    return Candidate(
+        model=c.model,
+        provider=c.provider,
+        family=c.family or c.provider,
+        target=Target(
+            provider=c.provider,
+            endpoint=c.endpoint.rstrip("/"),
+            model=c.upstream_model or c.model,
+            api_key=_read_key(c.api_key_env, c.api_key_file),
+        ),
+        input_price=c.input_price_per_mtok / 1e6,
+        output_price=c.output_price_per_mtok / 1e6,
+        context_window=c.context_window,
+        supports_tools=c.supports_tools,
+        max_output_tokens=c.max_output_tokens,
+        timeout_s=(c.timeout_ms or 10_000) / 1000.0,
+    )
+
+
+def _intent(policy: str, i: snapshot_pb2.Intent) -> IntentMatcher:
+    pattern = None
+    if i.patterns:
+        try:
+            pattern = re.compile("|".join(f"(?:{p})" for p in i.patterns), re.IGNORECASE)
+        except re.error as e:
+            raise SnapshotError(f"policy {policy!r} intent {i.name!r}: bad pattern: {e}") from e
+    return IntentMatcher(i.name, tuple(k.lower() for k in i.keywords if k), pattern)
+
+
+def _rule(r: snapshot_pb2.Rule) -> Rule:
+    return Rule(
+        name=r.name,
+        pool=r.pool,
+        tools=r.tools,
+        min_tokens=r.min_prompt_tokens,
+        max_tokens=r.max_prompt_tokens,
+        tiers=frozenset(r.user_tiers),
+        locales=frozenset(r.locales),
+        tenants=frozenset(r.tenants),
+        intents=frozenset(r.intents),
+    )
+
+
+def _policy(
+    p: snapshot_pb2.Policy, pools: dict[str, tuple[Candidate, ...]], snapshot_version: str
+) -> PolicyTable:
+    intents = tuple(_intent(p.name, i) for i in p.intents)
+    names = frozenset(i.name for i in intents)
+    rules = tuple(_rule(r) for r in p.rules)
+    for r in (*rules, None):
+        pool = r.pool if r else p.default_pool
+        if pool not in pools:
+            where = f"rule {r.name!r}" if r else "defaultPool"
+            raise SnapshotError(f"policy {p.name!r} {where}: pool {pool!r} is not in the snapshot")
+        if not pools[pool]:
+            raise SnapshotError(f"policy {p.name!r}: pool {pool!r} has no candidates")
+    # Per intent, only the rules that can match it, in their declared order.
+    by_intent = {
+        name: tuple(r for r in rules if not r.intents or name in r.intents)
+        for name in (*names, UNKNOWN_INTENT)
+    }
+    lim = p.limits
+    w = p.weights
+    return PolicyTable(
+        name=p.name,
+        version=p.version,
+        snapshot_version=snapshot_version,
+        intents=intents,
+        intent_names=names,
+        rules_by_intent=by_intent,
+        default_pool=p.default_pool,
+        pools={k: pools[k] for k in {r.pool for r in rules} | {p.default_pool}},
+        cache=CacheSettings(
+            enabled=p.cache.enabled,
+            intents=frozenset(p.cache.intents),
+            threshold=p.cache.similarity_threshold or 0.9,
+            ttl_s=float(p.cache.ttl_seconds or 3600),
+            max_entries=p.cache.max_entries or 10_000,
+        ),
+        max_attempts=max(1, lim.max_attempts or 3),
+        request_timeout_s=(lim.request_timeout_ms or 30_000) / 1000.0,
+        first_token_timeout_s=(lim.first_token_timeout_ms or 5_000) / 1000.0,
+        trust_declared_intent=p.trust_declared_intent,
+        weights=(w.cost, w.latency, w.success, w.quality),
+    )
+
+
+def build_table(snapshot: snapshot_pb2.Snapshot) -> RoutingTable:
+    """Prepare everything a request needs; raise SnapshotError if unusable."""
+    if not snapshot.version:
+        raise SnapshotError("snapshot has no version")
+    pools = {
+        pool.name: tuple(_candidate(pool.name, c) for c in pool.candidates)
+        for pool in snapshot.pools
+    }
+    policies = {p.name: _policy(p, pools, snapshot.version) for p in snapshot.policies}
+    if not policies:
+        raise SnapshotError("snapshot has no policies")
+    default = snapshot.default_policy or (next(iter(policies)) if len(policies) == 1 else "")
+    if default and default not in policies:
+        raise SnapshotError(f"default_policy {default!r} is not in the snapshot")
+    return RoutingTable(
+        version=snapshot.version,
+        policies=policies,
+        default_policy=default,
+        pool_names=tuple(sorted(pools)),
+    )

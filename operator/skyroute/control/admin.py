@@ -1,0 +1,110 @@
+"""The control plane's admin HTTP endpoints, for people and probes.
+
+``/healthz`` is a liveness probe: it answers while the process serves, even
+before the first good compile (a control plane with a broken folder is alive
+and must not be restarted in a loop; its routers keep their last snapshot).
+``/debug/status`` is ``ControlStatus`` as JSON, the same data as ``skyroute
+status``, in the spirit of ``istioctl proxy-status``. ``/debug/snapshot`` is the
+serving snapshot as JSON, so an operator can see exactly what routers got
+(it holds no secrets: API keys are references). ``/debug/outcomes`` has the
+per pool and model figures that ``ControlStatus`` has no room for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.store import SnapshotStore
+from skyroute.v1 import distribution_pb2
+
+
+def message_to_dict(message: Message) -> dict[str, object]:
+    """Proto field names, defaults included, enums as names: stable JSON for humans and tests."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def state_name(state: int) -> str:
+    """``SYNC_STATE_SYNCED`` -> ``SYNCED``: the words istioctl proxy-status uses."""
+    return distribution_pb2.SyncState.Name(state).removeprefix("SYNC_STATE_")  # type: ignore[arg-type]
+
+
+def status_to_dict(status: distribution_pb2.ControlStatus) -> dict[str, object]:
+    """ControlStatus as JSON data, router states as short names (SYNCED, STALE, ...)."""
+    data = message_to_dict(status)
+    routers = data.get("routers")
+    if isinstance(routers, list):
+        for entry, router in zip(routers, status.routers, strict=True):
+            entry["state"] = state_name(router.state)
+    return data
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    body = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    return web.Response(body=body + b"\n", status=status, content_type="application/json")
+
+
+class AdminServer:
+    """aiohttp app on ``host:port`` (port 0 picks a free one; see ``port`` after start)."""
+
+    def __init__(
+        self,
+        address: str,
+        store: SnapshotStore,
+        status: Callable[[], distribution_pb2.ControlStatus],
+        outcomes: OutcomeAggregator,
+    ) -> None:
+        self.host, _, port = address.rpartition(":")
+        self.host = self.host.strip("[]") or "127.0.0.1"
+        self._requested_port = int(port)
+        self.port = 0
+        self._store = store
+        self._status = status
+        self._outcomes = outcomes
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/debug/status", self._debug_status)
+        app.router.add_get("/debug/snapshot", self._debug_snapshot)
+        app.router.add_get("/debug/outcomes", self._debug_outcomes)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._requested_port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound socket only here
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json({"status": "ok", "version": self._store.version})
+
+    async def _debug_status(self, request: web.Request) -> web.Response:
+        return _json(status_to_dict(self._status()))
+
+    async def _debug_snapshot(self, request: web.Request) -> web.Response:
+        snapshot = self._store.snapshot
+        if snapshot is None:
+            return _json(
+                {"error": "no snapshot compiled yet", "last_error": self._store.last_error},
+                status=503,
+            )
+        return _json(message_to_dict(snapshot))
+
+    async def _debug_outcomes(self, request: web.Request) -> web.Response:
+        return _json(self._outcomes.as_dict())

@@ -1,0 +1,169 @@
+"""The PolicyDistribution gRPC service: snapshot streams, outcome reports, status.
+
+Each router holds one long-lived ``StreamSnapshots`` stream. The handler runs
+two things at once: a reader task that turns incoming requests (hello, ACK,
+NACK) into queue items, and a loop that also receives "the version changed"
+items from the snapshot store. A single queue per stream keeps the order of
+events exact and means a push is one ``yield`` from the loop that owns the
+stream, never a write from another task. The protocol rules themselves are in
+``routers.py``; this module is transport and logging.
+
+``ReportOutcomes`` hands batches to the ``OutcomeAggregator`` and answers with
+the count when the router closes its stream. ``GetStatus`` assembles the
+``ControlStatus`` that ``skyroute status`` and ``/debug/status`` show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+import grpc
+from skyroute.control.logs import event
+from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.routers import Answer, RouterRecord, RouterRegistry
+from skyroute.control.store import SnapshotStore
+from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
+
+log = logging.getLogger("skyroute.control.distribution")
+
+_CHANGED = object()
+_CLOSED = object()
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
+
+
+class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
+    """Serves the store's snapshot to routers and tracks what each one holds."""
+
+    def __init__(
+        self, store: SnapshotStore, registry: RouterRegistry, outcomes: OutcomeAggregator
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.outcomes = outcomes
+        self._streams: set[asyncio.Queue[object]] = set()
+
+    def close_streams(self) -> None:
+        """End every snapshot stream cleanly (status OK), so routers reconnect elsewhere."""
+        for queue in self._streams:
+            queue.put_nowait(_CLOSED)
+
+    async def StreamSnapshots(
+        self,
+        request_iterator: AsyncIterator[distribution_pb2.SnapshotRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[distribution_pb2.SnapshotResponse]:
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        self._streams.add(queue)
+        reader = asyncio.create_task(self._read(request_iterator, queue))
+        unsubscribe = self.store.subscribe(lambda: queue.put_nowait(_CHANGED))
+        record: RouterRecord | None = None
+        try:
+            first = await queue.get()
+            while first is _CHANGED:  # a change before the hello is covered by the hello
+                first = await queue.get()
+            if first is _CLOSED:
+                return
+            if not isinstance(first, distribution_pb2.SnapshotRequest):
+                return
+            if not first.node.id:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, "the first SnapshotRequest must set node.id"
+                )
+            record = self.registry.connect(first.node)
+            record.hello(first, self.store.version)
+            event(
+                log, "router_connected", router=record.id, version_info=first.version_info or "-",
+                state=distribution_pb2.SyncState.Name(record.state),  # type: ignore[arg-type]
+            )
+            while True:
+                response = self._push_if_needed(record)
+                if response is not None:
+                    yield response
+                item = await queue.get()
+                if item is _CLOSED:
+                    return
+                if isinstance(item, distribution_pb2.SnapshotRequest):
+                    self._answer(record, item)
+        finally:
+            self._streams.discard(queue)
+            unsubscribe()
+            reader.cancel()
+            if record is not None and self.registry.disconnect(record):
+                event(log, "router_disconnected", router=record.id, acked=record.acked_version)
+
+    async def _read(
+        self,
+        requests: AsyncIterator[distribution_pb2.SnapshotRequest],
+        queue: asyncio.Queue[object],
+    ) -> None:
+        try:
+            async for request in requests:
+                queue.put_nowait(request)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # the RPC ended (cancelled, aborted, reset): the stream is over
+            log.debug("snapshot stream read ended: %r", exc)
+        finally:
+            queue.put_nowait(_CLOSED)
+
+    def _push_if_needed(self, record: RouterRecord) -> distribution_pb2.SnapshotResponse | None:
+        snapshot = self.store.snapshot
+        if snapshot is None or not record.needs(snapshot.version):
+            return None
+        nonce = new_nonce()
+        record.sent(snapshot.version, nonce)
+        event(log, "push", router=record.id, version=snapshot.version, nonce=nonce,
+              previous=record.acked_version or "-")
+        return distribution_pb2.SnapshotResponse(
+            version_info=snapshot.version, nonce=nonce, snapshot=snapshot
+        )
+
+    def _answer(self, record: RouterRecord, request: distribution_pb2.SnapshotRequest) -> None:
+        answer = record.answer(request)
+        if answer is Answer.ACK:
+            event(log, "ack", router=record.id, version=request.version_info,
+                  nonce=request.response_nonce)
+        elif answer is Answer.NACK:
+            event(log, "nack", logging.WARNING, router=record.id, rejected=record.sent_version,
+                  keeps=request.version_info or "-", code=request.error_detail.code,
+                  error=request.error_detail.message)
+        else:
+            event(log, "stale_nonce", logging.DEBUG, router=record.id,
+                  nonce=request.response_nonce, expected=record.nonce)
+
+    async def ReportOutcomes(
+        self,
+        request_iterator: AsyncIterator[distribution_pb2.OutcomeBatch],
+        context: grpc.aio.ServicerContext,
+    ) -> distribution_pb2.OutcomeSummary:
+        received = 0
+        async for batch in request_iterator:
+            received += self.outcomes.record(batch.node.id, batch.outcomes)
+            self.registry.touch(batch.node.id)
+        return distribution_pb2.OutcomeSummary(received=received)
+
+    async def GetStatus(
+        self, request: distribution_pb2.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> distribution_pb2.ControlStatus:
+        return self.status()
+
+    def status(self) -> distribution_pb2.ControlStatus:
+        """The control plane's view: version, policies, last error, routers, outcome counts."""
+        status = distribution_pb2.ControlStatus(
+            version=self.store.version,
+            policies=self.store.policies(),
+            last_error=self.store.last_error,
+            outcomes_total=self.outcomes.total,
+            source=self.store.source,
+        )
+        for record in self.registry.records():
+            status.routers.append(record.to_status(self.outcomes.for_router(record.id)))
+        for pool, count in self.outcomes.by_pool().items():
+            status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
+        return status

@@ -1,0 +1,391 @@
+"""Pydantic mirrors of the ModelPool and RoutingPolicy CRDs.
+
+The CRDs in ``crds/`` are what a Kubernetes API server enforces; these models
+are what the control plane enforces when it reads a folder of YAML with no API
+server in front of it (local runs, CI, the demo). Both must reject the same
+input with the same words, otherwise a policy that passes ``skyroute control``
+locally fails ``kubectl apply`` later, or the reverse. So every limit here
+(lengths, list sizes, ranges, enums, patterns, defaults) is copied from the
+CRD schema, and every cross-field CEL rule of the CRDs has a validator here
+raising the very same message (``CEL_MESSAGES``; tests compare both files).
+
+Field names are snake_case in Python and camelCase on the wire, as in the
+CRDs. Models are strict (no "0.5" strings for numbers, no ints for booleans)
+because the API server is strict too, and unknown fields are errors, as with
+``kubectl apply --validate=strict``: a typo such as ``defualtPool`` must not
+silently fall back to a default.
+
+What a single object cannot tell (does the referenced pool exist, does a glob
+match any intent, is there only one default policy) lives in ``validate.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+GROUP = "skyroute.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND_POOL = "ModelPool"
+KIND_POLICY = "RoutingPolicy"
+
+# Patterns are written in the subset that ECMA-262 (OpenAPI), RE2 (CEL) and
+# Python agree on, so the CRD and these models accept exactly the same strings.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+INTENT_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$"
+GLOB_PATTERN = r"^[a-z0-9_.*?-]+$"
+ENDPOINT_PATTERN = r"^https?://[^\s]+$"
+ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+FILE_PATTERN = r"^/[^\x00]*$"
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+
+# The messages of the CRDs' x-kubernetes-validations rules, raised verbatim below.
+MSG_UNIQUE_MODELS = "model names must be unique within a pool"
+MSG_MAX_OUTPUT = "maxOutputTokens must not exceed contextWindow"
+MSG_API_KEY = "apiKey needs env or file"
+MSG_UNIQUE_INTENTS = "intent names must be unique"
+MSG_INTENT_SIGNAL = "an intent needs at least one keyword, pattern or example"
+MSG_UNIQUE_RULES = "rule names must be unique"
+MSG_PROMPT_BOUNDS = "maxPromptTokens must be 0 (unbounded) or at least minPromptTokens"
+MSG_CACHE_INTENTS = "cache.intents must name at least one intent when the cache is enabled"
+MSG_FIRST_TOKEN = "firstTokenTimeoutMs must not exceed requestTimeoutMs"
+MSG_WEIGHTS = "weights must not all be zero"
+CEL_MESSAGES = frozenset(
+    {
+        MSG_UNIQUE_MODELS,
+        MSG_MAX_OUTPUT,
+        MSG_API_KEY,
+        MSG_UNIQUE_INTENTS,
+        MSG_INTENT_SIGNAL,
+        MSG_UNIQUE_RULES,
+        MSG_PROMPT_BOUNDS,
+        MSG_CACHE_INTENTS,
+        MSG_FIRST_TOKEN,
+        MSG_WEIGHTS,
+    }
+)
+
+
+def rule_error(message: str, detail: str = "") -> PydanticCustomError:
+    """An error whose text is a CEL rule's message (plus optional detail), unprefixed."""
+    text = f"{message} ({detail})" if detail else message
+    return PydanticCustomError("skyroute_rule", text)
+
+
+def _regex_compiles(pattern: str) -> str:
+    # Routers match patterns with Python `re`, case-insensitively.
+    try:
+        re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise PydanticCustomError(
+            "skyroute_regex", "invalid regular expression: {error}", {"error": str(exc)}
+        ) from None
+    return pattern
+
+
+def _unique(names: list[str], message: str) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise rule_error(message, f'duplicate "{name}" at [{seen[name]}] and [{i}]')
+        seen[name] = i
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=MODEL_PATTERN)]
+IntentName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=INTENT_PATTERN)
+]
+IntentGlob = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=GLOB_PATTERN)]
+Endpoint = Annotated[
+    str, StringConstraints(min_length=1, max_length=2048, pattern=ENDPOINT_PATTERN)
+]
+EnvVar = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ENV_PATTERN)]
+SecretFile = Annotated[str, StringConstraints(min_length=2, max_length=1024, pattern=FILE_PATTERN)]
+Keyword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Pattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=512), AfterValidator(_regex_compiles)
+]
+Example = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Tier = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+Locale = Annotated[str, StringConstraints(min_length=2, max_length=35, pattern=LOCALE_PATTERN)]
+Tenant = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Score = Annotated[float, Field(ge=0, le=1)]
+Millis = Annotated[int, Field(ge=100, le=600_000)]
+Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
+Weight = Annotated[float, Field(ge=0, le=100)]
+Price = Annotated[float, Field(ge=0, le=1000)]
+
+
+class _Spec(BaseModel):
+    """Shared configuration: camelCase aliases, strict types, no unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+
+# --- ModelPool ---------------------------------------------------------------
+
+
+class Pricing(_Spec):
+    """USD per million tokens."""
+
+    input_per_m_tok: Price
+    output_per_m_tok: Price
+
+
+class ApiKeyRef(_Spec):
+    """Where a router finds the key: never the key itself."""
+
+    env: EnvVar | None = None
+    file: SecretFile | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeyRef:
+        if self.env is None and self.file is None:
+            raise rule_error(MSG_API_KEY)
+        return self
+
+
+class PoolModel(_Spec):
+    """One candidate of a pool; the list order is primary first, then fallbacks."""
+
+    name: ModelName
+    provider: Literal["openai", "anthropic", "gemini"]
+    endpoint: Endpoint
+    upstream_model: ModelName | None = None
+    family: Name | None = None
+    pricing: Pricing
+    context_window: Annotated[int, Field(ge=1, le=10_000_000)] = 128_000
+    supports_tools: bool = True
+    max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, validate_default=True)] = 4096
+    timeout_ms: Millis = 10_000
+    api_key: ApiKeyRef | None = None
+    quality: Annotated[dict[IntentGlob, Score], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("max_output_tokens")
+    @classmethod
+    def _fits_context(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("context_window")
+        if isinstance(window, int) and value > window:
+            raise rule_error(MSG_MAX_OUTPUT, f"{value} > {window}")
+        return value
+
+    @property
+    def effective_family(self) -> str:
+        return self.family or self.provider
+
+
+class ModelPoolSpec(_Spec):
+    models: Annotated[list[PoolModel], Field(min_length=1, max_length=16)]
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[PoolModel]) -> list[PoolModel]:
+        _unique([m.name for m in models], MSG_UNIQUE_MODELS)
+        return models
+
+
+# --- RoutingPolicy -----------------------------------------------------------
+
+
+class IntentSpec(_Spec):
+    """An intent class; dotted names (``faq.password``) so globs can select families."""
+
+    name: IntentName
+    keywords: Annotated[list[Keyword], Field(max_length=256)] = Field(default_factory=list)
+    patterns: Annotated[list[Pattern], Field(max_length=64)] = Field(default_factory=list)
+    examples: Annotated[list[Example], Field(max_length=64)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_signal(self) -> IntentSpec:
+        if not (self.keywords or self.patterns or self.examples):
+            raise rule_error(MSG_INTENT_SIGNAL)
+        return self
+
+
+class RuleMatch(_Spec):
+    """All given conditions must hold; an empty list means "any"."""
+
+    intents: Annotated[list[IntentGlob], Field(max_length=64)] = Field(default_factory=list)
+    tools: Literal["any", "required", "absent"] = "any"
+    min_prompt_tokens: Tokens = 0
+    max_prompt_tokens: Annotated[int, Field(ge=0, le=10_000_000, validate_default=True)] = 0
+    user_tiers: Annotated[list[Tier], Field(max_length=32)] = Field(default_factory=list)
+    locales: Annotated[list[Locale], Field(max_length=64)] = Field(default_factory=list)
+    tenants: Annotated[list[Tenant], Field(max_length=256)] = Field(default_factory=list)
+
+    @field_validator("max_prompt_tokens")
+    @classmethod
+    def _bounds(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_prompt_tokens")
+        if value != 0 and isinstance(low, int) and value < low:
+            raise rule_error(MSG_PROMPT_BOUNDS, f"{value} < {low}")
+        return value
+
+
+class Rule(_Spec):
+    name: Name
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    pool: Name
+
+
+class CacheSpec(_Spec):
+    enabled: bool = False
+    intents: Annotated[list[IntentGlob], Field(max_length=64, validate_default=True)] = Field(
+        default_factory=list
+    )
+    similarity_threshold: Score = 0.9
+    ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
+    max_entries: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+    @field_validator("intents")
+    @classmethod
+    def _intents_when_enabled(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("enabled") is True and not value:
+            raise rule_error(MSG_CACHE_INTENTS)
+        return value
+
+
+class LimitsSpec(_Spec):
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    request_timeout_ms: Millis = 30_000
+    first_token_timeout_ms: Annotated[int, Field(ge=100, le=600_000, validate_default=True)] = 5000
+
+    @field_validator("first_token_timeout_ms")
+    @classmethod
+    def _within_request(cls, value: int, info: ValidationInfo) -> int:
+        total = info.data.get("request_timeout_ms")
+        if isinstance(total, int) and value > total:
+            raise rule_error(MSG_FIRST_TOKEN, f"{value} > {total}")
+        return value
+
+
+class WeightsSpec(_Spec):
+    """Relative weights of the decision engine's score terms."""
+
+    cost: Weight = 0.25
+    latency: Weight = 0.25
+    success: Weight = 0.25
+    quality: Weight = 0.25
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> WeightsSpec:
+        if self.cost + self.latency + self.success + self.quality <= 0:
+            raise rule_error(MSG_WEIGHTS)
+        return self
+
+
+class RoutingPolicySpec(_Spec):
+    default: bool = False
+    intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
+    rules: Annotated[list[Rule], Field(max_length=64)] = Field(default_factory=list)
+    default_pool: Name
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    weights: WeightsSpec = Field(default_factory=WeightsSpec)
+    trust_declared_intent: bool = False
+
+    @field_validator("intents")
+    @classmethod
+    def _unique_intents(cls, intents: list[IntentSpec]) -> list[IntentSpec]:
+        _unique([i.name for i in intents], MSG_UNIQUE_INTENTS)
+        return intents
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rules(cls, rules: list[Rule]) -> list[Rule]:
+        _unique([r.name for r in rules], MSG_UNIQUE_RULES)
+        return rules
+
+    @property
+    def intent_names(self) -> list[str]:
+        return [i.name for i in self.intents]
+
+
+# --- Top-level objects -------------------------------------------------------
+
+
+class ObjectMeta(BaseModel):
+    """The part of ``metadata`` the control plane reads; labels and the rest pass."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    name: Name
+    namespace: Name = "default"
+
+
+class _Object(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+    api_version: Literal["skyroute.io/v1alpha1"]
+    metadata: ObjectMeta
+    # Written by the operator (kopf) on a cluster; never read as input.
+    status: dict[str, Any] | None = None
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name``, as kubectl prints it."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+
+class ModelPool(_Object):
+    kind: Literal["ModelPool"]
+    spec: ModelPoolSpec
+
+
+class RoutingPolicy(_Object):
+    kind: Literal["RoutingPolicy"]
+    spec: RoutingPolicySpec
+
+
+MODELS: dict[str, type[ModelPool] | type[RoutingPolicy]] = {
+    KIND_POOL: ModelPool,
+    KIND_POLICY: RoutingPolicy,
+}
+
+
+def _field_aliases() -> dict[str, str]:
+    found: dict[str, str] = {}
+    todo: list[type[BaseModel]] = [*_Spec.__subclasses__(), *_Object.__subclasses__()]
+    for cls in todo:
+        for name, info in cls.model_fields.items():
+            if info.alias and info.alias != name:
+                found[name] = info.alias
+    return found
+
+
+# Python field name -> wire name. pydantic reports an error found while validating a
+# default (validate_default) under the Python name; problems must use the wire name.
+FIELD_ALIASES = _field_aliases()

@@ -1,0 +1,135 @@
+"""``skyroute control``: the control plane process, wired together.
+
+One asyncio loop runs three things: the gRPC server routers connect to
+(``DistributionService``), the folder watcher that compiles new snapshots
+(``SourceWatcher``) and, optionally, the admin HTTP server. They share one
+``SnapshotStore``, one ``RouterRegistry`` and one ``OutcomeAggregator``; no
+locks are needed because everything runs on that single loop.
+
+Start-up order matters for the "no spurious push" promise: the folder is
+compiled before the gRPC port opens, so a router reconnecting to a restarted
+control plane is compared against the real current version, not an empty
+one. If the folder is invalid at start, the control plane still starts (and
+says why in its log and in ``skyroute status``); routers that reconnect keep
+what they have until the folder is fixed.
+
+``ControlPlane`` is also what tests use to run a real server in-process on a
+free port (``listen="127.0.0.1:0"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from skyroute.control.admin import AdminServer
+from skyroute.control.distribution import DistributionService
+from skyroute.control.logs import configure, event
+from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.routers import RouterRegistry
+from skyroute.control.source import SourceWatcher
+from skyroute.control.store import SnapshotStore
+from skyroute.v1 import distribution_pb2_grpc
+
+log = logging.getLogger("skyroute.control.server")
+
+
+class ControlPlane:
+    """The control plane's parts on one event loop; ``start``/``stop`` from within it."""
+
+    def __init__(
+        self,
+        source: str,
+        listen: str,
+        admin: str | None = None,
+        *,
+        debounce_ms: int = 50,
+        disconnected_ttl_s: float = 300.0,
+    ) -> None:
+        self.source = source
+        self.listen = listen
+        self.store = SnapshotStore(source)
+        self.registry = RouterRegistry(disconnected_ttl_s=disconnected_ttl_s)
+        self.outcomes = OutcomeAggregator()
+        self.service = DistributionService(self.store, self.registry, self.outcomes)
+        self.watcher = SourceWatcher(source, self.store, debounce_ms=debounce_ms)
+        self.admin = (
+            AdminServer(admin, self.store, self.service.status, self.outcomes) if admin else None
+        )
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._stop = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        host = self.listen.rpartition(":")[0] or "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        if not Path(self.source).is_dir():
+            raise SystemExit(f"skyroute control: source folder not found: {self.source}")
+        self.watcher.reload()
+        server = grpc.aio.server()
+        distribution_pb2_grpc.add_PolicyDistributionServicer_to_server(self.service, server)
+        try:
+            self.port = server.add_insecure_port(self.listen)
+        except RuntimeError as exc:
+            raise SystemExit(f"skyroute control: cannot listen on {self.listen}: {exc}") from None
+        if self.port == 0:
+            raise SystemExit(f"skyroute control: cannot listen on {self.listen}")
+        await server.start()
+        self._server = server
+        if self.admin is not None:
+            try:
+                await self.admin.start()
+            except OSError as exc:
+                await server.stop(None)
+                raise SystemExit(f"skyroute control: cannot serve admin HTTP: {exc}") from None
+        self._watch_task = asyncio.create_task(self.watcher.run(self._stop))
+        event(
+            log, "listening", grpc=self.address,
+            admin=f"{self.admin.host}:{self.admin.port}" if self.admin else "-",
+            source=self.source, version=self.store.version or "-",
+        )
+
+    async def stop(self, grace: float = 1.0) -> None:
+        self._stop.set()
+        if self._watch_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._watch_task, timeout=2.0)
+        if self.admin is not None:
+            await self.admin.stop()
+        if self._server is not None:
+            self.service.close_streams()
+            await asyncio.sleep(0)  # let the stream handlers see it and return
+            await self._server.stop(grace)
+            self._server = None
+        event(log, "stopped", grpc=self.address)
+
+    async def wait(self) -> None:
+        """Until ``stop`` is called (or SIGINT/SIGTERM, via ``serve``)."""
+        await self._stop.wait()
+
+
+async def serve(source: str, listen: str, admin: str | None) -> None:
+    plane = ControlPlane(source, listen, admin)
+    await plane.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, plane._stop.set)
+    try:
+        await plane.wait()
+    finally:
+        await plane.stop()
+
+
+def main(source: str, listen: str, admin: str | None) -> None:
+    """Run the control plane until SIGINT/SIGTERM; logs go to stderr as logfmt."""
+    configure()
+    asyncio.run(serve(source, listen, admin))

@@ -1,0 +1,121 @@
+"""``skyroute status``: which version each router serves, at a glance.
+
+Modelled on ``istioctl proxy-status``: one line per router with its sync
+state (SYNCED, STALE, NOT SENT, DISCONNECTED), the version it ACKed and the
+version last sent to it, so that a rollout that did not land is visible
+before its effects are. The control plane's own version, its serving policies
+and its last rejected input go on top, because "why is my change not live?"
+is most often answered by the last error, not by any router.
+
+The exit status is non-zero when the control plane cannot be reached, so the
+command also works as a scripted check.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import grpc
+import orjson
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from skyroute.control.admin import status_to_dict
+from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
+
+_STATE = {
+    distribution_pb2.SYNC_STATE_SYNCED: ("SYNCED", "green"),
+    distribution_pb2.SYNC_STATE_STALE: ("STALE", "yellow"),
+    distribution_pb2.SYNC_STATE_NOT_SENT: ("NOT SENT", "cyan"),
+    distribution_pb2.SYNC_STATE_DISCONNECTED: ("DISCONNECTED", "red"),
+}
+
+
+def fetch_status(control: str, timeout: float = 3.0) -> distribution_pb2.ControlStatus:
+    """Ask the control plane at ``control`` for its status; raises grpc.RpcError."""
+    with grpc.insecure_channel(control) as channel:
+        stub = distribution_pb2_grpc.PolicyDistributionStub(channel)
+        response: distribution_pb2.ControlStatus = stub.GetStatus(
+            distribution_pb2.StatusRequest(), timeout=timeout
+        )
+        return response
+
+
+def _ago(unix_ms: int, now_ms: int) -> str:
+    if not unix_ms:
+        return "-"
+    seconds = max(0, (now_ms - unix_ms) // 1000)
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def render(status: distribution_pb2.ControlStatus, control: str, console: Console) -> None:
+    """Header (version, policies, last error, outcomes) and one table row per router."""
+    now_ms = int(time.time() * 1000)
+    header = Text()
+    header.append("Control plane ", style="bold")
+    header.append(f"{control}  ")
+    header.append("version ", style="bold")
+    header.append(status.version or "(none: no valid snapshot yet)")
+    if status.source:
+        header.append("  source ", style="bold")
+        header.append(status.source)
+    console.print(header)
+    policies = ", ".join(f"{name} {ver}" for name, ver in sorted(status.policies.items()))
+    console.print(Text.assemble(("Policies ", "bold"), policies or "-"))
+    if status.last_error:
+        console.print(Text.assemble(("Last error ", "bold red"), (status.last_error, "red")))
+    else:
+        console.print(Text.assemble(("Last error ", "bold"), "none"))
+    pools = ", ".join(f"{c.key} {c.requests}" for c in status.outcomes_by_pool)
+    by_pool = f" ({pools})" if pools else ""
+    console.print(Text.assemble(("Outcomes ", "bold"), str(status.outcomes_total), by_pool))
+
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("ROUTER", "STATE", "ACKED", "SENT", "OUTCOMES", "LAST SEEN", "LAST NACK"):
+        table.add_column(column, no_wrap=column != "LAST NACK", overflow="fold")
+    for router in status.routers:
+        name, style = _STATE.get(router.state, ("UNKNOWN", "magenta"))
+        label = name
+        nacked = router.sent_version and router.last_nack.startswith(router.sent_version + ":")
+        if router.state == distribution_pb2.SYNC_STATE_STALE and nacked:
+            label = "STALE (NACKed)"
+        table.add_row(
+            router.node.id,
+            Text(label, style=style),
+            router.acked_version or "-",
+            router.sent_version or "-",
+            str(router.outcomes),
+            _ago(router.last_seen_unix_ms, now_ms),
+            router.last_nack or "-",
+        )
+    if status.routers:
+        console.print(table)
+    else:
+        console.print("No routers connected.")
+
+
+def main(control: str, as_json: bool) -> int:
+    """Print the status of the control plane at ``control``; 1 if it cannot be reached."""
+    try:
+        status = fetch_status(control)
+    except grpc.RpcError as exc:
+        code = exc.code().name if hasattr(exc, "code") else "ERROR"
+        detail = exc.details() if hasattr(exc, "details") else str(exc)
+        print(
+            f"skyroute status: cannot reach the control plane at {control} ({code}: {detail})",
+            file=sys.stderr,
+        )
+        return 1
+    if as_json:
+        sys.stdout.write(
+            orjson.dumps(status_to_dict(status), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
+        return 0
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    render(status, control, console)
+    return 0

@@ -1,0 +1,284 @@
+"""The provider simulator's HTTP server: three provider families on one port.
+
+This machine cannot reach real LLM providers, and tests and benchmarks need
+providers that fail on cue anyway, so ``skyroute providers`` stands in for
+them. It speaks the real wire formats (see the ``*_wire`` modules) at the
+paths the official SDKs use, so the router's adapters, the ``openai`` and
+``anthropic`` SDKs and raw HTTP clients all talk to it unchanged:
+
+- ``POST /openai/v1/chat/completions``  (SDK ``base_url=http://HOST:PORT/openai/v1``)
+- ``POST /anthropic/v1/messages``       (SDK ``base_url=http://HOST:PORT/anthropic``)
+- ``POST /gemini/v1beta/models/{model}:generateContent`` and
+  ``:streamGenerateContent?alt=sse``
+
+and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
+the random sequence), ``GET /_sim/stats`` (``{"scenario_time_s": float,
+"models": {name: {"requests", "ok", "streams", "tool_calls", "errors":
+{kind: count}}}}``), ``PUT /_sim/scenario`` (YAML or JSON body; replaces the
+scenario, restarts the burst clock, keeps the stats; a bad one is a 400 naming
+the field and changes nothing) and ``GET /healthz``.
+
+One request is: decode JSON (orjson), let the family parse it, let the
+:class:`~skyroute.simulator.engine.Engine` plan it, sleep, answer. Because it
+is also the upstream in benchmarks, nothing here parses YAML or builds
+templates per request. The handler is cancelled when the client hangs up
+(``handler_cancellation``), so a simulated timeout costs nothing once the
+client has given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Any
+
+import orjson
+from aiohttp import web
+from skyroute.simulator.answers import prompt_hash, text_answer, tool_answer
+from skyroute.simulator.anthropic_wire import AnthropicWire
+from skyroute.simulator.engine import Engine, ModelRuntime, Plan
+from skyroute.simulator.gemini_wire import GeminiWire
+from skyroute.simulator.openai_wire import OpenAIWire
+from skyroute.simulator.scenario import (
+    ERROR_STATUS,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    load_scenario_file,
+    parse_scenario,
+)
+from skyroute.simulator.wire import ErrorContext, Family, Rendered, SimRequest, WireError
+
+DEFAULT_LISTEN = "127.0.0.1:8790"
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+# Kinds answered with an HTTP error (or a 200 refusal / broken body) after error latency.
+_ANSWERED_KINDS = frozenset(k for k, s in ERROR_STATUS.items() if s != 0)
+_MIN_SLEEP = 0.0005
+
+
+class Simulator:
+    """The aiohttp application plus the engine it drives."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.engine = Engine(scenario)
+        self.openai = OpenAIWire()
+        self.anthropic = AnthropicWire()
+        self.gemini = GeminiWire()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/openai/v1/chat/completions", self._openai)
+        app.router.add_post("/anthropic/v1/messages", self._anthropic)
+        app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
+        app.router.add_post("/_sim/reset", self._reset)
+        app.router.add_get("/_sim/stats", self._stats)
+        app.router.add_put("/_sim/scenario", self._put_scenario)
+        app.router.add_get("/healthz", self._healthz)
+        self.app = app
+
+    # -- provider endpoints -------------------------------------------------
+
+    async def _openai(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self.openai, None, False)
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self.anthropic, None, False)
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        model, _, method = request.match_info["target"].rpartition(":")
+        if method == "generateContent" and model:
+            return await self._serve(request, self.gemini, model, False)
+        if method == "streamGenerateContent" and model:
+            if request.query.get("alt") != "sse":
+                return _respond(self.gemini.invalid(
+                    "this simulator streams only with ?alt=sse (JSON-array streaming is not "
+                    "supported)"))
+            return await self._serve(request, self.gemini, model, True)
+        return _respond(self.gemini.invalid(
+            f"method {method!r} not found for models/{model}", 404))
+
+    async def _serve(self, request: web.Request, family: Family, path_model: str | None,
+                     stream_path: bool) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            family.check_headers(request)
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _respond(family.invalid(f"request body is not valid JSON: {exc}"))
+        except WireError as exc:
+            return _respond(family.invalid(exc.message, exc.status))
+        engine = self.engine
+        want_key = engine.scenario.api_key
+        if want_key is not None:
+            key = family.api_key(request)
+            if key != want_key:
+                status = 403 if key is None and family is self.gemini else 401
+                return _respond(family.invalid("invalid or missing API key", status))
+        try:
+            req = family.parse(body, path_model, stream_path)
+        except WireError as exc:
+            return _respond(family.invalid(exc.message, exc.status))
+        rt = engine.runtime(req.model)
+        stats = rt.stats
+        stats.requests += 1
+        if req.stream:
+            stats.streams += 1
+        prompt_tokens = max(1, req.prompt_chars // 4)
+        phash = prompt_hash(req.prompt_text)
+        plan = engine.plan(rt, phash, prompt_tokens, req.max_tokens)
+        kind = plan.kind
+        if kind is not None:
+            stats.errors[kind] = stats.errors.get(kind, 0) + 1
+            if kind in _ANSWERED_KINDS:
+                await asyncio.sleep(plan.delay_s)
+                ctx = ErrorContext(req.model, req.stream, plan.retry_after_s, prompt_tokens,
+                                   rt.profile.context_window)
+                return _respond(family.error(kind, ctx))
+            if kind == "timeout":
+                return await self._hang(request)
+        if req.tool_name is not None:
+            stats.tool_calls += 1
+            answer = tool_answer(req.model, req.tool_name, req.tool_schema, prompt_tokens,
+                                 plan.completion_tokens)
+        else:
+            answer = text_answer(req.model, phash, plan.completion_tokens,
+                                 rt.profile.stream_chunk_tokens, prompt_tokens, plan.truncated)
+        if req.stream:
+            return await self._stream(request, family, req, answer, rt, plan)
+        await asyncio.sleep(plan.delay_s + answer.completion_tokens * plan.token_s)
+        body_bytes = family.render(req, answer)
+        if kind == "stream_cut":
+            return await self._cut_body(request, body_bytes)
+        if kind == "stall":
+            return await self._hang(request)
+        stats.ok += 1
+        return web.Response(body=body_bytes, content_type=_JSON)
+
+    async def _stream(self, request: web.Request, family: Family, req: SimRequest,
+                      answer: Any, rt: ModelRuntime, plan: Plan) -> web.StreamResponse:
+        frames = family.stream(req, answer, rt.profile.stream_chunk_tokens)
+        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        await resp.prepare(request)
+        if frames.head:
+            await resp.write(frames.head)
+        loop = asyncio.get_running_loop()
+        at = loop.time() + plan.delay_s
+        cut_at = -1
+        if plan.kind in ("stream_cut", "stall"):
+            cut_at = max(1, len(frames.pieces) // 2)
+        for i, piece in enumerate(frames.pieces):
+            if i == cut_at:
+                break
+            wait = at - loop.time()
+            if wait > _MIN_SLEEP:
+                await asyncio.sleep(wait)
+            await resp.write(piece)
+            at += frames.piece_tokens[i] * plan.token_s
+        if cut_at >= 0:
+            if plan.kind == "stall":
+                await asyncio.sleep(self.engine.scenario.hang_s)
+            _abort(request)
+            return resp
+        wait = at - loop.time()
+        if wait > _MIN_SLEEP:
+            await asyncio.sleep(wait)
+        await resp.write(frames.tail)
+        await resp.write_eof()
+        rt.stats.ok += 1
+        return resp
+
+    async def _hang(self, request: web.Request) -> web.StreamResponse:
+        """Never answer: hold the request until the client leaves or hang_s passes."""
+        await asyncio.sleep(self.engine.scenario.hang_s)
+        _abort(request)
+        return web.Response(status=504)
+
+    async def _cut_body(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """Promise the whole body, send half of it, drop the connection."""
+        resp = web.StreamResponse(headers={"Content-Type": _JSON})
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        await resp.write(body[: len(body) // 2])
+        _abort(request)
+        return resp
+
+    # -- hooks --------------------------------------------------------------
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.engine.reset()
+        return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(self.engine.stats_json()), content_type=_JSON)
+
+    async def _put_scenario(self, request: web.Request) -> web.Response:
+        text = await request.read()
+        try:
+            scenario = load_scenario(text, "PUT /_sim/scenario")
+        except ScenarioError as exc:
+            return web.Response(status=400, content_type=_JSON,
+                                body=orjson.dumps({"error": str(exc)}))
+        self.engine.load(scenario)
+        return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type=_JSON)
+
+
+def _respond(r: Rendered) -> web.Response:
+    return web.Response(status=r.status, headers=r.headers, body=r.body)
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[v6]:PORT``) -> (host, port), with a clear error."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+async def start(scenario: Scenario, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving on (host, port); returns the runner and the bound port."""
+    sim = Simulator(scenario)
+    runner = web.AppRunner(sim.app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    bound = port
+    for address in runner.addresses:  # learn the real port when 0 was asked
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound = int(address[1])
+            break
+    return runner, bound
+
+
+def main(listen: str = DEFAULT_LISTEN, scenario: str | None = None) -> None:
+    """Run the simulator until interrupted (the ``skyroute providers`` command)."""
+    try:
+        host, port = parse_listen(listen)
+        sc = load_scenario_file(scenario) if scenario else parse_scenario({}, "built-in defaults")
+    except (ValueError, ScenarioError) as exc:
+        print(f"skyroute providers: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    async def serve() -> None:
+        runner, bound = await start(sc, host, port)
+        print(f"skyroute providers listening on http://{host}:{bound} "
+              f"(scenario: {scenario or 'built-in defaults'})", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(serve())
+        else:
+            uvloop.run(serve())

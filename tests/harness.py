@@ -1,0 +1,173 @@
+"""Process harness shared by the suites: real skyroute processes on loopback.
+
+Integration tests start the real console-script roles (``skyroute
+providers``, ``skyroute control``, ``skyroute router``) as subprocesses on
+free 127.0.0.1 ports, wait for them to answer, and stop them afterwards.
+Nothing of skyroute's own is mocked; the provider simulator stands in for
+the LLM providers this machine cannot reach.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: {last}")
+
+
+class Proc:
+    """One skyroute role as a subprocess, its output kept in a log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.log = Path(tempfile.mkstemp(prefix=f"skyroute-{name}-", suffix=".log")[1])
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.p: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        fh = self.log.open("ab")
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "skyroute.cli.main", *self.args],
+            stdout=fh, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
+        )
+        fh.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.p is not None and self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+
+    def kill(self) -> None:
+        if self.p is not None and self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(5)
+
+    def alive(self) -> bool:
+        return self.p is not None and self.p.poll() is None
+
+
+class Stack:
+    """Simulator + control plane + routers, wired together on free ports.
+
+    ``files`` maps file names to YAML text in which ``{SIM}`` stands for the
+    simulator's base URL; they are written to a fresh source folder that the
+    control plane watches (``self.source``).
+    """
+
+    def __init__(self, procs: list[Proc], tmp: Path, files: dict[str, str], scenario: str,
+                 routers: int = 1) -> None:
+        self.procs = procs
+        self.sim_port = free_port()
+        self.sim = f"http://127.0.0.1:{self.sim_port}"
+        scen = tmp / "scenario.yaml"
+        scen.write_text(scenario)
+        self.source = tmp / "policies"
+        self.source.mkdir()
+        for name, text in files.items():
+            self.write(name, text)
+        self.simulator = self.start("providers", ["providers", "--listen",
+                                                  f"127.0.0.1:{self.sim_port}",
+                                                  "--scenario", str(scen)])
+        self.control_addr = f"127.0.0.1:{free_port()}"
+        self.admin = f"http://127.0.0.1:{free_port()}"
+        self.control = self.start("control", self.control_args())
+        self.routers: list[tuple[Proc, str, str]] = []
+        for i in range(routers):
+            g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            p = self.start(f"router-{i}", ["router", "--control", self.control_addr,
+                                           "--grpc", g, "--http", h, "--id", f"router-{i}"])
+            self.routers.append((p, g, f"http://{h}"))
+        wait_until(lambda: http_get(self.sim + "/healthz")[0] == 200, what="simulator")
+        for p, _, url in self.routers:
+            wait_until(lambda url=url: http_get(url + "/readyz")[0] == 200,
+                       what=f"{p.name} ready\n{self.control.output()}\n{p.output()}")
+
+    def control_args(self) -> list[str]:
+        return ["control", "--source", str(self.source), "--listen", self.control_addr,
+                "--admin", self.admin.removeprefix("http://")]
+
+    def start(self, name: str, args: list[str]) -> Proc:
+        p = Proc(name, args)
+        self.procs.append(p)
+        return p
+
+    def write(self, name: str, text: str) -> None:
+        path = self.source / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text.replace("{SIM}", self.sim))
+        tmp.rename(path)  # atomic, as a git checkout or ConfigMap update would be
+
+    def status(self) -> dict:  # type: ignore[type-arg]
+        import json
+
+        code, body = http_get(self.admin + "/debug/status")
+        assert code == 200, body
+        return json.loads(body)
+
+    def router_version(self, i: int = 0) -> str:
+        code, body = http_get(self.routers[i][2] + "/readyz")
+        return body.decode().split()[-1] if code == 200 else ""
+
+    def router_status(self, i: int = 0) -> dict:  # type: ignore[type-arg]
+        import json
+
+        return json.loads(http_get(self.routers[i][2] + "/debug/status")[1])
+
+    def put_scenario(self, text: str) -> None:
+        req = urllib.request.Request(self.sim + "/_sim/scenario", data=text.encode(),
+                                     method="PUT")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200
+
+    def sim_stats(self) -> dict:  # type: ignore[type-arg]
+        import json
+
+        return json.loads(http_get(self.sim + "/_sim/stats")[1])
+
+    def reset_sim(self) -> None:
+        req = urllib.request.Request(self.sim + "/_sim/reset", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 200

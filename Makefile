@@ -40,3 +40,17 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Test cluster for the k8s suites: etcd (Debian) + kube-apiserver/kubectl built
+# once from the pinned k8s.io/kubernetes module into ~/.cache/skyroute (slow the
+# first time). `export KUBECONFIG=$$(make -s cluster-up)` for a shell.
+.PHONY: cluster-bins cluster-up cluster-down
+
+cluster-bins:
+	bash hack/cluster/bins.sh
+
+cluster-up: cluster-bins
+	@bash hack/cluster/up.sh
+
+cluster-down:
+	@bash hack/cluster/down.sh

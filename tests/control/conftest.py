@@ -9,7 +9,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "acmeshop"
-CRDS = ROOT / "crds"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 import re
 from pathlib import Path
@@ -69,6 +70,11 @@ def test_acmeshop_snapshot_contents() -> None:
 def test_snapshot_version_is_the_hash_with_version_empty() -> None:
     s = compile_folder(EXAMPLE)
     assert snapshot_version(s) == s.version
+    unversioned = snapshot_pb2.Snapshot()
+    unversioned.CopyFrom(s)
+    unversioned.version = ""
+    raw = unversioned.SerializeToString(deterministic=True)
+    assert s.version == "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
     s.pools[0].candidates[0].timeout_ms += 1
     assert snapshot_version(s) != s.version
 

@@ -327,6 +327,7 @@ def test_outcomes_are_counted_and_shown(acmeshop: Path) -> None:
                 outcomes: dict[str, Any] = await resp.json()
         assert data["version"] == plane.store.version and data["last_error"] == ""
         assert data["routers"][0]["state"] == "SYNCED"
+        assert data["outcomes_total"] == 3 and data["routers"][0]["outcomes"] == 3
         assert data["routers"][0]["acked_version"] == plane.store.version
         assert snap["version"] == plane.store.version
         assert [p["name"] for p in snap["pools"]] == ["balanced", "baseline", "cost", "quality"]

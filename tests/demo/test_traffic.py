@@ -106,8 +106,8 @@ def test_committed_sample_is_what_the_generator_writes() -> None:
     from pathlib import Path
 
     sample = Path(__file__).resolve().parents[2] / "examples" / "acmeshop" / "traffic-sample.jsonl"
-    fresh = to_jsonl(generate_traffic(60, duration_s=30.0))
+    fresh = to_jsonl(generate_traffic(40, duration_s=30.0))
     assert sample.read_text() == fresh, (
         "examples/acmeshop/traffic-sample.jsonl is stale; regenerate it with "
-        "`.venv/bin/python -m skyroute.cli.demo_traffic --requests 60 "
+        "`.venv/bin/python -m skyroute.cli.demo_traffic --requests 40 "
         "--out examples/acmeshop/traffic-sample.jsonl`")

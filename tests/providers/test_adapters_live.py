@@ -221,7 +221,7 @@ def test_failures_after_the_first_token(sim_url: str, family: str) -> None:
     assert any(isinstance(ev, TextDelta) for ev in events)
     assert not any(isinstance(ev, StreamEnd) for ev in events)
     events, e = stream(target(sim_url, family, "err-stall"), ask("hello"), first=2, total=0.8)
-    assert e is not None and e.error_class == TIMEOUT
+    assert e is not None and e.error_class == STREAM_CUT and not e.retryable
     assert any(isinstance(ev, TextDelta) for ev in events)
 
 

@@ -287,3 +287,18 @@ def test_clean_schema_keeps_only_gemini_keys() -> None:
     assert clean_schema({"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0},
                          "uniqueItems": True}) == {"type": "ARRAY",
                                                    "items": {"type": "INTEGER"}}
+
+
+def test_in_stream_error_events_are_classified() -> None:
+    asm = ADAPTERS["anthropic"].assembler()
+    with pytest.raises(ProviderError) as err:
+        asm.feed(b'{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}')
+    assert err.value.error_class == SERVER_ERROR and err.value.status == 529
+    oa = ADAPTERS["openai"].assembler()
+    with pytest.raises(ProviderError) as err:
+        oa.feed(b'{"error": {"message": "boom", "type": "server_error"}}')
+    assert err.value.error_class == SERVER_ERROR
+    ge = ADAPTERS["gemini"].assembler()
+    with pytest.raises(ProviderError) as err:
+        ge.feed(b'{"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}')
+    assert err.value.error_class == RATE_LIMITED

@@ -180,8 +180,9 @@ ARTICLES_FOR_INTENT: Final[dict[str, tuple[str, ...]]] = {
 }
 #: For general conversations the retriever's picks vary with the question.
 GENERAL_ARTICLE_SETS: Final[tuple[tuple[str, ...], ...]] = (
-    ("orders", "refund"), ("refund", "shipping", "orders"), ("orders", "account"),
-    ("shipping", "orders", "refund"), ("pricing", "refund", "orders"), ("refund", "orders"),
+    ("orders", "refund", "shipping", "account"), ("refund", "shipping", "orders", "pricing"),
+    ("orders", "account", "refund", "password"), ("shipping", "orders", "refund", "pricing"),
+    ("pricing", "refund", "orders", "account"), ("refund", "orders", "shipping", "policy"),
 )
 
 

@@ -31,7 +31,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
@@ -88,7 +88,6 @@ class Outcome:
     completion_tokens: int = 0
     duplicate_tool_actions: int = 0
     router: str = ""
-    errors_seen: list[str] = field(default_factory=list)
 
 
 def parse_attempts(raw: str | None) -> list[RouterAttempt]:
@@ -122,8 +121,12 @@ def parse_attempts(raw: str | None) -> list[RouterAttempt]:
     return out
 
 
-def _ambiguous_status(status: int) -> bool:
-    return status >= 500 or status == 0
+def _may_have_reached_model(out: Outcome) -> bool:
+    """After this failed attempt, may the model have produced (and a tool run) anyway?
+
+    A 5xx or a client-side timeout leaves it open; a 429 or a refused connection does not.
+    """
+    return out.status >= 500 or out.error == "client_timeout"
 
 
 class Replayer:
@@ -186,7 +189,7 @@ class Replayer:
             for attempt in range(arm.retries + 1):
                 if attempt:
                     await asyncio.sleep(arm.backoff_s / self.latency_factor)
-                    if req.has_tools and _ambiguous_status(out.status):
+                    if req.has_tools and _may_have_reached_model(out):
                         out.duplicate_tool_actions += 1
                 out.client_attempts += 1
                 retry = await self._send(session, url, body, headers, arm, out)
@@ -209,11 +212,9 @@ class Replayer:
                 self._record(resp.status, resp.headers, payload, out)
         except TimeoutError:
             out.status, out.error = 0, "client_timeout"
-            out.errors_seen.append(out.error)
             return True
         except aiohttp.ClientError as exc:
             out.status, out.error = 0, f"client_{type(exc).__name__}"
-            out.errors_seen.append(out.error)
             return True
         return (not out.ok) and out.status in CLIENT_RETRY_STATUSES
 
@@ -254,9 +255,4 @@ class Replayer:
             if isinstance(err, dict):
                 kind = str(err.get("type") or err.get("code") or "")
             out.error = kind or f"http_{status}"
-            out.errors_seen.append(out.error)
 
-
-def http_urls(urls: Sequence[str]) -> list[str]:
-    """Normalise router base URLs (``http://host:port``) for :class:`Replayer`."""
-    return [u if u.startswith("http") else f"http://{u}" for u in urls]

@@ -63,7 +63,9 @@ class ArmSummary:
     upstream_attempts: int = 0
     fallback_rate: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
-    intent_agreement: float = 0.0  # router's intent == generator's label, where reported
+    # Share of requests where the router's intent matches the generator's label; None
+    # when the policy classifies nothing (the baseline has no intents).
+    intent_agreement: float | None = None
     cost_usd: float = 0.0
     pool_p95_ms: dict[str, float] = field(default_factory=dict)  # where the tail comes from
 
@@ -72,7 +74,7 @@ class ArmSummary:
         for key in ("p95_ms", "p50_ms", "p99_ms"):
             d[key] = round(d[key], 1)
         for key in ("success_rate", "faq_cache_hit_rate", "fallback_rate", "intent_agreement"):
-            d[key] = round(d[key], 4)
+            d[key] = None if d[key] is None else round(d[key], 4)
         d["cost_per_1k_usd"] = round(d["cost_per_1k_usd"], 4)
         d["cost_usd"] = round(d["cost_usd"], 6)
         d["mix"] = {k: round(v, 4) for k, v in d["mix"].items()}
@@ -92,6 +94,7 @@ def summarize(outcomes: Sequence[Outcome]) -> ArmSummary:
     routed = sum(pools.values())
     faq = [o for o in outcomes if o.intent.startswith("faq.")]
     labelled = [o for o in outcomes if o.intent_seen]
+    classifies = any(o.intent_seen not in ("", "unknown") for o in labelled)
     errors = Counter(o.error for o in outcomes if not o.ok)
     return ArmSummary(
         requests=n,
@@ -108,7 +111,7 @@ def summarize(outcomes: Sequence[Outcome]) -> ArmSummary:
         fallback_rate=sum(o.fallbacks for o in outcomes) / n,
         errors=dict(sorted(errors.items())),
         intent_agreement=(
-            sum(_same_intent(o) for o in labelled) / len(labelled) if labelled else 0.0),
+            sum(_same_intent(o) for o in labelled) / len(labelled) if classifies else None),
         cost_usd=cost,
         pool_p95_ms={p: percentile([o.latency_ms for o in outcomes if o.pool == p], 95)
                      for p in pools},

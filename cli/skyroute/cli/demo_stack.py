@@ -91,9 +91,10 @@ class Stack:
     source: Path
     scenario: Path
     out_dir: Path
+    simulator_port: int = SIMULATOR_PORT  # where the source's pools point
     control: str = ""
     admin: str = ""
-    simulator: str = f"{HOST}:{SIMULATOR_PORT}"
+    simulator: str = ""
     router_http: list[str] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
 
@@ -104,11 +105,12 @@ class Stack:
                     logs / f"{name}.log")
 
     def start(self, routers: int = 2) -> None:
-        if not port_is_free(SIMULATOR_PORT):
+        if not port_is_free(self.simulator_port):
             raise DemoError(
-                f"port {HOST}:{SIMULATOR_PORT} is taken; the provider simulator must listen "
-                f"there because the example pools ({self.source}/pools.yaml) point to it. "
-                "Stop whatever listens there (another `skyroute providers`?) and retry.")
+                f"port {HOST}:{self.simulator_port} is taken; the provider simulator must "
+                f"listen there because the pools in {self.source} point to it. Stop whatever "
+                "listens there (another `skyroute providers`?) and retry.")
+        self.simulator = f"{HOST}:{self.simulator_port}"
         self.control = f"{HOST}:{free_port()}"
         self.admin = f"{HOST}:{free_port()}"
         self.procs.append(self._proc("providers", "providers", "--listen", self.simulator,

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m skyroute.cli.demo_traffic",
                                 description="write a seeded AcmeShop traffic sample as JSONL")
-    p.add_argument("--requests", type=int, default=60)
+    p.add_argument("--requests", type=int, default=40)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--duration", type=float, default=30.0, help="schedule length, seconds")
     p.add_argument("--out", required=True)

@@ -4,7 +4,8 @@
 before the first good compile (a control plane with a broken folder is alive
 and must not be restarted in a loop; its routers keep their last snapshot).
 ``/debug/status`` is ``ControlStatus`` as JSON, the same data as ``skyroute
-status``, in the spirit of ``istioctl proxy-status``. ``/debug/snapshot`` is the
+status``, in the spirit of ``istioctl proxy-status`` (router states as
+``SYNCED``/``STALE``/``NOT_SENT``/``DISCONNECTED``, counters as numbers). ``/debug/snapshot`` is the
 serving snapshot as JSON, so an operator can see exactly what routers got
 (it holds no secrets: API keys are references). ``/debug/outcomes`` has the
 per pool and model figures that ``ControlStatus`` has no room for.
@@ -36,12 +37,23 @@ def state_name(state: int) -> str:
 
 
 def status_to_dict(status: distribution_pb2.ControlStatus) -> dict[str, object]:
-    """ControlStatus as JSON data, router states as short names (SYNCED, STALE, ...)."""
+    """ControlStatus as JSON data, router states as short names (SYNCED, STALE, ...).
+
+    64-bit counters are numbers here, not the strings of the proto3 JSON mapping:
+    this JSON is read by people and scripts, not parsed back into protobuf.
+    """
     data = message_to_dict(status)
+    data["outcomes_total"] = status.outcomes_total
+    data["outcomes_by_pool"] = [
+        {"key": c.key, "requests": c.requests} for c in status.outcomes_by_pool
+    ]
     routers = data.get("routers")
     if isinstance(routers, list):
         for entry, router in zip(routers, status.routers, strict=True):
             entry["state"] = state_name(router.state)
+            entry["outcomes"] = router.outcomes
+            entry["connected_unix_ms"] = router.connected_unix_ms
+            entry["last_seen_unix_ms"] = router.last_seen_unix_ms
     return data
 
 

@@ -39,16 +39,23 @@ _TOOLS = {
 
 
 def digest(*parts: bytes) -> str:
-    """``sha256:`` plus the first 16 hex digits over length-prefixed parts."""
+    """``sha256:`` plus the first 16 hex digits; several parts are length-prefixed."""
     h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
+    if len(parts) == 1:
+        h.update(parts[0])
+    else:
+        for part in parts:
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
     return "sha256:" + h.hexdigest()[:16]
 
 
 def snapshot_version(snapshot: snapshot_pb2.Snapshot) -> str:
-    """The content version of ``snapshot``, whatever its ``version`` field holds now."""
+    """The content version of ``snapshot``, whatever its ``version`` field holds now.
+
+    Exactly snapshot.proto's definition, so anyone can check it: sha256 over the
+    deterministic serialization with ``version`` empty, first 16 hex digits.
+    """
     unversioned = snapshot_pb2.Snapshot()
     unversioned.CopyFrom(snapshot)
     unversioned.version = ""

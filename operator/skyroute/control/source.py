@@ -17,6 +17,7 @@ logged and pushes nothing either.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -66,17 +67,29 @@ class SourceWatcher:
         return changed
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Recompile on every change under the folder until ``stop`` is set."""
-        async for changes in watchfiles.awatch(
-            self.folder,
-            debounce=self.debounce_ms,
-            step=min(self.debounce_ms, 50),
-            stop_event=stop,
-            recursive=True,
-        ):
-            files = sorted({Path(p).name for _, p in changes})
-            event(log, "source_changed", logging.DEBUG, files=",".join(files))
-            self.reload()
+        """Recompile on every change under the folder until ``stop`` is set.
+
+        If watching fails (the folder was removed or replaced), the serving snapshot
+        stays and watching resumes, with a recompile, once the folder is back.
+        """
+        while not stop.is_set():
+            try:
+                async for changes in watchfiles.awatch(
+                    self.folder,
+                    debounce=self.debounce_ms,
+                    step=min(self.debounce_ms, 50),
+                    stop_event=stop,
+                    recursive=True,
+                ):
+                    files = sorted({Path(p).name for _, p in changes})
+                    event(log, "source_changed", logging.DEBUG, files=",".join(files))
+                    self.reload()
+            except Exception as exc:
+                event(log, "watch_failed", logging.WARNING, source=self.folder, error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                if not stop.is_set() and Path(self.folder).is_dir():
+                    self.reload()
 
 
 def _names(items: Iterable[snapshot_pb2.Policy] | Iterable[snapshot_pb2.Pool]) -> str:

@@ -78,7 +78,8 @@ def stream(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
     """One streamed attempt at ``target``: TextDelta / ToolCallEvent values, then StreamEnd.
 
     Raises ProviderError from the iteration: FIRST_TOKEN_TIMEOUT (or the
-    HTTP error's class) before the first token, STREAM_CUT or TIMEOUT after.
+    HTTP error's class) before the first token, STREAM_CUT after it (a break,
+    an in-stream error, a missing terminal event or a stall past timeout_s).
     """
     try:
         adapter, prep = prepared(target)

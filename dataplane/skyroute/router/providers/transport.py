@@ -5,8 +5,9 @@ deadlines, because the router's failover promise depends on them: until the
 first token (text or the start of a tool call, not merely the HTTP headers
 or a ``message_start``) the first-token deadline applies and a miss is
 ``FIRST_TOKEN_TIMEOUT``, which the router may fail over from; after it, the
-overall deadline applies and a break is ``STREAM_CUT``, which it must not
-paper over, since the client has already received part of an answer.
+overall deadline applies and a break, or a stall past that deadline, is
+``STREAM_CUT`` (never the retryable ``TIMEOUT``), which it must not paper
+over, since the client has already received part of an answer.
 
 Deadlines are absolute loop times checked with ``asyncio.timeout_at`` around
 each socket read, never around a ``yield``: a timeout scope spanning a yield
@@ -26,7 +27,6 @@ from skyroute.router.providers.sse import SSEDecoder
 from skyroute.router.providers.types import (
     FIRST_TOKEN_TIMEOUT,
     STREAM_CUT,
-    TIMEOUT,
     ChatRequest,
     ChatResult,
     ProviderError,
@@ -85,9 +85,9 @@ async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepare
                 async with asyncio.timeout_at(end if started else first_deadline):
                     chunk = await content.readany()
             except TimeoutError:
-                if started:
-                    raise ProviderError(TIMEOUT, f"{family}: stream not finished within "
-                                                 f"{timeout_s:g}s") from None
+                if started:  # tokens are out: never retryable, so a cut, not a TIMEOUT
+                    raise ProviderError(STREAM_CUT, f"{family}: stream not finished within "
+                                                    f"{timeout_s:g}s") from None
                 raise _no_first_token(family, first_token_timeout_s) from None
             if not chunk:
                 payloads = decoder.close()

@@ -1,0 +1,66 @@
+"""Decision latency in process: what the router's per-request routing work costs.
+
+The router's promise is that deciding is microseconds: everything that can be
+prepared per snapshot is prepared in the routing table, and a request only
+extracts its signals (one pass over the messages) and runs
+:func:`skyroute.router.decide.decide` (keywords, patterns, the rules of one
+intent, the pool's chain). This measures exactly that, through the router's
+public API, over the demo's AcmeShop traffic sample, with no network, JSON or
+event loop in the way; the HTTP overhead is measured separately in
+:mod:`overhead`.
+
+The snapshot is compiled from ``examples/acmeshop`` by the control plane's own
+compiler, as a router would receive it.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from skyroute.cli.demo_report import percentile
+from skyroute.cli.demo_traffic import generate_traffic
+from skyroute.control.compiler import compile_folder
+from skyroute.router.decide import decide, signals_from_messages
+from skyroute.router.table import build_table
+
+
+def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dict[str, Any]:
+    """p50/p99 in microseconds of signals + decide, and of decide alone."""
+    table = build_table(compile_folder(source))
+    policy = table.policy("acmeshop")
+    if policy is None:
+        raise SystemExit(f"{source}: no RoutingPolicy named 'acmeshop'")
+    traffic = generate_traffic(requests)
+    prepared = [(r.messages, bool(r.tools), r.locale, r.user_tier, r.tenant) for r in traffic]
+    signals = [signals_from_messages(m, t, loc, tier, ten) for m, t, loc, tier, ten in prepared]
+    pools = Counter(decide(policy, s).pool for s in signals)
+
+    full: list[float] = []
+    only: list[float] = []
+    clock = time.perf_counter_ns
+    gc.collect()
+    gc.disable()  # a collection in the middle of one sample is not the decision's cost
+    try:
+        for _ in range(passes):
+            for m, t, loc, tier, ten in prepared:
+                t0 = clock()
+                decide(policy, signals_from_messages(m, t, loc, tier, ten))
+                full.append((clock() - t0) / 1000.0)
+            for s in signals:
+                t0 = clock()
+                decide(policy, s)
+                only.append((clock() - t0) / 1000.0)
+    finally:
+        gc.enable()
+    return {
+        "requests": len(full),
+        "signals_and_decide_us": {"p50": percentile(full, 50), "p99": percentile(full, 99),
+                                  "mean": sum(full) / len(full)},
+        "decide_only_us": {"p50": percentile(only, 50), "p99": percentile(only, 99),
+                           "mean": sum(only) / len(only)},
+        "pool_mix": {p: c / len(signals) for p, c in pools.most_common()},
+    }

@@ -1,0 +1,26 @@
+"""bench/chart.py: the dependency-free SVG chart is well-formed and scaled."""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from chart import bar_chart
+
+
+def test_bar_chart_is_valid_svg_with_one_bar_per_value() -> None:
+    svg = bar_chart("added latency", [
+        ("c=1", [("p50", 1.0), ("p99", 4.0)]),
+        ("c=32", [("p50", 20.0), ("p99", 40.0)]),
+    ])
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = [r for r in root.findall(f"{ns}rect") if r.get("class") == "bar"]
+    heights = sorted(float(r.get("height", 0)) for r in bars)
+    assert len(heights) == 4
+    assert heights[-1] == 2 * heights[-2]  # 40 vs 20: bars are proportional
+    assert abs(heights[0] - heights[-1] / 40) < 0.1  # 1 vs 40 (rounded to 0.1 px)
+    assert "added latency" in svg

@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--grpc", default=DEFAULT_ROUTER_GRPC, help="Router API gRPC address")
     r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
     r.add_argument("--id", default=None, help="node id reported to the control plane")
+    r.add_argument("--max-inflight", type=int, default=512,
+                   help="requests in flight before shedding with 429 (default 512)")
+    r.add_argument("--redis", default=None,
+                   help="redis:// URL for state shared by router replicas (idempotency keys)")
 
     s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
     s.add_argument("--listen", default=DEFAULT_PROVIDERS)
@@ -57,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "router":
         from skyroute.router.server import main as router_main
 
-        router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id)
+        router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id,
+                    max_inflight=args.max_inflight, redis_url=args.redis)
         return 0
     if args.command == "providers":
         from skyroute.simulator.server import main as providers_main

@@ -5,11 +5,20 @@ after the decision:
 
 - A cacheable decision looks in the cache first; a hit costs nothing and is
   answered without an upstream call.
-- Attempts walk the decision's chain in order, at most ``max_attempts`` in
-  all, inside one request deadline that bounds every attempt's timeout. A
-  retryable failure (timeout, connect error, 429, 5xx, ...) moves on to the
-  next candidate; a client error (a 400 the next model would also refuse)
-  stops at once.
+- Attempts walk the decision's chain in order (ejected or cooling endpoints
+  last), at most ``max_attempts`` in all, inside one request deadline that
+  bounds every attempt's timeout: the router is the one owner of retries
+  (adapters never retry). A retryable failure (timeout, connect error, 429,
+  5xx, ...) moves on to the next candidate if the router-wide retry budget
+  allows; a client error (a 400 the next model would also refuse) stops at
+  once; a context-length refusal skips to a candidate with a larger window; a
+  content-filter refusal falls back only if the policy says so.
+- Requests offering a tool the policy marks non-idempotent get a stricter
+  cap and are never sent again after a failure that may have let the
+  upstream act (a timeout, a cut stream).
+- Hedging (policy opt-in, idempotent tool-free requests only): when the first
+  attempt is slower than the endpoint's observed percentile, a second
+  candidate starts; the first success wins and the other is cancelled.
 - Streaming: nothing is emitted before the first upstream event, so a failure
   before it falls back silently; after it, a failure becomes an explicit
   :class:`StreamFailed` event and never a clean end.
@@ -18,6 +27,7 @@ after the decision:
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -28,7 +38,13 @@ import aiohttp
 from skyroute.router import providers
 from skyroute.router.cache import Partition, ResponseCache, context_hash
 from skyroute.router.decide import Decision, Signals
+from skyroute.router.health import EndpointHealth, RetryBudget
 from skyroute.router.providers.types import (
+    BAD_RESPONSE,
+    CONTENT_FILTER,
+    CONTEXT_LENGTH,
+    FIRST_TOKEN_TIMEOUT,
+    STREAM_CUT,
     TIMEOUT,
     ChatRequest,
     ChatResult,
@@ -38,10 +54,13 @@ from skyroute.router.providers.types import (
     TextDelta,
     ToolCallEvent,
 )
-from skyroute.router.table import Candidate
+from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.v1 import distribution_pb2
 
 NO_CANDIDATE = "no_candidate"
+CANCELLED = "cancelled"  # a hedged attempt that lost the race
+# Failures after which an upstream may already have acted on the request.
+_AMBIGUOUS = frozenset({TIMEOUT, FIRST_TOKEN_TIMEOUT, STREAM_CUT, BAD_RESPONSE})
 
 
 @dataclass(slots=True)
@@ -74,6 +93,8 @@ class Served:
     cache_similarity: float = 0.0
     error: ProviderError | None = None
     cached_model: str = ""
+    # Why the attempts stopped early, when not obvious from the last error.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -111,6 +132,9 @@ class Engine:
         self.session = session
         self.report = report
         self.cache = ResponseCache()
+        self.health = EndpointHealth()
+        self.budget = RetryBudget()
+        self.hedges = 0
 
     # -- cache -----------------------------------------------------------------
     def _partition(self, d: Decision, s: Signals, req: ChatRequest) -> Partition:
@@ -136,6 +160,30 @@ class Engine:
         self.cache.max_entries = d.policy.cache.max_entries
         self.cache.store(part, s.text, served.result, served.candidate.model, d.policy.cache.ttl_s)
 
+    # -- attempt policy ----------------------------------------------------------
+    def _side_effects(self, d: Decision, req: ChatRequest) -> bool:
+        """Does the request offer a tool the policy marks non-idempotent?"""
+        marked = d.policy.reliability.non_idempotent_tools
+        if not marked or not req.tools:
+            return False
+        return any((t.get("function") or {}).get("name") in marked for t in req.tools)
+
+    @staticmethod
+    def _may_continue(e: ProviderError, side_effects: bool, rel: ReliabilitySettings) -> bool:
+        if e.error_class == CONTENT_FILTER:
+            return rel.content_filter_fallback
+        if not e.retryable:
+            return False
+        # After a timeout the upstream may still have produced a tool call: a side-effecting
+        # request is never sent again (the caller decides, with its Idempotency-Key).
+        return not (side_effects and e.error_class in _AMBIGUOUS)
+
+    def _cap(self, d: Decision, side_effects: bool) -> int:
+        p = d.policy
+        if side_effects:
+            return min(p.max_attempts, p.reliability.non_idempotent_max_attempts)
+        return p.max_attempts
+
     # -- unary -----------------------------------------------------------------
     async def complete(
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
@@ -143,37 +191,126 @@ class Engine:
         part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
         served = self._cached(d, s, req, ctx, part)
         if served is None:
-            served = await self._attempts(d, req, ctx)
+            self.budget.active += 1
+            try:
+                served = await self._attempts(d, req, ctx)
+            finally:
+                self.budget.active -= 1
             self._store(d, s, part, served)
         self._outcome(served, s, ctx)
         return served
 
+    async def _one(self, cand: Candidate, req: ChatRequest, timeout_s: float, served: Served,
+                   pool: tuple[Candidate, ...]) -> ChatResult:
+        """One upstream call, recorded in the attempt trail and in endpoint health."""
+        rel = served.decision.policy.reliability
+        t0 = time.perf_counter()
+        try:
+            result = await providers.complete(self.session, cand.target, req, timeout_s)
+        except ProviderError as e:
+            served.attempts.append(AttemptRecord(cand.model, cand.provider, e.error_class,
+                                                 e.status, (time.perf_counter() - t0) * 1e3))
+            self.health.failure(cand, e.error_class, e.retry_after_s, rel, pool)
+            raise
+        except asyncio.CancelledError:  # a hedge that lost the race
+            served.attempts.append(AttemptRecord(cand.model, cand.provider, CANCELLED, 0,
+                                                 (time.perf_counter() - t0) * 1e3))
+            raise
+        elapsed = time.perf_counter() - t0
+        served.attempts.append(AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1e3))
+        self.health.success(cand, elapsed)
+        return result
+
+    async def _hedged(self, first: Candidate, second: Candidate, delay_s: float,
+                      req: ChatRequest, timeout_s: float, served: Served,
+                      pool: tuple[Candidate, ...]) -> tuple[ChatResult, Candidate, bool]:
+        """Start ``second`` if ``first`` is still running after ``delay_s``; first win counts.
+
+        Returns (result, candidate that answered, whether the hedge was launched);
+        raises the last ProviderError when every launched attempt failed.
+        """
+        rel = served.decision.policy.reliability
+        a = asyncio.create_task(self._one(first, req, timeout_s, served, pool))
+        started, _ = await asyncio.wait({a}, timeout=delay_s)
+        if started or not self.budget.allow(rel):
+            return await a, first, False
+        self.hedges += 1
+        b = asyncio.create_task(self._one(second, req, max(0.001, timeout_s - delay_s),
+                                          served, pool))
+        owner = {a: first, b: second}
+        pending: set[asyncio.Task[ChatResult]] = {a, b}
+        error: ProviderError | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result(), owner[task], True
+                    if not isinstance(exc, ProviderError):
+                        raise exc
+                    error = exc
+            assert error is not None
+            raise error
+        finally:
+            self.budget.release()
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    def _hedge_delay(self, d: Decision, cand: Candidate, req: ChatRequest,
+                     side_effects: bool) -> float | None:
+        rel = d.policy.reliability
+        if not rel.hedge_enabled or side_effects or req.tools:
+            return None
+        return rel.hedge_after_s or self.health.percentile(cand, rel.hedge_percentile)
+
     async def _attempts(self, d: Decision, req: ChatRequest, ctx: RequestContext) -> Served:
         served = Served(d)
         policy = d.policy
+        rel = policy.reliability
         deadline = ctx.started + policy.request_timeout_s
-        for cand in d.chain[: policy.max_attempts]:
+        side_effects = self._side_effects(d, req)
+        cap = self._cap(d, side_effects)
+        chain = self.health.order(d.chain)
+        min_window = 0
+        i = 0
+        while i < len(chain) and len(served.attempts) < cap:
+            cand = chain[i]
+            i += 1
+            if min_window and cand.context_window and cand.context_window <= min_window:
+                continue  # a context-length refusal: only a larger window can help
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 served.error = ProviderError(TIMEOUT, "request deadline exceeded")
                 break
-            t0 = time.perf_counter()
+            retry = bool(served.attempts)
+            if retry and not self.budget.allow(rel):
+                served.notes.append("retry budget exhausted")
+                break
+            timeout = min(cand.timeout_s, remaining)
             try:
-                result = await providers.complete(
-                    self.session, cand.target, req, min(cand.timeout_s, remaining)
-                )
+                delay = None if retry else self._hedge_delay(d, cand, req, side_effects)
+                nxt = chain[i] if i < len(chain) else None
+                if delay is not None and nxt is not None and len(served.attempts) + 1 < cap:
+                    result, used, launched = await self._hedged(
+                        cand, nxt, delay, req, timeout, served, d.chain)
+                    i += int(launched)
+                else:
+                    result, used = await self._one(cand, req, timeout, served, d.chain), cand
             except ProviderError as e:
-                served.attempts.append(AttemptRecord(
-                    cand.model, cand.provider, e.error_class, e.status,
-                    (time.perf_counter() - t0) * 1000.0))
                 served.error = e
-                if not e.retryable:
+                if not self._may_continue(e, side_effects, rel):
                     break
+                if e.error_class == CONTEXT_LENGTH:
+                    min_window = max(min_window, cand.context_window or 1)
                 continue
-            served.attempts.append(AttemptRecord(
-                cand.model, cand.provider, "", 200, (time.perf_counter() - t0) * 1000.0))
-            served.result, served.candidate, served.error = result, cand, None
-            served.cost_usd = cand.cost(result.prompt_tokens, result.completion_tokens)
+            finally:
+                if retry:
+                    self.budget.release()
+            served.result, served.candidate, served.error = result, used, None
+            served.cost_usd = used.cost(result.prompt_tokens, result.completion_tokens)
             return served
         if not d.chain:
             served.error = ProviderError(NO_CANDIDATE, f"no candidate in pool {d.pool!r} "
@@ -192,32 +329,62 @@ class Engine:
             self._outcome(cached, s, ctx)
             yield StreamDone(cached)
             return
+        self.budget.active += 1
+        try:
+            async for item in self._stream_attempts(d, s, req, ctx, part):
+                yield item
+        finally:
+            self.budget.active -= 1
+
+    async def _stream_attempts(
+        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,
+        part: Partition | None,
+    ) -> AsyncIterator[StreamItem]:
         served = Served(d)
         policy = d.policy
+        rel = policy.reliability
         deadline = ctx.started + policy.request_timeout_s
-        for cand in d.chain[: policy.max_attempts]:
+        side_effects = self._side_effects(d, req)
+        cap = self._cap(d, side_effects)
+        min_window = 0
+        for cand in self.health.order(d.chain):
+            if len(served.attempts) >= cap:
+                break
+            if min_window and cand.context_window and cand.context_window <= min_window:
+                continue
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 served.error = ProviderError(TIMEOUT, "request deadline exceeded")
+                break
+            retry = bool(served.attempts)
+            if retry and not self.budget.allow(rel):
+                served.notes.append("retry budget exhausted")
                 break
             t0 = time.perf_counter()
             # An async generator in fact; typed as such so it can be closed early.
             events = cast(AsyncGenerator[StreamEvent, None], providers.stream(
                 self.session, cand.target, req,
-                min(policy.first_token_timeout_s, remaining), remaining))
+                min(policy.first_token_timeout_s, remaining), remaining,
+                policy.inter_token_timeout_s))
             try:
                 first = await anext(events)
             except (ProviderError, StopAsyncIteration) as exc:
                 err = exc if isinstance(exc, ProviderError) else ProviderError(
-                    "stream_cut", "stream ended before its first event")
+                    STREAM_CUT, "stream ended before its first event")
                 served.attempts.append(AttemptRecord(
                     cand.model, cand.provider, err.error_class, err.status,
                     (time.perf_counter() - t0) * 1000.0))
+                self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
                 served.error = err
                 await events.aclose()
-                if not err.retryable:
+                if not self._may_continue(err, side_effects, rel):
                     break
+                if err.error_class == CONTEXT_LENGTH:
+                    min_window = max(min_window, cand.context_window or 1)
                 continue
+            finally:
+                if retry:
+                    self.budget.release()
             # Committed to this candidate: from here on a failure is visible.
             served.candidate, served.error = cand, None
             yield StreamStarted(served)
@@ -239,18 +406,21 @@ class Engine:
                     item = await anext(events)
             except (ProviderError, StopAsyncIteration) as exc:
                 err = exc if isinstance(exc, ProviderError) else ProviderError(
-                    "stream_cut", "upstream stream ended without its final event")
+                    STREAM_CUT, "upstream stream ended without its final event")
                 served.error = err
                 served.attempts.append(AttemptRecord(
                     cand.model, cand.provider, err.error_class, err.status,
                     (time.perf_counter() - t0) * 1000.0))
+                self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
                 self._outcome(served, s, ctx)
                 yield StreamFailed(served)
                 return
             finally:
                 await events.aclose()
-            served.attempts.append(AttemptRecord(
-                cand.model, cand.provider, "", 200, (time.perf_counter() - t0) * 1000.0))
+            elapsed = time.perf_counter() - t0
+            served.attempts.append(AttemptRecord(cand.model, cand.provider, "", 200,
+                                                 elapsed * 1000.0))
+            self.health.success(cand, elapsed)
             self._store(d, s, part, served)
             self._outcome(served, s, ctx)
             yield StreamDone(served)

@@ -15,7 +15,11 @@ rather than mistaking for a complete answer.
 
 Request signals may also come as headers: ``x-skyroute-intent``,
 ``x-skyroute-tenant``, ``x-skyroute-locale``, ``x-skyroute-user-tier``;
-``Cache-Control: no-cache`` bypasses the cache.
+``Cache-Control: no-cache`` bypasses the cache. ``Idempotency-Key`` makes a
+repeated request wait for, or replay, the first one's answer.
+
+Load is shed at the door: beyond ``--max-inflight`` requests in flight the
+router answers 429 with ``Retry-After`` at once rather than queueing.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from skyroute.router.engine import (
 )
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
-from skyroute.router.wire import attempts_header, http_status
+from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
 
 STATE = web.AppKey("state", RouterState)
 _JSON = "application/json"
@@ -67,6 +71,8 @@ def _headers(served: Served) -> dict[str, str]:
     }
     if served.cache_hit:
         h["x-skyroute-cache-similarity"] = f"{served.cache_similarity:.3f}"
+    if served.notes:
+        h["x-skyroute-notes"] = "; ".join(served.notes)
     return h
 
 
@@ -95,6 +101,18 @@ def _validate(data: Any) -> web.Response | None:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    if not state.admit():
+        # Shed at once: a queue here would only turn overload into timeouts.
+        return _error(429, f"router at capacity ({state.max_inflight} requests in flight); "
+                      "retry shortly", "rate_limit_error", code="overloaded",
+                      headers={"Retry-After": "1"})
+    try:
+        return await _chat_completions(request, state)
+    finally:
+        state.done()
+
+
+async def _chat_completions(request: web.Request, state: RouterState) -> web.StreamResponse:
     try:
         data = orjson.loads(await request.read())
     except orjson.JSONDecodeError as e:
@@ -135,11 +153,39 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         stream=bool(data.get("stream")),
     )
     engine = state.engine
-    if ctx.stream:
-        include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        return await _stream(request, decision, signals, req, ctx, include_usage)
-    served = await engine.complete(decision, signals, req, ctx)
-    return _unary_response(served, ctx)
+    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+    key = hdr.get("idempotency-key")
+    scope = ""
+    if key:
+        scope = idempotency_scope(policy.name, signals.tenant, key)
+        try:
+            claim = await state.idempotency.claim(scope, policy.request_timeout_s)
+        except TimeoutError:
+            return _error(409, f"a request with Idempotency-Key {key!r} is still in flight",
+                          "idempotency_error", param="Idempotency-Key", code="in_flight")
+        if claim.stored is not None:
+            stored = {**claim.stored, "headers": {**claim.stored["headers"],
+                                                  "x-skyroute-idempotent-replay": "true"}}
+            if ctx.stream:
+                return await _replay_stream(request, stored, ctx, include_usage)
+            return _render(stored, ctx)
+    try:
+        if ctx.stream:
+            resp, served = await _stream(request, decision, signals, req, ctx, include_usage)
+        else:
+            served = await engine.complete(decision, signals, req, ctx)
+            resp = _unary_response(served, ctx)
+    except BaseException:
+        if scope:
+            await state.idempotency.release(scope)
+        raise
+    if scope:
+        if served is not None and served.error is None and served.result is not None:
+            await state.idempotency.complete(scope, record(served, _headers(served)),
+                                             policy.reliability.idempotency_ttl_s)
+        else:
+            await state.idempotency.release(scope)
+    return resp
 
 
 def _failure(served: Served) -> web.Response:
@@ -151,84 +197,116 @@ def _failure(served: Served) -> web.Response:
 
 
 def _unary_response(served: Served, ctx: RequestContext) -> web.Response:
-    r = served.result
-    if r is None or served.error is not None:
+    if served.result is None or served.error is not None:
         return _failure(served)
-    message: dict[str, Any] = {"role": "assistant", "content": r.content or None}
-    if r.tool_calls:
-        message["tool_calls"] = r.tool_calls
+    return _render(record(served, _headers(served)), ctx)
+
+
+def _render(rec: dict[str, Any], ctx: RequestContext) -> web.Response:
+    """A chat.completion body from a served (or stored) answer."""
+    message: dict[str, Any] = {"role": "assistant", "content": rec["content"] or None}
+    if rec["tool_calls"]:
+        message["tool_calls"] = rec["tool_calls"]
+    p, c = rec["prompt_tokens"], rec["completion_tokens"]
     body = {
         "id": "chatcmpl-" + ctx.request_id,
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": served.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": r.finish_reason,
+        "model": rec["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": rec["finish_reason"],
                      "logprobs": None}],
-        "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                  "total_tokens": r.prompt_tokens + r.completion_tokens},
+        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     }
-    return web.Response(body=orjson.dumps(body), content_type=_JSON, headers=_headers(served))
+    return web.Response(body=orjson.dumps(body), content_type=_JSON, headers=rec["headers"])
 
 
-async def _stream(request: web.Request, decision: Any, signals: Any, req: ChatRequest,
-                  ctx: RequestContext, include_usage: bool) -> web.StreamResponse:
-    engine = request.app[STATE].engine
-    resp: web.StreamResponse | None = None
-    cid = "chatcmpl-" + ctx.request_id
-    created = int(time.time())
-    model = ""
-    n_calls = 0
+async def _replay_stream(request: web.Request, rec: dict[str, Any], ctx: RequestContext,
+                         include_usage: bool) -> web.StreamResponse:
+    """A stored answer replayed as a proper SSE stream."""
+    sse = _SSE("chatcmpl-" + ctx.request_id, rec["model"])
+    resp = web.StreamResponse(headers={**rec["headers"], "Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    await resp.write(sse.chunk({"role": "assistant", "content": ""}))
+    if rec["content"]:
+        await resp.write(sse.chunk({"content": rec["content"]}))
+    for i, call in enumerate(rec["tool_calls"]):
+        await resp.write(sse.chunk({"tool_calls": [{"index": i, **call}]}))
+    await resp.write(sse.finish(rec, include_usage))
+    await resp.write_eof()
+    return resp
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+
+class _SSE:
+    """OpenAI chat.completion.chunk framing for one stream."""
+
+    __slots__ = ("cid", "created", "model")
+
+    def __init__(self, cid: str, model: str) -> None:
+        self.cid, self.model, self.created = cid, model, int(time.time())
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return b"data: " + orjson.dumps({
-            "id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "id": self.cid, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra,
         }) + b"\n\n"
 
+    def finish(self, rec: dict[str, Any], include_usage: bool, **extra: Any) -> bytes:
+        """The final chunk, the optional usage chunk and the [DONE] marker."""
+        out = self.chunk({}, rec["finish_reason"], **extra)
+        if include_usage:
+            p, c = rec["prompt_tokens"], rec["completion_tokens"]
+            out += b"data: " + orjson.dumps({
+                "id": self.cid, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [],
+                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+            }) + b"\n\n"
+        return out + b"data: [DONE]\n\n"
+
+
+async def _stream(request: web.Request, decision: Any, signals: Any, req: ChatRequest,
+                  ctx: RequestContext, include_usage: bool
+                  ) -> tuple[web.StreamResponse, Served | None]:
+    engine = request.app[STATE].engine
+    resp: web.StreamResponse | None = None
+    sse = _SSE("chatcmpl-" + ctx.request_id, "")
+    n_calls = 0
     async for item in engine.stream(decision, signals, req, ctx):
         if isinstance(item, StreamStarted):
-            model = item.served.model
+            sse.model = item.served.model
             resp = web.StreamResponse(headers={
                 **_headers(item.served), "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache"})
             await resp.prepare(request)
-            await resp.write(chunk({"role": "assistant", "content": ""}))
+            await resp.write(sse.chunk({"role": "assistant", "content": ""}))
         elif isinstance(item, TextDelta):
             assert resp is not None
-            await resp.write(chunk({"content": item.text}))
+            await resp.write(sse.chunk({"content": item.text}))
         elif isinstance(item, ToolCallEvent):
             assert resp is not None
-            call = {"index": n_calls, **item.call}
+            await resp.write(sse.chunk({"tool_calls": [{"index": n_calls, **item.call}]}))
             n_calls += 1
-            await resp.write(chunk({"tool_calls": [call]}))
         elif isinstance(item, StreamDone):
             assert resp is not None and item.served.result is not None
-            end = item.served.result
             # skyroute's own facts ride along in an extra field that clients ignore.
-            await resp.write(chunk({}, end.finish_reason, x_skyroute={
-                "attempts": attempts_header(item.served.attempts),
-                "cost_usd": item.served.cost_usd}))
-            if include_usage:
-                await resp.write(b"data: " + orjson.dumps({
-                    "id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "choices": [],
-                    "usage": {"prompt_tokens": end.prompt_tokens,
-                              "completion_tokens": end.completion_tokens,
-                              "total_tokens": end.prompt_tokens + end.completion_tokens},
-                }) + b"\n\n")
-            await resp.write(b"data: [DONE]\n\n")
+            await resp.write(sse.finish(
+                record(item.served, {}), include_usage,
+                x_skyroute={"attempts": attempts_header(item.served.attempts),
+                            "cost_usd": item.served.cost_usd}))
+            await resp.write_eof()
+            return resp, item.served
         elif isinstance(item, StreamFailed):
             if resp is None:  # nothing sent yet: an ordinary error response
-                return _failure(item.served)
+                return _failure(item.served), item.served
             err = item.served.error
             await resp.write(b"data: " + orjson.dumps({"error": {
                 "message": f"stream failed after it started: {err.message if err else ''}",
                 "type": "stream_error", "code": err.error_class if err else "stream_cut",
                 "attempts": attempts_header(item.served.attempts)}}) + b"\n\n")
-    if resp is None:
-        return _error(502, "stream produced nothing", "upstream_error")
-    await resp.write_eof()
-    return resp
+            await resp.write_eof()
+            return resp, item.served
+    return _error(502, "stream produced nothing", "upstream_error"), None
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -258,6 +336,14 @@ async def debug_status(request: web.Request) -> web.Response:
         "version": table.version if table else "",
         "policies": {p.name: p.version for p in table.policies.values()} if table else {},
         "cache_entries": len(state.engine.cache),
+        "inflight": state.inflight,
+        "max_inflight": state.max_inflight,
+        "shed": state.shed,
+        "retry_budget": {"active": state.engine.budget.active,
+                         "retrying": state.engine.budget.retrying,
+                         "denied": state.engine.budget.denied},
+        "hedges": state.engine.hedges,
+        "endpoints": state.engine.health.as_json(),
         **(state.status_hook() if state.status_hook else {}),
     }
     return web.Response(body=orjson.dumps(body, default=str), content_type=_JSON)

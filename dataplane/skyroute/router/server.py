@@ -26,6 +26,7 @@ from aiohttp import web
 from skyroute.router.engine import Engine
 from skyroute.router.grpc_api import RouterService
 from skyroute.router.http_api import build_app
+from skyroute.router.idempotency import RedisStore
 from skyroute.router.state import RouterState
 from skyroute.router.sync import OutcomeReporter, SnapshotSubscriber, channel
 from skyroute.v1 import distribution_pb2, router_pb2_grpc
@@ -40,7 +41,8 @@ def _split(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | None) -> None:
+async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | None,
+                max_inflight: int = 512, redis_url: str | None = None) -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
         hostname=socket.gethostname(),
@@ -54,7 +56,11 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
         timeout=aiohttp.ClientTimeout(total=None),
         skip_auto_headers=("User-Agent",),
     )
-    state = RouterState(node=node, engine=Engine(session, reporter.record))
+    engine = Engine(session, reporter.record)
+    reporter.endpoints = engine.health.report
+    state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
+    if redis_url:
+        state.idempotency = RedisStore(redis_url)
     subscriber = SnapshotSubscriber(ch, node, state.set_table)
     state.status_hook = lambda: {
         "control_connected": subscriber.connected,
@@ -95,12 +101,13 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
     await ch.close()
 
 
-def main(control: str, grpc: str, http: str, node_id: str | None) -> None:
+def main(control: str, grpc: str, http: str, node_id: str | None, max_inflight: int = 512,
+         redis_url: str | None = None) -> None:
     logging.basicConfig(
         level=os.environ.get("SKYROUTE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    coro = serve(control, grpc, http, node_id)
+    coro = serve(control, grpc, http, node_id, max_inflight, redis_url)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from skyroute.router.engine import Engine
+from skyroute.router.idempotency import IdempotencyStore, MemoryStore
 from skyroute.router.table import RoutingTable
 from skyroute.v1 import distribution_pb2
 
@@ -15,8 +16,24 @@ class RouterState:
     node: distribution_pb2.Node
     engine: Engine
     table: RoutingTable | None = None
+    # Load shedding: beyond this many requests in flight, answer 429 at once.
+    max_inflight: int = 512
+    inflight: int = 0
+    shed: int = 0
+    idempotency: IdempotencyStore = field(default_factory=MemoryStore)
     # Live facts from the distribution client for /debug/status, set by the server.
     status_hook: Callable[[], dict[str, object]] | None = None
+
+    def admit(self) -> bool:
+        """Take a slot for a request, or say no (the caller answers 429 at once)."""
+        if self.inflight >= self.max_inflight:
+            self.shed += 1
+            return False
+        self.inflight += 1
+        return True
+
+    def done(self) -> None:
+        self.inflight -= 1
 
     def set_table(self, table: RoutingTable) -> None:
         # One reference swap: requests already running keep the table they started with.

@@ -139,6 +139,8 @@ class OutcomeReporter:
         self.recorded = 0
         self.sent = 0
         self._wake = asyncio.Event()
+        # The engine's endpoint-health view, sent along with every batch.
+        self.endpoints: Callable[[], list[distribution_pb2.EndpointHealth]] = list
 
     @property
     def dropped(self) -> int:
@@ -171,4 +173,5 @@ class OutcomeReporter:
                 n = min(self.batch_size, len(self._buffer))
                 items = [self._buffer.popleft() for _ in range(n)]
                 self.sent += n
-                yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=items)
+                yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=items,
+                                                    endpoints=self.endpoints())

@@ -84,6 +84,24 @@ class CacheSettings:
     max_entries: int
 
 
+@dataclass(slots=True, frozen=True)
+class ReliabilitySettings:
+    """The policy's reliability knobs, with Envoy-like defaults when absent."""
+
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_concurrency: int = 3
+    outlier_consecutive_failures: int = 5
+    outlier_base_ejection_s: float = 30.0
+    outlier_max_ejection_share: float = 0.5
+    hedge_enabled: bool = False
+    hedge_after_s: float = 0.0  # 0: the primary's observed latency percentile
+    hedge_percentile: float = 95.0
+    content_filter_fallback: bool = False
+    non_idempotent_tools: frozenset[str] = frozenset()
+    non_idempotent_max_attempts: int = 2
+    idempotency_ttl_s: float = 86_400.0
+
+
 @dataclass(slots=True)
 class PolicyTable:
     name: str
@@ -98,8 +116,10 @@ class PolicyTable:
     max_attempts: int
     request_timeout_s: float
     first_token_timeout_s: float
+    inter_token_timeout_s: float
     trust_declared_intent: bool
     weights: tuple[float, float, float, float]
+    reliability: ReliabilitySettings
 
 
 @dataclass(slots=True)
@@ -177,6 +197,26 @@ def _rule(r: snapshot_pb2.Rule) -> Rule:
     )
 
 
+def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
+    if not p.HasField("reliability"):
+        return ReliabilitySettings()
+    r = p.reliability
+    return ReliabilitySettings(
+        retry_budget_ratio=r.retry_budget_ratio,
+        retry_budget_min_concurrency=r.retry_budget_min_concurrency,
+        outlier_consecutive_failures=max(1, r.outlier_consecutive_failures),
+        outlier_base_ejection_s=(r.outlier_base_ejection_ms or 30_000) / 1000.0,
+        outlier_max_ejection_share=r.outlier_max_ejection_percent / 100.0,
+        hedge_enabled=r.hedge_enabled,
+        hedge_after_s=r.hedge_after_ms / 1000.0,
+        hedge_percentile=r.hedge_percentile or 95.0,
+        content_filter_fallback=r.content_filter_fallback,
+        non_idempotent_tools=frozenset(r.non_idempotent_tools),
+        non_idempotent_max_attempts=max(1, r.non_idempotent_max_attempts),
+        idempotency_ttl_s=float(r.idempotency_ttl_seconds or 86_400),
+    )
+
+
 def _policy(
     p: snapshot_pb2.Policy, pools: dict[str, tuple[Candidate, ...]], snapshot_version: str
 ) -> PolicyTable:
@@ -216,8 +256,10 @@ def _policy(
         max_attempts=max(1, lim.max_attempts or 3),
         request_timeout_s=(lim.request_timeout_ms or 30_000) / 1000.0,
         first_token_timeout_s=(lim.first_token_timeout_ms or 5_000) / 1000.0,
+        inter_token_timeout_s=(lim.inter_token_timeout_ms or 10_000) / 1000.0,
         trust_declared_intent=p.trust_declared_intent,
         weights=(w.cost, w.latency, w.success, w.quality),
+        reliability=_reliability(p),
     )
 
 

@@ -7,7 +7,9 @@ OpenAI-compatible API and the gRPC API can never disagree about them.
 
 from __future__ import annotations
 
-from skyroute.router.engine import NO_CANDIDATE, AttemptRecord
+from typing import Any
+
+from skyroute.router.engine import NO_CANDIDATE, AttemptRecord, Served
 from skyroute.router.providers import types as t
 
 # Error class of the final attempt -> HTTP status the client sees.
@@ -31,3 +33,24 @@ def attempts_header(attempts: list[AttemptRecord]) -> str:
     return ", ".join(
         f"{a.model};{a.error_class or 'ok'};{a.status};{a.duration_ms:.0f}ms" for a in attempts
     )
+
+
+def record(served: Served, headers: dict[str, str]) -> dict[str, Any]:
+    """A successful answer as stored for Idempotency-Key replays (JSON-safe)."""
+    r = served.result
+    assert r is not None
+    return {
+        "model": served.model,
+        "headers": headers,
+        "content": r.content,
+        "tool_calls": r.tool_calls,
+        "finish_reason": r.finish_reason,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cost_usd": served.cost_usd,
+    }
+
+
+def idempotency_scope(policy: str, tenant: str, key: str) -> str:
+    """Keys are per policy and tenant: equal strings from two tenants never collide."""
+    return f"{policy}\x1f{tenant}\x1f{key}"

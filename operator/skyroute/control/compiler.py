@@ -172,6 +172,24 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             max_attempts=lim.max_attempts,
             request_timeout_ms=lim.request_timeout_ms,
             first_token_timeout_ms=lim.first_token_timeout_ms,
+            inter_token_timeout_ms=lim.inter_token_timeout_ms,
+        )
+    )
+    rel = spec.reliability
+    policy.reliability.CopyFrom(
+        snapshot_pb2.Reliability(
+            retry_budget_ratio=rel.retry_budget.ratio,
+            retry_budget_min_concurrency=rel.retry_budget.min_concurrency,
+            outlier_consecutive_failures=rel.outlier_detection.consecutive_failures,
+            outlier_base_ejection_ms=rel.outlier_detection.base_ejection_ms,
+            outlier_max_ejection_percent=rel.outlier_detection.max_ejection_percent,
+            hedge_enabled=rel.hedging.enabled,
+            hedge_after_ms=rel.hedging.after_ms,
+            hedge_percentile=rel.hedging.percentile,
+            content_filter_fallback=rel.content_filter == "fallback",
+            non_idempotent_tools=sorted(set(rel.non_idempotent_tools)),
+            non_idempotent_max_attempts=rel.non_idempotent_max_attempts,
+            idempotency_ttl_seconds=rel.idempotency_ttl_seconds,
         )
     )
     w = spec.weights
@@ -205,7 +223,7 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
         max_output_tokens=model.max_output_tokens,
         timeout_ms=model.timeout_ms,
         api_key_env=(model.api_key.env or "") if model.api_key else "",
-        api_key_file=(model.api_key.file or "") if model.api_key else "",
+        api_key_file=model.api_key.secret_path if model.api_key else "",
         quality=resolve_quality(model.quality, intents),
         upstream_model=upstream or "",
     )

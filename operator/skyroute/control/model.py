@@ -53,11 +53,14 @@ ENDPOINT_PATTERN = r"^https?://[^\s]+$"
 ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 FILE_PATTERN = r"^/[^\x00]*$"
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# Where routers find a secretKeyRef: deploy/ mounts Secret <name> at <root>/<name>.
+SECRET_MOUNT_ROOT = "/var/run/secrets/skyroute"
 
 # The messages of the CRDs' x-kubernetes-validations rules, raised verbatim below.
 MSG_UNIQUE_MODELS = "model names must be unique within a pool"
 MSG_MAX_OUTPUT = "maxOutputTokens must not exceed contextWindow"
-MSG_API_KEY = "apiKey needs env or file"
+MSG_API_KEY = "apiKey needs env, file or secretKeyRef"
 MSG_UNIQUE_INTENTS = "intent names must be unique"
 MSG_INTENT_SIGNAL = "an intent needs at least one keyword, pattern or example"
 MSG_UNIQUE_RULES = "rule names must be unique"
@@ -156,17 +159,38 @@ class Pricing(_Spec):
     output_per_m_tok: Price
 
 
+class SecretKeyRef(_Spec):
+    """A key of a Secret that the router Deployment mounts (see ``secret_path``)."""
+
+    name: Name
+    key: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)]
+
+
 class ApiKeyRef(_Spec):
     """Where a router finds the key: never the key itself."""
 
     env: EnvVar | None = None
     file: SecretFile | None = None
+    secret_key_ref: SecretKeyRef | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ApiKeyRef:
-        if self.env is None and self.file is None:
+        if self.env is None and self.file is None and self.secret_key_ref is None:
             raise rule_error(MSG_API_KEY)
         return self
+
+    @property
+    def secret_path(self) -> str:
+        """The file a router reads: ``file``, else the mounted secretKeyRef, else ''.
+
+        The operator never reads the Secret: it only turns the reference into the path
+        at which the router Deployment mounts it, so the key itself never enters a
+        snapshot, a status, an event or a log line.
+        """
+        if self.file is not None:
+            return self.file
+        ref = self.secret_key_ref
+        return f"{SECRET_MOUNT_ROOT}/{ref.name}/{ref.key}" if ref is not None else ""
 
 
 class PoolModel(_Spec):
@@ -275,6 +299,7 @@ class LimitsSpec(_Spec):
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     request_timeout_ms: Millis = 30_000
     first_token_timeout_ms: Annotated[int, Field(ge=100, le=600_000, validate_default=True)] = 5000
+    inter_token_timeout_ms: Millis = 10_000
 
     @field_validator("first_token_timeout_ms")
     @classmethod
@@ -300,6 +325,41 @@ class WeightsSpec(_Spec):
         return self
 
 
+class RetryBudgetSpec(_Spec):
+    """Envoy's retry budget: retries at most ``ratio`` of active requests."""
+
+    ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    min_concurrency: Annotated[int, Field(ge=0, le=10_000)] = 3
+
+
+class OutlierDetectionSpec(_Spec):
+    """Envoy-style ejection of a model endpoint after consecutive failures."""
+
+    consecutive_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    base_ejection_ms: Millis = 30_000
+    max_ejection_percent: Annotated[int, Field(ge=0, le=100)] = 50
+
+
+class HedgingSpec(_Spec):
+    """A second attempt for idempotent, tool-free requests once the first is slow."""
+
+    enabled: bool = False
+    after_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
+    percentile: Annotated[float, Field(ge=50, le=99.9)] = 95
+
+
+class ReliabilitySpec(_Spec):
+    retry_budget: RetryBudgetSpec = Field(default_factory=RetryBudgetSpec)
+    outlier_detection: OutlierDetectionSpec = Field(default_factory=OutlierDetectionSpec)
+    hedging: HedgingSpec = Field(default_factory=HedgingSpec)
+    content_filter: Literal["fallback", "fail"] = "fail"
+    non_idempotent_tools: Annotated[list[ModelName], Field(max_length=128)] = Field(
+        default_factory=list
+    )
+    non_idempotent_max_attempts: Annotated[int, Field(ge=1, le=10)] = 2
+    idempotency_ttl_seconds: Annotated[int, Field(ge=1, le=604_800)] = 86_400
+
+
 class RoutingPolicySpec(_Spec):
     default: bool = False
     intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
@@ -309,6 +369,7 @@ class RoutingPolicySpec(_Spec):
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     weights: WeightsSpec = Field(default_factory=WeightsSpec)
     trust_declared_intent: bool = False
+    reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
 
     @field_validator("intents")
     @classmethod

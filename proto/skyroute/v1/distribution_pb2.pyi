@@ -249,23 +249,64 @@ class OutcomeBatch(_message.Message):
 
     NODE_FIELD_NUMBER: _builtins.int
     OUTCOMES_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def node(self) -> Global___Node: ...
     @_builtins.property
     def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Outcome]: ...
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___EndpointHealth]:
+        """The router's view of its upstream endpoints when the batch was sent."""
+
     def __init__(
         self,
         *,
         node: Global___Node | None = ...,
         outcomes: _abc.Iterable[Global___Outcome] | None = ...,
+        endpoints: _abc.Iterable[Global___EndpointHealth] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "outcomes", b"outcomes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "node", b"node", "outcomes", b"outcomes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OutcomeBatch: _TypeAlias = OutcomeBatch  # noqa: Y015
+
+@_typing.final
+class EndpointHealth(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    EJECTED_FIELD_NUMBER: _builtins.int
+    EJECTIONS_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    EJECTED_UNTIL_UNIX_MS_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    endpoint: _builtins.str
+    ejected: _builtins.bool
+    ejections: _builtins.int
+    """Times ejected so far (the next ejection lasts base * (ejections + 1))."""
+    consecutive_failures: _builtins.int
+    ejected_until_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        ejected: _builtins.bool = ...,
+        ejections: _builtins.int = ...,
+        consecutive_failures: _builtins.int = ...,
+        ejected_until_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_failures", b"consecutive_failures", "ejected", b"ejected", "ejected_until_unix_ms", b"ejected_until_unix_ms", "ejections", b"ejections", "endpoint", b"endpoint", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndpointHealth: _TypeAlias = EndpointHealth  # noqa: Y015
 
 @_typing.final
 class OutcomeSummary(_message.Message):
@@ -313,6 +354,7 @@ class RouterStatus(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     CONNECTED_UNIX_MS_FIELD_NUMBER: _builtins.int
     LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     state: Global___SyncState.ValueType
     acked_version: _builtins.str
     sent_version: _builtins.str
@@ -322,6 +364,8 @@ class RouterStatus(_message.Message):
     last_seen_unix_ms: _builtins.int
     @_builtins.property
     def node(self) -> Global___Node: ...
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___EndpointHealth]: ...
     def __init__(
         self,
         *,
@@ -333,10 +377,11 @@ class RouterStatus(_message.Message):
         outcomes: _builtins.int = ...,
         connected_unix_ms: _builtins.int = ...,
         last_seen_unix_ms: _builtins.int = ...,
+        endpoints: _abc.Iterable[Global___EndpointHealth] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected_unix_ms", b"connected_unix_ms", "last_nack", b"last_nack", "last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "outcomes", b"outcomes", "sent_version", b"sent_version", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected_unix_ms", b"connected_unix_ms", "endpoints", b"endpoints", "last_nack", b"last_nack", "last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "outcomes", b"outcomes", "sent_version", b"sent_version", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -97,6 +97,7 @@ class Policy(_message.Message):
     LIMITS_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
     TRUST_DECLARED_INTENT_FIELD_NUMBER: _builtins.int
+    RELIABILITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -118,6 +119,8 @@ class Policy(_message.Message):
     def limits(self) -> Global___Limits: ...
     @_builtins.property
     def weights(self) -> Global___ScoringWeights: ...
+    @_builtins.property
+    def reliability(self) -> Global___Reliability: ...
     def __init__(
         self,
         *,
@@ -131,10 +134,11 @@ class Policy(_message.Message):
         limits: Global___Limits | None = ...,
         weights: Global___ScoringWeights | None = ...,
         trust_declared_intent: _builtins.bool = ...,
+        reliability: Global___Reliability | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "limits", b"limits", "weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "limits", b"limits", "reliability", b"reliability", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "rules", b"rules", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -388,26 +392,105 @@ class Limits(_message.Message):
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     REQUEST_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     FIRST_TOKEN_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    INTER_TOKEN_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     max_attempts: _builtins.int
     """Total upstream attempts per request, retries and fallbacks together."""
     request_timeout_ms: _builtins.int
     """Whole-request deadline."""
     first_token_timeout_ms: _builtins.int
     """Streaming: time allowed before the first token."""
+    inter_token_timeout_ms: _builtins.int
+    """Streaming: longest silence allowed between tokens once the stream started."""
     def __init__(
         self,
         *,
         max_attempts: _builtins.int = ...,
         request_timeout_ms: _builtins.int = ...,
         first_token_timeout_ms: _builtins.int = ...,
+        inter_token_timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_token_timeout_ms", b"first_token_timeout_ms", "max_attempts", b"max_attempts", "request_timeout_ms", b"request_timeout_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_token_timeout_ms", b"first_token_timeout_ms", "inter_token_timeout_ms", b"inter_token_timeout_ms", "max_attempts", b"max_attempts", "request_timeout_ms", b"request_timeout_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Limits: _TypeAlias = Limits  # noqa: Y015
+
+@_typing.final
+class Reliability(_message.Message):
+    """How a router protects itself and its providers (see README "Failure modes")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETRY_BUDGET_RATIO_FIELD_NUMBER: _builtins.int
+    RETRY_BUDGET_MIN_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    OUTLIER_CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    OUTLIER_BASE_EJECTION_MS_FIELD_NUMBER: _builtins.int
+    OUTLIER_MAX_EJECTION_PERCENT_FIELD_NUMBER: _builtins.int
+    HEDGE_ENABLED_FIELD_NUMBER: _builtins.int
+    HEDGE_AFTER_MS_FIELD_NUMBER: _builtins.int
+    HEDGE_PERCENTILE_FIELD_NUMBER: _builtins.int
+    CONTENT_FILTER_FALLBACK_FIELD_NUMBER: _builtins.int
+    NON_IDEMPOTENT_TOOLS_FIELD_NUMBER: _builtins.int
+    NON_IDEMPOTENT_MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    retry_budget_ratio: _builtins.float
+    """Retry budget, Envoy's model: concurrent retries at most this share of
+    active requests, but always at least `retry_budget_min_concurrency`.
+    """
+    retry_budget_min_concurrency: _builtins.int
+    outlier_consecutive_failures: _builtins.int
+    """Outlier ejection per model endpoint: this many consecutive failures eject
+    it for base * (number of ejections so far); at most this share of a pool
+    is ejected at once (never the whole pool).
+    """
+    outlier_base_ejection_ms: _builtins.int
+    outlier_max_ejection_percent: _builtins.int
+    hedge_enabled: _builtins.bool
+    """Hedging for idempotent, tool-free requests: a second candidate starts
+    after `hedge_after_ms` (0: after the primary's observed latency at
+    `hedge_percentile`); counted against the retry budget.
+    """
+    hedge_after_ms: _builtins.int
+    hedge_percentile: _builtins.float
+    content_filter_fallback: _builtins.bool
+    """On a provider content-filter refusal: true = try the next candidate,
+    false = return the refusal to the caller.
+    """
+    non_idempotent_max_attempts: _builtins.int
+    idempotency_ttl_seconds: _builtins.int
+    """Idempotency-Key results are kept this long."""
+    @_builtins.property
+    def non_idempotent_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Tool names whose calls have side effects. Requests offering any of them
+        get at most `non_idempotent_max_attempts` attempts, and never a retry
+        after an upstream may have produced a tool call.
+        """
+
+    def __init__(
+        self,
+        *,
+        retry_budget_ratio: _builtins.float = ...,
+        retry_budget_min_concurrency: _builtins.int = ...,
+        outlier_consecutive_failures: _builtins.int = ...,
+        outlier_base_ejection_ms: _builtins.int = ...,
+        outlier_max_ejection_percent: _builtins.int = ...,
+        hedge_enabled: _builtins.bool = ...,
+        hedge_after_ms: _builtins.int = ...,
+        hedge_percentile: _builtins.float = ...,
+        content_filter_fallback: _builtins.bool = ...,
+        non_idempotent_tools: _abc.Iterable[_builtins.str] | None = ...,
+        non_idempotent_max_attempts: _builtins.int = ...,
+        idempotency_ttl_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_filter_fallback", b"content_filter_fallback", "hedge_after_ms", b"hedge_after_ms", "hedge_enabled", b"hedge_enabled", "hedge_percentile", b"hedge_percentile", "idempotency_ttl_seconds", b"idempotency_ttl_seconds", "non_idempotent_max_attempts", b"non_idempotent_max_attempts", "non_idempotent_tools", b"non_idempotent_tools", "outlier_base_ejection_ms", b"outlier_base_ejection_ms", "outlier_consecutive_failures", b"outlier_consecutive_failures", "outlier_max_ejection_percent", b"outlier_max_ejection_percent", "retry_budget_min_concurrency", b"retry_budget_min_concurrency", "retry_budget_ratio", b"retry_budget_ratio"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reliability: _TypeAlias = Reliability  # noqa: Y015
 
 @_typing.final
 class ScoringWeights(_message.Message):

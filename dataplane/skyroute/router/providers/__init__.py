@@ -74,18 +74,21 @@ async def complete(session: aiohttp.ClientSession, target: Target, req: ChatRequ
 
 
 def stream(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
-           first_token_timeout_s: float, timeout_s: float) -> AsyncIterator[StreamEvent]:
+           first_token_timeout_s: float, timeout_s: float,
+           inter_token_timeout_s: float | None = None) -> AsyncIterator[StreamEvent]:
     """One streamed attempt at ``target``: TextDelta / ToolCallEvent values, then StreamEnd.
 
     Raises ProviderError from the iteration: FIRST_TOKEN_TIMEOUT (or the
     HTTP error's class) before the first token, STREAM_CUT after it (a break,
-    an in-stream error, a missing terminal event or a stall past timeout_s).
+    an in-stream error, a missing terminal event, a silence longer than
+    inter_token_timeout_s, or a stall past timeout_s).
     """
     try:
         adapter, prep = prepared(target)
     except ProviderError as exc:
         return _raising(exc)
-    return transport.stream(session, adapter, prep, req, first_token_timeout_s, timeout_s)
+    return transport.stream(session, adapter, prep, req, first_token_timeout_s, timeout_s,
+                            inter_token_timeout_s)
 
 
 async def _raising(exc: ProviderError) -> AsyncIterator[StreamEvent]:

@@ -54,7 +54,8 @@ async def complete(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepa
 
 async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepared,
                  req: ChatRequest, first_token_timeout_s: float,
-                 timeout_s: float) -> AsyncIterator[StreamEvent]:
+                 timeout_s: float, inter_token_timeout_s: float | None = None
+                 ) -> AsyncIterator[StreamEvent]:
     body = adapter.encode(req, prep.model, True)
     family = adapter.family
     loop = asyncio.get_running_loop()
@@ -80,14 +81,18 @@ async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepare
         decoder = SSEDecoder()
         content = resp.content
         started = False
+        gap = inter_token_timeout_s or timeout_s
         while True:
+            # After the first token each read gets the inter-token gap, bounded by the end.
+            deadline = min(end, loop.time() + gap) if started else first_deadline
             try:
-                async with asyncio.timeout_at(end if started else first_deadline):
+                async with asyncio.timeout_at(deadline):
                     chunk = await content.readany()
             except TimeoutError:
                 if started:  # tokens are out: never retryable, so a cut, not a TIMEOUT
-                    raise ProviderError(STREAM_CUT, f"{family}: stream not finished within "
-                                                    f"{timeout_s:g}s") from None
+                    why = (f"no token for {gap:g}s" if deadline < end
+                           else f"not finished within {timeout_s:g}s")
+                    raise ProviderError(STREAM_CUT, f"{family}: stream stalled: {why}") from None
                 raise _no_first_token(family, first_token_timeout_s) from None
             if not chunk:
                 payloads = decoder.close()

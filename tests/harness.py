@@ -98,7 +98,7 @@ class Stack:
     """
 
     def __init__(self, procs: list[Proc], tmp: Path, files: dict[str, str], scenario: str,
-                 routers: int = 1) -> None:
+                 routers: int = 1, router_args: list[str] | None = None) -> None:
         self.procs = procs
         self.sim_port = free_port()
         self.sim = f"http://127.0.0.1:{self.sim_port}"
@@ -118,7 +118,8 @@ class Stack:
         for i in range(routers):
             g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
             p = self.start(f"router-{i}", ["router", "--control", self.control_addr,
-                                           "--grpc", g, "--http", h, "--id", f"router-{i}"])
+                                           "--grpc", g, "--http", h, "--id", f"router-{i}",
+                                           *(router_args or [])])
             self.routers.append((p, g, f"http://{h}"))
         wait_until(lambda: http_get(self.sim + "/healthz")[0] == 200, what="simulator")
         for p, _, url in self.routers:
@@ -171,3 +172,29 @@ class Stack:
         req = urllib.request.Request(self.sim + "/_sim/reset", data=b"", method="POST")
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
+
+
+class RedisServer:
+    """A real redis-server (Debian's package) on a free loopback port, no persistence."""
+
+    def __init__(self, tmp: Path) -> None:
+        if not Path("/usr/bin/redis-server").exists():
+            raise RuntimeError("redis-server is missing: `make test` installs it (apt-get)")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.p = subprocess.Popen(
+            ["/usr/bin/redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.ping, timeout=10, what="redis-server")
+
+    def ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(5)

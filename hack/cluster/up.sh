@@ -89,6 +89,11 @@ setsid "$ETCD" --name skyroute --data-dir "$D/etcd-data" \
   --initial-cluster-state new --logger zap --log-level warn \
   </dev/null >"$D/etcd.log" 2>&1 &
 echo $! >"$D/etcd.pid"
+for _ in $(seq 1 100); do # etcd listens within a second; then start its client
+  (exec 3<>"/dev/tcp/127.0.0.1/$ETCD_PORT") 2>/dev/null && break
+  alive etcd || { tail -25 "$D/etcd.log" >&2; die "etcd exited during start-up (log: $D/etcd.log)"; }
+  sleep 0.1
+done
 
 # --- kube-apiserver ------------------------------------------------------------
 # Flags follow envtest's defaults (controller-runtime controlplane.APIServer)

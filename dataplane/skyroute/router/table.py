@@ -89,7 +89,7 @@ class ReliabilitySettings:
     """The policy's reliability knobs, with Envoy-like defaults when absent."""
 
     retry_budget_ratio: float = 0.2
-    retry_budget_min_concurrency: int = 3
+    retry_budget_min_concurrency: int = 10
     outlier_consecutive_failures: int = 5
     outlier_base_ejection_s: float = 30.0
     outlier_max_ejection_share: float = 0.5

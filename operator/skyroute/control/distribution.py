@@ -145,7 +145,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         received = 0
         async for batch in request_iterator:
             received += self.outcomes.record(batch.node.id, batch.outcomes)
-            self.registry.touch(batch.node.id)
+            self.registry.touch(batch.node.id, batch.endpoints)
         return distribution_pb2.OutcomeSummary(received=received)
 
     async def GetStatus(

@@ -326,10 +326,16 @@ class WeightsSpec(_Spec):
 
 
 class RetryBudgetSpec(_Spec):
-    """Envoy's retry budget: retries at most ``ratio`` of active requests."""
+    """Envoy's retry budget: retries at most ``ratio`` of active requests.
+
+    The floor is 10 concurrent retries rather than Envoy's 3: LLM calls last
+    seconds, so a router has tens of requests in flight where a microservice
+    proxy has a handful, and a primary that dies at once must not fail the
+    whole first wave before outlier ejection takes it out.
+    """
 
     ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
-    min_concurrency: Annotated[int, Field(ge=0, le=10_000)] = 3
+    min_concurrency: Annotated[int, Field(ge=0, le=10_000)] = 10
 
 
 class OutlierDetectionSpec(_Spec):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -65,6 +65,8 @@ class RouterRecord:
     connected_unix_ms: int = field(default_factory=_now_ms)
     last_seen_unix_ms: int = field(default_factory=_now_ms)
     disconnected_at: float | None = None
+    # The router's last reported view of its upstream endpoints (outlier ejections).
+    endpoints: list[distribution_pb2.EndpointHealth] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -121,6 +123,7 @@ class RouterRecord:
             outcomes=outcomes,
             connected_unix_ms=self.connected_unix_ms,
             last_seen_unix_ms=self.last_seen_unix_ms,
+            endpoints=self.endpoints,
         )
 
 
@@ -153,10 +156,14 @@ class RouterRegistry:
         record.last_seen_unix_ms = _now_ms()
         return True
 
-    def touch(self, node_id: str) -> None:
+    def touch(
+        self, node_id: str, endpoints: Sequence[distribution_pb2.EndpointHealth] = ()
+    ) -> None:
         record = self._records.get(node_id)
         if record is not None:
             record.last_seen_unix_ms = _now_ms()
+            if endpoints:
+                record.endpoints = list(endpoints)
 
     def get(self, node_id: str) -> RouterRecord | None:
         return self._records.get(node_id)

@@ -73,6 +73,12 @@ def validate(docs: Sequence[SourceDocument]) -> Objects:
     return Objects(pools=pools, policies=policies)
 
 
+def parse_document(doc: SourceDocument) -> tuple[Parsed | None, list[Problem]]:
+    """The first pass for one document: the parsed object, or None and its problems."""
+    problems: list[Problem] = []
+    return _parse(doc, problems), problems
+
+
 def _parse(doc: SourceDocument, problems: list[Problem]) -> Parsed | None:
     model = MODELS.get(doc.kind)
     if model is None:

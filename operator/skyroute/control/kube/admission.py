@@ -1,0 +1,71 @@
+"""The admission webhook's verdict: the operator's own checks, before the write.
+
+The API server already enforces the CRD schema and its CEL rules; what it
+cannot check is what needs Python (an intent pattern that is not a valid
+regular expression) or other objects (a second default policy, a name used
+in another namespace, a rule glob that matches none of the policy's
+intents). The webhook runs exactly the validation the operator runs after
+the write (``World.observe`` and the cross-object pass against the accepted
+set), so ``kubectl apply`` fails at once, naming the field, instead of the
+object being stored and then sitting in a ``Compiled=False`` condition.
+
+Problems that depend on *order* only warn: a rule naming a pool that does
+not exist yet, or a quality glob matching no intent yet. ``kubectl apply -f
+dir/`` applies ``policy.yaml`` before ``pools.yaml``, and GitOps tools apply
+in any order, so refusing those would make correct sets of manifests fail
+depending on file names. They are accepted with a warning (kubectl prints
+it), the new generation waits with ``Compiled=False, reason PoolNotFound``,
+and routers keep what they serve until the pool arrives. This is how
+Kubernetes treats references everywhere (a Pod naming a missing ConfigMap
+is admitted and waits).
+
+Deletions are never refused (a namespace being deleted must not get stuck);
+see ``world.py`` for how a still-referenced pool is retained instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skyroute.control.errors import Problem
+from skyroute.control.kube.conditions import describe, is_missing_pool
+from skyroute.control.kube.world import World, observe_body, problem_keys
+
+_ORDER_DEPENDENT = ("matches no intent of any policy",)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    denied: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return not self.denied
+
+    def message(self) -> str:
+        return "; ".join(self.denied)
+
+
+def order_dependent(problem: Problem) -> bool:
+    """A problem that another object, applied later, may resolve."""
+    return is_missing_pool(problem) or any(s in problem.message for s in _ORDER_DEPENDENT)
+
+
+def review(world: World, body: Mapping[str, Any]) -> Verdict:
+    """What the webhook answers for ``body`` (a CREATE or UPDATE), given what serves now."""
+    obs = observe_body(body)
+    ref = obs.key.ref
+    if obs.parsed is None:
+        return Verdict(tuple(describe(p, ref) for p in obs.invalid), ())
+    current = world.accepted_objects()
+    _, baseline = problem_keys(current.values())
+    candidate = dict(current)
+    candidate[obs.key] = obs.parsed
+    found = world.new_problems(candidate, baseline)
+    return Verdict(
+        denied=tuple(describe(p, ref) for p in found if not order_dependent(p)),
+        warnings=tuple(describe(p, ref) for p in found if order_dependent(p)),
+    )

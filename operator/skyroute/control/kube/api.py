@@ -1,0 +1,186 @@
+"""The few Kubernetes API calls the operator makes itself, outside kopf.
+
+kopf watches objects and serves the webhook; it patches only the object a
+handler runs for. The operator also needs calls that belong to no handler:
+the initial list (so that the first snapshot is the whole cluster's, not
+whatever the watch delivered first), status patches of objects other than
+the one that changed (a pool edit re-versions every policy using it),
+events, its Lease, its webhook certificate Secret and the webhook
+configuration's CA bundle. Those go through the official ``kubernetes``
+client, whose calls block, so each runs in a worker thread.
+
+Every body is a plain dict in and out (``sanitize_for_serialization``), so
+callers never depend on the client's model classes. Not-found and conflict
+are answers, not errors: they come back as ``None``/``False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from skyroute.control.model import GROUP, VERSION
+
+PLURALS = {"RoutingPolicy": "routingpolicies", "ModelPool": "modelpools"}
+TIMEOUT = 10.0
+Body = dict[str, Any]
+
+
+class NotInstalled(Exception):
+    """The CRDs are not installed (the API server does not know the resource)."""
+
+
+def load_client() -> client.ApiClient:
+    """In a pod: the service account; elsewhere: ``KUBECONFIG`` or ~/.kube/config."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class KubeApi:
+    """Async wrappers over the blocking client; one instance per process."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.client = api_client or load_client()
+        self.custom = client.CustomObjectsApi(self.client)
+        self.core = client.CoreV1Api(self.client)
+        self.coordination = client.CoordinationV1Api(self.client)
+        self.admission = client.AdmissionregistrationV1Api(self.client)
+
+    def _plain(self, obj: Any) -> Body:
+        data = self.client.sanitize_for_serialization(obj)
+        return data if isinstance(data, dict) else {}
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, _request_timeout=TIMEOUT, **kwargs)
+
+    # --- skyroute objects ----------------------------------------------------
+
+    async def list_objects(self, kind: str, namespace: str | None) -> list[Body]:
+        """Every object of ``kind`` (in ``namespace``, or all); raises NotInstalled."""
+        plural = PLURALS[kind]
+        try:
+            if namespace:
+                result = await self._call(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+                )
+            else:
+                result = await self._call(
+                    self.custom.list_cluster_custom_object, GROUP, VERSION, plural
+                )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotInstalled(f"{plural}.{GROUP} is not installed (kubectl apply -f crds/)")
+            raise
+        items = result.get("items", []) if isinstance(result, dict) else []
+        for item in items:
+            item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+            item.setdefault("kind", kind)
+        return list(items)
+
+    async def patch_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> Body | None:
+        """Merge-patch ``status``; the object as returned, or None if it is gone."""
+        try:
+            result = await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP, VERSION, namespace, PLURALS[kind], name, {"status": dict(status)},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result if isinstance(result, dict) else None
+
+    async def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
+        await self._call(self.core.create_namespaced_event, namespace, dict(body))
+
+    # --- Lease ---------------------------------------------------------------
+
+    async def get_lease(self, namespace: str, name: str) -> Body | None:
+        try:
+            lease = await self._call(self.coordination.read_namespaced_lease, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(lease)
+
+    async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """False if another replica created it first."""
+        try:
+            await self._call(self.coordination.create_namespaced_lease, namespace, dict(body))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
+        """False if the Lease changed since it was read (its resourceVersion is stale)."""
+        try:
+            await self._call(
+                self.coordination.replace_namespaced_lease, name, namespace, dict(body)
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    # --- webhook TLS and configuration --------------------------------------------
+
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        try:
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(secret)
+
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """False if it exists already (another replica made it)."""
+        try:
+            await self._call(self.core.create_namespaced_secret, namespace, dict(body))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def get_webhook_config(self, name: str) -> Body | None:
+        try:
+            found = await self._call(
+                self.admission.read_validating_webhook_configuration, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(found)
+
+    async def replace_webhook_config(self, name: str, body: Mapping[str, Any]) -> bool:
+        try:
+            await self._call(
+                self.admission.replace_validating_webhook_configuration, name, dict(body)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def patch_pod_labels(
+        self, namespace: str, name: str, labels: Mapping[str, str | None]
+    ) -> None:
+        await self._call(
+            self.core.patch_namespaced_pod, name, namespace, {"metadata": {"labels": dict(labels)}}
+        )

@@ -1,0 +1,162 @@
+"""An object's status, written the way the Kubernetes API conventions ask.
+
+``status.conditions`` is a list keyed by ``type``, each entry shaped like
+``metav1.Condition`` (status ``True``/``False``/``Unknown``, a CamelCase
+``reason`` for machines, a ``message`` for people, ``observedGeneration``
+and ``lastTransitionTime``), because that is what ``kubectl wait
+--for=condition=Ready``, Argo CD health checks and every dashboard read.
+There is no ``phase``: the API conventions deprecate it.
+
+The four types answer the questions in the order people ask them:
+
+* ``Accepted``: is this generation well-formed (schema, regexes)?
+* ``Compiled``: is this generation in the serving snapshot? If not, why not
+  (``Invalid``, ``PoolNotFound``, ``Rejected``), and which older generation
+  routers keep serving meanwhile.
+* ``Synced``: do all connected routers serve this object's version?
+* ``Ready``: all of the above, and nothing it needs was deleted under it:
+  ``kubectl wait --for=condition=Ready`` returns once a change is live on
+  every connected router.
+
+``lastTransitionTime`` only moves when a condition's status flips, so
+rewriting the same status is a no-op the writer can detect by comparing
+dictionaries, which is what keeps a restarted operator from patching (and
+from emitting events for) objects whose state did not change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from skyroute.control.errors import Problem
+from skyroute.control.kube.fleet import SyncCount
+from skyroute.control.kube.world import ObjectState
+
+TYPES = ("Accepted", "Compiled", "Synced", "Ready")
+STATUS_KEYS = ("observedGeneration", "version", "routers", "conditions")
+MAX_LISTED = 10
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def describe(problem: Problem, ref: str) -> str:
+    """A problem as seen from object ``ref``: its own field path, or the other object too."""
+    where = problem.path if problem.obj == ref else " ".join(x for x in (problem.obj, problem.path) if x)
+    return f"{where}: {problem.message}" if where else problem.message
+
+
+def summary(problems: Sequence[Problem], ref: str) -> str:
+    shown = [describe(p, ref) for p in problems[:MAX_LISTED]]
+    extra = len(problems) - len(shown)
+    return "; ".join(shown) + (f" (and {extra} more)" if extra > 0 else "")
+
+
+def is_missing_pool(problem: Problem) -> bool:
+    """A rule or defaultPool naming a pool that does not exist (validate.py's wording)."""
+    return problem.message.startswith('pool "') and '" not found' in problem.message
+
+
+def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+def _serving_note(state: ObjectState) -> str:
+    if state.serving_generation is None:
+        return "nothing of this object serves"
+    return f"routers keep serving generation {state.serving_generation} ({state.version})"
+
+
+def _compiled(state: ObjectState) -> dict[str, Any]:
+    ref = state.key.ref
+    if state.invalid:
+        return _condition("Compiled", "False", "Invalid",
+                          f"generation {state.generation} is invalid; {_serving_note(state)}")
+    if state.rejected:
+        own = [p for p in state.rejected if p.obj == ref]
+        reason = "PoolNotFound" if any(is_missing_pool(p) for p in own) else "Rejected"
+        return _condition("Compiled", "False", reason,
+                          f"{summary(state.rejected, ref)}; {_serving_note(state)}")
+    if state.current:
+        return _condition("Compiled", "True", "Compiled",
+                          f"generation {state.generation} compiled as {state.version}")
+    return _condition("Compiled", "Unknown", "Pending",
+                      f"generation {state.generation} is waiting to be compiled")
+
+
+def _synced(state: ObjectState, sync: SyncCount) -> dict[str, Any]:
+    if not state.version:
+        return _condition("Synced", "False", "NotServing", "no version of this object serves")
+    if sync.connected == 0:
+        return _condition("Synced", "Unknown", "NoRouters", "no routers are connected")
+    if sync.stale == 0:
+        return _condition("Synced", "True", "Synced",
+                          f"all {sync.connected} connected routers serve {state.version}")
+    return _condition("Synced", "False", "RoutersStale",
+                      f"{sync.stale} of {sync.connected} connected routers do not serve "
+                      f"{state.version} yet")
+
+
+def _ready(state: ObjectState, compiled: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[
+    str, Any
+]:
+    if compiled["status"] != "True":
+        return _condition("Ready", "False", compiled["reason"], compiled["message"])
+    if state.dangling:
+        reason = "PoolDeleted" if all(is_missing_pool(p) for p in state.dangling) else (
+            "DependencyDeleted"
+        )
+        return _condition(
+            "Ready", "False", reason,
+            f"{summary(state.dangling, state.key.ref)}; the deleted object keeps serving until "
+            "this reference is removed or the object is recreated",
+        )
+    if synced["status"] == "False":
+        return _condition("Ready", "False", synced["reason"], synced["message"])
+    return _condition("Ready", "True", "Ready", f"version {state.version} serves")
+
+
+def build_status(
+    state: ObjectState, sync: SyncCount, previous: Mapping[str, Any] | None, now: str
+) -> dict[str, Any]:
+    """The complete status for ``state``; unchanged conditions keep their transition time."""
+    accepted = (
+        _condition("Accepted", "False", "Invalid", summary(state.invalid, state.key.ref))
+        if state.invalid
+        else _condition("Accepted", "True", "Valid", "schema and field checks passed")
+    )
+    compiled = _compiled(state)
+    synced = _synced(state, sync)
+    conditions = [accepted, compiled, synced, _ready(state, compiled, synced)]
+    before = {
+        c.get("type"): c
+        for c in (previous or {}).get("conditions") or []
+        if isinstance(c, Mapping)
+    }
+    for cond in conditions:
+        cond["observedGeneration"] = state.generation
+        old = before.get(cond["type"])
+        same = old is not None and old.get("status") == cond["status"]
+        cond["lastTransitionTime"] = old.get("lastTransitionTime", now) if same and old else now
+    return {
+        "observedGeneration": state.generation,
+        "version": state.version,
+        "routers": {"synced": sync.synced, "stale": sync.stale},
+        "conditions": conditions,
+    }
+
+
+def ours(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a status this operator owns (kopf or others may keep more)."""
+    status = status or {}
+    return {k: status[k] for k in STATUS_KEYS if k in status}
+
+
+def condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any] | None:
+    for cond in (status or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return None

@@ -1,0 +1,144 @@
+"""Leader election over a ``coordination.k8s.io/v1`` Lease.
+
+The HA model: every replica watches, compiles and serves. Snapshots are
+content-hashed, so replicas that see the same objects compute the same
+versions byte for byte, and a router may connect to any of them. What must
+not be done twice is *writing*: two replicas patching status and posting
+events would fight over ``lastTransitionTime`` and double every event. So
+writing belongs to the holder of one Lease, the same primitive
+controller-runtime and client-go use; kopf's peering was not chosen because
+it pauses the non-leading replicas' watches entirely, and a paused replica
+could neither serve routers current snapshots nor answer the webhook.
+
+The leader also labels its own Pod ``skyroute.io/leader=true`` (when it
+runs in one) so the routers' Service can select the leader: the synced and
+stale counts in status then cover every router, not only the leader's share.
+Standby replicas keep serving whoever is connected to them.
+
+The algorithm is client-go's: a replica takes the Lease when it is free or
+when its record has not changed for ``duration`` seconds *as measured by the
+replica's own monotonic clock* (no trust in clock sync between nodes), and
+the leader renews every ``duration / 3``. Writes use the Lease's
+resourceVersion, so of two replicas racing, one gets a conflict and stays
+standby. A leader that cannot renew for ``duration`` steps down on its own.
+On shutdown the leader releases the Lease so a standby takes over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from skyroute.control.kube.api import KubeApi
+from skyroute.control.logs import event
+
+log = logging.getLogger("skyroute.control.kube.lease")
+
+
+def _micro_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaseElector:
+    """Holds (or waits for) one Lease; calls ``on_change(is_leader)`` on every flip."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        name: str,
+        identity: str,
+        duration: float = 15.0,
+        on_change: Callable[[bool], Awaitable[None]] | None = None,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.duration = max(1.0, duration)
+        self.on_change = on_change
+        self.is_leader = False
+        self.transitions = 0
+        self._record: tuple[str, str] | None = None
+        self._record_seen = time.monotonic()
+        self._renewed = 0.0
+
+    def _spec(self, acquire: str, transitions: int) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(round(self.duration)),
+            "acquireTime": acquire,
+            "renewTime": _micro_now(),
+            "leaseTransitions": transitions,
+        }
+
+    async def try_acquire_or_renew(self) -> bool:
+        """One round of the algorithm; returns whether this replica leads now."""
+        lease = await self.api.get_lease(self.namespace, self.name)
+        now = time.monotonic()
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(_micro_now(), 0),
+            }
+            return await self.api.create_lease(self.namespace, body)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = (holder, str(spec.get("renewTime") or ""))
+        if record != self._record:
+            self._record, self._record_seen = record, now
+        if holder == self.identity:
+            lease["spec"] = {**spec, **self._spec(spec.get("acquireTime") or _micro_now(),
+                                                  int(spec.get("leaseTransitions") or 0))}
+            return await self.api.replace_lease(self.namespace, self.name, lease)
+        expired = now - self._record_seen > float(spec.get("leaseDurationSeconds") or 15)
+        if holder and not expired:
+            return False
+        lease["spec"] = self._spec(_micro_now(), int(spec.get("leaseTransitions") or 0) + 1)
+        return await self.api.replace_lease(self.namespace, self.name, lease)
+
+    async def _set(self, leader: bool) -> None:
+        if leader == self.is_leader:
+            return
+        self.is_leader = leader
+        self.transitions += 1
+        event(log, "leader" if leader else "standby", lease=f"{self.namespace}/{self.name}",
+              identity=self.identity)
+        if self.on_change is not None:
+            await self.on_change(leader)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Acquire and renew until ``stop``; then release if held."""
+        period = self.duration / 3
+        while not stop.is_set():
+            try:
+                leading = await self.try_acquire_or_renew()
+                if leading:
+                    self._renewed = time.monotonic()
+                await self._set(leading)
+            except Exception as exc:
+                event(log, "lease_error", logging.WARNING, error=repr(exc))
+                if self.is_leader and time.monotonic() - self._renewed > self.duration:
+                    await self._set(False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=period)
+        await self.release()
+
+    async def release(self) -> None:
+        """Give the Lease up (a standby takes it on its next round)."""
+        if not self.is_leader:
+            return
+        with contextlib.suppress(Exception):
+            lease = await self.api.get_lease(self.namespace, self.name)
+            spec = (lease or {}).get("spec") or {}
+            if lease is not None and spec.get("holderIdentity") == self.identity:
+                lease["spec"] = {**spec, "holderIdentity": None, "leaseDurationSeconds": 1}
+                await self.api.replace_lease(self.namespace, self.name, lease)
+        await self._set(False)

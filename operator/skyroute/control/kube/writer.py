@@ -1,0 +1,182 @@
+"""Status patches and events, for every object, from one place.
+
+Status is not written by the handler of the object that changed, because
+the object that changed is often not the one whose status changes: a pool
+edit re-versions every policy that uses it, a router ACK changes sync counts
+of everything, a new pool lets a waiting policy compile. So one writer
+computes every object's desired status from the world and the fleet
+(``conditions.build_status``) and patches only the ones that differ from
+what the object already says. Comparing against the object's own status
+(seen on the watch) is what makes a restart or a leader change silent: the
+new writer computes the same statuses the old one wrote and patches nothing.
+
+Events are derived from the same comparison, so each is emitted once per
+transition and never again on restart: ``NewVersion`` (Normal) when an
+object's serving version changes, ``Invalid``/``PoolNotFound``/``Rejected``
+(Warning) when a generation cannot compile, ``PoolDeleted`` (Warning) when a
+pool a policy uses is deleted under it. Messages carry field paths and
+versions, never spec values beyond what validation quotes, and never a
+secret: the operator does not read Secrets at all (``secretKeyRef`` is
+turned into a mount path, see ``model.ApiKeyRef.secret_path``).
+
+Only the leader writes (``active``, driven by the Lease); every replica
+computes. The first write waits ``settle`` seconds after start so routers
+that were connected to a previous operator have reconnected and the sync
+counts are real, not a burst of zeros.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from skyroute.control.kube.api import KubeApi
+from skyroute.control.kube.conditions import build_status, condition, now_rfc3339, ours
+from skyroute.control.kube.fleet import Fleet
+from skyroute.control.kube.world import Key, ObjectState, World
+from skyroute.control.logs import event
+from skyroute.control.model import API_VERSION
+
+log = logging.getLogger("skyroute.control.kube.writer")
+
+COMPONENT = "skyroute-operator"
+_REJECTED = ("Invalid", "PoolNotFound", "Rejected")
+MAX_EVENT_MESSAGE = 1024
+
+
+def events_for(
+    state: ObjectState, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the events a status change deserves."""
+    out: list[tuple[str, str, str]] = []
+    version = after.get("version") or ""
+    if version and version != before.get("version"):
+        if before.get("version") and before.get("observedGeneration") == state.generation:
+            out.append(("Normal", "NewVersion",
+                        f"serving {version}: re-versioned because an object it uses changed"))
+        else:
+            out.append(("Normal", "NewVersion",
+                        f"serving {version} (generation {state.generation})"))
+    new_c, old_c = condition(after, "Compiled"), condition(before, "Compiled")
+    if new_c is not None and new_c.get("reason") in _REJECTED and (
+        old_c is None or (old_c.get("reason"), old_c.get("message"))
+        != (new_c.get("reason"), new_c.get("message"))
+    ):
+        out.append(("Warning", str(new_c["reason"]), str(new_c.get("message", ""))))
+    new_r, old_r = condition(after, "Ready"), condition(before, "Ready")
+    if new_r is not None and new_r.get("reason") == "PoolDeleted" and (
+        old_r is None or old_r.get("reason") != "PoolDeleted"
+    ):
+        out.append(("Warning", "PoolDeleted", str(new_r.get("message", ""))))
+    return out
+
+
+class StatusWriter:
+    """Keeps every object's status equal to what the world says; emits events."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        world: World,
+        fleet: Fleet,
+        identity: str,
+        interval: float = 0.5,
+        settle: float = 2.0,
+    ) -> None:
+        self.api = api
+        self.world = world
+        self.fleet = fleet
+        self.identity = identity
+        self.interval = interval
+        self.settle = settle
+        self.active = False
+        self.patches = 0
+        self.events = 0
+        self._seen: dict[Key, dict[str, Any]] = {}
+        self._written: dict[Key, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+
+    def seen(self, key: Key, status: Mapping[str, Any] | None) -> None:
+        """The object's status as the watch (or the initial list) delivered it."""
+        self._seen[key] = ours(status)
+
+    def forget(self, key: Key) -> None:
+        self._seen.pop(key, None)
+        self._written.pop(key, None)
+
+    def set_active(self, active: bool) -> None:
+        """Leader or not; a new leader trusts only what the objects say, not its memory."""
+        if active and not self.active:
+            self._written.clear()
+        self.active = active
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=self.settle)
+        while not stop.is_set():
+            if self.active:
+                try:
+                    await self.write_all()
+                except Exception as exc:  # API hiccups: try again on the next tick
+                    event(log, "status_write_failed", logging.WARNING, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            self._wake.clear()
+
+    async def write_all(self) -> int:
+        """Patch every object whose status differs; the number patched."""
+        written = 0
+        now = now_rfc3339()
+        for key in self.world.keys():
+            state = self.world.state(key)
+            if state is None:
+                continue
+            before = self._written.get(key, self._seen.get(key, {}))
+            sync = self.fleet.count(key, state.version)
+            after = build_status(state, sync, before, now)
+            if after == before:
+                continue
+            result = await self.api.patch_status(key.kind, key.namespace, key.name, after)
+            if result is None:  # deleted meanwhile
+                continue
+            self.patches += 1
+            written += 1
+            self._written[key] = ours(result.get("status"))
+            for kind, reason, message in events_for(state, before, after):
+                await self._event(state, kind, reason, message)
+        return written
+
+    async def _event(self, state: ObjectState, kind: str, reason: str, message: str) -> None:
+        key = state.key
+        now = now_rfc3339()
+        body = {
+            "metadata": {"generateName": f"{key.name}.", "namespace": key.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION, "kind": key.kind, "name": key.name,
+                "namespace": key.namespace, "uid": state.uid,
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:MAX_EVENT_MESSAGE],
+            "source": {"component": COMPONENT},
+            "reportingComponent": f"skyroute.io/{COMPONENT}",
+            "reportingInstance": self.identity[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.api.create_event(key.namespace, body)
+        except Exception as exc:  # events are best effort; status already says it
+            event(log, "event_failed", logging.WARNING, object=key.ref, reason=reason,
+                  error=repr(exc))
+            return
+        self.events += 1
+        event(log, "k8s_event", object=key.ref, type=kind, reason=reason)

@@ -1,0 +1,237 @@
+"""Fault injection: real routers against the provider simulator, numbers asserted.
+
+One module-wide stack (simulator, control plane, two routers). The first
+test checks that ejections reach the control plane; every later test runs
+with the control plane killed, so all of it also shows that routers keep
+serving from their last known good snapshot while it is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from faults import INVOICE_TOOL, SCENARIO, files
+from harness import Proc, RedisServer, Stack, wait_until
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    procs: list[Proc] = []
+    s = Stack(procs, tmp_path_factory.mktemp("faults"), files(), SCENARIO, routers=2,
+              router_args=["--max-inflight", "32"])
+    yield s
+    for p in reversed(procs):
+        p.stop()
+
+
+@pytest.fixture
+def control_down(stack: Stack) -> Stack:
+    if stack.control.alive():
+        stack.control.kill()
+    return stack
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], float, Any]:
+    t0 = time.perf_counter()
+    async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+        data = await r.json(content_type=None)
+        return r.status, dict(r.headers), time.perf_counter() - t0, data
+
+
+async def _burst(urls: list[str], policy: str, n: int, concurrency: int,
+                 tools: bool = False) -> list[tuple[int, dict[str, str], float, Any]]:
+    sem = asyncio.Semaphore(concurrency)
+    body: dict[str, Any] = {"model": policy,
+                            "messages": [{"role": "user", "content": "where is my parcel"}]}
+    if tools:
+        body["tools"] = [INVOICE_TOOL]
+
+    async def one(i: int, session: aiohttp.ClientSession) -> tuple[int, dict[str, str], float,
+                                                                   Any]:
+        async with sem:
+            return await _post(session, urls[i % len(urls)], body)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        return await asyncio.gather(*(one(i, session) for i in range(n)))
+
+
+def _urls(stack: Stack) -> list[str]:
+    return [url for _, _, url in stack.routers]
+
+
+def _sim(stack: Stack, model: str, key: str = "requests") -> int:
+    return int(stack.sim_stats()["models"].get(model, {}).get(key, 0))
+
+
+def test_primary_down_keeps_success_and_ejects_it(stack: Stack) -> None:
+    results = asyncio.run(_burst(_urls(stack), "down", 300, 16))
+    ok = sum(1 for status, *_ in results if status == 200)
+    assert ok / len(results) >= 0.999, f"success {ok}/{len(results)}"
+    assert all(r[1]["x-skyroute-model"] == "b-down" for r in results if r[0] == 200)
+    # After 3 consecutive failures per router the primary is ejected: later requests
+    # go straight to the backup instead of paying for a failed attempt first.
+    assert _sim(stack, "a-down") <= 2 * (3 + 16), _sim(stack, "a-down")
+    one_attempt = sum(1 for r in results if r[1]["x-skyroute-attempts"].count(";") == 3)
+    assert one_attempt >= 200, one_attempt
+    for i in range(2):
+        eps = {e["model"]: e for e in stack.router_status(i)["endpoints"]}
+        assert eps["a-down"]["ejected"] and eps["a-down"]["ejections"] >= 1
+    # ...and reported to the control plane with the outcome batches.
+    wait_until(lambda: all(
+        any(e.get("model") == "a-down" and e.get("ejected") for e in r.get("endpoints", []))
+        for r in stack.status()["routers"]), timeout=5, what="ejection reported to control")
+
+
+def test_timeout_burst_keeps_p95_and_caps_upstream_calls(control_down: Stack) -> None:
+    stack = control_down
+    results = asyncio.run(_burst(_urls(stack), "hang", 120, 12))
+    assert all(status == 200 for status, *_ in results)
+    latencies = sorted(r[2] for r in results)
+    p95 = latencies[int(0.95 * len(latencies)) - 1]
+    # Bound: one primary attempt timeout (0.4 s) plus a healthy backup call.
+    assert p95 < 1.0, f"p95 {p95:.3f}s"
+    attempts = [r[1]["x-skyroute-attempts"].count(",") + 1 for r in results]
+    assert max(attempts) <= 3
+    upstream = _sim(stack, "a-hang") + _sim(stack, "b-hang")
+    assert upstream <= 3 * len(results)
+    assert upstream / len(results) <= 1.5, upstream  # ejection: most need one call
+
+
+def test_429_storm_honours_retry_after(control_down: Stack) -> None:
+    stack = control_down
+
+    async def sequential() -> list[tuple[int, dict[str, str], float, Any]]:
+        out = []
+        async with aiohttp.ClientSession() as session:
+            for i in range(60):
+                out.append(await _post(session, _urls(stack)[i % 2], {
+                    "model": "storm", "messages": [{"role": "user", "content": f"q{i}"}]}))
+        return out
+
+    t0 = time.monotonic()
+    results = asyncio.run(sequential())
+    assert time.monotonic() - t0 < 3.0  # all inside the 3 s Retry-After window
+    assert all(status == 200 for status, *_ in results)
+    # One 429 per router, then the primary is left alone until Retry-After passes.
+    assert _sim(stack, "a-429") <= 2, _sim(stack, "a-429")
+
+
+def test_slow_first_token_fails_over_silently(control_down: Stack) -> None:
+    c = openai.OpenAI(base_url=control_down.routers[0][2] + "/v1", api_key="x", max_retries=0)
+    trails = []
+    for _ in range(4):
+        t0 = time.monotonic()
+        with c.chat.completions.with_streaming_response.create(
+            model="ttft", stream=True,
+            messages=[{"role": "user", "content": "hello there"}],
+        ) as raw:
+            assert raw.headers["x-skyroute-model"] == "b-ttft"
+            # Streamed headers carry the attempts that failed before the first token.
+            trails.append(raw.headers["x-skyroute-attempts"])
+            chunks = list(raw.parse())
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert text.startswith("[b-ttft]")
+        assert time.monotonic() - t0 < 1.5
+    assert trails[0].startswith("a-ttft;first_token_timeout"), trails
+    # The final chunk carries the whole trail, the successful attempt included.
+    extra = chunks[-1].model_extra or {}
+    assert extra["x_skyroute"]["attempts"].startswith("b-ttft;ok;200;"), extra
+
+
+@pytest.mark.parametrize("policy", ["cut", "stall"])
+def test_failure_after_first_token_is_an_explicit_error(control_down: Stack, policy: str) -> None:
+    c = openai.OpenAI(base_url=control_down.routers[1][2] + "/v1", api_key="x", max_retries=0)
+    received: list[str] = []
+    t0 = time.monotonic()
+    with pytest.raises(openai.APIError) as e:
+        for ch in c.chat.completions.create(
+            model=policy, stream=True, messages=[{"role": "user", "content": "tell me more"}]
+        ):
+            if ch.choices and ch.choices[0].delta.content:
+                received.append(ch.choices[0].delta.content)
+    assert received, "the stream should have started before it failed"
+    assert "stream failed after it started" in str(e.value)
+    assert time.monotonic() - t0 < 3.0
+    # No fallback after the first token: the backup was never called.
+    assert _sim(control_down, f"b-{policy}") == 0
+
+
+def _client_retries(urls: list[str], key: str, attempts: int = 40) -> dict[str, Any]:
+    """A naive client: 0.3 s timeout, retries with the same Idempotency-Key."""
+
+    async def run() -> dict[str, Any]:
+        body = {"model": "tool", "tools": [INVOICE_TOOL],
+                "messages": [{"role": "user", "content": "create the invoice for order 77"}]}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as session:
+            for i in range(attempts):
+                try:
+                    status, headers, _, data = await _post(
+                        session, urls[i % len(urls)], body, {"Idempotency-Key": key})
+                except (TimeoutError, aiohttp.ClientError):
+                    await asyncio.sleep(0.05)
+                    continue
+                if status == 200:
+                    return {"headers": headers, "data": data, "tries": i + 1}
+                await asyncio.sleep(0.05)
+        raise AssertionError("no success")
+
+    return asyncio.run(run())
+
+
+def test_idempotency_key_one_tool_call_per_key(control_down: Stack) -> None:
+    stack = control_down
+    before = _sim(stack, "a-tool", "tool_calls")
+    # One router: the in-process store.
+    first = _client_retries(_urls(stack)[:1], "key-single")
+    assert first["tries"] > 1  # the client did time out and retry
+    call = first["data"]["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "create_invoice"
+    assert _sim(stack, "a-tool", "tool_calls") - before == 1
+    again = _client_retries(_urls(stack)[:1], "key-single")
+    assert again["headers"].get("x-skyroute-idempotent-replay") == "true"
+    assert again["data"]["choices"][0]["message"]["tool_calls"][0]["id"] == call["id"]
+    assert _sim(stack, "a-tool", "tool_calls") - before == 1
+
+
+def test_non_idempotent_tool_is_not_retried_after_a_timeout(control_down: Stack) -> None:
+    stack = control_down
+    results = asyncio.run(_burst(_urls(stack), "toolhang", 4, 4, tools=True))
+    assert all(status == 504 for status, *_ in results), [r[0] for r in results]
+    assert _sim(stack, "b-toolhang") == 0  # never sent again after an ambiguous failure
+
+
+def test_overload_sheds_fast_and_loses_nothing_accepted(control_down: Stack) -> None:
+    stack = control_down
+    results = asyncio.run(_burst(_urls(stack)[:1], "slow", 64, 64))
+    shed = [r for r in results if r[0] == 429]
+    accepted = [r for r in results if r[0] != 429]
+    assert 24 <= len(shed) <= 40, len(shed)  # capacity 32 of 64 at once
+    assert all(r[1].get("Retry-After") == "1" for r in shed)
+    assert max(r[2] for r in shed) < 0.25  # answered at once, not queued
+    assert all(r[0] == 200 for r in accepted)  # every accepted request completed
+    assert max(r[2] for r in accepted) < 3.0  # no timeouts
+
+
+def test_idempotency_across_two_routers_with_redis(procs: list[Proc], tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path)
+    try:
+        stack = Stack(procs, tmp_path, files(), SCENARIO, routers=2,
+                      router_args=["--redis", redis.url])
+        first = _client_retries(_urls(stack), "key-shared")
+        assert first["tries"] > 1
+        assert _sim(stack, "a-tool", "tool_calls") == 1
+        # The replay is served by whichever router the retry reaches.
+        for url in _urls(stack):
+            again = _client_retries([url], "key-shared")
+            assert again["headers"].get("x-skyroute-idempotent-replay") == "true"
+        assert _sim(stack, "a-tool", "tool_calls") == 1
+    finally:
+        redis.stop()

@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PKGDIRS := proto/skyroute operator/skyroute dataplane/skyroute simulator/skyroute cli/skyroute
 
-.PHONY: venv proto lint typecheck test demo bench clean
+.PHONY: venv proto lint typecheck system-deps test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,7 +29,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	cd $(CURDIR) && $(BIN)/mypy $(PKGDIRS)
 
-test: lint typecheck
+# Servers the tests start for real: redis-server (Debian) for shared router state.
+system-deps:
+	@test -x /usr/bin/redis-server || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+test: lint typecheck system-deps cluster-bins
 	$(BIN)/pytest -q
 
 demo: $(STAMP)

@@ -18,6 +18,7 @@ POOLS = [
     ("tool", "a-tool", "openai", "b-tool"),
     ("toolhang", "a-toolhang", "openai", "b-toolhang"),
     ("slow", "a-slow", "openai", ""),
+    ("hedge", "a-hedge", "openai", "b-hedge"),
 ]
 
 _PATH = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
@@ -34,7 +35,7 @@ def files() -> dict[str, str]:
     docs = []
     for i, (policy, primary, provider, backup) in enumerate(POOLS):
         # The tool and slow pools have slow but healthy primaries: timeouts must outlast them.
-        models = _model(primary, provider, 3000 if policy in ("tool", "slow") else 400)
+        models = _model(primary, provider, 3000 if policy in ("tool", "slow", "hedge") else 400)
         if backup:
             models += _model(backup, "anthropic" if provider != "anthropic" else "openai", 3000)
         docs.append(f"apiVersion: skyroute.io/v1alpha1\nkind: ModelPool\nmetadata:\n"
@@ -51,6 +52,7 @@ spec:
   reliability:
     outlierDetection: {{consecutiveFailures: 3, baseEjectionMs: 5000, maxEjectionPercent: 50}}
     nonIdempotentTools: [create_invoice]
+    hedging: {{enabled: {"true" if policy == "hedge" else "false"}, afterMs: 100}}
 """)
     return {"faults.yaml": "---\n".join(docs)}
 
@@ -74,6 +76,7 @@ models:
   a-tool: {ttft_ms: {p50: 1200, p95: 1200}}
   a-toolhang: {error_rate: 1.0, errors: {timeout: 1}}
   a-slow: {ttft_ms: {p50: 800, p95: 800}}
+  a-hedge: {ttft_ms: {p50: 900, p95: 900}}
 """
 
 INVOICE_TOOL = {

@@ -220,6 +220,17 @@ def test_overload_sheds_fast_and_loses_nothing_accepted(control_down: Stack) -> 
     assert max(r[2] for r in accepted) < 3.0  # no timeouts
 
 
+def test_hedge_beats_a_slow_primary(control_down: Stack) -> None:
+    results = asyncio.run(_burst(_urls(control_down), "hedge", 10, 5))
+    assert all(r[0] == 200 and r[1]["x-skyroute-model"] == "b-hedge" for r in results)
+    # The hedge starts 100 ms in and answers in tens of ms; the primary needs 900 ms.
+    assert max(r[2] for r in results) < 0.6, [round(r[2], 3) for r in results]
+    for r in results:
+        trail = r[1]["x-skyroute-attempts"]
+        assert "b-hedge;ok" in trail and "a-hedge;cancelled" in trail, trail
+    assert sum(control_down.router_status(i)["hedges"] for i in range(2)) >= 10
+
+
 def test_idempotency_across_two_routers_with_redis(procs: list[Proc], tmp_path: Path) -> None:
     redis = RedisServer(tmp_path)
     try:

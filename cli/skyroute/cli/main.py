@@ -45,6 +45,28 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--control", default=DEFAULT_CONTROL)
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    o = sub.add_parser("operator", help="run the control plane as a Kubernetes operator (kopf)")
+    o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    o.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
+    o.add_argument("--admin", default="", help="HTTP health/debug address ('' to disable)")
+    o.add_argument("--webhook", default="", help="admission webhook HTTPS address ('' to disable)")
+    o.add_argument("--webhook-cert", default=None, help="webhook serving certificate (PEM)")
+    o.add_argument("--webhook-key", default=None, help="webhook private key (PEM)")
+    o.add_argument("--webhook-ca", default=None, help="CA bundle of the webhook certificate")
+    o.add_argument("--webhook-tls-secret", default=None,
+                   help="kubernetes.io/tls Secret to keep the webhook certificate in (created)")
+    o.add_argument("--webhook-config", default=None,
+                   help="ValidatingWebhookConfiguration to write the CA bundle into")
+    o.add_argument("--webhook-hostname", action="append", default=[],
+                   help="DNS name for a created certificate (repeatable)")
+    o.add_argument("--lease", default="skyroute-operator", help="leader Lease ('' = always lead)")
+    o.add_argument("--lease-namespace", default=None, help="default: POD_NAMESPACE or --namespace")
+    o.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
+    o.add_argument("--id", default=None, help="identity in the Lease (default: pod or host-pid)")
+    o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
+    o.add_argument("--status-settle", type=float, default=2.0,
+                   help="seconds to let routers reconnect before the first status write")
+
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     d.add_argument("--requests", type=int, default=None, help="requests to replay")
@@ -73,6 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.control.status import main as status_main
 
         return status_main(control=args.control, as_json=args.json)
+    if args.command == "operator":
+        from skyroute.control.kube.operator import OperatorOptions
+        from skyroute.control.kube.operator import main as operator_main
+
+        operator_main(OperatorOptions(
+            namespace=args.namespace, listen=args.listen, admin=args.admin or None,
+            webhook=args.webhook or None, webhook_cert=args.webhook_cert,
+            webhook_key=args.webhook_key, webhook_ca=args.webhook_ca,
+            webhook_tls_secret=args.webhook_tls_secret, webhook_config=args.webhook_config,
+            webhook_hostnames=tuple(args.webhook_hostname), lease=args.lease or None,
+            lease_namespace=args.lease_namespace, lease_duration=args.lease_duration,
+            identity=args.id, status_interval=args.status_interval,
+            status_settle=args.status_settle,
+        ))
+        return 0
     if args.command == "demo":
         from skyroute.cli.demo import main as demo_main
 

@@ -35,16 +35,21 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from skyroute.router.cache.text import STOP, analyze
+from skyroute.router.cache.text import LIGHT, STOP, analyze
 
 Vector = npt.NDArray[np.float32]
 
-DEFAULT_DIM = 256
+DEFAULT_DIM = 512
 _WORD_WEIGHT = 1.0
+_LIGHT_WEIGHT = 0.5
 _STOP_WEIGHT = 0.15
 _TRIGRAM_WEIGHT = 0.35  # spread over a word's trigrams (L2)
 _BIGRAM_WEIGHT = 0.5
 _MEMO_LIMIT = 50_000
+# A word feature goes to two buckets at half weight each (L2): one hash collision
+# between two different words then shares half a word, not a whole one.
+_COPIES = 2
+_SPLIT = 1.0 / _COPIES**0.5
 
 
 class Embedder(Protocol):
@@ -94,9 +99,11 @@ class HashingEmbedder:
             idx.append(i)
             val.append(s * _STOP_WEIGHT)
         else:
-            i, s = self._bucket("w:" + token)
-            idx.append(i)
-            val.append(s * _WORD_WEIGHT)
+            weight = (_LIGHT_WEIGHT if token in LIGHT else _WORD_WEIGHT) * _SPLIT
+            for k in range(_COPIES):
+                i, s = self._bucket(f"w{k}:" + token)
+                idx.append(i)
+                val.append(s * weight)
             padded = f"<{token}>"
             grams = [padded[k:k + 3] for k in range(len(padded) - 2)]
             w = _TRIGRAM_WEIGHT / (len(grams) ** 0.5)
@@ -113,16 +120,22 @@ class HashingEmbedder:
         idx: list[int] = []
         val: list[float] = []
         prev = ""
+        seen: set[str] = set()
         for token in analyze(text):
+            if token in seen:
+                continue
+            seen.add(token)
             i, v = self._token(token)
             idx += i
             val += v
             if token in STOP:
                 continue
             if prev:
-                b, s = self._token_bigram(prev, token)
-                idx.append(b)
-                val.append(s)
+                # Unordered: "is shipping free" / "free shipping"; direction words
+                # ("from monthly to annual") are checked by the signature instead.
+                bi, bv = self._token_bigram(*sorted((prev, token)))
+                idx += bi
+                val += bv
             prev = token
         vec = np.bincount(np.asarray(idx, dtype=np.intp), weights=val,
                           minlength=self._dim).astype(np.float32)
@@ -131,16 +144,17 @@ class HashingEmbedder:
             vec /= norm
         return vec
 
-    def _token_bigram(self, a: str, b: str) -> tuple[int, float]:
+    def _token_bigram(self, a: str, b: str) -> tuple[list[int], list[float]]:
         key = f"b:{a} {b}"
         hit = self._memo.get(key)
         if hit is None:
-            i, s = self._bucket(key)
-            hit = ([i], [s * _BIGRAM_WEIGHT])
+            i0, s0 = self._bucket(key)
+            i1, s1 = self._bucket("1" + key)
+            hit = ([i0, i1], [s0 * _BIGRAM_WEIGHT * _SPLIT, s1 * _BIGRAM_WEIGHT * _SPLIT])
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = hit
-        return hit[0][0], hit[1][0]
+        return hit
 
 
 def load_embedder(name: str = "hashing") -> Embedder:

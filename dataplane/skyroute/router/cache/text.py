@@ -69,12 +69,18 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"customer (?:service|support|care)|support team|help ?desk", "support"),
         (r"phone number|mobile number|cell number", "phone"),
         (r"what time", "when"),
-        (r"how long", "duration"),
+        (r"how long|how many (?:days|weeks|hours|minutes|business days)|how (?:fast|quickly|soon)",
+         "duration"),
         (r"how much", "cost"),
         (r"how many", "howmany"),
         (r"at least|minimum|min", "minimum"),
         (r"at most|maximum|max", "maximum"),
         (r"is it possible to|is it possible|am i able to|able to", "can"),
+        (r"(?:at )?any ?time", "anytime"),
+        (r"all the time|keeps? on|constantly|repeatedly", "keep"),
+        (r"do you support", "do you have"),
+        (r"price of", "cost of"),
+        (r"pay (?:with|by|using|in|via)", "accept"),
         (r"unable to", "can not"),
         (r"a single|single", "1"),
         (r"in store|in-store|in a store|to a store", "instore"),
@@ -87,73 +93,77 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 
-# Interchangeable words in support questions, mapped to one canonical token
-# (applied after suffix stripping, so list stems as well as forms).
+# Interchangeable words in support questions, mapped to one canonical token.
+# Keys are stems (see _stem); values are what the token becomes.
 _SYNONYMS: dict[str, str] = {
-    "modify": "change", "update": "change", "edit": "change", "alter": "change",
-    "switch": "change", "chang": "change",
-    "remove": "delete", "erase": "delete", "delet": "delete",
-    "receive": "get", "receiv": "get", "recieve": "get", "got": "get", "gotten": "get",
-    "obtain": "get",
-    "purchase": "buy", "purchas": "buy", "bought": "buy",
-    "price": "cost", "pric": "cost", "fee": "cost",
-    "delivery": "ship", "deliver": "ship", "shipping": "ship", "shipp": "ship",
-    "postage": "ship", "ships": "ship", "sent": "send",
-    "parcel": "package", "packag": "package",
-    "reimburse": "refund", "reimbursement": "refund",
+    "modify": "change", "updat": "change", "edit": "change", "alter": "change",
+    "switch": "change", "chang": "change", "reschedul": "change",
+    "cancell": "cancel", "cancellation": "cancel",
+    "remov": "delete", "eras": "delete", "delet": "delete",
+    "receiv": "get", "reciev": "get", "got": "get", "gotten": "get", "obtain": "get",
+    "arriv": "get",
+    "purchas": "order", "buy": "order", "bought": "order",
+    "pric": "cost", "fee": "cost", "cost": "cost",
+    "delivery": "ship", "deliver": "ship", "shipp": "ship", "postag": "ship",
+    "parcel": "packag",
+    "reimburs": "refund", "reimbursement": "refund",
     "membership": "subscription",
     "yearly": "annual", "annually": "annual", "year": "annual",
     "month": "monthly",
-    "activate": "enable", "activ": "enable", "disabl": "disable", "deactivate": "disable",
-    "enabl": "enable",
-    "photo": "picture", "pic": "picture", "image": "picture", "avatar": "picture",
-    "pictur": "picture",
+    "activat": "enabl", "deactivat": "disabl",
+    "photo": "pictur", "pic": "pictur", "imag": "pictur", "avatar": "pictur",
     "reach": "contact",
-    "representative": "human", "agent": "human", "person": "human",
+    "representativ": "human", "agent": "human", "person": "human",
     "shop": "store",
     "application": "app",
     "product": "item", "something": "item",
     "incorrect": "wrong",
-    "broken": "damaged", "damag": "damaged", "damage": "damaged",
+    "broken": "damag",
     "information": "data", "info": "data", "detail": "data",
     "promo": "coupon", "discount": "coupon", "voucher": "coupon", "promotion": "coupon",
-    "frequently": "often",
-    "secure": "safe", "securely": "safe", "safely": "safe",
-    "manufactur": "made", "manufacture": "made",
-    "require": "need", "requir": "need", "required": "need",
-    "accepted": "accept",
-    "guide": "chart",
-    "locat": "location",
-    "restart": "resume",
+    "frequent": "often", "frequently": "often",
+    "secur": "safe", "securely": "safe", "safely": "safe",
+    "manufactur": "made",
+    "requir": "need",
+    "guid": "chart",
+    "restart": "resum",
     "collect": "pickup",
-    "connect": "integrate", "integration": "integrate", "integrat": "integrate",
-    "vulnerability": "issue", "vulnerabil": "issue",
+    "connect": "integrat", "integration": "integrat",
+    "vulnerability": "issu",
+    "upload": "add", "sav": "add",
+    "forgot": "forget", "forgotten": "forget",
+    "anoth": "different", "another": "different",
+    "tak": "accept", "take": "accept",
+    "international": "internation", "internationally": "internation",
     "twice": "2x", "once": "1x",
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
     "seven": "7", "eight": "8", "nine": "9", "ten": "10",
     "ur": "your", "u": "you", "pls": "please", "plz": "please",
-    "weekend": "weekend", "saturday": "saturday", "sunday": "sunday",
     "autopay": "autopayment", "automatic": "auto",
-    "installments": "installment", "instalment": "installment",
-    "manual": "manual",
+    "instalment": "installment",
 }
 
 # Words that carry grammar, politeness or the question frame, not what is asked.
 STOP: frozenset[str] = frozenset(
-    """a an the i me my mine we us our you your yours it its is are was were be been
-    being am do does did doing can could would should will shall may might must to of
-    for with at by about as into how what which who whom this that these those there
-    here and or but if so please hi hello hey thanks thank just any some also really
-    want wanted like need have has had get go going way possible ok okay know tell
-    let help question anyone someone still yet again currently now right there
-    offer offered available provide provided allow allowed option options
-    exist exists able too very much on up""".split()
+    """a an the i me my mine we us our you your yours it its itself is are was were be
+    been being am do does did doing done can could would should will shall may might
+    must to from of for with at by about as in into how what which who whom this that
+    these those there here and or but if so please hi hello hey thanks thank just any
+    some also really want wanted like have has had go going way possible ok okay tell
+    let help question anyone someone still yet again currently now right offer offered
+    available provide provided allow allowed option options exist exists too very
+    much on up keep""".split()
+)
+
+# Generic verbs: part of the meaning, but less than the nouns around them.
+LIGHT: frozenset[str] = frozenset(
+    "get use make find work see check know need happen put set look".split()
 )
 
 # Contrast groups: if both questions use words of a group, they must use the same ones.
 _GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"before", "after", "during", "within", "until"}),
-    frozenset({"to", "from"}),
+    frozenset({"to", "from"}),  # _DIRECTION_GROUP
     frozenset({"on", "off"}),
     frozenset({"minimum", "maximum"}),
     frozenset({"more", "less", "fewer"}),
@@ -163,35 +173,42 @@ _GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"early", "late"}),
     frozenset({"all", "every", "each", "both"}),
 )
+_DIRECTION_GROUP = 1
 _GROUP_OF: dict[str, int] = {w: i for i, g in enumerate(_GROUPS) for w in g}
 _NEGATION = frozenset({"not", "no", "never", "without", "none", "nothing", "nobody"})
 _NUMBER = re.compile(r"^\d+x?$")
+_PROTECTED = frozenset(_GROUP_OF) | _NEGATION
 
 
-def _strip_suffix(w: str) -> str:
+def _stem(w: str) -> str:
     """Light, deterministic stemming: enough to fold plurals and tenses of support verbs."""
     if len(w) <= 3 or w.isdigit():
         return w
     for suffix, keep in (("ies", "y"), ("ing", ""), ("ied", "y"), ("ed", ""), ("es", ""),
                          ("s", "")):
-        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
-            if suffix == "s" and w.endswith(("ss", "us", "is")):
-                return w
-            if suffix == "es" and not w.endswith(("shes", "ches", "xes", "sses", "zes")):
-                continue
-            stem = w[: len(w) - len(suffix)] + keep
-            if suffix in ("ing", "ed") and len(stem) > 3 and stem[-1] == stem[-2]:
-                stem = stem[:-1]  # shipping -> shipp -> ship
-            return stem
+        if not w.endswith(suffix) or len(w) - len(suffix) < 3:
+            continue
+        if suffix == "s" and w.endswith(("ss", "us", "is")):
+            break
+        if suffix == "es" and not w.endswith(("shes", "ches", "xes", "sses", "zes")):
+            continue
+        w = w[: len(w) - len(suffix)] + keep
+        if suffix in ("ing", "ed") and len(w) > 3 and w[-1] == w[-2] and w[-1] not in "ls":
+            w = w[:-1]  # shipping -> shipp -> ship
+        break
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]  # charge, charged, charging -> charg
     return w
 
 
 def canonical_token(word: str) -> str:
     """One word, already lower-cased, to its canonical token."""
+    if word in STOP or word in _PROTECTED:
+        return word
     syn = _SYNONYMS.get(word)
     if syn is not None:
         return syn
-    stem = _strip_suffix(word)
+    stem = _stem(word)
     return _SYNONYMS.get(stem, stem)
 
 
@@ -221,26 +238,32 @@ class Signature:
     numbers: tuple[str, ...]
     negated: bool
     groups: tuple[frozenset[str], ...]  # one (possibly empty) set per contrast group
+    # With "from" in the question: "from:<word>" and "to:<word>" for the word each governs.
+    directions: frozenset[str] = frozenset()
 
     def encode(self) -> str:
         """Compact text form (stored next to a vector in shared backends)."""
         groups = ";".join(",".join(sorted(g)) for g in self.groups)
-        return f"{','.join(self.numbers)}|{int(self.negated)}|{groups}"
+        directions = ",".join(sorted(self.directions))
+        return f"{','.join(self.numbers)}|{int(self.negated)}|{groups}|{directions}"
 
     @staticmethod
     def decode(text: str) -> Signature:
         try:
-            numbers, negated, groups = text.split("|")
-            sets = tuple(frozenset(g.split(",")) - {""} for g in groups.split(";"))
-        except ValueError as e:
-            raise ValueError(f"cache signature {text!r} is malformed: {e}") from None
+            numbers, negated, groups, directions = text.split("|")
+        except ValueError:
+            raise ValueError(f"cache signature {text!r} is malformed: "
+                             "expected 4 fields separated by '|'") from None
+        sets = tuple(frozenset(g.split(",")) - {""} for g in groups.split(";"))
         if len(sets) != len(_GROUPS):
-            raise ValueError(f"cache signature {text!r} has {len(sets)} groups, "
+            raise ValueError(f"cache signature {text!r} has {len(sets)} contrast groups, "
                              f"expected {len(_GROUPS)}")
-        return Signature(tuple(n for n in numbers.split(",") if n), negated == "1", sets)
+        return Signature(tuple(n for n in numbers.split(",") if n), negated == "1", sets,
+                         frozenset(directions.split(",")) - {""})
 
 
 def signature(tokens: list[str]) -> Signature:
+    """The :class:`Signature` of a question's canonical tokens (from :func:`analyze`)."""
     groups: list[set[str]] = [set() for _ in _GROUPS]
     numbers: list[str] = []
     negated = False
@@ -252,15 +275,25 @@ def signature(tokens: list[str]) -> Signature:
         g = _GROUP_OF.get(t)
         if g is not None:
             groups[g].add(t)
-    return Signature(tuple(sorted(numbers)), negated, tuple(frozenset(g) for g in groups))
+    directions: set[str] = set()
+    if "from" in groups[_DIRECTION_GROUP]:
+        for i, t in enumerate(tokens):
+            if t in ("from", "to"):
+                arg = next((w for w in tokens[i + 1:] if w not in STOP), "")
+                directions.add(f"{t}:{arg}")
+    return Signature(tuple(sorted(numbers)), negated, tuple(frozenset(g) for g in groups),
+                     frozenset(directions))
 
 
 def compatible(a: Signature, b: Signature) -> bool:
     """May two questions with these signatures be served the same answer?
 
-    Numbers must be the same, negation present in both or neither, and for each
-    contrast group used by both questions, the same words of it.
+    Numbers must be the same, negation present in both or neither; for each
+    contrast group used by both questions, the same words of it; and when
+    both say "from", each direction word must govern the same word.
     """
     if a.numbers != b.numbers or a.negated != b.negated:
+        return False
+    if a.directions and b.directions and a.directions != b.directions:
         return False
     return all(not (ga and gb) or ga == gb for ga, gb in zip(a.groups, b.groups, strict=True))

@@ -37,9 +37,9 @@ class NotInstalled(Exception):
 def load_client() -> client.ApiClient:
     """In a pod: the service account; elsewhere: ``KUBECONFIG`` or ~/.kube/config."""
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
 
 
@@ -54,7 +54,7 @@ class KubeApi:
         self.admission = client.AdmissionregistrationV1Api(self.client)
 
     def _plain(self, obj: Any) -> Body:
-        data = self.client.sanitize_for_serialization(obj)
+        data = self.client.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
         return data if isinstance(data, dict) else {}
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -76,7 +76,9 @@ class KubeApi:
                 )
         except ApiException as exc:
             if exc.status == 404:
-                raise NotInstalled(f"{plural}.{GROUP} is not installed (kubectl apply -f crds/)")
+                raise NotInstalled(
+                    f"{plural}.{GROUP} is not installed (kubectl apply -f crds/)"
+                ) from None
             raise
         items = result.get("items", []) if isinstance(result, dict) else []
         for item in items:

@@ -45,7 +45,10 @@ def now_rfc3339() -> str:
 
 def describe(problem: Problem, ref: str) -> str:
     """A problem as seen from object ``ref``: its own field path, or the other object too."""
-    where = problem.path if problem.obj == ref else " ".join(x for x in (problem.obj, problem.path) if x)
+    if problem.obj == ref:
+        where = problem.path
+    else:
+        where = " ".join(x for x in (problem.obj, problem.path) if x)
     return f"{where}: {problem.message}" if where else problem.message
 
 

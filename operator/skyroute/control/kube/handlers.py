@@ -50,7 +50,8 @@ def webhook_id(plural: str) -> str:
     return f"validate-{plural}"
 
 
-def build_registry(app: App) -> kopf.OperatorRegistry:
+def build_registry(app: App, webhooks: bool) -> kopf.OperatorRegistry:
+    """Watch handlers always; webhook handlers only with a server (kopf insists)."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -71,10 +72,11 @@ def build_registry(app: App) -> kopf.OperatorRegistry:
 
     for plural in PLURALS.values():
         kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(on_event)
-        kopf.on.validate(
-            GROUP, VERSION, plural, registry=registry, id=webhook_id(plural),
-            operations=["CREATE", "UPDATE"],
-        )(on_validate)
+        if webhooks:
+            kopf.on.validate(
+                GROUP, VERSION, plural, registry=registry, id=webhook_id(plural),
+                operations=["CREATE", "UPDATE"],
+            )(on_validate)
     return registry
 
 

@@ -71,7 +71,7 @@ class LeaseElector:
     def _spec(self, acquire: str, transitions: int) -> dict[str, Any]:
         return {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(round(self.duration)),
+            "leaseDurationSeconds": round(self.duration),
             "acquireTime": acquire,
             "renewTime": _micro_now(),
             "leaseTransitions": transitions,

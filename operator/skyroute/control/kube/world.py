@@ -187,7 +187,7 @@ class World:
         """The object was deleted; True if it was known."""
         return self._observed.pop(key, None) is not None
 
-    def keys(self) -> list[Key]:
+    def object_keys(self) -> list[Key]:
         return sorted(self._observed)
 
     def accepted_objects(self) -> dict[Key, Parsed]:

@@ -134,7 +134,7 @@ class StatusWriter:
         """Patch every object whose status differs; the number patched."""
         written = 0
         now = now_rfc3339()
-        for key in self.world.keys():
+        for key in self.world.object_keys():
             state = self.world.state(key)
             if state is None:
                 continue

@@ -1,0 +1,307 @@
+"""``skyroute operator``: the control plane on a Kubernetes API server.
+
+One asyncio loop runs kopf (watches and the admission webhook), the gRPC
+distribution server routers connect to (the same ``DistributionService``
+that ``skyroute control`` runs), the reconcile loop, the status writer, the
+Lease and, optionally, the admin HTTP server. No locks: every part touches
+the world only from this loop.
+
+Start-up order is what makes a restart silent. Before the gRPC port opens,
+the operator lists every RoutingPolicy and ModelPool itself and compiles
+them all at once, so the first snapshot it serves is the whole cluster's,
+with the same content hash the previous process served; routers that
+reconnect announce that version and get nothing pushed. Only then does kopf
+start watching (its initial listing finds nothing new). If the CRDs are not
+installed yet the operator waits for them, saying so in its log, with the
+port still closed, so routers keep their last snapshot.
+
+Changes are debounced briefly (``debounce_ms``) so that ``kubectl apply -f
+dir/`` of several objects compiles once, the way Istio batches pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import kopf
+from skyroute.control.admin import AdminServer
+from skyroute.control.distribution import DistributionService
+from skyroute.control.kube import certs
+from skyroute.control.kube.admission import Verdict, review
+from skyroute.control.kube.api import PLURALS, KubeApi, NotInstalled
+from skyroute.control.kube.conditions import summary
+from skyroute.control.kube.fleet import Fleet
+from skyroute.control.kube.handlers import build_registry, build_settings, quiet_kopf
+from skyroute.control.kube.lease import LeaseElector
+from skyroute.control.kube.world import World, key_of, plain
+from skyroute.control.kube.writer import StatusWriter
+from skyroute.control.logs import configure, event
+from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.routers import RouterRegistry
+from skyroute.control.store import SnapshotStore
+from skyroute.v1 import distribution_pb2_grpc
+
+log = logging.getLogger("skyroute.control.kube.operator")
+
+LEADER_LABEL = "skyroute.io/leader"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorOptions:
+    """Everything ``skyroute operator`` takes (see cli/skyroute/cli/main.py for help texts)."""
+
+    namespace: str | None = None
+    listen: str = "127.0.0.1:7070"
+    admin: str | None = None
+    webhook: str | None = None
+    webhook_cert: str | None = None
+    webhook_key: str | None = None
+    webhook_ca: str | None = None
+    webhook_tls_secret: str | None = None
+    webhook_config: str | None = None
+    webhook_hostnames: tuple[str, ...] = ()
+    lease: str | None = "skyroute-operator"
+    lease_namespace: str | None = None
+    lease_duration: float = 15.0
+    identity: str | None = None
+    status_interval: float = 0.5
+    status_settle: float = 2.0
+    debounce_ms: int = 20
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Operator:
+    """The operator's parts; ``run`` until SIGTERM/SIGINT (kopf handles the signals)."""
+
+    def __init__(self, opts: OperatorOptions, api: KubeApi) -> None:
+        self.opts = opts
+        self.api = api
+        self.own_namespace = (
+            opts.lease_namespace or os.environ.get("POD_NAMESPACE") or opts.namespace or "default"
+        )
+        self.identity = (
+            opts.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        )
+        scope = f"namespace {opts.namespace}" if opts.namespace else "all namespaces"
+        self.world = World()
+        self.store = SnapshotStore(source=f"kubernetes ({scope})")
+        self.registry = RouterRegistry()
+        self.outcomes = OutcomeAggregator()
+        self.service = DistributionService(self.store, self.registry, self.outcomes)
+        self.fleet = Fleet(self.registry)
+        self.writer = StatusWriter(
+            api, self.world, self.fleet, self.identity,
+            interval=opts.status_interval, settle=opts.status_settle,
+        )
+        self.elector = (
+            LeaseElector(api, self.own_namespace, opts.lease, self.identity,
+                         duration=opts.lease_duration, on_change=self._leadership)
+            if opts.lease
+            else None
+        )
+        self.stop = asyncio.Event()
+        self.port = 0
+        self._dirty = asyncio.Event()
+        self._server: grpc.aio.Server | None = None
+        self._admin: AdminServer | None = None
+
+    # --- what kopf's handlers call (handlers.App) -----------------------------------
+
+    def observed(self, body: Mapping[str, Any]) -> None:
+        self.writer.seen(key_of(body), plain(body.get("status")))
+        if self.world.observe(body):
+            self._dirty.set()
+
+    def deleted(self, body: Mapping[str, Any]) -> None:
+        key = key_of(body)
+        self.writer.forget(key)
+        if self.world.forget(key):
+            self._dirty.set()
+
+    def review(self, body: Mapping[str, Any]) -> Verdict:
+        verdict = review(self.world, body)
+        event(log, "admission", object=key_of(body).ref, allowed=verdict.allowed,
+              warnings=len(verdict.warnings), reason=verdict.message() or "-")
+        return verdict
+
+    # --- reconcile ------------------------------------------------------------
+
+    def reconcile(self) -> bool:
+        """Accept what fits and publish; True if routers get a new snapshot."""
+        changed = self.world.reconcile()
+        rejected = self.world.rejections()
+        problems = "; ".join(
+            f"{key.ref}: {summary(found, key.ref)}" for key, found in sorted(rejected.items())
+        )
+        snapshot = self.world.snapshot
+        published = False
+        if snapshot is not None and changed:
+            self.fleet.record(snapshot)
+            published = self.store.publish(snapshot)
+        self.store.last_error = problems  # publish() clears it; rejections still stand
+        if not published or snapshot is None:
+            self.writer.wake()
+            return False
+        event(log, "compiled", version=snapshot.version, changed=published,
+              policies=",".join(f"{p.name}@{p.version}" for p in snapshot.policies) or "-",
+              pools=",".join(p.name for p in snapshot.pools) or "-",
+              rejected=len(rejected), retained=len(self.world.retained()))
+        self.writer.wake()
+        return published
+
+    async def _reconcile_loop(self) -> None:
+        while not self.stop.is_set():
+            await self._dirty.wait()
+            await asyncio.sleep(self.opts.debounce_ms / 1000)
+            self._dirty.clear()
+            try:
+                self.reconcile()
+            except Exception:  # a bug must not stop the operator from serving routers
+                log.exception("reconcile failed")
+
+    async def load(self) -> None:
+        """List both kinds and compile them together, waiting for the CRDs if needed."""
+        waited = 0.0
+        while True:
+            try:
+                bodies = [
+                    body
+                    for kind in PLURALS
+                    for body in await self.api.list_objects(kind, self.opts.namespace)
+                ]
+                break
+            except NotInstalled as exc:
+                if waited % 10 == 0:
+                    event(log, "waiting_for_crds", logging.WARNING, error=str(exc))
+                await asyncio.sleep(1.0)
+                waited += 1
+        for body in bodies:
+            self.observed(body)
+        self.reconcile()
+        self._dirty.clear()
+        event(log, "loaded", objects=len(bodies), version=self.store.version or "-")
+
+    # --- leadership -----------------------------------------------------------
+
+    async def _leadership(self, leader: bool) -> None:
+        self.writer.set_active(leader)
+        pod, ns = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+        if pod and ns:
+            try:
+                await self.api.patch_pod_labels(ns, pod, {LEADER_LABEL: "true" if leader else None})
+            except Exception as exc:
+                event(log, "leader_label_failed", logging.WARNING, error=repr(exc))
+
+    # --- serving --------------------------------------------------------------
+
+    async def _webhook_server(self) -> kopf.WebhookServer | None:
+        opts = self.opts
+        if not opts.webhook:
+            return None
+        host, port = _split(opts.webhook)
+        if opts.webhook_cert and opts.webhook_key:
+            return kopf.WebhookServer(
+                addr=host, port=port, certfile=opts.webhook_cert, pkeyfile=opts.webhook_key,
+                cafile=opts.webhook_ca,
+            )
+        if not opts.webhook_tls_secret:
+            raise SystemExit(
+                "skyroute operator: --webhook needs --webhook-cert and --webhook-key, "
+                "or --webhook-tls-secret"
+            )
+        hostnames = list(opts.webhook_hostnames) or [host]
+        files = await certs.shared_secret(
+            self.api, self.own_namespace, opts.webhook_tls_secret, hostnames
+        )
+        if opts.webhook_config:
+            changed = await certs.inject_ca(self.api, opts.webhook_config, files.ca)
+            event(log, "webhook_ca", config=opts.webhook_config, changed=changed)
+        return kopf.WebhookServer(
+            addr=host, port=port, certfile=str(files.cert), pkeyfile=str(files.key),
+            cadata=files.ca,
+        )
+
+    async def _start_grpc(self) -> None:
+        server = grpc.aio.server()
+        distribution_pb2_grpc.add_PolicyDistributionServicer_to_server(self.service, server)
+        try:
+            self.port = server.add_insecure_port(self.opts.listen)
+        except RuntimeError as exc:
+            raise SystemExit(
+                f"skyroute operator: cannot listen on {self.opts.listen}: {exc}"
+            ) from None
+        if self.port == 0:
+            raise SystemExit(f"skyroute operator: cannot listen on {self.opts.listen}")
+        await server.start()
+        self._server = server
+
+    async def run(self) -> None:
+        webhook = await self._webhook_server()
+        await self.load()
+        await self._start_grpc()
+        if self.opts.admin:
+            self._admin = AdminServer(self.opts.admin, self.store, self.service.status,
+                                      self.outcomes)
+            await self._admin.start()
+        tasks = [
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
+            asyncio.create_task(self.writer.run(self.stop), name="status-writer"),
+        ]
+        if self.elector is not None:
+            tasks.append(asyncio.create_task(self.elector.run(self.stop), name="lease"))
+        else:
+            self.writer.set_active(True)
+        host = self.opts.listen.rpartition(":")[0] or "127.0.0.1"
+        event(log, "listening", grpc=f"{host}:{self.port}", webhook=self.opts.webhook or "-",
+              scope=self.opts.namespace or "cluster", identity=self.identity,
+              version=self.store.version or "-")
+        try:
+            await kopf.operator(
+                registry=build_registry(self, webhooks=webhook is not None),
+                settings=build_settings(webhook),
+                clusterwide=self.opts.namespace is None,
+                namespaces=[self.opts.namespace] if self.opts.namespace else (),
+                standalone=True,
+                stop_flag=self.stop,
+            )
+        finally:
+            self.stop.set()
+            self._dirty.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=5.0)
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        if self._admin is not None:
+            await self._admin.stop()
+        if self._server is not None:
+            self.service.close_streams()
+            await asyncio.sleep(0)
+            await self._server.stop(1.0)
+            self._server = None
+        event(log, "stopped", identity=self.identity)
+
+
+async def _main(opts: OperatorOptions) -> None:
+    api = KubeApi()
+    await Operator(opts, api).run()
+
+
+def main(opts: OperatorOptions) -> None:
+    """Run the operator until SIGTERM/SIGINT; logs go to stderr as logfmt."""
+    configure()
+    quiet_kopf()
+    asyncio.run(_main(opts))

@@ -7,15 +7,19 @@ and filter the pool's candidates by what the request needs (tools, context
 window). No I/O, no parsing, nothing that depends on anything but the table
 and the request.
 
-The decision-engine issue adds embedding-based intent matching and weighted
-scoring over cost, latency, success and quality; the shape of
-:class:`Decision` already carries what they will fill in.
+Inside the pool, a policy with scored selection ranks candidates by a
+weighted sum over expected cost (this request's prompt size times the
+model's prices), p95 latency and failure rate (this router's live view, or
+the fleet's priors pushed by the control plane) and the offline quality eval
+for the intent; hard constraints exclude candidates outright. The fallback
+chain is the rest by score, same model family first unless the policy says
+otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from skyroute.router.table import UNKNOWN_INTENT, Candidate, PolicyTable, Rule
 from skyroute.v1 import router_pb2, snapshot_pb2
@@ -37,6 +41,26 @@ class Signals:
     declared_intent: str = ""
 
 
+class Stats(Protocol):
+    """Live per-endpoint observations (the engine's EndpointHealth)."""
+
+    def p95_s(self, c: Candidate) -> float | None: ...
+    def failures(self, c: Candidate) -> float: ...
+
+
+@dataclass(slots=True)
+class Score:
+    """One candidate's weighted score (lower is better) and its parts."""
+
+    cand: Candidate
+    score: float
+    cost: float  # expected USD for this request
+    p95_s: float | None
+    failure_rate: float
+    quality: float
+    excluded: str = ""
+
+
 @dataclass(slots=True)
 class Decision:
     policy: PolicyTable
@@ -46,6 +70,7 @@ class Decision:
     pool: str
     chain: tuple[Candidate, ...]
     cacheable: bool
+    scores: list[Score] | None = None
 
 
 def _content_text(content: Any) -> str:
@@ -120,7 +145,54 @@ def _usable(c: Candidate, s: Signals) -> bool:
     return not (c.context_window and s.prompt_tokens > c.context_window)
 
 
-def decide(table: PolicyTable, s: Signals) -> Decision:
+def score_pool(table: PolicyTable, candidates: tuple[Candidate, ...], intent: str,
+               s: Signals, stats: Stats | None) -> list[Score]:
+    """Weighted score over normalized expected cost, p95, failure rate and quality.
+
+    Cost and p95 are normalized by the pool's largest value, so the weights
+    compare like with like; a candidate whose p95 nobody has observed yet is
+    scored at the mean of those known (neither favoured nor punished).
+    Constraints mark a candidate ``excluded`` rather than dropping it here,
+    so Explain can show why.
+    """
+    sel = table.selection
+    wc, wl, ws, wq = table.weights
+    out: list[Score] = []
+    for c in candidates:
+        completion = c.observed_completion_tokens or sel.expected_completion_tokens
+        p95 = stats.p95_s(c) if stats is not None else (c.observed_p95_s or None)
+        fail = stats.failures(c) if stats is not None else c.observed_failure_rate
+        out.append(Score(c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail,
+                         c.quality_for(intent)))
+    max_cost = max(x.cost for x in out) or 1.0
+    known = [x.p95_s for x in out if x.p95_s]
+    max_p95 = max(known) if known else 0.0
+    mean_p95 = sum(known) / len(known) if known else 0.0
+    for x in out:
+        lat = (x.p95_s or mean_p95) / max_p95 if max_p95 else 0.0
+        x.score = wc * x.cost / max_cost + wl * lat + ws * x.failure_rate + wq * (1 - x.quality)
+        if sel.max_cost_per_1k and x.cost * 1000 > sel.max_cost_per_1k:
+            x.excluded = f"expected ${x.cost * 1000:.2f} per 1k > maxCostPer1k"
+        elif x.quality < sel.min_quality:
+            x.excluded = f"quality {x.quality:.2f} < minQuality"
+        elif sel.max_p95_s and x.p95_s and x.p95_s > sel.max_p95_s:
+            x.excluded = f"p95 {x.p95_s * 1000:.0f} ms > maxP95Ms"
+    return out
+
+
+def _chain(table: PolicyTable, scores: list[Score]) -> tuple[Candidate, ...]:
+    ranked = sorted((x for x in scores if not x.excluded), key=lambda x: x.score)
+    if not ranked:
+        return ()
+    best = ranked[0].cand
+    if not table.selection.family_first:
+        return tuple(x.cand for x in ranked)
+    same = [x.cand for x in ranked[1:] if x.cand.family == best.family]
+    other = [x.cand for x in ranked[1:] if x.cand.family != best.family]
+    return (best, *same, *other)
+
+
+def decide(table: PolicyTable, s: Signals, stats: Stats | None = None) -> Decision:
     intent, source = classify(table, s)
     rule_name, pool = "default", table.default_pool
     for r in table.rules_by_intent[intent]:
@@ -131,9 +203,13 @@ def decide(table: PolicyTable, s: Signals) -> Decision:
     # Most requests fit every candidate: keep the prepared tuple, allocate nothing.
     if not all(_usable(c, s) for c in candidates):
         candidates = tuple(c for c in candidates if _usable(c, s))
+    scores = None
+    if table.selection.scored and len(candidates) > 1:
+        scores = score_pool(table, candidates, intent, s, stats)
+        candidates = _chain(table, scores)
     cache = table.cache
     cacheable = cache.enabled and not s.has_tools and intent in cache.intents
-    return Decision(table, intent, source, rule_name, pool, candidates, cacheable)
+    return Decision(table, intent, source, rule_name, pool, candidates, cacheable, scores)
 
 
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
@@ -148,6 +224,12 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         reasons.append(f"skipped {skipped} (tools or context window)")
     if not d.chain:
         reasons.append(f"no candidate in pool {d.pool!r} can serve this request")
+    for x in d.scores or ():
+        reasons.append(
+            f"{x.cand.model}: score {x.score:.3f} (expected ${x.cost:.6f}, p95 "
+            f"{'?' if x.p95_s is None else f'{x.p95_s * 1000:.0f} ms'}, failures "
+            f"{x.failure_rate:.1%}, quality {x.quality:.2f})"
+            + (f" excluded: {x.excluded}" if x.excluded else ""))
     reasons.append(
         "cacheable" if d.cacheable else "not cacheable (intent not in cache.intents, tools, or off)"
     )
@@ -170,4 +252,8 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         chain=[c.model for c in d.chain],
         cacheable=d.cacheable,
         reasons=reasons,
+        scores=[router_pb2.CandidateScore(
+            model=x.cand.model, score=x.score, expected_cost_usd=x.cost,
+            p95_ms=(x.p95_s or 0.0) * 1000, failure_rate=x.failure_rate, quality=x.quality,
+            excluded=x.excluded) for x in d.scores or ()],
     )

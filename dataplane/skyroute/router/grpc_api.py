@@ -112,7 +112,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
                                         req.tenant, req.intent)
         chat = ChatRequest(messages, tools, req.max_tokens or None,
                            req.temperature if req.HasField("temperature") else None)
-        return decide(policy, signals), signals, chat
+        return decide(policy, signals, self.state.engine.health), signals, chat
 
     def _ctx(self, req: router_pb2.CompletionRequest, stream: bool) -> RequestContext:
         return RequestContext(request_id=req.request_id or uuid.uuid4().hex,

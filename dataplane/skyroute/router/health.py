@@ -34,6 +34,7 @@ _NOT_ENDPOINT_FAULTS = frozenset({CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH})
 _RING = 256
 _MIN_SAMPLES = 20
 _RECOMPUTE_EVERY = 16
+_ALPHA = 0.05
 
 
 @dataclass(slots=True)
@@ -47,6 +48,9 @@ class EndpointState:
     latencies: np.ndarray = field(default_factory=lambda: np.zeros(_RING))
     samples: int = 0
     percentiles: dict[float, float] = field(default_factory=dict)
+    # Exponentially weighted failure rate (alpha 0.05: about the last 20 calls).
+    failure_rate: float = 0.0
+    calls: int = 0
 
     def available(self, now: float) -> bool:
         return self.ejected_until <= now and self.cooldown_until <= now
@@ -80,6 +84,8 @@ class EndpointHealth:
     def success(self, c: Candidate, latency_s: float) -> None:
         s = self._state(c)
         s.consecutive_failures = 0
+        s.failure_rate *= 1.0 - _ALPHA
+        s.calls += 1
         if s.ejections and time.monotonic() > s.ejected_until + 60.0:
             s.ejections -= 1  # healthy for a while: the next ejection is shorter again
         s.latencies[s.samples % _RING] = latency_s
@@ -93,6 +99,8 @@ class EndpointHealth:
             return
         now = time.monotonic()
         s = self._state(c)
+        s.failure_rate = s.failure_rate * (1.0 - _ALPHA) + _ALPHA
+        s.calls += 1
         if retry_after_s:
             s.cooldown_until = max(s.cooldown_until, now + min(retry_after_s, 300.0))
             return
@@ -116,6 +124,19 @@ class EndpointHealth:
             n = min(s.samples, _RING)
             value = s.percentiles[q] = float(np.percentile(s.latencies[:n], q))
         return value
+
+    def p95_s(self, c: Candidate) -> float | None:
+        """This router's own p95 for the endpoint, else the fleet's prior, else unknown."""
+        own = self.percentile(c, 95.0)
+        if own is not None:
+            return own
+        return c.observed_p95_s or None
+
+    def failures(self, c: Candidate) -> float:
+        s = self._states.get((c.model, c.target.endpoint))
+        if s is not None and s.calls >= _MIN_SAMPLES:
+            return s.failure_rate
+        return c.observed_failure_rate
 
     def report(self) -> list[distribution_pb2.EndpointHealth]:
         now = time.monotonic()

@@ -139,7 +139,7 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         tenant=hdr.get("x-skyroute-tenant", ""),
         declared_intent=hdr.get("x-skyroute-intent", ""),
     )
-    decision = decide(policy, signals)
+    decision = decide(policy, signals, state.engine.health)
     req = ChatRequest(
         messages=data["messages"],
         tools=tools,

@@ -50,6 +50,18 @@ class Candidate:
     supports_tools: bool
     max_output_tokens: int
     timeout_s: float
+    # Offline quality evals: intent (or "*") -> score in [0, 1].
+    quality: dict[str, float]
+    # Fleet-wide priors from the control plane (0 = unknown).
+    observed_p95_s: float
+    observed_failure_rate: float
+    observed_completion_tokens: float
+
+    def quality_for(self, intent: str) -> float:
+        q = self.quality.get(intent)
+        if q is None:
+            q = self.quality.get("*", 0.5)
+        return q
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return prompt_tokens * self.input_price + completion_tokens * self.output_price
@@ -102,6 +114,16 @@ class ReliabilitySettings:
     idempotency_ttl_s: float = 86_400.0
 
 
+@dataclass(slots=True, frozen=True)
+class SelectionSettings:
+    scored: bool = False
+    max_cost_per_1k: float = 0.0
+    min_quality: float = 0.0
+    max_p95_s: float = 0.0
+    family_first: bool = True
+    expected_completion_tokens: int = 256
+
+
 @dataclass(slots=True)
 class PolicyTable:
     name: str
@@ -120,6 +142,7 @@ class PolicyTable:
     trust_declared_intent: bool
     weights: tuple[float, float, float, float]
     reliability: ReliabilitySettings
+    selection: SelectionSettings
 
 
 @dataclass(slots=True)
@@ -170,6 +193,10 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
         supports_tools=c.supports_tools,
         max_output_tokens=c.max_output_tokens,
         timeout_s=(c.timeout_ms or 10_000) / 1000.0,
+        quality=dict(c.quality),
+        observed_p95_s=c.observed_p95_ms / 1000.0,
+        observed_failure_rate=c.observed_failure_rate,
+        observed_completion_tokens=c.observed_completion_tokens,
     )
 
 
@@ -217,6 +244,20 @@ def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
     )
 
 
+def _selection(p: snapshot_pb2.Policy) -> SelectionSettings:
+    if not p.HasField("selection"):
+        return SelectionSettings()
+    s = p.selection
+    return SelectionSettings(
+        scored=s.scored,
+        max_cost_per_1k=s.max_cost_per_1k,
+        min_quality=s.min_quality,
+        max_p95_s=s.max_p95_ms / 1000.0,
+        family_first=s.family_first,
+        expected_completion_tokens=s.expected_completion_tokens or 256,
+    )
+
+
 def _policy(
     p: snapshot_pb2.Policy, pools: dict[str, tuple[Candidate, ...]], snapshot_version: str
 ) -> PolicyTable:
@@ -260,6 +301,7 @@ def _policy(
         trust_declared_intent=p.trust_declared_intent,
         weights=(w.cost, w.latency, w.success, w.quality),
         reliability=_reliability(p),
+        selection=_selection(p),
     )
 
 

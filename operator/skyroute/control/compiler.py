@@ -192,6 +192,17 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             idempotency_ttl_seconds=rel.idempotency_ttl_seconds,
         )
     )
+    sel = spec.selection
+    policy.selection.CopyFrom(
+        snapshot_pb2.Selection(
+            scored=sel.mode == "scored",
+            max_cost_per_1k=sel.constraints.max_cost_per1k,
+            min_quality=sel.constraints.min_quality,
+            max_p95_ms=sel.constraints.max_p95_ms,
+            family_first=sel.fallback_order == "family",
+            expected_completion_tokens=sel.expected_completion_tokens,
+        )
+    )
     w = spec.weights
     policy.weights.CopyFrom(
         snapshot_pb2.ScoringWeights(

@@ -366,6 +366,23 @@ class ReliabilitySpec(_Spec):
     idempotency_ttl_seconds: Annotated[int, Field(ge=1, le=604_800)] = 86_400
 
 
+class ConstraintsSpec(_Spec):
+    """Hard limits a candidate must meet to be chosen at all (0 = no limit)."""
+
+    max_cost_per1k: Annotated[float, Field(ge=0, le=1_000_000, alias="maxCostPer1k")] = 0
+    min_quality: Score = 0
+    max_p95_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
+
+
+class SelectionSpec(_Spec):
+    """How a model is chosen inside the pool the rules picked."""
+
+    mode: Literal["scored", "ordered"] = "scored"
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+    fallback_order: Literal["family", "score"] = "family"
+    expected_completion_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+
+
 class RoutingPolicySpec(_Spec):
     default: bool = False
     intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
@@ -376,6 +393,7 @@ class RoutingPolicySpec(_Spec):
     weights: WeightsSpec = Field(default_factory=WeightsSpec)
     trust_declared_intent: bool = False
     reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
 
     @field_validator("intents")
     @classmethod

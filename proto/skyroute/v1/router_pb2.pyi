@@ -224,6 +224,7 @@ class Decision(_message.Message):
     CHAIN_FIELD_NUMBER: _builtins.int
     CACHEABLE_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     policy_version: _builtins.str
     snapshot_version: _builtins.str
@@ -241,6 +242,10 @@ class Decision(_message.Message):
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Human-readable reasons, one per step."""
 
+    @_builtins.property
+    def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateScore]:
+        """Every candidate of the pool with its score parts (scored selection)."""
+
     def __init__(
         self,
         *,
@@ -253,14 +258,54 @@ class Decision(_message.Message):
         chain: _abc.Iterable[_builtins.str] | None = ...,
         cacheable: _builtins.bool = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
+        scores: _abc.Iterable[Global___CandidateScore] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signals", b"signals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "signals", b"signals", "snapshot_version", b"snapshot_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "signals", b"signals", "snapshot_version", b"snapshot_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class CandidateScore(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    EXPECTED_COST_USD_FIELD_NUMBER: _builtins.int
+    P95_MS_FIELD_NUMBER: _builtins.int
+    FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    EXCLUDED_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    score: _builtins.float
+    """Weighted sum of the parts below (lower is better); 0 when not scored."""
+    expected_cost_usd: _builtins.float
+    p95_ms: _builtins.float
+    failure_rate: _builtins.float
+    quality: _builtins.float
+    excluded: _builtins.str
+    """Why it is not in the chain ("" when it is): a constraint or a capability."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        score: _builtins.float = ...,
+        expected_cost_usd: _builtins.float = ...,
+        p95_ms: _builtins.float = ...,
+        failure_rate: _builtins.float = ...,
+        quality: _builtins.float = ...,
+        excluded: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CandidateScore: _TypeAlias = CandidateScore  # noqa: Y015
 
 @_typing.final
 class Attempt(_message.Message):

@@ -98,6 +98,7 @@ class Policy(_message.Message):
     WEIGHTS_FIELD_NUMBER: _builtins.int
     TRUST_DECLARED_INTENT_FIELD_NUMBER: _builtins.int
     RELIABILITY_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -121,6 +122,8 @@ class Policy(_message.Message):
     def weights(self) -> Global___ScoringWeights: ...
     @_builtins.property
     def reliability(self) -> Global___Reliability: ...
+    @_builtins.property
+    def selection(self) -> Global___Selection: ...
     def __init__(
         self,
         *,
@@ -135,14 +138,59 @@ class Policy(_message.Message):
         weights: Global___ScoringWeights | None = ...,
         trust_declared_intent: _builtins.bool = ...,
         reliability: Global___Reliability | None = ...,
+        selection: Global___Selection | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "limits", b"limits", "reliability", b"reliability", "weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class Selection(_message.Message):
+    """How a candidate is chosen within the pool the rules picked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORED_FIELD_NUMBER: _builtins.int
+    MAX_COST_PER_1K_FIELD_NUMBER: _builtins.int
+    MIN_QUALITY_FIELD_NUMBER: _builtins.int
+    MAX_P95_MS_FIELD_NUMBER: _builtins.int
+    FAMILY_FIRST_FIELD_NUMBER: _builtins.int
+    EXPECTED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    scored: _builtins.bool
+    """false: the pool's declared order; true: by weighted score (lower is better)
+    over expected cost, p95 latency, failure rate and quality for the intent.
+    """
+    max_cost_per_1k: _builtins.float
+    """Hard constraints, 0 = none. A candidate violating one is dropped.
+    USD per 1k requests like this one
+    """
+    min_quality: _builtins.float
+    max_p95_ms: _builtins.int
+    family_first: _builtins.bool
+    """Fallbacks: same model family as the choice first (true), or purely by score."""
+    expected_completion_tokens: _builtins.int
+    """Completion length assumed for expected cost when nothing was observed yet."""
+    def __init__(
+        self,
+        *,
+        scored: _builtins.bool = ...,
+        max_cost_per_1k: _builtins.float = ...,
+        min_quality: _builtins.float = ...,
+        max_p95_ms: _builtins.int = ...,
+        family_first: _builtins.bool = ...,
+        expected_completion_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_completion_tokens", b"expected_completion_tokens", "family_first", b"family_first", "max_cost_per_1k", b"max_cost_per_1k", "max_p95_ms", b"max_p95_ms", "min_quality", b"min_quality", "scored", b"scored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Selection: _TypeAlias = Selection  # noqa: Y015
 
 @_typing.final
 class Intent(_message.Message):
@@ -298,6 +346,9 @@ class Candidate(_message.Message):
     API_KEY_FILE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     UPSTREAM_MODEL_FIELD_NUMBER: _builtins.int
+    OBSERVED_P95_MS_FIELD_NUMBER: _builtins.int
+    OBSERVED_FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    OBSERVED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     """Wire format: "openai", "anthropic" or "gemini"."""
@@ -320,6 +371,12 @@ class Candidate(_message.Message):
     api_key_file: _builtins.str
     upstream_model: _builtins.str
     """Model name sent upstream when it differs from `model`."""
+    observed_p95_ms: _builtins.float
+    """Fleet-wide observations the control plane merged from router reports
+    (priors until a router has enough samples of its own); 0 = unknown.
+    """
+    observed_failure_rate: _builtins.float
+    observed_completion_tokens: _builtins.float
     @_builtins.property
     def quality(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Offline quality evals: intent name (or "*") to score in [0, 1]."""
@@ -341,10 +398,13 @@ class Candidate(_message.Message):
         api_key_file: _builtins.str = ...,
         quality: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         upstream_model: _builtins.str = ...,
+        observed_p95_ms: _builtins.float = ...,
+        observed_failure_rate: _builtins.float = ...,
+        observed_completion_tokens: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "max_output_tokens", b"max_output_tokens", "model", b"model", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -36,7 +36,7 @@ from typing import Any, cast
 
 import aiohttp
 from skyroute.router import providers
-from skyroute.router.cache import Partition, ResponseCache, context_hash
+from skyroute.router.cache import Probe, ResponseCache, Scope, request_params, rule_for
 from skyroute.router.decide import Decision, Signals
 from skyroute.router.health import EndpointHealth, RetryBudget
 from skyroute.router.providers.types import (
@@ -128,37 +128,37 @@ class Engine:
         self,
         session: aiohttp.ClientSession,
         report: Callable[[distribution_pb2.Outcome], None],
+        cache: ResponseCache | None = None,
     ) -> None:
         self.session = session
         self.report = report
-        self.cache = ResponseCache()
+        self.cache = cache if cache is not None else ResponseCache()
         self.health = EndpointHealth()
         self.budget = RetryBudget()
         self.hedges = 0
 
     # -- cache -----------------------------------------------------------------
-    def _partition(self, d: Decision, s: Signals, req: ChatRequest) -> Partition:
-        params = (req.max_tokens, req.temperature)
-        return (d.policy.name, s.tenant, s.locale, d.intent, context_hash(req.messages, params))
+    def _partition(self, d: Decision, s: Signals, req: ChatRequest) -> Probe | None:
+        # None when the request must not use the cache (tools, personal data, ...).
+        scope = Scope(d.policy.name, s.tenant, s.locale,
+                      str(getattr(s, "safety_class", "")), d.intent)
+        return self.cache.probe(scope, req.messages, request_params(req), req.tools)
 
-    def _cached(self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,
-                part: Partition | None) -> Served | None:
+    async def _cached(self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,
+                      part: Probe | None) -> Served | None:
         if part is None:
             return None
-        hit = self.cache.lookup(part, s.text, d.policy.cache.threshold)
+        hit = await self.cache.lookup(part, rule_for(d.policy.cache, d.intent))
         if hit is None:
             return None
-        entry, sim = hit
-        return Served(d, result=entry.result, cache_hit=True, cache_similarity=sim,
-                      cached_model=entry.model)
+        return Served(d, result=hit.answer.result(), cache_hit=True,
+                      cache_similarity=hit.similarity, cached_model=hit.answer.model)
 
-    def _store(self, d: Decision, s: Signals, part: Partition | None, served: Served) -> None:
+    def _store(self, d: Decision, s: Signals, part: Probe | None, served: Served) -> None:
         if part is None or served.result is None or served.candidate is None:
             return
-        if served.result.tool_calls or served.result.finish_reason != "stop":
-            return
-        self.cache.max_entries = d.policy.cache.max_entries
-        self.cache.store(part, s.text, served.result, served.candidate.model, d.policy.cache.ttl_s)
+        self.cache.store(part, rule_for(d.policy.cache, d.intent), served.result,
+                         served.candidate.model)
 
     # -- attempt policy ----------------------------------------------------------
     def _side_effects(self, d: Decision, req: ChatRequest) -> bool:
@@ -178,6 +178,20 @@ class Engine:
         # request is never sent again (the caller decides, with its Idempotency-Key).
         return not (side_effects and e.error_class in _AMBIGUOUS)
 
+    def _admit_attempt(self, served: Served, deadline: float, retry: bool) -> float | None:
+        """Seconds left for the next attempt, or None to stop (deadline or retry budget).
+
+        A retry takes a token from the router's retry budget; the caller releases it.
+        """
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            served.error = ProviderError(TIMEOUT, "request deadline exceeded")
+            return None
+        if retry and not self.budget.allow(served.decision.policy.reliability):
+            served.notes.append("retry budget exhausted")
+            return None
+        return remaining
+
     def _cap(self, d: Decision, side_effects: bool) -> int:
         p = d.policy
         if side_effects:
@@ -189,7 +203,7 @@ class Engine:
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
     ) -> Served:
         part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
-        served = self._cached(d, s, req, ctx, part)
+        served = await self._cached(d, s, req, ctx, part)
         if served is None:
             self.budget.active += 1
             try:
@@ -281,13 +295,9 @@ class Engine:
             i += 1
             if min_window and cand.context_window and cand.context_window <= min_window:
                 continue  # a context-length refusal: only a larger window can help
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                served.error = ProviderError(TIMEOUT, "request deadline exceeded")
-                break
             retry = bool(served.attempts)
-            if retry and not self.budget.allow(rel):
-                served.notes.append("retry budget exhausted")
+            remaining = self._admit_attempt(served, deadline, retry)
+            if remaining is None:
                 break
             timeout = min(cand.timeout_s, remaining)
             try:
@@ -322,7 +332,7 @@ class Engine:
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
     ) -> AsyncIterator[StreamItem]:
         part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
-        cached = self._cached(d, s, req, ctx, part)
+        cached = await self._cached(d, s, req, ctx, part)
         if cached is not None and cached.result is not None:
             yield StreamStarted(cached)
             yield TextDelta(cached.result.content)
@@ -338,7 +348,7 @@ class Engine:
 
     async def _stream_attempts(
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,
-        part: Partition | None,
+        part: Probe | None,
     ) -> AsyncIterator[StreamItem]:
         served = Served(d)
         policy = d.policy
@@ -352,13 +362,9 @@ class Engine:
                 break
             if min_window and cand.context_window and cand.context_window <= min_window:
                 continue
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                served.error = ProviderError(TIMEOUT, "request deadline exceeded")
-                break
             retry = bool(served.attempts)
-            if retry and not self.budget.allow(rel):
-                served.notes.append("retry budget exhausted")
+            remaining = self._admit_attempt(served, deadline, retry)
+            if remaining is None:
                 break
             t0 = time.perf_counter()
             # An async generator in fact; typed as such so it can be closed early.

@@ -14,18 +14,35 @@ the fleet's priors pushed by the control plane) and the offline quality eval
 for the intent; hard constraints exclude candidates outright. The fallback
 chain is the rest by score, same model family first unless the policy says
 otherwise.
+
+With adaptation on (the learning loop), p95 comes first from the fleet's
+prior, which the control plane recomputes from every router's merged,
+half-life-decayed latency sketches: this router's own latency ring only
+refreshes for models it still calls, so a model that lost its share would
+otherwise stay judged by its worst minutes. Failure rates stay local, because
+a model that starts failing must lose traffic at once, not one push later.
+Exploration is epsilon-greedy: with probability ``exploration`` the runner-up
+(the second-best candidate that meets every constraint) goes first, which
+keeps fresh observations of it flowing so it can win its share back. It is
+never a candidate outside the pool or excluded by a constraint, and Explain
+says when it happened.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import ahocorasick
 from skyroute.router.table import UNKNOWN_INTENT, Candidate, PolicyTable, Rule
 from skyroute.v1 import router_pb2, snapshot_pb2
 
 _TOOLS_REQUIRED = snapshot_pb2.TOOL_MATCH_REQUIRED
 _TOOLS_ABSENT = snapshot_pb2.TOOL_MATCH_ABSENT
+# Exploration draws: one C-level call per scored request with exploration on.
+_DRAW: Callable[[], float] = random.Random().random
 
 
 @dataclass(slots=True)
@@ -71,6 +88,8 @@ class Decision:
     chain: tuple[Candidate, ...]
     cacheable: bool
     scores: list[Score] | None = None
+    # The runner-up put first by exploration ("" when the best candidate leads).
+    explored: str = ""
 
 
 def _content_text(content: Any) -> str:
@@ -111,17 +130,26 @@ def signals_from_messages(
 
 
 def classify(table: PolicyTable, s: Signals) -> tuple[str, str]:
-    """Return (intent, source). Declared intents count only if the policy trusts them."""
+    """Return (intent, source). Declared intents count only if the policy trusts them.
+
+    Keywords first: one Aho-Corasick pass finds every keyword in the prompt and
+    the earliest-declared intent among the hits wins. Only when no keyword hits
+    are the (slower, broader) regex patterns tried, in declared order.
+    """
     declared = s.declared_intent
     if declared and table.trust_declared_intent and declared in table.intent_names:
         return declared, "declared"
     text = s.text
-    for intent in table.intents:
-        for kw in intent.keywords:
-            if kw in text:
-                return intent.name, "keyword:" + kw
-        if intent.pattern is not None and intent.pattern.search(text):
-            return intent.name, "pattern"
+    if table.keywords.kind == ahocorasick.AHOCORASICK:
+        best: tuple[int, str, str] | None = None
+        for _, hit in table.keywords.iter(text):
+            if best is None or hit[0] < best[0]:
+                best = hit
+        if best is not None:
+            return best[1], "keyword:" + best[2]
+    for name, pattern in table.patterns:
+        if pattern.search(text):
+            return name, "pattern"
     return UNKNOWN_INTENT, "none"
 
 
@@ -160,7 +188,10 @@ def score_pool(table: PolicyTable, candidates: tuple[Candidate, ...], intent: st
     out: list[Score] = []
     for c in candidates:
         completion = c.observed_completion_tokens or sel.expected_completion_tokens
-        p95 = stats.p95_s(c) if stats is not None else (c.observed_p95_s or None)
+        if sel.adaptive and c.observed_p95_s:
+            p95: float | None = c.observed_p95_s
+        else:
+            p95 = stats.p95_s(c) if stats is not None else (c.observed_p95_s or None)
         fail = stats.failures(c) if stats is not None else c.observed_failure_rate
         out.append(Score(c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail,
                          c.quality_for(intent)))
@@ -180,10 +211,13 @@ def score_pool(table: PolicyTable, candidates: tuple[Candidate, ...], intent: st
     return out
 
 
-def _chain(table: PolicyTable, scores: list[Score]) -> tuple[Candidate, ...]:
+def _chain(table: PolicyTable, scores: list[Score], explore: bool) -> tuple[Candidate, ...]:
     ranked = sorted((x for x in scores if not x.excluded), key=lambda x: x.score)
     if not ranked:
         return ()
+    if explore and len(ranked) > 1:
+        # The runner-up leads; the usual best is its first fallback, then the rest by score.
+        return (ranked[1].cand, ranked[0].cand, *(x.cand for x in ranked[2:]))
     best = ranked[0].cand
     if not table.selection.family_first:
         return tuple(x.cand for x in ranked)
@@ -192,7 +226,9 @@ def _chain(table: PolicyTable, scores: list[Score]) -> tuple[Candidate, ...]:
     return (best, *same, *other)
 
 
-def decide(table: PolicyTable, s: Signals, stats: Stats | None = None) -> Decision:
+def decide(table: PolicyTable, s: Signals, stats: Stats | None = None,
+           draw: Callable[[], float] = _DRAW) -> Decision:
+    """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it)."""
     intent, source = classify(table, s)
     rule_name, pool = "default", table.default_pool
     for r in table.rules_by_intent[intent]:
@@ -204,12 +240,18 @@ def decide(table: PolicyTable, s: Signals, stats: Stats | None = None) -> Decisi
     if not all(_usable(c, s) for c in candidates):
         candidates = tuple(c for c in candidates if _usable(c, s))
     scores = None
-    if table.selection.scored and len(candidates) > 1:
+    explored = ""
+    sel = table.selection
+    if sel.scored and len(candidates) > 1:
         scores = score_pool(table, candidates, intent, s, stats)
-        candidates = _chain(table, scores)
+        explore = sel.exploration > 0.0 and draw() < sel.exploration
+        candidates = _chain(table, scores, explore)
+        if explore and len(candidates) > 1:
+            explored = candidates[0].model
     cache = table.cache
     cacheable = cache.enabled and not s.has_tools and intent in cache.intents
-    return Decision(table, intent, source, rule_name, pool, candidates, cacheable, scores)
+    return Decision(table, intent, source, rule_name, pool, candidates, cacheable, scores,
+                    explored)
 
 
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
@@ -230,6 +272,9 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
             f"{'?' if x.p95_s is None else f'{x.p95_s * 1000:.0f} ms'}, failures "
             f"{x.failure_rate:.1%}, quality {x.quality:.2f})"
             + (f" excluded: {x.excluded}" if x.excluded else ""))
+    if d.explored:
+        reasons.append(f"exploring: runner-up {d.explored!r} first (adaptation.exploration "
+                       f"{t.selection.exploration:.0%}, epsilon-greedy)")
     reasons.append(
         "cacheable" if d.cacheable else "not cacheable (intent not in cache.intents, tools, or off)"
     )

@@ -24,7 +24,9 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import ahocorasick
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
 
@@ -122,6 +124,10 @@ class SelectionSettings:
     max_p95_s: float = 0.0
     family_first: bool = True
     expected_completion_tokens: int = 256
+    # Adaptation (the learning loop): fleet priors win over this router's own
+    # latency ring, and this share of scored requests tries the runner-up first.
+    adaptive: bool = False
+    exploration: float = 0.0
 
 
 @dataclass(slots=True)
@@ -130,6 +136,10 @@ class PolicyTable:
     version: str
     snapshot_version: str
     intents: tuple[IntentMatcher, ...]
+    # All keywords of all intents in one Aho-Corasick automaton: one pass over the
+    # prompt finds every keyword hit; the earliest-declared intent among them wins.
+    keywords: Any  # ahocorasick.Automaton, values (intent index, intent name, keyword)
+    patterns: tuple[tuple[str, re.Pattern[str]], ...]
     intent_names: frozenset[str]
     rules_by_intent: dict[str, tuple[Rule, ...]]
     default_pool: str
@@ -210,6 +220,18 @@ def _intent(policy: str, i: snapshot_pb2.Intent) -> IntentMatcher:
     return IntentMatcher(i.name, tuple(k.lower() for k in i.keywords if k), pattern)
 
 
+def _automaton(intents: tuple[IntentMatcher, ...]) -> Any:
+    automaton = ahocorasick.Automaton()
+    for index, intent in enumerate(intents):
+        for kw in intent.keywords:
+            known = automaton.get(kw, None)
+            if known is None or known[0] > index:
+                automaton.add_word(kw, (index, intent.name, kw))
+    if len(automaton):
+        automaton.make_automaton()
+    return automaton
+
+
 def _rule(r: snapshot_pb2.Rule) -> Rule:
     return Rule(
         name=r.name,
@@ -245,10 +267,17 @@ def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
 
 
 def _selection(p: snapshot_pb2.Policy) -> SelectionSettings:
+    ad = p.adaptation
     if not p.HasField("selection"):
-        return SelectionSettings()
+        return SelectionSettings(adaptive=ad.enabled,
+                                 exploration=ad.exploration if ad.enabled else 0.0)
     s = p.selection
+    if not 0.0 <= ad.exploration <= 1.0:
+        raise SnapshotError(f"policy {p.name!r}: adaptation.exploration {ad.exploration} "
+                            "is not in [0, 1]")
     return SelectionSettings(
+        adaptive=ad.enabled,
+        exploration=ad.exploration if ad.enabled else 0.0,
         scored=s.scored,
         max_cost_per_1k=s.max_cost_per_1k,
         min_quality=s.min_quality,
@@ -283,6 +312,8 @@ def _policy(
         version=p.version,
         snapshot_version=snapshot_version,
         intents=intents,
+        keywords=_automaton(intents),
+        patterns=tuple((i.name, i.pattern) for i in intents if i.pattern is not None),
         intent_names=names,
         rules_by_intent=by_intent,
         default_pool=p.default_pool,

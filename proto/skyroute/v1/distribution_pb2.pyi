@@ -250,6 +250,7 @@ class OutcomeBatch(_message.Message):
     NODE_FIELD_NUMBER: _builtins.int
     OUTCOMES_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def node(self) -> Global___Node: ...
     @_builtins.property
@@ -258,20 +259,74 @@ class OutcomeBatch(_message.Message):
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___EndpointHealth]:
         """The router's view of its upstream endpoints when the batch was sent."""
 
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelStats]:
+        """Per-(model, intent) figures for the window since the previous batch that
+        carried stats (deltas: the control plane adds them up, never replaces).
+        """
+
     def __init__(
         self,
         *,
         node: Global___Node | None = ...,
         outcomes: _abc.Iterable[Global___Outcome] | None = ...,
         endpoints: _abc.Iterable[Global___EndpointHealth] | None = ...,
+        stats: _abc.Iterable[Global___ModelStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "node", b"node", "outcomes", b"outcomes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "node", b"node", "outcomes", b"outcomes", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OutcomeBatch: _TypeAlias = OutcomeBatch  # noqa: Y015
+
+@_typing.final
+class ModelStats(_message.Message):
+    """One router's observations of one model for one intent over a report window.
+    Attempts, not requests: a request that fell back counts once per model tried.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    INTENT_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    LATENCY_SKETCH_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    intent: _builtins.str
+    requests: _builtins.int
+    failures: _builtins.int
+    """Endpoint faults only (timeouts, 5xx, 429, cut streams), not client errors."""
+    completion_tokens: _builtins.int
+    cost_usd: _builtins.float
+    latency_sketch: _builtins.bytes
+    """Successful attempts' latency in milliseconds: a DDSketch in DataDog's
+    protobuf format (sketches with the same mapping merge bin by bin, so the
+    p95 of many routers merged is the p95 of all their traffic, within the
+    sketch's relative accuracy).
+    """
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        intent: _builtins.str = ...,
+        requests: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
+        cost_usd: _builtins.float = ...,
+        latency_sketch: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "failures", b"failures", "intent", b"intent", "latency_sketch", b"latency_sketch", "model", b"model", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelStats: _TypeAlias = ModelStats  # noqa: Y015
 
 @_typing.final
 class EndpointHealth(_message.Message):

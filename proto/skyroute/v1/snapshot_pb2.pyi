@@ -99,6 +99,7 @@ class Policy(_message.Message):
     TRUST_DECLARED_INTENT_FIELD_NUMBER: _builtins.int
     RELIABILITY_FIELD_NUMBER: _builtins.int
     SELECTION_FIELD_NUMBER: _builtins.int
+    ADAPTATION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -108,7 +109,9 @@ class Policy(_message.Message):
     """Whether a caller-declared intent (gRPC field, x-skyroute-intent header) is trusted."""
     @_builtins.property
     def intents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intent]:
-        """Intent classifier: rules first, in order; "unknown" when nothing matches."""
+        """Intent classifier: keywords first (the earliest-declared intent among all
+        keyword hits), then patterns in declared order; "unknown" when nothing matches.
+        """
 
     @_builtins.property
     def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rule]:
@@ -124,6 +127,8 @@ class Policy(_message.Message):
     def reliability(self) -> Global___Reliability: ...
     @_builtins.property
     def selection(self) -> Global___Selection: ...
+    @_builtins.property
+    def adaptation(self) -> Global___Adaptation: ...
     def __init__(
         self,
         *,
@@ -139,14 +144,64 @@ class Policy(_message.Message):
         trust_declared_intent: _builtins.bool = ...,
         reliability: Global___Reliability | None = ...,
         selection: Global___Selection | None = ...,
+        adaptation: Global___Adaptation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class Adaptation(_message.Message):
+    """The learning loop (control plane): fleet observations merged from every
+    router's sketches, decayed by half-life, written into Candidate.observed_*
+    at most once per interval; routers explore the runner-up with a bounded
+    share. Adaptation only changes priors and order: never the pool, never a
+    hard constraint.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    HALF_LIFE_S_FIELD_NUMBER: _builtins.int
+    EXPLORATION_FIELD_NUMBER: _builtins.int
+    MIN_SAMPLES_FIELD_NUMBER: _builtins.int
+    INTERVAL_S_FIELD_NUMBER: _builtins.int
+    DRIFT_LATENCY_RATIO_FIELD_NUMBER: _builtins.int
+    DRIFT_COST_RATIO_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    half_life_s: _builtins.int
+    """Weight of an observation halves every half_life_s seconds."""
+    exploration: _builtins.float
+    """Share of scored requests that try the runner-up first (epsilon-greedy)."""
+    min_samples: _builtins.int
+    """Decayed samples a model needs before its fleet figures are used."""
+    interval_s: _builtins.int
+    """Priors are recomputed, and a new snapshot pushed if they changed, at most this often."""
+    drift_latency_ratio: _builtins.float
+    """Drift alert when the current p95 (cost per request) exceeds baseline times this; 0 = off."""
+    drift_cost_ratio: _builtins.float
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        half_life_s: _builtins.int = ...,
+        exploration: _builtins.float = ...,
+        min_samples: _builtins.int = ...,
+        interval_s: _builtins.int = ...,
+        drift_latency_ratio: _builtins.float = ...,
+        drift_cost_ratio: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Adaptation: _TypeAlias = Adaptation  # noqa: Y015
 
 @_typing.final
 class Selection(_message.Message):

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "acmeshop" / "scenario.yaml"
+EXAMPLE = ROOT / "examples" / "simulator" / "acmeshop.yaml"
 
 
 def test_cli_serves_example_scenario() -> None:

@@ -8,7 +8,7 @@ import pytest
 from skyroute.simulator.engine import Engine
 from skyroute.simulator.scenario import ScenarioError, load_scenario, load_scenario_file
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acmeshop" / "scenario.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "simulator" / "acmeshop.yaml"
 
 
 def test_example_scenario_covers_the_acmeshop_models() -> None:

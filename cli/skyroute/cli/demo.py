@@ -166,7 +166,8 @@ def run(json_path: str | None, requests: int | None, console: Console | None = N
     out_dir = root / "demo-out"
     duration = replay_duration(n)
     scenario = out_dir / "scenario.yaml"
-    scale = effective_scenario(source / "scenario.yaml", scenario, duration, PEAK)
+    scale = effective_scenario(root / "examples" / "simulator" / "acmeshop.yaml", scenario,
+                               duration, PEAK)
     stack = Stack(source=source, scenario=scenario, out_dir=out_dir)
     console.print(f"[bold]skyroute demo[/]: {n} AcmeShop requests per arm over "
                   f"{duration:.0f} s (peak x{PEAK.factor} from {PEAK.start * duration:.0f} s "

@@ -8,6 +8,7 @@ stays quick.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="requests in flight before shedding with 429 (default 512)")
     r.add_argument("--redis", default=None,
                    help="redis:// URL for state shared by router replicas (idempotency keys)")
+    r.add_argument("--cache-redis", default=os.environ.get("SKYROUTE_CACHE_REDIS") or None,
+                   help="redis:// URL of a response cache shared by router replicas "
+                        "(env SKYROUTE_CACHE_REDIS; default: an in-process cache)")
+    r.add_argument("--cache-embedder", choices=["hashing", "minilm"],
+                   default=os.environ.get("SKYROUTE_CACHE_EMBEDDER") or "hashing",
+                   help="semantic-cache embedder (env SKYROUTE_CACHE_EMBEDDER; 'minilm' needs "
+                        "the [embeddings] extra)")
 
     s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
     s.add_argument("--listen", default=DEFAULT_PROVIDERS)
@@ -64,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     o.add_argument("--id", default=None, help="identity in the Lease (default: pod or host-pid)")
     o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
-    o.add_argument("--status-settle", type=float, default=2.0,
-                   help="seconds to let routers reconnect before the first status write")
+    o.add_argument("--status-settle", type=float, default=10.0,
+                   help="longest wait (s) for routers to reconnect before the first status write")
 
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
@@ -84,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.router.server import main as router_main
 
         router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id,
-                    max_inflight=args.max_inflight, redis_url=args.redis)
+                    max_inflight=args.max_inflight, redis_url=args.redis,
+                    cache_redis=args.cache_redis, cache_embedder=args.cache_embedder)
         return 0
     if args.command == "providers":
         from skyroute.simulator.server import main as providers_main

@@ -9,6 +9,8 @@ status``, in the spirit of ``istioctl proxy-status`` (router states as
 serving snapshot as JSON, so an operator can see exactly what routers got
 (it holds no secrets: API keys are references). ``/debug/outcomes`` has the
 per pool and model figures that ``ControlStatus`` has no room for.
+``/debug/learning`` is the learning loop: fleet figures per model and per
+(model, intent), the priors last pushed, baselines and drift alerts.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class AdminServer:
         store: SnapshotStore,
         status: Callable[[], distribution_pb2.ControlStatus],
         outcomes: OutcomeAggregator,
+        learning: Callable[[], dict[str, object]] | None = None,
     ) -> None:
         self.host, _, port = address.rpartition(":")
         self.host = self.host.strip("[]") or "127.0.0.1"
@@ -79,6 +82,7 @@ class AdminServer:
         self._store = store
         self._status = status
         self._outcomes = outcomes
+        self._learning = learning
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -87,6 +91,7 @@ class AdminServer:
         app.router.add_get("/debug/status", self._debug_status)
         app.router.add_get("/debug/snapshot", self._debug_snapshot)
         app.router.add_get("/debug/outcomes", self._debug_outcomes)
+        app.router.add_get("/debug/learning", self._debug_learning)
         return app
 
     async def start(self) -> None:
@@ -120,3 +125,8 @@ class AdminServer:
 
     async def _debug_outcomes(self, request: web.Request) -> web.Response:
         return _json(self._outcomes.as_dict())
+
+    async def _debug_learning(self, request: web.Request) -> web.Response:
+        if self._learning is None:
+            return _json({"error": "no learning loop in this process"}, status=404)
+        return _json(self._learning())

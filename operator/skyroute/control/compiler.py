@@ -203,6 +203,18 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             expected_completion_tokens=sel.expected_completion_tokens,
         )
     )
+    ad = spec.adaptation
+    policy.adaptation.CopyFrom(
+        snapshot_pb2.Adaptation(
+            enabled=ad.enabled,
+            half_life_s=ad.half_life_s,
+            exploration=ad.exploration,
+            min_samples=ad.min_samples,
+            interval_s=ad.interval_s,
+            drift_latency_ratio=ad.drift_latency_ratio,
+            drift_cost_ratio=ad.drift_cost_ratio,
+        )
+    )
     w = spec.weights
     policy.weights.CopyFrom(
         snapshot_pb2.ScoringWeights(

@@ -21,6 +21,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import grpc
+from skyroute.control.learning import Learner
 from skyroute.control.logs import event
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.routers import Answer, RouterRecord, RouterRegistry
@@ -47,6 +48,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self.registry = registry
         self.outcomes = outcomes
         self._streams: set[asyncio.Queue[object]] = set()
+        # The learning loop (server.py sets it): every batch's ModelStats windows.
+        self.learner: Learner | None = None
 
     def close_streams(self) -> None:
         """End every snapshot stream cleanly (status OK), so routers reconnect elsewhere."""
@@ -146,6 +149,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         async for batch in request_iterator:
             received += self.outcomes.record(batch.node.id, batch.outcomes)
             self.registry.touch(batch.node.id, batch.endpoints)
+            if batch.stats and self.learner is not None:
+                self.learner.record(batch.stats)
         return distribution_pb2.OutcomeSummary(received=received)
 
     async def GetStatus(

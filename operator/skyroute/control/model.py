@@ -383,6 +383,25 @@ class SelectionSpec(_Spec):
     expected_completion_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 256
 
 
+class AdaptationSpec(_Spec):
+    """The learning loop: fleet observations as priors, bounded exploration, drift alerts."""
+
+    enabled: bool = False
+    half_life_s: Annotated[int, Field(ge=1, le=86_400)] = 300
+    exploration: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    min_samples: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    interval_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    drift_latency_ratio: Annotated[float, Field(ge=0, le=100)] = 2.0
+    drift_cost_ratio: Annotated[float, Field(ge=0, le=100)] = 2.0
+
+    @field_validator("drift_latency_ratio", "drift_cost_ratio")
+    @classmethod
+    def _ratio(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("a drift ratio is 0 (off) or at least 1 (a multiple of the baseline)")
+        return value
+
+
 class RoutingPolicySpec(_Spec):
     default: bool = False
     intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
@@ -394,6 +413,7 @@ class RoutingPolicySpec(_Spec):
     trust_declared_intent: bool = False
     reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)
 
     @field_validator("intents")
     @classmethod

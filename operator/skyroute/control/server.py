@@ -28,6 +28,7 @@ from pathlib import Path
 import grpc
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService
+from skyroute.control.learning import Learner
 from skyroute.control.logs import configure, event
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.routers import RouterRegistry
@@ -56,14 +57,19 @@ class ControlPlane:
         self.registry = RouterRegistry(disconnected_ttl_s=disconnected_ttl_s)
         self.outcomes = OutcomeAggregator()
         self.service = DistributionService(self.store, self.registry, self.outcomes)
+        # The learning loop: fleet sketches in, priors out (store.prepare), drift alerts.
+        self.learner = Learner(self.store)
+        self.service.learner = self.learner
         self.watcher = SourceWatcher(source, self.store, debounce_ms=debounce_ms)
         self.admin = (
-            AdminServer(admin, self.store, self.service.status, self.outcomes) if admin else None
+            AdminServer(admin, self.store, self.service.status, self.outcomes,
+                        learning=self.learner.as_dict) if admin else None
         )
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._stop = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
+        self._learn_task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -91,6 +97,7 @@ class ControlPlane:
                 await server.stop(None)
                 raise SystemExit(f"skyroute control: cannot serve admin HTTP: {exc}") from None
         self._watch_task = asyncio.create_task(self.watcher.run(self._stop))
+        self._learn_task = asyncio.create_task(self.learner.run(self._stop))
         event(
             log, "listening", grpc=self.address,
             admin=f"{self.admin.host}:{self.admin.port}" if self.admin else "-",
@@ -102,6 +109,9 @@ class ControlPlane:
         if self._watch_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._watch_task, timeout=2.0)
+        if self._learn_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._learn_task, timeout=2.0)
         if self.admin is not None:
             await self.admin.stop()
         if self._server is not None:

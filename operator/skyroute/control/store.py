@@ -34,6 +34,9 @@ class SnapshotStore:
         self.published_unix_ms = 0
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next_id = 0
+        # Applied to every snapshot before it is compared and served: the learning
+        # loop writes its fleet priors in here, so a recompiled folder keeps them.
+        self.prepare: Callable[[snapshot_pb2.Snapshot], snapshot_pb2.Snapshot] | None = None
 
     @property
     def snapshot(self) -> snapshot_pb2.Snapshot | None:
@@ -53,6 +56,8 @@ class SnapshotStore:
     def publish(self, snapshot: snapshot_pb2.Snapshot) -> bool:
         """Serve ``snapshot``; True (and subscribers notified) only if the version changed."""
         self.last_error = ""
+        if self.prepare is not None:
+            snapshot = self.prepare(snapshot)
         if self._snapshot is not None and snapshot.version == self._snapshot.version:
             return False
         self._snapshot = snapshot

@@ -3,6 +3,6 @@
 Run it with ``skyroute providers --listen HOST:PORT --scenario FILE`` (see
 :mod:`skyroute.simulator.server`), or in-process from tests with
 :class:`skyroute.simulator.harness.SimulatorThread`. The scenario format is
-documented in ``examples/acmeshop/scenario.yaml`` and parsed by
+documented in ``examples/simulator/acmeshop.yaml`` and parsed by
 :mod:`skyroute.simulator.scenario`.
 """

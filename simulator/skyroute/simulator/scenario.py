@@ -8,7 +8,7 @@ cumulative error weights) are computed here, so that the per-request path in
 :mod:`skyroute.simulator.engine` does arithmetic only and never touches YAML.
 
 The file format is documented field by field in the comment block at the top
-of ``examples/acmeshop/scenario.yaml``; this module is its single parser.
+of ``examples/simulator/acmeshop.yaml``; this module is its single parser.
 Unknown keys are rejected with their full path (``models.gpt-5.2.ttft_ms.p99``)
 because a silently ignored typo in a failure scenario makes a benchmark lie.
 """

@@ -96,6 +96,8 @@ def build_settings(webhook: kopf.WebhookServer | None) -> kopf.OperatorSettings:
     # so no cluster-wide permission on customresourcedefinitions.
     settings.scanning.disabled = True
     settings.watching.reconnect_backoff = 0.5
+    # Event handlers return at once; do not hold shutdown for idle per-object workers.
+    settings.queueing.exit_timeout = 0.5
     if webhook is not None:
         settings.admission.server = webhook
         settings.admission.managed = None

@@ -25,8 +25,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ class OperatorOptions:
     lease_duration: float = 15.0
     identity: str | None = None
     status_interval: float = 0.5
-    status_settle: float = 2.0
+    status_settle: float = 10.0
     debounce_ms: int = 20
 
 
@@ -183,6 +184,8 @@ class Operator:
                 ]
                 break
             except NotInstalled as exc:
+                if self.stop.is_set():
+                    return
                 if waited % 10 == 0:
                     event(log, "waiting_for_crds", logging.WARNING, error=str(exc))
                 await asyncio.sleep(1.0)
@@ -249,7 +252,10 @@ class Operator:
 
     async def run(self) -> None:
         webhook = await self._webhook_server()
+        self._handle_signals()
         await self.load()
+        if self.stop.is_set():
+            return
         await self._start_grpc()
         if self.opts.admin:
             self._admin = AdminServer(self.opts.admin, self.store, self.service.status,
@@ -267,22 +273,36 @@ class Operator:
         event(log, "listening", grpc=f"{host}:{self.port}", webhook=self.opts.webhook or "-",
               scope=self.opts.namespace or "cluster", identity=self.identity,
               version=self.store.version or "-")
+        ready = asyncio.Event()
+        kopf_task = asyncio.create_task(kopf.operator(
+            registry=build_registry(self, webhooks=webhook is not None),
+            settings=build_settings(webhook),
+            clusterwide=self.opts.namespace is None,
+            namespaces=[self.opts.namespace] if self.opts.namespace else (),
+            standalone=True,
+            stop_flag=self.stop,
+            ready_flag=ready,
+        ), name="kopf")
         try:
-            await kopf.operator(
-                registry=build_registry(self, webhooks=webhook is not None),
-                settings=build_settings(webhook),
-                clusterwide=self.opts.namespace is None,
-                namespaces=[self.opts.namespace] if self.opts.namespace else (),
-                standalone=True,
-                stop_flag=self.stop,
-            )
+            await _first(kopf_task, ready.wait())
+            # kopf's own signal handlers only stop kopf, then wait for "hung" tasks (our
+            # gRPC streams among them); ours stop everything at once, kopf included.
+            self._handle_signals()
+            await _first(kopf_task, self.stop.wait())
         finally:
             self.stop.set()
             self._dirty.set()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, timeout=5.0)
             await self.shutdown()
+            for task in [*tasks, kopf_task]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=10.0)
+            event(log, "stopped", identity=self.identity)
+
+    def _handle_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
 
     async def shutdown(self) -> None:
         if self._admin is not None:
@@ -292,7 +312,15 @@ class Operator:
             await asyncio.sleep(0)
             await self._server.stop(1.0)
             self._server = None
-        event(log, "stopped", identity=self.identity)
+
+
+async def _first(task: asyncio.Task[None], other: Coroutine[Any, Any, Any]) -> None:
+    """Until ``task`` ends or ``other`` returns (``other`` is cancelled if still waiting)."""
+    waiter = asyncio.ensure_future(other)
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 async def _main(opts: OperatorOptions) -> None:

@@ -20,9 +20,10 @@ secret: the operator does not read Secrets at all (``secretKeyRef`` is
 turned into a mount path, see ``model.ApiKeyRef.secret_path``).
 
 Only the leader writes (``active``, driven by the Lease); every replica
-computes. The first write waits ``settle`` seconds after start so routers
-that were connected to a previous operator have reconnected and the sync
-counts are real, not a burst of zeros.
+computes. The first write waits for routers that were connected to a
+previous operator to reconnect, so that the sync
+counts are real, not a burst of zeros: it waits until as many routers are
+connected as the statuses last counted, or ``settle`` seconds at most.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,7 +86,7 @@ class StatusWriter:
         fleet: Fleet,
         identity: str,
         interval: float = 0.5,
-        settle: float = 2.0,
+        settle: float = 10.0,
     ) -> None:
         self.api = api
         self.world = world
@@ -117,9 +119,26 @@ class StatusWriter:
     def wake(self) -> None:
         self._wake.set()
 
+    def _expected_routers(self) -> int:
+        """How many routers the objects' statuses say were connected before this process."""
+        counts = [
+            int(s.get("routers", {}).get("synced", 0)) + int(s.get("routers", {}).get("stale", 0))
+            for s in self._seen.values()
+            if isinstance(s.get("routers"), dict)
+        ]
+        return max(counts, default=0)
+
+    async def _settle(self, stop: asyncio.Event) -> None:
+        """Until as many routers are back as statuses last counted, at most ``settle`` s."""
+        deadline = time.monotonic() + self.settle
+        while not stop.is_set() and time.monotonic() < deadline:
+            if len(self.fleet.registry.connected()) >= self._expected_routers():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.1)
+
     async def run(self, stop: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=self.settle)
+        await self._settle(stop)
         while not stop.is_set():
             if self.active:
                 try:
@@ -148,6 +167,11 @@ class StatusWriter:
                 continue
             self.patches += 1
             written += 1
+            ready = condition(after, "Ready") or {}
+            event(log, "status", object=key.ref, generation=state.generation,
+                  version=after["version"] or "-", ready=ready.get("status", "-"),
+                  reason=ready.get("reason", "-"), synced=after["routers"]["synced"],
+                  stale=after["routers"]["stale"])
             self._written[key] = ours(result.get("status"))
             for kind, reason, message in events_for(state, before, after):
                 await self._event(state, kind, reason, message)

@@ -1,0 +1,455 @@
+"""The learning loop's control-plane half: fleet figures from every router, pushed as priors.
+
+Method: exponential-decay merged sketches feeding scored selection, with
+epsilon-greedy exploration on the routers. Every router ships, with each
+outcome batch, its per-(model, intent) counts and a DDSketch of successful
+attempt latencies for the window since its last batch. Here those windows
+are added into one rolling state per model (and per (model, intent), for
+people): sketch bins are summed, which is exact for sketches with the same
+mapping, so the fleet p95 is the p95 of all routers' traffic within the
+sketch's 1% relative accuracy; a p95 of p95s would not be. Every count and
+bin decays by ``0.5 ** (age / half_life_s)``, so the state is a rolling
+window whose memory the policy chooses, and a model that recovered wins its
+place back as old slow samples fade.
+
+Once a model has ``min_samples`` (decayed) observations its p95, failure
+rate and mean completion length become priors: they are written into every
+Candidate's ``observed_*`` fields in the pools that adaptive policies use,
+and the snapshot is republished with exact content versions (the compiler's
+``policy_version`` and ``snapshot_version``). A push happens only when a
+figure moved materially (10% relative, or 0.02 of failure rate), and at most
+once per ``interval_s``: routers rebuild tables per version, so the push rate
+is bounded by design. Below ``min_samples`` a model keeps its last prior, so
+a model starved of traffic is not suddenly judged "unknown".
+
+The learner never chooses a model: it changes priors, and the router's
+scoring, constraints and pool still decide. The store's ``prepare`` hook
+routes every publish through ``apply``, so a folder change recompiles and
+gets the current priors re-applied in the same push.
+
+Drift: per model, the baseline is the first stable window (figures with
+``min_samples`` that agree within 10% with those one interval earlier, so
+cold-start connections do not become the norm), or the source's own
+``observed_p95_ms`` when it pushes one. When the current p95 or cost per request exceeds baseline ×
+ratio a structured warning is logged, an alert recorded (``/debug/learning``)
+and ``on_drift(model, kind, True, message)`` called; below 90% of the
+threshold it clears the same way with ``raised=False``. The kopf operator can
+hang a ModelPool condition and event on that hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ddsketch.mapping import LogarithmicMapping
+from ddsketch.pb import ddsketch_pb2
+from skyroute.control.compiler import policy_version, referenced_pools, snapshot_version
+from skyroute.control.logs import event
+from skyroute.control.store import SnapshotStore
+from skyroute.v1 import distribution_pb2, snapshot_pb2
+
+log = logging.getLogger("skyroute.control.learning")
+
+RELATIVE_ACCURACY = 0.01  # the routers' DDSketch(0.01)
+_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
+_REL_CHANGE = 0.10
+_FAIL_CHANGE = 0.02
+_CLEAR_SHARE = 0.9
+DriftHook = Callable[[str, str, bool, str], None]
+K = TypeVar("K")
+_NO_INTERPOLATION = 0  # ddsketch IndexMapping.NONE: the plain logarithmic mapping
+
+
+@dataclass(slots=True)
+class Settings:
+    """The loop's knobs, merged over every policy that enables adaptation."""
+
+    enabled: bool = False
+    half_life_s: float = 300.0
+    min_samples: float = 50.0
+    interval_s: float = 30.0
+    drift_latency_ratio: float = 0.0
+    drift_cost_ratio: float = 0.0
+
+    @classmethod
+    def of(cls, snapshot: snapshot_pb2.Snapshot | None) -> Settings:
+        """Shortest half-life and interval, largest min_samples, tightest drift ratios."""
+        policies = snapshot.policies if snapshot is not None else ()
+        ads = [p.adaptation for p in policies if p.adaptation.enabled]
+        if not ads:
+            return cls()
+        lat = [a.drift_latency_ratio for a in ads if a.drift_latency_ratio > 0]
+        cost = [a.drift_cost_ratio for a in ads if a.drift_cost_ratio > 0]
+        return cls(True, float(min(a.half_life_s or 300 for a in ads)),
+                   float(max(a.min_samples or 1 for a in ads)),
+                   float(min(a.interval_s or 30 for a in ads)),
+                   min(lat) if lat else 0.0, min(cost) if cost else 0.0)
+
+
+@dataclass(slots=True)
+class Figures:
+    """What the fleet says about one model now (None: not enough samples)."""
+
+    requests: float
+    failure_rate: float | None
+    p95_ms: float | None
+    completion_tokens: float | None
+    cost_per_request: float | None
+
+
+@dataclass(slots=True)
+class DecayedStats:
+    """Summed ModelStats windows whose weight halves every half-life."""
+
+    t: float
+    requests: float = 0.0
+    failures: float = 0.0
+    completion_tokens: float = 0.0
+    cost_usd: float = 0.0
+    zero: float = 0.0
+    bins: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def latency_samples(self) -> float:
+        return self.zero + sum(self.bins.values())
+
+    def decay(self, now: float, half_life_s: float) -> None:
+        dt = now - self.t
+        if dt <= 0:
+            return
+        self.t = now
+        f = 0.5 ** (dt / half_life_s)
+        self.requests *= f
+        self.failures *= f
+        self.completion_tokens *= f
+        self.cost_usd *= f
+        self.zero *= f
+        self.bins = {k: c * f for k, c in self.bins.items() if c * f > 1e-9}
+
+    def add(self, s: distribution_pb2.ModelStats) -> None:
+        self.requests += s.requests
+        self.failures += s.failures
+        self.completion_tokens += s.completion_tokens
+        self.cost_usd += s.cost_usd
+        if s.latency_sketch:
+            self._add_sketch(s.latency_sketch)
+
+    def _add_sketch(self, data: bytes) -> None:
+        pb: Any = ddsketch_pb2.DDSketch()
+        pb.ParseFromString(data)
+        m = pb.mapping
+        same = (m.interpolation == _NO_INTERPOLATION
+                and math.isclose(m.gamma, _MAPPING.gamma, rel_tol=1e-12)
+                and m.indexOffset == _MAPPING._offset)
+        other = None if same else _mapping_of(m)
+        self.zero += pb.zeroCount + sum(_bins(pb.negativeValues).values())  # no negative latency
+        for key, count in _bins(pb.positiveValues).items():
+            k = key if other is None else _MAPPING.key(other.value(key))
+            self.bins[k] = self.bins.get(k, 0.0) + count
+
+    def quantile(self, q: float) -> float | None:
+        """ddsketch's lower-rank quantile over the decayed bins."""
+        total = self.latency_samples
+        if total <= 0:
+            return None
+        rank = q * (total - 1)
+        running = self.zero
+        if running > rank:
+            return 0.0
+        for key in sorted(self.bins):
+            running += self.bins[key]
+            if running > rank:
+                return float(_MAPPING.value(key))
+        return float(_MAPPING.value(max(self.bins)))
+
+    def figures(self, min_samples: float) -> Figures:
+        ok = self.requests - self.failures
+        return Figures(
+            requests=self.requests,
+            failure_rate=self.failures / self.requests if self.requests >= min_samples else None,
+            p95_ms=self.quantile(0.95) if self.latency_samples >= min_samples else None,
+            completion_tokens=self.completion_tokens / ok if ok >= min_samples else None,
+            cost_per_request=self.cost_usd / ok if ok >= min_samples else None,
+        )
+
+
+def _mapping_of(m: Any) -> LogarithmicMapping:
+    from ddsketch.pb.proto import KeyMappingProto
+
+    return KeyMappingProto.from_proto(m)  # type: ignore[no-untyped-call, no-any-return]
+
+
+def _bins(store: Any) -> dict[int, float]:
+    """Bin counts of a DDSketch ``Store`` message (sparse map and contiguous run)."""
+    out: dict[int, float] = dict(store.binCounts)
+    for i, c in enumerate(store.contiguousBinCounts):
+        if c:
+            k = store.contiguousBinIndexOffset + i
+            out[k] = out.get(k, 0.0) + c
+    return out
+
+
+@dataclass(slots=True)
+class Drift:
+    model: str
+    kind: str  # "latency" or "cost"
+    baseline: float
+    current: float
+    threshold: float
+    since_unix_ms: int
+    message: str
+
+
+def _entry(table: dict[K, DecayedStats], key: K, now: float) -> DecayedStats:
+    st = table.get(key)
+    if st is None:
+        st = table[key] = DecayedStats(now)
+    return st
+
+
+def _moved(old: float, new: float) -> bool:
+    return abs(new - old) > _REL_CHANGE * max(abs(old), 1e-9)
+
+
+class Learner:
+    """Fleet state from router reports; republishes the store's snapshot with priors."""
+
+    def __init__(self, store: SnapshotStore, *, clock: Callable[[], float] = time.monotonic,
+                 on_drift: DriftHook | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.on_drift = on_drift
+        self.models: dict[str, DecayedStats] = {}
+        self.by_intent: dict[tuple[str, str], DecayedStats] = {}
+        # Published priors: model -> (p95_ms, failure_rate, completion_tokens); 0 = unknown.
+        self.priors: dict[str, tuple[float, float, float]] = {}
+        self.baselines: dict[str, tuple[float | None, float | None]] = {}
+        self.alerts: dict[tuple[str, str], Drift] = {}
+        self._candidates: dict[str, tuple[float | None, float | None, float]] = {}
+        self.history: list[dict[str, object]] = []  # raised/cleared, newest last (bounded)
+        self.pushes = 0
+        self.last_push = -math.inf
+        self._base: snapshot_pb2.Snapshot | None = None
+        store.prepare = self.apply
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.of(self._base)
+
+    # -- input -------------------------------------------------------------------
+    def record(self, stats: Iterable[distribution_pb2.ModelStats]) -> None:
+        """Add one router's window (called for every OutcomeBatch)."""
+        now = self.clock()
+        half = self.settings.half_life_s
+        for s in stats:
+            if not s.model:
+                continue
+            for st in (_entry(self.models, s.model, now),
+                       _entry(self.by_intent, (s.model, s.intent), now)):
+                st.decay(now, half)
+                st.add(s)
+
+    # -- priors ------------------------------------------------------------------
+    def figures(self) -> dict[str, Figures]:
+        cfg = self.settings
+        now = self.clock()
+        out = {}
+        for model, st in self.models.items():
+            st.decay(now, cfg.half_life_s)
+            out[model] = st.figures(cfg.min_samples)
+        return out
+
+    def _learned(self, figures: dict[str, Figures]) -> dict[str, tuple[float, float, float]]:
+        """New priors: a figure without enough samples keeps its last published value."""
+        out = dict(self.priors)
+        for model, f in figures.items():
+            old = out.get(model, (0.0, 0.0, 0.0))
+            out[model] = (f.p95_ms if f.p95_ms is not None else old[0],
+                          f.failure_rate if f.failure_rate is not None else old[1],
+                          f.completion_tokens if f.completion_tokens is not None else old[2])
+        return {m: v for m, v in out.items() if any(v)}
+
+    def _material(self, new: dict[str, tuple[float, float, float]]) -> bool:
+        for model, (p95, fail, tokens) in new.items():
+            old = self.priors.get(model)
+            if old is None:
+                return True
+            if _moved(old[0], p95) or _moved(old[2], tokens) or abs(old[1] - fail) > _FAIL_CHANGE:
+                return True
+        return False
+
+    def tick(self) -> bool:
+        """Recompute; republish if priors moved and the interval allows. True when pushed."""
+        cfg = self.settings
+        figures = self.figures()
+        self._drift(figures, cfg)
+        if not cfg.enabled or self._base is None:
+            return False
+        now = self.clock()
+        if now - self.last_push < cfg.interval_s:
+            return False
+        new = self._learned(figures)
+        if not self._material(new):
+            return False
+        self.priors = new
+        self.last_push = now
+        pushed = self.store.publish(self._base)
+        if pushed:
+            self.pushes += 1
+            event(log, "priors pushed", version=self.store.version,
+                  models=",".join(f"{m}:p95={v[0]:.0f}ms,fail={v[1]:.3f}"
+                                  for m, v in sorted(new.items())))
+        return pushed
+
+    def apply(self, snapshot: snapshot_pb2.Snapshot) -> snapshot_pb2.Snapshot:
+        """The store's prepare hook: remember the compiled base, return it with priors."""
+        self._base = snapshot
+        adaptive = [p for p in snapshot.policies if p.adaptation.enabled]
+        if not adaptive or not self.priors:
+            return snapshot
+        pools = set().union(*(referenced_pools(p) for p in adaptive))
+        out = snapshot_pb2.Snapshot()
+        out.CopyFrom(snapshot)
+        for pool in out.pools:
+            if pool.name not in pools:
+                continue
+            for c in pool.candidates:
+                p95, fail, tokens = self.priors.get(c.model, (0.0, 0.0, 0.0))
+                if p95:
+                    c.observed_p95_ms = round(p95, 3)
+                if p95 or fail or tokens:
+                    c.observed_failure_rate = round(fail, 5)
+                if tokens:
+                    c.observed_completion_tokens = round(tokens, 2)
+        by_name = {p.name: p for p in out.pools}
+        for policy in out.policies:
+            used = sorted(referenced_pools(policy))
+            policy.version = policy_version(policy, (by_name[n] for n in used if n in by_name))
+        out.version = snapshot_version(out)
+        return out
+
+    async def run(self, stop: asyncio.Event, poll_s: float = 0.5) -> None:
+        """Tick until ``stop``; ``tick`` itself enforces the interval between pushes."""
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a learning bug must never stop the control plane
+                log.exception("learning tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
+    # -- drift -------------------------------------------------------------------
+    def _pushed_baseline(self, model: str) -> float | None:
+        for pool in self._base.pools if self._base is not None else ():
+            for c in pool.candidates:
+                if c.model == model and c.observed_p95_ms:
+                    return c.observed_p95_ms
+        return None
+
+    def _stable(self, model: str, f: Figures, interval_s: float) -> bool:
+        """True once two looks ``interval_s`` apart agree within 10% (cold starts excluded)."""
+        now = self.clock()
+        seen = self._candidates.get(model)
+        if seen is None or now - seen[2] >= interval_s:
+            self._candidates[model] = (f.p95_ms, f.cost_per_request, now)
+        if seen is None or now - seen[2] < interval_s:
+            return False
+        return all(old is not None and new is not None and not _moved(old, new)
+                   for old, new in ((seen[0], f.p95_ms), (seen[1], f.cost_per_request))
+                   if old is not None or new is not None)
+
+    def _drift(self, figures: dict[str, Figures], cfg: Settings) -> None:
+        for model, f in figures.items():
+            if f.p95_ms is None and f.cost_per_request is None:
+                continue
+            if model not in self.baselines:
+                if not self._stable(model, f, cfg.interval_s):
+                    continue
+                self.baselines[model] = (self._pushed_baseline(model) or f.p95_ms,
+                                         f.cost_per_request)
+                event(log, "drift baseline", model=model, p95_ms=f"{f.p95_ms or 0:.1f}",
+                      cost_per_request=f"{f.cost_per_request or 0:.6g}")
+            base_lat, base_cost = self.baselines[model]
+            self._check(model, "latency", base_lat, f.p95_ms, cfg.drift_latency_ratio)
+            self._check(model, "cost", base_cost, f.cost_per_request, cfg.drift_cost_ratio)
+
+    def _check(self, model: str, kind: str, baseline: float | None, current: float | None,
+               ratio: float) -> None:
+        key = (model, kind)
+        active = self.alerts.get(key)
+        if ratio <= 0 or baseline is None or current is None or baseline <= 0:
+            return
+        threshold = baseline * ratio
+        unit = "ms p95" if kind == "latency" else "USD per request"
+        if active is None and current > threshold:
+            msg = (f"model {model!r} {kind} drift: {current:.6g} {unit} > {ratio:g} x baseline "
+                   f"{baseline:.6g}")
+            self.alerts[key] = Drift(model, kind, baseline, current, threshold,
+                                     int(time.time() * 1000), msg)
+            self._notify(model, kind, True, msg, current, baseline)
+        elif active is not None:
+            active.current = current
+            if current <= threshold * _CLEAR_SHARE:
+                del self.alerts[key]
+                msg = (f"model {model!r} {kind} recovered: {current:.6g} {unit} <= "
+                       f"{_CLEAR_SHARE:g} x {ratio:g} x baseline {baseline:.6g}")
+                self._notify(model, kind, False, msg, current, baseline)
+
+    def _notify(self, model: str, kind: str, raised: bool, msg: str, current: float,
+                baseline: float) -> None:
+        level = logging.WARNING if raised else logging.INFO
+        event(log, "drift raised" if raised else "drift cleared", level=level, model=model,
+              kind=kind, current=f"{current:.6g}", baseline=f"{baseline:.6g}")
+        self.history.append({"model": model, "kind": kind, "raised": raised, "message": msg,
+                             "unix_ms": int(time.time() * 1000)})
+        del self.history[:-100]
+        if self.on_drift is not None:
+            try:
+                self.on_drift(model, kind, raised, msg)
+            except Exception:
+                log.exception("on_drift hook failed")
+
+    # -- view --------------------------------------------------------------------
+    def as_dict(self) -> dict[str, object]:
+        """``/debug/learning``: settings, fleet figures, priors pushed, drift alerts."""
+        cfg = self.settings
+        figures = self.figures()
+        now = self.clock()
+        intents = {}
+        for (model, intent), st in sorted(self.by_intent.items()):
+            st.decay(now, cfg.half_life_s)
+            f = st.figures(cfg.min_samples)
+            intents[f"{model}/{intent}"] = _figures_dict(f)
+        return {
+            "settings": {"enabled": cfg.enabled, "half_life_s": cfg.half_life_s,
+                         "min_samples": cfg.min_samples, "interval_s": cfg.interval_s,
+                         "drift_latency_ratio": cfg.drift_latency_ratio,
+                         "drift_cost_ratio": cfg.drift_cost_ratio,
+                         "method": "exponential-decay merged DDSketches -> scored selection "
+                                   "priors; epsilon-greedy exploration on routers"},
+            "models": {m: _figures_dict(f) for m, f in sorted(figures.items())},
+            "by_intent": intents,
+            "priors": {m: {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
+                       for m, v in sorted(self.priors.items())},
+            "baselines": {m: {"p95_ms": b[0], "cost_per_request": b[1]}
+                          for m, b in sorted(self.baselines.items())},
+            "alerts": [{"model": d.model, "kind": d.kind, "baseline": d.baseline,
+                        "current": d.current, "threshold": d.threshold,
+                        "since_unix_ms": d.since_unix_ms, "message": d.message}
+                       for _, d in sorted(self.alerts.items())],
+            "drift_history": list(self.history),
+            "pushes": self.pushes,
+        }
+
+
+def _figures_dict(f: Figures) -> dict[str, float | None]:
+    return {"requests": round(f.requests, 3), "failure_rate": f.failure_rate,
+            "p95_ms": f.p95_ms, "completion_tokens": f.completion_tokens,
+            "cost_per_request": f.cost_per_request}

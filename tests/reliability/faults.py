@@ -71,8 +71,14 @@ models:
   a-hang: {error_rate: 1.0, errors: {timeout: 1}}
   a-429: {error_rate: 1.0, errors: {rate_limited: 1}, retry_after_s: 3}
   a-ttft: {ttft_ms: {p50: 2000, p95: 2000}}
-  a-cut: {error_rate: 1.0, errors: {stream_cut: 1}, completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}}
-  a-stall: {error_rate: 1.0, errors: {stall: 1}, completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}}
+  a-cut:
+    error_rate: 1.0
+    errors: {stream_cut: 1}
+    completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}
+  a-stall:
+    error_rate: 1.0
+    errors: {stall: 1}
+    completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}
   a-tool: {ttft_ms: {p50: 1200, p95: 1200}}
   a-toolhang: {error_rate: 1.0, errors: {timeout: 1}}
   a-slow: {ttft_ms: {p50: 800, p95: 800}}

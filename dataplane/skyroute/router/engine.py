@@ -36,7 +36,7 @@ from typing import Any, cast
 
 import aiohttp
 from skyroute.router import providers
-from skyroute.router.cache import Probe, ResponseCache, Scope, request_params, rule_for
+from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision, Signals
 from skyroute.router.health import EndpointHealth, RetryBudget
 from skyroute.router.providers.types import (
@@ -54,6 +54,7 @@ from skyroute.router.providers.types import (
     TextDelta,
     ToolCallEvent,
 )
+from skyroute.router.stats import WindowStats
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.v1 import distribution_pb2
 
@@ -129,10 +130,13 @@ class Engine:
         session: aiohttp.ClientSession,
         report: Callable[[distribution_pb2.Outcome], None],
         cache: ResponseCache | None = None,
+        stats: WindowStats | None = None,
     ) -> None:
         self.session = session
         self.report = report
         self.cache = cache if cache is not None else ResponseCache()
+        # Per-(model, intent) sketches for the learning loop, drained by the reporter.
+        self.stats = stats if stats is not None else WindowStats()
         self.health = EndpointHealth()
         self.budget = RetryBudget()
         self.hedges = 0
@@ -148,7 +152,7 @@ class Engine:
                       part: Probe | None) -> Served | None:
         if part is None:
             return None
-        hit = await self.cache.lookup(part, rule_for(d.policy.cache, d.intent))
+        hit = await self.cache.lookup(part, self.cache.rule(d.policy.cache, d.intent))
         if hit is None:
             return None
         return Served(d, result=hit.answer.result(), cache_hit=True,
@@ -157,7 +161,7 @@ class Engine:
     def _store(self, d: Decision, s: Signals, part: Probe | None, served: Served) -> None:
         if part is None or served.result is None or served.candidate is None:
             return
-        self.cache.store(part, rule_for(d.policy.cache, d.intent), served.result,
+        self.cache.store(part, self.cache.rule(d.policy.cache, d.intent), served.result,
                          served.candidate.model)
 
     # -- attempt policy ----------------------------------------------------------
@@ -443,6 +447,7 @@ class Engine:
         r = served.result
         attempts = len(served.attempts)
         ok = served.error is None
+        self.stats.observe(served)
         self.report(distribution_pb2.Outcome(
             request_id=ctx.request_id or uuid.uuid4().hex,
             policy=d.policy.name,

@@ -23,6 +23,7 @@ import uuid
 import aiohttp
 import grpc
 from aiohttp import web
+from skyroute.router.cache import from_settings
 from skyroute.router.engine import Engine
 from skyroute.router.grpc_api import RouterService
 from skyroute.router.http_api import build_app
@@ -42,7 +43,8 @@ def _split(addr: str) -> tuple[str, int]:
 
 
 async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | None,
-                max_inflight: int = 512, redis_url: str | None = None) -> None:
+                max_inflight: int = 512, redis_url: str | None = None,
+                cache_redis: str | None = None, cache_embedder: str = "hashing") -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
         hostname=socket.gethostname(),
@@ -56,8 +58,10 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
         timeout=aiohttp.ClientTimeout(total=None),
         skip_auto_headers=("User-Agent",),
     )
-    engine = Engine(session, reporter.record)
+    # The response cache: in-process, or shared by every router through Redis.
+    engine = Engine(session, reporter.record, from_settings(cache_redis, cache_embedder))
     reporter.endpoints = engine.health.report
+    reporter.stats = engine.stats.drain
     state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
     if redis_url:
         state.idempotency = RedisStore(redis_url)
@@ -70,6 +74,7 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
         "outcomes_recorded": reporter.recorded,
         "outcomes_sent": reporter.sent,
         "outcomes_dropped": reporter.dropped,
+        "cache": engine.cache.stats(),
     }
 
     server = grpc.aio.server()
@@ -97,17 +102,20 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
     for t in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await t
+    await engine.cache.close()
     await session.close()
     await ch.close()
 
 
 def main(control: str, grpc: str, http: str, node_id: str | None, max_inflight: int = 512,
-         redis_url: str | None = None) -> None:
+         redis_url: str | None = None, cache_redis: str | None = None,
+         cache_embedder: str = "hashing") -> None:
     logging.basicConfig(
         level=os.environ.get("SKYROUTE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    coro = serve(control, grpc, http, node_id, max_inflight, redis_url)
+    coro = serve(control, grpc, http, node_id, max_inflight, redis_url, cache_redis,
+                 cache_embedder)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

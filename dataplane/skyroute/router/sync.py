@@ -141,6 +141,8 @@ class OutcomeReporter:
         self._wake = asyncio.Event()
         # The engine's endpoint-health view, sent along with every batch.
         self.endpoints: Callable[[], list[distribution_pb2.EndpointHealth]] = list
+        # The engine's per-(model, intent) window (sketches), drained into each batch.
+        self.stats: Callable[[], list[distribution_pb2.ModelStats]] = list
 
     @property
     def dropped(self) -> int:
@@ -174,4 +176,5 @@ class OutcomeReporter:
                 items = [self._buffer.popleft() for _ in range(n)]
                 self.sent += n
                 yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=items,
-                                                    endpoints=self.endpoints())
+                                                    endpoints=self.endpoints(),
+                                                    stats=self.stats())

@@ -30,11 +30,11 @@ key, so vectors of different embedders are never compared.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-
 from skyroute.router.cache.text import LIGHT, STOP, analyze
 
 Vector = npt.NDArray[np.float32]
@@ -53,13 +53,21 @@ _SPLIT = 1.0 / _COPIES**0.5
 
 
 class Embedder(Protocol):
-    """Text in, L2-normalized float32 vector of length ``dim`` out; deterministic."""
+    """Text in, L2-normalized float32 vector of length ``dim`` out; deterministic.
+
+    ``min_threshold`` is the lowest cosine at which this embedder's matches are
+    trusted (measured on the paraphrase set, with the meaning check): a policy's
+    threshold below it is raised to it.
+    """
 
     @property
     def name(self) -> str: ...
 
     @property
     def dim(self) -> int: ...
+
+    @property
+    def min_threshold(self) -> float: ...
 
     def embed(self, text: str) -> Vector: ...
 
@@ -82,6 +90,10 @@ class HashingEmbedder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def min_threshold(self) -> float:
+        return 0.85
 
     def _bucket(self, feature: str) -> tuple[int, float]:
         h = int.from_bytes(
@@ -117,17 +129,21 @@ class HashingEmbedder:
         return idx, val
 
     def embed(self, text: str) -> Vector:
+        return self.embed_tokens(analyze(text))
+
+    def embed_tokens(self, tokens: list[str]) -> Vector:
+        """The vector of already analyzed tokens (the probe analyzes once for both uses)."""
         idx: list[int] = []
         val: list[float] = []
         prev = ""
         seen: set[str] = set()
-        for token in analyze(text):
+        for token in tokens:
             if token in seen:
                 continue
             seen.add(token)
-            i, v = self._token(token)
-            idx += i
-            val += v
+            ti, tv = self._token(token)
+            idx += ti
+            val += tv
             if token in STOP:
                 continue
             if prev:
@@ -137,11 +153,13 @@ class HashingEmbedder:
                 idx += bi
                 val += bv
             prev = token
-        vec = np.bincount(np.asarray(idx, dtype=np.intp), weights=val,
-                          minlength=self._dim).astype(np.float32)
-        norm = float(np.linalg.norm(vec))
+        acc: dict[int, float] = {}
+        for bucket, value in zip(idx, val, strict=True):
+            acc[bucket] = acc.get(bucket, 0.0) + value
+        vec = np.zeros(self._dim, dtype=np.float32)
+        norm = math.sqrt(sum(v * v for v in acc.values()))
         if norm > 0.0:
-            vec /= norm
+            vec[list(acc)] = [v / norm for v in acc.values()]
         return vec
 
     def _token_bigram(self, a: str, b: str) -> tuple[list[int], list[float]]:

@@ -35,63 +35,100 @@ from dataclasses import dataclass
 _WORD = re.compile(r"[^\W_]+")
 
 # Contractions first, on the lower-cased text, so that "can't" keeps its "not".
-_CONTRACTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"\bcan[’']?t\b", "can not"),
-        (r"\bcannot\b", "can not"),
-        (r"\bwon[’']?t\b", "will not"),
-        (r"\b(\w+)n[’']t\b", r"\1 not"),
-        (r"[’'](s|re|m|ve|ll|d)\b", ""),
-    )
-)
+_CONTRACTIONS = re.compile(
+    r"\b(can|won)[’']?t\b|\bcannot\b|\b(\w+)n[’']t\b|[’'](?:s|re|m|ve|ll|d)\b")
 
-# Multi-word phrases with one meaning, folded before tokenizing. Order matters:
-# longer phrases first.
-_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(r"\b(?:" + p + r")\b"), r)
-    for p, r in (
-        (r"two[\s-]?factor(?: authentication)?|multi[\s-]?factor(?: authentication)?|2fa|mfa",
-         "twofactor"),
-        (r"(?:log|sign)(?:ged|ging)?\s*(?:in|into|on)(?:to)?", "login"),
-        (r"(?:log|sign)(?:ged|ging)?\s*(?:out|off)", "logout"),
-        (r"sign(?:ed|ing)?\s*up", "signup"),
-        (r"opt(?:ed)?\s*out", "optout"),
-        (r"opt(?:ed)?\s*in", "optin"),
-        (r"auto[\s-]?renew(?:al|s|ed)?|automatic(?:ally)? renew(?:al|s)?", "autorenew"),
-        (r"renew automatically", "autorenew"),
-        (r"turn(?:ed)?\s+on|switch(?:ed)?\s+on", "enable"),
-        (r"turn(?:ed)?\s+off|switch(?:ed)?\s+off", "disable"),
-        (r"e[\s-]mail", "email"),
-        (r"money back", "refund"),
-        (r"get in touch with|get in touch|speak (?:with|to)|talk (?:with|to)", "contact"),
-        (r"real person|human agent|live agent|real human", "human"),
-        (r"customer (?:service|support|care)|support team|help ?desk", "support"),
-        (r"phone number|mobile number|cell number", "phone"),
-        (r"what time", "when"),
-        (r"how long|how many (?:days|weeks|hours|minutes|business days)|how (?:fast|quickly|soon)",
-         "duration"),
-        (r"how much", "cost"),
-        (r"how many", "howmany"),
-        (r"at least|minimum|min", "minimum"),
-        (r"at most|maximum|max", "maximum"),
-        (r"is it possible to|is it possible|am i able to|able to", "can"),
-        (r"(?:at )?any ?time", "anytime"),
-        (r"all the time|keeps? on|constantly|repeatedly", "keep"),
-        (r"do you support", "do you have"),
-        (r"price of", "cost of"),
-        (r"pay (?:with|by|using|in|via)", "accept"),
-        (r"unable to", "can not"),
-        (r"a single|single", "1"),
-        (r"in store|in-store|in a store|to a store", "instore"),
-        (r"free trial", "trial"),
-        (r"pick up|picked up", "pickup"),
-        (r"buy now pay later", "installment"),
-        (r"same[\s-]day", "sameday"),
-        (r"next[\s-]day", "nextday"),
-        (r"web ?site|site", "website"),
-    )
-)
+
+def _contraction(m: re.Match[str]) -> str:
+    if m.group(1):
+        return "can not" if m.group(1) == "can" else "will not"
+    if m.group(2):
+        return m.group(2) + " not"
+    return "can not" if m.group(0) == "cannot" else ""
+
+
+def _log_sign(*particles: str) -> tuple[str, ...]:
+    verbs = ("log", "logged", "logging", "sign", "signed", "signing")
+    return tuple(f"{v} {p}" for v in verbs for p in particles)
+
+
+# Multi-word phrases with one meaning, folded on the token list before the words
+# are canonicalized: replacement -> the phrases it replaces. At a position the
+# longest listed phrase wins.
+_PHRASE_SPEC: dict[str, tuple[str, ...]] = {
+    "twofactor": ("two factor", "two factor authentication", "multi factor",
+                  "multi factor authentication", "2fa", "mfa"),
+    "login": (*_log_sign("in", "into", "on", "onto"), "signin", "logon"),
+    "logout": (*_log_sign("out", "off"), "signout"),
+    "signup": ("sign up", "signed up", "signing up"),
+    "optout": ("opt out", "opted out"),
+    "optin": ("opt in", "opted in"),
+    "autorenew": ("auto renew", "auto renewal", "auto renews", "auto renewed", "autorenewal",
+                  "automatic renewal", "automatic renew", "automatically renew",
+                  "automatically renews", "renew automatically"),
+    "enable": ("turn on", "turned on", "switch on", "switched on"),
+    "disable": ("turn off", "turned off", "switch off", "switched off"),
+    "email": ("e mail",),
+    "refund": ("money back",),
+    "contact": ("get in touch with", "get in touch", "speak with", "speak to", "talk with",
+                "talk to"),
+    "human": ("real person", "human agent", "live agent", "real human"),
+    "support": ("customer service", "customer support", "customer care", "support team",
+                "help desk", "helpdesk"),
+    "phone": ("phone number", "mobile number", "cell number"),
+    "when": ("what time",),
+    "duration": ("how long", "how many days", "how many weeks", "how many hours",
+                 "how many minutes", "how many business days", "how fast", "how quickly",
+                 "how soon"),
+    "cost": ("how much",),
+    "howmany": ("how many",),
+    "minimum": ("at least", "min"),
+    "maximum": ("at most", "max"),
+    "can": ("is it possible to", "is it possible", "am i able to", "able to"),
+    "anytime": ("at any time", "any time", "at anytime"),
+    "keep": ("all the time", "keeps on", "keep on", "constantly", "repeatedly"),
+    "do you have": ("do you support",),
+    "cost of": ("price of",),
+    "accept": ("pay with", "pay by", "pay using", "pay in", "pay via"),
+    "can not": ("unable to",),
+    "1": ("a single", "single"),
+    "instore": ("in store", "in a store", "to a store"),
+    "trial": ("free trial",),
+    "pickup": ("pick up", "picked up"),
+    "installment": ("buy now pay later",),
+    "sameday": ("same day",),
+    "nextday": ("next day",),
+    "website": ("web site", "site"),
+}
+# First word -> [(phrase tokens, replacement tokens)], longest phrase first.
+_PHRASES: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+for _out, _variants in _PHRASE_SPEC.items():
+    for _v in _variants:
+        _PHRASES.setdefault(_v.split()[0], []).append((tuple(_v.split()), tuple(_out.split())))
+for _entries in _PHRASES.values():
+    _entries.sort(key=lambda e: -len(e[0]))
+
+
+def _fold_phrases(words: list[str]) -> list[str]:
+    out: list[str] = []
+    i, n = 0, len(words)
+    while i < n:
+        candidates = _PHRASES.get(words[i])
+        if candidates is not None:
+            for phrase, repl in candidates:
+                k = len(phrase)
+                if tuple(words[i:i + k]) == phrase:
+                    out += repl
+                    i += k
+                    break
+            else:
+                out.append(words[i])
+                i += 1
+        else:
+            out.append(words[i])
+            i += 1
+    return out
+
 
 # Interchangeable words in support questions, mapped to one canonical token.
 # Keys are stems (see _stem); values are what the token becomes.
@@ -143,8 +180,12 @@ _SYNONYMS: dict[str, str] = {
     "instalment": "installment",
 }
 
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Words that carry grammar, politeness or the question frame, not what is asked.
-STOP: frozenset[str] = frozenset(
+STOP: frozenset[str] = _words(
     """a an the i me my mine we us our you your yours it its itself is are was were be
     been being am do does did doing done can could would should will shall may might
     must to from of for with at by about as in into how what which who whom this that
@@ -152,13 +193,11 @@ STOP: frozenset[str] = frozenset(
     some also really want wanted like have has had go going way possible ok okay tell
     let help question anyone someone still yet again currently now right offer offered
     available provide provided allow allowed option options exist exists too very
-    much on up keep""".split()
+    much on up keep"""
 )
 
 # Generic verbs: part of the meaning, but less than the nouns around them.
-LIGHT: frozenset[str] = frozenset(
-    "get use make find work see check know need happen put set look".split()
-)
+LIGHT: frozenset[str] = _words("get use make find work see check know need happen put set look")
 
 # Contrast groups: if both questions use words of a group, they must use the same ones.
 _GROUPS: tuple[frozenset[str], ...] = (
@@ -174,9 +213,9 @@ _GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"all", "every", "each", "both"}),
 )
 _DIRECTION_GROUP = 1
+_EMPTY: frozenset[str] = frozenset()
 _GROUP_OF: dict[str, int] = {w: i for i, g in enumerate(_GROUPS) for w in g}
 _NEGATION = frozenset({"not", "no", "never", "without", "none", "nothing", "nobody"})
-_NUMBER = re.compile(r"^\d+x?$")
 _PROTECTED = frozenset(_GROUP_OF) | _NEGATION
 
 
@@ -201,29 +240,35 @@ def _stem(w: str) -> str:
     return w
 
 
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_LIMIT = 100_000
+
+
 def canonical_token(word: str) -> str:
-    """One word, already lower-cased, to its canonical token."""
+    """One word, already lower-cased, to its canonical token (memoized)."""
+    token = _CANONICAL.get(word)
+    if token is not None:
+        return token
     if word in STOP or word in _PROTECTED:
-        return word
-    syn = _SYNONYMS.get(word)
-    if syn is not None:
-        return syn
-    stem = _stem(word)
-    return _SYNONYMS.get(stem, stem)
+        token = word
+    else:
+        token = _SYNONYMS.get(word) or _SYNONYMS.get(_stem(word)) or _stem(word)
+    if len(_CANONICAL) >= _CANONICAL_LIMIT:
+        _CANONICAL.clear()
+    _CANONICAL[word] = token
+    return token
 
 
-def _prepare(text: str) -> str:
+def _words_of(text: str) -> list[str]:
     t = unicodedata.normalize("NFKC", text).casefold()
-    for pat, rep in _CONTRACTIONS:
-        t = pat.sub(rep, t)
-    for pat, rep in _PHRASES:
-        t = pat.sub(rep, t)
-    return t
+    if "'" in t or "’" in t or "cannot" in t:
+        t = _CONTRACTIONS.sub(_contraction, t)
+    return _WORD.findall(t)
 
 
 def analyze(text: str) -> list[str]:
     """Canonical tokens of a question, in order (stop words included)."""
-    return [canonical_token(w) for w in _WORD.findall(_prepare(text))]
+    return [canonical_token(w) for w in _fold_phrases(_words_of(text))]
 
 
 def exact_text(text: str) -> str:
@@ -264,25 +309,25 @@ class Signature:
 
 def signature(tokens: list[str]) -> Signature:
     """The :class:`Signature` of a question's canonical tokens (from :func:`analyze`)."""
-    groups: list[set[str]] = [set() for _ in _GROUPS]
+    found: dict[int, set[str]] = {}
     numbers: list[str] = []
     negated = False
     for t in tokens:
         if t in _NEGATION:
             negated = True
-        if _NUMBER.match(t):
+        elif t[:1].isdigit() and (t.isdigit() or (t[-1] == "x" and t[:-1].isdigit())):
             numbers.append(t)
         g = _GROUP_OF.get(t)
         if g is not None:
-            groups[g].add(t)
+            found.setdefault(g, set()).add(t)
     directions: set[str] = set()
-    if "from" in groups[_DIRECTION_GROUP]:
+    if "from" in found.get(_DIRECTION_GROUP, ()):
         for i, t in enumerate(tokens):
             if t in ("from", "to"):
                 arg = next((w for w in tokens[i + 1:] if w not in STOP), "")
                 directions.add(f"{t}:{arg}")
-    return Signature(tuple(sorted(numbers)), negated, tuple(frozenset(g) for g in groups),
-                     frozenset(directions))
+    groups = tuple(frozenset(found[i]) if i in found else _EMPTY for i in range(len(_GROUPS)))
+    return Signature(tuple(sorted(numbers)), negated, groups, frozenset(directions))
 
 
 def compatible(a: Signature, b: Signature) -> bool:

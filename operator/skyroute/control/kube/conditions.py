@@ -18,6 +18,15 @@ The four types answer the questions in the order people ask them:
   ``kubectl wait --for=condition=Ready`` returns once a change is live on
   every connected router.
 
+A ModelPool may carry two more, only once the learning loop has something
+to say: ``LatencyDrift`` and ``CostDrift``. They are ``True`` (reason
+``AboveBaseline``) while any model of the pool has drifted beyond the
+policy's ratio of its baseline, and ``False`` (reason ``Recovered``) once
+all have recovered; they are not removed afterwards, so ``kubectl describe``
+keeps the last episode. A restarted operator has no drift state of its own
+(the learner needs a new baseline first), so it carries these two over from
+what the object says rather than guessing: a restart patches nothing.
+
 ``lastTransitionTime`` only moves when a condition's status flips, so
 rewriting the same status is a no-op the writer can detect by comparing
 dictionaries, which is what keeps a restarted operator from patching (and
@@ -27,7 +36,7 @@ from emitting events for) objects whose state did not change.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from skyroute.control.errors import Problem
@@ -35,6 +44,7 @@ from skyroute.control.kube.fleet import SyncCount
 from skyroute.control.kube.world import ObjectState
 
 TYPES = ("Accepted", "Compiled", "Synced", "Ready")
+DRIFT_TYPES = {"latency": "LatencyDrift", "cost": "CostDrift"}
 STATUS_KEYS = ("observedGeneration", "version", "routers", "conditions")
 MAX_LISTED = 10
 
@@ -122,10 +132,36 @@ def _ready(state: ObjectState, compiled: Mapping[str, Any], synced: Mapping[str,
     return _condition("Ready", "True", "Ready", f"version {state.version} serves")
 
 
+def drift_conditions(
+    models: Iterable[str], drift: Mapping[tuple[str, str], tuple[bool, str]]
+) -> list[dict[str, Any]]:
+    """A pool's drift conditions from ``(model, kind) -> (raised, message)`` of its models.
+
+    Only kinds the learner has reported for one of ``models`` get a condition; the
+    others are left to ``build_status``, which carries over what the object says.
+    """
+    out = []
+    for kind, type_ in DRIFT_TYPES.items():
+        seen = [drift[(m, kind)] for m in sorted(set(models)) if (m, kind) in drift]
+        if not seen:
+            continue
+        raised = [msg for up, msg in seen if up]
+        if raised:
+            out.append(_condition(type_, "True", "AboveBaseline", "; ".join(raised)))
+        else:
+            out.append(_condition(type_, "False", "Recovered", "; ".join(m for _, m in seen)))
+    return out
+
+
 def build_status(
-    state: ObjectState, sync: SyncCount, previous: Mapping[str, Any] | None, now: str
+    state: ObjectState, sync: SyncCount, previous: Mapping[str, Any] | None, now: str,
+    drift: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The complete status for ``state``; unchanged conditions keep their transition time."""
+    """The complete status for ``state``; unchanged conditions keep their transition time.
+
+    ``drift`` is ``drift_conditions`` for a ModelPool; drift conditions it lacks are
+    carried over from ``previous``.
+    """
     accepted = (
         _condition("Accepted", "False", "Invalid", summary(state.invalid, state.key.ref))
         if state.invalid
@@ -139,6 +175,13 @@ def build_status(
         for c in (previous or {}).get("conditions") or []
         if isinstance(c, Mapping)
     }
+    fresh = {c["type"]: c for c in drift}
+    for type_ in DRIFT_TYPES.values():
+        old = before.get(type_)
+        if type_ in fresh:
+            conditions.append(dict(fresh[type_]))
+        elif old is not None:
+            conditions.append(dict(old))
     for cond in conditions:
         cond["observedGeneration"] = state.generation
         old = before.get(cond["type"])

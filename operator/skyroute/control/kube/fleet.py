@@ -44,10 +44,16 @@ class Fleet:
         self._history: OrderedDict[str, dict[Key, str]] = OrderedDict()
         self._limit = history
 
-    def record(self, snapshot: snapshot_pb2.Snapshot) -> None:
-        """Remember what ``snapshot`` holds (call for every published snapshot)."""
-        self._history[snapshot.version] = object_versions(snapshot)
-        self._history.move_to_end(snapshot.version)
+    def record(self, snapshot: snapshot_pb2.Snapshot, served: str | None = None) -> None:
+        """Remember what ``snapshot`` holds (call for every published snapshot).
+
+        ``served``: the version routers ACK when it differs from the compiled one (the
+        learner re-versions a snapshot with its priors); its objects count as the
+        compiled ``snapshot``'s, so learned priors do not make every router stale.
+        """
+        version = served or snapshot.version
+        self._history[version] = object_versions(snapshot)
+        self._history.move_to_end(version)
         while len(self._history) > self._limit:
             self._history.popitem(last=False)
 

@@ -44,6 +44,7 @@ from skyroute.control.kube.handlers import build_registry, build_settings, quiet
 from skyroute.control.kube.lease import LeaseElector
 from skyroute.control.kube.world import World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
+from skyroute.control.learning import Learner
 from skyroute.control.logs import configure, event
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.routers import RouterRegistry
@@ -106,6 +107,11 @@ class Operator:
             api, self.world, self.fleet, self.identity,
             interval=opts.status_interval, settle=opts.status_settle,
         )
+        # The learning loop, as in ``skyroute control``: fleet sketches in, priors out
+        # (store.prepare), drift alerts as ModelPool conditions and events (the writer).
+        self.learner = Learner(self.store, on_drift=self.writer.drift)
+        self.service.learner = self.learner
+        pass  # MUTANT
         self.elector = (
             LeaseElector(api, self.own_namespace, opts.lease, self.identity,
                          duration=opts.lease_duration, on_change=self._leadership)
@@ -136,6 +142,13 @@ class Operator:
         event(log, "admission", object=key_of(body).ref, allowed=verdict.allowed,
               warnings=len(verdict.warnings), reason=verdict.message() or "-")
         return verdict
+
+    def _served(self) -> None:
+        """A new served version (a compile, or learned priors on the same compile)."""
+        served = self.store.snapshot
+        if self.world.snapshot is not None and served is not None:
+            self.fleet.record(self.world.snapshot, served.version)
+        self.writer.wake()
 
     # --- reconcile ------------------------------------------------------------
 
@@ -259,11 +272,12 @@ class Operator:
         await self._start_grpc()
         if self.opts.admin:
             self._admin = AdminServer(self.opts.admin, self.store, self.service.status,
-                                      self.outcomes)
+                                      self.outcomes, learning=self.learner.as_dict)
             await self._admin.start()
         tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.writer.run(self.stop), name="status-writer"),
+            asyncio.create_task(self.learner.run(self.stop), name="learning"),
         ]
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(self.stop), name="lease"))

@@ -312,6 +312,12 @@ class World:
             dangling=dangling,
         )
 
+    def pool_models(self) -> dict[Key, frozenset[str]]:
+        """The models each serving ModelPool offers (what the learner names in drift)."""
+        pools = self.snapshot.pools if self.snapshot is not None else ()
+        return {Key(KIND_POOL, p.namespace, p.name): frozenset(c.model for c in p.candidates)
+                for p in pools}
+
     def retained(self) -> dict[Key, tuple[Problem, ...]]:
         """Deleted objects still serving, with the problems their removal would cause."""
         return dict(self._retained)

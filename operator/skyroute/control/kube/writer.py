@@ -14,7 +14,13 @@ Events are derived from the same comparison, so each is emitted once per
 transition and never again on restart: ``NewVersion`` (Normal) when an
 object's serving version changes, ``Invalid``/``PoolNotFound``/``Rejected``
 (Warning) when a generation cannot compile, ``PoolDeleted`` (Warning) when a
-pool a policy uses is deleted under it. Messages carry field paths and
+pool a policy uses is deleted under it; ``LatencyDrift``/``CostDrift``
+(Warning) on a ModelPool when one of its models drifts from its baseline,
+and ``LatencyDriftRecovered``/``CostDriftRecovered`` (Normal) when it is back.
+Drift reaches the writer through ``drift``, the learner's ``on_drift`` hook,
+which only records it and wakes the writer: like every other status, it is
+written by the leader alone, and a replica that becomes leader writes the
+drift it has seen. Messages carry field paths and
 versions, never spec values beyond what validation quotes, and never a
 secret: the operator does not read Secrets at all (``secretKeyRef`` is
 turned into a mount path, see ``model.ApiKeyRef.secret_path``).
@@ -36,11 +42,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from skyroute.control.kube.api import KubeApi
-from skyroute.control.kube.conditions import build_status, condition, now_rfc3339, ours
+from skyroute.control.kube.conditions import (
+    DRIFT_TYPES,
+    build_status,
+    condition,
+    drift_conditions,
+    now_rfc3339,
+    ours,
+)
 from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.world import Key, ObjectState, World
 from skyroute.control.logs import event
-from skyroute.control.model import API_VERSION
+from skyroute.control.model import API_VERSION, KIND_POOL
 
 log = logging.getLogger("skyroute.control.kube.writer")
 
@@ -73,6 +86,15 @@ def events_for(
         old_r is None or old_r.get("reason") != "PoolDeleted"
     ):
         out.append(("Warning", "PoolDeleted", str(new_r.get("message", ""))))
+    for type_ in DRIFT_TYPES.values():
+        new_d, old_d = condition(after, type_), condition(before, type_)
+        if new_d is None:
+            continue
+        was = (old_d.get("status"), old_d.get("message")) if old_d is not None else (None, None)
+        if new_d["status"] == "True" and was != ("True", new_d.get("message")):
+            out.append(("Warning", type_, str(new_d.get("message", ""))))
+        elif new_d["status"] == "False" and was[0] == "True":
+            out.append(("Normal", f"{type_}Recovered", str(new_d.get("message", ""))))
     return out
 
 
@@ -100,6 +122,7 @@ class StatusWriter:
         self._seen: dict[Key, dict[str, Any]] = {}
         self._written: dict[Key, dict[str, Any]] = {}
         self._wake = asyncio.Event()
+        self._drift: dict[tuple[str, str], tuple[bool, str]] = {}
 
     def seen(self, key: Key, status: Mapping[str, Any] | None) -> None:
         """The object's status as the watch (or the initial list) delivered it."""
@@ -118,6 +141,11 @@ class StatusWriter:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def drift(self, model: str, kind: str, raised: bool, message: str) -> None:
+        """The learner's ``on_drift`` hook: every ModelPool holding ``model`` says so."""
+        self._drift[(model, kind)] = (raised, message)
+        self.wake()
 
     def _expected_routers(self) -> int:
         """How many routers the objects' statuses say were connected before this process."""
@@ -153,13 +181,17 @@ class StatusWriter:
         """Patch every object whose status differs; the number patched."""
         written = 0
         now = now_rfc3339()
+        pools = self.world.pool_models()
         for key in self.world.object_keys():
             state = self.world.state(key)
             if state is None:
                 continue
             before = self._written.get(key, self._seen.get(key, {}))
             sync = self.fleet.count(key, state.version)
-            after = build_status(state, sync, before, now)
+            drift = (
+                drift_conditions(pools.get(key, ()), self._drift) if key.kind == KIND_POOL else []
+            )
+            after = build_status(state, sync, before, now, drift)
             if after == before:
                 continue
             result = await self.api.patch_status(key.kind, key.namespace, key.name, after)

@@ -1,0 +1,91 @@
+"""What a cache backend is: the stored answer, a hit, and the backend protocol.
+
+Backends only ever see one partition at a time (the probe's); how they
+store partitions is their business, but a lookup must start from the
+probe's partition key and must compare the stored label before returning
+anything (see :mod:`skyroute.router.cache.keys`).
+
+Contract every backend keeps:
+
+- ``lookup`` never raises and never blocks for long: on any trouble it
+  returns None (a miss) and counts the error;
+- ``store`` never raises and never blocks the request: a shared backend
+  writes in the background and drops the write if it is unhealthy;
+- memory is bounded (entries and bytes), the least recently used entries go
+  first, and TTLs are honoured on read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from skyroute.router.cache.keys import Probe
+from skyroute.router.cache.rules import CacheRule
+from skyroute.router.providers.types import ChatResult
+
+EXACT = "exact"
+SEMANTIC = "semantic"
+
+
+@dataclass(slots=True, frozen=True)
+class Answer:
+    """A cached answer: what a hit replays (never tool calls: those are not stored)."""
+
+    content: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    question: str  # the question it answered, as sent (for debugging and audits)
+
+    def result(self) -> ChatResult:
+        return ChatResult(self.content, [], self.finish_reason, self.prompt_tokens,
+                          self.completion_tokens)
+
+    def size(self) -> int:
+        return len(self.content) + len(self.question) + len(self.model) + 64
+
+    def encode(self, label: str) -> bytes:
+        return orjson.dumps({
+            "l": label, "c": self.content, "f": self.finish_reason, "pt": self.prompt_tokens,
+            "ct": self.completion_tokens, "m": self.model, "q": self.question,
+        })
+
+    @staticmethod
+    def decode(blob: bytes, label: str) -> Answer | None:
+        """The answer in ``blob`` if it belongs to partition ``label``; None otherwise."""
+        data: Any = orjson.loads(blob)
+        if not isinstance(data, dict) or data.get("l") != label:
+            return None
+        return Answer(str(data["c"]), str(data["f"]), int(data["pt"]), int(data["ct"]),
+                      str(data["m"]), str(data["q"]))
+
+
+@dataclass(slots=True, frozen=True)
+class CacheHit:
+    answer: Answer
+    similarity: float  # 1.0 for an exact hit
+    layer: str  # EXACT or SEMANTIC
+
+
+class CacheBackend(Protocol):
+    """Where answers live; see the module docstring for the contract."""
+
+    @property
+    def kind(self) -> str: ...
+
+    async def lookup(self, probe: Probe, rule: CacheRule) -> CacheHit | None: ...
+
+    def store(self, probe: Probe, rule: CacheRule, answer: Answer) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def drain(self) -> None:
+        """Wait for background writes (tests, benchmarks, shutdown)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,166 @@
+"""The cache as the engine sees it: refuse, probe, look up, store, count.
+
+:class:`ResponseCache` strings the parts together in the order that keeps
+the cache safe before it makes it fast:
+
+1. :meth:`ResponseCache.probe` refuses requests that must not touch the
+   cache (tools, tool traffic, personal data, odd shapes; see
+   :mod:`~skyroute.router.cache.guard`) and otherwise builds the probe: the
+   hard partition key and the question's exact key and meaning signature
+   (:mod:`~skyroute.router.cache.keys`).
+2. :meth:`ResponseCache.lookup` asks the backend, exact layer first, then
+   the semantic layer at the intent family's threshold
+   (:mod:`~skyroute.router.cache.rules`). Any exception becomes a miss.
+3. :meth:`ResponseCache.store` keeps only complete, tool-free answers
+   without personal data, and never raises.
+
+It also keeps the counters an operator needs to judge the cache per intent
+(lookups, exact and semantic hits, refusals by reason), exposed by
+:meth:`ResponseCache.stats`; every served request's ``Outcome`` already
+carries ``cache_hit`` and ``intent``, so the control plane computes hit
+rates per intent from outcomes too.
+
+:func:`from_settings` builds the cache a router process runs with: the
+in-process backend by default, Redis when a URL is given (``--cache-redis``
+or ``SKYROUTE_CACHE_REDIS``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyroute.router.cache.backend import EXACT, Answer, CacheBackend, CacheHit
+from skyroute.router.cache.embed import Embedder, load_embedder
+from skyroute.router.cache.guard import answer_refusal, request_refusal
+from skyroute.router.cache.keys import Probe, Scope, make_probe
+from skyroute.router.cache.memory import InProcessBackend
+from skyroute.router.cache.rules import CacheRule, rule_for
+from skyroute.router.providers.types import ChatResult
+from skyroute.router.table import CacheSettings
+
+log = logging.getLogger("skyroute.router.cache")
+
+
+@dataclass(slots=True)
+class IntentCounters:
+    lookups: int = 0
+    exact_hits: int = 0
+    semantic_hits: int = 0
+    stores: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return (self.exact_hits + self.semantic_hits) / self.lookups if self.lookups else 0.0
+
+
+@dataclass(slots=True)
+class _Counters:
+    per_intent: dict[str, IntentCounters] = field(default_factory=dict)
+    refusals: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+
+    def intent(self, name: str) -> IntentCounters:
+        c = self.per_intent.get(name)
+        if c is None:
+            c = self.per_intent[name] = IntentCounters()
+        return c
+
+
+class ResponseCache:
+    """Safe semantic response cache over a pluggable backend and embedder."""
+
+    def __init__(
+        self, backend: CacheBackend | None = None, embedder: Embedder | None = None
+    ) -> None:
+        self.backend: CacheBackend = backend if backend is not None else InProcessBackend()
+        self.embedder: Embedder = embedder if embedder is not None else load_embedder()
+        self._counters = _Counters()
+
+    def __len__(self) -> int:
+        return len(self.backend)
+
+    def rule(self, settings: CacheSettings, intent: str) -> CacheRule:
+        """The rule for ``intent`` under a policy's settings, floored for this embedder."""
+        return rule_for(settings, intent, self.embedder.min_threshold)
+
+    def probe(
+        self,
+        scope: Scope,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        tools: list[Any],
+    ) -> Probe | None:
+        """The request's probe, or None (counted by reason) if it must not use the cache."""
+        reason = request_refusal(messages, tools, params.get("tool_choice"))
+        if reason is not None:
+            self._counters.refusals[reason.split(":", 1)[0]] += 1
+            return None
+        return make_probe(scope, messages, params, tools, self.embedder)
+
+    async def lookup(self, probe: Probe, rule: CacheRule) -> CacheHit | None:
+        """A hit from the probe's own partition, or None; never raises."""
+        counters = self._counters.intent(probe.scope.intent)
+        counters.lookups += 1
+        try:
+            hit = await self.backend.lookup(probe, rule)
+        except Exception:
+            self._counters.errors += 1
+            log.exception("cache lookup failed; serving as a miss")
+            return None
+        if hit is not None:
+            if hit.layer == EXACT:
+                counters.exact_hits += 1
+            else:
+                counters.semantic_hits += 1
+        return hit
+
+    def store(self, probe: Probe, rule: CacheRule, result: ChatResult, model: str) -> bool:
+        """Keep ``result`` for the probe's question if it may be replayed; never raises."""
+        reason = answer_refusal(result.content, result.tool_calls, result.finish_reason)
+        if reason is not None:
+            self._counters.refusals[reason.split(":", 1)[0]] += 1
+            return False
+        answer = Answer(result.content, result.finish_reason, result.prompt_tokens,
+                        result.completion_tokens, model, probe.question)
+        try:
+            self.backend.store(probe, rule, answer)
+        except Exception:
+            self._counters.errors += 1
+            log.exception("cache store failed; answer not cached")
+            return False
+        self._counters.intent(probe.scope.intent).stores += 1
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per intent, refusals by reason, and the backend's own figures."""
+        c = self._counters
+        return {
+            "embedder": self.embedder.name,
+            "intents": {
+                name: {"lookups": i.lookups, "exact_hits": i.exact_hits,
+                       "semantic_hits": i.semantic_hits, "stores": i.stores,
+                       "hit_rate": round(i.hit_rate, 4)}
+                for name, i in sorted(c.per_intent.items())
+            },
+            "refusals": dict(c.refusals),
+            "internal_errors": c.errors,
+            **self.backend.stats(),
+        }
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+def from_settings(redis_url: str | None = None, embedder: str = "hashing") -> ResponseCache:
+    """The cache a router runs with: Redis-backed if ``redis_url``, else in-process."""
+    backend: CacheBackend
+    if redis_url:
+        from skyroute.router.cache.redis_backend import RedisBackend
+
+        backend = RedisBackend(redis_url)
+    else:
+        backend = InProcessBackend()
+    return ResponseCache(backend, load_embedder(embedder))

@@ -173,28 +173,3 @@ class Stack:
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
 
-
-class RedisServer:
-    """A real redis-server (Debian's package) on a free loopback port, no persistence."""
-
-    def __init__(self, tmp: Path) -> None:
-        if not Path("/usr/bin/redis-server").exists():
-            raise RuntimeError("redis-server is missing: `make test` installs it (apt-get)")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.p = subprocess.Popen(
-            ["/usr/bin/redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.ping, timeout=10, what="redis-server")
-
-    def ping(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait(5)

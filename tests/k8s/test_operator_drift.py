@@ -25,9 +25,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from harness import http_get, wait_until
 from kcluster import Cluster
 from opstack import Stack
+from skyroute.control.kube.conditions import build_status, condition, drift_conditions
+from skyroute.control.kube.fleet import SyncCount
+from skyroute.control.kube.world import Key, World
+from skyroute.control.kube.writer import events_for
 
 MP, RP = "modelpools", "routingpolicies"
 BASELINE_BOUND_S = 10.0  # steady traffic to a drift baseline for drift-a
@@ -71,6 +76,45 @@ spec:
   adaptation: {enabled: true, halfLifeS: 1, exploration: 0, minSamples: 10, intervalS: 1,
                driftLatencyRatio: 1.5, driftCostRatio: 0}
 """
+
+
+def test_drift_conditions_events_and_a_silent_restart_without_a_cluster() -> None:
+    world = World()
+    for i, doc in enumerate(d for d in yaml.safe_load_all(OBJECTS) if d):
+        doc["metadata"].update(namespace="default", uid=f"uid-{i}", generation=1)
+        world.observe(doc)
+    world.reconcile()
+    fast, calm = Key("ModelPool", "default", "fast"), Key("ModelPool", "default", "calm")
+    models = world.pool_models()
+    assert models[fast] == {"drift-a"} and models[calm] == {"drift-b"}
+    state = world.state(fast)
+    assert state is not None
+    sync = SyncCount(1, 0)
+    plain = build_status(state, sync, None, "2026-01-01T00:00:00Z")
+    assert condition(plain, "LatencyDrift") is None  # nothing to say before any drift
+
+    drift = {("drift-a", "latency"): (True, "model 'drift-a' latency drift: 90 ms")}
+    assert drift_conditions(models[calm], drift) == []
+    up = build_status(state, sync, plain, "2026-01-01T00:01:00Z",
+                      drift_conditions(models[fast], drift))
+    cond = condition(up, "LatencyDrift")
+    assert cond is not None and (cond["status"], cond["reason"]) == ("True", "AboveBaseline")
+    assert cond["lastTransitionTime"] == "2026-01-01T00:01:00Z"
+    assert cond["observedGeneration"] == 1
+    assert events_for(state, plain, up) == [
+        ("Warning", "LatencyDrift", "model 'drift-a' latency drift: 90 ms")]
+    # A restarted operator knows no drift: it carries the condition over, patching nothing.
+    assert build_status(state, sync, up, "2026-01-01T00:02:00Z") == up
+
+    drift[("drift-a", "latency")] = (False, "model 'drift-a' latency recovered")
+    down = build_status(state, sync, up, "2026-01-01T00:03:00Z",
+                        drift_conditions(models[fast], drift))
+    cond = condition(down, "LatencyDrift")
+    assert cond is not None and (cond["status"], cond["reason"]) == ("False", "Recovered")
+    assert cond["lastTransitionTime"] == "2026-01-01T00:03:00Z"
+    assert events_for(state, up, down) == [
+        ("Normal", "LatencyDriftRecovered", "model 'drift-a' latency recovered")]
+    assert events_for(state, down, down) == []
 
 
 def _scenario(a_ms: int) -> str:

@@ -18,7 +18,8 @@ import aiohttp
 import openai
 import pytest
 from faults import INVOICE_TOOL, SCENARIO, files
-from harness import Proc, RedisServer, Stack, wait_until
+from harness import Proc, Stack, wait_until
+from redis_server import start_redis
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_hedge_beats_a_slow_primary(control_down: Stack) -> None:
 
 
 def test_idempotency_across_two_routers_with_redis(procs: list[Proc], tmp_path: Path) -> None:
-    redis = RedisServer(tmp_path)
+    redis = start_redis()
     try:
         stack = Stack(procs, tmp_path, files(), SCENARIO, routers=2,
                       router_args=["--redis", redis.url])

@@ -56,6 +56,8 @@ class Signals:
     user_tier: str = ""
     tenant: str = ""
     declared_intent: str = ""
+    # A caller-assigned safety class (e.g. "minor", "regulated"): a hard cache partition.
+    safety_class: str = ""
 
 
 class Stats(Protocol):
@@ -109,6 +111,7 @@ def signals_from_messages(
     user_tier: str = "",
     tenant: str = "",
     declared_intent: str = "",
+    safety_class: str = "",
 ) -> Signals:
     """Extract signals from an OpenAI-shaped conversation (one pass, no copies)."""
     chars = 0
@@ -126,6 +129,7 @@ def signals_from_messages(
         user_tier=user_tier,
         tenant=tenant,
         declared_intent=declared_intent,
+        safety_class=safety_class,
     )
 
 

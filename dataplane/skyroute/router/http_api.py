@@ -14,8 +14,9 @@ back without the client seeing it. A failure after it is sent as an SSE
 rather than mistaking for a complete answer.
 
 Request signals may also come as headers: ``x-skyroute-intent``,
-``x-skyroute-tenant``, ``x-skyroute-locale``, ``x-skyroute-user-tier``;
-``Cache-Control: no-cache`` bypasses the cache. ``Idempotency-Key`` makes a
+``x-skyroute-tenant``, ``x-skyroute-locale``, ``x-skyroute-user-tier``,
+``x-skyroute-safety-class``; ``Cache-Control: no-cache`` (or ``no-store``,
+``max-age=0``, ``Pragma: no-cache``) bypasses the cache. ``Idempotency-Key`` makes a
 repeated request wait for, or replay, the first one's answer.
 
 Load is shed at the door: beyond ``--max-inflight`` requests in flight the
@@ -30,6 +31,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from skyroute.router.cache import cache_directive
 from skyroute.router.decide import decide, signals_from_messages
 from skyroute.router.engine import (
     RequestContext,
@@ -138,6 +140,7 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         user_tier=hdr.get("x-skyroute-user-tier", ""),
         tenant=hdr.get("x-skyroute-tenant", ""),
         declared_intent=hdr.get("x-skyroute-intent", ""),
+        safety_class=hdr.get("x-skyroute-safety-class", ""),
     )
     decision = decide(policy, signals, state.engine.health)
     req = ChatRequest(
@@ -149,7 +152,8 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
     )
     ctx = RequestContext(
         request_id=hdr.get("x-request-id") or uuid.uuid4().hex,
-        no_cache="no-cache" in hdr.get("cache-control", ""),
+        # no-cache, max-age=0, no-store or Pragma: no-cache: neither served from nor kept.
+        no_cache=any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
         stream=bool(data.get("stream")),
     )
     engine = state.engine

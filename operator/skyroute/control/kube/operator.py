@@ -111,7 +111,7 @@ class Operator:
         # (store.prepare), drift alerts as ModelPool conditions and events (the writer).
         self.learner = Learner(self.store, on_drift=self.writer.drift)
         self.service.learner = self.learner
-        pass  # MUTANT
+        self.store.subscribe(self._served)
         self.elector = (
             LeaseElector(api, self.own_namespace, opts.lease, self.identity,
                          duration=opts.lease_duration, on_change=self._leadership)

@@ -106,3 +106,45 @@ def test_cost_uses_per_million_prices() -> None:
     assert t is not None
     flash = t.pools["cost"][0]
     assert flash.cost(1_000_000, 500_000) == pytest.approx(1.0 + 1.0)
+
+
+def test_embedding_classifier_finds_the_nearest_intent_by_its_examples() -> None:
+    policy = pb.Policy(
+        name="p", version="v", default_pool="balanced", intent_min_similarity=0.5,
+        intents=[
+            pb.Intent(name="faq.refund", keywords=["refund policy"],
+                      examples=["how do I get my money back for a return",
+                                "can I return an item and get reimbursed"]),
+            pb.Intent(name="faq.shipping", keywords=["shipping cost"],
+                      examples=["how long does delivery take to my country"]),
+        ],
+        cache=pb.CachePolicy(enabled=True, intents=["faq.refund"]),
+    )
+    snap = pb.Snapshot(version="sha256:e", default_policy="p", policies=[policy],
+                       pools=[pb.Pool(name="balanced", candidates=[cand("gpt")])])
+    t = build_table(snap).policy("p")
+    assert t is not None
+    d = decide(t, sig("How do I get my money back for a return I made?"))
+    assert d.intent == "faq.refund" and d.intent_source == "embedding"
+    assert 0.5 <= d.confidence <= 1.0 and d.cacheable
+    unrelated = decide(t, sig("tell me a joke about penguins"))
+    assert unrelated.intent == "unknown" and unrelated.confidence < 0.5
+    e = explain(d, sig("How do I get my money back for a return I made?"))
+    assert e.signals.intent_source == "embedding" and e.signals.intent_confidence == d.confidence
+
+
+def test_predicted_tool_use_keeps_an_intent_out_of_the_cache() -> None:
+    policy = pb.Policy(
+        name="p", version="v", default_pool="balanced",
+        intents=[pb.Intent(name="faq.order", keywords=["my order"], tool_use_probability=0.8),
+                 pb.Intent(name="faq.hours", keywords=["opening hours"])],
+        cache=pb.CachePolicy(enabled=True, intents=["faq.order", "faq.hours"]),
+    )
+    snap = pb.Snapshot(version="sha256:t", default_policy="p", policies=[policy],
+                       pools=[pb.Pool(name="balanced", candidates=[cand("gpt")])])
+    t = build_table(snap).policy("p")
+    assert t is not None
+    order = decide(t, sig("what happened to my order"))
+    hours = decide(t, sig("what are your opening hours"))
+    assert order.tool_use == 0.8 and not order.cacheable
+    assert hours.tool_use == 0.0 and hours.cacheable

@@ -84,7 +84,7 @@ class Score:
 class Decision:
     policy: PolicyTable
     intent: str
-    intent_source: str  # "keyword:<kw>", "pattern", "declared" or "none"
+    intent_source: str  # "keyword:<kw>", "pattern", "embedding", "declared" or "none"
     rule: str  # rule name or "default"
     pool: str
     chain: tuple[Candidate, ...]
@@ -92,6 +92,9 @@ class Decision:
     scores: list[Score] | None = None
     # The runner-up put first by exploration ("" when the best candidate leads).
     explored: str = ""
+    confidence: float = 1.0
+    # Predicted probability that the request needs a tool (1.0 when it offers tools).
+    tool_use: float = 0.0
 
 
 def _content_text(content: Any) -> str:
@@ -133,16 +136,20 @@ def signals_from_messages(
     )
 
 
-def classify(table: PolicyTable, s: Signals) -> tuple[str, str]:
-    """Return (intent, source). Declared intents count only if the policy trusts them.
+def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
+    """Return (intent, source, confidence).
 
-    Keywords first: one Aho-Corasick pass finds every keyword in the prompt and
-    the earliest-declared intent among the hits wins. Only when no keyword hits
-    are the (slower, broader) regex patterns tried, in declared order.
+    A declared intent counts only if the policy trusts it. Then keywords: one
+    Aho-Corasick pass finds every keyword in the prompt and the
+    earliest-declared intent among the hits wins. Only when no keyword hits are
+    the (slower, broader) regex patterns tried, in declared order. Last, the
+    embedding classifier: the intent of the nearest example by cosine
+    similarity, if at least ``intent_min_similarity``; its confidence is that
+    similarity. Otherwise ``unknown``.
     """
     declared = s.declared_intent
     if declared and table.trust_declared_intent and declared in table.intent_names:
-        return declared, "declared"
+        return declared, "declared", 1.0
     text = s.text
     if table.keywords.kind == ahocorasick.AHOCORASICK:
         best: tuple[int, str, str] | None = None
@@ -150,11 +157,19 @@ def classify(table: PolicyTable, s: Signals) -> tuple[str, str]:
             if best is None or hit[0] < best[0]:
                 best = hit
         if best is not None:
-            return best[1], "keyword:" + best[2]
+            return best[1], "keyword:" + best[2], 1.0
     for name, pattern in table.patterns:
         if pattern.search(text):
-            return name, "pattern"
-    return UNKNOWN_INTENT, "none"
+            return name, "pattern", 1.0
+    vectors = table.example_vectors
+    if vectors is not None and text:
+        sims = vectors @ table.embed(text)
+        row = int(sims.argmax())
+        similarity = float(sims[row])
+        if similarity >= table.intent_min_similarity:
+            return table.example_intents[row], "embedding", similarity
+        return UNKNOWN_INTENT, "none", similarity
+    return UNKNOWN_INTENT, "none", 0.0
 
 
 def _rule_matches(r: Rule, s: Signals) -> bool:
@@ -233,7 +248,7 @@ def _chain(table: PolicyTable, scores: list[Score], explore: bool) -> tuple[Cand
 def decide(table: PolicyTable, s: Signals, stats: Stats | None = None,
            draw: Callable[[], float] = _DRAW) -> Decision:
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it)."""
-    intent, source = classify(table, s)
+    intent, source, confidence = classify(table, s)
     rule_name, pool = "default", table.default_pool
     for r in table.rules_by_intent[intent]:
         if _rule_matches(r, s):
@@ -253,16 +268,19 @@ def decide(table: PolicyTable, s: Signals, stats: Stats | None = None,
         if explore and len(candidates) > 1:
             explored = candidates[0].model
     cache = table.cache
-    cacheable = cache.enabled and not s.has_tools and intent in cache.intents
+    tool_use = 1.0 if s.has_tools else table.tool_use.get(intent, 0.0)
+    # Cache only where the brief says it is safe: repeatable intents, low predicted tool use.
+    cacheable = cache.enabled and tool_use < 0.5 and intent in cache.intents
     return Decision(table, intent, source, rule_name, pool, candidates, cacheable, scores,
-                    explored)
+                    explored, confidence, tool_use)
 
 
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
     """The decision as the contract's message, with a reason per step (Explain, logs)."""
     t = d.policy
     reasons = [
-        f"intent {d.intent!r} from {d.intent_source}",
+        f"intent {d.intent!r} from {d.intent_source} (confidence {d.confidence:.2f}, "
+        f"predicted tool use {d.tool_use:.2f})",
         f"pool {d.pool!r} by rule {d.rule!r}",
     ]
     skipped = [c.model for c in t.pools[d.pool] if c not in d.chain]
@@ -288,13 +306,15 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         snapshot_version=t.snapshot_version,
         signals=router_pb2.Signals(
             intent=d.intent,
-            intent_confidence=1.0 if d.intent_source != "none" else 0.0,
+            intent_confidence=d.confidence,
             intent_source=d.intent_source,
             prompt_tokens=s.prompt_tokens,
             has_tools=s.has_tools,
             locale=s.locale,
             user_tier=s.user_tier,
             tenant=s.tenant,
+            predicted_tool_use=d.tool_use,
+            safety_class=s.safety_class,
         ),
         rule=d.rule,
         pool=d.pool,

@@ -465,4 +465,13 @@ class Engine:
             attempts=attempts,
             stream=ctx.stream,
             unix_ms=int(time.time() * 1000),
+            intent_confidence=d.confidence,
+            intent_source=d.intent_source,
+            prompt_tokens_estimate=s.prompt_tokens,
+            has_tools=s.has_tools,
+            predicted_tool_use=d.tool_use,
+            locale=s.locale,
+            user_tier=s.user_tier,
+            tenant=s.tenant,
+            cache_similarity=served.cache_similarity,
         ))

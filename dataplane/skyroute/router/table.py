@@ -22,15 +22,29 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ahocorasick
+import numpy as np
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
 
 PROVIDERS = frozenset({"openai", "anthropic", "gemini"})
+_EMBEDDER: list[Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]] = []
+
+
+def embedder() -> Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]:
+    """The embedding classifier's embedder: the cache's default (no model, stable
+    across processes, features memoized), one per router process. Imported on
+    first use because the cache package itself builds on this module."""
+    if not _EMBEDDER:
+        from skyroute.router.cache.embed import HashingEmbedder
+
+        _EMBEDDER.append(HashingEmbedder().embed)
+    return _EMBEDDER[0]
 UNKNOWN_INTENT = "unknown"
 
 
@@ -140,6 +154,13 @@ class PolicyTable:
     # prompt finds every keyword hit; the earliest-declared intent among them wins.
     keywords: Any  # ahocorasick.Automaton, values (intent index, intent name, keyword)
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    # Embedding classifier: one unit vector per example, and the intent of each row.
+    embed: Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]
+    example_vectors: np.ndarray[Any, np.dtype[np.float32]] | None
+    example_intents: tuple[str, ...]
+    intent_min_similarity: float
+    # Predicted tool use per intent ("unknown" included).
+    tool_use: dict[str, float]
     intent_names: frozenset[str]
     rules_by_intent: dict[str, tuple[Rule, ...]]
     default_pool: str
@@ -232,6 +253,17 @@ def _automaton(intents: tuple[IntentMatcher, ...]) -> Any:
     return automaton
 
 
+def _examples(
+    p: snapshot_pb2.Policy,
+) -> tuple[np.ndarray[Any, np.dtype[np.float32]] | None, tuple[str, ...]]:
+    rows = [(i.name, e) for i in p.intents for e in i.examples]
+    if not rows or p.intent_min_similarity <= 0:
+        return None, ()
+    embed = embedder()
+    matrix = np.stack([embed(text) for _, text in rows]).astype(np.float32)
+    return matrix, tuple(name for name, _ in rows)
+
+
 def _rule(r: snapshot_pb2.Rule) -> Rule:
     return Rule(
         name=r.name,
@@ -307,6 +339,7 @@ def _policy(
     }
     lim = p.limits
     w = p.weights
+    vectors, example_intents = _examples(p)
     return PolicyTable(
         name=p.name,
         version=p.version,
@@ -314,6 +347,11 @@ def _policy(
         intents=intents,
         keywords=_automaton(intents),
         patterns=tuple((i.name, i.pattern) for i in intents if i.pattern is not None),
+        embed=embedder(),
+        example_vectors=vectors,
+        example_intents=example_intents,
+        intent_min_similarity=p.intent_min_similarity,
+        tool_use={**{i.name: i.tool_use_probability for i in p.intents}, UNKNOWN_INTENT: 0.0},
         intent_names=names,
         rules_by_intent=by_intent,
         default_pool=p.default_pool,

@@ -131,6 +131,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
         namespace=obj.metadata.namespace,
         default_pool=spec.default_pool,
         trust_declared_intent=spec.trust_declared_intent,
+        intent_min_similarity=spec.intent_min_similarity,
     )
     for intent in spec.intents:
         policy.intents.append(
@@ -139,6 +140,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
                 keywords=_dedupe(k.strip().lower() for k in intent.keywords),
                 patterns=_dedupe(intent.patterns),
                 examples=_dedupe(intent.examples),
+                tool_use_probability=intent.tool_use,
             )
         )
     for rule in spec.rules:

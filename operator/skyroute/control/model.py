@@ -22,6 +22,7 @@ match any intent, is there only one default policy) lives in ``validate.py``.
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -54,6 +55,7 @@ ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 FILE_PATTERN = r"^/[^\x00]*$"
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # Where routers find a secretKeyRef: deploy/ mounts Secret <name> at <root>/<name>.
 SECRET_MOUNT_ROOT = "/var/run/secrets/skyroute"
 
@@ -193,6 +195,46 @@ class ApiKeyRef(_Spec):
         return f"{SECRET_MOUNT_ROOT}/{ref.name}/{ref.key}" if ref is not None else ""
 
 
+def _calendar_date(value: str) -> str:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "skyroute_date", "not a calendar date (YYYY-MM-DD): {value}", {"value": value}
+        ) from None
+    return value
+
+
+EvalDate = Annotated[
+    str,
+    StringConstraints(min_length=10, max_length=10, pattern=DATE_PATTERN),
+    AfterValidator(_calendar_date),
+]
+SampleCount = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class EvalProvenance(_Spec):
+    """Where a model's ``quality`` scores came from: which eval set, when, on how much.
+
+    Written by ``skyroute evals backfill`` (or by hand). ``intentSamples`` names the
+    concrete intents whose scores the eval measured; other ``quality`` keys (globs,
+    ``*``) are hand-set priors the eval did not touch.
+    """
+
+    eval_set: ModelName
+    evaluated_at: EvalDate
+    samples: SampleCount | None = None
+    intent_samples: Annotated[dict[IntentName, SampleCount], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("evaluated_at", mode="before")
+    @classmethod
+    def _date_text(cls, value: object) -> object:
+        # PyYAML reads an unquoted 2026-11-26 as a date; kubectl sends it as a string.
+        return value.isoformat() if type(value) is date else value
+
+
 class PoolModel(_Spec):
     """One candidate of a pool; the list order is primary first, then fallbacks."""
 
@@ -210,6 +252,7 @@ class PoolModel(_Spec):
     quality: Annotated[dict[IntentGlob, Score], Field(max_length=64)] = Field(
         default_factory=dict
     )
+    evals: EvalProvenance | None = None
 
     @field_validator("max_output_tokens")
     @classmethod
@@ -244,6 +287,7 @@ class IntentSpec(_Spec):
     keywords: Annotated[list[Keyword], Field(max_length=256)] = Field(default_factory=list)
     patterns: Annotated[list[Pattern], Field(max_length=64)] = Field(default_factory=list)
     examples: Annotated[list[Example], Field(max_length=64)] = Field(default_factory=list)
+    tool_use: Score = 0.0
 
     @model_validator(mode="after")
     def _has_signal(self) -> IntentSpec:
@@ -411,6 +455,7 @@ class RoutingPolicySpec(_Spec):
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     weights: WeightsSpec = Field(default_factory=WeightsSpec)
     trust_declared_intent: bool = False
+    intent_min_similarity: Score = 0.6
     reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)

@@ -192,6 +192,15 @@ class Outcome(_message.Message):
     STREAM_FIELD_NUMBER: _builtins.int
     UNIX_MS_FIELD_NUMBER: _builtins.int
     TTFT_MS_FIELD_NUMBER: _builtins.int
+    INTENT_CONFIDENCE_FIELD_NUMBER: _builtins.int
+    INTENT_SOURCE_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_ESTIMATE_FIELD_NUMBER: _builtins.int
+    HAS_TOOLS_FIELD_NUMBER: _builtins.int
+    PREDICTED_TOOL_USE_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    USER_TIER_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    CACHE_SIMILARITY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     policy: _builtins.str
     snapshot_version: _builtins.str
@@ -213,6 +222,16 @@ class Outcome(_message.Message):
     stream: _builtins.bool
     unix_ms: _builtins.int
     ttft_ms: _builtins.float
+    intent_confidence: _builtins.float
+    """The request's signals, as the decision saw them."""
+    intent_source: _builtins.str
+    prompt_tokens_estimate: _builtins.int
+    has_tools: _builtins.bool
+    predicted_tool_use: _builtins.float
+    locale: _builtins.str
+    user_tier: _builtins.str
+    tenant: _builtins.str
+    cache_similarity: _builtins.float
     def __init__(
         self,
         *,
@@ -234,10 +253,19 @@ class Outcome(_message.Message):
         stream: _builtins.bool = ...,
         unix_ms: _builtins.int = ...,
         ttft_ms: _builtins.float = ...,
+        intent_confidence: _builtins.float = ...,
+        intent_source: _builtins.str = ...,
+        prompt_tokens_estimate: _builtins.int = ...,
+        has_tools: _builtins.bool = ...,
+        predicted_tool_use: _builtins.float = ...,
+        locale: _builtins.str = ...,
+        user_tier: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        cache_similarity: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "intent", b"intent", "latency_ms", b"latency_ms", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "prompt_tokens", b"prompt_tokens", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -182,6 +182,8 @@ class Signals(_message.Message):
     LOCALE_FIELD_NUMBER: _builtins.int
     USER_TIER_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    PREDICTED_TOOL_USE_FIELD_NUMBER: _builtins.int
+    SAFETY_CLASS_FIELD_NUMBER: _builtins.int
     intent: _builtins.str
     intent_confidence: _builtins.float
     intent_source: _builtins.str
@@ -191,6 +193,8 @@ class Signals(_message.Message):
     locale: _builtins.str
     user_tier: _builtins.str
     tenant: _builtins.str
+    predicted_tool_use: _builtins.float
+    safety_class: _builtins.str
     def __init__(
         self,
         *,
@@ -202,10 +206,12 @@ class Signals(_message.Message):
         locale: _builtins.str = ...,
         user_tier: _builtins.str = ...,
         tenant: _builtins.str = ...,
+        predicted_tool_use: _builtins.float = ...,
+        safety_class: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "locale", b"locale", "prompt_tokens", b"prompt_tokens", "tenant", b"tenant", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "locale", b"locale", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "safety_class", b"safety_class", "tenant", b"tenant", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

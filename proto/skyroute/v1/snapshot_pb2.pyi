@@ -100,6 +100,7 @@ class Policy(_message.Message):
     RELIABILITY_FIELD_NUMBER: _builtins.int
     SELECTION_FIELD_NUMBER: _builtins.int
     ADAPTATION_FIELD_NUMBER: _builtins.int
+    INTENT_MIN_SIMILARITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -107,6 +108,10 @@ class Policy(_message.Message):
     default_pool: _builtins.str
     trust_declared_intent: _builtins.bool
     """Whether a caller-declared intent (gRPC field, x-skyroute-intent header) is trusted."""
+    intent_min_similarity: _builtins.float
+    """Embedding classifier: with no keyword or pattern hit, the nearest intent by
+    cosine similarity to its examples, if at least this similar (0 = off).
+    """
     @_builtins.property
     def intents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intent]:
         """Intent classifier: keywords first (the earliest-declared intent among all
@@ -145,10 +150,11 @@ class Policy(_message.Message):
         reliability: Global___Reliability | None = ...,
         selection: Global___Selection | None = ...,
         adaptation: Global___Adaptation | None = ...,
+        intent_min_similarity: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "default_pool", b"default_pool", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -255,7 +261,13 @@ class Intent(_message.Message):
     KEYWORDS_FIELD_NUMBER: _builtins.int
     PATTERNS_FIELD_NUMBER: _builtins.int
     EXAMPLES_FIELD_NUMBER: _builtins.int
+    TOOL_USE_PROBABILITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    tool_use_probability: _builtins.float
+    """How likely a request of this intent is to need a tool call, in [0, 1]
+    (a request that offers tools counts as 1). The cache serves only intents
+    predicted below 0.5.
+    """
     @_builtins.property
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Lower-case keywords and phrases; a match is a substring of the lower-cased prompt."""
@@ -275,10 +287,11 @@ class Intent(_message.Message):
         keywords: _abc.Iterable[_builtins.str] | None = ...,
         patterns: _abc.Iterable[_builtins.str] | None = ...,
         examples: _abc.Iterable[_builtins.str] | None = ...,
+        tool_use_probability: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["examples", b"examples", "keywords", b"keywords", "name", b"name", "patterns", b"patterns"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["examples", b"examples", "keywords", b"keywords", "name", b"name", "patterns", b"patterns", "tool_use_probability", b"tool_use_probability"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

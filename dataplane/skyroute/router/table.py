@@ -110,6 +110,8 @@ class CacheSettings:
     threshold: float
     ttl_s: float
     max_entries: int
+    # (family, threshold, ttl_s) overrides, sorted: hashable for memoized rules.
+    families: tuple[tuple[str, float, float], ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -362,6 +364,9 @@ def _policy(
             threshold=p.cache.similarity_threshold or 0.9,
             ttl_s=float(p.cache.ttl_seconds or 3600),
             max_entries=p.cache.max_entries or 10_000,
+            families=tuple(sorted(
+                (name, f.similarity_threshold, float(f.ttl_seconds or 3600))
+                for name, f in p.cache.families.items())),
         ),
         max_attempts=max(1, lim.max_attempts or 3),
         request_timeout_s=(lim.request_timeout_ms or 30_000) / 1000.0,

@@ -166,6 +166,11 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             similarity_threshold=cache.similarity_threshold,
             ttl_seconds=cache.ttl_seconds,
             max_entries=cache.max_entries,
+            families={
+                name: snapshot_pb2.CacheFamily(
+                    similarity_threshold=f.similarity_threshold, ttl_seconds=f.ttl_seconds)
+                for name, f in cache.families.items()
+            },
         )
     )
     lim = spec.limits

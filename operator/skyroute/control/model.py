@@ -322,6 +322,17 @@ class Rule(_Spec):
     pool: Name
 
 
+class CacheFamilySpec(_Spec):
+    """Overrides for one intent family (``faq`` for ``faq.*``)."""
+
+    similarity_threshold: Score = 0.9
+    ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
+
+
+FamilyName = Annotated[str, StringConstraints(min_length=1, max_length=63,
+                                              pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")]
+
+
 class CacheSpec(_Spec):
     enabled: bool = False
     intents: Annotated[list[IntentGlob], Field(max_length=64, validate_default=True)] = Field(
@@ -330,6 +341,9 @@ class CacheSpec(_Spec):
     similarity_threshold: Score = 0.9
     ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
     max_entries: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    families: Annotated[dict[FamilyName, CacheFamilySpec], Field(max_length=32)] = Field(
+        default_factory=dict
+    )
 
     @field_validator("intents")
     @classmethod

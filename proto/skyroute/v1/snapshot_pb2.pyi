@@ -482,11 +482,33 @@ Global___Candidate: _TypeAlias = Candidate  # noqa: Y015
 class CachePolicy(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class FamiliesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___CacheFamily: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___CacheFamily | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ENABLED_FIELD_NUMBER: _builtins.int
     INTENTS_FIELD_NUMBER: _builtins.int
     SIMILARITY_THRESHOLD_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_ENTRIES_FIELD_NUMBER: _builtins.int
+    FAMILIES_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     similarity_threshold: _builtins.float
     """Cosine similarity at or above which a semantic hit is served."""
@@ -496,6 +518,10 @@ class CachePolicy(_message.Message):
     def intents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Concrete intent names that may be served from cache."""
 
+    @_builtins.property
+    def families(self) -> _containers.MessageMap[_builtins.str, Global___CacheFamily]:
+        """Per intent family ("faq" for faq.*): its own threshold and TTL."""
+
     def __init__(
         self,
         *,
@@ -504,14 +530,37 @@ class CachePolicy(_message.Message):
         similarity_threshold: _builtins.float = ...,
         ttl_seconds: _builtins.int = ...,
         max_entries: _builtins.int = ...,
+        families: _abc.Mapping[_builtins.str, Global___CacheFamily] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "intents", b"intents", "max_entries", b"max_entries", "similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "families", b"families", "intents", b"intents", "max_entries", b"max_entries", "similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CachePolicy: _TypeAlias = CachePolicy  # noqa: Y015
+
+@_typing.final
+class CacheFamily(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIMILARITY_THRESHOLD_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    similarity_threshold: _builtins.float
+    ttl_seconds: _builtins.int
+    def __init__(
+        self,
+        *,
+        similarity_threshold: _builtins.float = ...,
+        ttl_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheFamily: _TypeAlias = CacheFamily  # noqa: Y015
 
 @_typing.final
 class Limits(_message.Message):

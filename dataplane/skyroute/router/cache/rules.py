@@ -1,9 +1,10 @@
 """Cache rules per intent family: similarity threshold, TTL and size bound.
 
 The snapshot contract carries one ``CachePolicy`` per policy (a threshold,
-a TTL, a size bound, the cacheable intents). The brief asks for more: a
-threshold per intent family, high for long-tail asks. Until the contract
-carries per-family settings, the router derives them here:
+a TTL, a size bound, the cacheable intents) and optional per-family
+overrides (``cache.families``: threshold and TTL for, say, ``faq``). A family
+the policy names uses its own settings; for the others the router derives
+them:
 
 - a *repeatable* family (``faq``, ``docs``, ``policy``, ``help``, ``kb``,
   ``howto``) uses the policy's threshold: these questions recur with the
@@ -50,12 +51,17 @@ def family_of(intent: str) -> str:
 def rule_for(settings: CacheSettings, intent: str, floor: float = DEFAULT_FLOOR) -> CacheRule:
     """The rule for ``intent`` under a policy's cache settings (memoized)."""
     family = family_of(intent)
-    threshold = max(settings.threshold, floor)
-    if family not in REPEATABLE_FAMILIES:
-        threshold = max(threshold, LONG_TAIL_THRESHOLD)
+    ttl_s = settings.ttl_s
+    override = next((f for f in settings.families if f[0] == family), None)
+    if override is not None:
+        threshold, ttl_s = max(override[1], floor), override[2]
+    else:
+        threshold = max(settings.threshold, floor)
+        if family not in REPEATABLE_FAMILIES:
+            threshold = max(threshold, LONG_TAIL_THRESHOLD)
     return CacheRule(
         family=family,
         threshold=min(threshold, 1.0),
-        ttl_s=max(settings.ttl_s, 1.0),
+        ttl_s=max(ttl_s, 1.0),
         max_entries=max(settings.max_entries, 1),
     )

@@ -80,7 +80,8 @@ spec:
 
 def test_drift_conditions_events_and_a_silent_restart_without_a_cluster() -> None:
     world = World()
-    for i, doc in enumerate(d for d in yaml.safe_load_all(OBJECTS) if d):
+    text = OBJECTS.replace("{SIM}", "http://127.0.0.1:9")
+    for i, doc in enumerate(d for d in yaml.safe_load_all(text) if d):
         doc["metadata"].update(namespace="default", uid=f"uid-{i}", generation=1)
         world.observe(doc)
     world.reconcile()

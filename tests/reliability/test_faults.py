@@ -202,6 +202,30 @@ def test_idempotency_key_one_tool_call_per_key(control_down: Stack) -> None:
     assert _sim(stack, "a-tool", "tool_calls") - before == 1
 
 
+def test_idempotency_key_over_grpc(control_down: Stack) -> None:
+    import grpc
+    import orjson
+    from skyroute.v1 import router_pb2, router_pb2_grpc
+
+    stack = control_down
+    before = _sim(stack, "a-tool", "tool_calls")
+    req = router_pb2.CompletionRequest(
+        policy="tool", idempotency_key="grpc-key-1",
+        messages=[router_pb2.Message(role="user", content="create the invoice for order 78")],
+        tools=[router_pb2.Tool(name="create_invoice", description="Create an invoice",
+                               parameters=orjson.dumps(INVOICE_TOOL["function"]["parameters"])
+                               .decode())])
+    with grpc.insecure_channel(stack.routers[0][1]) as ch:
+        stub = router_pb2_grpc.RouterStub(ch)
+        first = stub.Complete(req, timeout=10)
+        again, call = stub.Complete.with_call(req, timeout=10)
+    assert first.message.tool_calls[0].name == "create_invoice"
+    assert again.message.tool_calls[0].id == first.message.tool_calls[0].id
+    assert ("x-skyroute-idempotent-replay", "true") in tuple(call.trailing_metadata())
+    assert [a.model for a in first.attempts] == ["a-tool"]
+    assert _sim(stack, "a-tool", "tool_calls") - before == 1
+
+
 def test_non_idempotent_tool_is_not_retried_after_a_timeout(control_down: Stack) -> None:
     stack = control_down
     results = asyncio.run(_burst(_urls(stack), "toolhang", 4, 4, tools=True))

@@ -75,6 +75,29 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--status-settle", type=float, default=10.0,
                    help="longest wait (s) for routers to reconnect before the first status write")
 
+    ev = sub.add_parser("evals", help="offline quality evals of ModelPool models")
+    ev_sub = ev.add_subparsers(dest="evals_command", required=True)
+    bf = ev_sub.add_parser(
+        "backfill", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="set ModelPool quality scores from a labelled traffic sample",
+        description="Average graded requests per (model, intent) and write them into the "
+                    "ModelPool quality maps, with eval provenance (spec.models[].evals).",
+        epilog="sample: JSON Lines, one graded request per line, e.g.\n"
+               '  {"intent": "faq.refund", "model": "gemini-3-flash", "score": 0.8}\n'
+               '  {"intent": "tools.invoice", "model": "gpt-5.2-high", "pass": true}\n'
+               "intent and model are required, plus exactly one label: score (0..1), or\n"
+               "pass / correct (true = 1, false = 0). Optional: id, pool, grader, meta.\n"
+               "Other fields and malformed lines are errors (file:line: field: why).")
+    bf.add_argument("--sample", required=True, help="labelled traffic sample (.jsonl)")
+    bf.add_argument("--pools", required=True, help="ModelPool YAML file or folder to update")
+    bf.add_argument("--eval-set", default=None, help="eval set name (default: sample file stem)")
+    bf.add_argument("--date", default=None, help="evaluation day YYYY-MM-DD (default: today, UTC)")
+    bf.add_argument("--min-samples", type=int, default=20,
+                    help="skip (model, intent) pairs with fewer graded requests (default 20)")
+    mode = bf.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="rewrite the YAML files")
+    mode.add_argument("--dry-run", action="store_true", help="only show the changes (default)")
+
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     d.add_argument("--requests", type=int, default=None, help="requests to replay")
@@ -119,6 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             status_settle=args.status_settle,
         ))
         return 0
+    if args.command == "evals":
+        from skyroute.control.evals import main as evals_main
+
+        return evals_main(sample=args.sample, pools=args.pools, eval_set=args.eval_set,
+                          date=args.date, min_samples=args.min_samples, write=args.write)
     if args.command == "demo":
         from skyroute.cli.demo import main as demo_main
 

@@ -26,7 +26,7 @@ from skyroute.router.engine import (
 )
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
-from skyroute.router.wire import attempts_header, http_status
+from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
 _GRPC_FOR_HTTP = {
@@ -143,17 +143,80 @@ class RouterService(router_pb2_grpc.RouterServicer):
             attempts=_attempts(served.attempts), cache_hit=served.cache_hit,
             cache_similarity=served.cache_similarity)
 
+    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Load shedding, as on the HTTP door: over capacity is RESOURCE_EXHAUSTED at once."""
+        if not self.state.admit():
+            context.set_trailing_metadata((("retry-after", "1"),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"router at capacity ({self.state.max_inflight} in flight)")
+
     async def Complete(
+        self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.CompletionResponse:
+        await self._admit(context)
+        try:
+            return await self._complete(request, context)
+        finally:
+            self.state.done()
+
+    async def _complete(
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.CompletionResponse:
         decision, signals, chat = await self._prepare(request, context)
         ctx = self._ctx(request, stream=False)
-        served = await self.state.engine.complete(decision, signals, chat, ctx)
-        if served.error is not None or served.result is None:
+        store = self.state.idempotency
+        scope = ""
+        if request.idempotency_key:
+            scope = idempotency_scope(decision.policy.name, signals.tenant,
+                                      request.idempotency_key)
+            try:
+                claim = await store.claim(scope, decision.policy.request_timeout_s)
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.ABORTED,
+                                    f"idempotency_key {request.idempotency_key!r} still in flight")
+                raise AssertionError from None
+            if claim.stored is not None:
+                context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
+                return self._replayed(claim.stored, decision, signals, ctx)
+        try:
+            served = await self.state.engine.complete(decision, signals, chat, ctx)
+        except BaseException:
+            if scope:
+                await store.release(scope)
+            raise
+        ok = served.error is None and served.result is not None
+        if scope:
+            if ok:
+                await store.complete(scope, record(served, {}),
+                                     decision.policy.reliability.idempotency_ttl_s)
+            else:
+                await store.release(scope)
+        if not ok:
             await self._fail(served, context)
         return self._response(served, signals, ctx)
 
+    def _replayed(self, rec: dict[str, Any], decision: Decision, signals: Signals,
+                  ctx: RequestContext) -> router_pb2.CompletionResponse:
+        msg = router_pb2.Message(role="assistant", content=rec["content"] or "")
+        msg.tool_calls.extend(_tool_call(c) for c in rec["tool_calls"])
+        return router_pb2.CompletionResponse(
+            id=ctx.request_id, model=rec["model"], message=msg,
+            finish_reason=rec["finish_reason"],
+            usage=router_pb2.Usage(prompt_tokens=rec["prompt_tokens"],
+                                   completion_tokens=rec["completion_tokens"]),
+            cost_usd=rec["cost_usd"], decision=explain(decision, signals))
+
     async def StreamComplete(
+        self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[router_pb2.CompletionChunk]:
+        await self._admit(context)
+        try:
+            async for chunk in self._stream(request, context):
+                yield chunk
+        finally:
+            self.state.done()
+
+    async def _stream(
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[router_pb2.CompletionChunk]:
         decision, signals, chat = await self._prepare(request, context)

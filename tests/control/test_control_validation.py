@@ -187,3 +187,21 @@ def test_unknown_kind_and_version_in_our_group(acmeshop: Path) -> None:
 def test_missing_folder() -> None:
     [problem] = _problems(Path("/nonexistent/skyroute-policies"))
     assert str(problem) == "/nonexistent/skyroute-policies: source folder not found"
+
+
+def test_an_impossible_date_is_a_problem_not_a_crash(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from skyroute.control.compiler import compile_folder
+    from skyroute.control.errors import PolicyError
+
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: skyroute.io/v1alpha1\nkind: ModelPool\nmetadata: {name: p}\n"
+        "spec:\n  models:\n    - name: m\n      provider: openai\n"
+        "      endpoint: http://127.0.0.1:1/v1\n"
+        "      pricing: {inputPerMTok: 1, outputPerMTok: 1}\n"
+        "      evals: {evalSet: s, evaluatedAt: 2026-13-01}\n")
+    try:
+        compile_folder(tmp_path)
+    except PolicyError as e:
+        assert "bad.yaml" in str(e) and "month" in str(e).lower()
+    else:
+        raise AssertionError("an impossible date compiled")

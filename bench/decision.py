@@ -30,10 +30,16 @@ from skyroute.router.table import build_table
 
 def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dict[str, Any]:
     """p50/p99 in microseconds of signals + decide, and of decide alone."""
-    table = build_table(compile_folder(source))
+    snapshot = compile_folder(source)
+    table = build_table(snapshot)
     policy = table.policy("acmeshop")
     if policy is None:
         raise SystemExit(f"{source}: no RoutingPolicy named 'acmeshop'")
+    # The same policy with the embedding classifier off, to show what it costs.
+    for p in snapshot.policies:
+        p.intent_min_similarity = 0.0
+    plain = build_table(snapshot).policy("acmeshop")
+    assert plain is not None
     traffic = generate_traffic(requests)
     prepared = [(r.messages, bool(r.tools), r.locale, r.user_tier, r.tenant) for r in traffic]
     signals = [signals_from_messages(m, t, loc, tier, ten) for m, t, loc, tier, ten in prepared]
@@ -41,6 +47,7 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
 
     full: list[float] = []
     only: list[float] = []
+    no_embed: list[float] = []
     clock = time.perf_counter_ns
     gc.collect()
     gc.disable()  # a collection in the middle of one sample is not the decision's cost
@@ -54,6 +61,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
                 t0 = clock()
                 decide(policy, s)
                 only.append((clock() - t0) / 1000.0)
+            for s in signals:
+                t0 = clock()
+                decide(plain, s)
+                no_embed.append((clock() - t0) / 1000.0)
     finally:
         gc.enable()
     return {
@@ -62,5 +73,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
                                   "mean": sum(full) / len(full)},
         "decide_only_us": {"p50": percentile(only, 50), "p99": percentile(only, 99),
                            "mean": sum(only) / len(only)},
+        "decide_no_embedding_us": {"p50": percentile(no_embed, 50),
+                                   "p99": percentile(no_embed, 99),
+                                   "mean": sum(no_embed) / len(no_embed)},
+        "intents": len(policy.intents),
+        "models": sum(len(c) for c in policy.pools.values()),
         "pool_mix": {p: c / len(signals) for p, c in pools.most_common()},
     }

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--control", default=DEFAULT_CONTROL)
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    tp = sub.add_parser("top", help="live view of the fleet's figures per pool and policy version")
+    tp.add_argument("--admin", default=DEFAULT_ADMIN, help="control plane admin HTTP address")
+    tp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    tp.add_argument("--once", action="store_true", help="print one table and exit")
+
     o = sub.add_parser("operator", help="run the control plane as a Kubernetes operator (kopf)")
     o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     o.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
@@ -127,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.control.status import main as status_main
 
         return status_main(control=args.control, as_json=args.json)
+    if args.command == "top":
+        from skyroute.cli.top import main as top_main
+
+        return top_main(admin=args.admin, interval=args.interval, once=args.once)
     if args.command == "operator":
         from skyroute.control.kube.operator import OperatorOptions
         from skyroute.control.kube.operator import main as operator_main

@@ -22,7 +22,11 @@ after the decision:
 - Streaming: nothing is emitted before the first upstream event, so a failure
   before it falls back silently; after it, a failure becomes an explicit
   :class:`StreamFailed` event and never a clean end.
-- Every request ends in one ``Outcome`` handed to the reporter.
+- Every request ends in one ``Outcome`` handed to the reporter, and in the
+  OpenTelemetry instruments of :mod:`.telemetry`: a request span (continuing
+  the caller's W3C trace context) with a child span per cache lookup and per
+  attempt; the attempt's context is current while the provider is called, so
+  the transport passes ``traceparent`` upstream.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiohttp
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision, Signals
@@ -54,8 +60,10 @@ from skyroute.router.providers.types import (
     TextDelta,
     ToolCallEvent,
 )
+from skyroute.router.spans import NO_SPAN, Spans, enter, leave
 from skyroute.router.stats import WindowStats
 from skyroute.router.table import Candidate, ReliabilitySettings
+from skyroute.router.telemetry import RouterMetrics
 from skyroute.v1 import distribution_pb2
 
 NO_CANDIDATE = "no_candidate"
@@ -79,6 +87,9 @@ class RequestContext:
     no_cache: bool = False
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
+    # The caller's trace context (W3C traceparent from HTTP headers or gRPC metadata).
+    trace_parent: otel_context.Context | None = None
+    span: Span = NO_SPAN
 
 
 @dataclass(slots=True)
@@ -140,6 +151,22 @@ class Engine:
         self.health = EndpointHealth()
         self.budget = RetryBudget()
         self.hedges = 0
+        self.metrics = RouterMetrics()
+        self.spans = Spans()
+
+    def _request_span(self, d: Decision, req: ChatRequest, ctx: RequestContext) -> Span:
+        ctx.span = self.spans.request(ctx.trace_parent, {
+            "gen_ai.operation.name": "chat", "skyroute.policy": d.policy.name,
+            "skyroute.policy_version": d.policy.version, "skyroute.pool": d.pool,
+            "skyroute.intent": d.intent, "skyroute.stream": ctx.stream}, req.messages)
+        return ctx.span
+
+    def _attempt_end(self, span: Span, cand: Candidate, served: Served, rec: AttemptRecord
+                     ) -> None:
+        served.attempts.append(rec)
+        self.metrics.attempt(served.decision.pool, cand.model, cand.provider, rec.error_class,
+                             rec.duration_ms / 1000.0)
+        self.spans.end_attempt(span, cand.model, rec.error_class)
 
     # -- cache -----------------------------------------------------------------
     def _partition(self, d: Decision, s: Signals, req: ChatRequest) -> Probe | None:
@@ -151,7 +178,13 @@ class Engine:
                       part: Probe | None) -> Served | None:
         if part is None:
             return None
-        hit = await self.cache.lookup(part, self.cache.rule(d.policy.cache, d.intent))
+        span = self.spans.child("cache lookup", ctx.span, {"skyroute.pool": d.pool})
+        hit = None
+        try:
+            hit = await self.cache.lookup(part, self.cache.rule(d.policy.cache, d.intent))
+        finally:
+            span.set_attribute("skyroute.cache", "miss" if hit is None else "hit")
+            span.end()
         if hit is None:
             return None
         return Served(d, result=hit.answer.result(), cache_hit=True,
@@ -205,36 +238,52 @@ class Engine:
     async def complete(
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
     ) -> Served:
-        part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
-        served = await self._cached(d, s, req, ctx, part)
-        if served is None:
-            self.budget.active += 1
-            try:
-                served = await self._attempts(d, req, ctx)
-            finally:
-                self.budget.active -= 1
-            self._store(d, s, part, served)
-        self._outcome(served, s, ctx)
+        span = self._request_span(d, req, ctx)
+        token = enter(span)
+        try:
+            part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
+            served = await self._cached(d, s, req, ctx, part)
+            if served is None:
+                self.budget.active += 1
+                try:
+                    served = await self._attempts(d, req, ctx)
+                finally:
+                    self.budget.active -= 1
+                self._store(d, s, part, served)
+            self._outcome(served, s, ctx)
+        except BaseException:
+            span.end()  # cancelled before its outcome: the span still ends
+            raise
+        finally:
+            leave(token)
         return served
 
     async def _one(self, cand: Candidate, req: ChatRequest, timeout_s: float, served: Served,
                    pool: tuple[Candidate, ...]) -> ChatResult:
         """One upstream call, recorded in the attempt trail and in endpoint health."""
         rel = served.decision.policy.reliability
+        span = self.spans.attempt(cand.model, cand.provider, served.decision.pool)
+        token = enter(span)
         t0 = time.perf_counter()
         try:
             result = await providers.complete(self.session, cand.target, req, timeout_s)
         except ProviderError as e:
-            served.attempts.append(AttemptRecord(cand.model, cand.provider, e.error_class,
-                                                 e.status, (time.perf_counter() - t0) * 1e3))
+            self._attempt_end(span, cand, served, AttemptRecord(
+                cand.model, cand.provider, e.error_class, e.status,
+                (time.perf_counter() - t0) * 1e3))
             self.health.failure(cand, e.error_class, e.retry_after_s, rel, pool)
             raise
         except asyncio.CancelledError:  # a hedge that lost the race
-            served.attempts.append(AttemptRecord(cand.model, cand.provider, CANCELLED, 0,
-                                                 (time.perf_counter() - t0) * 1e3))
+            self._attempt_end(span, cand, served, AttemptRecord(
+                cand.model, cand.provider, CANCELLED, 0, (time.perf_counter() - t0) * 1e3))
             raise
+        finally:
+            leave(token)
         elapsed = time.perf_counter() - t0
-        served.attempts.append(AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1e3))
+        self._attempt_end(span, cand, served, AttemptRecord(
+            cand.model, cand.provider, "", 200, elapsed * 1e3))
+        self.metrics.usage(cand.model, cand.provider, result.prompt_tokens,
+                           result.completion_tokens)
         self.health.success(cand, elapsed)
         return result
 
@@ -334,6 +383,7 @@ class Engine:
     async def stream(
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
     ) -> AsyncIterator[StreamItem]:
+        self._request_span(d, req, ctx)  # ended by _outcome, which every stream reaches
         part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
         cached = await self._cached(d, s, req, ctx, part)
         if cached is not None and cached.result is not None:
@@ -370,17 +420,20 @@ class Engine:
             if remaining is None:
                 break
             t0 = time.perf_counter()
+            aspan = self.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
             # An async generator in fact; typed as such so it can be closed early.
             events = cast(AsyncGenerator[StreamEvent, None], providers.stream(
                 self.session, cand.target, req,
                 min(policy.first_token_timeout_s, remaining), remaining,
                 policy.inter_token_timeout_s))
+            # Current only while the request goes out (no yield in between): traceparent.
+            token = enter(aspan)
             try:
                 first = await anext(events)
             except (ProviderError, StopAsyncIteration) as exc:
                 err = exc if isinstance(exc, ProviderError) else ProviderError(
                     STREAM_CUT, "stream ended before its first event")
-                served.attempts.append(AttemptRecord(
+                self._attempt_end(aspan, cand, served, AttemptRecord(
                     cand.model, cand.provider, err.error_class, err.status,
                     (time.perf_counter() - t0) * 1000.0))
                 self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
@@ -392,8 +445,10 @@ class Engine:
                     min_window = max(min_window, cand.context_window or 1)
                 continue
             finally:
+                leave(token)
                 if retry:
                     self.budget.release()
+            self.metrics.first_chunk(cand.model, cand.provider, time.perf_counter() - t0)
             # Committed to this candidate: from here on a failure is visible.
             served.candidate, served.error = cand, None
             yield StreamStarted(served)
@@ -417,7 +472,7 @@ class Engine:
                 err = exc if isinstance(exc, ProviderError) else ProviderError(
                     STREAM_CUT, "upstream stream ended without its final event")
                 served.error = err
-                served.attempts.append(AttemptRecord(
+                self._attempt_end(aspan, cand, served, AttemptRecord(
                     cand.model, cand.provider, err.error_class, err.status,
                     (time.perf_counter() - t0) * 1000.0))
                 self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
@@ -427,8 +482,11 @@ class Engine:
             finally:
                 await events.aclose()
             elapsed = time.perf_counter() - t0
-            served.attempts.append(AttemptRecord(cand.model, cand.provider, "", 200,
-                                                 elapsed * 1000.0))
+            self._attempt_end(aspan, cand, served, AttemptRecord(
+                cand.model, cand.provider, "", 200, elapsed * 1000.0))
+            if served.result is not None:
+                self.metrics.usage(cand.model, cand.provider, served.result.prompt_tokens,
+                                   served.result.completion_tokens)
             self.health.success(cand, elapsed)
             self._store(d, s, part, served)
             self._outcome(served, s, ctx)
@@ -443,23 +501,41 @@ class Engine:
     # -- outcome ---------------------------------------------------------------
     def _outcome(self, served: Served, s: Signals, ctx: RequestContext) -> None:
         d = served.decision
-        r = served.result
         attempts = len(served.attempts)
         ok = served.error is None
+        error_class = "" if ok else (served.error.error_class if served.error else "")
+        latency_s = time.perf_counter() - ctx.started
         self.stats.observe(served)
+        cache = "hit" if served.cache_hit else ("miss" if d.cacheable and not ctx.no_cache
+                                                 else "off")
+        model = served.model
+        self.metrics.request(d.policy.name, d.policy.version, d.pool, d.intent, model,
+                             error_class or "ok", cache, latency_s, served.cost_usd, attempts)
+        r = served.result
+        self.spans.end_request(ctx.span, model, cache, attempts, served.cost_usd,
+                               (r.prompt_tokens, r.completion_tokens) if r else None,
+                               r.content if r else None, error_class)
+        self._report(served, s, ctx, model, error_class, latency_s)
+
+    def _report(self, served: Served, s: Signals, ctx: RequestContext, model: str,
+                error_class: str, latency_s: float) -> None:
+        d = served.decision
+        r = served.result
+        attempts = len(served.attempts)
+        ok = not error_class and served.error is None
         self.report(distribution_pb2.Outcome(
             request_id=ctx.request_id or uuid.uuid4().hex,
             policy=d.policy.name,
             snapshot_version=d.policy.snapshot_version,
             policy_version=d.policy.version,
             pool=d.pool,
-            model=served.model,
+            model=model,
             intent=d.intent,
-            latency_ms=(time.perf_counter() - ctx.started) * 1000.0,
+            latency_ms=latency_s * 1000.0,
             prompt_tokens=r.prompt_tokens if r else 0,
             completion_tokens=r.completion_tokens if r else 0,
             cost_usd=served.cost_usd,
-            error_class="" if ok else (served.error.error_class if served.error else ""),
+            error_class=error_class,
             fallback_depth=max(0, attempts - 1) if ok else attempts,
             cache_hit=served.cache_hit,
             attempts=attempts,

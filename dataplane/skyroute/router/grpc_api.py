@@ -26,6 +26,7 @@ from skyroute.router.engine import (
 )
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
+from skyroute.router.telemetry import trace_parent
 from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
@@ -114,9 +115,11 @@ class RouterService(router_pb2_grpc.RouterServicer):
                            req.temperature if req.HasField("temperature") else None)
         return decide(policy, signals, self.state.engine.health), signals, chat
 
-    def _ctx(self, req: router_pb2.CompletionRequest, stream: bool) -> RequestContext:
+    def _ctx(self, req: router_pb2.CompletionRequest, stream: bool,
+             context: grpc.aio.ServicerContext[Any, Any]) -> RequestContext:
         return RequestContext(request_id=req.request_id or uuid.uuid4().hex,
-                              no_cache=req.no_cache, stream=stream)
+                              no_cache=req.no_cache, stream=stream,
+                              trace_parent=trace_parent(context.invocation_metadata()))
 
     async def _fail(self, served: Served, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         err = served.error
@@ -163,7 +166,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.CompletionResponse:
         decision, signals, chat = await self._prepare(request, context)
-        ctx = self._ctx(request, stream=False)
+        ctx = self._ctx(request, stream=False, context=context)
         store = self.state.idempotency
         scope = ""
         if request.idempotency_key:
@@ -220,7 +223,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[router_pb2.CompletionChunk]:
         decision, signals, chat = await self._prepare(request, context)
-        ctx = self._ctx(request, stream=True)
+        ctx = self._ctx(request, stream=True, context=context)
         started = False
         async for item in self.state.engine.stream(decision, signals, chat, ctx):
             if isinstance(item, StreamStarted):

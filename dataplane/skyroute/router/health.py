@@ -59,6 +59,7 @@ class EndpointState:
 class EndpointHealth:
     def __init__(self) -> None:
         self._states: dict[tuple[str, str], EndpointState] = {}
+        self.ejected_total = 0  # ejections since start (a metric counter)
 
     def _state(self, c: Candidate) -> EndpointState:
         key = (c.model, c.target.endpoint)
@@ -112,6 +113,7 @@ class EndpointHealth:
         if settings.outlier_max_ejection_share <= 0 or ejected >= cap:
             return
         s.ejections += 1
+        self.ejected_total += 1
         s.ejected_until = now + settings.outlier_base_ejection_s * s.ejections
         s.consecutive_failures = 0
 

@@ -42,6 +42,7 @@ from skyroute.router.engine import (
 )
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
+from skyroute.router.telemetry import prometheus_text, trace_parent
 from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
 
 STATE = web.AppKey("state", RouterState)
@@ -155,6 +156,7 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         # no-cache, max-age=0, no-store or Pragma: no-cache: neither served from nor kept.
         no_cache=any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
         stream=bool(data.get("stream")),
+        trace_parent=trace_parent(hdr.items()) if "traceparent" in hdr else None,
     )
     engine = state.engine
     include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
@@ -353,6 +355,12 @@ async def debug_status(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(body, default=str), content_type=_JSON)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the router's OpenTelemetry instruments."""
+    body, content_type = prometheus_text()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def build_app(state: RouterState) -> web.Application:
     app = web.Application(client_max_size=32 * 1024 * 1024)
     app[STATE] = state
@@ -361,4 +369,5 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/status", debug_status)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -11,6 +11,8 @@ serving snapshot as JSON, so an operator can see exactly what routers got
 per pool and model figures that ``ControlStatus`` has no room for.
 ``/debug/learning`` is the learning loop: fleet figures per model and per
 (model, intent), the priors last pushed, baselines and drift alerts.
+``/metrics`` is the Prometheus exposition of the control plane's OpenTelemetry
+instruments (see :mod:`.telemetry`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.store import SnapshotStore
+from skyroute.control.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
 
 
@@ -92,6 +95,7 @@ class AdminServer:
         app.router.add_get("/debug/snapshot", self._debug_snapshot)
         app.router.add_get("/debug/outcomes", self._debug_outcomes)
         app.router.add_get("/debug/learning", self._debug_learning)
+        app.router.add_get("/metrics", self._metrics)
         return app
 
     async def start(self) -> None:
@@ -125,6 +129,10 @@ class AdminServer:
 
     async def _debug_outcomes(self, request: web.Request) -> web.Response:
         return _json(self._outcomes.as_dict())
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = prometheus_text()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _debug_learning(self, request: web.Request) -> web.Response:
         if self._learning is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -26,6 +27,7 @@ from skyroute.control.logs import event
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.routers import Answer, RouterRecord, RouterRegistry
 from skyroute.control.store import SnapshotStore
+from skyroute.control.telemetry import ControlMetrics
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 log = logging.getLogger("skyroute.control.distribution")
@@ -50,6 +52,13 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self._streams: set[asyncio.Queue[object]] = set()
         # The learning loop (server.py sets it): every batch's ModelStats windows.
         self.learner: Learner | None = None
+        self.metrics = ControlMetrics()
+        # nonce -> (version, monotonic push time): push-to-ACK latency.
+        self._pushed_at: dict[str, tuple[str, float]] = {}
+        self.metrics.observe_routers(
+            lambda: [(r.acked_version, distribution_pb2.SyncState.Name(r.state)  # type: ignore[arg-type]
+                      .removeprefix("SYNC_STATE_")) for r in self.registry.records()],
+            lambda: self.store.version)
 
     def close_streams(self) -> None:
         """End every snapshot stream cleanly (status OK), so routers reconnect elsewhere."""
@@ -121,6 +130,10 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             return None
         nonce = new_nonce()
         record.sent(snapshot.version, nonce)
+        self.metrics.pushed(snapshot.version)
+        if len(self._pushed_at) > 10_000:  # routers that never answered
+            self._pushed_at.clear()
+        self._pushed_at[nonce] = (snapshot.version, time.monotonic())
         event(log, "push", router=record.id, version=snapshot.version, nonce=nonce,
               previous=record.acked_version or "-")
         return distribution_pb2.SnapshotResponse(
@@ -129,6 +142,9 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
 
     def _answer(self, record: RouterRecord, request: distribution_pb2.SnapshotRequest) -> None:
         answer = record.answer(request)
+        pushed = self._pushed_at.pop(request.response_nonce, None)
+        if pushed is not None and answer in (Answer.ACK, Answer.NACK):
+            self.metrics.answered(pushed[0], answer.name.lower(), time.monotonic() - pushed[1])
         if answer is Answer.ACK:
             event(log, "ack", router=record.id, version=request.version_info,
                   nonce=request.response_nonce)
@@ -147,7 +163,9 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
     ) -> distribution_pb2.OutcomeSummary:
         received = 0
         async for batch in request_iterator:
-            received += self.outcomes.record(batch.node.id, batch.outcomes)
+            n = self.outcomes.record(batch.node.id, batch.outcomes)
+            received += n
+            self.metrics.received(n)
             self.registry.touch(batch.node.id, batch.endpoints)
             if batch.stats and self.learner is not None:
                 self.learner.record(batch.stats)

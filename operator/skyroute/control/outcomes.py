@@ -89,6 +89,8 @@ class OutcomeAggregator:
         self._by_pool: Counter[str] = Counter()
         self._by_model: Counter[str] = Counter()
         self._stats: dict[tuple[str, str], ModelStats] = {}
+        # Per (policy, policy version, pool): the case-study figures `skyroute top` shows.
+        self._versions: dict[tuple[str, str, str], ModelStats] = {}
         self._listeners: list[Listener] = []
 
     def add_listener(self, listener: Listener) -> None:
@@ -108,15 +110,13 @@ class OutcomeAggregator:
             if stats is None:
                 stats = ModelStats(recent_latency_ms=deque(maxlen=self._window))
                 self._stats[(pool, model)] = stats
-            stats.requests += 1
-            stats.errors += 1 if o.error_class else 0
-            stats.fallbacks += 1 if o.fallback_depth > 0 else 0
-            stats.cache_hits += 1 if o.cache_hit else 0
-            stats.cost_usd += o.cost_usd
-            stats.prompt_tokens += o.prompt_tokens
-            stats.completion_tokens += o.completion_tokens
-            stats.latency_ms_sum += o.latency_ms
-            stats.recent_latency_ms.append(o.latency_ms)
+            _add(stats, o)
+            vkey = (o.policy or NONE_KEY, o.policy_version or NONE_KEY, pool)
+            vstats = self._versions.get(vkey)
+            if vstats is None:
+                vstats = ModelStats(recent_latency_ms=deque(maxlen=self._window))
+                self._versions[vkey] = vstats
+            _add(vstats, o)
         self._total += len(batch)
         self._by_router[router_id] += len(batch)
         for listener in self._listeners:
@@ -142,6 +142,18 @@ class OutcomeAggregator:
     def by_model(self) -> dict[str, int]:
         return dict(sorted(self._by_model.items()))
 
+    def by_version(self) -> list[dict[str, object]]:
+        """Per (policy, policy version, pool): share of traffic, p95, success, cost, hit rate."""
+        total = sum(s.requests for s in self._versions.values()) or 1
+        return [
+            {"policy": policy, "policy_version": version, "pool": pool,
+             "share": round(s.requests / total, 6),
+             "cost_per_1k_usd": s.mean_cost_usd * 1000.0,
+             "cache_hit_rate": round(s.cache_hits / s.requests, 6) if s.requests else 0.0,
+             **s.as_dict()}
+            for (policy, version, pool), s in sorted(self._versions.items())
+        ]
+
     def stats(self) -> dict[tuple[str, str], ModelStats]:
         """Per (pool, model) figures; the live objects, do not mutate."""
         return dict(sorted(self._stats.items()))
@@ -154,4 +166,17 @@ class OutcomeAggregator:
             "by_pool": self.by_pool(),
             "by_model": self.by_model(),
             "by_pool_model": {f"{p}/{m}": s.as_dict() for (p, m), s in self.stats().items()},
+            "by_policy_version_pool": self.by_version(),
         }
+
+
+def _add(stats: ModelStats, o: distribution_pb2.Outcome) -> None:
+    stats.requests += 1
+    stats.errors += 1 if o.error_class else 0
+    stats.fallbacks += 1 if o.fallback_depth > 0 else 0
+    stats.cache_hits += 1 if o.cache_hit else 0
+    stats.cost_usd += o.cost_usd
+    stats.prompt_tokens += o.prompt_tokens
+    stats.completion_tokens += o.completion_tokens
+    stats.latency_ms_sum += o.latency_ms
+    stats.recent_latency_ms.append(o.latency_ms)

@@ -26,6 +26,7 @@ import signal
 from pathlib import Path
 
 import grpc
+from skyroute.control import telemetry
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService
 from skyroute.control.learning import Learner
@@ -142,4 +143,8 @@ async def serve(source: str, listen: str, admin: str | None) -> None:
 def main(source: str, listen: str, admin: str | None) -> None:
     """Run the control plane until SIGINT/SIGTERM; logs go to stderr as logfmt."""
     configure()
-    asyncio.run(serve(source, listen, admin))
+    telemetry.configure()
+    try:
+        asyncio.run(serve(source, listen, admin))
+    finally:
+        telemetry.shutdown()

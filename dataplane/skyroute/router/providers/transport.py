@@ -13,6 +13,11 @@ Deadlines are absolute loop times checked with ``asyncio.timeout_at`` around
 each socket read, never around a ``yield``: a timeout scope spanning a yield
 would fire inside the consumer's code. Bytes are read with ``readany`` and
 decoded by :class:`~.sse.SSEDecoder`, so a burst of events costs one await.
+
+The W3C trace context current at the call (the router's attempt span) goes
+upstream as ``traceparent``/``tracestate`` headers, so a provider or gateway
+that traces joins the caller's trace; with no valid span the prepared headers
+are sent as they are, without a copy.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+from opentelemetry import propagate, trace
 from skyroute.router.providers.common import Adapter, Prepared
 from skyroute.router.providers.errors import classify_exception, classify_status
 from skyroute.router.providers.sse import SSEDecoder
@@ -34,13 +40,22 @@ from skyroute.router.providers.types import (
 )
 
 
+def traced(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` plus the current trace context, or ``headers`` itself when there is none."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return headers
+    out = dict(headers)
+    propagate.inject(out)
+    return out
+
+
 async def complete(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepared,
                    req: ChatRequest, timeout_s: float) -> ChatResult:
     body = adapter.encode(req, prep.model, False)
     family = adapter.family
     try:
         async with asyncio.timeout(timeout_s), session.post(
-            prep.url, data=body, headers=prep.headers
+            prep.url, data=body, headers=traced(prep.headers)
         ) as resp:
             status = resp.status
             raw = await resp.read()
@@ -64,7 +79,8 @@ async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepare
     first_deadline = min(start + first_token_timeout_s, end)
     try:
         async with asyncio.timeout_at(first_deadline):
-            resp = await session.post(prep.stream_url, data=body, headers=prep.stream_headers)
+            resp = await session.post(prep.stream_url, data=body,
+                                      headers=traced(prep.stream_headers))
     except TimeoutError:
         raise _no_first_token(family, first_token_timeout_s) from None
     except (aiohttp.ClientError, OSError) as exc:

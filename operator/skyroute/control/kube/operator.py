@@ -33,6 +33,7 @@ from typing import Any
 
 import grpc
 import kopf
+from skyroute.control import telemetry
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService
 from skyroute.control.kube import certs
@@ -346,4 +347,8 @@ def main(opts: OperatorOptions) -> None:
     """Run the operator until SIGTERM/SIGINT; logs go to stderr as logfmt."""
     configure()
     quiet_kopf()
-    asyncio.run(_main(opts))
+    telemetry.configure("skyroute-operator")  # /metrics on --admin, OTLP if configured
+    try:
+        asyncio.run(_main(opts))
+    finally:
+        telemetry.shutdown()

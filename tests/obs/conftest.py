@@ -1,0 +1,8 @@
+"""The observability tests reuse the end-to-end suite's policies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))

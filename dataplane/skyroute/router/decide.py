@@ -60,6 +60,9 @@ class Signals:
     safety_class: str = ""
 
 
+_EMBED_CHARS = 400  # how much of the prompt the embedding classifier reads
+
+
 class Stats(Protocol):
     """Live per-endpoint observations (the engine's EndpointHealth)."""
 
@@ -142,7 +145,8 @@ def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
     A declared intent counts only if the policy trusts it. Then keywords: one
     Aho-Corasick pass finds every keyword in the prompt and the
     earliest-declared intent among the hits wins. Only when no keyword hits are
-    the (slower, broader) regex patterns tried, in declared order. Last, the
+    the broader regex patterns tried: one RE2 set pass, earliest-declared
+    matching intent first. Last, the
     embedding classifier: the intent of the nearest example by cosine
     similarity, if at least ``intent_min_similarity``; its confidence is that
     similarity. Otherwise ``unknown``.
@@ -158,12 +162,14 @@ def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
                 best = hit
         if best is not None:
             return best[1], "keyword:" + best[2], 1.0
-    for name, pattern in table.patterns:
-        if pattern.search(text):
-            return name, "pattern", 1.0
+    if table.pattern_set is not None:
+        hits = table.pattern_set.Match(text)
+        if hits:
+            return table.pattern_names[min(hits)], "pattern", 1.0
     vectors = table.example_vectors
     if vectors is not None and text:
-        sims = vectors @ table.embed(text)
+        # The ask is in its first words; pasted context after it only adds noise and time.
+        sims = vectors @ table.embed(text[:_EMBED_CHARS])
         row = int(sims.argmax())
         similarity = float(sims[row])
         if similarity >= table.intent_min_similarity:

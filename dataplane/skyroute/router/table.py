@@ -29,6 +29,7 @@ from typing import Any
 
 import ahocorasick
 import numpy as np
+import re2
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
 
@@ -155,7 +156,10 @@ class PolicyTable:
     # All keywords of all intents in one Aho-Corasick automaton: one pass over the
     # prompt finds every keyword hit; the earliest-declared intent among them wins.
     keywords: Any  # ahocorasick.Automaton, values (intent index, intent name, keyword)
-    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    # All intents' patterns in one RE2 set: one linear-time pass says which match;
+    # the earliest-declared matching intent wins. Names by set index.
+    pattern_set: Any  # re2.Set, or None when the policy has no patterns
+    pattern_names: tuple[str, ...]
     # Embedding classifier: one unit vector per example, and the intent of each row.
     embed: Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]
     example_vectors: np.ndarray[Any, np.dtype[np.float32]] | None
@@ -266,6 +270,24 @@ def _examples(
     return matrix, tuple(name for name, _ in rows)
 
 
+def _pattern_set(policy: str, intents: tuple[IntentMatcher, ...]) -> tuple[Any, tuple[str, ...]]:
+    with_patterns = [i for i in intents if i.pattern is not None]
+    if not with_patterns:
+        return None, ()
+    options = re2.Options()
+    options.case_sensitive = False
+    pattern_set = re2.Set.SearchSet(options)
+    for i in with_patterns:
+        assert i.pattern is not None
+        try:
+            pattern_set.Add(i.pattern.pattern)
+        except Exception as e:  # re2.error: outside the RE2 subset the CRDs allow
+            raise SnapshotError(f"policy {policy!r} intent {i.name!r}: pattern not valid "
+                                f"RE2: {e}") from e
+    pattern_set.Compile()
+    return pattern_set, tuple(i.name for i in with_patterns)
+
+
 def _rule(r: snapshot_pb2.Rule) -> Rule:
     return Rule(
         name=r.name,
@@ -342,13 +364,15 @@ def _policy(
     lim = p.limits
     w = p.weights
     vectors, example_intents = _examples(p)
+    pattern_set, pattern_names = _pattern_set(p.name, intents)
     return PolicyTable(
         name=p.name,
         version=p.version,
         snapshot_version=snapshot_version,
         intents=intents,
         keywords=_automaton(intents),
-        patterns=tuple((i.name, i.pattern) for i in intents if i.pattern is not None),
+        pattern_set=pattern_set,
+        pattern_names=pattern_names,
         embed=embedder(),
         example_vectors=vectors,
         example_intents=example_intents,

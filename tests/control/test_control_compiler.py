@@ -55,11 +55,13 @@ def test_acmeshop_snapshot_contents() -> None:
     assert rules["faq-and-low-risk"].pool == "cost"
     assert set(rules["faq-and-low-risk"].intents) == {
         "faq.password", "faq.pricing", "faq.refund", "faq.shipping", "faq.account",
+        "faq.warranty", "faq.payment", "faq.giftcard", "faq.store-hours",
         "lowrisk.order-status", "lowrisk.smalltalk"}
     assert acme.default_pool == "balanced"
     assert acme.cache.enabled and acme.cache.similarity_threshold == 0.9
     assert list(acme.cache.intents) == [
-        "faq.password", "faq.pricing", "faq.refund", "faq.shipping", "faq.account"]
+        "faq.password", "faq.pricing", "faq.refund", "faq.shipping", "faq.account",
+        "faq.warranty", "faq.payment", "faq.giftcard", "faq.store-hours"]
     assert (acme.limits.max_attempts, acme.limits.request_timeout_ms,
             acme.limits.first_token_timeout_ms) == (3, 30000, 5000)
     assert acme.weights.cost == 0.25 and not acme.trust_declared_intent

@@ -24,6 +24,14 @@ LOSE_BOUND_S = 15.0  # the slowed model falls under 30% of the traffic within th
 REGAIN_BOUND_S = 25.0  # and climbs back over 60% within this after it recovers
 
 
+def _drift_series(stack: Stack) -> bool:
+    code, body = http_get(stack.admin + "/metrics")
+    assert code == 200
+    return any(line.startswith("skyroute_control_drift") and 'learn-a' in line
+               and 'latency' in line and line.rstrip().endswith(" 1.0")
+               for line in body.decode().splitlines())
+
+
 def _files(half_life_s: int, exploration: float) -> dict[str, str]:
     pool = """\
 apiVersion: skyroute.io/v1alpha1
@@ -160,6 +168,8 @@ def test_slowed_provider_loses_share_and_regains_it(one_router: Stack) -> None:
                 await loop.run_in_executor(None, stack.put_scenario, _scenario(90))
                 lost = await until(lambda t0: 0 <= share(t0) < 0.3, LOSE_BOUND_S,
                                    "learn-a losing its share")
+                # The raised alert is also a metric on the control plane's scrape endpoint.
+                await until(lambda t0: _drift_series(stack), 8, "the drift metric")
                 await asyncio.sleep(1.0)
                 await loop.run_in_executor(None, stack.put_scenario, _scenario(30))
                 regained = await until(lambda t0: share(t0) > 0.6, REGAIN_BOUND_S,
@@ -178,3 +188,4 @@ def test_slowed_provider_loses_share_and_regains_it(one_router: Stack) -> None:
         (h["model"], h["kind"], h["raised"]) for h in _learning(stack)["drift_history"]],
         timeout=10, what="drift cleared")
     assert "drift raised" in stack.control.output()
+    assert not _drift_series(stack)  # cleared: the series is gone

@@ -59,6 +59,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             lambda: [(r.acked_version, distribution_pb2.SyncState.Name(r.state)  # type: ignore[arg-type]
                       .removeprefix("SYNC_STATE_")) for r in self.registry.records()],
             lambda: self.store.version)
+        # Active drift alerts of the learning loop, one series per (model, kind).
+        self.metrics.observe_drift(lambda: list(self.learner.alerts) if self.learner else [])
 
     def close_streams(self) -> None:
         """End every snapshot stream cleanly (status OK), so routers reconnect elsewhere."""

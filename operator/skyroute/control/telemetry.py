@@ -127,3 +127,14 @@ class ControlMetrics:
         self._meter.create_observable_gauge(
             "skyroute.control.snapshot", [serving], "1",
             "1, labelled with the snapshot version the control plane serves")
+
+    def observe_drift(self, alerts: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """1 per model and kind ("latency" or "cost") whose drift alert is raised now."""
+
+        def drifting(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(1, {"gen_ai.request.model": model, "skyroute.drift": kind})
+                    for model, kind in alerts()]
+
+        self._meter.create_observable_gauge(
+            "skyroute.control.drift", [drifting], "1",
+            "Raised drift alerts: a model's p95 or cost per request above its baseline x ratio")

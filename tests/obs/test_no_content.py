@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,20 +23,6 @@ from obskit import OTLPReceiver, RecordingProxy, attrs
 from policies import FILES, SCENARIO
 from skyroute.router.content import mode, redact, render_messages
 from skyroute.v1 import router_pb2, router_pb2_grpc
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    r = OTLPReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[RecordingProxy]:
-    p = RecordingProxy()
-    yield p
-    p.close()
 
 
 def _stack(procs: list[Proc], tmp_path: Path, receiver: OTLPReceiver, proxy: RecordingProxy,

@@ -9,7 +9,6 @@ of the simulator) receives a ``traceparent`` naming the attempt span.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,20 +19,6 @@ from obskit import OTLPReceiver, RecordingProxy, attrs
 from opentelemetry.proto.trace.v1 import trace_pb2
 from policies import FAILING_PRIMARY, FILES
 from skyroute.v1 import router_pb2, router_pb2_grpc
-
-
-@pytest.fixture
-def receiver() -> Iterator[OTLPReceiver]:
-    r = OTLPReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[RecordingProxy]:
-    p = RecordingProxy()
-    yield p
-    p.close()
 
 
 @pytest.fixture

@@ -24,8 +24,23 @@ from typing import Any
 from skyroute.cli.demo_report import percentile
 from skyroute.cli.demo_traffic import generate_traffic
 from skyroute.control.compiler import compile_folder
+from skyroute.router.canary import choose
 from skyroute.router.decide import decide, signals_from_messages
 from skyroute.router.table import build_table
+from skyroute.v1 import snapshot_pb2
+
+
+def _with_canary(snapshot: snapshot_pb2.Snapshot, name: str) -> snapshot_pb2.Snapshot:
+    """``snapshot`` with ``name`` on a 5% canary of a copy of itself (what a rollout serves)."""
+    out = snapshot_pb2.Snapshot()
+    out.CopyFrom(snapshot)
+    stable = next(p for p in out.policies if p.name == name)
+    candidate = out.policies.add()
+    candidate.CopyFrom(stable)
+    candidate.name, candidate.candidate_of = name + "~candidate", name
+    stable.canary.CopyFrom(snapshot_pb2.Canary(policy=candidate.name, weight_bp=500,
+                                               salt=stable.version))
+    return out
 
 
 def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dict[str, Any]:
@@ -48,6 +63,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
     full: list[float] = []
     only: list[float] = []
     no_embed: list[float] = []
+    split: list[float] = []
+    canary = build_table(_with_canary(snapshot, "acmeshop")).policy("acmeshop")
+    assert canary is not None and canary.canary is not None
+    users = [r.user for r in traffic]
     clock = time.perf_counter_ns
     gc.collect()
     gc.disable()  # a collection in the middle of one sample is not the decision's cost
@@ -65,6 +84,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
                 t0 = clock()
                 decide(plain, s)
                 no_embed.append((clock() - t0) / 1000.0)
+            for (m, _, _, _, ten), user in zip(prepared, users, strict=True):
+                t0 = clock()
+                choose(canary, user=user, tenant=ten, messages=m)
+                split.append((clock() - t0) / 1000.0)
     finally:
         gc.enable()
     return {
@@ -76,6 +99,8 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
         "decide_no_embedding_us": {"p50": percentile(no_embed, 50),
                                    "p99": percentile(no_embed, 99),
                                    "mean": sum(no_embed) / len(no_embed)},
+        "canary_split_us": {"p50": percentile(split, 50), "p99": percentile(split, 99),
+                            "mean": sum(split) / len(split)},
         "intents": len(policy.intents),
         "models": sum(len(c) for c in policy.pools.values()),
         "pool_mix": {p: c / len(signals) for p, c in pools.most_common()},

@@ -64,7 +64,8 @@ def _decision_table(d: dict[str, Any]) -> Table:
     t.add_column("mean µs", justify="right")
     for key, label in (("signals_and_decide_us", "signals + decide"),
                        ("decide_only_us", "decide only"),
-                       ("decide_no_embedding_us", "decide, embedding classifier off")):
+                       ("decide_no_embedding_us", "decide, embedding classifier off"),
+                       ("canary_split_us", "canary split (sticky hash, 5% rollout)")):
         v = d[key]
         t.add_row(label, f"{v['p50']:.1f}", f"{v['p99']:.1f}", f"{v['mean']:.1f}")
     return t

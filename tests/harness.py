@@ -5,10 +5,16 @@ providers``, ``skyroute control``, ``skyroute router``) as subprocesses on
 free 127.0.0.1 ports, wait for them to answer, and stop them afterwards.
 Nothing of skyroute's own is mocked; the provider simulator stands in for
 the LLM providers this machine cannot reach.
+
+The processes log in their default format, one JSON object per line.
+``Proc.events()`` parses those lines; ``Proc.output()`` shows them as logfmt
+(``event=push router=r1 ...``), the form that tests match substrings in and
+that reads well in a failure message.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -49,6 +55,25 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05, what: s
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: {last}")
 
 
+def _logfmt_value(value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if text and not any(ch in text for ch in ' "=\\\n\t'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def _log_record(line: str) -> dict[str, object] | None:
+    """A JSON log line as a dict (None for any other line, e.g. the simulator's)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "event" in record else None
+
+
 class Proc:
     """One skyroute role as a subprocess, its output kept in a log file."""
 
@@ -68,8 +93,23 @@ class Proc:
         )
         fh.close()
 
-    def output(self) -> str:
+    def raw(self) -> str:
+        """Everything the process wrote to stdout and stderr, as written."""
         return self.log.read_text(errors="replace")
+
+    def events(self, name: str | None = None) -> list[dict[str, object]]:
+        """The JSON log lines, parsed; only those whose ``event`` is ``name`` if given."""
+        records = (_log_record(line) for line in self.raw().split("\n"))
+        return [r for r in records if r is not None and (name is None or r["event"] == name)]
+
+    def output(self) -> str:
+        """The output with each JSON log line shown as logfmt (``key=value ...``)."""
+        lines = []
+        for line in self.raw().split("\n"):
+            record = _log_record(line)
+            lines.append(line if record is None else " ".join(
+                f"{k}={_logfmt_value(v)}" for k, v in record.items()))
+        return "\n".join(lines)
 
     def stop(self) -> None:
         if self.p is not None and self.p.poll() is None:

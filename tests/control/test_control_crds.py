@@ -257,6 +257,11 @@ def _no_signal(obj: dict[str, Any]) -> None:
     obj["spec"]["intents"][0] = {"name": obj["spec"]["intents"][0]["name"]}
 
 
+def _case(name: str) -> dict[str, Any]:
+    return {"name": name, "request": {"prompt": "where is my order"},
+            "expect": {"pool": "standard"}}
+
+
 CEL_CASES: list[tuple[str, Mutation, str, str]] = [
     ("cost", _dup_model, model.MSG_UNIQUE_MODELS, "spec.models"),
     ("cost", _set(["spec", "models", 0], {**_flash(), "contextWindow": 1000,
@@ -278,6 +283,13 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
     ("acmeshop", _set(["spec", "weights"], {"cost": 0, "latency": 0, "success": 0,
                                             "quality": 0}),
      model.MSG_WEIGHTS, "spec.weights"),
+    ("acmeshop", _set(["spec", "tests"], [_case("a"), _case("a")]), model.MSG_UNIQUE_TESTS,
+     "spec.tests"),
+    ("acmeshop", _set(["spec", "tests"], [{**_case("a"), "expect": {}}]), model.MSG_TEST_EXPECT,
+     "spec.tests[0].expect"),
+    ("acmeshop", _set(["spec", "rollout"], {"steps": [{"weight": 5}], "analysis": {
+        "metrics": [{"name": "p95-latency"}, {"name": "p95-latency", "threshold": 2}]}}),
+     model.MSG_UNIQUE_METRICS, "spec.rollout.analysis.metrics"),
 ]
 
 

@@ -97,13 +97,17 @@ def test_counts_and_bins_halve_every_half_life() -> None:
 def test_priors_are_pushed_at_a_bounded_rate_with_exact_versions(tmp_path: Path) -> None:
     store, learner, clock, _ = _setup(tmp_path)
     compiled = store.version
+    base = store.snapshot
+    assert base is not None
     learner.record([_stats("a", [100.0] * 50), _stats("b", [300.0] * 50, failures=10)])
     assert learner.tick()
     snap = store.snapshot
     assert snap is not None and snap.version != compiled
     assert snap.version == snapshot_version(snap)
     pool = snap.pools[0]
-    assert policy_version(snap.policies[0], [pool]) == snap.policies[0].version
+    # The policy's version is the compiled spec's: priors move the snapshot, not the policy.
+    assert snap.policies[0].version == base.policies[0].version
+    assert policy_version(snap.policies[0], [base.pools[0]]) == snap.policies[0].version
     a, b = pool.candidates
     assert abs(a.observed_p95_ms - 100) <= 1 and abs(b.observed_p95_ms - 300) <= 3
     assert math.isclose(b.observed_failure_rate, 10 / 60, rel_tol=1e-3)

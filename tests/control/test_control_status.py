@@ -1,8 +1,9 @@
-"""The control plane as a real process: its log lines and ``skyroute status``."""
+"""The control plane as a real process: its log lines (logfmt) and ``skyroute status``."""
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import signal
@@ -29,7 +30,7 @@ class ControlProcess:
         code = ("from skyroute.control.server import main; "
                 f"main({str(source)!r}, '127.0.0.1:0', '127.0.0.1:0')")
         self.proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env={**os.environ, "SKYROUTE_LOG_FORMAT": "logfmt"})
         self.lines: list[str] = []
         self._new = threading.Condition()
         threading.Thread(target=self._pump, daemon=True).start()

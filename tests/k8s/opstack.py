@@ -217,7 +217,7 @@ class Stack:
         return body.decode().split()[-1] if code == 200 else ""
 
     def pushes(self, proc: Proc | None = None) -> int:
-        return (proc or self.operator).output().count("event=push ")
+        return len((proc or self.operator).events("push"))
 
     def wait_routers_on(self, version: str, timeout: float = 10.0) -> float:
         t0 = time.monotonic()

@@ -80,10 +80,12 @@ def test_a_router_serves_the_compiled_version(stack: Stack) -> None:
 def test_kubectl_get_shows_version_sync_count_and_readiness(stack: Stack) -> None:
     out = stack.cluster.kubectl("get", RP, "-n", stack.ns).stdout.splitlines()
     header = out[0].split()
-    assert header[:7] == ["NAME", "DEFAULT", "DEFAULT-POOL", "VERSION", "SYNCED", "READY", "AGE"]
+    assert header[:11] == ["NAME", "DEFAULT", "DEFAULT-POOL", "VERSION", "SYNCED", "STABLE",
+                           "CANDIDATE", "WEIGHT", "PHASE", "READY", "AGE"]
     rows = {line.split()[0]: line.split() for line in out[1:]}
     version = stack.get(RP, "acmeshop")["status"]["version"]
-    assert rows["acmeshop"][3:6] == [version, "1", "True"]
+    # No rollout configured: the version serves alone, nothing in flight.
+    assert rows["acmeshop"][3:10] == [version, "1", version, "-", "0", "Stable", "True"]
     wide = stack.cluster.kubectl("get", MP, "-n", stack.ns, "-o", "wide").stdout.splitlines()
     assert "STALE" in wide[0].split()
 

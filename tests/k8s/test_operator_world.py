@@ -209,3 +209,98 @@ def test_fleet_counts_routers_by_the_snapshot_they_acked() -> None:
     # Both routers still hold the first snapshot: baseline is unchanged there, acmeshop is not.
     assert fleet.count(BASELINE, world.versions[BASELINE]) == SyncCount(2, 0)
     assert fleet.count(POLICY, world.versions[POLICY]) == SyncCount(0, 2)
+
+
+# --- spec.tests: a generation whose routing cases fail never serves -------------------------
+
+
+def test_a_generation_whose_tests_fail_waits_and_the_previous_one_serves() -> None:
+    objs = bodies()
+    world = loaded(objs)
+    before = world.snapshot.version  # type: ignore[union-attr]
+    bad = bumped(by_name(objs, "acmeshop"))
+    bad["spec"]["rules"][3]["pool"] = "balanced"  # FAQs to the expensive pool
+    world.observe(bad)
+    assert world.reconcile() is False
+    assert world.snapshot.version == before  # type: ignore[union-attr]
+    state = world.state(POLICY)
+    assert state is not None and state.serving_generation == 1 and not state.invalid
+    assert [p.path for p in state.rejected] == ["spec.tests[0]", "spec.tests[6]", "spec.tests[7]"]
+    compiled = condition(build_status(state, SyncCount(1, 0), None, NOW), "Compiled")
+    assert compiled is not None and compiled["reason"] == "Rejected"
+    assert compiled["message"].startswith(
+        'spec.tests[0]: test "password reset is a cached FAQ on the cheap model" failed: '
+        'expected pool "cost" and model "gemini-3-flash", got pool "balanced" and model '
+        '"gpt-5.2" (intent "faq.password" from keyword:reset my password, rule '
+        '"faq-and-low-risk")')
+    assert "routers keep serving generation 1" in compiled["message"]
+    verdict = review(world, bad)
+    assert not verdict.allowed
+    assert verdict.message().startswith('spec.tests[0]: test "password reset is a cached FAQ')
+    # Fixing the tests (or the rule) lets the next generation through.
+    fixed = bumped(bad)
+    fixed["spec"]["tests"] = [t for t in bad["spec"]["tests"]
+                              if t["expect"].get("pool") != "cost"]
+    assert review(world, fixed).allowed
+    world.observe(fixed)
+    assert world.reconcile() is True
+    assert world.state(POLICY).current  # type: ignore[union-attr]
+
+
+def test_a_pool_change_breaking_a_test_waits_for_the_policy_in_either_order() -> None:
+    objs = bodies()
+    world = loaded(objs)
+    before = world.snapshot.version  # type: ignore[union-attr]
+    pool = bumped(by_name(objs, "cost"))
+    pool["spec"]["models"][0]["name"] = "gemini-3.5-flash"
+    policy = bumped(by_name(objs, "acmeshop"))
+    for test in policy["spec"]["tests"]:
+        if test["expect"].get("model") == "gemini-3-flash":
+            test["expect"]["model"] = "gemini-3.5-flash"
+    # The policy alone expects a model no serving pool has: refused by the webhook.
+    verdict = review(world, policy)
+    assert not verdict.allowed
+    assert 'expected model "gemini-3.5-flash", got model "gemini-3-flash"' in verdict.message()
+    # The pool alone breaks the accepted policy's tests: admitted with a warning, then held.
+    verdict = review(world, pool)
+    assert verdict.allowed
+    assert any(w.startswith("RoutingPolicy default/acmeshop spec.tests[0]: test ")
+               for w in verdict.warnings), verdict.warnings
+    world.observe(pool)
+    assert world.reconcile() is False and world.snapshot.version == before  # type: ignore[union-attr]
+    held = world.state(COST)
+    assert held is not None and held.serving_generation == 1
+    assert {(p.obj, p.path) for p in held.rejected} == {
+        ("RoutingPolicy default/acmeshop", "spec.tests[0]"),
+        ("RoutingPolicy default/acmeshop", "spec.tests[7]")}
+    # Now the policy passes against the newest pools: admitted, and both go live together.
+    verdict = review(world, policy)
+    assert verdict.allowed and "this policy waits for them" in verdict.warnings[-1]
+    world.observe(policy)
+    assert world.reconcile() is True
+    assert world.state(COST).current and world.state(POLICY).current  # type: ignore[union-attr]
+    models = {c.model for p in world.snapshot.pools for c in p.candidates}  # type: ignore[union-attr]
+    assert "gemini-3.5-flash" in models and "gemini-3-flash" not in models
+
+
+def test_tests_rerun_only_when_a_policy_or_its_pools_change(monkeypatch: Any) -> None:
+    from skyroute.control import policytests
+
+    runs: list[str] = []
+    real = policytests._run_one
+
+    def counting(snapshot: Any, policy: Any) -> Any:
+        runs.append(policy.metadata.name)
+        return real(snapshot, policy)
+
+    monkeypatch.setattr(policytests, "_run_one", counting)
+    objs = bodies()
+    world = loaded(objs)
+    assert sorted(runs) == ["acmeshop", "baseline"]
+    pool = bumped(by_name(objs, "cost"))
+    pool["spec"]["models"][0]["timeoutMs"] = 5000
+    world.observe(pool)
+    assert world.reconcile() is True
+    assert sorted(runs) == ["acmeshop", "acmeshop", "baseline"]  # baseline does not use cost
+    assert world.reconcile() is False and review(world, pool).allowed
+    assert len(runs) == 3

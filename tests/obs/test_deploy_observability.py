@@ -23,7 +23,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from skyroute.control.telemetry import ControlMetrics
+from skyroute.control.telemetry import ControlMetrics, RolloutMetrics
 from skyroute.router.server import observe_process
 from skyroute.router.telemetry import RouterMetrics, views
 
@@ -57,6 +57,9 @@ def exposed() -> Iterator[tuple[set[str], set[str]]]:
         cm.answered("s1", "ack", 0.01)
         cm.received(3)
         cm.observe_routers(lambda: [("s1", "SYNCED")], lambda: "s1")
+        ro = RolloutMetrics(provider.get_meter("skyroute.control"))
+        ro.transition("p", "RolledBack")
+        ro.observe(lambda: [("p", "Progressing", 5.0)])
         text = generate_latest(REGISTRY).decode()
     finally:
         provider.shutdown()  # also takes the reader's collector out of REGISTRY

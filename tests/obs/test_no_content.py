@@ -75,7 +75,7 @@ def test_no_prompt_text_leaves_in_telemetry_by_default(
     }
     for proc in stack.procs:
         proc.stop()  # flush: the last spans and log lines are written on the way out
-    texts.update({f"{proc.name} log": proc.output().encode() for proc in stack.procs})
+    texts.update({f"{proc.name} log": proc.raw().encode() for proc in stack.procs})
     assert answer[:20].encode() not in texts["OTLP exports"]
     for where, text in texts.items():
         assert marker.encode() not in text, f"prompt text found in {where}"
@@ -103,6 +103,8 @@ def test_redacted_opt_in_shows_messages_with_personal_data_masked(
     assert "where is order [digits]? write to [email]" in shown
     assert "jo@example.com" not in shown and "55512345" not in shown
     assert "gen_ai.output.messages" in a
+    for proc in stack.procs:  # the opt-in is for spans: log lines still carry no text
+        assert "jo@example.com" not in proc.raw() and "[email]" not in proc.raw(), proc.name
 
 
 def test_content_mode_is_explicit() -> None:

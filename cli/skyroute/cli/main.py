@@ -19,6 +19,12 @@ DEFAULT_ROUTER_HTTP = "127.0.0.1:7081"
 DEFAULT_PROVIDERS = "127.0.0.1:8790"
 
 
+def _log_format_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--log-format", choices=["json", "logfmt", "text"], default=None,
+                   help="stderr log lines: one JSON object each (default), logfmt or plain "
+                        "text (env SKYROUTE_LOG_FORMAT)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skyroute", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -27,8 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--source", required=True, help="folder of RoutingPolicy/ModelPool YAML")
     c.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
     c.add_argument("--admin", default=DEFAULT_ADMIN, help="HTTP debug address ('' to disable)")
+    _log_format_flag(c)
 
     r = sub.add_parser("router", help="run a data-plane router")
+    _log_format_flag(r)
     r.add_argument("--control", default=DEFAULT_CONTROL, help="control plane gRPC address")
     r.add_argument("--grpc", default=DEFAULT_ROUTER_GRPC, help="Router API gRPC address")
     r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
@@ -59,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument("--once", action="store_true", help="print one table and exit")
 
     o = sub.add_parser("operator", help="run the control plane as a Kubernetes operator (kopf)")
+    _log_format_flag(o)
     o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     o.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
     o.add_argument("--admin", default="", help="HTTP health/debug address ('' to disable)")
@@ -103,17 +112,71 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite the YAML files")
     mode.add_argument("--dry-run", action="store_true", help="only show the changes (default)")
 
+    pol = sub.add_parser("policy", help="test, diff and explain routing policies")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True)
+    pt = pol_sub.add_parser(
+        "test", help="run the policies' spec.tests (exit 0 pass, 1 a case fails, 2 invalid)",
+        description="Validate and compile pools and policies as `skyroute control` does, then "
+                    "decide every spec.tests case with the router's own code.")
+    pt.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="YAML files or folders")
+    pt.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    pd = pol_sub.add_parser(
+        "diff", help="how routing of a traffic sample changes between two policy versions",
+        description="Decide every request of a JSONL traffic sample (the shape of "
+                    "examples/acmeshop/traffic-sample.jsonl) under OLD and NEW and report "
+                    "intent, pool and first-model changes with example prompts.")
+    pd.add_argument("old", metavar="OLD", help="file or folder of pools and policies")
+    pd.add_argument("new", metavar="NEW", help="file or folder of pools and policies")
+    pd.add_argument("--sample", required=True, help="traffic sample (.jsonl)")
+    pd.add_argument("--policy", default=None,
+                    help="decide every request with this policy (default: each request's model)")
+    pd.add_argument("--examples", type=int, default=3, help="example prompts per transition")
+    pd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    pe = pol_sub.add_parser("explain", help="a live router's decision for a prompt (gRPC Explain)")
+    pe.add_argument("prompt", metavar="PROMPT", help="the user message")
+    pe.add_argument("--router", required=True, help="router gRPC address HOST:PORT")
+    pe.add_argument("--policy", default="", help="RoutingPolicy name (default: the default one)")
+    pe.add_argument("--user", default="", help="user id (canary stickiness)")
+    pe.add_argument("--session", default="", help="conversation id (canary stickiness)")
+    pe.add_argument("--tenant", default="")
+    pe.add_argument("--locale", default="")
+    pe.add_argument("--tier", default="", help="user tier")
+    pe.add_argument("--intent", default="", help="declared intent (used if the policy trusts it)")
+    pe.add_argument("--tools", action="store_true", help="the request offers tools")
+    pe.add_argument("--json", action="store_true", help="print JSON instead of text")
+    for action, text in (("promote", "make a policy's canary candidate its stable version now"),
+                         ("abort", "roll a policy's canary candidate back now")):
+        pa = pol_sub.add_parser(action, help=text, description=text + ": on a cluster by the "
+                                "annotation skyroute.io/rollout-action (then waits for the "
+                                "operator), or through --admin. Exit 0 done, 1 nothing to do "
+                                "or timed out, 2 unreachable.")
+        _rollout_target(pa)
+        pa.add_argument("--wait", type=float, default=30.0, help="seconds to wait (cluster)")
+    ps = pol_sub.add_parser("status", help="a policy's rollout: phase, last analysis, history")
+    _rollout_target(ps)
+    ps.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     d.add_argument("--requests", type=int, default=None, help="requests to replay")
     return p
 
 
+def _rollout_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="RoutingPolicy name")
+    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("--admin", default=None,
+                        help="control plane admin HOST:PORT (off-cluster); default: the cluster")
+    parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "control":
+        from skyroute.control.logs import configure as configure_logs
         from skyroute.control.server import main as control_main
 
+        configure_logs(args.log_format)  # before main, whose own configure() then keeps it
         control_main(source=args.source, listen=args.listen, admin=args.admin or None)
         return 0
     if args.command == "router":
@@ -121,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id,
                     max_inflight=args.max_inflight, redis_url=args.redis,
-                    cache_redis=args.cache_redis, cache_embedder=args.cache_embedder)
+                    cache_redis=args.cache_redis, cache_embedder=args.cache_embedder,
+                    log_format=args.log_format)
         return 0
     if args.command == "providers":
         from skyroute.simulator.server import main as providers_main
@@ -139,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "operator":
         from skyroute.control.kube.operator import OperatorOptions
         from skyroute.control.kube.operator import main as operator_main
+        from skyroute.control.logs import configure as configure_logs
 
+        configure_logs(args.log_format)  # before main, whose own configure() then keeps it
         operator_main(OperatorOptions(
             namespace=args.namespace, listen=args.listen, admin=args.admin or None,
             webhook=args.webhook or None, webhook_cert=args.webhook_cert,
@@ -156,6 +222,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return evals_main(sample=args.sample, pools=args.pools, eval_set=args.eval_set,
                           date=args.date, min_samples=args.min_samples, write=args.write)
+    if args.command == "policy":
+        from skyroute.cli import policy
+
+        if args.policy_command == "test":
+            return policy.test_main(args.paths, as_json=args.json)
+        if args.policy_command == "diff":
+            return policy.diff_main(args.old, args.new, args.sample, policy=args.policy,
+                                    as_json=args.json, examples=args.examples)
+        if args.policy_command in ("promote", "abort", "status"):
+            from skyroute.cli import rollout
+
+            if args.policy_command == "status":
+                return rollout.status_main(args.name, args.namespace, admin=args.admin,
+                                           kubeconfig=args.kubeconfig, as_json=args.json)
+            return rollout.action_main(args.policy_command, args.name, args.namespace,
+                                       admin=args.admin, kubeconfig=args.kubeconfig,
+                                       wait_s=args.wait)
+        return policy.explain_main(args.router, args.prompt, args.policy, user=args.user,
+                                   tenant=args.tenant, locale=args.locale, tier=args.tier,
+                                   intent=args.intent, session=args.session, tools=args.tools,
+                                   as_json=args.json)
     if args.command == "demo":
         from skyroute.cli.demo import main as demo_main
 

@@ -284,7 +284,8 @@ def decide(table: PolicyTable, s: Signals, stats: Stats | None = None,
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
     """The decision as the contract's message, with a reason per step (Explain, logs)."""
     t = d.policy
-    reasons = [
+    reasons = [f"rollout: {t.track} version {t.version}"] if t.track else []
+    reasons += [
         f"intent {d.intent!r} from {d.intent_source} (confidence {d.confidence:.2f}, "
         f"predicted tool use {d.tool_use:.2f})",
         f"pool {d.pool!r} by rule {d.rule!r}",
@@ -310,6 +311,7 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         policy=t.name,
         policy_version=t.version,
         snapshot_version=t.snapshot_version,
+        track=t.track,
         signals=router_pb2.Signals(
             intent=d.intent,
             intent_confidence=d.confidence,

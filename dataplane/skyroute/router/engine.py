@@ -171,7 +171,7 @@ class Engine:
     # -- cache -----------------------------------------------------------------
     def _partition(self, d: Decision, s: Signals, req: ChatRequest) -> Probe | None:
         # None when the request must not use the cache (tools, personal data, ...).
-        scope = Scope(d.policy.name, s.tenant, s.locale, s.safety_class, d.intent)
+        scope = Scope(d.policy.cache_scope, s.tenant, s.locale, s.safety_class, d.intent)
         return self.cache.probe(scope, req.messages, request_params(req), req.tools)
 
     async def _cached(self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import orjson
+from skyroute.router.canary import choose
 from skyroute.router.decide import Decision, Signals, decide, explain, signals_from_messages
 from skyroute.router.engine import (
     AttemptRecord,
@@ -109,6 +110,8 @@ class RouterService(router_pb2_grpc.RouterServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise AssertionError from e
         messages = _messages(req)
+        if policy.canary is not None:
+            policy = choose(policy, req.user, req.session, req.tenant, messages)
         signals = signals_from_messages(messages, bool(tools), req.locale, req.user_tier,
                                         req.tenant, req.intent)
         chat = ChatRequest(messages, tools, req.max_tokens or None,

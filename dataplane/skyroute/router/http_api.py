@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from skyroute.router.cache import cache_directive
+from skyroute.router.canary import choose
 from skyroute.router.decide import decide, signals_from_messages
 from skyroute.router.engine import (
     RequestContext,
@@ -61,6 +62,7 @@ def _headers(served: Served) -> dict[str, str]:
     h = {
         "x-skyroute-policy": d.policy.name,
         "x-skyroute-policy-version": d.policy.version,
+        "x-skyroute-track": d.policy.track or "stable",
         "x-skyroute-snapshot-version": d.policy.snapshot_version,
         "x-skyroute-intent": d.intent,
         "x-skyroute-rule": d.rule,
@@ -135,6 +137,13 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
                       "model_not_found")
     tools = data.get("tools") or []
     hdr = request.headers
+    if policy.canary is not None:
+        meta = data.get("metadata")
+        session = hdr.get("x-skyroute-session") or (
+            str(meta.get("session_id") or "") if isinstance(meta, dict) else "")
+        policy = choose(policy, user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
+                        session=session, tenant=hdr.get("x-skyroute-tenant", ""),
+                        messages=data["messages"])
     signals = signals_from_messages(
         data["messages"], bool(tools),
         locale=hdr.get("x-skyroute-locale", ""),

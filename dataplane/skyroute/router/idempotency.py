@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from skyroute.router.logs import event
 
 log = logging.getLogger("skyroute.router.idempotency")
 _PENDING = b"\x00pending"
@@ -121,17 +122,17 @@ class RedisStore:
         except TimeoutError:
             raise
         except Exception as e:  # Redis down: serve without deduplication
-            log.warning("idempotency store unavailable, not deduplicating: %s", e)
+            event(log, "idempotency_unavailable", logging.WARNING, op="claim", error=repr(e))
             return Claim(key)
 
     async def complete(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
         try:
             await self._redis.set(self.prefix + key, orjson.dumps(record), px=int(ttl_s * 1000))
         except Exception as e:
-            log.warning("idempotency store unavailable, result not stored: %s", e)
+            event(log, "idempotency_unavailable", logging.WARNING, op="complete", error=repr(e))
 
     async def release(self, key: str) -> None:
         try:
             await self._redis.delete(self.prefix + key)
         except Exception as e:
-            log.warning("idempotency store unavailable, key not released: %s", e)
+            event(log, "idempotency_unavailable", logging.WARNING, op="release", error=repr(e))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import uuid
@@ -27,6 +26,7 @@ import uuid
 import aiohttp
 import grpc
 from aiohttp import web
+from skyroute.router import logs
 from skyroute.router.cache import from_settings
 from skyroute.router.engine import Engine
 from skyroute.router.grpc_api import RouterService
@@ -93,7 +93,7 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
     await runner.setup()
     host, port = _split(http_addr)
     await web.TCPSite(runner, host, port, backlog=1024).start()
-    log.info("router %s: gRPC %s, HTTP %s, control %s", node.id, grpc_addr, http_addr, control)
+    logs.event(log, "listening", node=node.id, grpc=grpc_addr, http=http_addr, control=control)
 
     tasks = [asyncio.create_task(subscriber.run()), asyncio.create_task(reporter.run()),
              asyncio.create_task(_flush_metrics(engine))]
@@ -102,7 +102,7 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("router %s: shutting down", node.id)
+    logs.event(log, "stopping", node=node.id)
     await server.stop(grace=2)
     await runner.cleanup()
     for t in tasks:
@@ -152,11 +152,8 @@ def observe_process(state: RouterState, subscriber: SnapshotSubscriber,
 
 def main(control: str, grpc: str, http: str, node_id: str | None, max_inflight: int = 512,
          redis_url: str | None = None, cache_redis: str | None = None,
-         cache_embedder: str = "hashing") -> None:
-    logging.basicConfig(
-        level=os.environ.get("SKYROUTE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+         cache_embedder: str = "hashing", log_format: str | None = None) -> None:
+    logs.configure(log_format)  # JSON lines on stderr unless --log-format/SKYROUTE_LOG_FORMAT
     coro = serve(control, grpc, http, node_id, max_inflight, redis_url, cache_redis,
                  cache_embedder)
     try:

@@ -24,6 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+from skyroute.router.logs import event
 from skyroute.router.table import RoutingTable, SnapshotError, build_table
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
@@ -68,9 +69,9 @@ class SnapshotSubscriber:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as e:
-                log.warning("control plane stream ended: %s", e.code().name)
+                event(log, "control_stream_ended", logging.WARNING, code=e.code().name)
             except Exception:  # a bug here must not kill the router's serving
-                log.exception("snapshot stream failed")
+                log.exception("control_stream_failed")
             else:
                 backoff = 0.1
             self.connected = False
@@ -102,7 +103,8 @@ class SnapshotSubscriber:
         except SnapshotError as e:
             self.nacks += 1
             self.last_nack = f"{resp.version_info}: {e}"
-            log.error("NACK snapshot %s: %s (keeping %s)", resp.version_info, e, self.version)
+            event(log, "nack", logging.ERROR, version=resp.version_info, error=str(e),
+                  serving=self.version or "-")
             return distribution_pb2.SnapshotRequest(
                 node=self.node,
                 version_info=self.version,
@@ -112,7 +114,7 @@ class SnapshotSubscriber:
         self.on_table(table)
         self.version = table.version
         self.acks += 1
-        log.info("ACK snapshot %s", table.version)
+        event(log, "ack", version=table.version)
         return distribution_pb2.SnapshotRequest(
             node=self.node, version_info=self.version, response_nonce=resp.nonce
         )
@@ -161,9 +163,9 @@ class OutcomeReporter:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as e:
-                log.warning("outcome stream ended: %s", e.code().name)
+                event(log, "outcome_stream_ended", logging.WARNING, code=e.code().name)
             except Exception:
-                log.exception("outcome stream failed")
+                log.exception("outcome_stream_failed")
             await asyncio.sleep(0.2)
 
     async def _batches(self) -> AsyncIterator[distribution_pb2.OutcomeBatch]:

@@ -30,6 +30,8 @@ from typing import Any
 import ahocorasick
 import numpy as np
 import re2
+from skyroute.router import canary
+from skyroute.router.canary import CanarySplit
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
 
@@ -180,6 +182,12 @@ class PolicyTable:
     weights: tuple[float, float, float, float]
     reliability: ReliabilitySettings
     selection: SelectionSettings
+    # Rollouts: "stable" or "candidate" while one is in progress, else "". A
+    # candidate's table carries the policy's own name (outcomes and metrics are
+    # reported under it, told apart by version) and caches in its own partition.
+    track: str = ""
+    cache_scope: str = ""
+    canary: CanarySplit | None = None
 
 
 @dataclass(slots=True)
@@ -400,7 +408,31 @@ def _policy(
         weights=(w.cost, w.latency, w.success, w.quality),
         reliability=_reliability(p),
         selection=_selection(p),
+        cache_scope=p.name,
     )
+
+
+def _link_canaries(snapshot: snapshot_pb2.Snapshot, policies: dict[str, PolicyTable]) -> None:
+    """Attach each candidate to its stable policy; candidates are not addressable by name."""
+    candidates: dict[str, PolicyTable] = {}
+    for p in snapshot.policies:
+        if p.candidate_of:
+            cand = policies.pop(p.name)
+            cand.name, cand.track = p.candidate_of, "candidate"
+            cand.cache_scope = f"{p.candidate_of}~candidate@{p.version}"
+            candidates[p.name] = cand
+    for p in snapshot.policies:
+        if p.candidate_of and p.candidate_of not in policies:
+            raise SnapshotError(f"policy {p.name!r}: candidate of unknown policy "
+                                f"{p.candidate_of!r}")
+        if p.HasField("canary") and p.canary.policy:
+            target = candidates.get(p.canary.policy)
+            if target is None or target.name != p.name:
+                raise SnapshotError(f"policy {p.name!r}: canary.policy {p.canary.policy!r} "
+                                    "is not a candidate of it in the snapshot")
+            stable = policies[p.name]
+            stable.track = "stable"
+            stable.canary = canary.prepare(p.canary, target)
 
 
 def build_table(snapshot: snapshot_pb2.Snapshot) -> RoutingTable:
@@ -412,6 +444,7 @@ def build_table(snapshot: snapshot_pb2.Snapshot) -> RoutingTable:
         for pool in snapshot.pools
     }
     policies = {p.name: _policy(p, pools, snapshot.version) for p in snapshot.policies}
+    _link_canaries(snapshot, policies)
     if not policies:
         raise SnapshotError("snapshot has no policies")
     default = snapshot.default_policy or (next(iter(policies)) if len(policies) == 1 else "")

@@ -11,19 +11,27 @@ serving snapshot as JSON, so an operator can see exactly what routers got
 per pool and model figures that ``ControlStatus`` has no room for.
 ``/debug/learning`` is the learning loop: fleet figures per model and per
 (model, intent), the priors last pushed, baselines and drift alerts.
+``/debug/rollouts`` is every policy's rollout state and version history
+(what ``status.rollout`` and ``status.history`` say on a cluster), and
+``/debug/rollouts/<namespace>/<name>/versions/<version>`` the recorded
+RoutingPolicy of one version (pin it with ``spec.pinVersion``, or diff it
+with ``skyroute policy diff``); ``POST /rollouts/<namespace>/<name>/promote``
+(or ``/abort``) acts on a rollout in progress, which is what ``skyroute
+policy promote/abort --admin`` calls.
 ``/metrics`` is the Prometheus exposition of the control plane's OpenTelemetry
 instruments (see :mod:`.telemetry`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.rollout import RolloutController
 from skyroute.control.store import SnapshotStore
 from skyroute.control.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
@@ -77,6 +85,8 @@ class AdminServer:
         status: Callable[[], distribution_pb2.ControlStatus],
         outcomes: OutcomeAggregator,
         learning: Callable[[], dict[str, object]] | None = None,
+        rollouts: RolloutController | None = None,
+        rollout_action: Callable[[str, str, str], Awaitable[tuple[bool, str]]] | None = None,
     ) -> None:
         self.host, _, port = address.rpartition(":")
         self.host = self.host.strip("[]") or "127.0.0.1"
@@ -86,6 +96,8 @@ class AdminServer:
         self._status = status
         self._outcomes = outcomes
         self._learning = learning
+        self._rollouts = rollouts
+        self._rollout_action = rollout_action
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -95,6 +107,10 @@ class AdminServer:
         app.router.add_get("/debug/snapshot", self._debug_snapshot)
         app.router.add_get("/debug/outcomes", self._debug_outcomes)
         app.router.add_get("/debug/learning", self._debug_learning)
+        app.router.add_get("/debug/rollouts", self._debug_rollouts)
+        app.router.add_get("/debug/rollouts/{namespace}/{name}/versions/{version}",
+                           self._debug_version)
+        app.router.add_post("/rollouts/{namespace}/{name}/{action}", self._rollout_post)
         app.router.add_get("/metrics", self._metrics)
         return app
 
@@ -138,3 +154,34 @@ class AdminServer:
         if self._learning is None:
             return _json({"error": "no learning loop in this process"}, status=404)
         return _json(self._learning())
+
+    async def _debug_rollouts(self, request: web.Request) -> web.Response:
+        if self._rollouts is None:
+            return _json({"error": "no rollouts in this process"}, status=404)
+        out: dict[str, object] = {}
+        for ref in sorted(self._rollouts.states):
+            found = self._rollouts.status(ref)
+            if found is not None:
+                out[f"{ref[0]}/{ref[1]}"] = {"rollout": found[0], "history": found[1]}
+        return _json(out)
+
+    async def _debug_version(self, request: web.Request) -> web.Response:
+        if self._rollouts is None:
+            return _json({"error": "no rollouts in this process"}, status=404)
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        version = request.match_info["version"]
+        spec = self._rollouts.spec_of((ns, name), version)
+        if spec is None:
+            return _json({"error": f"version {version} of {ns}/{name} is not recorded "
+                                   "in this process"}, status=404)
+        return _json(orjson.loads(spec))
+
+    async def _rollout_post(self, request: web.Request) -> web.Response:
+        if self._rollout_action is None:
+            return _json({"error": "no rollouts in this process"}, status=404)
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        action = request.match_info["action"]
+        if action not in ("promote", "abort"):
+            return _json({"error": f"unknown action {action!r}: promote or abort"}, status=400)
+        acted, message = await self._rollout_action(ns, name, action)
+        return _json({"acted": acted, "message": message}, status=200 if acted else 409)

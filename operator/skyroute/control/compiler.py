@@ -28,6 +28,7 @@ from skyroute.control import globs
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.loader import SourceDocument, load_folder
 from skyroute.control.model import ModelPool, PoolModel, RoutingPolicy
+from skyroute.control.policytests import run_policy_tests
 from skyroute.control.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
 
@@ -71,7 +72,15 @@ def compile_documents(docs: Sequence[SourceDocument]) -> snapshot_pb2.Snapshot:
     return compile_objects(validate(docs))
 
 
-def compile_objects(objects: Objects) -> snapshot_pb2.Snapshot:
+def compile_objects(objects: Objects, *, run_tests: bool = True) -> snapshot_pb2.Snapshot:
+    """The snapshot of ``objects``; with ``run_tests``, PolicyError if a policy test fails.
+
+    Every ``spec.tests`` case runs through the router's own decision code (see
+    ``policytests``), so a folder whose tests fail never becomes a snapshot and the
+    previous one keeps serving. ``run_tests=False`` is for callers that run the tests
+    themselves (``skyroute policy test`` reports them as a table, the operator checks
+    them per object before accepting a change).
+    """
     pool_objs = sorted(
         (p.obj for p in objects.pools if isinstance(p.obj, ModelPool)),
         key=lambda o: o.metadata.name,
@@ -96,6 +105,10 @@ def compile_objects(objects: Objects) -> snapshot_pb2.Snapshot:
         snapshot.policies.append(compiled)
     snapshot.default_policy = _default_policy(policy_objs)
     snapshot.version = snapshot_version(snapshot)
+    if run_tests:
+        failures = run_policy_tests(snapshot, objects.policies)
+        if failures:
+            raise PolicyError(failures)
     return snapshot
 
 

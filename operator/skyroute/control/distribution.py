@@ -164,13 +164,19 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         context: grpc.aio.ServicerContext,
     ) -> distribution_pb2.OutcomeSummary:
         received = 0
-        async for batch in request_iterator:
-            n = self.outcomes.record(batch.node.id, batch.outcomes)
-            received += n
-            self.metrics.received(n)
-            self.registry.touch(batch.node.id, batch.endpoints)
-            if batch.stats and self.learner is not None:
-                self.learner.record(batch.stats)
+        try:
+            async for batch in request_iterator:
+                n = self.outcomes.record(batch.node.id, batch.outcomes)
+                received += n
+                self.metrics.received(n)
+                self.registry.touch(batch.node.id, batch.endpoints)
+                if batch.stats and self.learner is not None:
+                    self.learner.record(batch.stats)
+        except asyncio.CancelledError:
+            # The server is stopping with the stream open: what arrived is counted, and
+            # grpc would otherwise print the cancellation as a traceback on stderr,
+            # outside the structured log.
+            event(log, "outcome_stream_closed", received=received)
         return distribution_pb2.OutcomeSummary(received=received)
 
     async def GetStatus(

@@ -15,8 +15,11 @@ place back as old slow samples fade.
 Once a model has ``min_samples`` (decayed) observations its p95, failure
 rate and mean completion length become priors: they are written into every
 Candidate's ``observed_*`` fields in the pools that adaptive policies use,
-and the snapshot is republished with exact content versions (the compiler's
-``policy_version`` and ``snapshot_version``). A push happens only when a
+and the snapshot is republished with a new content version
+(``snapshot_version``). Policy versions stay as compiled: they name what the
+spec says, not what was learned, so outcomes tagged with a policy version
+group across prior pushes (what a canary's analysis compares, and what
+status shows). A push happens only when a
 figure moved materially (10% relative, or 0.02 of failure rate), and at most
 once per ``interval_s``: routers rebuild tables per version, so the push rate
 is bounded by design. Below ``min_samples`` a model keeps its last prior, so
@@ -48,7 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from skyroute.control.compiler import policy_version, referenced_pools, snapshot_version
+from skyroute.control.compiler import referenced_pools, snapshot_version
 from skyroute.control.fleet import DecayedStats, Figures
 from skyroute.control.logs import event
 from skyroute.control.store import SnapshotStore
@@ -221,10 +224,6 @@ class Learner:
                     c.observed_failure_rate = round(fail, 5)
                 if tokens:
                     c.observed_completion_tokens = round(tokens, 2)
-        by_name = {p.name: p for p in out.pools}
-        for policy in out.policies:
-            used = sorted(referenced_pools(policy))
-            policy.version = policy_version(policy, (by_name[n] for n in used if n in by_name))
         out.version = snapshot_version(out)
         return out
 

@@ -43,6 +43,8 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND_POOL = "ModelPool"
 KIND_POLICY = "RoutingPolicy"
+# kubectl annotate routingpolicy NAME skyroute.io/rollout-action=promote (or abort)
+ROLLOUT_ACTION_ANNOTATION = f"{GROUP}/rollout-action"
 
 # Patterns are written in the subset that ECMA-262 (OpenAPI), RE2 (CEL) and
 # Python agree on, so the CRD and these models accept exactly the same strings.
@@ -70,8 +72,14 @@ MSG_PROMPT_BOUNDS = "maxPromptTokens must be 0 (unbounded) or at least minPrompt
 MSG_CACHE_INTENTS = "cache.intents must name at least one intent when the cache is enabled"
 MSG_FIRST_TOKEN = "firstTokenTimeoutMs must not exceed requestTimeoutMs"
 MSG_WEIGHTS = "weights must not all be zero"
+MSG_UNIQUE_TESTS = "test names must be unique"
+MSG_TEST_EXPECT = "expect needs at least one of pool, model, intent or cacheable"
+MSG_UNIQUE_METRICS = "analysis metric names must be unique"
 CEL_MESSAGES = frozenset(
     {
+        MSG_UNIQUE_TESTS,
+        MSG_TEST_EXPECT,
+        MSG_UNIQUE_METRICS,
         MSG_UNIQUE_MODELS,
         MSG_MAX_OUTPUT,
         MSG_API_KEY,
@@ -135,6 +143,9 @@ Millis = Annotated[int, Field(ge=100, le=600_000)]
 Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
 Weight = Annotated[float, Field(ge=0, le=100)]
 Price = Annotated[float, Field(ge=0, le=1000)]
+VERSION_PATTERN = r"^sha256:[0-9a-f]{16}$"
+PolicyVersion = Annotated[str, StringConstraints(min_length=23, max_length=23,
+                                                 pattern=VERSION_PATTERN)]
 
 
 class _Spec(BaseModel):
@@ -460,6 +471,102 @@ class AdaptationSpec(_Spec):
         return value
 
 
+# --- Lifecycle: tests in the policy, canary rollouts, pinning -------------------
+
+
+class PolicyTestRequest(_Spec):
+    """A request as the decision engine sees it: the last user message and its signals."""
+
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+    tools: bool = False
+    intent: IntentName | None = None
+    user_tier: Tier | None = None
+    locale: Locale | None = None
+    tenant: Tenant | None = None
+    prompt_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+
+
+class PolicyTestExpect(_Spec):
+    """What the decision must be; only the given fields are checked."""
+
+    pool: Name | None = None
+    model: ModelName | None = None
+    intent: IntentName | None = None
+    cacheable: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PolicyTestExpect:
+        if self.pool is None and self.model is None and self.intent is None \
+                and self.cacheable is None:
+            raise rule_error(MSG_TEST_EXPECT)
+        return self
+
+
+class PolicyTest(_Spec):
+    """One routing case that must hold for every version of the policy."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    request: PolicyTestRequest
+    expect: PolicyTestExpect
+
+
+MetricName = Literal["success-rate", "p95-latency", "cost-per-1k", "fallback-rate"]
+# What ``threshold`` means per metric, and its default: success-rate may drop by at
+# most this (absolute), p95 latency and cost per 1k may be at most this multiple of
+# the stable version's, the fallback rate may rise by at most this (absolute).
+METRIC_DEFAULTS: dict[str, float] = {
+    "success-rate": 0.01, "p95-latency": 1.25, "cost-per-1k": 1.10, "fallback-rate": 0.05,
+}
+
+
+class AnalysisMetric(_Spec):
+    name: MetricName
+    threshold: Annotated[float, Field(ge=0, le=1000)] | None = None
+
+    @property
+    def limit(self) -> float:
+        return METRIC_DEFAULTS[self.name] if self.threshold is None else self.threshold
+
+
+def _default_metrics() -> list[AnalysisMetric]:
+    return [AnalysisMetric(name=n) for n in METRIC_DEFAULTS]  # type: ignore[arg-type]
+
+
+class AnalysisSpec(_Spec):
+    """Candidate against stable, every interval, over that interval's outcomes."""
+
+    interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
+    # Empty: all four metrics with their default thresholds.
+    metrics: Annotated[list[AnalysisMetric], Field(max_length=4)] = Field(default_factory=list)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, metrics: list[AnalysisMetric]) -> list[AnalysisMetric]:
+        _unique([m.name for m in metrics], MSG_UNIQUE_METRICS)
+        return metrics
+
+    @property
+    def checks(self) -> list[AnalysisMetric]:
+        return self.metrics or _default_metrics()
+
+
+class RolloutStep(_Spec):
+    """Send ``weight`` percent of the policy's traffic to the candidate for ``pauseSeconds``."""
+
+    weight: Annotated[float, Field(ge=0.01, le=100)]
+    pause_seconds: Annotated[int, Field(ge=0, le=86_400)] = 60
+
+
+class RolloutSpec(_Spec):
+    """A new version of the policy is a candidate: canary steps, analysis, promotion."""
+
+    stickiness: Literal["user", "session", "tenant"] = "user"
+    steps: Annotated[list[RolloutStep], Field(min_length=1, max_length=20)]
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+
 class RoutingPolicySpec(_Spec):
     default: bool = False
     intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
@@ -473,6 +580,9 @@ class RoutingPolicySpec(_Spec):
     reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)
+    tests: Annotated[list[PolicyTest], Field(max_length=256)] = Field(default_factory=list)
+    rollout: RolloutSpec | None = None
+    pin_version: PolicyVersion | None = None
 
     @field_validator("intents")
     @classmethod
@@ -485,6 +595,12 @@ class RoutingPolicySpec(_Spec):
     def _unique_rules(cls, rules: list[Rule]) -> list[Rule]:
         _unique([r.name for r in rules], MSG_UNIQUE_RULES)
         return rules
+
+    @field_validator("tests")
+    @classmethod
+    def _unique_tests(cls, tests: list[PolicyTest]) -> list[PolicyTest]:
+        _unique([t.name for t in tests], MSG_UNIQUE_TESTS)
+        return tests
 
     @property
     def intent_names(self) -> list[str]:

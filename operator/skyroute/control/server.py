@@ -31,11 +31,14 @@ from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService
 from skyroute.control.learning import Learner
 from skyroute.control.logs import configure, event
+from skyroute.control.model import RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.rollout import PolicyRef, RolloutController
 from skyroute.control.routers import RouterRegistry
 from skyroute.control.source import SourceWatcher
 from skyroute.control.store import SnapshotStore
-from skyroute.v1 import distribution_pb2_grpc
+from skyroute.control.validate import Objects
+from skyroute.v1 import distribution_pb2_grpc, snapshot_pb2
 
 log = logging.getLogger("skyroute.control.server")
 
@@ -62,15 +65,53 @@ class ControlPlane:
         self.learner = Learner(self.store)
         self.service.learner = self.learner
         self.watcher = SourceWatcher(source, self.store, debounce_ms=debounce_ms)
+        # Rollouts, as on a cluster but with state in memory only (a restart starts
+        # from the folder as it is: the folder's version serves, nothing in flight).
+        self.rollouts = RolloutController()
+        self.outcomes.add_listener(self.rollouts.windows.record)
+        self.watcher.shape = self._shape
+        self._latest: tuple[snapshot_pb2.Snapshot, dict[PolicyRef, RoutingPolicy]] | None = None
         self.admin = (
             AdminServer(admin, self.store, self.service.status, self.outcomes,
-                        learning=self.learner.as_dict) if admin else None
+                        learning=self.learner.as_dict, rollouts=self.rollouts,
+                        rollout_action=self._rollout_action) if admin else None
         )
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._stop = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._learn_task: asyncio.Task[None] | None = None
+        self._rollout_task: asyncio.Task[None] | None = None
+
+    def _shape(self, snapshot: snapshot_pb2.Snapshot, objects: Objects) -> snapshot_pb2.Snapshot:
+        policies = {(p.obj.metadata.namespace, p.obj.metadata.name): p.obj
+                    for p in objects.policies if isinstance(p.obj, RoutingPolicy)}
+        self._latest = (snapshot, policies)
+        return self.rollouts.apply(snapshot, policies)
+
+    def _republish(self) -> None:
+        if self._latest is not None:
+            self.store.publish(self.rollouts.served(*self._latest))
+
+    async def _rollout_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
+        done, message = self.rollouts.action((namespace, name), action, "admin API")
+        event(log, "rollout_action", policy=f"{namespace}/{name}", action=action, acted=done,
+              result=message)
+        if done:
+            self._republish()
+        return done, message
+
+    async def _rollout_loop(self, tick_s: float = 0.5) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=tick_s)
+            try:
+                if self.rollouts.tick():
+                    self._republish()
+            except Exception:  # a bug must not stop the control plane serving
+                log.exception("rollout tick failed")
+            self.rollouts.events.clear()  # logged as they happen; no API server to post to
+            self.rollouts.unsaved.clear()
 
     @property
     def address(self) -> str:
@@ -99,6 +140,7 @@ class ControlPlane:
                 raise SystemExit(f"skyroute control: cannot serve admin HTTP: {exc}") from None
         self._watch_task = asyncio.create_task(self.watcher.run(self._stop))
         self._learn_task = asyncio.create_task(self.learner.run(self._stop))
+        self._rollout_task = asyncio.create_task(self._rollout_loop())
         event(
             log, "listening", grpc=self.address,
             admin=f"{self.admin.host}:{self.admin.port}" if self.admin else "-",
@@ -110,9 +152,10 @@ class ControlPlane:
         if self._watch_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._watch_task, timeout=2.0)
-        if self._learn_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._learn_task, timeout=2.0)
+        for task in (self._learn_task, self._rollout_task):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=2.0)
         if self.admin is not None:
             await self.admin.stop()
         if self._server is not None:
@@ -141,7 +184,7 @@ async def serve(source: str, listen: str, admin: str | None) -> None:
 
 
 def main(source: str, listen: str, admin: str | None) -> None:
-    """Run the control plane until SIGINT/SIGTERM; logs go to stderr as logfmt."""
+    """Run the control plane until SIGINT/SIGTERM; logs go to stderr as JSON lines (see logs.py)."""
     configure()
     telemetry.configure()
     try:

@@ -20,15 +20,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import watchfiles
-from skyroute.control.compiler import compile_folder
+from skyroute.control.compiler import compile_objects
 from skyroute.control.errors import PolicyError
+from skyroute.control.loader import load_folder
 from skyroute.control.logs import event
 from skyroute.control.store import SnapshotStore
+from skyroute.control.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
+
+# What the compiled folder goes through before it is served (the rollouts).
+Shape = Callable[[snapshot_pb2.Snapshot, Objects], snapshot_pb2.Snapshot]
 
 log = logging.getLogger("skyroute.control.source")
 
@@ -42,12 +47,14 @@ class SourceWatcher:
         self.debounce_ms = debounce_ms
         self.compiles = 0
         self.rejections = 0
+        self.shape: Shape | None = None
 
     def reload(self) -> bool:
         """Compile the folder; publish if valid. True when the serving version changed."""
         started = time.perf_counter()
         try:
-            snapshot = compile_folder(self.folder)
+            objects = validate(load_folder(self.folder))
+            snapshot = compile_objects(objects)
         except PolicyError as exc:
             self.rejections += 1
             self.store.reject(exc)
@@ -57,6 +64,8 @@ class SourceWatcher:
             )
             return False
         self.compiles += 1
+        if self.shape is not None:
+            snapshot = self.shape(snapshot, objects)
         changed = self.store.publish(snapshot)
         event(
             log, "compiled", source=self.folder, version=snapshot.version, changed=changed,

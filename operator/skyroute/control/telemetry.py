@@ -138,3 +138,28 @@ class ControlMetrics:
         self._meter.create_observable_gauge(
             "skyroute.control.drift", [drifting], "1",
             "Raised drift alerts: a model's p95 or cost per request above its baseline x ratio")
+
+
+class RolloutMetrics:
+    """Rollout transitions (a counter) and each policy's canary weight (a gauge)."""
+
+    def __init__(self, meter: metrics.Meter | None = None) -> None:
+        self._meter = m = meter or metrics.get_meter("skyroute.control")
+        self.transitions = m.create_counter(
+            "skyroute.control.rollout.transitions", "{transition}",
+            "Rollout steps by policy and reason (RolloutStarted, StepAdvanced, AnalysisFailed, "
+            "Holding, Promoted, RolledBack, ...)")
+
+    def transition(self, policy: str, reason: str) -> None:
+        self.transitions.add(1, {"skyroute.policy": policy, "skyroute.reason": reason})
+
+    def observe(self, weights: Callable[[], Iterable[tuple[str, str, float]]]) -> None:
+        """(policy, phase, candidate weight in percent) per policy, read at each collection."""
+
+        def weight(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(w, {"skyroute.policy": p, "skyroute.rollout_phase": phase})
+                    for p, phase, w in weights()]
+
+        self._meter.create_observable_gauge(
+            "skyroute.control.rollout.weight", [weight], "%",
+            "Percent of a policy's traffic its candidate serves, with the rollout phase")

@@ -126,6 +126,7 @@ class CompletionRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     NO_CACHE_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     """RoutingPolicy name; empty or "auto" for the default policy."""
     max_tokens: _builtins.int
@@ -139,6 +140,8 @@ class CompletionRequest(_message.Message):
     request_id: _builtins.str
     idempotency_key: _builtins.str
     no_cache: _builtins.bool
+    session: _builtins.str
+    """Conversation id; keeps a conversation on one policy version during a canary."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     @_builtins.property
@@ -159,10 +162,11 @@ class CompletionRequest(_message.Message):
         request_id: _builtins.str = ...,
         idempotency_key: _builtins.str = ...,
         no_cache: _builtins.bool = ...,
+        session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "idempotency_key", b"idempotency_key", "intent", b"intent", "locale", b"locale", "max_tokens", b"max_tokens", "messages", b"messages", "no_cache", b"no_cache", "policy", b"policy", "request_id", b"request_id", "temperature", b"temperature", "tenant", b"tenant", "tools", b"tools", "user", b"user", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "idempotency_key", b"idempotency_key", "intent", b"intent", "locale", b"locale", "max_tokens", b"max_tokens", "messages", b"messages", "no_cache", b"no_cache", "policy", b"policy", "request_id", b"request_id", "session", b"session", "temperature", b"temperature", "tenant", b"tenant", "tools", b"tools", "user", b"user", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
@@ -231,6 +235,7 @@ class Decision(_message.Message):
     CACHEABLE_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     SCORES_FIELD_NUMBER: _builtins.int
+    TRACK_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     policy_version: _builtins.str
     snapshot_version: _builtins.str
@@ -238,6 +243,8 @@ class Decision(_message.Message):
     """The rule that chose the pool, or "default"."""
     pool: _builtins.str
     cacheable: _builtins.bool
+    track: _builtins.str
+    """During a rollout: "stable" or "candidate" (which version decided); else ""."""
     @_builtins.property
     def signals(self) -> Global___Signals: ...
     @_builtins.property
@@ -265,10 +272,11 @@ class Decision(_message.Message):
         cacheable: _builtins.bool = ...,
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         scores: _abc.Iterable[Global___CandidateScore] | None = ...,
+        track: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signals", b"signals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "signals", b"signals", "snapshot_version", b"snapshot_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "signals", b"signals", "snapshot_version", b"snapshot_version", "track", b"track"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,6 +30,26 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Stickiness:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StickinessEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Stickiness.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STICKINESS_USER: _Stickiness.ValueType  # 0
+    STICKINESS_SESSION: _Stickiness.ValueType  # 1
+    STICKINESS_TENANT: _Stickiness.ValueType  # 2
+
+class Stickiness(_Stickiness, metaclass=_StickinessEnumTypeWrapper):
+    """What keeps a conversation on one version. A request without the key is
+    keyed by its first messages, which every turn of a conversation repeats.
+    """
+
+STICKINESS_USER: Stickiness.ValueType  # 0
+STICKINESS_SESSION: Stickiness.ValueType  # 1
+STICKINESS_TENANT: Stickiness.ValueType  # 2
+Global___Stickiness: _TypeAlias = Stickiness  # noqa: Y015
+
 class _ToolMatch:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -101,6 +121,8 @@ class Policy(_message.Message):
     SELECTION_FIELD_NUMBER: _builtins.int
     ADAPTATION_FIELD_NUMBER: _builtins.int
     INTENT_MIN_SIMILARITY_FIELD_NUMBER: _builtins.int
+    CANARY_FIELD_NUMBER: _builtins.int
+    CANDIDATE_OF_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -111,6 +133,10 @@ class Policy(_message.Message):
     intent_min_similarity: _builtins.float
     """Embedding classifier: with no keyword or pattern hit, the nearest intent by
     cosine similarity to its examples, if at least this similar (0 = off).
+    """
+    candidate_of: _builtins.str
+    """Set on a candidate's entry: the policy it is a candidate of. Its requests
+    are reported (outcomes, metrics) under that name with this entry's version.
     """
     @_builtins.property
     def intents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intent]:
@@ -134,6 +160,12 @@ class Policy(_message.Message):
     def selection(self) -> Global___Selection: ...
     @_builtins.property
     def adaptation(self) -> Global___Adaptation: ...
+    @_builtins.property
+    def canary(self) -> Global___Canary:
+        """A rollout in progress: a share of this policy's traffic is decided by the
+        candidate version, another entry of Snapshot.policies.
+        """
+
     def __init__(
         self,
         *,
@@ -151,14 +183,53 @@ class Policy(_message.Message):
         selection: Global___Selection | None = ...,
         adaptation: Global___Adaptation | None = ...,
         intent_min_similarity: _builtins.float = ...,
+        canary: Global___Canary | None = ...,
+        candidate_of: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class Canary(_message.Message):
+    """How a router splits a policy's traffic between stable and candidate. A
+    request goes to the candidate when a 64-bit hash of (salt, sticky key) falls
+    below weight_bp/10000 of the range: the same key always lands on the same
+    side, and a key on the candidate stays there while the weight grows.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    WEIGHT_BP_FIELD_NUMBER: _builtins.int
+    STICKINESS_FIELD_NUMBER: _builtins.int
+    SALT_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    """Name of the candidate's entry in Snapshot.policies."""
+    weight_bp: _builtins.int
+    """Share of traffic in basis points (1/100 of a percent), 0..10000."""
+    stickiness: Global___Stickiness.ValueType
+    salt: _builtins.str
+    """Per rollout (the candidate's version), so each rollout samples other keys."""
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+        weight_bp: _builtins.int = ...,
+        stickiness: Global___Stickiness.ValueType = ...,
+        salt: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "salt", b"salt", "stickiness", b"stickiness", "weight_bp", b"weight_bp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Canary: _TypeAlias = Canary  # noqa: Y015
 
 @_typing.final
 class Adaptation(_message.Message):

@@ -50,6 +50,7 @@ from skyroute.router.cache.index import VectorIndex
 from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
 from skyroute.router.cache.text import Signature
+from skyroute.router.logs import event
 
 log = logging.getLogger("skyroute.router.cache")
 
@@ -145,8 +146,8 @@ class RedisBackend:
         self.errors += 1
         self.last_error = f"{what}: {type(exc).__name__}: {exc}"
         if time.monotonic() >= self._down_until:
-            log.warning("cache redis %s failed (%s); treating as misses for %.1fs",
-                        what, self.last_error, self._backoff)
+            event(log, "cache_backend_degraded", logging.WARNING, backend="redis", op=what,
+                  error=self.last_error, misses_for_s=round(self._backoff, 1))
         self._down_until = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
 
@@ -242,7 +243,8 @@ class RedisBackend:
                 expires = int(fields[b"e"]) / 1000.0
                 key = fields[b"k"].decode()
             except (KeyError, ValueError) as e:
-                log.warning("cache redis: skipping malformed log entry %s: %s", entry_id, e)
+                event(log, "cache_entry_skipped", logging.WARNING, backend="redis",
+                      entry=sid, error=type(e).__name__)
                 continue
             if vec.shape == (index.dim,):
                 index.add(key, vec, sig, expires, None)

@@ -19,6 +19,17 @@ and routers keep what they serve until the pool arrives. This is how
 Kubernetes treats references everywhere (a Pod naming a missing ConfigMap
 is admitted and waits).
 
+A RoutingPolicy whose own ``spec.tests`` fail is refused, the message naming
+the failing case (``spec.tests[2]: test "..." failed: expected pool "cost",
+got pool "balanced" (...)``): the tests run, with the router's decision code,
+against the pools that serve now. One exception keeps the order of apply
+free here too: if the tests pass against the newest observed generation of
+the pools (a pool change admitted a moment ago, waiting for this very
+policy), the policy is admitted with a warning and the two are accepted
+together. For the same reason a ModelPool change that would break some
+policy's tests only warns: the operator holds it back (``Rejected``, naming
+the case) until the policy's tests are updated to match.
+
 Deletions are never refused (a namespace being deleted must not get stuck);
 see ``world.py`` for how a still-referenced pool is retained instead.
 """
@@ -31,7 +42,8 @@ from typing import Any
 
 from skyroute.control.errors import Problem
 from skyroute.control.kube.conditions import describe, is_missing_pool
-from skyroute.control.kube.world import World, observe_body, problem_keys
+from skyroute.control.kube.world import World, is_test_problem, observe_body, problem_keys
+from skyroute.control.model import KIND_POLICY, KIND_POOL
 
 _ORDER_DEPENDENT = ("matches no intent of any policy",)
 
@@ -65,7 +77,23 @@ def review(world: World, body: Mapping[str, Any]) -> Verdict:
     candidate = dict(current)
     candidate[obs.key] = obs.parsed
     found = world.new_problems(candidate, baseline)
-    return Verdict(
-        denied=tuple(describe(p, ref) for p in found if not order_dependent(p)),
-        warnings=tuple(describe(p, ref) for p in found if order_dependent(p)),
-    )
+    waiting: set[tuple[str, str]] = set()
+    own_tests = [p for p in found if is_test_problem(p) and p.obj == ref]
+    if own_tests and obs.key.kind == KIND_POLICY:
+        # Against the newest pools instead of the serving ones: do the tests pass there?
+        newest = {**current, **world.observed_objects(KIND_POOL), obs.key: obs.parsed}
+        still = world.run_tests(newest)
+        if still is not None:
+            failing = {(p.obj, p.path) for p in still}
+            waiting = {(p.obj, p.path) for p in own_tests if (p.obj, p.path) not in failing}
+
+    def warns(p: Problem) -> bool:
+        return order_dependent(p) or (p.obj, p.path) in waiting or (
+            is_test_problem(p) and p.obj != ref)
+
+    denied = tuple(describe(p, ref) for p in found if not warns(p))
+    warnings = [describe(p, ref) for p in found if warns(p)]
+    if waiting:
+        warnings.append("these tests pass with the newest ModelPool generations, which do not "
+                        "serve yet: this policy waits for them")
+    return Verdict(denied=denied, warnings=tuple(warnings))

@@ -186,3 +186,56 @@ class KubeApi:
         await self._call(
             self.core.patch_namespaced_pod, name, namespace, {"metadata": {"labels": dict(labels)}}
         )
+
+    # --- rollouts ---------------------------------------------------------------
+
+    async def remove_annotation(self, kind: str, namespace: str, name: str, key: str) -> None:
+        """Merge-patch ``metadata.annotations[key]`` away (a one-shot action was taken)."""
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
+                PLURALS[kind], name, {"metadata": {"annotations": {key: None}}},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def list_config_maps(self, namespace: str | None, selector: str) -> list[Body]:
+        if namespace:
+            result = await self._call(self.core.list_namespaced_config_map, namespace,
+                                      label_selector=selector)
+        else:
+            result = await self._call(self.core.list_config_map_for_all_namespaces,
+                                      label_selector=selector)
+        return [self._plain(item) for item in result.items]
+
+    async def get_config_map(self, namespace: str, name: str) -> Body | None:
+        try:
+            cm = await self._call(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(cm)
+
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """False if it exists already."""
+        try:
+            await self._call(self.core.create_namespaced_config_map, namespace, dict(body))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def replace_config_map(self, namespace: str, name: str,
+                                 body: Mapping[str, Any]) -> bool:
+        """False on a conflict (someone else wrote it since it was read)."""
+        try:
+            await self._call(self.core.replace_namespaced_config_map, name, namespace,
+                             dict(body))
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True

@@ -45,7 +45,7 @@ from skyroute.control.kube.world import ObjectState
 
 TYPES = ("Accepted", "Compiled", "Synced", "Ready")
 DRIFT_TYPES = {"latency": "LatencyDrift", "cost": "CostDrift"}
-STATUS_KEYS = ("observedGeneration", "version", "routers", "conditions")
+STATUS_KEYS = ("observedGeneration", "version", "routers", "conditions", "rollout", "history")
 MAX_LISTED = 10
 
 
@@ -153,9 +153,17 @@ def drift_conditions(
     return out
 
 
+def rollout_condition(rollout: Mapping[str, Any]) -> dict[str, Any]:
+    """``Rollout``: True while a candidate is on traffic; the reason is the phase."""
+    phase = str(rollout.get("phase", "Stable"))
+    active = "True" if phase in ("Progressing", "Holding") else "False"
+    return _condition("Rollout", active, phase, str(rollout.get("message", "")) or phase)
+
+
 def build_status(
     state: ObjectState, sync: SyncCount, previous: Mapping[str, Any] | None, now: str,
     drift: Sequence[dict[str, Any]] = (),
+    rollout: tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The complete status for ``state``; unchanged conditions keep their transition time.
 
@@ -170,6 +178,8 @@ def build_status(
     compiled = _compiled(state)
     synced = _synced(state, sync)
     conditions = [accepted, compiled, synced, _ready(state, compiled, synced)]
+    if rollout is not None:
+        conditions.append(rollout_condition(rollout[0]))
     before = {
         c.get("type"): c
         for c in (previous or {}).get("conditions") or []
@@ -187,12 +197,16 @@ def build_status(
         old = before.get(cond["type"])
         same = old is not None and old.get("status") == cond["status"]
         cond["lastTransitionTime"] = old.get("lastTransitionTime", now) if same and old else now
-    return {
+    out = {
         "observedGeneration": state.generation,
         "version": state.version,
         "routers": {"synced": sync.synced, "stale": sync.stale},
         "conditions": conditions,
     }
+    if rollout is not None:
+        out["rollout"] = dict(rollout[0])
+        out["history"] = [dict(h) for h in rollout[1]]
+    return out
 
 
 def ours(status: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +43,16 @@ from skyroute.control.kube.api import PLURALS, KubeApi, NotInstalled
 from skyroute.control.kube.conditions import summary
 from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.handlers import build_registry, build_settings, quiet_kopf
+from skyroute.control.kube.history import HistoryStore
 from skyroute.control.kube.lease import LeaseElector
-from skyroute.control.kube.world import World, key_of, plain
+from skyroute.control.kube.world import Key, World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
 from skyroute.control.learning import Learner
 from skyroute.control.logs import configure, event
+from skyroute.control.model import KIND_POLICY, ROLLOUT_ACTION_ANNOTATION, RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
+from skyroute.control.rollout import RolloutController
+from skyroute.control.rollout_state import RolloutState
 from skyroute.control.routers import RouterRegistry
 from skyroute.control.store import SnapshotStore
 from skyroute.v1 import distribution_pb2_grpc
@@ -112,6 +117,14 @@ class Operator:
         # (store.prepare), drift alerts as ModelPool conditions and events (the writer).
         self.learner = Learner(self.store, on_drift=self.writer.drift)
         self.service.learner = self.learner
+        # Rollouts (canary, analysis, promotion, rollback, pin): the controller turns
+        # the accepted specs into the snapshot routers get; its state lives in the
+        # policies' status (written by the leader, mirrored by followers).
+        self.rollouts = RolloutController()
+        self.outcomes.add_listener(self.rollouts.windows.record)
+        self.writer.rollouts = self.rollouts
+        self.history = HistoryStore(api, opts.namespace)
+        self._actions: list[tuple[Key, str]] = []
         self.store.subscribe(self._served)
         self.elector = (
             LeaseElector(api, self.own_namespace, opts.lease, self.identity,
@@ -128,9 +141,30 @@ class Operator:
     # --- what kopf's handlers call (handlers.App) -----------------------------------
 
     def observed(self, body: Mapping[str, Any]) -> None:
-        self.writer.seen(key_of(body), plain(body.get("status")))
-        if self.world.observe(body):
+        key = key_of(body)
+        status = plain(body.get("status"))
+        self.writer.seen(key, status)
+        changed = self.world.observe(body)
+        if key.kind == KIND_POLICY:
+            changed = self._rollout_input(key, body, status) or changed
+        if changed:
             self._dirty.set()
+
+    def _rollout_input(self, key: Key, body: Mapping[str, Any], status: Any) -> bool:
+        """Queue a manual action; followers (and a starting leader) adopt status.rollout."""
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        action = annotations.get(ROLLOUT_ACTION_ANNOTATION)
+        if action and (key, action) not in self._actions:
+            self._actions.append((key, str(action)))
+        if self.writer.active:
+            return False
+        restored = RolloutState.from_status(status, time.time())
+        ref = (key.namespace, key.name)
+        current = self.rollouts.states.get(ref)
+        if restored is None or (current is not None and _same(current, restored)):
+            return False
+        self.rollouts.restore(ref, restored)
+        return True
 
     def deleted(self, body: Mapping[str, Any]) -> None:
         key = key_of(body)
@@ -161,20 +195,84 @@ class Operator:
             f"{key.ref}: {summary(found, key.ref)}" for key, found in sorted(rejected.items())
         )
         snapshot = self.world.snapshot
-        published = False
         if snapshot is not None and changed:
             self.fleet.record(snapshot)
-            published = self.store.publish(snapshot)
+        published = self._serve()
         self.store.last_error = problems  # publish() clears it; rejections still stand
         if not published or snapshot is None:
             self.writer.wake()
             return False
-        event(log, "compiled", version=snapshot.version, changed=published,
+        event(log, "compiled", version=self.store.version, changed=published,
               policies=",".join(f"{p.name}@{p.version}" for p in snapshot.policies) or "-",
               pools=",".join(p.name for p in snapshot.pools) or "-",
               rejected=len(rejected), retained=len(self.world.retained()))
         self.writer.wake()
         return published
+
+    def _serve(self) -> bool:
+        """Publish the accepted snapshot as the rollouts shape it; True if it changed."""
+        snapshot = self.world.snapshot
+        if snapshot is None:
+            return False
+        policies = {
+            (k.namespace, k.name): p.obj for k, p in self.world.accepted_objects().items()
+            if isinstance(p.obj, RoutingPolicy)
+        }
+        return self.store.publish(self.rollouts.apply(snapshot, policies))
+
+    async def _rollout_loop(self, tick_s: float = 0.5) -> None:
+        """Leader only: manual actions, due analyses, history writes; republish on change."""
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=tick_s)
+            if not self.writer.active:
+                continue
+            try:
+                changed = await self._take_actions()
+                changed = self.rollouts.tick() or changed
+                if changed:
+                    self._serve()
+                await self._save_history()
+                self.writer.wake()
+            except Exception:  # a bug or an API hiccup must not stop serving
+                log.exception("rollout tick failed")
+
+    async def _take_actions(self) -> bool:
+        acted = False
+        actions, self._actions = self._actions, []
+        for key, action in actions:
+            ref = (key.namespace, key.name)
+            done, message = self.rollouts.action(ref, action)
+            acted = acted or done
+            event(log, "rollout_action", object=key.ref, action=action, acted=done,
+                  result=message)
+            await self.api.remove_annotation(key.kind, key.namespace, key.name,
+                                             ROLLOUT_ACTION_ANNOTATION)
+        return acted
+
+    async def _admin_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
+        """``POST /rollouts/...`` on the admin port; only the leader acts."""
+        if not self.writer.active:
+            return False, f"{self.identity} is not the leader; ask the leader, or annotate " \
+                          f"the RoutingPolicy with {ROLLOUT_ACTION_ANNOTATION}={action}"
+        done, message = self.rollouts.action((namespace, name), action, "admin API")
+        event(log, "rollout_action", object=f"{KIND_POLICY} {namespace}/{name}", action=action,
+              acted=done, result=message)
+        if done:
+            self._serve()
+            self.writer.wake()
+        return done, message
+
+    async def _save_history(self) -> None:
+        pending, self.rollouts.unsaved = self.rollouts.unsaved, []
+        for i, (ref, spec, version) in enumerate(pending):
+            state = self.world.state(Key(KIND_POLICY, ref[0], ref[1]))
+            try:
+                await self.history.save(ref[0], ref[1], state.uid if state else "", spec,
+                                        version, time.time(), self.rollouts.specs[spec])
+            except Exception:
+                self.rollouts.unsaved.extend(pending[i:])  # try again on the next tick
+                raise
 
     async def _reconcile_loop(self) -> None:
         while not self.stop.is_set():
@@ -204,6 +302,12 @@ class Operator:
                     event(log, "waiting_for_crds", logging.WARNING, error=str(exc))
                 await asyncio.sleep(1.0)
                 waited += 1
+        try:
+            for rec in await self.history.load():
+                self.rollouts.remember((rec.namespace, rec.policy), rec.spec_hash, rec.version,
+                                       rec.spec_json)
+        except Exception as exc:  # no history: rollouts start from the specs as they are
+            event(log, "history_load_failed", logging.WARNING, error=repr(exc))
         for body in bodies:
             self.observed(body)
         self.reconcile()
@@ -273,12 +377,14 @@ class Operator:
         await self._start_grpc()
         if self.opts.admin:
             self._admin = AdminServer(self.opts.admin, self.store, self.service.status,
-                                      self.outcomes, learning=self.learner.as_dict)
+                                      self.outcomes, learning=self.learner.as_dict,
+                                      rollouts=self.rollouts, rollout_action=self._admin_action)
             await self._admin.start()
         tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.writer.run(self.stop), name="status-writer"),
             asyncio.create_task(self.learner.run(self.stop), name="learning"),
+            asyncio.create_task(self._rollout_loop(), name="rollouts"),
         ]
         if self.elector is not None:
             tasks.append(asyncio.create_task(self.elector.run(self.stop), name="lease"))
@@ -329,6 +435,12 @@ class Operator:
             self._server = None
 
 
+def _same(a: RolloutState, b: RolloutState) -> bool:
+    """Same serving shape (what a follower must mirror), analysis details aside."""
+    fields = ("phase", "weight", "stable_hash", "candidate_hash", "pinned_hash", "failed_hash")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)
+
+
 async def _first(task: asyncio.Task[None], other: Coroutine[Any, Any, Any]) -> None:
     """Until ``task`` ends or ``other`` returns (``other`` is cancelled if still waiting)."""
     waiter = asyncio.ensure_future(other)
@@ -344,7 +456,7 @@ async def _main(opts: OperatorOptions) -> None:
 
 
 def main(opts: OperatorOptions) -> None:
-    """Run the operator until SIGTERM/SIGINT; logs go to stderr as logfmt."""
+    """Run the operator until SIGTERM/SIGINT; logs go to stderr as JSON lines (see logs.py)."""
     configure()
     quiet_kopf()
     telemetry.configure("skyroute-operator")  # /metrics on --admin, OTLP if configured

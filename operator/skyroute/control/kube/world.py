@@ -26,6 +26,19 @@ accepted policies still reference stays serving ("retained") until they stop
 referring to it, because dropping it would leave those policies without
 candidates; the policies' status says so.
 
+A policy's ``spec.tests`` are checked the same way, as one more cross-object
+problem (``spec.tests[i]``, on the policy): a change is accepted only if every
+test of every policy in the resulting set still passes, decided by the
+router's own code against the compiled candidate set. A policy generation
+whose tests fail waits, like one naming a missing pool, and so does a pool
+change that would break an accepted policy's tests, until a change to the
+policy makes them agree (changes pending together are tried together first,
+so "new model in the pool, test updated in the policy" goes through in either
+order of arrival; only if a third pending change fails at the same moment does
+the pair wait for it to be fixed or withdrawn). Test results are cached by
+policy version and tests, so re-checking unchanged objects costs a compile of
+the candidate set only.
+
 Problems are compared by object and field path only, never by message,
 because messages list the known names and change with unrelated objects.
 Everything here is synchronous and in memory; the operator calls it from its
@@ -42,7 +55,8 @@ from typing import Any, NamedTuple
 from skyroute.control.compiler import compile_objects, digest
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.loader import SourceDocument
-from skyroute.control.model import KIND_POLICY, KIND_POOL
+from skyroute.control.model import KIND_POLICY, KIND_POOL, RoutingPolicy
+from skyroute.control.policytests import ResultCache, run_policy_tests
 from skyroute.control.validate import Objects, Parsed, check_references, parse_document
 from skyroute.v1 import snapshot_pb2
 
@@ -146,6 +160,19 @@ def problem_keys(parsed: Iterable[Parsed]) -> tuple[list[Problem], frozenset[tup
     return problems, frozenset((p.obj, p.path) for p in problems)
 
 
+def objects_of(parsed: Iterable[Parsed]) -> Objects:
+    items = list(parsed)
+    return Objects(
+        pools=tuple(p for p in items if p.obj.kind == KIND_POOL),
+        policies=tuple(p for p in items if p.obj.kind == KIND_POLICY),
+    )
+
+
+def is_test_problem(problem: Problem) -> bool:
+    """A failing ``spec.tests`` case (or tests that could not run) of some policy."""
+    return problem.path.startswith("spec.tests")
+
+
 def object_versions(snapshot: snapshot_pb2.Snapshot) -> dict[Key, str]:
     """Each object's version in ``snapshot``: a policy's own, a pool's content hash."""
     versions = {
@@ -171,6 +198,7 @@ class World:
         self._retained: dict[Key, tuple[Problem, ...]] = {}
         self.snapshot: snapshot_pb2.Snapshot | None = None
         self.versions: dict[Key, str] = {}
+        self._test_results = ResultCache()
 
     # --- input -------------------------------------------------------------
 
@@ -192,6 +220,11 @@ class World:
 
     def accepted_objects(self) -> dict[Key, Parsed]:
         return {k: a.parsed for k, a in self._accepted.items()}
+
+    def observed_objects(self, kind: str = "") -> dict[Key, Parsed]:
+        """The newest valid generation of every observed object (of ``kind``, if given)."""
+        return {k: o.parsed for k, o in self._observed.items()
+                if o.parsed is not None and kind in ("", k.kind)}
 
     # --- reconcile ---------------------------------------------------------
 
@@ -225,9 +258,33 @@ class World:
     def new_problems(
         self, candidate: Mapping[Key, Parsed], baseline: frozenset[tuple[str, str]]
     ) -> list[Problem]:
-        """Cross-object problems of ``candidate`` not already present in ``baseline``."""
+        """Cross-object problems of ``candidate`` not already present in ``baseline``.
+
+        These include failing policy tests, run against ``candidate`` compiled.
+        """
         problems, _ = problem_keys(candidate.values())
+        problems.extend(self.test_problems(candidate))
         return [p for p in problems if (p.obj, p.path) not in baseline]
+
+    def test_problems(self, candidate: Mapping[Key, Parsed]) -> list[Problem]:
+        """The failing tests of every policy in ``candidate`` (none if it cannot compile).
+
+        A set that does not compile (a rule naming a missing pool) already has the
+        reference problem that explains why; its tests run once the pool is there.
+        """
+        return self.run_tests(candidate) or []
+
+    def run_tests(self, candidate: Mapping[Key, Parsed]) -> list[Problem] | None:
+        """Failing tests of ``candidate``'s policies; None when the set does not compile."""
+        policies = [p for p in candidate.values()
+                    if isinstance(p.obj, RoutingPolicy) and p.obj.spec.tests]
+        if not policies:
+            return []
+        try:
+            snapshot = compile_objects(objects_of(candidate.values()), run_tests=False)
+        except (PolicyError, KeyError):
+            return None
+        return run_policy_tests(snapshot, policies, cache=self._test_results)
 
     def _commit(self, key: Key, parsed: Parsed | None) -> None:
         self._rejected.pop(key, None)
@@ -275,13 +332,10 @@ class World:
         return self._recompile() if committed else False
 
     def _recompile(self) -> bool:
-        parsed = list(self._accepted.values())
-        objects = Objects(
-            pools=tuple(a.parsed for a in parsed if a.parsed.obj.kind == KIND_POOL),
-            policies=tuple(a.parsed for a in parsed if a.parsed.obj.kind == KIND_POLICY),
-        )
+        objects = objects_of(a.parsed for a in self._accepted.values())
         try:
-            snapshot = compile_objects(objects)
+            # Tests already passed for this set: reconcile accepts nothing that fails them.
+            snapshot = compile_objects(objects, run_tests=False)
         except (PolicyError, KeyError) as exc:  # guarded by reconcile; never expected
             log.error("accepted set failed to compile, keeping the previous snapshot: %r", exc)
             return False

@@ -53,7 +53,8 @@ from skyroute.control.kube.conditions import (
 from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.world import Key, ObjectState, World
 from skyroute.control.logs import event
-from skyroute.control.model import API_VERSION, KIND_POOL
+from skyroute.control.model import API_VERSION, KIND_POLICY, KIND_POOL
+from skyroute.control.rollout import RolloutController
 
 log = logging.getLogger("skyroute.control.kube.writer")
 
@@ -123,6 +124,8 @@ class StatusWriter:
         self._written: dict[Key, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._drift: dict[tuple[str, str], tuple[bool, str]] = {}
+        # The rollout controller: status.rollout/history per policy, and its events.
+        self.rollouts: RolloutController | None = None
 
     def seen(self, key: Key, status: Mapping[str, Any] | None) -> None:
         """The object's status as the watch (or the initial list) delivered it."""
@@ -168,6 +171,8 @@ class StatusWriter:
     async def run(self, stop: asyncio.Event) -> None:
         await self._settle(stop)
         while not stop.is_set():
+            if not self.active and self.rollouts is not None:
+                self.rollouts.events.clear()  # the leader writes transitions, not followers
             if self.active:
                 try:
                     await self.write_all()
@@ -191,7 +196,9 @@ class StatusWriter:
             drift = (
                 drift_conditions(pools.get(key, ()), self._drift) if key.kind == KIND_POOL else []
             )
-            after = build_status(state, sync, before, now, drift)
+            rollout = (self.rollouts.status((key.namespace, key.name))
+                       if self.rollouts is not None and key.kind == KIND_POLICY else None)
+            after = build_status(state, sync, before, now, drift, rollout)
             if after == before:
                 continue
             result = await self.api.patch_status(key.kind, key.namespace, key.name, after)
@@ -207,7 +214,18 @@ class StatusWriter:
             self._written[key] = ours(result.get("status"))
             for kind, reason, message in events_for(state, before, after):
                 await self._event(state, kind, reason, message)
+        await self._rollout_events()
         return written
+
+    async def _rollout_events(self) -> None:
+        """Write the rollout controller's transitions as events on their policies."""
+        if self.rollouts is None:
+            return
+        pending, self.rollouts.events = self.rollouts.events, []
+        for ev in pending:
+            state = self.world.state(Key(KIND_POLICY, ev.ref[0], ev.ref[1]))
+            if state is not None:
+                await self._event(state, ev.type, ev.reason, ev.message)
 
     async def _event(self, state: ObjectState, kind: str, reason: str, message: str) -> None:
         key = state.key

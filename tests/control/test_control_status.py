@@ -24,13 +24,13 @@ pytestmark = pytest.mark.timeout(60)
 
 
 class ControlProcess:
-    """``skyroute.control.server.main`` in a subprocess on free ports; stderr collected."""
+    """``skyroute control`` in a subprocess on free ports, logging logfmt; stderr collected."""
 
     def __init__(self, source: Path) -> None:
-        code = ("from skyroute.control.server import main; "
-                f"main({str(source)!r}, '127.0.0.1:0', '127.0.0.1:0')")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE,
-                                     text=True, env={**os.environ, "SKYROUTE_LOG_FORMAT": "logfmt"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "skyroute.cli.main", "control", "--source", str(source),
+             "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"], stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "SKYROUTE_LOG_FORMAT": "logfmt"})
         self.lines: list[str] = []
         self._new = threading.Condition()
         threading.Thread(target=self._pump, daemon=True).start()

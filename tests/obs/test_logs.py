@@ -29,13 +29,15 @@ from harness import REPO, Proc, Stack, free_port, wait_until
 from obskit import OTLPReceiver, RecordingProxy, attrs
 from opentelemetry.sdk.trace import TracerProvider
 from policies import FAILING_PRIMARY, FILES, SCENARIO
+from skyroute.cli import logs
 from skyroute.control import logs as control_logs
 from skyroute.router import logs as router_logs
 
 pytestmark = pytest.mark.timeout(90)
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-BOTH = pytest.mark.parametrize("logs", [control_logs, router_logs], ids=["control", "router"])
+# Both planes' event() helpers, formatted by the CLI's formatters.
+BOTH = pytest.mark.parametrize("plane", [control_logs, router_logs], ids=["control", "router"])
 
 
 class _Capture(logging.Handler):
@@ -58,16 +60,16 @@ def _logger(formatter: logging.Formatter) -> tuple[logging.Logger, _Capture]:
 
 
 @BOTH
-def test_json_line_holds_typed_fields_exception_and_span_ids(logs: ModuleType) -> None:
+def test_json_line_holds_typed_fields_exception_and_span_ids(plane: ModuleType) -> None:
     log, capture = _logger(logs.JsonFormatter())
-    logs.event(log, "push", router="r1", version="sha256:ab", changed=True, ms=2.5,
+    plane.event(log, "push", router="r1", version="sha256:ab", changed=True, ms=2.5,
                objects=3, huge=2**70, event="not the event", tags=["a", "b"])
     try:
         raise ValueError("bad\nthing")
     except ValueError:
         log.exception("snapshot stream failed")
     with TracerProvider().get_tracer("test").start_as_current_span("request") as span:
-        logs.event(log, "cache_failed", logging.WARNING, backend="redis")
+        plane.event(log, "cache_failed", logging.WARNING, backend="redis")
         ctx = span.get_span_context()
 
     assert len(capture.lines) == 3 and all("\n" not in line for line in capture.lines)
@@ -85,21 +87,20 @@ def test_json_line_holds_typed_fields_exception_and_span_ids(logs: ModuleType) -
 
 
 @BOTH
-def test_logfmt_and_text_lines(logs: ModuleType) -> None:
+def test_logfmt_and_text_lines(plane: ModuleType) -> None:
     log, capture = _logger(logs.LogfmtFormatter())
-    logs.event(log, "rejected", error='pool "x" not found\nline 2', serving="v1")
+    plane.event(log, "rejected", error='pool "x" not found\nline 2', serving="v1")
     line = capture.lines[0]
     assert re.match(r"ts=\S+Z level=info logger=skyroute\.test\.\w+ event=rejected ", line)
     assert line.endswith(r' error="pool \"x\" not found\nline 2" serving=v1')
 
     log, capture = _logger(logs.TextFormatter())
-    logs.event(log, "listening", grpc="127.0.0.1:1")
+    plane.event(log, "listening", grpc="127.0.0.1:1")
     assert re.match(r"^\S+Z INFO skyroute\.test\.\w+ listening grpc=127\.0\.0\.1:1$",
                     capture.lines[0])
 
 
-@BOTH
-def test_format_comes_from_the_flag_then_the_environment(logs: ModuleType) -> None:
+def test_format_comes_from_the_flag_then_the_environment() -> None:
     assert logs.log_format(None, {}) == "json"
     assert logs.log_format(None, {"SKYROUTE_LOG_FORMAT": " LogFmt "}) == "logfmt"
     assert logs.log_format("text", {"SKYROUTE_LOG_FORMAT": "logfmt"}) == "text"

@@ -173,19 +173,20 @@ def _rollout_target(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "control":
-        from skyroute.control.logs import configure as configure_logs
+        from skyroute.cli.logs import configure as configure_logs
         from skyroute.control.server import main as control_main
 
-        configure_logs(args.log_format)  # before main, whose own configure() then keeps it
+        configure_logs(args.log_format)
         control_main(source=args.source, listen=args.listen, admin=args.admin or None)
         return 0
     if args.command == "router":
+        from skyroute.cli.logs import configure as configure_logs
         from skyroute.router.server import main as router_main
 
+        configure_logs(args.log_format)
         router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id,
                     max_inflight=args.max_inflight, redis_url=args.redis,
-                    cache_redis=args.cache_redis, cache_embedder=args.cache_embedder,
-                    log_format=args.log_format)
+                    cache_redis=args.cache_redis, cache_embedder=args.cache_embedder)
         return 0
     if args.command == "providers":
         from skyroute.simulator.server import main as providers_main
@@ -201,11 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return top_main(admin=args.admin, interval=args.interval, once=args.once)
     if args.command == "operator":
+        from skyroute.cli.logs import configure as configure_logs
         from skyroute.control.kube.operator import OperatorOptions
         from skyroute.control.kube.operator import main as operator_main
-        from skyroute.control.logs import configure as configure_logs
 
-        configure_logs(args.log_format)  # before main, whose own configure() then keeps it
+        configure_logs(args.log_format)
         operator_main(OperatorOptions(
             namespace=args.namespace, listen=args.listen, admin=args.admin or None,
             webhook=args.webhook or None, webhook_cert=args.webhook_cert,

@@ -1,156 +1,24 @@
-"""The router's log lines on stderr, one event per line: JSON by default.
+"""Structured events: the router's lifecycle, one event per log line.
 
 The router logs its lifecycle, never its requests: start and stop, snapshots
 applied or rejected, the control-plane and outcome streams going down, a
 cache or idempotency backend degrading. A per-request access line would cost
 hot-path time and is what metrics and spans are for; and no line ever holds
 prompt or completion text (see :mod:`.content`, whose opt-in concerns spans
-only).
-
-Each line is one JSON object (``--log-format`` / ``SKYROUTE_LOG_FORMAT``:
-``json``, the default, ``logfmt`` or ``text``) with ``ts`` (RFC 3339, UTC,
-milliseconds), ``level``, ``logger``, ``event``, the event's own fields,
-``trace_id``/``span_id`` while an OpenTelemetry span is current (a cache
-failure inside a request joins its trace) and ``exc`` for a traceback,
-escaped so that it stays on its line.
-
-The handler goes on the root logger, so warnings from aiohttp, grpc, asyncio
-and Python ``warnings`` share the format; libraries log from WARNING up,
-skyroute's own loggers from ``SKYROUTE_LOG_LEVEL`` (INFO by default).
-
-The control plane has the same module (``skyroute.control.logs``): the data
-plane must not import it, and a shared home outside the contract package
-would be one more package for a hundred lines.
+only). The line format is the CLI's (``skyroute.cli.logs``), configured
+before ``skyroute router`` starts; the data plane does not import the control
+plane, so it has this one helper of its own.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import time
-from typing import Any
 
-import orjson
-from opentelemetry import trace
-
-FORMATS = ("json", "logfmt", "text")
-FORMAT_ENV = "SKYROUTE_LOG_FORMAT"
-LEVEL_ENV = "SKYROUTE_LOG_LEVEL"
-_FIELDS = "skyroute_fields"
-_BASE = ("ts", "level", "logger", "event")
-
-
-def _quote(value: object) -> str:
-    text = value if isinstance(value, str) else str(value)
-    if text and not any(ch in text for ch in ' "=\\\n\t'):
-        return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
-
-
-def _fields(formatter: logging.Formatter, record: logging.LogRecord) -> dict[str, Any]:
-    """ts, level, logger, event, the event's fields, trace ids and ``exc``, in that order."""
-    out: dict[str, Any] = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        + f".{int(record.msecs):03d}Z",
-        "level": record.levelname.lower(),
-        "logger": record.name,
-        "event": record.getMessage(),
-    }
-    for key, value in getattr(record, _FIELDS, {}).items():
-        out.setdefault(key, value)  # an event field never hides one of the four above
-    ctx = trace.get_current_span().get_span_context()
-    if ctx.is_valid:
-        out["trace_id"] = format(ctx.trace_id, "032x")
-        out["span_id"] = format(ctx.span_id, "016x")
-    if record.exc_info:
-        out["exc"] = formatter.formatException(record.exc_info)
-    return out
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line (values JSON can't hold are written as ``str(value)``)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = _fields(self, record)
-        try:
-            return orjson.dumps(out, default=str).decode()
-        except TypeError:  # e.g. an int beyond 64 bits: that value as a string
-            return orjson.dumps({k: v if _dumps(v) else str(v) for k, v in out.items()},
-                                default=str).decode()
-
-
-def _dumps(value: object) -> bool:
-    try:
-        orjson.dumps(value, default=str)
-    except TypeError:
-        return False
-    return True
-
-
-class LogfmtFormatter(logging.Formatter):
-    """``ts=... level=... logger=... event=... key=value ...``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{k}={_quote(v)}" for k, v in _fields(self, record).items())
-
-
-class TextFormatter(logging.Formatter):
-    """``ts LEVEL logger message key=value ...``; a traceback on the lines below."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = _fields(self, record)
-        exc = out.pop("exc", None)
-        head = f"{out['ts']} {record.levelname} {record.name} {out['event']}"
-        rest = " ".join(f"{k}={_quote(v)}" for k, v in out.items() if k not in _BASE)
-        line = f"{head} {rest}" if rest else head
-        return f"{line}\n{exc}" if exc else line
-
-
-_FORMATTERS: dict[str, type[logging.Formatter]] = {
-    "json": JsonFormatter, "logfmt": LogfmtFormatter, "text": TextFormatter}
-
-
-def log_format(value: str | None = None, env: dict[str, str] | None = None) -> str:
-    """``value`` (the flag), else ``SKYROUTE_LOG_FORMAT``, else json; anything else is an error."""
-    raw = value if value else (env if env is not None else os.environ).get(FORMAT_ENV, "")
-    fmt = raw.strip().lower() or "json"
-    if fmt not in FORMATS:
-        where = "--log-format" if value else FORMAT_ENV
-        raise SystemExit(f"{where}={raw!r} is not one of {', '.join(FORMATS)}")
-    return fmt
-
-
-def _level(value: int | str | None) -> int:
-    raw = value if value is not None else os.environ.get(LEVEL_ENV, "") or "INFO"
-    if isinstance(raw, int):
-        return raw
-    level = logging.getLevelName(raw.strip().upper())
-    if not isinstance(level, int):
-        raise SystemExit(f"{LEVEL_ENV}={raw!r} is not a log level "
-                         "(DEBUG, INFO, WARNING, ERROR or CRITICAL)")
-    return level
+# The record attribute the CLI's formatters read the fields from (skyroute.cli.logs).
+FIELDS = "skyroute_fields"
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
     """Log the event ``name`` with ``fields`` as its structured fields."""
     if logger.isEnabledFor(level):
-        logger.log(level, name, extra={_FIELDS: fields})
-
-
-def configure(fmt: str | None = None, level: int | str | None = None) -> None:
-    """Send logs to stderr in ``fmt`` (see :func:`log_format`); the first call wins."""
-    root = logging.getLogger()
-    if any(getattr(h, "_skyroute", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_FORMATTERS[log_format(fmt)]())
-    handler._skyroute = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    own = logging.getLogger("skyroute")
-    own.setLevel(_level(level))
-    own.propagate = True
-    logging.captureWarnings(True)
+        logger.log(level, name, extra={FIELDS: fields})

@@ -152,8 +152,8 @@ def observe_process(state: RouterState, subscriber: SnapshotSubscriber,
 
 def main(control: str, grpc: str, http: str, node_id: str | None, max_inflight: int = 512,
          redis_url: str | None = None, cache_redis: str | None = None,
-         cache_embedder: str = "hashing", log_format: str | None = None) -> None:
-    logs.configure(log_format)  # JSON lines on stderr unless --log-format/SKYROUTE_LOG_FORMAT
+         cache_embedder: str = "hashing") -> None:
+    """Serve until SIGINT/SIGTERM (the CLI has configured logging, see skyroute.cli.logs)."""
     coro = serve(control, grpc, http, node_id, max_inflight, redis_url, cache_redis,
                  cache_embedder)
     try:

@@ -30,7 +30,7 @@ from skyroute.control import telemetry
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService
 from skyroute.control.learning import Learner
-from skyroute.control.logs import configure, event
+from skyroute.control.logs import event
 from skyroute.control.model import RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.rollout import PolicyRef, RolloutController
@@ -185,7 +185,6 @@ async def serve(source: str, listen: str, admin: str | None) -> None:
 
 def main(source: str, listen: str, admin: str | None) -> None:
     """Run the control plane until SIGINT/SIGTERM; logs go to stderr as JSON lines (see logs.py)."""
-    configure()
     telemetry.configure()
     try:
         asyncio.run(serve(source, listen, admin))

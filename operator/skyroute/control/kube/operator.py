@@ -48,7 +48,7 @@ from skyroute.control.kube.lease import LeaseElector
 from skyroute.control.kube.world import Key, World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
 from skyroute.control.learning import Learner
-from skyroute.control.logs import configure, event
+from skyroute.control.logs import event
 from skyroute.control.model import KIND_POLICY, ROLLOUT_ACTION_ANNOTATION, RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.rollout import RolloutController
@@ -457,7 +457,6 @@ async def _main(opts: OperatorOptions) -> None:
 
 def main(opts: OperatorOptions) -> None:
     """Run the operator until SIGTERM/SIGINT; logs go to stderr as JSON lines (see logs.py)."""
-    configure()
     quiet_kopf()
     telemetry.configure("skyroute-operator")  # /metrics on --admin, OTLP if configured
     try:

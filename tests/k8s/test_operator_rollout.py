@@ -203,6 +203,7 @@ def test_five_percent_sticky_split_survives_restart_and_aborts(stack: Stack) -> 
     assert all(track_of[u] == t for u, _, t in again), "a user changed versions"
 
     table = stack.cluster.kubectl("get", RP, "split", "-n", stack.ns).stdout
+    print(f"\n{table}\ncandidate users: {on_candidate} of {SPLIT_USERS}")  # pytest -s
     header, row = table.splitlines()[:2]
     for column in ("STABLE", "CANDIDATE", "WEIGHT", "PHASE"):
         assert column in header.split()

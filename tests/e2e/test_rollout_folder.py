@@ -123,3 +123,40 @@ def test_folder_rollout_abort_history_and_pin(stack: Stack) -> None:
     assert set(tracks(stack, 40)) == {("stable", "fast")}
     history = rollouts(stack)["history"]
     assert [h["result"] for h in history] == ["serving", "rolledBack"]
+
+
+class StateStack(Stack):
+    """The same stack, with the control plane keeping rollout state in a file."""
+
+    def control_args(self) -> list[str]:
+        return [*super().control_args(), "--state", str(self.source.parent / "state.json")]
+
+
+def test_state_file_keeps_a_rollout_across_a_restart(tmp_path: Path) -> None:
+    procs: list[Proc] = []
+    try:
+        stack = StateStack(procs, tmp_path, {"pools.yaml": POOLS, "policy.yaml": policy("fast")},
+                           SCENARIO)
+        wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Stable", what="stable")
+        stable = rollouts(stack)["rollout"]["stableVersion"]
+        stack.write("policy.yaml", policy("other"))
+        wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Progressing",
+                   what="candidate")
+        before = rollouts(stack)["rollout"]
+        served = stack.status()["version"]
+        stack.control.stop()
+        stack.control = stack.start("control-2", stack.control_args())
+        wait_until(lambda: http_get(stack.admin + "/healthz")[0] == 200, what="restarted")
+        after = rollouts(stack)["rollout"]
+        # Without the file the restart would have made the folder's version stable.
+        assert after["phase"] == "Progressing" and after["stableVersion"] == stable
+        assert after["candidateVersion"] == before["candidateVersion"]
+        assert stack.status()["version"] == served
+        seen = tracks(stack, 60)
+        assert ("stable", "fast") in seen and set(seen) <= {("stable", "fast"),
+                                                            ("candidate", "other")}
+        saved = json.loads((tmp_path / "state.json").read_text())
+        assert saved["policies"]["default/support"]["rollout"]["phase"] == "Progressing"
+    finally:
+        for p in reversed(procs):
+            p.stop()

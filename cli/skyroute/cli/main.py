@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--source", required=True, help="folder of RoutingPolicy/ModelPool YAML")
     c.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
     c.add_argument("--admin", default=DEFAULT_ADMIN, help="HTTP debug address ('' to disable)")
+    c.add_argument("--state", default=None,
+                   help="JSON file keeping rollout state and version history across restarts "
+                        "(default: in memory; a restart then serves the folder's versions)")
     _log_format_flag(c)
 
     r = sub.add_parser("router", help="run a data-plane router")
@@ -177,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.control.server import main as control_main
 
         configure_logs(args.log_format)
-        control_main(source=args.source, listen=args.listen, admin=args.admin or None)
+        control_main(source=args.source, listen=args.listen, admin=args.admin or None,
+                     state=args.state)
         return 0
     if args.command == "router":
         from skyroute.cli.logs import configure as configure_logs

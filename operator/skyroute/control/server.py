@@ -34,6 +34,7 @@ from skyroute.control.logs import event
 from skyroute.control.model import RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.rollout import PolicyRef, RolloutController
+from skyroute.control.rollout_file import StateFile, load
 from skyroute.control.routers import RouterRegistry
 from skyroute.control.source import SourceWatcher
 from skyroute.control.store import SnapshotStore
@@ -54,6 +55,7 @@ class ControlPlane:
         *,
         debounce_ms: int = 50,
         disconnected_ttl_s: float = 300.0,
+        state: str | None = None,
     ) -> None:
         self.source = source
         self.listen = listen
@@ -70,6 +72,7 @@ class ControlPlane:
         self.rollouts = RolloutController()
         self.outcomes.add_listener(self.rollouts.windows.record)
         self.watcher.shape = self._shape
+        self.state = StateFile(Path(state)) if state else None
         self._latest: tuple[snapshot_pb2.Snapshot, dict[PolicyRef, RoutingPolicy]] | None = None
         self.admin = (
             AdminServer(admin, self.store, self.service.status, self.outcomes,
@@ -87,7 +90,13 @@ class ControlPlane:
         policies = {(p.obj.metadata.namespace, p.obj.metadata.name): p.obj
                     for p in objects.policies if isinstance(p.obj, RoutingPolicy)}
         self._latest = (snapshot, policies)
-        return self.rollouts.apply(snapshot, policies)
+        served = self.rollouts.apply(snapshot, policies)
+        self._save()
+        return served
+
+    def _save(self) -> None:
+        if self.state is not None:
+            self.state.save(self.rollouts)
 
     def _republish(self) -> None:
         if self._latest is not None:
@@ -99,6 +108,7 @@ class ControlPlane:
               result=message)
         if done:
             self._republish()
+            self._save()
         return done, message
 
     async def _rollout_loop(self, tick_s: float = 0.5) -> None:
@@ -108,6 +118,7 @@ class ControlPlane:
             try:
                 if self.rollouts.tick():
                     self._republish()
+                self._save()
             except Exception:  # a bug must not stop the control plane serving
                 log.exception("rollout tick failed")
             self.rollouts.events.clear()  # logged as they happen; no API server to post to
@@ -121,6 +132,8 @@ class ControlPlane:
     async def start(self) -> None:
         if not Path(self.source).is_dir():
             raise SystemExit(f"skyroute control: source folder not found: {self.source}")
+        if self.state is not None:
+            load(self.rollouts, self.state.path)
         self.watcher.reload()
         server = grpc.aio.server()
         distribution_pb2_grpc.add_PolicyDistributionServicer_to_server(self.service, server)
@@ -170,8 +183,8 @@ class ControlPlane:
         await self._stop.wait()
 
 
-async def serve(source: str, listen: str, admin: str | None) -> None:
-    plane = ControlPlane(source, listen, admin)
+async def serve(source: str, listen: str, admin: str | None, state: str | None = None) -> None:
+    plane = ControlPlane(source, listen, admin, state=state)
     await plane.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -183,10 +196,10 @@ async def serve(source: str, listen: str, admin: str | None) -> None:
         await plane.stop()
 
 
-def main(source: str, listen: str, admin: str | None) -> None:
+def main(source: str, listen: str, admin: str | None, state: str | None = None) -> None:
     """Run the control plane until SIGINT/SIGTERM; logs go to stderr as JSON lines (see logs.py)."""
     telemetry.configure()
     try:
-        asyncio.run(serve(source, listen, admin))
+        asyncio.run(serve(source, listen, admin, state))
     finally:
         telemetry.shutdown()

@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "cache"))
 
 from cachekit import default_rule, pairs, probe, result, scope  # noqa: E402
+
 from skyroute.router.cache import InProcessBackend, ResponseCache  # noqa: E402
 from skyroute.router.cache.embed import Embedder, HashingEmbedder, load_embedder  # noqa: E402
 from skyroute.router.cache.keys import Probe  # noqa: E402

@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
+
 from skyroute.cli.demo_report import percentile
 from skyroute.cli.demo_stack import Stack, free_port
 from skyroute.cli.demo_traffic import TrafficRequest, generate_traffic

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cachekit import messages, probe, result, rule, scope
+
 from skyroute.router.cache import (
     ResponseCache,
     cache_directive,

@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 from cachekit import probe, result, rule, scope
+
 from skyroute.router.cache import InProcessBackend, ResponseCache
 from skyroute.router.cache.index import VectorIndex, hamming_radius
 from skyroute.router.cache.text import analyze, compatible, signature

@@ -20,9 +20,11 @@ import pytest
 from cachekit import probe, result, rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_server import RedisProcess, start_redis
+
 from skyroute.router.cache import ResponseCache, Scope
 from skyroute.router.cache.redis_backend import RedisBackend
+
+from redis_server import RedisProcess, start_redis
 
 QUESTIONS = [
     "How do I reset my password?", "How can I reset my password?", "how do i reset my password",

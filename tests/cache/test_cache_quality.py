@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 
 from cachekit import default_rule, pairs, probe, result, scope
+
 from skyroute.router.cache import ResponseCache, personal_data
 
 HIT_RATE_FLOOR = 0.60

@@ -9,9 +9,11 @@ import time
 
 import redis.asyncio as aioredis
 from cachekit import probe, result, rule, scope
-from redis_server import RedisProcess
+
 from skyroute.router.cache import EXACT, SEMANTIC, ResponseCache
 from skyroute.router.cache.redis_backend import RedisBackend
+
+from redis_server import RedisProcess
 
 
 def pod(url: str, **kw: object) -> ResponseCache:

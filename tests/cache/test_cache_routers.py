@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from harness import Proc, Stack, wait_until
 from redis_server import RedisProcess
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from cachekit import probe, result, rule, scope
+
 from skyroute.router.cache import EXACT, SEMANTIC, ResponseCache, request_params
 from skyroute.router.providers.types import ChatRequest
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from skyroute.control.compiler import compile_folder, resolve_quality, snapshot_version
 from skyroute.v1 import snapshot_pb2
 

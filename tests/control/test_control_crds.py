@@ -23,6 +23,7 @@ from typing import Any
 import celpy
 import pytest
 import yaml
+
 from skyroute.control import model
 from skyroute.control.errors import PolicyError
 from skyroute.control.loader import SourceDocument

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+
 from skyroute.control.server import ControlPlane
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 

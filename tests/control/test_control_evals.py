@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from rich.console import Console
+
 from skyroute.control.compiler import compile_folder
 from skyroute.control.errors import PolicyError
 from skyroute.control.evals import backfill, main

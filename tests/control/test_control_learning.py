@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
+
 from skyroute.control.compiler import compile_folder, policy_version, snapshot_version
 from skyroute.control.fleet import DecayedStats
 from skyroute.control.learning import Learner

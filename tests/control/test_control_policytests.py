@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from skyroute.control.compiler import compile_folder, compile_objects
 from skyroute.control.errors import PolicyError
 from skyroute.control.loader import load_folder

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+
 from skyroute.control.compiler import compile_objects
 from skyroute.control.loader import SourceDocument
 from skyroute.control.model import RoutingPolicy

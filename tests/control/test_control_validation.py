@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from skyroute.control.compiler import compile_folder
 from skyroute.control.errors import PolicyError, Problem
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
 from skyroute.cli.demo_replay import Arm, Outcome, Replayer, parse_attempts
 from skyroute.cli.demo_traffic import TrafficRequest
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from rich.console import Console
+
 from skyroute.cli.demo_replay import Outcome
 from skyroute.cli.demo_report import percentile, render, report_json, summarize
 

@@ -6,6 +6,7 @@ import json
 import random
 
 import pytest
+
 from skyroute.cli import demo_corpus as corpus
 from skyroute.cli.demo_traffic import (
     INTENT_MIX,

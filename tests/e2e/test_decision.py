@@ -11,8 +11,10 @@ from pathlib import Path
 
 import grpc
 import openai
-from harness import Proc, Stack
+
 from skyroute.v1 import router_pb2, router_pb2_grpc
+
+from harness import Proc, Stack
 
 FILES = {"decision.yaml": """\
 apiVersion: skyroute.io/v1alpha1

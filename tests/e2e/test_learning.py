@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from harness import Proc, Stack, http_get, wait_until
 
 LOSE_BOUND_S = 15.0  # the slowed model falls under 30% of the traffic within this

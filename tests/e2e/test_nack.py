@@ -14,8 +14,10 @@ from concurrent import futures
 
 import grpc
 import openai
-from harness import Proc, free_port, http_get, wait_until
+
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc, snapshot_pb2
+
+from harness import Proc, free_port, http_get, wait_until
 
 
 def snapshot(version: str, provider: str, sim: str) -> snapshot_pb2.Snapshot:

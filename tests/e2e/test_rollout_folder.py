@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from harness import Proc, Stack, http_get, wait_until
 from openai import OpenAI
+
+from harness import Proc, Stack, http_get, wait_until
 
 POOLS = """\
 apiVersion: skyroute.io/v1alpha1

@@ -12,9 +12,11 @@ from pathlib import Path
 import grpc
 import openai
 import pytest
+
+from skyroute.v1 import router_pb2, router_pb2_grpc
+
 from harness import Proc, Stack, wait_until
 from policies import FAILING_PRIMARY, FILES, POLICY, SCENARIO
-from skyroute.v1 import router_pb2, router_pb2_grpc
 
 
 @pytest.fixture

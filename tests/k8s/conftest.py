@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kcluster import Cluster, cluster_env, cluster_script
 
 

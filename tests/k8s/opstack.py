@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from skyroute.control.kube.certs import make_certificates
+
 from harness import Proc, free_port, http_get, wait_until
 from kcluster import REPO, Cluster
-from skyroute.control.kube.certs import make_certificates
 
 CRDS = REPO / "crds"
 ACME = REPO / "examples" / "acmeshop"

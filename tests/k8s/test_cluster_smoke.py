@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kcluster import REPO, Cluster
 
 CRDS = REPO / "crds"

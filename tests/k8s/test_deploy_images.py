@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kcluster import REPO
 
 HADOLINT = Path(sys.executable).parent / "hadolint"

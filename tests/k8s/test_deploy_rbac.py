@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from harness import Proc, free_port
 from kcluster import REPO, Cluster
 from opstack import acmeshop_yaml, ensure_crds, up

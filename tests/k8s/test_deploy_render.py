@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kcluster import REPO, Cluster
 
 DEPLOY = REPO / "deploy"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from kcluster import REPO, Cluster
 from opstack import ensure_crds
 

@@ -26,13 +26,15 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from harness import http_get, wait_until
-from kcluster import Cluster
-from opstack import Stack
+
 from skyroute.control.kube.conditions import build_status, condition, drift_conditions
 from skyroute.control.kube.fleet import SyncCount
 from skyroute.control.kube.world import Key, World
 from skyroute.control.kube.writer import events_for
+
+from harness import http_get, wait_until
+from kcluster import Cluster
+from opstack import Stack
 
 MP, RP = "modelpools", "routingpolicies"
 BASELINE_BOUND_S = 10.0  # steady traffic to a drift baseline for drift-a

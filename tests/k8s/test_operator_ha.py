@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+
 from harness import Proc, free_port, http_get, wait_until
 from kcluster import Cluster
 from opstack import Stack, up

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+
 from harness import http_get, wait_until
 from kcluster import Cluster
 from opstack import Stack, chat

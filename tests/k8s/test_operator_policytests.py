@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kcluster import Cluster
 from opstack import Stack
 

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+
 from harness import wait_until
 from kcluster import Cluster
 from opstack import Stack

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from skyroute.control.compiler import compile_folder
 from skyroute.control.kube.admission import review
 from skyroute.control.kube.conditions import build_status, condition

@@ -8,10 +8,11 @@ import threading
 
 import aiohttp
 from aiohttp import web
-from harness import http_get
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
+
+from harness import http_get
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:

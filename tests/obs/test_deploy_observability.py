@@ -23,6 +23,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
 from skyroute.control.telemetry import ControlMetrics, RolloutMetrics
 from skyroute.router.server import observe_process
 from skyroute.router.telemetry import RouterMetrics, views

@@ -25,13 +25,15 @@ from types import ModuleType
 
 import openai
 import pytest
-from harness import REPO, Proc, Stack, free_port, wait_until
-from obskit import OTLPReceiver, RecordingProxy, attrs
 from opentelemetry.sdk.trace import TracerProvider
-from policies import FAILING_PRIMARY, FILES, SCENARIO
+
 from skyroute.cli import logs
 from skyroute.control import logs as control_logs
 from skyroute.router import logs as router_logs
+
+from harness import REPO, Proc, Stack, free_port, wait_until
+from obskit import OTLPReceiver, RecordingProxy, attrs
+from policies import FAILING_PRIMARY, FILES, SCENARIO
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -14,11 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from skyroute.cli.demo_replay import Arm, Replayer
+from skyroute.cli.demo_traffic import TrafficRequest
+
 from harness import Proc, Stack, wait_until
 from obskit import scrape, total
 from policies import FILES, SCENARIO
-from skyroute.cli.demo_replay import Arm, Replayer
-from skyroute.cli.demo_traffic import TrafficRequest
 
 FLAKY_PRIMARY = SCENARIO + """\
 models:

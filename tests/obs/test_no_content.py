@@ -18,11 +18,13 @@ from pathlib import Path
 import grpc
 import openai
 import pytest
+
+from skyroute.router.content import mode, redact, render_messages
+from skyroute.v1 import router_pb2, router_pb2_grpc
+
 from harness import Proc, Stack, http_get, wait_until
 from obskit import OTLPReceiver, RecordingProxy, attrs
 from policies import FILES, SCENARIO
-from skyroute.router.content import mode, redact, render_messages
-from skyroute.v1 import router_pb2, router_pb2_grpc
 
 
 def _stack(procs: list[Proc], tmp_path: Path, receiver: OTLPReceiver, proxy: RecordingProxy,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import openai
+
 from harness import REPO, Proc, Stack, free_port, wait_until
 from policies import FILES, SCENARIO
 

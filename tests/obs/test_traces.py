@@ -14,11 +14,13 @@ from pathlib import Path
 import grpc
 import openai
 import pytest
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from skyroute.v1 import router_pb2, router_pb2_grpc
+
 from harness import Proc, Stack, wait_until
 from obskit import OTLPReceiver, RecordingProxy, attrs
-from opentelemetry.proto.trace.v1 import trace_pb2
 from policies import FAILING_PRIMARY, FILES
-from skyroute.v1 import router_pb2, router_pb2_grpc
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 import pytest
+
 from skyroute.router import providers
 from skyroute.router.providers.types import (
     AUTH,

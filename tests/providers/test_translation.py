@@ -8,6 +8,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from skyroute.router.providers import ADAPTERS, prepared
 from skyroute.router.providers.common import fit_id
 from skyroute.router.providers.errors import classify_status, parse_retry_after

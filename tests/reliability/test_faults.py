@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+
 from faults import INVOICE_TOOL, SCENARIO, files
 from harness import Proc, Stack, wait_until
 from redis_server import start_redis
@@ -205,6 +206,7 @@ def test_idempotency_key_one_tool_call_per_key(control_down: Stack) -> None:
 def test_idempotency_key_over_grpc(control_down: Stack) -> None:
     import grpc
     import orjson
+
     from skyroute.v1 import router_pb2, router_pb2_grpc
 
     stack = control_down

@@ -9,6 +9,7 @@ rollout controller; here a hand-built snapshot carries a stable policy with a
 from __future__ import annotations
 
 import pytest
+
 from skyroute.router.canary import choose
 from skyroute.router.table import SnapshotError, build_table
 from skyroute.v1 import snapshot_pb2

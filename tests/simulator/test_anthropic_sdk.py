@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import pytest
+
 from skyroute.simulator.harness import SimulatorThread
 
 TOOLS = [{

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+
 from skyroute.simulator.harness import SimulatorThread
 
 

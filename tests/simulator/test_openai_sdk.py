@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
+
 from skyroute.simulator.harness import SimulatorThread
 
 TOOLS = [{

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from skyroute.simulator.engine import Engine
 from skyroute.simulator.scenario import ScenarioError, load_scenario, load_scenario_file
 

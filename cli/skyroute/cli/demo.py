@@ -44,6 +44,7 @@ import aiohttp
 import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from skyroute.cli.demo_replay import Arm, Outcome, Replayer
 from skyroute.cli.demo_report import render, report_json, summarize
 from skyroute.cli.demo_stack import DemoError, Stack

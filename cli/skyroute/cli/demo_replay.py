@@ -36,6 +36,7 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+
 from skyroute.cli.demo_traffic import TrafficRequest
 
 #: HTTP statuses after which a naive client sends the request again.

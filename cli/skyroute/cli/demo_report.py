@@ -32,6 +32,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
+
 from skyroute.cli.demo_replay import Outcome
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+
 from skyroute.control.compiler import compile_objects
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.loader import SourceDocument, load_folder, load_text
@@ -204,6 +205,7 @@ def explain_main(router: str, prompt: str, policy: str = "", *, user: str = "",
     """``skyroute policy explain``: a live router's decision for one prompt (gRPC Explain)."""
     import grpc
     from google.protobuf.json_format import MessageToDict
+
     from skyroute.v1 import router_pb2, router_pb2_grpc
 
     out, err = consoles()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
 from skyroute.cli.policy import EXIT_OK, compile_sources, consoles, emit_json, invalid
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.policytests import Decided, decide_request, keyless_snapshot

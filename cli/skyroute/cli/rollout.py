@@ -24,6 +24,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
 from skyroute.control.model import GROUP, ROLLOUT_ACTION_ANNOTATION, VERSION
 
 PLURAL = "routingpolicies"

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import ahocorasick
+
 from skyroute.router.table import UNKNOWN_INTENT, Candidate, PolicyTable, Rule
 from skyroute.v1 import router_pb2, snapshot_pb2
 

@@ -41,6 +41,7 @@ from typing import Any, cast
 import aiohttp
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
+
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision, Signals

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import orjson
+
 from skyroute.router.canary import choose
 from skyroute.router.decide import Decision, Signals, decide, explain, signals_from_messages
 from skyroute.router.engine import (

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from skyroute.router.providers.types import CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.v1 import distribution_pb2

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
 from skyroute.router.cache import cache_directive
 from skyroute.router.canary import choose
 from skyroute.router.decide import decide, signals_from_messages

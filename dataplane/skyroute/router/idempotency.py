@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
 from skyroute.router.logs import event
 
 log = logging.getLogger("skyroute.router.idempotency")

@@ -26,6 +26,7 @@ import uuid
 import aiohttp
 import grpc
 from aiohttp import web
+
 from skyroute.router import logs
 from skyroute.router.cache import from_settings
 from skyroute.router.engine import Engine

@@ -25,6 +25,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
 from skyroute.router import content
 from skyroute.router.telemetry import tracing_enabled
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
+
 from skyroute.router.providers.types import CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH
 from skyroute.v1 import distribution_pb2
 

@@ -24,6 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+
 from skyroute.router.logs import event
 from skyroute.router.table import RoutingTable, SnapshotError, build_table
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc

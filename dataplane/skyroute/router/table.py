@@ -30,6 +30,7 @@ from typing import Any
 import ahocorasick
 import numpy as np
 import re2
+
 from skyroute.router import canary
 from skyroute.router.canary import CanarySplit
 from skyroute.router.providers.types import Target

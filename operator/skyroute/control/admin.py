@@ -30,6 +30,7 @@ import orjson
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
+
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.rollout import RolloutController
 from skyroute.control.store import SnapshotStore

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+
 from skyroute.control.learning import Learner
 from skyroute.control.logs import event
 from skyroute.control.outcomes import OutcomeAggregator

@@ -55,6 +55,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
 from skyroute.control.compiler import compile_folder, resolve_quality
 from skyroute.control.errors import PolicyError
 from skyroute.control.evalsample import EvalsError, Tally, read_sample

@@ -24,6 +24,7 @@ from typing import Any
 
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb import ddsketch_pb2
+
 from skyroute.v1 import distribution_pb2
 
 RELATIVE_ACCURACY = 0.01  # the routers' DDSketch(0.01)

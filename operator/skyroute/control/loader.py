@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import yaml
+
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.model import GROUP
 

@@ -26,6 +26,7 @@ import signal
 from pathlib import Path
 
 import grpc
+
 from skyroute.control import telemetry
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import watchfiles
+
 from skyroute.control.compiler import compile_objects
 from skyroute.control.errors import PolicyError
 from skyroute.control.loader import load_folder

@@ -21,6 +21,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
 from skyroute.control.admin import status_to_dict
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+
 from skyroute.control import globs
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.loader import PathKey, SourceDocument

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
 from skyroute.simulator.answers import Answer, new_id
 from skyroute.simulator.wire import (
     ErrorContext,

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 import orjson
+
 from skyroute.simulator.scenario import Scenario, load_scenario, parse_scenario
 from skyroute.simulator.server import start
 

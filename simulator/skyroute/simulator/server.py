@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
 from skyroute.simulator.answers import prompt_hash, text_answer, tool_answer
 from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan

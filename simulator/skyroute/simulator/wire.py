@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+
 from skyroute.simulator.answers import Answer
 
 

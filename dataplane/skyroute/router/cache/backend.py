@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
 from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
 from skyroute.router.providers.types import ChatResult

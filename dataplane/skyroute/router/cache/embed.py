@@ -35,6 +35,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
 from skyroute.router.cache.text import LIGHT, STOP, analyze
 
 Vector = npt.NDArray[np.float32]

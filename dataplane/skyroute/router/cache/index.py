@@ -32,6 +32,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
 from skyroute.router.cache.embed import Vector
 from skyroute.router.cache.text import Signature, compatible
 

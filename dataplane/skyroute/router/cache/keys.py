@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from skyroute.router.cache.embed import Embedder, HashingEmbedder, Vector
 from skyroute.router.cache.guard import message_text
 from skyroute.router.cache.text import Signature, analyze, exact_text, signature

@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 import numpy as np
+
 from skyroute.router.cache.embed import Vector
 
 

@@ -45,6 +45,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
 from skyroute.router.cache.backend import EXACT, SEMANTIC, Answer, CacheHit
 from skyroute.router.cache.index import VectorIndex
 from skyroute.router.cache.keys import Probe

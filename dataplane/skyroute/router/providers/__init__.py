@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
+
 from skyroute.router.providers import transport
 from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
 from skyroute.router.providers.common import Adapter, Prepared

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from skyroute.router.providers.common import (
     Prepared,
     TranslationCache,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
 from skyroute.router.providers.types import (
     CLIENT_ERROR,
     ChatRequest,

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+
 from skyroute.router.providers.types import (
     AUTH,
     BAD_RESPONSE,

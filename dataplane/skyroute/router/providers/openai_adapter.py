@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
 from skyroute.router.providers.common import Prepared, fit_id, join_url, openai_call
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
 from skyroute.router.providers.types import (

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from opentelemetry import propagate, trace
+
 from skyroute.router.providers.common import Adapter, Prepared
 from skyroute.router.providers.errors import classify_exception, classify_status
 from skyroute.router.providers.sse import SSEDecoder

@@ -23,6 +23,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from skyroute.control.model import GROUP, VERSION
 
 PLURALS = {"RoutingPolicy": "routingpolicies", "ModelPool": "modelpools"}

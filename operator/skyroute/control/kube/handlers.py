@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import kopf
+
 from skyroute.control.kube.admission import Verdict
 from skyroute.control.kube.api import PLURALS
 from skyroute.control.model import GROUP, VERSION

@@ -34,6 +34,7 @@ from typing import Any
 
 import grpc
 import kopf
+
 from skyroute.control import telemetry
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService

@@ -226,6 +226,28 @@ def test_idempotency_key_over_grpc(control_down: Stack) -> None:
     assert ("x-skyroute-idempotent-replay", "true") in tuple(call.trailing_metadata())
     assert [a.model for a in first.attempts] == ["a-tool"]
     assert _sim(stack, "a-tool", "tool_calls") - before == 1
+    # StreamComplete with a key: one upstream answer, the retry replays it as a stream.
+    # (Policy "down": its healthy backup streams fast; "tool"'s model is slower than
+    # the first-token timeout, which only streams have.)
+    streamed = router_pb2.CompletionRequest()
+    streamed.CopyFrom(req)
+    streamed.policy, streamed.idempotency_key = "down", "grpc-stream-key-1"
+    calls = _sim(stack, "b-down", "tool_calls")
+    with grpc.insecure_channel(stack.routers[0][1]) as ch:
+        stub = router_pb2_grpc.RouterStub(ch)
+        live = list(stub.StreamComplete(streamed, timeout=10))
+        replay_call = stub.StreamComplete(streamed, timeout=10)
+        replay = list(replay_call)
+        replay_meta = tuple(replay_call.trailing_metadata())
+    kinds = [c.WhichOneof("chunk") for c in live]
+    assert kinds[0] == "decision" and kinds[-1] == "done" and "tool_call" in kinds, kinds
+    assert [c.WhichOneof("chunk") for c in replay][0] == "decision"
+    assert [c.WhichOneof("chunk") for c in replay][-1] == "done"
+    live_call = next(c.tool_call for c in live if c.WhichOneof("chunk") == "tool_call")
+    again_call = next(c.tool_call for c in replay if c.WhichOneof("chunk") == "tool_call")
+    assert again_call.id == live_call.id and again_call.name == "create_invoice"
+    assert ("x-skyroute-idempotent-replay", "true") in replay_meta
+    assert _sim(stack, "b-down", "tool_calls") - calls == 1
 
 
 def test_non_idempotent_tool_is_not_retried_after_a_timeout(control_down: Stack) -> None:

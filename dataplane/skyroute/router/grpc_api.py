@@ -4,7 +4,10 @@ Same decision and engine as the HTTP door; only the envelope differs.
 Failures before any content map to gRPC status codes with the attempt trail
 in trailing metadata (``x-skyroute-attempts``); a stream that fails after
 its first content ends with a ``StreamError`` chunk and an error status,
-never with a clean end.
+never with a clean end. ``idempotency_key`` works on both calls, as the
+``Idempotency-Key`` header does over HTTP: one upstream answer per key, and a
+retried ``StreamComplete`` replays the stored answer as a stream (decision,
+text, tool calls, done) with ``x-skyroute-idempotent-replay`` in its trailers.
 """
 
 from __future__ import annotations
@@ -228,19 +231,58 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> AsyncIterator[router_pb2.CompletionChunk]:
         decision, signals, chat = await self._prepare(request, context)
         ctx = self._ctx(request, stream=True, context=context)
+        store = self.state.idempotency
+        scope = ""
+        if request.idempotency_key:
+            # As on the unary call and on HTTP streams: one upstream answer per key; a
+            # retried stream replays the stored answer as a stream of the same shape.
+            scope = idempotency_scope(decision.policy.name, signals.tenant,
+                                      request.idempotency_key)
+            try:
+                claim = await store.claim(scope, decision.policy.request_timeout_s)
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.ABORTED,
+                                    f"idempotency_key {request.idempotency_key!r} still in flight")
+                raise AssertionError from None
+            if claim.stored is not None:
+                context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
+                for chunk in self._replay_chunks(claim.stored, decision, signals, ctx):
+                    yield chunk
+                return
+        finished: Served | None = None
+        try:
+            async for chunk, served in self._live_chunks(decision, signals, chat, ctx, context):
+                finished = served or finished
+                yield chunk
+        except BaseException:
+            if scope:
+                await store.release(scope)
+            raise
+        if scope:
+            if finished is not None and finished.error is None and finished.result is not None:
+                await store.complete(scope, record(finished, {}),
+                                     decision.policy.reliability.idempotency_ttl_s)
+            else:
+                await store.release(scope)
+
+    async def _live_chunks(
+        self, decision: Decision, signals: Signals, chat: ChatRequest, ctx: RequestContext,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[tuple[router_pb2.CompletionChunk, Served | None]]:
+        """The engine's stream as chunks; the Served of a clean finish comes with the last."""
         started = False
         async for item in self.state.engine.stream(decision, signals, chat, ctx):
             if isinstance(item, StreamStarted):
                 started = True
-                yield router_pb2.CompletionChunk(decision=explain(decision, signals))
+                yield router_pb2.CompletionChunk(decision=explain(decision, signals)), None
             elif isinstance(item, TextDelta):
-                yield router_pb2.CompletionChunk(delta=item.text)
+                yield router_pb2.CompletionChunk(delta=item.text), None
             elif isinstance(item, ToolCallEvent):
-                yield router_pb2.CompletionChunk(tool_call=_tool_call(item.call))
+                yield router_pb2.CompletionChunk(tool_call=_tool_call(item.call)), None
             elif isinstance(item, StreamDone):
                 # Text was already streamed: the final message carries the rest.
                 done = self._response(item.served, signals, ctx, content="")
-                yield router_pb2.CompletionChunk(done=done)
+                yield router_pb2.CompletionChunk(done=done), item.served
             elif isinstance(item, StreamFailed):
                 if not started:
                     await self._fail(item.served, context)
@@ -248,9 +290,21 @@ class RouterService(router_pb2_grpc.RouterServicer):
                 yield router_pb2.CompletionChunk(error=router_pb2.StreamError(
                     error_class=err.error_class if err else "stream_cut",
                     message=err.message if err else "",
-                    attempts=_attempts(item.served.attempts)))
+                    attempts=_attempts(item.served.attempts))), None
                 await context.abort(grpc.StatusCode.UNAVAILABLE,
                                     "stream failed after it started")
+
+    def _replay_chunks(self, rec: dict[str, Any], decision: Decision, signals: Signals,
+                       ctx: RequestContext) -> list[router_pb2.CompletionChunk]:
+        """A stored answer as the stream a live one would have been."""
+        done = self._replayed(rec, decision, signals, ctx)
+        chunks = [router_pb2.CompletionChunk(decision=done.decision)]
+        if done.message.content:
+            chunks.append(router_pb2.CompletionChunk(delta=done.message.content))
+        chunks.extend(router_pb2.CompletionChunk(tool_call=c) for c in done.message.tool_calls)
+        done.message.content = ""  # already streamed, as in a live stream's last chunk
+        chunks.append(router_pb2.CompletionChunk(done=done))
+        return chunks
 
     async def Explain(
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]

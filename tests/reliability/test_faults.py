@@ -241,8 +241,8 @@ def test_idempotency_key_over_grpc(control_down: Stack) -> None:
         replay_meta = tuple(replay_call.trailing_metadata())
     kinds = [c.WhichOneof("chunk") for c in live]
     assert kinds[0] == "decision" and kinds[-1] == "done" and "tool_call" in kinds, kinds
-    assert [c.WhichOneof("chunk") for c in replay][0] == "decision"
-    assert [c.WhichOneof("chunk") for c in replay][-1] == "done"
+    replayed = [c.WhichOneof("chunk") for c in replay]
+    assert replayed[0] == "decision" and replayed[-1] == "done", replayed
     live_call = next(c.tool_call for c in live if c.WhichOneof("chunk") == "tool_call")
     again_call = next(c.tool_call for c in replay if c.WhichOneof("chunk") == "tool_call")
     assert again_call.id == live_call.id and again_call.name == "create_invoice"

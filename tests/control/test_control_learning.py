@@ -32,6 +32,9 @@ kind: RoutingPolicy
 metadata: {name: p}
 spec:
   defaultPool: pool
+  intents:
+    - {name: invoice, keywords: ["invoice"], toolUse: 0.2}
+    - {name: faq, keywords: ["password"], toolUse: 0.3}
   adaptation: {enabled: ENABLED, halfLifeS: 10, minSamples: 20, intervalS: 5,
                driftLatencyRatio: 2.0, driftCostRatio: 3.0}
 """
@@ -158,3 +161,39 @@ def test_drift_is_raised_and_cleared(tmp_path: Path) -> None:
     assert [(m, k, r) for m, k, r, _ in drifts][-1] == ("a", "latency", False)
     assert learner.as_dict()["alerts"] == []
     assert "recovered" in drifts[-1][3]
+
+
+def _tool_outcomes(intent: str, offered: int, called: int, *, policy: str = "p",
+                   cache_hit: bool = False) -> list[dpb.Outcome]:
+    return [dpb.Outcome(policy=policy, intent=intent, has_tools=True, cache_hit=cache_hit,
+                        tool_called=i < called) for i in range(offered)]
+
+
+def test_observed_tool_use_replaces_the_declared_guess(tmp_path: Path) -> None:
+    store, learner, clock, _ = _setup(tmp_path)
+    declared = {i.name: i.tool_use_probability for i in store.snapshot.policies[0].intents}  # type: ignore[union-attr]
+    assert declared == {"invoice": 0.2, "faq": 0.3}
+    # 30 invoice requests offered tools and 27 answers called one; faq has too few samples;
+    # requests without tools, cache hits and other policies say nothing.
+    learner.tool_use.record("r1", _tool_outcomes("invoice", 30, 27))
+    learner.tool_use.record("r1", _tool_outcomes("faq", 5, 0))
+    learner.tool_use.record("r1", _tool_outcomes("invoice", 50, 0, cache_hit=True))
+    learner.tool_use.record("r1", _tool_outcomes("invoice", 50, 0, policy="other"))
+    learner.tool_use.record("r1", [dpb.Outcome(policy="p", intent="invoice")] * 50)
+    assert learner.tick()
+    served = {i.name: i.tool_use_probability for i in store.snapshot.policies[0].intents}  # type: ignore[union-attr]
+    assert served == {"invoice": 0.9, "faq": 0.3}
+    learned = learner.as_dict()["tool_use"]
+    assert learned["p/invoice"] == 0.9 and "p/faq" not in learned  # type: ignore[index,operator]
+    # A move below 0.1 is not worth a push; a larger one is, after the interval.
+    clock.t += 6
+    learner.tool_use.record("r1", _tool_outcomes("invoice", 4, 4))
+    assert not learner.tick()
+
+
+def test_tool_use_is_not_learned_without_adaptation(tmp_path: Path) -> None:
+    store, learner, _, _ = _setup(tmp_path, enabled=False)
+    learner.tool_use.record("r1", _tool_outcomes("invoice", 40, 40))
+    learner.tick()
+    served = {i.name: i.tool_use_probability for i in store.snapshot.policies[0].intents}  # type: ignore[union-attr]
+    assert served == {"invoice": 0.2, "faq": 0.3}

@@ -551,4 +551,5 @@ class Engine:
             user_tier=s.user_tier,
             tenant=s.tenant,
             cache_similarity=served.cache_similarity,
+            tool_called=bool(r.tool_calls) if r else False,
         ))

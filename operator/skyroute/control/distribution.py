@@ -171,8 +171,10 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                 received += n
                 self.metrics.received(n)
                 self.registry.touch(batch.node.id, batch.endpoints)
-                if batch.stats and self.learner is not None:
-                    self.learner.record(batch.stats)
+                if self.learner is not None:
+                    if batch.stats:
+                        self.learner.record(batch.stats)
+                    self.learner.tool_use.record(batch.node.id, batch.outcomes)
         except asyncio.CancelledError:
             # The server is stopping with the stream open: what arrived is counted, and
             # grpc would otherwise print the cancellation as a traceback on stderr,

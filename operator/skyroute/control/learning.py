@@ -55,11 +55,13 @@ from skyroute.control.compiler import referenced_pools, snapshot_version
 from skyroute.control.fleet import DecayedStats, Figures
 from skyroute.control.logs import event
 from skyroute.control.store import SnapshotStore
+from skyroute.control.tooluse import ToolUseObserver
 from skyroute.v1 import distribution_pb2, snapshot_pb2
 
 log = logging.getLogger("skyroute.control.learning")
 
 _REL_CHANGE = 0.10
+_TOOL_CHANGE = 0.1  # observed tool-use rate moves before it is pushed
 _FAIL_CHANGE = 0.02
 _CLEAR_SHARE = 0.9
 DriftHook = Callable[[str, str, bool, str], None]
@@ -133,6 +135,10 @@ class Learner:
         self.pushes = 0
         self.last_push = -math.inf
         self._base: snapshot_pb2.Snapshot | None = None
+        # Observed tool use per (policy, intent), fed with outcomes by the distribution
+        # service; published like the priors, into Intent.tool_use_probability.
+        self.tool_use = ToolUseObserver(lambda: self.settings.half_life_s, clock)
+        self.tool_priors: dict[tuple[str, str], float] = {}
         store.prepare = self.apply
 
     @property
@@ -192,9 +198,12 @@ class Learner:
         if now - self.last_push < cfg.interval_s:
             return False
         new = self._learned(figures)
-        if not self._material(new):
+        tools = {**self.tool_priors, **self.tool_use.learned(cfg.min_samples)}
+        moved = any(abs(v - self.tool_priors.get(k, -1.0)) > _TOOL_CHANGE
+                    for k, v in tools.items())
+        if not self._material(new) and not moved:
             return False
-        self.priors = new
+        self.priors, self.tool_priors = new, tools
         self.last_push = now
         pushed = self.store.publish(self._base)
         if pushed:
@@ -208,7 +217,7 @@ class Learner:
         """The store's prepare hook: remember the compiled base, return it with priors."""
         self._base = snapshot
         adaptive = [p for p in snapshot.policies if p.adaptation.enabled]
-        if not adaptive or not self.priors:
+        if not adaptive or not (self.priors or self.tool_priors):
             return snapshot
         pools = set().union(*(referenced_pools(p) for p in adaptive))
         out = snapshot_pb2.Snapshot()
@@ -224,6 +233,14 @@ class Learner:
                     c.observed_failure_rate = round(fail, 5)
                 if tokens:
                     c.observed_completion_tokens = round(tokens, 2)
+        for policy in out.policies:
+            if not policy.adaptation.enabled:
+                continue
+            name = policy.candidate_of or policy.name  # a canary reports as its policy
+            for intent in policy.intents:
+                learned = self.tool_priors.get((name, intent.name))
+                if learned is not None:
+                    intent.tool_use_probability = learned
         out.version = snapshot_version(out)
         return out
 
@@ -330,6 +347,7 @@ class Learner:
             "by_intent": intents,
             "priors": {m: {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
                        for m, v in sorted(self.priors.items())},
+            "tool_use": {f"{p}/{i}": v for (p, i), v in sorted(self.tool_priors.items())},
             "baselines": {m: {"p95_ms": b[0], "cost_per_request": b[1]}
                           for m, b in sorted(self.baselines.items())},
             "alerts": [{"model": d.model, "kind": d.kind, "baseline": d.baseline,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from skyroute.v1 import snapshot_pb2 as skyroute_dot_v1_dot_snapshot__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eskyroute/v1/distribution.proto\x12\x0bskyroute.v1\x1a\x1askyroute/v1/snapshot.proto\"P\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x14\n\x0chttp_address\x18\x04 \x01(\t\",\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x90\x01\n\x0fSnapshotRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.skyroute.v1.Node\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x03 \x01(\t\x12.\n\x0c\x65rror_detail\x18\x04 \x01(\x0b\x32\x18.skyroute.v1.ErrorDetail\"`\n\x10SnapshotResponse\x12\x14\n\x0cversion_info\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12\'\n\x08snapshot\x18\x03 \x01(\x0b\x32\x15.skyroute.v1.Snapshot\"\xb6\x04\n\x07Outcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x18\n\x10snapshot_version\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0e\n\x06intent\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x15\n\rprompt_tokens\x18\t \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\n \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x0b \x01(\x01\x12\x13\n\x0b\x65rror_class\x18\x0c \x01(\t\x12\x16\n\x0e\x66\x61llback_depth\x18\r \x01(\x05\x12\x11\n\tcache_hit\x18\x0e \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x0f \x01(\x05\x12\x0e\n\x06stream\x18\x10 \x01(\x08\x12\x0f\n\x07unix_ms\x18\x11 \x01(\x03\x12\x0f\n\x07ttft_ms\x18\x12 \x01(\x01\x12\x19\n\x11intent_confidence\x18\x13 \x01(\x01\x12\x15\n\rintent_source\x18\x14 \x01(\t\x12\x1e\n\x16prompt_tokens_estimate\x18\x15 \x01(\x05\x12\x11\n\thas_tools\x18\x16 \x01(\x08\x12\x1a\n\x12predicted_tool_use\x18\x17 \x01(\x01\x12\x0e\n\x06locale\x18\x18 \x01(\t\x12\x11\n\tuser_tier\x18\x19 \x01(\t\x12\x0e\n\x06tenant\x18\x1a \x01(\t\x12\x18\n\x10\x63\x61\x63he_similarity\x18\x1b \x01(\x01\"\xaf\x01\n\x0cOutcomeBatch\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.skyroute.v1.Node\x12&\n\x08outcomes\x18\x02 \x03(\x0b\x32\x14.skyroute.v1.Outcome\x12.\n\tendpoints\x18\x03 \x03(\x0b\x32\x1b.skyroute.v1.EndpointHealth\x12&\n\x05stats\x18\x04 \x03(\x0b\x32\x17.skyroute.v1.ModelStats\"\x94\x01\n\nModelStats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06intent\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x04\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x16\n\x0elatency_sketch\x18\x07 \x01(\x0c\"\x92\x01\n\x0e\x45ndpointHealth\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0f\n\x07\x65jected\x18\x03 \x01(\x08\x12\x11\n\tejections\x18\x04 \x01(\x05\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\x12\x1d\n\x15\x65jected_until_unix_ms\x18\x06 \x01(\x03\"\"\n\x0eOutcomeSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\"\x0f\n\rStatusRequest\"\x8e\x02\n\x0cRouterStatus\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.skyroute.v1.Node\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.skyroute.v1.SyncState\x12\x15\n\racked_version\x18\x03 \x01(\t\x12\x14\n\x0csent_version\x18\x04 \x01(\t\x12\x11\n\tlast_nack\x18\x05 \x01(\t\x12\x10\n\x08outcomes\x18\x06 \x01(\x04\x12\x19\n\x11\x63onnected_unix_ms\x18\x07 \x01(\x03\x12\x19\n\x11last_seen_unix_ms\x18\x08 \x01(\x03\x12.\n\tendpoints\x18\t \x03(\x0b\x32\x1b.skyroute.v1.EndpointHealth\"*\n\tPoolCount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x04\"\xa7\x02\n\rControlStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12:\n\x08policies\x18\x02 \x03(\x0b\x32(.skyroute.v1.ControlStatus.PoliciesEntry\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12*\n\x07routers\x18\x04 \x03(\x0b\x32\x19.skyroute.v1.RouterStatus\x12\x16\n\x0eoutcomes_total\x18\x05 \x01(\x04\x12\x30\n\x10outcomes_by_pool\x18\x06 \x03(\x0b\x32\x16.skyroute.v1.PoolCount\x12\x0e\n\x06source\x18\x07 \x01(\t\x1a/\n\rPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x8a\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11SYNC_STATE_SYNCED\x10\x01\x12\x14\n\x10SYNC_STATE_STALE\x10\x02\x12\x17\n\x13SYNC_STATE_NOT_SENT\x10\x03\x12\x1b\n\x17SYNC_STATE_DISCONNECTED\x10\x04\x32\xf9\x01\n\x12PolicyDistribution\x12R\n\x0fStreamSnapshots\x12\x1c.skyroute.v1.SnapshotRequest\x1a\x1d.skyroute.v1.SnapshotResponse(\x01\x30\x01\x12J\n\x0eReportOutcomes\x12\x19.skyroute.v1.OutcomeBatch\x1a\x1b.skyroute.v1.OutcomeSummary(\x01\x12\x43\n\tGetStatus\x12\x1a.skyroute.v1.StatusRequest\x1a\x1a.skyroute.v1.ControlStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eskyroute/v1/distribution.proto\x12\x0bskyroute.v1\x1a\x1askyroute/v1/snapshot.proto\"P\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x14\n\x0chttp_address\x18\x04 \x01(\t\",\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x90\x01\n\x0fSnapshotRequest\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.skyroute.v1.Node\x12\x14\n\x0cversion_info\x18\x02 \x01(\t\x12\x16\n\x0eresponse_nonce\x18\x03 \x01(\t\x12.\n\x0c\x65rror_detail\x18\x04 \x01(\x0b\x32\x18.skyroute.v1.ErrorDetail\"`\n\x10SnapshotResponse\x12\x14\n\x0cversion_info\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\t\x12\'\n\x08snapshot\x18\x03 \x01(\x0b\x32\x15.skyroute.v1.Snapshot\"\xcb\x04\n\x07Outcome\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x18\n\x10snapshot_version\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0e\n\x06intent\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x15\n\rprompt_tokens\x18\t \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\n \x01(\x05\x12\x10\n\x08\x63ost_usd\x18\x0b \x01(\x01\x12\x13\n\x0b\x65rror_class\x18\x0c \x01(\t\x12\x16\n\x0e\x66\x61llback_depth\x18\r \x01(\x05\x12\x11\n\tcache_hit\x18\x0e \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x0f \x01(\x05\x12\x0e\n\x06stream\x18\x10 \x01(\x08\x12\x0f\n\x07unix_ms\x18\x11 \x01(\x03\x12\x0f\n\x07ttft_ms\x18\x12 \x01(\x01\x12\x19\n\x11intent_confidence\x18\x13 \x01(\x01\x12\x15\n\rintent_source\x18\x14 \x01(\t\x12\x1e\n\x16prompt_tokens_estimate\x18\x15 \x01(\x05\x12\x11\n\thas_tools\x18\x16 \x01(\x08\x12\x1a\n\x12predicted_tool_use\x18\x17 \x01(\x01\x12\x0e\n\x06locale\x18\x18 \x01(\t\x12\x11\n\tuser_tier\x18\x19 \x01(\t\x12\x0e\n\x06tenant\x18\x1a \x01(\t\x12\x18\n\x10\x63\x61\x63he_similarity\x18\x1b \x01(\x01\x12\x13\n\x0btool_called\x18\x1c \x01(\x08\"\xaf\x01\n\x0cOutcomeBatch\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.skyroute.v1.Node\x12&\n\x08outcomes\x18\x02 \x03(\x0b\x32\x14.skyroute.v1.Outcome\x12.\n\tendpoints\x18\x03 \x03(\x0b\x32\x1b.skyroute.v1.EndpointHealth\x12&\n\x05stats\x18\x04 \x03(\x0b\x32\x17.skyroute.v1.ModelStats\"\x94\x01\n\nModelStats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06intent\x18\x02 \x01(\t\x12\x10\n\x08requests\x18\x03 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x04 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x05 \x01(\x04\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\x12\x16\n\x0elatency_sketch\x18\x07 \x01(\x0c\"\x92\x01\n\x0e\x45ndpointHealth\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0f\n\x07\x65jected\x18\x03 \x01(\x08\x12\x11\n\tejections\x18\x04 \x01(\x05\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\x12\x1d\n\x15\x65jected_until_unix_ms\x18\x06 \x01(\x03\"\"\n\x0eOutcomeSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\"\x0f\n\rStatusRequest\"\x8e\x02\n\x0cRouterStatus\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.skyroute.v1.Node\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.skyroute.v1.SyncState\x12\x15\n\racked_version\x18\x03 \x01(\t\x12\x14\n\x0csent_version\x18\x04 \x01(\t\x12\x11\n\tlast_nack\x18\x05 \x01(\t\x12\x10\n\x08outcomes\x18\x06 \x01(\x04\x12\x19\n\x11\x63onnected_unix_ms\x18\x07 \x01(\x03\x12\x19\n\x11last_seen_unix_ms\x18\x08 \x01(\x03\x12.\n\tendpoints\x18\t \x03(\x0b\x32\x1b.skyroute.v1.EndpointHealth\"*\n\tPoolCount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08requests\x18\x02 \x01(\x04\"\xa7\x02\n\rControlStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12:\n\x08policies\x18\x02 \x03(\x0b\x32(.skyroute.v1.ControlStatus.PoliciesEntry\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12*\n\x07routers\x18\x04 \x03(\x0b\x32\x19.skyroute.v1.RouterStatus\x12\x16\n\x0eoutcomes_total\x18\x05 \x01(\x04\x12\x30\n\x10outcomes_by_pool\x18\x06 \x03(\x0b\x32\x16.skyroute.v1.PoolCount\x12\x0e\n\x06source\x18\x07 \x01(\t\x1a/\n\rPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\x8a\x01\n\tSyncState\x12\x1a\n\x16SYNC_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11SYNC_STATE_SYNCED\x10\x01\x12\x14\n\x10SYNC_STATE_STALE\x10\x02\x12\x17\n\x13SYNC_STATE_NOT_SENT\x10\x03\x12\x1b\n\x17SYNC_STATE_DISCONNECTED\x10\x04\x32\xf9\x01\n\x12PolicyDistribution\x12R\n\x0fStreamSnapshots\x12\x1c.skyroute.v1.SnapshotRequest\x1a\x1d.skyroute.v1.SnapshotResponse(\x01\x30\x01\x12J\n\x0eReportOutcomes\x12\x19.skyroute.v1.OutcomeBatch\x1a\x1b.skyroute.v1.OutcomeSummary(\x01\x12\x43\n\tGetStatus\x12\x1a.skyroute.v1.StatusRequest\x1a\x1a.skyroute.v1.ControlStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTROLSTATUS_POLICIESENTRY']._loaded_options = None
   _globals['_CONTROLSTATUS_POLICIESENTRY']._serialized_options = b'8\001'
-  _globals['_SYNCSTATE']._serialized_start=2164
-  _globals['_SYNCSTATE']._serialized_end=2302
+  _globals['_SYNCSTATE']._serialized_start=2185
+  _globals['_SYNCSTATE']._serialized_end=2323
   _globals['_NODE']._serialized_start=75
   _globals['_NODE']._serialized_end=155
   _globals['_ERRORDETAIL']._serialized_start=157
@@ -45,25 +45,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOTRESPONSE']._serialized_start=350
   _globals['_SNAPSHOTRESPONSE']._serialized_end=446
   _globals['_OUTCOME']._serialized_start=449
-  _globals['_OUTCOME']._serialized_end=1015
-  _globals['_OUTCOMEBATCH']._serialized_start=1018
-  _globals['_OUTCOMEBATCH']._serialized_end=1193
-  _globals['_MODELSTATS']._serialized_start=1196
-  _globals['_MODELSTATS']._serialized_end=1344
-  _globals['_ENDPOINTHEALTH']._serialized_start=1347
-  _globals['_ENDPOINTHEALTH']._serialized_end=1493
-  _globals['_OUTCOMESUMMARY']._serialized_start=1495
-  _globals['_OUTCOMESUMMARY']._serialized_end=1529
-  _globals['_STATUSREQUEST']._serialized_start=1531
-  _globals['_STATUSREQUEST']._serialized_end=1546
-  _globals['_ROUTERSTATUS']._serialized_start=1549
-  _globals['_ROUTERSTATUS']._serialized_end=1819
-  _globals['_POOLCOUNT']._serialized_start=1821
-  _globals['_POOLCOUNT']._serialized_end=1863
-  _globals['_CONTROLSTATUS']._serialized_start=1866
-  _globals['_CONTROLSTATUS']._serialized_end=2161
-  _globals['_CONTROLSTATUS_POLICIESENTRY']._serialized_start=2114
-  _globals['_CONTROLSTATUS_POLICIESENTRY']._serialized_end=2161
-  _globals['_POLICYDISTRIBUTION']._serialized_start=2305
-  _globals['_POLICYDISTRIBUTION']._serialized_end=2554
+  _globals['_OUTCOME']._serialized_end=1036
+  _globals['_OUTCOMEBATCH']._serialized_start=1039
+  _globals['_OUTCOMEBATCH']._serialized_end=1214
+  _globals['_MODELSTATS']._serialized_start=1217
+  _globals['_MODELSTATS']._serialized_end=1365
+  _globals['_ENDPOINTHEALTH']._serialized_start=1368
+  _globals['_ENDPOINTHEALTH']._serialized_end=1514
+  _globals['_OUTCOMESUMMARY']._serialized_start=1516
+  _globals['_OUTCOMESUMMARY']._serialized_end=1550
+  _globals['_STATUSREQUEST']._serialized_start=1552
+  _globals['_STATUSREQUEST']._serialized_end=1567
+  _globals['_ROUTERSTATUS']._serialized_start=1570
+  _globals['_ROUTERSTATUS']._serialized_end=1840
+  _globals['_POOLCOUNT']._serialized_start=1842
+  _globals['_POOLCOUNT']._serialized_end=1884
+  _globals['_CONTROLSTATUS']._serialized_start=1887
+  _globals['_CONTROLSTATUS']._serialized_end=2182
+  _globals['_CONTROLSTATUS_POLICIESENTRY']._serialized_start=2135
+  _globals['_CONTROLSTATUS_POLICIESENTRY']._serialized_end=2182
+  _globals['_POLICYDISTRIBUTION']._serialized_start=2326
+  _globals['_POLICYDISTRIBUTION']._serialized_end=2575
 # @@protoc_insertion_point(module_scope)

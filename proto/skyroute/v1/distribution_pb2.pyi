@@ -201,6 +201,7 @@ class Outcome(_message.Message):
     USER_TIER_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
     CACHE_SIMILARITY_FIELD_NUMBER: _builtins.int
+    TOOL_CALLED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     policy: _builtins.str
     snapshot_version: _builtins.str
@@ -232,6 +233,10 @@ class Outcome(_message.Message):
     user_tier: _builtins.str
     tenant: _builtins.str
     cache_similarity: _builtins.float
+    tool_called: _builtins.bool
+    """The answer called a tool (the learning loop's observed tool use per intent,
+    among requests that offered tools).
+    """
     def __init__(
         self,
         *,
@@ -262,10 +267,11 @@ class Outcome(_message.Message):
         user_tier: _builtins.str = ...,
         tenant: _builtins.str = ...,
         cache_similarity: _builtins.float = ...,
+        tool_called: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -197,3 +197,29 @@ def test_tool_use_is_not_learned_without_adaptation(tmp_path: Path) -> None:
     learner.tick()
     served = {i.name: i.tool_use_probability for i in store.snapshot.policies[0].intents}  # type: ignore[union-attr]
     assert served == {"invoice": 0.2, "faq": 0.3}
+
+
+def test_priors_per_intent_reach_the_router_score(tmp_path: Path) -> None:
+    from skyroute.router.decide import score_pool, signals_from_messages
+    from skyroute.router.table import build_table
+
+    store, learner, _, _ = _setup(tmp_path)
+    # Model a is quick on FAQs and slow on invoices; b the same everywhere.
+    learner.record([_stats("a", [100.0] * 40, intent="faq"),
+                    _stats("a", [900.0] * 40, intent="invoice"),
+                    _stats("b", [400.0] * 80, intent="faq")])
+    assert learner.tick()
+    snap = store.snapshot
+    assert snap is not None
+    a = next(c for c in snap.pools[0].candidates if c.model == "a")
+    assert abs(a.observed_by_intent["faq"].p95_ms - 100) <= 2
+    assert abs(a.observed_by_intent["invoice"].p95_ms - 900) <= 10
+    assert "invoice" not in next(c for c in snap.pools[0].candidates
+                                 if c.model == "b").observed_by_intent
+    table = build_table(snap).policy("p")
+    assert table is not None
+    s = signals_from_messages([{"role": "user", "content": "x"}], False)
+    p95 = {i: {x.cand.model: x.p95_s for x in score_pool(table, table.pools["pool"], i, s, None)}
+           for i in ("faq", "invoice")}
+    assert abs(p95["faq"]["a"] - 0.1) < 0.005 and abs(p95["invoice"]["a"] - 0.9) < 0.02  # type: ignore[operator]
+    assert p95["invoice"]["b"] == p95["faq"]["b"]  # b: its model-wide prior for both

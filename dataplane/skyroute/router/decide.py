@@ -213,12 +213,13 @@ def score_pool(table: PolicyTable, candidates: tuple[Candidate, ...], intent: st
     wc, wl, ws, wq = table.weights
     out: list[Score] = []
     for c in candidates:
-        completion = c.observed_completion_tokens or sel.expected_completion_tokens
-        if sel.adaptive and c.observed_p95_s:
-            p95: float | None = c.observed_p95_s
+        prior_p95, prior_fail, prior_tokens = c.observed_for(intent)
+        completion = prior_tokens or sel.expected_completion_tokens
+        if sel.adaptive and prior_p95:
+            p95: float | None = prior_p95
         else:
-            p95 = stats.p95_s(c) if stats is not None else (c.observed_p95_s or None)
-        fail = stats.failures(c) if stats is not None else c.observed_failure_rate
+            p95 = stats.p95_s(c) if stats is not None else (prior_p95 or None)
+        fail = stats.failures(c) if stats is not None else prior_fail
         out.append(Score(c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail,
                          c.quality_for(intent)))
     max_cost = max(x.cost for x in out) or 1.0

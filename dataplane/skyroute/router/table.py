@@ -76,6 +76,17 @@ class Candidate:
     observed_p95_s: float
     observed_failure_rate: float
     observed_completion_tokens: float
+    # The same per intent, where the fleet has enough samples: (p95 s, failure rate,
+    # completion tokens), 0 = unknown.
+    observed_by_intent: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    def observed_for(self, intent: str) -> tuple[float, float, float]:
+        """Fleet priors for ``intent``: its own figures where known, else the model's."""
+        own = self.observed_by_intent.get(intent)
+        if own is None:
+            return self.observed_p95_s, self.observed_failure_rate, self.observed_completion_tokens
+        return (own[0] or self.observed_p95_s, own[1] if own[0] else self.observed_failure_rate,
+                own[2] or self.observed_completion_tokens)
 
     def quality_for(self, intent: str) -> float:
         q = self.quality.get(intent)
@@ -243,6 +254,8 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
         observed_p95_s=c.observed_p95_ms / 1000.0,
         observed_failure_rate=c.observed_failure_rate,
         observed_completion_tokens=c.observed_completion_tokens,
+        observed_by_intent={i: (o.p95_ms / 1000.0, o.failure_rate, o.completion_tokens)
+                            for i, o in c.observed_by_intent.items()},
     )
 
 

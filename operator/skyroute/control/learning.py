@@ -112,6 +112,12 @@ def _entry(table: dict[K, DecayedStats], key: K, now: float) -> DecayedStats:
     return st
 
 
+def _differs(old: tuple[float, float, float] | None, new: tuple[float, float, float]) -> bool:
+    """A (p95, failure rate, tokens) prior worth a push: new, or moved materially."""
+    return old is None or _moved(old[0], new[0]) or _moved(old[2], new[2]) \
+        or abs(old[1] - new[1]) > _FAIL_CHANGE
+
+
 def _moved(old: float, new: float) -> bool:
     return abs(new - old) > _REL_CHANGE * max(abs(old), 1e-9)
 
@@ -128,6 +134,8 @@ class Learner:
         self.by_intent: dict[tuple[str, str], DecayedStats] = {}
         # Published priors: model -> (p95_ms, failure_rate, completion_tokens); 0 = unknown.
         self.priors: dict[str, tuple[float, float, float]] = {}
+        # The same per (model, intent), for pairs with min_samples of their own.
+        self.intent_priors: dict[tuple[str, str], tuple[float, float, float]] = {}
         self.baselines: dict[str, tuple[float | None, float | None]] = {}
         self.alerts: dict[tuple[str, str], Drift] = {}
         self._candidates: dict[str, tuple[float | None, float | None, float]] = {}
@@ -178,6 +186,17 @@ class Learner:
                           f.completion_tokens if f.completion_tokens is not None else old[2])
         return {m: v for m, v in out.items() if any(v)}
 
+    def _learned_by_intent(self, min_samples: float,
+                           now: float) -> dict[tuple[str, str], tuple[float, float, float]]:
+        half = self.settings.half_life_s
+        out = {}
+        for key, st in self.by_intent.items():
+            st.decay(now, half)
+            f = st.figures(min_samples)
+            if f.p95_ms is not None:
+                out[key] = (f.p95_ms, f.failure_rate or 0.0, f.completion_tokens or 0.0)
+        return out
+
     def _material(self, new: dict[str, tuple[float, float, float]]) -> bool:
         for model, (p95, fail, tokens) in new.items():
             old = self.priors.get(model)
@@ -198,12 +217,14 @@ class Learner:
         if now - self.last_push < cfg.interval_s:
             return False
         new = self._learned(figures)
+        by_intent = {**self.intent_priors, **self._learned_by_intent(cfg.min_samples, now)}
         tools = {**self.tool_priors, **self.tool_use.learned(cfg.min_samples)}
         moved = any(abs(v - self.tool_priors.get(k, -1.0)) > _TOOL_CHANGE
                     for k, v in tools.items())
+        moved = moved or any(_differs(self.intent_priors.get(k), v) for k, v in by_intent.items())
         if not self._material(new) and not moved:
             return False
-        self.priors, self.tool_priors = new, tools
+        self.priors, self.tool_priors, self.intent_priors = new, tools, by_intent
         self.last_push = now
         pushed = self.store.publish(self._base)
         if pushed:
@@ -217,11 +238,14 @@ class Learner:
         """The store's prepare hook: remember the compiled base, return it with priors."""
         self._base = snapshot
         adaptive = [p for p in snapshot.policies if p.adaptation.enabled]
-        if not adaptive or not (self.priors or self.tool_priors):
+        if not adaptive or not (self.priors or self.tool_priors or self.intent_priors):
             return snapshot
         pools = set().union(*(referenced_pools(p) for p in adaptive))
         out = snapshot_pb2.Snapshot()
         out.CopyFrom(snapshot)
+        by_model: dict[str, list[tuple[tuple[str, str], tuple[float, float, float]]]] = {}
+        for key, figures in sorted(self.intent_priors.items()):
+            by_model.setdefault(key[0], []).append((key, figures))
         for pool in out.pools:
             if pool.name not in pools:
                 continue
@@ -233,6 +257,10 @@ class Learner:
                     c.observed_failure_rate = round(fail, 5)
                 if tokens:
                     c.observed_completion_tokens = round(tokens, 2)
+                for (_, intent_name), (i_p95, i_fail, i_tokens) in by_model.get(c.model, ()):
+                    c.observed_by_intent[intent_name].CopyFrom(snapshot_pb2.Observed(
+                        p95_ms=round(i_p95, 3), failure_rate=round(i_fail, 5),
+                        completion_tokens=round(i_tokens, 2)))
         for policy in out.policies:
             if not policy.adaptation.enabled:
                 continue
@@ -348,6 +376,9 @@ class Learner:
             "priors": {m: {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
                        for m, v in sorted(self.priors.items())},
             "tool_use": {f"{p}/{i}": v for (p, i), v in sorted(self.tool_priors.items())},
+            "intent_priors": {f"{m}/{i}": {"p95_ms": v[0], "failure_rate": v[1],
+                                           "completion_tokens": v[2]}
+                              for (m, i), v in sorted(self.intent_priors.items())},
             "baselines": {m: {"p95_ms": b[0], "cost_per_request": b[1]}
                           for m, b in sorted(self.baselines.items())},
             "alerts": [{"model": d.model, "kind": d.kind, "baseline": d.baseline,

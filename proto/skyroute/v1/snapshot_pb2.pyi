@@ -471,6 +471,27 @@ class Candidate(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class ObservedByIntentEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___Observed: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___Observed | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MODEL_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
@@ -488,6 +509,7 @@ class Candidate(_message.Message):
     OBSERVED_P95_MS_FIELD_NUMBER: _builtins.int
     OBSERVED_FAILURE_RATE_FIELD_NUMBER: _builtins.int
     OBSERVED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    OBSERVED_BY_INTENT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     """Wire format: "openai", "anthropic" or "gemini"."""
@@ -520,6 +542,13 @@ class Candidate(_message.Message):
     def quality(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Offline quality evals: intent name (or "*") to score in [0, 1]."""
 
+    @_builtins.property
+    def observed_by_intent(self) -> _containers.MessageMap[_builtins.str, Global___Observed]:
+        """The same per intent, for intents with enough samples of their own (a model
+        can be quick on FAQs and slow on long reasoning answers); scoring prefers
+        these over the model-wide figures.
+        """
+
     def __init__(
         self,
         *,
@@ -540,14 +569,40 @@ class Candidate(_message.Message):
         observed_p95_ms: _builtins.float = ...,
         observed_failure_rate: _builtins.float = ...,
         observed_completion_tokens: _builtins.float = ...,
+        observed_by_intent: _abc.Mapping[_builtins.str, Global___Observed] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Candidate: _TypeAlias = Candidate  # noqa: Y015
+
+@_typing.final
+class Observed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    P95_MS_FIELD_NUMBER: _builtins.int
+    FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    p95_ms: _builtins.float
+    failure_rate: _builtins.float
+    completion_tokens: _builtins.float
+    def __init__(
+        self,
+        *,
+        p95_ms: _builtins.float = ...,
+        failure_rate: _builtins.float = ...,
+        completion_tokens: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "failure_rate", b"failure_rate", "p95_ms", b"p95_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Observed: _TypeAlias = Observed  # noqa: Y015
 
 @_typing.final
 class CachePolicy(_message.Message):

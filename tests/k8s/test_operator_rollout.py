@@ -83,10 +83,12 @@ models:
 """
 
 
-def policy(name: str, pool: str, rollout: dict[str, Any] | None) -> str:
+def policy(name: str, pool: str, rollout: dict[str, Any] | None, pin: str = "") -> str:
     spec: dict[str, Any] = {"defaultPool": pool, "limits": {"maxAttempts": 1}}
     if rollout is not None:
         spec["rollout"] = rollout
+    if pin:
+        spec["pinVersion"] = pin
     doc = {"apiVersion": "skyroute.io/v1alpha1", "kind": "RoutingPolicy",
            "metadata": {"name": name}, "spec": spec}
     return yaml.safe_dump(doc)
@@ -104,7 +106,7 @@ FAST = {"stickiness": "user",
 
 @pytest.fixture(scope="module")
 def stack(k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(k8s_cluster, tmp_path_factory.mktemp("rollout"), webhook=False, prefix="roll")
+    s = Stack(k8s_cluster, tmp_path_factory.mktemp("rollout"), webhook=True, prefix="roll")
     try:
         s.apply(POOLS.replace("{SIM}", s.sim))
         s.apply(policy("base", "steady", None))  # routers need one policy to be ready
@@ -308,3 +310,34 @@ def test_cli_status_promote_and_abort_on_a_cluster(stack: Stack) -> None:
     assert nothing.returncode == 1 and "no rollout in progress" in nothing.stdout
     missing = cli(stack, "status", "no-such-policy")
     assert missing.returncode == 2 and "no-such-policy" in missing.stderr
+
+
+def test_pin_serves_a_recorded_version_and_an_unknown_pin_is_refused(stack: Stack) -> None:
+    stack.apply(policy("pinned", "steady", SPLIT))
+    first = wait_phase(stack, "pinned", "Stable", 15)["stableVersion"]
+    stack.apply(policy("pinned", "better", None))  # no rollout: serves at once
+    wait_until(lambda: rollout(stack, "pinned").get("stableVersion") != first, timeout=15,
+               interval=0.25, what="second version serving")
+    refused = stack.apply(policy("pinned", "better", None, pin="sha256:0123456789abcdef"),
+                          check=False)
+    assert refused.returncode != 0
+    assert "spec.pinVersion: sha256:0123456789abcdef is not a recorded version" in \
+        refused.stderr and first in refused.stderr, refused.stderr
+    stack.apply(policy("pinned", "better", None, pin=first))
+    state = wait_phase(stack, "pinned", "Pinned", 15)
+    assert state["stableVersion"] == first
+    wait_until(lambda: {t for _, _, t in send(stack, "pinned", ["p1", "p2"])} == {"stable"},
+               timeout=10, interval=0.2, what="pinned version serving")
+    code, headers = _one(stack, "pinned")
+    assert code == 200 and headers["x-skyroute-policy-version"] == first
+    assert headers["x-skyroute-pool"] == "steady"
+
+
+def _one(stack: Stack, name: str) -> tuple[int, dict[str, str]]:
+    async def run() -> tuple[int, dict[str, str]]:
+        body = {"model": name, "messages": [{"role": "user", "content": "hi"}]}
+        async with aiohttp.ClientSession() as session, session.post(
+                stack.router + "/v1/chat/completions", json=body) as r:  # type: ignore[attr-defined]
+            await r.read()
+            return r.status, dict(r.headers)
+    return asyncio.run(run())

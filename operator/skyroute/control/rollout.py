@@ -372,6 +372,13 @@ class RolloutController:
             return False, f"unknown rollout action {action!r} (promote or abort)"
         return True, st.message
 
+    def versions(self, ref: PolicyRef) -> list[str]:
+        """Every recorded version of ``ref`` (status history and persisted archive)."""
+        st = self.states.get(ref)
+        seen = [e.version for e in st.history] if st is not None else []
+        seen += [v for v in self.archive.get(ref, {}) if v not in seen]
+        return seen
+
     def spec_of(self, ref: PolicyRef, version: str) -> str | None:
         """The recorded RoutingPolicy (JSON) of one version of ``ref``, if known."""
         st = self.states.get(ref)

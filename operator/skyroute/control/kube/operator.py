@@ -175,6 +175,16 @@ class Operator:
 
     def review(self, body: Mapping[str, Any]) -> Verdict:
         verdict = review(self.world, body)
+        pin = _pin_of(body)
+        key = key_of(body)
+        ref = (key.namespace, key.name)
+        if verdict.allowed and pin and key.kind == KIND_POLICY \
+                and self.rollouts.spec_of(ref, pin) is None:
+            known = self.rollouts.versions(ref)
+            verdict = Verdict(denied=(
+                f"spec.pinVersion: {pin} is not a recorded version of {key.ref} (recorded: "
+                f"{', '.join(known[-10:]) or 'none'}; see status.history)",),
+                warnings=verdict.warnings)
         event(log, "admission", object=key_of(body).ref, allowed=verdict.allowed,
               warnings=len(verdict.warnings), reason=verdict.message() or "-")
         return verdict
@@ -434,6 +444,12 @@ class Operator:
             await asyncio.sleep(0)
             await self._server.stop(1.0)
             self._server = None
+
+
+def _pin_of(body: Mapping[str, Any]) -> str:
+    spec = body.get("spec")
+    pin = spec.get("pinVersion") if isinstance(spec, Mapping) else None
+    return pin if isinstance(pin, str) else ""
 
 
 def _same(a: RolloutState, b: RolloutState) -> bool:

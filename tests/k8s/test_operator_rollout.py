@@ -36,9 +36,9 @@ import aiohttp
 import pytest
 import yaml
 
-from harness import wait_until
+from harness import free_port, http_get, wait_until
 from kcluster import Cluster
-from opstack import Stack
+from opstack import Stack, up
 
 RP = "routingpolicies"
 SPLIT_USERS = 2000
@@ -341,3 +341,37 @@ def _one(stack: Stack, name: str) -> tuple[int, dict[str, str]]:
             await r.read()
             return r.status, dict(r.headers)
     return asyncio.run(run())
+
+
+def test_a_follower_replica_mirrors_the_leaders_rollout(stack: Stack) -> None:
+    """A second operator replica serves the same split, promoted or aborted by the leader."""
+    grpc_addr, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    follower = stack._start("operator-op-b", stack.operator_args("op-b", grpc=grpc_addr,
+                                                                 admin=admin, webhook=False))
+    up(follower, f"http://{admin}/healthz", 30)
+
+    def version(address: str) -> str:
+        code, body = http_get(f"http://{address}/debug/status")
+        assert code == 200, body
+        return str(json.loads(body)["version"])
+
+    def follower_phase() -> str:
+        code, body = http_get(f"http://{admin}/debug/rollouts")
+        return str(json.loads(body).get(f"{stack.ns}/mirror", {}).get("rollout", {})
+                   .get("phase", "")) if code == 200 else ""
+
+    stack.apply(policy("mirror", "steady", SPLIT))
+    wait_phase(stack, "mirror", "Stable", 15)
+    stack.apply(policy("mirror", "better", SPLIT))
+    wait_phase(stack, "mirror", "Progressing", 15)
+    wait_until(lambda: follower_phase() == "Progressing"
+               and version(admin) == version(stack.admin), timeout=15, interval=0.2,
+               what=f"follower serving the leader's canary\n{follower.output()[-2000:]}")
+    stack.cluster.kubectl("annotate", RP, "mirror", "-n", stack.ns,
+                          "skyroute.io/rollout-action=abort")
+    wait_phase(stack, "mirror", "RolledBack", 15)
+    wait_until(lambda: follower_phase() == "RolledBack"
+               and version(admin) == version(stack.admin), timeout=15, interval=0.2,
+               what="follower mirrors the rollback")
+    assert "event=k8s_event" not in follower.output()  # only the leader writes
+    follower.stop()

@@ -375,3 +375,33 @@ def test_a_follower_replica_mirrors_the_leaders_rollout(stack: Stack) -> None:
                what="follower mirrors the rollback")
     assert "event=k8s_event" not in follower.output()  # only the leader writes
     follower.stop()
+
+
+def test_the_leader_judges_outcomes_of_routers_on_a_follower(stack: Stack) -> None:
+    """Every router on the follower: its outcomes reach the leader, which promotes."""
+    grpc_addr, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    follower = stack._start("operator-op-c", stack.operator_args("op-c", grpc=grpc_addr,
+                                                                 admin=admin, webhook=False))
+    up(follower, f"http://{admin}/healthz", 30)
+    http_addr = f"127.0.0.1:{free_port()}"
+    router = stack._start("router-on-follower", [
+        "router", "--control", grpc_addr, "--grpc", f"127.0.0.1:{free_port()}",
+        "--http", http_addr, "--id", "r-follower"])
+    up(router, f"http://{http_addr}/readyz", 20, follower)
+    on_follower = Stack.__new__(Stack)  # the same stack, seen through the follower's router
+    on_follower.__dict__.update(stack.__dict__)
+    on_follower.router = f"http://{http_addr}"  # type: ignore[attr-defined]
+    stack.apply(policy("fwd", "steady", FAST))
+    wait_phase(stack, "fwd", "Stable", 15)
+    traffic = Traffic(on_follower, "fwd")
+    try:
+        stack.apply(policy("fwd", "better", FAST))
+        wait_phase(stack, "fwd", "Progressing", 15)
+        done = wait_phase(stack, "fwd", "Promoted", PROMOTE_BOUND_S)
+    finally:
+        results = traffic.close()
+        router.stop()
+        follower.stop()
+    assert done["lastAnalysis"]["candidate"]["requests"] >= 10
+    assert Counter(code for _, code, _ in results)[200] == len(results) > 50
+    assert "event=forward_failed" not in follower.output()

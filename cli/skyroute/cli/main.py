@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--lease-namespace", default=None, help="default: POD_NAMESPACE or --namespace")
     o.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     o.add_argument("--id", default=None, help="identity in the Lease (default: pod or host-pid)")
+    o.add_argument("--advertise", default=None,
+                   help="HOST:PORT other replicas reach this gRPC port at (default: $POD_IP "
+                        "and the --listen port); followers forward rollout outcomes there")
     o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
     o.add_argument("--status-settle", type=float, default=10.0,
                    help="longest wait (s) for routers to reconnect before the first status write")
@@ -218,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             webhook_tls_secret=args.webhook_tls_secret, webhook_config=args.webhook_config,
             webhook_hostnames=tuple(args.webhook_hostname), lease=args.lease or None,
             lease_namespace=args.lease_namespace, lease_duration=args.lease_duration,
-            identity=args.id, status_interval=args.status_interval,
+            identity=args.id, advertise=args.advertise, status_interval=args.status_interval,
             status_settle=args.status_settle,
         ))
         return 0

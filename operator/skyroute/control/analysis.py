@@ -79,6 +79,9 @@ class OutcomeWindows:
     def watch(self, policy: str, version: str) -> None:
         self._samples.setdefault((policy, version), deque(maxlen=self.max_samples))
 
+    def watches(self, policy: str, version: str) -> bool:
+        return (policy, version) in self._samples
+
     def unwatch_except(self, keep: set[tuple[str, str]]) -> None:
         for key in [k for k in self._samples if k not in keep]:
             del self._samples[key]

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -32,6 +32,8 @@ from skyroute.control.telemetry import ControlMetrics
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 log = logging.getLogger("skyroute.control.distribution")
+# Node ids of outcome batches one operator replica forwards to the leader.
+FORWARDED_PREFIX = "forwarded/"
 
 _CHANGED = object()
 _CLOSED = object()
@@ -53,6 +55,10 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self._streams: set[asyncio.Queue[object]] = set()
         # The learning loop (server.py sets it): every batch's ModelStats windows.
         self.learner: Learner | None = None
+        # Outcomes another operator replica forwarded (node id FORWARDED_PREFIX...): they
+        # feed only this hook (the rollout analysis), never the counts of this replica's
+        # own routers, which that replica reports itself.
+        self.on_forwarded: Callable[[str, Sequence[distribution_pb2.Outcome]], None] | None = None
         self.metrics = ControlMetrics()
         # nonce -> (version, monotonic push time): push-to-ACK latency.
         self._pushed_at: dict[str, tuple[str, float]] = {}
@@ -167,6 +173,11 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         received = 0
         try:
             async for batch in request_iterator:
+                if batch.node.id.startswith(FORWARDED_PREFIX):
+                    if self.on_forwarded is not None:
+                        self.on_forwarded(batch.node.id, batch.outcomes)
+                    received += len(batch.outcomes)
+                    continue
                 n = self.outcomes.record(batch.node.id, batch.outcomes)
                 received += n
                 self.metrics.received(n)

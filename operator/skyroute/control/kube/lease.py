@@ -38,6 +38,7 @@ from skyroute.control.kube.api import KubeApi
 from skyroute.control.logs import event
 
 log = logging.getLogger("skyroute.control.kube.lease")
+ADDRESS_ANNOTATION = "skyroute.io/grpc-address"
 
 
 def _micro_now() -> str:
@@ -64,6 +65,10 @@ class LeaseElector:
         self.on_change = on_change
         self.is_leader = False
         self.transitions = 0
+        # The leader's gRPC address, as it advertises it on the Lease (followers forward
+        # rollout outcomes there); what this replica advertises when it leads.
+        self.advertise = ""
+        self.leader_address = ""
         self._record: tuple[str, str] | None = None
         self._record_seen = time.monotonic()
         self._renewed = 0.0
@@ -85,12 +90,21 @@ class LeaseElector:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {"name": self.name, "namespace": self.namespace,
+                             "annotations": {ADDRESS_ANNOTATION: self.advertise}},
                 "spec": self._spec(_micro_now(), 0),
             }
             return await self.api.create_lease(self.namespace, body)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
+        meta = lease.setdefault("metadata", {})
+        annotations = meta.get("annotations") or {}
+        self.leader_address = str(annotations.get(ADDRESS_ANNOTATION, "")) \
+            if holder and holder != self.identity else ""
+        if holder != self.identity or annotations.get(ADDRESS_ANNOTATION) != self.advertise:
+            # Written with every acquire or renew of ours; a follower's write below only
+            # happens when it takes the Lease over.
+            meta["annotations"] = {**annotations, ADDRESS_ANNOTATION: self.advertise}
         record = (holder, str(spec.get("renewTime") or ""))
         if record != self._record:
             self._record, self._record_seen = record, now

@@ -43,6 +43,7 @@ from skyroute.control.kube.admission import Verdict, review
 from skyroute.control.kube.api import PLURALS, KubeApi, NotInstalled
 from skyroute.control.kube.conditions import summary
 from skyroute.control.kube.fleet import Fleet
+from skyroute.control.kube.forward import OutcomeForwarder
 from skyroute.control.kube.handlers import build_registry, build_settings, quiet_kopf
 from skyroute.control.kube.history import HistoryStore
 from skyroute.control.kube.lease import LeaseElector
@@ -81,6 +82,7 @@ class OperatorOptions:
     lease_namespace: str | None = None
     lease_duration: float = 15.0
     identity: str | None = None
+    advertise: str | None = None
     status_interval: float = 0.5
     status_settle: float = 10.0
     debounce_ms: int = 20
@@ -133,6 +135,13 @@ class Operator:
             if opts.lease
             else None
         )
+        # Followers forward rollout outcomes to the leader (see forward.py).
+        elector = self.elector
+        self.forwarder = OutcomeForwarder(
+            self.identity, lambda: elector.leader_address if elector else "",
+            lambda: not self.writer.active, self.rollouts.windows.watches)
+        self.outcomes.add_listener(self.forwarder.record)
+        self.service.on_forwarded = self.rollouts.windows.record
         self.stop = asyncio.Event()
         self.port = 0
         self._dirty = asyncio.Event()
@@ -398,7 +407,9 @@ class Operator:
             asyncio.create_task(self._rollout_loop(), name="rollouts"),
         ]
         if self.elector is not None:
+            self.elector.advertise = self._advertise()
             tasks.append(asyncio.create_task(self.elector.run(self.stop), name="lease"))
+            tasks.append(asyncio.create_task(self.forwarder.run(self.stop), name="forward"))
         else:
             self.writer.set_active(True)
         host = self.opts.listen.rpartition(":")[0] or "127.0.0.1"
@@ -429,6 +440,15 @@ class Operator:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, timeout=10.0)
             event(log, "stopped", identity=self.identity)
+
+    def _advertise(self) -> str:
+        """Where other replicas reach this one's gRPC port (on the Lease while leading)."""
+        if self.opts.advertise:
+            return self.opts.advertise
+        host = self.opts.listen.rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = os.environ.get("POD_IP") or socket.gethostname()
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def _handle_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -228,3 +228,74 @@ def test_state_round_trips_through_status() -> None:
     assert restored.as_status() == status and restored.history_status() == history
 
 
+
+
+def _pools(price: float) -> str:
+    return POOLS.replace("inputPerMTok: 3.0", f"inputPerMTok: {price}")
+
+
+def compile_pools(pol: dict[str, Any], pools: str) -> tuple[snapshot_pb2.Snapshot,
+                                                              dict[Any, RoutingPolicy]]:
+    docs = [SourceDocument(file="pools.yaml", index=i, data=d)
+            for i, d in enumerate(yaml.safe_load_all(pools))]
+    docs.append(SourceDocument(file="policy.yaml", index=0, data=pol))
+    objects = validate(docs)
+    return compile_objects(objects), {("default", p.obj.metadata.name): p.obj
+                                      for p in objects.policies
+                                      if isinstance(p.obj, RoutingPolicy)}
+
+
+def test_cache_hits_are_left_out_of_the_analysis() -> None:
+    ctl, clock, stable_v, cand_v = started()
+    clock.now += 5
+    hits = [distribution_pb2.Outcome(policy="support", policy_version=stable_v, latency_ms=2,
+                                     cache_hit=True) for _ in range(100)]
+    ctl.windows.record("r", hits + outcomes(stable_v, 30, latency=100, cost=0.001)
+                       + outcomes(cand_v, 30, latency=100, cost=0.001))
+    clock.now += 0.5
+    ctl.tick()
+    analysis = ctl.states[REF].last_analysis
+    assert analysis is not None and analysis["result"] == "pass", analysis
+    assert analysis["stable"]["requests"] == 30
+
+
+def test_a_pool_edit_mid_rollout_moves_nobody_and_keeps_the_analysis_going() -> None:
+    ctl, clock, _, _ = started()
+    before = build_table(step(ctl, policy("smart", ROLLOUT))).policy("support")
+    assert before is not None
+    users = [f"u{i}" for i in range(3000)]
+    sides = {u: choose(before, user=u).track for u in users}
+    # The candidate's pool changes price: new versions on both sides' snapshot entries.
+    edited = ctl.apply(*compile_pools(policy("smart", ROLLOUT), _pools(4.0)))
+    st = ctl.states[REF]
+    assert st.phase == PROGRESSING
+    new_stable = edited.policies[0].version
+    new_candidate = edited.policies[1].version
+    assert new_candidate == st.candidate_version
+    after = build_table(edited).policy("support")
+    assert after is not None
+    assert all(choose(after, user=u).track == sides[u] for u in users)
+    clock.now += 5
+    ctl.windows.record("r", outcomes(new_stable, 100) + outcomes(new_candidate, 30))
+    clock.now += 0.5
+    ctl.tick()
+    assert st.phase == PROGRESSING and (st.last_analysis or {}).get("result") == "pass"
+
+
+def test_fewer_steps_mid_rollout_are_clamped_not_a_crash() -> None:
+    ctl, clock, stable_v, cand_v = started()
+    for _ in range(2):
+        clock.now += 5
+        ctl.windows.record("r", outcomes(stable_v, 200) + outcomes(cand_v, 30))
+        clock.now += 0.5
+        ctl.tick()
+    assert ctl.states[REF].step == 1
+    one_step = {**ROLLOUT, "steps": [{"weight": 20, "pauseSeconds": 10}]}
+    step(ctl, policy("smart", one_step))
+    st = ctl.states[REF]
+    assert (st.step, st.weight, st.steps) == (0, 20, 1)
+    clock.now += 11
+    ctl.windows.record("r", outcomes(stable_v, 200) + outcomes(cand_v, 30))
+    clock.now += 0.5
+    ctl.tick()
+    assert st.phase == PROMOTED

@@ -194,6 +194,10 @@ def test_five_percent_sticky_split_survives_restart_and_aborts(stack: Stack) -> 
     state = wait_phase(stack, "split", "Progressing", 15)
     assert state["weight"] == 5 and state["stableVersion"] != state["candidateVersion"]
     candidate_served(stack, "split")
+    # Not Ready while only a share of the traffic gets the spec's version: a
+    # `kubectl wait --for=condition=Ready` gate waits for the promotion.
+    stack.wait_condition(RP, "split", "Ready", "False", reason="Progressing")
+    stack.wait_condition(RP, "split", "Rollout", "True", reason="Progressing")
 
     users = [f"u{i}" for i in range(SPLIT_USERS)]
     first = send(stack, "split", users)
@@ -248,6 +252,7 @@ def test_better_candidate_is_promoted_after_its_steps(stack: Stack) -> None:
     finally:
         results = traffic.close()
     assert done["stableVersion"] == started["candidateVersion"] != before["stableVersion"]
+    stack.wait_condition(RP, "good", "Ready", "True")
     assert took >= 4.0, "promoted before its two 2 s pauses were over"
     codes = Counter(code for _, code, _ in results)
     assert codes[200] == len(results) > 100, codes

@@ -46,6 +46,7 @@ _STICKINESS = {
 }
 _RANGE = 1 << 64
 _FIRST_MESSAGES = 2  # system prompt and first user turn
+_PART = 512  # characters kept from each end of an opening message
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +72,24 @@ def prepare(canary: snapshot_pb2.Canary, candidate: PolicyTable) -> CanarySplit:
 
 
 def _conversation_key(messages: Sequence[Any]) -> str:
+    # The start and end of each opening message are enough to tell conversations
+    # apart, and bound the hash's cost whatever the size of a RAG system prompt.
     parts: list[str] = []
     for m in messages[:_FIRST_MESSAGES]:
         content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):  # OpenAI content parts
+            content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):  # OpenAI content parts
-            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            parts.append(content if len(content) <= 2 * _PART else
+                         content[:_PART] + content[-_PART:])
     return "\x1f".join(parts)
 
 
 def sticky_key(split: CanarySplit, user: str, session: str, tenant: str,
                messages: Sequence[Any]) -> str:
     """The key the split hashes: the configured one, else the conversation's opening."""
-    key = {USER: user, SESSION: session, TENANT: tenant}[split.stickiness]
+    mode = split.stickiness
+    key = user if mode == USER else session if mode == SESSION else tenant
     return key or "m:" + _conversation_key(messages)
 
 

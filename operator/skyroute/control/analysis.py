@@ -8,6 +8,11 @@ outcome aggregator and keeps, per (policy, version) under rollout, the
 recent outcomes with their arrival time on this process's clock (routers'
 clocks may disagree; arrival order is what intervals are cut by).
 
+Cache hits are left out: each version caches in its own partition (a
+candidate's answers never come from stable's cache), so stable's partition
+is warm and the candidate's cold, and hits (free, a few milliseconds) would
+make any candidate with caching look slower and dearer than it is.
+
 ``judge`` is Flagger's check, reduced to its core: over the same interval,
 for each metric the policy lists, compare the candidate with stable against
 a threshold; any metric out of bounds fails the interval, too few requests
@@ -92,6 +97,11 @@ class OutcomeWindows:
             return
         now = self.clock()
         for o in outcomes:
+            if o.cache_hit:
+                # Model-served requests only: stable's cache partition is warm, the
+                # candidate's starts cold, so hits ($0, a few ms) would skew cost and p95
+                # against any candidate with caching on.
+                continue
             samples = self._samples.get((o.policy, o.policy_version))
             if samples is not None:
                 samples.append((now, o.latency_ms, bool(o.error_class), o.fallback_depth > 0,

@@ -140,7 +140,6 @@ class RolloutController:
         for ref in [r for r in self.states if r not in policies]:
             del self.states[ref]
             self._rollouts.pop(ref, None)
-        self._watch()
         return self.served(snapshot, policies)
 
     def _reconcile(self, ref: PolicyRef, st: RolloutState, obj: RoutingPolicy, h: str,
@@ -178,7 +177,10 @@ class RolloutController:
             return
         if st.phase in IN_FLIGHT and h == st.candidate_hash:
             st.candidate_version = v
-            st.steps = len(spec.rollout.steps)
+            steps = spec.rollout.steps
+            st.steps = len(steps)
+            st.step = min(st.step, len(steps) - 1)  # the steps may have been edited
+            st.weight = steps[st.step].weight
             return
         if h == st.failed_hash:
             st.failed_version = v
@@ -278,12 +280,15 @@ class RolloutController:
                     policy=candidate.name, weight_bp=round(st.weight * 100),
                     stickiness=_STICKINESS[self._rollouts[ref].stickiness]
                     if ref in self._rollouts else snapshot_pb2.STICKINESS_USER,
-                    salt=st.candidate_version))
+                    # The spec hash, not the version: a pool edit re-versions the
+                    # candidate but must not move users between the two sides.
+                    salt=st.candidate_hash))
                 out.policies.append(candidate)
             out.policies[index].CopyFrom(stable)
             changed = True
         if changed:
             out.version = snapshot_version(out)
+        self._watch()  # stable's version is known only now (compiled against today's pools)
         return out
 
     # --- analysis and transitions -----------------------------------------------
@@ -320,6 +325,7 @@ class RolloutController:
                 st.phase, st.message = HOLDING, f"holding at {st.weight:g}%: {verdict.summary()}"
                 continue
             st.phase, st.step_passed = PROGRESSING, True
+            st.step = min(st.step, len(rollout.steps) - 1)
             st.message = f"step {st.step + 1}/{st.steps} at {st.weight:g}%: analysis passed"
             if now - st.step_started < rollout.steps[st.step].pause_seconds:
                 continue

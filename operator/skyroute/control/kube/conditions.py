@@ -153,6 +153,9 @@ def drift_conditions(
     return out
 
 
+_NOT_SERVING = ("Progressing", "Holding", "RolledBack")
+
+
 def rollout_condition(rollout: Mapping[str, Any]) -> dict[str, Any]:
     """``Rollout``: True while a candidate is on traffic; the reason is the phase."""
     phase = str(rollout.get("phase", "Stable"))
@@ -179,7 +182,15 @@ def build_status(
     synced = _synced(state, sync)
     conditions = [accepted, compiled, synced, _ready(state, compiled, synced)]
     if rollout is not None:
-        conditions.append(rollout_condition(rollout[0]))
+        r = rollout[0]
+        phase = str(r.get("phase", ""))
+        if phase in _NOT_SERVING and conditions[3]["status"] == "True":
+            # This generation's version is compiled and on every router, but it does not
+            # serve all traffic (a canary share) or at all (rolled back): not Ready, so
+            # `kubectl wait --for=condition=Ready` waits for the promotion.
+            conditions[3] = _condition("Ready", "False", phase,
+                                       str(r.get("message", "")) or phase)
+        conditions.append(rollout_condition(r))
     before = {
         c.get("type"): c
         for c in (previous or {}).get("conditions") or []

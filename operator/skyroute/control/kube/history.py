@@ -10,8 +10,8 @@ to the policy so that deleting the policy deletes its history. It is plain
 data anyone can read (``kubectl get cm skyroute-history-checkout -o yaml``):
 policies hold no secrets (API keys are references, see ``model.ApiKeyRef``).
 
-At most ``MAX_VERSIONS`` specs are kept per policy, oldest dropped first; a
-ConfigMap holds 1 MiB, enough for 50 versions of a large policy. Only the
+At most ``MAX_VERSIONS`` specs, and ``MAX_BYTES`` in all, are kept per
+policy, oldest dropped first (a ConfigMap holds 1 MiB). Only the
 leader writes; every replica reads all histories at start-up.
 """
 
@@ -32,6 +32,11 @@ LABEL = "skyroute.io/history-of"
 MANAGED = {"app.kubernetes.io/managed-by": "skyroute-operator"}
 INDEX = "index.json"
 MAX_VERSIONS = 50
+MAX_BYTES = 900 * 1024
+
+
+def _size(data: dict[str, Any]) -> int:
+    return sum(len(k) + len(str(v)) for k, v in data.items()) + 64 * 51
 
 
 def config_map_name(policy: str) -> str:
@@ -79,8 +84,12 @@ class HistoryStore:
         return out
 
     async def save(self, namespace: str, policy: str, uid: str, spec_hash: str, version: str,
-                   recorded_at: float, spec_json: str) -> None:
-        """Add one spec (idempotent); retries a few times on write conflicts."""
+                   recorded_at: float, spec_json: str, keep: frozenset[str] = frozenset()) -> None:
+        """Add one spec (idempotent); retries a few times on write conflicts.
+
+        ``keep``: specs never dropped to make room (the stable and candidate sides,
+        which a restarted operator must be able to serve).
+        """
         name = config_map_name(policy)
         for _ in range(5):
             cm = await self.api.get_config_map(namespace, name)
@@ -91,11 +100,15 @@ class HistoryStore:
             if any(e.get("specHash") == spec_hash for e in index):
                 return
             index.append({"specHash": spec_hash, "version": version, "recordedAt": recorded_at})
-            for old in index[:-MAX_VERSIONS]:
-                data.pop(_key(str(old.get("specHash", ""))), None)
-            index = index[-MAX_VERSIONS:]
-            data[INDEX] = json.dumps(index)
             data[_key(spec_hash)] = spec_json
+            # Oldest first out: beyond MAX_VERSIONS, or beyond MAX_BYTES in all (a
+            # ConfigMap holds 1 MiB; a large policy's 50 versions may not fit).
+            droppable = [e for e in index[:-1] if e.get("specHash") not in keep]
+            while droppable and (len(index) > MAX_VERSIONS or _size(data) > MAX_BYTES):
+                old = droppable.pop(0)
+                index.remove(old)
+                data.pop(_key(str(old.get("specHash", ""))), None)
+            data[INDEX] = json.dumps(index)
             ok = (await self.api.create_config_map(namespace, body) if cm is None
                   else await self.api.replace_config_map(namespace, name, body))
             if ok:

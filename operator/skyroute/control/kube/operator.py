@@ -127,7 +127,11 @@ class Operator:
         self.outcomes.add_listener(self.rollouts.windows.record)
         self.writer.rollouts = self.rollouts
         self.history = HistoryStore(api, opts.namespace)
-        self._actions: list[tuple[Key, str]] = []
+        # Objects carrying the one-shot rollout-action annotation now, as the watch says:
+        # the leader acts on each and removes it; a replica that becomes leader later
+        # acts only on what is still annotated then (nothing stale from its past).
+        self._annotated: dict[Key, str] = {}
+        self._history_failures: dict[tuple[tuple[str, str], str], int] = {}
         self.store.subscribe(self._served)
         self.elector = (
             LeaseElector(api, self.own_namespace, opts.lease, self.identity,
@@ -164,8 +168,10 @@ class Operator:
         """Queue a manual action; followers (and a starting leader) adopt status.rollout."""
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         action = annotations.get(ROLLOUT_ACTION_ANNOTATION)
-        if action and (key, action) not in self._actions:
-            self._actions.append((key, str(action)))
+        if action:
+            self._annotated[key] = str(action)
+        else:
+            self._annotated.pop(key, None)
         if self.writer.active:
             return False
         restored = RolloutState.from_status(status, time.time())
@@ -259,15 +265,20 @@ class Operator:
 
     async def _take_actions(self) -> bool:
         acted = False
-        actions, self._actions = self._actions, []
-        for key, action in actions:
+        for key, action in list(self._annotated.items()):
+            # Until the watch shows it removed, it is not acted on twice.
+            del self._annotated[key]
             ref = (key.namespace, key.name)
             done, message = self.rollouts.action(ref, action)
             acted = acted or done
             event(log, "rollout_action", object=key.ref, action=action, acted=done,
                   result=message)
-            await self.api.remove_annotation(key.kind, key.namespace, key.name,
-                                             ROLLOUT_ACTION_ANNOTATION)
+            try:
+                await self.api.remove_annotation(key.kind, key.namespace, key.name,
+                                                 ROLLOUT_ACTION_ANNOTATION)
+            except Exception as exc:  # acted already; routers must still get the result
+                event(log, "annotation_remove_failed", logging.WARNING, object=key.ref,
+                      error=repr(exc))
         return acted
 
     async def _admin_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
@@ -284,15 +295,24 @@ class Operator:
         return done, message
 
     async def _save_history(self) -> None:
+        """Persist newly seen specs; each is retried a few times on its own, then dropped."""
         pending, self.rollouts.unsaved = self.rollouts.unsaved, []
-        for i, (ref, spec, version) in enumerate(pending):
+        for ref, spec, version in pending:
             state = self.world.state(Key(KIND_POLICY, ref[0], ref[1]))
             try:
+                st = self.rollouts.states.get(ref)
+                keep = frozenset({st.stable_hash, st.candidate_hash, st.pinned_hash}
+                                 if st is not None else ())
                 await self.history.save(ref[0], ref[1], state.uid if state else "", spec,
-                                        version, time.time(), self.rollouts.specs[spec])
-            except Exception:
-                self.rollouts.unsaved.extend(pending[i:])  # try again on the next tick
-                raise
+                                        version, time.time(), self.rollouts.specs[spec], keep)
+                self._history_failures.pop((ref, spec), None)
+            except Exception as exc:
+                tries = self._history_failures.get((ref, spec), 0) + 1
+                self._history_failures[(ref, spec)] = tries
+                event(log, "history_save_failed", logging.WARNING, policy=f"{ref[0]}/{ref[1]}",
+                      spec=spec, tries=tries, error=repr(exc))
+                if tries < 5:
+                    self.rollouts.unsaved.append((ref, spec, version))
 
     async def _reconcile_loop(self) -> None:
         while not self.stop.is_set():

@@ -174,33 +174,16 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.CompletionResponse:
         decision, signals, chat = await self._prepare(request, context)
         ctx = self._ctx(request, stream=False, context=context)
-        store = self.state.idempotency
-        scope = ""
-        if request.idempotency_key:
-            scope = idempotency_scope(decision.policy.name, signals.tenant,
-                                      request.idempotency_key)
-            try:
-                claim = await store.claim(scope, decision.policy.request_timeout_s)
-            except TimeoutError:
-                await context.abort(grpc.StatusCode.ABORTED,
-                                    f"idempotency_key {request.idempotency_key!r} still in flight")
-                raise AssertionError from None
-            if claim.stored is not None:
-                context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
-                return self._replayed(claim.stored, decision, signals, ctx)
+        scope, stored = await self._claim(request, decision, signals, context)
+        if stored is not None:
+            return self._replayed(stored, decision, signals, ctx)
         try:
             served = await self.state.engine.complete(decision, signals, chat, ctx)
         except BaseException:
-            if scope:
-                await store.release(scope)
+            await self._settle(scope, None, decision)
             raise
         ok = served.error is None and served.result is not None
-        if scope:
-            if ok:
-                await store.complete(scope, record(served, {}),
-                                     decision.policy.reliability.idempotency_ttl_s)
-            else:
-                await store.release(scope)
+        await self._settle(scope, served, decision)
         if not ok:
             await self._fail(served, context)
         return self._response(served, signals, ctx)
@@ -231,39 +214,50 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> AsyncIterator[router_pb2.CompletionChunk]:
         decision, signals, chat = await self._prepare(request, context)
         ctx = self._ctx(request, stream=True, context=context)
-        store = self.state.idempotency
-        scope = ""
-        if request.idempotency_key:
-            # As on the unary call and on HTTP streams: one upstream answer per key; a
-            # retried stream replays the stored answer as a stream of the same shape.
-            scope = idempotency_scope(decision.policy.name, signals.tenant,
-                                      request.idempotency_key)
-            try:
-                claim = await store.claim(scope, decision.policy.request_timeout_s)
-            except TimeoutError:
-                await context.abort(grpc.StatusCode.ABORTED,
-                                    f"idempotency_key {request.idempotency_key!r} still in flight")
-                raise AssertionError from None
-            if claim.stored is not None:
-                context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
-                for chunk in self._replay_chunks(claim.stored, decision, signals, ctx):
-                    yield chunk
-                return
+        # As on the unary call and on HTTP streams: one upstream answer per key; a
+        # retried stream replays the stored answer as a stream of the same shape.
+        scope, stored = await self._claim(request, decision, signals, context)
+        if stored is not None:
+            for chunk in self._replay_chunks(stored, decision, signals, ctx):
+                yield chunk
+            return
         finished: Served | None = None
         try:
             async for chunk, served in self._live_chunks(decision, signals, chat, ctx, context):
                 finished = served or finished
                 yield chunk
         except BaseException:
-            if scope:
-                await store.release(scope)
+            await self._settle(scope, None, decision)
             raise
-        if scope:
-            if finished is not None and finished.error is None and finished.result is not None:
-                await store.complete(scope, record(finished, {}),
-                                     decision.policy.reliability.idempotency_ttl_s)
-            else:
-                await store.release(scope)
+        await self._settle(scope, finished, decision)
+
+    async def _claim(self, request: router_pb2.CompletionRequest, decision: Decision,
+                     signals: Signals, context: grpc.aio.ServicerContext[Any, Any],
+                     ) -> tuple[str, dict[str, Any] | None]:
+        """(scope, stored answer to replay or None); scope is "" without a key."""
+        if not request.idempotency_key:
+            return "", None
+        scope = idempotency_scope(decision.policy.name, signals.tenant, request.idempotency_key)
+        try:
+            claim = await self.state.idempotency.claim(scope, decision.policy.request_timeout_s)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.ABORTED,
+                                f"idempotency_key {request.idempotency_key!r} still in flight")
+            raise AssertionError from None
+        if claim.stored is not None:
+            context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
+        return scope, claim.stored
+
+    async def _settle(self, scope: str, served: Served | None, decision: Decision) -> None:
+        """Store a successful answer under its key, or free the key for a retry."""
+        if not scope:
+            return
+        store = self.state.idempotency
+        if served is not None and served.error is None and served.result is not None:
+            await store.complete(scope, record(served, {}),
+                                 decision.policy.reliability.idempotency_ttl_s)
+        else:
+            await store.release(scope)
 
     async def _live_chunks(
         self, decision: Decision, signals: Signals, chat: ChatRequest, ctx: RequestContext,

@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite the YAML files")
     mode.add_argument("--dry-run", action="store_true", help="only show the changes (default)")
 
-    pol = sub.add_parser("policy", help="test, diff and explain routing policies")
+    pol = sub.add_parser("policy", help="test, diff and explain routing policies; promote, abort "
+                                        "and inspect their rollouts")
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
     pt = pol_sub.add_parser(
         "test", help="run the policies' spec.tests (exit 0 pass, 1 a case fails, 2 invalid)",

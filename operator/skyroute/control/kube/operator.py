@@ -27,7 +27,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,14 +46,13 @@ from skyroute.control.kube.forward import OutcomeForwarder
 from skyroute.control.kube.handlers import build_registry, build_settings, quiet_kopf
 from skyroute.control.kube.history import HistoryStore
 from skyroute.control.kube.lease import LeaseElector
-from skyroute.control.kube.world import Key, World, key_of, plain
+from skyroute.control.kube.rollouts import ClusterRollouts
+from skyroute.control.kube.world import World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
 from skyroute.control.learning import Learner
 from skyroute.control.logs import event
-from skyroute.control.model import KIND_POLICY, ROLLOUT_ACTION_ANNOTATION, RoutingPolicy
+from skyroute.control.model import KIND_POLICY, RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
-from skyroute.control.rollout import RolloutController
-from skyroute.control.rollout_state import RolloutState
 from skyroute.control.routers import RouterRegistry
 from skyroute.control.store import SnapshotStore
 from skyroute.v1 import distribution_pb2_grpc
@@ -123,15 +121,9 @@ class Operator:
         # Rollouts (canary, analysis, promotion, rollback, pin): the controller turns
         # the accepted specs into the snapshot routers get; its state lives in the
         # policies' status (written by the leader, mirrored by followers).
-        self.rollouts = RolloutController()
-        self.outcomes.add_listener(self.rollouts.windows.record)
-        self.writer.rollouts = self.rollouts
-        self.history = HistoryStore(api, opts.namespace)
-        # Objects carrying the one-shot rollout-action annotation now, as the watch says:
-        # the leader acts on each and removes it; a replica that becomes leader later
-        # acts only on what is still annotated then (nothing stale from its past).
-        self._annotated: dict[Key, str] = {}
-        self._history_failures: dict[tuple[tuple[str, str], str], int] = {}
+        self.rollouts = ClusterRollouts(api, self.world, self.writer,
+                                        HistoryStore(api, opts.namespace), self._serve)
+        self.outcomes.add_listener(self.rollouts.controller.windows.record)
         self.store.subscribe(self._served)
         self.elector = (
             LeaseElector(api, self.own_namespace, opts.lease, self.identity,
@@ -143,9 +135,9 @@ class Operator:
         elector = self.elector
         self.forwarder = OutcomeForwarder(
             self.identity, lambda: elector.leader_address if elector else "",
-            lambda: not self.writer.active, self.rollouts.windows.watches)
+            lambda: not self.writer.active, self.rollouts.controller.windows.watches)
         self.outcomes.add_listener(self.forwarder.record)
-        self.service.on_forwarded = self.rollouts.windows.record
+        self.service.on_forwarded = self.rollouts.controller.windows.record
         self.stop = asyncio.Event()
         self.port = 0
         self._dirty = asyncio.Event()
@@ -160,27 +152,9 @@ class Operator:
         self.writer.seen(key, status)
         changed = self.world.observe(body)
         if key.kind == KIND_POLICY:
-            changed = self._rollout_input(key, body, status) or changed
+            changed = self.rollouts.observed(key, body, status) or changed
         if changed:
             self._dirty.set()
-
-    def _rollout_input(self, key: Key, body: Mapping[str, Any], status: Any) -> bool:
-        """Queue a manual action; followers (and a starting leader) adopt status.rollout."""
-        annotations = (body.get("metadata") or {}).get("annotations") or {}
-        action = annotations.get(ROLLOUT_ACTION_ANNOTATION)
-        if action:
-            self._annotated[key] = str(action)
-        else:
-            self._annotated.pop(key, None)
-        if self.writer.active:
-            return False
-        restored = RolloutState.from_status(status, time.time())
-        ref = (key.namespace, key.name)
-        current = self.rollouts.states.get(ref)
-        if restored is None or (current is not None and _same(current, restored)):
-            return False
-        self.rollouts.restore(ref, restored)
-        return True
 
     def deleted(self, body: Mapping[str, Any]) -> None:
         key = key_of(body)
@@ -189,17 +163,7 @@ class Operator:
             self._dirty.set()
 
     def review(self, body: Mapping[str, Any]) -> Verdict:
-        verdict = review(self.world, body)
-        pin = _pin_of(body)
-        key = key_of(body)
-        ref = (key.namespace, key.name)
-        if verdict.allowed and pin and key.kind == KIND_POLICY \
-                and self.rollouts.spec_of(ref, pin) is None:
-            known = self.rollouts.versions(ref)
-            verdict = Verdict(denied=(
-                f"spec.pinVersion: {pin} is not a recorded version of {key.ref} (recorded: "
-                f"{', '.join(known[-10:]) or 'none'}; see status.history)",),
-                warnings=verdict.warnings)
+        verdict = self.rollouts.review(key_of(body), body, review(self.world, body))
         event(log, "admission", object=key_of(body).ref, allowed=verdict.allowed,
               warnings=len(verdict.warnings), reason=verdict.message() or "-")
         return verdict
@@ -244,75 +208,7 @@ class Operator:
             (k.namespace, k.name): p.obj for k, p in self.world.accepted_objects().items()
             if isinstance(p.obj, RoutingPolicy)
         }
-        return self.store.publish(self.rollouts.apply(snapshot, policies))
-
-    async def _rollout_loop(self, tick_s: float = 0.5) -> None:
-        """Leader only: manual actions, due analyses, history writes; republish on change."""
-        while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=tick_s)
-            if not self.writer.active:
-                continue
-            try:
-                changed = await self._take_actions()
-                changed = self.rollouts.tick() or changed
-                if changed:
-                    self._serve()
-                await self._save_history()
-                self.writer.wake()
-            except Exception:  # a bug or an API hiccup must not stop serving
-                log.exception("rollout tick failed")
-
-    async def _take_actions(self) -> bool:
-        acted = False
-        for key, action in list(self._annotated.items()):
-            # Until the watch shows it removed, it is not acted on twice.
-            del self._annotated[key]
-            ref = (key.namespace, key.name)
-            done, message = self.rollouts.action(ref, action)
-            acted = acted or done
-            event(log, "rollout_action", object=key.ref, action=action, acted=done,
-                  result=message)
-            try:
-                await self.api.remove_annotation(key.kind, key.namespace, key.name,
-                                                 ROLLOUT_ACTION_ANNOTATION)
-            except Exception as exc:  # acted already; routers must still get the result
-                event(log, "annotation_remove_failed", logging.WARNING, object=key.ref,
-                      error=repr(exc))
-        return acted
-
-    async def _admin_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
-        """``POST /rollouts/...`` on the admin port; only the leader acts."""
-        if not self.writer.active:
-            return False, f"{self.identity} is not the leader; ask the leader, or annotate " \
-                          f"the RoutingPolicy with {ROLLOUT_ACTION_ANNOTATION}={action}"
-        done, message = self.rollouts.action((namespace, name), action, "admin API")
-        event(log, "rollout_action", object=f"{KIND_POLICY} {namespace}/{name}", action=action,
-              acted=done, result=message)
-        if done:
-            self._serve()
-            self.writer.wake()
-        return done, message
-
-    async def _save_history(self) -> None:
-        """Persist newly seen specs; each is retried a few times on its own, then dropped."""
-        pending, self.rollouts.unsaved = self.rollouts.unsaved, []
-        for ref, spec, version in pending:
-            state = self.world.state(Key(KIND_POLICY, ref[0], ref[1]))
-            try:
-                st = self.rollouts.states.get(ref)
-                keep = frozenset({st.stable_hash, st.candidate_hash, st.pinned_hash}
-                                 if st is not None else ())
-                await self.history.save(ref[0], ref[1], state.uid if state else "", spec,
-                                        version, time.time(), self.rollouts.specs[spec], keep)
-                self._history_failures.pop((ref, spec), None)
-            except Exception as exc:
-                tries = self._history_failures.get((ref, spec), 0) + 1
-                self._history_failures[(ref, spec)] = tries
-                event(log, "history_save_failed", logging.WARNING, policy=f"{ref[0]}/{ref[1]}",
-                      spec=spec, tries=tries, error=repr(exc))
-                if tries < 5:
-                    self.rollouts.unsaved.append((ref, spec, version))
+        return self.store.publish(self.rollouts.controller.apply(snapshot, policies))
 
     async def _reconcile_loop(self) -> None:
         while not self.stop.is_set():
@@ -342,12 +238,7 @@ class Operator:
                     event(log, "waiting_for_crds", logging.WARNING, error=str(exc))
                 await asyncio.sleep(1.0)
                 waited += 1
-        try:
-            for rec in await self.history.load():
-                self.rollouts.remember((rec.namespace, rec.policy), rec.spec_hash, rec.version,
-                                       rec.spec_json)
-        except Exception as exc:  # no history: rollouts start from the specs as they are
-            event(log, "history_load_failed", logging.WARNING, error=repr(exc))
+        await self.rollouts.load_history()
         for body in bodies:
             self.observed(body)
         self.reconcile()
@@ -418,13 +309,14 @@ class Operator:
         if self.opts.admin:
             self._admin = AdminServer(self.opts.admin, self.store, self.service.status,
                                       self.outcomes, learning=self.learner.as_dict,
-                                      rollouts=self.rollouts, rollout_action=self._admin_action)
+                                      rollouts=self.rollouts.controller,
+                                      rollout_action=self.rollouts.admin_action)
             await self._admin.start()
         tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.writer.run(self.stop), name="status-writer"),
             asyncio.create_task(self.learner.run(self.stop), name="learning"),
-            asyncio.create_task(self._rollout_loop(), name="rollouts"),
+            asyncio.create_task(self.rollouts.run(self.stop), name="rollouts"),
         ]
         if self.elector is not None:
             self.elector.advertise = self._advertise()
@@ -484,18 +376,6 @@ class Operator:
             await asyncio.sleep(0)
             await self._server.stop(1.0)
             self._server = None
-
-
-def _pin_of(body: Mapping[str, Any]) -> str:
-    spec = body.get("spec")
-    pin = spec.get("pinVersion") if isinstance(spec, Mapping) else None
-    return pin if isinstance(pin, str) else ""
-
-
-def _same(a: RolloutState, b: RolloutState) -> bool:
-    """Same serving shape (what a follower must mirror), analysis details aside."""
-    fields = ("phase", "weight", "stable_hash", "candidate_hash", "pinned_hash", "failed_hash")
-    return all(getattr(a, f) == getattr(b, f) for f in fields)
 
 
 async def _first(task: asyncio.Task[None], other: Coroutine[Any, Any, Any]) -> None:

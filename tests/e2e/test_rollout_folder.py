@@ -12,6 +12,7 @@ returns the recorded spec of a version. A pinned version then serves alone.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -102,6 +103,20 @@ def test_folder_rollout_abort_history_and_pin(stack: Stack) -> None:
     seen = tracks(stack)
     assert set(seen) == {("stable", "fast"), ("candidate", "other")}, seen
     assert 30 <= seen[("candidate", "other")] <= 90, seen  # 30% of 200, +- 4.6 sd
+
+    # skyroute top marks which version is which while the canary runs.
+    candidate = rollouts(stack)["rollout"]["candidateVersion"]
+
+    def top() -> str:
+        return subprocess.run([sys.executable, "-m", "skyroute.cli.main", "top", "--admin",
+                               stack.admin.removeprefix("http://"), "--once"],
+                              capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "COLUMNS": "220", "NO_COLOR": "1"}).stdout
+
+    wait_until(lambda: "candidate 30% Progressing" in top(), timeout=10, what="top's track")
+    rows = [line for line in top().splitlines() if line.count("│") >= 10]
+    assert any(candidate[:19] in r and "other" in r and "candidate 30%" in r for r in rows)
+    assert any(first[:19] in r and "fast" in r and "stable" in r for r in rows), rows
 
     shown = cli(stack, "status")
     assert shown.returncode == 0 and "Progressing" in shown.stdout, shown.stderr

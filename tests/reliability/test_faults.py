@@ -280,6 +280,26 @@ def test_hedge_beats_a_slow_primary(control_down: Stack) -> None:
     assert sum(control_down.router_status(i)["hedges"] for i in range(2)) >= 10
 
 
+def test_hedge_races_a_stream_to_its_first_token(control_down: Stack) -> None:
+    c = openai.OpenAI(base_url=control_down.routers[0][2] + "/v1", api_key="x", max_retries=0)
+    for _ in range(4):
+        t0 = time.monotonic()
+        with c.chat.completions.with_streaming_response.create(
+            model="hedge", stream=True, messages=[{"role": "user", "content": "hello"}],
+        ) as raw:
+            assert raw.headers["x-skyroute-model"] == "b-hedge"
+            # The primary lost the race and was cancelled before the first token went
+            # out (without the hedge it would have hit the 300 ms first-token timeout).
+            trail = raw.headers["x-skyroute-attempts"]
+            chunks = list(raw.parse())
+        assert trail.startswith("a-hedge;cancelled"), trail
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert text.startswith("[b-hedge]")
+        assert time.monotonic() - t0 < 0.6
+        extra = chunks[-1].model_extra or {}
+        assert "b-hedge;ok;200;" in extra["x_skyroute"]["attempts"], extra
+
+
 def test_idempotency_across_two_routers_with_redis(procs: list[Proc], tmp_path: Path) -> None:
     redis = start_redis()
     try:

@@ -18,7 +18,8 @@ after the decision:
   upstream act (a timeout, a cut stream).
 - Hedging (policy opt-in, idempotent tool-free requests only): when the first
   attempt is slower than the endpoint's observed percentile, a second
-  candidate starts; the first success wins and the other is cancelled.
+  candidate starts; the first success wins and the other is cancelled. A
+  stream is raced up to its first event only (:mod:`.stream_hedge`).
 - Streaming: nothing is emitted before the first upstream event, so a failure
   before it falls back silently; after it, a failure becomes an explicit
   :class:`StreamFailed` event and never a clean end.
@@ -63,6 +64,7 @@ from skyroute.router.providers.types import (
 )
 from skyroute.router.spans import NO_SPAN, Spans, enter, leave
 from skyroute.router.stats import WindowStats
+from skyroute.router.stream_hedge import first_of_two
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.router.telemetry import RouterMetrics
 from skyroute.v1 import distribution_pb2
@@ -411,7 +413,11 @@ class Engine:
         side_effects = self._side_effects(d, req)
         cap = self._cap(d, side_effects)
         min_window = 0
-        for cand in self.health.order(d.chain):
+        chain = self.health.order(d.chain)
+        i = 0
+        while i < len(chain):
+            cand = chain[i]
+            i += 1
             if len(served.attempts) >= cap:
                 break
             if min_window and cand.context_window and cand.context_window <= min_window:
@@ -420,35 +426,50 @@ class Engine:
             remaining = self._admit_attempt(served, deadline, retry)
             if remaining is None:
                 break
-            t0 = time.perf_counter()
-            aspan = self.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
-            # An async generator in fact; typed as such so it can be closed early.
-            events = cast(AsyncGenerator[StreamEvent, None], providers.stream(
-                self.session, cand.target, req,
-                min(policy.first_token_timeout_s, remaining), remaining,
-                policy.inter_token_timeout_s))
-            # Current only while the request goes out (no yield in between): traceparent.
-            token = enter(aspan)
-            try:
-                first = await anext(events)
-            except (ProviderError, StopAsyncIteration) as exc:
-                err = exc if isinstance(exc, ProviderError) else ProviderError(
-                    STREAM_CUT, "stream ended before its first event")
-                self._attempt_end(aspan, cand, served, AttemptRecord(
-                    cand.model, cand.provider, err.error_class, err.status,
-                    (time.perf_counter() - t0) * 1000.0))
-                self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
-                served.error = err
-                await events.aclose()
-                if not self._may_continue(err, side_effects, rel):
-                    break
-                if err.error_class == CONTEXT_LENGTH:
-                    min_window = max(min_window, cand.context_window or 1)
-                continue
-            finally:
-                leave(token)
-                if retry:
-                    self.budget.release()
+            delay = None if retry else self._hedge_delay(d, cand, req, side_effects)
+            if delay is not None and i < len(chain) and len(served.attempts) + 1 < cap:
+                # Hedged up to the first event (see stream_hedge): the winner is kept.
+                try:
+                    (cand, events, aspan, t0), first, launched = await first_of_two(
+                        self, cand, chain[i], delay, req, d, ctx, remaining, served)
+                except ProviderError as hedge_err:
+                    served.error = hedge_err
+                    if any(a.model == chain[i].model for a in served.attempts[-2:]):
+                        i += 1  # the hedge was launched and failed too: not again
+                    if not self._may_continue(hedge_err, side_effects, rel):
+                        break
+                    continue
+                i += int(launched)
+            else:
+                t0 = time.perf_counter()
+                aspan = self.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
+                # An async generator in fact; typed as such so it can be closed early.
+                events = cast(AsyncGenerator[StreamEvent, None], providers.stream(
+                    self.session, cand.target, req,
+                    min(policy.first_token_timeout_s, remaining), remaining,
+                    policy.inter_token_timeout_s))
+                # Current only while the request goes out (no yield in between): traceparent.
+                token = enter(aspan)
+                try:
+                    first = await anext(events)
+                except (ProviderError, StopAsyncIteration) as exc:
+                    err = exc if isinstance(exc, ProviderError) else ProviderError(
+                        STREAM_CUT, "stream ended before its first event")
+                    self._attempt_end(aspan, cand, served, AttemptRecord(
+                        cand.model, cand.provider, err.error_class, err.status,
+                        (time.perf_counter() - t0) * 1000.0))
+                    self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
+                    served.error = err
+                    await events.aclose()
+                    if not self._may_continue(err, side_effects, rel):
+                        break
+                    if err.error_class == CONTEXT_LENGTH:
+                        min_window = max(min_window, cand.context_window or 1)
+                    continue
+                finally:
+                    leave(token)
+                    if retry:
+                        self.budget.release()
             self.metrics.first_chunk(cand.model, cand.provider, time.perf_counter() - t0)
             # Committed to this candidate: from here on a failure is visible.
             served.candidate, served.error = cand, None

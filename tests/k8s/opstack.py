@@ -12,9 +12,11 @@ other suites sharing the session's API server never see each other.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +243,23 @@ def chat(url: str, model: str, text: str) -> tuple[int, dict[str, str], dict[str
             return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read() or b"{}")
+
+
+@contextlib.contextmanager
+def acmeshop_stack(cluster: Cluster, tmp: Path, prefix: str) -> Iterator[Stack]:
+    """A stack serving the AcmeShop example with one router synced to it."""
+    s = Stack(cluster, tmp, prefix=prefix)
+    try:
+        s.apply_acmeshop()
+        s.wait_condition("routingpolicies", "acmeshop", "Ready")
+        s.start_router(f"{prefix}-r1")
+        s.wait_condition("routingpolicies", "acmeshop", "Synced")
+        yield s
+    finally:
+        s.close()
+
+
+def serving(stack: Stack) -> tuple[str, str, str]:
+    """What serves acmeshop: the operator's snapshot, the router's, the policy status'."""
+    return (stack.operator_status()["version"], stack.router_version(stack.routers[0][1]),
+            stack.get("routingpolicies", "acmeshop")["status"]["version"])

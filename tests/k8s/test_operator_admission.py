@@ -26,27 +26,15 @@ import pytest
 import yaml
 
 from kcluster import Cluster
-from opstack import Stack
+from opstack import Stack, acmeshop_stack, serving
 
 RP, MP = "routingpolicies", "modelpools"
 
 
 @pytest.fixture(scope="module")
 def stack(k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(k8s_cluster, tmp_path_factory.mktemp("admission"), prefix="adm")
-    try:
-        s.apply_acmeshop()
-        s.wait_condition(RP, "acmeshop", "Ready")
-        s.start_router("adm-r1")
-        s.wait_condition(RP, "acmeshop", "Synced")
+    with acmeshop_stack(k8s_cluster, tmp_path_factory.mktemp("admission"), "adm") as s:
         yield s
-    finally:
-        s.close()
-
-
-def serving(stack: Stack) -> tuple[str, str, str]:
-    return (stack.operator_status()["version"], stack.router_version(stack.routers[0][1]),
-            stack.get(RP, "acmeshop")["status"]["version"])
 
 
 def refused(stack: Stack, obj: dict[str, Any]) -> str:

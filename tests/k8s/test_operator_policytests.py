@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from kcluster import Cluster
-from opstack import Stack
+from opstack import Stack, acmeshop_stack, serving
 
 RP, MP = "routingpolicies", "modelpools"
 PASSWORD_CASE = 'spec.tests[0]: test "password reset is a cached FAQ on the cheap model" failed'
@@ -33,20 +33,8 @@ PASSWORD_CASE = 'spec.tests[0]: test "password reset is a cached FAQ on the chea
 
 @pytest.fixture(scope="module")
 def stack(k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(k8s_cluster, tmp_path_factory.mktemp("policytests"), prefix="pt")
-    try:
-        s.apply_acmeshop()
-        s.wait_condition(RP, "acmeshop", "Ready")
-        s.start_router("pt-r1")
-        s.wait_condition(RP, "acmeshop", "Synced")
+    with acmeshop_stack(k8s_cluster, tmp_path_factory.mktemp("policytests"), "pt") as s:
         yield s
-    finally:
-        s.close()
-
-
-def serving(stack: Stack) -> tuple[str, str, str]:
-    return (stack.operator_status()["version"], stack.router_version(stack.routers[0][1]),
-            stack.get(RP, "acmeshop")["status"]["version"])
 
 
 def faq_to_balanced(stack: Stack) -> dict[str, Any]:

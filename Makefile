@@ -25,6 +25,7 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	cd $(CURDIR) && $(BIN)/mypy $(PKGDIRS)

@@ -56,44 +56,190 @@ from skyroute.router.cache.text import analyze, compatible, signature  # noqa: E
 
 OUT = REPO / "bench-out" / "cache_bench.json"
 
-VERBS = ["reset", "change", "cancel", "update", "delete", "track", "return", "renew", "pause",
-         "verify", "transfer", "upgrade", "downgrade", "export", "share", "lock", "unlock",
-         "refund", "replace", "register", "activate", "disable", "enable", "download", "print"]
-OBJECTS = ["password", "email address", "order", "subscription", "account", "payment method",
-           "billing address", "shipping address", "gift card", "invoice", "receipt", "plan",
-           "profile picture", "username", "phone number", "wishlist", "review", "coupon",
-           "membership", "api key", "team", "device", "warranty", "return label", "package",
-           "delivery", "card", "bank transfer", "appointment", "reservation", "ticket",
-           "newsletter", "notification settings", "language", "time zone", "data export",
-           "loyalty points", "referral code", "trial", "license"]
-CONTEXTS = ["", "on the app", "on the website", "from my phone", "for my business",
-            "for my family", "before it ships", "after it ships", "in Canada", "in the UK",
-            "in Germany", "in Australia", "as a guest", "without logging in", "on Android",
-            "on iPhone", "this month", "next week", "for a gift", "for my team", "in store",
-            "by phone", "by email", "for a student", "for a nonprofit", "on a tablet",
-            "for a refund", "with PayPal", "with a credit card", "for an old order",
-            "from last year", "for a new device", "during the trial", "after the trial",
-            "for two accounts", "for premium", "for the basic plan", "on weekends",
-            "on holidays", "overseas", "for a sale item", "for a preorder", "in bulk",
-            "for my company", "for my child", "for a friend", "for a lost card",
-            "for a damaged item", "for a late delivery", "for a missing item",
-            "for an exchange", "for a subscription box", "for a digital product",
-            "for a physical product", "for a rental", "for an event", "for a course",
-            "for a donation", "for a warranty claim", "for a repair", "for an upgrade",
-            "for a downgrade", "for a transfer", "for an invoice", "for a receipt",
-            "for a return", "for a review", "for a voucher", "for a coupon code",
-            "for points", "for a referral", "for a pickup", "for a reservation",
-            "for a ticket", "for a booking", "for a delivery slot", "for a locker",
-            "for a courier", "for a parcel", "for a bundle", "for a kit", "for an accessory",
-            "for a spare part", "for a bundle deal", "for a starter pack", "for a refill",
-            "for a replacement", "for a cancellation", "for a pause", "for a renewal",
-            "for a trial extension", "for a plan change", "for a family plan",
-            "for a business plan", "for an enterprise plan", "for a school",
-            "for a hospital", "for a library", "for a shop", "for a restaurant", "for a hotel"]
-FRAMES = ["How do I {v} my {o} {c}?", "Can I {v} the {o} {c}?", "Where do I {v} my {o} {c}?",
-          "Is it possible to {v} a {o} {c}?"]
-PARAPHRASE = {"How do I": "How can I", "Can I": "Am I able to", "Where do I": "Where can I",
-              "Is it possible to": "Can I"}
+VERBS = [
+    "reset",
+    "change",
+    "cancel",
+    "update",
+    "delete",
+    "track",
+    "return",
+    "renew",
+    "pause",
+    "verify",
+    "transfer",
+    "upgrade",
+    "downgrade",
+    "export",
+    "share",
+    "lock",
+    "unlock",
+    "refund",
+    "replace",
+    "register",
+    "activate",
+    "disable",
+    "enable",
+    "download",
+    "print",
+]
+OBJECTS = [
+    "password",
+    "email address",
+    "order",
+    "subscription",
+    "account",
+    "payment method",
+    "billing address",
+    "shipping address",
+    "gift card",
+    "invoice",
+    "receipt",
+    "plan",
+    "profile picture",
+    "username",
+    "phone number",
+    "wishlist",
+    "review",
+    "coupon",
+    "membership",
+    "api key",
+    "team",
+    "device",
+    "warranty",
+    "return label",
+    "package",
+    "delivery",
+    "card",
+    "bank transfer",
+    "appointment",
+    "reservation",
+    "ticket",
+    "newsletter",
+    "notification settings",
+    "language",
+    "time zone",
+    "data export",
+    "loyalty points",
+    "referral code",
+    "trial",
+    "license",
+]
+CONTEXTS = [
+    "",
+    "on the app",
+    "on the website",
+    "from my phone",
+    "for my business",
+    "for my family",
+    "before it ships",
+    "after it ships",
+    "in Canada",
+    "in the UK",
+    "in Germany",
+    "in Australia",
+    "as a guest",
+    "without logging in",
+    "on Android",
+    "on iPhone",
+    "this month",
+    "next week",
+    "for a gift",
+    "for my team",
+    "in store",
+    "by phone",
+    "by email",
+    "for a student",
+    "for a nonprofit",
+    "on a tablet",
+    "for a refund",
+    "with PayPal",
+    "with a credit card",
+    "for an old order",
+    "from last year",
+    "for a new device",
+    "during the trial",
+    "after the trial",
+    "for two accounts",
+    "for premium",
+    "for the basic plan",
+    "on weekends",
+    "on holidays",
+    "overseas",
+    "for a sale item",
+    "for a preorder",
+    "in bulk",
+    "for my company",
+    "for my child",
+    "for a friend",
+    "for a lost card",
+    "for a damaged item",
+    "for a late delivery",
+    "for a missing item",
+    "for an exchange",
+    "for a subscription box",
+    "for a digital product",
+    "for a physical product",
+    "for a rental",
+    "for an event",
+    "for a course",
+    "for a donation",
+    "for a warranty claim",
+    "for a repair",
+    "for an upgrade",
+    "for a downgrade",
+    "for a transfer",
+    "for an invoice",
+    "for a receipt",
+    "for a return",
+    "for a review",
+    "for a voucher",
+    "for a coupon code",
+    "for points",
+    "for a referral",
+    "for a pickup",
+    "for a reservation",
+    "for a ticket",
+    "for a booking",
+    "for a delivery slot",
+    "for a locker",
+    "for a courier",
+    "for a parcel",
+    "for a bundle",
+    "for a kit",
+    "for an accessory",
+    "for a spare part",
+    "for a bundle deal",
+    "for a starter pack",
+    "for a refill",
+    "for a replacement",
+    "for a cancellation",
+    "for a pause",
+    "for a renewal",
+    "for a trial extension",
+    "for a plan change",
+    "for a family plan",
+    "for a business plan",
+    "for an enterprise plan",
+    "for a school",
+    "for a hospital",
+    "for a library",
+    "for a shop",
+    "for a restaurant",
+    "for a hotel",
+]
+FRAMES = [
+    "How do I {v} my {o} {c}?",
+    "Can I {v} the {o} {c}?",
+    "Where do I {v} my {o} {c}?",
+    "Is it possible to {v} a {o} {c}?",
+]
+PARAPHRASE = {
+    "How do I": "How can I",
+    "Can I": "Am I able to",
+    "Where do I": "Where can I",
+    "Is it possible to": "Can I",
+}
 
 
 def questions(n: int) -> list[str]:
@@ -112,7 +258,7 @@ def questions(n: int) -> list[str]:
 def paraphrase(q: str) -> str:
     for a, b in PARAPHRASE.items():
         if q.startswith(a):
-            return b + q[len(a):]
+            return b + q[len(a) :]
     return q
 
 
@@ -123,8 +269,9 @@ def pct(xs: list[float], p: float) -> float:
 # -- 1. embedding ------------------------------------------------------------------
 def embedding_times(embedder_name: str, texts: list[str]) -> dict[str, float]:
     cold: list[float] = []
-    emb: Embedder = HashingEmbedder() if embedder_name == "hashing" else load_embedder(
-        embedder_name)
+    emb: Embedder = (
+        HashingEmbedder() if embedder_name == "hashing" else load_embedder(embedder_name)
+    )
     for t in texts:
         t0 = time.perf_counter()
         emb.embed(t)
@@ -141,9 +288,14 @@ def embedding_times(embedder_name: str, texts: list[str]) -> dict[str, float]:
         p = probe(cache, t)
         p.vector()
         probes.append((time.perf_counter() - t0) * 1e6)
-    return {"cold_p50_us": pct(cold, 50), "cold_p99_us": pct(cold, 99),
-            "warm_p50_us": pct(warm, 50), "warm_p99_us": pct(warm, 99),
-            "probe_p50_us": pct(probes, 50), "probe_p99_us": pct(probes, 99)}
+    return {
+        "cold_p50_us": pct(cold, 50),
+        "cold_p99_us": pct(cold, 99),
+        "warm_p50_us": pct(warm, 50),
+        "warm_p99_us": pct(warm, 99),
+        "probe_p50_us": pct(probes, 50),
+        "probe_p99_us": pct(probes, 99),
+    }
 
 
 # -- 2. lookup latency -----------------------------------------------------------------
@@ -176,8 +328,12 @@ def memory_lookups(n: int, lookups: int) -> dict[str, float]:
         hit = backend.lookup_now(p, rule)
         times.append((time.perf_counter() - t0) * 1e3)
         hits += hit is not None
-    return {"entries": len(backend), "p50_ms": pct(times, 50), "p99_ms": pct(times, 99),
-            "hit_share": hits / len(query_probes)}
+    return {
+        "entries": len(backend),
+        "p50_ms": pct(times, 50),
+        "p99_ms": pct(times, 99),
+        "hit_share": hits / len(query_probes),
+    }
 
 
 def _answer(p: Probe) -> Any:
@@ -197,8 +353,9 @@ async def redis_lookups(url: str, n: int, lookups: int) -> dict[str, float]:
     rule_big = type(rule)(rule.family, rule.threshold, rule.ttl_s, n + 10)
     store_probes, query_probes = workload(cache, n, lookups)
     for i in range(0, n, 30):
-        await asyncio.gather(*(writer._write(p, rule_big, _answer(p))
-                               for p in store_probes[i:i + 30]))
+        await asyncio.gather(
+            *(writer._write(p, rule_big, _answer(p)) for p in store_probes[i : i + 30])
+        )
     assert writer.errors == 0, writer.stats()
     while len(reader) < n:  # as a router's background catch-up would
         if await reader.catch_up(query_probes[0]) == 0:
@@ -214,9 +371,13 @@ async def redis_lookups(url: str, n: int, lookups: int) -> dict[str, float]:
     stats = reader.stats()
     await writer.close()
     await reader.close()
-    return {"entries": stats["mirrored_entries"], "p50_ms": pct(times, 50),
-            "p99_ms": pct(times, 99), "hit_share": hits / len(query_probes),
-            "errors": stats["errors"]}
+    return {
+        "entries": stats["mirrored_entries"],
+        "p50_ms": pct(times, 50),
+        "p99_ms": pct(times, 99),
+        "hit_share": hits / len(query_probes),
+        "errors": stats["errors"],
+    }
 
 
 # -- 3. quality -------------------------------------------------------------------------
@@ -232,9 +393,14 @@ def quality(embedder: Embedder, threshold: float, check_meaning: bool = True) ->
             n += exact or (float(va @ vb) >= threshold and ok)
         return n / len(rows)
 
-    return {"threshold": threshold, "meaning_check": check_meaning,
-            "hit_rate": rate(same), "false_hit_rate": rate(diff),
-            "same_pairs": len(same), "different_pairs": len(diff)}
+    return {
+        "threshold": threshold,
+        "meaning_check": check_meaning,
+        "hit_rate": rate(same),
+        "false_hit_rate": rate(diff),
+        "same_pairs": len(same),
+        "different_pairs": len(diff),
+    }
 
 
 async def crowded() -> dict[str, Any]:
@@ -259,12 +425,17 @@ async def crowded() -> dict[str, Any]:
             own += 1
         else:
             other += 1
-    return {"entries": len(cache), "queries": len(same), "hit_own": own / len(same),
-            "hit_other_entry": other / len(same)}
+    return {
+        "entries": len(cache),
+        "queries": len(same),
+        "hit_own": own / len(same),
+        "hit_other_entry": other / len(same),
+    }
 
 
 def guarded_pairs_pipeline() -> dict[str, float]:
     """Hit and false-hit rates through the full ResponseCache path (as the tests assert)."""
+
     async def run(rows: list[tuple[str, str]]) -> float:
         cache = ResponseCache()
         rule = default_rule()
@@ -275,8 +446,10 @@ def guarded_pairs_pipeline() -> dict[str, float]:
             n += (await cache.lookup(probe(cache, b, sc), rule)) is not None
         return n / len(rows)
 
-    return {"hit_rate": asyncio.run(run(pairs("same_meaning.tsv"))),
-            "false_hit_rate": asyncio.run(run(pairs("different_meaning.tsv")))}
+    return {
+        "hit_rate": asyncio.run(run(pairs("same_meaning.tsv"))),
+        "false_hit_rate": asyncio.run(run(pairs("different_meaning.tsv"))),
+    }
 
 
 def main() -> int:
@@ -288,21 +461,29 @@ def main() -> int:
     ap.add_argument("--no-redis", action="store_true")
     ap.add_argument("--minilm", action="store_true", help="also all-MiniLM-L6-v2 (extra)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [1000, 10_000] if args.quick else [1000, 10_000, 100_000])
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else ([1000, 10_000] if args.quick else [1000, 10_000, 100_000])
+    )
     lookups = 500 if args.quick else args.lookups
     console = Console()
-    report: dict[str, Any] = {"machine": {"python": platform.python_version(),
-                                          "cpu": platform.processor() or platform.machine(),
-                                          "cores": os.cpu_count(),
-                                          "load_average_1m": os.getloadavg()[0]}}
+    report: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_1m": os.getloadavg()[0],
+        }
+    }
 
-    texts = [q for pair in pairs("same_meaning.tsv") + pairs("different_meaning.tsv")
-             for q in pair]
+    texts = [q for pair in pairs("same_meaning.tsv") + pairs("different_meaning.tsv") for q in pair]
     report["embedding_hashing"] = embedding_times("hashing", texts)
-    report["quality_hashing"] = {**quality(HashingEmbedder(), default_rule().threshold),
-                                 "pipeline": guarded_pairs_pipeline(),
-                                 "crowded": asyncio.run(crowded())}
+    report["quality_hashing"] = {
+        **quality(HashingEmbedder(), default_rule().threshold),
+        "pipeline": guarded_pairs_pipeline(),
+        "crowded": asyncio.run(crowded()),
+    }
     report["lookup_memory"] = {str(n): memory_lookups(n, lookups) for n in sizes}
 
     if not args.no_redis:
@@ -314,8 +495,9 @@ def main() -> int:
             server = start_redis(maxmemory="2gb")
             url = server.url
         try:
-            report["lookup_redis"] = {str(n): asyncio.run(redis_lookups(url, n, lookups))
-                                      for n in sizes}
+            report["lookup_redis"] = {
+                str(n): asyncio.run(redis_lookups(url, n, lookups)) for n in sizes
+            }
         finally:
             if server is not None:
                 server.stop()
@@ -323,16 +505,19 @@ def main() -> int:
     if args.minilm:
         report["embedding_minilm"] = embedding_times("minilm", texts[:200])
         emb = load_embedder("minilm")
-        report["quality_minilm"] = [quality(emb, t, check) for t in (0.85, 0.9, 0.95)
-                                    for check in (False, True)]
+        report["quality_minilm"] = [
+            quality(emb, t, check) for t in (0.85, 0.9, 0.95) for check in (False, True)
+        ]
 
     report["machine"]["load_average_1m_end"] = os.getloadavg()[0]
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2))
     _print(console, report)
     m = report["machine"]
-    console.print(f"load average (1 min) {m['load_average_1m']:.1f} at start, "
-                  f"{m['load_average_1m_end']:.1f} at end, on {m['cores']} cores")
+    console.print(
+        f"load average (1 min) {m['load_average_1m']:.1f} at start, "
+        f"{m['load_average_1m_end']:.1f} at end, on {m['cores']} cores"
+    )
     console.print(f"written {OUT.relative_to(REPO)}")
     return 0
 
@@ -344,31 +529,49 @@ def _print(console: Console, r: dict[str, Any]) -> None:
         t.add_column(col)
     t.add_row("embed (cold words)", f"{e['cold_p50_us']:.1f}", f"{e['cold_p99_us']:.1f}")
     t.add_row("embed (warm)", f"{e['warm_p50_us']:.1f}", f"{e['warm_p99_us']:.1f}")
-    t.add_row("probe: guard + key + signature + embed", f"{e['probe_p50_us']:.1f}",
-              f"{e['probe_p99_us']:.1f}")
+    t.add_row(
+        "probe: guard + key + signature + embed",
+        f"{e['probe_p50_us']:.1f}",
+        f"{e['probe_p99_us']:.1f}",
+    )
     console.print(t)
     t = Table(title="Lookup latency, one partition (ms, query embedding excluded)")
     for col in ("backend", "entries", "p50", "p99", "hit share"):
         t.add_column(col)
     for name in ("lookup_memory", "lookup_redis"):
         for n, row in r.get(name, {}).items():
-            t.add_row(name.removeprefix("lookup_"), n, f"{row['p50_ms']:.3f}",
-                      f"{row['p99_ms']:.3f}", f"{row['hit_share']:.2f}")
+            t.add_row(
+                name.removeprefix("lookup_"),
+                n,
+                f"{row['p50_ms']:.3f}",
+                f"{row['p99_ms']:.3f}",
+                f"{row['hit_share']:.2f}",
+            )
     console.print(t)
     q = r["quality_hashing"]
     t = Table(title="Paraphrase set at the default rule (threshold 0.9)")
     for col in ("run", "hit rate", "false-hit rate"):
         t.add_column(col)
-    t.add_row("pairs, embedder + meaning check", f"{q['hit_rate']:.3f}",
-              f"{q['false_hit_rate']:.4f}")
-    t.add_row("pairs, full ResponseCache path", f"{q['pipeline']['hit_rate']:.3f}",
-              f"{q['pipeline']['false_hit_rate']:.4f}")
+    t.add_row(
+        "pairs, embedder + meaning check", f"{q['hit_rate']:.3f}", f"{q['false_hit_rate']:.4f}"
+    )
+    t.add_row(
+        "pairs, full ResponseCache path",
+        f"{q['pipeline']['hit_rate']:.3f}",
+        f"{q['pipeline']['false_hit_rate']:.4f}",
+    )
     c = q["crowded"]
-    t.add_row(f"crowded: {c['entries']} entries, one partition",
-              f"{c['hit_own']:.3f} own", f"{c['hit_other_entry']:.4f} another entry*")
+    t.add_row(
+        f"crowded: {c['entries']} entries, one partition",
+        f"{c['hit_own']:.3f} own",
+        f"{c['hit_other_entry']:.4f} another entry*",
+    )
     for m in r.get("quality_minilm", []):
-        t.add_row(f"MiniLM {m['threshold']}{' + meaning check' if m['meaning_check'] else ''}",
-                  f"{m['hit_rate']:.3f}", f"{m['false_hit_rate']:.4f}")
+        t.add_row(
+            f"MiniLM {m['threshold']}{' + meaning check' if m['meaning_check'] else ''}",
+            f"{m['hit_rate']:.3f}",
+            f"{m['false_hit_rate']:.4f}",
+        )
     console.print(t)
     console.print("* a hit on another stored question; see crowded() for what those were")
 

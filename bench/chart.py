@@ -12,8 +12,13 @@ from html import escape
 _COLORS = ("#4c78a8", "#9ecae9", "#f58518", "#ffbf79", "#bab0ac", "#79706e")
 
 
-def bar_chart(title: str, groups: list[tuple[str, list[tuple[str, float]]]],
-              unit: str = "ms", width: int = 760, height: int = 360) -> str:
+def bar_chart(
+    title: str,
+    groups: list[tuple[str, list[tuple[str, float]]]],
+    unit: str = "ms",
+    width: int = 760,
+    height: int = 360,
+) -> str:
     """Grouped bars: ``groups`` is [(group label, [(series label, value), ...]), ...]."""
     top, bottom, left, right = 40, 70, 60, 20
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -39,17 +44,24 @@ def bar_chart(title: str, groups: list[tuple[str, list[tuple[str, float]]]],
             h = plot_h * value / peak
             x = x0 + si * bar_w
             y = top + plot_h - h
-            parts.append(f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.9:.1f}" '
-                         f'height="{h:.1f}" fill="{_COLORS[si % len(_COLORS)]}"/>')
-            parts.append(f'<text x="{x + bar_w * 0.45:.1f}" y="{y - 4:.1f}" '
-                         f'text-anchor="middle">{value:.1f}</text>')
-        parts.append(f'<text x="{x0 + group_w * 0.4:.1f}" y="{top + plot_h + 18}" '
-                     f'text-anchor="middle">{escape(label)}</text>')
+            parts.append(
+                f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.9:.1f}" '
+                f'height="{h:.1f}" fill="{_COLORS[si % len(_COLORS)]}"/>'
+            )
+            parts.append(
+                f'<text x="{x + bar_w * 0.45:.1f}" y="{y - 4:.1f}" '
+                f'text-anchor="middle">{value:.1f}</text>'
+            )
+        parts.append(
+            f'<text x="{x0 + group_w * 0.4:.1f}" y="{top + plot_h + 18}" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
     for si, name in enumerate(series_names):  # legend: three entries per row
         x = left + (si % 3) * 230
         y = height - 34 + (si // 3) * 16
-        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" '
-                     f'fill="{_COLORS[si % len(_COLORS)]}"/>')
+        parts.append(
+            f'<rect x="{x}" y="{y}" width="12" height="12" fill="{_COLORS[si % len(_COLORS)]}"/>'
+        )
         parts.append(f'<text x="{x + 16}" y="{y + 10}">{escape(name)} ({unit})</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

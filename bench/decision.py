@@ -38,8 +38,9 @@ def _with_canary(snapshot: snapshot_pb2.Snapshot, name: str) -> snapshot_pb2.Sna
     candidate = out.policies.add()
     candidate.CopyFrom(stable)
     candidate.name, candidate.candidate_of = name + "~candidate", name
-    stable.canary.CopyFrom(snapshot_pb2.Canary(policy=candidate.name, weight_bp=500,
-                                               salt=stable.version))
+    stable.canary.CopyFrom(
+        snapshot_pb2.Canary(policy=candidate.name, weight_bp=500, salt=stable.version)
+    )
     return out
 
 
@@ -92,15 +93,26 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
         gc.enable()
     return {
         "requests": len(full),
-        "signals_and_decide_us": {"p50": percentile(full, 50), "p99": percentile(full, 99),
-                                  "mean": sum(full) / len(full)},
-        "decide_only_us": {"p50": percentile(only, 50), "p99": percentile(only, 99),
-                           "mean": sum(only) / len(only)},
-        "decide_no_embedding_us": {"p50": percentile(no_embed, 50),
-                                   "p99": percentile(no_embed, 99),
-                                   "mean": sum(no_embed) / len(no_embed)},
-        "canary_split_us": {"p50": percentile(split, 50), "p99": percentile(split, 99),
-                            "mean": sum(split) / len(split)},
+        "signals_and_decide_us": {
+            "p50": percentile(full, 50),
+            "p99": percentile(full, 99),
+            "mean": sum(full) / len(full),
+        },
+        "decide_only_us": {
+            "p50": percentile(only, 50),
+            "p99": percentile(only, 99),
+            "mean": sum(only) / len(only),
+        },
+        "decide_no_embedding_us": {
+            "p50": percentile(no_embed, 50),
+            "p99": percentile(no_embed, 99),
+            "mean": sum(no_embed) / len(no_embed),
+        },
+        "canary_split_us": {
+            "p50": percentile(split, 50),
+            "p99": percentile(split, 99),
+            "mean": sum(split) / len(split),
+        },
         "intents": len(policy.intents),
         "models": sum(len(c) for c in policy.pools.values()),
         "pool_mix": {p: c / len(signals) for p, c in pools.most_common()},

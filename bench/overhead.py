@@ -69,8 +69,9 @@ def _bodies(traffic: list[TrafficRequest], model: str) -> tuple[bytes, ...]:
     return tuple(orjson.dumps(r.body(model)) for r in traffic)
 
 
-async def _run(session: aiohttp.ClientSession, target: Target, concurrency: int,
-               total: int) -> dict[str, float]:
+async def _run(
+    session: aiohttp.ClientSession, target: Target, concurrency: int, total: int
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     next_index = 0
@@ -91,22 +92,35 @@ async def _run(session: aiohttp.ClientSession, target: Target, concurrency: int,
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
-    return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
-            "throughput_rps": len(latencies) / wall, "requests": len(latencies),
-            "errors": errors}
+    return {
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "throughput_rps": len(latencies) / wall,
+        "requests": len(latencies),
+        "errors": errors,
+    }
 
 
-async def measure(stack: Stack, concurrencies: tuple[int, ...], requests: dict[int, int],
-                  warmup: int = 200) -> dict[str, Any]:
+async def measure(
+    stack: Stack, concurrencies: tuple[int, ...], requests: dict[int, int], warmup: int = 200
+) -> dict[str, Any]:
     traffic = generate_traffic(400, seed=11)
     json_headers = {"content-type": "application/json"}
     router = f"http://{stack.router_http[0]}/v1/chat/completions"
     targets = [
-        Target("direct", f"http://{stack.simulator}/openai/v1/chat/completions",
-               _bodies(traffic, "gpt-5.2"), json_headers),
+        Target(
+            "direct",
+            f"http://{stack.simulator}/openai/v1/chat/completions",
+            _bodies(traffic, "gpt-5.2"),
+            json_headers,
+        ),
         Target("router:baseline", router, _bodies(traffic, "baseline"), json_headers),
-        Target("router:acmeshop", router, _bodies(traffic, "acmeshop"),
-               {**json_headers, "cache-control": "no-cache"}),
+        Target(
+            "router:acmeshop",
+            router,
+            _bodies(traffic, "acmeshop"),
+            {**json_headers, "cache-control": "no-cache"},
+        ),
     ]
     await stack.wait_ready()
     out: dict[str, Any] = {}
@@ -119,8 +133,10 @@ async def measure(stack: Stack, concurrencies: tuple[int, ...], requests: dict[i
             for target in targets:
                 row[target.name] = await _run(session, target, c, requests[c])
                 if row[target.name]["errors"]:
-                    raise SystemExit(f"{target.name} at concurrency {c}: "
-                                     f"{row[target.name]['errors']} requests failed")
+                    raise SystemExit(
+                        f"{target.name} at concurrency {c}: "
+                        f"{row[target.name]['errors']} requests failed"
+                    )
             direct = row["direct"]
             for name in ("router:baseline", "router:acmeshop"):
                 row[name]["added_p50_ms"] = row[name]["p50_ms"] - direct["p50_ms"]

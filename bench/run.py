@@ -62,10 +62,12 @@ def _decision_table(d: dict[str, Any]) -> Table:
     t.add_column("p50 µs", justify="right")
     t.add_column("p99 µs", justify="right")
     t.add_column("mean µs", justify="right")
-    for key, label in (("signals_and_decide_us", "signals + decide"),
-                       ("decide_only_us", "decide only"),
-                       ("decide_no_embedding_us", "decide, embedding classifier off"),
-                       ("canary_split_us", "canary split (sticky hash, 5% rollout)")):
+    for key, label in (
+        ("signals_and_decide_us", "signals + decide"),
+        ("decide_only_us", "decide only"),
+        ("decide_no_embedding_us", "decide, embedding classifier off"),
+        ("canary_split_us", "canary split (sticky hash, 5% rollout)"),
+    ):
         v = d[key]
         t.add_row(label, f"{v['p50']:.1f}", f"{v['p99']:.1f}", f"{v['mean']:.1f}")
     return t
@@ -73,19 +75,33 @@ def _decision_table(d: dict[str, Any]) -> Table:
 
 def _overhead_table(o: dict[str, Any]) -> Table:
     t = Table(title="Router added latency (zero-latency provider, closed loop)")
-    for col in ("concurrency", "path", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms",
-                "throughput rps"):
+    for col in (
+        "concurrency",
+        "path",
+        "p50 ms",
+        "p99 ms",
+        "added p50 ms",
+        "added p99 ms",
+        "throughput rps",
+    ):
         t.add_column(col, justify="right" if col != "path" else "left")
     for c, row in o.items():
         for name, v in row.items():
-            t.add_row(c, name, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}",
-                      f"{v['added_p50_ms']:.2f}" if "added_p50_ms" in v else "-",
-                      f"{v['added_p99_ms']:.2f}" if "added_p99_ms" in v else "-",
-                      f"{v['throughput_rps']:.0f}")
+            t.add_row(
+                c,
+                name,
+                f"{v['p50_ms']:.2f}",
+                f"{v['p99_ms']:.2f}",
+                f"{v['added_p50_ms']:.2f}" if "added_p50_ms" in v else "-",
+                f"{v['added_p99_ms']:.2f}" if "added_p99_ms" in v else "-",
+                f"{v['throughput_rps']:.0f}",
+            )
         t.add_section()
-    t.caption = (f"LiteLLM proxy, same kind of machine (anchors): ~{LITELLM['c1_added_ms']:.0f} ms "
-                 f"added at concurrency 1, ~{LITELLM['c10_added_ms']:.0f} ms at concurrency 10, "
-                 f"~{LITELLM['max_rps']:.0f} rps max")
+    t.caption = (
+        f"LiteLLM proxy, same kind of machine (anchors): ~{LITELLM['c1_added_ms']:.0f} ms "
+        f"added at concurrency 1, ~{LITELLM['c10_added_ms']:.0f} ms at concurrency 10, "
+        f"~{LITELLM['max_rps']:.0f} rps max"
+    )
     return t
 
 
@@ -93,13 +109,26 @@ def _chart(o: dict[str, Any]) -> str:
     groups = []
     for c, row in o.items():
         b, a = row["router:baseline"], row["router:acmeshop"]
-        groups.append((f"concurrency {c}", [
-            ("baseline p50", b["added_p50_ms"]), ("baseline p99", b["added_p99_ms"]),
-            ("acmeshop p50", a["added_p50_ms"]), ("acmeshop p99", a["added_p99_ms"])]))
-    groups.append(("LiteLLM proxy (anchors)", [("LiteLLM c=1", LITELLM["c1_added_ms"]),
-                                               ("LiteLLM c=10", LITELLM["c10_added_ms"])]))
-    return bar_chart("skyroute router: added latency over a direct call (ms); "
-                     "LiteLLM: c=1 and c=10", groups)
+        groups.append(
+            (
+                f"concurrency {c}",
+                [
+                    ("baseline p50", b["added_p50_ms"]),
+                    ("baseline p99", b["added_p99_ms"]),
+                    ("acmeshop p50", a["added_p50_ms"]),
+                    ("acmeshop p99", a["added_p99_ms"]),
+                ],
+            )
+        )
+    groups.append(
+        (
+            "LiteLLM proxy (anchors)",
+            [("LiteLLM c=1", LITELLM["c1_added_ms"]), ("LiteLLM c=10", LITELLM["c10_added_ms"])],
+        )
+    )
+    return bar_chart(
+        "skyroute router: added latency over a direct call (ms); LiteLLM: c=1 and c=10", groups
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,17 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     console.print("[bold]1/2[/] decision latency in process ...")
-    decision = decision_latency(REPO / "examples" / "acmeshop",
-                                requests=500 if args.quick else 2000,
-                                passes=2 if args.quick else 5)
+    decision = decision_latency(
+        REPO / "examples" / "acmeshop",
+        requests=500 if args.quick else 2000,
+        passes=2 if args.quick else 5,
+    )
     console.print(_decision_table(decision))
-    console.print("[bold]2/2[/] router added latency over HTTP (control plane, router, "
-                  "simulator as processes) ...")
+    console.print(
+        "[bold]2/2[/] router added latency over HTTP (control plane, router, "
+        "simulator as processes) ..."
+    )
     overhead = _run_overhead(args.quick)
     console.print(_overhead_table(overhead))
     doc = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "decision": decision,
         "overhead": overhead,
         "litellm_reference": LITELLM,
@@ -128,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     (OUT / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
     (OUT / "bench.svg").write_text(_chart(overhead))
-    console.print(f"results: {OUT / 'bench.json'}, chart: {OUT / 'bench.svg'} "
-                  f"({doc['wall_s']} s)")
+    console.print(f"results: {OUT / 'bench.json'}, chart: {OUT / 'bench.svg'} ({doc['wall_s']} s)")
     return 0
 
 

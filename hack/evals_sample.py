@@ -61,17 +61,23 @@ def records() -> list[dict[str, object]]:
             for j in range(PER_PAIR // 2):
                 d = round(spread * (j % 5) / 5, 2)
                 for score in (target + d, target - d):
-                    out.append({"intent": intent, "model": model, "score": round(score, 2),
-                                "grader": "rubric-v3"})
+                    out.append(
+                        {
+                            "intent": intent,
+                            "model": model,
+                            "score": round(score, 2),
+                            "grader": "rubric-v3",
+                        }
+                    )
         else:
             passes = round(target * PER_PAIR)
             key = "pass" if model.startswith("gemini") or "haiku" in model else "correct"
             for j in range(PER_PAIR):
-                out.append({"intent": intent, "model": model, key: j < passes,
-                            "grader": "human"})
+                out.append({"intent": intent, "model": model, key: j < passes, "grader": "human"})
     model, intent, n = SCARCE
-    out.extend({"intent": intent, "model": model, "score": 0.4, "grader": "rubric-v3"}
-               for _ in range(n))
+    out.extend(
+        {"intent": intent, "model": model, "score": 0.4, "grader": "rubric-v3"} for _ in range(n)
+    )
     rng.shuffle(out)
     return [{"id": f"ev-{i + 1:04d}", **r} for i, r in enumerate(out)]
 

@@ -89,7 +89,10 @@ class Proc:
         fh = self.log.open("ab")
         self.p = subprocess.Popen(
             [sys.executable, "-m", "skyroute.cli.main", *self.args],
-            stdout=fh, stderr=subprocess.STDOUT, env=self.env, cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=REPO,
         )
         fh.close()
 
@@ -107,8 +110,11 @@ class Proc:
         lines = []
         for line in self.raw().split("\n"):
             record = _log_record(line)
-            lines.append(line if record is None else " ".join(
-                f"{k}={_logfmt_value(v)}" for k, v in record.items()))
+            lines.append(
+                line
+                if record is None
+                else " ".join(f"{k}={_logfmt_value(v)}" for k, v in record.items())
+            )
         return "\n".join(lines)
 
     def stop(self) -> None:
@@ -137,8 +143,15 @@ class Stack:
     control plane watches (``self.source``).
     """
 
-    def __init__(self, procs: list[Proc], tmp: Path, files: dict[str, str], scenario: str,
-                 routers: int = 1, router_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        procs: list[Proc],
+        tmp: Path,
+        files: dict[str, str],
+        scenario: str,
+        routers: int = 1,
+        router_args: list[str] | None = None,
+    ) -> None:
         self.procs = procs
         self.sim_port = free_port()
         self.sim = f"http://127.0.0.1:{self.sim_port}"
@@ -148,27 +161,49 @@ class Stack:
         self.source.mkdir()
         for name, text in files.items():
             self.write(name, text)
-        self.simulator = self.start("providers", ["providers", "--listen",
-                                                  f"127.0.0.1:{self.sim_port}",
-                                                  "--scenario", str(scen)])
+        self.simulator = self.start(
+            "providers",
+            ["providers", "--listen", f"127.0.0.1:{self.sim_port}", "--scenario", str(scen)],
+        )
         self.control_addr = f"127.0.0.1:{free_port()}"
         self.admin = f"http://127.0.0.1:{free_port()}"
         self.control = self.start("control", self.control_args())
         self.routers: list[tuple[Proc, str, str]] = []
         for i in range(routers):
             g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-            p = self.start(f"router-{i}", ["router", "--control", self.control_addr,
-                                           "--grpc", g, "--http", h, "--id", f"router-{i}",
-                                           *(router_args or [])])
+            p = self.start(
+                f"router-{i}",
+                [
+                    "router",
+                    "--control",
+                    self.control_addr,
+                    "--grpc",
+                    g,
+                    "--http",
+                    h,
+                    "--id",
+                    f"router-{i}",
+                    *(router_args or []),
+                ],
+            )
             self.routers.append((p, g, f"http://{h}"))
         wait_until(lambda: http_get(self.sim + "/healthz")[0] == 200, what="simulator")
         for p, _, url in self.routers:
-            wait_until(lambda url=url: http_get(url + "/readyz")[0] == 200,
-                       what=f"{p.name} ready\n{self.control.output()}\n{p.output()}")
+            wait_until(
+                lambda url=url: http_get(url + "/readyz")[0] == 200,
+                what=f"{p.name} ready\n{self.control.output()}\n{p.output()}",
+            )
 
     def control_args(self) -> list[str]:
-        return ["control", "--source", str(self.source), "--listen", self.control_addr,
-                "--admin", self.admin.removeprefix("http://")]
+        return [
+            "control",
+            "--source",
+            str(self.source),
+            "--listen",
+            self.control_addr,
+            "--admin",
+            self.admin.removeprefix("http://"),
+        ]
 
     def start(self, name: str, args: list[str]) -> Proc:
         p = Proc(name, args)
@@ -198,8 +233,7 @@ class Stack:
         return json.loads(http_get(self.routers[i][2] + "/debug/status")[1])
 
     def put_scenario(self, text: str) -> None:
-        req = urllib.request.Request(self.sim + "/_sim/scenario", data=text.encode(),
-                                     method="PUT")
+        req = urllib.request.Request(self.sim + "/_sim/scenario", data=text.encode(), method="PUT")
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
 
@@ -212,4 +246,3 @@ class Stack:
         req = urllib.request.Request(self.sim + "/_sim/reset", data=b"", method="POST")
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
-

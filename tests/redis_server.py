@@ -46,12 +46,16 @@ def ensure_redis_server() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not REDIS_SERVER.exists():
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            for cmd in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "redis-server"]):
+            for cmd in (
+                ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "redis-server"],
+            ):
                 r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
                 if r.returncode != 0:
-                    raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n"
-                                       f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+                    raise RuntimeError(
+                        f"{' '.join(cmd)} failed ({r.returncode}):\n"
+                        f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+                    )
     if not REDIS_SERVER.exists():
         raise RuntimeError("apt-get installed redis-server but /usr/bin/redis-server is missing")
     return REDIS_SERVER
@@ -80,17 +84,37 @@ class RedisProcess:
         if self.alive():
             return self
         self.p = subprocess.Popen(
-            [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-             "--maxmemory", self.maxmemory, "--maxmemory-policy", "allkeys-lru",
-             "--logfile", str(self.log), "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(self.binary),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--maxmemory",
+                self.maxmemory,
+                "--maxmemory-policy",
+                "allkeys-lru",
+                "--logfile",
+                str(self.log),
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.p.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.p.returncode}:\n"
-                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.p.returncode}:\n"
+                    f"{self.log.read_text(errors='replace')[-2000:]}"
+                )
             if self.ping():
                 return self
             time.sleep(0.02)

@@ -23,15 +23,25 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
     bindir = str(Path(sys.executable).parent)
     protos = sorted(str(p.relative_to(REPO / "proto")) for p in GENERATED.glob("*.proto"))
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", "proto",
-         f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}",
-         f"--mypy_out={tmp_path}", f"--mypy_grpc_out={tmp_path}", *protos],
-        cwd=REPO, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            "proto",
+            f"--python_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            f"--mypy_out={tmp_path}",
+            f"--mypy_grpc_out={tmp_path}",
+            *protos,
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
         env={**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")},
     )
     fresh = {p.name: p.read_bytes() for p in (tmp_path / "skyroute" / "v1").iterdir()}
-    committed = {p.name: p.read_bytes() for p in GENERATED.iterdir()
-                 if p.suffix in (".py", ".pyi")}
+    committed = {p.name: p.read_bytes() for p in GENERATED.iterdir() if p.suffix in (".py", ".pyi")}
     assert sorted(fresh) == sorted(committed), "generated file set differs: run `make proto`"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"stale generated code {stale}: run `make proto`"

@@ -19,21 +19,39 @@ def messages(text: str, system: str = SYSTEM) -> list[dict[str, Any]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": text}]
 
 
-def scope(tenant: str = "acme", locale: str = "en", safety: str = "standard",
-          intent: str = "faq.account", policy: str = "support") -> Scope:
+def scope(
+    tenant: str = "acme",
+    locale: str = "en",
+    safety: str = "standard",
+    intent: str = "faq.account",
+    policy: str = "support",
+) -> Scope:
     return Scope(policy, tenant, locale, safety, intent)
 
 
-def probe(cache: ResponseCache, text: str, sc: Scope | None = None,
-          params: dict[str, Any] | None = None, system: str = SYSTEM) -> Probe:
-    p = cache.probe(sc or scope(), messages(text, system),
-                    params if params is not None else {"temperature": 0.2}, [])
+def probe(
+    cache: ResponseCache,
+    text: str,
+    sc: Scope | None = None,
+    params: dict[str, Any] | None = None,
+    system: str = SYSTEM,
+) -> Probe:
+    p = cache.probe(
+        sc or scope(),
+        messages(text, system),
+        params if params is not None else {"temperature": 0.2},
+        [],
+    )
     assert p is not None, f"probe refused for {text!r}"
     return p
 
 
-def rule(threshold: float = 0.9, ttl_s: float = 600.0, max_entries: int = 10_000,
-         intent: str = "faq.account") -> CacheRule:
+def rule(
+    threshold: float = 0.9,
+    ttl_s: float = 600.0,
+    max_entries: int = 10_000,
+    intent: str = "faq.account",
+) -> CacheRule:
     settings = CacheSettings(True, frozenset({intent}), threshold, ttl_s, max_entries)
     return rule_for(settings, intent)
 

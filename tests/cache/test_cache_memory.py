@@ -41,8 +41,11 @@ def test_ttl_is_honoured_on_both_layers() -> None:
 
 def test_entry_bound_evicts_least_recently_used_first() -> None:
     c = ResponseCache(InProcessBackend(max_entries=3))
-    for q in ("What is your refund policy?", "Do you ship to Canada?",
-              "How do I delete my account?"):
+    for q in (
+        "What is your refund policy?",
+        "Do you ship to Canada?",
+        "How do I delete my account?",
+    ):
         c.store(probe(c, q), rule(), result(q), "m")
     assert lookup(c, "What is your refund policy?") is not None  # now most recent
     c.store(probe(c, "Is there a free trial?"), rule(), result("t"), "m")
@@ -54,13 +57,15 @@ def test_entry_bound_evicts_least_recently_used_first() -> None:
 def test_policy_max_entries_bounds_a_partition_and_bytes_bound_all() -> None:
     c = ResponseCache(InProcessBackend())
     for i in range(5):
-        c.store(probe(c, f"question number {i} about shipping"), rule(max_entries=2),
-                result("x"), "m")
+        c.store(
+            probe(c, f"question number {i} about shipping"), rule(max_entries=2), result("x"), "m"
+        )
     assert len(c) == 2
     small = ResponseCache(InProcessBackend(max_bytes=20_000))
     for i in range(50):
-        small.store(probe(small, f"question {i}", scope(tenant=f"t{i}")), rule(),
-                    result("y" * 1000), "m")
+        small.store(
+            probe(small, f"question {i}", scope(tenant=f"t{i}")), rule(), result("y" * 1000), "m"
+        )
     stats = small.stats()
     assert stats["bytes"] <= 20_000 and stats["evictions"] > 0 and 0 < len(small) < 50
 
@@ -72,15 +77,20 @@ def test_replacing_an_entry_keeps_counts_right() -> None:
     assert len(c) == 1 and c.stats()["partitions"] == 1
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("Can I switch from monthly to annual billing?",
-     "Can I switch from annual to monthly billing?"),
-    ("What is included in the premium plan?", "What is not included in the premium plan?"),
-    ("Do you ship to the UK?", "Do you ship from the UK?"),
-    ("Can I get a refund after 30 days?", "Can I get a refund after 60 days?"),
-    ("Can I cancel my order after it ships?", "Can I cancel my order before it ships?"),
-    ("Where is my data stored?", "How long is my data stored?"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "Can I switch from monthly to annual billing?",
+            "Can I switch from annual to monthly billing?",
+        ),
+        ("What is included in the premium plan?", "What is not included in the premium plan?"),
+        ("Do you ship to the UK?", "Do you ship from the UK?"),
+        ("Can I get a refund after 30 days?", "Can I get a refund after 60 days?"),
+        ("Can I cancel my order after it ships?", "Can I cancel my order before it ships?"),
+        ("Where is my data stored?", "How long is my data stored?"),
+    ],
+)
 def test_meaning_check_refuses_near_identical_opposites(a: str, b: str) -> None:
     assert not compatible(signature(analyze(a)), signature(analyze(b)))
     c = ResponseCache()

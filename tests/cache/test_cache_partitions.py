@@ -27,9 +27,15 @@ from skyroute.router.cache.redis_backend import RedisBackend
 from redis_server import RedisProcess, start_redis
 
 QUESTIONS = [
-    "How do I reset my password?", "How can I reset my password?", "how do i reset my password",
-    "What is your refund policy?", "What's your refund policy?", "How do I cancel my order?",
-    "How can I cancel my order?", "Do you ship to Canada?", "Can you ship to Canada?",
+    "How do I reset my password?",
+    "How can I reset my password?",
+    "how do i reset my password",
+    "What is your refund policy?",
+    "What's your refund policy?",
+    "How do I cancel my order?",
+    "How can I cancel my order?",
+    "Do you ship to Canada?",
+    "Can you ship to Canada?",
 ]
 SYSTEMS = ["You are a support agent.", "You are a support agent for minors."]
 
@@ -41,18 +47,21 @@ scopes = st.builds(
     safety_class=st.sampled_from(["standard", "strict", ""]),
     intent=st.sampled_from(["faq.account", "faq.orders"]),
 )
-entries = st.lists(st.tuples(scopes, st.sampled_from(SYSTEMS), st.sampled_from(QUESTIONS)),
-                   min_size=1, max_size=25)
-queries = st.lists(st.tuples(scopes, st.sampled_from(SYSTEMS), st.sampled_from(QUESTIONS)),
-                   min_size=1, max_size=10)
+entries = st.lists(
+    st.tuples(scopes, st.sampled_from(SYSTEMS), st.sampled_from(QUESTIONS)), min_size=1, max_size=25
+)
+queries = st.lists(
+    st.tuples(scopes, st.sampled_from(SYSTEMS), st.sampled_from(QUESTIONS)), min_size=1, max_size=10
+)
 
 
 def tag(sc: Scope, system: str) -> str:
     return f"{sc.tenant}|{sc.locale}|{sc.safety_class}|{sc.intent}|{system}"
 
 
-async def check(cache: ResponseCache, stored: list[tuple[Scope, str, str]],
-                asked: list[tuple[Scope, str, str]]) -> None:
+async def check(
+    cache: ResponseCache, stored: list[tuple[Scope, str, str]], asked: list[tuple[Scope, str, str]]
+) -> None:
     r = rule()
     for sc, system, q in stored:
         cache.store(probe(cache, q, sc, system=system), r, result(tag(sc, system)), "m")
@@ -80,14 +89,14 @@ def shared_redis() -> Iterator[RedisProcess]:
     server.stop()
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(entries, queries)
 def test_redis_lookup_never_crosses_scope(shared_redis, stored, asked) -> None:  # type: ignore[no-untyped-def]
     async def run() -> None:
         # A fresh prefix per example: an empty cache without flushing the server.
-        backend = RedisBackend(shared_redis.url, prefix=f"t{uuid.uuid4().hex}:",
-                               timeout_s=1.0)
+        backend = RedisBackend(shared_redis.url, prefix=f"t{uuid.uuid4().hex}:", timeout_s=1.0)
         try:
             await check(ResponseCache(backend), stored, asked)
         finally:

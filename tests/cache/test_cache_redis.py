@@ -35,8 +35,10 @@ def test_two_pods_share_entries_both_ways(redis_server: RedisProcess) -> None:
         hit = await a.lookup(probe(a, "What's your refund policy?"), rule())
         assert hit is not None and hit.answer.content == "R"
         # Walls hold across pods too.
-        assert await b.lookup(probe(b, "How do I reset my password?", scope(tenant="x")),
-                              rule()) is None
+        assert (
+            await b.lookup(probe(b, "How do I reset my password?", scope(tenant="x")), rule())
+            is None
+        )
         assert await b.lookup(probe(b, "How do I reset my username?"), rule()) is None
         await a.close()
         await b.close()
@@ -66,8 +68,9 @@ def test_a_forged_or_colliding_entry_is_never_served(redis_server: RedisProcess)
         backend = c.backend
         assert isinstance(backend, RedisBackend)
         raw = aioredis.Redis.from_url(redis_server.url)
-        forged = b'{"l":"v1\\u001fother-tenant","c":"secret","f":"stop","pt":1,"ct":1,' \
-                 b'"m":"m","q":"q"}'
+        forged = (
+            b'{"l":"v1\\u001fother-tenant","c":"secret","f":"stop","pt":1,"ct":1,"m":"m","q":"q"}'
+        )
         await raw.set(f"{backend.prefix}{p.partition}:e:{p.text_key}", forged)
         await raw.xadd(f"{backend.prefix}{p.partition}:log", {"k": "junk", "v": b"\x00"})
         assert await c.lookup(p, rule()) is None
@@ -135,8 +138,12 @@ def test_mirrors_are_bounded(redis_server: RedisProcess) -> None:
         reader = pod(redis_server.url, mirror_max_entries=20)
         for i in range(60):
             sc = scope(tenant=f"t{i % 3}")
-            writer.store(probe(writer, f"question {i} about the shipping options", sc), rule(),
-                         result("x"), "m")
+            writer.store(
+                probe(writer, f"question {i} about the shipping options", sc),
+                rule(),
+                result("x"),
+                "m",
+            )
         await writer.backend.drain()
         for t in range(3):
             sc = scope(tenant=f"t{t}")

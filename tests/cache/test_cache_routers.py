@@ -63,15 +63,28 @@ defaults:
 """
 
 
-def post(url: str, text: str, tenant: str = "acme", stream: bool = False,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    body = {"model": "support", "stream": stream,
-            "messages": [{"role": "system", "content": "Be brief."},
-                         {"role": "user", "content": text}]}
+def post(
+    url: str,
+    text: str,
+    tenant: str = "acme",
+    stream: bool = False,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    body = {
+        "model": "support",
+        "stream": stream,
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}],
+    }
     req = urllib.request.Request(
-        url + "/v1/chat/completions", data=json.dumps(body).encode(), method="POST",
-        headers={"content-type": "application/json", "x-skyroute-tenant": tenant,
-                 **(headers or {})})
+        url + "/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "content-type": "application/json",
+            "x-skyroute-tenant": tenant,
+            **(headers or {}),
+        },
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
 
@@ -88,8 +101,14 @@ def upstream_calls(stack: Stack) -> int:
 
 @pytest.fixture
 def shared(procs: list[Proc], tmp_path: Path, redis_server: RedisProcess) -> Stack:
-    return Stack(procs, tmp_path, {"pools.yaml": POOLS, "policy.yaml": POLICY}, SCENARIO,
-                 routers=2, router_args=["--cache-redis", redis_server.url])
+    return Stack(
+        procs,
+        tmp_path,
+        {"pools.yaml": POOLS, "policy.yaml": POLICY},
+        SCENARIO,
+        routers=2,
+        router_args=["--cache-redis", redis_server.url],
+    )
 
 
 def test_routers_serve_each_others_cached_answers(shared: Stack) -> None:
@@ -143,19 +162,23 @@ def test_routers_serve_each_others_cached_answers(shared: Stack) -> None:
     assert cache["backend"] == "redis" and cache["refusals"]["personal_data"] >= 2
 
 
-def test_redis_outage_mid_traffic_is_only_misses(shared: Stack,
-                                                 redis_server: RedisProcess) -> None:
+def test_redis_outage_mid_traffic_is_only_misses(shared: Stack, redis_server: RedisProcess) -> None:
     r0, r1 = shared.routers[0][2], shared.routers[1][2]
     post(r0, "How do I delete my account?")
-    wait_until(lambda: post(r1, "How do I delete my account?")[1]["x-skyroute-cache"] == "hit",
-               timeout=5, what="shared entry")
+    wait_until(
+        lambda: post(r1, "How do I delete my account?")[1]["x-skyroute-cache"] == "hit",
+        timeout=5,
+        what="shared entry",
+    )
     redis_server.kill()
     slowest = 0.0
     for i in range(30):
         url = (r0, r1)[i % 2]
         t0 = time.monotonic()
-        status, h, body = post(url, ("How do I delete my account?",
-                                     f"Why is my account locked, attempt {i % 5}?")[i % 2])
+        status, h, body = post(
+            url,
+            ("How do I delete my account?", f"Why is my account locked, attempt {i % 5}?")[i % 2],
+        )
         slowest = max(slowest, time.monotonic() - t0)
         assert status == 200 and content(body)
         assert h["x-skyroute-cache"] == "miss"
@@ -169,4 +192,5 @@ def test_redis_outage_mid_traffic_is_only_misses(shared: Stack,
     def cached_again() -> bool:
         post(r0, "How do I change my account password?")
         return post(r1, "How do I change my account password?")[1]["x-skyroute-cache"] == "hit"
+
     wait_until(cached_again, timeout=15, interval=0.5, what="cache recovery after Redis restart")

@@ -5,8 +5,13 @@ from __future__ import annotations
 from skyroute.router.cache.rules import LONG_TAIL_THRESHOLD, rule_for
 from skyroute.router.table import CacheSettings
 
-BASE = dict(enabled=True, intents=frozenset({"faq.a", "docs.b", "orders.c"}), threshold=0.9,
-            ttl_s=3600.0, max_entries=100)
+BASE = dict(
+    enabled=True,
+    intents=frozenset({"faq.a", "docs.b", "orders.c"}),
+    threshold=0.9,
+    ttl_s=3600.0,
+    max_entries=100,
+)
 
 
 def test_policy_family_override_sets_threshold_and_ttl() -> None:

@@ -22,15 +22,21 @@ def test_exact_and_paraphrase_hits_and_unrelated_miss() -> None:
         assert await c.lookup(probe(c, "How do I reset my username?"), rule()) is None
         assert await c.lookup(probe(c, "my password reset email never arrived"), rule()) is None
         stats = c.stats()["intents"]["faq.account"]
-        assert stats == {"lookups": 4, "exact_hits": 1, "semantic_hits": 1, "stores": 1,
-                         "hit_rate": 0.5}
+        assert stats == {
+            "lookups": 4,
+            "exact_hits": 1,
+            "semantic_hits": 1,
+            "stores": 1,
+            "hit_rate": 0.5,
+        }
 
     asyncio.run(run())
 
 
 def test_request_params_cover_every_field_but_messages_and_tools() -> None:
-    req = ChatRequest(messages=[{"role": "user", "content": "hi"}], tools=[],
-                      max_tokens=5, temperature=0.1)
+    req = ChatRequest(
+        messages=[{"role": "user", "content": "hi"}], tools=[], max_tokens=5, temperature=0.1
+    )
     params = request_params(req)
     assert "messages" not in params and "tools" not in params
     assert params["max_tokens"] == 5 and params["temperature"] == 0.1
@@ -39,12 +45,23 @@ def test_request_params_cover_every_field_but_messages_and_tools() -> None:
 def test_other_scope_never_sees_the_entry() -> None:
     async def run() -> None:
         c = ResponseCache()
-        c.store(probe(c, "What is your refund policy?", scope(tenant="a")), rule(),
-                result("A's policy"), "m")
-        for other in (scope(tenant="b"), scope(locale="de"), scope(safety="strict"),
-                      scope(intent="faq.billing"), scope(policy="other")):
+        c.store(
+            probe(c, "What is your refund policy?", scope(tenant="a")),
+            rule(),
+            result("A's policy"),
+            "m",
+        )
+        for other in (
+            scope(tenant="b"),
+            scope(locale="de"),
+            scope(safety="strict"),
+            scope(intent="faq.billing"),
+            scope(policy="other"),
+        ):
             assert await c.lookup(probe(c, "What is your refund policy?", other), rule()) is None
-        assert await c.lookup(probe(c, "What is your refund policy?", scope(tenant="a")),
-                              rule()) is not None
+        assert (
+            await c.lookup(probe(c, "What is your refund policy?", scope(tenant="a")), rule())
+            is not None
+        )
 
     asyncio.run(run())

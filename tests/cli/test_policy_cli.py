@@ -23,8 +23,13 @@ PASSWORD_CASE = 'spec.tests[0]: test "password reset is a cached FAQ on the chea
 
 
 def skyroute(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skyroute.cli.main", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "skyroute.cli.main", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def copy_example(folder: Path) -> Path:
@@ -68,14 +73,19 @@ def test_a_failing_case_exits_1_and_is_named(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if PASSWORD_CASE in x)
     assert line.startswith(f"{folder / 'policy.yaml'}: RoutingPolicy default/acmeshop: ")
-    assert ('expected pool "cost" and model "gemini-3-flash", got pool "balanced" and model '
-            '"gpt-5.2" (intent "faq.password" from keyword:reset my password, rule '
-            '"faq-and-low-risk")') in line
+    assert (
+        'expected pool "cost" and model "gemini-3-flash", got pool "balanced" and model '
+        '"gpt-5.2" (intent "faq.password" from keyword:reset my password, rule '
+        '"faq-and-low-risk")'
+    ) in line
     assert "3 of 10 tests failed" in result.stdout
     as_json = json.loads(skyroute("policy", "test", str(folder), "--json").stdout)
     assert (as_json["ok"], as_json["failed"]) == (False, 3)
     assert [p["path"] for p in as_json["problems"]] == [
-        "spec.tests[0]", "spec.tests[6]", "spec.tests[7]"]
+        "spec.tests[0]",
+        "spec.tests[6]",
+        "spec.tests[7]",
+    ]
 
 
 def test_invalid_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
@@ -87,8 +97,10 @@ def test_invalid_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
     edit_policy(folder, typo)
     result = skyroute("policy", "test", str(folder))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert (f"{folder / 'policy.yaml'}: RoutingPolicy default/acmeshop: "
-            "spec.tests[1].expect.pol: unknown field (line ") in result.stderr
+    assert (
+        f"{folder / 'policy.yaml'}: RoutingPolicy default/acmeshop: "
+        "spec.tests[1].expect.pol: unknown field (line "
+    ) in result.stderr
     broken = tmp_path / "broken.yaml"
     broken.write_text("apiVersion: skyroute.io/v1alpha1\nkind: RoutingPolicy\nspec: [\n")
     result = skyroute("policy", "test", str(broken))
@@ -101,20 +113,39 @@ def test_invalid_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
 
 # --- policy diff -------------------------------------------------------------------------
 
-REFUNDS = ["Can I still get a refund after 30 days?", "How does the refund work for a gift?",
-           "I want a refund for my broken kettle"]
-HOURS = ["What are your opening hours on Sunday?",
-         "When are your store hours during the holidays?"]
-OTHERS = [("I forgot my password", "faq.password"), ("Please reset my password", "faq.password"),
-          ("Is this rash a side effect of the cream?", "safety.medical")]
+REFUNDS = [
+    "Can I still get a refund after 30 days?",
+    "How does the refund work for a gift?",
+    "I want a refund for my broken kettle",
+]
+HOURS = ["What are your opening hours on Sunday?", "When are your store hours during the holidays?"]
+OTHERS = [
+    ("I forgot my password", "faq.password"),
+    ("Please reset my password", "faq.password"),
+    ("Is this rash a side effect of the cream?", "safety.medical"),
+]
 
 
 def sample(path: Path) -> Path:
     rows = [(p, "faq.refund") for p in REFUNDS] + [(p, "faq.store-hours") for p in HOURS] + OTHERS
-    lines = [json.dumps({"body": {"model": "acmeshop", "messages": [
-        {"role": "system", "content": "You are AcmeShop's support copilot."},
-        {"role": "user", "content": text}]}, "intent": label, "locale": "en-GB",
-        "tenant": "acmeshop-web", "user_tier": "free"}) for text, label in rows]
+    lines = [
+        json.dumps(
+            {
+                "body": {
+                    "model": "acmeshop",
+                    "messages": [
+                        {"role": "system", "content": "You are AcmeShop's support copilot."},
+                        {"role": "user", "content": text},
+                    ],
+                },
+                "intent": label,
+                "locale": "en-GB",
+                "tenant": "acmeshop-web",
+                "user_tier": "free",
+            }
+        )
+        for text, label in rows
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -133,28 +164,45 @@ def test_diff_counts_every_routing_change_exactly(tmp_path: Path) -> None:
     new = copy_example(tmp_path / "new")
     edit_policy(new, new_version)
     traffic = sample(tmp_path / "sample.jsonl")
-    result = skyroute("policy", "diff", str(EXAMPLE), str(new), "--sample", str(traffic),
-                      "--json")
+    result = skyroute("policy", "diff", str(EXAMPLE), str(new), "--sample", str(traffic), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["requests"] == 8
     assert report["changed"] == {"intent": 2, "pool": 3, "model": 3, "routing": 3}
-    assert report["transitions"] == [{
-        "from": {"pool": "cost", "model": "gemini-3-flash"},
-        "to": {"pool": "balanced", "model": "gpt-5.2"}, "count": 3, "examples": REFUNDS}]
+    assert report["transitions"] == [
+        {
+            "from": {"pool": "cost", "model": "gemini-3-flash"},
+            "to": {"pool": "balanced", "model": "gpt-5.2"},
+            "count": 3,
+            "examples": REFUNDS,
+        }
+    ]
     assert report["intent_transitions"] == [
-        {"from": "faq.store-hours", "to": "faq.giftcard", "count": 2, "examples": HOURS}]
+        {"from": "faq.store-hours", "to": "faq.giftcard", "count": 2, "examples": HOURS}
+    ]
     assert report["labelled"] == 8 and report["label_matches"] == {"old": 8, "new": 6}
-    text = skyroute("policy", "diff", str(EXAMPLE), str(new), "--sample", str(traffic),
-                    "--examples", "1")
+    text = skyroute(
+        "policy", "diff", str(EXAMPLE), str(new), "--sample", str(traffic), "--examples", "1"
+    )
     assert text.returncode == 0
     row = next(x for x in text.stdout.splitlines() if "cost / gemini-3-flash" in x)
     assert "balanced / gpt-5.2" in row and " 3 " in row and REFUNDS[0] in row
     assert REFUNDS[1] not in text.stdout  # --examples 1
     assert "3 (37.5%)" in text.stdout
     # One policy for every request: baseline routes all of it the same in both versions.
-    same = json.loads(skyroute("policy", "diff", str(EXAMPLE), str(new), "--sample",
-                               str(traffic), "--policy", "baseline", "--json").stdout)
+    same = json.loads(
+        skyroute(
+            "policy",
+            "diff",
+            str(EXAMPLE),
+            str(new),
+            "--sample",
+            str(traffic),
+            "--policy",
+            "baseline",
+            "--json",
+        ).stdout
+    )
     assert same["changed"] == {"intent": 0, "pool": 0, "model": 0, "routing": 0}
 
 

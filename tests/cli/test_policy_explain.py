@@ -14,23 +14,31 @@ SCENARIO = "seed: 1\ndefaults: {ttft_ms: {p50: 5, p95: 10}, tokens_per_s: 3000, 
 
 
 def explain(router: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skyroute.cli.main", "policy", "explain",
-                           "--router", router, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "skyroute.cli.main", "policy", "explain", "--router", router, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_explain_prints_the_live_decision(procs: list[Proc], tmp_path: Path) -> None:
-    files = {name: (EXAMPLE / name).read_text().replace("http://127.0.0.1:8790", "{SIM}")
-             for name in ("pools.yaml", "policy.yaml")}
+    files = {
+        name: (EXAMPLE / name).read_text().replace("http://127.0.0.1:8790", "{SIM}")
+        for name in ("pools.yaml", "policy.yaml")
+    }
     stack = Stack(procs, tmp_path, files, SCENARIO)  # the control plane ran the policy tests
     grpc_addr = stack.routers[0][1]
 
-    result = explain(grpc_addr, "--locale", "en-GB", "--tier", "free",
-                     "How do I reset my password?")
+    result = explain(
+        grpc_addr, "--locale", "en-GB", "--tier", "free", "How do I reset my password?"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    lines = dict(line.split(":", 1) for line in out.splitlines()
-                 if line[:1].isalpha() and ":" in line)
+    lines = dict(
+        line.split(":", 1) for line in out.splitlines() if line[:1].isalpha() and ":" in line
+    )
     assert lines["policy"].split()[0] == "acmeshop"
     assert lines["policy"].split()[1] == stack.status()["policies"]["acmeshop"]
     assert lines["intent"].strip().startswith("faq.password from keyword:reset my password")
@@ -41,8 +49,9 @@ def test_explain_prints_the_live_decision(procs: list[Proc], tmp_path: Path) -> 
     assert "gemini-3-flash" in out and "claude-4.5-haiku" in out and "candidates" in out
     assert "  - pool 'cost' by rule 'faq-and-low-risk'" in out
 
-    as_json = json.loads(explain(grpc_addr, "--tools", "--json", "What's your refund policy?"
-                                 ).stdout)
+    as_json = json.loads(
+        explain(grpc_addr, "--tools", "--json", "What's your refund policy?").stdout
+    )
     assert as_json["policy"] == "acmeshop" and as_json["pool"] == "balanced"
     assert as_json["rule"] == "default" and as_json["cacheable"] is False
     assert as_json["signals"]["has_tools"] is True

@@ -33,7 +33,10 @@ def test_acmeshop_snapshot_contents() -> None:
     assert [c.model for c in pools["baseline"].candidates] == ["gpt-5.2"]
     flash = pools["cost"].candidates[0]
     assert (flash.provider, flash.endpoint, flash.family) == (
-        "gemini", "http://127.0.0.1:8790/gemini", "gemini")
+        "gemini",
+        "http://127.0.0.1:8790/gemini",
+        "gemini",
+    )
     assert (flash.input_price_per_mtok, flash.output_price_per_mtok) == (0.5, 3.0)
     assert flash.api_key_env == "GEMINI_API_KEY" and flash.api_key_file == ""
     assert flash.supports_tools and flash.timeout_ms == 4000
@@ -55,16 +58,36 @@ def test_acmeshop_snapshot_contents() -> None:
     assert rules["faq-and-low-risk"].tools == snapshot_pb2.TOOL_MATCH_ABSENT
     assert rules["faq-and-low-risk"].pool == "cost"
     assert set(rules["faq-and-low-risk"].intents) == {
-        "faq.password", "faq.pricing", "faq.refund", "faq.shipping", "faq.account",
-        "faq.warranty", "faq.payment", "faq.giftcard", "faq.store-hours",
-        "lowrisk.order-status", "lowrisk.smalltalk"}
+        "faq.password",
+        "faq.pricing",
+        "faq.refund",
+        "faq.shipping",
+        "faq.account",
+        "faq.warranty",
+        "faq.payment",
+        "faq.giftcard",
+        "faq.store-hours",
+        "lowrisk.order-status",
+        "lowrisk.smalltalk",
+    }
     assert acme.default_pool == "balanced"
     assert acme.cache.enabled and acme.cache.similarity_threshold == 0.9
     assert list(acme.cache.intents) == [
-        "faq.password", "faq.pricing", "faq.refund", "faq.shipping", "faq.account",
-        "faq.warranty", "faq.payment", "faq.giftcard", "faq.store-hours"]
-    assert (acme.limits.max_attempts, acme.limits.request_timeout_ms,
-            acme.limits.first_token_timeout_ms) == (3, 30000, 5000)
+        "faq.password",
+        "faq.pricing",
+        "faq.refund",
+        "faq.shipping",
+        "faq.account",
+        "faq.warranty",
+        "faq.payment",
+        "faq.giftcard",
+        "faq.store-hours",
+    ]
+    assert (
+        acme.limits.max_attempts,
+        acme.limits.request_timeout_ms,
+        acme.limits.first_token_timeout_ms,
+    ) == (3, 30000, 5000)
     assert acme.weights.cost == 0.25 and not acme.trust_declared_intent
     base = s.policies[1]
     assert base.default_pool == "baseline" and not base.rules and not base.cache.enabled
@@ -116,7 +139,9 @@ def _reference() -> snapshot_pb2.Snapshot:
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), files=st.integers(1, 5))
 def test_same_input_same_version_whatever_the_file_and_document_order(
-    tmp_path_factory, seed: int, files: int  # type: ignore[no-untyped-def]
+    tmp_path_factory,
+    seed: int,
+    files: int,  # type: ignore[no-untyped-def]
 ) -> None:
     reference = _reference()
     folder = tmp_path_factory.mktemp("shuffled") / "src"
@@ -124,7 +149,8 @@ def test_same_input_same_version_whatever_the_file_and_document_order(
     s = compile_folder(folder)
     assert s.version == reference.version
     assert s.SerializeToString(deterministic=True) == reference.SerializeToString(
-        deterministic=True)
+        deterministic=True
+    )
 
 
 def test_repeated_compiles_agree() -> None:
@@ -136,7 +162,7 @@ def test_a_change_moves_only_the_versions_it_touches(acmeshop: Path) -> None:
     before = compile_folder(acmeshop)
     text = (acmeshop / "pools.yaml").read_text()
     # The baseline pool is used by the baseline policy only.
-    text = text.replace("      quality: {\"*\": 0.86}", "      quality: {\"*\": 0.85}")
+    text = text.replace('      quality: {"*": 0.86}', '      quality: {"*": 0.85}')
     (acmeshop / "pools.yaml").write_text(text)
     after = compile_folder(acmeshop)
     assert after.version != before.version
@@ -149,19 +175,32 @@ def test_a_change_moves_only_the_versions_it_touches(acmeshop: Path) -> None:
 def test_comments_and_formatting_do_not_change_the_version(acmeshop: Path) -> None:
     before = compile_folder(acmeshop).version
     policy = acmeshop / "policy.yaml"
-    policy.write_text("# a new comment\n" + policy.read_text().replace("      pool: cost",
-                                                                     "      pool:   cost  "))
+    policy.write_text(
+        "# a new comment\n" + policy.read_text().replace("      pool: cost", "      pool:   cost  ")
+    )
     assert compile_folder(acmeshop).version == before
 
 
 def test_default_policy_is_the_only_one_when_none_is_marked(tmp_path: Path) -> None:
     docs = [d for d in _documents() if d["kind"] == "ModelPool"]
-    docs.append({"apiVersion": "skyroute.io/v1alpha1", "kind": "RoutingPolicy",
-                 "metadata": {"name": "solo"}, "spec": {"defaultPool": "cost"}})
+    docs.append(
+        {
+            "apiVersion": "skyroute.io/v1alpha1",
+            "kind": "RoutingPolicy",
+            "metadata": {"name": "solo"},
+            "spec": {"defaultPool": "cost"},
+        }
+    )
     (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(docs))
     assert compile_folder(tmp_path).default_policy == "solo"
-    docs.append({"apiVersion": "skyroute.io/v1alpha1", "kind": "RoutingPolicy",
-                 "metadata": {"name": "second"}, "spec": {"defaultPool": "cost"}})
+    docs.append(
+        {
+            "apiVersion": "skyroute.io/v1alpha1",
+            "kind": "RoutingPolicy",
+            "metadata": {"name": "second"},
+            "spec": {"defaultPool": "cost"},
+        }
+    )
     (tmp_path / "all.yaml").write_text(yaml.safe_dump_all(docs))
     assert compile_folder(tmp_path).default_policy == ""
 

@@ -30,10 +30,14 @@ from skyroute.control.loader import SourceDocument
 from skyroute.control.validate import validate
 
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = {"ModelPool": ROOT / "crds" / "modelpool.yaml",
-        "RoutingPolicy": ROOT / "crds" / "routingpolicy.yaml"}
-EXAMPLES = [ROOT / "examples" / "acmeshop" / "pools.yaml",
-            ROOT / "examples" / "acmeshop" / "policy.yaml"]
+CRDS = {
+    "ModelPool": ROOT / "crds" / "modelpool.yaml",
+    "RoutingPolicy": ROOT / "crds" / "routingpolicy.yaml",
+}
+EXAMPLES = [
+    ROOT / "examples" / "acmeshop" / "pools.yaml",
+    ROOT / "examples" / "acmeshop" / "policy.yaml",
+]
 # FieldValueDuplicate is left out on purpose: the API server then prints
 # 'Duplicate value: "array"' and drops the rule's message.
 REASONS = {"FieldValueRequired", "FieldValueInvalid", "FieldValueForbidden"}
@@ -234,12 +238,17 @@ def _set(path: list[str | int], value: object) -> Mutation:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return apply
 
 
 def _flash() -> dict[str, Any]:
-    return {"name": "gemini-3-flash", "provider": "gemini", "endpoint": "http://127.0.0.1:1/g",
-            "pricing": {"inputPerMTok": 0.5, "outputPerMTok": 3}}
+    return {
+        "name": "gemini-3-flash",
+        "provider": "gemini",
+        "endpoint": "http://127.0.0.1:1/g",
+        "pricing": {"inputPerMTok": 0.5, "outputPerMTok": 3},
+    }
 
 
 def _dup_model(obj: dict[str, Any]) -> None:
@@ -259,52 +268,96 @@ def _no_signal(obj: dict[str, Any]) -> None:
 
 
 def _case(name: str) -> dict[str, Any]:
-    return {"name": name, "request": {"prompt": "where is my order"},
-            "expect": {"pool": "standard"}}
+    return {
+        "name": name,
+        "request": {"prompt": "where is my order"},
+        "expect": {"pool": "standard"},
+    }
 
 
 CEL_CASES: list[tuple[str, Mutation, str, str]] = [
     ("cost", _dup_model, model.MSG_UNIQUE_MODELS, "spec.models"),
-    ("cost", _set(["spec", "models", 0], {**_flash(), "contextWindow": 1000,
-                                           "maxOutputTokens": 2000}),
-     model.MSG_MAX_OUTPUT, "spec.models[0].maxOutputTokens"),
-    ("cost", _set(["spec", "models", 0, "apiKey"], {}), model.MSG_API_KEY,
-     "spec.models[0].apiKey"),
+    (
+        "cost",
+        _set(["spec", "models", 0], {**_flash(), "contextWindow": 1000, "maxOutputTokens": 2000}),
+        model.MSG_MAX_OUTPUT,
+        "spec.models[0].maxOutputTokens",
+    ),
+    ("cost", _set(["spec", "models", 0, "apiKey"], {}), model.MSG_API_KEY, "spec.models[0].apiKey"),
     ("acmeshop", _dup_intent, model.MSG_UNIQUE_INTENTS, "spec.intents"),
     ("acmeshop", _no_signal, model.MSG_INTENT_SIGNAL, "spec.intents[0]"),
     ("acmeshop", _dup_rule, model.MSG_UNIQUE_RULES, "spec.rules"),
-    ("acmeshop", _set(["spec", "rules", 0, "match"], {"intents": ["safety.*"],
-                                                       "minPromptTokens": 500,
-                                                       "maxPromptTokens": 100}),
-     model.MSG_PROMPT_BOUNDS, "spec.rules[0].match.maxPromptTokens"),
-    ("acmeshop", _set(["spec", "cache"], {"enabled": True}), model.MSG_CACHE_INTENTS,
-     "spec.cache.intents"),
-    ("acmeshop", _set(["spec", "limits"], {"requestTimeoutMs": 1000}), model.MSG_FIRST_TOKEN,
-     "spec.limits.firstTokenTimeoutMs"),
-    ("acmeshop", _set(["spec", "weights"], {"cost": 0, "latency": 0, "success": 0,
-                                            "quality": 0}),
-     model.MSG_WEIGHTS, "spec.weights"),
-    ("acmeshop", _set(["spec", "tests"], [_case("a"), _case("a")]), model.MSG_UNIQUE_TESTS,
-     "spec.tests"),
-    ("acmeshop", _set(["spec", "tests"], [{**_case("a"), "expect": {}}]), model.MSG_TEST_EXPECT,
-     "spec.tests[0].expect"),
-    ("acmeshop", _set(["spec", "rollout"], {"steps": [{"weight": 5}], "analysis": {
-        "metrics": [{"name": "p95-latency"}, {"name": "p95-latency", "threshold": 2}]}}),
-     model.MSG_UNIQUE_METRICS, "spec.rollout.analysis.metrics"),
+    (
+        "acmeshop",
+        _set(
+            ["spec", "rules", 0, "match"],
+            {"intents": ["safety.*"], "minPromptTokens": 500, "maxPromptTokens": 100},
+        ),
+        model.MSG_PROMPT_BOUNDS,
+        "spec.rules[0].match.maxPromptTokens",
+    ),
+    (
+        "acmeshop",
+        _set(["spec", "cache"], {"enabled": True}),
+        model.MSG_CACHE_INTENTS,
+        "spec.cache.intents",
+    ),
+    (
+        "acmeshop",
+        _set(["spec", "limits"], {"requestTimeoutMs": 1000}),
+        model.MSG_FIRST_TOKEN,
+        "spec.limits.firstTokenTimeoutMs",
+    ),
+    (
+        "acmeshop",
+        _set(["spec", "weights"], {"cost": 0, "latency": 0, "success": 0, "quality": 0}),
+        model.MSG_WEIGHTS,
+        "spec.weights",
+    ),
+    (
+        "acmeshop",
+        _set(["spec", "tests"], [_case("a"), _case("a")]),
+        model.MSG_UNIQUE_TESTS,
+        "spec.tests",
+    ),
+    (
+        "acmeshop",
+        _set(["spec", "tests"], [{**_case("a"), "expect": {}}]),
+        model.MSG_TEST_EXPECT,
+        "spec.tests[0].expect",
+    ),
+    (
+        "acmeshop",
+        _set(
+            ["spec", "rollout"],
+            {
+                "steps": [{"weight": 5}],
+                "analysis": {
+                    "metrics": [{"name": "p95-latency"}, {"name": "p95-latency", "threshold": 2}]
+                },
+            },
+        ),
+        model.MSG_UNIQUE_METRICS,
+        "spec.rollout.analysis.metrics",
+    ),
 ]
 
 
 def test_every_cel_rule_has_a_case_and_a_pydantic_twin() -> None:
-    in_crds = {rule["message"] for kind in CRDS for _, node in walk(root_schema(kind))
-               for rule in node.get("x-kubernetes-validations", [])}
+    in_crds = {
+        rule["message"]
+        for kind in CRDS
+        for _, node in walk(root_schema(kind))
+        for rule in node.get("x-kubernetes-validations", [])
+    }
     assert in_crds == set(model.CEL_MESSAGES)
     assert {case[2] for case in CEL_CASES} == in_crds
 
 
-@pytest.mark.parametrize("name,mutate,message,path", CEL_CASES,
-                         ids=[c[2][:40] for c in CEL_CASES])
-def test_cel_rule_and_pydantic_reject_alike(name: str, mutate: Mutation, message: str,
-                                            path: str) -> None:
+@pytest.mark.parametrize("name,mutate,message,path", CEL_CASES, ids=[c[2][:40] for c in CEL_CASES])
+def test_cel_rule_and_pydantic_reject_alike(
+    name: str, mutate: Mutation, message: str, path: str
+) -> None:
     objs = examples()
     target = next(o for o in objs if o["metadata"]["name"] == name)
     mutate(target)
@@ -318,14 +371,25 @@ def test_cel_rule_and_pydantic_reject_alike(name: str, mutate: Mutation, message
 
 # --- the pydantic models mirror the CRD schemas ------------------------------
 
-_COMPARED = ("maxLength", "minLength", "pattern", "maxItems", "minItems", "minimum", "maximum",
-             "maxProperties", "enum")
+_COMPARED = (
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "minimum",
+    "maximum",
+    "maxProperties",
+    "enum",
+)
 
 
 def _resolve(node: Schema, defs: Schema) -> Schema:
     while "$ref" in node:
-        node = {**defs[node["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in node.items()
-                                                            if k != "$ref"}}
+        node = {
+            **defs[node["$ref"].rsplit("/", 1)[-1]],
+            **{k: v for k, v in node.items() if k != "$ref"},
+        }
     options = [o for o in node.get("anyOf", []) if o.get("type") != "null"]
     if len(options) == 1:
         node = {**_resolve(options[0], defs), **{k: v for k, v in node.items() if k != "anyOf"}}

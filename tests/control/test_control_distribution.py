@@ -56,17 +56,26 @@ class Router:
             self.error = exc
 
     def hello(self, version: str = "") -> None:
-        self._outbox.put_nowait(distribution_pb2.SnapshotRequest(node=self.node,
-                                                                 version_info=version))
+        self._outbox.put_nowait(
+            distribution_pb2.SnapshotRequest(node=self.node, version_info=version)
+        )
 
     def ack(self, response: distribution_pb2.SnapshotResponse) -> None:
-        self._outbox.put_nowait(distribution_pb2.SnapshotRequest(
-            node=self.node, version_info=response.version_info, response_nonce=response.nonce))
+        self._outbox.put_nowait(
+            distribution_pb2.SnapshotRequest(
+                node=self.node, version_info=response.version_info, response_nonce=response.nonce
+            )
+        )
 
     def nack(self, response: distribution_pb2.SnapshotResponse, keeps: str, error: str) -> None:
-        self._outbox.put_nowait(distribution_pb2.SnapshotRequest(
-            node=self.node, version_info=keeps, response_nonce=response.nonce,
-            error_detail=distribution_pb2.ErrorDetail(code=3, message=error)))
+        self._outbox.put_nowait(
+            distribution_pb2.SnapshotRequest(
+                node=self.node,
+                version_info=keeps,
+                response_nonce=response.nonce,
+                error_detail=distribution_pb2.ErrorDetail(code=3, message=error),
+            )
+        )
 
     async def recv(self, timeout: float = 3.0) -> distribution_pb2.SnapshotResponse:
         return await asyncio.wait_for(self.responses.get(), timeout)
@@ -157,8 +166,9 @@ def test_file_change_is_pushed_to_every_router_within_two_seconds(acmeshop: Path
         for r in routers:
             r.hello()
             r.ack(await r.recv())
-        await eventually(lambda: all(router_status(plane, f"r{i}").state == SYNCED
-                                     for i in range(2)))
+        await eventually(
+            lambda: all(router_status(plane, f"r{i}").state == SYNCED for i in range(2))
+        )
         old = plane.store.version
         started = time.monotonic()
         # An edit that keeps the policy's own spec.tests passing (a routing change
@@ -171,8 +181,11 @@ def test_file_change_is_pushed_to_every_router_within_two_seconds(acmeshop: Path
         assert pushed[0].snapshot.policies[0].cache.max_entries == 20000
         for r, p in zip(routers, pushed, strict=True):
             r.ack(p)
-        await eventually(lambda: all(router_status(plane, f"r{i}").acked_version
-                                     == plane.store.version for i in range(2)))
+        await eventually(
+            lambda: all(
+                router_status(plane, f"r{i}").acked_version == plane.store.version for i in range(2)
+            )
+        )
         for r in routers:
             await r.close()
 
@@ -287,8 +300,9 @@ def test_first_request_without_node_id_is_refused(acmeshop: Path) -> None:
 
 
 def _outcome(pool: str, model: str, error: str = "") -> distribution_pb2.Outcome:
-    return distribution_pb2.Outcome(pool=pool, model=model, latency_ms=100.0, cost_usd=0.001,
-                                    error_class=error)
+    return distribution_pb2.Outcome(
+        pool=pool, model=model, latency_ms=100.0, cost_usd=0.001, error_class=error
+    )
 
 
 def test_outcomes_are_counted_and_shown(acmeshop: Path) -> None:
@@ -299,10 +313,13 @@ def test_outcomes_are_counted_and_shown(acmeshop: Path) -> None:
         node = distribution_pb2.Node(id="r1")
 
         async def batches() -> AsyncIterator[distribution_pb2.OutcomeBatch]:
-            yield distribution_pb2.OutcomeBatch(node=node, outcomes=[
-                _outcome("cost", "gemini-3-flash"), _outcome("cost", "claude-4.5-haiku")])
-            yield distribution_pb2.OutcomeBatch(node=node, outcomes=[
-                _outcome("quality", "gpt-5.2-high", error="timeout")])
+            yield distribution_pb2.OutcomeBatch(
+                node=node,
+                outcomes=[_outcome("cost", "gemini-3-flash"), _outcome("cost", "claude-4.5-haiku")],
+            )
+            yield distribution_pb2.OutcomeBatch(
+                node=node, outcomes=[_outcome("quality", "gpt-5.2-high", error="timeout")]
+            )
 
         summary = await r.stub.ReportOutcomes(batches())
         assert summary.received == 3
@@ -310,8 +327,11 @@ def test_outcomes_are_counted_and_shown(acmeshop: Path) -> None:
         assert status.outcomes_total == 3
         assert {c.key: c.requests for c in status.outcomes_by_pool} == {"cost": 2, "quality": 1}
         assert router_status(plane, "r1").outcomes == 3
-        assert plane.outcomes.by_model() == {"claude-4.5-haiku": 1, "gemini-3-flash": 1,
-                                             "gpt-5.2-high": 1}
+        assert plane.outcomes.by_model() == {
+            "claude-4.5-haiku": 1,
+            "gemini-3-flash": 1,
+            "gpt-5.2-high": 1,
+        }
         stats = plane.outcomes.stats()[("quality", "gpt-5.2-high")]
         assert stats.errors == 1 and stats.success_rate == 0.0
         assert status.policies == plane.store.policies() and status.source == str(acmeshop)

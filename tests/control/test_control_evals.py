@@ -64,19 +64,21 @@ SMALL = [
 ]
 
 
-def test_backfill_writes_means_and_provenance_and_compiles(acmeshop: Path,
-                                                           tmp_path: Path) -> None:
+def test_backfill_writes_means_and_provenance_and_compiles(acmeshop: Path, tmp_path: Path) -> None:
     sample = write_sample(tmp_path / "small.jsonl", SMALL)
     before = candidates(acmeshop)
-    code, out = run(sample, acmeshop, eval_set="unit", date="2026-11-20", min_samples=3,
-                    write=True)
+    code, out = run(sample, acmeshop, eval_set="unit", date="2026-11-20", min_samples=3, write=True)
     assert code == 0, out
     assert "claude-4.5-opus / tools.invoice in quality: 2 samples < --min-samples 3" in out
     got = models(acmeshop)
     flash = got[("cost", "gemini-3-flash")]
     assert flash["quality"] == {"faq.*": 0.90, "lowrisk.*": 0.90, "*": 0.72, "faq.refund": 0.5}
-    assert flash["evals"] == {"evalSet": "unit", "evaluatedAt": "2026-11-20", "samples": 3,
-                              "intentSamples": {"faq.refund": 3}}
+    assert flash["evals"] == {
+        "evalSet": "unit",
+        "evaluatedAt": "2026-11-20",
+        "samples": 3,
+        "intentSamples": {"faq.refund": 3},
+    }
     for pool in ("balanced", "baseline"):  # one model in two pools: both updated
         assert got[(pool, "gpt-5.2")]["quality"]["support.general"] == 0.75
         assert got[(pool, "gpt-5.2")]["evals"]["samples"] == 4
@@ -106,14 +108,20 @@ def test_dry_run_is_the_default_and_writes_nothing(acmeshop: Path, tmp_path: Pat
 
 def test_a_second_run_replaces_the_provenance(acmeshop: Path, tmp_path: Path) -> None:
     sample = write_sample(tmp_path / "small.jsonl", SMALL)
-    assert run(sample, acmeshop, eval_set="first", date="2026-11-01", min_samples=3,
-               write=True)[0] == 0
+    assert (
+        run(sample, acmeshop, eval_set="first", date="2026-11-01", min_samples=3, write=True)[0]
+        == 0
+    )
     later = write_sample(tmp_path / "later.jsonl", SMALL[:2] * 2)  # flash: 0.5, 1.0, 0.5, 1.0
     assert run(later, acmeshop, date="2026-11-02", min_samples=3, write=True)[0] == 0
     flash = models(acmeshop)[("cost", "gemini-3-flash")]
     assert flash["quality"]["faq.refund"] == 0.75
-    assert flash["evals"] == {"evalSet": "later", "evaluatedAt": "2026-11-02", "samples": 4,
-                              "intentSamples": {"faq.refund": 4}}
+    assert flash["evals"] == {
+        "evalSet": "later",
+        "evaluatedAt": "2026-11-02",
+        "samples": 4,
+        "intentSamples": {"faq.refund": 4},
+    }
     assert (acmeshop / "pools.yaml").read_text().count("evals:") == 3  # flash + gpt-5.2 x2
     assert candidates(acmeshop)[("cost", "gemini-3-flash")]["faq.refund"] == pytest.approx(0.75)
 
@@ -122,8 +130,9 @@ def test_the_acmeshop_sample(acmeshop: Path) -> None:
     plan = backfill(SAMPLE, acmeshop, evaluated_at="2026-11-26")
     assert plan.eval_set == "evals-sample"
     assert len(plan.changes) == 27  # 24 pairs, gpt-5.2's 3 intents in two pools
-    assert plan.notes == ["skip gemini-3-flash / safety.medical in cost: "
-                          "5 samples < --min-samples 20"]
+    assert plan.notes == [
+        "skip gemini-3-flash / safety.medical in cost: 5 samples < --min-samples 20"
+    ]
     code, _ = run(SAMPLE, acmeshop, date="2026-11-26", write=True)
     assert code == 0
     after = candidates(acmeshop)
@@ -157,8 +166,9 @@ def test_bad_lines_are_reported_with_file_and_line(acmeshop: Path, tmp_path: Pat
     assert any(p.startswith(f"{bad}:6: intent: 'FAQ' does not match") for p in problems)
     assert f"{bad}:6: pass: must be true or false, got 'yes'" in problems
     assert f"{bad}:7: intent: required field missing" in problems
-    assert f"{bad}:7: label: give exactly one of score, pass, correct (got score, correct)" \
-        in problems
+    assert (
+        f"{bad}:7: label: give exactly one of score, pass, correct (got score, correct)" in problems
+    )
     original = (acmeshop / "pools.yaml").read_bytes()
     code, out = run(bad, acmeshop, write=True)
     assert code == 1 and f"{bad}:4: score" in out
@@ -182,8 +192,7 @@ def test_provenance_is_validated_like_the_crd(acmeshop: Path) -> None:
     pools.write_text(pools.read_text().replace(anchor, good))
     compile_folder(acmeshop)  # an unquoted date (a YAML timestamp) is accepted
     # Quoted: PyYAML raises a bare ValueError on an impossible unquoted timestamp.
-    pools.write_text(pools.read_text().replace("2026-11-20, samples: 7",
-                                               '"2026-02-30", sample: 7'))
+    pools.write_text(pools.read_text().replace("2026-11-20, samples: 7", '"2026-02-30", sample: 7'))
     with pytest.raises(PolicyError) as caught:
         compile_folder(acmeshop)
     text = str(caught.value)
@@ -193,9 +202,24 @@ def test_provenance_is_validated_like_the_crd(acmeshop: Path) -> None:
 
 def test_the_cli_sub_command(acmeshop: Path, tmp_path: Path) -> None:
     sample = write_sample(tmp_path / "small.jsonl", SMALL)
-    cmd = [sys.executable, "-m", "skyroute.cli.main", "evals", "backfill", "--sample",
-           str(sample), "--pools", str(acmeshop / "pools.yaml"), "--min-samples", "3",
-           "--eval-set", "cli", "--date", "2026-11-21", "--write"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "skyroute.cli.main",
+        "evals",
+        "backfill",
+        "--sample",
+        str(sample),
+        "--pools",
+        str(acmeshop / "pools.yaml"),
+        "--min-samples",
+        "3",
+        "--eval-set",
+        "cli",
+        "--date",
+        "2026-11-21",
+        "--write",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert models(acmeshop)[("cost", "gemini-3-flash")]["evals"]["evalSet"] == "cli"

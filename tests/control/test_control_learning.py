@@ -48,15 +48,26 @@ class Clock:
         return self.t
 
 
-def _stats(model: str, latencies: list[float], failures: int = 0, cost: float = 0.0,
-           intent: str = "unknown") -> dpb.ModelStats:
+def _stats(
+    model: str,
+    latencies: list[float],
+    failures: int = 0,
+    cost: float = 0.0,
+    intent: str = "unknown",
+) -> dpb.ModelStats:
     sk = DDSketch(0.01)
     for x in latencies:
         sk.add(x)
     ok = len(latencies)
-    return dpb.ModelStats(model=model, intent=intent, requests=ok + failures, failures=failures,
-                          completion_tokens=30 * ok, cost_usd=cost * ok,
-                          latency_sketch=DDSketchProto.to_proto(sk).SerializeToString())
+    return dpb.ModelStats(
+        model=model,
+        intent=intent,
+        requests=ok + failures,
+        failures=failures,
+        completion_tokens=30 * ok,
+        cost_usd=cost * ok,
+        latency_sketch=DDSketchProto.to_proto(sk).SerializeToString(),
+    )
 
 
 def _setup(tmp_path: Path, enabled: bool = True) -> tuple[SnapshotStore, Learner, Clock, list]:  # type: ignore[type-arg]
@@ -127,8 +138,11 @@ def test_priors_are_pushed_at_a_bounded_rate_with_exact_versions(tmp_path: Path)
     clock.t += 5.0
     assert not learner.tick() and store.version == version
     # A folder change recompiles and the priors come back in the same push.
-    (tmp_path / "pools.yaml").write_text(POOLS.replace("outputPerMTok: 2.0}}\n    - {name: b",
-                                                      "outputPerMTok: 3.0}}\n    - {name: b"))
+    (tmp_path / "pools.yaml").write_text(
+        POOLS.replace(
+            "outputPerMTok: 2.0}}\n    - {name: b", "outputPerMTok: 3.0}}\n    - {name: b"
+        )
+    )
     assert store.publish(compile_folder(tmp_path))
     assert store.snapshot is not None and store.snapshot.pools[0].candidates[0].observed_p95_ms
 
@@ -163,10 +177,19 @@ def test_drift_is_raised_and_cleared(tmp_path: Path) -> None:
     assert "recovered" in drifts[-1][3]
 
 
-def _tool_outcomes(intent: str, offered: int, called: int, *, policy: str = "p",
-                   cache_hit: bool = False) -> list[dpb.Outcome]:
-    return [dpb.Outcome(policy=policy, intent=intent, has_tools=True, cache_hit=cache_hit,
-                        tool_called=i < called) for i in range(offered)]
+def _tool_outcomes(
+    intent: str, offered: int, called: int, *, policy: str = "p", cache_hit: bool = False
+) -> list[dpb.Outcome]:
+    return [
+        dpb.Outcome(
+            policy=policy,
+            intent=intent,
+            has_tools=True,
+            cache_hit=cache_hit,
+            tool_called=i < called,
+        )
+        for i in range(offered)
+    ]
 
 
 def test_observed_tool_use_replaces_the_declared_guess(tmp_path: Path) -> None:
@@ -205,21 +228,29 @@ def test_priors_per_intent_reach_the_router_score(tmp_path: Path) -> None:
 
     store, learner, _, _ = _setup(tmp_path)
     # Model a is quick on FAQs and slow on invoices; b the same everywhere.
-    learner.record([_stats("a", [100.0] * 40, intent="faq"),
-                    _stats("a", [900.0] * 40, intent="invoice"),
-                    _stats("b", [400.0] * 80, intent="faq")])
+    learner.record(
+        [
+            _stats("a", [100.0] * 40, intent="faq"),
+            _stats("a", [900.0] * 40, intent="invoice"),
+            _stats("b", [400.0] * 80, intent="faq"),
+        ]
+    )
     assert learner.tick()
     snap = store.snapshot
     assert snap is not None
     a = next(c for c in snap.pools[0].candidates if c.model == "a")
     assert abs(a.observed_by_intent["faq"].p95_ms - 100) <= 2
     assert abs(a.observed_by_intent["invoice"].p95_ms - 900) <= 10
-    assert "invoice" not in next(c for c in snap.pools[0].candidates
-                                 if c.model == "b").observed_by_intent
+    assert (
+        "invoice"
+        not in next(c for c in snap.pools[0].candidates if c.model == "b").observed_by_intent
+    )
     table = build_table(snap).policy("p")
     assert table is not None
     s = signals_from_messages([{"role": "user", "content": "x"}], False)
-    p95 = {i: {x.cand.model: x.p95_s for x in score_pool(table, table.pools["pool"], i, s, None)}
-           for i in ("faq", "invoice")}
+    p95 = {
+        i: {x.cand.model: x.p95_s for x in score_pool(table, table.pools["pool"], i, s, None)}
+        for i in ("faq", "invoice")
+    }
     assert abs(p95["faq"]["a"] - 0.1) < 0.005 and abs(p95["invoice"]["a"] - 0.9) < 0.02  # type: ignore[operator]
     assert p95["invoice"]["b"] == p95["faq"]["b"]  # b: its model-wide prior for both

@@ -81,7 +81,8 @@ def write(folder: Path, tests: str, trust: bool = False) -> Path:
     folder.mkdir(exist_ok=True)
     (folder / "pools.yaml").write_text(POOLS)
     (folder / "policy.yaml").write_text(
-        POLICY.replace("{trust}", str(trust).lower()).replace("{tests}", tests))
+        POLICY.replace("{trust}", str(trust).lower()).replace("{tests}", tests)
+    )
     return folder
 
 
@@ -92,8 +93,9 @@ def case(name: str, request: str, expect: str) -> str:
 def test_acmeshop_tests_pass_and_are_meaningful() -> None:
     objects = validate(load_folder(Path(__file__).resolve().parents[2] / "examples" / "acmeshop"))
     snapshot = compile_objects(objects, run_tests=False)
-    runs = run_policies(snapshot, [p.obj for p in objects.policies
-                                   if isinstance(p.obj, RoutingPolicy)])
+    runs = run_policies(
+        snapshot, [p.obj for p in objects.policies if isinstance(p.obj, RoutingPolicy)]
+    )
     assert [r.policy for r in runs] == ["default/acmeshop", "default/baseline"]
     cases = [c for r in runs for c in r.cases]
     assert len(cases) >= 10 and all(c.passed for c in cases), [c.message() for c in cases]
@@ -103,41 +105,68 @@ def test_acmeshop_tests_pass_and_are_meaningful() -> None:
 
 
 def test_a_failing_case_is_a_problem_naming_the_case_and_the_decision(tmp_path: Path) -> None:
-    folder = write(tmp_path / "p", case(
-        '"refund to standard"', "{prompt: I want a refund, userTier: vip}",
-        "{pool: standard, intent: refund}"))
+    folder = write(
+        tmp_path / "p",
+        case(
+            '"refund to standard"',
+            "{prompt: I want a refund, userTier: vip}",
+            "{pool: standard, intent: refund}",
+        ),
+    )
     with pytest.raises(PolicyError) as err:
         compile_folder(folder)
     (problem,) = err.value.problems
     assert problem.file == str(folder / "policy.yaml")
     assert problem.obj == "RoutingPolicy default/shop" and problem.path == "spec.tests[0]"
     assert problem.line == 19  # the case's own line
-    assert problem.message == ('test "refund to standard" failed: expected pool "standard", '
-                               'got pool "premium" (intent "refund" from keyword:refund, '
-                               'rule "vip")')
+    assert problem.message == (
+        'test "refund to standard" failed: expected pool "standard", '
+        'got pool "premium" (intent "refund" from keyword:refund, '
+        'rule "vip")'
+    )
     # Without the tests, the same objects compile: callers can run them on their own.
     snapshot = compile_objects(validate(load_folder(folder)), run_tests=False)
     assert [p.name for p in snapshot.policies] == ["shop"]
 
 
 def test_every_request_field_reaches_the_decision(tmp_path: Path) -> None:
-    tests = "".join([
-        case("plain", "{prompt: I want a refund}",
-             "{pool: standard, model: cheap, intent: refund, cacheable: true}"),
-        case("tier", "{prompt: I want a refund, userTier: vip}", "{pool: premium}"),
-        case("locale", "{prompt: I want a refund, locale: fr-FR}", "{pool: premium}"),
-        case("tenant", "{prompt: I want a refund, tenant: megacorp}", "{pool: premium}"),
-        case("prompt tokens override the estimate", "{prompt: refund, promptTokens: 60000}",
-             "{pool: premium}"),
-        case("tools need a tool model and are never cached", "{prompt: refund, tools: true}",
-             "{pool: standard, model: roomy, cacheable: false}"),
-        case("tools select rules", "{prompt: send the invoice, tools: true}",
-             "{pool: premium, intent: billing}"),
-        case("declared intent is not trusted", "{prompt: send the invoice, intent: refund}",
-             "{intent: billing}"),
-        case("context window filters the chain", "{prompt: hello, promptTokens: 200000}",
-             "{pool: standard, model: roomy}"),
-    ])
+    tests = "".join(
+        [
+            case(
+                "plain",
+                "{prompt: I want a refund}",
+                "{pool: standard, model: cheap, intent: refund, cacheable: true}",
+            ),
+            case("tier", "{prompt: I want a refund, userTier: vip}", "{pool: premium}"),
+            case("locale", "{prompt: I want a refund, locale: fr-FR}", "{pool: premium}"),
+            case("tenant", "{prompt: I want a refund, tenant: megacorp}", "{pool: premium}"),
+            case(
+                "prompt tokens override the estimate",
+                "{prompt: refund, promptTokens: 60000}",
+                "{pool: premium}",
+            ),
+            case(
+                "tools need a tool model and are never cached",
+                "{prompt: refund, tools: true}",
+                "{pool: standard, model: roomy, cacheable: false}",
+            ),
+            case(
+                "tools select rules",
+                "{prompt: send the invoice, tools: true}",
+                "{pool: premium, intent: billing}",
+            ),
+            case(
+                "declared intent is not trusted",
+                "{prompt: send the invoice, intent: refund}",
+                "{intent: billing}",
+            ),
+            case(
+                "context window filters the chain",
+                "{prompt: hello, promptTokens: 200000}",
+                "{pool: standard, model: roomy}",
+            ),
+        ]
+    )
     folder = write(tmp_path / "p", tests)
     compile_folder(folder)  # all pass
     objects = validate(load_folder(folder))
@@ -146,21 +175,30 @@ def test_every_request_field_reaches_the_decision(tmp_path: Path) -> None:
     got = {c.name: c.got for c in run.cases}
     assert got["plain"].chain == ("cheap", "roomy")
     assert got["tier"].rule == "vip" and got["locale"].rule == "french"
-    assert got["tenant"].rule == "big-tenant" and got["prompt tokens override the estimate"
-                                                       ].rule == "huge"
+    assert (
+        got["tenant"].rule == "big-tenant"
+        and got["prompt tokens override the estimate"].rule == "huge"
+    )
     assert got["tools need a tool model and are never cached"].chain == ("roomy",)
     assert got["context window filters the chain"].chain == ("roomy",)
     # Trusting declared intents changes the decision, and the test says so.
-    write(tmp_path / "p", case("declared", "{prompt: send the invoice, intent: refund}",
-                               "{intent: billing}"), trust=True)
+    write(
+        tmp_path / "p",
+        case("declared", "{prompt: send the invoice, intent: refund}", "{intent: billing}"),
+        trust=True,
+    )
     with pytest.raises(PolicyError) as err:
         compile_folder(folder)
     assert 'got intent "refund" (intent "refund" from declared' in str(err.value)
 
 
 def test_no_candidate_and_no_exploration(tmp_path: Path) -> None:
-    folder = write(tmp_path / "p", case(
-        "too big for every model", "{prompt: hello, promptTokens: 2000000}", "{model: strong}"))
+    folder = write(
+        tmp_path / "p",
+        case(
+            "too big for every model", "{prompt: hello, promptTokens: 2000000}", "{model: strong}"
+        ),
+    )
     with pytest.raises(PolicyError) as err:
         compile_folder(folder)
     assert 'expected model "strong", got model (none)' in str(err.value)
@@ -169,8 +207,10 @@ def test_no_candidate_and_no_exploration(tmp_path: Path) -> None:
     write(tmp_path / "p", case("best first", "{prompt: hello}", "{model: cheap}"))
     objects = validate(load_folder(folder))
     snapshot = compile_objects(objects, run_tests=False)
-    models = {run_policies(snapshot, [objects.policies[0].obj])[0].cases[0].got.model  # type: ignore[list-item]
-              for _ in range(40)}
+    models = {
+        run_policies(snapshot, [objects.policies[0].obj])[0].cases[0].got.model  # type: ignore[list-item]
+        for _ in range(40)
+    }
     assert models == {"cheap"}
 
 
@@ -188,8 +228,13 @@ def test_api_keys_are_never_read(tmp_path: Path) -> None:
 
 def test_a_policy_routers_would_refuse_is_reported_on_its_tests(tmp_path: Path) -> None:
     folder = write(tmp_path / "p", case("plain", "{prompt: refund}", "{pool: standard}"))
-    text = (folder / "policy.yaml").read_text().replace(
-        "{name: billing, keywords: [invoice]}", "{name: billing, patterns: ['(?<=x)invoice']}")
+    text = (
+        (folder / "policy.yaml")
+        .read_text()
+        .replace(
+            "{name: billing, keywords: [invoice]}", "{name: billing, patterns: ['(?<=x)invoice']}"
+        )
+    )
     (folder / "policy.yaml").write_text(text)
     with pytest.raises(PolicyError) as err:
         compile_folder(folder)
@@ -208,9 +253,18 @@ def test_results_are_cached_by_version_and_tests(tmp_path: Path) -> None:
     cache = ResultCache()
     first = run_policies(snapshot, [policy], cache)[0]
     assert run_policies(snapshot, [policy], cache)[0] is first
-    changed = policy.model_copy(update={"spec": policy.spec.model_copy(
-        update={"tests": [*policy.spec.tests, policy.spec.tests[0].model_copy(
-            update={"name": "again"})]})})
+    changed = policy.model_copy(
+        update={
+            "spec": policy.spec.model_copy(
+                update={
+                    "tests": [
+                        *policy.spec.tests,
+                        policy.spec.tests[0].model_copy(update={"name": "again"}),
+                    ]
+                }
+            )
+        }
+    )
     again = run_policies(snapshot, [changed], cache)[0]
     assert again is not first and len(again.cases) == 2
 
@@ -222,7 +276,11 @@ def test_bare_objects_are_located_with_file_of(tmp_path: Path) -> None:
     policy = objects.policies[0].obj
     (problem,) = run_policy_tests(snapshot, [policy], file_of={"default/shop": "shop.yaml"})  # type: ignore[list-item]
     assert (problem.file, problem.obj, problem.path, problem.line) == (
-        "shop.yaml", "RoutingPolicy default/shop", "spec.tests[0]", None)
+        "shop.yaml",
+        "RoutingPolicy default/shop",
+        "spec.tests[0]",
+        None,
+    )
 
 
 def test_the_folder_control_plane_keeps_the_last_good_snapshot(tmp_path: Path) -> None:

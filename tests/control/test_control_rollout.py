@@ -62,13 +62,19 @@ def policy(pool: str, rollout: dict[str, Any] | None = None, pin: str = "") -> d
         spec["rollout"] = rollout
     if pin:
         spec["pinVersion"] = pin
-    return {"apiVersion": "skyroute.io/v1alpha1", "kind": "RoutingPolicy",
-            "metadata": {"name": "support"}, "spec": spec}
+    return {
+        "apiVersion": "skyroute.io/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": "support"},
+        "spec": spec,
+    }
 
 
-ROLLOUT = {"stickiness": "user",
-           "steps": [{"weight": 5, "pauseSeconds": 10}, {"weight": 50, "pauseSeconds": 10}],
-           "analysis": {"intervalSeconds": 5, "minRequests": 20, "failureLimit": 2}}
+ROLLOUT = {
+    "stickiness": "user",
+    "steps": [{"weight": 5, "pauseSeconds": 10}, {"weight": 50, "pauseSeconds": 10}],
+    "analysis": {"intervalSeconds": 5, "minRequests": 20, "failureLimit": 2},
+}
 REF = ("default", "support")
 
 
@@ -81,13 +87,18 @@ class Clock:
 
 
 def compile_with(pol: dict[str, Any]) -> tuple[snapshot_pb2.Snapshot, dict[Any, RoutingPolicy]]:
-    docs = [SourceDocument(file="pools.yaml", index=i, data=d)
-            for i, d in enumerate(yaml.safe_load_all(POOLS))]
+    docs = [
+        SourceDocument(file="pools.yaml", index=i, data=d)
+        for i, d in enumerate(yaml.safe_load_all(POOLS))
+    ]
     docs.append(SourceDocument(file="policy.yaml", index=0, data=pol))
     objects = validate(docs)
     snapshot = compile_objects(objects)
-    policies = {("default", p.obj.metadata.name): p.obj for p in objects.policies
-                if isinstance(p.obj, RoutingPolicy)}
+    policies = {
+        ("default", p.obj.metadata.name): p.obj
+        for p in objects.policies
+        if isinstance(p.obj, RoutingPolicy)
+    }
     return snapshot, policies
 
 
@@ -95,12 +106,19 @@ def step(ctl: RolloutController, pol: dict[str, Any]) -> snapshot_pb2.Snapshot:
     return ctl.apply(*compile_with(pol))
 
 
-def outcomes(version: str, n: int, failures: int = 0, latency: float = 100.0,
-             cost: float = 0.001) -> list[distribution_pb2.Outcome]:
-    return [distribution_pb2.Outcome(policy="support", policy_version=version,
-                                     latency_ms=latency, cost_usd=cost,
-                                     error_class="server_error" if i < failures else "")
-            for i in range(n)]
+def outcomes(
+    version: str, n: int, failures: int = 0, latency: float = 100.0, cost: float = 0.001
+) -> list[distribution_pb2.Outcome]:
+    return [
+        distribution_pb2.Outcome(
+            policy="support",
+            policy_version=version,
+            latency_ms=latency,
+            cost_usd=cost,
+            error_class="server_error" if i < failures else "",
+        )
+        for i in range(n)
+    ]
 
 
 def share(snapshot: snapshot_pb2.Snapshot, users: int = 20_000) -> float:
@@ -145,8 +163,9 @@ def test_promotes_after_passing_steps_and_keeps_users_on_the_candidate() -> None
     ctl, clock, stable_v, cand_v = started()
     before = build_table(step(ctl, policy("smart", ROLLOUT))).policy("support")
     assert before is not None
-    early = {u for u in (f"u{i}" for i in range(4000))
-             if choose(before, user=u).track == "candidate"}
+    early = {
+        u for u in (f"u{i}" for i in range(4000)) if choose(before, user=u).track == "candidate"
+    }
     for _ in range(2):  # step 1: two passing intervals (pause 10 s)
         clock.now += 5
         ctl.windows.record("r", outcomes(stable_v, 200) + outcomes(cand_v, 30))
@@ -168,22 +187,24 @@ def test_promotes_after_passing_steps_and_keeps_users_on_the_candidate() -> None
     served = step(ctl, policy("smart", ROLLOUT))
     assert [p.name for p in served.policies] == ["support"]
     assert served.policies[0].version == cand_v and not served.policies[0].HasField("canary")
-    assert [(h.version, h.result) for h in st.history] == [(stable_v, "superseded"),
-                                                           (cand_v, "promoted")]
+    assert [(h.version, h.result) for h in st.history] == [
+        (stable_v, "superseded"),
+        (cand_v, "promoted"),
+    ]
 
 
 def test_worse_candidate_is_rolled_back_and_not_retried() -> None:
     ctl, clock, stable_v, cand_v = started()
     for _ in range(2):
         clock.now += 5
-        ctl.windows.record("r", outcomes(stable_v, 200, failures=2)
-                           + outcomes(cand_v, 40, failures=8))
+        ctl.windows.record(
+            "r", outcomes(stable_v, 200, failures=2) + outcomes(cand_v, 40, failures=8)
+        )
         clock.now += 0.1
         ctl.tick()
     st = ctl.states[REF]
     assert st.phase == ROLLED_BACK and st.failed_version == cand_v
-    assert [e.reason for e in ctl.events][-3:] == ["AnalysisFailed", "AnalysisFailed",
-                                                   "RolledBack"]
+    assert [e.reason for e in ctl.events][-3:] == ["AnalysisFailed", "AnalysisFailed", "RolledBack"]
     assert "success-rate" in ctl.events[-1].message
     served = step(ctl, policy("smart", ROLLOUT))  # the spec still says smart
     assert [p.name for p in served.policies] == ["support"]
@@ -198,8 +219,9 @@ def test_too_few_requests_holds_and_slower_candidate_fails() -> None:
     assert not ctl.tick()
     assert ctl.states[REF].phase == HOLDING and ctl.states[REF].weight == 5
     clock.now += 5.5
-    ctl.windows.record("r", outcomes(stable_v, 200, latency=100)
-                       + outcomes(cand_v, 50, latency=400))
+    ctl.windows.record(
+        "r", outcomes(stable_v, 200, latency=100) + outcomes(cand_v, 50, latency=400)
+    )
     ctl.tick()
     assert ctl.states[REF].failed_checks == 1
     assert "p95-latency" in ctl.events[-1].message
@@ -228,30 +250,41 @@ def test_state_round_trips_through_status() -> None:
     assert restored.as_status() == status and restored.history_status() == history
 
 
-
-
 def _pools(price: float) -> str:
     return POOLS.replace("inputPerMTok: 3.0", f"inputPerMTok: {price}")
 
 
-def compile_pools(pol: dict[str, Any], pools: str) -> tuple[snapshot_pb2.Snapshot,
-                                                              dict[Any, RoutingPolicy]]:
-    docs = [SourceDocument(file="pools.yaml", index=i, data=d)
-            for i, d in enumerate(yaml.safe_load_all(pools))]
+def compile_pools(
+    pol: dict[str, Any], pools: str
+) -> tuple[snapshot_pb2.Snapshot, dict[Any, RoutingPolicy]]:
+    docs = [
+        SourceDocument(file="pools.yaml", index=i, data=d)
+        for i, d in enumerate(yaml.safe_load_all(pools))
+    ]
     docs.append(SourceDocument(file="policy.yaml", index=0, data=pol))
     objects = validate(docs)
-    return compile_objects(objects), {("default", p.obj.metadata.name): p.obj
-                                      for p in objects.policies
-                                      if isinstance(p.obj, RoutingPolicy)}
+    return compile_objects(objects), {
+        ("default", p.obj.metadata.name): p.obj
+        for p in objects.policies
+        if isinstance(p.obj, RoutingPolicy)
+    }
 
 
 def test_cache_hits_are_left_out_of_the_analysis() -> None:
     ctl, clock, stable_v, cand_v = started()
     clock.now += 5
-    hits = [distribution_pb2.Outcome(policy="support", policy_version=stable_v, latency_ms=2,
-                                     cache_hit=True) for _ in range(100)]
-    ctl.windows.record("r", hits + outcomes(stable_v, 30, latency=100, cost=0.001)
-                       + outcomes(cand_v, 30, latency=100, cost=0.001))
+    hits = [
+        distribution_pb2.Outcome(
+            policy="support", policy_version=stable_v, latency_ms=2, cache_hit=True
+        )
+        for _ in range(100)
+    ]
+    ctl.windows.record(
+        "r",
+        hits
+        + outcomes(stable_v, 30, latency=100, cost=0.001)
+        + outcomes(cand_v, 30, latency=100, cost=0.001),
+    )
     clock.now += 0.5
     ctl.tick()
     analysis = ctl.states[REF].last_analysis

@@ -22,8 +22,9 @@ def test_state_machine_in_order() -> None:
     assert rec.answer(ack) is Answer.ACK and rec.state == d.SYNC_STATE_SYNCED
     assert rec.needs("v2")
     rec.sent("v2", "n2")
-    nack = d.SnapshotRequest(version_info="v1", response_nonce="n2",
-                             error_detail=d.ErrorDetail(code=3, message="bad"))
+    nack = d.SnapshotRequest(
+        version_info="v1", response_nonce="n2", error_detail=d.ErrorDetail(code=3, message="bad")
+    )
     assert rec.answer(nack) is Answer.NACK
     assert (rec.state, rec.acked_version, rec.last_nack) == (d.SYNC_STATE_STALE, "v1", "v2: bad")
     assert rec.answer(ack) is Answer.STALE_NONCE  # answers n1, superseded
@@ -54,8 +55,9 @@ def test_outcome_aggregator_counts_and_notifies() -> None:
     agg = OutcomeAggregator(window=4)
     seen: list[tuple[str, int]] = []
     agg.add_listener(lambda router, batch: seen.append((router, len(batch))))
-    outcomes = [d.Outcome(pool="cost", model="m", latency_ms=float(ms))
-                for ms in (10, 20, 30, 40, 50)]
+    outcomes = [
+        d.Outcome(pool="cost", model="m", latency_ms=float(ms)) for ms in (10, 20, 30, 40, 50)
+    ]
     outcomes.append(d.Outcome(cache_hit=True, latency_ms=1.0))
     outcomes.append(d.Outcome(pool="cost", model="m", error_class="timeout", fallback_depth=1))
     assert agg.record("r1", outcomes) == 7

@@ -29,9 +29,22 @@ class ControlProcess:
 
     def __init__(self, source: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "skyroute.cli.main", "control", "--source", str(source),
-             "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"], stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "SKYROUTE_LOG_FORMAT": "logfmt"})
+            [
+                sys.executable,
+                "-m",
+                "skyroute.cli.main",
+                "control",
+                "--source",
+                str(source),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SKYROUTE_LOG_FORMAT": "logfmt"},
+        )
         self.lines: list[str] = []
         self._new = threading.Condition()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -80,8 +93,11 @@ class SyncRouter:
 
     def ack_next(self) -> distribution_pb2.SnapshotResponse:
         response: distribution_pb2.SnapshotResponse = next(self.responses)
-        self.outbox.put(distribution_pb2.SnapshotRequest(
-            node=self.node, version_info=response.version_info, response_nonce=response.nonce))
+        self.outbox.put(
+            distribution_pb2.SnapshotRequest(
+                node=self.node, version_info=response.version_info, response_nonce=response.nonce
+            )
+        )
         return response
 
     def close(self) -> None:
@@ -105,8 +121,9 @@ def _wait_status(address: str, predicate, timeout: float = 5.0) -> distribution_
         time.sleep(0.05)
 
 
-def test_status_table_json_and_log_lines(control: ControlProcess, acmeshop: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_table_json_and_log_lines(
+    control: ControlProcess, acmeshop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     compiled = control.wait_for("event=compiled")
     version = re.search(r"version=(sha256:[0-9a-f]{16})", compiled).group(1)  # type: ignore[union-attr]
     assert "policies=acmeshop,baseline" in compiled and "default_policy=acmeshop" in compiled
@@ -135,7 +152,7 @@ def test_status_table_json_and_log_lines(control: ControlProcess, acmeshop: Path
         policy = acmeshop / "policy.yaml"
         policy.write_text(policy.read_text().replace("      pool: cost", "      pool: qualiti"))
         rejected = control.wait_for("event=rejected", after=before)
-        assert "pool \\\"qualiti\\\" not found" in rejected and f"serving={version}" in rejected
+        assert 'pool \\"qualiti\\" not found' in rejected and f"serving={version}" in rejected
         _wait_status(control.grpc, lambda s: s.last_error != "")
         assert status_cli.main(control.grpc, as_json=False) == 0
         out = capsys.readouterr().out
@@ -158,9 +175,10 @@ def test_status_exits_non_zero_when_unreachable(capsys: pytest.CaptureFixture[st
 
 
 def test_missing_source_folder_fails_fast(tmp_path: Path) -> None:
-    code = ("from skyroute.control.server import main; "
-            f"main({str(tmp_path / 'nope')!r}, '127.0.0.1:0', None)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=30)
+    code = (
+        "from skyroute.control.server import main; "
+        f"main({str(tmp_path / 'nope')!r}, '127.0.0.1:0', None)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "source folder not found" in done.stderr

@@ -40,7 +40,7 @@ def test_bad_pool_reference_names_file_object_field_and_known_pools(acmeshop: Pa
     _edit(policy, "      pool: cost", "      pool: qualiti")
     [problem] = _problems(acmeshop)
     assert str(problem).startswith(
-        f'{acmeshop}/policy.yaml: RoutingPolicy default/acmeshop: spec.rules[3].pool: '
+        f"{acmeshop}/policy.yaml: RoutingPolicy default/acmeshop: spec.rules[3].pool: "
         'pool "qualiti" not found (known: balanced, baseline, cost, quality)'
     )
     assert problem.line == _line_of(policy, "pool: qualiti")
@@ -79,8 +79,11 @@ def test_bad_tools_enum(acmeshop: Path) -> None:
 
 
 def test_missing_field(acmeshop: Path) -> None:
-    _edit(acmeshop / "pools.yaml", "pricing: {inputPerMTok: 1.00, outputPerMTok: 5.00}",
-          "pricing: {inputPerMTok: 1.00}")
+    _edit(
+        acmeshop / "pools.yaml",
+        "pricing: {inputPerMTok: 1.00, outputPerMTok: 5.00}",
+        "pricing: {inputPerMTok: 1.00}",
+    )
     [problem] = _problems(acmeshop)
     assert str(problem).startswith(
         f"{acmeshop}/pools.yaml: ModelPool default/cost: "
@@ -108,14 +111,18 @@ def test_duplicate_model_in_a_pool(acmeshop: Path) -> None:
 def test_yaml_syntax_error_names_file_and_line(acmeshop: Path) -> None:
     (acmeshop / "broken.yaml").write_text("apiVersion: skyroute.io/v1alpha1\nspec:\n  a: [1, 2\n")
     [problem] = _problems(acmeshop)
-    assert re.match(rf"{re.escape(str(acmeshop))}/broken\.yaml:\d+: YAML syntax error: ",
-                    str(problem)), str(problem)
+    assert re.match(
+        rf"{re.escape(str(acmeshop))}/broken\.yaml:\d+: YAML syntax error: ", str(problem)
+    ), str(problem)
     assert problem.line in (3, 4)
 
 
 def test_duplicate_yaml_key_is_reported(acmeshop: Path) -> None:
-    _edit(acmeshop / "policy.yaml", "  defaultPool: balanced\n",
-          "  defaultPool: balanced\n  defaultPool: cost\n")
+    _edit(
+        acmeshop / "policy.yaml",
+        "  defaultPool: balanced\n",
+        "  defaultPool: balanced\n  defaultPool: cost\n",
+    )
     [problem] = _problems(acmeshop)
     assert 'duplicate key "defaultPool"' in str(problem)
     assert problem.line == _line_of(acmeshop / "policy.yaml", "defaultPool: cost")
@@ -136,12 +143,13 @@ def test_cross_field_rule_same_words_as_the_crd(acmeshop: Path) -> None:
 
 
 def test_two_default_policies(acmeshop: Path) -> None:
-    _edit(acmeshop / "policy.yaml", "  # The \"before\" row", "  default: true\n  # x")
+    _edit(acmeshop / "policy.yaml", '  # The "before" row', "  default: true\n  # x")
     problems = _problems(acmeshop)
-    assert {p.obj for p in problems} == {"RoutingPolicy default/acmeshop",
-                                          "RoutingPolicy default/baseline"}
-    assert all(p.path == "spec.default" and "more than one default" in p.message
-               for p in problems)
+    assert {p.obj for p in problems} == {
+        "RoutingPolicy default/acmeshop",
+        "RoutingPolicy default/baseline",
+    }
+    assert all(p.path == "spec.default" and "more than one default" in p.message for p in problems)
 
 
 def test_same_pool_name_in_two_namespaces(acmeshop: Path) -> None:
@@ -163,7 +171,9 @@ def test_every_problem_is_reported_at_once(acmeshop: Path) -> None:
     _edit(acmeshop / "policy.yaml", "      pool: cost", "      pool: qualiti")
     problems = _problems(acmeshop)
     assert [p.path for p in problems] == [
-        "spec.models[0].provider", "spec.models[0].timeoutMs", "spec.rules[3].pool",
+        "spec.models[0].provider",
+        "spec.models[0].timeoutMs",
+        "spec.rules[3].pool",
     ], problems
 
 
@@ -199,7 +209,8 @@ def test_an_impossible_date_is_a_problem_not_a_crash(tmp_path) -> None:  # type:
         "spec:\n  models:\n    - name: m\n      provider: openai\n"
         "      endpoint: http://127.0.0.1:1/v1\n"
         "      pricing: {inputPerMTok: 1, outputPerMTok: 1}\n"
-        "      evals: {evalSet: s, evaluatedAt: 2026-13-01}\n")
+        "      evals: {evalSet: s, evaluatedAt: 2026-13-01}\n"
+    )
     try:
         compile_folder(tmp_path)
     except PolicyError as e:

@@ -12,10 +12,13 @@ from chart import bar_chart
 
 
 def test_bar_chart_is_valid_svg_with_one_bar_per_value() -> None:
-    svg = bar_chart("added latency", [
-        ("c=1", [("p50", 1.0), ("p99", 4.0)]),
-        ("c=32", [("p50", 20.0), ("p99", 40.0)]),
-    ])
+    svg = bar_chart(
+        "added latency",
+        [
+            ("c=1", [("p50", 1.0), ("p99", 4.0)]),
+            ("c=32", [("p50", 20.0), ("p99", 40.0)]),
+        ],
+    )
     root = ET.fromstring(svg)
     ns = "{http://www.w3.org/2000/svg}"
     bars = [r for r in root.findall(f"{ns}rect") if r.get("class") == "bar"]

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-KEYS = ("p95_ms", "success_rate", "cost_per_1k_usd", "mix", "faq_cache_hit_rate", "requests",
-        "duplicate_tool_actions")
+KEYS = (
+    "p95_ms",
+    "success_rate",
+    "cost_per_1k_usd",
+    "mix",
+    "faq_cache_hit_rate",
+    "requests",
+    "duplicate_tool_actions",
+)
 
 
 @pytest.mark.timeout(90)
@@ -19,9 +26,20 @@ def test_demo_runs_end_to_end_and_writes_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "demo.json"
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "skyroute.cli.main", "demo", "--requests", "150",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=80)
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "demo",
+            "--requests",
+            "150",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert elapsed < 40, f"demo with 150 requests took {elapsed:.1f} s"

@@ -15,20 +15,36 @@ from skyroute.cli.demo_traffic import TrafficRequest
 def test_parse_attempts_shapes() -> None:
     trail = parse_attempts("gpt-5.2;timeout;0;8000ms, claude-4.5-sonnet;ok;200;900ms")
     assert [(a.model, a.error_class) for a in trail] == [
-        ("gpt-5.2", "timeout"), ("claude-4.5-sonnet", "")]
+        ("gpt-5.2", "timeout"),
+        ("claude-4.5-sonnet", ""),
+    ]
     assert len(parse_attempts("3")) == 3
-    assert parse_attempts('[{"model": "m", "error_class": "server_error"}]')[0].error_class == \
-        "server_error"
+    assert (
+        parse_attempts('[{"model": "m", "error_class": "server_error"}]')[0].error_class
+        == "server_error"
+    )
     assert parse_attempts("") == []
 
 
 def _req(i: int, tools: bool, at: float = 0.0) -> TrafficRequest:
     return TrafficRequest(
-        index=i, at_s=at, intent="tools.ticket" if tools else "faq.refund", tenant="t",
-        locale="en-US", user="u", user_tier="free",
+        index=i,
+        at_s=at,
+        intent="tools.ticket" if tools else "faq.refund",
+        tenant="t",
+        locale="en-US",
+        user="u",
+        user_tier="free",
         messages=[{"role": "user", "content": f"question {i}"}],
-        tools=[{"type": "function", "function": {"name": "open_ticket", "description": "",
-                                                 "parameters": {}}}] if tools else [])
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "open_ticket", "description": "", "parameters": {}},
+            }
+        ]
+        if tools
+        else [],
+    )
 
 
 async def _scripted_router(seen: dict[str, int]) -> tuple[web.AppRunner, str]:
@@ -40,14 +56,21 @@ async def _scripted_router(seen: dict[str, int]) -> tuple[web.AppRunner, str]:
         key = f"{body['model']}/{rid}"
         seen[key] = seen.get(key, 0) + 1
         i = int(rid.rsplit("-", 1)[1])
-        headers = {"x-skyroute-pool": "p-" + body["model"], "x-skyroute-model": "m",
-                   "x-skyroute-cost-usd": "0.00100000", "x-skyroute-cache": "miss",
-                   "x-skyroute-policy-version": "sha256:abc"}
+        headers = {
+            "x-skyroute-pool": "p-" + body["model"],
+            "x-skyroute-model": "m",
+            "x-skyroute-cost-usd": "0.00100000",
+            "x-skyroute-cache": "miss",
+            "x-skyroute-policy-version": "sha256:abc",
+        }
         if i % 2 == 1 and seen[key] == 1:
             headers["x-skyroute-attempts"] = "m;timeout;0;50ms"
             headers["x-skyroute-cost-usd"] = "0.00000000"
-            return web.json_response({"error": {"type": "upstream_error", "code": "timeout"}},
-                                     status=504, headers=headers)
+            return web.json_response(
+                {"error": {"type": "upstream_error", "code": "timeout"}},
+                status=504,
+                headers=headers,
+            )
         headers["x-skyroute-attempts"] = "m;ok;200;10ms"
         usage: dict[str, Any] = {"prompt_tokens": 10, "completion_tokens": 5}
         return web.json_response({"choices": [], "usage": usage}, headers=headers)
@@ -68,8 +91,10 @@ def test_naive_client_retries_pay_twice_and_duplicate_tool_actions() -> None:
         runner, url = await _scripted_router(seen)
         try:
             reqs = [_req(i, tools=(i < 4), at=i * 0.01) for i in range(8)]
-            arms = (Arm("baseline", "baseline", retries=2, backoff_s=0.01),
-                    Arm("routed", "acmeshop", retries=0))
+            arms = (
+                Arm("baseline", "baseline", retries=2, backoff_s=0.01),
+                Arm("routed", "acmeshop", retries=0),
+            )
             done: list[str] = []
             rp = Replayer([url, url], on_done=lambda arm, o: done.append(arm))
             out = await rp.run(arms, reqs)

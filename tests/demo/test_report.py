@@ -11,12 +11,34 @@ from skyroute.cli.demo_replay import Outcome
 from skyroute.cli.demo_report import percentile, render, report_json, summarize
 
 
-def _o(i: int, *, ok: bool = True, ms: float = 100.0, cost: float = 0.001, pool: str = "cost",
-       intent: str = "faq.refund", cache: str = "miss", dup: int = 0, attempts: int = 1,
-       error: str = "") -> Outcome:
-    return Outcome(index=i, intent=intent, has_tools=False, ok=ok, status=200 if ok else 504,
-                   error=error, latency_ms=ms, client_attempts=attempts, router_attempts=attempts,
-                   cost_usd=cost, pool=pool, cache=cache, duplicate_tool_actions=dup)
+def _o(
+    i: int,
+    *,
+    ok: bool = True,
+    ms: float = 100.0,
+    cost: float = 0.001,
+    pool: str = "cost",
+    intent: str = "faq.refund",
+    cache: str = "miss",
+    dup: int = 0,
+    attempts: int = 1,
+    error: str = "",
+) -> Outcome:
+    return Outcome(
+        index=i,
+        intent=intent,
+        has_tools=False,
+        ok=ok,
+        status=200 if ok else 504,
+        error=error,
+        latency_ms=ms,
+        client_attempts=attempts,
+        router_attempts=attempts,
+        cost_usd=cost,
+        pool=pool,
+        cache=cache,
+        duplicate_tool_actions=dup,
+    )
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -32,10 +54,12 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_summary_figures() -> None:
     outs = [_o(i, ms=float(i + 1)) for i in range(96)]
-    outs += [_o(96, ok=False, ms=5000.0, cost=0.0, error="timeout", attempts=3, dup=2),
-             _o(97, ok=False, ms=6000.0, cost=0.002, error="http_502", attempts=3),
-             _o(98, pool="balanced", intent="support.general"),
-             _o(99, pool="balanced", intent="faq.pricing", cache="hit", cost=0.0)]
+    outs += [
+        _o(96, ok=False, ms=5000.0, cost=0.0, error="timeout", attempts=3, dup=2),
+        _o(97, ok=False, ms=6000.0, cost=0.002, error="http_502", attempts=3),
+        _o(98, pool="balanced", intent="support.general"),
+        _o(99, pool="balanced", intent="faq.pricing", cache="hit", cost=0.0),
+    ]
     s = summarize(outs)
     assert s.requests == 100
     assert s.success_rate == pytest.approx(0.98)
@@ -55,8 +79,15 @@ def test_json_shape_and_rendering() -> None:
     routed = summarize([_o(i, ms=900.0, cost=0.003) for i in range(10)])
     doc = report_json(base, routed, meta={"requests_per_arm": 10})
     for arm in ("baseline", "routed"):
-        for key in ("p95_ms", "success_rate", "cost_per_1k_usd", "mix", "faq_cache_hit_rate",
-                    "requests", "duplicate_tool_actions"):
+        for key in (
+            "p95_ms",
+            "success_rate",
+            "cost_per_1k_usd",
+            "mix",
+            "faq_cache_hit_rate",
+            "requests",
+            "duplicate_tool_actions",
+        ):
             assert key in doc[arm], (arm, key)
     json.dumps(doc)
     console = Console(record=True, width=140)

@@ -88,9 +88,13 @@ def test_arrivals_are_sorted_within_duration_and_denser_at_peak() -> None:
     assert 2.4 < in_peak / before < 3.6
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"count": 0}, {"count": 10, "duration_s": 0.0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"count": 0},
+        {"count": 10, "duration_s": 0.0},
+    ],
+)
 def test_bad_arguments_are_named(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=r"count|duration_s"):
         generate_traffic(**kwargs)  # type: ignore[arg-type]
@@ -111,4 +115,5 @@ def test_committed_sample_is_what_the_generator_writes() -> None:
     assert sample.read_text() == fresh, (
         "examples/acmeshop/traffic-sample.jsonl is stale; regenerate it with "
         "`.venv/bin/python -m skyroute.cli.demo_traffic --requests 40 "
-        "--out examples/acmeshop/traffic-sample.jsonl`")
+        "--out examples/acmeshop/traffic-sample.jsonl`"
+    )

@@ -68,9 +68,12 @@ defaults:
   error_rate: 0
 """
 
-FAILING_PRIMARY = SCENARIO + """\
+FAILING_PRIMARY = (
+    SCENARIO
+    + """\
 models:
   primary-model:
     error_rate: 1.0
     errors: {KIND: 1}
 """
+)

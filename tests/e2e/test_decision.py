@@ -16,7 +16,8 @@ from skyroute.v1 import router_pb2, router_pb2_grpc
 
 from harness import Proc, Stack
 
-FILES = {"decision.yaml": """\
+FILES = {
+    "decision.yaml": """\
 apiVersion: skyroute.io/v1alpha1
 kind: ModelPool
 metadata: {name: mixed}
@@ -45,7 +46,8 @@ spec:
   selection:
     mode: scored
     constraints: {minQuality: 0.6}
-"""}
+"""
+}
 
 SCENARIO = """\
 seed: 3
@@ -59,17 +61,29 @@ models:
 def test_poor_quality_model_never_gets_complex_intents(procs: list[Proc], tmp_path: Path) -> None:
     stack = Stack(procs, tmp_path, FILES, SCENARIO)
     c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="x", max_retries=0)
-    hard = [c.chat.completions.create(model="auto", messages=[
-        {"role": "user", "content": f"compare plan {i} with plan {i + 1}"}]).model
-        for i in range(20)]
-    easy = [c.chat.completions.create(model="auto", messages=[
-        {"role": "user", "content": f"what is the price of item {i}"}]).model for i in range(20)]
+    hard = [
+        c.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": f"compare plan {i} with plan {i + 1}"}],
+        ).model
+        for i in range(20)
+    ]
+    easy = [
+        c.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": f"what is the price of item {i}"}]
+        ).model
+        for i in range(20)
+    ]
     assert set(hard) == {"sonnet-like"}
     assert set(easy) == {"flash-like"}  # cheapest and fastest, and good enough here
 
     with grpc.insecure_channel(stack.routers[0][1]) as ch:
-        d = router_pb2_grpc.RouterStub(ch).Explain(router_pb2.CompletionRequest(messages=[
-            router_pb2.Message(role="user", content="compare the two plans")]), timeout=5)
+        d = router_pb2_grpc.RouterStub(ch).Explain(
+            router_pb2.CompletionRequest(
+                messages=[router_pb2.Message(role="user", content="compare the two plans")]
+            ),
+            timeout=5,
+        )
     scores = {s.model: s for s in d.scores}
     assert set(scores) == {"flash-like", "sonnet-like"}
     assert "minQuality" in scores["flash-like"].excluded and not scores["sonnet-like"].excluded

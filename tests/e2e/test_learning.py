@@ -28,9 +28,13 @@ REGAIN_BOUND_S = 25.0  # and climbs back over 60% within this after it recovers
 def _drift_series(stack: Stack) -> bool:
     code, body = http_get(stack.admin + "/metrics")
     assert code == 200
-    return any(line.startswith("skyroute_control_drift") and 'learn-a' in line
-               and 'latency' in line and line.rstrip().endswith(" 1.0")
-               for line in body.decode().splitlines())
+    return any(
+        line.startswith("skyroute_control_drift")
+        and "learn-a" in line
+        and "latency" in line
+        and line.rstrip().endswith(" 1.0")
+        for line in body.decode().splitlines()
+    )
 
 
 def _files(half_life_s: int, exploration: float) -> dict[str, str]:
@@ -105,6 +109,7 @@ def test_two_routers_merge_into_one_fleet_p95(two_routers: Stack) -> None:
             async def go(i: int) -> tuple[str, float]:
                 async with sem:
                     return await _one(session, urls[i % 2])
+
             return await asyncio.gather(*(go(i) for i in range(N)))
 
     results = asyncio.run(traffic())
@@ -118,6 +123,7 @@ def test_two_routers_merge_into_one_fleet_p95(two_routers: Stack) -> None:
     def merged() -> bool:
         m = _learning(stack)["models"].get("learn-a", {})
         return outcomes().get("requests") == N and bool(m) and m["requests"] >= 0.99 * N
+
     wait_until(merged, timeout=10, what="both routers' stats and outcomes in")
     fleet = _learning(stack)["models"]["learn-a"]
     assert fleet["requests"] <= N  # decayed (half-life 1 h), never counted twice
@@ -125,8 +131,7 @@ def test_two_routers_merge_into_one_fleet_p95(two_routers: Stack) -> None:
     # nearest-rank p95): the merged sketch's p95 agrees within its 1% accuracy,
     # less the router's few hundred microseconds around the upstream attempt.
     exact = outcomes()["p95_latency_ms"]
-    assert exact - 3.0 <= fleet["p95_ms"] * 1.01 and fleet["p95_ms"] <= exact * 1.01, (
-        fleet, exact)
+    assert exact - 3.0 <= fleet["p95_ms"] * 1.01 and fleet["p95_ms"] <= exact * 1.01, (fleet, exact)
 
 
 @pytest.fixture
@@ -147,10 +152,12 @@ def test_slowed_provider_loses_share_and_regains_it(one_router: Stack) -> None:
     async def run() -> tuple[float, float]:
         stop = asyncio.Event()
         async with aiohttp.ClientSession() as session:
+
             async def worker() -> None:
                 while not stop.is_set():
                     model, _ = await _one(session, url)
                     log.append((time.monotonic(), model))
+
             workers = [asyncio.create_task(worker()) for _ in range(6)]
             loop = asyncio.get_running_loop()
 
@@ -161,20 +168,29 @@ def test_slowed_provider_loses_share_and_regains_it(one_router: Stack) -> None:
                     if pred(t0):
                         return time.monotonic() - t0
                 raise AssertionError(f"{what} not within {bound} s: {_learning(stack)}")
+
             try:
                 # Warm: learn-a leads, priors were pushed, its drift baseline is set.
-                await until(lambda t0: share(t0) > 0.7 and _learning(stack)["pushes"] > 0
-                            and "learn-a" in _learning(stack)["baselines"],
-                            10, "learn-a leading with learned priors and a baseline")
+                await until(
+                    lambda t0: (
+                        share(t0) > 0.7
+                        and _learning(stack)["pushes"] > 0
+                        and "learn-a" in _learning(stack)["baselines"]
+                    ),
+                    10,
+                    "learn-a leading with learned priors and a baseline",
+                )
                 await loop.run_in_executor(None, stack.put_scenario, _scenario(90))
-                lost = await until(lambda t0: 0 <= share(t0) < 0.3, LOSE_BOUND_S,
-                                   "learn-a losing its share")
+                lost = await until(
+                    lambda t0: 0 <= share(t0) < 0.3, LOSE_BOUND_S, "learn-a losing its share"
+                )
                 # The raised alert is also a metric on the control plane's scrape endpoint.
                 await until(lambda t0: _drift_series(stack), 8, "the drift metric")
                 await asyncio.sleep(1.0)
                 await loop.run_in_executor(None, stack.put_scenario, _scenario(30))
-                regained = await until(lambda t0: share(t0) > 0.6, REGAIN_BOUND_S,
-                                       "learn-a regaining its share")
+                regained = await until(
+                    lambda t0: share(t0) > 0.6, REGAIN_BOUND_S, "learn-a regaining its share"
+                )
             finally:
                 stop.set()
                 await asyncio.gather(*workers)
@@ -185,8 +201,13 @@ def test_slowed_provider_loses_share_and_regains_it(one_router: Stack) -> None:
     history = _learning(stack)["drift_history"]
     kinds = [(h["model"], h["kind"], h["raised"]) for h in history]
     assert ("learn-a", "latency", True) in kinds, _learning(stack)
-    wait_until(lambda: ("learn-a", "latency", False) in [
-        (h["model"], h["kind"], h["raised"]) for h in _learning(stack)["drift_history"]],
-        timeout=10, what="drift cleared")
+    wait_until(
+        lambda: (
+            ("learn-a", "latency", False)
+            in [(h["model"], h["kind"], h["raised"]) for h in _learning(stack)["drift_history"]]
+        ),
+        timeout=10,
+        what="drift cleared",
+    )
     assert "drift raised" in stack.control.output()
     assert not _drift_series(stack)  # cleared: the series is gone

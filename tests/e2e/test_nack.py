@@ -26,8 +26,14 @@ def snapshot(version: str, provider: str, sim: str) -> snapshot_pb2.Snapshot:
         version=version,
         default_policy="p",
         policies=[snapshot_pb2.Policy(name="p", version="pv-" + version, default_pool="pool")],
-        pools=[snapshot_pb2.Pool(name="pool", candidates=[snapshot_pb2.Candidate(
-            model="good-model", provider=provider, endpoint=endpoint)])],
+        pools=[
+            snapshot_pb2.Pool(
+                name="pool",
+                candidates=[
+                    snapshot_pb2.Candidate(model="good-model", provider=provider, endpoint=endpoint)
+                ],
+            )
+        ],
     )
 
 
@@ -45,7 +51,8 @@ class Peer(distribution_pb2_grpc.PolicyDistributionServicer):
             [("sha256:good", "openai"), ("sha256:bad", "bedrock")]
         ):
             yield distribution_pb2.SnapshotResponse(
-                version_info=version, nonce=f"n{i}", snapshot=snapshot(version, provider, self.sim))
+                version_info=version, nonce=f"n{i}", snapshot=snapshot(version, provider, self.sim)
+            )
             self.requests.append(next(request_iterator))
         self.done.wait(30)
 
@@ -68,8 +75,22 @@ def test_router_nacks_and_keeps_last_known_good(procs: list[Proc]) -> None:
     server.start()
     try:
         http = f"127.0.0.1:{free_port()}"
-        procs.append(Proc("router", ["router", "--control", control, "--http", http,
-                                     "--grpc", f"127.0.0.1:{free_port()}", "--id", "r1"]))
+        procs.append(
+            Proc(
+                "router",
+                [
+                    "router",
+                    "--control",
+                    control,
+                    "--http",
+                    http,
+                    "--grpc",
+                    f"127.0.0.1:{free_port()}",
+                    "--id",
+                    "r1",
+                ],
+            )
+        )
         wait_until(lambda: len(peer.requests) >= 3, timeout=15, what="ACK and NACK")
         hello, ack, nack = peer.requests[:3]
         assert hello.node.id == "r1" and hello.version_info == "" and hello.response_nonce == ""

@@ -50,30 +50,52 @@ defaults: {ttft_ms: {p50: 5, p95: 8}, tokens_per_s: 50000,
 
 
 def policy(pool: str, pin: str = "") -> str:
-    spec = {"default": True, "defaultPool": pool,
-            "rollout": {"steps": [{"weight": 30, "pauseSeconds": 3600}],
-                        "analysis": {"intervalSeconds": 3600}}}
+    spec = {
+        "default": True,
+        "defaultPool": pool,
+        "rollout": {
+            "steps": [{"weight": 30, "pauseSeconds": 3600}],
+            "analysis": {"intervalSeconds": 3600},
+        },
+    }
     if pin:
         spec["pinVersion"] = pin
-    return yaml.safe_dump({"apiVersion": "skyroute.io/v1alpha1", "kind": "RoutingPolicy",
-                           "metadata": {"name": "support"}, "spec": spec})
+    return yaml.safe_dump(
+        {
+            "apiVersion": "skyroute.io/v1alpha1",
+            "kind": "RoutingPolicy",
+            "metadata": {"name": "support"},
+            "spec": spec,
+        }
+    )
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     procs: list[Proc] = []
     try:
-        yield Stack(procs, tmp_path, {"pools.yaml": POOLS, "policy.yaml": policy("fast")},
-                    SCENARIO)
+        yield Stack(procs, tmp_path, {"pools.yaml": POOLS, "policy.yaml": policy("fast")}, SCENARIO)
     finally:
         for p in reversed(procs):
             p.stop()
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skyroute.cli.main", "policy", *args,
-                           "support", "--admin", stack.admin.removeprefix("http://")],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "policy",
+            *args,
+            "support",
+            "--admin",
+            stack.admin.removeprefix("http://"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def rollouts(stack: Stack) -> dict:  # type: ignore[type-arg]
@@ -87,7 +109,8 @@ def tracks(stack: Stack, users: int = 200) -> Counter[tuple[str, str]]:
     seen: Counter[tuple[str, str]] = Counter()
     for i in range(users):
         r = client.chat.completions.with_raw_response.create(
-            model="support", user=f"user-{i}", messages=[{"role": "user", "content": "hi"}])
+            model="support", user=f"user-{i}", messages=[{"role": "user", "content": "hi"}]
+        )
         seen[(r.headers["x-skyroute-track"], r.headers["x-skyroute-pool"])] += 1
     return seen
 
@@ -96,10 +119,13 @@ def test_folder_rollout_abort_history_and_pin(stack: Stack) -> None:
     wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Stable", what="stable")
     first = rollouts(stack)["rollout"]["stableVersion"]
     stack.write("policy.yaml", policy("other"))
-    wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Progressing",
-               what=f"candidate\n{stack.control.output()[-2000:]}")
-    wait_until(lambda: tracks(stack, 40)[("candidate", "other")] > 0, timeout=10,
-               what="router splitting")
+    wait_until(
+        lambda: rollouts(stack)["rollout"]["phase"] == "Progressing",
+        what=f"candidate\n{stack.control.output()[-2000:]}",
+    )
+    wait_until(
+        lambda: tracks(stack, 40)[("candidate", "other")] > 0, timeout=10, what="router splitting"
+    )
     seen = tracks(stack)
     assert set(seen) == {("stable", "fast"), ("candidate", "other")}, seen
     assert 30 <= seen[("candidate", "other")] <= 90, seen  # 30% of 200, +- 4.6 sd
@@ -108,10 +134,21 @@ def test_folder_rollout_abort_history_and_pin(stack: Stack) -> None:
     candidate = rollouts(stack)["rollout"]["candidateVersion"]
 
     def top() -> str:
-        return subprocess.run([sys.executable, "-m", "skyroute.cli.main", "top", "--admin",
-                               stack.admin.removeprefix("http://"), "--once"],
-                              capture_output=True, text=True, timeout=30,
-                              env={**os.environ, "COLUMNS": "220", "NO_COLOR": "1"}).stdout
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "skyroute.cli.main",
+                "top",
+                "--admin",
+                stack.admin.removeprefix("http://"),
+                "--once",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "COLUMNS": "220", "NO_COLOR": "1"},
+        ).stdout
 
     wait_until(lambda: "candidate 30% Progressing" in top(), timeout=10, what="top's track")
     rows = [line for line in top().splitlines() if line.count("│") >= 10]
@@ -123,8 +160,11 @@ def test_folder_rollout_abort_history_and_pin(stack: Stack) -> None:
     aborted = cli(stack, "abort")
     assert aborted.returncode == 0 and "manual abort" in aborted.stdout, aborted.stdout
     assert rollouts(stack)["rollout"]["phase"] == "RolledBack"
-    wait_until(lambda: set(tracks(stack, 40)) == {("stable", "fast")}, timeout=10,
-               what="all traffic back on stable")
+    wait_until(
+        lambda: set(tracks(stack, 40)) == {("stable", "fast")},
+        timeout=10,
+        what="all traffic back on stable",
+    )
     again = cli(stack, "abort")
     assert again.returncode == 1 and "no rollout in progress" in again.stdout
 
@@ -151,13 +191,13 @@ class StateStack(Stack):
 def test_state_file_keeps_a_rollout_across_a_restart(tmp_path: Path) -> None:
     procs: list[Proc] = []
     try:
-        stack = StateStack(procs, tmp_path, {"pools.yaml": POOLS, "policy.yaml": policy("fast")},
-                           SCENARIO)
+        stack = StateStack(
+            procs, tmp_path, {"pools.yaml": POOLS, "policy.yaml": policy("fast")}, SCENARIO
+        )
         wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Stable", what="stable")
         stable = rollouts(stack)["rollout"]["stableVersion"]
         stack.write("policy.yaml", policy("other"))
-        wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Progressing",
-                   what="candidate")
+        wait_until(lambda: rollouts(stack)["rollout"]["phase"] == "Progressing", what="candidate")
         before = rollouts(stack)["rollout"]
         served = stack.status()["version"]
         stack.control.stop()
@@ -169,8 +209,10 @@ def test_state_file_keeps_a_rollout_across_a_restart(tmp_path: Path) -> None:
         assert after["candidateVersion"] == before["candidateVersion"]
         assert stack.status()["version"] == served
         seen = tracks(stack, 60)
-        assert ("stable", "fast") in seen and set(seen) <= {("stable", "fast"),
-                                                            ("candidate", "other")}
+        assert ("stable", "fast") in seen and set(seen) <= {
+            ("stable", "fast"),
+            ("candidate", "other"),
+        }
         saved = json.loads((tmp_path / "state.json").read_text())
         assert saved["policies"]["default/support"]["rollout"]["phase"] == "Progressing"
     finally:

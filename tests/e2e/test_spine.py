@@ -31,7 +31,8 @@ def client(url: str) -> openai.OpenAI:
 def test_openai_sdk_gets_the_model_the_policy_chose(stack: Stack) -> None:
     c = client(stack.routers[0][2])
     raw = c.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "Please compare plan A and B"}])
+        model="auto", messages=[{"role": "user", "content": "Please compare plan A and B"}]
+    )
     done = raw.parse()
     assert done.model == "smart-model"
     assert done.choices[0].message.content.startswith("[smart-model]")
@@ -44,9 +45,14 @@ def test_openai_sdk_gets_the_model_the_policy_chose(stack: Stack) -> None:
 
     # Streaming, through the other router, to the policy by name.
     c2 = client(stack.routers[1][2])
-    chunks = list(c2.chat.completions.create(
-        model="support", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": "how do I reset my password?"}]))
+    chunks = list(
+        c2.chat.completions.create(
+            model="support",
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "how do I reset my password?"}],
+        )
+    )
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text.startswith("[primary-model]")
     assert {ch.model for ch in chunks} == {"primary-model"}
@@ -68,8 +74,11 @@ def test_unknown_policy_and_bad_body_are_clear_errors(stack: Stack) -> None:
 def test_grpc_complete_stream_and_explain(stack: Stack) -> None:
     with grpc.insecure_channel(stack.routers[0][1]) as ch:
         stub = router_pb2_grpc.RouterStub(ch)
-        req = router_pb2.CompletionRequest(messages=[router_pb2.Message(
-            role="user", content="compare the premium and basic tiers")])
+        req = router_pb2.CompletionRequest(
+            messages=[
+                router_pb2.Message(role="user", content="compare the premium and basic tiers")
+            ]
+        )
         d = stub.Explain(req, timeout=5)
         assert d.pool == "smart" and list(d.chain) == ["smart-model"]
         assert d.signals.intent == "reasoning.compare" and d.rule == "reasoning-smart"
@@ -95,7 +104,8 @@ def _requests(stats: dict, model: str) -> int:  # type: ignore[type-arg]
 
 def _model_for(stack: Stack, i: int, prompt: str) -> str:
     r = client(stack.routers[i][2]).chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": prompt}])
+        model="auto", messages=[{"role": "user", "content": prompt}]
+    )
     return r.headers["x-skyroute-pool"]
 
 
@@ -104,8 +114,12 @@ def test_yaml_edit_reroutes_within_two_seconds(stack: Stack) -> None:
     assert _model_for(stack, 0, "compare A and B") == "smart"
     t0 = time.monotonic()
     stack.write("policy.yaml", POLICY.replace("REASONING_POOL", "fast"))
-    wait_until(lambda: all(stack.router_version(i) not in ("", old) for i in range(2)),
-               timeout=2.0, interval=0.02, what="routers on the new version")
+    wait_until(
+        lambda: all(stack.router_version(i) not in ("", old) for i in range(2)),
+        timeout=2.0,
+        interval=0.02,
+        what="routers on the new version",
+    )
     elapsed = time.monotonic() - t0
     assert elapsed < 2.0
     new = stack.status()["version"]
@@ -113,16 +127,22 @@ def test_yaml_edit_reroutes_within_two_seconds(stack: Stack) -> None:
     assert all(stack.router_version(i) == new for i in range(2))
     assert _model_for(stack, 0, "compare A and B") == "fast"
     assert _model_for(stack, 1, "compare A and B") == "fast"
-    wait_until(lambda: all(r["state"] == "SYNCED" and r["acked_version"] == new
-                           for r in stack.status()["routers"]), timeout=2, what="synced")
+    wait_until(
+        lambda: all(
+            r["state"] == "SYNCED" and r["acked_version"] == new for r in stack.status()["routers"]
+        ),
+        timeout=2,
+        what="synced",
+    )
     assert len(stack.status()["routers"]) == 2
 
 
 def test_bad_policy_is_rejected_and_previous_keeps_serving(stack: Stack) -> None:
     old = stack.status()["version"]
     stack.write("policy.yaml", POLICY.replace("REASONING_POOL", "qualiti"))
-    wait_until(lambda: "qualiti" in stack.status().get("last_error", ""), timeout=3,
-               what="rejection")
+    wait_until(
+        lambda: "qualiti" in stack.status().get("last_error", ""), timeout=3, what="rejection"
+    )
     err = stack.status()["last_error"]
     assert "policy.yaml" in err and "support" in err and "pool" in err, err
     assert stack.status()["version"] == old
@@ -141,8 +161,11 @@ def test_control_plane_loss_does_not_stop_routers(stack: Stack) -> None:
     assert _model_for(stack, 0, "compare A and B") == "smart"
     assert _model_for(stack, 1, "reset my password please") == "fast"
     stack.control = stack.start("control-2", stack.control_args())
-    wait_until(lambda: len([r for r in stack.status()["routers"] if r["state"] == "SYNCED"])
-               == 2, timeout=10, what="routers resynced")
+    wait_until(
+        lambda: len([r for r in stack.status()["routers"] if r["state"] == "SYNCED"]) == 2,
+        timeout=10,
+        what="routers resynced",
+    )
     assert stack.status()["version"] == version
     assert stack.router_version(0) == version
     # Same input, same version: the restarted control plane pushed nothing new.
@@ -153,8 +176,10 @@ def test_control_plane_loss_does_not_stop_routers(stack: Stack) -> None:
 def test_failing_primary_falls_back(stack: Stack, kind: str) -> None:
     stack.put_scenario(FAILING_PRIMARY.replace("KIND", kind))
     raw = client(stack.routers[0][2]).chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "reset my password"}],
-        extra_headers={"cache-control": "no-cache"})
+        model="auto",
+        messages=[{"role": "user", "content": "reset my password"}],
+        extra_headers={"cache-control": "no-cache"},
+    )
     done = raw.parse()
     assert done.model == "backup-model"
     trail = raw.headers["x-skyroute-attempts"]
@@ -166,8 +191,10 @@ def test_client_error_is_not_retried(stack: Stack) -> None:
     stack.reset_sim()
     with pytest.raises(openai.BadRequestError) as e:
         client(stack.routers[0][2]).chat.completions.create(
-            model="auto", messages=[{"role": "user", "content": "reset my password"}],
-            extra_headers={"cache-control": "no-cache"})
+            model="auto",
+            messages=[{"role": "user", "content": "reset my password"}],
+            extra_headers={"cache-control": "no-cache"},
+        )
     assert "client_error" in str(e.value)
     stats = stack.sim_stats()
     assert _requests(stats, "primary-model") == 1

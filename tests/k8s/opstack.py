@@ -34,8 +34,13 @@ EXAMPLE_SIM = "http://127.0.0.1:8790"
 
 def ensure_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(CRDS))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/routingpolicies.skyroute.io", "crd/modelpools.skyroute.io")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/routingpolicies.skyroute.io",
+        "crd/modelpools.skyroute.io",
+    )
 
 
 def acmeshop_yaml(sim: str) -> str:
@@ -56,8 +61,10 @@ def up(proc: Proc, url: str, timeout: float, other: Proc | None = None) -> None:
         except OSError:
             pass
         time.sleep(0.05)
-    raise AssertionError(f"{proc.name} not up at {url} after {timeout}s:\n{proc.output()[-3000:]}"
-                         + (f"\n{other.name}:\n{other.output()[-3000:]}" if other else ""))
+    raise AssertionError(
+        f"{proc.name} not up at {url} after {timeout}s:\n{proc.output()[-3000:]}"
+        + (f"\n{other.name}:\n{other.output()[-3000:]}" if other else "")
+    )
 
 
 class Stack:
@@ -75,8 +82,9 @@ class Stack:
         cluster.kubectl("create", "namespace", self.ns)
         self.sim_port = free_port()
         self.sim = f"http://127.0.0.1:{self.sim_port}"
-        self.simulator = self._start("providers", ["providers", "--listen",
-                                                   f"127.0.0.1:{self.sim_port}"])
+        self.simulator = self._start(
+            "providers", ["providers", "--listen", f"127.0.0.1:{self.sim_port}"]
+        )
         self.grpc = f"127.0.0.1:{free_port()}"
         self.admin = f"127.0.0.1:{free_port()}"
         self.webhook_port = free_port() if webhook else 0
@@ -98,16 +106,41 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def operator_args(self, identity: str = "op-a", grpc: str | None = None,
-                      admin: str | None = None, webhook: bool = True) -> list[str]:
-        args = ["operator", "--namespace", self.ns, "--listen", grpc or self.grpc,
-                "--admin", admin or self.admin, "--lease-namespace", self.ns,
-                "--lease-duration", "3", "--status-settle", "5.0", "--status-interval", "0.2",
-                "--id", identity]
+    def operator_args(
+        self,
+        identity: str = "op-a",
+        grpc: str | None = None,
+        admin: str | None = None,
+        webhook: bool = True,
+    ) -> list[str]:
+        args = [
+            "operator",
+            "--namespace",
+            self.ns,
+            "--listen",
+            grpc or self.grpc,
+            "--admin",
+            admin or self.admin,
+            "--lease-namespace",
+            self.ns,
+            "--lease-duration",
+            "3",
+            "--status-settle",
+            "5.0",
+            "--status-interval",
+            "0.2",
+            "--id",
+            identity,
+        ]
         if self.webhook_port and webhook:
-            args += ["--webhook", f"127.0.0.1:{self.webhook_port}",
-                     "--webhook-cert", str(self.tmp / "tls.crt"),
-                     "--webhook-key", str(self.tmp / "tls.key")]
+            args += [
+                "--webhook",
+                f"127.0.0.1:{self.webhook_port}",
+                "--webhook-cert",
+                str(self.tmp / "tls.crt"),
+                "--webhook-key",
+                str(self.tmp / "tls.key"),
+            ]
         return args
 
     def start_operator(self, identity: str = "op-a", wait: bool = True) -> Proc:
@@ -124,8 +157,20 @@ class Stack:
     def start_router(self, node_id: str) -> str:
         """A router connected to the operator; returns its HTTP base URL once it serves."""
         grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-        proc = self._start(f"router-{node_id}", ["router", "--control", self.grpc, "--grpc",
-                                                  grpc_addr, "--http", http_addr, "--id", node_id])
+        proc = self._start(
+            f"router-{node_id}",
+            [
+                "router",
+                "--control",
+                self.grpc,
+                "--grpc",
+                grpc_addr,
+                "--http",
+                http_addr,
+                "--id",
+                node_id,
+            ],
+        )
         url = f"http://{http_addr}"
         self.routers.append((proc, url))
         up(proc, url + "/readyz", 20, self.operator)
@@ -135,11 +180,23 @@ class Stack:
         for proc in reversed(self.procs):
             proc.stop()
         if self.webhook_port:
-            self.cluster.kubectl("delete", "validatingwebhookconfiguration", self.webhook_config,
-                                 "--ignore-not-found", check=False)
+            self.cluster.kubectl(
+                "delete",
+                "validatingwebhookconfiguration",
+                self.webhook_config,
+                "--ignore-not-found",
+                check=False,
+            )
         # No namespace controller runs here, so the namespace would only sit Terminating.
-        self.cluster.kubectl("delete", "routingpolicies,modelpools", "--all", "-n", self.ns,
-                             "--wait=false", check=False)
+        self.cluster.kubectl(
+            "delete",
+            "routingpolicies,modelpools",
+            "--all",
+            "-n",
+            self.ns,
+            "--wait=false",
+            check=False,
+        )
 
     # --- webhook -----------------------------------------------------------------------
 
@@ -147,23 +204,34 @@ class Stack:
         bundle = base64.b64encode(self.ca).decode()
         hooks = []
         for plural in ("routingpolicies", "modelpools"):
-            hooks.append({
-                "name": f"{plural}.skyroute.io",
-                "clientConfig": {
-                    "url": f"https://127.0.0.1:{self.webhook_port}/validate-{plural}",
-                    "caBundle": bundle,
-                },
-                "rules": [{"apiGroups": ["skyroute.io"], "apiVersions": ["v1alpha1"],
-                           "operations": ["CREATE", "UPDATE"], "resources": [plural]}],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.ns}},
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Ignore",
-                "timeoutSeconds": 5,
-            })
-        config = {"apiVersion": "admissionregistration.k8s.io/v1",
-                  "kind": "ValidatingWebhookConfiguration",
-                  "metadata": {"name": self.webhook_config}, "webhooks": hooks}
+            hooks.append(
+                {
+                    "name": f"{plural}.skyroute.io",
+                    "clientConfig": {
+                        "url": f"https://127.0.0.1:{self.webhook_port}/validate-{plural}",
+                        "caBundle": bundle,
+                    },
+                    "rules": [
+                        {
+                            "apiGroups": ["skyroute.io"],
+                            "apiVersions": ["v1alpha1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": [plural],
+                        }
+                    ],
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.ns}},
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Ignore",
+                    "timeoutSeconds": 5,
+                }
+            )
+        config = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": self.webhook_config},
+            "webhooks": hooks,
+        }
         self.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(config))
 
     # --- objects -----------------------------------------------------------------------
@@ -190,8 +258,15 @@ class Stack:
                 return cond  # type: ignore[no-any-return]
         return {}
 
-    def wait_condition(self, kind: str, name: str, kind_of: str, status: str = "True",
-                       timeout: float = 15.0, reason: str | None = None) -> dict[str, Any]:
+    def wait_condition(
+        self,
+        kind: str,
+        name: str,
+        kind_of: str,
+        status: str = "True",
+        timeout: float = 15.0,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
         found: dict[str, Any] = {}
 
         def check() -> bool:
@@ -199,14 +274,26 @@ class Stack:
             found = self.condition(kind, name, kind_of)
             return found.get("status") == status and reason in (None, found.get("reason"))
 
-        wait_until(check, timeout=timeout, interval=0.2,
-                   what=f"{kind}/{name} {kind_of}={status} (last {found})\n"
-                        f"{self.operator.output()[-3000:]}")
+        wait_until(
+            check,
+            timeout=timeout,
+            interval=0.2,
+            what=f"{kind}/{name} {kind_of}={status} (last {found})\n"
+            f"{self.operator.output()[-3000:]}",
+        )
         return found
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        out = self.cluster.kubectl("get", "events", "-n", self.ns, "-o", "json",
-                                   "--field-selector", f"involvedObject.name={name}").stdout
+        out = self.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            self.ns,
+            "-o",
+            "json",
+            "--field-selector",
+            f"involvedObject.name={name}",
+        ).stdout
         return json.loads(out)["items"]  # type: ignore[no-any-return]
 
     # --- what routers and the operator say -------------------------------------------------
@@ -225,8 +312,12 @@ class Stack:
 
     def wait_routers_on(self, version: str, timeout: float = 10.0) -> float:
         t0 = time.monotonic()
-        wait_until(lambda: all(self.router_version(u) == version for _, u in self.routers),
-                   timeout=timeout, interval=0.02, what=f"routers on {version}")
+        wait_until(
+            lambda: all(self.router_version(u) == version for _, u in self.routers),
+            timeout=timeout,
+            interval=0.02,
+            what=f"routers on {version}",
+        )
         return time.monotonic() - t0
 
 
@@ -236,8 +327,12 @@ def chat(url: str, model: str, text: str) -> tuple[int, dict[str, str], dict[str
     import urllib.request
 
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": text}]}).encode()
-    req = urllib.request.Request(url + "/v1/chat/completions", data=body, method="POST",
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        url + "/v1/chat/completions",
+        data=body,
+        method="POST",
+        headers={"content-type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=20) as r:
             return r.status, {k.lower(): v for k, v in r.headers.items()}, json.loads(r.read())
@@ -261,5 +356,8 @@ def acmeshop_stack(cluster: Cluster, tmp: Path, prefix: str) -> Iterator[Stack]:
 
 def serving(stack: Stack) -> tuple[str, str, str]:
     """What serves acmeshop: the operator's snapshot, the router's, the policy status'."""
-    return (stack.operator_status()["version"], stack.router_version(stack.routers[0][1]),
-            stack.get("routingpolicies", "acmeshop")["status"]["version"])
+    return (
+        stack.operator_status()["version"],
+        stack.router_version(stack.routers[0][1]),
+        stack.get("routingpolicies", "acmeshop")["status"]["version"],
+    )

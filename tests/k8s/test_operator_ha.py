@@ -34,14 +34,16 @@ def stack(k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def holder(stack: Stack) -> str:
-    return stack.cluster.kubectl("get", "lease", "skyroute-operator", "-n", stack.ns, "-o",
-                                 "jsonpath={.spec.holderIdentity}").stdout
+    return stack.cluster.kubectl(
+        "get", "lease", "skyroute-operator", "-n", stack.ns, "-o", "jsonpath={.spec.holderIdentity}"
+    ).stdout
 
 
 def replica(stack: Stack, identity: str) -> tuple[Proc, str]:
     grpc, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    proc = stack._start(f"operator-{identity}",
-                        stack.operator_args(identity, grpc=grpc, admin=admin, webhook=False))
+    proc = stack._start(
+        f"operator-{identity}", stack.operator_args(identity, grpc=grpc, admin=admin, webhook=False)
+    )
     up(proc, f"http://{admin}/healthz", 30)
     return proc, admin
 
@@ -62,11 +64,16 @@ def test_one_leader_two_servers_and_failover(stack: Stack) -> None:
     pool = stack.example("ModelPool", "balanced")
     pool["spec"]["models"][0]["timeoutMs"] = 9000
     stack.apply(yaml.safe_dump(pool))
-    wait_until(lambda: snapshot_version(b_admin) == snapshot_version(stack.admin)
-               and "event=status object=\"RoutingPolicy" in stack.operator.output()
-               and stack.get(RP, "acmeshop")["status"]["version"]
-               == stack.operator_status()["policies"]["acmeshop"],
-               timeout=5, what="both replicas on the new snapshot, status by the leader")
+    wait_until(
+        lambda: (
+            snapshot_version(b_admin) == snapshot_version(stack.admin)
+            and 'event=status object="RoutingPolicy' in stack.operator.output()
+            and stack.get(RP, "acmeshop")["status"]["version"]
+            == stack.operator_status()["policies"]["acmeshop"]
+        ),
+        timeout=5,
+        what="both replicas on the new snapshot, status by the leader",
+    )
     time.sleep(0.5)
     assert "event=status " not in b.output() and "event=k8s_event" not in b.output()
     assert "event=leader" not in b.output()
@@ -77,9 +84,13 @@ def test_one_leader_two_servers_and_failover(stack: Stack) -> None:
     handover = time.monotonic() - t0
     pool["spec"]["models"][0]["timeoutMs"] = 8000
     stack.apply(yaml.safe_dump(pool))
-    wait_until(lambda: stack.get(RP, "acmeshop")["status"]["version"]
-               == snapshot_policies(b_admin)["acmeshop"], timeout=5,
-               what=f"status written by op-b\n{b.output()[-2000:]}")
+    wait_until(
+        lambda: (
+            stack.get(RP, "acmeshop")["status"]["version"] == snapshot_policies(b_admin)["acmeshop"]
+        ),
+        timeout=5,
+        what=f"status written by op-b\n{b.output()[-2000:]}",
+    )
     # A crash: op-a comes back as standby, op-b is killed, op-a takes over after the duration.
     a, _ = replica(stack, "op-a")
     time.sleep(0.5)

@@ -49,8 +49,10 @@ def test_a_policy_whose_tests_fail_is_refused_naming_the_case(stack: Stack) -> N
     assert result.returncode != 0, result.stdout
     err = result.stderr
     assert 'admission webhook "routingpolicies.skyroute.io" denied the request' in err, err
-    assert PASSWORD_CASE + ': expected pool "cost" and model "gemini-3-flash", got pool ' \
-        '"balanced" and model "gpt-5.2"' in err, err
+    assert (
+        PASSWORD_CASE + ': expected pool "cost" and model "gemini-3-flash", got pool '
+        '"balanced" and model "gpt-5.2"' in err
+    ), err
     assert 'test "greetings stay on the cheap model" failed' in err
     time.sleep(0.3)
     assert serving(stack) == before
@@ -63,7 +65,8 @@ def test_a_pool_breaking_a_test_waits_for_the_policy_that_expects_it(stack: Stac
     pool["spec"]["models"][0]["name"] = "gemini-3.5-flash"
     result = stack.apply(yaml.safe_dump(pool))
     assert "Warning: RoutingPolicy " in result.stderr and PASSWORD_CASE in result.stderr, (
-        result.stderr)
+        result.stderr
+    )
     compiled = stack.wait_condition(MP, "cost", "Compiled", "False", reason="Rejected")
     assert PASSWORD_CASE in compiled["message"]
     assert "routers keep serving generation 1" in compiled["message"]

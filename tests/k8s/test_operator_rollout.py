@@ -89,19 +89,34 @@ def policy(name: str, pool: str, rollout: dict[str, Any] | None, pin: str = "") 
         spec["rollout"] = rollout
     if pin:
         spec["pinVersion"] = pin
-    doc = {"apiVersion": "skyroute.io/v1alpha1", "kind": "RoutingPolicy",
-           "metadata": {"name": name}, "spec": spec}
+    doc = {
+        "apiVersion": "skyroute.io/v1alpha1",
+        "kind": "RoutingPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
     return yaml.safe_dump(doc)
 
 
-SPLIT = {"stickiness": "user", "steps": [{"weight": 5, "pauseSeconds": 86400}],
-         "analysis": {"intervalSeconds": 3600}}
-FAST = {"stickiness": "user",
-        "steps": [{"weight": 30, "pauseSeconds": 2}, {"weight": 60, "pauseSeconds": 2}],
-        "analysis": {"intervalSeconds": 2, "minRequests": 10, "failureLimit": 2,
-                     "metrics": [{"name": "success-rate", "threshold": 0.05},
-                                 {"name": "cost-per-1k", "threshold": 1.5},
-                                 {"name": "p95-latency", "threshold": 4}]}}
+SPLIT = {
+    "stickiness": "user",
+    "steps": [{"weight": 5, "pauseSeconds": 86400}],
+    "analysis": {"intervalSeconds": 3600},
+}
+FAST = {
+    "stickiness": "user",
+    "steps": [{"weight": 30, "pauseSeconds": 2}, {"weight": 60, "pauseSeconds": 2}],
+    "analysis": {
+        "intervalSeconds": 2,
+        "minRequests": 10,
+        "failureLimit": 2,
+        "metrics": [
+            {"name": "success-rate", "threshold": 0.05},
+            {"name": "cost-per-1k", "threshold": 1.5},
+            {"name": "p95-latency", "threshold": 4},
+        ],
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +150,12 @@ def wait_phase(stack: Stack, name: str, phase: str, timeout: float) -> dict[str,
         found = rollout(stack, name)
         return found.get("phase") == phase
 
-    wait_until(check, timeout=timeout, interval=0.25,
-               what=f"{name} phase {phase} (last {found})\n{stack.operator.output()[-3000:]}")
+    wait_until(
+        check,
+        timeout=timeout,
+        interval=0.25,
+        what=f"{name} phase {phase} (last {found})\n{stack.operator.output()[-3000:]}",
+    )
     return found
 
 
@@ -144,12 +163,17 @@ async def _send(url: str, policy_name: str, users: list[str]) -> list[tuple[str,
     """One request per user (in order, 16 at a time): (user, status, track)."""
     sem = asyncio.Semaphore(16)
     async with aiohttp.ClientSession() as session:
+
         async def one(user: str) -> tuple[str, int, str]:
-            body = {"model": policy_name, "user": user,
-                    "messages": [{"role": "user", "content": f"hello from {user}"}]}
+            body = {
+                "model": policy_name,
+                "user": user,
+                "messages": [{"role": "user", "content": f"hello from {user}"}],
+            }
             async with sem, session.post(url + "/v1/chat/completions", json=body) as r:
                 await r.read()
                 return user, r.status, r.headers.get("x-skyroute-track", "")
+
         return await asyncio.gather(*(one(u) for u in users))
 
 
@@ -182,9 +206,14 @@ class Traffic:
 
 def candidate_served(stack: Stack, name: str) -> None:
     """Until the router splits: some request of 200 users is decided by the candidate."""
-    wait_until(lambda: any(t == "candidate" for _, _, t in
-                           send(stack, name, [f"probe-{i}" for i in range(200)])),
-               timeout=15, interval=0.2, what=f"router serving the canary of {name}")
+    wait_until(
+        lambda: any(
+            t == "candidate" for _, _, t in send(stack, name, [f"probe-{i}" for i in range(200)])
+        ),
+        timeout=15,
+        interval=0.2,
+        what=f"router serving the canary of {name}",
+    )
 
 
 def test_five_percent_sticky_split_survives_restart_and_aborts(stack: Stack) -> None:
@@ -218,8 +247,11 @@ def test_five_percent_sticky_split_survives_restart_and_aborts(stack: Stack) -> 
     assert state["candidateVersion"] in row and state["stableVersion"] in row
 
     # A restarted operator carries on from status and the history ConfigMap.
-    cm = json.loads(stack.cluster.kubectl("get", "configmap", "skyroute-history-split", "-n",
-                                          stack.ns, "-o", "json").stdout)
+    cm = json.loads(
+        stack.cluster.kubectl(
+            "get", "configmap", "skyroute-history-split", "-n", stack.ns, "-o", "json"
+        ).stdout
+    )
     assert len(json.loads(cm["data"]["index.json"])) == 2
     stack.restart_operator()
     candidate_served(stack, "split")
@@ -227,14 +259,19 @@ def test_five_percent_sticky_split_survives_restart_and_aborts(stack: Stack) -> 
     assert all(track_of[u] == t for u, _, t in after), "restart moved users between versions"
     assert rollout(stack, "split")["candidateVersion"] == state["candidateVersion"]
 
-    stack.cluster.kubectl("annotate", RP, "split", "-n", stack.ns,
-                          "skyroute.io/rollout-action=abort")
+    stack.cluster.kubectl(
+        "annotate", RP, "split", "-n", stack.ns, "skyroute.io/rollout-action=abort"
+    )
     done = wait_phase(stack, "split", "RolledBack", 15)
     assert done["failedVersion"] == state["candidateVersion"]
     annotations = stack.get(RP, "split")["metadata"].get("annotations", {})
     assert "skyroute.io/rollout-action" not in annotations
-    wait_until(lambda: all(t == "stable" for _, _, t in send(stack, "split", users[:200])),
-               timeout=10, interval=0.2, what="all traffic back on stable")
+    wait_until(
+        lambda: all(t == "stable" for _, _, t in send(stack, "split", users[:200])),
+        timeout=10,
+        interval=0.2,
+        what="all traffic back on stable",
+    )
     reasons = [e["reason"] for e in stack.events("split")]
     assert {"RolloutStarted", "RolledBack"} <= set(reasons), reasons
 
@@ -272,8 +309,12 @@ def test_worse_candidate_is_rolled_back_and_stable_never_stops(stack: Stack) -> 
         stack.apply(policy("risky", "shaky", FAST))
         started = wait_phase(stack, "risky", "Progressing", 15)
         done = wait_phase(stack, "risky", "RolledBack", ROLLBACK_BOUND_S)
-        wait_until(lambda: all(t == "stable" for _, _, t in traffic.results[-64:]),
-                   timeout=10, interval=0.2, what="traffic back on stable")
+        wait_until(
+            lambda: all(t == "stable" for _, _, t in traffic.results[-64:]),
+            timeout=10,
+            interval=0.2,
+            what="traffic back on stable",
+        )
         mark = len(traffic.results)
         time.sleep(1.0)
     finally:
@@ -295,8 +336,13 @@ def test_worse_candidate_is_rolled_back_and_stable_never_stops(stack: Stack) -> 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(stack.cluster.kubeconfig), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "skyroute.cli.main", "policy", *args,
-                           "-n", stack.ns], capture_output=True, text=True, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "skyroute.cli.main", "policy", *args, "-n", stack.ns],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_cli_status_promote_and_abort_on_a_cluster(stack: Stack) -> None:
@@ -321,18 +367,29 @@ def test_pin_serves_a_recorded_version_and_an_unknown_pin_is_refused(stack: Stac
     stack.apply(policy("pinned", "steady", SPLIT))
     first = wait_phase(stack, "pinned", "Stable", 15)["stableVersion"]
     stack.apply(policy("pinned", "better", None))  # no rollout: serves at once
-    wait_until(lambda: rollout(stack, "pinned").get("stableVersion") != first, timeout=15,
-               interval=0.25, what="second version serving")
-    refused = stack.apply(policy("pinned", "better", None, pin="sha256:0123456789abcdef"),
-                          check=False)
+    wait_until(
+        lambda: rollout(stack, "pinned").get("stableVersion") != first,
+        timeout=15,
+        interval=0.25,
+        what="second version serving",
+    )
+    refused = stack.apply(
+        policy("pinned", "better", None, pin="sha256:0123456789abcdef"), check=False
+    )
     assert refused.returncode != 0
-    assert "spec.pinVersion: sha256:0123456789abcdef is not a recorded version" in \
-        refused.stderr and first in refused.stderr, refused.stderr
+    assert (
+        "spec.pinVersion: sha256:0123456789abcdef is not a recorded version" in refused.stderr
+        and first in refused.stderr
+    ), refused.stderr
     stack.apply(policy("pinned", "better", None, pin=first))
     state = wait_phase(stack, "pinned", "Pinned", 15)
     assert state["stableVersion"] == first
-    wait_until(lambda: {t for _, _, t in send(stack, "pinned", ["p1", "p2"])} == {"stable"},
-               timeout=10, interval=0.2, what="pinned version serving")
+    wait_until(
+        lambda: {t for _, _, t in send(stack, "pinned", ["p1", "p2"])} == {"stable"},
+        timeout=10,
+        interval=0.2,
+        what="pinned version serving",
+    )
     code, headers = _one(stack, "pinned")
     assert code == 200 and headers["x-skyroute-policy-version"] == first
     assert headers["x-skyroute-pool"] == "steady"
@@ -341,18 +398,22 @@ def test_pin_serves_a_recorded_version_and_an_unknown_pin_is_refused(stack: Stac
 def _one(stack: Stack, name: str) -> tuple[int, dict[str, str]]:
     async def run() -> tuple[int, dict[str, str]]:
         body = {"model": name, "messages": [{"role": "user", "content": "hi"}]}
-        async with aiohttp.ClientSession() as session, session.post(
-                stack.router + "/v1/chat/completions", json=body) as r:  # type: ignore[attr-defined]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(stack.router + "/v1/chat/completions", json=body) as r,
+        ):  # type: ignore[attr-defined]
             await r.read()
             return r.status, dict(r.headers)
+
     return asyncio.run(run())
 
 
 def test_a_follower_replica_mirrors_the_leaders_rollout(stack: Stack) -> None:
     """A second operator replica serves the same split, promoted or aborted by the leader."""
     grpc_addr, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    follower = stack._start("operator-op-b", stack.operator_args("op-b", grpc=grpc_addr,
-                                                                 admin=admin, webhook=False))
+    follower = stack._start(
+        "operator-op-b", stack.operator_args("op-b", grpc=grpc_addr, admin=admin, webhook=False)
+    )
     up(follower, f"http://{admin}/healthz", 30)
 
     def version(address: str) -> str:
@@ -362,22 +423,32 @@ def test_a_follower_replica_mirrors_the_leaders_rollout(stack: Stack) -> None:
 
     def follower_phase() -> str:
         code, body = http_get(f"http://{admin}/debug/rollouts")
-        return str(json.loads(body).get(f"{stack.ns}/mirror", {}).get("rollout", {})
-                   .get("phase", "")) if code == 200 else ""
+        return (
+            str(json.loads(body).get(f"{stack.ns}/mirror", {}).get("rollout", {}).get("phase", ""))
+            if code == 200
+            else ""
+        )
 
     stack.apply(policy("mirror", "steady", SPLIT))
     wait_phase(stack, "mirror", "Stable", 15)
     stack.apply(policy("mirror", "better", SPLIT))
     wait_phase(stack, "mirror", "Progressing", 15)
-    wait_until(lambda: follower_phase() == "Progressing"
-               and version(admin) == version(stack.admin), timeout=15, interval=0.2,
-               what=f"follower serving the leader's canary\n{follower.output()[-2000:]}")
-    stack.cluster.kubectl("annotate", RP, "mirror", "-n", stack.ns,
-                          "skyroute.io/rollout-action=abort")
+    wait_until(
+        lambda: follower_phase() == "Progressing" and version(admin) == version(stack.admin),
+        timeout=15,
+        interval=0.2,
+        what=f"follower serving the leader's canary\n{follower.output()[-2000:]}",
+    )
+    stack.cluster.kubectl(
+        "annotate", RP, "mirror", "-n", stack.ns, "skyroute.io/rollout-action=abort"
+    )
     wait_phase(stack, "mirror", "RolledBack", 15)
-    wait_until(lambda: follower_phase() == "RolledBack"
-               and version(admin) == version(stack.admin), timeout=15, interval=0.2,
-               what="follower mirrors the rollback")
+    wait_until(
+        lambda: follower_phase() == "RolledBack" and version(admin) == version(stack.admin),
+        timeout=15,
+        interval=0.2,
+        what="follower mirrors the rollback",
+    )
     assert "event=k8s_event" not in follower.output()  # only the leader writes
     follower.stop()
 
@@ -385,13 +456,25 @@ def test_a_follower_replica_mirrors_the_leaders_rollout(stack: Stack) -> None:
 def test_the_leader_judges_outcomes_of_routers_on_a_follower(stack: Stack) -> None:
     """Every router on the follower: its outcomes reach the leader, which promotes."""
     grpc_addr, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    follower = stack._start("operator-op-c", stack.operator_args("op-c", grpc=grpc_addr,
-                                                                 admin=admin, webhook=False))
+    follower = stack._start(
+        "operator-op-c", stack.operator_args("op-c", grpc=grpc_addr, admin=admin, webhook=False)
+    )
     up(follower, f"http://{admin}/healthz", 30)
     http_addr = f"127.0.0.1:{free_port()}"
-    router = stack._start("router-on-follower", [
-        "router", "--control", grpc_addr, "--grpc", f"127.0.0.1:{free_port()}",
-        "--http", http_addr, "--id", "r-follower"])
+    router = stack._start(
+        "router-on-follower",
+        [
+            "router",
+            "--control",
+            grpc_addr,
+            "--grpc",
+            f"127.0.0.1:{free_port()}",
+            "--http",
+            http_addr,
+            "--id",
+            "r-follower",
+        ],
+    )
     up(router, f"http://{http_addr}/readyz", 20, follower)
     on_follower = Stack.__new__(Stack)  # the same stack, seen through the follower's router
     on_follower.__dict__.update(stack.__dict__)

@@ -33,8 +33,9 @@ def bodies() -> list[dict[str, Any]]:
     for name in ("pools.yaml", "policy.yaml"):
         for doc in yaml.safe_load_all((EXAMPLE / name).read_text()):
             if doc and doc.get("apiVersion", "").startswith("skyroute.io/"):
-                doc["metadata"].update(namespace="default", uid=f"uid-{doc['metadata']['name']}",
-                                       generation=1)
+                doc["metadata"].update(
+                    namespace="default", uid=f"uid-{doc['metadata']['name']}", generation=1
+                )
                 out.append(doc)
     return out
 
@@ -85,7 +86,7 @@ def test_order_does_not_matter_and_a_missing_pool_waits() -> None:
     status = build_status(state, SyncCount(0, 0), None, NOW)
     compiled = condition(status, "Compiled")
     assert compiled is not None and compiled["reason"] == "PoolNotFound"
-    assert "spec.defaultPool: pool \"balanced\" not found" in compiled["message"]
+    assert 'spec.defaultPool: pool "balanced" not found' in compiled["message"]
     for body in objs:
         if body["kind"] == "ModelPool":
             world.observe(body)
@@ -170,8 +171,9 @@ def test_admission_denies_what_cannot_work_and_warns_about_order() -> None:
     missing["spec"]["defaultPool"] = "nope"
     verdict = review(world, missing)
     assert verdict.allowed
-    assert verdict.warnings == ('spec.defaultPool: pool "nope" not found (known: balanced, '
-                                "baseline, cost, quality)",)
+    assert verdict.warnings == (
+        'spec.defaultPool: pool "nope" not found (known: balanced, baseline, cost, quality)',
+    )
 
 
 def test_conditions_keep_transition_times_and_count_routers() -> None:
@@ -233,15 +235,15 @@ def test_a_generation_whose_tests_fail_waits_and_the_previous_one_serves() -> No
         'spec.tests[0]: test "password reset is a cached FAQ on the cheap model" failed: '
         'expected pool "cost" and model "gemini-3-flash", got pool "balanced" and model '
         '"gpt-5.2" (intent "faq.password" from keyword:reset my password, rule '
-        '"faq-and-low-risk")')
+        '"faq-and-low-risk")'
+    )
     assert "routers keep serving generation 1" in compiled["message"]
     verdict = review(world, bad)
     assert not verdict.allowed
     assert verdict.message().startswith('spec.tests[0]: test "password reset is a cached FAQ')
     # Fixing the tests (or the rule) lets the next generation through.
     fixed = bumped(bad)
-    fixed["spec"]["tests"] = [t for t in bad["spec"]["tests"]
-                              if t["expect"].get("pool") != "cost"]
+    fixed["spec"]["tests"] = [t for t in bad["spec"]["tests"] if t["expect"].get("pool") != "cost"]
     assert review(world, fixed).allowed
     world.observe(fixed)
     assert world.reconcile() is True
@@ -265,15 +267,18 @@ def test_a_pool_change_breaking_a_test_waits_for_the_policy_in_either_order() ->
     # The pool alone breaks the accepted policy's tests: admitted with a warning, then held.
     verdict = review(world, pool)
     assert verdict.allowed
-    assert any(w.startswith("RoutingPolicy default/acmeshop spec.tests[0]: test ")
-               for w in verdict.warnings), verdict.warnings
+    assert any(
+        w.startswith("RoutingPolicy default/acmeshop spec.tests[0]: test ")
+        for w in verdict.warnings
+    ), verdict.warnings
     world.observe(pool)
     assert world.reconcile() is False and world.snapshot.version == before  # type: ignore[union-attr]
     held = world.state(COST)
     assert held is not None and held.serving_generation == 1
     assert {(p.obj, p.path) for p in held.rejected} == {
         ("RoutingPolicy default/acmeshop", "spec.tests[0]"),
-        ("RoutingPolicy default/acmeshop", "spec.tests[7]")}
+        ("RoutingPolicy default/acmeshop", "spec.tests[7]"),
+    }
     # Now the policy passes against the newest pools: admitted, and both go live together.
     verdict = review(world, policy)
     assert verdict.allowed and "this policy waits for them" in verdict.warnings[-1]

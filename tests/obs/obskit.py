@@ -19,13 +19,19 @@ def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
     """Every sample of ``url`` (a /metrics endpoint) as (name, labels, value)."""
     code, body = http_get(url, timeout=5)
     assert code == 200, body
-    return [(s.name, dict(s.labels), s.value)
-            for fam in text_string_to_metric_families(body.decode())
-            for s in fam.samples]
+    return [
+        (s.name, dict(s.labels), s.value)
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    ]
 
 
-def total(samples: list[tuple[str, dict[str, str], float]], name: str,
-          by: tuple[str, ...] = (), **match: str) -> dict[tuple[str, ...], float]:
+def total(
+    samples: list[tuple[str, dict[str, str], float]],
+    name: str,
+    by: tuple[str, ...] = (),
+    **match: str,
+) -> dict[tuple[str, ...], float]:
     """Sum of ``name`` samples whose labels include ``match``, grouped by the ``by`` labels."""
     out: dict[tuple[str, ...], float] = {}
     for n, labels, value in samples:
@@ -92,8 +98,10 @@ class OTLPReceiver(Loopback):
         for rs in msg.resource_spans:
             for ss in rs.scope_spans:
                 self.spans.extend(ss.spans)
-        return web.Response(body=trace_service_pb2.ExportTraceServiceResponse()
-                            .SerializeToString(), content_type="application/x-protobuf")
+        return web.Response(
+            body=trace_service_pb2.ExportTraceServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
 
     async def _other(self, request: web.Request) -> web.Response:
         await self._body(request)
@@ -125,9 +133,10 @@ class RecordingProxy(Loopback):
         self.bodies.append(body)
         skip = {"host", "content-length", "transfer-encoding"}
         fwd = {k: v for k, v in request.headers.items() if k.lower() not in skip}
-        async with aiohttp.ClientSession() as s, s.request(
-            request.method, self.target + request.path_qs, data=body, headers=fwd
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.request(request.method, self.target + request.path_qs, data=body, headers=fwd) as r,
+        ):
             payload = await r.read()
             ctype = r.headers.get("content-type", "application/json")
             return web.Response(status=r.status, body=payload, headers={"Content-Type": ctype})

@@ -47,12 +47,20 @@ def exposed() -> Iterator[tuple[set[str], set[str]]]:
         rm.usage("m", "openai", 10, 20)
         rm.first_chunk("m", "openai", 0.1)
         rm.flush()
-        engine = SimpleNamespace(metrics=rm, health=SimpleNamespace(ejected_total=1),
-                                 budget=SimpleNamespace(denied=1), hedges=0)
-        state = SimpleNamespace(engine=engine, shed=1, inflight=0,
-                                table=SimpleNamespace(version="s1"))
-        observe_process(cast(Any, state), cast(Any, SimpleNamespace(connected=True)),
-                        cast(Any, SimpleNamespace(dropped=0)))
+        engine = SimpleNamespace(
+            metrics=rm,
+            health=SimpleNamespace(ejected_total=1),
+            budget=SimpleNamespace(denied=1),
+            hedges=0,
+        )
+        state = SimpleNamespace(
+            engine=engine, shed=1, inflight=0, table=SimpleNamespace(version="s1")
+        )
+        observe_process(
+            cast(Any, state),
+            cast(Any, SimpleNamespace(connected=True)),
+            cast(Any, SimpleNamespace(dropped=0)),
+        )
         cm = ControlMetrics(provider.get_meter("skyroute.control"))
         cm.pushed("s1")
         cm.answered("s1", "ack", 0.01)
@@ -92,7 +100,8 @@ def _check_expr(expr: str, where: str, exposed: tuple[set[str], set[str]]) -> No
 
 
 def test_alert_rules_are_well_formed_and_name_exposed_metrics(
-        exposed: tuple[set[str], set[str]]) -> None:
+    exposed: tuple[set[str], set[str]],
+) -> None:
     doc = yaml.safe_load((DEPLOY / "alerts.yaml").read_text())
     assert isinstance(doc, dict) and set(doc) == {"groups"}
     alerts: list[str] = []
@@ -108,9 +117,14 @@ def test_alert_rules_are_well_formed_and_name_exposed_metrics(
             _check_expr(rule["expr"], where, exposed)
             alerts.append(rule["alert"])
     assert len(alerts) == len(set(alerts)), "duplicate alert names"
-    for needed in ("SkyrouteLatencyDrift", "SkyrouteCostDrift", "SkyrouteErrorBudgetBurnFast",
-                   "SkyrouteRouterStale", "SkyrouteRouterDisconnected",
-                   "SkyrouteCanaryRolledBack"):
+    for needed in (
+        "SkyrouteLatencyDrift",
+        "SkyrouteCostDrift",
+        "SkyrouteErrorBudgetBurnFast",
+        "SkyrouteRouterStale",
+        "SkyrouteRouterDisconnected",
+        "SkyrouteCanaryRolledBack",
+    ):
         assert needed in alerts
 
 

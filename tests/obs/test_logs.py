@@ -64,8 +64,18 @@ def _logger(formatter: logging.Formatter) -> tuple[logging.Logger, _Capture]:
 @BOTH
 def test_json_line_holds_typed_fields_exception_and_span_ids(plane: ModuleType) -> None:
     log, capture = _logger(logs.JsonFormatter())
-    plane.event(log, "push", router="r1", version="sha256:ab", changed=True, ms=2.5,
-               objects=3, huge=2**70, event="not the event", tags=["a", "b"])
+    plane.event(
+        log,
+        "push",
+        router="r1",
+        version="sha256:ab",
+        changed=True,
+        ms=2.5,
+        objects=3,
+        huge=2**70,
+        event="not the event",
+        tags=["a", "b"],
+    )
     try:
         raise ValueError("bad\nthing")
     except ValueError:
@@ -98,8 +108,9 @@ def test_logfmt_and_text_lines(plane: ModuleType) -> None:
 
     log, capture = _logger(logs.TextFormatter())
     plane.event(log, "listening", grpc="127.0.0.1:1")
-    assert re.match(r"^\S+Z INFO skyroute\.test\.\w+ listening grpc=127\.0\.0\.1:1$",
-                    capture.lines[0])
+    assert re.match(
+        r"^\S+Z INFO skyroute\.test\.\w+ listening grpc=127\.0\.0\.1:1$", capture.lines[0]
+    )
 
 
 def test_format_comes_from_the_flag_then_the_environment() -> None:
@@ -124,7 +135,12 @@ def _check_json_lines(proc: Proc, marker: str) -> list[dict[str, object]]:
         assert isinstance(record, dict), line
         assert {"ts", "level", "logger", "event"} <= record.keys(), line
         assert TS.match(str(record["ts"])) and record["level"] in (
-            "debug", "info", "warning", "error", "critical"), line
+            "debug",
+            "info",
+            "warning",
+            "error",
+            "critical",
+        ), line
         records.append(record)
     return records
 
@@ -132,23 +148,36 @@ def _check_json_lines(proc: Proc, marker: str) -> list[dict[str, object]]:
 def _traffic(stack: Stack, marker: str) -> None:
     """Unary, streamed and failed-over requests, each prompt carrying ``marker``."""
     c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0)
-    r = c.chat.completions.create(model="auto", messages=[
-        {"role": "user", "content": f"how do I reset my password? {marker} a@b.io"}])
+    r = c.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": f"how do I reset my password? {marker} a@b.io"}],
+    )
     assert r.choices[0].message.content
-    chunks = list(c.chat.completions.create(model="auto", stream=True, messages=[
-        {"role": "user", "content": f"Please compare plan A and B {marker}"}]))
+    chunks = list(
+        c.chat.completions.create(
+            model="auto",
+            stream=True,
+            messages=[{"role": "user", "content": f"Please compare plan A and B {marker}"}],
+        )
+    )
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     stack.put_scenario(FAILING_PRIMARY.replace("KIND", "server_error"))
-    raw = c.chat.completions.with_raw_response.create(model="auto", messages=[
-        {"role": "user", "content": f"where is my parcel {marker}?"}])  # default pool
+    raw = c.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": f"where is my parcel {marker}?"}]
+    )  # default pool
     assert raw.headers["x-skyroute-model"] == "backup-model"  # it did fail over
     assert "primary-model" in raw.headers["x-skyroute-attempts"]
 
 
 @pytest.mark.parametrize("content", [None, "full"])
 def test_processes_log_json_lines_without_prompt_text(
-        content: str | None, receiver: OTLPReceiver, proxy: RecordingProxy,
-        procs: list[Proc], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    content: str | None,
+    receiver: OTLPReceiver,
+    proxy: RecordingProxy,
+    procs: list[Proc],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("SKYROUTE_LOG_FORMAT", raising=False)
     monkeypatch.setenv("SKYROUTE_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
@@ -187,28 +216,75 @@ def test_log_format_flag_and_environment(procs: list[Proc], tmp_path: Path) -> N
     for name, text in FILES.items():
         (tmp_path / "policies" / name).write_text(text.replace("{SIM}", "http://127.0.0.1:9"))
     control_addr = f"127.0.0.1:{free_port()}"
-    control = Proc("control", ["control", "--source", str(tmp_path / "policies"),
-                               "--listen", control_addr, "--admin", "", "--log-format",
-                               "logfmt"], env={"SKYROUTE_LOG_FORMAT": "json"})
-    router = Proc("router", ["router", "--control", control_addr, "--grpc",
-                             f"127.0.0.1:{free_port()}", "--http", f"127.0.0.1:{free_port()}"],
-                  env={"SKYROUTE_LOG_FORMAT": "text"})
+    control = Proc(
+        "control",
+        [
+            "control",
+            "--source",
+            str(tmp_path / "policies"),
+            "--listen",
+            control_addr,
+            "--admin",
+            "",
+            "--log-format",
+            "logfmt",
+        ],
+        env={"SKYROUTE_LOG_FORMAT": "json"},
+    )
+    router = Proc(
+        "router",
+        [
+            "router",
+            "--control",
+            control_addr,
+            "--grpc",
+            f"127.0.0.1:{free_port()}",
+            "--http",
+            f"127.0.0.1:{free_port()}",
+        ],
+        env={"SKYROUTE_LOG_FORMAT": "text"},
+    )
     procs += [control, router]
     wait_until(lambda: "event=push " in control.raw(), what=f"push\n{control.raw()}")
-    wait_until(lambda: re.search(r" INFO skyroute\.router\.sync (ACK|ack) ", router.raw()),
-               what=f"ACK\n{router.raw()}")
-    assert re.search(r"^ts=\S+Z level=info logger=skyroute\.control\.server event=listening "
-                     rf"grpc={control_addr} ", control.raw(), re.M), control.raw()
-    assert re.search(r"^\S+Z INFO skyroute\.router listening node=\S+ grpc=", router.raw(),
-                     re.M), router.raw()
+    wait_until(
+        lambda: re.search(r" INFO skyroute\.router\.sync (ACK|ack) ", router.raw()),
+        what=f"ACK\n{router.raw()}",
+    )
+    assert re.search(
+        r"^ts=\S+Z level=info logger=skyroute\.control\.server event=listening "
+        rf"grpc={control_addr} ",
+        control.raw(),
+        re.M,
+    ), control.raw()
+    assert re.search(r"^\S+Z INFO skyroute\.router listening node=\S+ grpc=", router.raw(), re.M), (
+        router.raw()
+    )
     assert not control.events() and not router.events()  # no JSON lines in either
 
-    bad = subprocess.run([sys.executable, "-m", "skyroute.cli.main", "router", "--control",
-                          control_addr], env={"SKYROUTE_LOG_FORMAT": "yaml", "PATH": ""},
-                         cwd=REPO, capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        [sys.executable, "-m", "skyroute.cli.main", "router", "--control", control_addr],
+        env={"SKYROUTE_LOG_FORMAT": "yaml", "PATH": ""},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode != 0
     assert "SKYROUTE_LOG_FORMAT='yaml' is not one of json, logfmt, text" in bad.stderr
-    flag = subprocess.run([sys.executable, "-m", "skyroute.cli.main", "control", "--source",
-                           str(tmp_path), "--log-format", "yaml"], cwd=REPO,
-                          capture_output=True, text=True, timeout=30)
+    flag = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "control",
+            "--source",
+            str(tmp_path),
+            "--log-format",
+            "yaml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert flag.returncode == 2 and "--log-format: invalid choice: 'yaml'" in flag.stderr

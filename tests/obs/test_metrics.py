@@ -22,23 +22,37 @@ from harness import Proc, Stack, wait_until
 from obskit import scrape, total
 from policies import FILES, SCENARIO
 
-FLAKY_PRIMARY = SCENARIO + """\
+FLAKY_PRIMARY = (
+    SCENARIO
+    + """\
 models:
   primary-model:
     error_rate: 0.3
     errors: {server_error: 1}
 """
+)
 
 
 def traffic(n: int) -> list[TrafficRequest]:
     """FAQ repeats (cacheable, hits after the first per router), comparisons, and others."""
-    texts = ["how do I reset my password?", "Please compare plan A and B {i}",
-             "where is my order {i}?"]
-    return [TrafficRequest(index=i, at_s=i * 0.002, intent="", tenant="acme", locale="en",
-                           user=f"u{i}", user_tier="free",
-                           messages=[{"role": "user",
-                                      "content": texts[i % 3].format(i=i)}])
-            for i in range(n)]
+    texts = [
+        "how do I reset my password?",
+        "Please compare plan A and B {i}",
+        "where is my order {i}?",
+    ]
+    return [
+        TrafficRequest(
+            index=i,
+            at_s=i * 0.002,
+            intent="",
+            tenant="acme",
+            locale="en",
+            user=f"u{i}",
+            user_tier="free",
+            messages=[{"role": "user", "content": texts[i % 3].format(i=i)}],
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -48,8 +62,7 @@ def stack(procs: list[Proc], tmp_path: Path) -> Stack:
 
 def test_scraped_counters_equal_the_replay(stack: Stack) -> None:
     urls = [url for _, _, url in stack.routers]
-    results = asyncio.run(Replayer(urls, concurrency=16).run([Arm("routed", "auto")],
-                                                             traffic(90)))
+    results = asyncio.run(Replayer(urls, concurrency=16).run([Arm("routed", "auto")], traffic(90)))
     outs = results["routed"]
     assert len(outs) == 90
     want = Counter((o.pool, o.model) for o in outs)
@@ -59,8 +72,9 @@ def test_scraped_counters_equal_the_replay(stack: Stack) -> None:
     assert hits > 0 and fallbacks > 0, "the traffic must exercise the cache and fallback"
 
     samples = [s for url in urls for s in scrape(url + "/metrics")]
-    got = total(samples, "skyroute_router_requests_total",
-                by=("skyroute_pool", "gen_ai_response_model"))
+    got = total(
+        samples, "skyroute_router_requests_total", by=("skyroute_pool", "gen_ai_response_model")
+    )
     assert {k: int(v) for k, v in got.items()} == dict(want)
     assert total(samples, "skyroute_router_cache_hits_total")[()] == hits
     assert total(samples, "skyroute_router_requests_total", skyroute_cache="hit")[()] == hits
@@ -77,15 +91,22 @@ def test_scraped_counters_equal_the_replay(stack: Stack) -> None:
 
     # The control plane received every outcome, and knows both routers are synced.
     def received() -> float:
-        return total(scrape(stack.admin + "/metrics"),
-                     "skyroute_control_outcomes_received_total").get((), 0.0)
+        return total(
+            scrape(stack.admin + "/metrics"), "skyroute_control_outcomes_received_total"
+        ).get((), 0.0)
 
     wait_until(lambda: received() == 90, timeout=10, what="outcomes at the control plane")
     control = scrape(stack.admin + "/metrics")
     version = stack.status()["version"]
-    routers = total(control, "skyroute_control_routers", skyroute_snapshot_version=version,
-                    skyroute_state="SYNCED")
+    routers = total(
+        control,
+        "skyroute_control_routers",
+        skyroute_snapshot_version=version,
+        skyroute_state="SYNCED",
+    )
     assert routers[()] == 2
     assert total(control, "skyroute_control_pushes_total")[()] >= 2
-    assert total(control, "skyroute_control_push_duration_seconds_count",
-                 skyroute_answer="ack")[()] >= 2
+    assert (
+        total(control, "skyroute_control_push_duration_seconds_count", skyroute_answer="ack")[()]
+        >= 2
+    )

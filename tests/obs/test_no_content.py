@@ -27,8 +27,14 @@ from obskit import OTLPReceiver, RecordingProxy, attrs
 from policies import FILES, SCENARIO
 
 
-def _stack(procs: list[Proc], tmp_path: Path, receiver: OTLPReceiver, proxy: RecordingProxy,
-           monkeypatch: pytest.MonkeyPatch, log_content: str | None) -> Stack:
+def _stack(
+    procs: list[Proc],
+    tmp_path: Path,
+    receiver: OTLPReceiver,
+    proxy: RecordingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    log_content: str | None,
+) -> Stack:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "300")
@@ -44,29 +50,45 @@ def _stack(procs: list[Proc], tmp_path: Path, receiver: OTLPReceiver, proxy: Rec
 
 
 def test_no_prompt_text_leaves_in_telemetry_by_default(
-        receiver: OTLPReceiver, proxy: RecordingProxy, procs: list[Proc], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver: OTLPReceiver,
+    proxy: RecordingProxy,
+    procs: list[Proc],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     stack = _stack(procs, tmp_path, receiver, proxy, monkeypatch, None)
     marker = "zq" + secrets.token_hex(6)
-    prompts = [f"how do I reset my password? {marker}a",  # FAQ: cached on repeat
-               f"Please compare plan A and B {marker}b",
-               f"where is my parcel {marker}c, mail me at {marker}@example.com"]
+    prompts = [
+        f"how do I reset my password? {marker}a",  # FAQ: cached on repeat
+        f"Please compare plan A and B {marker}b",
+        f"where is my parcel {marker}c, mail me at {marker}@example.com",
+    ]
     c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0)
     for p in prompts:
         c.chat.completions.create(model="auto", messages=[{"role": "user", "content": p}])
     c.chat.completions.create(model="auto", messages=[{"role": "user", "content": prompts[0]}])
-    chunks = list(c.chat.completions.create(
-        model="auto", stream=True, messages=[{"role": "user", "content": prompts[1] + "s"}]))
+    chunks = list(
+        c.chat.completions.create(
+            model="auto", stream=True, messages=[{"role": "user", "content": prompts[1] + "s"}]
+        )
+    )
     answer = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert answer
     with grpc.insecure_channel(stack.routers[0][1]) as ch:
-        router_pb2_grpc.RouterStub(ch).Complete(router_pb2.CompletionRequest(
-            messages=[router_pb2.Message(role="user", content=prompts[2] + "g")]), timeout=10)
+        router_pb2_grpc.RouterStub(ch).Complete(
+            router_pb2.CompletionRequest(
+                messages=[router_pb2.Message(role="user", content=prompts[2] + "g")]
+            ),
+            timeout=10,
+        )
 
     # The text did go upstream, and the telemetry really was exported.
     assert sum(marker.encode() in b for b in proxy.bodies) >= 5
-    wait_until(lambda: len([s for s in receiver.spans if s.name.startswith("chat ")]) >= 11,
-               timeout=10, what="request and attempt spans")
+    wait_until(
+        lambda: len([s for s in receiver.spans if s.name.startswith("chat ")]) >= 11,
+        timeout=10,
+        what="request and attempt spans",
+    )
     time.sleep(0.8)  # one more metric export interval
     assert any(b"skyroute.router.requests" in b for b in receiver.bodies)
 
@@ -84,12 +106,18 @@ def test_no_prompt_text_leaves_in_telemetry_by_default(
 
 
 def test_redacted_opt_in_shows_messages_with_personal_data_masked(
-        receiver: OTLPReceiver, proxy: RecordingProxy, procs: list[Proc], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver: OTLPReceiver,
+    proxy: RecordingProxy,
+    procs: list[Proc],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     stack = _stack(procs, tmp_path, receiver, proxy, monkeypatch, "redacted")
     c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0)
-    c.chat.completions.create(model="auto", messages=[
-        {"role": "user", "content": "where is order 55512345? write to jo@example.com"}])
+    c.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "where is order 55512345? write to jo@example.com"}],
+    )
 
     def request_span() -> dict[str, object] | None:
         for s in receiver.spans:
@@ -113,7 +141,11 @@ def test_content_mode_is_explicit() -> None:
     assert mode({}) == "off" and mode({"SKYROUTE_LOG_CONTENT": "Redacted"}) == "redacted"
     with pytest.raises(SystemExit, match="SKYROUTE_LOG_CONTENT='yes' is not one of"):
         mode({"SKYROUTE_LOG_CONTENT": "yes"})
-    assert redact("call +1 555 123 4567 or a@b.io, key sk_" + "x" * 40) == \
-        "call +[digits] or [email], key [secret]"
-    assert render_messages([{"role": "user", "content": "hi"}], "full") == \
-        '[{"role":"user","content":"hi"}]'
+    assert (
+        redact("call +1 555 123 4567 or a@b.io, key sk_" + "x" * 40)
+        == "call +[digits] or [email], key [secret]"
+    )
+    assert (
+        render_messages([{"role": "user", "content": "hi"}], "full")
+        == '[{"role":"user","content":"hi"}]'
+    )

@@ -16,12 +16,17 @@ from policies import FILES, SCENARIO
 def _top(admin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "skyroute.cli.main", "top", "--admin", admin, "--once"],
-        capture_output=True, text=True, timeout=30, cwd=REPO,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
 
 
-def test_top_once_prints_mix_p95_success_cost_and_hit_rate(procs: list[Proc],
-                                                           tmp_path: Path) -> None:
+def test_top_once_prints_mix_p95_success_cost_and_hit_rate(
+    procs: list[Proc], tmp_path: Path
+) -> None:
     stack = Stack(procs, tmp_path, FILES, SCENARIO)
     c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0)
     for text in ["how do I reset my password?"] * 3 + ["Please compare plan A and B"]:
@@ -34,8 +39,11 @@ def test_top_once_prints_mix_p95_success_cost_and_hit_rate(procs: list[Proc],
     out = done.stdout
     for header in ("mix", "p95 ms", "success", "cost/1k $", "hit rate"):
         assert header in out
-    rows = {line.split("│")[3].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
-            for line in out.splitlines() if line.count("│") >= 9}
+    rows = {
+        line.split("│")[3].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in out.splitlines()
+        if line.count("│") >= 9
+    }
     assert set(rows) == {"fast", "smart"}, out
     fast, smart = rows["fast"], rows["smart"]
     assert fast[0] == smart[0] == "support"

@@ -24,8 +24,13 @@ from policies import FAILING_PRIMARY, FILES
 
 
 @pytest.fixture
-def stack(receiver: OTLPReceiver, proxy: RecordingProxy, procs: list[Proc], tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Stack:
+def stack(
+    receiver: OTLPReceiver,
+    proxy: RecordingProxy,
+    procs: list[Proc],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Stack:
     # procs after receiver: the processes stop (and flush their spans) before it closes.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
@@ -46,12 +51,15 @@ def _spans(receiver: OTLPReceiver, trace_id: bytes, n: int) -> list[trace_pb2.Sp
 
 
 def test_request_span_has_one_child_per_attempt_in_the_callers_trace(
-        stack: Stack, receiver: OTLPReceiver, proxy: RecordingProxy) -> None:
+    stack: Stack, receiver: OTLPReceiver, proxy: RecordingProxy
+) -> None:
     trace_id, parent_id = secrets.token_bytes(16), secrets.token_bytes(8)
     c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0)
     raw = c.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "how do I reset my password?"}],
-        extra_headers={"traceparent": f"00-{trace_id.hex()}-{parent_id.hex()}-01"})
+        model="auto",
+        messages=[{"role": "user", "content": "how do I reset my password?"}],
+        extra_headers={"traceparent": f"00-{trace_id.hex()}-{parent_id.hex()}-01"},
+    )
     assert raw.headers["x-skyroute-model"] == "backup-model"
 
     spans = _spans(receiver, trace_id, 4)
@@ -64,8 +72,9 @@ def test_request_span_has_one_child_per_attempt_in_the_callers_trace(
     assert ra["gen_ai.response.model"] == "backup-model" and ra["skyroute.attempts"] == 2
     children = [s for s in spans if s.parent_span_id == root.span_id]
     cache = [s for s in children if s.name == "cache lookup"]
-    attempts = sorted((s for s in children if s.name.startswith("chat ")),
-                      key=lambda s: s.start_time_unix_nano)
+    attempts = sorted(
+        (s for s in children if s.name.startswith("chat ")), key=lambda s: s.start_time_unix_nano
+    )
     assert len(cache) == 1 and attrs(cache[0])["skyroute.cache"] == "miss"
     assert len(attempts) == 2
     first, second = (attrs(s) for s in attempts)
@@ -86,10 +95,14 @@ def test_grpc_metadata_trace_is_continued(stack: Stack, receiver: OTLPReceiver) 
     with grpc.insecure_channel(stack.routers[0][1]) as ch:
         stub = router_pb2_grpc.RouterStub(ch)
         resp = stub.Complete(
-            router_pb2.CompletionRequest(messages=[router_pb2.Message(
-                role="user", content="compare the premium and basic tiers")]),
+            router_pb2.CompletionRequest(
+                messages=[
+                    router_pb2.Message(role="user", content="compare the premium and basic tiers")
+                ]
+            ),
             metadata=(("traceparent", f"00-{trace_id.hex()}-{parent_id.hex()}-01"),),
-            timeout=10)
+            timeout=10,
+        )
     assert resp.model == "smart-model"
     spans = _spans(receiver, trace_id, 2)
     root = next(s for s in spans if s.parent_span_id == parent_id)

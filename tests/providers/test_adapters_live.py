@@ -38,8 +38,19 @@ from skyroute.router.providers.types import (
 from skyroute.simulator.harness import SimulatorThread
 
 FAMILIES = ["openai", "anthropic", "gemini"]
-KINDS = ["server_error", "unavailable", "overloaded", "rate_limited", "bad_request",
-         "content_filter", "auth", "timeout", "stream_cut", "stall", "bad_response"]
+KINDS = [
+    "server_error",
+    "unavailable",
+    "overloaded",
+    "rate_limited",
+    "bad_request",
+    "content_filter",
+    "auth",
+    "timeout",
+    "stream_cut",
+    "stall",
+    "bad_response",
+]
 SCENARIO = {
     "seed": 1,
     "time_scale": 100,
@@ -49,15 +60,26 @@ SCENARIO = {
         **{f"err-{k}": {"error_rate": 1, "errors": {k: 1}} for k in KINDS},
         "tiny-context": {"context_window": 5},
         "slow": {"ttft_ms": {"p50": 100000, "p95": 100000}},
-        "long": {"completion_tokens": {"p50": 400, "p95": 500, "min": 300, "max": 600},
-                 "tokens_per_s": 2000},
+        "long": {
+            "completion_tokens": {"p50": 400, "p95": 500, "min": 300, "max": 600},
+            "tokens_per_s": 2000,
+        },
     },
 }
-TOOLS = [{"type": "function", "function": {
-    "name": "update_shipment", "description": "Change a shipment",
-    "parameters": {"type": "object", "properties": {
-        "shipment_id": {"type": "string"}, "days": {"type": "integer"}},
-        "required": ["shipment_id", "days"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "update_shipment",
+            "description": "Change a shipment",
+            "parameters": {
+                "type": "object",
+                "properties": {"shipment_id": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["shipment_id", "days"],
+            },
+        },
+    }
+]
 ENDPOINTS = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini/v1beta"}
 T = TypeVar("T")
 
@@ -67,8 +89,19 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path = tmp_path_factory.mktemp("sim") / "scenario.json"
     path.write_bytes(orjson.dumps(SCENARIO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "skyroute.cli.main", "providers", "--listen", "127.0.0.1:0",
-         "--scenario", str(path)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "providers",
+            "--listen",
+            "127.0.0.1:0",
+            "--scenario",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -87,6 +120,7 @@ def run(fn: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
     async def go() -> T:
         async with aiohttp.ClientSession() as session:
             return await fn(session)
+
     return asyncio.run(go())
 
 
@@ -94,8 +128,9 @@ def complete(t: Target, req: ChatRequest, timeout_s: float = 5) -> ChatResult:
     return run(lambda s: providers.complete(s, t, req, timeout_s))
 
 
-def stream(t: Target, req: ChatRequest, first: float = 3, total: float = 5
-           ) -> tuple[list[StreamEvent], ProviderError | None]:
+def stream(
+    t: Target, req: ChatRequest, first: float = 3, total: float = 5
+) -> tuple[list[StreamEvent], ProviderError | None]:
     async def go(s: aiohttp.ClientSession) -> tuple[list[StreamEvent], ProviderError | None]:
         events: list[StreamEvent] = []
         try:
@@ -104,12 +139,14 @@ def stream(t: Target, req: ChatRequest, first: float = 3, total: float = 5
         except ProviderError as exc:
             return events, exc
         return events, None
+
     return run(go)
 
 
 def ask(text: str, **kw: Any) -> ChatRequest:
-    return ChatRequest([{"role": "system", "content": "Be brief."},
-                        {"role": "user", "content": text}], **kw)
+    return ChatRequest(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}], **kw
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -146,9 +183,13 @@ def test_tool_round_trip_across_families(sim_url: str, first: str, second: str) 
         calls = result.tool_calls
     assert len(calls) == 1 and calls[0]["function"]["name"] == "update_shipment"
     assert orjson.loads(calls[0]["function"]["arguments"]) == {
-        "shipment_id": "sim-shipment_id", "days": 1}
-    msgs += [{"role": "assistant", "content": None, "tool_calls": calls},
-             {"role": "tool", "tool_call_id": calls[0]["id"], "content": '{"ok": true}'}]
+        "shipment_id": "sim-shipment_id",
+        "days": 1,
+    }
+    msgs += [
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": calls[0]["id"], "content": '{"ok": true}'},
+    ]
     # the simulator rejects tool results whose ids/names do not match (as the real APIs do)
     follow = complete(target(sim_url, second, "b"), ChatRequest(msgs, tools=TOOLS))
     assert follow.finish_reason == "stop" and follow.content.startswith("[b] ")
@@ -156,8 +197,10 @@ def test_tool_round_trip_across_families(sim_url: str, first: str, second: str) 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_streamed_tool_call_is_assembled(sim_url: str, family: str) -> None:
-    events, err = stream(target(sim_url, family, "m"),
-                         ChatRequest([{"role": "user", "content": "move it"}], tools=TOOLS))
+    events, err = stream(
+        target(sim_url, family, "m"),
+        ChatRequest([{"role": "user", "content": "move it"}], tools=TOOLS),
+    )
     assert err is None
     assert [type(e) for e in events] == [ToolCallEvent, StreamEnd]
     call = events[0].call  # type: ignore[union-attr]

@@ -30,20 +30,42 @@ from skyroute.router.providers.types import (
 )
 
 LONG_ID = "toolu_" + "x" * 50  # longer than OpenAI's 40-character limit
-TOOLS = [{"type": "function", "function": {
-    "name": "lookup", "description": "find",
-    "parameters": {"type": "object", "additionalProperties": False, "$schema": "x",
-                   "properties": {"q": {"type": ["string", "null"]}}, "required": ["q"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "find",
+            "parameters": {
+                "type": "object",
+                "additionalProperties": False,
+                "$schema": "x",
+                "properties": {"q": {"type": ["string", "null"]}},
+                "required": ["q"],
+            },
+        },
+    }
+]
 
 CONVERSATION: list[dict[str, Any]] = [
     {"role": "system", "content": "You are AcmeShop support."},
     {"role": "user", "content": "Where are orders 1 and 2?"},
-    {"role": "assistant", "content": "Checking both.", "tool_calls": [
-        {"id": "call_one", "type": "function",
-         "function": {"name": "lookup", "arguments": '{"q": "1"}'}},
-        {"id": LONG_ID, "type": "function",
-         "function": {"name": "lookup_v2", "arguments": '{"q": "2"}'}},
-    ]},
+    {
+        "role": "assistant",
+        "content": "Checking both.",
+        "tool_calls": [
+            {
+                "id": "call_one",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q": "1"}'},
+            },
+            {
+                "id": LONG_ID,
+                "type": "function",
+                "function": {"name": "lookup_v2", "arguments": '{"q": "2"}'},
+            },
+        ],
+    },
     {"role": "tool", "tool_call_id": "call_one", "content": '{"status": "shipped"}'},
     {"role": "tool", "tool_call_id": LONG_ID, "content": "delayed"},
     {"role": "user", "content": [{"type": "text", "text": "Thanks, and the refund?"}]},
@@ -89,29 +111,42 @@ def test_anthropic_tool_use_and_results_match() -> None:
 
 
 def test_gemini_function_responses_match_call_names() -> None:
-    body = encode("gemini", ChatRequest(CONVERSATION, tools=TOOLS, max_tokens=9,
-                                        tool_choice={"type": "function",
-                                                     "function": {"name": "lookup"}}))
+    body = encode(
+        "gemini",
+        ChatRequest(
+            CONVERSATION,
+            tools=TOOLS,
+            max_tokens=9,
+            tool_choice={"type": "function", "function": {"name": "lookup"}},
+        ),
+    )
     assert body["systemInstruction"] == {"parts": [{"text": "You are AcmeShop support."}]}
     roles = [c["role"] for c in body["contents"]]
     assert roles == ["user", "model", "user"]
     calls = [p["functionCall"] for p in body["contents"][1]["parts"] if "functionCall" in p]
-    replies = [p["functionResponse"] for p in body["contents"][2]["parts"]
-               if "functionResponse" in p]
+    replies = [
+        p["functionResponse"] for p in body["contents"][2]["parts"] if "functionResponse" in p
+    ]
     assert [c["name"] for c in calls] == [r["name"] for r in replies] == ["lookup", "lookup_v2"]
     assert replies[0]["response"] == {"status": "shipped"}
     assert replies[1]["response"] == {"result": "delayed"}
     decl = body["tools"][0]["functionDeclarations"][0]
-    assert decl["parameters"] == {"type": "OBJECT", "required": ["q"],
-                                  "properties": {"q": {"type": "STRING", "nullable": True}}}
-    assert body["toolConfig"] == {"functionCallingConfig": {
-        "mode": "ANY", "allowedFunctionNames": ["lookup"]}}
+    assert decl["parameters"] == {
+        "type": "OBJECT",
+        "required": ["q"],
+        "properties": {"q": {"type": "STRING", "nullable": True}},
+    }
+    assert body["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["lookup"]}
+    }
     assert body["generationConfig"] == {"maxOutputTokens": 9}
 
 
 def test_gemini_unknown_tool_call_id_names_the_message() -> None:
-    msgs = [{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope",
-                                              "content": "y"}]
+    msgs = [
+        {"role": "user", "content": "x"},
+        {"role": "tool", "tool_call_id": "nope", "content": "y"},
+    ]
     with pytest.raises(ProviderError) as err:
         encode("gemini", ChatRequest(msgs))
     assert err.value.error_class == CLIENT_ERROR and "messages[1]" in err.value.message
@@ -119,8 +154,15 @@ def test_gemini_unknown_tool_call_id_names_the_message() -> None:
 
 @pytest.mark.parametrize("provider", ["anthropic", "gemini"])
 def test_bad_arguments_json_names_the_call(provider: str) -> None:
-    msgs = [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]
+    msgs = [
+        {"role": "user", "content": "x"},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
+            ],
+        },
+    ]
     with pytest.raises(ProviderError) as err:
         encode(provider, ChatRequest(msgs))
     assert err.value.error_class == CLIENT_ERROR
@@ -140,46 +182,93 @@ def test_fit_id_keeps_good_ids_and_separates_bad_ones() -> None:
     assert fit_id("a:b") != fit_id("a.b")
 
 
-@given(st.lists(st.binary(min_size=0, max_size=30), min_size=1, max_size=8),
-       st.integers(min_value=1, max_value=7))
+@given(
+    st.lists(st.binary(min_size=0, max_size=30), min_size=1, max_size=8),
+    st.integers(min_value=1, max_value=7),
+)
 def test_sse_decoder_is_split_agnostic(payloads: list[bytes], step: int) -> None:
     clean = [p.replace(b"\n", b"").replace(b"\r", b"") or b"x" for p in payloads]
     wire = b"".join(b"event: e\r\ndata: " + p + b"\r\n\r\n" for p in clean)
     decoder = SSEDecoder()
     out: list[bytes] = []
     for i in range(0, len(wire), step):
-        out.extend(decoder.feed(wire[i:i + step]))
+        out.extend(decoder.feed(wire[i : i + step]))
     out.extend(decoder.close())
     assert out == clean
 
 
 def test_decode_each_family() -> None:
-    oa = ADAPTERS["openai"].decode(orjson.dumps({"choices": [{"message": {
-        "content": None, "tool_calls": [{"id": "call_1", "type": "function",
-                                         "function": {"name": "f", "arguments": "{}"}}]},
-        "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}))
+    oa = ADAPTERS["openai"].decode(
+        orjson.dumps(
+            {
+                "choices": [
+                    {
+                        "message": {
+                            "content": None,
+                            "tool_calls": [
+                                {
+                                    "id": "call_1",
+                                    "type": "function",
+                                    "function": {"name": "f", "arguments": "{}"},
+                                }
+                            ],
+                        },
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+            }
+        )
+    )
     assert oa.tool_calls[0]["id"] == "call_1" and oa.finish_reason == "tool_calls"
-    an = ADAPTERS["anthropic"].decode(orjson.dumps({"content": [
-        {"type": "text", "text": "ok "}, {"type": "tool_use", "id": "toolu_1", "name": "f",
-                                          "input": {"a": 1}}],
-        "stop_reason": "tool_use", "usage": {"input_tokens": 5, "output_tokens": 6}}))
+    an = ADAPTERS["anthropic"].decode(
+        orjson.dumps(
+            {
+                "content": [
+                    {"type": "text", "text": "ok "},
+                    {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+                ],
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 5, "output_tokens": 6},
+            }
+        )
+    )
     assert an.content == "ok " and an.tool_calls[0]["function"]["arguments"] == '{"a":1}'
     assert (an.finish_reason, an.prompt_tokens, an.completion_tokens) == ("tool_calls", 5, 6)
-    ge = ADAPTERS["gemini"].decode(orjson.dumps({"candidates": [{"content": {"parts": [
-        {"text": "hmm", "thought": True}, {"functionCall": {"name": "f", "args": {"b": 2}}}]},
-        "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 7,
-                                                    "candidatesTokenCount": 8}}))
+    ge = ADAPTERS["gemini"].decode(
+        orjson.dumps(
+            {
+                "candidates": [
+                    {
+                        "content": {
+                            "parts": [
+                                {"text": "hmm", "thought": True},
+                                {"functionCall": {"name": "f", "args": {"b": 2}}},
+                            ]
+                        },
+                        "finishReason": "STOP",
+                    }
+                ],
+                "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 8},
+            }
+        )
+    )
     assert ge.content == "" and ge.tool_calls[0]["id"].startswith("call_")
     assert ge.finish_reason == "tool_calls" and ge.completion_tokens == 8
 
 
-@pytest.mark.parametrize(("provider", "body"), [
-    ("openai", {"choices": [{"message": {"content": None, "refusal": "no"},
-                             "finish_reason": "stop"}]}),
-    ("anthropic", {"content": [], "stop_reason": "refusal", "usage": {}}),
-    ("gemini", {"promptFeedback": {"blockReason": "SAFETY"}}),
-    ("gemini", {"candidates": [{"content": {"parts": []}, "finishReason": "SAFETY"}]}),
-])
+@pytest.mark.parametrize(
+    ("provider", "body"),
+    [
+        (
+            "openai",
+            {"choices": [{"message": {"content": None, "refusal": "no"}, "finish_reason": "stop"}]},
+        ),
+        ("anthropic", {"content": [], "stop_reason": "refusal", "usage": {}}),
+        ("gemini", {"promptFeedback": {"blockReason": "SAFETY"}}),
+        ("gemini", {"candidates": [{"content": {"parts": []}, "finishReason": "SAFETY"}]}),
+    ],
+)
 def test_refusals_are_content_filter(provider: str, body: dict[str, Any]) -> None:
     with pytest.raises(ProviderError) as err:
         ADAPTERS[provider].decode(orjson.dumps(body))
@@ -198,59 +287,115 @@ def test_stream_assemblers_join_tool_arguments() -> None:
     events = []
     for ev in [
         {"type": "message_start", "message": {"usage": {"input_tokens": 4}}},
-        {"type": "content_block_start", "index": 0, "content_block": {
-            "type": "tool_use", "id": "toolu_9", "name": "f", "input": {}}},
-        {"type": "content_block_delta", "index": 0,
-         "delta": {"type": "input_json_delta", "partial_json": '{"a": '}},
-        {"type": "content_block_delta", "index": 0,
-         "delta": {"type": "input_json_delta", "partial_json": "[1]}"}},
+        {
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_9", "name": "f", "input": {}},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": '{"a": '},
+        },
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "[1]}"},
+        },
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
-         "usage": {"output_tokens": 3}},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use"},
+            "usage": {"output_tokens": 3},
+        },
         {"type": "message_stop"},
     ]:
         events.extend(asm.feed(orjson.dumps(ev)))
     assert asm.done and asm.started
     events.extend(asm.at_eof())
     assert events == [
-        ToolCallEvent({"id": "toolu_9", "type": "function",
-                       "function": {"name": "f", "arguments": '{"a": [1]}'}}),
+        ToolCallEvent(
+            {
+                "id": "toolu_9",
+                "type": "function",
+                "function": {"name": "f", "arguments": '{"a": [1]}'},
+            }
+        ),
         StreamEnd("tool_calls", 4, 3),
     ]
     oa = ADAPTERS["openai"].assembler()
     for chunk in [
         {"choices": [{"delta": {"content": "hi"}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c", "function": {
-            "name": "g", "arguments": '{"x"'}}]}}]},
-        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {
-            "arguments": ": 1}"}}]}, "finish_reason": "tool_calls"}]},
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "id": "c", "function": {"name": "g", "arguments": '{"x"'}}
+                        ]
+                    }
+                }
+            ]
+        },
+        {
+            "choices": [
+                {
+                    "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]},
+                    "finish_reason": "tool_calls",
+                }
+            ]
+        },
     ]:
         events = oa.feed(orjson.dumps(chunk))
-    assert events == [ToolCallEvent({"id": "c", "type": "function",
-                                     "function": {"name": "g", "arguments": '{"x": 1}'}})]
+    assert events == [
+        ToolCallEvent(
+            {"id": "c", "type": "function", "function": {"name": "g", "arguments": '{"x": 1}'}}
+        )
+    ]
     assert oa.feed(b"[DONE]") == [] and oa.done
     assert oa.at_eof() == [StreamEnd("tool_calls", 0, 0)]
     assert TextDelta("hi") == TextDelta("hi")
 
 
-@pytest.mark.parametrize(("status", "body", "expected"), [
-    (429, b'{"error": {"message": "slow down", "type": "requests"}}', RATE_LIMITED),
-    (529, b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
-     SERVER_ERROR),
-    (503, b"<html>bad gateway</html>", SERVER_ERROR),
-    (400, b'{"error": {"code": "context_length_exceeded", "message": "too long"}}',
-     CONTEXT_LENGTH),
-    (400, b'{"type": "error", "error": {"type": "invalid_request_error", '
-          b'"message": "prompt is too long: 300 tokens > 200 maximum"}}', CONTEXT_LENGTH),
-    (400, b'{"error": {"code": 400, "message": "The input token count (9) exceeds the maximum '
-          b'number of tokens allowed (5).", "status": "INVALID_ARGUMENT"}}', CONTEXT_LENGTH),
-    (400, b'{"error": {"code": "content_filter", "message": "filtered"}}', CONTENT_FILTER),
-    (400, b'{"error": {"code": 400, "message": "API key not valid.", "status": '
-          b'"INVALID_ARGUMENT", "details": [{"reason": "API_KEY_INVALID"}]}}', AUTH),
-    (401, b'{"error": {"message": "Incorrect API key provided: sk-secret"}}', AUTH),
-    (403, b"", AUTH),
-    (404, b'{"error": {"message": "no such model"}}', CLIENT_ERROR),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, b'{"error": {"message": "slow down", "type": "requests"}}', RATE_LIMITED),
+        (
+            529,
+            b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+            SERVER_ERROR,
+        ),
+        (503, b"<html>bad gateway</html>", SERVER_ERROR),
+        (
+            400,
+            b'{"error": {"code": "context_length_exceeded", "message": "too long"}}',
+            CONTEXT_LENGTH,
+        ),
+        (
+            400,
+            b'{"type": "error", "error": {"type": "invalid_request_error", '
+            b'"message": "prompt is too long: 300 tokens > 200 maximum"}}',
+            CONTEXT_LENGTH,
+        ),
+        (
+            400,
+            b'{"error": {"code": 400, "message": "The input token count (9) exceeds the maximum '
+            b'number of tokens allowed (5).", "status": "INVALID_ARGUMENT"}}',
+            CONTEXT_LENGTH,
+        ),
+        (400, b'{"error": {"code": "content_filter", "message": "filtered"}}', CONTENT_FILTER),
+        (
+            400,
+            b'{"error": {"code": 400, "message": "API key not valid.", "status": '
+            b'"INVALID_ARGUMENT", "details": [{"reason": "API_KEY_INVALID"}]}}',
+            AUTH,
+        ),
+        (401, b'{"error": {"message": "Incorrect API key provided: sk-secret"}}', AUTH),
+        (403, b"", AUTH),
+        (404, b'{"error": {"message": "no such model"}}', CLIENT_ERROR),
+    ],
+)
 def test_status_classification(status: int, body: bytes, expected: str) -> None:
     err = classify_status("openai", status, body, {}, "sk-secret")
     assert err.error_class == expected and err.status == status
@@ -262,9 +407,11 @@ def test_retry_after_sources() -> None:
     assert parse_retry_after({"retry-after": "2"}) == 2.0
     assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert parse_retry_after({}) is None
-    gemini = (b'{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota", '
-              b'"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", '
-              b'"retryDelay": "0.25s"}]}}')
+    gemini = (
+        b'{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota", '
+        b'"details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", '
+        b'"retryDelay": "0.25s"}]}}'
+    )
     assert classify_status("gemini", 429, gemini, {}, None).retry_after_s == 0.25
 
 
@@ -285,9 +432,9 @@ def test_prepared_headers_and_urls() -> None:
 
 
 def test_clean_schema_keeps_only_gemini_keys() -> None:
-    assert clean_schema({"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0},
-                         "uniqueItems": True}) == {"type": "ARRAY",
-                                                   "items": {"type": "INTEGER"}}
+    assert clean_schema(
+        {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}, "uniqueItems": True}
+    ) == {"type": "ARRAY", "items": {"type": "INTEGER"}}
 
 
 def test_in_stream_error_events_are_classified() -> None:

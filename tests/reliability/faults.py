@@ -25,10 +25,12 @@ _PATH = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
 
 
 def _model(name: str, provider: str, timeout_ms: int) -> str:
-    return (f"    - name: {name}\n      provider: {provider}\n"
-            f"      endpoint: {{SIM}}{_PATH[provider]}\n"
-            f"      pricing: {{inputPerMTok: 1.0, outputPerMTok: 2.0}}\n"
-            f"      timeoutMs: {timeout_ms}\n")
+    return (
+        f"    - name: {name}\n      provider: {provider}\n"
+        f"      endpoint: {{SIM}}{_PATH[provider]}\n"
+        f"      pricing: {{inputPerMTok: 1.0, outputPerMTok: 2.0}}\n"
+        f"      timeoutMs: {timeout_ms}\n"
+    )
 
 
 def files() -> dict[str, str]:
@@ -38,8 +40,10 @@ def files() -> dict[str, str]:
         models = _model(primary, provider, 3000 if policy in ("tool", "slow", "hedge") else 400)
         if backup:
             models += _model(backup, "anthropic" if provider != "anthropic" else "openai", 3000)
-        docs.append(f"apiVersion: skyroute.io/v1alpha1\nkind: ModelPool\nmetadata:\n"
-                    f"  name: pool-{policy}\nspec:\n  models:\n{models}")
+        docs.append(
+            f"apiVersion: skyroute.io/v1alpha1\nkind: ModelPool\nmetadata:\n"
+            f"  name: pool-{policy}\nspec:\n  models:\n{models}"
+        )
         docs.append(f"""apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy
 metadata:
@@ -90,7 +94,10 @@ INVOICE_TOOL = {
     "function": {
         "name": "create_invoice",
         "description": "Create an invoice for an order",
-        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                       "required": ["order_id"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
     },
 }

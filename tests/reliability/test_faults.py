@@ -26,8 +26,14 @@ from redis_server import start_redis
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     procs: list[Proc] = []
-    s = Stack(procs, tmp_path_factory.mktemp("faults"), files(), SCENARIO, routers=2,
-              router_args=["--max-inflight", "32"])
+    s = Stack(
+        procs,
+        tmp_path_factory.mktemp("faults"),
+        files(),
+        SCENARIO,
+        routers=2,
+        router_args=["--max-inflight", "32"],
+    )
     yield s
     for p in reversed(procs):
         p.stop()
@@ -40,24 +46,30 @@ def control_down(stack: Stack) -> Stack:
     return stack
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], float, Any]:
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], float, Any]:
     t0 = time.perf_counter()
     async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
         data = await r.json(content_type=None)
         return r.status, dict(r.headers), time.perf_counter() - t0, data
 
 
-async def _burst(urls: list[str], policy: str, n: int, concurrency: int,
-                 tools: bool = False) -> list[tuple[int, dict[str, str], float, Any]]:
+async def _burst(
+    urls: list[str], policy: str, n: int, concurrency: int, tools: bool = False
+) -> list[tuple[int, dict[str, str], float, Any]]:
     sem = asyncio.Semaphore(concurrency)
-    body: dict[str, Any] = {"model": policy,
-                            "messages": [{"role": "user", "content": "where is my parcel"}]}
+    body: dict[str, Any] = {
+        "model": policy,
+        "messages": [{"role": "user", "content": "where is my parcel"}],
+    }
     if tools:
         body["tools"] = [INVOICE_TOOL]
 
-    async def one(i: int, session: aiohttp.ClientSession) -> tuple[int, dict[str, str], float,
-                                                                   Any]:
+    async def one(i: int, session: aiohttp.ClientSession) -> tuple[int, dict[str, str], float, Any]:
         async with sem:
             return await _post(session, urls[i % len(urls)], body)
 
@@ -87,9 +99,14 @@ def test_primary_down_keeps_success_and_ejects_it(stack: Stack) -> None:
         eps = {e["model"]: e for e in stack.router_status(i)["endpoints"]}
         assert eps["a-down"]["ejected"] and eps["a-down"]["ejections"] >= 1
     # ...and reported to the control plane with the outcome batches.
-    wait_until(lambda: all(
-        any(e.get("model") == "a-down" and e.get("ejected") for e in r.get("endpoints", []))
-        for r in stack.status()["routers"]), timeout=5, what="ejection reported to control")
+    wait_until(
+        lambda: all(
+            any(e.get("model") == "a-down" and e.get("ejected") for e in r.get("endpoints", []))
+            for r in stack.status()["routers"]
+        ),
+        timeout=5,
+        what="ejection reported to control",
+    )
 
 
 def test_timeout_burst_keeps_p95_and_caps_upstream_calls(control_down: Stack) -> None:
@@ -114,8 +131,13 @@ def test_429_storm_honours_retry_after(control_down: Stack) -> None:
         out = []
         async with aiohttp.ClientSession() as session:
             for i in range(60):
-                out.append(await _post(session, _urls(stack)[i % 2], {
-                    "model": "storm", "messages": [{"role": "user", "content": f"q{i}"}]}))
+                out.append(
+                    await _post(
+                        session,
+                        _urls(stack)[i % 2],
+                        {"model": "storm", "messages": [{"role": "user", "content": f"q{i}"}]},
+                    )
+                )
         return out
 
     t0 = time.monotonic()
@@ -132,7 +154,8 @@ def test_slow_first_token_fails_over_silently(control_down: Stack) -> None:
     for _ in range(4):
         t0 = time.monotonic()
         with c.chat.completions.with_streaming_response.create(
-            model="ttft", stream=True,
+            model="ttft",
+            stream=True,
             messages=[{"role": "user", "content": "hello there"}],
         ) as raw:
             assert raw.headers["x-skyroute-model"] == "b-ttft"
@@ -170,13 +193,17 @@ def _client_retries(urls: list[str], key: str, attempts: int = 40) -> dict[str, 
     """A naive client: 0.3 s timeout, retries with the same Idempotency-Key."""
 
     async def run() -> dict[str, Any]:
-        body = {"model": "tool", "tools": [INVOICE_TOOL],
-                "messages": [{"role": "user", "content": "create the invoice for order 77"}]}
+        body = {
+            "model": "tool",
+            "tools": [INVOICE_TOOL],
+            "messages": [{"role": "user", "content": "create the invoice for order 77"}],
+        }
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as session:
             for i in range(attempts):
                 try:
                     status, headers, _, data = await _post(
-                        session, urls[i % len(urls)], body, {"Idempotency-Key": key})
+                        session, urls[i % len(urls)], body, {"Idempotency-Key": key}
+                    )
                 except (TimeoutError, aiohttp.ClientError):
                     await asyncio.sleep(0.05)
                     continue
@@ -212,11 +239,17 @@ def test_idempotency_key_over_grpc(control_down: Stack) -> None:
     stack = control_down
     before = _sim(stack, "a-tool", "tool_calls")
     req = router_pb2.CompletionRequest(
-        policy="tool", idempotency_key="grpc-key-1",
+        policy="tool",
+        idempotency_key="grpc-key-1",
         messages=[router_pb2.Message(role="user", content="create the invoice for order 78")],
-        tools=[router_pb2.Tool(name="create_invoice", description="Create an invoice",
-                               parameters=orjson.dumps(INVOICE_TOOL["function"]["parameters"])
-                               .decode())])
+        tools=[
+            router_pb2.Tool(
+                name="create_invoice",
+                description="Create an invoice",
+                parameters=orjson.dumps(INVOICE_TOOL["function"]["parameters"]).decode(),
+            )
+        ],
+    )
     with grpc.insecure_channel(stack.routers[0][1]) as ch:
         stub = router_pb2_grpc.RouterStub(ch)
         first = stub.Complete(req, timeout=10)
@@ -285,7 +318,9 @@ def test_hedge_races_a_stream_to_its_first_token(control_down: Stack) -> None:
     for _ in range(4):
         t0 = time.monotonic()
         with c.chat.completions.with_streaming_response.create(
-            model="hedge", stream=True, messages=[{"role": "user", "content": "hello"}],
+            model="hedge",
+            stream=True,
+            messages=[{"role": "user", "content": "hello"}],
         ) as raw:
             assert raw.headers["x-skyroute-model"] == "b-hedge"
             # The primary lost the race and was cancelled before the first token went
@@ -303,8 +338,9 @@ def test_hedge_races_a_stream_to_its_first_token(control_down: Stack) -> None:
 def test_idempotency_across_two_routers_with_redis(procs: list[Proc], tmp_path: Path) -> None:
     redis = start_redis()
     try:
-        stack = Stack(procs, tmp_path, files(), SCENARIO, routers=2,
-                      router_args=["--redis", redis.url])
+        stack = Stack(
+            procs, tmp_path, files(), SCENARIO, routers=2, router_args=["--redis", redis.url]
+        )
         first = _client_retries(_urls(stack), "key-shared")
         assert first["tries"] > 1
         assert _sim(stack, "a-tool", "tool_calls") == 1

@@ -10,19 +10,33 @@ from skyroute.v1 import snapshot_pb2 as pb
 
 
 def cand(model: str, provider: str = "openai", **kw: object) -> pb.Candidate:
-    return pb.Candidate(model=model, provider=provider, endpoint="http://127.0.0.1:1/x",
-                        input_price_per_mtok=1.0, output_price_per_mtok=2.0, **kw)  # type: ignore[arg-type]
+    return pb.Candidate(
+        model=model,
+        provider=provider,
+        endpoint="http://127.0.0.1:1/x",
+        input_price_per_mtok=1.0,
+        output_price_per_mtok=2.0,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def snap(**policy_kw: object) -> pb.Snapshot:
     policy = pb.Policy(
-        name="p", version="pv", default_pool="balanced",
-        intents=[pb.Intent(name="faq.password", keywords=["reset my password"]),
-                 pb.Intent(name="tools.invoice", patterns=[r"invoice\s+#?\d+"]),
-                 pb.Intent(name="faq.pricing", keywords=["price", "pricing"])],
+        name="p",
+        version="pv",
+        default_pool="balanced",
+        intents=[
+            pb.Intent(name="faq.password", keywords=["reset my password"]),
+            pb.Intent(name="tools.invoice", patterns=[r"invoice\s+#?\d+"]),
+            pb.Intent(name="faq.pricing", keywords=["price", "pricing"]),
+        ],
         rules=[
-            pb.Rule(name="faq-no-tools", intents=["faq.password", "faq.pricing"],
-                    tools=pb.TOOL_MATCH_ABSENT, pool="cost"),
+            pb.Rule(
+                name="faq-no-tools",
+                intents=["faq.password", "faq.pricing"],
+                tools=pb.TOOL_MATCH_ABSENT,
+                pool="cost",
+            ),
             pb.Rule(name="enterprise", user_tiers=["enterprise"], pool="quality"),
             pb.Rule(name="big", min_prompt_tokens=1000, pool="quality"),
             pb.Rule(name="invoices", intents=["tools.invoice"], pool="quality"),
@@ -31,19 +45,27 @@ def snap(**policy_kw: object) -> pb.Snapshot:
         **policy_kw,  # type: ignore[arg-type]
     )
     return pb.Snapshot(
-        version="sha256:1", default_policy="p", policies=[policy],
-        pools=[pb.Pool(name="cost",
-                       candidates=[cand("flash", "gemini"), cand("haiku", "anthropic")]),
-               pb.Pool(name="balanced", candidates=[cand("sonnet", "anthropic"), cand("gpt")]),
-               pb.Pool(name="quality", candidates=[
-                   cand("high", context_window=2000),
-                   cand("opus", "anthropic", supports_tools=True)])],
+        version="sha256:1",
+        default_policy="p",
+        policies=[policy],
+        pools=[
+            pb.Pool(name="cost", candidates=[cand("flash", "gemini"), cand("haiku", "anthropic")]),
+            pb.Pool(name="balanced", candidates=[cand("sonnet", "anthropic"), cand("gpt")]),
+            pb.Pool(
+                name="quality",
+                candidates=[
+                    cand("high", context_window=2000),
+                    cand("opus", "anthropic", supports_tools=True),
+                ],
+            ),
+        ],
     )
 
 
 def sig(text: str, tools: bool = False, **kw: str):  # type: ignore[no-untyped-def]
-    return signals_from_messages([{"role": "system", "content": "be nice"},
-                                  {"role": "user", "content": text}], tools, **kw)
+    return signals_from_messages(
+        [{"role": "system", "content": "be nice"}, {"role": "user", "content": text}], tools, **kw
+    )
 
 
 def test_keyword_rule_picks_cost_pool_and_cacheable() -> None:
@@ -111,18 +133,33 @@ def test_cost_uses_per_million_prices() -> None:
 
 def test_embedding_classifier_finds_the_nearest_intent_by_its_examples() -> None:
     policy = pb.Policy(
-        name="p", version="v", default_pool="balanced", intent_min_similarity=0.5,
+        name="p",
+        version="v",
+        default_pool="balanced",
+        intent_min_similarity=0.5,
         intents=[
-            pb.Intent(name="faq.refund", keywords=["refund policy"],
-                      examples=["how do I get my money back for a return",
-                                "can I return an item and get reimbursed"]),
-            pb.Intent(name="faq.shipping", keywords=["shipping cost"],
-                      examples=["how long does delivery take to my country"]),
+            pb.Intent(
+                name="faq.refund",
+                keywords=["refund policy"],
+                examples=[
+                    "how do I get my money back for a return",
+                    "can I return an item and get reimbursed",
+                ],
+            ),
+            pb.Intent(
+                name="faq.shipping",
+                keywords=["shipping cost"],
+                examples=["how long does delivery take to my country"],
+            ),
         ],
         cache=pb.CachePolicy(enabled=True, intents=["faq.refund"]),
     )
-    snap = pb.Snapshot(version="sha256:e", default_policy="p", policies=[policy],
-                       pools=[pb.Pool(name="balanced", candidates=[cand("gpt")])])
+    snap = pb.Snapshot(
+        version="sha256:e",
+        default_policy="p",
+        policies=[policy],
+        pools=[pb.Pool(name="balanced", candidates=[cand("gpt")])],
+    )
     t = build_table(snap).policy("p")
     assert t is not None
     d = decide(t, sig("How do I get my money back for a return I made?"))
@@ -136,13 +173,21 @@ def test_embedding_classifier_finds_the_nearest_intent_by_its_examples() -> None
 
 def test_predicted_tool_use_keeps_an_intent_out_of_the_cache() -> None:
     policy = pb.Policy(
-        name="p", version="v", default_pool="balanced",
-        intents=[pb.Intent(name="faq.order", keywords=["my order"], tool_use_probability=0.8),
-                 pb.Intent(name="faq.hours", keywords=["opening hours"])],
+        name="p",
+        version="v",
+        default_pool="balanced",
+        intents=[
+            pb.Intent(name="faq.order", keywords=["my order"], tool_use_probability=0.8),
+            pb.Intent(name="faq.hours", keywords=["opening hours"]),
+        ],
         cache=pb.CachePolicy(enabled=True, intents=["faq.order", "faq.hours"]),
     )
-    snap = pb.Snapshot(version="sha256:t", default_policy="p", policies=[policy],
-                       pools=[pb.Pool(name="balanced", candidates=[cand("gpt")])])
+    snap = pb.Snapshot(
+        version="sha256:t",
+        default_policy="p",
+        policies=[policy],
+        pools=[pb.Pool(name="balanced", candidates=[cand("gpt")])],
+    )
     t = build_table(snap).policy("p")
     assert t is not None
     order = decide(t, sig("what happened to my order"))

@@ -11,21 +11,38 @@ from skyroute.v1 import snapshot_pb2 as pb
 
 
 def _cand(model: str, p95_ms: float, quality: float) -> pb.Candidate:
-    return pb.Candidate(model=model, provider="openai", endpoint="http://127.0.0.1:1/v1",
-                        family=model, input_price_per_mtok=1.0, output_price_per_mtok=1.0,
-                        quality={"*": quality}, observed_p95_ms=p95_ms)
+    return pb.Candidate(
+        model=model,
+        provider="openai",
+        endpoint="http://127.0.0.1:1/v1",
+        family=model,
+        input_price_per_mtok=1.0,
+        output_price_per_mtok=1.0,
+        quality={"*": quality},
+        observed_p95_ms=p95_ms,
+    )
 
 
 def _table(exploration: float, enabled: bool = True, min_quality: float = 0.0):  # type: ignore[no-untyped-def]
     policy = pb.Policy(
-        name="p", version="v", default_pool="pool",
+        name="p",
+        version="v",
+        default_pool="pool",
         selection=pb.Selection(scored=True, min_quality=min_quality),
         weights=pb.ScoringWeights(cost=0.1, latency=1.0, success=1.0, quality=1.0),
-        adaptation=pb.Adaptation(enabled=enabled, exploration=exploration, half_life_s=60,
-                                 min_samples=10, interval_s=5),
+        adaptation=pb.Adaptation(
+            enabled=enabled, exploration=exploration, half_life_s=60, min_samples=10, interval_s=5
+        ),
     )
-    pool = pb.Pool(name="pool", candidates=[_cand("best", 100, 0.9), _cand("second", 200, 0.9),
-                                             _cand("third", 400, 0.9), _cand("bad", 50, 0.1)])
+    pool = pb.Pool(
+        name="pool",
+        candidates=[
+            _cand("best", 100, 0.9),
+            _cand("second", 200, 0.9),
+            _cand("third", 400, 0.9),
+            _cand("bad", 50, 0.1),
+        ],
+    )
     snap = pb.Snapshot(version="sha256:x", default_policy="p", policies=[policy], pools=[pool])
     t = build_table(snap).policy("p")
     assert t is not None

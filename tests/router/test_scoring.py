@@ -9,25 +9,51 @@ from skyroute.router.table import Candidate, build_table
 from skyroute.v1 import snapshot_pb2 as pb
 
 
-def cand(model: str, family: str, price_in: float, price_out: float,
-         quality: dict[str, float], **kw: float) -> pb.Candidate:
-    return pb.Candidate(model=model, provider="openai", endpoint="http://127.0.0.1:1/v1",
-                        family=family, input_price_per_mtok=price_in,
-                        output_price_per_mtok=price_out, quality=quality, supports_tools=True,
-                        **kw)  # type: ignore[arg-type]
+def cand(
+    model: str,
+    family: str,
+    price_in: float,
+    price_out: float,
+    quality: dict[str, float],
+    **kw: float,
+) -> pb.Candidate:
+    return pb.Candidate(
+        model=model,
+        provider="openai",
+        endpoint="http://127.0.0.1:1/v1",
+        family=family,
+        input_price_per_mtok=price_in,
+        output_price_per_mtok=price_out,
+        quality=quality,
+        supports_tools=True,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-def table(selection: pb.Selection, weights: tuple[float, float, float, float] = (1, 1, 1, 1),
-          **pools: list[pb.Candidate]):  # type: ignore[no-untyped-def]
+def table(
+    selection: pb.Selection,
+    weights: tuple[float, float, float, float] = (1, 1, 1, 1),
+    **pools: list[pb.Candidate],
+):  # type: ignore[no-untyped-def]
     policy = pb.Policy(
-        name="p", version="v", default_pool="mixed", selection=selection,
-        weights=pb.ScoringWeights(cost=weights[0], latency=weights[1], success=weights[2],
-                                  quality=weights[3]),
-        intents=[pb.Intent(name="reasoning.plan", keywords=["plan"]),
-                 pb.Intent(name="faq.price", keywords=["price"])],
+        name="p",
+        version="v",
+        default_pool="mixed",
+        selection=selection,
+        weights=pb.ScoringWeights(
+            cost=weights[0], latency=weights[1], success=weights[2], quality=weights[3]
+        ),
+        intents=[
+            pb.Intent(name="reasoning.plan", keywords=["plan"]),
+            pb.Intent(name="faq.price", keywords=["price"]),
+        ],
     )
-    snap = pb.Snapshot(version="sha256:x", default_policy="p", policies=[policy],
-                       pools=[pb.Pool(name=n, candidates=c) for n, c in pools.items()])
+    snap = pb.Snapshot(
+        version="sha256:x",
+        default_policy="p",
+        policies=[policy],
+        pools=[pb.Pool(name=n, candidates=c) for n, c in pools.items()],
+    )
     t = build_table(snap).policy("p")
     assert t is not None
     return t
@@ -35,12 +61,9 @@ def table(selection: pb.Selection, weights: tuple[float, float, float, float] = 
 
 MIXED = [
     cand("flash", "gemini", 0.5, 3.0, {"reasoning.plan": 0.35, "*": 0.8}, observed_p95_ms=400),
-    cand("sonnet", "claude", 3.0, 15.0, {"reasoning.plan": 0.9, "*": 0.85},
-         observed_p95_ms=1400),
-    cand("opus", "claude", 5.0, 25.0, {"reasoning.plan": 0.95, "*": 0.9},
-         observed_p95_ms=3000),
-    cand("gpt", "openai", 1.75, 14.0, {"reasoning.plan": 0.88, "*": 0.85},
-         observed_p95_ms=1500),
+    cand("sonnet", "claude", 3.0, 15.0, {"reasoning.plan": 0.9, "*": 0.85}, observed_p95_ms=1400),
+    cand("opus", "claude", 5.0, 25.0, {"reasoning.plan": 0.95, "*": 0.9}, observed_p95_ms=3000),
+    cand("gpt", "openai", 1.75, 14.0, {"reasoning.plan": 0.88, "*": 0.85}, observed_p95_ms=1500),
 ]
 
 
@@ -65,8 +88,7 @@ def test_poor_quality_model_never_gets_complex_intents_under_min_quality() -> No
     models = [c.model for c in d.chain]
     first_family = d.chain[0].family
     families = [c.family for c in d.chain]
-    assert families[: families.count(first_family)] == [first_family] * families.count(
-        first_family)
+    assert families[: families.count(first_family)] == [first_family] * families.count(first_family)
     assert set(models) == {"sonnet", "opus", "gpt"}
 
 
@@ -84,9 +106,9 @@ def test_cost_constraint_excludes_expensive_models() -> None:
     assert kept and dropped
     assert all(x.cost * 1000 <= 2.0 for x in kept)
     assert all(x.cost * 1000 > 2.0 and "maxCostPer1k" in x.excluded for x in dropped)
-    assert [c.model for c in d.chain] == [x.cand.model for x in
-                                          sorted(kept, key=lambda x: x.score)][:1] + [
-        c.model for c in d.chain[1:]]
+    assert [c.model for c in d.chain] == [
+        x.cand.model for x in sorted(kept, key=lambda x: x.score)
+    ][:1] + [c.model for c in d.chain[1:]]
 
 
 @dataclass

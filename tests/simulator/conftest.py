@@ -9,8 +9,17 @@ import pytest
 from skyroute.simulator.harness import SimulatorThread
 
 KINDS = [
-    "server_error", "unavailable", "overloaded", "rate_limited", "bad_request",
-    "context_length", "content_filter", "auth", "timeout", "stream_cut", "stall",
+    "server_error",
+    "unavailable",
+    "overloaded",
+    "rate_limited",
+    "bad_request",
+    "context_length",
+    "content_filter",
+    "auth",
+    "timeout",
+    "stream_cut",
+    "stall",
     "bad_response",
 ]
 

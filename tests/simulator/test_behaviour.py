@@ -14,18 +14,27 @@ import pytest
 from skyroute.simulator.harness import SimulatorThread
 
 
-def fire(url: str, model: str, n: int, stream: bool = False, timeout: float = 5,
-         concurrency: int = 50) -> list[tuple[int, float]]:
+def fire(
+    url: str, model: str, n: int, stream: bool = False, timeout: float = 5, concurrency: int = 50
+) -> list[tuple[int, float]]:
     """n OpenAI requests; (status, seconds) each; status 0 = transport failure."""
-    body = orjson.dumps({"model": model, "stream": stream,
-                         "messages": [{"role": "user", "content": "status of my order"}]})
+    body = orjson.dumps(
+        {
+            "model": model,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "status of my order"}],
+        }
+    )
 
     async def one(s: aiohttp.ClientSession, sem: asyncio.Semaphore) -> tuple[int, float]:
         async with sem:
             t0 = time.perf_counter()
             try:
-                async with s.post(url + "/openai/v1/chat/completions", data=body,
-                                  timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                async with s.post(
+                    url + "/openai/v1/chat/completions",
+                    data=body,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as r:
                     await r.read()
                     return r.status, time.perf_counter() - t0
             except (aiohttp.ClientError, TimeoutError):
@@ -35,12 +44,16 @@ def fire(url: str, model: str, n: int, stream: bool = False, timeout: float = 5,
         sem = asyncio.Semaphore(concurrency)
         async with aiohttp.ClientSession() as s:
             return await asyncio.gather(*(one(s, sem) for _ in range(n)))
+
     return asyncio.run(run())
 
 
 def test_error_rate_and_mix_are_statistically_right() -> None:
-    scenario = {"seed": 3, "time_scale": 1000, "models": {"flaky": {
-        "error_rate": 0.2, "errors": {"server_error": 3, "rate_limited": 1}}}}
+    scenario = {
+        "seed": 3,
+        "time_scale": 1000,
+        "models": {"flaky": {"error_rate": 0.2, "errors": {"server_error": 3, "rate_limited": 1}}},
+    }
     with SimulatorThread(scenario) as sim:
         results = fire(sim.url, "flaky", 1000)
         stats = sim.stats()["models"]["flaky"]
@@ -66,9 +79,19 @@ def test_same_seed_same_failure_sequence() -> None:
 
 def test_burst_window_on_the_scenario_clock() -> None:
     # time_scale 100: the burst [50 s, 1050 s) of scenario time starts 0.5 s after (re)start
-    scenario = {"time_scale": 100, "defaults": {"error_rate": 0}, "bursts": [
-        {"models": ["gpt-*"], "start_s": 50, "duration_s": 1000, "error_rate": 1.0,
-         "errors": {"unavailable": 1}}]}
+    scenario = {
+        "time_scale": 100,
+        "defaults": {"error_rate": 0},
+        "bursts": [
+            {
+                "models": ["gpt-*"],
+                "start_s": 50,
+                "duration_s": 1000,
+                "error_rate": 1.0,
+                "errors": {"unavailable": 1},
+            }
+        ],
+    }
     with SimulatorThread(scenario) as sim:
         sim.reset()
         before = {s for s, _ in fire(sim.url, "gpt-5.2", 20)}
@@ -81,19 +104,30 @@ def test_burst_window_on_the_scenario_clock() -> None:
 
 
 def test_repeating_burst_and_latency_multiplier() -> None:
-    scenario = {"time_scale": 1, "defaults": {"error_rate": 0, "ttft_ms": {"p50": 20, "p95": 20},
-                                              "tokens_per_s": 100000}}
+    scenario = {
+        "time_scale": 1,
+        "defaults": {"error_rate": 0, "ttft_ms": {"p50": 20, "p95": 20}, "tokens_per_s": 100000},
+    }
     with SimulatorThread(scenario) as sim:
         base = statistics.median(t for _, t in fire(sim.url, "m", 10))
-        sim.set_scenario({**scenario, "bursts": [
-            {"start_s": 0, "duration_s": 5, "every_s": 100, "latency_multiplier": 10}]})
+        sim.set_scenario(
+            {
+                **scenario,
+                "bursts": [
+                    {"start_s": 0, "duration_s": 5, "every_s": 100, "latency_multiplier": 10}
+                ],
+            }
+        )
         slow = statistics.median(t for _, t in fire(sim.url, "m", 10))
     assert base < 0.1 and 0.18 < slow < 1.0
 
 
 def test_latency_follows_ttft_and_time_scale() -> None:
-    scenario = {"seed": 5, "time_scale": 2, "defaults": {
-        "ttft_ms": {"p50": 200, "p95": 400}, "tokens_per_s": 1e6, "error_rate": 0}}
+    scenario = {
+        "seed": 5,
+        "time_scale": 2,
+        "defaults": {"ttft_ms": {"p50": 200, "p95": 400}, "tokens_per_s": 1e6, "error_rate": 0},
+    }
     with SimulatorThread(scenario) as sim:
         times = sorted(t for _, t in fire(sim.url, "m", 80))
     median = times[len(times) // 2]
@@ -103,8 +137,11 @@ def test_latency_follows_ttft_and_time_scale() -> None:
 
 
 def test_timeout_hangs_until_client_gives_up() -> None:
-    scenario = {"time_scale": 100, "hang_s": 30, "models": {
-        "hang": {"error_rate": 1, "errors": {"timeout": 1}}}}
+    scenario = {
+        "time_scale": 100,
+        "hang_s": 30,
+        "models": {"hang": {"error_rate": 1, "errors": {"timeout": 1}}},
+    }
     with SimulatorThread(scenario) as sim:
         [(status, took)] = fire(sim.url, "hang", 1, timeout=0.4)
         stats = sim.stats()["models"]["hang"]
@@ -117,8 +154,13 @@ def test_hooks_stats_reset_scenario_health() -> None:
         fire(sim.url, "a", 3)
         fire(sim.url, "a", 2, stream=True)
         stats = sim.stats()
-        assert stats["models"]["a"] == {"requests": 5, "ok": 5, "streams": 2, "tool_calls": 0,
-                                        "errors": {}}
+        assert stats["models"]["a"] == {
+            "requests": 5,
+            "ok": 5,
+            "streams": 2,
+            "tool_calls": 0,
+            "errors": {},
+        }
         sim.reset()
         assert sim.stats()["models"] == {}
         sim.set_scenario("models:\n  a:\n    error_rate: 1\n    errors: {bad_request: 1}\n")
@@ -134,6 +176,7 @@ def _get(url: str) -> tuple[int, Any]:
     async def go() -> tuple[int, Any]:
         async with aiohttp.ClientSession() as s, s.get(url) as r:
             return r.status, await r.json()
+
     return asyncio.run(go())
 
 
@@ -141,17 +184,24 @@ def _put(url: str, data: bytes) -> tuple[int, Any]:
     async def go() -> tuple[int, Any]:
         async with aiohttp.ClientSession() as s, s.put(url, data=data) as r:
             return r.status, await r.json()
+
     return asyncio.run(go())
 
 
 @pytest.mark.parametrize("key_ok", [True, False])
 def test_api_key_enforced_when_configured(key_ok: bool) -> None:
     with SimulatorThread({"api_key": "secret-1", "time_scale": 1000}) as sim:
+
         async def go() -> int:
             headers = {"Authorization": "Bearer " + ("secret-1" if key_ok else "nope")}
-            async with aiohttp.ClientSession() as s, s.post(
-                sim.url + "/openai/v1/chat/completions", headers=headers,
-                json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
-            ) as r:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(
+                    sim.url + "/openai/v1/chat/completions",
+                    headers=headers,
+                    json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                ) as r,
+            ):
                 return r.status
+
         assert asyncio.run(go()) == (200 if key_ok else 401)

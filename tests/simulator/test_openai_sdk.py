@@ -10,23 +10,25 @@ import pytest
 
 from skyroute.simulator.harness import SimulatorThread
 
-TOOLS = [{
-    "type": "function",
-    "function": {
-        "name": "lookup_order",
-        "description": "Find an order",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "order_id": {"type": "string"},
-                "include_items": {"type": "boolean"},
-                "channel": {"type": "string", "enum": ["web", "app"]},
-                "note": {"type": "string"},
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup_order",
+            "description": "Find an order",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "order_id": {"type": "string"},
+                    "include_items": {"type": "boolean"},
+                    "channel": {"type": "string", "enum": ["web", "app"]},
+                    "note": {"type": "string"},
+                },
+                "required": ["order_id", "include_items", "channel"],
             },
-            "required": ["order_id", "include_items", "channel"],
         },
-    },
-}]
+    }
+]
 
 
 _CLIENTS: dict[str, openai.OpenAI] = {}
@@ -34,8 +36,9 @@ _CLIENTS: dict[str, openai.OpenAI] = {}
 
 def client(sim: SimulatorThread) -> openai.OpenAI:
     if sim.url not in _CLIENTS:
-        _CLIENTS[sim.url] = openai.OpenAI(base_url=sim.url + "/openai/v1", api_key="sk-test",
-                                          max_retries=0, timeout=5)
+        _CLIENTS[sim.url] = openai.OpenAI(
+            base_url=sim.url + "/openai/v1", api_key="sk-test", max_retries=0, timeout=5
+        )
     return _CLIENTS[sim.url]
 
 
@@ -67,7 +70,8 @@ def test_text_names_model_and_is_deterministic(sim: SimulatorThread) -> None:
 
 def test_max_tokens_truncates(sim: SimulatorThread) -> None:
     r = client(sim).chat.completions.create(
-        model="gpt-5.2", messages=[{"role": "user", "content": "long please"}],
+        model="gpt-5.2",
+        messages=[{"role": "user", "content": "long please"}],
         max_completion_tokens=3,
     )
     assert r.choices[0].finish_reason == "length"
@@ -75,14 +79,19 @@ def test_max_tokens_truncates(sim: SimulatorThread) -> None:
 
 
 def test_stream_with_usage(sim: SimulatorThread) -> None:
-    chunks = list(client(sim).chat.completions.create(
-        model="gpt-5.2", messages=[{"role": "user", "content": "hello there"}], stream=True,
-        stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        client(sim).chat.completions.create(
+            model="gpt-5.2",
+            messages=[{"role": "user", "content": "hello there"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     full = client(sim).chat.completions.create(
-        model="gpt-5.2", messages=[{"role": "user", "content": "hello there"}])
+        model="gpt-5.2", messages=[{"role": "user", "content": "hello there"}]
+    )
     assert text == full.choices[0].message.content
     finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices]
     assert finishes[-1] == "stop" and all(f is None for f in finishes[:-1])
@@ -114,9 +123,17 @@ def test_tool_call_then_tool_result(sim: SimulatorThread) -> None:
 def test_unknown_tool_call_id_is_rejected(sim: SimulatorThread) -> None:
     msgs = [
         {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_a", "type": "function",
-             "function": {"name": "lookup_order", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "lookup_order", "arguments": "{}"},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_b", "content": "x"},
     ]
     with pytest.raises(openai.BadRequestError) as err:
@@ -125,10 +142,14 @@ def test_unknown_tool_call_id_is_rejected(sim: SimulatorThread) -> None:
 
 
 def test_streamed_tool_call(sim: SimulatorThread) -> None:
-    chunks = list(client(sim).chat.completions.create(
-        model="gpt-5.2", messages=[{"role": "user", "content": "track it"}], tools=TOOLS,  # type: ignore[arg-type]
-        stream=True,
-    ))
+    chunks = list(
+        client(sim).chat.completions.create(
+            model="gpt-5.2",
+            messages=[{"role": "user", "content": "track it"}],
+            tools=TOOLS,  # type: ignore[arg-type]
+            stream=True,
+        )
+    )
     deltas = [tc for ch in chunks if ch.choices for tc in ch.choices[0].delta.tool_calls or ()]
     assert deltas[0].id and deltas[0].function.name == "lookup_order"  # type: ignore[union-attr]
     assert all(d.index == 0 for d in deltas)
@@ -137,19 +158,24 @@ def test_streamed_tool_call(sim: SimulatorThread) -> None:
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
-@pytest.mark.parametrize(("model", "exc", "status"), [
-    ("err-rate_limited", openai.RateLimitError, 429),
-    ("err-server_error", openai.InternalServerError, 500),
-    ("err-unavailable", openai.InternalServerError, 503),
-    ("err-bad_request", openai.BadRequestError, 400),
-    ("err-auth", openai.AuthenticationError, 401),
-    ("err-content_filter", openai.BadRequestError, 400),
-])
-def test_errors_are_typed(sim: SimulatorThread, model: str, exc: type[openai.APIStatusError],
-                          status: int) -> None:
+@pytest.mark.parametrize(
+    ("model", "exc", "status"),
+    [
+        ("err-rate_limited", openai.RateLimitError, 429),
+        ("err-server_error", openai.InternalServerError, 500),
+        ("err-unavailable", openai.InternalServerError, 503),
+        ("err-bad_request", openai.BadRequestError, 400),
+        ("err-auth", openai.AuthenticationError, 401),
+        ("err-content_filter", openai.BadRequestError, 400),
+    ],
+)
+def test_errors_are_typed(
+    sim: SimulatorThread, model: str, exc: type[openai.APIStatusError], status: int
+) -> None:
     with pytest.raises(exc) as err:
-        client(sim).chat.completions.create(model=model, messages=[{"role": "user",
-                                                                    "content": "x"}])
+        client(sim).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "x"}]
+        )
     assert err.value.status_code == status
     body = err.value.body
     assert isinstance(body, dict) and {"message", "type", "code"} <= set(body)
@@ -157,8 +183,9 @@ def test_errors_are_typed(sim: SimulatorThread, model: str, exc: type[openai.API
 
 def test_rate_limit_has_retry_after(sim: SimulatorThread) -> None:
     with pytest.raises(openai.RateLimitError) as err:
-        client(sim).chat.completions.create(model="err-rate_limited",
-                                            messages=[{"role": "user", "content": "x"}])
+        client(sim).chat.completions.create(
+            model="err-rate_limited", messages=[{"role": "user", "content": "x"}]
+        )
     # retry_after_s 1 scenario-second at time_scale 100 -> 0.01 s
     assert float(err.value.response.headers["retry-after"]) == pytest.approx(0.01)
     assert err.value.code == "rate_limit_exceeded"
@@ -166,18 +193,24 @@ def test_rate_limit_has_retry_after(sim: SimulatorThread) -> None:
 
 def test_context_length(sim: SimulatorThread) -> None:
     with pytest.raises(openai.BadRequestError) as err:
-        client(sim).chat.completions.create(model="tiny-context",
-                                            messages=[{"role": "user", "content": "y" * 400}])
+        client(sim).chat.completions.create(
+            model="tiny-context", messages=[{"role": "user", "content": "y" * 400}]
+        )
     assert err.value.code == "context_length_exceeded"
     assert "maximum context length is 10 tokens" in str(err.value)
 
 
 def test_timeout_and_cut_are_transport_errors(sim: SimulatorThread) -> None:
-    with openai.OpenAI(base_url=sim.url + "/openai/v1", api_key="k", max_retries=0,
-                       timeout=0.5) as c:
+    with openai.OpenAI(
+        base_url=sim.url + "/openai/v1", api_key="k", max_retries=0, timeout=0.5
+    ) as c:
         with pytest.raises(openai.APITimeoutError):
-            c.chat.completions.create(model="err-timeout", messages=[{"role": "user",
-                                                                      "content": "x"}])
+            c.chat.completions.create(
+                model="err-timeout", messages=[{"role": "user", "content": "x"}]
+            )
         with pytest.raises(openai.APIConnectionError):
-            list(c.chat.completions.create(model="err-stream_cut", stream=True,
-                                           messages=[{"role": "user", "content": "x"}]))
+            list(
+                c.chat.completions.create(
+                    model="err-stream_cut", stream=True, messages=[{"role": "user", "content": "x"}]
+                )
+            )

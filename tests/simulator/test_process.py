@@ -15,9 +15,19 @@ EXAMPLE = ROOT / "examples" / "simulator" / "acmeshop.yaml"
 
 def test_cli_serves_example_scenario() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "skyroute.cli.main", "providers", "--listen", "127.0.0.1:0",
-         "--scenario", str(EXAMPLE)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "providers",
+            "--listen",
+            "127.0.0.1:0",
+            "--scenario",
+            str(EXAMPLE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -28,9 +38,15 @@ def test_cli_serves_example_scenario() -> None:
         with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
             assert json.loads(r.read()) == {"status": "ok"}
         req = urllib.request.Request(
-            url + "/openai/v1/chat/completions", method="POST",
-            data=json.dumps({"model": "gemini-3-flash", "max_tokens": 5,
-                             "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            url + "/openai/v1/chat/completions",
+            method="POST",
+            data=json.dumps(
+                {
+                    "model": "gemini-3-flash",
+                    "max_tokens": 5,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+            ).encode(),
             headers={"Content-Type": "application/json"},
         )
         try:
@@ -48,8 +64,19 @@ def test_cli_rejects_bad_scenario(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  m:\n    tokens_per_s: -1\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "skyroute.cli.main", "providers", "--listen", "127.0.0.1:0",
-         "--scenario", str(bad)], capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "providers",
+            "--listen",
+            "127.0.0.1:0",
+            "--scenario",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 2
     assert "models.m.tokens_per_s" in proc.stderr

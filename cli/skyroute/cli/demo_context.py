@@ -180,23 +180,39 @@ ARTICLES_FOR_INTENT: Final[dict[str, tuple[str, ...]]] = {
 }
 #: For general conversations the retriever's picks vary with the question.
 GENERAL_ARTICLE_SETS: Final[tuple[tuple[str, ...], ...]] = (
-    ("orders", "refund", "shipping", "account"), ("refund", "shipping", "orders", "pricing"),
-    ("orders", "account", "refund", "password"), ("shipping", "orders", "refund", "pricing"),
-    ("pricing", "refund", "orders", "account"), ("refund", "orders", "shipping", "policy"),
+    ("orders", "refund", "shipping", "account"),
+    ("refund", "shipping", "orders", "pricing"),
+    ("orders", "account", "refund", "password"),
+    ("shipping", "orders", "refund", "pricing"),
+    ("pricing", "refund", "orders", "account"),
+    ("refund", "orders", "shipping", "policy"),
 )
 
 
 # --- Per-customer order context (only on conversations about the customer's own orders) --
 
 PRODUCTS: Final[tuple[str, ...]] = (
-    "Kaffa 200 burr grinder", "NordicHome linen duvet cover, 200x200", "TrailPro 45L backpack",
-    "BrewMax espresso machine", "Lumo desk lamp, warm white", "AeroRun trail shoes, size 42",
-    "Harbor rain jacket, green, M", "ClickPad wireless keyboard", "Stoneware mug set (3)",
-    "Flexi laptop stand", "SoundCore earbuds", "Oak cutting board, large",
+    "Kaffa 200 burr grinder",
+    "NordicHome linen duvet cover, 200x200",
+    "TrailPro 45L backpack",
+    "BrewMax espresso machine",
+    "Lumo desk lamp, warm white",
+    "AeroRun trail shoes, size 42",
+    "Harbor rain jacket, green, M",
+    "ClickPad wireless keyboard",
+    "Stoneware mug set (3)",
+    "Flexi laptop stand",
+    "SoundCore earbuds",
+    "Oak cutting board, large",
 )
 ORDER_STATES: Final[tuple[str, ...]] = (
-    "Placed", "Paid", "Packed", "Dispatched (DHL, tracking JD0146000039)",
-    "Dispatched (Colissimo, tracking 6A19288344771)", "Delivered", "Return started",
+    "Placed",
+    "Paid",
+    "Packed",
+    "Dispatched (DHL, tracking JD0146000039)",
+    "Dispatched (Colissimo, tracking 6A19288344771)",
+    "Delivered",
+    "Return started",
 )
 ORDER_LINE: Final[str] = (
     "- {order}, placed {day} days ago, {n} item(s): {items}; sold by {seller}; "

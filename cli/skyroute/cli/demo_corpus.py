@@ -96,12 +96,27 @@ FAQ_CORES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 OPENERS: Final[tuple[str, ...]] = (
-    "", "", "", "hi, ", "hello! ", "quick question: ", "hey, ", "hi there, ",
-    "sorry to bother you, ", "good morning, ",
+    "",
+    "",
+    "",
+    "hi, ",
+    "hello! ",
+    "quick question: ",
+    "hey, ",
+    "hi there, ",
+    "sorry to bother you, ",
+    "good morning, ",
 )
 CLOSERS: Final[tuple[str, ...]] = (
-    "?", "?", "?", "? thanks", "? thank you!", "? I'm on the app", "?? thx",
-    ". please help", "? I'm in a hurry",
+    "?",
+    "?",
+    "?",
+    "? thanks",
+    "? thank you!",
+    "? I'm on the app",
+    "?? thx",
+    ". please help",
+    "? I'm in a hurry",
 )
 
 # --- Low-risk: order status and small talk ---------------------------------------------
@@ -114,8 +129,14 @@ ORDER_STATUS: Final[tuple[str, ...]] = (
     "Has my order shipped yet? Order {order}",
 )
 SMALLTALK: Final[tuple[str, ...]] = (
-    "hello", "thanks, that helped!", "thank you so much", "ok thanks", "hi!",
-    "thanks for the help, bye", "hello, anyone there?", "great, thank you",
+    "hello",
+    "thanks, that helped!",
+    "thank you so much",
+    "ok thanks",
+    "hi!",
+    "thanks for the help, bye",
+    "hello, anyone there?",
+    "great, thank you",
 )
 
 # --- General conversations: no FAQ keywords, several turns ---------------------------
@@ -220,23 +241,32 @@ TOOLS: Final[dict[str, Any]] = {
     "create_invoice": _tool(
         "create_invoice",
         "Create an invoice for one order and send it to the billing contact.",
-        {"order_id": _ORDER_ID, "vat_number": {"type": "string"},
-         "email": {"type": "string", "format": "email"}},
+        {
+            "order_id": _ORDER_ID,
+            "vat_number": {"type": "string"},
+            "email": {"type": "string", "format": "email"},
+        },
         ["order_id"],
     ),
     "open_ticket": _tool(
         "open_ticket",
         "Open a support ticket with the seller or AcmeShop support.",
-        {"order_id": _ORDER_ID, "summary": {"type": "string"},
-         "priority": {"type": "string", "enum": ["low", "normal", "urgent"]}},
+        {
+            "order_id": _ORDER_ID,
+            "summary": {"type": "string"},
+            "priority": {"type": "string", "enum": ["low", "normal", "urgent"]},
+        },
         ["order_id", "summary"],
     ),
     "update_shipment": _tool(
         "update_shipment",
         "Change the delivery address, speed or pickup point of a shipment not yet dispatched.",
-        {"order_id": _ORDER_ID, "address": {"type": "string"},
-         "speed": {"type": "string", "enum": ["standard", "express"]},
-         "pickup_point": {"type": "string"}},
+        {
+            "order_id": _ORDER_ID,
+            "address": {"type": "string"},
+            "speed": {"type": "string", "enum": ["standard", "express"]},
+            "pickup_point": {"type": "string"},
+        },
         ["order_id"],
     ),
     "lookup_order": _tool(
@@ -271,14 +301,22 @@ SAFETY: Final[dict[str, tuple[str, ...]]] = {
 
 # (name, share of traffic)
 TENANTS: Final[tuple[tuple[str, float], ...]] = (
-    ("acmeshop-web", 0.55), ("acmeshop-mobile", 0.35), ("acmeshop-sellers", 0.10),
+    ("acmeshop-web", 0.55),
+    ("acmeshop-mobile", 0.35),
+    ("acmeshop-sellers", 0.10),
 )
 LOCALES: Final[tuple[tuple[str, float], ...]] = (
-    ("en-US", 0.52), ("en-GB", 0.14), ("de-DE", 0.12), ("fr-FR", 0.09), ("es-ES", 0.08),
+    ("en-US", 0.52),
+    ("en-GB", 0.14),
+    ("de-DE", 0.12),
+    ("fr-FR", 0.09),
+    ("es-ES", 0.08),
     ("en-IN", 0.05),
 )
 USER_TIERS: Final[tuple[tuple[str, float], ...]] = (
-    ("free", 0.70), ("plus", 0.25), ("business", 0.05),
+    ("free", 0.70),
+    ("plus", 0.25),
+    ("business", 0.05),
 )
 
 SYSTEM_PROMPT: Final[str] = (

@@ -43,7 +43,8 @@ from skyroute.cli.demo_traffic import TrafficRequest
 CLIENT_RETRY_STATUSES: Final[frozenset[int]] = frozenset({429, 500, 502, 503, 504, 529})
 #: Failures after which the first attempt may have reached the model (and run a tool).
 AMBIGUOUS_ERRORS: Final[frozenset[str]] = frozenset(
-    {"timeout", "server_error", "stream_cut", "first_token_timeout", "bad_response"})
+    {"timeout", "server_error", "stream_cut", "first_token_timeout", "bad_response"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,16 +170,21 @@ class Replayer:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 for arm in arms:
-                    tasks.append(asyncio.create_task(
-                        self._one(session, sem, arm, req, results[arm.name])))
+                    tasks.append(
+                        asyncio.create_task(self._one(session, sem, arm, req, results[arm.name]))
+                    )
             await asyncio.gather(*tasks)
         for outs in results.values():
             outs.sort(key=lambda o: o.index)
         return results
 
     async def _one(
-        self, session: aiohttp.ClientSession, sem: asyncio.Semaphore, arm: Arm,
-        req: TrafficRequest, sink: list[Outcome],
+        self,
+        session: aiohttp.ClientSession,
+        sem: asyncio.Semaphore,
+        arm: Arm,
+        req: TrafficRequest,
+        sink: list[Outcome],
     ) -> None:
         out = Outcome(index=req.index, intent=req.intent, has_tools=req.has_tools)
         body = orjson.dumps(req.body(arm.model))
@@ -202,8 +208,13 @@ class Replayer:
             self.on_done(arm.name, out)
 
     async def _send(
-        self, session: aiohttp.ClientSession, url: str, body: bytes,
-        headers: dict[str, str], arm: Arm, out: Outcome,
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        arm: Arm,
+        out: Outcome,
     ) -> bool:
         """One client attempt; fills ``out``; returns whether a naive client would retry."""
         timeout = aiohttp.ClientTimeout(total=arm.timeout_s / self.latency_factor)
@@ -239,7 +250,8 @@ class Replayer:
             # Inside the router: a later attempt after an ambiguous failure re-sends
             # a request that may already have produced a tool call.
             out.duplicate_tool_actions += sum(
-                1 for a in trail[:-1] if a.error_class in AMBIGUOUS_ERRORS)
+                1 for a in trail[:-1] if a.error_class in AMBIGUOUS_ERRORS
+            )
         try:
             doc = orjson.loads(payload) if payload else {}
         except orjson.JSONDecodeError:
@@ -256,4 +268,3 @@ class Replayer:
             if isinstance(err, dict):
                 kind = str(err.get("type") or err.get("code") or "")
             out.error = kind or f"http_{status}"
-

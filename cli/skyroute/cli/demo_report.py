@@ -112,10 +112,12 @@ def summarize(outcomes: Sequence[Outcome]) -> ArmSummary:
         fallback_rate=sum(o.fallbacks for o in outcomes) / n,
         errors=dict(sorted(errors.items())),
         intent_agreement=(
-            sum(_same_intent(o) for o in labelled) / len(labelled) if classifies else None),
+            sum(_same_intent(o) for o in labelled) / len(labelled) if classifies else None
+        ),
         cost_usd=cost,
-        pool_p95_ms={p: percentile([o.latency_ms for o in outcomes if o.pool == p], 95)
-                     for p in pools},
+        pool_p95_ms={
+            p: percentile([o.latency_ms for o in outcomes if o.pool == p], 95) for p in pools
+        },
     )
 
 
@@ -135,8 +137,9 @@ def report_json(baseline: ArmSummary, routed: ArmSummary, **extra: Any) -> dict[
 # --- rendering -------------------------------------------------------------------------
 
 
-def _change(before: float, after: float, better: str, worse: str,
-            lower_is_better: bool = True) -> Text:
+def _change(
+    before: float, after: float, better: str, worse: str, lower_is_better: bool = True
+) -> Text:
     """``34% faster`` in green, or ``12% slower`` in red; empty when there is no base."""
     if before == 0:
         return Text("")
@@ -144,8 +147,7 @@ def _change(before: float, after: float, better: str, worse: str,
     if abs(delta) < 0.05:
         return Text("same", style="dim")
     good = delta < 0 if lower_is_better else delta > 0
-    return Text(f"{abs(delta):.0f}% {better if good else worse}",
-                style="green" if good else "red")
+    return Text(f"{abs(delta):.0f}% {better if good else worse}", style="green" if good else "red")
 
 
 def _pool_p95(s: ArmSummary) -> str:
@@ -157,38 +159,70 @@ def _mix_text(mix: dict[str, float]) -> str:
 
 
 def comparison_table(baseline: ArmSummary, routed: ArmSummary, baseline_label: str) -> Table:
-    t = Table(title="AcmeShop support copilot: before and after routing", title_style="bold",
-              show_lines=False)
+    t = Table(
+        title="AcmeShop support copilot: before and after routing",
+        title_style="bold",
+        show_lines=False,
+    )
     t.add_column("metric")
     t.add_column(f"before\n{baseline_label}", justify="right")
     t.add_column("after\nrouted (acmeshop policy)", justify="right")
     t.add_column("change", justify="right")
-    t.add_row("p95 latency", f"{baseline.p95_ms / 1000:.2f} s", f"{routed.p95_ms / 1000:.2f} s",
-              _change(baseline.p95_ms, routed.p95_ms, "faster", "slower"))
-    failed = _change(1 - baseline.success_rate, 1 - routed.success_rate,
-                     "fewer failures", "more failures")
-    t.add_row("success rate", f"{baseline.success_rate:.1%}", f"{routed.success_rate:.1%}",
-              failed)
-    t.add_row("cost per 1k requests", f"${baseline.cost_per_1k_usd:.2f}",
-              f"${routed.cost_per_1k_usd:.2f}",
-              _change(baseline.cost_per_1k_usd, routed.cost_per_1k_usd, "cheaper", "dearer"))
+    t.add_row(
+        "p95 latency",
+        f"{baseline.p95_ms / 1000:.2f} s",
+        f"{routed.p95_ms / 1000:.2f} s",
+        _change(baseline.p95_ms, routed.p95_ms, "faster", "slower"),
+    )
+    failed = _change(
+        1 - baseline.success_rate, 1 - routed.success_rate, "fewer failures", "more failures"
+    )
+    t.add_row("success rate", f"{baseline.success_rate:.1%}", f"{routed.success_rate:.1%}", failed)
+    t.add_row(
+        "cost per 1k requests",
+        f"${baseline.cost_per_1k_usd:.2f}",
+        f"${routed.cost_per_1k_usd:.2f}",
+        _change(baseline.cost_per_1k_usd, routed.cost_per_1k_usd, "cheaper", "dearer"),
+    )
     t.add_row("router mix", _mix_text(baseline.mix), _mix_text(routed.mix), "")
-    t.add_row("cache hit rate (FAQ intents)", f"{baseline.faq_cache_hit_rate:.0%}",
-              f"{routed.faq_cache_hit_rate:.0%}", "")
-    t.add_row("duplicate tool actions", str(baseline.duplicate_tool_actions),
-              str(routed.duplicate_tool_actions), "")
+    t.add_row(
+        "cache hit rate (FAQ intents)",
+        f"{baseline.faq_cache_hit_rate:.0%}",
+        f"{routed.faq_cache_hit_rate:.0%}",
+        "",
+    )
+    t.add_row(
+        "duplicate tool actions",
+        str(baseline.duplicate_tool_actions),
+        str(routed.duplicate_tool_actions),
+        "",
+    )
     t.add_row("requests", str(baseline.requests), str(routed.requests), "")
     t.add_section()
-    t.add_row(Text("p50 / p99", style="dim"),
-              f"{baseline.p50_ms / 1000:.2f} / {baseline.p99_ms / 1000:.2f} s",
-              f"{routed.p50_ms / 1000:.2f} / {routed.p99_ms / 1000:.2f} s", "")
-    t.add_row(Text("calls sent upstream", style="dim"), str(baseline.upstream_attempts),
-              str(routed.upstream_attempts), "")
-    t.add_row(Text("client retries", style="dim"),
-              str(baseline.client_attempts - baseline.requests),
-              str(routed.client_attempts - routed.requests), "")
-    t.add_row(Text("answered by a fallback", style="dim"), f"{baseline.fallback_rate:.1%}",
-              f"{routed.fallback_rate:.1%}", "")
+    t.add_row(
+        Text("p50 / p99", style="dim"),
+        f"{baseline.p50_ms / 1000:.2f} / {baseline.p99_ms / 1000:.2f} s",
+        f"{routed.p50_ms / 1000:.2f} / {routed.p99_ms / 1000:.2f} s",
+        "",
+    )
+    t.add_row(
+        Text("calls sent upstream", style="dim"),
+        str(baseline.upstream_attempts),
+        str(routed.upstream_attempts),
+        "",
+    )
+    t.add_row(
+        Text("client retries", style="dim"),
+        str(baseline.client_attempts - baseline.requests),
+        str(routed.client_attempts - routed.requests),
+        "",
+    )
+    t.add_row(
+        Text("answered by a fallback", style="dim"),
+        f"{baseline.fallback_rate:.1%}",
+        f"{routed.fallback_rate:.1%}",
+        "",
+    )
     t.add_row(Text("p95 by pool", style="dim"), _pool_p95(baseline), _pool_p95(routed), "")
     return t
 
@@ -207,13 +241,21 @@ def mix_chart(mix: dict[str, float], width: int = 40) -> Group:
     return Group(*lines)
 
 
-def render(console: Console, baseline: ArmSummary, routed: ArmSummary,
-           baseline_label: str = "single model (gpt-5.2)") -> None:
+def render(
+    console: Console,
+    baseline: ArmSummary,
+    routed: ArmSummary,
+    baseline_label: str = "single model (gpt-5.2)",
+) -> None:
     console.print(comparison_table(baseline, routed, baseline_label))
     console.print(mix_chart(routed.mix))
     if baseline.errors or routed.errors:
-        console.print(Text(f"  failures before: {_counts(baseline.errors)}   "
-                           f"after: {_counts(routed.errors)}", style="dim"))
+        console.print(
+            Text(
+                f"  failures before: {_counts(baseline.errors)}   after: {_counts(routed.errors)}",
+                style="dim",
+            )
+        )
 
 
 def _counts(errors: dict[str, int]) -> str:

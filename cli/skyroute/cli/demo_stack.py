@@ -70,8 +70,12 @@ class Proc:
     def start(self, env: dict[str, str]) -> None:
         self.log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            self.argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
+            self.argv,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def exited(self) -> int | None:
         return None if self.popen is None else self.popen.poll()
@@ -101,31 +105,63 @@ class Stack:
     def _proc(self, name: str, *args: str) -> Proc:
         logs = self.out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        return Proc(name, [sys.executable, "-m", "skyroute.cli.main", *args],
-                    logs / f"{name}.log")
+        return Proc(name, [sys.executable, "-m", "skyroute.cli.main", *args], logs / f"{name}.log")
 
     def start(self, routers: int = 2) -> None:
         if not port_is_free(self.simulator_port):
             raise DemoError(
                 f"port {HOST}:{self.simulator_port} is taken; the provider simulator must "
                 f"listen there because the pools in {self.source} point to it. Stop whatever "
-                "listens there (another `skyroute providers`?) and retry.")
+                "listens there (another `skyroute providers`?) and retry."
+            )
         self.simulator = f"{HOST}:{self.simulator_port}"
         self.control = f"{HOST}:{free_port()}"
         self.admin = f"{HOST}:{free_port()}"
-        self.procs.append(self._proc("providers", "providers", "--listen", self.simulator,
-                                     "--scenario", str(self.scenario)))
-        self.procs.append(self._proc("control", "control", "--source", str(self.source),
-                                     "--listen", self.control, "--admin", self.admin))
+        self.procs.append(
+            self._proc(
+                "providers",
+                "providers",
+                "--listen",
+                self.simulator,
+                "--scenario",
+                str(self.scenario),
+            )
+        )
+        self.procs.append(
+            self._proc(
+                "control",
+                "control",
+                "--source",
+                str(self.source),
+                "--listen",
+                self.control,
+                "--admin",
+                self.admin,
+            )
+        )
         for i in range(routers):
             rid = f"router-{chr(ord('a') + i)}"
             http = f"{HOST}:{free_port()}"
             self.router_http.append(http)
-            self.procs.append(self._proc(rid, "router", "--control", self.control,
-                                         "--grpc", f"{HOST}:{free_port()}", "--http", http,
-                                         "--id", rid))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1",
-               "SKYROUTE_LOG_LEVEL": os.environ.get("SKYROUTE_LOG_LEVEL", "WARNING")}
+            self.procs.append(
+                self._proc(
+                    rid,
+                    "router",
+                    "--control",
+                    self.control,
+                    "--grpc",
+                    f"{HOST}:{free_port()}",
+                    "--http",
+                    http,
+                    "--id",
+                    rid,
+                )
+            )
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "SKYROUTE_LOG_LEVEL": os.environ.get("SKYROUTE_LOG_LEVEL", "WARNING"),
+        }
         for p in self.procs:
             p.start(env)
 
@@ -133,14 +169,15 @@ class Stack:
         for p in self.procs:
             code = p.exited()
             if code is not None:
-                raise DemoError(f"`skyroute {' '.join(p.argv[3:5])}` ({p.name}) exited with "
-                                f"code {code}; last lines of {p.log_path}:\n{p.log_tail()}")
+                raise DemoError(
+                    f"`skyroute {' '.join(p.argv[3:5])}` ({p.name}) exited with "
+                    f"code {code}; last lines of {p.log_path}:\n{p.log_tail()}"
+                )
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Until the simulator accepts connections and every router's /readyz is 200."""
         deadline = time.monotonic() + timeout_s
-        pending = {"providers": self.simulator, **{
-            f"router {h}": h for h in self.router_http}}
+        pending = {"providers": self.simulator, **{f"router {h}": h for h in self.router_http}}
         async with aiohttp.ClientSession() as session:
             while pending:
                 self.check_alive()
@@ -152,7 +189,8 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise DemoError(
                         f"not ready after {timeout_s:.0f} s: {', '.join(sorted(pending))} "
-                        f"(logs in {self.out_dir / 'logs'})")
+                        f"(logs in {self.out_dir / 'logs'})"
+                    )
                 await asyncio.sleep(0.1)
 
     def stop(self, grace_s: float = 5.0) -> None:
@@ -186,8 +224,9 @@ async def _ready(session: aiohttp.ClientSession, name: str, addr: str) -> bool:
             await writer.wait_closed()
         return True
     try:
-        async with session.get(f"http://{addr}/readyz",
-                               timeout=aiohttp.ClientTimeout(total=1)) as resp:
+        async with session.get(
+            f"http://{addr}/readyz", timeout=aiohttp.ClientTimeout(total=1)
+        ) as resp:
             return resp.status == 200
     except (aiohttp.ClientError, TimeoutError):
         return False

@@ -81,8 +81,10 @@ class PeakWindow:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.start < self.end <= 1.0:
-            raise ValueError(f"peak window must satisfy 0 <= start < end <= 1, got "
-                             f"start={self.start} end={self.end}")
+            raise ValueError(
+                f"peak window must satisfy 0 <= start < end <= 1, got "
+                f"start={self.start} end={self.end}"
+            )
         if self.factor < 1.0:
             raise ValueError(f"peak factor must be >= 1, got {self.factor}")
 
@@ -178,14 +180,22 @@ def _general_history(d: _Draw) -> list[dict[str, Any]]:
 
 def _reasoning(d: _Draw, intent: str) -> str:
     ask = d.rng.choice(corpus.REASONING[intent]).format(
-        seats=d.rng.choice((25, 80, 200, 450)), units=d.rng.choice((300, 1200, 5000)))
+        seats=d.rng.choice((25, 80, 200, 450)), units=d.rng.choice((300, 1200, 5000))
+    )
     rows = []
     for i in range(d.rng.randint(4, 14)):
         template = d.rng.choice(corpus.REASONING_CONTEXT)
-        rows.append(template.format(
-            name=f"option-{i + 1}", a=d.rng.randint(5, 500), b=d.rng.randint(2, 40),
-            c=d.rng.randint(10, 2000), d=d.rng.choice(("email", "chat, 24/7", "phone, 8-18")),
-            e=d.rng.choice(("yes", "no", "add-on")), f=d.rng.choice((14, 30, 45))))
+        rows.append(
+            template.format(
+                name=f"option-{i + 1}",
+                a=d.rng.randint(5, 500),
+                b=d.rng.randint(2, 40),
+                c=d.rng.randint(10, 2000),
+                d=d.rng.choice(("email", "chat, 24/7", "phone, 8-18")),
+                e=d.rng.choice(("yes", "no", "add-on")),
+                f=d.rng.choice((14, 30, 45)),
+            )
+        )
     return ask + "\n\nContext:\n" + "\n".join(rows)
 
 
@@ -223,22 +233,31 @@ def _system_prompt(d: _Draw, intent: str, tenant: str, locale: str) -> str:
     text += "\n\n" + context.GUIDELINES
     if topics:
         text += "\n\nRelevant help-centre articles:\n" + "\n\n".join(
-            context.ARTICLES[t] + "\n" + context.ARTICLE_DETAILS[t] for t in topics)
+            context.ARTICLES[t] + "\n" + context.ARTICLE_DETAILS[t] for t in topics
+        )
     if family_of(intent) in ("general", "lowrisk", "tools") and intent != "lowrisk.smalltalk":
         text += "\n\n" + _order_context(d)
     return text
 
 
 def _order_context(d: _Draw) -> str:
-    lines = [f"Customer context: member since {d.rng.randint(2015, 2025)}, "
-             f"{d.rng.randint(1, 60)} orders so far. Recent orders:"]
+    lines = [
+        f"Customer context: member since {d.rng.randint(2015, 2025)}, "
+        f"{d.rng.randint(1, 60)} orders so far. Recent orders:"
+    ]
     for _ in range(d.rng.randint(1, 4)):
         n = d.rng.randint(1, 3)
-        lines.append(context.ORDER_LINE.format(
-            order=d.order_id(), day=d.rng.randint(1, 40), n=n,
-            items=", ".join(d.rng.sample(context.PRODUCTS, n)),
-            seller=d.rng.choice(context.SELLERS), state=d.rng.choice(context.ORDER_STATES),
-            total=f"{d.rng.uniform(9, 400):.2f}"))
+        lines.append(
+            context.ORDER_LINE.format(
+                order=d.order_id(),
+                day=d.rng.randint(1, 40),
+                n=n,
+                items=", ".join(d.rng.sample(context.PRODUCTS, n)),
+                seller=d.rng.choice(context.SELLERS),
+                state=d.rng.choice(context.ORDER_STATES),
+                total=f"{d.rng.uniform(9, 400):.2f}",
+            )
+        )
     return "\n".join(lines)
 
 
@@ -287,12 +306,21 @@ def generate_traffic(
         tier = d.weighted(corpus.USER_TIERS)
         convo, tools, max_tokens, exact = _content(d, intent)
         system = _system_prompt(d, intent, tenant, locale)
-        out.append(TrafficRequest(
-            index=i, at_s=at, intent=intent, tenant=tenant, locale=locale,
-            user=rng.choice(users), user_tier=tier,
-            messages=[{"role": "system", "content": system}, *convo],
-            tools=tools, max_tokens=max_tokens, exact_repeat=exact,
-        ))
+        out.append(
+            TrafficRequest(
+                index=i,
+                at_s=at,
+                intent=intent,
+                tenant=tenant,
+                locale=locale,
+                user=rng.choice(users),
+                user_tier=tier,
+                messages=[{"role": "system", "content": system}, *convo],
+                tools=tools,
+                max_tokens=max_tokens,
+                exact_repeat=exact,
+            )
+        )
     return out
 
 
@@ -300,8 +328,22 @@ def fingerprint(requests: list[TrafficRequest]) -> str:
     """A short content hash of the sample (what "deterministic" is checked against)."""
     h = hashlib.sha256()
     for r in requests:
-        h.update(json.dumps([r.at_s, r.intent, r.tenant, r.locale, r.user, r.user_tier,
-                             r.messages, r.tools, r.max_tokens], sort_keys=True).encode())
+        h.update(
+            json.dumps(
+                [
+                    r.at_s,
+                    r.intent,
+                    r.tenant,
+                    r.locale,
+                    r.user,
+                    r.user_tier,
+                    r.messages,
+                    r.tools,
+                    r.max_tokens,
+                ],
+                sort_keys=True,
+            ).encode()
+        )
     return h.hexdigest()[:16]
 
 
@@ -328,11 +370,22 @@ def to_jsonl(requests: list[TrafficRequest]) -> str:
     """One JSON object per line: labels, schedule and the body to send."""
     lines = []
     for r in requests:
-        lines.append(json.dumps({
-            "index": r.index, "at_s": r.at_s, "intent": r.intent, "tenant": r.tenant,
-            "locale": r.locale, "user": r.user, "user_tier": r.user_tier,
-            "exact_repeat": r.exact_repeat, "body": r.body("acmeshop"),
-        }, sort_keys=True))
+        lines.append(
+            json.dumps(
+                {
+                    "index": r.index,
+                    "at_s": r.at_s,
+                    "intent": r.intent,
+                    "tenant": r.tenant,
+                    "locale": r.locale,
+                    "user": r.user,
+                    "user_tier": r.user_tier,
+                    "exact_repeat": r.exact_repeat,
+                    "body": r.body("acmeshop"),
+                },
+                sort_keys=True,
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -340,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m skyroute.cli.demo_traffic --requests N --out PATH``: write a sample."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m skyroute.cli.demo_traffic",
-                                description="write a seeded AcmeShop traffic sample as JSONL")
+    p = argparse.ArgumentParser(
+        prog="python -m skyroute.cli.demo_traffic",
+        description="write a seeded AcmeShop traffic sample as JSONL",
+    )
     p.add_argument("--requests", type=int, default=40)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--duration", type=float, default=30.0, help="schedule length, seconds")

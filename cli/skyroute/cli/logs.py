@@ -83,8 +83,9 @@ class JsonFormatter(logging.Formatter):
         try:
             return orjson.dumps(out, default=str).decode()
         except TypeError:  # e.g. an int beyond 64 bits: that value as a string
-            return orjson.dumps({k: v if _dumps(v) else str(v) for k, v in out.items()},
-                                default=str).decode()
+            return orjson.dumps(
+                {k: v if _dumps(v) else str(v) for k, v in out.items()}, default=str
+            ).decode()
 
 
 def _dumps(value: object) -> bool:
@@ -115,7 +116,10 @@ class TextFormatter(logging.Formatter):
 
 
 _FORMATTERS: dict[str, type[logging.Formatter]] = {
-    "json": JsonFormatter, "logfmt": LogfmtFormatter, "text": TextFormatter}
+    "json": JsonFormatter,
+    "logfmt": LogfmtFormatter,
+    "text": TextFormatter,
+}
 
 
 def log_format(value: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -134,8 +138,9 @@ def _level(value: int | str | None) -> int:
         return raw
     level = logging.getLevelName(raw.strip().upper())
     if not isinstance(level, int):
-        raise SystemExit(f"{LEVEL_ENV}={raw!r} is not a log level "
-                         "(DEBUG, INFO, WARNING, ERROR or CRITICAL)")
+        raise SystemExit(
+            f"{LEVEL_ENV}={raw!r} is not a log level (DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+        )
     return level
 
 

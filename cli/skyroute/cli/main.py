@@ -20,9 +20,13 @@ DEFAULT_PROVIDERS = "127.0.0.1:8790"
 
 
 def _log_format_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--log-format", choices=["json", "logfmt", "text"], default=None,
-                   help="stderr log lines: one JSON object each (default), logfmt or plain "
-                        "text (env SKYROUTE_LOG_FORMAT)")
+    p.add_argument(
+        "--log-format",
+        choices=["json", "logfmt", "text"],
+        default=None,
+        help="stderr log lines: one JSON object each (default), logfmt or plain "
+        "text (env SKYROUTE_LOG_FORMAT)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,9 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--source", required=True, help="folder of RoutingPolicy/ModelPool YAML")
     c.add_argument("--listen", default=DEFAULT_CONTROL, help="gRPC address for routers")
     c.add_argument("--admin", default=DEFAULT_ADMIN, help="HTTP debug address ('' to disable)")
-    c.add_argument("--state", default=None,
-                   help="JSON file keeping rollout state and version history across restarts "
-                        "(default: in memory; a restart then serves the folder's versions)")
+    c.add_argument(
+        "--state",
+        default=None,
+        help="JSON file keeping rollout state and version history across restarts "
+        "(default: in memory; a restart then serves the folder's versions)",
+    )
     _log_format_flag(c)
 
     r = sub.add_parser("router", help="run a data-plane router")
@@ -44,17 +51,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--grpc", default=DEFAULT_ROUTER_GRPC, help="Router API gRPC address")
     r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
     r.add_argument("--id", default=None, help="node id reported to the control plane")
-    r.add_argument("--max-inflight", type=int, default=512,
-                   help="requests in flight before shedding with 429 (default 512)")
-    r.add_argument("--redis", default=None,
-                   help="redis:// URL for state shared by router replicas (idempotency keys)")
-    r.add_argument("--cache-redis", default=os.environ.get("SKYROUTE_CACHE_REDIS") or None,
-                   help="redis:// URL of a response cache shared by router replicas "
-                        "(env SKYROUTE_CACHE_REDIS; default: an in-process cache)")
-    r.add_argument("--cache-embedder", choices=["hashing", "minilm"],
-                   default=os.environ.get("SKYROUTE_CACHE_EMBEDDER") or "hashing",
-                   help="semantic-cache embedder (env SKYROUTE_CACHE_EMBEDDER; 'minilm' needs "
-                        "the [embeddings] extra)")
+    r.add_argument(
+        "--max-inflight",
+        type=int,
+        default=512,
+        help="requests in flight before shedding with 429 (default 512)",
+    )
+    r.add_argument(
+        "--redis",
+        default=None,
+        help="redis:// URL for state shared by router replicas (idempotency keys)",
+    )
+    r.add_argument(
+        "--cache-redis",
+        default=os.environ.get("SKYROUTE_CACHE_REDIS") or None,
+        help="redis:// URL of a response cache shared by router replicas "
+        "(env SKYROUTE_CACHE_REDIS; default: an in-process cache)",
+    )
+    r.add_argument(
+        "--cache-embedder",
+        choices=["hashing", "minilm"],
+        default=os.environ.get("SKYROUTE_CACHE_EMBEDDER") or "hashing",
+        help="semantic-cache embedder (env SKYROUTE_CACHE_EMBEDDER; 'minilm' needs "
+        "the [embeddings] extra)",
+    )
 
     s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
     s.add_argument("--listen", default=DEFAULT_PROVIDERS)
@@ -78,65 +98,97 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--webhook-cert", default=None, help="webhook serving certificate (PEM)")
     o.add_argument("--webhook-key", default=None, help="webhook private key (PEM)")
     o.add_argument("--webhook-ca", default=None, help="CA bundle of the webhook certificate")
-    o.add_argument("--webhook-tls-secret", default=None,
-                   help="kubernetes.io/tls Secret to keep the webhook certificate in (created)")
-    o.add_argument("--webhook-config", default=None,
-                   help="ValidatingWebhookConfiguration to write the CA bundle into")
-    o.add_argument("--webhook-hostname", action="append", default=[],
-                   help="DNS name for a created certificate (repeatable)")
+    o.add_argument(
+        "--webhook-tls-secret",
+        default=None,
+        help="kubernetes.io/tls Secret to keep the webhook certificate in (created)",
+    )
+    o.add_argument(
+        "--webhook-config",
+        default=None,
+        help="ValidatingWebhookConfiguration to write the CA bundle into",
+    )
+    o.add_argument(
+        "--webhook-hostname",
+        action="append",
+        default=[],
+        help="DNS name for a created certificate (repeatable)",
+    )
     o.add_argument("--lease", default="skyroute-operator", help="leader Lease ('' = always lead)")
     o.add_argument("--lease-namespace", default=None, help="default: POD_NAMESPACE or --namespace")
     o.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     o.add_argument("--id", default=None, help="identity in the Lease (default: pod or host-pid)")
-    o.add_argument("--advertise", default=None,
-                   help="HOST:PORT other replicas reach this gRPC port at (default: $POD_IP "
-                        "and the --listen port); followers forward rollout outcomes there")
+    o.add_argument(
+        "--advertise",
+        default=None,
+        help="HOST:PORT other replicas reach this gRPC port at (default: $POD_IP "
+        "and the --listen port); followers forward rollout outcomes there",
+    )
     o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
-    o.add_argument("--status-settle", type=float, default=10.0,
-                   help="longest wait (s) for routers to reconnect before the first status write")
+    o.add_argument(
+        "--status-settle",
+        type=float,
+        default=10.0,
+        help="longest wait (s) for routers to reconnect before the first status write",
+    )
 
     ev = sub.add_parser("evals", help="offline quality evals of ModelPool models")
     ev_sub = ev.add_subparsers(dest="evals_command", required=True)
     bf = ev_sub.add_parser(
-        "backfill", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "backfill",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="set ModelPool quality scores from a labelled traffic sample",
         description="Average graded requests per (model, intent) and write them into the "
-                    "ModelPool quality maps, with eval provenance (spec.models[].evals).",
+        "ModelPool quality maps, with eval provenance (spec.models[].evals).",
         epilog="sample: JSON Lines, one graded request per line, e.g.\n"
-               '  {"intent": "faq.refund", "model": "gemini-3-flash", "score": 0.8}\n'
-               '  {"intent": "tools.invoice", "model": "gpt-5.2-high", "pass": true}\n'
-               "intent and model are required, plus exactly one label: score (0..1), or\n"
-               "pass / correct (true = 1, false = 0). Optional: id, pool, grader, meta.\n"
-               "Other fields and malformed lines are errors (file:line: field: why).")
+        '  {"intent": "faq.refund", "model": "gemini-3-flash", "score": 0.8}\n'
+        '  {"intent": "tools.invoice", "model": "gpt-5.2-high", "pass": true}\n'
+        "intent and model are required, plus exactly one label: score (0..1), or\n"
+        "pass / correct (true = 1, false = 0). Optional: id, pool, grader, meta.\n"
+        "Other fields and malformed lines are errors (file:line: field: why).",
+    )
     bf.add_argument("--sample", required=True, help="labelled traffic sample (.jsonl)")
     bf.add_argument("--pools", required=True, help="ModelPool YAML file or folder to update")
     bf.add_argument("--eval-set", default=None, help="eval set name (default: sample file stem)")
     bf.add_argument("--date", default=None, help="evaluation day YYYY-MM-DD (default: today, UTC)")
-    bf.add_argument("--min-samples", type=int, default=20,
-                    help="skip (model, intent) pairs with fewer graded requests (default 20)")
+    bf.add_argument(
+        "--min-samples",
+        type=int,
+        default=20,
+        help="skip (model, intent) pairs with fewer graded requests (default 20)",
+    )
     mode = bf.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="rewrite the YAML files")
     mode.add_argument("--dry-run", action="store_true", help="only show the changes (default)")
 
-    pol = sub.add_parser("policy", help="test, diff and explain routing policies; promote, abort "
-                                        "and inspect their rollouts")
+    pol = sub.add_parser(
+        "policy",
+        help="test, diff and explain routing policies; promote, abort and inspect their rollouts",
+    )
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
     pt = pol_sub.add_parser(
-        "test", help="run the policies' spec.tests (exit 0 pass, 1 a case fails, 2 invalid)",
+        "test",
+        help="run the policies' spec.tests (exit 0 pass, 1 a case fails, 2 invalid)",
         description="Validate and compile pools and policies as `skyroute control` does, then "
-                    "decide every spec.tests case with the router's own code.")
+        "decide every spec.tests case with the router's own code.",
+    )
     pt.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="YAML files or folders")
     pt.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pd = pol_sub.add_parser(
-        "diff", help="how routing of a traffic sample changes between two policy versions",
+        "diff",
+        help="how routing of a traffic sample changes between two policy versions",
         description="Decide every request of a JSONL traffic sample (the shape of "
-                    "examples/acmeshop/traffic-sample.jsonl) under OLD and NEW and report "
-                    "intent, pool and first-model changes with example prompts.")
+        "examples/acmeshop/traffic-sample.jsonl) under OLD and NEW and report "
+        "intent, pool and first-model changes with example prompts.",
+    )
     pd.add_argument("old", metavar="OLD", help="file or folder of pools and policies")
     pd.add_argument("new", metavar="NEW", help="file or folder of pools and policies")
     pd.add_argument("--sample", required=True, help="traffic sample (.jsonl)")
-    pd.add_argument("--policy", default=None,
-                    help="decide every request with this policy (default: each request's model)")
+    pd.add_argument(
+        "--policy",
+        default=None,
+        help="decide every request with this policy (default: each request's model)",
+    )
     pd.add_argument("--examples", type=int, default=3, help="example prompts per transition")
     pd.add_argument("--json", action="store_true", help="print JSON instead of tables")
     pe = pol_sub.add_parser("explain", help="a live router's decision for a prompt (gRPC Explain)")
@@ -151,12 +203,18 @@ def _parser() -> argparse.ArgumentParser:
     pe.add_argument("--intent", default="", help="declared intent (used if the policy trusts it)")
     pe.add_argument("--tools", action="store_true", help="the request offers tools")
     pe.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for action, text in (("promote", "make a policy's canary candidate its stable version now"),
-                         ("abort", "roll a policy's canary candidate back now")):
-        pa = pol_sub.add_parser(action, help=text, description=text + ": on a cluster by the "
-                                "annotation skyroute.io/rollout-action (then waits for the "
-                                "operator), or through --admin. Exit 0 done, 1 nothing to do "
-                                "or timed out, 2 unreachable.")
+    for action, text in (
+        ("promote", "make a policy's canary candidate its stable version now"),
+        ("abort", "roll a policy's canary candidate back now"),
+    ):
+        pa = pol_sub.add_parser(
+            action,
+            help=text,
+            description=text + ": on a cluster by the "
+            "annotation skyroute.io/rollout-action (then waits for the "
+            "operator), or through --admin. Exit 0 done, 1 nothing to do "
+            "or timed out, 2 unreachable.",
+        )
         _rollout_target(pa)
         pa.add_argument("--wait", type=float, default=30.0, help="seconds to wait (cluster)")
     ps = pol_sub.add_parser("status", help="a policy's rollout: phase, last analysis, history")
@@ -172,8 +230,11 @@ def _parser() -> argparse.ArgumentParser:
 def _rollout_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="RoutingPolicy name")
     parser.add_argument("-n", "--namespace", default="default")
-    parser.add_argument("--admin", default=None,
-                        help="control plane admin HOST:PORT (off-cluster); default: the cluster")
+    parser.add_argument(
+        "--admin",
+        default=None,
+        help="control plane admin HOST:PORT (off-cluster); default: the cluster",
+    )
     parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube")
 
 
@@ -184,17 +245,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.control.server import main as control_main
 
         configure_logs(args.log_format)
-        control_main(source=args.source, listen=args.listen, admin=args.admin or None,
-                     state=args.state)
+        control_main(
+            source=args.source, listen=args.listen, admin=args.admin or None, state=args.state
+        )
         return 0
     if args.command == "router":
         from skyroute.cli.logs import configure as configure_logs
         from skyroute.router.server import main as router_main
 
         configure_logs(args.log_format)
-        router_main(control=args.control, grpc=args.grpc, http=args.http, node_id=args.id,
-                    max_inflight=args.max_inflight, redis_url=args.redis,
-                    cache_redis=args.cache_redis, cache_embedder=args.cache_embedder)
+        router_main(
+            control=args.control,
+            grpc=args.grpc,
+            http=args.http,
+            node_id=args.id,
+            max_inflight=args.max_inflight,
+            redis_url=args.redis,
+            cache_redis=args.cache_redis,
+            cache_embedder=args.cache_embedder,
+        )
         return 0
     if args.command == "providers":
         from skyroute.simulator.server import main as providers_main
@@ -215,43 +284,85 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.control.kube.operator import main as operator_main
 
         configure_logs(args.log_format)
-        operator_main(OperatorOptions(
-            namespace=args.namespace, listen=args.listen, admin=args.admin or None,
-            webhook=args.webhook or None, webhook_cert=args.webhook_cert,
-            webhook_key=args.webhook_key, webhook_ca=args.webhook_ca,
-            webhook_tls_secret=args.webhook_tls_secret, webhook_config=args.webhook_config,
-            webhook_hostnames=tuple(args.webhook_hostname), lease=args.lease or None,
-            lease_namespace=args.lease_namespace, lease_duration=args.lease_duration,
-            identity=args.id, advertise=args.advertise, status_interval=args.status_interval,
-            status_settle=args.status_settle,
-        ))
+        operator_main(
+            OperatorOptions(
+                namespace=args.namespace,
+                listen=args.listen,
+                admin=args.admin or None,
+                webhook=args.webhook or None,
+                webhook_cert=args.webhook_cert,
+                webhook_key=args.webhook_key,
+                webhook_ca=args.webhook_ca,
+                webhook_tls_secret=args.webhook_tls_secret,
+                webhook_config=args.webhook_config,
+                webhook_hostnames=tuple(args.webhook_hostname),
+                lease=args.lease or None,
+                lease_namespace=args.lease_namespace,
+                lease_duration=args.lease_duration,
+                identity=args.id,
+                advertise=args.advertise,
+                status_interval=args.status_interval,
+                status_settle=args.status_settle,
+            )
+        )
         return 0
     if args.command == "evals":
         from skyroute.control.evals import main as evals_main
 
-        return evals_main(sample=args.sample, pools=args.pools, eval_set=args.eval_set,
-                          date=args.date, min_samples=args.min_samples, write=args.write)
+        return evals_main(
+            sample=args.sample,
+            pools=args.pools,
+            eval_set=args.eval_set,
+            date=args.date,
+            min_samples=args.min_samples,
+            write=args.write,
+        )
     if args.command == "policy":
         from skyroute.cli import policy
 
         if args.policy_command == "test":
             return policy.test_main(args.paths, as_json=args.json)
         if args.policy_command == "diff":
-            return policy.diff_main(args.old, args.new, args.sample, policy=args.policy,
-                                    as_json=args.json, examples=args.examples)
+            return policy.diff_main(
+                args.old,
+                args.new,
+                args.sample,
+                policy=args.policy,
+                as_json=args.json,
+                examples=args.examples,
+            )
         if args.policy_command in ("promote", "abort", "status"):
             from skyroute.cli import rollout
 
             if args.policy_command == "status":
-                return rollout.status_main(args.name, args.namespace, admin=args.admin,
-                                           kubeconfig=args.kubeconfig, as_json=args.json)
-            return rollout.action_main(args.policy_command, args.name, args.namespace,
-                                       admin=args.admin, kubeconfig=args.kubeconfig,
-                                       wait_s=args.wait)
-        return policy.explain_main(args.router, args.prompt, args.policy, user=args.user,
-                                   tenant=args.tenant, locale=args.locale, tier=args.tier,
-                                   intent=args.intent, session=args.session, tools=args.tools,
-                                   as_json=args.json)
+                return rollout.status_main(
+                    args.name,
+                    args.namespace,
+                    admin=args.admin,
+                    kubeconfig=args.kubeconfig,
+                    as_json=args.json,
+                )
+            return rollout.action_main(
+                args.policy_command,
+                args.name,
+                args.namespace,
+                admin=args.admin,
+                kubeconfig=args.kubeconfig,
+                wait_s=args.wait,
+            )
+        return policy.explain_main(
+            args.router,
+            args.prompt,
+            args.policy,
+            user=args.user,
+            tenant=args.tenant,
+            locale=args.locale,
+            tier=args.tier,
+            intent=args.intent,
+            session=args.session,
+            tools=args.tools,
+            as_json=args.json,
+        )
     if args.command == "demo":
         from skyroute.cli.demo import main as demo_main
 

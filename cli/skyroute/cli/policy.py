@@ -73,8 +73,9 @@ def _file_problem(file: str, exc: Exception) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     detail = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     kind = "YAML syntax error" if isinstance(exc, yaml.YAMLError) else "YAML value error"
-    return Problem(file=file, line=mark.line + 1 if mark is not None else None,
-                   message=f"{kind}: {detail}")
+    return Problem(
+        file=file, line=mark.line + 1 if mark is not None else None, message=f"{kind}: {detail}"
+    )
 
 
 def load_sources(paths: Sequence[str]) -> list[SourceDocument]:
@@ -100,8 +101,12 @@ def load_sources(paths: Sequence[str]) -> list[SourceDocument]:
         except (yaml.YAMLError, ValueError) as exc:
             problems.append(_file_problem(raw, exc))
     if not problems and not docs:
-        problems.append(Problem(file=", ".join(paths),
-                                message="no skyroute.io ModelPool or RoutingPolicy objects found"))
+        problems.append(
+            Problem(
+                file=", ".join(paths),
+                message="no skyroute.io ModelPool or RoutingPolicy objects found",
+            )
+        )
     if problems:
         raise PolicyError(problems)
     return docs
@@ -114,14 +119,21 @@ def compile_sources(paths: Sequence[str]) -> tuple[snapshot_pb2.Snapshot, Object
 
 
 def _problem_dict(p: Problem) -> dict[str, Any]:
-    return {"file": p.file, "object": p.obj, "path": p.path, "line": p.line,
-            "message": p.message, "text": str(p)}
+    return {
+        "file": p.file,
+        "object": p.obj,
+        "path": p.path,
+        "line": p.line,
+        "message": p.message,
+        "text": str(p),
+    }
 
 
 def invalid(exc: PolicyError, as_json: bool, out: Console, err: Console) -> int:
     if as_json:
-        emit_json({"ok": False, "invalid": True,
-                   "problems": [_problem_dict(p) for p in exc.problems]})
+        emit_json(
+            {"ok": False, "invalid": True, "problems": [_problem_dict(p) for p in exc.problems]}
+        )
     else:
         err.print(f"invalid input ({len(exc.problems)} problem(s)):", markup=False)
         for p in exc.problems:
@@ -134,14 +146,28 @@ def invalid(exc: PolicyError, as_json: bool, out: Console, err: Console) -> int:
 
 def _run_table(run: PolicyRun, file: str) -> Table:
     passed = sum(c.passed for c in run.cases)
-    t = Table(title=f"RoutingPolicy {run.policy} ({file}): {passed}/{len(run.cases)} passed",
-              title_justify="left")
-    for name, justify in (("#", "right"), ("case", "left"), ("expected", "left"),
-                          ("got", "left"), ("decided by", "left"), ("result", "left")):
+    t = Table(
+        title=f"RoutingPolicy {run.policy} ({file}): {passed}/{len(run.cases)} passed",
+        title_justify="left",
+    )
+    for name, justify in (
+        ("#", "right"),
+        ("case", "left"),
+        ("expected", "left"),
+        ("got", "left"),
+        ("decided by", "left"),
+        ("result", "left"),
+    ):
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for c in run.cases:
-        t.add_row(str(c.index), c.name, c.expected_text(), c.got_text(), c.got.why(),
-                  "[green]pass[/]" if c.passed else "[bold red]FAIL[/]")
+        t.add_row(
+            str(c.index),
+            c.name,
+            c.expected_text(),
+            c.got_text(),
+            c.got.why(),
+            "[green]pass[/]" if c.passed else "[bold red]FAIL[/]",
+        )
     return t
 
 
@@ -160,19 +186,34 @@ def test_main(paths: Sequence[str], as_json: bool = False) -> int:
     failed = sum(not c.passed for r in runs for c in r.cases)
     ok = not failures
     if as_json:
-        emit_json({
-            "ok": ok, "invalid": False, "tests": total, "failed": failed,
-            "policies": [{"policy": r.policy, "file": files.get(r.policy, ""), "error": r.error,
-                          "cases": [c.as_dict() for c in r.cases]} for r in runs],
-            "problems": [_problem_dict(p) for p in failures],
-        })
+        emit_json(
+            {
+                "ok": ok,
+                "invalid": False,
+                "tests": total,
+                "failed": failed,
+                "policies": [
+                    {
+                        "policy": r.policy,
+                        "file": files.get(r.policy, ""),
+                        "error": r.error,
+                        "cases": [c.as_dict() for c in r.cases],
+                    }
+                    for r in runs
+                ],
+                "problems": [_problem_dict(p) for p in failures],
+            }
+        )
         return EXIT_OK if ok else EXIT_FAILED
     for run in runs:
         out.print(_run_table(run, files.get(run.policy, "")))
     untested = [p.ref for p in policies if not p.spec.tests]
     if untested:
-        out.print(f"no tests: {', '.join('RoutingPolicy ' + r for r in untested)}",
-                  markup=False, soft_wrap=True)
+        out.print(
+            f"no tests: {', '.join('RoutingPolicy ' + r for r in untested)}",
+            markup=False,
+            soft_wrap=True,
+        )
     for p in failures:
         out.print(str(p), markup=False, soft_wrap=True)
     if not runs:
@@ -182,7 +223,8 @@ def test_main(paths: Sequence[str], as_json: bool = False) -> int:
     else:
         broken = sum(bool(r.error) for r in runs)
         what = f"{failed} of {total} tests failed" + (
-            f", {broken} policies could not run theirs" if broken else "")
+            f", {broken} policies could not run theirs" if broken else ""
+        )
         out.print(f"[bold red]{what}[/]")
     return EXIT_OK if ok else EXIT_FAILED
 
@@ -190,18 +232,35 @@ def test_main(paths: Sequence[str], as_json: bool = False) -> int:
 # --- skyroute policy diff / explain ----------------------------------------------------
 
 
-def diff_main(old: str, new: str, sample: str, policy: str | None = None,
-              as_json: bool = False, examples: int = 3) -> int:
+def diff_main(
+    old: str,
+    new: str,
+    sample: str,
+    policy: str | None = None,
+    as_json: bool = False,
+    examples: int = 3,
+) -> int:
     """``skyroute policy diff``: routing changes over a traffic sample (see policy_diff)."""
     from skyroute.cli.policy_diff import main as run_diff
 
     return run_diff(old, new, sample, policy, as_json, examples)
 
 
-def explain_main(router: str, prompt: str, policy: str = "", *, user: str = "",
-                 tenant: str = "", locale: str = "", tier: str = "", intent: str = "",
-                 session: str = "", tools: bool = False, as_json: bool = False,
-                 timeout: float = 5.0) -> int:
+def explain_main(
+    router: str,
+    prompt: str,
+    policy: str = "",
+    *,
+    user: str = "",
+    tenant: str = "",
+    locale: str = "",
+    tier: str = "",
+    intent: str = "",
+    session: str = "",
+    tools: bool = False,
+    as_json: bool = False,
+    timeout: float = 5.0,
+) -> int:
     """``skyroute policy explain``: a live router's decision for one prompt (gRPC Explain)."""
     import grpc
     from google.protobuf.json_format import MessageToDict
@@ -210,11 +269,18 @@ def explain_main(router: str, prompt: str, policy: str = "", *, user: str = "",
 
     out, err = consoles()
     request = router_pb2.CompletionRequest(
-        policy=policy, messages=[router_pb2.Message(role="user", content=prompt)],
-        user=user, tenant=tenant, locale=locale, user_tier=tier, intent=intent,
+        policy=policy,
+        messages=[router_pb2.Message(role="user", content=prompt)],
+        user=user,
+        tenant=tenant,
+        locale=locale,
+        user_tier=tier,
+        intent=intent,
         session=session,
         tools=[router_pb2.Tool(name="tool", description="a tool offered with the request")]
-        if tools else [])
+        if tools
+        else [],
+    )
     try:
         with grpc.insecure_channel(router) as channel:
             d = router_pb2_grpc.RouterStub(channel).Explain(request, timeout=timeout)
@@ -224,19 +290,28 @@ def explain_main(router: str, prompt: str, policy: str = "", *, user: str = "",
         err.print(f"skyroute policy explain: router {router}: {code}: {details}", markup=False)
         return EXIT_FAILED
     if as_json:
-        emit_json(MessageToDict(d, preserving_proto_field_name=True,
-                                always_print_fields_with_no_presence=True))
+        emit_json(
+            MessageToDict(
+                d, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+        )
         return EXIT_OK
     sig = d.signals
     lines = [
         ("policy", f"{d.policy} {d.policy_version}" + (f" (track {d.track})" if d.track else "")),
         ("snapshot", d.snapshot_version),
-        ("intent", f"{sig.intent} from {sig.intent_source} "
-                   f"(confidence {sig.intent_confidence:.2f}, predicted tool use "
-                   f"{sig.predicted_tool_use:.2f})"),
-        ("signals", f"{sig.prompt_tokens} prompt tokens, tools {str(sig.has_tools).lower()}, "
-                    f"locale {sig.locale or '-'}, tier {sig.user_tier or '-'}, "
-                    f"tenant {sig.tenant or '-'}"),
+        (
+            "intent",
+            f"{sig.intent} from {sig.intent_source} "
+            f"(confidence {sig.intent_confidence:.2f}, predicted tool use "
+            f"{sig.predicted_tool_use:.2f})",
+        ),
+        (
+            "signals",
+            f"{sig.prompt_tokens} prompt tokens, tools {str(sig.has_tools).lower()}, "
+            f"locale {sig.locale or '-'}, tier {sig.user_tier or '-'}, "
+            f"tenant {sig.tenant or '-'}",
+        ),
         ("rule", d.rule),
         ("pool", d.pool),
         ("chain", " -> ".join(d.chain) or "(no candidate can serve this request)"),
@@ -246,13 +321,18 @@ def explain_main(router: str, prompt: str, policy: str = "", *, user: str = "",
         out.print(f"{key + ':':<11}{value}", markup=False, soft_wrap=True)
     if d.scores:
         t = Table(title="candidates", title_justify="left")
-        for name in ("model", "score", "expected $", "p95 ms", "failures", "quality",
-                     "excluded"):
+        for name in ("model", "score", "expected $", "p95 ms", "failures", "quality", "excluded"):
             t.add_column(name, justify="left" if name in ("model", "excluded") else "right")
         for s in d.scores:
-            t.add_row(s.model, f"{s.score:.3f}", f"{s.expected_cost_usd:.6f}",
-                      f"{s.p95_ms:.0f}" if s.p95_ms else "?", f"{s.failure_rate:.1%}",
-                      f"{s.quality:.2f}", s.excluded or "")
+            t.add_row(
+                s.model,
+                f"{s.score:.3f}",
+                f"{s.expected_cost_usd:.6f}",
+                f"{s.p95_ms:.0f}" if s.p95_ms else "?",
+                f"{s.failure_rate:.1%}",
+                f"{s.quality:.2f}",
+                s.excluded or "",
+            )
         out.print(t)
     out.print("reasons:", markup=False)
     for reason in d.reasons:

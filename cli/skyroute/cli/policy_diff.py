@@ -94,17 +94,26 @@ def read_sample(path: str, policy: str | None) -> list[SampleRequest]:
                 raise ValueError("a line must be a JSON object")
             body = rec.get("body", rec)
             messages = body.get("messages") if isinstance(body, dict) else None
-            if not isinstance(messages, list) or not messages or not all(
-                    isinstance(m, dict) for m in messages):
+            if (
+                not isinstance(messages, list)
+                or not messages
+                or not all(isinstance(m, dict) for m in messages)
+            ):
                 raise ValueError("body.messages: must be a non-empty list of message objects")
             model = body.get("model") or "auto"
-            out.append(SampleRequest(
-                line=number, policy=policy or str(model), messages=messages,
-                has_tools=bool(body.get("tools")), locale=_text(rec, "locale", path, number),
-                user_tier=_text(rec, "user_tier", path, number),
-                tenant=_text(rec, "tenant", path, number),
-                declared_intent=_text(rec, "declared_intent", path, number),
-                label=_text(rec, "intent", path, number)))
+            out.append(
+                SampleRequest(
+                    line=number,
+                    policy=policy or str(model),
+                    messages=messages,
+                    has_tools=bool(body.get("tools")),
+                    locale=_text(rec, "locale", path, number),
+                    user_tier=_text(rec, "user_tier", path, number),
+                    tenant=_text(rec, "tenant", path, number),
+                    declared_intent=_text(rec, "declared_intent", path, number),
+                    label=_text(rec, "intent", path, number),
+                )
+            )
         except PolicyError as exc:
             problems.extend(exc.problems)
         except ValueError as exc:  # json.JSONDecodeError included
@@ -120,8 +129,9 @@ def decide_sample(table: RoutingTable, req: SampleRequest) -> Decided | None:
     policy = table.policy(req.policy)
     if policy is None:
         return None
-    s = signals_from_messages(req.messages, req.has_tools, req.locale, req.user_tier,
-                              req.tenant, req.declared_intent)
+    s = signals_from_messages(
+        req.messages, req.has_tools, req.locale, req.user_tier, req.tenant, req.declared_intent
+    )
     return decide_request(policy, s)
 
 
@@ -133,8 +143,9 @@ def _intent(d: Decided | None) -> str:
     return NO_POLICY if d is None else d.intent
 
 
-def compare(old: RoutingTable, new: RoutingTable, sample: list[SampleRequest],
-            examples: int = 3) -> dict[str, Any]:
+def compare(
+    old: RoutingTable, new: RoutingTable, sample: list[SampleRequest], examples: int = 3
+) -> dict[str, Any]:
     """The report as data: counts, routing and intent transitions with example prompts."""
     changed: Counter[str] = Counter()
     routes: dict[tuple[tuple[str, str], tuple[str, str]], list[str]] = defaultdict(list)
@@ -164,12 +175,18 @@ def compare(old: RoutingTable, new: RoutingTable, sample: list[SampleRequest],
         "requests": len(sample),
         "changed": {k: changed[k] for k in ("intent", "pool", "model", "routing")},
         "transitions": [
-            {"from": {"pool": f[0], "model": f[1]}, "to": {"pool": t[0], "model": t[1]},
-             "count": len(p), "examples": p[:examples]}
-            for (f, t), p in ordered(routes)],
+            {
+                "from": {"pool": f[0], "model": f[1]},
+                "to": {"pool": t[0], "model": t[1]},
+                "count": len(p),
+                "examples": p[:examples],
+            }
+            for (f, t), p in ordered(routes)
+        ],
         "intent_transitions": [
             {"from": f, "to": t, "count": len(p), "examples": p[:examples]}
-            for (f, t), p in ordered(intents)],
+            for (f, t), p in ordered(intents)
+        ],
         "labelled": labelled,
         "label_matches": {"old": matches["old"], "new": matches["new"]},
     }
@@ -188,8 +205,14 @@ def _pct(n: int, total: int) -> str:
     return f"{n} ({n / total:.1%})" if total else str(n)
 
 
-def main(old: str, new: str, sample: str, policy: str | None = None, as_json: bool = False,
-         examples: int = 3) -> int:
+def main(
+    old: str,
+    new: str,
+    sample: str,
+    policy: str | None = None,
+    as_json: bool = False,
+    examples: int = 3,
+) -> int:
     out, err = consoles()
     try:
         tables = []
@@ -198,8 +221,9 @@ def main(old: str, new: str, sample: str, policy: str | None = None, as_json: bo
             try:
                 tables.append(build_table(keyless_snapshot(snapshot)))
             except SnapshotError as exc:
-                raise PolicyError([Problem(file=side, message=f"routers would refuse it: {exc}")]
-                                  ) from None
+                raise PolicyError(
+                    [Problem(file=side, message=f"routers would refuse it: {exc}")]
+                ) from None
         requests = read_sample(sample, policy)
     except PolicyError as exc:
         return invalid(exc, as_json, out, err)
@@ -213,25 +237,52 @@ def main(old: str, new: str, sample: str, policy: str | None = None, as_json: bo
     n = report["requests"]
     ch = report["changed"]
     out.print(f"{n} requests from {sample}: {old} -> {new}", markup=False, soft_wrap=True)
-    out.print(_table("changes", ("what", "requests"), [
-        ("intent changed", _pct(ch["intent"], n)), ("pool changed", _pct(ch["pool"], n)),
-        ("first model changed", _pct(ch["model"], n)),
-        ("routing changed (pool or model)", _pct(ch["routing"], n))]))
+    out.print(
+        _table(
+            "changes",
+            ("what", "requests"),
+            [
+                ("intent changed", _pct(ch["intent"], n)),
+                ("pool changed", _pct(ch["pool"], n)),
+                ("first model changed", _pct(ch["model"], n)),
+                ("routing changed (pool or model)", _pct(ch["routing"], n)),
+            ],
+        )
+    )
     if report["transitions"]:
-        out.print(_table("routing transitions", ("old pool / model", "new pool / model",
-                                                 "requests", "examples"), [
-            (f"{t['from']['pool']} / {t['from']['model']}",
-             f"{t['to']['pool']} / {t['to']['model']}", str(t["count"]),
-             "\n".join(t["examples"])) for t in report["transitions"]]))
+        out.print(
+            _table(
+                "routing transitions",
+                ("old pool / model", "new pool / model", "requests", "examples"),
+                [
+                    (
+                        f"{t['from']['pool']} / {t['from']['model']}",
+                        f"{t['to']['pool']} / {t['to']['model']}",
+                        str(t["count"]),
+                        "\n".join(t["examples"]),
+                    )
+                    for t in report["transitions"]
+                ],
+            )
+        )
     if report["intent_transitions"]:
-        out.print(_table("intent transitions", ("old intent", "new intent", "requests",
-                                                "examples"), [
-            (t["from"], t["to"], str(t["count"]), "\n".join(t["examples"]))
-            for t in report["intent_transitions"]]))
+        out.print(
+            _table(
+                "intent transitions",
+                ("old intent", "new intent", "requests", "examples"),
+                [
+                    (t["from"], t["to"], str(t["count"]), "\n".join(t["examples"]))
+                    for t in report["intent_transitions"]
+                ],
+            )
+        )
     if report["labelled"]:
         m = report["label_matches"]
-        out.print(f"intent as labelled in the sample: old {m['old']}/{report['labelled']}, "
-                  f"new {m['new']}/{report['labelled']}", markup=False)
+        out.print(
+            f"intent as labelled in the sample: old {m['old']}/{report['labelled']}, "
+            f"new {m['new']}/{report['labelled']}",
+            markup=False,
+        )
     if not ch["routing"] and not ch["intent"]:
         out.print("no routing changes", markup=False)
     return EXIT_OK

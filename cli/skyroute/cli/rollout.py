@@ -51,8 +51,15 @@ def _get(api: Any, namespace: str, name: str) -> dict[str, Any]:
     return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)  # type: ignore[no-any-return]
 
 
-def action_main(action: str, name: str, namespace: str = "default", *, admin: str | None = None,
-                kubeconfig: str | None = None, wait_s: float = 30.0) -> int:
+def action_main(
+    action: str,
+    name: str,
+    namespace: str = "default",
+    *,
+    admin: str | None = None,
+    kubeconfig: str | None = None,
+    wait_s: float = 30.0,
+) -> int:
     out, err = Console(highlight=False), Console(highlight=False, stderr=True)
     if admin:
         try:
@@ -66,12 +73,19 @@ def action_main(action: str, name: str, namespace: str = "default", *, admin: st
         api = _custom_api(kubeconfig)
         before = _get(api, namespace, name).get("status", {}).get("rollout", {})
         if before.get("phase") not in ("Progressing", "Holding"):
-            out.print(f"routingpolicy {namespace}/{name}: no rollout in progress "
-                      f"(phase {before.get('phase', 'unknown')}); nothing to {action}")
+            out.print(
+                f"routingpolicy {namespace}/{name}: no rollout in progress "
+                f"(phase {before.get('phase', 'unknown')}); nothing to {action}"
+            )
             return 1
         api.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name,
-            {"metadata": {"annotations": {ROLLOUT_ACTION_ANNOTATION: action}}})
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {ROLLOUT_ACTION_ANNOTATION: action}}},
+        )
     except Exception as exc:  # the kubernetes client raises its own types, or OSError
         err.print(f"skyroute policy {action}: routingpolicy {namespace}/{name}: {exc}")
         return 2
@@ -83,13 +97,21 @@ def action_main(action: str, name: str, namespace: str = "default", *, admin: st
             out.print(f"{rollout.get('phase')}: {rollout.get('message', '')}")
             return 0
         time.sleep(0.5)
-    err.print(f"skyroute policy {action}: the operator did not act within {wait_s:g}s "
-              "(is it running, and is one replica the leader?)")
+    err.print(
+        f"skyroute policy {action}: the operator did not act within {wait_s:g}s "
+        "(is it running, and is one replica the leader?)"
+    )
     return 1
 
 
-def status_main(name: str, namespace: str = "default", *, admin: str | None = None,
-                kubeconfig: str | None = None, as_json: bool = False) -> int:
+def status_main(
+    name: str,
+    namespace: str = "default",
+    *,
+    admin: str | None = None,
+    kubeconfig: str | None = None,
+    as_json: bool = False,
+) -> int:
     out, err = Console(highlight=False), Console(highlight=False, stderr=True)
     try:
         if admin:
@@ -108,25 +130,44 @@ def status_main(name: str, namespace: str = "default", *, admin: str | None = No
     if as_json:
         out.print_json(data={"rollout": rollout, "history": history})
         return 0
-    out.print(f"[bold]{namespace}/{name}[/]: {rollout.get('phase', '-')} - "
-              f"{rollout.get('message', '')}")
-    out.print(f"stable {rollout.get('stableVersion') or '-'}   candidate "
-              f"{rollout.get('candidateVersion') or '-'} on {rollout.get('weight', 0)}%   "
-              f"step {rollout.get('step', 0)}/{rollout.get('steps', 0)}   failed checks "
-              f"{rollout.get('failedChecks', 0)}")
+    out.print(
+        f"[bold]{namespace}/{name}[/]: {rollout.get('phase', '-')} - {rollout.get('message', '')}"
+    )
+    out.print(
+        f"stable {rollout.get('stableVersion') or '-'}   candidate "
+        f"{rollout.get('candidateVersion') or '-'} on {rollout.get('weight', 0)}%   "
+        f"step {rollout.get('step', 0)}/{rollout.get('steps', 0)}   failed checks "
+        f"{rollout.get('failedChecks', 0)}"
+    )
     analysis = rollout.get("lastAnalysis")
     if analysis:
-        table = Table("side", "requests", "success", "p95 ms", "$/1k", "fallback",
-                      title=f"last analysis ({analysis.get('at', '')}): {analysis.get('result')}")
+        table = Table(
+            "side",
+            "requests",
+            "success",
+            "p95 ms",
+            "$/1k",
+            "fallback",
+            title=f"last analysis ({analysis.get('at', '')}): {analysis.get('result')}",
+        )
         for side in ("stable", "candidate"):
             w = analysis.get(side, {})
-            table.add_row(side, str(w.get("requests", 0)), f"{w.get('successRate', 0):.2%}",
-                          f"{w.get('p95Ms', 0):.0f}", f"{w.get('costPer1k', 0):.4f}",
-                          f"{w.get('fallbackRate', 0):.2%}")
+            table.add_row(
+                side,
+                str(w.get("requests", 0)),
+                f"{w.get('successRate', 0):.2%}",
+                f"{w.get('p95Ms', 0):.0f}",
+                f"{w.get('costPer1k', 0):.4f}",
+                f"{w.get('fallbackRate', 0):.2%}",
+            )
         out.print(table)
     hist = Table("recorded", "version", "spec", "result", title="history (newest last)")
     for h in history:
-        hist.add_row(h.get("recordedAt", ""), h.get("version", ""), h.get("specHash", ""),
-                     h.get("result", ""))
+        hist.add_row(
+            h.get("recordedAt", ""),
+            h.get("version", ""),
+            h.get("specHash", ""),
+            h.get("result", ""),
+        )
     out.print(hist)
     return 0

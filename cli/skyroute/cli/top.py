@@ -46,8 +46,10 @@ def fetch(admin: str, timeout: float = 3.0) -> list[dict[str, Any]]:
         raise TopError(f"skyroute top: cannot read {url}: {exc}") from None
     rows = data.get("by_policy_version_pool") if isinstance(data, dict) else None
     if not isinstance(rows, list):
-        raise TopError(f"skyroute top: {url} has no 'by_policy_version_pool' list "
-                       "(is this a skyroute control plane's admin address?)")
+        raise TopError(
+            f"skyroute top: {url} has no 'by_policy_version_pool' list "
+            "(is this a skyroute control plane's admin address?)"
+        )
     return rows
 
 
@@ -72,20 +74,32 @@ def fetch_tracks(admin: str, timeout: float = 3.0) -> dict[tuple[str, str], str]
     return out
 
 
-def table(rows: list[dict[str, Any]], admin: str,
-          tracks: dict[tuple[str, str], str] | None = None) -> Table:
+def table(
+    rows: list[dict[str, Any]], admin: str, tracks: dict[tuple[str, str], str] | None = None
+) -> Table:
     total = sum(int(r.get("requests", 0)) for r in rows)
     t = Table(title=f"skyroute top: {admin}, {total} requests", title_justify="left")
-    for name, justify in (("policy", "left"), ("version", "left"), ("pool", "left"),
-                          ("requests", "right"), ("mix", "right"), ("p95 ms", "right"),
-                          ("success", "right"), ("cost/1k $", "right"), ("hit rate", "right"),
-                          ("track", "left")):
+    for name, justify in (
+        ("policy", "left"),
+        ("version", "left"),
+        ("pool", "left"),
+        ("requests", "right"),
+        ("mix", "right"),
+        ("p95 ms", "right"),
+        ("success", "right"),
+        ("cost/1k $", "right"),
+        ("hit rate", "right"),
+        ("track", "left"),
+    ):
         t.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in sorted(rows, key=lambda r: (r["policy"], r["policy_version"], -r["requests"])):
         success = float(r.get("success_rate", 1.0))
         t.add_row(
-            str(r["policy"]), str(r["policy_version"])[:19], str(r["pool"]),
-            str(r["requests"]), f"{float(r.get('share', 0.0)):.1%}",
+            str(r["policy"]),
+            str(r["policy_version"])[:19],
+            str(r["pool"]),
+            str(r["requests"]),
+            f"{float(r.get('share', 0.0)):.1%}",
             f"{float(r.get('p95_latency_ms', 0.0)):.0f}",
             f"[{'green' if success >= 0.99 else 'red'}]{success:.2%}[/]",
             f"{float(r.get('cost_per_1k_usd', 0.0)):.4f}",
@@ -97,15 +111,17 @@ def table(rows: list[dict[str, Any]], admin: str,
     return t
 
 
-def main(admin: str, interval: float = 2.0, once: bool = False,
-         console: Console | None = None) -> int:
+def main(
+    admin: str, interval: float = 2.0, once: bool = False, console: Console | None = None
+) -> int:
     console = console or Console()
     try:
         if once:
             console.print(table(fetch(admin), admin, fetch_tracks(admin)))
             return 0
-        with Live(table(fetch(admin), admin, fetch_tracks(admin)), console=console,
-                  auto_refresh=False) as live:
+        with Live(
+            table(fetch(admin), admin, fetch_tracks(admin)), console=console, auto_refresh=False
+        ) as live:
             while True:
                 time.sleep(interval)
                 live.update(table(fetch(admin), admin, fetch_tracks(admin)), refresh=True)

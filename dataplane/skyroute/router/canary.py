@@ -80,13 +80,15 @@ def _conversation_key(messages: Sequence[Any]) -> str:
         if isinstance(content, list):  # OpenAI content parts
             content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         if isinstance(content, str):
-            parts.append(content if len(content) <= 2 * _PART else
-                         content[:_PART] + content[-_PART:])
+            parts.append(
+                content if len(content) <= 2 * _PART else content[:_PART] + content[-_PART:]
+            )
     return "\x1f".join(parts)
 
 
-def sticky_key(split: CanarySplit, user: str, session: str, tenant: str,
-               messages: Sequence[Any]) -> str:
+def sticky_key(
+    split: CanarySplit, user: str, session: str, tenant: str, messages: Sequence[Any]
+) -> str:
     """The key the split hashes: the configured one, else the conversation's opening."""
     mode = split.stickiness
     key = user if mode == USER else session if mode == SESSION else tenant
@@ -102,8 +104,13 @@ def on_candidate(split: CanarySplit, key: str) -> bool:
     return int.from_bytes(h, "big") < split.threshold
 
 
-def choose(policy: PolicyTable, user: str = "", session: str = "", tenant: str = "",
-           messages: Sequence[Any] = ()) -> PolicyTable:
+def choose(
+    policy: PolicyTable,
+    user: str = "",
+    session: str = "",
+    tenant: str = "",
+    messages: Sequence[Any] = (),
+) -> PolicyTable:
     """The table that decides this request: ``policy`` or its canary candidate."""
     split = policy.canary
     if split is None:

@@ -43,16 +43,19 @@ def mode(env: dict[str, str] | None = None) -> str:
     if raw in ("", "0", "false", "none"):
         return "off"
     if raw not in MODES:
-        raise SystemExit(f"{ENV}={raw!r} is not one of {', '.join(MODES)} "
-                         "(prompt text in telemetry is off unless explicitly enabled)")
+        raise SystemExit(
+            f"{ENV}={raw!r} is not one of {', '.join(MODES)} "
+            "(prompt text in telemetry is off unless explicitly enabled)"
+        )
     return raw
 
 
 def redact(text: str) -> str:
     text = _EMAIL.sub("[email]", text)
     text = _KEYLIKE.sub("[secret]", text)
-    text = _DIGITS.sub(lambda m: "[digits]" if sum(c.isdigit() for c in m.group()) >= 4
-                       else m.group(), text)
+    text = _DIGITS.sub(
+        lambda m: "[digits]" if sum(c.isdigit() for c in m.group()) >= 4 else m.group(), text
+    )
     return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + "…"
 
 
@@ -60,8 +63,11 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(p.get("text", "") for p in content
-                        if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return " ".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -70,11 +76,13 @@ def render_messages(messages: list[dict[str, Any]], how: str) -> str:
     out = []
     for m in messages:
         text = _text(m.get("content"))
-        out.append({"role": str(m.get("role", "")),
-                    "content": redact(text) if how == "redacted" else text})
+        out.append(
+            {"role": str(m.get("role", "")), "content": redact(text) if how == "redacted" else text}
+        )
     return orjson.dumps(out).decode()
 
 
 def render_answer(text: str, how: str) -> str:
-    return orjson.dumps([{"role": "assistant",
-                          "content": redact(text) if how == "redacted" else text}]).decode()
+    return orjson.dumps(
+        [{"role": "assistant", "content": redact(text) if how == "redacted" else text}]
+    ).decode()

@@ -199,8 +199,13 @@ def _usable(c: Candidate, s: Signals) -> bool:
     return not (c.context_window and s.prompt_tokens > c.context_window)
 
 
-def score_pool(table: PolicyTable, candidates: tuple[Candidate, ...], intent: str,
-               s: Signals, stats: Stats | None) -> list[Score]:
+def score_pool(
+    table: PolicyTable,
+    candidates: tuple[Candidate, ...],
+    intent: str,
+    s: Signals,
+    stats: Stats | None,
+) -> list[Score]:
     """Weighted score over normalized expected cost, p95, failure rate and quality.
 
     Cost and p95 are normalized by the pool's largest value, so the weights
@@ -220,8 +225,11 @@ def score_pool(table: PolicyTable, candidates: tuple[Candidate, ...], intent: st
         else:
             p95 = stats.p95_s(c) if stats is not None else (prior_p95 or None)
         fail = stats.failures(c) if stats is not None else prior_fail
-        out.append(Score(c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail,
-                         c.quality_for(intent)))
+        out.append(
+            Score(
+                c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail, c.quality_for(intent)
+            )
+        )
     max_cost = max(x.cost for x in out) or 1.0
     known = [x.p95_s for x in out if x.p95_s]
     max_p95 = max(known) if known else 0.0
@@ -253,8 +261,9 @@ def _chain(table: PolicyTable, scores: list[Score], explore: bool) -> tuple[Cand
     return (best, *same, *other)
 
 
-def decide(table: PolicyTable, s: Signals, stats: Stats | None = None,
-           draw: Callable[[], float] = _DRAW) -> Decision:
+def decide(
+    table: PolicyTable, s: Signals, stats: Stats | None = None, draw: Callable[[], float] = _DRAW
+) -> Decision:
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it)."""
     intent, source, confidence = classify(table, s)
     rule_name, pool = "default", table.default_pool
@@ -279,8 +288,19 @@ def decide(table: PolicyTable, s: Signals, stats: Stats | None = None,
     tool_use = 1.0 if s.has_tools else table.tool_use.get(intent, 0.0)
     # Cache only where the brief says it is safe: repeatable intents, low predicted tool use.
     cacheable = cache.enabled and tool_use < 0.5 and intent in cache.intents
-    return Decision(table, intent, source, rule_name, pool, candidates, cacheable, scores,
-                    explored, confidence, tool_use)
+    return Decision(
+        table,
+        intent,
+        source,
+        rule_name,
+        pool,
+        candidates,
+        cacheable,
+        scores,
+        explored,
+        confidence,
+        tool_use,
+    )
 
 
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
@@ -302,10 +322,13 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
             f"{x.cand.model}: score {x.score:.3f} (expected ${x.cost:.6f}, p95 "
             f"{'?' if x.p95_s is None else f'{x.p95_s * 1000:.0f} ms'}, failures "
             f"{x.failure_rate:.1%}, quality {x.quality:.2f})"
-            + (f" excluded: {x.excluded}" if x.excluded else ""))
+            + (f" excluded: {x.excluded}" if x.excluded else "")
+        )
     if d.explored:
-        reasons.append(f"exploring: runner-up {d.explored!r} first (adaptation.exploration "
-                       f"{t.selection.exploration:.0%}, epsilon-greedy)")
+        reasons.append(
+            f"exploring: runner-up {d.explored!r} first (adaptation.exploration "
+            f"{t.selection.exploration:.0%}, epsilon-greedy)"
+        )
     reasons.append(
         "cacheable" if d.cacheable else "not cacheable (intent not in cache.intents, tools, or off)"
     )
@@ -331,8 +354,16 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         chain=[c.model for c in d.chain],
         cacheable=d.cacheable,
         reasons=reasons,
-        scores=[router_pb2.CandidateScore(
-            model=x.cand.model, score=x.score, expected_cost_usd=x.cost,
-            p95_ms=(x.p95_s or 0.0) * 1000, failure_rate=x.failure_rate, quality=x.quality,
-            excluded=x.excluded) for x in d.scores or ()],
+        scores=[
+            router_pb2.CandidateScore(
+                model=x.cand.model,
+                score=x.score,
+                expected_cost_usd=x.cost,
+                p95_ms=(x.p95_s or 0.0) * 1000,
+                failure_rate=x.failure_rate,
+                quality=x.quality,
+                excluded=x.excluded,
+            )
+            for x in d.scores or ()
+        ],
     )

@@ -158,17 +158,29 @@ class Engine:
         self.spans = Spans()
 
     def _request_span(self, d: Decision, req: ChatRequest, ctx: RequestContext) -> Span:
-        ctx.span = self.spans.request(ctx.trace_parent, {
-            "gen_ai.operation.name": "chat", "skyroute.policy": d.policy.name,
-            "skyroute.policy_version": d.policy.version, "skyroute.pool": d.pool,
-            "skyroute.intent": d.intent, "skyroute.stream": ctx.stream}, req.messages)
+        ctx.span = self.spans.request(
+            ctx.trace_parent,
+            {
+                "gen_ai.operation.name": "chat",
+                "skyroute.policy": d.policy.name,
+                "skyroute.policy_version": d.policy.version,
+                "skyroute.pool": d.pool,
+                "skyroute.intent": d.intent,
+                "skyroute.stream": ctx.stream,
+            },
+            req.messages,
+        )
         return ctx.span
 
-    def _attempt_end(self, span: Span, cand: Candidate, served: Served, rec: AttemptRecord
-                     ) -> None:
+    def _attempt_end(self, span: Span, cand: Candidate, served: Served, rec: AttemptRecord) -> None:
         served.attempts.append(rec)
-        self.metrics.attempt(served.decision.pool, cand.model, cand.provider, rec.error_class,
-                             rec.duration_ms / 1000.0)
+        self.metrics.attempt(
+            served.decision.pool,
+            cand.model,
+            cand.provider,
+            rec.error_class,
+            rec.duration_ms / 1000.0,
+        )
         self.spans.end_attempt(span, cand.model, rec.error_class)
 
     # -- cache -----------------------------------------------------------------
@@ -177,8 +189,9 @@ class Engine:
         scope = Scope(d.policy.cache_scope, s.tenant, s.locale, s.safety_class, d.intent)
         return self.cache.probe(scope, req.messages, request_params(req), req.tools)
 
-    async def _cached(self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,
-                      part: Probe | None) -> Served | None:
+    async def _cached(
+        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext, part: Probe | None
+    ) -> Served | None:
         if part is None:
             return None
         span = self.spans.child("cache lookup", ctx.span, {"skyroute.pool": d.pool})
@@ -190,14 +203,20 @@ class Engine:
             span.end()
         if hit is None:
             return None
-        return Served(d, result=hit.answer.result(), cache_hit=True,
-                      cache_similarity=hit.similarity, cached_model=hit.answer.model)
+        return Served(
+            d,
+            result=hit.answer.result(),
+            cache_hit=True,
+            cache_similarity=hit.similarity,
+            cached_model=hit.answer.model,
+        )
 
     def _store(self, d: Decision, s: Signals, part: Probe | None, served: Served) -> None:
         if part is None or served.result is None or served.candidate is None:
             return
-        self.cache.store(part, self.cache.rule(d.policy.cache, d.intent), served.result,
-                         served.candidate.model)
+        self.cache.store(
+            part, self.cache.rule(d.policy.cache, d.intent), served.result, served.candidate.model
+        )
 
     # -- attempt policy ----------------------------------------------------------
     def _side_effects(self, d: Decision, req: ChatRequest) -> bool:
@@ -261,8 +280,14 @@ class Engine:
             leave(token)
         return served
 
-    async def _one(self, cand: Candidate, req: ChatRequest, timeout_s: float, served: Served,
-                   pool: tuple[Candidate, ...]) -> ChatResult:
+    async def _one(
+        self,
+        cand: Candidate,
+        req: ChatRequest,
+        timeout_s: float,
+        served: Served,
+        pool: tuple[Candidate, ...],
+    ) -> ChatResult:
         """One upstream call, recorded in the attempt trail and in endpoint health."""
         rel = served.decision.policy.reliability
         span = self.spans.attempt(cand.model, cand.provider, served.decision.pool)
@@ -271,28 +296,52 @@ class Engine:
         try:
             result = await providers.complete(self.session, cand.target, req, timeout_s)
         except ProviderError as e:
-            self._attempt_end(span, cand, served, AttemptRecord(
-                cand.model, cand.provider, e.error_class, e.status,
-                (time.perf_counter() - t0) * 1e3))
+            self._attempt_end(
+                span,
+                cand,
+                served,
+                AttemptRecord(
+                    cand.model,
+                    cand.provider,
+                    e.error_class,
+                    e.status,
+                    (time.perf_counter() - t0) * 1e3,
+                ),
+            )
             self.health.failure(cand, e.error_class, e.retry_after_s, rel, pool)
             raise
         except asyncio.CancelledError:  # a hedge that lost the race
-            self._attempt_end(span, cand, served, AttemptRecord(
-                cand.model, cand.provider, CANCELLED, 0, (time.perf_counter() - t0) * 1e3))
+            self._attempt_end(
+                span,
+                cand,
+                served,
+                AttemptRecord(
+                    cand.model, cand.provider, CANCELLED, 0, (time.perf_counter() - t0) * 1e3
+                ),
+            )
             raise
         finally:
             leave(token)
         elapsed = time.perf_counter() - t0
-        self._attempt_end(span, cand, served, AttemptRecord(
-            cand.model, cand.provider, "", 200, elapsed * 1e3))
-        self.metrics.usage(cand.model, cand.provider, result.prompt_tokens,
-                           result.completion_tokens)
+        self._attempt_end(
+            span, cand, served, AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1e3)
+        )
+        self.metrics.usage(
+            cand.model, cand.provider, result.prompt_tokens, result.completion_tokens
+        )
         self.health.success(cand, elapsed)
         return result
 
-    async def _hedged(self, first: Candidate, second: Candidate, delay_s: float,
-                      req: ChatRequest, timeout_s: float, served: Served,
-                      pool: tuple[Candidate, ...]) -> tuple[ChatResult, Candidate, bool]:
+    async def _hedged(
+        self,
+        first: Candidate,
+        second: Candidate,
+        delay_s: float,
+        req: ChatRequest,
+        timeout_s: float,
+        served: Served,
+        pool: tuple[Candidate, ...],
+    ) -> tuple[ChatResult, Candidate, bool]:
         """Start ``second`` if ``first`` is still running after ``delay_s``; first win counts.
 
         Returns (result, candidate that answered, whether the hedge was launched);
@@ -304,8 +353,9 @@ class Engine:
         if started or not self.budget.allow(rel):
             return await a, first, False
         self.hedges += 1
-        b = asyncio.create_task(self._one(second, req, max(0.001, timeout_s - delay_s),
-                                          served, pool))
+        b = asyncio.create_task(
+            self._one(second, req, max(0.001, timeout_s - delay_s), served, pool)
+        )
         owner = {a: first, b: second}
         pending: set[asyncio.Task[ChatResult]] = {a, b}
         error: ProviderError | None = None
@@ -328,8 +378,9 @@ class Engine:
             if pending:
                 await asyncio.wait(pending)
 
-    def _hedge_delay(self, d: Decision, cand: Candidate, req: ChatRequest,
-                     side_effects: bool) -> float | None:
+    def _hedge_delay(
+        self, d: Decision, cand: Candidate, req: ChatRequest, side_effects: bool
+    ) -> float | None:
         rel = d.policy.reliability
         if not rel.hedge_enabled or side_effects or req.tools:
             return None
@@ -360,7 +411,8 @@ class Engine:
                 nxt = chain[i] if i < len(chain) else None
                 if delay is not None and nxt is not None and len(served.attempts) + 1 < cap:
                     result, used, launched = await self._hedged(
-                        cand, nxt, delay, req, timeout, served, d.chain)
+                        cand, nxt, delay, req, timeout, served, d.chain
+                    )
                     i += int(launched)
                 else:
                     result, used = await self._one(cand, req, timeout, served, d.chain), cand
@@ -378,8 +430,10 @@ class Engine:
             served.cost_usd = used.cost(result.prompt_tokens, result.completion_tokens)
             return served
         if not d.chain:
-            served.error = ProviderError(NO_CANDIDATE, f"no candidate in pool {d.pool!r} "
-                                         "can serve this request (tools or context window)")
+            served.error = ProviderError(
+                NO_CANDIDATE,
+                f"no candidate in pool {d.pool!r} can serve this request (tools or context window)",
+            )
         return served
 
     # -- streaming -------------------------------------------------------------
@@ -403,7 +457,11 @@ class Engine:
             self.budget.active -= 1
 
     async def _stream_attempts(
-        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext,
+        self,
+        d: Decision,
+        s: Signals,
+        req: ChatRequest,
+        ctx: RequestContext,
         part: Probe | None,
     ) -> AsyncIterator[StreamItem]:
         served = Served(d)
@@ -431,7 +489,8 @@ class Engine:
                 # Hedged up to the first event (see stream_hedge): the winner is kept.
                 try:
                     (cand, events, aspan, t0), first, launched = await first_of_two(
-                        self, cand, chain[i], delay, req, d, ctx, remaining, served)
+                        self, cand, chain[i], delay, req, d, ctx, remaining, served
+                    )
                 except ProviderError as hedge_err:
                     served.error = hedge_err
                     if any(a.model == chain[i].model for a in served.attempts[-2:]):
@@ -444,20 +503,39 @@ class Engine:
                 t0 = time.perf_counter()
                 aspan = self.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
                 # An async generator in fact; typed as such so it can be closed early.
-                events = cast(AsyncGenerator[StreamEvent, None], providers.stream(
-                    self.session, cand.target, req,
-                    min(policy.first_token_timeout_s, remaining), remaining,
-                    policy.inter_token_timeout_s))
+                events = cast(
+                    AsyncGenerator[StreamEvent, None],
+                    providers.stream(
+                        self.session,
+                        cand.target,
+                        req,
+                        min(policy.first_token_timeout_s, remaining),
+                        remaining,
+                        policy.inter_token_timeout_s,
+                    ),
+                )
                 # Current only while the request goes out (no yield in between): traceparent.
                 token = enter(aspan)
                 try:
                     first = await anext(events)
                 except (ProviderError, StopAsyncIteration) as exc:
-                    err = exc if isinstance(exc, ProviderError) else ProviderError(
-                        STREAM_CUT, "stream ended before its first event")
-                    self._attempt_end(aspan, cand, served, AttemptRecord(
-                        cand.model, cand.provider, err.error_class, err.status,
-                        (time.perf_counter() - t0) * 1000.0))
+                    err = (
+                        exc
+                        if isinstance(exc, ProviderError)
+                        else ProviderError(STREAM_CUT, "stream ended before its first event")
+                    )
+                    self._attempt_end(
+                        aspan,
+                        cand,
+                        served,
+                        AttemptRecord(
+                            cand.model,
+                            cand.provider,
+                            err.error_class,
+                            err.status,
+                            (time.perf_counter() - t0) * 1000.0,
+                        ),
+                    )
                     self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
                     served.error = err
                     await events.aclose()
@@ -480,8 +558,13 @@ class Engine:
             try:
                 while True:
                     if isinstance(item, StreamEnd):
-                        served.result = ChatResult("".join(text), calls, item.finish_reason,
-                                                   item.prompt_tokens, item.completion_tokens)
+                        served.result = ChatResult(
+                            "".join(text),
+                            calls,
+                            item.finish_reason,
+                            item.prompt_tokens,
+                            item.completion_tokens,
+                        )
                         served.cost_usd = cand.cost(item.prompt_tokens, item.completion_tokens)
                         break
                     if isinstance(item, TextDelta):
@@ -491,12 +574,24 @@ class Engine:
                     yield item
                     item = await anext(events)
             except (ProviderError, StopAsyncIteration) as exc:
-                err = exc if isinstance(exc, ProviderError) else ProviderError(
-                    STREAM_CUT, "upstream stream ended without its final event")
+                err = (
+                    exc
+                    if isinstance(exc, ProviderError)
+                    else ProviderError(STREAM_CUT, "upstream stream ended without its final event")
+                )
                 served.error = err
-                self._attempt_end(aspan, cand, served, AttemptRecord(
-                    cand.model, cand.provider, err.error_class, err.status,
-                    (time.perf_counter() - t0) * 1000.0))
+                self._attempt_end(
+                    aspan,
+                    cand,
+                    served,
+                    AttemptRecord(
+                        cand.model,
+                        cand.provider,
+                        err.error_class,
+                        err.status,
+                        (time.perf_counter() - t0) * 1000.0,
+                    ),
+                )
                 self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
                 self._outcome(served, s, ctx)
                 yield StreamFailed(served)
@@ -504,19 +599,29 @@ class Engine:
             finally:
                 await events.aclose()
             elapsed = time.perf_counter() - t0
-            self._attempt_end(aspan, cand, served, AttemptRecord(
-                cand.model, cand.provider, "", 200, elapsed * 1000.0))
+            self._attempt_end(
+                aspan,
+                cand,
+                served,
+                AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1000.0),
+            )
             if served.result is not None:
-                self.metrics.usage(cand.model, cand.provider, served.result.prompt_tokens,
-                                   served.result.completion_tokens)
+                self.metrics.usage(
+                    cand.model,
+                    cand.provider,
+                    served.result.prompt_tokens,
+                    served.result.completion_tokens,
+                )
             self.health.success(cand, elapsed)
             self._store(d, s, part, served)
             self._outcome(served, s, ctx)
             yield StreamDone(served)
             return
         if not d.chain:
-            served.error = ProviderError(NO_CANDIDATE, f"no candidate in pool {d.pool!r} "
-                                         "can serve this request (tools or context window)")
+            served.error = ProviderError(
+                NO_CANDIDATE,
+                f"no candidate in pool {d.pool!r} can serve this request (tools or context window)",
+            )
         self._outcome(served, s, ctx)
         yield StreamFailed(served)
 
@@ -528,49 +633,76 @@ class Engine:
         error_class = "" if ok else (served.error.error_class if served.error else "")
         latency_s = time.perf_counter() - ctx.started
         self.stats.observe(served)
-        cache = "hit" if served.cache_hit else ("miss" if d.cacheable and not ctx.no_cache
-                                                 else "off")
+        cache = (
+            "hit" if served.cache_hit else ("miss" if d.cacheable and not ctx.no_cache else "off")
+        )
         model = served.model
-        self.metrics.request(d.policy.name, d.policy.version, d.pool, d.intent, model,
-                             error_class or "ok", cache, latency_s, served.cost_usd, attempts)
+        self.metrics.request(
+            d.policy.name,
+            d.policy.version,
+            d.pool,
+            d.intent,
+            model,
+            error_class or "ok",
+            cache,
+            latency_s,
+            served.cost_usd,
+            attempts,
+        )
         r = served.result
-        self.spans.end_request(ctx.span, model, cache, attempts, served.cost_usd,
-                               (r.prompt_tokens, r.completion_tokens) if r else None,
-                               r.content if r else None, error_class)
+        self.spans.end_request(
+            ctx.span,
+            model,
+            cache,
+            attempts,
+            served.cost_usd,
+            (r.prompt_tokens, r.completion_tokens) if r else None,
+            r.content if r else None,
+            error_class,
+        )
         self._report(served, s, ctx, model, error_class, latency_s)
 
-    def _report(self, served: Served, s: Signals, ctx: RequestContext, model: str,
-                error_class: str, latency_s: float) -> None:
+    def _report(
+        self,
+        served: Served,
+        s: Signals,
+        ctx: RequestContext,
+        model: str,
+        error_class: str,
+        latency_s: float,
+    ) -> None:
         d = served.decision
         r = served.result
         attempts = len(served.attempts)
         ok = not error_class and served.error is None
-        self.report(distribution_pb2.Outcome(
-            request_id=ctx.request_id or uuid.uuid4().hex,
-            policy=d.policy.name,
-            snapshot_version=d.policy.snapshot_version,
-            policy_version=d.policy.version,
-            pool=d.pool,
-            model=model,
-            intent=d.intent,
-            latency_ms=latency_s * 1000.0,
-            prompt_tokens=r.prompt_tokens if r else 0,
-            completion_tokens=r.completion_tokens if r else 0,
-            cost_usd=served.cost_usd,
-            error_class=error_class,
-            fallback_depth=max(0, attempts - 1) if ok else attempts,
-            cache_hit=served.cache_hit,
-            attempts=attempts,
-            stream=ctx.stream,
-            unix_ms=int(time.time() * 1000),
-            intent_confidence=d.confidence,
-            intent_source=d.intent_source,
-            prompt_tokens_estimate=s.prompt_tokens,
-            has_tools=s.has_tools,
-            predicted_tool_use=d.tool_use,
-            locale=s.locale,
-            user_tier=s.user_tier,
-            tenant=s.tenant,
-            cache_similarity=served.cache_similarity,
-            tool_called=bool(r.tool_calls) if r else False,
-        ))
+        self.report(
+            distribution_pb2.Outcome(
+                request_id=ctx.request_id or uuid.uuid4().hex,
+                policy=d.policy.name,
+                snapshot_version=d.policy.snapshot_version,
+                policy_version=d.policy.version,
+                pool=d.pool,
+                model=model,
+                intent=d.intent,
+                latency_ms=latency_s * 1000.0,
+                prompt_tokens=r.prompt_tokens if r else 0,
+                completion_tokens=r.completion_tokens if r else 0,
+                cost_usd=served.cost_usd,
+                error_class=error_class,
+                fallback_depth=max(0, attempts - 1) if ok else attempts,
+                cache_hit=served.cache_hit,
+                attempts=attempts,
+                stream=ctx.stream,
+                unix_ms=int(time.time() * 1000),
+                intent_confidence=d.confidence,
+                intent_source=d.intent_source,
+                prompt_tokens_estimate=s.prompt_tokens,
+                has_tools=s.has_tools,
+                predicted_tool_use=d.tool_use,
+                locale=s.locale,
+                user_tier=s.user_tier,
+                tenant=s.tenant,
+                cache_similarity=served.cache_similarity,
+                tool_called=bool(r.tool_calls) if r else False,
+            )
+        )

@@ -50,8 +50,11 @@ def _messages(req: router_pb2.CompletionRequest) -> list[dict[str, Any]]:
         d: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.tool_calls:
             d["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments or "{}"},
+                }
                 for c in m.tool_calls
             ]
             if not m.content:
@@ -71,21 +74,33 @@ def _tools(req: router_pb2.CompletionRequest) -> list[dict[str, Any]]:
             params = orjson.loads(t.parameters) if t.parameters else {"type": "object"}
         except orjson.JSONDecodeError as e:
             raise ValueError(f"tools[{i}].parameters is not valid JSON: {e}") from e
-        tools.append({"type": "function", "function": {
-            "name": t.name, "description": t.description, "parameters": params}})
+        tools.append(
+            {
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": params},
+            }
+        )
     return tools
 
 
 def _attempts(records: list[AttemptRecord]) -> list[router_pb2.Attempt]:
-    return [router_pb2.Attempt(model=a.model, provider=a.provider, error_class=a.error_class,
-                               status_code=a.status, duration_ms=a.duration_ms)
-            for a in records]
+    return [
+        router_pb2.Attempt(
+            model=a.model,
+            provider=a.provider,
+            error_class=a.error_class,
+            status_code=a.status,
+            duration_ms=a.duration_ms,
+        )
+        for a in records
+    ]
 
 
 def _tool_call(c: dict[str, Any]) -> router_pb2.ToolCall:
     f = c.get("function") or {}
-    return router_pb2.ToolCall(id=c.get("id", ""), name=f.get("name", ""),
-                               arguments=f.get("arguments", ""))
+    return router_pb2.ToolCall(
+        id=c.get("id", ""), name=f.get("name", ""), arguments=f.get("arguments", "")
+    )
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
@@ -101,9 +116,10 @@ class RouterService(router_pb2_grpc.RouterServicer):
             raise AssertionError  # abort raises
         policy = table.policy(req.policy)
         if policy is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"policy {req.policy!r} not found (known: "
-                                f"{', '.join(sorted(table.policies))})")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"policy {req.policy!r} not found (known: {', '.join(sorted(table.policies))})",
+            )
             raise AssertionError
         if not req.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages: must not be empty")
@@ -116,49 +132,74 @@ class RouterService(router_pb2_grpc.RouterServicer):
         messages = _messages(req)
         if policy.canary is not None:
             policy = choose(policy, req.user, req.session, req.tenant, messages)
-        signals = signals_from_messages(messages, bool(tools), req.locale, req.user_tier,
-                                        req.tenant, req.intent)
-        chat = ChatRequest(messages, tools, req.max_tokens or None,
-                           req.temperature if req.HasField("temperature") else None)
+        signals = signals_from_messages(
+            messages, bool(tools), req.locale, req.user_tier, req.tenant, req.intent
+        )
+        chat = ChatRequest(
+            messages,
+            tools,
+            req.max_tokens or None,
+            req.temperature if req.HasField("temperature") else None,
+        )
         return decide(policy, signals, self.state.engine.health), signals, chat
 
-    def _ctx(self, req: router_pb2.CompletionRequest, stream: bool,
-             context: grpc.aio.ServicerContext[Any, Any]) -> RequestContext:
-        return RequestContext(request_id=req.request_id or uuid.uuid4().hex,
-                              no_cache=req.no_cache, stream=stream,
-                              trace_parent=trace_parent(context.invocation_metadata()))
+    def _ctx(
+        self,
+        req: router_pb2.CompletionRequest,
+        stream: bool,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> RequestContext:
+        return RequestContext(
+            request_id=req.request_id or uuid.uuid4().hex,
+            no_cache=req.no_cache,
+            stream=stream,
+            trace_parent=trace_parent(context.invocation_metadata()),
+        )
 
     async def _fail(self, served: Served, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         err = served.error
         cls = err.error_class if err else "unknown"
-        context.set_trailing_metadata((("x-skyroute-attempts", attempts_header(served.attempts)),
-                                       ("x-skyroute-error-class", cls)))
+        context.set_trailing_metadata(
+            (
+                ("x-skyroute-attempts", attempts_header(served.attempts)),
+                ("x-skyroute-error-class", cls),
+            )
+        )
         code = _GRPC_FOR_HTTP.get(http_status(cls), grpc.StatusCode.UNAVAILABLE)
-        await context.abort(code, f"all attempts failed; last: {cls}: "
-                            f"{err.message if err else ''}")
+        await context.abort(code, f"all attempts failed; last: {cls}: {err.message if err else ''}")
 
-    def _response(self, served: Served, signals: Signals, ctx: RequestContext,
-                  content: str | None = None) -> router_pb2.CompletionResponse:
+    def _response(
+        self, served: Served, signals: Signals, ctx: RequestContext, content: str | None = None
+    ) -> router_pb2.CompletionResponse:
         r = served.result
         msg = router_pb2.Message(role="assistant")
         if r is not None:
             msg.content = r.content if content is None else content
             msg.tool_calls.extend(_tool_call(c) for c in r.tool_calls)
         return router_pb2.CompletionResponse(
-            id=ctx.request_id, model=served.model, message=msg,
+            id=ctx.request_id,
+            model=served.model,
+            message=msg,
             finish_reason=r.finish_reason if r else "",
-            usage=router_pb2.Usage(prompt_tokens=r.prompt_tokens if r else 0,
-                                   completion_tokens=r.completion_tokens if r else 0),
-            cost_usd=served.cost_usd, decision=explain(served.decision, signals),
-            attempts=_attempts(served.attempts), cache_hit=served.cache_hit,
-            cache_similarity=served.cache_similarity)
+            usage=router_pb2.Usage(
+                prompt_tokens=r.prompt_tokens if r else 0,
+                completion_tokens=r.completion_tokens if r else 0,
+            ),
+            cost_usd=served.cost_usd,
+            decision=explain(served.decision, signals),
+            attempts=_attempts(served.attempts),
+            cache_hit=served.cache_hit,
+            cache_similarity=served.cache_similarity,
+        )
 
     async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Load shedding, as on the HTTP door: over capacity is RESOURCE_EXHAUSTED at once."""
         if not self.state.admit():
             context.set_trailing_metadata((("retry-after", "1"),))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"router at capacity ({self.state.max_inflight} in flight)")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"router at capacity ({self.state.max_inflight} in flight)",
+            )
 
     async def Complete(
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -188,16 +229,22 @@ class RouterService(router_pb2_grpc.RouterServicer):
             await self._fail(served, context)
         return self._response(served, signals, ctx)
 
-    def _replayed(self, rec: dict[str, Any], decision: Decision, signals: Signals,
-                  ctx: RequestContext) -> router_pb2.CompletionResponse:
+    def _replayed(
+        self, rec: dict[str, Any], decision: Decision, signals: Signals, ctx: RequestContext
+    ) -> router_pb2.CompletionResponse:
         msg = router_pb2.Message(role="assistant", content=rec["content"] or "")
         msg.tool_calls.extend(_tool_call(c) for c in rec["tool_calls"])
         return router_pb2.CompletionResponse(
-            id=ctx.request_id, model=rec["model"], message=msg,
+            id=ctx.request_id,
+            model=rec["model"],
+            message=msg,
             finish_reason=rec["finish_reason"],
-            usage=router_pb2.Usage(prompt_tokens=rec["prompt_tokens"],
-                                   completion_tokens=rec["completion_tokens"]),
-            cost_usd=rec["cost_usd"], decision=explain(decision, signals))
+            usage=router_pb2.Usage(
+                prompt_tokens=rec["prompt_tokens"], completion_tokens=rec["completion_tokens"]
+            ),
+            cost_usd=rec["cost_usd"],
+            decision=explain(decision, signals),
+        )
 
     async def StreamComplete(
         self, request: router_pb2.CompletionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -231,9 +278,13 @@ class RouterService(router_pb2_grpc.RouterServicer):
             raise
         await self._settle(scope, finished, decision)
 
-    async def _claim(self, request: router_pb2.CompletionRequest, decision: Decision,
-                     signals: Signals, context: grpc.aio.ServicerContext[Any, Any],
-                     ) -> tuple[str, dict[str, Any] | None]:
+    async def _claim(
+        self,
+        request: router_pb2.CompletionRequest,
+        decision: Decision,
+        signals: Signals,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> tuple[str, dict[str, Any] | None]:
         """(scope, stored answer to replay or None); scope is "" without a key."""
         if not request.idempotency_key:
             return "", None
@@ -241,8 +292,10 @@ class RouterService(router_pb2_grpc.RouterServicer):
         try:
             claim = await self.state.idempotency.claim(scope, decision.policy.request_timeout_s)
         except TimeoutError:
-            await context.abort(grpc.StatusCode.ABORTED,
-                                f"idempotency_key {request.idempotency_key!r} still in flight")
+            await context.abort(
+                grpc.StatusCode.ABORTED,
+                f"idempotency_key {request.idempotency_key!r} still in flight",
+            )
             raise AssertionError from None
         if claim.stored is not None:
             context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
@@ -254,13 +307,18 @@ class RouterService(router_pb2_grpc.RouterServicer):
             return
         store = self.state.idempotency
         if served is not None and served.error is None and served.result is not None:
-            await store.complete(scope, record(served, {}),
-                                 decision.policy.reliability.idempotency_ttl_s)
+            await store.complete(
+                scope, record(served, {}), decision.policy.reliability.idempotency_ttl_s
+            )
         else:
             await store.release(scope)
 
     async def _live_chunks(
-        self, decision: Decision, signals: Signals, chat: ChatRequest, ctx: RequestContext,
+        self,
+        decision: Decision,
+        signals: Signals,
+        chat: ChatRequest,
+        ctx: RequestContext,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[tuple[router_pb2.CompletionChunk, Served | None]]:
         """The engine's stream as chunks; the Served of a clean finish comes with the last."""
@@ -281,15 +339,21 @@ class RouterService(router_pb2_grpc.RouterServicer):
                 if not started:
                     await self._fail(item.served, context)
                 err = item.served.error
-                yield router_pb2.CompletionChunk(error=router_pb2.StreamError(
-                    error_class=err.error_class if err else "stream_cut",
-                    message=err.message if err else "",
-                    attempts=_attempts(item.served.attempts))), None
-                await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                    "stream failed after it started")
+                yield (
+                    router_pb2.CompletionChunk(
+                        error=router_pb2.StreamError(
+                            error_class=err.error_class if err else "stream_cut",
+                            message=err.message if err else "",
+                            attempts=_attempts(item.served.attempts),
+                        )
+                    ),
+                    None,
+                )
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "stream failed after it started")
 
-    def _replay_chunks(self, rec: dict[str, Any], decision: Decision, signals: Signals,
-                       ctx: RequestContext) -> list[router_pb2.CompletionChunk]:
+    def _replay_chunks(
+        self, rec: dict[str, Any], decision: Decision, signals: Signals, ctx: RequestContext
+    ) -> list[router_pb2.CompletionChunk]:
         """A stored answer as the stream a live one would have been."""
         done = self._replayed(rec, decision, signals, ctx)
         chunks = [router_pb2.CompletionChunk(decision=done.decision)]

@@ -95,8 +95,14 @@ class EndpointHealth:
         if s.samples % _RECOMPUTE_EVERY == 0:
             s.percentiles.clear()
 
-    def failure(self, c: Candidate, error_class: str, retry_after_s: float | None,
-                settings: ReliabilitySettings, pool: tuple[Candidate, ...]) -> None:
+    def failure(
+        self,
+        c: Candidate,
+        error_class: str,
+        retry_after_s: float | None,
+        settings: ReliabilitySettings,
+        pool: tuple[Candidate, ...],
+    ) -> None:
         if error_class in _NOT_ENDPOINT_FAULTS:
             return
         now = time.monotonic()
@@ -146,19 +152,28 @@ class EndpointHealth:
         wall = time.time()
         return [
             distribution_pb2.EndpointHealth(
-                model=s.model, endpoint=s.endpoint, ejected=s.ejected_until > now,
-                ejections=s.ejections, consecutive_failures=s.consecutive_failures,
+                model=s.model,
+                endpoint=s.endpoint,
+                ejected=s.ejected_until > now,
+                ejections=s.ejections,
+                consecutive_failures=s.consecutive_failures,
                 ejected_until_unix_ms=int((wall + max(0.0, s.ejected_until - now)) * 1000)
-                if s.ejected_until > now else 0,
+                if s.ejected_until > now
+                else 0,
             )
             for s in self._states.values()
         ]
 
     def as_json(self) -> list[dict[str, object]]:
         return [
-            {"model": e.model, "endpoint": e.endpoint, "ejected": e.ejected,
-             "ejections": e.ejections, "consecutive_failures": e.consecutive_failures,
-             "ejected_until_unix_ms": e.ejected_until_unix_ms}
+            {
+                "model": e.model,
+                "endpoint": e.endpoint,
+                "ejected": e.ejected,
+                "ejections": e.ejections,
+                "consecutive_failures": e.consecutive_failures,
+                "ejected_until_unix_ms": e.ejected_until_unix_ms,
+            }
             for e in self.report()
         ]
 
@@ -172,8 +187,9 @@ class RetryBudget:
         self.denied = 0
 
     def allow(self, settings: ReliabilitySettings) -> bool:
-        limit = max(settings.retry_budget_min_concurrency,
-                    settings.retry_budget_ratio * self.active)
+        limit = max(
+            settings.retry_budget_min_concurrency, settings.retry_budget_ratio * self.active
+        )
         if self.retrying < limit:
             self.retrying += 1
             return True

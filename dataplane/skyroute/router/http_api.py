@@ -51,11 +51,16 @@ STATE = web.AppKey("state", RouterState)
 _JSON = "application/json"
 
 
-def _error(status: int, message: str, etype: str, param: str | None = None,
-           code: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    etype: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
-    return web.Response(status=status, body=orjson.dumps(body), content_type=_JSON,
-                        headers=headers)
+    return web.Response(status=status, body=orjson.dumps(body), content_type=_JSON, headers=headers)
 
 
 def _headers(served: Served) -> dict[str, str]:
@@ -71,9 +76,7 @@ def _headers(served: Served) -> dict[str, str]:
         "x-skyroute-model": served.model,
         "x-skyroute-attempts": attempts_header(served.attempts),
         "x-skyroute-cost-usd": f"{served.cost_usd:.8f}",
-        "x-skyroute-cache": (
-            "hit" if served.cache_hit else ("miss" if d.cacheable else "off")
-        ),
+        "x-skyroute-cache": ("hit" if served.cache_hit else ("miss" if d.cacheable else "off")),
     }
     if served.cache_hit:
         h["x-skyroute-cache-similarity"] = f"{served.cache_similarity:.3f}"
@@ -94,8 +97,9 @@ def _validate(data: Any) -> web.Response | None:
         return _bad("'messages' must be a non-empty array", "messages")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            return _bad(f"messages[{i}] must be an object with a string 'role'",
-                        f"messages[{i}].role")
+            return _bad(
+                f"messages[{i}] must be an object with a string 'role'", f"messages[{i}].role"
+            )
     tools = data.get("tools")
     if tools is not None and not isinstance(tools, list):
         return _bad("'tools' must be an array", "tools")
@@ -109,9 +113,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if not state.admit():
         # Shed at once: a queue here would only turn overload into timeouts.
-        return _error(429, f"router at capacity ({state.max_inflight} requests in flight); "
-                      "retry shortly", "rate_limit_error", code="overloaded",
-                      headers={"Retry-After": "1"})
+        return _error(
+            429,
+            f"router at capacity ({state.max_inflight} requests in flight); retry shortly",
+            "rate_limit_error",
+            code="overloaded",
+            headers={"Retry-After": "1"},
+        )
     try:
         return await _chat_completions(request, state)
     finally:
@@ -133,20 +141,30 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
     policy = table.policy(model)
     if policy is None:
         known = ", ".join(sorted(table.policies))
-        return _error(404, f"model {model!r} names no RoutingPolicy (known: {known}; "
-                      "or 'auto' for the default)", "invalid_request_error", "model",
-                      "model_not_found")
+        return _error(
+            404,
+            f"model {model!r} names no RoutingPolicy (known: {known}; or 'auto' for the default)",
+            "invalid_request_error",
+            "model",
+            "model_not_found",
+        )
     tools = data.get("tools") or []
     hdr = request.headers
     if policy.canary is not None:
         meta = data.get("metadata")
         session = hdr.get("x-skyroute-session") or (
-            str(meta.get("session_id") or "") if isinstance(meta, dict) else "")
-        policy = choose(policy, user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
-                        session=session, tenant=hdr.get("x-skyroute-tenant", ""),
-                        messages=data["messages"])
+            str(meta.get("session_id") or "") if isinstance(meta, dict) else ""
+        )
+        policy = choose(
+            policy,
+            user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
+            session=session,
+            tenant=hdr.get("x-skyroute-tenant", ""),
+            messages=data["messages"],
+        )
     signals = signals_from_messages(
-        data["messages"], bool(tools),
+        data["messages"],
+        bool(tools),
         locale=hdr.get("x-skyroute-locale", ""),
         user_tier=hdr.get("x-skyroute-user-tier", ""),
         tenant=hdr.get("x-skyroute-tenant", ""),
@@ -177,11 +195,18 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         try:
             claim = await state.idempotency.claim(scope, policy.request_timeout_s)
         except TimeoutError:
-            return _error(409, f"a request with Idempotency-Key {key!r} is still in flight",
-                          "idempotency_error", param="Idempotency-Key", code="in_flight")
+            return _error(
+                409,
+                f"a request with Idempotency-Key {key!r} is still in flight",
+                "idempotency_error",
+                param="Idempotency-Key",
+                code="in_flight",
+            )
         if claim.stored is not None:
-            stored = {**claim.stored, "headers": {**claim.stored["headers"],
-                                                  "x-skyroute-idempotent-replay": "true"}}
+            stored = {
+                **claim.stored,
+                "headers": {**claim.stored["headers"], "x-skyroute-idempotent-replay": "true"},
+            }
             if ctx.stream:
                 return await _replay_stream(request, stored, ctx, include_usage)
             return _render(stored, ctx)
@@ -197,8 +222,9 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         raise
     if scope:
         if served is not None and served.error is None and served.result is not None:
-            await state.idempotency.complete(scope, record(served, _headers(served)),
-                                             policy.reliability.idempotency_ttl_s)
+            await state.idempotency.complete(
+                scope, record(served, _headers(served)), policy.reliability.idempotency_ttl_s
+            )
         else:
             await state.idempotency.release(scope)
     return resp
@@ -208,8 +234,13 @@ def _failure(served: Served) -> web.Response:
     err = served.error
     cls = err.error_class if err else "unknown"
     msg = err.message if err else "request failed"
-    return _error(http_status(cls), f"all attempts failed; last: {cls}: {msg}",
-                  "upstream_error", code=cls, headers=_headers(served))
+    return _error(
+        http_status(cls),
+        f"all attempts failed; last: {cls}: {msg}",
+        "upstream_error",
+        code=cls,
+        headers=_headers(served),
+    )
 
 
 def _unary_response(served: Served, ctx: RequestContext) -> web.Response:
@@ -229,19 +260,27 @@ def _render(rec: dict[str, Any], ctx: RequestContext) -> web.Response:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": rec["model"],
-        "choices": [{"index": 0, "message": message, "finish_reason": rec["finish_reason"],
-                     "logprobs": None}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": rec["finish_reason"],
+                "logprobs": None,
+            }
+        ],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     }
     return web.Response(body=orjson.dumps(body), content_type=_JSON, headers=rec["headers"])
 
 
-async def _replay_stream(request: web.Request, rec: dict[str, Any], ctx: RequestContext,
-                         include_usage: bool) -> web.StreamResponse:
+async def _replay_stream(
+    request: web.Request, rec: dict[str, Any], ctx: RequestContext, include_usage: bool
+) -> web.StreamResponse:
     """A stored answer replayed as a proper SSE stream."""
     sse = _SSE("chatcmpl-" + ctx.request_id, rec["model"])
-    resp = web.StreamResponse(headers={**rec["headers"], "Content-Type": "text/event-stream",
-                                       "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(
+        headers={**rec["headers"], "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await resp.prepare(request)
     await resp.write(sse.chunk({"role": "assistant", "content": ""}))
     if rec["content"]:
@@ -262,28 +301,55 @@ class _SSE:
         self.cid, self.model, self.created = cid, model, int(time.time())
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        return b"data: " + orjson.dumps({
-            "id": self.cid, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra,
-        }) + b"\n\n"
+        return (
+            b"data: "
+            + orjson.dumps(
+                {
+                    "id": self.cid,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    **extra,
+                }
+            )
+            + b"\n\n"
+        )
 
     def finish(self, rec: dict[str, Any], include_usage: bool, **extra: Any) -> bytes:
         """The final chunk, the optional usage chunk and the [DONE] marker."""
         out = self.chunk({}, rec["finish_reason"], **extra)
         if include_usage:
             p, c = rec["prompt_tokens"], rec["completion_tokens"]
-            out += b"data: " + orjson.dumps({
-                "id": self.cid, "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model, "choices": [],
-                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
-            }) + b"\n\n"
+            out += (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "id": self.cid,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": p,
+                            "completion_tokens": c,
+                            "total_tokens": p + c,
+                        },
+                    }
+                )
+                + b"\n\n"
+            )
         return out + b"data: [DONE]\n\n"
 
 
-async def _stream(request: web.Request, decision: Any, signals: Any, req: ChatRequest,
-                  ctx: RequestContext, include_usage: bool
-                  ) -> tuple[web.StreamResponse, Served | None]:
+async def _stream(
+    request: web.Request,
+    decision: Any,
+    signals: Any,
+    req: ChatRequest,
+    ctx: RequestContext,
+    include_usage: bool,
+) -> tuple[web.StreamResponse, Served | None]:
     engine = request.app[STATE].engine
     resp: web.StreamResponse | None = None
     sse = _SSE("chatcmpl-" + ctx.request_id, "")
@@ -291,9 +357,13 @@ async def _stream(request: web.Request, decision: Any, signals: Any, req: ChatRe
     async for item in engine.stream(decision, signals, req, ctx):
         if isinstance(item, StreamStarted):
             sse.model = item.served.model
-            resp = web.StreamResponse(headers={
-                **_headers(item.served), "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache"})
+            resp = web.StreamResponse(
+                headers={
+                    **_headers(item.served),
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                }
+            )
             await resp.prepare(request)
             await resp.write(sse.chunk({"role": "assistant", "content": ""}))
         elif isinstance(item, TextDelta):
@@ -306,20 +376,37 @@ async def _stream(request: web.Request, decision: Any, signals: Any, req: ChatRe
         elif isinstance(item, StreamDone):
             assert resp is not None and item.served.result is not None
             # skyroute's own facts ride along in an extra field that clients ignore.
-            await resp.write(sse.finish(
-                record(item.served, {}), include_usage,
-                x_skyroute={"attempts": attempts_header(item.served.attempts),
-                            "cost_usd": item.served.cost_usd}))
+            await resp.write(
+                sse.finish(
+                    record(item.served, {}),
+                    include_usage,
+                    x_skyroute={
+                        "attempts": attempts_header(item.served.attempts),
+                        "cost_usd": item.served.cost_usd,
+                    },
+                )
+            )
             await resp.write_eof()
             return resp, item.served
         elif isinstance(item, StreamFailed):
             if resp is None:  # nothing sent yet: an ordinary error response
                 return _failure(item.served), item.served
             err = item.served.error
-            await resp.write(b"data: " + orjson.dumps({"error": {
-                "message": f"stream failed after it started: {err.message if err else ''}",
-                "type": "stream_error", "code": err.error_class if err else "stream_cut",
-                "attempts": attempts_header(item.served.attempts)}}) + b"\n\n")
+            detail = err.message if err else ""
+            await resp.write(
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "error": {
+                            "message": f"stream failed after it started: {detail}",
+                            "type": "stream_error",
+                            "code": err.error_class if err else "stream_cut",
+                            "attempts": attempts_header(item.served.attempts),
+                        }
+                    }
+                )
+                + b"\n\n"
+            )
             await resp.write_eof()
             return resp, item.served
     return _error(502, "stream produced nothing", "upstream_error"), None
@@ -340,8 +427,7 @@ async def models(request: web.Request) -> web.Response:
     table = request.app[STATE].table
     names = sorted(table.policies) if table else []
     data = [{"id": n, "object": "model", "owned_by": "skyroute"} for n in ["auto", *names]]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}),
-                        content_type=_JSON)
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type=_JSON)
 
 
 async def debug_status(request: web.Request) -> web.Response:
@@ -355,9 +441,11 @@ async def debug_status(request: web.Request) -> web.Response:
         "inflight": state.inflight,
         "max_inflight": state.max_inflight,
         "shed": state.shed,
-        "retry_budget": {"active": state.engine.budget.active,
-                         "retrying": state.engine.budget.retrying,
-                         "denied": state.engine.budget.denied},
+        "retry_budget": {
+            "active": state.engine.budget.active,
+            "retrying": state.engine.budget.retrying,
+            "denied": state.engine.budget.denied,
+        },
         "hedges": state.engine.hedges,
         "endpoints": state.engine.health.as_json(),
         **(state.status_hook() if state.status_hook else {}),

@@ -81,9 +81,9 @@ class MemoryStore:
     async def complete(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
         if len(self._done) >= self.max_entries:
             now = time.monotonic()
-            for k in [k for k, (exp, _) in self._done.items() if exp <= now] or list(
-                self._done
-            )[: self.max_entries // 10 or 1]:
+            for k in [k for k, (exp, _) in self._done.items() if exp <= now] or list(self._done)[
+                : self.max_entries // 10 or 1
+            ]:
                 del self._done[k]
         self._done[key] = (time.monotonic() + ttl_s, record)
         fut = self._inflight.pop(key, None)

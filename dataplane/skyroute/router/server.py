@@ -48,9 +48,16 @@ def _split(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | None,
-                max_inflight: int = 512, redis_url: str | None = None,
-                cache_redis: str | None = None, cache_embedder: str = "hashing") -> None:
+async def serve(
+    control: str,
+    grpc_addr: str,
+    http_addr: str,
+    node_id: str | None,
+    max_inflight: int = 512,
+    redis_url: str | None = None,
+    cache_redis: str | None = None,
+    cache_embedder: str = "hashing",
+) -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
         hostname=socket.gethostname(),
@@ -96,8 +103,11 @@ async def serve(control: str, grpc_addr: str, http_addr: str, node_id: str | Non
     await web.TCPSite(runner, host, port, backlog=1024).start()
     logs.event(log, "listening", node=node.id, grpc=grpc_addr, http=http_addr, control=control)
 
-    tasks = [asyncio.create_task(subscriber.run()), asyncio.create_task(reporter.run()),
-             asyncio.create_task(_flush_metrics(engine))]
+    tasks = [
+        asyncio.create_task(subscriber.run()),
+        asyncio.create_task(reporter.run()),
+        asyncio.create_task(_flush_metrics(engine)),
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,35 +138,57 @@ async def _flush_metrics(engine: Engine) -> None:
         engine.metrics.flush()
 
 
-def observe_process(state: RouterState, subscriber: SnapshotSubscriber,
-                    reporter: OutcomeReporter) -> None:
+def observe_process(
+    state: RouterState, subscriber: SnapshotSubscriber, reporter: OutcomeReporter
+) -> None:
     """Counters kept as plain integers elsewhere, read only when metrics are collected."""
     engine, m = state.engine, state.engine.metrics
-    m.observe("skyroute.router.ejections", "Endpoint ejections by outlier detection",
-              lambda: engine.health.ejected_total)
-    m.observe("skyroute.router.retry_budget.denied", "Retries refused by the retry budget",
-              lambda: engine.budget.denied)
-    m.observe("skyroute.router.shed", "Requests shed at the door (429, at capacity)",
-              lambda: state.shed)
-    m.observe("skyroute.router.hedges", "Hedged second attempts launched",
-              lambda: engine.hedges)
-    m.observe("skyroute.router.outcomes.dropped", "Outcomes dropped before reaching the control"
-              " plane", lambda: reporter.dropped)
-    m.observe_gauge("skyroute.router.inflight", "Requests in flight",
-                    lambda: [(state.inflight, {})])
-    m.observe_gauge("skyroute.router.control.connected",
-                    "1 while the control-plane stream is up, by snapshot version",
-                    lambda: [(int(subscriber.connected),
-                              {"skyroute.snapshot_version":
-                               state.table.version if state.table else ""})])
+    m.observe(
+        "skyroute.router.ejections",
+        "Endpoint ejections by outlier detection",
+        lambda: engine.health.ejected_total,
+    )
+    m.observe(
+        "skyroute.router.retry_budget.denied",
+        "Retries refused by the retry budget",
+        lambda: engine.budget.denied,
+    )
+    m.observe(
+        "skyroute.router.shed", "Requests shed at the door (429, at capacity)", lambda: state.shed
+    )
+    m.observe("skyroute.router.hedges", "Hedged second attempts launched", lambda: engine.hedges)
+    m.observe(
+        "skyroute.router.outcomes.dropped",
+        "Outcomes dropped before reaching the control plane",
+        lambda: reporter.dropped,
+    )
+    m.observe_gauge(
+        "skyroute.router.inflight", "Requests in flight", lambda: [(state.inflight, {})]
+    )
+    m.observe_gauge(
+        "skyroute.router.control.connected",
+        "1 while the control-plane stream is up, by snapshot version",
+        lambda: [
+            (
+                int(subscriber.connected),
+                {"skyroute.snapshot_version": state.table.version if state.table else ""},
+            )
+        ],
+    )
 
 
-def main(control: str, grpc: str, http: str, node_id: str | None, max_inflight: int = 512,
-         redis_url: str | None = None, cache_redis: str | None = None,
-         cache_embedder: str = "hashing") -> None:
+def main(
+    control: str,
+    grpc: str,
+    http: str,
+    node_id: str | None,
+    max_inflight: int = 512,
+    redis_url: str | None = None,
+    cache_redis: str | None = None,
+    cache_embedder: str = "hashing",
+) -> None:
     """Serve until SIGINT/SIGTERM (the CLI has configured logging, see skyroute.cli.logs)."""
-    coro = serve(control, grpc, http, node_id, max_inflight, redis_url, cache_redis,
-                 cache_embedder)
+    coro = serve(control, grpc, http, node_id, max_inflight, redis_url, cache_redis, cache_embedder)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -54,30 +54,43 @@ class Spans:
         self.tracing = tracing_enabled()
         self.content = content.mode()  # off unless SKYROUTE_LOG_CONTENT opts in
 
-    def request(self, parent: otel_context.Context | None, attrs: dict[str, Any],
-                messages: list[dict[str, Any]]) -> Span:
+    def request(
+        self,
+        parent: otel_context.Context | None,
+        attrs: dict[str, Any],
+        messages: list[dict[str, Any]],
+    ) -> Span:
         if not self.tracing and parent is None:
             return NO_SPAN  # no exporter, no caller trace: no span on this request
-        span = self.tracer.start_span("chat " + attrs["skyroute.policy"], parent,
-                                      SpanKind.SERVER, attributes=attrs)
+        span = self.tracer.start_span(
+            "chat " + attrs["skyroute.policy"], parent, SpanKind.SERVER, attributes=attrs
+        )
         if self.content != "off" and span.is_recording():
-            span.set_attribute("gen_ai.input.messages",
-                               content.render_messages(messages, self.content))
+            span.set_attribute(
+                "gen_ai.input.messages", content.render_messages(messages, self.content)
+            )
         return span
 
     def child(self, name: str, parent: Span, attrs: dict[str, Any]) -> Span:
         if parent is NO_SPAN:
             return NO_SPAN
-        return self.tracer.start_span(name, trace.set_span_in_context(parent), SpanKind.CLIENT,
-                                      attributes=attrs)
+        return self.tracer.start_span(
+            name, trace.set_span_in_context(parent), SpanKind.CLIENT, attributes=attrs
+        )
 
     def attempt(self, model: str, provider: str, pool: str, parent: Span | None = None) -> Span:
         """An attempt's span, under ``parent`` or else the current span."""
-        return self.child("chat " + model, parent if parent is not None
-                          else trace.get_current_span(), {
-                              "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
-                              "gen_ai.system": provider, "gen_ai.request.model": model,
-                              "skyroute.pool": pool})
+        return self.child(
+            "chat " + model,
+            parent if parent is not None else trace.get_current_span(),
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider,
+                "gen_ai.system": provider,
+                "gen_ai.request.model": model,
+                "skyroute.pool": pool,
+            },
+        )
 
     @staticmethod
     def end_attempt(span: Span, model: str, error_class: str) -> None:
@@ -89,9 +102,17 @@ class Spans:
             span.set_attribute("gen_ai.response.model", model)
         span.end()
 
-    def end_request(self, span: Span, model: str, cache: str, attempts: int, cost_usd: float,
-                    usage: tuple[int, int] | None, answer: str | None,
-                    error_class: str) -> None:
+    def end_request(
+        self,
+        span: Span,
+        model: str,
+        cache: str,
+        attempts: int,
+        cost_usd: float,
+        usage: tuple[int, int] | None,
+        answer: str | None,
+        error_class: str,
+    ) -> None:
         if span is NO_SPAN:
             return
         if span.is_recording():
@@ -103,8 +124,9 @@ class Spans:
                 span.set_attribute("gen_ai.usage.input_tokens", usage[0])
                 span.set_attribute("gen_ai.usage.output_tokens", usage[1])
             if answer is not None and self.content != "off":
-                span.set_attribute("gen_ai.output.messages",
-                                   content.render_answer(answer, self.content))
+                span.set_attribute(
+                    "gen_ai.output.messages", content.render_answer(answer, self.content)
+                )
             if error_class:
                 _fail(span, error_class)
         span.end()

@@ -98,8 +98,12 @@ class WindowStats:
         window, self._window = self._window, {}
         return [
             distribution_pb2.ModelStats(
-                model=model, intent=intent, requests=w.requests, failures=w.failures,
-                completion_tokens=w.completion_tokens, cost_usd=w.cost_usd,
+                model=model,
+                intent=intent,
+                requests=w.requests,
+                failures=w.failures,
+                completion_tokens=w.completion_tokens,
+                cost_usd=w.cost_usd,
                 latency_sketch=_encode(w.latency_ms) if w.latency_ms.count else b"",
             )
             for (model, intent), w in sorted(window.items())

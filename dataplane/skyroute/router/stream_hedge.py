@@ -35,13 +35,27 @@ if TYPE_CHECKING:
 Opened = tuple[Candidate, AsyncGenerator[StreamEvent, None], Any, float]
 
 
-def _open(engine: Engine, cand: Candidate, req: ChatRequest, d: Decision,
-          ctx: RequestContext, remaining: float) -> tuple[asyncio.Task[StreamEvent], Opened]:
+def _open(
+    engine: Engine,
+    cand: Candidate,
+    req: ChatRequest,
+    d: Decision,
+    ctx: RequestContext,
+    remaining: float,
+) -> tuple[asyncio.Task[StreamEvent], Opened]:
     policy = d.policy
     span = engine.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
-    events = cast(AsyncGenerator[StreamEvent, None], providers.stream(
-        engine.session, cand.target, req, min(policy.first_token_timeout_s, remaining),
-        remaining, policy.inter_token_timeout_s))
+    events = cast(
+        AsyncGenerator[StreamEvent, None],
+        providers.stream(
+            engine.session,
+            cand.target,
+            req,
+            min(policy.first_token_timeout_s, remaining),
+            remaining,
+            policy.inter_token_timeout_s,
+        ),
+    )
     token = enter(span)
     try:
         task = asyncio.ensure_future(anext(events))  # copies the context: this span
@@ -50,9 +64,17 @@ def _open(engine: Engine, cand: Candidate, req: ChatRequest, d: Decision,
     return task, (cand, events, span, time.perf_counter())
 
 
-async def first_of_two(engine: Engine, first: Candidate, second: Candidate, delay_s: float,
-                       req: ChatRequest, d: Decision, ctx: RequestContext, remaining: float,
-                       served: Served) -> tuple[Opened, StreamEvent, bool]:
+async def first_of_two(
+    engine: Engine,
+    first: Candidate,
+    second: Candidate,
+    delay_s: float,
+    req: ChatRequest,
+    d: Decision,
+    ctx: RequestContext,
+    remaining: float,
+    served: Served,
+) -> tuple[Opened, StreamEvent, bool]:
     """The stream that produced the first event, that event, and whether a hedge launched.
 
     Raises the last ProviderError when every opened stream failed before its first event.
@@ -84,9 +106,18 @@ async def first_of_two(engine: Engine, first: Candidate, second: Candidate, dela
                     exc = ProviderError(STREAM_CUT, "stream ended before its first event")
                 if not isinstance(exc, ProviderError):
                     raise exc
-                engine._attempt_end(span, cand, served, AttemptRecord(
-                    cand.model, cand.provider, exc.error_class, exc.status,
-                    (time.perf_counter() - t0) * 1000.0))
+                engine._attempt_end(
+                    span,
+                    cand,
+                    served,
+                    AttemptRecord(
+                        cand.model,
+                        cand.provider,
+                        exc.error_class,
+                        exc.status,
+                        (time.perf_counter() - t0) * 1000.0,
+                    ),
+                )
                 engine.health.failure(cand, exc.error_class, exc.retry_after_s, rel, d.chain)
                 await events.aclose()
                 error = exc
@@ -101,6 +132,12 @@ async def first_of_two(engine: Engine, first: Candidate, second: Candidate, dela
             await asyncio.wait(pending)
         for t in pending:
             cand, events, span, t0 = streams[t]
-            engine._attempt_end(span, cand, served, AttemptRecord(
-                cand.model, cand.provider, CANCELLED, 0, (time.perf_counter() - t0) * 1000.0))
+            engine._attempt_end(
+                span,
+                cand,
+                served,
+                AttemptRecord(
+                    cand.model, cand.provider, CANCELLED, 0, (time.perf_counter() - t0) * 1000.0
+                ),
+            )
             await events.aclose()

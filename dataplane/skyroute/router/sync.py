@@ -104,8 +104,14 @@ class SnapshotSubscriber:
         except SnapshotError as e:
             self.nacks += 1
             self.last_nack = f"{resp.version_info}: {e}"
-            event(log, "nack", logging.ERROR, version=resp.version_info, error=str(e),
-                  serving=self.version or "-")
+            event(
+                log,
+                "nack",
+                logging.ERROR,
+                version=resp.version_info,
+                error=str(e),
+                serving=self.version or "-",
+            )
             return distribution_pb2.SnapshotRequest(
                 node=self.node,
                 version_info=self.version,
@@ -178,6 +184,6 @@ class OutcomeReporter:
                 n = min(self.batch_size, len(self._buffer))
                 items = [self._buffer.popleft() for _ in range(n)]
                 self.sent += n
-                yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=items,
-                                                    endpoints=self.endpoints(),
-                                                    stats=self.stats())
+                yield distribution_pb2.OutcomeBatch(
+                    node=self.node, outcomes=items, endpoints=self.endpoints(), stats=self.stats()
+                )

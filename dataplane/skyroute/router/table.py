@@ -49,6 +49,8 @@ def embedder() -> Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]:
 
         _EMBEDDER.append(HashingEmbedder().embed)
     return _EMBEDDER[0]
+
+
 UNKNOWN_INTENT = "unknown"
 
 
@@ -85,8 +87,11 @@ class Candidate:
         own = self.observed_by_intent.get(intent)
         if own is None:
             return self.observed_p95_s, self.observed_failure_rate, self.observed_completion_tokens
-        return (own[0] or self.observed_p95_s, own[1] if own[0] else self.observed_failure_rate,
-                own[2] or self.observed_completion_tokens)
+        return (
+            own[0] or self.observed_p95_s,
+            own[1] if own[0] else self.observed_failure_rate,
+            own[2] or self.observed_completion_tokens,
+        )
 
     def quality_for(self, intent: str) -> float:
         q = self.quality.get(intent)
@@ -254,8 +259,10 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
         observed_p95_s=c.observed_p95_ms / 1000.0,
         observed_failure_rate=c.observed_failure_rate,
         observed_completion_tokens=c.observed_completion_tokens,
-        observed_by_intent={i: (o.p95_ms / 1000.0, o.failure_rate, o.completion_tokens)
-                            for i, o in c.observed_by_intent.items()},
+        observed_by_intent={
+            i: (o.p95_ms / 1000.0, o.failure_rate, o.completion_tokens)
+            for i, o in c.observed_by_intent.items()
+        },
     )
 
 
@@ -304,8 +311,9 @@ def _pattern_set(policy: str, intents: tuple[IntentMatcher, ...]) -> tuple[Any, 
         try:
             pattern_set.Add(i.pattern.pattern)
         except Exception as e:  # re2.error: outside the RE2 subset the CRDs allow
-            raise SnapshotError(f"policy {policy!r} intent {i.name!r}: pattern not valid "
-                                f"RE2: {e}") from e
+            raise SnapshotError(
+                f"policy {policy!r} intent {i.name!r}: pattern not valid RE2: {e}"
+            ) from e
     pattern_set.Compile()
     return pattern_set, tuple(i.name for i in with_patterns)
 
@@ -347,12 +355,14 @@ def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
 def _selection(p: snapshot_pb2.Policy) -> SelectionSettings:
     ad = p.adaptation
     if not p.HasField("selection"):
-        return SelectionSettings(adaptive=ad.enabled,
-                                 exploration=ad.exploration if ad.enabled else 0.0)
+        return SelectionSettings(
+            adaptive=ad.enabled, exploration=ad.exploration if ad.enabled else 0.0
+        )
     s = p.selection
     if not 0.0 <= ad.exploration <= 1.0:
-        raise SnapshotError(f"policy {p.name!r}: adaptation.exploration {ad.exploration} "
-                            "is not in [0, 1]")
+        raise SnapshotError(
+            f"policy {p.name!r}: adaptation.exploration {ad.exploration} is not in [0, 1]"
+        )
     return SelectionSettings(
         adaptive=ad.enabled,
         exploration=ad.exploration if ad.enabled else 0.0,
@@ -410,9 +420,12 @@ def _policy(
             threshold=p.cache.similarity_threshold or 0.9,
             ttl_s=float(p.cache.ttl_seconds or 3600),
             max_entries=p.cache.max_entries or 10_000,
-            families=tuple(sorted(
-                (name, f.similarity_threshold, float(f.ttl_seconds or 3600))
-                for name, f in p.cache.families.items())),
+            families=tuple(
+                sorted(
+                    (name, f.similarity_threshold, float(f.ttl_seconds or 3600))
+                    for name, f in p.cache.families.items()
+                )
+            ),
         ),
         max_attempts=max(1, lim.max_attempts or 3),
         request_timeout_s=(lim.request_timeout_ms or 30_000) / 1000.0,
@@ -437,13 +450,16 @@ def _link_canaries(snapshot: snapshot_pb2.Snapshot, policies: dict[str, PolicyTa
             candidates[p.name] = cand
     for p in snapshot.policies:
         if p.candidate_of and p.candidate_of not in policies:
-            raise SnapshotError(f"policy {p.name!r}: candidate of unknown policy "
-                                f"{p.candidate_of!r}")
+            raise SnapshotError(
+                f"policy {p.name!r}: candidate of unknown policy {p.candidate_of!r}"
+            )
         if p.HasField("canary") and p.canary.policy:
             target = candidates.get(p.canary.policy)
             if target is None or target.name != p.name:
-                raise SnapshotError(f"policy {p.name!r}: canary.policy {p.canary.policy!r} "
-                                    "is not a candidate of it in the snapshot")
+                raise SnapshotError(
+                    f"policy {p.name!r}: canary.policy {p.canary.policy!r} "
+                    "is not a candidate of it in the snapshot"
+                )
             stable = policies[p.name]
             stable.track = "stable"
             stable.canary = canary.prepare(p.canary, target)

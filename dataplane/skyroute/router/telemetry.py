@@ -48,13 +48,56 @@ from opentelemetry.sdk.resources import Resource
 Attrs = dict[str, Any]
 
 # Bucket boundaries the GenAI semantic conventions recommend.
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                    40.96, 81.92)
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
-                 16777216, 67108864)
+DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+TOKEN_BUCKETS = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
 # The router's own request latency: finer at the low end, where a cache hit lands.
-REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0, 30.0, 60.0)
+REQUEST_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 _configured = False
 _tracing = False
@@ -67,18 +110,25 @@ def tracing_enabled() -> bool:
 
 def _otlp_wanted(signal: str) -> bool:
     env = os.environ
-    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
 
 
 def views() -> list[View]:
     return [
-        View(instrument_name="gen_ai.client.operation.*",
-             aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS)),
-        View(instrument_name="gen_ai.client.token.usage",
-             aggregation=ExplicitBucketHistogramAggregation(TOKEN_BUCKETS)),
-        View(instrument_name="skyroute.router.request.duration",
-             aggregation=ExplicitBucketHistogramAggregation(REQUEST_BUCKETS)),
+        View(
+            instrument_name="gen_ai.client.operation.*",
+            aggregation=ExplicitBucketHistogramAggregation(DURATION_BUCKETS),
+        ),
+        View(
+            instrument_name="gen_ai.client.token.usage",
+            aggregation=ExplicitBucketHistogramAggregation(TOKEN_BUCKETS),
+        ),
+        View(
+            instrument_name="skyroute.router.request.duration",
+            aggregation=ExplicitBucketHistogramAggregation(REQUEST_BUCKETS),
+        ),
     ]
 
 
@@ -100,8 +150,9 @@ def configure(service: str = "skyroute-router") -> None:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers,
-                                             views=views()))
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=readers, views=views())
+    )
     if _otlp_wanted("TRACES"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
@@ -151,8 +202,9 @@ class _Counter:
 
     __slots__ = ("attrs", "keys", "values")
 
-    def __init__(self, meter: metrics.Meter, name: str, unit: str, description: str,
-                 *keys: str) -> None:
+    def __init__(
+        self, meter: metrics.Meter, name: str, unit: str, description: str, *keys: str
+    ) -> None:
         self.keys = keys
         self.values: dict[tuple[Any, ...], float] = {}
         self.attrs: dict[tuple[Any, ...], Attrs] = {}
@@ -177,8 +229,15 @@ class _Histogram:
 
     __slots__ = ("attrs", "instrument", "keys", "pending")
 
-    def __init__(self, meter: metrics.Meter, pending: deque[tuple[_Histogram, Any, float]] | None,
-                 name: str, unit: str, description: str, *keys: str) -> None:
+    def __init__(
+        self,
+        meter: metrics.Meter,
+        pending: deque[tuple[_Histogram, Any, float]] | None,
+        name: str,
+        unit: str,
+        description: str,
+        *keys: str,
+    ) -> None:
         self.instrument = meter.create_histogram(name, unit, description)
         self.keys = keys
         self.pending = pending
@@ -192,8 +251,7 @@ class _Histogram:
         attrs = self.attrs.get(key)
         if attrs is None:
             # An empty value is an absent attribute (error.type on a success).
-            attrs = self.attrs[key] = {k: v for k, v in zip(self.keys, key, strict=True)
-                                       if v != ""}
+            attrs = self.attrs[key] = {k: v for k, v in zip(self.keys, key, strict=True) if v != ""}
         self.instrument.record(value, attrs)
 
 
@@ -215,37 +273,89 @@ class RouterMetrics:
         q = self.pending if _configured or meter is not None else None
         pool = ("skyroute.policy", "skyroute.policy_version", "skyroute.pool")
         self.requests = _Counter(
-            m, "skyroute.router.requests", "{request}",
+            m,
+            "skyroute.router.requests",
+            "{request}",
             "Requests served, by policy, version, pool, intent, model, outcome and cache",
-            *pool, "skyroute.intent", "gen_ai.response.model", "skyroute.outcome",
-            "skyroute.cache")
-        self.cost = _Counter(m, "skyroute.router.cost_usd", "",
-                             "Upstream cost of served requests in US dollars", *pool)
-        self.cache_hits = _Counter(m, "skyroute.router.cache.hits", "{request}",
-                                   "Requests answered from the cache", *pool)
-        self.fallbacks = _Counter(m, "skyroute.router.fallbacks", "{request}",
-                                  "Requests that needed more than one attempt", *pool)
+            *pool,
+            "skyroute.intent",
+            "gen_ai.response.model",
+            "skyroute.outcome",
+            "skyroute.cache",
+        )
+        self.cost = _Counter(
+            m,
+            "skyroute.router.cost_usd",
+            "",
+            "Upstream cost of served requests in US dollars",
+            *pool,
+        )
+        self.cache_hits = _Counter(
+            m, "skyroute.router.cache.hits", "{request}", "Requests answered from the cache", *pool
+        )
+        self.fallbacks = _Counter(
+            m,
+            "skyroute.router.fallbacks",
+            "{request}",
+            "Requests that needed more than one attempt",
+            *pool,
+        )
         self.attempts = _Counter(
-            m, "skyroute.router.attempts", "{attempt}", "Upstream attempts by model and outcome",
-            "skyroute.pool", "gen_ai.request.model", "gen_ai.provider.name", "skyroute.outcome")
+            m,
+            "skyroute.router.attempts",
+            "{attempt}",
+            "Upstream attempts by model and outcome",
+            "skyroute.pool",
+            "gen_ai.request.model",
+            "gen_ai.provider.name",
+            "skyroute.outcome",
+        )
         self.request_duration = _Histogram(
-            m, q, "skyroute.router.request.duration", "s",
-            "Request latency seen by the client, cache hits included", *pool, "skyroute.outcome")
+            m,
+            q,
+            "skyroute.router.request.duration",
+            "s",
+            "Request latency seen by the client, cache hits included",
+            *pool,
+            "skyroute.outcome",
+        )
         op = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")
-        self.op_duration = _Histogram(m, q, "gen_ai.client.operation.duration", "s",
-                                      "GenAI operation duration", *op, "error.type")
-        self.tokens = _Histogram(m, q, "gen_ai.client.token.usage", "{token}",
-                                 "Number of input and output tokens used", *op,
-                                 "gen_ai.token.type")
-        self.ttfc = _Histogram(m, q, "gen_ai.client.operation.time_to_first_chunk", "s",
-                               "Time to receive the first chunk of a streamed answer", *op)
+        self.op_duration = _Histogram(
+            m,
+            q,
+            "gen_ai.client.operation.duration",
+            "s",
+            "GenAI operation duration",
+            *op,
+            "error.type",
+        )
+        self.tokens = _Histogram(
+            m,
+            q,
+            "gen_ai.client.token.usage",
+            "{token}",
+            "Number of input and output tokens used",
+            *op,
+            "gen_ai.token.type",
+        )
+        self.ttfc = _Histogram(
+            m,
+            q,
+            "gen_ai.client.operation.time_to_first_chunk",
+            "s",
+            "Time to receive the first chunk of a streamed answer",
+            *op,
+        )
 
         def flush_at_collection(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(self.flush())]
 
-        m.create_observable_gauge("skyroute.router.telemetry.flushed", [flush_at_collection],
-                                  "{measurement}",
-                                  "Histogram values handed to the SDK at the last collection")
+        m.create_observable_gauge(
+            "skyroute.router.telemetry.flushed",
+            [flush_at_collection],
+            "{measurement}",
+            "Histogram values handed to the SDK at the last collection",
+        )
 
     def flush(self) -> int:
         """Hand queued histogram values to the SDK; returns how many."""
@@ -259,9 +369,19 @@ class RouterMetrics:
             n += 1
 
     # -- per request ------------------------------------------------------------
-    def request(self, policy: str, version: str, pool: str, intent: str, model: str,
-                outcome: str, cache: str, seconds: float, cost_usd: float,
-                attempts: int) -> None:
+    def request(
+        self,
+        policy: str,
+        version: str,
+        pool: str,
+        intent: str,
+        model: str,
+        outcome: str,
+        cache: str,
+        seconds: float,
+        cost_usd: float,
+        attempts: int,
+    ) -> None:
         self.requests.add((policy, version, pool, intent, model, outcome, cache))
         by_pool = (policy, version, pool)
         self.request_duration.record((policy, version, pool, outcome), seconds)
@@ -273,13 +393,13 @@ class RouterMetrics:
             self.fallbacks.add(by_pool)
 
     # -- per attempt -------------------------------------------------------------
-    def attempt(self, pool: str, model: str, provider: str, error_class: str,
-                seconds: float) -> None:
+    def attempt(
+        self, pool: str, model: str, provider: str, error_class: str, seconds: float
+    ) -> None:
         self.attempts.add((pool, model, provider, error_class or "ok"))
         self.op_duration.record(("chat", provider, model, error_class), seconds)
 
-    def usage(self, model: str, provider: str, prompt_tokens: int,
-              completion_tokens: int) -> None:
+    def usage(self, model: str, provider: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.tokens.record(("chat", provider, model, "input"), prompt_tokens)
         self.tokens.record(("chat", provider, model, "output"), completion_tokens)
 
@@ -287,8 +407,9 @@ class RouterMetrics:
         self.ttfc.record(("chat", provider, model), seconds)
 
     # -- read at collection time ---------------------------------------------------
-    def observe(self, name: str, description: str, read: Callable[[], int | float],
-                unit: str = "1") -> None:
+    def observe(
+        self, name: str, description: str, read: Callable[[], int | float], unit: str = "1"
+    ) -> None:
         """A monotonic process counter kept elsewhere, exported as an OTel counter."""
 
         def callback(options: CallbackOptions) -> Iterable[Observation]:
@@ -296,8 +417,13 @@ class RouterMetrics:
 
         self._meter.create_observable_counter(name, [callback], unit, description)
 
-    def observe_gauge(self, name: str, description: str,
-                      read: Callable[[], Iterable[tuple[float, Attrs]]], unit: str = "1") -> None:
+    def observe_gauge(
+        self,
+        name: str,
+        description: str,
+        read: Callable[[], Iterable[tuple[float, Attrs]]],
+        unit: str = "1",
+    ) -> None:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(v, a) for v, a in read()]
 

@@ -109,8 +109,9 @@ class AdminServer:
         app.router.add_get("/debug/outcomes", self._debug_outcomes)
         app.router.add_get("/debug/learning", self._debug_learning)
         app.router.add_get("/debug/rollouts", self._debug_rollouts)
-        app.router.add_get("/debug/rollouts/{namespace}/{name}/versions/{version}",
-                           self._debug_version)
+        app.router.add_get(
+            "/debug/rollouts/{namespace}/{name}/versions/{version}", self._debug_version
+        )
         app.router.add_post("/rollouts/{namespace}/{name}/{action}", self._rollout_post)
         app.router.add_get("/metrics", self._metrics)
         return app
@@ -173,8 +174,10 @@ class AdminServer:
         version = request.match_info["version"]
         spec = self._rollouts.spec_of((ns, name), version)
         if spec is None:
-            return _json({"error": f"version {version} of {ns}/{name} is not recorded "
-                                   "in this process"}, status=404)
+            return _json(
+                {"error": f"version {version} of {ns}/{name} is not recorded in this process"},
+                status=404,
+            )
         return _json(orjson.loads(spec))
 
     async def _rollout_post(self, request: web.Request) -> web.Response:

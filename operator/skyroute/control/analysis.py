@@ -64,9 +64,13 @@ class Window:
         return 1000.0 * self.cost_usd / self.requests if self.requests else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"requests": self.requests, "successRate": round(self.success_rate, 4),
-                "p95Ms": round(self.p95_ms, 1), "costPer1k": round(self.cost_per_1k, 4),
-                "fallbackRate": round(self.fallback_rate, 4)}
+        return {
+            "requests": self.requests,
+            "successRate": round(self.success_rate, 4),
+            "p95Ms": round(self.p95_ms, 1),
+            "costPer1k": round(self.cost_per_1k, 4),
+            "fallbackRate": round(self.fallback_rate, 4),
+        }
 
 
 # (arrival unix s, latency ms, failed, fell back, cost USD)
@@ -104,8 +108,9 @@ class OutcomeWindows:
                 continue
             samples = self._samples.get((o.policy, o.policy_version))
             if samples is not None:
-                samples.append((now, o.latency_ms, bool(o.error_class), o.fallback_depth > 0,
-                                o.cost_usd))
+                samples.append(
+                    (now, o.latency_ms, bool(o.error_class), o.fallback_depth > 0, o.cost_usd)
+                )
 
     def window(self, policy: str, version: str, since: float, until: float) -> Window:
         samples = self._samples.get((policy, version))
@@ -115,8 +120,11 @@ class OutcomeWindows:
         if not picked:
             return Window()
         latencies = sorted(s[1] for s in picked if not s[2])
-        p95 = latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] \
-            if latencies else 0.0
+        p95 = (
+            latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)]
+            if latencies
+            else 0.0
+        )
         return Window(
             requests=len(picked),
             errors=sum(1 for s in picked if s[2]),
@@ -135,8 +143,10 @@ class Check:
     ok: bool
 
     def describe(self) -> str:
-        return (f"{self.metric} candidate {self.candidate:.4g} vs stable {self.stable:.4g} "
-                f"(threshold {self.limit:g}): {'ok' if self.ok else 'FAILED'}")
+        return (
+            f"{self.metric} candidate {self.candidate:.4g} vs stable {self.stable:.4g} "
+            f"(threshold {self.limit:g}): {'ok' if self.ok else 'FAILED'}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +164,12 @@ class Verdict:
         return "; ".join(failed) if failed else "all metrics within thresholds"
 
     def as_dict(self) -> dict[str, object]:
-        return {"result": self.result, "stable": self.stable.as_dict(),
-                "candidate": self.candidate.as_dict(), "message": self.summary()}
+        return {
+            "result": self.result,
+            "stable": self.stable.as_dict(),
+            "candidate": self.candidate.as_dict(),
+            "message": self.summary(),
+        }
 
 
 def _check(metric: str, limit: float, stable: Window, cand: Window) -> Check:
@@ -176,11 +190,18 @@ def _check(metric: str, limit: float, stable: Window, cand: Window) -> Check:
 
 def judge(spec: AnalysisSpec, stable: Window, candidate: Window) -> Verdict:
     """Pass, fail or inconclusive for one interval."""
-    short = [f"{side} {w.requests} requests" for side, w in
-             (("candidate", candidate), ("stable", stable)) if w.requests < spec.min_requests]
+    short = [
+        f"{side} {w.requests} requests"
+        for side, w in (("candidate", candidate), ("stable", stable))
+        if w.requests < spec.min_requests
+    ]
     if short:
-        return Verdict(INCONCLUSIVE, stable, candidate,
-                       reason=f"inconclusive: {', '.join(short)} < minRequests "
-                              f"{spec.min_requests} in the interval")
+        return Verdict(
+            INCONCLUSIVE,
+            stable,
+            candidate,
+            reason=f"inconclusive: {', '.join(short)} < minRequests "
+            f"{spec.min_requests} in the interval",
+        )
     checks = tuple(_check(m.name, m.limit, stable, candidate) for m in spec.checks)
     return Verdict(PASS if all(c.ok for c in checks) else FAIL, stable, candidate, checks)

@@ -181,7 +181,8 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             max_entries=cache.max_entries,
             families={
                 name: snapshot_pb2.CacheFamily(
-                    similarity_threshold=f.similarity_threshold, ttl_seconds=f.ttl_seconds)
+                    similarity_threshold=f.similarity_threshold, ttl_seconds=f.ttl_seconds
+                )
                 for name, f in cache.families.items()
             },
         )

@@ -63,9 +63,15 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         # nonce -> (version, monotonic push time): push-to-ACK latency.
         self._pushed_at: dict[str, tuple[str, float]] = {}
         self.metrics.observe_routers(
-            lambda: [(r.acked_version, distribution_pb2.SyncState.Name(r.state)  # type: ignore[arg-type]
-                      .removeprefix("SYNC_STATE_")) for r in self.registry.records()],
-            lambda: self.store.version)
+            lambda: [
+                (
+                    r.acked_version,
+                    distribution_pb2.SyncState.Name(r.state).removeprefix("SYNC_STATE_"),  # type: ignore[arg-type]
+                )
+                for r in self.registry.records()
+            ],
+            lambda: self.store.version,
+        )
         # Active drift alerts of the learning loop, one series per (model, kind).
         self.metrics.observe_drift(lambda: list(self.learner.alerts) if self.learner else [])
 
@@ -99,7 +105,10 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             record = self.registry.connect(first.node)
             record.hello(first, self.store.version)
             event(
-                log, "router_connected", router=record.id, version_info=first.version_info or "-",
+                log,
+                "router_connected",
+                router=record.id,
+                version_info=first.version_info or "-",
                 state=distribution_pb2.SyncState.Name(record.state),  # type: ignore[arg-type]
             )
             while True:
@@ -143,8 +152,14 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         if len(self._pushed_at) > 10_000:  # routers that never answered
             self._pushed_at.clear()
         self._pushed_at[nonce] = (snapshot.version, time.monotonic())
-        event(log, "push", router=record.id, version=snapshot.version, nonce=nonce,
-              previous=record.acked_version or "-")
+        event(
+            log,
+            "push",
+            router=record.id,
+            version=snapshot.version,
+            nonce=nonce,
+            previous=record.acked_version or "-",
+        )
         return distribution_pb2.SnapshotResponse(
             version_info=snapshot.version, nonce=nonce, snapshot=snapshot
         )
@@ -155,15 +170,33 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         if pushed is not None and answer in (Answer.ACK, Answer.NACK):
             self.metrics.answered(pushed[0], answer.name.lower(), time.monotonic() - pushed[1])
         if answer is Answer.ACK:
-            event(log, "ack", router=record.id, version=request.version_info,
-                  nonce=request.response_nonce)
+            event(
+                log,
+                "ack",
+                router=record.id,
+                version=request.version_info,
+                nonce=request.response_nonce,
+            )
         elif answer is Answer.NACK:
-            event(log, "nack", logging.WARNING, router=record.id, rejected=record.sent_version,
-                  keeps=request.version_info or "-", code=request.error_detail.code,
-                  error=request.error_detail.message)
+            event(
+                log,
+                "nack",
+                logging.WARNING,
+                router=record.id,
+                rejected=record.sent_version,
+                keeps=request.version_info or "-",
+                code=request.error_detail.code,
+                error=request.error_detail.message,
+            )
         else:
-            event(log, "stale_nonce", logging.DEBUG, router=record.id,
-                  nonce=request.response_nonce, expected=record.nonce)
+            event(
+                log,
+                "stale_nonce",
+                logging.DEBUG,
+                router=record.id,
+                nonce=request.response_nonce,
+                expected=record.nonce,
+            )
 
     async def ReportOutcomes(
         self,

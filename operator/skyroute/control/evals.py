@@ -255,18 +255,26 @@ def _rewrite_file(
                 continue
             if not isinstance(m_node, yaml.MappingNode) or m_node.flow_style:
                 line = m_node.start_mark.line + 1
-                raise EvalsError([f"{path}:{line}: model {name}: write it in block style "
-                                  "(one field per line) so that it can be rewritten"])
+                raise EvalsError(
+                    [
+                        f"{path}:{line}: model {name}: write it in block style "
+                        "(one field per line) so that it can be rewritten"
+                    ]
+                )
             old = dict(m_data.get("quality") or {})
             new = dict(old)
             for intent, tally in measured.items():
                 new[intent] = round(tally.mean, 4)
                 before = resolve_quality(old, [intent]).get(intent)
-                plan.changes.append(Change(str(path), pool, name, intent, tally.count,
-                                           before, new[intent]))
-            evals = {"evalSet": plan.eval_set, "evaluatedAt": plan.evaluated_at,
-                     "samples": sum(t.count for t in measured.values()),
-                     "intentSamples": {k: t.count for k, t in measured.items()}}
+                plan.changes.append(
+                    Change(str(path), pool, name, intent, tally.count, before, new[intent])
+                )
+            evals = {
+                "evalSet": plan.eval_set,
+                "evaluatedAt": plan.evaluated_at,
+                "samples": sum(t.count for t in measured.values()),
+                "intentSamples": {k: t.count for k, t in measured.items()},
+            }
             m_data["quality"], m_data["evals"] = new, evals
             edits.extend(_model_edits(text, m_node, new, evals))
     if not edits:
@@ -289,8 +297,13 @@ def _model_edits(
             missing += "\n" + " " * column + _render(key, value, column, key == "evals")
         else:
             k_node, v_node = found
-            edits.append((k_node.end_mark.index, _content_end(v_node),
-                           _render(key, value, column, key == "evals")[len(key):]))
+            edits.append(
+                (
+                    k_node.end_mark.index,
+                    _content_end(v_node),
+                    _render(key, value, column, key == "evals")[len(key) :],
+                )
+            )
     if missing:
         # After the line quality (else the model) ends on, so a trailing comment stays put.
         found = _entry(node, "quality")
@@ -332,8 +345,12 @@ def _render(key: str, value: Any, column: int, block: bool = False) -> str:
 def _verify(path: Path, text: str, expected: list[Any]) -> None:
     got = [data for _, data in _documents(path, text)]
     if got != expected:
-        raise EvalsError([f"{path}: the targeted rewrite did not reproduce the intended data "
-                          "(unusual YAML layout?); nothing written"])
+        raise EvalsError(
+            [
+                f"{path}: the targeted rewrite did not reproduce the intended data "
+                "(unusual YAML layout?); nothing written"
+            ]
+        )
 
 
 def _check_compiles(folder: Path, texts: Mapping[Path, str]) -> None:
@@ -373,22 +390,32 @@ def main(
     out = console or Console()
     err = console or Console(stderr=True)
     try:
-        plan = backfill(Path(sample), Path(pools), eval_set=eval_set, evaluated_at=date,
-                        min_samples=min_samples)
+        plan = backfill(
+            Path(sample), Path(pools), eval_set=eval_set, evaluated_at=date, min_samples=min_samples
+        )
     except EvalsError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/red] {escape(problem)}", highlight=False, soft_wrap=True)
         return 1
     table = Table(title=f"quality from {plan.eval_set} ({plan.evaluated_at})")
     for column in ("pool", "model", "intent", "samples", "old", "new", "change"):
-        table.add_column(column, justify="left" if column in ("pool", "model", "intent")
-                         else "right")
+        table.add_column(
+            column, justify="left" if column in ("pool", "model", "intent") else "right"
+        )
     for c in plan.changes:
         delta = "new" if c.old is None else f"{c.new - c.old:+.2f}"
-        style = "" if c.old is None else "green" if c.new > c.old else \
-            "red" if c.new < c.old else ""
-        table.add_row(c.pool, c.model, c.intent, str(c.samples), _score(c.old),
-                      _score(c.new), f"[{style}]{delta}[/{style}]" if style else delta)
+        style = (
+            "" if c.old is None else "green" if c.new > c.old else "red" if c.new < c.old else ""
+        )
+        table.add_row(
+            c.pool,
+            c.model,
+            c.intent,
+            str(c.samples),
+            _score(c.old),
+            _score(c.new),
+            f"[{style}]{delta}[/{style}]" if style else delta,
+        )
     out.print(table)
     for note in plan.notes:
         out.print(f"[yellow]note[/yellow] {escape(note)}", highlight=False, soft_wrap=True)

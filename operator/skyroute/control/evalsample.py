@@ -92,9 +92,7 @@ def read_sample(path: Path) -> dict[tuple[str, str], Tally]:
     return {key: Tally(total, count) for key, (total, count) in sums.items()}
 
 
-def _parse_line(
-    line: str, where: str, problems: list[str]
-) -> tuple[tuple[str, str], float] | None:
+def _parse_line(line: str, where: str, problems: list[str]) -> tuple[tuple[str, str], float] | None:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -84,9 +84,11 @@ class DecayedStats:
         pb: Any = ddsketch_pb2.DDSketch()
         pb.ParseFromString(data)
         m = pb.mapping
-        same = (m.interpolation == _NO_INTERPOLATION
-                and math.isclose(m.gamma, _MAPPING.gamma, rel_tol=1e-12)
-                and m.indexOffset == _MAPPING._offset)
+        same = (
+            m.interpolation == _NO_INTERPOLATION
+            and math.isclose(m.gamma, _MAPPING.gamma, rel_tol=1e-12)
+            and m.indexOffset == _MAPPING._offset
+        )
         other = None if same else _mapping_of(m)
         self.zero += pb.zeroCount + sum(_bins(pb.negativeValues).values())  # no negative latency
         for key, count in _bins(pb.positiveValues).items():

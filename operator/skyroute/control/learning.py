@@ -88,10 +88,14 @@ class Settings:
             return cls()
         lat = [a.drift_latency_ratio for a in ads if a.drift_latency_ratio > 0]
         cost = [a.drift_cost_ratio for a in ads if a.drift_cost_ratio > 0]
-        return cls(True, float(min(a.half_life_s or 300 for a in ads)),
-                   float(max(a.min_samples or 1 for a in ads)),
-                   float(min(a.interval_s or 30 for a in ads)),
-                   min(lat) if lat else 0.0, min(cost) if cost else 0.0)
+        return cls(
+            True,
+            float(min(a.half_life_s or 300 for a in ads)),
+            float(max(a.min_samples or 1 for a in ads)),
+            float(min(a.interval_s or 30 for a in ads)),
+            min(lat) if lat else 0.0,
+            min(cost) if cost else 0.0,
+        )
 
 
 @dataclass(slots=True)
@@ -114,8 +118,12 @@ def _entry(table: dict[K, DecayedStats], key: K, now: float) -> DecayedStats:
 
 def _differs(old: tuple[float, float, float] | None, new: tuple[float, float, float]) -> bool:
     """A (p95, failure rate, tokens) prior worth a push: new, or moved materially."""
-    return old is None or _moved(old[0], new[0]) or _moved(old[2], new[2]) \
+    return (
+        old is None
+        or _moved(old[0], new[0])
+        or _moved(old[2], new[2])
         or abs(old[1] - new[1]) > _FAIL_CHANGE
+    )
 
 
 def _moved(old: float, new: float) -> bool:
@@ -125,8 +133,13 @@ def _moved(old: float, new: float) -> bool:
 class Learner:
     """Fleet state from router reports; republishes the store's snapshot with priors."""
 
-    def __init__(self, store: SnapshotStore, *, clock: Callable[[], float] = time.monotonic,
-                 on_drift: DriftHook | None = None) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_drift: DriftHook | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.on_drift = on_drift
@@ -161,8 +174,10 @@ class Learner:
         for s in stats:
             if not s.model:
                 continue
-            for st in (_entry(self.models, s.model, now),
-                       _entry(self.by_intent, (s.model, s.intent), now)):
+            for st in (
+                _entry(self.models, s.model, now),
+                _entry(self.by_intent, (s.model, s.intent), now),
+            ):
                 st.decay(now, half)
                 st.add(s)
 
@@ -181,13 +196,16 @@ class Learner:
         out = dict(self.priors)
         for model, f in figures.items():
             old = out.get(model, (0.0, 0.0, 0.0))
-            out[model] = (f.p95_ms if f.p95_ms is not None else old[0],
-                          f.failure_rate if f.failure_rate is not None else old[1],
-                          f.completion_tokens if f.completion_tokens is not None else old[2])
+            out[model] = (
+                f.p95_ms if f.p95_ms is not None else old[0],
+                f.failure_rate if f.failure_rate is not None else old[1],
+                f.completion_tokens if f.completion_tokens is not None else old[2],
+            )
         return {m: v for m, v in out.items() if any(v)}
 
-    def _learned_by_intent(self, min_samples: float,
-                           now: float) -> dict[tuple[str, str], tuple[float, float, float]]:
+    def _learned_by_intent(
+        self, min_samples: float, now: float
+    ) -> dict[tuple[str, str], tuple[float, float, float]]:
         half = self.settings.half_life_s
         out = {}
         for key, st in self.by_intent.items():
@@ -219,8 +237,7 @@ class Learner:
         new = self._learned(figures)
         by_intent = {**self.intent_priors, **self._learned_by_intent(cfg.min_samples, now)}
         tools = {**self.tool_priors, **self.tool_use.learned(cfg.min_samples)}
-        moved = any(abs(v - self.tool_priors.get(k, -1.0)) > _TOOL_CHANGE
-                    for k, v in tools.items())
+        moved = any(abs(v - self.tool_priors.get(k, -1.0)) > _TOOL_CHANGE for k, v in tools.items())
         moved = moved or any(_differs(self.intent_priors.get(k), v) for k, v in by_intent.items())
         if not self._material(new) and not moved:
             return False
@@ -229,9 +246,14 @@ class Learner:
         pushed = self.store.publish(self._base)
         if pushed:
             self.pushes += 1
-            event(log, "priors pushed", version=self.store.version,
-                  models=",".join(f"{m}:p95={v[0]:.0f}ms,fail={v[1]:.3f}"
-                                  for m, v in sorted(new.items())))
+            event(
+                log,
+                "priors pushed",
+                version=self.store.version,
+                models=",".join(
+                    f"{m}:p95={v[0]:.0f}ms,fail={v[1]:.3f}" for m, v in sorted(new.items())
+                ),
+            )
         return pushed
 
     def apply(self, snapshot: snapshot_pb2.Snapshot) -> snapshot_pb2.Snapshot:
@@ -258,9 +280,13 @@ class Learner:
                 if tokens:
                     c.observed_completion_tokens = round(tokens, 2)
                 for (_, intent_name), (i_p95, i_fail, i_tokens) in by_model.get(c.model, ()):
-                    c.observed_by_intent[intent_name].CopyFrom(snapshot_pb2.Observed(
-                        p95_ms=round(i_p95, 3), failure_rate=round(i_fail, 5),
-                        completion_tokens=round(i_tokens, 2)))
+                    c.observed_by_intent[intent_name].CopyFrom(
+                        snapshot_pb2.Observed(
+                            p95_ms=round(i_p95, 3),
+                            failure_rate=round(i_fail, 5),
+                            completion_tokens=round(i_tokens, 2),
+                        )
+                    )
         for policy in out.policies:
             if not policy.adaptation.enabled:
                 continue
@@ -298,9 +324,11 @@ class Learner:
             self._candidates[model] = (f.p95_ms, f.cost_per_request, now)
         if seen is None or now - seen[2] < interval_s:
             return False
-        return all(old is not None and new is not None and not _moved(old, new)
-                   for old, new in ((seen[0], f.p95_ms), (seen[1], f.cost_per_request))
-                   if old is not None or new is not None)
+        return all(
+            old is not None and new is not None and not _moved(old, new)
+            for old, new in ((seen[0], f.p95_ms), (seen[1], f.cost_per_request))
+            if old is not None or new is not None
+        )
 
     def _drift(self, figures: dict[str, Figures], cfg: Settings) -> None:
         for model, f in figures.items():
@@ -309,16 +337,24 @@ class Learner:
             if model not in self.baselines:
                 if not self._stable(model, f, cfg.interval_s):
                     continue
-                self.baselines[model] = (self._pushed_baseline(model) or f.p95_ms,
-                                         f.cost_per_request)
-                event(log, "drift baseline", model=model, p95_ms=f"{f.p95_ms or 0:.1f}",
-                      cost_per_request=f"{f.cost_per_request or 0:.6g}")
+                self.baselines[model] = (
+                    self._pushed_baseline(model) or f.p95_ms,
+                    f.cost_per_request,
+                )
+                event(
+                    log,
+                    "drift baseline",
+                    model=model,
+                    p95_ms=f"{f.p95_ms or 0:.1f}",
+                    cost_per_request=f"{f.cost_per_request or 0:.6g}",
+                )
             base_lat, base_cost = self.baselines[model]
             self._check(model, "latency", base_lat, f.p95_ms, cfg.drift_latency_ratio)
             self._check(model, "cost", base_cost, f.cost_per_request, cfg.drift_cost_ratio)
 
-    def _check(self, model: str, kind: str, baseline: float | None, current: float | None,
-               ratio: float) -> None:
+    def _check(
+        self, model: str, kind: str, baseline: float | None, current: float | None, ratio: float
+    ) -> None:
         key = (model, kind)
         active = self.alerts.get(key)
         if ratio <= 0 or baseline is None or current is None or baseline <= 0:
@@ -326,26 +362,46 @@ class Learner:
         threshold = baseline * ratio
         unit = "ms p95" if kind == "latency" else "USD per request"
         if active is None and current > threshold:
-            msg = (f"model {model!r} {kind} drift: {current:.6g} {unit} > {ratio:g} x baseline "
-                   f"{baseline:.6g}")
-            self.alerts[key] = Drift(model, kind, baseline, current, threshold,
-                                     int(time.time() * 1000), msg)
+            msg = (
+                f"model {model!r} {kind} drift: {current:.6g} {unit} > {ratio:g} x baseline "
+                f"{baseline:.6g}"
+            )
+            self.alerts[key] = Drift(
+                model, kind, baseline, current, threshold, int(time.time() * 1000), msg
+            )
             self._notify(model, kind, True, msg, current, baseline)
         elif active is not None:
             active.current = current
             if current <= threshold * _CLEAR_SHARE:
                 del self.alerts[key]
-                msg = (f"model {model!r} {kind} recovered: {current:.6g} {unit} <= "
-                       f"{_CLEAR_SHARE:g} x {ratio:g} x baseline {baseline:.6g}")
+                msg = (
+                    f"model {model!r} {kind} recovered: {current:.6g} {unit} <= "
+                    f"{_CLEAR_SHARE:g} x {ratio:g} x baseline {baseline:.6g}"
+                )
                 self._notify(model, kind, False, msg, current, baseline)
 
-    def _notify(self, model: str, kind: str, raised: bool, msg: str, current: float,
-                baseline: float) -> None:
+    def _notify(
+        self, model: str, kind: str, raised: bool, msg: str, current: float, baseline: float
+    ) -> None:
         level = logging.WARNING if raised else logging.INFO
-        event(log, "drift raised" if raised else "drift cleared", level=level, model=model,
-              kind=kind, current=f"{current:.6g}", baseline=f"{baseline:.6g}")
-        self.history.append({"model": model, "kind": kind, "raised": raised, "message": msg,
-                             "unix_ms": int(time.time() * 1000)})
+        event(
+            log,
+            "drift raised" if raised else "drift cleared",
+            level=level,
+            model=model,
+            kind=kind,
+            current=f"{current:.6g}",
+            baseline=f"{baseline:.6g}",
+        )
+        self.history.append(
+            {
+                "model": model,
+                "kind": kind,
+                "raised": raised,
+                "message": msg,
+                "unix_ms": int(time.time() * 1000),
+            }
+        )
         del self.history[:-100]
         if self.on_drift is not None:
             try:
@@ -365,32 +421,53 @@ class Learner:
             f = st.figures(cfg.min_samples)
             intents[f"{model}/{intent}"] = _figures_dict(f)
         return {
-            "settings": {"enabled": cfg.enabled, "half_life_s": cfg.half_life_s,
-                         "min_samples": cfg.min_samples, "interval_s": cfg.interval_s,
-                         "drift_latency_ratio": cfg.drift_latency_ratio,
-                         "drift_cost_ratio": cfg.drift_cost_ratio,
-                         "method": "exponential-decay merged DDSketches -> scored selection "
-                                   "priors; epsilon-greedy exploration on routers"},
+            "settings": {
+                "enabled": cfg.enabled,
+                "half_life_s": cfg.half_life_s,
+                "min_samples": cfg.min_samples,
+                "interval_s": cfg.interval_s,
+                "drift_latency_ratio": cfg.drift_latency_ratio,
+                "drift_cost_ratio": cfg.drift_cost_ratio,
+                "method": "exponential-decay merged DDSketches -> scored selection "
+                "priors; epsilon-greedy exploration on routers",
+            },
             "models": {m: _figures_dict(f) for m, f in sorted(figures.items())},
             "by_intent": intents,
-            "priors": {m: {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
-                       for m, v in sorted(self.priors.items())},
+            "priors": {
+                m: {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
+                for m, v in sorted(self.priors.items())
+            },
             "tool_use": {f"{p}/{i}": v for (p, i), v in sorted(self.tool_priors.items())},
-            "intent_priors": {f"{m}/{i}": {"p95_ms": v[0], "failure_rate": v[1],
-                                           "completion_tokens": v[2]}
-                              for (m, i), v in sorted(self.intent_priors.items())},
-            "baselines": {m: {"p95_ms": b[0], "cost_per_request": b[1]}
-                          for m, b in sorted(self.baselines.items())},
-            "alerts": [{"model": d.model, "kind": d.kind, "baseline": d.baseline,
-                        "current": d.current, "threshold": d.threshold,
-                        "since_unix_ms": d.since_unix_ms, "message": d.message}
-                       for _, d in sorted(self.alerts.items())],
+            "intent_priors": {
+                f"{m}/{i}": {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
+                for (m, i), v in sorted(self.intent_priors.items())
+            },
+            "baselines": {
+                m: {"p95_ms": b[0], "cost_per_request": b[1]}
+                for m, b in sorted(self.baselines.items())
+            },
+            "alerts": [
+                {
+                    "model": d.model,
+                    "kind": d.kind,
+                    "baseline": d.baseline,
+                    "current": d.current,
+                    "threshold": d.threshold,
+                    "since_unix_ms": d.since_unix_ms,
+                    "message": d.message,
+                }
+                for _, d in sorted(self.alerts.items())
+            ],
             "drift_history": list(self.history),
             "pushes": self.pushes,
         }
 
 
 def _figures_dict(f: Figures) -> dict[str, float | None]:
-    return {"requests": round(f.requests, 3), "failure_rate": f.failure_rate,
-            "p95_ms": f.p95_ms, "completion_tokens": f.completion_tokens,
-            "cost_per_request": f.cost_per_request}
+    return {
+        "requests": round(f.requests, 3),
+        "failure_rate": f.failure_rate,
+        "p95_ms": f.p95_ms,
+        "completion_tokens": f.completion_tokens,
+        "cost_per_request": f.cost_per_request,
+    }

@@ -131,8 +131,7 @@ def load_folder(folder: str | Path) -> list[SourceDocument]:
         except yaml.YAMLError as exc:
             problems.append(_syntax_problem(display, exc))
         except ValueError as exc:  # PyYAML's own scalar conversions, e.g. date 2026-13-01
-            problems.append(Problem(file=display, line=None,
-                                    message=f"YAML value error: {exc}"))
+            problems.append(Problem(file=display, line=None, message=f"YAML value error: {exc}"))
     if problems:
         raise PolicyError(problems)
     return docs

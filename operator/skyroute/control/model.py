@@ -121,9 +121,7 @@ def _unique(names: list[str], message: str) -> None:
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=MODEL_PATTERN)]
-IntentName = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=INTENT_PATTERN)
-]
+IntentName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=INTENT_PATTERN)]
 IntentGlob = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=GLOB_PATTERN)]
 Endpoint = Annotated[
     str, StringConstraints(min_length=1, max_length=2048, pattern=ENDPOINT_PATTERN)
@@ -144,8 +142,9 @@ Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
 Weight = Annotated[float, Field(ge=0, le=100)]
 Price = Annotated[float, Field(ge=0, le=1000)]
 VERSION_PATTERN = r"^sha256:[0-9a-f]{16}$"
-PolicyVersion = Annotated[str, StringConstraints(min_length=23, max_length=23,
-                                                 pattern=VERSION_PATTERN)]
+PolicyVersion = Annotated[
+    str, StringConstraints(min_length=23, max_length=23, pattern=VERSION_PATTERN)
+]
 
 
 class _Spec(BaseModel):
@@ -260,9 +259,7 @@ class PoolModel(_Spec):
     max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, validate_default=True)] = 4096
     timeout_ms: Millis = 10_000
     api_key: ApiKeyRef | None = None
-    quality: Annotated[dict[IntentGlob, Score], Field(max_length=64)] = Field(
-        default_factory=dict
-    )
+    quality: Annotated[dict[IntentGlob, Score], Field(max_length=64)] = Field(default_factory=dict)
     evals: EvalProvenance | None = None
 
     @field_validator("max_output_tokens")
@@ -340,8 +337,9 @@ class CacheFamilySpec(_Spec):
     ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
 
 
-FamilyName = Annotated[str, StringConstraints(min_length=1, max_length=63,
-                                              pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")]
+FamilyName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+]
 
 
 class CacheSpec(_Spec):
@@ -496,8 +494,12 @@ class PolicyTestExpect(_Spec):
 
     @model_validator(mode="after")
     def _something(self) -> PolicyTestExpect:
-        if self.pool is None and self.model is None and self.intent is None \
-                and self.cacheable is None:
+        if (
+            self.pool is None
+            and self.model is None
+            and self.intent is None
+            and self.cacheable is None
+        ):
             raise rule_error(MSG_TEST_EXPECT)
         return self
 
@@ -515,7 +517,10 @@ MetricName = Literal["success-rate", "p95-latency", "cost-per-1k", "fallback-rat
 # most this (absolute), p95 latency and cost per 1k may be at most this multiple of
 # the stable version's, the fallback rate may rise by at most this (absolute).
 METRIC_DEFAULTS: dict[str, float] = {
-    "success-rate": 0.01, "p95-latency": 1.25, "cost-per-1k": 1.10, "fallback-rate": 0.05,
+    "success-rate": 0.01,
+    "p95-latency": 1.25,
+    "cost-per-1k": 1.10,
+    "fallback-rate": 0.05,
 }
 
 

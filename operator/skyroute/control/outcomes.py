@@ -146,11 +146,15 @@ class OutcomeAggregator:
         """Per (policy, policy version, pool): share of traffic, p95, success, cost, hit rate."""
         total = sum(s.requests for s in self._versions.values()) or 1
         return [
-            {"policy": policy, "policy_version": version, "pool": pool,
-             "share": round(s.requests / total, 6),
-             "cost_per_1k_usd": s.mean_cost_usd * 1000.0,
-             "cache_hit_rate": round(s.cache_hits / s.requests, 6) if s.requests else 0.0,
-             **s.as_dict()}
+            {
+                "policy": policy,
+                "policy_version": version,
+                "pool": pool,
+                "share": round(s.requests / total, 6),
+                "cost_per_1k_usd": s.mean_cost_usd * 1000.0,
+                "cache_hit_rate": round(s.cache_hits / s.requests, 6) if s.requests else 0.0,
+                **s.as_dict(),
+            }
             for (policy, version, pool), s in sorted(self._versions.items())
         ]
 

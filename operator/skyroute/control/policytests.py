@@ -96,9 +96,16 @@ class Decided:
         return f'intent "{self.intent}" from {self.intent_source}, rule "{self.rule}"'
 
     def as_dict(self) -> dict[str, object]:
-        return {"intent": self.intent, "intent_source": self.intent_source,
-                "confidence": round(self.confidence, 4), "rule": self.rule, "pool": self.pool,
-                "model": self.model, "chain": list(self.chain), "cacheable": self.cacheable}
+        return {
+            "intent": self.intent,
+            "intent_source": self.intent_source,
+            "confidence": round(self.confidence, 4),
+            "rule": self.rule,
+            "pool": self.pool,
+            "model": self.model,
+            "chain": list(self.chain),
+            "cacheable": self.cacheable,
+        }
 
 
 def expected(expect: PolicyTestExpect) -> list[tuple[str, str | bool]]:
@@ -139,16 +146,22 @@ class CaseResult:
         """``test "x" failed: expected pool "a", got pool "b" (intent ... rule ...)``."""
         if self.passed:
             return f'test "{self.name}" passed'
-        want = " and ".join(f"{f} {_shown(v)}" for f, v in expected(self.test.expect)
-                            if f in self.failed)
+        want = " and ".join(
+            f"{f} {_shown(v)}" for f, v in expected(self.test.expect) if f in self.failed
+        )
         got = " and ".join(f"{f} {_shown(self.got.value(f))}" for f in self.failed)
         return f'test "{self.name}" failed: expected {want}, got {got} ({self.got.why()})'
 
     def as_dict(self) -> dict[str, object]:
-        return {"index": self.index, "name": self.name, "passed": self.passed,
-                "expected": {f: v for f, v in expected(self.test.expect)},
-                "failed": list(self.failed), "got": self.got.as_dict(),
-                "message": self.message()}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "passed": self.passed,
+            "expected": {f: v for f, v in expected(self.test.expect)},
+            "failed": list(self.failed),
+            "got": self.got.as_dict(),
+            "message": self.message(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +197,9 @@ class ResultCache:
             self._runs.popitem(last=False)
 
 
-def keyless_snapshot(snapshot: snapshot_pb2.Snapshot,
-                     policies: Iterable[str] | None = None) -> snapshot_pb2.Snapshot:
+def keyless_snapshot(
+    snapshot: snapshot_pb2.Snapshot, policies: Iterable[str] | None = None
+) -> snapshot_pb2.Snapshot:
     """A copy without API key references, optionally only ``policies`` and their pools."""
     out = snapshot_pb2.Snapshot(version=snapshot.version or "unversioned")
     wanted = None if policies is None else set(policies)
@@ -219,9 +233,12 @@ def signals(request: PolicyTestRequest) -> Signals:
     from skyroute.router.decide import signals_from_messages
 
     s = signals_from_messages(
-        [{"role": "user", "content": request.prompt}], request.tools,
-        locale=request.locale or "", user_tier=request.user_tier or "",
-        tenant=request.tenant or "", declared_intent=request.intent or "",
+        [{"role": "user", "content": request.prompt}],
+        request.tools,
+        locale=request.locale or "",
+        user_tier=request.user_tier or "",
+        tenant=request.tenant or "",
+        declared_intent=request.intent or "",
     )
     if request.prompt_tokens is not None:
         s.prompt_tokens = request.prompt_tokens
@@ -233,9 +250,15 @@ def decide_request(table: PolicyTable, s: Signals) -> Decided:
     from skyroute.router.decide import decide
 
     d = decide(table, s, stats=None, draw=_never_explore)
-    return Decided(intent=d.intent, intent_source=d.intent_source, confidence=d.confidence,
-                   rule=d.rule, pool=d.pool, chain=tuple(c.model for c in d.chain),
-                   cacheable=d.cacheable)
+    return Decided(
+        intent=d.intent,
+        intent_source=d.intent_source,
+        confidence=d.confidence,
+        rule=d.rule,
+        pool=d.pool,
+        chain=tuple(c.model for c in d.chain),
+        cacheable=d.cacheable,
+    )
 
 
 def check(policy: str, index: int, test: PolicyTest, table: PolicyTable) -> CaseResult:
@@ -258,8 +281,11 @@ def _run_one(snapshot: snapshot_pb2.Snapshot, policy: RoutingPolicy) -> PolicyRu
     return PolicyRun(ref, tuple(check(ref, i, t, table) for i, t in enumerate(policy.spec.tests)))
 
 
-def run_policies(snapshot: snapshot_pb2.Snapshot, policies: Iterable[RoutingPolicy],
-                 cache: ResultCache | None = None) -> list[PolicyRun]:
+def run_policies(
+    snapshot: snapshot_pb2.Snapshot,
+    policies: Iterable[RoutingPolicy],
+    cache: ResultCache | None = None,
+) -> list[PolicyRun]:
     """Run the tests of every policy that has some, against ``snapshot``, in the given order."""
     versions = {p.name: p.version for p in snapshot.policies}
     runs: list[PolicyRun] = []
@@ -281,8 +307,11 @@ def _policy_of(item: RoutingPolicy | Parsed) -> RoutingPolicy | None:
     return obj if isinstance(obj, RoutingPolicy) else None
 
 
-def problems_of(runs: Iterable[PolicyRun], policies: Sequence[RoutingPolicy | Parsed],
-                file_of: Mapping[str, str] | None = None) -> list[Problem]:
+def problems_of(
+    runs: Iterable[PolicyRun],
+    policies: Sequence[RoutingPolicy | Parsed],
+    file_of: Mapping[str, str] | None = None,
+) -> list[Problem]:
     """One problem per failing case (``spec.tests[i]``), located like validation problems.
 
     A ``Parsed`` policy is located by its document (file and line); a bare
@@ -294,27 +323,38 @@ def problems_of(runs: Iterable[PolicyRun], policies: Sequence[RoutingPolicy | Pa
     for run in runs:
         parsed = docs.get(run.policy)
         if run.error:
-            problems.append(_locate(run.policy, parsed, files, None,
-                                    f"cannot run the tests: {run.error}"))
-        problems.extend(_locate(run.policy, parsed, files, c.index, c.message())
-                        for c in run.cases if not c.passed)
+            problems.append(
+                _locate(run.policy, parsed, files, None, f"cannot run the tests: {run.error}")
+            )
+        problems.extend(
+            _locate(run.policy, parsed, files, c.index, c.message())
+            for c in run.cases
+            if not c.passed
+        )
     return problems
 
 
-def _locate(ref: str, parsed: Parsed | None, files: Mapping[str, str], index: int | None,
-            message: str) -> Problem:
+def _locate(
+    ref: str, parsed: Parsed | None, files: Mapping[str, str], index: int | None, message: str
+) -> Problem:
     path: tuple[str | int, ...] = ("spec", "tests") if index is None else ("spec", "tests", index)
     if parsed is not None:
         return parsed.doc.problem(path, message)
     name = ref.split("/", 1)[-1]
-    return Problem(file=files.get(ref, files.get(name, "<objects>")), obj=f"{KIND_POLICY} {ref}",
-                   path="spec.tests" if index is None else f"spec.tests[{index}]",
-                   message=message)
+    return Problem(
+        file=files.get(ref, files.get(name, "<objects>")),
+        obj=f"{KIND_POLICY} {ref}",
+        path="spec.tests" if index is None else f"spec.tests[{index}]",
+        message=message,
+    )
 
 
-def run_policy_tests(snapshot: snapshot_pb2.Snapshot, policies: Sequence[RoutingPolicy | Parsed],
-                     file_of: Mapping[str, str] | None = None,
-                     cache: ResultCache | None = None) -> list[Problem]:
+def run_policy_tests(
+    snapshot: snapshot_pb2.Snapshot,
+    policies: Sequence[RoutingPolicy | Parsed],
+    file_of: Mapping[str, str] | None = None,
+    cache: ResultCache | None = None,
+) -> list[Problem]:
     """Every failing test of ``policies`` against ``snapshot``, as problems (empty: all pass)."""
     objs = [p for p in (_policy_of(item) for item in policies) if p is not None]
     return problems_of(run_policies(snapshot, objs, cache), policies, file_of)

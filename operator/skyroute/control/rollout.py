@@ -70,8 +70,11 @@ log = logging.getLogger("skyroute.control.rollout")
 PolicyRef = tuple[str, str]  # (namespace, name)
 CANDIDATE_SUFFIX = "~candidate"
 _LIFECYCLE_FIELDS = {"tests", "rollout", "pin_version"}
-_STICKINESS = {"user": snapshot_pb2.STICKINESS_USER, "session": snapshot_pb2.STICKINESS_SESSION,
-               "tenant": snapshot_pb2.STICKINESS_TENANT}
+_STICKINESS = {
+    "user": snapshot_pb2.STICKINESS_USER,
+    "session": snapshot_pb2.STICKINESS_SESSION,
+    "tenant": snapshot_pb2.STICKINESS_TENANT,
+}
 
 
 def spec_hash(obj: RoutingPolicy) -> str:
@@ -91,13 +94,17 @@ class RolloutEvent:
 class RolloutController:
     """Rollout state per policy; the snapshot routers get; analysis ticks."""
 
-    def __init__(self, windows: OutcomeWindows | None = None,
-                 clock: Callable[[], float] = time.time,
-                 metrics: RolloutMetrics | None = None) -> None:
+    def __init__(
+        self,
+        windows: OutcomeWindows | None = None,
+        clock: Callable[[], float] = time.time,
+        metrics: RolloutMetrics | None = None,
+    ) -> None:
         self.windows = windows or OutcomeWindows(clock=clock)
         self.metrics = metrics or RolloutMetrics()
-        self.metrics.observe(lambda: [(ref[1], st.phase, st.weight)
-                                      for ref, st in sorted(self.states.items())])
+        self.metrics.observe(
+            lambda: [(ref[1], st.phase, st.weight) for ref, st in sorted(self.states.items())]
+        )
         self.clock = clock
         self.states: dict[PolicyRef, RolloutState] = {}
         self.specs: dict[str, str] = {}  # spec hash -> RoutingPolicy JSON
@@ -126,8 +133,9 @@ class RolloutController:
 
     # --- desired state in --------------------------------------------------------
 
-    def apply(self, snapshot: snapshot_pb2.Snapshot,
-              policies: Mapping[PolicyRef, RoutingPolicy]) -> snapshot_pb2.Snapshot:
+    def apply(
+        self, snapshot: snapshot_pb2.Snapshot, policies: Mapping[PolicyRef, RoutingPolicy]
+    ) -> snapshot_pb2.Snapshot:
         now = self.clock()
         versions = {p.name: p.version for p in snapshot.policies}
         for ref, obj in sorted(policies.items()):
@@ -142,8 +150,9 @@ class RolloutController:
             self._rollouts.pop(ref, None)
         return self.served(snapshot, policies)
 
-    def _reconcile(self, ref: PolicyRef, st: RolloutState, obj: RoutingPolicy, h: str,
-                   v: str, now: float) -> None:
+    def _reconcile(
+        self, ref: PolicyRef, st: RolloutState, obj: RoutingPolicy, h: str, v: str, now: float
+    ) -> None:
         spec = obj.spec
         if spec.rollout is not None:
             self._rollouts[ref] = spec.rollout
@@ -159,11 +168,18 @@ class RolloutController:
             return
         if spec.rollout is None or h == st.stable_hash:
             if st.phase in IN_FLIGHT:
-                why = "rollout removed from the spec" if spec.rollout is None \
+                why = (
+                    "rollout removed from the spec"
+                    if spec.rollout is None
                     else "spec is back to the stable version"
+                )
                 st.mark(st.candidate_hash, "superseded")
-                self._emit(ref, "Normal", "RolloutCancelled",
-                           f"{why}; candidate {st.candidate_version} withdrawn")
+                self._emit(
+                    ref,
+                    "Normal",
+                    "RolloutCancelled",
+                    f"{why}; candidate {st.candidate_version} withdrawn",
+                )
                 st.clear_candidate()
                 st.phase = STABLE
             if h != st.stable_hash:
@@ -187,8 +203,12 @@ class RolloutController:
             return
         if st.phase in IN_FLIGHT:
             st.mark(st.candidate_hash, "superseded")
-            self._emit(ref, "Normal", "RolloutRestarted",
-                       f"candidate {st.candidate_version} superseded by {v}")
+            self._emit(
+                ref,
+                "Normal",
+                "RolloutRestarted",
+                f"candidate {st.candidate_version} superseded by {v}",
+            )
         first = spec.rollout.steps[0]
         st.clear_candidate()
         st.candidate_hash, st.candidate_version = h, v
@@ -198,19 +218,24 @@ class RolloutController:
         st.last_analysis = None
         st.record(v, h, "candidate", now)
         st.message = f"step 1/{st.steps}: candidate {v} on {first.weight:g}%"
-        self._emit(ref, "Normal", "RolloutStarted",
-                   f"candidate {v} on {first.weight:g}% of traffic (stable {st.stable_version}, "
-                   f"{st.steps} steps, sticky by {spec.rollout.stickiness})")
+        self._emit(
+            ref,
+            "Normal",
+            "RolloutStarted",
+            f"candidate {v} on {first.weight:g}% of traffic (stable {st.stable_version}, "
+            f"{st.steps} steps, sticky by {spec.rollout.stickiness})",
+        )
 
-    def _pin(self, ref: PolicyRef, st: RolloutState, pin: str, h: str, v: str,
-             now: float) -> None:
+    def _pin(self, ref: PolicyRef, st: RolloutState, pin: str, h: str, v: str, now: float) -> None:
         entry = st.find(pin)
         if entry is None and pin in self.archive.get(ref, {}):
             st.record(pin, self.archive[ref][pin], "recorded", now)
             entry = st.find(pin)
         if entry is None or entry.spec_hash not in self.specs:
-            message = (f"spec.pinVersion {pin} is not a recorded version of this policy "
-                       "(see status.history); the previous version keeps serving")
+            message = (
+                f"spec.pinVersion {pin} is not a recorded version of this policy "
+                "(see status.history); the previous version keeps serving"
+            )
             if st.message != message:
                 self._emit(ref, "Warning", "PinNotFound", message)
             st.message = message
@@ -226,8 +251,12 @@ class RolloutController:
         st.message = f"pinned to {pin}"
 
     def _watch(self) -> None:
-        keep = {(ref[1], v) for ref, st in self.states.items() if st.phase in IN_FLIGHT
-                for v in (st.stable_version, st.candidate_version)}
+        keep = {
+            (ref[1], v)
+            for ref, st in self.states.items()
+            if st.phase in IN_FLIGHT
+            for v in (st.stable_version, st.candidate_version)
+        }
         for policy, version in keep:
             self.windows.watch(policy, version)
         self.windows.unwatch_except(keep)
@@ -242,12 +271,14 @@ class RolloutController:
         missing = sorted(referenced_pools(compiled) - pools.keys())
         if missing:
             raise LookupError(f"it uses pools that no longer exist: {', '.join(missing)}")
-        compiled.version = policy_version(compiled, (pools[n] for n in
-                                                     sorted(referenced_pools(compiled))))
+        compiled.version = policy_version(
+            compiled, (pools[n] for n in sorted(referenced_pools(compiled)))
+        )
         return compiled
 
-    def served(self, snapshot: snapshot_pb2.Snapshot,
-               policies: Mapping[PolicyRef, RoutingPolicy]) -> snapshot_pb2.Snapshot:
+    def served(
+        self, snapshot: snapshot_pb2.Snapshot, policies: Mapping[PolicyRef, RoutingPolicy]
+    ) -> snapshot_pb2.Snapshot:
         """The snapshot routers get: stable, pinned or canary entries in place of desired ones."""
         out = snapshot_pb2.Snapshot()
         out.CopyFrom(snapshot)
@@ -264,8 +295,10 @@ class RolloutController:
             try:
                 stable = self._compile(serve, pools)
             except (LookupError, ValueError) as exc:
-                st.message = (f"cannot serve {'pinned' if st.phase == PINNED else 'stable'} "
-                              f"version: {exc}; the spec's version serves all traffic")
+                st.message = (
+                    f"cannot serve {'pinned' if st.phase == PINNED else 'stable'} "
+                    f"version: {exc}; the spec's version serves all traffic"
+                )
                 continue
             if st.phase == PINNED:
                 st.pinned_version = stable.version
@@ -276,13 +309,18 @@ class RolloutController:
                 candidate.CopyFrom(desired)
                 candidate.name = desired.name + CANDIDATE_SUFFIX
                 candidate.candidate_of = desired.name
-                stable.canary.CopyFrom(snapshot_pb2.Canary(
-                    policy=candidate.name, weight_bp=round(st.weight * 100),
-                    stickiness=_STICKINESS[self._rollouts[ref].stickiness]
-                    if ref in self._rollouts else snapshot_pb2.STICKINESS_USER,
-                    # The spec hash, not the version: a pool edit re-versions the
-                    # candidate but must not move users between the two sides.
-                    salt=st.candidate_hash))
+                stable.canary.CopyFrom(
+                    snapshot_pb2.Canary(
+                        policy=candidate.name,
+                        weight_bp=round(st.weight * 100),
+                        stickiness=_STICKINESS[self._rollouts[ref].stickiness]
+                        if ref in self._rollouts
+                        else snapshot_pb2.STICKINESS_USER,
+                        # The spec hash, not the version: a pool edit re-versions the
+                        # candidate but must not move users between the two sides.
+                        salt=st.candidate_hash,
+                    )
+                )
                 out.policies.append(candidate)
             out.policies[index].CopyFrom(stable)
             changed = True
@@ -311,12 +349,16 @@ class RolloutController:
             st.last_analysis = {**verdict.as_dict(), "at": rfc3339(now)}
             if verdict.result == FAIL:
                 st.failed_checks += 1
-                self._emit(ref, "Warning", "AnalysisFailed",
-                           f"check {st.failed_checks}/{spec.failure_limit} failed: "
-                           f"{verdict.summary()}")
+                self._emit(
+                    ref,
+                    "Warning",
+                    "AnalysisFailed",
+                    f"check {st.failed_checks}/{spec.failure_limit} failed: {verdict.summary()}",
+                )
                 if st.failed_checks >= spec.failure_limit:
-                    self._roll_back(ref, st, f"failure limit {spec.failure_limit} reached: "
-                                             f"{verdict.summary()}")
+                    self._roll_back(
+                        ref, st, f"failure limit {spec.failure_limit} reached: {verdict.summary()}"
+                    )
                     changed = True
                 continue
             if verdict.result == INCONCLUSIVE:
@@ -334,9 +376,13 @@ class RolloutController:
                 st.weight = rollout.steps[st.step].weight
                 st.step_started, st.step_passed = now, False
                 st.message = f"step {st.step + 1}/{st.steps}: candidate on {st.weight:g}%"
-                self._emit(ref, "Normal", "StepAdvanced",
-                           f"candidate {st.candidate_version} now on {st.weight:g}% "
-                           f"(step {st.step + 1}/{st.steps})")
+                self._emit(
+                    ref,
+                    "Normal",
+                    "StepAdvanced",
+                    f"candidate {st.candidate_version} now on {st.weight:g}% "
+                    f"(step {st.step + 1}/{st.steps})",
+                )
             else:
                 self._promote(ref, st, f"analysis passed all {st.steps} steps")
             changed = True
@@ -349,8 +395,9 @@ class RolloutController:
         st.stable_hash, st.stable_version = st.candidate_hash, st.candidate_version
         st.clear_candidate()
         st.phase, st.message = PROMOTED, f"{st.stable_version} promoted: {why}"
-        self._emit(ref, "Normal", "Promoted",
-                   f"candidate {st.stable_version} promoted over {old}: {why}")
+        self._emit(
+            ref, "Normal", "Promoted", f"candidate {st.stable_version} promoted over {old}: {why}"
+        )
 
     def _roll_back(self, ref: PolicyRef, st: RolloutState, why: str) -> None:
         st.record(st.candidate_version, st.candidate_hash, "rolledBack")
@@ -359,11 +406,17 @@ class RolloutController:
         st.clear_candidate()
         st.failed_checks = checks  # status keeps what the rollback was based on
         st.phase = ROLLED_BACK
-        st.message = (f"{st.failed_version} rolled back: {why}; {st.stable_version} serves all "
-                      "traffic (change the spec to try another version)")
-        self._emit(ref, "Warning", "RolledBack",
-                   f"candidate {st.failed_version} rolled back, stable {st.stable_version} "
-                   f"serves all traffic: {why}")
+        st.message = (
+            f"{st.failed_version} rolled back: {why}; {st.stable_version} serves all "
+            "traffic (change the spec to try another version)"
+        )
+        self._emit(
+            ref,
+            "Warning",
+            "RolledBack",
+            f"candidate {st.failed_version} rolled back, stable {st.stable_version} "
+            f"serves all traffic: {why}",
+        )
 
     def action(self, ref: PolicyRef, action: str, source: str = "annotation") -> tuple[bool, str]:
         """A manual ``promote`` or ``abort``: (acted, what happened) for logs and the CLI."""

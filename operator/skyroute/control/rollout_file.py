@@ -38,8 +38,9 @@ def dump(controller: RolloutController) -> str:
         for entry in st.history:
             if entry.spec_hash in controller.specs:
                 specs[entry.spec_hash] = controller.specs[entry.spec_hash]
-    return json.dumps({"format": FORMAT, "policies": policies, "specs": specs},
-                      indent=1, sort_keys=True)
+    return json.dumps(
+        {"format": FORMAT, "policies": policies, "specs": specs}, indent=1, sort_keys=True
+    )
 
 
 def load(controller: RolloutController, path: Path) -> int:
@@ -82,8 +83,13 @@ class StateFile:
             tmp.write_text(text)
             tmp.rename(self.path)
         except OSError as exc:  # the rollout goes on; only a restart would lose it
-            event(log, "rollout_state_write_failed", logging.WARNING, path=str(self.path),
-                  error=repr(exc))
+            event(
+                log,
+                "rollout_state_write_failed",
+                logging.WARNING,
+                path=str(self.path),
+                error=repr(exc),
+            )
             return False
         self._written = text
         return True

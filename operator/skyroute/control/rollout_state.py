@@ -65,8 +65,12 @@ class HistoryEntry:
     result: str  # serving, candidate, promoted, rolledBack, superseded, pinned
 
     def as_status(self) -> dict[str, str]:
-        return {"version": self.version, "specHash": self.spec_hash,
-                "recordedAt": rfc3339(self.recorded_at), "result": self.result}
+        return {
+            "version": self.version,
+            "specHash": self.spec_hash,
+            "recordedAt": rfc3339(self.recorded_at),
+            "result": self.result,
+        }
 
 
 @dataclass(slots=True)
@@ -180,7 +184,12 @@ class RolloutState:
         st.last_analysis = dict(analysis) if isinstance(analysis, Mapping) else None
         for e in status.get("history") or []:
             if isinstance(e, Mapping) and e.get("version") and e.get("specHash"):
-                st.history.append(HistoryEntry(str(e["version"]), str(e["specHash"]),
-                                               parse_rfc3339(e.get("recordedAt"), now),
-                                               str(e.get("result", ""))))
+                st.history.append(
+                    HistoryEntry(
+                        str(e["version"]),
+                        str(e["specHash"]),
+                        parse_rfc3339(e.get("recordedAt"), now),
+                        str(e.get("result", "")),
+                    )
+                )
         return st

@@ -76,9 +76,17 @@ class ControlPlane:
         self.state = StateFile(Path(state)) if state else None
         self._latest: tuple[snapshot_pb2.Snapshot, dict[PolicyRef, RoutingPolicy]] | None = None
         self.admin = (
-            AdminServer(admin, self.store, self.service.status, self.outcomes,
-                        learning=self.learner.as_dict, rollouts=self.rollouts,
-                        rollout_action=self._rollout_action) if admin else None
+            AdminServer(
+                admin,
+                self.store,
+                self.service.status,
+                self.outcomes,
+                learning=self.learner.as_dict,
+                rollouts=self.rollouts,
+                rollout_action=self._rollout_action,
+            )
+            if admin
+            else None
         )
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -88,8 +96,11 @@ class ControlPlane:
         self._rollout_task: asyncio.Task[None] | None = None
 
     def _shape(self, snapshot: snapshot_pb2.Snapshot, objects: Objects) -> snapshot_pb2.Snapshot:
-        policies = {(p.obj.metadata.namespace, p.obj.metadata.name): p.obj
-                    for p in objects.policies if isinstance(p.obj, RoutingPolicy)}
+        policies = {
+            (p.obj.metadata.namespace, p.obj.metadata.name): p.obj
+            for p in objects.policies
+            if isinstance(p.obj, RoutingPolicy)
+        }
         self._latest = (snapshot, policies)
         served = self.rollouts.apply(snapshot, policies)
         self._save()
@@ -105,8 +116,14 @@ class ControlPlane:
 
     async def _rollout_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
         done, message = self.rollouts.action((namespace, name), action, "admin API")
-        event(log, "rollout_action", policy=f"{namespace}/{name}", action=action, acted=done,
-              result=message)
+        event(
+            log,
+            "rollout_action",
+            policy=f"{namespace}/{name}",
+            action=action,
+            acted=done,
+            result=message,
+        )
         if done:
             self._republish()
             self._save()
@@ -156,9 +173,12 @@ class ControlPlane:
         self._learn_task = asyncio.create_task(self.learner.run(self._stop))
         self._rollout_task = asyncio.create_task(self._rollout_loop())
         event(
-            log, "listening", grpc=self.address,
+            log,
+            "listening",
+            grpc=self.address,
             admin=f"{self.admin.host}:{self.admin.port}" if self.admin else "-",
-            source=self.source, version=self.store.version or "-",
+            source=self.source,
+            version=self.store.version or "-",
         )
 
     async def stop(self, grace: float = 1.0) -> None:

@@ -60,8 +60,13 @@ class SourceWatcher:
             self.rejections += 1
             self.store.reject(exc)
             event(
-                log, "rejected", logging.ERROR, source=self.folder, problems=len(exc.problems),
-                serving=self.store.version or "-", error=str(exc),
+                log,
+                "rejected",
+                logging.ERROR,
+                source=self.folder,
+                problems=len(exc.problems),
+                serving=self.store.version or "-",
+                error=str(exc),
             )
             return False
         self.compiles += 1
@@ -69,8 +74,13 @@ class SourceWatcher:
             snapshot = self.shape(snapshot, objects)
         changed = self.store.publish(snapshot)
         event(
-            log, "compiled", source=self.folder, version=snapshot.version, changed=changed,
-            policies=_names(snapshot.policies), pools=_names(snapshot.pools),
+            log,
+            "compiled",
+            source=self.folder,
+            version=snapshot.version,
+            changed=changed,
+            policies=_names(snapshot.policies),
+            pools=_names(snapshot.pools),
             default_policy=snapshot.default_policy or "-",
             ms=round((time.perf_counter() - started) * 1000, 2),
         )

@@ -52,10 +52,15 @@ def configure(service: str = "skyroute-control") -> None:
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service)})
-    views = [View(instrument_name="skyroute.control.push.duration",
-                  aggregation=ExplicitBucketHistogramAggregation(PUSH_BUCKETS))]
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers,
-                                             views=views))
+    views = [
+        View(
+            instrument_name="skyroute.control.push.duration",
+            aggregation=ExplicitBucketHistogramAggregation(PUSH_BUCKETS),
+        )
+    ]
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=readers, views=views)
+    )
 
 
 def shutdown() -> None:
@@ -78,13 +83,18 @@ class ControlMetrics:
         m = meter or metrics.get_meter("skyroute.control")
         self._meter = m
         self.pushes = m.create_counter(
-            "skyroute.control.pushes", "{push}", "Snapshots pushed to routers, by version")
+            "skyroute.control.pushes", "{push}", "Snapshots pushed to routers, by version"
+        )
         self.push_duration = m.create_histogram(
-            "skyroute.control.push.duration", "s",
-            "Time from a snapshot push to the router's ACK or NACK")
+            "skyroute.control.push.duration",
+            "s",
+            "Time from a snapshot push to the router's ACK or NACK",
+        )
         self.outcomes = m.create_counter(
-            "skyroute.control.outcomes.received", "{outcome}",
-            "Request outcomes received from routers")
+            "skyroute.control.outcomes.received",
+            "{outcome}",
+            "Request outcomes received from routers",
+        )
         self._versions: dict[str, dict[str, str]] = {}
         self._answers: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -101,43 +111,59 @@ class ControlMetrics:
         key = (version, answer)
         attrs = self._answers.get(key)
         if attrs is None:
-            attrs = self._answers[key] = {"skyroute.snapshot_version": version,
-                                          "skyroute.answer": answer}
+            attrs = self._answers[key] = {
+                "skyroute.snapshot_version": version,
+                "skyroute.answer": answer,
+            }
         self.push_duration.record(seconds, attrs)
 
     def received(self, n: int) -> None:
         if n:
             self.outcomes.add(n)
 
-    def observe_routers(self, states: Callable[[], Iterable[tuple[str, str]]],
-                        current: Callable[[], str]) -> None:
+    def observe_routers(
+        self, states: Callable[[], Iterable[tuple[str, str]]], current: Callable[[], str]
+    ) -> None:
         """Routers per (acknowledged version, sync state), and the serving version's info."""
 
         def routers(options: CallbackOptions) -> Iterable[Observation]:
             counts = Counter(states())
-            return [Observation(n, {"skyroute.snapshot_version": v, "skyroute.state": s})
-                    for (v, s), n in counts.items()]
+            return [
+                Observation(n, {"skyroute.snapshot_version": v, "skyroute.state": s})
+                for (v, s), n in counts.items()
+            ]
 
         def serving(options: CallbackOptions) -> Iterable[Observation]:
             return [Observation(1, {"skyroute.snapshot_version": current()})]
 
         self._meter.create_observable_gauge(
-            "skyroute.control.routers", [routers], "{router}",
-            "Routers known to the control plane, by acknowledged version and sync state")
+            "skyroute.control.routers",
+            [routers],
+            "{router}",
+            "Routers known to the control plane, by acknowledged version and sync state",
+        )
         self._meter.create_observable_gauge(
-            "skyroute.control.snapshot", [serving], "1",
-            "1, labelled with the snapshot version the control plane serves")
+            "skyroute.control.snapshot",
+            [serving],
+            "1",
+            "1, labelled with the snapshot version the control plane serves",
+        )
 
     def observe_drift(self, alerts: Callable[[], Iterable[tuple[str, str]]]) -> None:
         """1 per model and kind ("latency" or "cost") whose drift alert is raised now."""
 
         def drifting(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(1, {"gen_ai.request.model": model, "skyroute.drift": kind})
-                    for model, kind in alerts()]
+            return [
+                Observation(1, {"gen_ai.request.model": model, "skyroute.drift": kind})
+                for model, kind in alerts()
+            ]
 
         self._meter.create_observable_gauge(
-            "skyroute.control.drift", [drifting], "1",
-            "Raised drift alerts: a model's p95 or cost per request above its baseline x ratio")
+            "skyroute.control.drift",
+            [drifting],
+            "1",
+            "Raised drift alerts: a model's p95 or cost per request above its baseline x ratio",
+        )
 
 
 class RolloutMetrics:
@@ -146,9 +172,11 @@ class RolloutMetrics:
     def __init__(self, meter: metrics.Meter | None = None) -> None:
         self._meter = m = meter or metrics.get_meter("skyroute.control")
         self.transitions = m.create_counter(
-            "skyroute.control.rollout.transitions", "{transition}",
+            "skyroute.control.rollout.transitions",
+            "{transition}",
             "Rollout steps by policy and reason (RolloutStarted, StepAdvanced, AnalysisFailed, "
-            "Holding, Promoted, RolledBack, ...)")
+            "Holding, Promoted, RolledBack, ...)",
+        )
 
     def transition(self, policy: str, reason: str) -> None:
         self.transitions.add(1, {"skyroute.policy": policy, "skyroute.reason": reason})
@@ -157,9 +185,14 @@ class RolloutMetrics:
         """(policy, phase, candidate weight in percent) per policy, read at each collection."""
 
         def weight(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(w, {"skyroute.policy": p, "skyroute.rollout_phase": phase})
-                    for p, phase, w in weights()]
+            return [
+                Observation(w, {"skyroute.policy": p, "skyroute.rollout_phase": phase})
+                for p, phase, w in weights()
+            ]
 
         self._meter.create_observable_gauge(
-            "skyroute.control.rollout.weight", [weight], "%",
-            "Percent of a policy's traffic its candidate serves, with the rollout phase")
+            "skyroute.control.rollout.weight",
+            [weight],
+            "%",
+            "Percent of a policy's traffic its candidate serves, with the rollout phase",
+        )

@@ -43,8 +43,9 @@ class _Rate:
 class ToolUseObserver:
     """Decayed (offered tools, called a tool) counts per (policy, intent)."""
 
-    def __init__(self, half_life_s: Callable[[], float],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, half_life_s: Callable[[], float], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.half_life_s = half_life_s
         self.clock = clock
         self.rates: dict[tuple[str, str], _Rate] = {}

@@ -24,14 +24,72 @@ from typing import Any
 import orjson
 
 _VOCAB = (
-    "order", "refund", "shipping", "account", "password", "plan", "invoice", "ticket",
-    "update", "status", "customer", "support", "delivery", "return", "policy", "price",
-    "seat", "team", "upgrade", "billing", "payment", "card", "address", "tracking",
-    "warehouse", "item", "cart", "discount", "coupon", "store", "product", "review",
-    "rating", "message", "the", "a", "to", "for", "with", "your", "we", "can", "please",
-    "check", "this", "that", "it", "is", "will", "be", "now", "today", "soon", "thanks",
-    "here", "next", "step", "confirm", "details", "help", "request", "number", "email",
-    "reset", "link", "sent",
+    "order",
+    "refund",
+    "shipping",
+    "account",
+    "password",
+    "plan",
+    "invoice",
+    "ticket",
+    "update",
+    "status",
+    "customer",
+    "support",
+    "delivery",
+    "return",
+    "policy",
+    "price",
+    "seat",
+    "team",
+    "upgrade",
+    "billing",
+    "payment",
+    "card",
+    "address",
+    "tracking",
+    "warehouse",
+    "item",
+    "cart",
+    "discount",
+    "coupon",
+    "store",
+    "product",
+    "review",
+    "rating",
+    "message",
+    "the",
+    "a",
+    "to",
+    "for",
+    "with",
+    "your",
+    "we",
+    "can",
+    "please",
+    "check",
+    "this",
+    "that",
+    "it",
+    "is",
+    "will",
+    "be",
+    "now",
+    "today",
+    "soon",
+    "thanks",
+    "here",
+    "next",
+    "step",
+    "confirm",
+    "details",
+    "help",
+    "request",
+    "number",
+    "email",
+    "reset",
+    "link",
+    "sent",
 )
 _FILLER_WORDS = 16384
 _START_SPAN = 4096
@@ -101,9 +159,7 @@ def text_answer(
     ]
     if pieces:
         pieces[0] = prefix + pieces[0]
-    return Answer(
-        model, prefix + body, pieces, None, None, "", prompt_tokens, n_tokens, truncated
-    )
+    return Answer(model, prefix + body, pieces, None, None, "", prompt_tokens, n_tokens, truncated)
 
 
 def tool_answer(

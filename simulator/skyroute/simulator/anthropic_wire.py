@@ -45,20 +45,28 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "server_error": (500, "api_error", "Internal server error"),
     "unavailable": (503, "api_error", "Service unavailable"),
     "overloaded": (529, "overloaded_error", "Overloaded"),
-    "bad_request": (400, "invalid_request_error", "temperature: Input should be less than or "
-                    "equal to 1"),
+    "bad_request": (
+        400,
+        "invalid_request_error",
+        "temperature: Input should be less than or equal to 1",
+    ),
     "auth": (401, "authentication_error", "invalid x-api-key"),
 }
-_STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                 403: "permission_error", 404: "not_found_error", 413: "request_too_large"}
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+}
 
 
 def _err(status: int, etype: str, message: str, headers: dict[str, str] | None = None) -> Rendered:
     request_id = new_id("req_")
-    body = {"type": "error", "error": {"type": etype, "message": message},
-            "request_id": request_id}
-    return Rendered(status, {**_JSON, "request-id": request_id, **(headers or {})},
-                    orjson.dumps(body))
+    body = {"type": "error", "error": {"type": etype, "message": message}, "request_id": request_id}
+    return Rendered(
+        status, {**_JSON, "request-id": request_id, **(headers or {})}, orjson.dumps(body)
+    )
 
 
 class AnthropicWire:
@@ -147,42 +155,81 @@ class AnthropicWire:
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:
         if answer.is_tool:
-            content: list[dict[str, Any]] = [{
-                "type": "tool_use", "id": new_id("toolu_"),
-                "name": answer.tool_name, "input": answer.tool_args,
-            }]
+            content: list[dict[str, Any]] = [
+                {
+                    "type": "tool_use",
+                    "id": new_id("toolu_"),
+                    "name": answer.tool_name,
+                    "input": answer.tool_args,
+                }
+            ]
             stop = "tool_use"
         else:
             content = [{"type": "text", "text": answer.text}]
             stop = "max_tokens" if answer.truncated else "end_turn"
-        return orjson.dumps({
-            "id": new_id("msg_"), "type": "message", "role": "assistant", "model": req.model,
-            "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": _usage(answer.prompt_tokens, answer.completion_tokens),
-        })
+        return orjson.dumps(
+            {
+                "id": new_id("msg_"),
+                "type": "message",
+                "role": "assistant",
+                "model": req.model,
+                "content": content,
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": _usage(answer.prompt_tokens, answer.completion_tokens),
+            }
+        )
 
     def stream(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
         head = _message_start(req.model, answer.prompt_tokens)
         pieces: list[bytes] = []
         if answer.is_tool:
-            block: dict[str, Any] = {"type": "tool_use", "id": new_id("toolu_"),
-                                     "name": answer.tool_name, "input": {}}
-            pieces.append(sse("content_block_start", orjson.dumps(
-                {"type": "content_block_start", "index": 0, "content_block": block})))
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": new_id("toolu_"),
+                "name": answer.tool_name,
+                "input": {},
+            }
+            pieces.append(
+                sse(
+                    "content_block_start",
+                    orjson.dumps(
+                        {"type": "content_block_start", "index": 0, "content_block": block}
+                    ),
+                )
+            )
             for piece in answer.arg_pieces():
-                pieces.append(sse("content_block_delta", orjson.dumps({
-                    "type": "content_block_delta", "index": 0,
-                    "delta": {"type": "input_json_delta", "partial_json": piece}})))
+                pieces.append(
+                    sse(
+                        "content_block_delta",
+                        orjson.dumps(
+                            {
+                                "type": "content_block_delta",
+                                "index": 0,
+                                "delta": {"type": "input_json_delta", "partial_json": piece},
+                            }
+                        ),
+                    )
+                )
             share = max(1, answer.completion_tokens // len(pieces))
             tokens = [share] * len(pieces)
             stop = "tool_use"
         else:
-            head += sse("content_block_start", b'{"type":"content_block_start","index":0,'
-                        b'"content_block":{"type":"text","text":""}}')
+            head += sse(
+                "content_block_start",
+                b'{"type":"content_block_start","index":0,'
+                b'"content_block":{"type":"text","text":""}}',
+            )
             for piece in answer.pieces:
-                pieces.append(sse("content_block_delta", b'{"type":"content_block_delta",'
-                                  b'"index":0,"delta":{"type":"text_delta","text":'
-                                  + orjson.dumps(piece) + b"}}"))
+                pieces.append(
+                    sse(
+                        "content_block_delta",
+                        b'{"type":"content_block_delta",'
+                        b'"index":0,"delta":{"type":"text_delta","text":'
+                        + orjson.dumps(piece)
+                        + b"}}",
+                    )
+                )
             tokens = piece_tokens(answer.completion_tokens, len(pieces), chunk_tokens)
             stop = "max_tokens" if answer.truncated else "end_turn"
         head += sse("ping", b'{"type":"ping"}')
@@ -195,20 +242,39 @@ class AnthropicWire:
             status, etype, message = _ERRORS[kind]
             return _err(status, etype, message)
         if kind == "rate_limited":
-            return _err(429, "rate_limit_error", "This request would exceed the rate limit for "
-                        "your organization of 50 requests per minute. Please retry later.",
-                        retry_after_header(ctx.retry_after_s))
+            return _err(
+                429,
+                "rate_limit_error",
+                "This request would exceed the rate limit for "
+                "your organization of 50 requests per minute. Please retry later.",
+                retry_after_header(ctx.retry_after_s),
+            )
         if kind == "context_length":
-            return _err(400, "invalid_request_error", f"prompt is too long: {ctx.prompt_tokens} "
-                        f"tokens > {ctx.context_window} maximum")
+            return _err(
+                400,
+                "invalid_request_error",
+                f"prompt is too long: {ctx.prompt_tokens} tokens > {ctx.context_window} maximum",
+            )
         if kind == "content_filter":
             if ctx.stream:
                 body = _message_start(ctx.model, ctx.prompt_tokens) + _message_end("refusal", 0)
                 return Rendered(200, dict(_SSE), body)
-            return Rendered(200, dict(_JSON), orjson.dumps({
-                "id": new_id("msg_"), "type": "message", "role": "assistant",
-                "model": ctx.model, "content": [], "stop_reason": "refusal",
-                "stop_sequence": None, "usage": _usage(ctx.prompt_tokens, 0)}))
+            return Rendered(
+                200,
+                dict(_JSON),
+                orjson.dumps(
+                    {
+                        "id": new_id("msg_"),
+                        "type": "message",
+                        "role": "assistant",
+                        "model": ctx.model,
+                        "content": [],
+                        "stop_reason": "refusal",
+                        "stop_sequence": None,
+                        "usage": _usage(ctx.prompt_tokens, 0),
+                    }
+                ),
+            )
         if kind == "bad_response":
             if ctx.stream:
                 return Rendered(200, dict(_SSE), b"event: message_start\ndata: {broken\n\n")
@@ -221,24 +287,37 @@ class AnthropicWire:
 
 def _message_start(model: str, prompt_tokens: int) -> bytes:
     message: dict[str, Any] = {
-        "id": new_id("msg_"), "type": "message", "role": "assistant", "content": [],
-        "model": model, "stop_reason": None, "stop_sequence": None,
+        "id": new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "stop_reason": None,
+        "stop_sequence": None,
         "usage": _usage(prompt_tokens, 1),
     }
     return sse("message_start", orjson.dumps({"type": "message_start", "message": message}))
 
 
 def _message_end(stop: str, output_tokens: int) -> bytes:
-    delta = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-             "usage": {"output_tokens": output_tokens}}
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop, "stop_sequence": None},
+        "usage": {"output_tokens": output_tokens},
+    }
     return sse("message_delta", orjson.dumps(delta)) + sse(
-        "message_stop", b'{"type":"message_stop"}')
+        "message_stop", b'{"type":"message_stop"}'
+    )
 
 
 def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
-    return {"input_tokens": prompt_tokens, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0, "output_tokens": output_tokens,
-            "service_tier": "standard"}
+    return {
+        "input_tokens": prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
 
 
 def _pick_tool(tools: Any, choice: dict[str, Any]) -> tuple[str | None, Any]:

@@ -74,8 +74,13 @@ class ModelRuntime:
 
     __slots__ = ("bursts", "mix", "model_hash", "name", "profile", "stats", "tok_mu", "tok_sigma")
 
-    def __init__(self, name: str, profile: Profile, bursts: list[tuple[Burst, _Mix | None]],
-                 stats: ModelStats) -> None:
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        bursts: list[tuple[Burst, _Mix | None]],
+        stats: ModelStats,
+    ) -> None:
         self.name = name
         self.profile = profile
         self.bursts = bursts

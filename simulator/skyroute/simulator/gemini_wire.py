@@ -40,12 +40,22 @@ from skyroute.simulator.wire import (
 
 _JSON = {"Content-Type": "application/json; charset=UTF-8"}
 _SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                 503: "UNAVAILABLE", 529: "UNAVAILABLE"}
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    529: "UNAVAILABLE",
+}
 _ERRORS: dict[str, tuple[int, str]] = {
-    "server_error": (500, "An internal error has occurred. Please retry or report in "
-                     "https://developers.generativeai.google/guide/troubleshooting"),
+    "server_error": (
+        500,
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    ),
     "unavailable": (503, "The model is overloaded. Please try again later."),
     "overloaded": (529, "The model is overloaded. Please try again later."),
     "bad_request": (400, "Request contains an invalid argument."),
@@ -58,8 +68,11 @@ def _get(d: dict[str, Any], camel: str, snake: str) -> Any:
 
 
 def _err(code: int, message: str, details: list[dict[str, Any]] | None = None) -> Rendered:
-    error: dict[str, Any] = {"code": code, "message": message,
-                             "status": _STATUS_NAMES.get(code, "UNKNOWN")}
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "status": _STATUS_NAMES.get(code, "UNKNOWN"),
+    }
     if details:
         error["details"] = details
     return Rendered(code, dict(_JSON), orjson.dumps({"error": error}))
@@ -85,8 +98,10 @@ class GeminiWire:
         last_user_turn = False
         for i, content in enumerate(contents):
             if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
-                raise WireError(f"* GenerateContentRequest.contents[{i}].parts: contents.parts "
-                                "must not be empty.")
+                raise WireError(
+                    f"* GenerateContentRequest.contents[{i}].parts: contents.parts "
+                    "must not be empty."
+                )
             role = content.get("role", "user")
             if role not in ("user", "model", "function"):
                 raise WireError("Please use a valid role: user, model.")
@@ -108,20 +123,26 @@ class GeminiWire:
                     texts.append(orjson.dumps(reply.get("response", {})).decode())
             if responses:
                 if not prev_calls:
-                    raise WireError("Please ensure that function response turn comes immediately "
-                                    "after a function call turn.")
+                    raise WireError(
+                        "Please ensure that function response turn comes immediately "
+                        "after a function call turn."
+                    )
                 if sorted(responses) != sorted(prev_calls):
-                    raise WireError("Please ensure that the number of function response parts is "
-                                    "equal to the number of function call parts of the function "
-                                    f"call turn (calls {prev_calls}, responses {responses}).")
+                    raise WireError(
+                        "Please ensure that the number of function response parts is "
+                        "equal to the number of function call parts of the function "
+                        f"call turn (calls {prev_calls}, responses {responses})."
+                    )
             prev_calls = calls
             last_user_turn = role == "user" and not responses
         prompt_text = "\n".join(t for t in texts if t)
         generation = _get(body, "generationConfig", "generation_config") or {}
         max_tokens = _get(generation, "maxOutputTokens", "max_output_tokens")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise WireError("* GenerateContentRequest.generation_config.max_output_tokens: "
-                            "must be a positive integer")
+            raise WireError(
+                "* GenerateContentRequest.generation_config.max_output_tokens: "
+                "must be a positive integer"
+            )
         tool_name, schema = None, None
         if last_user_turn:
             tool_name, schema = _pick_tool(body)
@@ -144,19 +165,32 @@ class GeminiWire:
         else:
             parts = [{"text": answer.text}]
             finish = "MAX_TOKENS" if answer.truncated else "STOP"
-        return orjson.dumps({
-            "candidates": [{"content": {"parts": parts, "role": "model"},
-                            "finishReason": finish, "index": 0}],
-            "usageMetadata": _usage(answer.prompt_tokens, answer.completion_tokens),
-            "modelVersion": req.model,
-            "responseId": new_id(""),
-        })
+        return orjson.dumps(
+            {
+                "candidates": [
+                    {
+                        "content": {"parts": parts, "role": "model"},
+                        "finishReason": finish,
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": _usage(answer.prompt_tokens, answer.completion_tokens),
+                "modelVersion": req.model,
+                "responseId": new_id(""),
+            }
+        )
 
     def stream(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
         response_id = new_id("")
-        suffix = (b'"usageMetadata":' + orjson.dumps(_usage(answer.prompt_tokens, 0))
-                  + b',"modelVersion":' + orjson.dumps(req.model)
-                  + b',"responseId":"' + response_id.encode() + b'"}\r\n\r\n')
+        suffix = (
+            b'"usageMetadata":'
+            + orjson.dumps(_usage(answer.prompt_tokens, 0))
+            + b',"modelVersion":'
+            + orjson.dumps(req.model)
+            + b',"responseId":"'
+            + response_id.encode()
+            + b'"}\r\n\r\n'
+        )
         if answer.is_tool:
             part = {"functionCall": {"name": answer.tool_name, "args": answer.tool_args}}
             pieces = [_chunk([part], None, suffix)]
@@ -165,9 +199,11 @@ class GeminiWire:
             pieces = [_chunk([{"text": p}], None, suffix) for p in answer.pieces]
             tokens = piece_tokens(answer.completion_tokens, len(pieces), chunk_tokens)
         finish = "MAX_TOKENS" if answer.truncated else "STOP"
-        final_suffix = (b'"usageMetadata":'
-                        + orjson.dumps(_usage(answer.prompt_tokens, answer.completion_tokens))
-                        + suffix[suffix.index(b',"modelVersion"'):])
+        final_suffix = (
+            b'"usageMetadata":'
+            + orjson.dumps(_usage(answer.prompt_tokens, answer.completion_tokens))
+            + suffix[suffix.index(b',"modelVersion"') :]
+        )
         tail = _chunk([{"text": ""}], finish, final_suffix)
         return StreamFrames(b"", pieces, tail, tokens)
 
@@ -176,26 +212,38 @@ class GeminiWire:
             return _err(*_ERRORS[kind])
         if kind == "rate_limited":
             delay = f"{ctx.retry_after_s:.3f}".rstrip("0").rstrip(".") + "s"
-            return _err(429, "Resource has been exhausted (e.g. check quota).", [
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}])
+            return _err(
+                429,
+                "Resource has been exhausted (e.g. check quota).",
+                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}],
+            )
         if kind == "context_length":
-            return _err(400, f"The input token count ({ctx.prompt_tokens}) exceeds the maximum "
-                        f"number of tokens allowed ({ctx.context_window}).")
+            return _err(
+                400,
+                f"The input token count ({ctx.prompt_tokens}) exceeds the maximum "
+                f"number of tokens allowed ({ctx.context_window}).",
+            )
         if kind == "auth":
             return _api_key_invalid()
         if kind == "content_filter":
-            body = orjson.dumps({
-                "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
-                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]},
-                "usageMetadata": _usage(ctx.prompt_tokens, 0),
-                "modelVersion": ctx.model,
-            })
+            body = orjson.dumps(
+                {
+                    "promptFeedback": {
+                        "blockReason": "SAFETY",
+                        "safetyRatings": [
+                            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}
+                        ],
+                    },
+                    "usageMetadata": _usage(ctx.prompt_tokens, 0),
+                    "modelVersion": ctx.model,
+                }
+            )
             if ctx.stream:
                 return Rendered(200, dict(_SSE), b"data: " + body + b"\r\n\r\n")
             return Rendered(200, dict(_JSON), body)
         if kind == "bad_response":
             if ctx.stream:
-                return Rendered(200, dict(_SSE), b"data: {\"candidates\": [\r\n\r\n")
+                return Rendered(200, dict(_SSE), b'data: {"candidates": [\r\n\r\n')
             return Rendered(200, dict(_JSON), b'{"candidates": [{"content": ')
         return _err(500, _ERRORS["server_error"][1])
 
@@ -203,17 +251,28 @@ class GeminiWire:
         if status == 401:
             return _api_key_invalid()
         if status == 403:
-            return _err(403, "Method doesn't allow unregistered callers (callers without "
-                        "established identity). Please use API Key or other form of API "
-                        "consumer identity to call this API.")
+            return _err(
+                403,
+                "Method doesn't allow unregistered callers (callers without "
+                "established identity). Please use API Key or other form of API "
+                "consumer identity to call this API.",
+            )
         return _err(status, message)
 
 
 def _api_key_invalid() -> Rendered:
-    return _err(400, "API key not valid. Please pass a valid API key.", [{
-        "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-        "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"},
-    }])
+    return _err(
+        400,
+        "API key not valid. Please pass a valid API key.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ],
+    )
 
 
 def _chunk(parts: list[dict[str, Any]], finish: str | None, suffix: bytes) -> bytes:
@@ -237,8 +296,11 @@ def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, Any]:
 def _parts_text(content: Any) -> str:
     if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
         return ""
-    return "\n".join(p["text"] for p in content["parts"]
-                     if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "\n".join(
+        p["text"]
+        for p in content["parts"]
+        if isinstance(p, dict) and isinstance(p.get("text"), str)
+    )
 
 
 def _pick_tool(body: dict[str, Any]) -> tuple[str | None, Any]:
@@ -252,12 +314,17 @@ def _pick_tool(body: dict[str, Any]) -> tuple[str | None, Any]:
         decls = _get(tool, "functionDeclarations", "function_declarations") or []
         for j, decl in enumerate(decls):
             if not isinstance(decl, dict) or not isinstance(decl.get("name"), str):
-                raise WireError(f"* GenerateContentRequest.tools[{i}].function_declarations[{j}]"
-                                ".name: Name cannot be empty.")
+                raise WireError(
+                    f"* GenerateContentRequest.tools[{i}].function_declarations[{j}]"
+                    ".name: Name cannot be empty."
+                )
             declarations.append(decl)
     for decl in declarations:
         if not allowed or decl["name"] in allowed:
-            schema = decl.get("parameters") or _get(
-                decl, "parametersJsonSchema", "parameters_json_schema") or {}
+            schema = (
+                decl.get("parameters")
+                or _get(decl, "parametersJsonSchema", "parameters_json_schema")
+                or {}
+            )
             return decl["name"], schema
     return None, None

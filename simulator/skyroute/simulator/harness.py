@@ -30,8 +30,9 @@ from skyroute.simulator.server import start
 class SimulatorThread:
     """A simulator serving on 127.0.0.1:<free port> until :meth:`stop`."""
 
-    def __init__(self, scenario: Scenario | dict[str, Any] | str | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, scenario: Scenario | dict[str, Any] | str | None = None, host: str = "127.0.0.1"
+    ) -> None:
         if scenario is None:
             scenario = {}
         if isinstance(scenario, dict):
@@ -88,8 +89,9 @@ class SimulatorThread:
     def __enter__(self) -> SimulatorThread:
         return self.start()
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- hooks --------------------------------------------------------------

@@ -45,8 +45,14 @@ _SSE = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no
 _FINISH = {"text": b'"stop"', "length": b'"length"', "tool": b'"tool_calls"'}
 
 
-def _err(status: int, message: str, etype: str, code: str | None = None,
-         param: str | None = None, headers: dict[str, str] | None = None) -> Rendered:
+def _err(
+    status: int,
+    message: str,
+    etype: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Rendered:
     body = {"error": {"message": message, "type": etype, "param": param, "code": code}}
     return Rendered(status, {**_JSON, **(headers or {})}, orjson.dumps(body))
 
@@ -135,42 +141,55 @@ class OpenAIWire:
             "annotations": [],
         }
         if answer.is_tool:
-            message["tool_calls"] = [{
-                "id": new_id("call_"),
-                "type": "function",
-                "function": {"name": answer.tool_name, "arguments": answer.tool_args_json},
-            }]
+            message["tool_calls"] = [
+                {
+                    "id": new_id("call_"),
+                    "type": "function",
+                    "function": {"name": answer.tool_name, "arguments": answer.tool_args_json},
+                }
+            ]
             finish = "tool_calls"
         else:
             finish = "length" if answer.truncated else "stop"
-        return orjson.dumps({
-            "id": new_id("chatcmpl-"),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": req.model,
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-            ],
-            "usage": _usage(answer),
-            "service_tier": "default",
-            "system_fingerprint": "fp_skyroute_sim",
-        })
+        return orjson.dumps(
+            {
+                "id": new_id("chatcmpl-"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": req.model,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+                ],
+                "usage": _usage(answer),
+                "service_tier": "default",
+                "system_fingerprint": "fp_skyroute_sim",
+            }
+        )
 
     def stream(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
         usage_null = b',"usage":null' if req.include_usage else b""
-        prefix = b"".join((
-            b'data: {"id":"', new_id("chatcmpl-").encode(),
-            b'","object":"chat.completion.chunk","created":', str(int(time.time())).encode(),
-            b',"model":', orjson.dumps(req.model),
-            b',"system_fingerprint":"fp_skyroute_sim","choices":[{"index":0,"delta":',
-        ))
+        prefix = b"".join(
+            (
+                b'data: {"id":"',
+                new_id("chatcmpl-").encode(),
+                b'","object":"chat.completion.chunk","created":',
+                str(int(time.time())).encode(),
+                b',"model":',
+                orjson.dumps(req.model),
+                b',"system_fingerprint":"fp_skyroute_sim","choices":[{"index":0,"delta":',
+            )
+        )
         open_end = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
         head = prefix + b'{"role":"assistant","content":"","refusal":null}' + open_end
         pieces: list[bytes] = []
         tokens: list[int] = []
         if answer.is_tool:
-            call = {"index": 0, "id": new_id("call_"), "type": "function",
-                    "function": {"name": answer.tool_name, "arguments": ""}}
+            call = {
+                "index": 0,
+                "id": new_id("call_"),
+                "type": "function",
+                "function": {"name": answer.tool_name, "arguments": ""},
+            }
             pieces.append(prefix + orjson.dumps({"tool_calls": [call]}) + open_end)
             arg_pieces = answer.arg_pieces()
             for piece in arg_pieces:
@@ -184,12 +203,14 @@ class OpenAIWire:
                 pieces.append(prefix + b'{"content":' + orjson.dumps(piece) + b"}" + open_end)
             tokens = piece_tokens(answer.completion_tokens, len(pieces), chunk_tokens)
             finish = _FINISH["length" if answer.truncated else "text"]
-        tail = (prefix + b'{},"logprobs":null,"finish_reason":' + finish + b"}]" + usage_null
-                + b"}\n\n")
+        tail = (
+            prefix + b'{},"logprobs":null,"finish_reason":' + finish + b"}]" + usage_null + b"}\n\n"
+        )
         if req.include_usage:
             usage_prefix = prefix[: prefix.index(b',"choices":')]
-            tail += (usage_prefix + b',"choices":[],"usage":' + orjson.dumps(_usage(answer))
-                     + b"}\n\n")
+            tail += (
+                usage_prefix + b',"choices":[],"usage":' + orjson.dumps(_usage(answer)) + b"}\n\n"
+            )
         tail += b"data: [DONE]\n\n"
         return StreamFrames(head, pieces, tail, tokens)
 
@@ -199,7 +220,9 @@ class OpenAIWire:
                 429,
                 f"Rate limit reached for {ctx.model} on requests per min (RPM): Limit 500, "
                 f"Used 500, Requested 1. Please try again in {ctx.retry_after_s:.3g}s.",
-                "requests", "rate_limit_exceeded", headers=retry_after_header(ctx.retry_after_s),
+                "requests",
+                "rate_limit_exceeded",
+                headers=retry_after_header(ctx.retry_after_s),
             )
         if kind == "context_length":
             return _err(
@@ -207,32 +230,49 @@ class OpenAIWire:
                 f"This model's maximum context length is {ctx.context_window} tokens. However, "
                 f"your messages resulted in {ctx.prompt_tokens} tokens. Please reduce the length "
                 "of the messages.",
-                "invalid_request_error", "context_length_exceeded", "messages",
+                "invalid_request_error",
+                "context_length_exceeded",
+                "messages",
             )
         if kind == "content_filter":
             return _err(
                 400,
                 "The response was filtered due to the prompt triggering the content management "
                 "policy. Please modify your prompt and retry.",
-                "invalid_request_error", "content_filter", "prompt",
+                "invalid_request_error",
+                "content_filter",
+                "prompt",
             )
         if kind == "bad_request":
-            return _err(400, "Invalid value for 'temperature': must be between 0 and 2.",
-                        "invalid_request_error", "invalid_value", "temperature")
+            return _err(
+                400,
+                "Invalid value for 'temperature': must be between 0 and 2.",
+                "invalid_request_error",
+                "invalid_value",
+                "temperature",
+            )
         if kind == "auth":
-            return _err(401, "Incorrect API key provided. You can find your API key at your "
-                        "account settings.", "invalid_request_error", "invalid_api_key")
+            return _err(
+                401,
+                "Incorrect API key provided. You can find your API key at your account settings.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
         if kind == "unavailable":
-            return _err(503, "The engine is currently overloaded, please try again later.",
-                        "server_error")
+            return _err(
+                503, "The engine is currently overloaded, please try again later.", "server_error"
+            )
         if kind == "overloaded":
             return _err(529, "The server is overloaded, please try again later.", "server_error")
         if kind == "bad_response":
             if ctx.stream:
                 return Rendered(200, dict(_SSE), b'data: {"id":"chatcmpl-\x00 not json\n\n')
             return Rendered(200, dict(_JSON), b'{"id": "chatcmpl-broken", "choices": [')
-        return _err(500, "The server had an error while processing your request. Sorry about "
-                    "that!", "server_error")
+        return _err(
+            500,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+        )
 
     def invalid(self, message: str, status: int = 400) -> Rendered:
         if status == 401:
@@ -269,7 +309,9 @@ def _usage(answer: Answer) -> dict[str, Any]:
         "total_tokens": answer.prompt_tokens + answer.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0, "audio_tokens": 0,
-            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
         },
     }

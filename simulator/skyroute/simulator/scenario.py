@@ -146,7 +146,13 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 _NESTED = ("ttft_ms", "completion_tokens", "error_latency_ms")
 _TOP_KEYS = {"seed", "time_scale", "hang_s", "api_key", "defaults", "models", "bursts"}
 _BURST_KEYS = {
-    "models", "start_s", "duration_s", "every_s", "error_rate", "errors", "latency_multiplier"
+    "models",
+    "start_s",
+    "duration_s",
+    "every_s",
+    "error_rate",
+    "errors",
+    "latency_multiplier",
 }
 
 

@@ -91,15 +91,18 @@ class Simulator:
             return await self._serve(request, self.gemini, model, False)
         if method == "streamGenerateContent" and model:
             if request.query.get("alt") != "sse":
-                return _respond(self.gemini.invalid(
-                    "this simulator streams only with ?alt=sse (JSON-array streaming is not "
-                    "supported)"))
+                return _respond(
+                    self.gemini.invalid(
+                        "this simulator streams only with ?alt=sse (JSON-array streaming is not "
+                        "supported)"
+                    )
+                )
             return await self._serve(request, self.gemini, model, True)
-        return _respond(self.gemini.invalid(
-            f"method {method!r} not found for models/{model}", 404))
+        return _respond(self.gemini.invalid(f"method {method!r} not found for models/{model}", 404))
 
-    async def _serve(self, request: web.Request, family: Family, path_model: str | None,
-                     stream_path: bool) -> web.StreamResponse:
+    async def _serve(
+        self, request: web.Request, family: Family, path_model: str | None, stream_path: bool
+    ) -> web.StreamResponse:
         raw = await request.read()
         try:
             family.check_headers(request)
@@ -132,18 +135,30 @@ class Simulator:
             stats.errors[kind] = stats.errors.get(kind, 0) + 1
             if kind in _ANSWERED_KINDS:
                 await asyncio.sleep(plan.delay_s)
-                ctx = ErrorContext(req.model, req.stream, plan.retry_after_s, prompt_tokens,
-                                   rt.profile.context_window)
+                ctx = ErrorContext(
+                    req.model,
+                    req.stream,
+                    plan.retry_after_s,
+                    prompt_tokens,
+                    rt.profile.context_window,
+                )
                 return _respond(family.error(kind, ctx))
             if kind == "timeout":
                 return await self._hang(request)
         if req.tool_name is not None:
             stats.tool_calls += 1
-            answer = tool_answer(req.model, req.tool_name, req.tool_schema, prompt_tokens,
-                                 plan.completion_tokens)
+            answer = tool_answer(
+                req.model, req.tool_name, req.tool_schema, prompt_tokens, plan.completion_tokens
+            )
         else:
-            answer = text_answer(req.model, phash, plan.completion_tokens,
-                                 rt.profile.stream_chunk_tokens, prompt_tokens, plan.truncated)
+            answer = text_answer(
+                req.model,
+                phash,
+                plan.completion_tokens,
+                rt.profile.stream_chunk_tokens,
+                prompt_tokens,
+                plan.truncated,
+            )
         if req.stream:
             return await self._stream(request, family, req, answer, rt, plan)
         await asyncio.sleep(plan.delay_s + answer.completion_tokens * plan.token_s)
@@ -155,8 +170,15 @@ class Simulator:
         stats.ok += 1
         return web.Response(body=body_bytes, content_type=_JSON)
 
-    async def _stream(self, request: web.Request, family: Family, req: SimRequest,
-                      answer: Any, rt: ModelRuntime, plan: Plan) -> web.StreamResponse:
+    async def _stream(
+        self,
+        request: web.Request,
+        family: Family,
+        req: SimRequest,
+        answer: Any,
+        rt: ModelRuntime,
+        plan: Plan,
+    ) -> web.StreamResponse:
         frames = family.stream(req, answer, rt.profile.stream_chunk_tokens)
         resp = web.StreamResponse(headers=_SSE_HEADERS)
         await resp.prepare(request)
@@ -217,8 +239,9 @@ class Simulator:
         try:
             scenario = load_scenario(text, "PUT /_sim/scenario")
         except ScenarioError as exc:
-            return web.Response(status=400, content_type=_JSON,
-                                body=orjson.dumps({"error": str(exc)}))
+            return web.Response(
+                status=400, content_type=_JSON, body=orjson.dumps({"error": str(exc)})
+            )
         self.engine.load(scenario)
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
@@ -267,10 +290,14 @@ def main(listen: str = DEFAULT_LISTEN, scenario: str | None = None) -> None:
     except (ValueError, ScenarioError) as exc:
         print(f"skyroute providers: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
     async def serve() -> None:
         runner, bound = await start(sc, host, port)
-        print(f"skyroute providers listening on http://{host}:{bound} "
-              f"(scenario: {scenario or 'built-in defaults'})", flush=True)
+        print(
+            f"skyroute providers listening on http://{host}:{bound} "
+            f"(scenario: {scenario or 'built-in defaults'})",
+            flush=True,
+        )
         try:
             await asyncio.Event().wait()
         finally:

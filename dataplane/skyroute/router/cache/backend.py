@@ -42,17 +42,25 @@ class Answer:
     question: str  # the question it answered, as sent (for debugging and audits)
 
     def result(self) -> ChatResult:
-        return ChatResult(self.content, [], self.finish_reason, self.prompt_tokens,
-                          self.completion_tokens)
+        return ChatResult(
+            self.content, [], self.finish_reason, self.prompt_tokens, self.completion_tokens
+        )
 
     def size(self) -> int:
         return len(self.content) + len(self.question) + len(self.model) + 64
 
     def encode(self, label: str) -> bytes:
-        return orjson.dumps({
-            "l": label, "c": self.content, "f": self.finish_reason, "pt": self.prompt_tokens,
-            "ct": self.completion_tokens, "m": self.model, "q": self.question,
-        })
+        return orjson.dumps(
+            {
+                "l": label,
+                "c": self.content,
+                "f": self.finish_reason,
+                "pt": self.prompt_tokens,
+                "ct": self.completion_tokens,
+                "m": self.model,
+                "q": self.question,
+            }
+        )
 
     @staticmethod
     def decode(blob: bytes, label: str) -> Answer | None:
@@ -60,8 +68,14 @@ class Answer:
         data: Any = orjson.loads(blob)
         if not isinstance(data, dict) or data.get("l") != label:
             return None
-        return Answer(str(data["c"]), str(data["f"]), int(data["pt"]), int(data["ct"]),
-                      str(data["m"]), str(data["q"]))
+        return Answer(
+            str(data["c"]),
+            str(data["f"]),
+            int(data["pt"]),
+            int(data["ct"]),
+            str(data["m"]),
+            str(data["q"]),
+        )
 
 
 @dataclass(slots=True, frozen=True)

@@ -98,7 +98,8 @@ class HashingEmbedder:
 
     def _bucket(self, feature: str) -> tuple[int, float]:
         h = int.from_bytes(
-            hashlib.blake2b(feature.encode(), digest_size=8, key=self._key).digest(), "little")
+            hashlib.blake2b(feature.encode(), digest_size=8, key=self._key).digest(), "little"
+        )
         return h & self._mask, (1.0 if (h >> 63) & 1 else -1.0)
 
     def _token(self, token: str) -> tuple[list[int], list[float]]:
@@ -118,7 +119,7 @@ class HashingEmbedder:
                 idx.append(i)
                 val.append(s * weight)
             padded = f"<{token}>"
-            grams = [padded[k:k + 3] for k in range(len(padded) - 2)]
+            grams = [padded[k : k + 3] for k in range(len(padded) - 2)]
             w = _TRIGRAM_WEIGHT / (len(grams) ** 0.5)
             for g in grams:
                 i, s = self._bucket("c:" + g)

@@ -37,27 +37,57 @@ from typing import Any
 # kind found names the refusal reason.
 _MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    ("secret", re.compile(
-        r"\b(?:sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{12,}|\bbearer\s+[A-Za-z0-9._~+/-]{12,}"
-        r"|\b(?:password|passcode|pin|api key|token|secret)\s+(?:is|was|=|:)\s*\S+",
-        re.IGNORECASE)),
+    (
+        "secret",
+        re.compile(
+            r"\b(?:sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{12,}|\bbearer\s+[A-Za-z0-9._~+/-]{12,}"
+            r"|\b(?:password|passcode|pin|api key|token|secret)\s+(?:is|was|=|:)\s*\S+",
+            re.IGNORECASE,
+        ),
+    ),
     ("iban", re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}\b", re.IGNORECASE)),
     ("ip_address", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")),
     # Phone, card, account, order, tracking numbers, dates: 7+ digits with separators.
     ("number", re.compile(r"\+?\d(?:[\s().\-/]*\d){6,}")),
     # Letters and at least four digits in one 8+ character token (checked in _identifier).
     ("identifier", re.compile(r"[A-Za-z0-9-]{8,}")),
-    ("address", re.compile(
-        r"\b\d{1,5}\s+(?:[A-Za-z]+\s+){1,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|"
-        r"lane|ln|drive|dr|court|ct|way|place|pl)\b", re.IGNORECASE)),
+    (
+        "address",
+        re.compile(
+            r"\b\d{1,5}\s+(?:[A-Za-z]+\s+){1,3}(?:street|st|avenue|ave|road|rd|boulevard|blvd|"
+            r"lane|ln|drive|dr|court|ct|way|place|pl)\b",
+            re.IGNORECASE,
+        ),
+    ),
     ("url_query", re.compile(r"https?://\S+\?\S+", re.IGNORECASE)),
-    ("self_identification", re.compile(
-        r"\bmy (?:name|full name|address|home address|email|e-mail|phone number|"
-        r"date of birth|birthday|ssn|social security number|account number|"
-        r"card number|passport number|license number|iban) (?:is|was)\b", re.IGNORECASE)),
+    (
+        "self_identification",
+        re.compile(
+            r"\bmy (?:name|full name|address|home address|email|e-mail|phone number|"
+            r"date of birth|birthday|ssn|social security number|account number|"
+            r"card number|passport number|license number|iban) (?:is|was)\b",
+            re.IGNORECASE,
+        ),
+    ),
 )
-_SECRET_HINTS = ("sk-", "sk_", "pk-", "pk_", "rk-", "rk_", "ghp_", "gho_", "xox", "bearer",
-                 "password", "passcode", "pin", "api key", "token", "secret")
+_SECRET_HINTS = (
+    "sk-",
+    "sk_",
+    "pk-",
+    "pk_",
+    "rk-",
+    "rk_",
+    "ghp_",
+    "gho_",
+    "xox",
+    "bearer",
+    "password",
+    "passcode",
+    "pin",
+    "api key",
+    "token",
+    "secret",
+)
 _DIGIT = re.compile(r"\d")
 _MEMO: dict[str, str | None] = {}
 _MEMO_LIMIT = 512
@@ -88,8 +118,11 @@ def _scan(text: str) -> str | None:
     wanted = {
         "email": "@" in text,
         "secret": any(h in low for h in _SECRET_HINTS),
-        "iban": has_digit, "ip_address": has_digit, "number": has_digit,
-        "identifier": has_digit, "address": has_digit,
+        "iban": has_digit,
+        "ip_address": has_digit,
+        "number": has_digit,
+        "identifier": has_digit,
+        "address": has_digit,
         "url_query": "http" in low,
         "self_identification": "my " in low,
     }
@@ -110,7 +143,8 @@ def message_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            str(p.get("text", "")) for p in content
+            str(p.get("text", ""))
+            for p in content
             if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
@@ -167,6 +201,10 @@ def cache_directive(cache_control: str, pragma: str = "") -> tuple[bool, bool]:
     """
     directives = {d.strip().lower() for d in cache_control.split(",") if d.strip()}
     no_store = "no-store" in directives
-    no_lookup = (no_store or "no-cache" in directives or "max-age=0" in directives
-                 or "no-cache" in pragma.lower())
+    no_lookup = (
+        no_store
+        or "no-cache" in directives
+        or "max-age=0" in directives
+        or "no-cache" in pragma.lower()
+    )
     return no_lookup, no_store

@@ -83,14 +83,15 @@ def _tool_name(tool: Any) -> str:
     return ""
 
 
-def context_digest(
-    messages: list[dict[str, Any]], params: dict[str, Any], tools: list[Any]
-) -> str:
+def context_digest(messages: list[dict[str, Any]], params: dict[str, Any], tools: list[Any]) -> str:
     """Canonical hash of everything except the last message (the question)."""
     context = {
         "messages": [
-            {"role": str(m.get("role", "")), "content": _canonical(message_text(m.get("content"))),
-             "name": str(m.get("name", ""))}
+            {
+                "role": str(m.get("role", "")),
+                "content": _canonical(message_text(m.get("content"))),
+                "name": str(m.get("name", "")),
+            }
             for m in messages[:-1]
         ],
         "params": _canonical({k: v for k, v in params.items() if v is not None}),
@@ -119,8 +120,11 @@ class Probe:
         """The question's embedding, computed on first use (exact hits never pay for it)."""
         if self._vector is None:
             e = self.embedder
-            self._vector = (e.embed_tokens(self.tokens) if isinstance(e, HashingEmbedder)
-                            else e.embed(self.question))
+            self._vector = (
+                e.embed_tokens(self.tokens)
+                if isinstance(e, HashingEmbedder)
+                else e.embed(self.question)
+            )
         return self._vector
 
 
@@ -132,10 +136,18 @@ def make_probe(
     embedder: Embedder,
 ) -> Probe:
     question = message_text(messages[-1].get("content"))
-    label = _SEP.join((
-        "v1", scope.policy, scope.tenant, scope.locale, scope.safety_class, scope.intent,
-        context_digest(messages, params, tools), embedder.name,
-    ))
+    label = _SEP.join(
+        (
+            "v1",
+            scope.policy,
+            scope.tenant,
+            scope.locale,
+            scope.safety_class,
+            scope.intent,
+            context_digest(messages, params, tools),
+            embedder.name,
+        )
+    )
     exact = exact_text(question)
     tokens = analyze(question)
     return Probe(

@@ -47,8 +47,10 @@ class InProcessBackend:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_entries < 1 or max_bytes < 1:
-            raise ValueError(f"InProcessBackend bounds must be positive, got "
-                             f"max_entries={max_entries} max_bytes={max_bytes}")
+            raise ValueError(
+                f"InProcessBackend bounds must be positive, got "
+                f"max_entries={max_entries} max_bytes={max_bytes}"
+            )
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
@@ -100,8 +102,14 @@ class InProcessBackend:
         part.stores += 1
         if part.stores % _SWEEP_EVERY == 0:
             self.expirations += len(part.index.expire(now))
-        part.index.add(probe.text_key, probe.vector(), probe.signature, now + rule.ttl_s,
-                       answer, answer.size() + part.index.dim * 2)
+        part.index.add(
+            probe.text_key,
+            probe.vector(),
+            probe.signature,
+            now + rule.ttl_s,
+            answer,
+            answer.size() + part.index.dim * 2,
+        )
         while len(part.index) > rule.max_entries:
             self._evict_oldest(part)
         self._settle(probe.partition, part, entries, size)

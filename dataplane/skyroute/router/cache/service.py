@@ -123,8 +123,14 @@ class ResponseCache:
         if reason is not None:
             self._counters.refusals[reason.split(":", 1)[0]] += 1
             return False
-        answer = Answer(result.content, result.finish_reason, result.prompt_tokens,
-                        result.completion_tokens, model, probe.question)
+        answer = Answer(
+            result.content,
+            result.finish_reason,
+            result.prompt_tokens,
+            result.completion_tokens,
+            model,
+            probe.question,
+        )
         try:
             self.backend.store(probe, rule, answer)
         except Exception:
@@ -140,9 +146,13 @@ class ResponseCache:
         return {
             "embedder": self.embedder.name,
             "intents": {
-                name: {"lookups": i.lookups, "exact_hits": i.exact_hits,
-                       "semantic_hits": i.semantic_hits, "stores": i.stores,
-                       "hit_rate": round(i.hit_rate, 4)}
+                name: {
+                    "lookups": i.lookups,
+                    "exact_hits": i.exact_hits,
+                    "semantic_hits": i.semantic_hits,
+                    "stores": i.stores,
+                    "hit_rate": round(i.hit_rate, 4),
+                }
                 for name, i in sorted(c.per_intent.items())
             },
             "refusals": dict(c.refusals),

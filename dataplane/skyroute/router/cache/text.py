@@ -36,7 +36,8 @@ _WORD = re.compile(r"[^\W_]+")
 
 # Contractions first, on the lower-cased text, so that "can't" keeps its "not".
 _CONTRACTIONS = re.compile(
-    r"\b(can|won)[’']?t\b|\bcannot\b|\b(\w+)n[’']t\b|[’'](?:s|re|m|ve|ll|d)\b")
+    r"\b(can|won)[’']?t\b|\bcannot\b|\b(\w+)n[’']t\b|[’'](?:s|re|m|ve|ll|d)\b"
+)
 
 
 def _contraction(m: re.Match[str]) -> str:
@@ -56,30 +57,65 @@ def _log_sign(*particles: str) -> tuple[str, ...]:
 # are canonicalized: replacement -> the phrases it replaces. At a position the
 # longest listed phrase wins.
 _PHRASE_SPEC: dict[str, tuple[str, ...]] = {
-    "twofactor": ("two factor", "two factor authentication", "multi factor",
-                  "multi factor authentication", "2fa", "mfa"),
+    "twofactor": (
+        "two factor",
+        "two factor authentication",
+        "multi factor",
+        "multi factor authentication",
+        "2fa",
+        "mfa",
+    ),
     "login": (*_log_sign("in", "into", "on", "onto"), "signin", "logon"),
     "logout": (*_log_sign("out", "off"), "signout"),
     "signup": ("sign up", "signed up", "signing up"),
     "optout": ("opt out", "opted out"),
     "optin": ("opt in", "opted in"),
-    "autorenew": ("auto renew", "auto renewal", "auto renews", "auto renewed", "autorenewal",
-                  "automatic renewal", "automatic renew", "automatically renew",
-                  "automatically renews", "renew automatically"),
+    "autorenew": (
+        "auto renew",
+        "auto renewal",
+        "auto renews",
+        "auto renewed",
+        "autorenewal",
+        "automatic renewal",
+        "automatic renew",
+        "automatically renew",
+        "automatically renews",
+        "renew automatically",
+    ),
     "enable": ("turn on", "turned on", "switch on", "switched on"),
     "disable": ("turn off", "turned off", "switch off", "switched off"),
     "email": ("e mail",),
     "refund": ("money back",),
-    "contact": ("get in touch with", "get in touch", "speak with", "speak to", "talk with",
-                "talk to"),
+    "contact": (
+        "get in touch with",
+        "get in touch",
+        "speak with",
+        "speak to",
+        "talk with",
+        "talk to",
+    ),
     "human": ("real person", "human agent", "live agent", "real human"),
-    "support": ("customer service", "customer support", "customer care", "support team",
-                "help desk", "helpdesk"),
+    "support": (
+        "customer service",
+        "customer support",
+        "customer care",
+        "support team",
+        "help desk",
+        "helpdesk",
+    ),
     "phone": ("phone number", "mobile number", "cell number"),
     "when": ("what time",),
-    "duration": ("how long", "how many days", "how many weeks", "how many hours",
-                 "how many minutes", "how many business days", "how fast", "how quickly",
-                 "how soon"),
+    "duration": (
+        "how long",
+        "how many days",
+        "how many weeks",
+        "how many hours",
+        "how many minutes",
+        "how many business days",
+        "how fast",
+        "how quickly",
+        "how soon",
+    ),
     "cost": ("how much",),
     "howmany": ("how many",),
     "minimum": ("at least", "min"),
@@ -117,7 +153,7 @@ def _fold_phrases(words: list[str]) -> list[str]:
         if candidates is not None:
             for phrase, repl in candidates:
                 k = len(phrase)
-                if tuple(words[i:i + k]) == phrase:
+                if tuple(words[i : i + k]) == phrase:
                     out += repl
                     i += k
                     break
@@ -133,52 +169,109 @@ def _fold_phrases(words: list[str]) -> list[str]:
 # Interchangeable words in support questions, mapped to one canonical token.
 # Keys are stems (see _stem); values are what the token becomes.
 _SYNONYMS: dict[str, str] = {
-    "modify": "change", "updat": "change", "edit": "change", "alter": "change",
-    "switch": "change", "chang": "change", "reschedul": "change",
-    "cancell": "cancel", "cancellation": "cancel",
-    "remov": "delete", "eras": "delete", "delet": "delete",
-    "receiv": "get", "reciev": "get", "got": "get", "gotten": "get", "obtain": "get",
+    "modify": "change",
+    "updat": "change",
+    "edit": "change",
+    "alter": "change",
+    "switch": "change",
+    "chang": "change",
+    "reschedul": "change",
+    "cancell": "cancel",
+    "cancellation": "cancel",
+    "remov": "delete",
+    "eras": "delete",
+    "delet": "delete",
+    "receiv": "get",
+    "reciev": "get",
+    "got": "get",
+    "gotten": "get",
+    "obtain": "get",
     "arriv": "get",
-    "purchas": "order", "buy": "order", "bought": "order",
-    "pric": "cost", "fee": "cost", "cost": "cost",
-    "delivery": "ship", "deliver": "ship", "shipp": "ship", "postag": "ship",
+    "purchas": "order",
+    "buy": "order",
+    "bought": "order",
+    "pric": "cost",
+    "fee": "cost",
+    "cost": "cost",
+    "delivery": "ship",
+    "deliver": "ship",
+    "shipp": "ship",
+    "postag": "ship",
     "parcel": "packag",
-    "reimburs": "refund", "reimbursement": "refund",
+    "reimburs": "refund",
+    "reimbursement": "refund",
     "membership": "subscription",
-    "yearly": "annual", "annually": "annual", "year": "annual",
+    "yearly": "annual",
+    "annually": "annual",
+    "year": "annual",
     "month": "monthly",
-    "activat": "enabl", "deactivat": "disabl",
-    "photo": "pictur", "pic": "pictur", "imag": "pictur", "avatar": "pictur",
+    "activat": "enabl",
+    "deactivat": "disabl",
+    "photo": "pictur",
+    "pic": "pictur",
+    "imag": "pictur",
+    "avatar": "pictur",
     "reach": "contact",
-    "representativ": "human", "agent": "human", "person": "human",
+    "representativ": "human",
+    "agent": "human",
+    "person": "human",
     "shop": "store",
     "application": "app",
-    "product": "item", "something": "item",
+    "product": "item",
+    "something": "item",
     "incorrect": "wrong",
     "broken": "damag",
-    "information": "data", "info": "data", "detail": "data",
-    "promo": "coupon", "discount": "coupon", "voucher": "coupon", "promotion": "coupon",
-    "frequent": "often", "frequently": "often",
-    "secur": "safe", "securely": "safe", "safely": "safe",
+    "information": "data",
+    "info": "data",
+    "detail": "data",
+    "promo": "coupon",
+    "discount": "coupon",
+    "voucher": "coupon",
+    "promotion": "coupon",
+    "frequent": "often",
+    "frequently": "often",
+    "secur": "safe",
+    "securely": "safe",
+    "safely": "safe",
     "manufactur": "made",
     "requir": "need",
     "guid": "chart",
     "restart": "resum",
     "collect": "pickup",
-    "connect": "integrat", "integration": "integrat",
+    "connect": "integrat",
+    "integration": "integrat",
     "vulnerability": "issu",
-    "upload": "add", "sav": "add",
-    "forgot": "forget", "forgotten": "forget",
-    "anoth": "different", "another": "different",
-    "tak": "accept", "take": "accept",
-    "international": "internation", "internationally": "internation",
-    "twice": "2x", "once": "1x",
-    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9", "ten": "10",
-    "ur": "your", "u": "you", "pls": "please", "plz": "please",
-    "autopay": "autopayment", "automatic": "auto",
+    "upload": "add",
+    "sav": "add",
+    "forgot": "forget",
+    "forgotten": "forget",
+    "anoth": "different",
+    "another": "different",
+    "tak": "accept",
+    "take": "accept",
+    "international": "internation",
+    "internationally": "internation",
+    "twice": "2x",
+    "once": "1x",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "ur": "your",
+    "u": "you",
+    "pls": "please",
+    "plz": "please",
+    "autopay": "autopayment",
+    "automatic": "auto",
     "instalment": "installment",
 }
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -223,8 +316,14 @@ def _stem(w: str) -> str:
     """Light, deterministic stemming: enough to fold plurals and tenses of support verbs."""
     if len(w) <= 3 or w.isdigit():
         return w
-    for suffix, keep in (("ies", "y"), ("ing", ""), ("ied", "y"), ("ed", ""), ("es", ""),
-                         ("s", "")):
+    for suffix, keep in (
+        ("ies", "y"),
+        ("ing", ""),
+        ("ied", "y"),
+        ("ed", ""),
+        ("es", ""),
+        ("s", ""),
+    ):
         if not w.endswith(suffix) or len(w) - len(suffix) < 3:
             continue
         if suffix == "s" and w.endswith(("ss", "us", "is")):
@@ -297,14 +396,20 @@ class Signature:
         try:
             numbers, negated, groups, directions = text.split("|")
         except ValueError:
-            raise ValueError(f"cache signature {text!r} is malformed: "
-                             "expected 4 fields separated by '|'") from None
+            raise ValueError(
+                f"cache signature {text!r} is malformed: expected 4 fields separated by '|'"
+            ) from None
         sets = tuple(frozenset(g.split(",")) - {""} for g in groups.split(";"))
         if len(sets) != len(_GROUPS):
-            raise ValueError(f"cache signature {text!r} has {len(sets)} contrast groups, "
-                             f"expected {len(_GROUPS)}")
-        return Signature(tuple(n for n in numbers.split(",") if n), negated == "1", sets,
-                         frozenset(directions.split(",")) - {""})
+            raise ValueError(
+                f"cache signature {text!r} has {len(sets)} contrast groups, expected {len(_GROUPS)}"
+            )
+        return Signature(
+            tuple(n for n in numbers.split(",") if n),
+            negated == "1",
+            sets,
+            frozenset(directions.split(",")) - {""},
+        )
 
 
 def signature(tokens: list[str]) -> Signature:
@@ -324,7 +429,7 @@ def signature(tokens: list[str]) -> Signature:
     if "from" in found.get(_DIRECTION_GROUP, ()):
         for i, t in enumerate(tokens):
             if t in ("from", "to"):
-                arg = next((w for w in tokens[i + 1:] if w not in STOP), "")
+                arg = next((w for w in tokens[i + 1 :] if w not in STOP), "")
                 directions.add(f"{t}:{arg}")
     groups = tuple(frozenset(found[i]) if i in found else _EMPTY for i in range(len(_GROUPS)))
     return Signature(tuple(sorted(numbers)), negated, groups, frozenset(directions))

@@ -67,16 +67,22 @@ def prepared(target: Target) -> tuple[Adapter, Prepared]:
     return hit
 
 
-async def complete(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
-                   timeout_s: float) -> ChatResult:
+async def complete(
+    session: aiohttp.ClientSession, target: Target, req: ChatRequest, timeout_s: float
+) -> ChatResult:
     """One non-streamed attempt at ``target``; raises ProviderError."""
     adapter, prep = prepared(target)
     return await transport.complete(session, adapter, prep, req, timeout_s)
 
 
-def stream(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
-           first_token_timeout_s: float, timeout_s: float,
-           inter_token_timeout_s: float | None = None) -> AsyncIterator[StreamEvent]:
+def stream(
+    session: aiohttp.ClientSession,
+    target: Target,
+    req: ChatRequest,
+    first_token_timeout_s: float,
+    timeout_s: float,
+    inter_token_timeout_s: float | None = None,
+) -> AsyncIterator[StreamEvent]:
     """One streamed attempt at ``target``: TextDelta / ToolCallEvent values, then StreamEnd.
 
     Raises ProviderError from the iteration: FIRST_TOKEN_TIMEOUT (or the
@@ -88,8 +94,9 @@ def stream(session: aiohttp.ClientSession, target: Target, req: ChatRequest,
         adapter, prep = prepared(target)
     except ProviderError as exc:
         return _raising(exc)
-    return transport.stream(session, adapter, prep, req, first_token_timeout_s, timeout_s,
-                            inter_token_timeout_s)
+    return transport.stream(
+        session, adapter, prep, req, first_token_timeout_s, timeout_s, inter_token_timeout_s
+    )
 
 
 async def _raising(exc: ProviderError) -> AsyncIterator[StreamEvent]:

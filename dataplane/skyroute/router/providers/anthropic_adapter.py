@@ -53,12 +53,24 @@ from skyroute.router.providers.types import (
 FAMILY = "anthropic"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-_STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-         "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop",
-         "model_context_window_exceeded": "length"}
-_OVERLOAD_STATUS = {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429,
-                    "invalid_request_error": 400, "authentication_error": 401,
-                    "permission_error": 403, "request_too_large": 413}
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+    "model_context_window_exceeded": "length",
+}
+_OVERLOAD_STATUS = {
+    "overloaded_error": 529,
+    "api_error": 500,
+    "rate_limit_error": 429,
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "request_too_large": 413,
+}
 
 
 def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -103,8 +115,12 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
             url = str((part.get("image_url") or {}).get("url", ""))
             if url.startswith("data:") and ";base64," in url:
                 media, data = url[5:].split(";base64,", 1)
-                blocks.append({"type": "image", "source": {"type": "base64",
-                                                           "media_type": media, "data": data}})
+                blocks.append(
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": media, "data": data},
+                    }
+                )
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
     return blocks
@@ -126,19 +142,27 @@ def translate_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 blocks.append({"type": "text", "text": text})
             for j, call in enumerate(m.get("tool_calls") or ()):
                 fn = call.get("function") or {}
-                blocks.append({
-                    "type": "tool_use",
-                    "id": fit_id(str(call.get("id", ""))),
-                    "name": fn.get("name", ""),
-                    "input": parse_arguments(fn.get("arguments"),
-                                             f"messages[{i}].tool_calls[{j}].function"),
-                })
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": fit_id(str(call.get("id", ""))),
+                        "name": fn.get("name", ""),
+                        "input": parse_arguments(
+                            fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function"
+                        ),
+                    }
+                )
         elif role == "tool":
             if not m.get("tool_call_id"):
                 raise ProviderError(CLIENT_ERROR, f"messages[{i}].tool_call_id is missing")
             role = "user"
-            blocks = [{"type": "tool_result", "tool_use_id": fit_id(str(m["tool_call_id"])),
-                       "content": text_of(m.get("content"))}]
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": fit_id(str(m["tool_call_id"])),
+                    "content": text_of(m.get("content")),
+                }
+            ]
         else:
             raise ProviderError(CLIENT_ERROR, f"messages[{i}].role: unsupported role {role!r}")
         if not blocks:
@@ -159,8 +183,14 @@ class AnthropicAdapter:
             headers["x-api-key"] = target.api_key
         endpoint = target.endpoint.rstrip("/")
         url = join_url(endpoint, "/messages" if endpoint.endswith("/v1") else "/v1/messages")
-        return Prepared(url, url, headers, {**headers, "Accept": "text/event-stream"},
-                        target.model, target.api_key)
+        return Prepared(
+            url,
+            url,
+            headers,
+            {**headers, "Accept": "text/event-stream"},
+            target.model,
+            target.api_key,
+        )
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes:
         body: dict[str, Any] = {
@@ -191,8 +221,13 @@ class AnthropicAdapter:
                 if block["type"] == "text":
                     texts.append(block["text"])
                 elif block["type"] == "tool_use":
-                    calls.append(openai_call(block["id"], block["name"],
-                                             orjson.dumps(block.get("input") or {}).decode()))
+                    calls.append(
+                        openai_call(
+                            block["id"],
+                            block["name"],
+                            orjson.dumps(block.get("input") or {}).decode(),
+                        )
+                    )
             stop = obj.get("stop_reason") or "end_turn"
             usage = obj.get("usage") or {}
             prompt = _input_tokens(usage)
@@ -201,8 +236,9 @@ class AnthropicAdapter:
             raise bad_response(FAMILY, f"{type(exc).__name__}: {exc}") from None
         content = "".join(texts)
         if stop == "refusal" and not content and not calls:
-            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: the model refused (stop_reason "
-                                                "refusal)")
+            raise ProviderError(
+                CONTENT_FILTER, f"{FAMILY}: the model refused (stop_reason refusal)"
+            )
         return ChatResult(content, calls, _STOP.get(stop, "stop"), prompt, completion)
 
     def assembler(self) -> AnthropicStream:
@@ -210,9 +246,11 @@ class AnthropicAdapter:
 
 
 def _input_tokens(usage: dict[str, Any]) -> int:
-    return (int(usage.get("input_tokens") or 0)
-            + int(usage.get("cache_creation_input_tokens") or 0)
-            + int(usage.get("cache_read_input_tokens") or 0))
+    return (
+        int(usage.get("input_tokens") or 0)
+        + int(usage.get("cache_creation_input_tokens") or 0)
+        + int(usage.get("cache_read_input_tokens") or 0)
+    )
 
 
 class AnthropicStream:
@@ -249,8 +287,7 @@ class AnthropicStream:
             start: dict[str, Any] = ev.get("content_block") or {}
             if start.get("type") == "tool_use":
                 self.started = True
-                self._blocks[ev.get("index", 0)] = [start.get("id", ""), start.get("name", ""),
-                                                    []]
+                self._blocks[ev.get("index", 0)] = [start.get("id", ""), start.get("name", ""), []]
             return []
         if etype == "content_block_stop":
             tool = self._blocks.pop(ev.get("index", 0), None)
@@ -275,6 +312,7 @@ class AnthropicStream:
         if not self.done:
             raise eof_error(FAMILY, self.started)
         if self._stop == "refusal" and not self.started:
-            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: the model refused (stop_reason "
-                                                "refusal)")
+            raise ProviderError(
+                CONTENT_FILTER, f"{FAMILY}: the model refused (stop_reason refusal)"
+            )
         return [StreamEnd(_STOP.get(self._stop, "stop"), self._prompt, self._completion)]

@@ -120,8 +120,9 @@ def function_of(tool: Any, where: str) -> dict[str, Any]:
     """The ``function`` object of an OpenAI tool definition, validated."""
     fn = tool.get("function") if isinstance(tool, dict) else None
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise ProviderError(CLIENT_ERROR, f"{where}: expected {{'type': 'function', "
-                                          "'function': {'name': ...}}")
+        raise ProviderError(
+            CLIENT_ERROR, f"{where}: expected {{'type': 'function', 'function': {{'name': ...}}}}"
+        )
     return fn
 
 

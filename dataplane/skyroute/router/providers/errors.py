@@ -112,8 +112,9 @@ def classify_status(
     return ProviderError(error_class, msg, status=status, retry_after_s=retry_after)
 
 
-def classify_exception(family: str, exc: BaseException, started: bool,
-                       api_key: str | None) -> ProviderError:
+def classify_exception(
+    family: str, exc: BaseException, started: bool, api_key: str | None
+) -> ProviderError:
     """The ProviderError for a transport failure; ``started`` = a token was already out."""
     if isinstance(exc, ProviderError):
         return exc
@@ -121,8 +122,9 @@ def classify_exception(family: str, exc: BaseException, started: bool,
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return ProviderError(TIMEOUT, f"{family}: no complete answer in time ({what})")
     if started:
-        return ProviderError(STREAM_CUT, scrub(f"{family}: stream broke after it started: "
-                                               f"{what}: {exc}", api_key))
+        return ProviderError(
+            STREAM_CUT, scrub(f"{family}: stream broke after it started: {what}: {exc}", api_key)
+        )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ProviderError(CONNECT, scrub(f"{family}: cannot connect: {exc}", api_key))
     return ProviderError(CONNECT, scrub(f"{family}: connection failed: {what}: {exc}", api_key))

@@ -53,12 +53,35 @@ from skyroute.router.providers.types import (
 )
 
 FAMILY = "gemini"
-_FILTER_REASONS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
-                             "IMAGE_SAFETY"})
-_SCHEMA_KEYS = frozenset({"type", "format", "title", "description", "nullable", "enum",
-                          "maxItems", "minItems", "properties", "required", "minProperties",
-                          "maxProperties", "minLength", "maxLength", "pattern", "example",
-                          "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum"})
+_FILTER_REASONS = frozenset(
+    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+)
+_SCHEMA_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
 
 
 def clean_schema(schema: Any) -> Any:
@@ -166,16 +189,33 @@ def translate_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 fn = call.get("function") or {}
                 name = str(fn.get("name", ""))
                 names[str(call.get("id", ""))] = name
-                parts.append({"functionCall": {"name": name, "args": parse_arguments(
-                    fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function")}})
+                parts.append(
+                    {
+                        "functionCall": {
+                            "name": name,
+                            "args": parse_arguments(
+                                fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function"
+                            ),
+                        }
+                    }
+                )
         elif role == "tool":
             call_id = str(m.get("tool_call_id", ""))
             if call_id not in names:
-                raise ProviderError(CLIENT_ERROR, f"messages[{i}].tool_call_id {call_id!r} "
-                                    "matches no earlier assistant tool call")
+                raise ProviderError(
+                    CLIENT_ERROR,
+                    f"messages[{i}].tool_call_id {call_id!r} "
+                    "matches no earlier assistant tool call",
+                )
             role = "user"
-            parts = [{"functionResponse": {"name": names[call_id],
-                                           "response": _response_object(m.get("content"))}}]
+            parts = [
+                {
+                    "functionResponse": {
+                        "name": names[call_id],
+                        "response": _response_object(m.get("content")),
+                    }
+                }
+            ]
         else:
             raise ProviderError(CLIENT_ERROR, f"messages[{i}].role: unsupported role {role!r}")
         if not parts:
@@ -198,9 +238,14 @@ class GeminiAdapter:
         if not endpoint.endswith(("/v1beta", "/v1")):
             endpoint += "/v1beta"
         base = join_url(endpoint, f"/models/{target.model}")
-        return Prepared(base + ":generateContent", base + ":streamGenerateContent?alt=sse",
-                        headers, {**headers, "Accept": "text/event-stream"}, target.model,
-                        target.api_key)
+        return Prepared(
+            base + ":generateContent",
+            base + ":streamGenerateContent?alt=sse",
+            headers,
+            {**headers, "Accept": "text/event-stream"},
+            target.model,
+            target.api_key,
+        )
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes:
         body: dict[str, Any] = {"contents": translate_messages(req.messages)}
@@ -234,8 +279,7 @@ class GeminiAdapter:
         content = "".join(texts)
         finish = _finish(reason, bool(calls))
         if finish == "content_filter" and not content and not calls:
-            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: answer blocked (finishReason "
-                                                f"{reason})")
+            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: answer blocked (finishReason {reason})")
         return ChatResult(content, calls, finish, prompt, completion)
 
     def assembler(self) -> GeminiStream:
@@ -256,8 +300,13 @@ def _parts(content: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
             texts.append(part["text"])
         call = part.get("functionCall")
         if call is not None:
-            calls.append(openai_call(call.get("id") or new_call_id(), call["name"],
-                                     orjson.dumps(call.get("args") or {}).decode()))
+            calls.append(
+                openai_call(
+                    call.get("id") or new_call_id(),
+                    call["name"],
+                    orjson.dumps(call.get("args") or {}).decode(),
+                )
+            )
     return texts, calls
 
 
@@ -326,6 +375,7 @@ class GeminiStream:
             raise eof_error(FAMILY, self.started)
         finish = _finish(self._reason, self._has_calls)
         if finish == "content_filter" and not self.started:
-            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: answer blocked (finishReason "
-                                                f"{self._reason})")
+            raise ProviderError(
+                CONTENT_FILTER, f"{FAMILY}: answer blocked (finishReason {self._reason})"
+            )
         return [StreamEnd(finish, self._prompt, self._completion)]

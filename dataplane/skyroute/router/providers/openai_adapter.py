@@ -58,8 +58,10 @@ def _fit_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if m.get("tool_call_id") is not None:
             m = {**m, "tool_call_id": fit_id(str(m["tool_call_id"]))}
         if m.get("tool_calls"):
-            m = {**m, "tool_calls": [{**c, "id": fit_id(str(c.get("id", "")))}
-                                     for c in m["tool_calls"]]}
+            m = {
+                **m,
+                "tool_calls": [{**c, "id": fit_id(str(c.get("id", "")))} for c in m["tool_calls"]],
+            }
         out.append(m)
     return out
 
@@ -72,8 +74,14 @@ class OpenAIAdapter:
         if target.api_key:
             headers["Authorization"] = f"Bearer {target.api_key}"
         url = join_url(target.endpoint, "/chat/completions")
-        return Prepared(url, url, headers, {**headers, "Accept": "text/event-stream"},
-                        target.model, target.api_key)
+        return Prepared(
+            url,
+            url,
+            headers,
+            {**headers, "Accept": "text/event-stream"},
+            target.model,
+            target.api_key,
+        )
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes:
         messages = _fit_messages(req.messages) if _needs_fit(req.messages) else req.messages
@@ -108,8 +116,11 @@ class OpenAIAdapter:
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise bad_response(FAMILY, f"{type(exc).__name__}: {exc}") from None
         if not content and not calls and (message.get("refusal") or finish == "content_filter"):
-            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: answer withheld by the content "
-                                f"filter: {str(message.get('refusal') or '')[:200]}")
+            raise ProviderError(
+                CONTENT_FILTER,
+                f"{FAMILY}: answer withheld by the content "
+                f"filter: {str(message.get('refusal') or '')[:200]}",
+            )
         return ChatResult(content, calls, finish, prompt, completion)
 
     def assembler(self) -> OpenAIStream:

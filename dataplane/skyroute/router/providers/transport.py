@@ -50,14 +50,20 @@ def traced(headers: dict[str, str]) -> dict[str, str]:
     return out
 
 
-async def complete(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepared,
-                   req: ChatRequest, timeout_s: float) -> ChatResult:
+async def complete(
+    session: aiohttp.ClientSession,
+    adapter: Adapter,
+    prep: Prepared,
+    req: ChatRequest,
+    timeout_s: float,
+) -> ChatResult:
     body = adapter.encode(req, prep.model, False)
     family = adapter.family
     try:
-        async with asyncio.timeout(timeout_s), session.post(
-            prep.url, data=body, headers=traced(prep.headers)
-        ) as resp:
+        async with (
+            asyncio.timeout(timeout_s),
+            session.post(prep.url, data=body, headers=traced(prep.headers)) as resp,
+        ):
             status = resp.status
             raw = await resp.read()
             headers = resp.headers
@@ -68,10 +74,15 @@ async def complete(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepa
     return adapter.decode(raw)
 
 
-async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepared,
-                 req: ChatRequest, first_token_timeout_s: float,
-                 timeout_s: float, inter_token_timeout_s: float | None = None
-                 ) -> AsyncIterator[StreamEvent]:
+async def stream(
+    session: aiohttp.ClientSession,
+    adapter: Adapter,
+    prep: Prepared,
+    req: ChatRequest,
+    first_token_timeout_s: float,
+    timeout_s: float,
+    inter_token_timeout_s: float | None = None,
+) -> AsyncIterator[StreamEvent]:
     body = adapter.encode(req, prep.model, True)
     family = adapter.family
     loop = asyncio.get_running_loop()
@@ -80,8 +91,9 @@ async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepare
     first_deadline = min(start + first_token_timeout_s, end)
     try:
         async with asyncio.timeout_at(first_deadline):
-            resp = await session.post(prep.stream_url, data=body,
-                                      headers=traced(prep.stream_headers))
+            resp = await session.post(
+                prep.stream_url, data=body, headers=traced(prep.stream_headers)
+            )
     except TimeoutError:
         raise _no_first_token(family, first_token_timeout_s) from None
     except (aiohttp.ClientError, OSError) as exc:
@@ -107,8 +119,11 @@ async def stream(session: aiohttp.ClientSession, adapter: Adapter, prep: Prepare
                     chunk = await content.readany()
             except TimeoutError:
                 if started:  # tokens are out: never retryable, so a cut, not a TIMEOUT
-                    why = (f"no token for {gap:g}s" if deadline < end
-                           else f"not finished within {timeout_s:g}s")
+                    why = (
+                        f"no token for {gap:g}s"
+                        if deadline < end
+                        else f"not finished within {timeout_s:g}s"
+                    )
                     raise ProviderError(STREAM_CUT, f"{family}: stream stalled: {why}") from None
                 raise _no_first_token(family, first_token_timeout_s) from None
             if not chunk:
@@ -148,6 +163,7 @@ def _no_first_token(family: str, limit: float) -> ProviderError:
 def _after_start(exc: ProviderError, started: bool) -> ProviderError:
     """A failure reported inside a stream: once tokens are out it can only be a cut."""
     if started and exc.error_class != STREAM_CUT:
-        return ProviderError(STREAM_CUT, f"stream failed after it started: {exc.message}",
-                             status=exc.status)
+        return ProviderError(
+            STREAM_CUT, f"stream failed after it started: {exc.message}", status=exc.status
+        )
     return exc

@@ -34,8 +34,16 @@ BAD_RESPONSE = "bad_response"  # 2xx with a body that does not parse
 
 #: Classes after which trying the next candidate may help.
 RETRYABLE = frozenset(
-    {TIMEOUT, CONNECT, RATE_LIMITED, SERVER_ERROR, FIRST_TOKEN_TIMEOUT, BAD_RESPONSE,
-     CONTEXT_LENGTH, AUTH}
+    {
+        TIMEOUT,
+        CONNECT,
+        RATE_LIMITED,
+        SERVER_ERROR,
+        FIRST_TOKEN_TIMEOUT,
+        BAD_RESPONSE,
+        CONTEXT_LENGTH,
+        AUTH,
+    }
 )
 
 

@@ -88,12 +88,17 @@ def review(world: World, body: Mapping[str, Any]) -> Verdict:
             waiting = {(p.obj, p.path) for p in own_tests if (p.obj, p.path) not in failing}
 
     def warns(p: Problem) -> bool:
-        return order_dependent(p) or (p.obj, p.path) in waiting or (
-            is_test_problem(p) and p.obj != ref)
+        return (
+            order_dependent(p)
+            or (p.obj, p.path) in waiting
+            or (is_test_problem(p) and p.obj != ref)
+        )
 
     denied = tuple(describe(p, ref) for p in found if not warns(p))
     warnings = [describe(p, ref) for p in found if warns(p)]
     if waiting:
-        warnings.append("these tests pass with the newest ModelPool generations, which do not "
-                        "serve yet: this policy waits for them")
+        warnings.append(
+            "these tests pass with the newest ModelPool generations, which do not "
+            "serve yet: this policy waits for them"
+        )
     return Verdict(denied=denied, warnings=tuple(warnings))

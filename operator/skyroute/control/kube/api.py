@@ -94,7 +94,12 @@ class KubeApi:
         try:
             result = await self._call(
                 self.custom.patch_namespaced_custom_object_status,
-                GROUP, VERSION, namespace, PLURALS[kind], name, {"status": dict(status)},
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                {"status": dict(status)},
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -161,9 +166,7 @@ class KubeApi:
 
     async def get_webhook_config(self, name: str) -> Body | None:
         try:
-            found = await self._call(
-                self.admission.read_validating_webhook_configuration, name
-            )
+            found = await self._call(self.admission.read_validating_webhook_configuration, name)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -194,8 +197,13 @@ class KubeApi:
         """Merge-patch ``metadata.annotations[key]`` away (a one-shot action was taken)."""
         try:
             await self._call(
-                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
-                PLURALS[kind], name, {"metadata": {"annotations": {key: None}}},
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                {"metadata": {"annotations": {key: None}}},
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -203,11 +211,13 @@ class KubeApi:
 
     async def list_config_maps(self, namespace: str | None, selector: str) -> list[Body]:
         if namespace:
-            result = await self._call(self.core.list_namespaced_config_map, namespace,
-                                      label_selector=selector)
+            result = await self._call(
+                self.core.list_namespaced_config_map, namespace, label_selector=selector
+            )
         else:
-            result = await self._call(self.core.list_config_map_for_all_namespaces,
-                                      label_selector=selector)
+            result = await self._call(
+                self.core.list_config_map_for_all_namespaces, label_selector=selector
+            )
         return [self._plain(item) for item in result.items]
 
     async def get_config_map(self, namespace: str, name: str) -> Body | None:
@@ -229,12 +239,10 @@ class KubeApi:
             raise
         return True
 
-    async def replace_config_map(self, namespace: str, name: str,
-                                 body: Mapping[str, Any]) -> bool:
+    async def replace_config_map(self, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
         """False on a conflict (someone else wrote it since it was read)."""
         try:
-            await self._call(self.core.replace_namespaced_config_map, name, namespace,
-                             dict(body))
+            await self._call(self.core.replace_namespaced_config_map, name, namespace, dict(body))
         except ApiException as exc:
             if exc.status in (404, 409):
                 return False

@@ -76,10 +76,17 @@ def make_certificates(hostnames: list[str]) -> tuple[bytes, bytes, bytes]:
         .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                          content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, encipher_only=False,
-                          decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .sign(ca_key, hashes.SHA256())
@@ -125,9 +132,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-async def shared_secret(
-    api: KubeApi, namespace: str, name: str, hostnames: list[str]
-) -> TlsFiles:
+async def shared_secret(api: KubeApi, namespace: str, name: str, hostnames: list[str]) -> TlsFiles:
     """The webhook's certificate from Secret ``name``, creating it first if needed."""
     secret = await api.get_secret(namespace, name)
     if secret is None:
@@ -139,8 +144,10 @@ async def shared_secret(
             "metadata": {
                 "name": name,
                 "namespace": namespace,
-                "labels": {"app.kubernetes.io/name": "skyroute",
-                           "app.kubernetes.io/component": "operator"},
+                "labels": {
+                    "app.kubernetes.io/name": "skyroute",
+                    "app.kubernetes.io/component": "operator",
+                },
             },
             "data": {"tls.crt": _b64(cert), "tls.key": _b64(key), "ca.crt": _b64(ca)},
         }

@@ -86,18 +86,28 @@ def _serving_note(state: ObjectState) -> str:
 def _compiled(state: ObjectState) -> dict[str, Any]:
     ref = state.key.ref
     if state.invalid:
-        return _condition("Compiled", "False", "Invalid",
-                          f"generation {state.generation} is invalid; {_serving_note(state)}")
+        return _condition(
+            "Compiled",
+            "False",
+            "Invalid",
+            f"generation {state.generation} is invalid; {_serving_note(state)}",
+        )
     if state.rejected:
         own = [p for p in state.rejected if p.obj == ref]
         reason = "PoolNotFound" if any(is_missing_pool(p) for p in own) else "Rejected"
-        return _condition("Compiled", "False", reason,
-                          f"{summary(state.rejected, ref)}; {_serving_note(state)}")
+        return _condition(
+            "Compiled", "False", reason, f"{summary(state.rejected, ref)}; {_serving_note(state)}"
+        )
     if state.current:
-        return _condition("Compiled", "True", "Compiled",
-                          f"generation {state.generation} compiled as {state.version}")
-    return _condition("Compiled", "Unknown", "Pending",
-                      f"generation {state.generation} is waiting to be compiled")
+        return _condition(
+            "Compiled",
+            "True",
+            "Compiled",
+            f"generation {state.generation} compiled as {state.version}",
+        )
+    return _condition(
+        "Compiled", "Unknown", "Pending", f"generation {state.generation} is waiting to be compiled"
+    )
 
 
 def _synced(state: ObjectState, sync: SyncCount) -> dict[str, Any]:
@@ -106,24 +116,35 @@ def _synced(state: ObjectState, sync: SyncCount) -> dict[str, Any]:
     if sync.connected == 0:
         return _condition("Synced", "Unknown", "NoRouters", "no routers are connected")
     if sync.stale == 0:
-        return _condition("Synced", "True", "Synced",
-                          f"all {sync.connected} connected routers serve {state.version}")
-    return _condition("Synced", "False", "RoutersStale",
-                      f"{sync.stale} of {sync.connected} connected routers do not serve "
-                      f"{state.version} yet")
+        return _condition(
+            "Synced",
+            "True",
+            "Synced",
+            f"all {sync.connected} connected routers serve {state.version}",
+        )
+    return _condition(
+        "Synced",
+        "False",
+        "RoutersStale",
+        f"{sync.stale} of {sync.connected} connected routers do not serve {state.version} yet",
+    )
 
 
-def _ready(state: ObjectState, compiled: Mapping[str, Any], synced: Mapping[str, Any]) -> dict[
-    str, Any
-]:
+def _ready(
+    state: ObjectState, compiled: Mapping[str, Any], synced: Mapping[str, Any]
+) -> dict[str, Any]:
     if compiled["status"] != "True":
         return _condition("Ready", "False", compiled["reason"], compiled["message"])
     if state.dangling:
-        reason = "PoolDeleted" if all(is_missing_pool(p) for p in state.dangling) else (
-            "DependencyDeleted"
+        reason = (
+            "PoolDeleted"
+            if all(is_missing_pool(p) for p in state.dangling)
+            else ("DependencyDeleted")
         )
         return _condition(
-            "Ready", "False", reason,
+            "Ready",
+            "False",
+            reason,
             f"{summary(state.dangling, state.key.ref)}; the deleted object keeps serving until "
             "this reference is removed or the object is recreated",
         )
@@ -164,7 +185,10 @@ def rollout_condition(rollout: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_status(
-    state: ObjectState, sync: SyncCount, previous: Mapping[str, Any] | None, now: str,
+    state: ObjectState,
+    sync: SyncCount,
+    previous: Mapping[str, Any] | None,
+    now: str,
     drift: Sequence[dict[str, Any]] = (),
     rollout: tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
@@ -188,13 +212,10 @@ def build_status(
             # This generation's version is compiled and on every router, but it does not
             # serve all traffic (a canary share) or at all (rolled back): not Ready, so
             # `kubectl wait --for=condition=Ready` waits for the promotion.
-            conditions[3] = _condition("Ready", "False", phase,
-                                       str(r.get("message", "")) or phase)
+            conditions[3] = _condition("Ready", "False", phase, str(r.get("message", "")) or phase)
         conditions.append(rollout_condition(r))
     before = {
-        c.get("type"): c
-        for c in (previous or {}).get("conditions") or []
-        if isinstance(c, Mapping)
+        c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)
     }
     fresh = {c["type"]: c for c in drift}
     for type_ in DRIFT_TYPES.values():

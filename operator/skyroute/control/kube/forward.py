@@ -37,9 +37,14 @@ MAX_PENDING = 50_000
 class OutcomeForwarder:
     """Queue watched outcomes while following; ship them to the leader's address."""
 
-    def __init__(self, identity: str, leader_address: Callable[[], str],
-                 following: Callable[[], bool], watched: Callable[[str, str], bool],
-                 flush_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        identity: str,
+        leader_address: Callable[[], str],
+        following: Callable[[], bool],
+        watched: Callable[[str, str], bool],
+        flush_s: float = 0.5,
+    ) -> None:
         self.node = distribution_pb2.Node(id=f"{FORWARDED_PREFIX}{identity}")
         self.leader_address = leader_address
         self.following = following
@@ -90,7 +95,13 @@ class OutcomeForwarder:
                 self.forwarded += len(batch)
             except Exception as exc:  # the leader is away: those outcomes are lost
                 self.dropped += len(batch)
-                event(log, "forward_failed", logging.WARNING, leader=target,
-                      outcomes=len(batch), error=repr(exc))
+                event(
+                    log,
+                    "forward_failed",
+                    logging.WARNING,
+                    leader=target,
+                    outcomes=len(batch),
+                    error=repr(exc),
+                )
         if self._channel is not None:
             await self._channel.close()

@@ -75,7 +75,11 @@ def build_registry(app: App, webhooks: bool) -> kopf.OperatorRegistry:
         kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"watch-{plural}")(on_event)
         if webhooks:
             kopf.on.validate(
-                GROUP, VERSION, plural, registry=registry, id=webhook_id(plural),
+                GROUP,
+                VERSION,
+                plural,
+                registry=registry,
+                id=webhook_id(plural),
                 operations=["CREATE", "UPDATE"],
             )(on_validate)
     return registry

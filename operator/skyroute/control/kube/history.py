@@ -78,13 +78,29 @@ class HistoryStore:
             for entry in index:
                 text = data.get(_key(str(entry.get("specHash", ""))))
                 if text:
-                    out.append(Recorded(str(meta.get("namespace", "")), policy,
-                                        str(entry["specHash"]), str(entry.get("version", "")),
-                                        float(entry.get("recordedAt", 0.0)), text))
+                    out.append(
+                        Recorded(
+                            str(meta.get("namespace", "")),
+                            policy,
+                            str(entry["specHash"]),
+                            str(entry.get("version", "")),
+                            float(entry.get("recordedAt", 0.0)),
+                            text,
+                        )
+                    )
         return out
 
-    async def save(self, namespace: str, policy: str, uid: str, spec_hash: str, version: str,
-                   recorded_at: float, spec_json: str, keep: frozenset[str] = frozenset()) -> None:
+    async def save(
+        self,
+        namespace: str,
+        policy: str,
+        uid: str,
+        spec_hash: str,
+        version: str,
+        recorded_at: float,
+        spec_json: str,
+        keep: frozenset[str] = frozenset(),
+    ) -> None:
         """Add one spec (idempotent); retries a few times on write conflicts.
 
         ``keep``: specs never dropped to make room (the stable and candidate sides,
@@ -109,19 +125,32 @@ class HistoryStore:
                 index.remove(old)
                 data.pop(_key(str(old.get("specHash", ""))), None)
             data[INDEX] = json.dumps(index)
-            ok = (await self.api.create_config_map(namespace, body) if cm is None
-                  else await self.api.replace_config_map(namespace, name, body))
+            ok = (
+                await self.api.create_config_map(namespace, body)
+                if cm is None
+                else await self.api.replace_config_map(namespace, name, body)
+            )
             if ok:
-                event(log, "history_saved", policy=f"{namespace}/{policy}", version=version,
-                      spec=spec_hash, versions=len(index))
+                event(
+                    log,
+                    "history_saved",
+                    policy=f"{namespace}/{policy}",
+                    version=version,
+                    spec=spec_hash,
+                    versions=len(index),
+                )
                 return
         event(log, "history_save_conflict", logging.WARNING, policy=f"{namespace}/{policy}")
 
     @staticmethod
     def _new(namespace: str, policy: str, uid: str) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": config_map_name(policy), "namespace": namespace,
-                                "labels": {**MANAGED, LABEL: policy}}
+        meta: dict[str, Any] = {
+            "name": config_map_name(policy),
+            "namespace": namespace,
+            "labels": {**MANAGED, LABEL: policy},
+        }
         if uid:
-            meta["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": KIND_POLICY,
-                                        "name": policy, "uid": uid}]
+            meta["ownerReferences"] = [
+                {"apiVersion": API_VERSION, "kind": KIND_POLICY, "name": policy, "uid": uid}
+            ]
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {}}

@@ -90,8 +90,11 @@ class LeaseElector:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "annotations": {ADDRESS_ANNOTATION: self.advertise}},
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "annotations": {ADDRESS_ANNOTATION: self.advertise},
+                },
                 "spec": self._spec(_micro_now(), 0),
             }
             return await self.api.create_lease(self.namespace, body)
@@ -99,8 +102,11 @@ class LeaseElector:
         holder = spec.get("holderIdentity") or ""
         meta = lease.setdefault("metadata", {})
         annotations = meta.get("annotations") or {}
-        self.leader_address = str(annotations.get(ADDRESS_ANNOTATION, "")) \
-            if holder and holder != self.identity else ""
+        self.leader_address = (
+            str(annotations.get(ADDRESS_ANNOTATION, ""))
+            if holder and holder != self.identity
+            else ""
+        )
         if holder != self.identity or annotations.get(ADDRESS_ANNOTATION) != self.advertise:
             # Written with every acquire or renew of ours; a follower's write below only
             # happens when it takes the Lease over.
@@ -109,8 +115,12 @@ class LeaseElector:
         if record != self._record:
             self._record, self._record_seen = record, now
         if holder == self.identity:
-            lease["spec"] = {**spec, **self._spec(spec.get("acquireTime") or _micro_now(),
-                                                  int(spec.get("leaseTransitions") or 0))}
+            lease["spec"] = {
+                **spec,
+                **self._spec(
+                    spec.get("acquireTime") or _micro_now(), int(spec.get("leaseTransitions") or 0)
+                ),
+            }
             return await self.api.replace_lease(self.namespace, self.name, lease)
         expired = now - self._record_seen > float(spec.get("leaseDurationSeconds") or 15)
         if holder and not expired:
@@ -123,8 +133,12 @@ class LeaseElector:
             return
         self.is_leader = leader
         self.transitions += 1
-        event(log, "leader" if leader else "standby", lease=f"{self.namespace}/{self.name}",
-              identity=self.identity)
+        event(
+            log,
+            "leader" if leader else "standby",
+            lease=f"{self.namespace}/{self.name}",
+            identity=self.identity,
+        )
         if self.on_change is not None:
             await self.on_change(leader)
 

@@ -111,8 +111,12 @@ class Operator:
         self.service = DistributionService(self.store, self.registry, self.outcomes)
         self.fleet = Fleet(self.registry)
         self.writer = StatusWriter(
-            api, self.world, self.fleet, self.identity,
-            interval=opts.status_interval, settle=opts.status_settle,
+            api,
+            self.world,
+            self.fleet,
+            self.identity,
+            interval=opts.status_interval,
+            settle=opts.status_settle,
         )
         # The learning loop, as in ``skyroute control``: fleet sketches in, priors out
         # (store.prepare), drift alerts as ModelPool conditions and events (the writer).
@@ -121,21 +125,31 @@ class Operator:
         # Rollouts (canary, analysis, promotion, rollback, pin): the controller turns
         # the accepted specs into the snapshot routers get; its state lives in the
         # policies' status (written by the leader, mirrored by followers).
-        self.rollouts = ClusterRollouts(api, self.world, self.writer,
-                                        HistoryStore(api, opts.namespace), self._serve)
+        self.rollouts = ClusterRollouts(
+            api, self.world, self.writer, HistoryStore(api, opts.namespace), self._serve
+        )
         self.outcomes.add_listener(self.rollouts.controller.windows.record)
         self.store.subscribe(self._served)
         self.elector = (
-            LeaseElector(api, self.own_namespace, opts.lease, self.identity,
-                         duration=opts.lease_duration, on_change=self._leadership)
+            LeaseElector(
+                api,
+                self.own_namespace,
+                opts.lease,
+                self.identity,
+                duration=opts.lease_duration,
+                on_change=self._leadership,
+            )
             if opts.lease
             else None
         )
         # Followers forward rollout outcomes to the leader (see forward.py).
         elector = self.elector
         self.forwarder = OutcomeForwarder(
-            self.identity, lambda: elector.leader_address if elector else "",
-            lambda: not self.writer.active, self.rollouts.controller.windows.watches)
+            self.identity,
+            lambda: elector.leader_address if elector else "",
+            lambda: not self.writer.active,
+            self.rollouts.controller.windows.watches,
+        )
         self.outcomes.add_listener(self.forwarder.record)
         self.service.on_forwarded = self.rollouts.controller.windows.record
         self.stop = asyncio.Event()
@@ -164,8 +178,14 @@ class Operator:
 
     def review(self, body: Mapping[str, Any]) -> Verdict:
         verdict = self.rollouts.review(key_of(body), body, review(self.world, body))
-        event(log, "admission", object=key_of(body).ref, allowed=verdict.allowed,
-              warnings=len(verdict.warnings), reason=verdict.message() or "-")
+        event(
+            log,
+            "admission",
+            object=key_of(body).ref,
+            allowed=verdict.allowed,
+            warnings=len(verdict.warnings),
+            reason=verdict.message() or "-",
+        )
         return verdict
 
     def _served(self) -> None:
@@ -192,10 +212,16 @@ class Operator:
         if not published or snapshot is None:
             self.writer.wake()
             return False
-        event(log, "compiled", version=self.store.version, changed=published,
-              policies=",".join(f"{p.name}@{p.version}" for p in snapshot.policies) or "-",
-              pools=",".join(p.name for p in snapshot.pools) or "-",
-              rejected=len(rejected), retained=len(self.world.retained()))
+        event(
+            log,
+            "compiled",
+            version=self.store.version,
+            changed=published,
+            policies=",".join(f"{p.name}@{p.version}" for p in snapshot.policies) or "-",
+            pools=",".join(p.name for p in snapshot.pools) or "-",
+            rejected=len(rejected),
+            retained=len(self.world.retained()),
+        )
         self.writer.wake()
         return published
 
@@ -205,7 +231,8 @@ class Operator:
         if snapshot is None:
             return False
         policies = {
-            (k.namespace, k.name): p.obj for k, p in self.world.accepted_objects().items()
+            (k.namespace, k.name): p.obj
+            for k, p in self.world.accepted_objects().items()
             if isinstance(p.obj, RoutingPolicy)
         }
         return self.store.publish(self.rollouts.controller.apply(snapshot, policies))
@@ -265,7 +292,10 @@ class Operator:
         host, port = _split(opts.webhook)
         if opts.webhook_cert and opts.webhook_key:
             return kopf.WebhookServer(
-                addr=host, port=port, certfile=opts.webhook_cert, pkeyfile=opts.webhook_key,
+                addr=host,
+                port=port,
+                certfile=opts.webhook_cert,
+                pkeyfile=opts.webhook_key,
                 cafile=opts.webhook_ca,
             )
         if not opts.webhook_tls_secret:
@@ -281,7 +311,10 @@ class Operator:
             changed = await certs.inject_ca(self.api, opts.webhook_config, files.ca)
             event(log, "webhook_ca", config=opts.webhook_config, changed=changed)
         return kopf.WebhookServer(
-            addr=host, port=port, certfile=str(files.cert), pkeyfile=str(files.key),
+            addr=host,
+            port=port,
+            certfile=str(files.cert),
+            pkeyfile=str(files.key),
             cadata=files.ca,
         )
 
@@ -307,10 +340,15 @@ class Operator:
             return
         await self._start_grpc()
         if self.opts.admin:
-            self._admin = AdminServer(self.opts.admin, self.store, self.service.status,
-                                      self.outcomes, learning=self.learner.as_dict,
-                                      rollouts=self.rollouts.controller,
-                                      rollout_action=self.rollouts.admin_action)
+            self._admin = AdminServer(
+                self.opts.admin,
+                self.store,
+                self.service.status,
+                self.outcomes,
+                learning=self.learner.as_dict,
+                rollouts=self.rollouts.controller,
+                rollout_action=self.rollouts.admin_action,
+            )
             await self._admin.start()
         tasks = [
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
@@ -325,19 +363,28 @@ class Operator:
         else:
             self.writer.set_active(True)
         host = self.opts.listen.rpartition(":")[0] or "127.0.0.1"
-        event(log, "listening", grpc=f"{host}:{self.port}", webhook=self.opts.webhook or "-",
-              scope=self.opts.namespace or "cluster", identity=self.identity,
-              version=self.store.version or "-")
+        event(
+            log,
+            "listening",
+            grpc=f"{host}:{self.port}",
+            webhook=self.opts.webhook or "-",
+            scope=self.opts.namespace or "cluster",
+            identity=self.identity,
+            version=self.store.version or "-",
+        )
         ready = asyncio.Event()
-        kopf_task = asyncio.create_task(kopf.operator(
-            registry=build_registry(self, webhooks=webhook is not None),
-            settings=build_settings(webhook),
-            clusterwide=self.opts.namespace is None,
-            namespaces=[self.opts.namespace] if self.opts.namespace else (),
-            standalone=True,
-            stop_flag=self.stop,
-            ready_flag=ready,
-        ), name="kopf")
+        kopf_task = asyncio.create_task(
+            kopf.operator(
+                registry=build_registry(self, webhooks=webhook is not None),
+                settings=build_settings(webhook),
+                clusterwide=self.opts.namespace is None,
+                namespaces=[self.opts.namespace] if self.opts.namespace else (),
+                standalone=True,
+                stop_flag=self.stop,
+                ready_flag=ready,
+            ),
+            name="kopf",
+        )
         try:
             await _first(kopf_task, ready.wait())
             # kopf's own signal handlers only stop kopf, then wait for "hung" tasks (our

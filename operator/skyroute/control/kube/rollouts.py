@@ -53,8 +53,14 @@ def _same(a: RolloutState, b: RolloutState) -> bool:
 class ClusterRollouts:
     """Wraps a RolloutController with status, annotations, the Lease and ConfigMaps."""
 
-    def __init__(self, api: KubeApi, world: World, writer: StatusWriter, history: HistoryStore,
-                 serve: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        world: World,
+        writer: StatusWriter,
+        history: HistoryStore,
+        serve: Callable[[], bool],
+    ) -> None:
         self.controller = RolloutController()
         self.api = api
         self.world = world
@@ -88,8 +94,9 @@ class ClusterRollouts:
     async def load_history(self) -> None:
         try:
             for rec in await self.history.load():
-                self.controller.remember((rec.namespace, rec.policy), rec.spec_hash,
-                                         rec.version, rec.spec_json)
+                self.controller.remember(
+                    (rec.namespace, rec.policy), rec.spec_hash, rec.version, rec.spec_json
+                )
         except Exception as exc:  # no history: rollouts start from the specs as they are
             event(log, "history_load_failed", logging.WARNING, error=repr(exc))
 
@@ -98,14 +105,22 @@ class ClusterRollouts:
         spec = body.get("spec")
         pin = spec.get("pinVersion") if isinstance(spec, Mapping) else None
         ref = (key.namespace, key.name)
-        if not verdict.allowed or not isinstance(pin, str) or not pin \
-                or key.kind != KIND_POLICY or self.controller.spec_of(ref, pin) is not None:
+        if (
+            not verdict.allowed
+            or not isinstance(pin, str)
+            or not pin
+            or key.kind != KIND_POLICY
+            or self.controller.spec_of(ref, pin) is not None
+        ):
             return verdict
         known = self.controller.versions(ref)
-        return Verdict(denied=(
-            f"spec.pinVersion: {pin} is not a recorded version of {key.ref} (recorded: "
-            f"{', '.join(known[-10:]) or 'none'}; see status.history)",),
-            warnings=verdict.warnings)
+        return Verdict(
+            denied=(
+                f"spec.pinVersion: {pin} is not a recorded version of {key.ref} (recorded: "
+                f"{', '.join(known[-10:]) or 'none'}; see status.history)",
+            ),
+            warnings=verdict.warnings,
+        )
 
     # --- the leader's work ----------------------------------------------------------
 
@@ -132,25 +147,38 @@ class ClusterRollouts:
             del self._annotated[key]  # until the watch shows it removed: not twice
             done, message = self.controller.action((key.namespace, key.name), action)
             acted = acted or done
-            event(log, "rollout_action", object=key.ref, action=action, acted=done,
-                  result=message)
+            event(log, "rollout_action", object=key.ref, action=action, acted=done, result=message)
             try:
-                await self.api.remove_annotation(key.kind, key.namespace, key.name,
-                                                 ROLLOUT_ACTION_ANNOTATION)
+                await self.api.remove_annotation(
+                    key.kind, key.namespace, key.name, ROLLOUT_ACTION_ANNOTATION
+                )
             except Exception as exc:  # acted already; routers must still get the result
-                event(log, "annotation_remove_failed", logging.WARNING, object=key.ref,
-                      error=repr(exc))
+                event(
+                    log,
+                    "annotation_remove_failed",
+                    logging.WARNING,
+                    object=key.ref,
+                    error=repr(exc),
+                )
         return acted
 
     async def admin_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
         """``POST /rollouts/...`` on the admin port; only the leader acts."""
         if not self.writer.active:
-            return False, (f"{self.writer.identity} is not the leader; ask the leader, or "
-                           f"annotate the RoutingPolicy with {ROLLOUT_ACTION_ANNOTATION}="
-                           f"{action}")
+            return False, (
+                f"{self.writer.identity} is not the leader; ask the leader, or "
+                f"annotate the RoutingPolicy with {ROLLOUT_ACTION_ANNOTATION}="
+                f"{action}"
+            )
         done, message = self.controller.action((namespace, name), action, "admin API")
-        event(log, "rollout_action", object=f"{KIND_POLICY} {namespace}/{name}", action=action,
-              acted=done, result=message)
+        event(
+            log,
+            "rollout_action",
+            object=f"{KIND_POLICY} {namespace}/{name}",
+            action=action,
+            acted=done,
+            result=message,
+        )
         if done:
             self.serve()
             self.writer.wake()
@@ -162,16 +190,32 @@ class ClusterRollouts:
         for ref, spec, version in pending:
             state = self.world.state(Key(KIND_POLICY, ref[0], ref[1]))
             st = self.controller.states.get(ref)
-            keep = frozenset({st.stable_hash, st.candidate_hash, st.pinned_hash}
-                             if st is not None else ())
+            keep = frozenset(
+                {st.stable_hash, st.candidate_hash, st.pinned_hash} if st is not None else ()
+            )
             try:
-                await self.history.save(ref[0], ref[1], state.uid if state else "", spec,
-                                        version, time.time(), self.controller.specs[spec], keep)
+                await self.history.save(
+                    ref[0],
+                    ref[1],
+                    state.uid if state else "",
+                    spec,
+                    version,
+                    time.time(),
+                    self.controller.specs[spec],
+                    keep,
+                )
                 self._save_failures.pop((ref, spec), None)
             except Exception as exc:
                 tries = self._save_failures.get((ref, spec), 0) + 1
                 self._save_failures[(ref, spec)] = tries
-                event(log, "history_save_failed", logging.WARNING, policy=f"{ref[0]}/{ref[1]}",
-                      spec=spec, tries=tries, error=repr(exc))
+                event(
+                    log,
+                    "history_save_failed",
+                    logging.WARNING,
+                    policy=f"{ref[0]}/{ref[1]}",
+                    spec=spec,
+                    tries=tries,
+                    error=repr(exc),
+                )
                 if tries < _SAVE_TRIES:
                     self.controller.unsaved.append((ref, spec, version))

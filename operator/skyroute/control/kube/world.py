@@ -127,8 +127,11 @@ def plain(value: Any) -> Any:
 
 def key_of(body: Mapping[str, Any]) -> Key:
     meta = body.get("metadata") or {}
-    return Key(str(body.get("kind", "")), str(meta.get("namespace") or "default"),
-               str(meta.get("name", "")))
+    return Key(
+        str(body.get("kind", "")),
+        str(meta.get("namespace") or "default"),
+        str(meta.get("name", "")),
+    )
 
 
 def observe_body(body: Mapping[str, Any]) -> Observed:
@@ -175,9 +178,7 @@ def is_test_problem(problem: Problem) -> bool:
 
 def object_versions(snapshot: snapshot_pb2.Snapshot) -> dict[Key, str]:
     """Each object's version in ``snapshot``: a policy's own, a pool's content hash."""
-    versions = {
-        Key(KIND_POLICY, p.namespace, p.name): p.version for p in snapshot.policies
-    }
+    versions = {Key(KIND_POLICY, p.namespace, p.name): p.version for p in snapshot.policies}
     for pool in snapshot.pools:
         versions[Key(KIND_POOL, pool.namespace, pool.name)] = digest(
             pool.SerializeToString(deterministic=True)
@@ -223,8 +224,11 @@ class World:
 
     def observed_objects(self, kind: str = "") -> dict[Key, Parsed]:
         """The newest valid generation of every observed object (of ``kind``, if given)."""
-        return {k: o.parsed for k, o in self._observed.items()
-                if o.parsed is not None and kind in ("", k.kind)}
+        return {
+            k: o.parsed
+            for k, o in self._observed.items()
+            if o.parsed is not None and kind in ("", k.kind)
+        }
 
     # --- reconcile ---------------------------------------------------------
 
@@ -276,8 +280,9 @@ class World:
 
     def run_tests(self, candidate: Mapping[Key, Parsed]) -> list[Problem] | None:
         """Failing tests of ``candidate``'s policies; None when the set does not compile."""
-        policies = [p for p in candidate.values()
-                    if isinstance(p.obj, RoutingPolicy) and p.obj.spec.tests]
+        policies = [
+            p for p in candidate.values() if isinstance(p.obj, RoutingPolicy) and p.obj.spec.tests
+        ]
         if not policies:
             return []
         try:
@@ -310,8 +315,9 @@ class World:
         else:
             # Policy deletions are never held back; then pools (and their deletions)
             # before policies, each in name order, until nothing more fits.
-            todo = sorted(changes, key=lambda c: (not (c[1] is None and c[0].kind == KIND_POLICY),
-                                                  c[0]))
+            todo = sorted(
+                changes, key=lambda c: (not (c[1] is None and c[0].kind == KIND_POLICY), c[0])
+            )
             progress = True
             while todo and progress:
                 progress = False
@@ -369,8 +375,10 @@ class World:
     def pool_models(self) -> dict[Key, frozenset[str]]:
         """The models each serving ModelPool offers (what the learner names in drift)."""
         pools = self.snapshot.pools if self.snapshot is not None else ()
-        return {Key(KIND_POOL, p.namespace, p.name): frozenset(c.model for c in p.candidates)
-                for p in pools}
+        return {
+            Key(KIND_POOL, p.namespace, p.name): frozenset(c.model for c in p.candidates)
+            for p in pools
+        }
 
     def retained(self) -> dict[Key, tuple[Problem, ...]]:
         """Deleted objects still serving, with the problems their removal would cause."""

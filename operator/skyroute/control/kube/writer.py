@@ -71,20 +71,33 @@ def events_for(
     version = after.get("version") or ""
     if version and version != before.get("version"):
         if before.get("version") and before.get("observedGeneration") == state.generation:
-            out.append(("Normal", "NewVersion",
-                        f"serving {version}: re-versioned because an object it uses changed"))
+            out.append(
+                (
+                    "Normal",
+                    "NewVersion",
+                    f"serving {version}: re-versioned because an object it uses changed",
+                )
+            )
         else:
-            out.append(("Normal", "NewVersion",
-                        f"serving {version} (generation {state.generation})"))
+            out.append(
+                ("Normal", "NewVersion", f"serving {version} (generation {state.generation})")
+            )
     new_c, old_c = condition(after, "Compiled"), condition(before, "Compiled")
-    if new_c is not None and new_c.get("reason") in _REJECTED and (
-        old_c is None or (old_c.get("reason"), old_c.get("message"))
-        != (new_c.get("reason"), new_c.get("message"))
+    if (
+        new_c is not None
+        and new_c.get("reason") in _REJECTED
+        and (
+            old_c is None
+            or (old_c.get("reason"), old_c.get("message"))
+            != (new_c.get("reason"), new_c.get("message"))
+        )
     ):
         out.append(("Warning", str(new_c["reason"]), str(new_c.get("message", ""))))
     new_r, old_r = condition(after, "Ready"), condition(before, "Ready")
-    if new_r is not None and new_r.get("reason") == "PoolDeleted" and (
-        old_r is None or old_r.get("reason") != "PoolDeleted"
+    if (
+        new_r is not None
+        and new_r.get("reason") == "PoolDeleted"
+        and (old_r is None or old_r.get("reason") != "PoolDeleted")
     ):
         out.append(("Warning", "PoolDeleted", str(new_r.get("message", ""))))
     for type_ in DRIFT_TYPES.values():
@@ -196,8 +209,11 @@ class StatusWriter:
             drift = (
                 drift_conditions(pools.get(key, ()), self._drift) if key.kind == KIND_POOL else []
             )
-            rollout = (self.rollouts.status((key.namespace, key.name))
-                       if self.rollouts is not None and key.kind == KIND_POLICY else None)
+            rollout = (
+                self.rollouts.status((key.namespace, key.name))
+                if self.rollouts is not None and key.kind == KIND_POLICY
+                else None
+            )
             after = build_status(state, sync, before, now, drift, rollout)
             if after == before:
                 continue
@@ -207,10 +223,17 @@ class StatusWriter:
             self.patches += 1
             written += 1
             ready = condition(after, "Ready") or {}
-            event(log, "status", object=key.ref, generation=state.generation,
-                  version=after["version"] or "-", ready=ready.get("status", "-"),
-                  reason=ready.get("reason", "-"), synced=after["routers"]["synced"],
-                  stale=after["routers"]["stale"])
+            event(
+                log,
+                "status",
+                object=key.ref,
+                generation=state.generation,
+                version=after["version"] or "-",
+                ready=ready.get("status", "-"),
+                reason=ready.get("reason", "-"),
+                synced=after["routers"]["synced"],
+                stale=after["routers"]["stale"],
+            )
             self._written[key] = ours(result.get("status"))
             for kind, reason, message in events_for(state, before, after):
                 await self._event(state, kind, reason, message)
@@ -233,8 +256,11 @@ class StatusWriter:
         body = {
             "metadata": {"generateName": f"{key.name}.", "namespace": key.namespace},
             "involvedObject": {
-                "apiVersion": API_VERSION, "kind": key.kind, "name": key.name,
-                "namespace": key.namespace, "uid": state.uid,
+                "apiVersion": API_VERSION,
+                "kind": key.kind,
+                "name": key.name,
+                "namespace": key.namespace,
+                "uid": state.uid,
             },
             "type": kind,
             "reason": reason,
@@ -249,8 +275,9 @@ class StatusWriter:
         try:
             await self.api.create_event(key.namespace, body)
         except Exception as exc:  # events are best effort; status already says it
-            event(log, "event_failed", logging.WARNING, object=key.ref, reason=reason,
-                  error=repr(exc))
+            event(
+                log, "event_failed", logging.WARNING, object=key.ref, reason=reason, error=repr(exc)
+            )
             return
         self.events += 1
         event(log, "k8s_event", object=key.ref, type=kind, reason=reason)

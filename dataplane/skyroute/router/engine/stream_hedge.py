@@ -30,7 +30,7 @@ from skyroute.router.table import Candidate
 
 if TYPE_CHECKING:
     from skyroute.router.decide import Decision
-    from skyroute.router.engine import Engine, RequestContext, Served
+    from skyroute.router.engine.walk import Engine, RequestContext, Served
 
 Opened = tuple[Candidate, AsyncGenerator[StreamEvent, None], Any, float]
 
@@ -79,7 +79,7 @@ async def first_of_two(
 
     Raises the last ProviderError when every opened stream failed before its first event.
     """
-    from skyroute.router.engine import CANCELLED, AttemptRecord  # engine imports this module
+    from skyroute.router.engine.walk import CANCELLED, AttemptRecord  # engine imports this module
 
     rel = d.policy.reliability
     task, opened = _open(engine, first, req, d, ctx, remaining)

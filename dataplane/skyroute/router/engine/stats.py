@@ -37,7 +37,7 @@ from skyroute.router.providers.types import CLIENT_ERROR, CONTENT_FILTER, CONTEX
 from skyroute.v1 import distribution_pb2
 
 if TYPE_CHECKING:
-    from skyroute.router.engine import Served
+    from skyroute.router.engine.walk import Served
 
 RELATIVE_ACCURACY = 0.01
 _NOT_MODEL_FAULTS = frozenset({CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH, "cancelled"})

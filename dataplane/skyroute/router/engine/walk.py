@@ -46,7 +46,9 @@ from opentelemetry.trace import Span
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision, Signals
-from skyroute.router.health import EndpointHealth, RetryBudget
+from skyroute.router.engine.health import EndpointHealth, RetryBudget
+from skyroute.router.engine.stats import WindowStats
+from skyroute.router.engine.stream_hedge import first_of_two
 from skyroute.router.providers.types import (
     BAD_RESPONSE,
     CONTENT_FILTER,
@@ -63,8 +65,6 @@ from skyroute.router.providers.types import (
     ToolCallEvent,
 )
 from skyroute.router.spans import NO_SPAN, Spans, enter, leave
-from skyroute.router.stats import WindowStats
-from skyroute.router.stream_hedge import first_of_two
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.router.telemetry import RouterMetrics
 from skyroute.v1 import distribution_pb2

@@ -100,6 +100,9 @@ class Stack:
     admin: str = ""
     simulator: str = ""
     router_http: list[str] = field(default_factory=list)
+    router_grpc: list[str] = field(default_factory=list)
+    # Extra arguments for every router (the benchmark's ``--workers N``).
+    router_args: tuple[str, ...] = ()
     procs: list[Proc] = field(default_factory=list)
 
     def _proc(self, name: str, *args: str) -> Proc:
@@ -142,7 +145,9 @@ class Stack:
         for i in range(routers):
             rid = f"router-{chr(ord('a') + i)}"
             http = f"{HOST}:{free_port()}"
+            grpc = f"{HOST}:{free_port()}"
             self.router_http.append(http)
+            self.router_grpc.append(grpc)
             self.procs.append(
                 self._proc(
                     rid,
@@ -150,11 +155,12 @@ class Stack:
                     "--control",
                     self.control,
                     "--grpc",
-                    f"{HOST}:{free_port()}",
+                    grpc,
                     "--http",
                     http,
                     "--id",
                     rid,
+                    *self.router_args,
                 )
             )
         env = {

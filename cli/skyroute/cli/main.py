@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
         help="semantic-cache embedder (env SKYROUTE_CACHE_EMBEDDER; 'minilm' needs "
         "the [embeddings] extra)",
     )
+    r.add_argument(
+        "--workers",
+        default=os.environ.get("SKYROUTE_WORKERS") or "1",
+        help="router processes sharing the ports (SO_REUSEPORT); 'auto' is the container's "
+        "CPU limit from cgroups, else the CPU count (env SKYROUTE_WORKERS; default 1)",
+    )
+    # Set by the --workers supervisor on each worker: bind the shared ports with SO_REUSEPORT.
+    r.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
     s.add_argument("--listen", default=DEFAULT_PROVIDERS)
@@ -239,6 +247,7 @@ def _rollout_target(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.command == "control":
         from skyroute.cli.logs import configure as configure_logs
@@ -251,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "router":
         from skyroute.cli.logs import configure as configure_logs
+        from skyroute.router.workers import resolve, supervise
+
+        workers = resolve(args.workers)
+        if workers > 1:
+            return supervise(workers, argv[argv.index("router") + 1 :])
         from skyroute.router.server import main as router_main
 
         configure_logs(args.log_format)
@@ -263,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             redis_url=args.redis,
             cache_redis=args.cache_redis,
             cache_embedder=args.cache_embedder,
+            reuse_port=args.reuse_port,
         )
         return 0
     if args.command == "providers":

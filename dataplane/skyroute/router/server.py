@@ -57,6 +57,7 @@ async def serve(
     redis_url: str | None = None,
     cache_redis: str | None = None,
     cache_embedder: str = "hashing",
+    reuse_port: bool = False,
 ) -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
@@ -92,7 +93,8 @@ async def serve(
         "cache": engine.cache.stats(),
     }
 
-    server = grpc.aio.server()
+    # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
     router_pb2_grpc.add_RouterServicer_to_server(RouterService(state), server)
     if server.add_insecure_port(grpc_addr) == 0:
         raise SystemExit(f"skyroute router: cannot listen for gRPC on {grpc_addr}")
@@ -100,7 +102,7 @@ async def serve(
     runner = web.AppRunner(build_app(state), access_log=None)
     await runner.setup()
     host, port = _split(http_addr)
-    await web.TCPSite(runner, host, port, backlog=1024).start()
+    await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
     logs.event(log, "listening", node=node.id, grpc=grpc_addr, http=http_addr, control=control)
 
     tasks = [
@@ -186,9 +188,20 @@ def main(
     redis_url: str | None = None,
     cache_redis: str | None = None,
     cache_embedder: str = "hashing",
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM (the CLI has configured logging, see skyroute.cli.logs)."""
-    coro = serve(control, grpc, http, node_id, max_inflight, redis_url, cache_redis, cache_embedder)
+    coro = serve(
+        control,
+        grpc,
+        http,
+        node_id,
+        max_inflight,
+        redis_url,
+        cache_redis,
+        cache_embedder,
+        reuse_port,
+    )
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

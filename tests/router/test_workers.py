@@ -1,0 +1,127 @@
+"""``skyroute router --workers N``: the worker count from cgroups, and N real processes
+sharing one gRPC and one HTTP port over loopback.
+
+The cgroup cases are fixture folders laid out as ``/sys/fs/cgroup`` is (v2
+``cpu.max`` along a nested path, v1 ``cpu,cpuacct`` quota and period, with
+and without a limit), each with the ``/proc/self/cgroup`` text that goes
+with it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+import orjson
+import pytest
+
+from skyroute.router.workers import cgroup_cpu_limit, resolve, worker_argv
+from skyroute.v1 import router_pb2, router_pb2_grpc
+
+from harness import Proc, Stack, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from policies import FILES, SCENARIO
+
+CGROUPS = Path(__file__).resolve().parent / "cgroups"
+
+
+@pytest.mark.parametrize(
+    ("case", "limit", "workers"),
+    [
+        ("v2-limited", 1.5, 2),  # 150000/100000: one and a half CPUs round up to two workers
+        ("v2-nested", 2.0, 2),  # the pod's 2 CPUs, tighter than its parent's 4
+        ("v2-unlimited", None, None),
+        ("v1-limited", 3.0, 3),
+        ("v1-unlimited", None, None),  # quota -1
+    ],
+)
+def test_cpu_limit_from_cgroup_files(case: str, limit: float | None, workers: int | None) -> None:
+    root = CGROUPS / case
+    assert cgroup_cpu_limit(root, root / "proc-self-cgroup") == limit
+    expect = workers if workers is not None else (os.cpu_count() or 1)
+    assert resolve("auto", root, root / "proc-self-cgroup") == expect
+
+
+def test_explicit_worker_counts_and_bad_ones() -> None:
+    assert resolve("3") == 3
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(SystemExit, match="--workers"):
+            resolve(bad)
+
+
+def test_worker_arguments_share_the_ports_under_distinct_ids() -> None:
+    argv = ["--grpc", "h:1", "--workers", "2", "--id=r", "--http", "h:2"]
+    assert worker_argv(argv, 1) == [
+        "--grpc",
+        "h:1",
+        "--http",
+        "h:2",
+        "--workers",
+        "1",
+        "--reuse-port",
+        "--id",
+        "r-w1",
+    ]
+
+
+def _listeners(port: int) -> int:
+    """LISTEN sockets on ``port`` in this network namespace (/proc/net/tcp, state 0A)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                n += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return n
+
+
+def _node_over_a_new_connection(url: str) -> str:
+    req = urllib.request.Request(url + "/debug/status", headers={"Connection": "close"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return str(orjson.loads(r.read())["node"])
+
+
+def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None:
+    stack = Stack(procs, tmp_path, FILES, SCENARIO, router_args=["--workers", "2"])
+    parent, grpc_addr, url = stack.routers[0]
+    grpc_port, http_port = int(grpc_addr.rsplit(":", 1)[1]), int(url.rsplit(":", 1)[1])
+    # One worker is ready (the harness waited for /readyz); the other binds beside it.
+    wait_until(
+        lambda: _listeners(grpc_port) == 2 and _listeners(http_port) == 2,
+        what="both workers listening on both ports",
+    )
+
+    # The kernel spreads new connections over both workers: each one answers.
+    seen: set[str] = set()
+    for _ in range(200):
+        seen.add(_node_over_a_new_connection(url))
+        if len(seen) == 2:
+            break
+    assert seen == {"router-0-w0", "router-0-w1"}
+
+    # Both serve the gRPC door on the shared port, each over its own connection.
+    models = set()
+    for _ in range(4):
+        with grpc.insecure_channel(
+            grpc_addr, options=[("grpc.use_local_subchannel_pool", 1)]
+        ) as ch:
+            resp = router_pb2_grpc.RouterStub(ch).Complete(
+                router_pb2.CompletionRequest(
+                    messages=[
+                        router_pb2.Message(role="user", content="how do I reset my password?")
+                    ]
+                ),
+                timeout=10,
+            )
+            models.add(resp.model)
+    assert models == {"primary-model"}
+
+    # SIGTERM to the supervisor stops every worker: the ports are free again.
+    assert parent.p is not None
+    parent.p.terminate()
+    assert parent.p.wait(15) == 0
+    assert _listeners(grpc_port) == 0 and _listeners(http_port) == 0

@@ -48,6 +48,12 @@ def test_explain_prints_the_live_decision(procs: list[Proc], tmp_path: Path) -> 
     assert "locale en-GB, tier free" in lines["signals"]
     assert "gemini-3-flash" in out and "claude-4.5-haiku" in out and "candidates" in out
     assert "  - pool 'cost' by rule 'faq-and-low-risk'" in out
+    # Each term's contribution per candidate, in the table and in the reasons.
+    assert "candidates (scored)" in out and "+ quality" in out
+    assert any(
+        line.strip().startswith("- gemini-3-flash: score") and "= cost" in line
+        for line in out.splitlines()
+    )
 
     as_json = json.loads(
         explain(grpc_addr, "--tools", "--json", "What's your refund policy?").stdout
@@ -56,6 +62,10 @@ def test_explain_prints_the_live_decision(procs: list[Proc], tmp_path: Path) -> 
     assert as_json["rule"] == "default" and as_json["cacheable"] is False
     assert as_json["signals"]["has_tools"] is True
     assert [s["model"] for s in as_json["scores"]] == ["claude-4.5-sonnet", "gpt-5.2"]
+    for part in as_json["scores"]:
+        terms = ("cost_term", "latency_term", "failure_term", "quality_term")
+        assert abs(sum(part[t] for t in terms) - part["score"]) < 1e-9
+    assert as_json["selection"] == "scored"
 
     baseline = json.loads(explain(grpc_addr, "--policy", "baseline", "--json", "hello").stdout)
     assert baseline["chain"] == ["gpt-5.2"]

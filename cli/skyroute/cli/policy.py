@@ -320,13 +320,30 @@ def explain_main(
     for key, value in lines:
         out.print(f"{key + ':':<11}{value}", markup=False, soft_wrap=True)
     if d.scores:
-        t = Table(title="candidates", title_justify="left")
-        for name in ("model", "score", "expected $", "p95 ms", "failures", "quality", "excluded"):
+        t = Table(title=f"candidates ({d.selection or 'scored'})", title_justify="left")
+        columns = (
+            "model",
+            "score",
+            "= cost",
+            "+ latency",
+            "+ failures",
+            "+ quality",
+            "expected $",
+            "p95 ms",
+            "failures",
+            "quality",
+            "excluded",
+        )
+        for name in columns:
             t.add_column(name, justify="left" if name in ("model", "excluded") else "right")
         for s in d.scores:
             t.add_row(
                 s.model,
                 f"{s.score:.3f}",
+                f"{s.cost_term:.3f}",
+                f"{s.latency_term:.3f}",
+                f"{s.failure_term:.3f}",
+                f"{s.quality_term:.3f}",
                 f"{s.expected_cost_usd:.6f}",
                 f"{s.p95_ms:.0f}" if s.p95_ms else "?",
                 f"{s.failure_rate:.1%}",

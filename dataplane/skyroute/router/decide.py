@@ -7,13 +7,17 @@ and filter the pool's candidates by what the request needs (tools, context
 window). No I/O, no parsing, nothing that depends on anything but the table
 and the request.
 
-Inside the pool, a policy with scored selection ranks candidates by a
-weighted sum over expected cost (this request's prompt size times the
-model's prices), p95 latency and failure rate (this router's live view, or
-the fleet's priors pushed by the control plane) and the offline quality eval
-for the intent; hard constraints exclude candidates outright. The fallback
-chain is the rest by score, same model family first unless the policy says
-otherwise.
+Inside the pool, the matched rule's selection (else the policy's) picks the
+order: ``ordered`` keeps the pool's declared order; ``scored`` ranks
+candidates by a weighted sum over expected cost (this request's prompt size
+times the model's prices), p95 latency and failure rate (this router's live
+view, or the fleet's priors pushed by the control plane) and the offline
+quality eval for the intent, every term normalised to [0, 1] over the pool
+(see :func:`score_pool`); ``cheapest`` and ``fastest`` are scored on cost or
+p95 alone. Ties keep declared order, hard constraints exclude candidates
+outright, and a latency objective puts candidates known to miss it last. The
+fallback chain is the rest by score, same model family first unless the
+policy says otherwise.
 
 With adaptation on (the learning loop), p95 comes first from the fleet's
 prior, which the control plane recomputes from every router's merged,
@@ -37,7 +41,13 @@ from typing import Any, Protocol
 
 import ahocorasick
 
-from skyroute.router.table import UNKNOWN_INTENT, Candidate, PolicyTable, Rule
+from skyroute.router.table import (
+    UNKNOWN_INTENT,
+    Candidate,
+    PolicyTable,
+    Rule,
+    SelectionSettings,
+)
 from skyroute.v1 import router_pb2, snapshot_pb2
 
 _TOOLS_REQUIRED = snapshot_pb2.TOOL_MATCH_REQUIRED
@@ -62,6 +72,8 @@ class Signals:
 
 
 _EMBED_CHARS = 400  # how much of the prompt the embedding classifier reads
+# Smallest spread of failure rate and quality gap stretched to a whole term (5 points).
+_FLOOR_POINTS = 0.05
 
 
 class Stats(Protocol):
@@ -82,6 +94,10 @@ class Score:
     failure_rate: float
     quality: float
     excluded: str = ""
+    # Each term's contribution to ``score`` (cost, latency, failures, quality).
+    terms: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    # Its p95 is known to exceed the rule's latency objective (it goes last).
+    misses_objective: bool = False
 
 
 @dataclass(slots=True)
@@ -99,6 +115,8 @@ class Decision:
     confidence: float = 1.0
     # Predicted probability that the request needs a tool (1.0 when it offers tools).
     tool_use: float = 0.0
+    # How the model was chosen (the rule's selection, else the policy's).
+    selection: SelectionSettings | None = None
 
 
 def _content_text(content: Any) -> str:
@@ -199,23 +217,36 @@ def _usable(c: Candidate, s: Signals) -> bool:
     return not (c.context_window and s.prompt_tokens > c.context_window)
 
 
+def _spread(values: list[float], floor: float) -> tuple[float, float]:
+    """(best, spread) of one term over the pool; the spread is at least ``floor``."""
+    lo = min(values)
+    return lo, max(max(values) - lo, floor)
+
+
 def score_pool(
     table: PolicyTable,
     candidates: tuple[Candidate, ...],
     intent: str,
     s: Signals,
     stats: Stats | None,
+    sel: SelectionSettings | None = None,
 ) -> list[Score]:
-    """Weighted score over normalized expected cost, p95, failure rate and quality.
+    """Weighted score over expected cost, p95, failure rate and quality (lower is better).
 
-    Cost and p95 are normalized by the pool's largest value, so the weights
-    compare like with like; a candidate whose p95 nobody has observed yet is
+    One unit for every term: its distance from the pool's best candidate on
+    that term, divided by the pool's spread of it, so each term is in [0, 1]
+    (0 = the best in the pool, 1 = the worst) and a weight is what the whole
+    spread of its term is worth. Doubling a weight doubles its term's
+    contribution, whatever the term's natural scale (dollars, seconds, eval
+    points). A spread smaller than a floor (10% of the largest cost or p95, 5
+    points of failure rate or quality) is not stretched: noise between near
+    equals stays small. A candidate whose p95 nobody has observed yet is
     scored at the mean of those known (neither favoured nor punished).
-    Constraints mark a candidate ``excluded`` rather than dropping it here,
-    so Explain can show why.
+    Constraints mark a candidate ``excluded`` rather than dropping it here, so
+    Explain can show why.
     """
-    sel = table.selection
-    wc, wl, ws, wq = table.weights
+    sel = sel or table.selection
+    wc, wl, ws, wq = sel.weights
     out: list[Score] = []
     for c in candidates:
         prior_p95, prior_fail, prior_tokens = c.observed_for(intent)
@@ -230,31 +261,49 @@ def score_pool(
                 c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail, c.quality_for(intent)
             )
         )
-    max_cost = max(x.cost for x in out) or 1.0
     known = [x.p95_s for x in out if x.p95_s]
-    max_p95 = max(known) if known else 0.0
     mean_p95 = sum(known) / len(known) if known else 0.0
-    for x in out:
-        lat = (x.p95_s or mean_p95) / max_p95 if max_p95 else 0.0
-        x.score = wc * x.cost / max_cost + wl * lat + ws * x.failure_rate + wq * (1 - x.quality)
+    lats = [x.p95_s or mean_p95 for x in out]
+    costs = [x.cost for x in out]
+    fails = [x.failure_rate for x in out]
+    gaps = [1.0 - x.quality for x in out]
+    c0, cs = _spread(costs, 0.1 * max(costs))
+    l0, ls = _spread(lats, 0.1 * max(lats))
+    f0, fs = _spread(fails, _FLOOR_POINTS)
+    q0, qs = _spread(gaps, _FLOOR_POINTS)
+    for x, cost, lat, fail, gap in zip(out, costs, lats, fails, gaps, strict=True):
+        x.terms = (
+            wc * ((cost - c0) / cs if cs else 0.0),
+            wl * ((lat - l0) / ls if ls else 0.0),
+            ws * (fail - f0) / fs,
+            wq * (gap - q0) / qs,
+        )
+        x.score = sum(x.terms)
         if sel.max_cost_per_1k and x.cost * 1000 > sel.max_cost_per_1k:
             x.excluded = f"expected ${x.cost * 1000:.2f} per 1k > maxCostPer1k"
         elif x.quality < sel.min_quality:
             x.excluded = f"quality {x.quality:.2f} < minQuality"
         elif sel.max_p95_s and x.p95_s and x.p95_s > sel.max_p95_s:
             x.excluded = f"p95 {x.p95_s * 1000:.0f} ms > maxP95Ms"
+        elif sel.objective_p95_s and x.p95_s and x.p95_s > sel.objective_p95_s:
+            x.misses_objective = True
     return out
 
 
-def _chain(table: PolicyTable, scores: list[Score], explore: bool) -> tuple[Candidate, ...]:
-    ranked = sorted((x for x in scores if not x.excluded), key=lambda x: x.score)
+def _chain(sel: SelectionSettings, scores: list[Score], explore: bool) -> tuple[Candidate, ...]:
+    # Stable sort: exact ties (rounded, so float noise is no tie-breaker) keep declared
+    # order; candidates known to miss the latency objective go after those that meet it.
+    ranked = sorted(
+        (x for x in scores if not x.excluded),
+        key=lambda x: (x.misses_objective, round(x.score, 9)),
+    )
     if not ranked:
         return ()
     if explore and len(ranked) > 1:
         # The runner-up leads; the usual best is its first fallback, then the rest by score.
         return (ranked[1].cand, ranked[0].cand, *(x.cand for x in ranked[2:]))
     best = ranked[0].cand
-    if not table.selection.family_first:
+    if not sel.family_first or sel.mode == "ordered":
         return tuple(x.cand for x in ranked)
     same = [x.cand for x in ranked[1:] if x.cand.family == best.family]
     other = [x.cand for x in ranked[1:] if x.cand.family != best.family]
@@ -267,9 +316,11 @@ def decide(
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it)."""
     intent, source, confidence = classify(table, s)
     rule_name, pool = "default", table.default_pool
+    sel = table.selection
     for r in table.rules_by_intent[intent]:
         if _rule_matches(r, s):
             rule_name, pool = r.name, r.pool
+            sel = r.selection or sel
             break
     candidates = table.pools[pool]
     # Most requests fit every candidate: keep the prepared tuple, allocate nothing.
@@ -277,11 +328,10 @@ def decide(
         candidates = tuple(c for c in candidates if _usable(c, s))
     scores = None
     explored = ""
-    sel = table.selection
-    if sel.scored and len(candidates) > 1:
-        scores = score_pool(table, candidates, intent, s, stats)
-        explore = sel.exploration > 0.0 and draw() < sel.exploration
-        candidates = _chain(table, scores, explore)
+    if len(candidates) > 1 and (sel.scored or sel.objective_p95_s):
+        scores = score_pool(table, candidates, intent, s, stats, sel)
+        explore = sel.scored and sel.exploration > 0.0 and draw() < sel.exploration
+        candidates = _chain(sel, scores, explore)
         if explore and len(candidates) > 1:
             explored = candidates[0].model
     cache = table.cache
@@ -300,6 +350,7 @@ def decide(
         explored,
         confidence,
         tool_use,
+        sel,
     )
 
 
@@ -317,12 +368,28 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         reasons.append(f"skipped {skipped} (tools or context window)")
     if not d.chain:
         reasons.append(f"no candidate in pool {d.pool!r} can serve this request")
-    for x in d.scores or ():
+    sel = d.selection or t.selection
+    if d.scores:
+        wc, wl, ws, wq = sel.weights
         reasons.append(
-            f"{x.cand.model}: score {x.score:.3f} (expected ${x.cost:.6f}, p95 "
+            f"selection {sel.mode}: score = {wc:g} x cost + {wl:g} x p95 + {ws:g} x failures "
+            f"+ {wq:g} x quality gap, each term 0 (pool's best) to 1 (its worst); "
+            "ties keep the pool's declared order"
+            + (
+                f"; objective p95 {sel.objective_p95_s * 1000:.0f} ms"
+                if sel.objective_p95_s
+                else ""
+            )
+        )
+    for x in d.scores or ():
+        tc, tl, tf, tq = x.terms
+        reasons.append(
+            f"{x.cand.model}: score {x.score:.3f} = cost {tc:.3f} + latency {tl:.3f} + "
+            f"failures {tf:.3f} + quality {tq:.3f} (expected ${x.cost:.6f}, p95 "
             f"{'?' if x.p95_s is None else f'{x.p95_s * 1000:.0f} ms'}, failures "
             f"{x.failure_rate:.1%}, quality {x.quality:.2f})"
             + (f" excluded: {x.excluded}" if x.excluded else "")
+            + (" misses the p95 objective: after those that meet it" if x.misses_objective else "")
         )
     if d.explored:
         reasons.append(
@@ -352,6 +419,7 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         rule=d.rule,
         pool=d.pool,
         chain=[c.model for c in d.chain],
+        selection=sel.mode,
         cacheable=d.cacheable,
         reasons=reasons,
         scores=[
@@ -363,6 +431,10 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
                 failure_rate=x.failure_rate,
                 quality=x.quality,
                 excluded=x.excluded,
+                cost_term=x.terms[0],
+                latency_term=x.terms[1],
+                failure_term=x.terms[2],
+                quality_term=x.terms[3],
             )
             for x in d.scores or ()
         ],

@@ -121,6 +121,8 @@ class Rule:
     locales: frozenset[str]
     tenants: frozenset[str]
     intents: frozenset[str]  # empty = any
+    # The rule's own choice inside its pool (None: the policy's).
+    selection: SelectionSettings | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -152,9 +154,20 @@ class ReliabilitySettings:
     idempotency_ttl_s: float = 86_400.0
 
 
+#: Selection modes, and the weights (cost, latency, success, quality) a mode imposes
+#: (None: the configured weights).
+SELECTION_MODES: dict[str, tuple[float, float, float, float] | None] = {
+    "ordered": (0.0, 0.0, 0.0, 0.0),  # all ties: declared order
+    "scored": None,
+    "cheapest": (1.0, 0.0, 0.0, 0.0),
+    "fastest": (0.0, 1.0, 0.0, 0.0),
+}
+
+
 @dataclass(slots=True, frozen=True)
 class SelectionSettings:
-    scored: bool = False
+    mode: str = "ordered"  # a key of SELECTION_MODES
+    weights: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
     max_cost_per_1k: float = 0.0
     min_quality: float = 0.0
     max_p95_s: float = 0.0
@@ -164,6 +177,12 @@ class SelectionSettings:
     # latency ring, and this share of scored requests tries the runner-up first.
     adaptive: bool = False
     exploration: float = 0.0
+    # Latency objective (0 = none): candidates known to miss it go last.
+    objective_p95_s: float = 0.0
+
+    @property
+    def scored(self) -> bool:
+        return self.mode != "ordered"
 
 
 @dataclass(slots=True)
@@ -318,7 +337,11 @@ def _pattern_set(policy: str, intents: tuple[IntentMatcher, ...]) -> tuple[Any, 
     return pattern_set, tuple(i.name for i in with_patterns)
 
 
-def _rule(r: snapshot_pb2.Rule) -> Rule:
+def _rule(p: snapshot_pb2.Policy, r: snapshot_pb2.Rule) -> Rule:
+    own = None
+    if r.HasField("selection") or r.HasField("weights"):
+        sel = r.selection if r.HasField("selection") else p.selection
+        own = _selection_of(p, sel, r.weights if r.HasField("weights") else p.weights)
     return Rule(
         name=r.name,
         pool=r.pool,
@@ -329,6 +352,7 @@ def _rule(r: snapshot_pb2.Rule) -> Rule:
         locales=frozenset(r.locales),
         tenants=frozenset(r.tenants),
         intents=frozenset(r.intents),
+        selection=own,
     )
 
 
@@ -352,27 +376,51 @@ def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
     )
 
 
-def _selection(p: snapshot_pb2.Policy) -> SelectionSettings:
+def _weights(
+    p: snapshot_pb2.Policy, w: snapshot_pb2.ScoringWeights
+) -> tuple[float, float, float, float]:
+    weights = (w.cost, w.latency, w.success, w.quality)
+    if any(not x >= 0 for x in weights):  # also NaN
+        raise SnapshotError(f"policy {p.name!r}: weights {weights} must be non-negative numbers")
+    return weights
+
+
+def _selection_of(
+    p: snapshot_pb2.Policy, s: snapshot_pb2.Selection, w: snapshot_pb2.ScoringWeights
+) -> SelectionSettings:
     ad = p.adaptation
-    if not p.HasField("selection"):
-        return SelectionSettings(
-            adaptive=ad.enabled, exploration=ad.exploration if ad.enabled else 0.0
-        )
-    s = p.selection
     if not 0.0 <= ad.exploration <= 1.0:
         raise SnapshotError(
             f"policy {p.name!r}: adaptation.exploration {ad.exploration} is not in [0, 1]"
         )
+    mode = s.mode or ("scored" if s.scored else "ordered")
+    if mode not in SELECTION_MODES:
+        raise SnapshotError(
+            f"policy {p.name!r}: selection mode {mode!r} is not one of {sorted(SELECTION_MODES)}"
+        )
     return SelectionSettings(
+        mode=mode,
+        weights=SELECTION_MODES[mode] or _weights(p, w),
         adaptive=ad.enabled,
         exploration=ad.exploration if ad.enabled else 0.0,
-        scored=s.scored,
         max_cost_per_1k=s.max_cost_per_1k,
         min_quality=s.min_quality,
         max_p95_s=s.max_p95_ms / 1000.0,
         family_first=s.family_first,
         expected_completion_tokens=s.expected_completion_tokens or 256,
+        objective_p95_s=max(0, s.objective_p95_ms) / 1000.0,
     )
+
+
+def _selection(p: snapshot_pb2.Policy) -> SelectionSettings:
+    if not p.HasField("selection"):
+        ad = p.adaptation
+        return SelectionSettings(
+            weights=(p.weights.cost, p.weights.latency, p.weights.success, p.weights.quality),
+            adaptive=ad.enabled,
+            exploration=ad.exploration if ad.enabled else 0.0,
+        )
+    return _selection_of(p, p.selection, p.weights)
 
 
 def _policy(
@@ -380,7 +428,8 @@ def _policy(
 ) -> PolicyTable:
     intents = tuple(_intent(p.name, i) for i in p.intents)
     names = frozenset(i.name for i in intents)
-    rules = tuple(_rule(r) for r in p.rules)
+    selection = _selection(p)
+    rules = tuple(_rule(p, r) for r in p.rules)
     for r in (*rules, None):
         pool = r.pool if r else p.default_pool
         if pool not in pools:
@@ -434,7 +483,7 @@ def _policy(
         trust_declared_intent=p.trust_declared_intent,
         weights=(w.cost, w.latency, w.success, w.quality),
         reliability=_reliability(p),
-        selection=_selection(p),
+        selection=selection,
         cache_scope=p.name,
     )
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from skyroute.control import globs
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.loader import SourceDocument, load_folder
-from skyroute.control.model import ModelPool, PoolModel, RoutingPolicy
+from skyroute.control.model import ModelPool, PoolModel, RoutingPolicy, SelectionSpec, WeightsSpec
 from skyroute.control.policytests import run_policy_tests
 from skyroute.control.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
@@ -158,19 +158,21 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
         )
     for rule in spec.rules:
         m = rule.match
-        policy.rules.append(
-            snapshot_pb2.Rule(
-                name=rule.name,
-                intents=globs.expand(m.intents, names),
-                tools=_TOOLS[m.tools],
-                min_prompt_tokens=m.min_prompt_tokens,
-                max_prompt_tokens=m.max_prompt_tokens,
-                user_tiers=m.user_tiers,
-                locales=m.locales,
-                tenants=m.tenants,
-                pool=rule.pool,
-            )
+        compiled = snapshot_pb2.Rule(
+            name=rule.name,
+            intents=globs.expand(m.intents, names),
+            tools=_TOOLS[m.tools],
+            min_prompt_tokens=m.min_prompt_tokens,
+            max_prompt_tokens=m.max_prompt_tokens,
+            user_tiers=m.user_tiers,
+            locales=m.locales,
+            tenants=m.tenants,
+            pool=rule.pool,
         )
+        if rule.selection is not None or rule.weights is not None:
+            compiled.selection.CopyFrom(_selection(rule.selection or spec.selection))
+            compiled.weights.CopyFrom(_weights(rule.weights or spec.weights))
+        policy.rules.append(compiled)
     cache = spec.cache
     policy.cache.CopyFrom(
         snapshot_pb2.CachePolicy(
@@ -213,17 +215,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             idempotency_ttl_seconds=rel.idempotency_ttl_seconds,
         )
     )
-    sel = spec.selection
-    policy.selection.CopyFrom(
-        snapshot_pb2.Selection(
-            scored=sel.mode == "scored",
-            max_cost_per_1k=sel.constraints.max_cost_per1k,
-            min_quality=sel.constraints.min_quality,
-            max_p95_ms=sel.constraints.max_p95_ms,
-            family_first=sel.fallback_order == "family",
-            expected_completion_tokens=sel.expected_completion_tokens,
-        )
-    )
+    policy.selection.CopyFrom(_selection(spec.selection))
     ad = spec.adaptation
     policy.adaptation.CopyFrom(
         snapshot_pb2.Adaptation(
@@ -236,13 +228,27 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             drift_cost_ratio=ad.drift_cost_ratio,
         )
     )
-    w = spec.weights
-    policy.weights.CopyFrom(
-        snapshot_pb2.ScoringWeights(
-            cost=w.cost, latency=w.latency, success=w.success, quality=w.quality
-        )
-    )
+    policy.weights.CopyFrom(_weights(spec.weights))
     return policy
+
+
+def _selection(sel: SelectionSpec) -> snapshot_pb2.Selection:
+    return snapshot_pb2.Selection(
+        scored=sel.mode != "ordered",
+        mode=sel.mode,
+        max_cost_per_1k=sel.constraints.max_cost_per1k,
+        min_quality=sel.constraints.min_quality,
+        max_p95_ms=sel.constraints.max_p95_ms,
+        family_first=sel.fallback_order == "family",
+        expected_completion_tokens=sel.expected_completion_tokens,
+        objective_p95_ms=sel.objective.p95_ms,
+    )
+
+
+def _weights(w: WeightsSpec) -> snapshot_pb2.ScoringWeights:
+    return snapshot_pb2.ScoringWeights(
+        cost=w.cost, latency=w.latency, success=w.success, quality=w.quality
+    )
 
 
 def compile_pool(obj: ModelPool, intents: Sequence[str]) -> snapshot_pb2.Pool:

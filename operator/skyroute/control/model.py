@@ -324,12 +324,6 @@ class RuleMatch(_Spec):
         return value
 
 
-class Rule(_Spec):
-    name: Name
-    match: RuleMatch = Field(default_factory=RuleMatch)
-    pool: Name
-
-
 class CacheFamilySpec(_Spec):
     """Overrides for one intent family (``faq`` for ``faq.*``)."""
 
@@ -378,7 +372,12 @@ class LimitsSpec(_Spec):
 
 
 class WeightsSpec(_Spec):
-    """Relative weights of the decision engine's score terms."""
+    """Weights of the decision score's terms.
+
+    Each term is normalised to [0, 1] over the pool (0 = the pool's best on it, 1 =
+    its worst), so a weight is what the whole spread of its term is worth and doubling
+    it doubles that term's contribution (see ``skyroute policy explain``).
+    """
 
     cost: Weight = 0.25
     latency: Weight = 0.25
@@ -441,13 +440,35 @@ class ConstraintsSpec(_Spec):
     max_p95_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
 
 
-class SelectionSpec(_Spec):
-    """How a model is chosen inside the pool the rules picked."""
+class ObjectiveSpec(_Spec):
+    """A latency objective the router meets by its choice and by falling back early."""
 
-    mode: Literal["scored", "ordered"] = "scored"
+    p95_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
+
+
+class SelectionSpec(_Spec):
+    """How a model is chosen inside the pool the rules picked.
+
+    ``scored`` (the default) ranks by the weighted score, ties in the pool's declared
+    order; ``ordered`` keeps the declared order (primary first); ``cheapest`` and
+    ``fastest`` rank by expected cost or by p95 alone (ties: declared order).
+    """
+
+    mode: Literal["scored", "ordered", "cheapest", "fastest"] = "scored"
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     fallback_order: Literal["family", "score"] = "family"
     expected_completion_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+
+
+class Rule(_Spec):
+    """First match wins; its own selection and weights, if given, replace the policy's."""
+
+    name: Name
+    match: RuleMatch = Field(default_factory=RuleMatch)
+    pool: Name
+    selection: SelectionSpec | None = None
+    weights: WeightsSpec | None = None
 
 
 class AdaptationSpec(_Spec):

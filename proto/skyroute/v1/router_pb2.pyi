@@ -236,6 +236,7 @@ class Decision(_message.Message):
     REASONS_FIELD_NUMBER: _builtins.int
     SCORES_FIELD_NUMBER: _builtins.int
     TRACK_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     policy_version: _builtins.str
     snapshot_version: _builtins.str
@@ -245,6 +246,8 @@ class Decision(_message.Message):
     cacheable: _builtins.bool
     track: _builtins.str
     """During a rollout: "stable" or "candidate" (which version decided); else ""."""
+    selection: _builtins.str
+    """How the model was chosen inside the pool: ordered, scored, cheapest or fastest."""
     @_builtins.property
     def signals(self) -> Global___Signals: ...
     @_builtins.property
@@ -273,10 +276,11 @@ class Decision(_message.Message):
         reasons: _abc.Iterable[_builtins.str] | None = ...,
         scores: _abc.Iterable[Global___CandidateScore] | None = ...,
         track: _builtins.str = ...,
+        selection: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signals", b"signals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "signals", b"signals", "snapshot_version", b"snapshot_version", "track", b"track"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "selection", b"selection", "signals", b"signals", "snapshot_version", b"snapshot_version", "track", b"track"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -293,6 +297,10 @@ class CandidateScore(_message.Message):
     FAILURE_RATE_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
     EXCLUDED_FIELD_NUMBER: _builtins.int
+    COST_TERM_FIELD_NUMBER: _builtins.int
+    LATENCY_TERM_FIELD_NUMBER: _builtins.int
+    FAILURE_TERM_FIELD_NUMBER: _builtins.int
+    QUALITY_TERM_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     """Weighted sum of the parts below (lower is better); 0 when not scored."""
@@ -302,6 +310,13 @@ class CandidateScore(_message.Message):
     quality: _builtins.float
     excluded: _builtins.str
     """Why it is not in the chain ("" when it is): a constraint or a capability."""
+    cost_term: _builtins.float
+    """Each term's contribution to `score`: weight x the term normalised to [0, 1]
+    over the pool's spread (0 = the pool's best on that term).
+    """
+    latency_term: _builtins.float
+    failure_term: _builtins.float
+    quality_term: _builtins.float
     def __init__(
         self,
         *,
@@ -312,10 +327,14 @@ class CandidateScore(_message.Message):
         failure_rate: _builtins.float = ...,
         quality: _builtins.float = ...,
         excluded: _builtins.str = ...,
+        cost_term: _builtins.float = ...,
+        latency_term: _builtins.float = ...,
+        failure_term: _builtins.float = ...,
+        quality_term: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -292,9 +292,12 @@ class Selection(_message.Message):
     MAX_P95_MS_FIELD_NUMBER: _builtins.int
     FAMILY_FIRST_FIELD_NUMBER: _builtins.int
     EXPECTED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_P95_MS_FIELD_NUMBER: _builtins.int
     scored: _builtins.bool
     """false: the pool's declared order; true: by weighted score (lower is better)
     over expected cost, p95 latency, failure rate and quality for the intent.
+    Superseded by `mode` when that is set.
     """
     max_cost_per_1k: _builtins.float
     """Hard constraints, 0 = none. A candidate violating one is dropped.
@@ -306,6 +309,15 @@ class Selection(_message.Message):
     """Fallbacks: same model family as the choice first (true), or purely by score."""
     expected_completion_tokens: _builtins.int
     """Completion length assumed for expected cost when nothing was observed yet."""
+    mode: _builtins.str
+    """"ordered", "scored", "cheapest" or "fastest" ("" = by `scored`). Scored terms
+    are each normalised to [0, 1] over the pool's spread; ties keep declared order.
+    """
+    objective_p95_ms: _builtins.int
+    """Latency objective: candidates whose p95 is known to exceed it go after those
+    that meet it, and the engine falls back (or hedges) on first-token time so the
+    request can still finish within it. 0 = none.
+    """
     def __init__(
         self,
         *,
@@ -315,10 +327,12 @@ class Selection(_message.Message):
         max_p95_ms: _builtins.int = ...,
         family_first: _builtins.bool = ...,
         expected_completion_tokens: _builtins.int = ...,
+        mode: _builtins.str = ...,
+        objective_p95_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_completion_tokens", b"expected_completion_tokens", "family_first", b"family_first", "max_cost_per_1k", b"max_cost_per_1k", "max_p95_ms", b"max_p95_ms", "min_quality", b"min_quality", "scored", b"scored"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_completion_tokens", b"expected_completion_tokens", "family_first", b"family_first", "max_cost_per_1k", b"max_cost_per_1k", "max_p95_ms", b"max_p95_ms", "min_quality", b"min_quality", "mode", b"mode", "objective_p95_ms", b"objective_p95_ms", "scored", b"scored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -381,6 +395,8 @@ class Rule(_message.Message):
     LOCALES_FIELD_NUMBER: _builtins.int
     TENANTS_FIELD_NUMBER: _builtins.int
     POOL_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     tools: Global___ToolMatch.ValueType
     """Match only requests that offer tools (TOOLS_REQUIRED) or offer none (TOOLS_ABSENT)."""
@@ -398,6 +414,12 @@ class Rule(_message.Message):
     def locales(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def tenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def selection(self) -> Global___Selection:
+        """This rule's own choice inside its pool; absent: the policy's selection and weights."""
+
+    @_builtins.property
+    def weights(self) -> Global___ScoringWeights: ...
     def __init__(
         self,
         *,
@@ -410,10 +432,12 @@ class Rule(_message.Message):
         locales: _abc.Iterable[_builtins.str] | None = ...,
         tenants: _abc.Iterable[_builtins.str] | None = ...,
         pool: _builtins.str = ...,
+        selection: Global___Selection | None = ...,
+        weights: Global___ScoringWeights | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["intents", b"intents", "locales", b"locales", "max_prompt_tokens", b"max_prompt_tokens", "min_prompt_tokens", b"min_prompt_tokens", "name", b"name", "pool", b"pool", "tenants", b"tenants", "tools", b"tools", "user_tiers", b"user_tiers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intents", b"intents", "locales", b"locales", "max_prompt_tokens", b"max_prompt_tokens", "min_prompt_tokens", b"min_prompt_tokens", "name", b"name", "pool", b"pool", "selection", b"selection", "tenants", b"tenants", "tools", b"tools", "user_tiers", b"user_tiers", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,12 +30,12 @@ from aiohttp import web
 from skyroute.router import logs
 from skyroute.router.cache import from_settings
 from skyroute.router.engine import Engine
-from skyroute.router.grpc_api import RouterService
-from skyroute.router.http_api import build_app
 from skyroute.router.idempotency import RedisStore
 from skyroute.router.state import RouterState
 from skyroute.router.sync import OutcomeReporter, SnapshotSubscriber, channel
 from skyroute.router.telemetry import configure, shutdown
+from skyroute.router.transports.grpc import RouterService
+from skyroute.router.transports.http import build_app
 from skyroute.v1 import distribution_pb2, router_pb2_grpc
 
 log = logging.getLogger("skyroute.router")

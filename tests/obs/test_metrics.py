@@ -86,6 +86,24 @@ def test_scraped_counters_equal_the_replay(stack: Stack) -> None:
     # One GenAI operation per upstream attempt; token usage per successful one.
     ops = total(samples, "gen_ai_client_operation_duration_seconds_count")[()]
     assert ops == attempts
+    # Each operation names its upstream (server.address/port) and, on success, the
+    # model that answered (gen_ai.response.model); a failed one has error.type instead.
+    by_upstream = total(
+        samples,
+        "gen_ai_client_operation_duration_seconds_count",
+        by=("server_address", "server_port", "gen_ai_provider_name"),
+    )
+    sim_port = stack.sim.rsplit(":", 1)[1]
+    assert sum(by_upstream.values()) == attempts
+    assert {k[:2] for k in by_upstream} == {("127.0.0.1", sim_port)}
+    answered = total(
+        samples,
+        "gen_ai_client_operation_duration_seconds_count",
+        by=("gen_ai_response_model", "error_type"),
+    )
+    assert all(bool(model) != bool(error) for model, error in answered), answered
+    upstream_served = sum(1 for o in outs if o.cache != "hit")
+    assert sum(v for (model, _), v in answered.items() if model) == upstream_served
     out_tokens = total(samples, "gen_ai_client_token_usage_sum", gen_ai_token_type="output")
     assert out_tokens[()] == sum(o.completion_tokens for o in outs if o.cache != "hit")
 

@@ -81,6 +81,12 @@ def test_request_span_has_one_child_per_attempt_in_the_callers_trace(
     assert first["gen_ai.request.model"] == "primary-model"
     assert first["gen_ai.provider.name"] == "openai" and first["skyroute.pool"] == "fast"
     assert first["error.type"] == "server_error"
+    # server.address/port name the upstream each attempt went to (here the proxy).
+    upstream = ("127.0.0.1", proxy.port)
+    assert (first["server.address"], first["server.port"]) == upstream
+    assert (second["server.address"], second["server.port"]) == upstream
+    assert second["gen_ai.response.model"] == "backup-model"
+    assert "gen_ai.response.model" not in first
     assert attempts[0].status.code == trace_pb2.Status.STATUS_CODE_ERROR
     assert second["gen_ai.request.model"] == "backup-model"
     assert second["gen_ai.provider.name"] == "anthropic" and "error.type" not in second
@@ -109,4 +115,5 @@ def test_grpc_metadata_trace_is_continued(stack: Stack, receiver: OTLPReceiver) 
     assert attrs(root)["skyroute.pool"] == "smart"
     attempt = [s for s in spans if s.parent_span_id == root.span_id]
     assert [attrs(s)["gen_ai.request.model"] for s in attempt] == ["smart-model"]
-    assert attrs(attempt[0])["gen_ai.provider.name"] == "gemini"
+    # The GenAI conventions' name for the Gemini API (Vertex AI would be gcp.vertex_ai).
+    assert attrs(attempt[0])["gen_ai.provider.name"] == "gcp.gemini"

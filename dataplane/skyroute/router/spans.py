@@ -8,7 +8,8 @@ concern with its own cost rules.
   W3C trace context when one came with the request (``traceparent`` header
   or gRPC metadata); children are the cache lookup and each upstream attempt
   (``chat <model>``, kind CLIENT, with ``gen_ai.request.model``,
-  ``gen_ai.provider.name`` and ``error.type``).
+  ``gen_ai.provider.name``, ``server.address``, ``server.port``,
+  ``gen_ai.response.model`` on success and ``error.type`` on failure).
 - While an attempt runs its span is the current one, so the provider
   transport injects a ``traceparent`` naming it into the upstream request.
 - With no exporter configured and no caller trace, no span is made at all
@@ -27,7 +28,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from skyroute.router import content
-from skyroute.router.telemetry import tracing_enabled
+from skyroute.router.telemetry import tracing_enabled, upstream
 
 NO_SPAN: Span = trace.INVALID_SPAN
 
@@ -78,19 +79,29 @@ class Spans:
             name, trace.set_span_in_context(parent), SpanKind.CLIENT, attributes=attrs
         )
 
-    def attempt(self, model: str, provider: str, pool: str, parent: Span | None = None) -> Span:
+    def attempt(
+        self,
+        model: str,
+        provider: str,
+        pool: str,
+        parent: Span | None = None,
+        endpoint: str = "",
+    ) -> Span:
         """An attempt's span, under ``parent`` or else the current span."""
-        return self.child(
-            "chat " + model,
-            parent if parent is not None else trace.get_current_span(),
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.provider.name": provider,
-                "gen_ai.system": provider,
-                "gen_ai.request.model": model,
-                "skyroute.pool": pool,
-            },
-        )
+        parent = parent if parent is not None else trace.get_current_span()
+        if parent is NO_SPAN:
+            return NO_SPAN
+        up = upstream(provider, endpoint)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": up.provider,
+            "gen_ai.request.model": model,
+            "skyroute.pool": pool,
+        }
+        if up.address:
+            attrs["server.address"] = up.address
+            attrs["server.port"] = up.port
+        return self.child("chat " + model, parent, attrs)
 
     @staticmethod
     def end_attempt(span: Span, model: str, error_class: str) -> None:

@@ -12,7 +12,11 @@ Names follow the OpenTelemetry GenAI semantic conventions where they apply:
 each upstream attempt is a GenAI client operation
 (``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage`` and, for
 streams, ``gen_ai.client.operation.time_to_first_chunk``) labelled with
-``gen_ai.provider.name``, ``gen_ai.request.model`` and ``error.type``. The
+``gen_ai.provider.name`` (the conventions' well-known value: ``gcp.gemini``
+for the Gemini API, ``gcp.vertex_ai`` for a Vertex AI endpoint, see
+:func:`upstream`), ``gen_ai.request.model``, ``gen_ai.response.model`` (the
+model that answered, on success), ``server.address``, ``server.port`` and
+``error.type``. The
 figures the product is judged by (mix, p95, success, cost, cache hit rate per
 pool and policy version) are skyroute's own ``skyroute.router.*`` instruments.
 
@@ -35,7 +39,8 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
@@ -101,6 +106,45 @@ REQUEST_BUCKETS = (
 
 _configured = False
 _tracing = False
+
+
+class Upstream(NamedTuple):
+    """How the GenAI conventions name an upstream: provider name, server address and port."""
+
+    provider: str
+    address: str
+    port: int
+
+
+_UPSTREAMS: dict[tuple[str, str], Upstream] = {}
+_UPSTREAMS_LIMIT = 1024
+
+
+def upstream(family: str, endpoint: str) -> Upstream:
+    """``gen_ai.provider.name``, ``server.address`` and ``server.port`` for an endpoint (memoised).
+
+    skyroute's family names are the conventions' well-known values except
+    Gemini's: ``gcp.vertex_ai`` when the endpoint is Vertex AI
+    (``*aiplatform.googleapis.com``), ``gcp.gemini`` otherwise.
+    """
+    key = (family, endpoint)
+    hit = _UPSTREAMS.get(key)
+    if hit is not None:
+        return hit
+    try:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        host, port, parts = "", None, urlsplit("")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80 if parts.scheme == "http" else 0
+    name = family
+    if family == "gemini":
+        name = "gcp.vertex_ai" if host.endswith("aiplatform.googleapis.com") else "gcp.gemini"
+    if len(_UPSTREAMS) >= _UPSTREAMS_LIMIT:
+        _UPSTREAMS.clear()
+    hit = _UPSTREAMS[key] = Upstream(name, host, port)
+    return hit
 
 
 def tracing_enabled() -> bool:
@@ -250,8 +294,10 @@ class _Histogram:
     def apply(self, key: tuple[Any, ...], value: float) -> None:
         attrs = self.attrs.get(key)
         if attrs is None:
-            # An empty value is an absent attribute (error.type on a success).
-            attrs = self.attrs[key] = {k: v for k, v in zip(self.keys, key, strict=True) if v != ""}
+            # An empty value is an absent attribute (error.type on a success, no server.port).
+            attrs = self.attrs[key] = {
+                k: v for k, v in zip(self.keys, key, strict=True) if v not in ("", 0)
+            }
         self.instrument.record(value, attrs)
 
 
@@ -319,7 +365,13 @@ class RouterMetrics:
             *pool,
             "skyroute.outcome",
         )
-        op = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")
+        op = (
+            "gen_ai.operation.name",
+            "gen_ai.provider.name",
+            "gen_ai.request.model",
+            "server.address",
+            "server.port",
+        )
         self.op_duration = _Histogram(
             m,
             q,
@@ -327,6 +379,7 @@ class RouterMetrics:
             "s",
             "GenAI operation duration",
             *op,
+            "gen_ai.response.model",
             "error.type",
         )
         self.tokens = _Histogram(
@@ -336,6 +389,7 @@ class RouterMetrics:
             "{token}",
             "Number of input and output tokens used",
             *op,
+            "gen_ai.response.model",
             "gen_ai.token.type",
         )
         self.ttfc = _Histogram(
@@ -392,19 +446,39 @@ class RouterMetrics:
         if attempts > 1:
             self.fallbacks.add(by_pool)
 
-    # -- per attempt -------------------------------------------------------------
+    # -- per attempt (``endpoint``: the upstream's base URL, for server.address/port) ------
     def attempt(
-        self, pool: str, model: str, provider: str, error_class: str, seconds: float
+        self,
+        pool: str,
+        model: str,
+        provider: str,
+        error_class: str,
+        seconds: float,
+        endpoint: str = "",
     ) -> None:
-        self.attempts.add((pool, model, provider, error_class or "ok"))
-        self.op_duration.record(("chat", provider, model, error_class), seconds)
+        up = upstream(provider, endpoint)
+        self.attempts.add((pool, model, up.provider, error_class or "ok"))
+        answered = "" if error_class else model
+        self.op_duration.record(
+            ("chat", up.provider, model, up.address, up.port, answered, error_class), seconds
+        )
 
-    def usage(self, model: str, provider: str, prompt_tokens: int, completion_tokens: int) -> None:
-        self.tokens.record(("chat", provider, model, "input"), prompt_tokens)
-        self.tokens.record(("chat", provider, model, "output"), completion_tokens)
+    def usage(
+        self,
+        model: str,
+        provider: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        endpoint: str = "",
+    ) -> None:
+        up = upstream(provider, endpoint)
+        key = ("chat", up.provider, model, up.address, up.port, model)
+        self.tokens.record((*key, "input"), prompt_tokens)
+        self.tokens.record((*key, "output"), completion_tokens)
 
-    def first_chunk(self, model: str, provider: str, seconds: float) -> None:
-        self.ttfc.record(("chat", provider, model), seconds)
+    def first_chunk(self, model: str, provider: str, seconds: float, endpoint: str = "") -> None:
+        up = upstream(provider, endpoint)
+        self.ttfc.record(("chat", up.provider, model, up.address, up.port), seconds)
 
     # -- read at collection time ---------------------------------------------------
     def observe(

@@ -44,7 +44,7 @@ def _open(
     remaining: float,
 ) -> tuple[asyncio.Task[StreamEvent], Opened]:
     policy = d.policy
-    span = engine.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
+    span = engine.spans.attempt(cand.model, cand.provider, d.pool, ctx.span, cand.target.endpoint)
     events = cast(
         AsyncGenerator[StreamEvent, None],
         providers.stream(

@@ -180,6 +180,7 @@ class Engine:
             cand.provider,
             rec.error_class,
             rec.duration_ms / 1000.0,
+            cand.target.endpoint,
         )
         self.spans.end_attempt(span, cand.model, rec.error_class)
 
@@ -290,7 +291,9 @@ class Engine:
     ) -> ChatResult:
         """One upstream call, recorded in the attempt trail and in endpoint health."""
         rel = served.decision.policy.reliability
-        span = self.spans.attempt(cand.model, cand.provider, served.decision.pool)
+        span = self.spans.attempt(
+            cand.model, cand.provider, served.decision.pool, endpoint=cand.target.endpoint
+        )
         token = enter(span)
         t0 = time.perf_counter()
         try:
@@ -327,7 +330,11 @@ class Engine:
             span, cand, served, AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1e3)
         )
         self.metrics.usage(
-            cand.model, cand.provider, result.prompt_tokens, result.completion_tokens
+            cand.model,
+            cand.provider,
+            result.prompt_tokens,
+            result.completion_tokens,
+            cand.target.endpoint,
         )
         self.health.success(cand, elapsed)
         return result
@@ -501,7 +508,9 @@ class Engine:
                 i += int(launched)
             else:
                 t0 = time.perf_counter()
-                aspan = self.spans.attempt(cand.model, cand.provider, d.pool, ctx.span)
+                aspan = self.spans.attempt(
+                    cand.model, cand.provider, d.pool, ctx.span, cand.target.endpoint
+                )
                 # An async generator in fact; typed as such so it can be closed early.
                 events = cast(
                     AsyncGenerator[StreamEvent, None],
@@ -548,7 +557,9 @@ class Engine:
                     leave(token)
                     if retry:
                         self.budget.release()
-            self.metrics.first_chunk(cand.model, cand.provider, time.perf_counter() - t0)
+            self.metrics.first_chunk(
+                cand.model, cand.provider, time.perf_counter() - t0, cand.target.endpoint
+            )
             # Committed to this candidate: from here on a failure is visible.
             served.candidate, served.error = cand, None
             yield StreamStarted(served)
@@ -611,6 +622,7 @@ class Engine:
                     cand.provider,
                     served.result.prompt_tokens,
                     served.result.completion_tokens,
+                    cand.target.endpoint,
                 )
             self.health.success(cand, elapsed)
             self._store(d, s, part, served)

@@ -108,7 +108,6 @@ async def serve(
     tasks = [
         asyncio.create_task(subscriber.run()),
         asyncio.create_task(reporter.run()),
-        asyncio.create_task(_flush_metrics(engine)),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,17 +126,6 @@ async def serve(
     await session.close()
     await ch.close()
     shutdown()
-
-
-async def _flush_metrics(engine: Engine) -> None:
-    """Queued histogram values reach the SDK ten times a second, off the request path.
-
-    Often and in small batches: one large batch would hold the event loop for
-    tens of milliseconds at a thousand requests a second, a p99 spike.
-    """
-    while True:
-        await asyncio.sleep(0.1)
-        engine.metrics.flush()
 
 
 def observe_process(

@@ -23,12 +23,14 @@ pool and policy version) are skyroute's own ``skyroute.router.*`` instruments.
 The hot path stays cheap (measured: the SDK's synchronous ``add``/``record``
 costs 10-20 µs each, validating and hashing the attribute dict every time,
 and a request touches eight instruments): counters are summed in plain dicts
-keyed by label tuples and exported through observable counters, histogram
-values are queued and handed to the SDK in batches (every second, and at the
-start of every collection so a scrape is never behind), and the attribute
-dicts are built once per distinct label tuple. Counters that already exist as
-plain integers elsewhere (ejections, retry-budget denials, shed requests,
-hedges) are read by observable callbacks at collection time.
+keyed by label tuples and exported through observable counters; histograms
+are counted per label tuple in process (:mod:`.histograms`) and handed to
+the process's readers at collection time; the attribute dicts are built once
+per distinct label tuple. Counters that already exist as plain integers
+elsewhere (ejections, retry-budget denials, shed requests, hedges) are read
+by observable callbacks at collection time. A ``RouterMetrics`` given an
+explicit meter (a test's, an embedder's own SDK pipeline) records its
+histograms through that meter instead, in batches (:meth:`RouterMetrics.flush`).
 
 No prompt or completion text is ever a metric attribute or a span attribute:
 labels are policy, pool, model, intent, provider and error class only.
@@ -46,9 +48,11 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+
+from skyroute.router.histograms import REGISTRY, LocalHistogram, PeriodicReader, PrometheusReader
 
 Attrs = dict[str, Any]
 
@@ -186,14 +190,13 @@ def configure(service: str = "skyroute-router") -> None:
     if _configured:
         return
     _configured = True
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
-    readers: list[MetricReader] = [PrometheusMetricReader()]
+    # The SDK's readers, each also exporting the histograms counted in process.
+    readers: list[MetricReader] = [PrometheusReader()]
     if _otlp_wanted("METRICS"):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        readers.append(PeriodicReader(OTLPMetricExporter()))
     metrics.set_meter_provider(
         MeterProvider(resource=resource, metric_readers=readers, views=views())
     )
@@ -306,17 +309,30 @@ class RouterMetrics:
 
     Per request the engine calls :meth:`request`, per attempt :meth:`attempt`
     (and :meth:`usage`, :meth:`first_chunk`): counters are summed locally and
-    observed at collection; histogram values wait in a queue that
-    :meth:`flush` empties into the SDK, every second from the server's task
-    and at the start of every collection (a scrape sees everything recorded
-    before it).
+    observed at collection; histograms are counted locally too once
+    :func:`configure` ran. With an explicit meter, histogram values wait in a
+    queue that :meth:`flush` empties into that meter's SDK at the start of
+    every collection (a scrape sees everything recorded before it).
     """
 
-    def __init__(self, meter: metrics.Meter | None = None) -> None:
+    def __init__(
+        self, meter: metrics.Meter | None = None, local_histograms: bool | None = None
+    ) -> None:
         m = meter or metrics.get_meter("skyroute.router")
         self._meter = m
         self.pending: deque[tuple[_Histogram, Any, float]] = deque()
-        q = self.pending if _configured or meter is not None else None
+        # Histograms: counted here when configure() installed the readers that export
+        # them; through an explicitly given meter's SDK otherwise; not at all without SDK.
+        local = (_configured and meter is None) if local_histograms is None else local_histograms
+        q = self.pending if meter is not None else None
+
+        def histogram(
+            name: str, unit: str, description: str, bounds: tuple[float, ...], *keys: str
+        ) -> _Histogram | LocalHistogram:
+            if local:
+                return REGISTRY.add(LocalHistogram(name, unit, description, bounds, keys))
+            return _Histogram(m, q, name, unit, description, *keys)
+
         pool = ("skyroute.policy", "skyroute.policy_version", "skyroute.pool")
         self.requests = _Counter(
             m,
@@ -356,12 +372,11 @@ class RouterMetrics:
             "gen_ai.provider.name",
             "skyroute.outcome",
         )
-        self.request_duration = _Histogram(
-            m,
-            q,
+        self.request_duration = histogram(
             "skyroute.router.request.duration",
             "s",
             "Request latency seen by the client, cache hits included",
+            REQUEST_BUCKETS,
             *pool,
             "skyroute.outcome",
         )
@@ -372,32 +387,29 @@ class RouterMetrics:
             "server.address",
             "server.port",
         )
-        self.op_duration = _Histogram(
-            m,
-            q,
+        self.op_duration = histogram(
             "gen_ai.client.operation.duration",
             "s",
             "GenAI operation duration",
+            DURATION_BUCKETS,
             *op,
             "gen_ai.response.model",
             "error.type",
         )
-        self.tokens = _Histogram(
-            m,
-            q,
+        self.tokens = histogram(
             "gen_ai.client.token.usage",
             "{token}",
             "Number of input and output tokens used",
+            TOKEN_BUCKETS,
             *op,
             "gen_ai.response.model",
             "gen_ai.token.type",
         )
-        self.ttfc = _Histogram(
-            m,
-            q,
+        self.ttfc = histogram(
             "gen_ai.client.operation.time_to_first_chunk",
             "s",
             "Time to receive the first chunk of a streamed answer",
+            DURATION_BUCKETS,
             *op,
         )
 

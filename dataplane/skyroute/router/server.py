@@ -9,6 +9,9 @@ plane, and swaps in each new version as it is ACKed.
 One shared aiohttp client session (keep-alive connection pool) serves every
 upstream call; uvloop runs the event loop where it is installed.
 
+Once listening, start-up objects are frozen out of the garbage collector's
+sight and its youngest generation collects less often (:func:`_tune_gc`).
+
 Telemetry (:mod:`.telemetry`) is configured here, before the engine exists:
 ``GET /metrics`` on the HTTP port always, OTLP export when the standard
 ``OTEL_EXPORTER_OTLP_*`` variables name an endpoint.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -104,6 +108,7 @@ async def serve(
     host, port = _split(http_addr)
     await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
     logs.event(log, "listening", node=node.id, grpc=grpc_addr, http=http_addr, control=control)
+    _tune_gc()
 
     tasks = [
         asyncio.create_task(subscriber.run()),
@@ -126,6 +131,18 @@ async def serve(
     await session.close()
     await ch.close()
     shutdown()
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper collections: what start-up allocated (modules, servers, the
+    engine) lives as long as the process and is frozen out of the collector's
+    sight, and the youngest generation collects after 25,000 allocations instead
+    of 700 (a request allocates a few hundred short-lived objects, freed by
+    reference counting, not by the collector)."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(25_000, g1, g2)
 
 
 def observe_process(

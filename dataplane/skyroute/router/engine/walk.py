@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -49,6 +48,7 @@ from skyroute.router.decide import Decision, Signals
 from skyroute.router.engine.health import EndpointHealth, RetryBudget
 from skyroute.router.engine.stats import WindowStats
 from skyroute.router.engine.stream_hedge import first_of_two
+from skyroute.router.ids import new_id
 from skyroute.router.providers.types import (
     BAD_RESPONSE,
     CONTENT_FILTER,
@@ -689,7 +689,7 @@ class Engine:
         ok = not error_class and served.error is None
         self.report(
             distribution_pb2.Outcome(
-                request_id=ctx.request_id or uuid.uuid4().hex,
+                request_id=ctx.request_id or new_id(),
                 policy=d.policy.name,
                 snapshot_version=d.policy.snapshot_version,
                 policy_version=d.policy.version,

@@ -12,7 +12,6 @@ text, tool calls, done) with ``x-skyroute-idempotent-replay`` in its trailers.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +28,7 @@ from skyroute.router.engine import (
     StreamFailed,
     StreamStarted,
 )
+from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
 from skyroute.router.telemetry import trace_parent
@@ -150,7 +150,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> RequestContext:
         return RequestContext(
-            request_id=req.request_id or uuid.uuid4().hex,
+            request_id=req.request_id or new_id(),
             no_cache=req.no_cache,
             stream=stream,
             trace_parent=trace_parent(context.invocation_metadata()),

@@ -26,7 +26,6 @@ router answers 429 with ``Retry-After`` at once rather than queueing.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -42,6 +41,7 @@ from skyroute.router.engine import (
     StreamFailed,
     StreamStarted,
 )
+from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
 from skyroute.router.telemetry import prometheus_text, trace_parent
@@ -180,7 +180,7 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         tool_choice=data.get("tool_choice"),
     )
     ctx = RequestContext(
-        request_id=hdr.get("x-request-id") or uuid.uuid4().hex,
+        request_id=hdr.get("x-request-id") or new_id(),
         # no-cache, max-age=0, no-store or Pragma: no-cache: neither served from nor kept.
         no_cache=any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
         stream=bool(data.get("stream")),

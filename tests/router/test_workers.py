@@ -23,6 +23,9 @@ from skyroute.v1 import router_pb2, router_pb2_grpc
 
 from harness import Proc, Stack, wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "obs"))
+from obskit import scrape, total
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from policies import FILES, SCENARIO
 
@@ -55,7 +58,7 @@ def test_explicit_worker_counts_and_bad_ones() -> None:
 
 def test_worker_arguments_share_the_ports_under_distinct_ids() -> None:
     argv = ["--grpc", "h:1", "--workers", "2", "--id=r", "--http", "h:2"]
-    assert worker_argv(argv, 1) == [
+    assert worker_argv(argv, 1, ["127.0.0.1:5", "127.0.0.1:6"]) == [
         "--grpc",
         "h:1",
         "--http",
@@ -63,6 +66,10 @@ def test_worker_arguments_share_the_ports_under_distinct_ids() -> None:
         "--workers",
         "1",
         "--reuse-port",
+        "--worker-index",
+        "1",
+        "--worker-peers",
+        "127.0.0.1:5,127.0.0.1:6",
         "--id",
         "r-w1",
     ]
@@ -119,6 +126,15 @@ def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None
             )
             models.add(resp.model)
     assert models == {"primary-model"}
+
+    # One scrape of the shared port has every worker's series, labelled by worker, and
+    # adds up to the requests sent, whichever workers served them.
+    for _ in range(3):
+        samples = scrape(url + "/metrics")
+        workers = {labels.get("skyroute_worker") for _, labels, _ in samples}
+        assert workers == {"0", "1"}
+        served = total(samples, "skyroute_router_requests_total")[()]
+        assert served == 4
 
     # SIGTERM to the supervisor stops every worker: the ports are free again.
     assert parent.p is not None

@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Set by the --workers supervisor on each worker: bind the shared ports with SO_REUSEPORT.
     r.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    # ... and which worker it is, with every worker's private metrics address.
+    r.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    r.add_argument("--worker-peers", default="", help=argparse.SUPPRESS)
 
     s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
     s.add_argument("--listen", default=DEFAULT_PROVIDERS)
@@ -278,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cache_redis=args.cache_redis,
             cache_embedder=args.cache_embedder,
             reuse_port=args.reuse_port,
+            worker_index=args.worker_index,
+            worker_peers=tuple(p for p in args.worker_peers.split(",") if p),
         )
         return 0
     if args.command == "providers":

@@ -40,6 +40,7 @@ from skyroute.router.sync import OutcomeReporter, SnapshotSubscriber, channel
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
 from skyroute.router.transports.http import build_app
+from skyroute.router.worker_metrics import WorkerMetrics
 from skyroute.v1 import distribution_pb2, router_pb2_grpc
 
 log = logging.getLogger("skyroute.router")
@@ -62,6 +63,8 @@ async def serve(
     cache_redis: str | None = None,
     cache_embedder: str = "hashing",
     reuse_port: bool = False,
+    worker_index: int = 0,
+    worker_peers: tuple[str, ...] = (),
 ) -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
@@ -98,6 +101,10 @@ async def serve(
     }
 
     # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
+    workers = WorkerMetrics(worker_index, list(worker_peers)) if worker_peers else None
+    if workers is not None:  # one of --workers N: /metrics answers for all of them
+        await workers.start()
+        state.exposition = workers.exposition
     server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
     router_pb2_grpc.add_RouterServicer_to_server(RouterService(state), server)
     if server.add_insecure_port(grpc_addr) == 0:
@@ -122,6 +129,8 @@ async def serve(
     logs.event(log, "stopping", node=node.id)
     await server.stop(grace=2)
     await runner.cleanup()
+    if workers is not None:
+        await workers.close()
     for t in tasks:
         t.cancel()
     for t in tasks:
@@ -194,6 +203,8 @@ def main(
     cache_redis: str | None = None,
     cache_embedder: str = "hashing",
     reuse_port: bool = False,
+    worker_index: int = 0,
+    worker_peers: tuple[str, ...] = (),
 ) -> None:
     """Serve until SIGINT/SIGTERM (the CLI has configured logging, see skyroute.cli.logs)."""
     coro = serve(
@@ -206,6 +217,8 @@ def main(
         cache_redis,
         cache_embedder,
         reuse_port,
+        worker_index,
+        worker_peers,
     )
     try:
         import uvloop

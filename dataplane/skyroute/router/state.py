@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from skyroute.router.engine import Engine
 from skyroute.router.idempotency import IdempotencyStore, MemoryStore
 from skyroute.router.table import RoutingTable
+from skyroute.router.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
+
+
+async def _own_exposition() -> tuple[bytes, str]:
+    return prometheus_text()
 
 
 @dataclass(slots=True)
@@ -23,6 +28,8 @@ class RouterState:
     idempotency: IdempotencyStore = field(default_factory=MemoryStore)
     # Live facts from the distribution client for /debug/status, set by the server.
     status_hook: Callable[[], dict[str, object]] | None = None
+    # GET /metrics: this process's instruments, or every worker's (see worker_metrics).
+    exposition: Callable[[], Awaitable[tuple[bytes, str]]] = _own_exposition
 
     def admit(self) -> bool:
         """Take a slot for a request, or say no (the caller answers 429 at once)."""

@@ -9,6 +9,8 @@ parent only supervises: it forwards SIGTERM/SIGINT to every worker, and when
 one worker exits it stops the others and exits with that worker's code, so
 the container restarts as a whole (a half-dead pod never stays Ready).
 Workers die with the parent (``PR_SET_PDEATHSIG``) even if it is SIGKILLed.
+Each worker also serves its own ``/metrics`` on a private loopback port, and
+``/metrics`` on the shared port merges them all (:mod:`.worker_metrics`).
 
 ``--workers auto`` is the container's CPU limit, read from cgroups: v2
 ``cpu.max`` (``"<quota> <period>"`` or ``"max <period>"``) along the
@@ -23,6 +25,7 @@ import ctypes
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,8 +106,11 @@ def resolve(spec: str, root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP
     return n
 
 
-def worker_argv(argv: Sequence[str], index: int) -> list[str]:
-    """The parent's ``router`` arguments for worker ``index``: one process, shared ports."""
+def worker_argv(argv: Sequence[str], index: int, peers: Sequence[str] = ()) -> list[str]:
+    """The parent's ``router`` arguments for worker ``index``: one process, shared ports.
+
+    ``peers``: every worker's private loopback address for its own ``/metrics``.
+    """
     out: list[str] = []
     it = iter(argv)
     node_id = ""
@@ -119,10 +125,18 @@ def worker_argv(argv: Sequence[str], index: int) -> list[str]:
                 node_id = arg.split("=", 1)[1]
             continue
         out.append(arg)
-    out += ["--workers", "1", "--reuse-port"]
+    out += ["--workers", "1", "--reuse-port", "--worker-index", str(index)]
+    if peers:
+        out += ["--worker-peers", ",".join(peers)]
     if node_id:
         out += ["--id", f"{node_id}-w{index}"]
     return out
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -133,9 +147,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 def supervise(n: int, argv: Sequence[str]) -> int:
     """Run ``n`` workers of ``skyroute router <argv>`` until one exits; returns its code."""
+    peers = [f"127.0.0.1:{_free_port()}" for _ in range(n)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "skyroute.cli.main", "router", *worker_argv(argv, i)],
+            [sys.executable, "-m", "skyroute.cli.main", "router", *worker_argv(argv, i, peers)],
             preexec_fn=_die_with_parent,
         )
         for i in range(n)

@@ -44,7 +44,7 @@ from skyroute.router.engine import (
 from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
-from skyroute.router.telemetry import prometheus_text, trace_parent
+from skyroute.router.telemetry import trace_parent
 from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
 
 STATE = web.AppKey("state", RouterState)
@@ -455,7 +455,7 @@ async def debug_status(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition of the router's OpenTelemetry instruments."""
-    body, content_type = prometheus_text()
+    body, content_type = await request.app[STATE].exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 

@@ -7,19 +7,19 @@ per-window statistics the control plane learns from. Doors (transports and
 the ingress pipeline) call :class:`Engine` and read its records; the engine
 calls providers and never a door.
 
-- :mod:`.walk`: the :class:`Engine`, unary and streaming.
-- :mod:`.stream_hedge`: racing two streams up to their first event.
+- :mod:`.walk`: the :class:`Engine`: one walk of the chain, unary and streaming.
+- :mod:`.records`: what it hands back (attempt trail, served request, stream items).
+- :mod:`.hedge`: racing two attempts to their first answer.
 - :mod:`.health`: per-endpoint ejection and cool-downs, the retry budget.
 - :mod:`.stats`: per-(model, intent) sketches for the learning loop.
 """
 
 from __future__ import annotations
 
-from skyroute.router.engine.walk import (
+from skyroute.router.engine.records import (
     CANCELLED,
     NO_CANDIDATE,
     AttemptRecord,
-    Engine,
     RequestContext,
     Served,
     StreamDone,
@@ -27,6 +27,7 @@ from skyroute.router.engine.walk import (
     StreamItem,
     StreamStarted,
 )
+from skyroute.router.engine.walk import Engine
 
 __all__ = [
     "CANCELLED",

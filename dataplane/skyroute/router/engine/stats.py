@@ -28,20 +28,16 @@ insert (a logarithm) per success, no allocation once a key exists.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
 
+from skyroute.router.engine.records import CANCELLED, Served
 from skyroute.router.providers.types import CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH
 from skyroute.v1 import distribution_pb2
 
-if TYPE_CHECKING:
-    from skyroute.router.engine.walk import Served
-
 RELATIVE_ACCURACY = 0.01
-_NOT_MODEL_FAULTS = frozenset({CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH, "cancelled"})
-_CANCELLED = "cancelled"
+_NOT_MODEL_FAULTS = frozenset({CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH, CANCELLED})
 
 
 @dataclass(slots=True)
@@ -78,7 +74,7 @@ class WindowStats:
             return
         intent = served.decision.intent
         for a in served.attempts:
-            if a.error_class == _CANCELLED:
+            if a.error_class == CANCELLED:
                 continue
             w = self._entry(a.model, intent)
             w.requests += 1

@@ -19,7 +19,7 @@ after the decision:
 - Hedging (policy opt-in, idempotent tool-free requests only): when the first
   attempt is slower than the endpoint's observed percentile, a second
   candidate starts; the first success wins and the other is cancelled. A
-  stream is raced up to its first event only (:mod:`.stream_hedge`).
+  stream is raced up to its first event only (:mod:`.hedge`).
 - Streaming: nothing is emitted before the first upstream event, so a failure
   before it falls back silently; after it, a failure becomes an explicit
   :class:`StreamFailed` event and never a clean end.
@@ -28,26 +28,40 @@ after the decision:
   the caller's W3C trace context) with a child span per cache lookup and per
   attempt; the attempt's context is current while the provider is called, so
   the transport passes ``traceparent`` upstream.
+
+Unary and streaming requests share one walk of the chain (:meth:`Engine._walk`)
+and one provider-call seam (:meth:`Engine._attempt`): they differ only in what
+"the attempt answered" means (the whole result, or the first stream event) and
+in what happens after it (nothing, or relaying the rest of the stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Generic, TypeVar, cast
 
 import aiohttp
-from opentelemetry import context as otel_context
 from opentelemetry.trace import Span
 
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision, Signals
 from skyroute.router.engine.health import EndpointHealth, RetryBudget
+from skyroute.router.engine.hedge import race
+from skyroute.router.engine.records import (
+    AttemptRecord,
+    RequestContext,
+    Served,
+    StreamDone,
+    StreamFailed,
+    StreamItem,
+    StreamStarted,
+)
 from skyroute.router.engine.stats import WindowStats
-from skyroute.router.engine.stream_hedge import first_of_two
 from skyroute.router.ids import new_id
 from skyroute.router.providers.types import (
     BAD_RESPONSE,
@@ -62,80 +76,36 @@ from skyroute.router.providers.types import (
     StreamEnd,
     StreamEvent,
     TextDelta,
-    ToolCallEvent,
 )
-from skyroute.router.spans import NO_SPAN, Spans, enter, leave
+from skyroute.router.spans import Spans, enter, leave
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.router.telemetry import RouterMetrics
 from skyroute.v1 import distribution_pb2
 
-NO_CANDIDATE = "no_candidate"
-CANCELLED = "cancelled"  # a hedged attempt that lost the race
 # Failures after which an upstream may already have acted on the request.
 _AMBIGUOUS = frozenset({TIMEOUT, FIRST_TOKEN_TIMEOUT, STREAM_CUT, BAD_RESPONSE})
 
-
-@dataclass(slots=True)
-class AttemptRecord:
-    model: str
-    provider: str
-    error_class: str  # "" on success
-    status: int
-    duration_ms: float
+T = TypeVar("T")
+# A stream that produced its first event: that event, and the rest.
+Events = AsyncGenerator[StreamEvent, None]
+FirstEvent = tuple[StreamEvent, Events]
 
 
 @dataclass(slots=True)
-class RequestContext:
-    request_id: str = ""
-    no_cache: bool = False
-    stream: bool = False
-    started: float = field(default_factory=time.perf_counter)
-    # The caller's trace context (W3C traceparent from HTTP headers or gRPC metadata).
-    trace_parent: otel_context.Context | None = None
-    span: Span = NO_SPAN
+class Attempt:
+    """One upstream call under way: its candidate, span and start (perf_counter)."""
+
+    cand: Candidate
+    span: Span
+    started: float
 
 
 @dataclass(slots=True)
-class Served:
-    """How a request ended (unary, or the summary of a stream)."""
+class Opened(Generic[T]):
+    """An attempt that answered: with its whole result (unary) or its first event (stream)."""
 
-    decision: Decision
-    result: ChatResult | None = None
-    candidate: Candidate | None = None
-    attempts: list[AttemptRecord] = field(default_factory=list)
-    cost_usd: float = 0.0
-    cache_hit: bool = False
-    cache_similarity: float = 0.0
-    error: ProviderError | None = None
-    cached_model: str = ""
-    # Why the attempts stopped early, when not obvious from the last error.
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def model(self) -> str:
-        return self.candidate.model if self.candidate else self.cached_model
-
-
-@dataclass(slots=True)
-class StreamStarted:
-    """Emitted once, right before the first content event: headers can go out now."""
-
-    served: Served
-
-
-@dataclass(slots=True)
-class StreamDone:
-    """Last on success: the served request, complete with usage, cost and attempts."""
-
-    served: Served
-
-
-@dataclass(slots=True)
-class StreamFailed:
-    served: Served
-
-
-StreamItem = StreamStarted | TextDelta | ToolCallEvent | StreamDone | StreamFailed
+    attempt: Attempt
+    value: T
 
 
 class Engine:
@@ -172,27 +142,17 @@ class Engine:
         )
         return ctx.span
 
-    def _attempt_end(self, span: Span, cand: Candidate, served: Served, rec: AttemptRecord) -> None:
-        served.attempts.append(rec)
-        self.metrics.attempt(
-            served.decision.pool,
-            cand.model,
-            cand.provider,
-            rec.error_class,
-            rec.duration_ms / 1000.0,
-            cand.target.endpoint,
-        )
-        self.spans.end_attempt(span, cand.model, rec.error_class)
-
     # -- cache -----------------------------------------------------------------
-    def _partition(self, d: Decision, s: Signals, req: ChatRequest) -> Probe | None:
+    def _partition(
+        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
+    ) -> Probe | None:
         # None when the request must not use the cache (tools, personal data, ...).
+        if not d.cacheable or ctx.no_cache:
+            return None
         scope = Scope(d.policy.cache_scope, s.tenant, s.locale, s.safety_class, d.intent)
         return self.cache.probe(scope, req.messages, request_params(req), req.tools)
 
-    async def _cached(
-        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext, part: Probe | None
-    ) -> Served | None:
+    async def _cached(self, d: Decision, ctx: RequestContext, part: Probe | None) -> Served | None:
         if part is None:
             return None
         span = self.spans.child("cache lookup", ctx.span, {"skyroute.pool": d.pool})
@@ -202,17 +162,9 @@ class Engine:
         finally:
             span.set_attribute("skyroute.cache", "miss" if hit is None else "hit")
             span.end()
-        if hit is None:
-            return None
-        return Served(
-            d,
-            result=hit.answer.result(),
-            cache_hit=True,
-            cache_similarity=hit.similarity,
-            cached_model=hit.answer.model,
-        )
+        return None if hit is None else Served.from_cache(d, hit)
 
-    def _store(self, d: Decision, s: Signals, part: Probe | None, served: Served) -> None:
+    def _store(self, d: Decision, part: Probe | None, served: Served) -> None:
         if part is None or served.result is None or served.candidate is None:
             return
         self.cache.store(
@@ -257,134 +209,6 @@ class Engine:
             return min(p.max_attempts, p.reliability.non_idempotent_max_attempts)
         return p.max_attempts
 
-    # -- unary -----------------------------------------------------------------
-    async def complete(
-        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
-    ) -> Served:
-        span = self._request_span(d, req, ctx)
-        token = enter(span)
-        try:
-            part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
-            served = await self._cached(d, s, req, ctx, part)
-            if served is None:
-                self.budget.active += 1
-                try:
-                    served = await self._attempts(d, req, ctx)
-                finally:
-                    self.budget.active -= 1
-                self._store(d, s, part, served)
-            self._outcome(served, s, ctx)
-        except BaseException:
-            span.end()  # cancelled before its outcome: the span still ends
-            raise
-        finally:
-            leave(token)
-        return served
-
-    async def _one(
-        self,
-        cand: Candidate,
-        req: ChatRequest,
-        timeout_s: float,
-        served: Served,
-        pool: tuple[Candidate, ...],
-    ) -> ChatResult:
-        """One upstream call, recorded in the attempt trail and in endpoint health."""
-        rel = served.decision.policy.reliability
-        span = self.spans.attempt(
-            cand.model, cand.provider, served.decision.pool, endpoint=cand.target.endpoint
-        )
-        token = enter(span)
-        t0 = time.perf_counter()
-        try:
-            result = await providers.complete(self.session, cand.target, req, timeout_s)
-        except ProviderError as e:
-            self._attempt_end(
-                span,
-                cand,
-                served,
-                AttemptRecord(
-                    cand.model,
-                    cand.provider,
-                    e.error_class,
-                    e.status,
-                    (time.perf_counter() - t0) * 1e3,
-                ),
-            )
-            self.health.failure(cand, e.error_class, e.retry_after_s, rel, pool)
-            raise
-        except asyncio.CancelledError:  # a hedge that lost the race
-            self._attempt_end(
-                span,
-                cand,
-                served,
-                AttemptRecord(
-                    cand.model, cand.provider, CANCELLED, 0, (time.perf_counter() - t0) * 1e3
-                ),
-            )
-            raise
-        finally:
-            leave(token)
-        elapsed = time.perf_counter() - t0
-        self._attempt_end(
-            span, cand, served, AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1e3)
-        )
-        self.metrics.usage(
-            cand.model,
-            cand.provider,
-            result.prompt_tokens,
-            result.completion_tokens,
-            cand.target.endpoint,
-        )
-        self.health.success(cand, elapsed)
-        return result
-
-    async def _hedged(
-        self,
-        first: Candidate,
-        second: Candidate,
-        delay_s: float,
-        req: ChatRequest,
-        timeout_s: float,
-        served: Served,
-        pool: tuple[Candidate, ...],
-    ) -> tuple[ChatResult, Candidate, bool]:
-        """Start ``second`` if ``first`` is still running after ``delay_s``; first win counts.
-
-        Returns (result, candidate that answered, whether the hedge was launched);
-        raises the last ProviderError when every launched attempt failed.
-        """
-        rel = served.decision.policy.reliability
-        a = asyncio.create_task(self._one(first, req, timeout_s, served, pool))
-        started, _ = await asyncio.wait({a}, timeout=delay_s)
-        if started or not self.budget.allow(rel):
-            return await a, first, False
-        self.hedges += 1
-        b = asyncio.create_task(
-            self._one(second, req, max(0.001, timeout_s - delay_s), served, pool)
-        )
-        owner = {a: first, b: second}
-        pending: set[asyncio.Task[ChatResult]] = {a, b}
-        error: ProviderError | None = None
-        try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    exc = task.exception()
-                    if exc is None:
-                        return task.result(), owner[task], True
-                    if not isinstance(exc, ProviderError):
-                        raise exc
-                    error = exc
-            assert error is not None
-            raise error
-        finally:
-            self.budget.release()
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-
     def _hedge_delay(
         self, d: Decision, cand: Candidate, req: ChatRequest, side_effects: bool
     ) -> float | None:
@@ -393,14 +217,27 @@ class Engine:
             return None
         return rel.hedge_after_s or self.health.percentile(cand, rel.hedge_percentile)
 
-    async def _attempts(self, d: Decision, req: ChatRequest, ctx: RequestContext) -> Served:
-        served = Served(d)
-        policy = d.policy
-        rel = policy.reliability
-        deadline = ctx.started + policy.request_timeout_s
+    # -- the walk --------------------------------------------------------------
+    async def _walk(
+        self,
+        d: Decision,
+        req: ChatRequest,
+        ctx: RequestContext,
+        served: Served,
+        call: Callable[[Candidate, float], Awaitable[T]],
+        discard: Callable[[Opened[T]], Awaitable[None]],
+    ) -> Opened[T] | None:
+        """Attempts along the chain until one answers; None when none did (see served.error).
+
+        ``call(candidate, seconds_left)`` is the provider call for this kind of
+        request; ``discard`` disposes of an answer that lost a hedge race.
+        """
+        rel = d.policy.reliability
+        deadline = ctx.started + d.policy.request_timeout_s
         side_effects = self._side_effects(d, req)
         cap = self._cap(d, side_effects)
         chain = self.health.order(d.chain)
+        attempt = partial(self._attempt, served=served, ctx=ctx, call=call)
         min_window = 0
         i = 0
         while i < len(chain) and len(served.attempts) < cap:
@@ -412,230 +249,264 @@ class Engine:
             remaining = self._admit_attempt(served, deadline, retry)
             if remaining is None:
                 break
-            timeout = min(cand.timeout_s, remaining)
+            opened: Opened[T] | None = None
+            error: ProviderError | None = None
             try:
                 delay = None if retry else self._hedge_delay(d, cand, req, side_effects)
-                nxt = chain[i] if i < len(chain) else None
-                if delay is not None and nxt is not None and len(served.attempts) + 1 < cap:
-                    result, used, launched = await self._hedged(
-                        cand, nxt, delay, req, timeout, served, d.chain
+                if delay is not None and i < len(chain) and len(served.attempts) + 1 < cap:
+                    raced = await race(
+                        attempt, cand, chain[i], delay, remaining, self.budget, rel, discard
                     )
-                    i += int(launched)
+                    opened, error = raced.value, raced.error
+                    if raced.launched:
+                        self.hedges += 1
+                        i += 1  # the hedge tried the next candidate already
                 else:
-                    result, used = await self._one(cand, req, timeout, served, d.chain), cand
-            except ProviderError as e:
-                served.error = e
-                if not self._may_continue(e, side_effects, rel):
-                    break
-                if e.error_class == CONTEXT_LENGTH:
-                    min_window = max(min_window, cand.context_window or 1)
-                continue
+                    try:
+                        opened = await attempt(cand, remaining)
+                    except ProviderError as exc:
+                        error = exc
             finally:
                 if retry:
                     self.budget.release()
-            served.result, served.candidate, served.error = result, used, None
-            served.cost_usd = used.cost(result.prompt_tokens, result.completion_tokens)
-            return served
+            if opened is not None:
+                served.error = None
+                return opened
+            assert error is not None
+            served.error = error
+            if not self._may_continue(error, side_effects, rel):
+                break
+            if error.error_class == CONTEXT_LENGTH:
+                min_window = max(min_window, cand.context_window or 1)
         if not d.chain:
-            served.error = ProviderError(
-                NO_CANDIDATE,
-                f"no candidate in pool {d.pool!r} can serve this request (tools or context window)",
+            served.no_candidate()
+        return None
+
+    async def _attempt(
+        self,
+        cand: Candidate,
+        budget_s: float,
+        *,
+        served: Served,
+        ctx: RequestContext,
+        call: Callable[[Candidate, float], Awaitable[T]],
+    ) -> Opened[T]:
+        """The provider-call seam: one call, its span current while the request goes out.
+
+        A failure or cancellation is recorded here; an answer is recorded by the
+        caller when the attempt is over (at once for unary, at the stream's end).
+        """
+        at = Attempt(
+            cand,
+            self.spans.attempt(
+                cand.model, cand.provider, served.decision.pool, ctx.span, cand.target.endpoint
+            ),
+            time.perf_counter(),
+        )
+        token = enter(at.span)
+        try:
+            return Opened(at, await call(cand, budget_s))
+        except ProviderError as exc:
+            self._end(served, at, exc)
+            raise
+        except asyncio.CancelledError:  # a hedge that lost the race, or the request went away
+            self._end(served, at, cancelled=True)
+            raise
+        finally:
+            leave(token)
+
+    def _end(
+        self,
+        served: Served,
+        at: Attempt,
+        error: ProviderError | None = None,
+        *,
+        cancelled: bool = False,
+    ) -> AttemptRecord:
+        """An attempt is over: into the trail, the metrics, its span and endpoint health."""
+        cand = at.cand
+        rec = AttemptRecord.of(cand, at.started, error, cancelled=cancelled)
+        served.attempts.append(rec)
+        self.metrics.attempt(
+            served.decision.pool,
+            cand.model,
+            cand.provider,
+            rec.error_class,
+            rec.duration_ms / 1e3,
+            cand.target.endpoint,
+        )
+        self.spans.end_attempt(at.span, cand.model, rec.error_class)
+        if error is not None:
+            rel = served.decision.policy.reliability
+            self.health.failure(
+                cand, error.error_class, error.retry_after_s, rel, served.decision.chain
             )
+        return rec
+
+    def _answered(self, served: Served, at: Attempt, result: ChatResult) -> None:
+        """The attempt ended with an answer: it is the request's."""
+        rec = self._end(served, at)
+        served.succeeded(at.cand, result)
+        self.metrics.usage(
+            at.cand.model,
+            at.cand.provider,
+            result.prompt_tokens,
+            result.completion_tokens,
+            at.cand.target.endpoint,
+        )
+        self.health.success(at.cand, rec.duration_ms / 1e3)
+
+    # -- unary -----------------------------------------------------------------
+    async def complete(
+        self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
+    ) -> Served:
+        span = self._request_span(d, req, ctx)
+        token = enter(span)
+        try:
+            part = self._partition(d, s, req, ctx)
+            served = await self._cached(d, ctx, part)
+            if served is None:
+                served = Served(d)
+                self.budget.active += 1
+                try:
+                    opened = await self._walk(
+                        d, req, ctx, served, partial(self._call, req), partial(self._lost, served)
+                    )
+                finally:
+                    self.budget.active -= 1
+                if opened is not None:
+                    self._answered(served, opened.attempt, opened.value)
+                    self._store(d, part, served)
+            self._outcome(served, s, ctx)
+        except BaseException:
+            span.end()  # cancelled before its outcome: the span still ends
+            raise
+        finally:
+            leave(token)
         return served
+
+    async def _call(self, req: ChatRequest, cand: Candidate, budget_s: float) -> ChatResult:
+        return await providers.complete(
+            self.session, cand.target, req, min(cand.timeout_s, budget_s)
+        )
+
+    async def _lost(self, served: Served, opened: Opened[Any]) -> None:
+        """An answer that came in with a hedge race's winner: recorded as the loser it is."""
+        self._end(served, opened.attempt, cancelled=True)
 
     # -- streaming -------------------------------------------------------------
     async def stream(
         self, d: Decision, s: Signals, req: ChatRequest, ctx: RequestContext
     ) -> AsyncIterator[StreamItem]:
         self._request_span(d, req, ctx)  # ended by _outcome, which every stream reaches
-        part = self._partition(d, s, req) if d.cacheable and not ctx.no_cache else None
-        cached = await self._cached(d, s, req, ctx, part)
+        part = self._partition(d, s, req, ctx)
+        cached = await self._cached(d, ctx, part)
         if cached is not None and cached.result is not None:
             yield StreamStarted(cached)
             yield TextDelta(cached.result.content)
             self._outcome(cached, s, ctx)
             yield StreamDone(cached)
             return
+        served = Served(d)
         self.budget.active += 1
         try:
-            async for item in self._stream_attempts(d, s, req, ctx, part):
+            opened = await self._walk(
+                d,
+                req,
+                ctx,
+                served,
+                partial(self._open_stream, d, req),
+                partial(self._lost_stream, served),
+            )
+            if opened is None:
+                self._outcome(served, s, ctx)
+                yield StreamFailed(served)
+                return
+            async for item in self._relay(opened, served, s, ctx, part):
                 yield item
         finally:
             self.budget.active -= 1
 
-    async def _stream_attempts(
+    async def _open_stream(
+        self, d: Decision, req: ChatRequest, cand: Candidate, budget_s: float
+    ) -> FirstEvent:
+        """Open a stream and wait for its first event (what a stream attempt answers with)."""
+        policy = d.policy
+        # An async generator in fact; typed as such so it can be closed early.
+        events = cast(
+            Events,
+            providers.stream(
+                self.session,
+                cand.target,
+                req,
+                min(policy.first_token_timeout_s, budget_s),
+                budget_s,
+                policy.inter_token_timeout_s,
+            ),
+        )
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            await events.aclose()
+            raise ProviderError(STREAM_CUT, "stream ended before its first event") from None
+        except BaseException:
+            await events.aclose()
+            raise
+        return first, events
+
+    async def _lost_stream(self, served: Served, opened: Opened[FirstEvent]) -> None:
+        await opened.value[1].aclose()
+        await self._lost(served, opened)
+
+    async def _relay(
         self,
-        d: Decision,
+        opened: Opened[FirstEvent],
+        served: Served,
         s: Signals,
-        req: ChatRequest,
         ctx: RequestContext,
         part: Probe | None,
     ) -> AsyncIterator[StreamItem]:
-        served = Served(d)
-        policy = d.policy
-        rel = policy.reliability
-        deadline = ctx.started + policy.request_timeout_s
-        side_effects = self._side_effects(d, req)
-        cap = self._cap(d, side_effects)
-        min_window = 0
-        chain = self.health.order(d.chain)
-        i = 0
-        while i < len(chain):
-            cand = chain[i]
-            i += 1
-            if len(served.attempts) >= cap:
-                break
-            if min_window and cand.context_window and cand.context_window <= min_window:
-                continue
-            retry = bool(served.attempts)
-            remaining = self._admit_attempt(served, deadline, retry)
-            if remaining is None:
-                break
-            delay = None if retry else self._hedge_delay(d, cand, req, side_effects)
-            if delay is not None and i < len(chain) and len(served.attempts) + 1 < cap:
-                # Hedged up to the first event (see stream_hedge): the winner is kept.
-                try:
-                    (cand, events, aspan, t0), first, launched = await first_of_two(
-                        self, cand, chain[i], delay, req, d, ctx, remaining, served
-                    )
-                except ProviderError as hedge_err:
-                    served.error = hedge_err
-                    if any(a.model == chain[i].model for a in served.attempts[-2:]):
-                        i += 1  # the hedge was launched and failed too: not again
-                    if not self._may_continue(hedge_err, side_effects, rel):
-                        break
-                    continue
-                i += int(launched)
-            else:
-                t0 = time.perf_counter()
-                aspan = self.spans.attempt(
-                    cand.model, cand.provider, d.pool, ctx.span, cand.target.endpoint
-                )
-                # An async generator in fact; typed as such so it can be closed early.
-                events = cast(
-                    AsyncGenerator[StreamEvent, None],
-                    providers.stream(
-                        self.session,
-                        cand.target,
-                        req,
-                        min(policy.first_token_timeout_s, remaining),
-                        remaining,
-                        policy.inter_token_timeout_s,
-                    ),
-                )
-                # Current only while the request goes out (no yield in between): traceparent.
-                token = enter(aspan)
-                try:
-                    first = await anext(events)
-                except (ProviderError, StopAsyncIteration) as exc:
-                    err = (
-                        exc
-                        if isinstance(exc, ProviderError)
-                        else ProviderError(STREAM_CUT, "stream ended before its first event")
-                    )
-                    self._attempt_end(
-                        aspan,
-                        cand,
-                        served,
-                        AttemptRecord(
-                            cand.model,
-                            cand.provider,
-                            err.error_class,
-                            err.status,
-                            (time.perf_counter() - t0) * 1000.0,
-                        ),
-                    )
-                    self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
-                    served.error = err
-                    await events.aclose()
-                    if not self._may_continue(err, side_effects, rel):
-                        break
-                    if err.error_class == CONTEXT_LENGTH:
-                        min_window = max(min_window, cand.context_window or 1)
-                    continue
-                finally:
-                    leave(token)
-                    if retry:
-                        self.budget.release()
-            self.metrics.first_chunk(
-                cand.model, cand.provider, time.perf_counter() - t0, cand.target.endpoint
+        """The committed stream, relayed: from its first event on a failure is visible."""
+        at = opened.attempt
+        item, events = opened.value
+        self.metrics.first_chunk(
+            at.cand.model,
+            at.cand.provider,
+            time.perf_counter() - at.started,
+            at.cand.target.endpoint,
+        )
+        served.candidate = at.cand
+        yield StreamStarted(served)
+        text: list[str] = []
+        calls: list[dict[str, Any]] = []
+        try:
+            while not isinstance(item, StreamEnd):
+                if isinstance(item, TextDelta):
+                    text.append(item.text)
+                else:
+                    calls.append(item.call)
+                yield item
+                item = await anext(events)
+        except (ProviderError, StopAsyncIteration) as exc:
+            err = (
+                exc
+                if isinstance(exc, ProviderError)
+                else ProviderError(STREAM_CUT, "upstream stream ended without its final event")
             )
-            # Committed to this candidate: from here on a failure is visible.
-            served.candidate, served.error = cand, None
-            yield StreamStarted(served)
-            text: list[str] = []
-            calls: list[dict[str, Any]] = []
-            item: StreamEvent = first
-            try:
-                while True:
-                    if isinstance(item, StreamEnd):
-                        served.result = ChatResult(
-                            "".join(text),
-                            calls,
-                            item.finish_reason,
-                            item.prompt_tokens,
-                            item.completion_tokens,
-                        )
-                        served.cost_usd = cand.cost(item.prompt_tokens, item.completion_tokens)
-                        break
-                    if isinstance(item, TextDelta):
-                        text.append(item.text)
-                    else:
-                        calls.append(item.call)
-                    yield item
-                    item = await anext(events)
-            except (ProviderError, StopAsyncIteration) as exc:
-                err = (
-                    exc
-                    if isinstance(exc, ProviderError)
-                    else ProviderError(STREAM_CUT, "upstream stream ended without its final event")
-                )
-                served.error = err
-                self._attempt_end(
-                    aspan,
-                    cand,
-                    served,
-                    AttemptRecord(
-                        cand.model,
-                        cand.provider,
-                        err.error_class,
-                        err.status,
-                        (time.perf_counter() - t0) * 1000.0,
-                    ),
-                )
-                self.health.failure(cand, err.error_class, err.retry_after_s, rel, d.chain)
-                self._outcome(served, s, ctx)
-                yield StreamFailed(served)
-                return
-            finally:
-                await events.aclose()
-            elapsed = time.perf_counter() - t0
-            self._attempt_end(
-                aspan,
-                cand,
-                served,
-                AttemptRecord(cand.model, cand.provider, "", 200, elapsed * 1000.0),
-            )
-            if served.result is not None:
-                self.metrics.usage(
-                    cand.model,
-                    cand.provider,
-                    served.result.prompt_tokens,
-                    served.result.completion_tokens,
-                    cand.target.endpoint,
-                )
-            self.health.success(cand, elapsed)
-            self._store(d, s, part, served)
+            served.error = err
+            self._end(served, at, err)
             self._outcome(served, s, ctx)
-            yield StreamDone(served)
+            yield StreamFailed(served)
             return
-        if not d.chain:
-            served.error = ProviderError(
-                NO_CANDIDATE,
-                f"no candidate in pool {d.pool!r} can serve this request (tools or context window)",
-            )
+        finally:
+            await events.aclose()
+        result = ChatResult(
+            "".join(text), calls, item.finish_reason, item.prompt_tokens, item.completion_tokens
+        )
+        self._answered(served, at, result)
+        self._store(served.decision, part, served)
         self._outcome(served, s, ctx)
-        yield StreamFailed(served)
+        yield StreamDone(served)
 
     # -- outcome ---------------------------------------------------------------
     def _outcome(self, served: Served, s: Signals, ctx: RequestContext) -> None:

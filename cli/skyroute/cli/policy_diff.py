@@ -35,7 +35,7 @@ from typing import Any
 
 from rich.table import Table
 
-from skyroute.cli.policy import EXIT_OK, compile_sources, consoles, emit_json, invalid
+from skyroute.cli.policy_io import EXIT_OK, compile_sources, consoles, emit_json, invalid
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.policytests import Decided, decide_request, keyless_snapshot
 from skyroute.router.decide import signals_from_messages

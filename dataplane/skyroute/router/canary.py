@@ -23,7 +23,9 @@ only split, the same way on every router, with no state of their own:
   even anonymous conversations stay on one side.
 
 Everything but the hash is prepared when the table is built; per request this
-costs one blake2b of a short string (about a microsecond).
+costs one blake2b of a short string (about a microsecond). This module knows
+nothing of the table: a split holds whatever the table builder hands it as the
+candidate, and :func:`choose` works on anything that carries a split.
 """
 
 from __future__ import annotations
@@ -31,12 +33,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from skyroute.v1 import snapshot_pb2
-
-if TYPE_CHECKING:  # table imports this module
-    from skyroute.router.table import PolicyTable
 
 USER, SESSION, TENANT = "user", "session", "tenant"
 _STICKINESS = {
@@ -49,18 +48,31 @@ _FIRST_MESSAGES = 2  # system prompt and first user turn
 _PART = 512  # characters kept from each end of an opening message
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True, slots=True)
-class CanarySplit:
+class CanarySplit(Generic[T]):
     """A prepared split: the candidate's table and the hash threshold."""
 
-    candidate: PolicyTable
+    candidate: T
     weight_bp: int
     threshold: int
     stickiness: str
     salt: bytes
 
 
-def prepare(canary: snapshot_pb2.Canary, candidate: PolicyTable) -> CanarySplit:
+class Split(Protocol):
+    """A policy's table as :func:`choose` sees it: maybe under a canary split."""
+
+    @property
+    def canary(self) -> CanarySplit[Self] | None: ...
+
+
+P = TypeVar("P", bound=Split)
+
+
+def prepare(canary: snapshot_pb2.Canary, candidate: T) -> CanarySplit[T]:
     weight = max(0, min(10_000, canary.weight_bp))
     return CanarySplit(
         candidate=candidate,
@@ -87,7 +99,7 @@ def _conversation_key(messages: Sequence[Any]) -> str:
 
 
 def sticky_key(
-    split: CanarySplit, user: str, session: str, tenant: str, messages: Sequence[Any]
+    split: CanarySplit[Any], user: str, session: str, tenant: str, messages: Sequence[Any]
 ) -> str:
     """The key the split hashes: the configured one, else the conversation's opening."""
     mode = split.stickiness
@@ -95,7 +107,7 @@ def sticky_key(
     return key or "m:" + _conversation_key(messages)
 
 
-def on_candidate(split: CanarySplit, key: str) -> bool:
+def on_candidate(split: CanarySplit[Any], key: str) -> bool:
     if split.threshold <= 0:
         return False
     if split.threshold >= _RANGE:
@@ -105,12 +117,12 @@ def on_candidate(split: CanarySplit, key: str) -> bool:
 
 
 def choose(
-    policy: PolicyTable,
+    policy: P,
     user: str = "",
     session: str = "",
     tenant: str = "",
     messages: Sequence[Any] = (),
-) -> PolicyTable:
+) -> P:
     """The table that decides this request: ``policy`` or its canary candidate."""
     split = policy.canary
     if split is None:

@@ -223,7 +223,7 @@ class PolicyTable:
     # reported under it, told apart by version) and caches in its own partition.
     track: str = ""
     cache_scope: str = ""
-    canary: CanarySplit | None = None
+    canary: CanarySplit[PolicyTable] | None = None
 
 
 @dataclass(slots=True)

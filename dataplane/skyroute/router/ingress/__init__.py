@@ -1,0 +1,1 @@
+"""The router's inbound side: what every door (HTTP, gRPC) does before the engine."""

@@ -1,0 +1,104 @@
+"""The limiter a router uses: Redis when configured, in-process otherwise, and the outage rule.
+
+While Redis answers, every router shares its counters. When a call to Redis
+fails, each tenant's declared choice applies for that request:
+
+- fail-open: the request is checked against this router's in-process store
+  with every limit scaled to ``local_share`` (the router's share of the fleet,
+  ``--limits-local-share``, e.g. 0.5 for two routers), so the fleet as a whole
+  stays near the limit;
+- fail-closed: the request is refused (503 ``limits_unavailable``).
+
+A reservation remembers the store that made it and settles there. A failed
+settlement is counted and logged; its holds expire with their TTL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+
+from skyroute.router.ingress.guards.errors import limits_unavailable
+from skyroute.router.ingress.guards.limits import Check, Decision, DuplicateReservation, LimitStore
+from skyroute.router.ingress.guards.limits_memory import MemoryLimitStore
+from skyroute.router.logs import event
+
+log = logging.getLogger("skyroute.router.guards.limits")
+
+
+@dataclass(slots=True)
+class Reservation:
+    tenant: str
+    rid: str
+    checks: list[Check]
+    decision: Decision
+    store: LimitStore
+    settled: bool = False
+
+    def actuals(self, tokens: float, usd_nano: float) -> list[float]:
+        """Per check, what the request really used (requests stay 1; holds are released)."""
+        out: list[float] = []
+        for c in self.checks:
+            if c.metric == "tokens":
+                out.append(float(tokens))
+            elif c.metric == "usd":
+                out.append(float(round(usd_nano)))
+            elif c.metric == "requests":
+                out.append(c.cost)
+            else:
+                out.append(0.0)
+        return out
+
+
+class Limiter:
+    def __init__(self, redis: LimitStore | None = None, local_share: float = 1.0) -> None:
+        self.memory = MemoryLimitStore()
+        self.redis = redis
+        self.local_share = local_share
+        self.redis_errors = 0
+        self.settle_errors = 0
+        self.redis_down_since: float | None = None
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.redis is not None else "memory"
+
+    async def reserve(
+        self, tenant: str, rid: str, checks: list[Check], record_ms: int, fail_open: bool
+    ) -> Reservation:
+        if self.redis is None:
+            d = await self.memory.reserve(tenant, rid, checks, record_ms)
+            return Reservation(tenant, rid, checks, d, self.memory)
+        try:
+            d = await self.redis.reserve(tenant, rid, checks, record_ms)
+            self.redis_down_since = None
+            return Reservation(tenant, rid, checks, d, self.redis)
+        except DuplicateReservation:
+            raise
+        except Exception as e:
+            self.redis_errors += 1
+            if self.redis_down_since is None:
+                self.redis_down_since = time.time()
+                event(log, "limits_redis_unavailable", logging.WARNING, error=repr(e))
+        if not fail_open:
+            raise limits_unavailable("Rate limits are unavailable; this tenant fails closed.")
+        local = [dataclasses.replace(c, limit=c.limit * self.local_share) for c in checks]
+        d = await self.memory.reserve(tenant, rid, local, record_ms)
+        d.store = "memory-failopen"
+        return Reservation(tenant, rid, local, d, self.memory)
+
+    async def settle(self, res: Reservation, tokens: float, usd_nano: float) -> bool:
+        """Settle once from reported usage; True if this call did it."""
+        if res.settled:
+            return False
+        res.settled = True
+        try:
+            return await res.store.settle(
+                res.tenant, res.rid, res.checks, res.actuals(tokens, usd_nano)
+            )
+        except Exception as e:
+            self.settle_errors += 1
+            event(log, "limits_settle_failed", logging.WARNING, tenant=res.tenant, error=repr(e))
+            return False

@@ -1,6 +1,7 @@
 """The I/O half of every adapter: one POST, deadlines, and error classification.
 
-``complete`` is a POST under one overall deadline. ``stream`` has two
+``complete`` is a POST under one overall deadline (aiohttp's ``total``
+timeout, which covers connecting, sending and reading the answer). ``stream`` has two
 deadlines, because the router's failover promise depends on them: until the
 first token (text or the start of a tool call, not merely the HTTP headers
 or a ``message_start``) the first-token deadline applies and a miss is
@@ -59,11 +60,13 @@ async def complete(
 ) -> ChatResult:
     body = adapter.encode(req, prep.model, False)
     family = adapter.family
+    # aiohttp's own total timeout (connect, send, read): the same deadline as an
+    # asyncio.timeout scope around the call, with less work per request (measured).
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
-        async with (
-            asyncio.timeout(timeout_s),
-            session.post(prep.url, data=body, headers=traced(prep.headers)) as resp,
-        ):
+        async with session.post(
+            prep.url, data=body, headers=traced(prep.headers), timeout=timeout
+        ) as resp:
             status = resp.status
             raw = await resp.read()
             headers = resp.headers

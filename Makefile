@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PKGDIRS := proto/skyroute operator/skyroute dataplane/skyroute simulator/skyroute cli/skyroute
 
-.PHONY: venv proto lint typecheck system-deps test demo bench clean
+.PHONY: venv proto reference lint typecheck system-deps test demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ proto: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I proto \
 	  --python_out=proto --grpc_python_out=proto --mypy_out=proto --mypy_grpc_out=proto \
 	  proto/skyroute/v1/*.proto
+
+# Regenerate docs/policy-reference.md from crds/ (checked fresh by tests/cli/test_reference.py).
+reference: $(STAMP)
+	$(BIN)/python -m skyroute.cli.reference
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

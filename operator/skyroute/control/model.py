@@ -101,7 +101,9 @@ def rule_error(message: str, detail: str = "") -> PydanticCustomError:
 
 
 def _regex_compiles(pattern: str) -> str:
-    # Routers match patterns with Python `re`, case-insensitively.
+    # Routers match patterns with RE2, case-insensitively; Python's `re` checks the syntax
+    # here, and a pattern outside RE2 (lookaround, backreferences) is refused when the
+    # policy's router table is built (policy tests, routers' NACK).
     try:
         re.compile(pattern, re.IGNORECASE)
     except re.error as exc:

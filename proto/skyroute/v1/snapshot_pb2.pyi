@@ -359,7 +359,7 @@ class Intent(_message.Message):
 
     @_builtins.property
     def patterns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Python `re` patterns, matched case-insensitively."""
+        """RE2 patterns, searched case-insensitively (the control plane checks they compile)."""
 
     @_builtins.property
     def examples(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

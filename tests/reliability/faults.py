@@ -19,6 +19,12 @@ POOLS = [
     ("toolhang", "a-toolhang", "openai", "b-toolhang"),
     ("slow", "a-slow", "openai", ""),
     ("hedge", "a-hedge", "openai", "b-hedge"),
+    # Unary stalls: a first token that never comes, and a stream that stops midway,
+    # behind a long (6 s) attempt timeout.
+    ("uttft", "a-uttft", "openai", "b-uttft"),
+    ("ustall", "a-ustall", "openai", "b-ustall"),
+    # Two models on one endpoint, then a healthy one on another provider.
+    ("budget", "a-budget", "openai", "b-budget"),
 ]
 
 _PATH = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
@@ -38,12 +44,19 @@ def files() -> dict[str, str]:
     for i, (policy, primary, provider, backup) in enumerate(POOLS):
         # The tool and slow pools have slow but healthy primaries: timeouts must outlast them.
         models = _model(primary, provider, 3000 if policy in ("tool", "slow", "hedge") else 400)
+        if policy in ("uttft", "ustall"):
+            models = _model(primary, provider, 6000)
+        if policy == "budget":
+            models += _model("a2-budget", provider, 400)
         if backup:
             models += _model(backup, "anthropic" if provider != "anthropic" else "openai", 3000)
         docs.append(
             f"apiVersion: skyroute.io/v1alpha1\nkind: ModelPool\nmetadata:\n"
             f"  name: pool-{policy}\nspec:\n  models:\n{models}"
         )
+        # Unary calls stream internally, so the first-token timeout applies to them too.
+        ftt = 2500 if policy in ("tool", "slow", "hedge") else 500
+        budget = (0, 0) if policy == "budget" else (0.2, 10)  # "budget": no retries at all
         docs.append(f"""apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy
 metadata:
@@ -51,10 +64,11 @@ metadata:
 spec:
   default: {"true" if i == 0 else "false"}
   defaultPool: pool-{policy}
-  limits: {{maxAttempts: 3, requestTimeoutMs: 8000, firstTokenTimeoutMs: 300,
-           interTokenTimeoutMs: 300}}
+  limits: {{maxAttempts: 3, requestTimeoutMs: 8000, firstTokenTimeoutMs: {ftt},
+           interTokenTimeoutMs: 500}}
   reliability:
     outlierDetection: {{consecutiveFailures: 3, baseEjectionMs: 5000, maxEjectionPercent: 50}}
+    retryBudget: {{ratio: {budget[0]}, minConcurrency: {budget[1]}}}
     nonIdempotentTools: [create_invoice]
     hedging: {{enabled: {"true" if policy == "hedge" else "false"}, afterMs: 100}}
 """)
@@ -87,6 +101,13 @@ models:
   a-toolhang: {error_rate: 1.0, errors: {timeout: 1}}
   a-slow: {ttft_ms: {p50: 800, p95: 800}}
   a-hedge: {ttft_ms: {p50: 900, p95: 900}}
+  a-uttft: {ttft_ms: {p50: 5000, p95: 5000}}
+  a-ustall:
+    error_rate: 1.0
+    errors: {stall: 1}
+    completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}
+  a-budget: {error_rate: 1.0, errors: {server_error: 1}}
+  a2-budget: {error_rate: 1.0, errors: {server_error: 1}}
 """
 
 INVOICE_TOOL = {

@@ -351,3 +351,47 @@ def test_idempotency_across_two_routers_with_redis(procs: list[Proc], tmp_path: 
         assert _sim(stack, "a-tool", "tool_calls") == 1
     finally:
         redis.stop()
+
+
+@pytest.mark.parametrize(
+    "policy,error_class", [("uttft", "first_token_timeout"), ("ustall", "stream_cut")]
+)
+def test_unary_stall_is_cut_by_the_stream_timeouts(
+    control_down: Stack, policy: str, error_class: str
+) -> None:
+    # A unary caller: the router streams from the upstream anyway, so a first token that
+    # never comes (5 s) or a stream that stops midway is cut at 500 ms, not at the 6 s
+    # attempt timeout, and the healthy backup answers.
+    async def one() -> tuple[int, dict[str, str], float, Any]:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": policy, "messages": [{"role": "user", "content": "tell me"}]}
+            return await _post(session, _urls(control_down)[0], body)
+
+    status, headers, _, data = asyncio.run(one())
+    assert status == 200 and headers["x-skyroute-model"] == f"b-{policy}"
+    first, second = headers["x-skyroute-attempts"].split(", ")
+    model, cls, _, ms = first.split(";")
+    assert (model, cls) == (f"a-{policy}", error_class)
+    assert float(ms.removesuffix("ms")) < 3000, first  # well before the 6 s attempt timeout
+    assert second.startswith(f"b-{policy};ok;200;")
+    assert data["choices"][0]["message"]["content"].startswith(f"[b-{policy}]")
+
+
+def test_retry_budget_exhausted_at_one_provider_still_falls_back_to_another(
+    control_down: Stack,
+) -> None:
+    # The budget policy allows no retries at all (ratio 0, floor 0): the second model on
+    # the primary's endpoint is not tried, but the healthy one on another provider is.
+    async def one() -> tuple[int, dict[str, str], float, Any]:
+        async with aiohttp.ClientSession() as session:
+            body = {"model": "budget", "messages": [{"role": "user", "content": "hello"}]}
+            return await _post(session, _urls(control_down)[0], body)
+
+    status, headers, _, _ = asyncio.run(one())
+    assert status == 200 and headers["x-skyroute-model"] == "b-budget", headers
+    trail = headers["x-skyroute-attempts"].split(", ")
+    assert [a.split(";")[0] for a in trail] == ["a-budget", "b-budget"], trail
+    notes = headers["x-skyroute-notes"]
+    assert "a2-budget: not tried, retry budget exhausted at" in notes, notes
+    assert "b-budget: fallback to another endpoint" in notes, notes
+    assert _sim(control_down, "a2-budget") == 0

@@ -1,4 +1,4 @@
-"""Per-endpoint health: outlier ejection, Retry-After cool-downs, latency percentiles.
+"""Per-endpoint health: outlier ejection with half-open probes, decayed estimates, budgets.
 
 A model endpoint that keeps failing should stop receiving traffic before
 every request pays a timeout to find out. Following Envoy's outlier
@@ -9,12 +9,30 @@ the whole pool, so an incident that hits every model cannot eject them all.
 A 429 with ``Retry-After`` is honoured as a cool-down of that endpoint for
 the time the provider asked for, without counting as an outlier failure.
 
+An ejected endpoint is **half-open**: once per probe interval (a tenth of the
+base ejection time, at most one second) one real request tries it in its
+usual place in the chain, and the first success brings it back at once; a
+failed probe falls back like any failure, so callers see no error for it.
+Recovery then takes seconds, not the rest of the ejection.
+
 Only failures that say something about the endpoint count: a client error,
 a context-length or content-filter refusal is about the request.
 
-Each endpoint also keeps its last latencies in a small ring, from which the
-hedging delay (a percentile) is recomputed every few samples rather than per
-request. The decision-engine issue replaces this with mergeable sketches.
+Estimates decay with **time**, not only with calls: the failure rate is an
+exponentially weighted average whose weight halves every
+``FAILURE_HALF_LIFE_S`` seconds without calls, and latency percentiles
+(p95 for scoring, the hedging percentile) are taken over the samples of the
+last ``LATENCY_WINDOW_S`` seconds only. A model that was demoted during an
+outage therefore stops being judged by it while it gets no traffic.
+
+Every time here comes from one clock (``clock``, monotonic seconds): tests
+run a recovery at ten times real speed by passing a faster one.
+
+Retry budgets are kept **per provider endpoint** (Envoy's per-cluster
+budget): a retry to an endpoint this request already tried takes a token
+from that endpoint's budget; a first attempt on another endpoint is a
+fallback, counted separately and never refused by another endpoint's
+exhaustion.
 
 Ejections are the router's own, immediate reaction; the state is visible in
 ``/debug/status`` and reported to the control plane with every outcome batch.
@@ -22,7 +40,9 @@ Ejections are the router's own, immediate reaction; the state is visible in
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +55,13 @@ _NOT_ENDPOINT_FAULTS = frozenset({CLIENT_ERROR, CONTENT_FILTER, CONTEXT_LENGTH})
 _RING = 256
 _MIN_SAMPLES = 20
 _RECOMPUTE_EVERY = 16
+_RECOMPUTE_AFTER_S = 1.0
 _ALPHA = 0.05
+FAILURE_HALF_LIFE_S = 10.0
+_LN2 = math.log(2.0)
+LATENCY_WINDOW_S = 60.0
+_MAX_PROBE_EVERY_S = 1.0
+Clock = Callable[[], float]
 
 
 @dataclass(slots=True)
@@ -44,23 +70,41 @@ class EndpointState:
     endpoint: str
     consecutive_failures: int = 0
     ejections: int = 0
-    ejected_until: float = 0.0  # monotonic seconds
+    ejected_until: float = 0.0  # clock seconds
     cooldown_until: float = 0.0  # from Retry-After
+    next_probe: float = 0.0  # while ejected: when the next half-open probe may go
+    probe_every: float = _MAX_PROBE_EVERY_S
     latencies: np.ndarray = field(default_factory=lambda: np.zeros(_RING))
+    times: np.ndarray = field(default_factory=lambda: np.full(_RING, -np.inf))
     samples: int = 0
     percentiles: dict[float, float] = field(default_factory=dict)
-    # Exponentially weighted failure rate (alpha 0.05: about the last 20 calls).
+    computed_at: float = 0.0
+    # Exponentially weighted failure rate (alpha 0.05: about the last 20 calls), as of
+    # ``rate_at``; it halves every FAILURE_HALF_LIFE_S seconds without calls.
     failure_rate: float = 0.0
+    rate_at: float = 0.0
     calls: int = 0
 
     def available(self, now: float) -> bool:
         return self.ejected_until <= now and self.cooldown_until <= now
 
+    def rate(self, now: float) -> float:
+        elapsed = max(0.0, now - self.rate_at)
+        return self.failure_rate * math.exp(-_LN2 * elapsed / FAILURE_HALF_LIFE_S)
+
+    def observe(self, now: float, failed: bool) -> None:
+        self.failure_rate = self.rate(now) * (1.0 - _ALPHA) + (_ALPHA if failed else 0.0)
+        self.rate_at = now
+        self.calls += 1
+
 
 class EndpointHealth:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
         self._states: dict[tuple[str, str], EndpointState] = {}
+        self.clock = clock
         self.ejected_total = 0  # ejections since start (a metric counter)
+        self.probes_total = 0  # half-open probes sent
+        self.returned_total = 0  # ejected endpoints brought back by a probe
 
     def _state(self, c: Candidate) -> EndpointState:
         key = (c.model, c.target.endpoint)
@@ -74,23 +118,42 @@ class EndpointHealth:
         return s is None or s.available(now)
 
     def order(self, chain: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
-        """The chain with ejected or cooling endpoints moved to the end (last resort)."""
+        """The chain with ejected or cooling endpoints moved to the end (last resort).
+
+        An ejected endpoint whose probe is due keeps its place for this one
+        request (the half-open trickle); a Retry-After cool-down is always honoured.
+        """
         if not self._states:
             return chain
-        now = time.monotonic()
-        up = [c for c in chain if self.available(c, now)]
-        if len(up) == len(chain):
+        now = self.clock()
+        up: list[Candidate] = []
+        down: list[Candidate] = []
+        for c in chain:
+            s = self._states.get((c.model, c.target.endpoint))
+            if s is None or s.available(now):
+                up.append(c)
+            elif s.cooldown_until <= now and s.next_probe <= now:
+                s.next_probe = now + s.probe_every
+                self.probes_total += 1
+                up.append(c)
+            else:
+                down.append(c)
+        if not down:
             return chain
-        return (*up, *(c for c in chain if not self.available(c, now)))
+        return (*up, *down)
 
     def success(self, c: Candidate, latency_s: float) -> None:
+        now = self.clock()
         s = self._state(c)
         s.consecutive_failures = 0
-        s.failure_rate *= 1.0 - _ALPHA
-        s.calls += 1
-        if s.ejections and time.monotonic() > s.ejected_until + 60.0:
+        s.observe(now, False)
+        if s.ejected_until > now:
+            s.ejected_until = now  # a half-open probe answered: back at once
+            self.returned_total += 1
+        elif s.ejections and now > s.ejected_until + 60.0:
             s.ejections -= 1  # healthy for a while: the next ejection is shorter again
         s.latencies[s.samples % _RING] = latency_s
+        s.times[s.samples % _RING] = now
         s.samples += 1
         if s.samples % _RECOMPUTE_EVERY == 0:
             s.percentiles.clear()
@@ -105,10 +168,9 @@ class EndpointHealth:
     ) -> None:
         if error_class in _NOT_ENDPOINT_FAULTS:
             return
-        now = time.monotonic()
+        now = self.clock()
         s = self._state(c)
-        s.failure_rate = s.failure_rate * (1.0 - _ALPHA) + _ALPHA
-        s.calls += 1
+        s.observe(now, True)
         if retry_after_s:
             s.cooldown_until = max(s.cooldown_until, now + min(retry_after_s, 300.0))
             return
@@ -122,17 +184,26 @@ class EndpointHealth:
         s.ejections += 1
         self.ejected_total += 1
         s.ejected_until = now + settings.outlier_base_ejection_s * s.ejections
+        s.probe_every = min(_MAX_PROBE_EVERY_S, settings.outlier_base_ejection_s / 10.0)
+        s.next_probe = now + s.probe_every
         s.consecutive_failures = 0
 
     def percentile(self, c: Candidate, q: float) -> float | None:
+        """Latency percentile over the last LATENCY_WINDOW_S seconds (None: too few samples)."""
         s = self._states.get((c.model, c.target.endpoint))
         if s is None or s.samples < _MIN_SAMPLES:
             return None
+        now = self.clock()
+        if now - s.computed_at > _RECOMPUTE_AFTER_S:
+            s.percentiles.clear()
         value = s.percentiles.get(q)
         if value is None:
             n = min(s.samples, _RING)
-            value = s.percentiles[q] = float(np.percentile(s.latencies[:n], q))
-        return value
+            recent = s.latencies[:n][s.times[:n] >= now - LATENCY_WINDOW_S]
+            value = float(np.percentile(recent, q)) if len(recent) >= _MIN_SAMPLES else -1.0
+            s.percentiles[q] = value
+            s.computed_at = now
+        return value if value >= 0 else None
 
     def p95_s(self, c: Candidate) -> float | None:
         """This router's own p95 for the endpoint, else the fleet's prior, else unknown."""
@@ -144,11 +215,11 @@ class EndpointHealth:
     def failures(self, c: Candidate) -> float:
         s = self._states.get((c.model, c.target.endpoint))
         if s is not None and s.calls >= _MIN_SAMPLES:
-            return s.failure_rate
+            return s.rate(self.clock())
         return c.observed_failure_rate
 
     def report(self) -> list[distribution_pb2.EndpointHealth]:
-        now = time.monotonic()
+        now = self.clock()
         wall = time.time()
         return [
             distribution_pb2.EndpointHealth(
@@ -179,22 +250,45 @@ class EndpointHealth:
 
 
 class RetryBudget:
-    """Envoy's retry budget: concurrent retries at most a share of active requests."""
+    """Envoy's retry budget, one per provider endpoint.
+
+    Concurrent retries to an endpoint at most ``ratio`` of the router's active
+    requests, but always ``min_concurrency``. ``active`` counts requests
+    (the engine keeps it); retries and denials are per endpoint, and their
+    sums are what ``/debug/status`` and the metrics show.
+    """
 
     def __init__(self) -> None:
         self.active = 0
-        self.retrying = 0
-        self.denied = 0
+        self._retrying: dict[str, int] = {}
+        self._denied: dict[str, int] = {}
+        self.fallbacks = 0  # first attempts on another endpoint: not retries
 
-    def allow(self, settings: ReliabilitySettings) -> bool:
+    @property
+    def retrying(self) -> int:
+        return sum(self._retrying.values())
+
+    @property
+    def denied(self) -> int:
+        return sum(self._denied.values())
+
+    def allow(self, endpoint: str, settings: ReliabilitySettings) -> bool:
         limit = max(
             settings.retry_budget_min_concurrency, settings.retry_budget_ratio * self.active
         )
-        if self.retrying < limit:
-            self.retrying += 1
+        held = self._retrying.get(endpoint, 0)
+        if held < limit:
+            self._retrying[endpoint] = held + 1
             return True
-        self.denied += 1
+        self._denied[endpoint] = self._denied.get(endpoint, 0) + 1
         return False
 
-    def release(self) -> None:
-        self.retrying -= 1
+    def release(self, endpoint: str) -> None:
+        self._retrying[endpoint] -= 1
+
+    def by_endpoint(self) -> dict[str, dict[str, int]]:
+        keys = sorted(set(self._retrying) | set(self._denied))
+        return {
+            k: {"retrying": self._retrying.get(k, 0), "denied": self._denied.get(k, 0)}
+            for k in keys
+        }

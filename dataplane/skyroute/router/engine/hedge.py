@@ -50,7 +50,8 @@ async def race(
     """Run ``attempt(first, budget_s)``, and ``attempt(second, ...)`` after ``delay_s``."""
     a = asyncio.ensure_future(attempt(first, budget_s))  # copies the context: the request's
     started, _ = await asyncio.wait({a}, timeout=delay_s)
-    if started or not budget.allow(settings):
+    # A hedge is a concurrent retry: it takes a token from its endpoint's budget.
+    if started or not budget.allow(second.target.endpoint, settings):
         try:
             return Raced(await a, None, False)
         except ProviderError as failed:
@@ -77,7 +78,7 @@ async def race(
                 return Raced(won, None, True)
         return Raced(None, error, True)
     finally:
-        budget.release()
+        budget.release(second.target.endpoint)
         for task in pending:  # the race's loser (or both, if the request was cancelled)
             task.cancel()
         if pending:

@@ -6,13 +6,22 @@ after the decision:
 - A cacheable decision looks in the cache first; a hit costs nothing and is
   answered without an upstream call.
 - Attempts walk the decision's chain in order (ejected or cooling endpoints
-  last), at most ``max_attempts`` in all, inside one request deadline that
-  bounds every attempt's timeout: the router is the one owner of retries
-  (adapters never retry). A retryable failure (timeout, connect error, 429,
-  5xx, ...) moves on to the next candidate if the router-wide retry budget
-  allows; a client error (a 400 the next model would also refuse) stops at
+  last, except for a due half-open probe), at most ``max_attempts`` in all,
+  inside one request deadline that bounds every attempt's timeout: the router
+  is the one owner of retries (adapters never retry). A retryable failure
+  (timeout, connect error, 429, 5xx, ...) moves on to the next candidate: a
+  first attempt on another endpoint is a fallback, always allowed; a retry at
+  an endpoint already tried needs a token of that endpoint's retry budget,
+  and without one the candidate is skipped (the next endpoint may still be
+  tried). A candidate whose median latency exceeds the time left is not
+  started. A client error (a 400 the next model would also refuse) stops at
   once; a context-length refusal skips to a candidate with a larger window; a
-  content-filter refusal falls back only if the policy says so.
+  content-filter refusal falls back only if the policy says so. The notes
+  (``x-skyroute-notes``) say why each retry or fallback was or was not made.
+- Unary requests are streamed from the upstream too and gathered, so the
+  first-token and inter-token timeouts cut a stalled upstream as early for a
+  unary caller as for a streaming one; with a latency objective, an attempt
+  with no first token after half of it falls back (but the pool's last).
 - Requests offering a tool the policy marks non-idempotent get a stricter
   cap and are never sent again after a failure that may have let the
   upstream act (a timeout, a cut stream).
@@ -50,7 +59,7 @@ from opentelemetry.trace import Span
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision, Signals
-from skyroute.router.engine.health import EndpointHealth, RetryBudget
+from skyroute.router.engine.health import Clock, EndpointHealth, RetryBudget
 from skyroute.router.engine.hedge import race
 from skyroute.router.engine.records import (
     AttemptRecord,
@@ -91,6 +100,48 @@ Events = AsyncGenerator[StreamEvent, None]
 FirstEvent = tuple[StreamEvent, Events]
 
 
+_DEADLINE = "request deadline exceeded"
+
+
+def _first_token_s(d: Decision, cand: Candidate) -> float:
+    """The first-token timeout: the policy's, or half the latency objective.
+
+    With an objective (``selection.objective.p95Ms``) an attempt that has produced
+    nothing after half of it falls back, so the next candidate can still answer
+    within it; the pool's last candidate keeps the policy's full wait.
+    """
+    ftt = d.policy.first_token_timeout_s
+    objective = d.selection.objective_p95_s if d.selection is not None else 0.0
+    if objective and d.chain and cand is not d.chain[-1]:
+        return min(ftt, objective / 2.0)
+    return ftt
+
+
+async def _collect(events: AsyncIterator[StreamEvent]) -> ChatResult:
+    """An upstream stream gathered into one answer (for a unary caller)."""
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    try:
+        async for item in events:
+            if isinstance(item, StreamEnd):
+                return ChatResult(
+                    "".join(text),
+                    calls,
+                    item.finish_reason,
+                    item.prompt_tokens,
+                    item.completion_tokens,
+                )
+            if isinstance(item, TextDelta):
+                text.append(item.text)
+            else:
+                calls.append(item.call)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    raise ProviderError(STREAM_CUT, "upstream stream ended without its final event")
+
+
 @dataclass(slots=True)
 class Attempt:
     """One upstream call under way: its candidate, span and start (perf_counter)."""
@@ -115,13 +166,15 @@ class Engine:
         report: Callable[[distribution_pb2.Outcome], None],
         cache: ResponseCache | None = None,
         stats: WindowStats | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.session = session
         self.report = report
         self.cache = cache if cache is not None else ResponseCache()
         # Per-(model, intent) sketches for the learning loop, drained by the reporter.
         self.stats = stats if stats is not None else WindowStats()
-        self.health = EndpointHealth()
+        # Ejections, probes and decay run on ``clock`` (tests pass a faster one).
+        self.health = EndpointHealth(clock)
         self.budget = RetryBudget()
         self.hedges = 0
         self.metrics = RouterMetrics()
@@ -183,25 +236,53 @@ class Engine:
     def _may_continue(e: ProviderError, side_effects: bool, rel: ReliabilitySettings) -> bool:
         if e.error_class == CONTENT_FILTER:
             return rel.content_filter_fallback
+        if e.error_class == STREAM_CUT:
+            # Only ever seen here before anything reached the caller (a unary answer is
+            # gathered from a stream): the next candidate may answer, unless side effects.
+            return not side_effects
         if not e.retryable:
             return False
         # After a timeout the upstream may still have produced a tool call: a side-effecting
         # request is never sent again (the caller decides, with its Idempotency-Key).
         return not (side_effects and e.error_class in _AMBIGUOUS)
 
-    def _admit_attempt(self, served: Served, deadline: float, retry: bool) -> float | None:
-        """Seconds left for the next attempt, or None to stop (deadline or retry budget).
+    def _admit_attempt(
+        self, served: Served, deadline: float, cand: Candidate, tried: set[str]
+    ) -> tuple[float | None, str]:
+        """(Seconds left for an attempt on ``cand``, the endpoint whose retry token it holds).
 
-        A retry takes a token from the router's retry budget; the caller releases it.
+        Seconds is None when the attempt is not made: the deadline passed
+        (``served.error`` is a timeout: stop), ``cand``'s median latency exceeds the
+        time left, or ``cand``'s endpoint was tried already and its retry budget is
+        exhausted (skip it: a candidate on another endpoint may still go). A first
+        attempt on another endpoint is a fallback: counted, never refused by a
+        budget. The caller releases a held token.
         """
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
-            served.error = ProviderError(TIMEOUT, "request deadline exceeded")
-            return None
-        if retry and not self.budget.allow(served.decision.policy.reliability):
-            served.notes.append("retry budget exhausted")
-            return None
-        return remaining
+            served.error = ProviderError(TIMEOUT, _DEADLINE)
+            return None, ""
+        typical = self.health.percentile(cand, 50.0)
+        if typical is not None and typical > remaining:
+            served.notes.append(
+                f"{cand.model}: not started, its median {typical:.2f} s exceeds the "
+                f"{remaining:.2f} s left"
+            )
+            if served.error is None:
+                served.error = ProviderError(TIMEOUT, "no candidate could finish in the time left")
+            return None, ""
+        endpoint = cand.target.endpoint
+        if not tried:
+            return remaining, ""
+        if endpoint not in tried:
+            self.budget.fallbacks += 1
+            served.notes.append(f"{cand.model}: fallback to another endpoint")
+            return remaining, ""
+        if not self.budget.allow(endpoint, served.decision.policy.reliability):
+            served.notes.append(f"{cand.model}: not tried, retry budget exhausted at {endpoint}")
+            return None, ""
+        served.notes.append(f"{cand.model}: retry at the same endpoint")
+        return remaining, endpoint
 
     def _cap(self, d: Decision, side_effects: bool) -> int:
         p = d.policy
@@ -238,6 +319,7 @@ class Engine:
         cap = self._cap(d, side_effects)
         chain = self.health.order(d.chain)
         attempt = partial(self._attempt, served=served, ctx=ctx, call=call)
+        tried: set[str] = set()
         min_window = 0
         i = 0
         while i < len(chain) and len(served.attempts) < cap:
@@ -246,9 +328,12 @@ class Engine:
             if min_window and cand.context_window and cand.context_window <= min_window:
                 continue  # a context-length refusal: only a larger window can help
             retry = bool(served.attempts)
-            remaining = self._admit_attempt(served, deadline, retry)
+            remaining, held = self._admit_attempt(served, deadline, cand, tried)
             if remaining is None:
-                break
+                if served.error is not None and served.error.message == _DEADLINE:
+                    break
+                continue
+            tried.add(cand.target.endpoint)
             opened: Opened[T] | None = None
             error: ProviderError | None = None
             try:
@@ -267,8 +352,8 @@ class Engine:
                     except ProviderError as exc:
                         error = exc
             finally:
-                if retry:
-                    self.budget.release()
+                if held:
+                    self.budget.release(held)
             if opened is not None:
                 served.error = None
                 return opened
@@ -370,7 +455,12 @@ class Engine:
                 self.budget.active += 1
                 try:
                     opened = await self._walk(
-                        d, req, ctx, served, partial(self._call, req), partial(self._lost, served)
+                        d,
+                        req,
+                        ctx,
+                        served,
+                        partial(self._call, d, req),
+                        partial(self._lost, served),
                     )
                 finally:
                     self.budget.active -= 1
@@ -385,9 +475,21 @@ class Engine:
             leave(token)
         return served
 
-    async def _call(self, req: ChatRequest, cand: Candidate, budget_s: float) -> ChatResult:
-        return await providers.complete(
-            self.session, cand.target, req, min(cand.timeout_s, budget_s)
+    async def _call(
+        self, d: Decision, req: ChatRequest, cand: Candidate, budget_s: float
+    ) -> ChatResult:
+        # Streamed from the upstream even for a unary caller: a stall before the first
+        # token or between tokens is cut by the same timeouts as a stream's.
+        timeout = min(cand.timeout_s, budget_s)
+        return await _collect(
+            providers.stream(
+                self.session,
+                cand.target,
+                req,
+                min(_first_token_s(d, cand), timeout),
+                timeout,
+                d.policy.inter_token_timeout_s,
+            )
         )
 
     async def _lost(self, served: Served, opened: Opened[Any]) -> None:
@@ -439,7 +541,7 @@ class Engine:
                 self.session,
                 cand.target,
                 req,
-                min(policy.first_token_timeout_s, budget_s),
+                min(_first_token_s(d, cand), budget_s),
                 budget_s,
                 policy.inter_token_timeout_s,
             ),

@@ -14,7 +14,7 @@ COPY dataplane/skyroute dataplane/skyroute
 COPY simulator/skyroute simulator/skyroute
 COPY cli/skyroute cli/skyroute
 RUN python -m venv /opt/skyroute \
- && /opt/skyroute/bin/pip install --no-cache-dir .
+ && /opt/skyroute/bin/pip install --no-cache-dir '.[operator]'
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="skyroute-operator" \

@@ -160,3 +160,33 @@ def test_dockerfile_paths_exist() -> None:
         assert "pyproject.toml" in sources and "operator/skyroute" in sources
         for src in sources:
             assert Path(REPO / src).exists(), f"{name}.Dockerfile copies missing {src}"
+
+
+def _flag(args: list[str], name: str) -> float:
+    (value,) = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    return float(value)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_are_grpc_health_and_the_drain_fits_the_grace(
+    k8s_cluster: Cluster, overlay: str
+) -> None:
+    deploys = by_kind(render(k8s_cluster, overlay), "Deployment")
+    for name, service in (
+        ("skyroute-router", "skyroute.v1.Router"),
+        ("skyroute-operator", "skyroute.v1.PolicyDistribution"),
+    ):
+        pod = deploys[name]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        ready, live = container["readinessProbe"], container["livenessProbe"]
+        # A grpc: probe takes a number only; it must be the gRPC port, asking our service.
+        assert ready["grpc"] == {"port": ports["grpc"], "service": service}, name
+        assert live != ready and "httpGet" in live, name
+    router = deploys["skyroute-router"]["spec"]["template"]["spec"]
+    (c,) = router["containers"]
+    pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    total = float(pre_stop[1]) + _flag(c["args"], "drain-delay") + _flag(c["args"], "drain-grace")
+    assert _flag(c["args"], "drain-grace") >= 30  # the CRD's default requestTimeoutMs, 30 s
+    assert router["terminationGracePeriodSeconds"] > total

@@ -81,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
         help="router processes sharing the ports (SO_REUSEPORT); 'auto' is the container's "
         "CPU limit from cgroups, else the CPU count (env SKYROUTE_WORKERS; default 1)",
     )
+    r.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        help="on SIGTERM: seconds of NOT_SERVING and failing /readyz while still accepting, "
+        "for load balancers to move away (default 0; deploy/ sets 5)",
+    )
+    r.add_argument(
+        "--drain-grace",
+        type=float,
+        default=30.0,
+        help="then: longest wait (s) for requests and streams in flight, at least the "
+        "longest request deadline served (default 30)",
+    )
     # Set by the --workers supervisor on each worker: bind the shared ports with SO_REUSEPORT.
     r.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     # ... and which worker it is, with every worker's private metrics address.
@@ -268,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers = resolve(args.workers)
         if workers > 1:
             return supervise(workers, argv[argv.index("router") + 1 :])
+        from skyroute.router.drain import DrainSettings
         from skyroute.router.server import main as router_main
 
         configure_logs(args.log_format)
@@ -283,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reuse_port=args.reuse_port,
             worker_index=args.worker_index,
             worker_peers=tuple(p for p in args.worker_peers.split(",") if p),
+            drain_settings=DrainSettings(args.drain_delay, args.drain_grace),
         )
         return 0
     if args.command == "providers":

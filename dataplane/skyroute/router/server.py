@@ -2,9 +2,11 @@
 
 ``skyroute router --control HOST:PORT --grpc HOST:PORT --http HOST:PORT``
 starts serving at once: ``/healthz`` answers immediately, ``/readyz`` and the
-APIs answer 503 until the first snapshot is loaded. From then on the router
+APIs answer 503 until the first snapshot is loaded (and gRPC health reports
+``skyroute.v1.Router`` NOT_SERVING until then, see :mod:`skyroute.link`). From then on the router
 serves from its last known good snapshot whatever happens to the control
-plane, and swaps in each new version as it is ACKed.
+plane, and swaps in each new version as it is ACKed. SIGTERM drains it
+(:mod:`.drain`): no request in flight is lost.
 
 One shared aiohttp client session (keep-alive connection pool) serves every
 upstream call; uvloop runs the event loop where it is installed.
@@ -31,17 +33,20 @@ import aiohttp
 import grpc
 from aiohttp import web
 
+from skyroute.link import DOOR_MAX_BYTES, Health, server_options
 from skyroute.router import logs
 from skyroute.router.cache import from_settings
+from skyroute.router.drain import DRAIN_DEFAULTS, DrainSettings, drain
 from skyroute.router.engine import Engine
 from skyroute.router.idempotency import RedisStore
 from skyroute.router.state import RouterState
 from skyroute.router.sync import OutcomeReporter, SnapshotSubscriber, channel
+from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
 from skyroute.router.transports.http import build_app
 from skyroute.router.worker_metrics import WorkerMetrics
-from skyroute.v1 import distribution_pb2, router_pb2_grpc
+from skyroute.v1 import distribution_pb2, router_pb2, router_pb2_grpc
 
 log = logging.getLogger("skyroute.router")
 
@@ -65,6 +70,7 @@ async def serve(
     reuse_port: bool = False,
     worker_index: int = 0,
     worker_peers: tuple[str, ...] = (),
+    drain_settings: DrainSettings = DRAIN_DEFAULTS,
 ) -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
@@ -87,7 +93,21 @@ async def serve(
     state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
     if redis_url:
         state.idempotency = RedisStore(redis_url)
-    subscriber = SnapshotSubscriber(ch, node, state.set_table)
+    # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
+    server = grpc.aio.server(options=server_options(DOOR_MAX_BYTES, reuse_port=reuse_port))
+    router_pb2_grpc.add_RouterServicer_to_server(RouterService(state), server)
+    # skyroute.v1.Router is SERVING exactly while /readyz is 200: a snapshot is loaded.
+    health = Health(server, [router_pb2.DESCRIPTOR.services_by_name["Router"].full_name])
+    await health.start(ready=False)
+    loop = asyncio.get_running_loop()
+
+    def on_table(table: RoutingTable) -> None:
+        first = state.table is None
+        state.set_table(table)
+        if first:
+            health.set_ready(True)
+
+    subscriber = SnapshotSubscriber(ch, node, on_table)
     observe_process(state, subscriber, reporter)
     state.status_hook = lambda: {
         "control_connected": subscriber.connected,
@@ -100,17 +120,14 @@ async def serve(
         "cache": engine.cache.stats(),
     }
 
-    # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
     workers = WorkerMetrics(worker_index, list(worker_peers)) if worker_peers else None
     if workers is not None:  # one of --workers N: /metrics answers for all of them
         await workers.start()
         state.exposition = workers.exposition
-    server = grpc.aio.server(options=[("grpc.so_reuseport", int(reuse_port))])
-    router_pb2_grpc.add_RouterServicer_to_server(RouterService(state), server)
     if server.add_insecure_port(grpc_addr) == 0:
         raise SystemExit(f"skyroute router: cannot listen for gRPC on {grpc_addr}")
     await server.start()
-    runner = web.AppRunner(build_app(state), access_log=None)
+    runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     host, port = _split(http_addr)
     await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
@@ -122,13 +139,14 @@ async def serve(
         asyncio.create_task(reporter.run()),
     ]
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    logs.event(log, "stopping", node=node.id)
-    await server.stop(grace=2)
-    await runner.cleanup()
+    logs.event(
+        log, "draining", node=node.id, inflight=state.inflight, delay_s=drain_settings.delay_s
+    )
+    grace = await drain(drain_settings, state, health, server, runner)
+    logs.event(log, "stopping", node=node.id, grace_s=grace, inflight=state.inflight)
     if workers is not None:
         await workers.close()
     for t in tasks:
@@ -205,8 +223,9 @@ def main(
     reuse_port: bool = False,
     worker_index: int = 0,
     worker_peers: tuple[str, ...] = (),
+    drain_settings: DrainSettings = DRAIN_DEFAULTS,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (the CLI has configured logging, see skyroute.cli.logs)."""
+    """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
         control,
         grpc,
@@ -219,6 +238,7 @@ def main(
         reuse_port,
         worker_index,
         worker_peers,
+        drain_settings,
     )
     try:
         import uvloop

@@ -25,6 +25,8 @@ class RouterState:
     max_inflight: int = 512
     inflight: int = 0
     shed: int = 0
+    # Set on SIGTERM (drain.py): /readyz fails and gRPC health says NOT_SERVING.
+    draining: bool = False
     idempotency: IdempotencyStore = field(default_factory=MemoryStore)
     # Live facts from the distribution client for /debug/status, set by the server.
     status_hook: Callable[[], dict[str, object]] | None = None

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from skyroute.link import link_channel_options
 from skyroute.router.logs import event
 from skyroute.router.table import RoutingTable, SnapshotError, build_table
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
@@ -35,8 +36,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # Keepalive and message limits as the control plane's server expects them.
+    *link_channel_options(),
 ]
 
 

@@ -1,10 +1,11 @@
 """``skyroute control``: the control plane process, wired together.
 
 One asyncio loop runs three things: the gRPC server routers connect to
-(``DistributionService``), the folder watcher that compiles new snapshots
-(``SourceWatcher``) and, optionally, the admin HTTP server. They share one
-``SnapshotStore``, one ``RouterRegistry`` and one ``OutcomeAggregator``; no
-locks are needed because everything runs on that single loop.
+(``DistributionService``, with gRPC health and reflection: :mod:`.serving`),
+the folder watcher that compiles new snapshots (``SourceWatcher``) and,
+optionally, the admin HTTP server. They share one ``SnapshotStore``, one
+``RouterRegistry`` and one ``OutcomeAggregator``; no locks are needed
+because everything runs on that single loop.
 
 Start-up order matters for the "no spurious push" promise: the folder is
 compiled before the gRPC port opens, so a router reconnecting to a restarted
@@ -25,8 +26,6 @@ import logging
 import signal
 from pathlib import Path
 
-import grpc
-
 from skyroute.control import telemetry
 from skyroute.control.admin import AdminServer
 from skyroute.control.distribution import DistributionService
@@ -37,10 +36,11 @@ from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.rollout import PolicyRef, RolloutController
 from skyroute.control.rollout_file import StateFile, load
 from skyroute.control.routers import RouterRegistry
+from skyroute.control.serving import DistributionServer
 from skyroute.control.source import SourceWatcher
 from skyroute.control.store import SnapshotStore
 from skyroute.control.validate import Objects
-from skyroute.v1 import distribution_pb2_grpc, snapshot_pb2
+from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.control.server")
 
@@ -89,7 +89,7 @@ class ControlPlane:
             else None
         )
         self.port = 0
-        self._server: grpc.aio.Server | None = None
+        self._server: DistributionServer | None = None
         self._stop = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._learn_task: asyncio.Task[None] | None = None
@@ -153,10 +153,9 @@ class ControlPlane:
         if self.state is not None:
             load(self.rollouts, self.state.path)
         self.watcher.reload()
-        server = grpc.aio.server()
-        distribution_pb2_grpc.add_PolicyDistributionServicer_to_server(self.service, server)
+        server = DistributionServer(self.service, self.store)
         try:
-            self.port = server.add_insecure_port(self.listen)
+            self.port = server.listen(self.listen)
         except RuntimeError as exc:
             raise SystemExit(f"skyroute control: cannot listen on {self.listen}: {exc}") from None
         if self.port == 0:
@@ -193,8 +192,6 @@ class ControlPlane:
         if self.admin is not None:
             await self.admin.stop()
         if self._server is not None:
-            self.service.close_streams()
-            await asyncio.sleep(0)  # let the stream handlers see it and return
             await self._server.stop(grace)
             self._server = None
         event(log, "stopped", grpc=self.address)

@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from skyroute.link import DOOR_MAX_BYTES
 from skyroute.router.cache import cache_directive
 from skyroute.router.canary import choose
 from skyroute.router.decide import decide, signals_from_messages
@@ -417,10 +418,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    table = request.app[STATE].table
-    if table is None:
+    state = request.app[STATE]
+    if state.draining:
+        return web.Response(status=503, text="draining\n")
+    if state.table is None:
         return web.Response(status=503, text="no snapshot loaded\n")
-    return web.Response(text=f"ready {table.version}\n")
+    return web.Response(text=f"ready {state.table.version}\n")
 
 
 async def models(request: web.Request) -> web.Response:
@@ -464,7 +467,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(state: RouterState) -> web.Application:
-    app = web.Application(client_max_size=32 * 1024 * 1024)
+    app = web.Application(client_max_size=DOOR_MAX_BYTES)  # as the gRPC door (skyroute.link)
     app[STATE] = state
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)

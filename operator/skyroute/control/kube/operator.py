@@ -31,7 +31,6 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import kopf
 
 from skyroute.control import telemetry
@@ -54,8 +53,8 @@ from skyroute.control.logs import event
 from skyroute.control.model import KIND_POLICY, RoutingPolicy
 from skyroute.control.outcomes import OutcomeAggregator
 from skyroute.control.routers import RouterRegistry
+from skyroute.control.serving import DistributionServer
 from skyroute.control.store import SnapshotStore
-from skyroute.v1 import distribution_pb2_grpc
 
 log = logging.getLogger("skyroute.control.kube.operator")
 
@@ -155,7 +154,7 @@ class Operator:
         self.stop = asyncio.Event()
         self.port = 0
         self._dirty = asyncio.Event()
-        self._server: grpc.aio.Server | None = None
+        self._server: DistributionServer | None = None
         self._admin: AdminServer | None = None
 
     # --- what kopf's handlers call (handlers.App) -----------------------------------
@@ -319,10 +318,9 @@ class Operator:
         )
 
     async def _start_grpc(self) -> None:
-        server = grpc.aio.server()
-        distribution_pb2_grpc.add_PolicyDistributionServicer_to_server(self.service, server)
+        server = DistributionServer(self.service, self.store)
         try:
-            self.port = server.add_insecure_port(self.opts.listen)
+            self.port = server.listen(self.opts.listen)
         except RuntimeError as exc:
             raise SystemExit(
                 f"skyroute operator: cannot listen on {self.opts.listen}: {exc}"
@@ -419,8 +417,6 @@ class Operator:
         if self._admin is not None:
             await self._admin.stop()
         if self._server is not None:
-            self.service.close_streams()
-            await asyncio.sleep(0)
             await self._server.stop(1.0)
             self._server = None
 

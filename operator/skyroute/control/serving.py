@@ -1,0 +1,55 @@
+"""The control plane's gRPC server, as ``skyroute control`` and the operator run it.
+
+One server: ``skyroute.v1.PolicyDistribution`` (snapshots out, outcomes in),
+the standard ``grpc.health.v1`` service and server reflection, with the
+keepalive policy and message limits the routers' channels expect (all in
+:mod:`skyroute.link`). ``skyroute.v1.PolicyDistribution`` is SERVING while a
+snapshot is compiled (a router connecting then gets one at once), which is
+the operator's readiness probe; ``""`` stays SERVING while the process runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from skyroute.control.distribution import DistributionService
+from skyroute.control.store import SnapshotStore
+from skyroute.link import LINK_MAX_BYTES, Health, server_options
+from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
+
+DISTRIBUTION = distribution_pb2.DESCRIPTOR.services_by_name["PolicyDistribution"].full_name
+
+
+class DistributionServer:
+    """The gRPC server of one control-plane process; ``port`` once ``listen`` returned."""
+
+    def __init__(self, service: DistributionService, store: SnapshotStore) -> None:
+        self.service = service
+        self.store = store
+        self.server = grpc.aio.server(options=server_options(LINK_MAX_BYTES))
+        distribution_pb2_grpc.add_PolicyDistributionServicer_to_server(service, self.server)
+        self.health = Health(self.server, [DISTRIBUTION])
+        self.port = 0
+        self._unsubscribe = store.subscribe(self._changed)
+
+    def listen(self, address: str) -> int:
+        """Bind ``address`` (port 0 picks one); 0 if it could not (RuntimeError may be raised)."""
+        self.port = self.server.add_insecure_port(address)
+        return self.port
+
+    async def start(self) -> None:
+        await self.health.start(ready=self.store.snapshot is not None)
+        await self.server.start()
+
+    def _changed(self) -> None:
+        self.health.set_ready(self.store.snapshot is not None)
+
+    async def stop(self, grace: float | None) -> None:
+        """NOT_SERVING, snapshot streams ended cleanly (routers reconnect), then stop."""
+        self._unsubscribe()
+        await self.health.drain()
+        self.service.close_streams()
+        await asyncio.sleep(0)  # let the stream handlers see it and return
+        await self.server.stop(grace)

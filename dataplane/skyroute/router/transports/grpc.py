@@ -28,6 +28,7 @@ from skyroute.router.engine import (
     StreamFailed,
     StreamStarted,
 )
+from skyroute.router.idempotency import Claim
 from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
@@ -215,16 +216,16 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.CompletionResponse:
         decision, signals, chat = await self._prepare(request, context)
         ctx = self._ctx(request, stream=False, context=context)
-        scope, stored = await self._claim(request, decision, signals, context)
+        claim, stored = await self._claim(request, decision, signals, context)
         if stored is not None:
             return self._replayed(stored, decision, signals, ctx)
         try:
             served = await self.state.engine.complete(decision, signals, chat, ctx)
         except BaseException:
-            await self._settle(scope, None, decision)
+            await self._settle(claim, None, decision)
             raise
         ok = served.error is None and served.result is not None
-        await self._settle(scope, served, decision)
+        await self._settle(claim, served, decision)
         if not ok:
             await self._fail(served, context)
         return self._response(served, signals, ctx)
@@ -263,7 +264,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         ctx = self._ctx(request, stream=True, context=context)
         # As on the unary call and on HTTP streams: one upstream answer per key; a
         # retried stream replays the stored answer as a stream of the same shape.
-        scope, stored = await self._claim(request, decision, signals, context)
+        claim, stored = await self._claim(request, decision, signals, context)
         if stored is not None:
             for chunk in self._replay_chunks(stored, decision, signals, ctx):
                 yield chunk
@@ -274,9 +275,9 @@ class RouterService(router_pb2_grpc.RouterServicer):
                 finished = served or finished
                 yield chunk
         except BaseException:
-            await self._settle(scope, None, decision)
+            await self._settle(claim, None, decision)
             raise
-        await self._settle(scope, finished, decision)
+        await self._settle(claim, finished, decision)
 
     async def _claim(
         self,
@@ -284,10 +285,10 @@ class RouterService(router_pb2_grpc.RouterServicer):
         decision: Decision,
         signals: Signals,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> tuple[str, dict[str, Any] | None]:
-        """(scope, stored answer to replay or None); scope is "" without a key."""
+    ) -> tuple[Claim | None, dict[str, Any] | None]:
+        """(our claim, stored answer to replay or None); no claim without a key."""
         if not request.idempotency_key:
-            return "", None
+            return None, None
         scope = idempotency_scope(decision.policy.name, signals.tenant, request.idempotency_key)
         try:
             claim = await self.state.idempotency.claim(scope, decision.policy.request_timeout_s)
@@ -299,19 +300,19 @@ class RouterService(router_pb2_grpc.RouterServicer):
             raise AssertionError from None
         if claim.stored is not None:
             context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
-        return scope, claim.stored
+        return claim, claim.stored
 
-    async def _settle(self, scope: str, served: Served | None, decision: Decision) -> None:
+    async def _settle(self, claim: Claim | None, served: Served | None, decision: Decision) -> None:
         """Store a successful answer under its key, or free the key for a retry."""
-        if not scope:
+        if claim is None:
             return
         store = self.state.idempotency
         if served is not None and served.error is None and served.result is not None:
             await store.complete(
-                scope, record(served, {}), decision.policy.reliability.idempotency_ttl_s
+                claim, record(served, {}), decision.policy.reliability.idempotency_ttl_s
             )
         else:
-            await store.release(scope)
+            await store.release(claim)
 
     async def _live_chunks(
         self,

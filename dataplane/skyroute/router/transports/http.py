@@ -42,6 +42,7 @@ from skyroute.router.engine import (
     StreamFailed,
     StreamStarted,
 )
+from skyroute.router.idempotency import Claim
 from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
@@ -190,7 +191,7 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
     engine = state.engine
     include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
     key = hdr.get("idempotency-key")
-    scope = ""
+    claim: Claim | None = None
     if key:
         scope = idempotency_scope(policy.name, signals.tenant, key)
         try:
@@ -218,16 +219,16 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
             served = await engine.complete(decision, signals, req, ctx)
             resp = _unary_response(served, ctx)
     except BaseException:
-        if scope:
-            await state.idempotency.release(scope)
+        if claim:
+            await state.idempotency.release(claim)
         raise
-    if scope:
+    if claim:
         if served is not None and served.error is None and served.result is not None:
             await state.idempotency.complete(
-                scope, record(served, _headers(served)), policy.reliability.idempotency_ttl_s
+                claim, record(served, _headers(served)), policy.reliability.idempotency_ttl_s
             )
         else:
-            await state.idempotency.release(scope)
+            await state.idempotency.release(claim)
     return resp
 
 

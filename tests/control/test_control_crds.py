@@ -33,10 +33,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = {
     "ModelPool": ROOT / "crds" / "modelpool.yaml",
     "RoutingPolicy": ROOT / "crds" / "routingpolicy.yaml",
+    "Tenant": ROOT / "crds" / "tenant.yaml",
 }
 EXAMPLES = [
     ROOT / "examples" / "acmeshop" / "pools.yaml",
     ROOT / "examples" / "acmeshop" / "policy.yaml",
+    ROOT / "examples" / "acmeshop" / "tenants.yaml",
 ]
 # FieldValueDuplicate is left out on purpose: the API server then prints
 # 'Duplicate value: "array"' and drops the rule's message.
@@ -77,7 +79,9 @@ def test_crd_is_structural_and_capped(kind: str) -> None:
     assert spec["group"] == "skyroute.io" and spec["scope"] == "Namespaced"
     assert doc["metadata"]["name"] == f"{spec['names']['plural']}.skyroute.io"
     assert spec["names"]["kind"] == kind
-    assert spec["names"]["shortNames"] == [{"ModelPool": "mp", "RoutingPolicy": "rp"}[kind]]
+    assert spec["names"]["shortNames"] == [
+        {"ModelPool": "mp", "RoutingPolicy": "rp", "Tenant": "tn"}[kind]
+    ]
     [version] = spec["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}

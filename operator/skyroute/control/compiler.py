@@ -27,8 +27,16 @@ from pathlib import Path
 from skyroute.control import globs
 from skyroute.control.errors import PolicyError, Problem
 from skyroute.control.loader import SourceDocument, load_folder
-from skyroute.control.model import ModelPool, PoolModel, RoutingPolicy, SelectionSpec, WeightsSpec
+from skyroute.control.model import (
+    ModelPool,
+    PoolModel,
+    RoutingPolicy,
+    SelectionSpec,
+    TenantResource,
+    WeightsSpec,
+)
 from skyroute.control.policytests import run_policy_tests
+from skyroute.control.tenants import compile_tenants
 from skyroute.control.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
 
@@ -104,6 +112,9 @@ def compile_objects(objects: Objects, *, run_tests: bool = True) -> snapshot_pb2
         compiled.version = policy_version(compiled, (pools[name] for name in used))
         snapshot.policies.append(compiled)
     snapshot.default_policy = _default_policy(policy_objs)
+    snapshot.tenants.extend(
+        compile_tenants(p.obj for p in objects.tenants if isinstance(p.obj, TenantResource))
+    )
     snapshot.version = snapshot_version(snapshot)
     if run_tests:
         failures = run_policy_tests(snapshot, objects.policies)

@@ -43,6 +43,7 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND_POOL = "ModelPool"
 KIND_POLICY = "RoutingPolicy"
+KIND_TENANT = "Tenant"
 # kubectl annotate routingpolicy NAME skyroute.io/rollout-action=promote (or abort)
 ROLLOUT_ACTION_ANNOTATION = f"{GROUP}/rollout-action"
 
@@ -58,6 +59,11 @@ FILE_PATTERN = r"^/[^\x00]*$"
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# API keys (sk-sr-<id>-<secret>): the public id and the digest of the whole key.
+KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
+KEY_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+POLICY_REF_PATTERN = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
 # Where routers find a secretKeyRef: deploy/ mounts Secret <name> at <root>/<name>.
 SECRET_MOUNT_ROOT = "/var/run/secrets/skyroute"
 
@@ -635,6 +641,79 @@ class RoutingPolicySpec(_Spec):
         return [i.name for i in self.intents]
 
 
+# --- Tenant ------------------------------------------------------------------
+
+
+class RateLimitValues(_Spec):
+    """Limits of one scope; 0 = no limit of that kind."""
+
+    requests_per_minute: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    tokens_per_minute: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
+    concurrent_requests: Annotated[int, Field(ge=0, le=100_000)] = 0
+    shadow: bool = False
+
+
+class NamedRateLimit(RateLimitValues):
+    """Limits of one policy (request model name) or one upstream model."""
+
+    name: ModelName
+
+
+class RateLimitsSpec(RateLimitValues):
+    """The tenant's own limits, each key's, and per policy or model."""
+
+    per_key: RateLimitValues | None = None
+    per_policy: Annotated[list[NamedRateLimit], Field(max_length=64)] = []
+    per_model: Annotated[list[NamedRateLimit], Field(max_length=64)] = []
+
+
+class BudgetSpec(_Spec):
+    name: Name
+    usd: Annotated[float, Field(ge=0.000001, le=100_000_000)]
+    period: Literal["day", "month", "total"] = "month"
+    action: Literal["reject", "route"] = "reject"
+    pool: Name | None = None
+    soft_share: Annotated[float, Field(ge=0, le=1)] = 0.8
+    shadow: bool = False
+
+
+class ServiceAccountBinding(_Spec):
+    namespace: Name
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=NAME_PATTERN)]
+
+
+class ApiKeySpec(_Spec):
+    """A key by its public id and digest (``skyroute keys create`` writes these)."""
+
+    id: Annotated[str, StringConstraints(min_length=12, max_length=12, pattern=KEY_ID_PATTERN)]
+    digest: Annotated[
+        str, StringConstraints(min_length=71, max_length=71, pattern=KEY_DIGEST_PATTERN)
+    ]
+    expires_at: (
+        Annotated[str, StringConstraints(min_length=20, max_length=20, pattern=TIMESTAMP_PATTERN)]
+        | None
+    ) = None
+    revoked: bool = False
+
+
+class TenantSpec(_Spec):
+    tier: Tier | None = None
+    policies: Annotated[
+        list[
+            Annotated[
+                str, StringConstraints(min_length=1, max_length=63, pattern=POLICY_REF_PATTERN)
+            ]
+        ],
+        Field(min_length=1, max_length=256),
+    ]
+    delegate: bool = False
+    service_accounts: Annotated[list[ServiceAccountBinding], Field(max_length=64)] = []
+    rate_limits: RateLimitsSpec | None = None
+    budgets: Annotated[list[BudgetSpec], Field(max_length=8)] = []
+    redis_down: Literal["failOpen", "failClosed"] = "failOpen"
+    keys: Annotated[list[ApiKeySpec], Field(max_length=64)] = []
+
+
 # --- Top-level objects -------------------------------------------------------
 
 
@@ -678,9 +757,15 @@ class RoutingPolicy(_Object):
     spec: RoutingPolicySpec
 
 
-MODELS: dict[str, type[ModelPool] | type[RoutingPolicy]] = {
+class TenantResource(_Object):
+    kind: Literal["Tenant"]
+    spec: TenantSpec
+
+
+MODELS: dict[str, type[ModelPool] | type[RoutingPolicy] | type[TenantResource]] = {
     KIND_POOL: ModelPool,
     KIND_POLICY: RoutingPolicy,
+    KIND_TENANT: TenantResource,
 }
 
 

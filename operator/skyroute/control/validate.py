@@ -34,6 +34,7 @@ from skyroute.control.model import (
     MODELS,
     ModelPool,
     RoutingPolicy,
+    TenantResource,
 )
 
 _MAX_KNOWN = 20
@@ -44,7 +45,7 @@ class Parsed:
     """A validated object and the document it came from (for locating later problems)."""
 
     doc: SourceDocument
-    obj: ModelPool | RoutingPolicy
+    obj: ModelPool | RoutingPolicy | TenantResource
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Objects:
 
     pools: tuple[Parsed, ...]
     policies: tuple[Parsed, ...]
+    tenants: tuple[Parsed, ...] = ()
 
 
 def validate(docs: Sequence[SourceDocument]) -> Objects:
@@ -71,7 +73,8 @@ def validate(docs: Sequence[SourceDocument]) -> Objects:
         raise PolicyError(problems)
     pools = tuple(p for p in parsed if isinstance(p.obj, ModelPool))
     policies = tuple(p for p in parsed if isinstance(p.obj, RoutingPolicy))
-    return Objects(pools=pools, policies=policies)
+    tenants = tuple(p for p in parsed if isinstance(p.obj, TenantResource))
+    return Objects(pools=pools, policies=policies, tenants=tenants)
 
 
 def parse_document(doc: SourceDocument) -> tuple[Parsed | None, list[Problem]]:
@@ -151,7 +154,7 @@ def check_references(
     for p in parsed:
         if isinstance(p.obj, ModelPool):
             pools_by_ns[p.obj.metadata.namespace][p.obj.metadata.name] = p
-        else:
+        elif isinstance(p.obj, RoutingPolicy):
             intents_by_ns[p.obj.metadata.namespace].update(p.obj.spec.intent_names)
     defaults: list[Parsed] = []
     for p in parsed:
@@ -159,10 +162,11 @@ def check_references(
             problems.extend(_check_policy(p, p.obj, pools_by_ns, unparsed_pools))
             if p.obj.spec.default:
                 defaults.append(p)
-        else:
+        elif isinstance(p.obj, ModelPool):
             ns = p.obj.metadata.namespace
             if intents_by_ns.get(ns) and ns not in unsure_ns:
                 problems.extend(_check_quality(p, p.obj, intents_by_ns[ns]))
+    problems.extend(check_tenants(parsed, failed))
     if len(defaults) > 1:
         refs = ", ".join(d.obj.ref for d in defaults)
         for d in defaults:
@@ -250,4 +254,52 @@ def _check_quality(p: Parsed, pool: ModelPool, intents: set[str]) -> Iterable[Pr
                     ("spec", "models", i, "quality", key),
                     f'"{key}" matches no intent of any policy in namespace '
                     f'"{pool.metadata.namespace}" (known: {_known(names)})',
+                )
+
+
+def check_tenants(
+    parsed: Sequence[Parsed], failed: Sequence[SourceDocument] = ()
+) -> Iterable[Problem]:
+    """Tenants name existing policies and pools; key ids and ServiceAccounts are unique."""
+    unsure = {d.name for d in failed if d.kind != KIND_POOL}
+    policies = {p.obj.metadata.name for p in parsed if isinstance(p.obj, RoutingPolicy)}
+    pools = {p.obj.metadata.name for p in parsed if isinstance(p.obj, ModelPool)}
+    pools |= {d.name for d in failed if d.kind == KIND_POOL}
+    keys: dict[str, str] = {}
+    accounts: dict[tuple[str, str], str] = {}
+    for p in parsed:
+        if not isinstance(p.obj, TenantResource):
+            continue
+        spec, ref = p.obj.spec, p.obj.ref
+        for i, name in enumerate(spec.policies):
+            if name != "*" and name not in policies and name not in unsure:
+                yield p.doc.problem(
+                    ("spec", "policies", i),
+                    f'RoutingPolicy "{name}" not found (known: {_known(policies)})',
+                )
+        for i, budget in enumerate(spec.budgets):
+            if budget.action == "route" and not budget.pool:
+                yield p.doc.problem(("spec", "budgets", i, "pool"), 'action "route" needs a pool')
+            elif budget.pool and budget.pool not in pools:
+                yield p.doc.problem(
+                    ("spec", "budgets", i, "pool"),
+                    f'pool "{budget.pool}" not found (known: {_known(pools)})',
+                )
+        names = [b.name for b in spec.budgets]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                yield p.doc.problem(("spec", "budgets", i, "name"), f'duplicate budget "{name}"')
+        for i, key in enumerate(spec.keys):
+            other = keys.setdefault(key.id, ref)
+            if other != ref or [k.id for k in spec.keys].index(key.id) != i:
+                yield p.doc.problem(
+                    ("spec", "keys", i, "id"), f'key id "{key.id}" is also used by {other}'
+                )
+        for i, sa in enumerate(spec.service_accounts):
+            acct = (sa.namespace, sa.name)
+            bound = accounts.setdefault(acct, ref)
+            if bound != ref:
+                yield p.doc.problem(
+                    ("spec", "serviceAccounts", i),
+                    f"ServiceAccount {sa.namespace}/{sa.name} is already bound to {bound}",
                 )

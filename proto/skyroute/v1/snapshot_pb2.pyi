@@ -75,6 +75,7 @@ class Snapshot(_message.Message):
     POLICIES_FIELD_NUMBER: _builtins.int
     POOLS_FIELD_NUMBER: _builtins.int
     DEFAULT_POLICY_FIELD_NUMBER: _builtins.int
+    TENANTS_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     """Content hash, "sha256:" + 16 hex digits. Empty while hashing."""
     default_policy: _builtins.str
@@ -87,6 +88,12 @@ class Snapshot(_message.Message):
     def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Pool]:
         """Pools by name, sorted by name; policies refer to them by name."""
 
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tenant]:
+        """Who may call, by name, sorted by name (Tenant objects): identity and limits
+        at the router door. Key digests only, never a key.
+        """
+
     def __init__(
         self,
         *,
@@ -94,14 +101,204 @@ class Snapshot(_message.Message):
         policies: _abc.Iterable[Global___Policy] | None = ...,
         pools: _abc.Iterable[Global___Pool] | None = ...,
         default_policy: _builtins.str = ...,
+        tenants: _abc.Iterable[Global___Tenant] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_policy", b"default_policy", "policies", b"policies", "pools", b"pools", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_policy", b"default_policy", "policies", b"policies", "pools", b"pools", "tenants", b"tenants", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Snapshot: _TypeAlias = Snapshot  # noqa: Y015
+
+@_typing.final
+class Tenant(_message.Message):
+    """A Tenant: the policies it may use, its tier, what it may delegate, its
+    limits and budgets, and the credentials that authenticate as it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    POLICIES_FIELD_NUMBER: _builtins.int
+    DELEGATE_FIELD_NUMBER: _builtins.int
+    RATE_LIMITS_FIELD_NUMBER: _builtins.int
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    FAIL_OPEN_FIELD_NUMBER: _builtins.int
+    SERVICE_ACCOUNTS_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    namespace: _builtins.str
+    tier: _builtins.str
+    delegate: _builtins.bool
+    """May set x-skyroute-tenant (sub-tenants "<name>/<sub>") and x-skyroute-tier."""
+    fail_open: _builtins.bool
+    """Redis unreachable: true = this router's share of each limit, false = refuse."""
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Request model names (RoutingPolicy names) it may use; "*" = any."""
+
+    @_builtins.property
+    def rate_limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantRateLimit]: ...
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantBudget]: ...
+    @_builtins.property
+    def service_accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceAccountRef]: ...
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKey]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        policies: _abc.Iterable[_builtins.str] | None = ...,
+        delegate: _builtins.bool = ...,
+        rate_limits: _abc.Iterable[Global___TenantRateLimit] | None = ...,
+        budgets: _abc.Iterable[Global___TenantBudget] | None = ...,
+        fail_open: _builtins.bool = ...,
+        service_accounts: _abc.Iterable[Global___ServiceAccountRef] | None = ...,
+        keys: _abc.Iterable[Global___ApiKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budgets", b"budgets", "delegate", b"delegate", "fail_open", b"fail_open", "keys", b"keys", "name", b"name", "namespace", b"namespace", "policies", b"policies", "rate_limits", b"rate_limits", "service_accounts", b"service_accounts", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tenant: _TypeAlias = Tenant  # noqa: Y015
+
+@_typing.final
+class TenantRateLimit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCOPE_FIELD_NUMBER: _builtins.int
+    MATCH_FIELD_NUMBER: _builtins.int
+    REQUESTS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    CONCURRENT_REQUESTS_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
+    scope: _builtins.str
+    """"tenant", "key" (each key alone), "policy" or "model" (with `match`)."""
+    match: _builtins.str
+    requests_per_minute: _builtins.int
+    tokens_per_minute: _builtins.int
+    concurrent_requests: _builtins.int
+    shadow: _builtins.bool
+    """Counted and reported, never refused."""
+    def __init__(
+        self,
+        *,
+        scope: _builtins.str = ...,
+        match: _builtins.str = ...,
+        requests_per_minute: _builtins.int = ...,
+        tokens_per_minute: _builtins.int = ...,
+        concurrent_requests: _builtins.int = ...,
+        shadow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrent_requests", b"concurrent_requests", "match", b"match", "requests_per_minute", b"requests_per_minute", "scope", b"scope", "shadow", b"shadow", "tokens_per_minute", b"tokens_per_minute"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantRateLimit: _TypeAlias = TenantRateLimit  # noqa: Y015
+
+@_typing.final
+class TenantBudget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    USD_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    SOFT_SHARE_FIELD_NUMBER: _builtins.int
+    SHADOW_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    usd: _builtins.float
+    period: _builtins.str
+    """"day" or "month" (UTC calendar periods) or "total"."""
+    action: _builtins.str
+    """"reject", or "route": requests go to `pool` once `soft_share` is used."""
+    pool: _builtins.str
+    soft_share: _builtins.float
+    shadow: _builtins.bool
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        usd: _builtins.float = ...,
+        period: _builtins.str = ...,
+        action: _builtins.str = ...,
+        pool: _builtins.str = ...,
+        soft_share: _builtins.float = ...,
+        shadow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "name", b"name", "period", b"period", "pool", b"pool", "shadow", b"shadow", "soft_share", b"soft_share", "usd", b"usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantBudget: _TypeAlias = TenantBudget  # noqa: Y015
+
+@_typing.final
+class ServiceAccountRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceAccountRef: _TypeAlias = ServiceAccountRef  # noqa: Y015
+
+@_typing.final
+class ApiKey(_message.Message):
+    """An API key as routers know it: public id and SHA-256 digest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    EXPIRES_UNIX_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The public id (the <id> of sk-sr-<id>-<secret>)."""
+    digest: _builtins.str
+    """"sha256:" + 64 hex digits of the whole key."""
+    expires_unix: _builtins.int
+    """Unix seconds; 0 = never."""
+    revoked: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        digest: _builtins.str = ...,
+        expires_unix: _builtins.int = ...,
+        revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "expires_unix", b"expires_unix", "id", b"id", "revoked", b"revoked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiKey: _TypeAlias = ApiKey  # noqa: Y015
 
 @_typing.final
 class Policy(_message.Message):

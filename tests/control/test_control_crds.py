@@ -38,7 +38,7 @@ CRDS = {
 EXAMPLES = [
     ROOT / "examples" / "acmeshop" / "pools.yaml",
     ROOT / "examples" / "acmeshop" / "policy.yaml",
-    ROOT / "examples" / "acmeshop" / "tenants.yaml",
+    ROOT / "examples" / "tenants" / "acmeshop.yaml",
 ]
 # FieldValueDuplicate is left out on purpose: the API server then prints
 # 'Duplicate value: "array"' and drops the rule's message.

@@ -13,6 +13,7 @@ from skyroute.control.errors import PolicyError
 
 ROOT = Path(__file__).resolve().parents[2]
 ACMESHOP = ROOT / "examples" / "acmeshop"
+TENANTS = ROOT / "examples" / "tenants" / "acmeshop.yaml"
 KEY = {"id": "0123456789ab", "digest": "sha256:" + "ab" * 32}
 
 
@@ -33,8 +34,10 @@ def _problems(folder: Path) -> list[str]:
     return [f"{p.path}: {p.message}" for p in exc.value.problems]
 
 
-def test_the_example_tenants_compile_into_the_snapshot() -> None:
-    snap = compile_folder(ACMESHOP)
+def test_the_example_tenants_compile_into_the_snapshot(tmp_path: Path) -> None:
+    shutil.copytree(ACMESHOP, tmp_path / "f")
+    shutil.copy(TENANTS, tmp_path / "f" / "tenants.yaml")
+    snap = compile_folder(tmp_path / "f")
     assert [t.name for t in snap.tenants] == ["acme-web", "partner-gateway"]
     web, gw = snap.tenants
     assert list(web.policies) == ["acmeshop", "baseline"] and web.tier == "standard"

@@ -246,6 +246,26 @@ def _parser() -> argparse.ArgumentParser:
     _rollout_target(ps)
     ps.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
+    k = sub.add_parser("keys", help="API keys of a Tenant: create (printed once), list, revoke")
+    k_sub = k.add_subparsers(dest="keys_command", required=True)
+    for name, text in (
+        ("create", "make a key; prints it once as the last line of stdout"),
+        ("list", "list keys by public id"),
+        ("revoke", "revoke a key (refused by routers within the push latency)"),
+    ):
+        kp = k_sub.add_parser(name, help=text)
+        kp.add_argument("--tenant", required=name != "list", default=None, help="Tenant name")
+        where = kp.add_mutually_exclusive_group()
+        where.add_argument("--source", default=None, help="policy folder (folder mode)")
+        where.add_argument("-n", "--namespace", default="default", help="Kubernetes namespace")
+        kp.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube")
+        if name == "create":
+            kp.add_argument(
+                "--expires", default=None, help="lifetime, e.g. 90d, 12h (default: never)"
+            )
+        if name == "revoke":
+            kp.add_argument("key_id", metavar="ID", help="the key's public id")
+
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     d.add_argument("--requests", type=int, default=None, help="requests to replay")
@@ -399,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             tools=args.tools,
             as_json=args.json,
         )
+    if args.command == "keys":
+        from skyroute.cli.keys import main as keys_main
+
+        return keys_main(args)
     if args.command == "demo":
         from skyroute.cli.demo import main as demo_main
 

@@ -669,7 +669,7 @@ class RateLimitsSpec(RateLimitValues):
 
 class BudgetSpec(_Spec):
     name: Name
-    usd: Annotated[float, Field(ge=0.000001, le=100_000_000)]
+    usd: Annotated[float, Field(ge=0.01, le=100_000_000)]
     period: Literal["day", "month", "total"] = "month"
     action: Literal["reject", "route"] = "reject"
     pool: Name | None = None

@@ -28,7 +28,9 @@ REPO = Path(__file__).resolve().parents[3]
 CRDS = REPO / "crds"
 EXAMPLES = REPO / "examples" / "acmeshop"
 OUTPUT = REPO / "docs" / "policy-reference.md"
-KINDS = ("RoutingPolicy", "ModelPool")
+KINDS = ("RoutingPolicy", "ModelPool", "Tenant")
+# Tenant examples live apart (they name the acmeshop policies; see examples/tenants/).
+TENANT_EXAMPLES = REPO / "examples" / "tenants"
 Schema = dict[str, Any]
 _MISSING = object()
 
@@ -177,7 +179,7 @@ def _cell(text: str) -> str:
 def render(crds: Path = CRDS, examples: Path = EXAMPLES) -> str:
     """The whole reference as Markdown (deterministic: same schemas, same bytes)."""
     schemas = _schemas(crds)
-    specs = _examples(examples)
+    specs = {**_examples(examples), **_examples(TENANT_EXAMPLES)}
     out = [
         "# Policy reference",
         "",
@@ -187,7 +189,7 @@ def render(crds: Path = CRDS, examples: Path = EXAMPLES) -> str:
         "Every field of the `skyroute.io/v1alpha1` custom resources, from their CRD schemas",
         "(`crds/`). *Default* is what the API server (and `skyroute control`) fills in when",
         "the field is omitted; *limits* are enforced on a cluster and off it alike, with the",
-        "same messages. Examples come from `examples/acmeshop/` where it sets the field;",
+        "same messages. Examples come from `examples/acmeshop/` and `examples/tenants/` where they set the field;",
         "values marked *illustrative* are derived from the schema.",
         "",
     ]

@@ -189,8 +189,8 @@ def render(crds: Path = CRDS, examples: Path = EXAMPLES) -> str:
         "Every field of the `skyroute.io/v1alpha1` custom resources, from their CRD schemas",
         "(`crds/`). *Default* is what the API server (and `skyroute control`) fills in when",
         "the field is omitted; *limits* are enforced on a cluster and off it alike, with the",
-        "same messages. Examples come from `examples/acmeshop/` and `examples/tenants/` where they set the field;",
-        "values marked *illustrative* are derived from the schema.",
+        "same messages. Examples come from `examples/acmeshop/` and `examples/tenants/`",
+        "where they set the field; values marked *illustrative* are derived from the schema.",
         "",
     ]
     for kind in KINDS:

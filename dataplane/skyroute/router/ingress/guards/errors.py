@@ -17,7 +17,8 @@ GRPC_RESOURCE_EXHAUSTED = 8
 GRPC_UNAVAILABLE = 14
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: the interpreter and contextlib set __traceback__ on a raised exception.
+@dataclass(eq=False)
 class GuardError(Exception):
     """A refusal at the door: HTTP status, OpenAI error type/code, gRPC code."""
 
@@ -28,6 +29,8 @@ class GuardError(Exception):
     grpc_code: int
     param: str | None = None
     retry_after_s: float | None = None
+    # More response headers (the x-ratelimit-* set of a refused request).
+    extra: tuple[tuple[str, str], ...] = ()
 
     def body(self) -> dict[str, Any]:
         return {
@@ -40,10 +43,11 @@ class GuardError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after_s is None:
-            return {}
-        # Retry-After is whole seconds (RFC 9110); never 0 for a refusal.
-        return {"retry-after": str(max(1, int(self.retry_after_s + 0.999)))}
+        out = dict(self.extra)
+        if self.retry_after_s is not None:
+            # Retry-After is whole seconds (RFC 9110); never 0 for a refusal.
+            out["retry-after"] = str(max(1, int(self.retry_after_s + 0.999)))
+        return out
 
 
 def invalid_key(message: str) -> GuardError:
@@ -58,14 +62,17 @@ def forbidden(message: str, param: str | None = None) -> GuardError:
     )
 
 
-def rate_limited(message: str, retry_after_s: float) -> GuardError:
+def rate_limited(
+    message: str, retry_after_s: float, extra: dict[str, str] | None = None, type_: str = "requests"
+) -> GuardError:
     return GuardError(
         429,
-        "requests",
+        type_,
         "rate_limit_exceeded",
         message,
         GRPC_RESOURCE_EXHAUSTED,
         retry_after_s=retry_after_s,
+        extra=tuple((extra or {}).items()),
     )
 
 

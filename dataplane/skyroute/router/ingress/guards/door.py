@@ -1,0 +1,175 @@
+"""The identity-and-limits stage, door-neutral: what the inbound pipeline calls.
+
+Three calls per request, whatever the door (HTTP, gRPC):
+
+1. :meth:`Door.identify` before the decision: the credential (Bearer,
+   ``x-api-key`` or gRPC ``authorization``) becomes an :class:`Identity`
+   (401 otherwise). Its ``tenant`` replaces the client's tenant signal, its
+   ``tier`` the client's tier (unless the tenant may delegate).
+   :meth:`Door.authorize` refuses a policy the tenant may not use (403), and
+   :meth:`Door.pressure_pool` names the cheaper pool a budget under pressure
+   routes to.
+2. :meth:`Door.admit` once the candidate is chosen: every scope is checked and
+   reserved in one atomic call (429 ``rate_limit_exceeded`` with
+   ``Retry-After``, 429 ``insufficient_quota``); the answer carries OpenAI's
+   ``x-ratelimit-*`` headers (sent before a stream starts) and, where a
+   budget is nearly spent, the clamped ``max_tokens``.
+3. :meth:`Door.settle` after the call, from the usage the provider reported
+   (a stream that died: the tokens received so far). Idempotent.
+
+Budget pressure is learnt from the reservations themselves: a tenant whose
+``route`` budget has ``softShare`` used has its next requests decided with the
+budget's pool, until a reservation shows it below the share again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from skyroute.router.ingress.guards.errors import insufficient_quota, rate_limited
+from skyroute.router.ingress.guards.from_snapshot import from_snapshot
+from skyroute.router.ingress.guards.identity import Authenticator, Identity, credential
+from skyroute.router.ingress.guards.keys import KeyRing
+from skyroute.router.ingress.guards.limits import Decision, ratelimit_headers
+from skyroute.router.ingress.guards.limits_guard import Limiter, Reservation
+from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
+from skyroute.router.ingress.guards.tenants import Estimate, plan
+from skyroute.v1 import snapshot_pb2
+
+
+@dataclass(slots=True)
+class Admission:
+    ident: Identity
+    est: Estimate
+    reservation: Reservation | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # The upstream completion allowance after a budget clamp (None: unchanged).
+    max_tokens: int | None = None
+
+
+class Door:
+    def __init__(
+        self,
+        limiter: Limiter | None = None,
+        sa: ServiceAccountVerifier | None = None,
+        allow_anonymous: bool = False,
+    ) -> None:
+        self.limiter = limiter or Limiter()
+        self.sa = sa
+        self.allow_anonymous = allow_anonymous
+        self.auth = Authenticator({}, KeyRing([]), sa, allow_anonymous)
+        self._pressure: dict[str, str] = {}
+        self.refused: dict[str, int] = {}
+
+    def apply(self, snap: snapshot_pb2.Snapshot) -> None:
+        """Rebuild tenants and keys from a new snapshot (one reference swap)."""
+        tenants, ring = from_snapshot(snap)
+        self.auth = Authenticator(tenants, ring, self.sa, self.allow_anonymous)
+
+    async def identify(
+        self,
+        authorization: str | None,
+        api_key: str | None = None,
+        tenant_header: str = "",
+        tier_header: str = "",
+    ) -> Identity:
+        try:
+            return await self.auth.authenticate(
+                credential(authorization, api_key), tenant_header, tier_header
+            )
+        except Exception:
+            self._count("unauthenticated")
+            raise
+
+    def authorize(self, ident: Identity, policy: str) -> None:
+        try:
+            self.auth.authorize(ident, policy)
+        except Exception:
+            self._count("forbidden")
+            raise
+
+    def pressure_pool(self, ident: Identity) -> str | None:
+        return self._pressure.get(ident.account) if ident.account else None
+
+    def _count(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    async def admit(
+        self,
+        ident: Identity,
+        request_id: str,
+        policy: str,
+        model: str,
+        est: Estimate,
+        hold_ms: int,
+        now: dt.datetime | None = None,
+    ) -> Admission:
+        adm = Admission(ident, est)
+        if ident.anonymous:
+            return adm
+        when = now or dt.datetime.now(dt.UTC)
+        checks = plan(ident.rules, ident.key_id, policy, model, est, when, hold_ms)
+        if not checks:
+            return adm
+        res = await self.limiter.reserve(
+            ident.account, request_id, checks, hold_ms, ident.rules.fail_open
+        )
+        d = res.decision
+        adm.headers = ratelimit_headers(d)
+        self._learn_pressure(ident, d)
+        if not d.allowed and d.denied is not None:
+            c = d.denied
+            wait = d.retry_after_ms / 1000
+            if c.kind == "budget":
+                self._count("insufficient_quota")
+                raise insufficient_quota(
+                    f"Tenant {ident.account} has used its {c.scope.split(':', 1)[1]} budget "
+                    f"for this period; it resets in {wait:.0f}s."
+                    if wait
+                    else f"Tenant {ident.account} has used its {c.scope.split(':', 1)[1]} budget.",
+                    wait or None,
+                )
+            self._count("rate_limited")
+            what = {"requests": "requests", "tokens": "tokens", "concurrent": "requests"}
+            unit = "at once" if c.metric == "concurrent" else "per min"
+            raise rate_limited(
+                f"Rate limit reached for {ident.account} ({c.scope}) on {c.metric}: "
+                f"limit {int(c.limit)} {unit}. Please try again in {wait:.3g}s.",
+                wait,
+                adm.headers,
+                what[c.metric],
+            )
+        adm.reservation = res
+        for s in d.states:
+            if s.check.kind == "budget" and s.granted < s.check.cost:
+                allowed = est.affordable_completion(s.granted)
+                adm.max_tokens = allowed if adm.max_tokens is None else min(adm.max_tokens, allowed)
+        return adm
+
+    def _learn_pressure(self, ident: Identity, d: Decision) -> None:
+        by_name = {f"budget:{b.name}": b for b in ident.rules.budgets if b.action == "route"}
+        if not by_name:
+            return
+        pool = None
+        for s in d.states:
+            b = by_name.get(s.check.scope)
+            if b is not None and b.pool:
+                used = 1.0 - s.remaining / max(s.check.limit, 1.0)
+                if used >= b.soft_share:
+                    pool = b.pool
+                    break
+        if pool is None:
+            self._pressure.pop(ident.account, None)
+        else:
+            self._pressure[ident.account] = pool
+
+    async def settle(
+        self, adm: Admission, prompt_tokens: int, completion_tokens: int, cost_usd: float
+    ) -> bool:
+        """Settle from reported usage (tokens and USD at the snapshot's prices)."""
+        if adm.reservation is None:
+            return False
+        return await self.limiter.settle(
+            adm.reservation, prompt_tokens + completion_tokens, cost_usd * 1e9
+        )

@@ -23,7 +23,7 @@ from typing import Any
 
 from skyroute.cli.demo_report import percentile
 from skyroute.cli.demo_traffic import generate_traffic
-from skyroute.control.compiler import compile_folder
+from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.canary import choose
 from skyroute.router.decide import decide, signals_from_messages
 from skyroute.router.table import build_table

@@ -32,7 +32,7 @@ def test_without_override_repeatable_uses_policy_and_long_tail_is_strict() -> No
 
 
 def test_compiled_policy_carries_families(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from skyroute.control.compiler import compile_folder
+    from skyroute.control.policy.compiler import compile_folder
     from skyroute.router.table import build_table
 
     (tmp_path / "p.yaml").write_text("""\

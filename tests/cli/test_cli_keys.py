@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from skyroute.control.compiler import compile_folder
+from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.ingress.guards.errors import GuardError
 from skyroute.router.ingress.guards.from_snapshot import from_snapshot
 

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyroute.control.compiler import compile_folder, resolve_quality, snapshot_version
+from skyroute.control.policy.compiler import compile_folder, resolve_quality, snapshot_version
 from skyroute.v1 import snapshot_pb2
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acmeshop"

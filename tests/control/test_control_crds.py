@@ -24,10 +24,10 @@ import celpy
 import pytest
 import yaml
 
-from skyroute.control import model
-from skyroute.control.errors import PolicyError
-from skyroute.control.loader import SourceDocument
-from skyroute.control.validate import validate
+from skyroute.control.policy import model
+from skyroute.control.policy.errors import PolicyError
+from skyroute.control.policy.loader import SourceDocument
+from skyroute.control.policy.validate import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {

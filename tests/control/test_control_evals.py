@@ -19,10 +19,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from skyroute.control.compiler import compile_folder
-from skyroute.control.errors import PolicyError
-from skyroute.control.evals import backfill, main
-from skyroute.control.evalsample import EvalsError, read_sample
+from skyroute.control.learning.evals import backfill, main
+from skyroute.control.learning.evalsample import EvalsError, read_sample
+from skyroute.control.policy.compiler import compile_folder
+from skyroute.control.policy.errors import PolicyError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "acmeshop" / "evals-sample.jsonl"

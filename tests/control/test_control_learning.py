@@ -9,10 +9,10 @@ from pathlib import Path
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
 
-from skyroute.control.compiler import compile_folder, policy_version, snapshot_version
-from skyroute.control.fleet import DecayedStats
-from skyroute.control.learning import Learner
-from skyroute.control.store import SnapshotStore
+from skyroute.control.learning.fleet import DecayedStats
+from skyroute.control.learning.loop import Learner
+from skyroute.control.policy.compiler import compile_folder, policy_version, snapshot_version
+from skyroute.control.policy.store import SnapshotStore
 from skyroute.v1 import distribution_pb2 as dpb
 
 POOLS = """\

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skyroute.control.compiler import compile_folder, compile_objects
-from skyroute.control.errors import PolicyError
-from skyroute.control.loader import load_folder
-from skyroute.control.model import RoutingPolicy
-from skyroute.control.policytests import (
+from skyroute.control.policy.compiler import compile_folder, compile_objects
+from skyroute.control.policy.errors import PolicyError
+from skyroute.control.policy.loader import load_folder
+from skyroute.control.policy.model import RoutingPolicy
+from skyroute.control.policy.policytests import (
     ResultCache,
     keyless_snapshot,
     run_policies,
     run_policy_tests,
 )
+from skyroute.control.policy.store import SnapshotStore
+from skyroute.control.policy.validate import validate
 from skyroute.control.source import SourceWatcher
-from skyroute.control.store import SnapshotStore
-from skyroute.control.validate import validate
 
 POOLS = """\
 apiVersion: skyroute.io/v1alpha1

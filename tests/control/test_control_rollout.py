@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
-from skyroute.control.compiler import compile_objects
-from skyroute.control.loader import SourceDocument
-from skyroute.control.model import RoutingPolicy
-from skyroute.control.rollout import CANDIDATE_SUFFIX, RolloutController
-from skyroute.control.rollout_state import (
+from skyroute.control.policy.compiler import compile_objects
+from skyroute.control.policy.loader import SourceDocument
+from skyroute.control.policy.model import RoutingPolicy
+from skyroute.control.policy.validate import validate
+from skyroute.control.rollout.controller import CANDIDATE_SUFFIX, RolloutController
+from skyroute.control.rollout.state import (
     HOLDING,
     PINNED,
     PROGRESSING,
@@ -27,7 +28,6 @@ from skyroute.control.rollout_state import (
     STABLE,
     RolloutState,
 )
-from skyroute.control.validate import validate
 from skyroute.router.canary import choose
 from skyroute.router.table import build_table
 from skyroute.v1 import distribution_pb2, snapshot_pb2

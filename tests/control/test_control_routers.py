@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from skyroute.control.outcomes import CACHE_KEY, OutcomeAggregator
-from skyroute.control.routers import Answer, RouterRegistry
+from skyroute.control.distribution.routers import Answer, RouterRegistry
+from skyroute.control.learning.outcomes import CACHE_KEY, OutcomeAggregator
 from skyroute.v1 import distribution_pb2 as d
 
 

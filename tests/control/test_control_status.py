@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from skyroute.control import status as status_cli
+from skyroute.control.distribution import status as status_cli
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skyroute.control.compiler import compile_folder
-from skyroute.control.errors import PolicyError
+from skyroute.control.policy.compiler import compile_folder
+from skyroute.control.policy.errors import PolicyError
 
 ROOT = Path(__file__).resolve().parents[2]
 ACMESHOP = ROOT / "examples" / "acmeshop"

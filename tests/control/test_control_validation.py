@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from skyroute.control.compiler import compile_folder
-from skyroute.control.errors import PolicyError, Problem
+from skyroute.control.policy.compiler import compile_folder
+from skyroute.control.policy.errors import PolicyError, Problem
 
 
 def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
@@ -201,8 +201,8 @@ def test_missing_folder() -> None:
 
 
 def test_an_impossible_date_is_a_problem_not_a_crash(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from skyroute.control.compiler import compile_folder
-    from skyroute.control.errors import PolicyError
+    from skyroute.control.policy.compiler import compile_folder
+    from skyroute.control.policy.errors import PolicyError
 
     (tmp_path / "bad.yaml").write_text(
         "apiVersion: skyroute.io/v1alpha1\nkind: ModelPool\nmetadata: {name: p}\n"

@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from skyroute.control.compiler import compile_folder
+from skyroute.control.distribution.routers import RouterRegistry
 from skyroute.control.kube.admission import review
 from skyroute.control.kube.conditions import build_status, condition
 from skyroute.control.kube.fleet import Fleet, SyncCount
 from skyroute.control.kube.world import Key, World
-from skyroute.control.routers import RouterRegistry
+from skyroute.control.policy.compiler import compile_folder
 from skyroute.v1 import distribution_pb2
 
 REPO = Path(__file__).resolve().parents[2]
@@ -290,7 +290,7 @@ def test_a_pool_change_breaking_a_test_waits_for_the_policy_in_either_order() ->
 
 
 def test_tests_rerun_only_when_a_policy_or_its_pools_change(monkeypatch: Any) -> None:
-    from skyroute.control import policytests
+    from skyroute.control.policy import policytests
 
     runs: list[str] = []
     real = policytests._run_one

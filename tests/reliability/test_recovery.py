@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from skyroute.control.compiler import compile_folder
+from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.decide import decide, signals_from_messages
 from skyroute.router.engine import Engine, RequestContext
 from skyroute.router.engine.health import (

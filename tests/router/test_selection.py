@@ -15,7 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skyroute.control.compiler import compile_folder
+from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.decide import decide, explain, score_pool, signals_from_messages
 from skyroute.router.table import Candidate, PolicyTable, build_table
 from skyroute.v1 import snapshot_pb2 as pb

@@ -74,7 +74,7 @@ def _is_tenant(doc: Any, name: str) -> bool:
 
 
 def _find(folder: Path, tenant: str) -> tuple[Path, int]:
-    from skyroute.control.loader import yaml_files
+    from skyroute.control.policy.loader import yaml_files
 
     for path in yaml_files(folder):
         parts = _split(path.read_text(encoding="utf-8"))
@@ -191,7 +191,7 @@ def revoke_folder(folder: Path, tenant: str, key_id: str) -> None:
 
 
 def list_folder(folder: Path, tenant: str | None) -> list[dict[str, Any]]:
-    from skyroute.control.loader import load_folder
+    from skyroute.control.policy.loader import load_folder
 
     rows = []
     for doc in load_folder(folder):

@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         providers_main(listen=args.listen, scenario=args.scenario)
         return 0
     if args.command == "status":
-        from skyroute.control.status import main as status_main
+        from skyroute.control.distribution.status import main as status_main
 
         return status_main(control=args.control, as_json=args.json)
     if args.command == "top":
@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "evals":
-        from skyroute.control.evals import main as evals_main
+        from skyroute.control.learning.evals import main as evals_main
 
         return evals_main(
             sample=args.sample,

@@ -43,9 +43,9 @@ from skyroute.cli.policy_io import (
     invalid,
     problem_dict,
 )
-from skyroute.control.errors import PolicyError
-from skyroute.control.model import RoutingPolicy
-from skyroute.control.policytests import PolicyRun, problems_of, run_policies
+from skyroute.control.policy.errors import PolicyError
+from skyroute.control.policy.model import RoutingPolicy
+from skyroute.control.policy.policytests import PolicyRun, problems_of, run_policies
 
 # --- skyroute policy test --------------------------------------------------------------
 

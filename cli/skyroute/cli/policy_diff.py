@@ -36,8 +36,8 @@ from typing import Any
 from rich.table import Table
 
 from skyroute.cli.policy_io import EXIT_OK, compile_sources, consoles, emit_json, invalid
-from skyroute.control.errors import PolicyError, Problem
-from skyroute.control.policytests import Decided, decide_request, keyless_snapshot
+from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.control.policy.policytests import Decided, decide_request, keyless_snapshot
 from skyroute.router.decide import signals_from_messages
 from skyroute.router.table import RoutingTable, SnapshotError, build_table
 

@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from skyroute.control.compiler import compile_objects
-from skyroute.control.errors import PolicyError, Problem
-from skyroute.control.loader import SourceDocument, load_folder, load_text
-from skyroute.control.validate import Objects, validate
+from skyroute.control.policy.compiler import compile_objects
+from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.control.policy.loader import SourceDocument, load_folder, load_text
+from skyroute.control.policy.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2

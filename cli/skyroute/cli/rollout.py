@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from skyroute.control.model import GROUP, ROLLOUT_ACTION_ANNOTATION, VERSION
+from skyroute.control.policy.model import GROUP, ROLLOUT_ACTION_ANNOTATION, VERSION
 
 PLURAL = "routingpolicies"
 _DONE = {"promote": "Promoted", "abort": "RolledBack"}

@@ -27,19 +27,19 @@ import signal
 from pathlib import Path
 
 from skyroute.control import telemetry
-from skyroute.control.admin import AdminServer
-from skyroute.control.distribution import DistributionService
-from skyroute.control.learning import Learner
+from skyroute.control.distribution.admin import AdminServer
+from skyroute.control.distribution.routers import RouterRegistry
+from skyroute.control.distribution.service import DistributionService
+from skyroute.control.distribution.serving import DistributionServer
+from skyroute.control.learning.loop import Learner
+from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.logs import event
-from skyroute.control.model import RoutingPolicy
-from skyroute.control.outcomes import OutcomeAggregator
-from skyroute.control.rollout import PolicyRef, RolloutController
-from skyroute.control.rollout_file import StateFile, load
-from skyroute.control.routers import RouterRegistry
-from skyroute.control.serving import DistributionServer
+from skyroute.control.policy.model import RoutingPolicy
+from skyroute.control.policy.store import SnapshotStore
+from skyroute.control.policy.validate import Objects
+from skyroute.control.rollout.controller import PolicyRef, RolloutController
+from skyroute.control.rollout.file import StateFile, load
 from skyroute.control.source import SourceWatcher
-from skyroute.control.store import SnapshotStore
-from skyroute.control.validate import Objects
 from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.control.server")

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import watchfiles
 
-from skyroute.control.compiler import compile_objects
-from skyroute.control.errors import PolicyError
-from skyroute.control.loader import load_folder
 from skyroute.control.logs import event
-from skyroute.control.store import SnapshotStore
-from skyroute.control.validate import Objects, validate
+from skyroute.control.policy.compiler import compile_objects
+from skyroute.control.policy.errors import PolicyError
+from skyroute.control.policy.loader import load_folder
+from skyroute.control.policy.store import SnapshotStore
+from skyroute.control.policy.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
 
 # What the compiled folder goes through before it is served (the rollouts).

@@ -40,10 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skyroute.control.errors import Problem
 from skyroute.control.kube.conditions import describe, is_missing_pool
 from skyroute.control.kube.world import World, is_test_problem, observe_body, problem_keys
-from skyroute.control.model import KIND_POLICY, KIND_POOL
+from skyroute.control.policy.errors import Problem
+from skyroute.control.policy.model import KIND_POLICY, KIND_POOL
 
 _ORDER_DEPENDENT = ("matches no intent of any policy",)
 

@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from skyroute.control.model import GROUP, VERSION
+from skyroute.control.policy.model import GROUP, VERSION
 
 PLURALS = {"RoutingPolicy": "routingpolicies", "ModelPool": "modelpools"}
 TIMEOUT = 10.0

@@ -39,9 +39,9 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from skyroute.control.errors import Problem
 from skyroute.control.kube.fleet import SyncCount
 from skyroute.control.kube.world import ObjectState
+from skyroute.control.policy.errors import Problem
 
 TYPES = ("Accepted", "Compiled", "Synced", "Ready")
 DRIFT_TYPES = {"latency": "LatencyDrift", "cost": "CostDrift"}

@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from skyroute.control.distribution.routers import RouterRegistry
 from skyroute.control.kube.world import Key, object_versions
-from skyroute.control.routers import RouterRegistry
 from skyroute.v1 import snapshot_pb2
 
 

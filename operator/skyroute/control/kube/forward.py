@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
-from skyroute.control.distribution import FORWARDED_PREFIX
+from skyroute.control.distribution.service import FORWARDED_PREFIX
 from skyroute.control.logs import event
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 

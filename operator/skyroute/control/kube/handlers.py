@@ -33,7 +33,7 @@ import kopf
 
 from skyroute.control.kube.admission import Verdict
 from skyroute.control.kube.api import PLURALS
-from skyroute.control.model import GROUP, VERSION
+from skyroute.control.policy.model import GROUP, VERSION
 
 
 class App(Protocol):

@@ -24,7 +24,7 @@ from typing import Any
 
 from skyroute.control.kube.api import KubeApi
 from skyroute.control.logs import event
-from skyroute.control.model import API_VERSION, KIND_POLICY
+from skyroute.control.policy.model import API_VERSION, KIND_POLICY
 
 log = logging.getLogger("skyroute.control.kube.history")
 

@@ -34,8 +34,10 @@ from typing import Any
 import kopf
 
 from skyroute.control import telemetry
-from skyroute.control.admin import AdminServer
-from skyroute.control.distribution import DistributionService
+from skyroute.control.distribution.admin import AdminServer
+from skyroute.control.distribution.routers import RouterRegistry
+from skyroute.control.distribution.service import DistributionService
+from skyroute.control.distribution.serving import DistributionServer
 from skyroute.control.kube import certs
 from skyroute.control.kube.admission import Verdict, review
 from skyroute.control.kube.api import PLURALS, KubeApi, NotInstalled
@@ -48,13 +50,11 @@ from skyroute.control.kube.lease import LeaseElector
 from skyroute.control.kube.rollouts import ClusterRollouts
 from skyroute.control.kube.world import World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
-from skyroute.control.learning import Learner
+from skyroute.control.learning.loop import Learner
+from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.logs import event
-from skyroute.control.model import KIND_POLICY, RoutingPolicy
-from skyroute.control.outcomes import OutcomeAggregator
-from skyroute.control.routers import RouterRegistry
-from skyroute.control.serving import DistributionServer
-from skyroute.control.store import SnapshotStore
+from skyroute.control.policy.model import KIND_POLICY, RoutingPolicy
+from skyroute.control.policy.store import SnapshotStore
 
 log = logging.getLogger("skyroute.control.kube.operator")
 

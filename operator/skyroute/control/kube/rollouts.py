@@ -1,6 +1,6 @@
 """The rollout controller on a cluster: status in, actions, analysis and history out.
 
-``skyroute.control.rollout`` decides (states, steps, analysis, the snapshot
+``skyroute.control.rollout.controller`` decides (states, steps, analysis, the snapshot
 routers get) and knows nothing of Kubernetes. This module is what a cluster
 adds around it, on the operator's one event loop:
 
@@ -36,9 +36,9 @@ from skyroute.control.kube.history import HistoryStore
 from skyroute.control.kube.world import Key, World
 from skyroute.control.kube.writer import StatusWriter
 from skyroute.control.logs import event
-from skyroute.control.model import KIND_POLICY, ROLLOUT_ACTION_ANNOTATION
-from skyroute.control.rollout import PolicyRef, RolloutController
-from skyroute.control.rollout_state import RolloutState
+from skyroute.control.policy.model import KIND_POLICY, ROLLOUT_ACTION_ANNOTATION
+from skyroute.control.rollout.controller import PolicyRef, RolloutController
+from skyroute.control.rollout.state import RolloutState
 
 log = logging.getLogger("skyroute.control.kube.rollouts")
 _SAVE_TRIES = 5

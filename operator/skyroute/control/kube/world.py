@@ -52,12 +52,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from skyroute.control.compiler import compile_objects, digest
-from skyroute.control.errors import PolicyError, Problem
-from skyroute.control.loader import SourceDocument
-from skyroute.control.model import KIND_POLICY, KIND_POOL, RoutingPolicy
-from skyroute.control.policytests import ResultCache, run_policy_tests
-from skyroute.control.validate import Objects, Parsed, check_references, parse_document
+from skyroute.control.policy.compiler import compile_objects, digest
+from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.control.policy.loader import SourceDocument
+from skyroute.control.policy.model import KIND_POLICY, KIND_POOL, RoutingPolicy
+from skyroute.control.policy.policytests import ResultCache, run_policy_tests
+from skyroute.control.policy.validate import Objects, Parsed, check_references, parse_document
 from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.control.kube.world")

@@ -53,8 +53,8 @@ from skyroute.control.kube.conditions import (
 from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.world import Key, ObjectState, World
 from skyroute.control.logs import event
-from skyroute.control.model import API_VERSION, KIND_POLICY, KIND_POOL
-from skyroute.control.rollout import RolloutController
+from skyroute.control.policy.model import API_VERSION, KIND_POLICY, KIND_POOL
+from skyroute.control.rollout.controller import RolloutController
 
 log = logging.getLogger("skyroute.control.kube.writer")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from skyroute.control.model import RateLimitValues, TenantResource
+from skyroute.control.policy.model import RateLimitValues, TenantResource
 from skyroute.v1 import snapshot_pb2
 
 

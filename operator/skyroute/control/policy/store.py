@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from skyroute.control.errors import PolicyError
+from skyroute.control.policy.errors import PolicyError
 from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.control.store")

@@ -24,10 +24,10 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from skyroute.control import globs
-from skyroute.control.errors import PolicyError, Problem
-from skyroute.control.loader import SourceDocument, load_folder
-from skyroute.control.model import (
+from skyroute.control.policy import globs
+from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.control.policy.loader import SourceDocument, load_folder
+from skyroute.control.policy.model import (
     ModelPool,
     PoolModel,
     RoutingPolicy,
@@ -35,9 +35,9 @@ from skyroute.control.model import (
     TenantResource,
     WeightsSpec,
 )
-from skyroute.control.policytests import run_policy_tests
-from skyroute.control.tenants import compile_tenants
-from skyroute.control.validate import Objects, validate
+from skyroute.control.policy.policytests import run_policy_tests
+from skyroute.control.policy.tenants import compile_tenants
+from skyroute.control.policy.validate import Objects, validate
 from skyroute.v1 import snapshot_pb2
 
 _TOOLS = {

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from skyroute.control import globs
-from skyroute.control.errors import PolicyError, Problem
-from skyroute.control.loader import PathKey, SourceDocument
-from skyroute.control.model import (
+from skyroute.control.policy import globs
+from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.control.policy.loader import PathKey, SourceDocument
+from skyroute.control.policy.model import (
     FIELD_ALIASES,
     KIND_POOL,
     MODELS,

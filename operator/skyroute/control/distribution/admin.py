@@ -31,9 +31,9 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from skyroute.control.outcomes import OutcomeAggregator
-from skyroute.control.rollout import RolloutController
-from skyroute.control.store import SnapshotStore
+from skyroute.control.learning.outcomes import OutcomeAggregator
+from skyroute.control.policy.store import SnapshotStore
+from skyroute.control.rollout.controller import RolloutController
 from skyroute.control.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
 

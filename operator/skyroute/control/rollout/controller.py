@@ -41,17 +41,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from skyroute.control.analysis import FAIL, INCONCLUSIVE, OutcomeWindows, judge
-from skyroute.control.compiler import (
+from skyroute.control.logs import event
+from skyroute.control.policy.compiler import (
     compile_policy,
     digest,
     policy_version,
     referenced_pools,
     snapshot_version,
 )
-from skyroute.control.logs import event
-from skyroute.control.model import RolloutSpec, RoutingPolicy
-from skyroute.control.rollout_state import (
+from skyroute.control.policy.model import RolloutSpec, RoutingPolicy
+from skyroute.control.rollout.analysis import FAIL, INCONCLUSIVE, OutcomeWindows, judge
+from skyroute.control.rollout.state import (
     HOLDING,
     IN_FLIGHT,
     PINNED,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skyroute.control.model import INTENT_PATTERN, MODEL_PATTERN
+from skyroute.control.policy.model import INTENT_PATTERN, MODEL_PATTERN
 
 LABELS = ("score", "pass", "correct")
 OPTIONAL = ("id", "pool", "grader", "meta")

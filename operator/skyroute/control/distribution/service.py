@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
-from skyroute.control.learning import Learner
+from skyroute.control.distribution.routers import Answer, RouterRecord, RouterRegistry
+from skyroute.control.learning.loop import Learner
+from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.logs import event
-from skyroute.control.outcomes import OutcomeAggregator
-from skyroute.control.routers import Answer, RouterRecord, RouterRegistry
-from skyroute.control.store import SnapshotStore
+from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.telemetry import ControlMetrics
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from skyroute.control.logs import event
-from skyroute.control.rollout import RolloutController
-from skyroute.control.rollout_state import RolloutState
+from skyroute.control.rollout.controller import RolloutController
+from skyroute.control.rollout.state import RolloutState
 
 log = logging.getLogger("skyroute.control.rollout_file")
 FORMAT = 1

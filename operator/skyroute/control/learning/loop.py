@@ -51,11 +51,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from skyroute.control.compiler import referenced_pools, snapshot_version
-from skyroute.control.fleet import DecayedStats, Figures
+from skyroute.control.learning.fleet import DecayedStats, Figures
+from skyroute.control.learning.tooluse import ToolUseObserver
 from skyroute.control.logs import event
-from skyroute.control.store import SnapshotStore
-from skyroute.control.tooluse import ToolUseObserver
+from skyroute.control.policy.compiler import referenced_pools, snapshot_version
+from skyroute.control.policy.store import SnapshotStore
 from skyroute.v1 import distribution_pb2, snapshot_pb2
 
 log = logging.getLogger("skyroute.control.learning")

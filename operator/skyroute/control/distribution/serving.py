@@ -14,8 +14,8 @@ import asyncio
 
 import grpc
 
-from skyroute.control.distribution import DistributionService
-from skyroute.control.store import SnapshotStore
+from skyroute.control.distribution.service import DistributionService
+from skyroute.control.policy.store import SnapshotStore
 from skyroute.link import LINK_MAX_BYTES, Health, server_options
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 

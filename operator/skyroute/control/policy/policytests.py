@@ -41,15 +41,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from skyroute.control.errors import Problem
-from skyroute.control.model import (
+from skyroute.control.policy.errors import Problem
+from skyroute.control.policy.model import (
     KIND_POLICY,
     PolicyTest,
     PolicyTestExpect,
     PolicyTestRequest,
     RoutingPolicy,
 )
-from skyroute.control.validate import Parsed
+from skyroute.control.policy.validate import Parsed
 from skyroute.v1 import snapshot_pb2
 
 if TYPE_CHECKING:

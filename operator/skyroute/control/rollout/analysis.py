@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from skyroute.control.model import AnalysisSpec
+from skyroute.control.policy.model import AnalysisSpec
 from skyroute.v1 import distribution_pb2
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"

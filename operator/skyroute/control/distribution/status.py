@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from skyroute.control.admin import status_to_dict
+from skyroute.control.distribution.admin import status_to_dict
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 _STATE = {

@@ -27,8 +27,8 @@ from typing import Any, TypeGuard
 
 import yaml
 
-from skyroute.control.errors import PolicyError, Problem
-from skyroute.control.model import GROUP
+from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.control.policy.model import GROUP
 
 log = logging.getLogger("skyroute.control.loader")
 

@@ -56,11 +56,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from skyroute.control.compiler import compile_folder, resolve_quality
-from skyroute.control.errors import PolicyError
-from skyroute.control.evalsample import EvalsError, Tally, read_sample
-from skyroute.control.loader import yaml_files
-from skyroute.control.model import GROUP, KIND_POLICY, KIND_POOL, EvalProvenance
+from skyroute.control.learning.evalsample import EvalsError, Tally, read_sample
+from skyroute.control.policy.compiler import compile_folder, resolve_quality
+from skyroute.control.policy.errors import PolicyError
+from skyroute.control.policy.loader import yaml_files
+from skyroute.control.policy.model import GROUP, KIND_POLICY, KIND_POOL, EvalProvenance
 
 DEFAULT_MIN_SAMPLES = 20
 _WIDTH = 99

@@ -50,9 +50,9 @@ sys.path.insert(0, str(REPO / "tests" / "cache"))
 from cachekit import default_rule, pairs, probe, result, scope  # noqa: E402
 
 from skyroute.router.cache import InProcessBackend, ResponseCache  # noqa: E402
-from skyroute.router.cache.embed import Embedder, HashingEmbedder, load_embedder  # noqa: E402
 from skyroute.router.cache.keys import Probe  # noqa: E402
-from skyroute.router.cache.text import analyze, compatible, signature  # noqa: E402
+from skyroute.router.embed import Embedder, HashingEmbedder, load_embedder  # noqa: E402
+from skyroute.router.embed.text import analyze, compatible, signature  # noqa: E402
 
 OUT = REPO / "bench-out" / "cache_bench.json"
 

@@ -3,7 +3,8 @@
 Two measurements (see decision.py and overhead.py for the method of each):
 
 1. decision latency in process: signals + decide over the AcmeShop traffic
-   sample, p50/p99 in microseconds;
+   sample, p50/p99 in microseconds, then over a realistic prompt mix (see
+   decision_mix.py; bar: p99 at most 100 µs);
 2. the router's added latency over calling the provider directly, with a
    zero-latency simulator, through both doors (HTTP chat completions and gRPC
    ``Complete``) at 1, 10, 32 and 64 concurrent clients: req/s and added
@@ -40,6 +41,8 @@ except ImportError:  # pragma: no cover - rich is a dependency; plain text witho
     from plaintable import Console, Table  # type: ignore[assignment]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from decision_mix import decision_mix_latency, report_lines
 
 from chart import bar_chart
 from decision import decision_latency
@@ -176,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             passes=2 if args.quick else 5,
         )
         console.print(_decision_table(decision))
+        decision["realistic_mix"] = decision_mix_latency(1000 if args.quick else 4000)
+        console.print("\n".join(report_lines(decision["realistic_mix"])), markup=False)
     if args.only in (None, "overhead"):
         console.print(
             "[bold]2/2[/] router added latency, HTTP and gRPC doors (control plane, router, "

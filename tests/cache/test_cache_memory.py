@@ -10,7 +10,7 @@ from cachekit import probe, result, rule, scope
 
 from skyroute.router.cache import InProcessBackend, ResponseCache
 from skyroute.router.cache.index import VectorIndex, hamming_radius
-from skyroute.router.cache.text import analyze, compatible, signature
+from skyroute.router.embed.text import analyze, compatible, signature
 
 
 class Clock:

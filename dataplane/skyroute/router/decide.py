@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import ahocorasick
 
+from skyroute.router.embed import Embeddings
 from skyroute.router.table import (
     UNKNOWN_INTENT,
     Candidate,
@@ -69,9 +70,11 @@ class Signals:
     declared_intent: str = ""
     # A caller-assigned safety class (e.g. "minor", "regulated"): a hard cache partition.
     safety_class: str = ""
+    # The question's embeddings, computed on first use and shared by every reader (the
+    # intent classifier, the semantic cache): each embedder runs at most once per request.
+    embeddings: Embeddings = field(default_factory=Embeddings)
 
 
-_EMBED_CHARS = 400  # how much of the prompt the embedding classifier reads
 # Smallest spread of failure rate and quality gap stretched to a whole term (5 points).
 _FLOOR_POINTS = 0.05
 
@@ -187,8 +190,8 @@ def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
             return table.pattern_names[min(hits)], "pattern", 1.0
     vectors = table.example_vectors
     if vectors is not None and text:
-        # The ask is in its first words; pasted context after it only adds noise and time.
-        sims = vectors @ table.embed(text[:_EMBED_CHARS])
+        # The first EMBED_CHARS characters: the ask is in its first words.
+        sims = vectors @ s.embeddings.get(table.embedder, text)
         row = int(sims.argmax())
         similarity = float(sims[row])
         if similarity >= table.intent_min_similarity:

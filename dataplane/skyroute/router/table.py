@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,21 +32,19 @@ import re2
 
 from skyroute.router import canary
 from skyroute.router.canary import CanarySplit
+from skyroute.router.embed import Embedder, HashingEmbedder
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
 
 PROVIDERS = frozenset({"openai", "anthropic", "gemini"})
-_EMBEDDER: list[Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]] = []
+_EMBEDDER: list[Embedder] = []
 
 
-def embedder() -> Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]:
-    """The embedding classifier's embedder: the cache's default (no model, stable
-    across processes, features memoized), one per router process. Imported on
-    first use because the cache package itself builds on this module."""
+def embedder() -> Embedder:
+    """The embedding classifier's embedder: the built-in hashing one (no model, stable
+    across processes, features memoized), one per router process."""
     if not _EMBEDDER:
-        from skyroute.router.cache.embed import HashingEmbedder
-
-        _EMBEDDER.append(HashingEmbedder().embed)
+        _EMBEDDER.append(HashingEmbedder())
     return _EMBEDDER[0]
 
 
@@ -199,7 +196,7 @@ class PolicyTable:
     pattern_set: Any  # re2.Set, or None when the policy has no patterns
     pattern_names: tuple[str, ...]
     # Embedding classifier: one unit vector per example, and the intent of each row.
-    embed: Callable[[str], np.ndarray[Any, np.dtype[np.float32]]]
+    embedder: Embedder
     example_vectors: np.ndarray[Any, np.dtype[np.float32]] | None
     example_intents: tuple[str, ...]
     intent_min_similarity: float
@@ -313,7 +310,7 @@ def _examples(
     rows = [(i.name, e) for i in p.intents for e in i.examples]
     if not rows or p.intent_min_similarity <= 0:
         return None, ()
-    embed = embedder()
+    embed = embedder().embed
     matrix = np.stack([embed(text) for _, text in rows]).astype(np.float32)
     return matrix, tuple(name for name, _ in rows)
 
@@ -454,7 +451,7 @@ def _policy(
         keywords=_automaton(intents),
         pattern_set=pattern_set,
         pattern_names=pattern_names,
-        embed=embedder(),
+        embedder=embedder(),
         example_vectors=vectors,
         example_intents=example_intents,
         intent_min_similarity=p.intent_min_similarity,

@@ -16,11 +16,12 @@ hit. This package is built against each:
   (:mod:`.keys`); a lookup searches its own partition and nothing else, and
   checks the stored label on every read.
 - **Two layers.** Exact: the case- and punctuation-folded question's hash.
-  Semantic: embeddings (:mod:`.embed`; a fast built-in hashing embedder, or
+  Semantic: embeddings (:mod:`skyroute.router.embed`, shared with the intent
+  classifier: one per request; a fast built-in hashing embedder, or
   all-MiniLM-L6-v2 with the ``[embeddings]`` extra) searched with a SimHash
   prefilter over a numpy matrix per partition (:mod:`.index`), then a
   meaning check that refuses matches differing in numbers, negation or
-  contrast words (:mod:`.text`). Thresholds, TTL and size come per intent
+  contrast words (:mod:`skyroute.router.embed.text`). Thresholds, TTL and size come per intent
   family (:mod:`.rules`).
 - **Backends.** In-process (:mod:`.memory`, bounded and LRU) or Redis
   (:mod:`.redis_backend`, shared, with local vector mirrors); any failure
@@ -35,12 +36,12 @@ Public surface: :class:`ResponseCache` (``probe``, ``lookup``, ``store``,
 """
 
 from skyroute.router.cache.backend import EXACT, SEMANTIC, Answer, CacheBackend, CacheHit
-from skyroute.router.cache.embed import Embedder, HashingEmbedder, load_embedder
 from skyroute.router.cache.guard import cache_directive, personal_data, request_refusal
 from skyroute.router.cache.keys import Probe, Scope, context_digest, make_probe, request_params
 from skyroute.router.cache.memory import InProcessBackend
 from skyroute.router.cache.rules import CacheRule, rule_for
 from skyroute.router.cache.service import ResponseCache, from_settings
+from skyroute.router.embed import Embedder, HashingEmbedder, load_embedder
 
 __all__ = [
     "EXACT",

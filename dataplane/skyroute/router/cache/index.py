@@ -17,7 +17,7 @@ what random-hyperplane hashing (SimHash) answers cheaply:
 3. Only the shortlist's vectors (stored as float16: half the memory) are
    compared exactly, best first; the first that is alive, unexpired, above
    the threshold and whose meaning signature is compatible
-   (:func:`skyroute.router.cache.text.compatible`) wins.
+   (:func:`skyroute.router.embed.text.compatible`) wins.
 
 The prefilter can only drop candidates, so it can cost a hit but never
 produce a wrong one. Rows are reused through a free list; the least
@@ -33,8 +33,8 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from skyroute.router.cache.embed import Vector
-from skyroute.router.cache.text import Signature, compatible
+from skyroute.router.embed.base import Vector
+from skyroute.router.embed.text import Signature, compatible
 
 T = TypeVar("T")
 

@@ -29,11 +29,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
-from skyroute.router.cache.embed import Embedder, HashingEmbedder, Vector
 from skyroute.router.cache.guard import message_text
-from skyroute.router.cache.text import Signature, analyze, exact_text, signature
+from skyroute.router.embed import EMBED_CHARS, Embedder, Embeddings, HashingEmbedder, Vector
+from skyroute.router.embed.text import Signature, analyze, exact_text, signature
 from skyroute.router.providers.types import ChatRequest
 
 _SPACE = re.compile(r"\s+")
@@ -114,17 +115,30 @@ class Probe:
     tokens: list[str]  # analyze(question)
     signature: Signature
     embedder: Embedder
+    # The request's embeddings, shared with the intent classifier (one per embedder).
+    shared: Embeddings = field(default_factory=Embeddings, repr=False)
     _vector: Vector | None = field(default=None, repr=False)
 
     def vector(self) -> Vector:
-        """The question's embedding, computed on first use (exact hits never pay for it)."""
+        """The question's embedding, computed on first use (exact hits never pay for it).
+
+        It is the vector of the lower-cased question that the intent classifier
+        reads too, so a request embeds once. A question longer than
+        :data:`~skyroute.router.embed.EMBED_CHARS` gets the zero vector: its
+        meaning is not all in the embedded part, so it is served from the exact
+        layer only, and never matches (or is matched by) another question.
+        """
         if self._vector is None:
-            e = self.embedder
-            self._vector = (
-                e.embed_tokens(self.tokens)
-                if isinstance(e, HashingEmbedder)
-                else e.embed(self.question)
-            )
+            if len(self.question) > EMBED_CHARS:
+                self._vector = np.zeros(self.embedder.dim, dtype=np.float32)
+            else:
+                e = self.embedder
+                make = (
+                    (lambda: e.embed_tokens(self.tokens))
+                    if isinstance(e, HashingEmbedder)
+                    else None
+                )
+                self._vector = self.shared.get(e, self.question.lower(), make)
         return self._vector
 
 
@@ -134,6 +148,7 @@ def make_probe(
     params: dict[str, Any],
     tools: list[Any],
     embedder: Embedder,
+    shared: Embeddings | None = None,
 ) -> Probe:
     question = message_text(messages[-1].get("content"))
     label = _SEP.join(
@@ -160,4 +175,5 @@ def make_probe(
         tokens=tokens,
         signature=signature(tokens),
         embedder=embedder,
+        shared=shared if shared is not None else Embeddings(),
     )

@@ -50,7 +50,7 @@ from skyroute.router.cache.backend import EXACT, SEMANTIC, Answer, CacheHit
 from skyroute.router.cache.index import VectorIndex
 from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
-from skyroute.router.cache.text import Signature
+from skyroute.router.embed.text import Signature
 from skyroute.router.logs import event
 
 log = logging.getLogger("skyroute.router.cache")

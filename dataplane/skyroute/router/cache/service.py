@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyroute.router.cache.backend import EXACT, Answer, CacheBackend, CacheHit
-from skyroute.router.cache.embed import Embedder, load_embedder
 from skyroute.router.cache.guard import answer_refusal, request_refusal
 from skyroute.router.cache.keys import Probe, Scope, make_probe
 from skyroute.router.cache.memory import InProcessBackend
 from skyroute.router.cache.rules import CacheRule, rule_for
+from skyroute.router.embed import Embedder, Embeddings, load_embedder
 from skyroute.router.providers.types import ChatResult
 from skyroute.router.table import CacheSettings
 
@@ -92,13 +92,18 @@ class ResponseCache:
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         tools: list[Any],
+        embeddings: Embeddings | None = None,
     ) -> Probe | None:
-        """The request's probe, or None (counted by reason) if it must not use the cache."""
+        """The request's probe, or None (counted by reason) if it must not use the cache.
+
+        ``embeddings`` are the request's (its signals'): the question's vector is
+        then the one the intent classifier already computed, if it did.
+        """
         reason = request_refusal(messages, tools, params.get("tool_choice"))
         if reason is not None:
             self._counters.refusals[reason.split(":", 1)[0]] += 1
             return None
-        return make_probe(scope, messages, params, tools, self.embedder)
+        return make_probe(scope, messages, params, tools, self.embedder, embeddings)
 
     async def lookup(self, probe: Probe, rule: CacheRule) -> CacheHit | None:
         """A hit from the probe's own partition, or None; never raises."""

@@ -203,7 +203,7 @@ class Engine:
         if not d.cacheable or ctx.no_cache:
             return None
         scope = Scope(d.policy.cache_scope, s.tenant, s.locale, s.safety_class, d.intent)
-        return self.cache.probe(scope, req.messages, request_params(req), req.tools)
+        return self.cache.probe(scope, req.messages, request_params(req), req.tools, s.embeddings)
 
     async def _cached(self, d: Decision, ctx: RequestContext, part: Probe | None) -> Served | None:
         if part is None:

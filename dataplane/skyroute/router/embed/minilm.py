@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from skyroute.router.cache.embed import Vector
+from skyroute.router.embed.base import Vector
 
 
 class MiniLMEmbedder:

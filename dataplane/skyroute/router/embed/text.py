@@ -146,23 +146,23 @@ for _entries in _PHRASES.values():
 
 
 def _fold_phrases(words: list[str]) -> list[str]:
+    """Phrases replaced, left to right, longest first at a position (none: the same list)."""
+    starts = [i for i, w in enumerate(words) if w in _PHRASES]
+    if not starts:
+        return words
     out: list[str] = []
-    i, n = 0, len(words)
-    while i < n:
-        candidates = _PHRASES.get(words[i])
-        if candidates is not None:
-            for phrase, repl in candidates:
-                k = len(phrase)
-                if tuple(words[i : i + k]) == phrase:
-                    out += repl
-                    i += k
-                    break
-            else:
-                out.append(words[i])
-                i += 1
-        else:
-            out.append(words[i])
-            i += 1
+    pos = 0
+    for i in starts:
+        if i < pos:  # inside a phrase already folded
+            continue
+        for phrase, repl in _PHRASES[words[i]]:
+            k = len(phrase)
+            if tuple(words[i : i + k]) == phrase:
+                out += words[pos:i]
+                out += repl
+                pos = i + k
+                break
+    out += words[pos:]
     return out
 
 
@@ -359,6 +359,7 @@ def canonical_token(word: str) -> str:
 
 
 def _words_of(text: str) -> list[str]:
+    """Lower-cased words, contractions expanded."""
     t = unicodedata.normalize("NFKC", text).casefold()
     if "'" in t or "’" in t or "cannot" in t:
         t = _CONTRACTIONS.sub(_contraction, t)
@@ -367,7 +368,8 @@ def _words_of(text: str) -> list[str]:
 
 def analyze(text: str) -> list[str]:
     """Canonical tokens of a question, in order (stop words included)."""
-    return [canonical_token(w) for w in _fold_phrases(_words_of(text))]
+    memo = _CANONICAL
+    return [memo.get(w) or canonical_token(w) for w in _fold_phrases(_words_of(text))]
 
 
 def exact_text(text: str) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 from itertools import pairwise
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,6 +47,18 @@ _COPIES = 2
 _SPLIT = 1.0 / _COPIES**0.5
 # One feature: its bucket and signed weight, packed.
 _RECORD = np.dtype([("bucket", "<i8"), ("weight", "<f8")])
+
+
+K = TypeVar("K")
+
+
+def _remember(memo: dict[K, bytes], key: K, features: list[tuple[int, float]]) -> bytes:
+    """Pack ``features`` as records and keep them under ``key`` (the memo is bounded)."""
+    packed = np.array(features, dtype=_RECORD).tobytes()
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = packed
+    return packed
 
 
 class HashingEmbedder:
@@ -105,24 +118,16 @@ class HashingEmbedder:
             for g in grams:
                 i, s = self._gram(g)
                 features.append((i, s * w))
-        packed = np.array(features, dtype=_RECORD).tobytes()
-        if len(self._tokens) >= _MEMO_LIMIT:
-            self._tokens.clear()
-        self._tokens[token] = packed
-        return packed
+        return _remember(self._tokens, token, features)
 
     def _bigram(self, pair: tuple[str, str]) -> bytes:
         key = f"b:{pair[0]} {pair[1]}"
         w = _BIGRAM_WEIGHT * _SPLIT
-        features = []
+        features: list[tuple[int, float]] = []
         for feature in (key, "1" + key):
             i, s = self._bucket(feature)
             features.append((i, s * w))
-        packed = np.array(features, dtype=_RECORD).tobytes()
-        if len(self._bigrams) >= _MEMO_LIMIT:
-            self._bigrams.clear()
-        self._bigrams[pair] = packed
-        return packed
+        return _remember(self._bigrams, pair, features)
 
     def embed(self, text: str) -> Vector:
         return self.embed_tokens(analyze(text))

@@ -25,6 +25,8 @@ POOLS = [
     ("ustall", "a-ustall", "openai", "b-ustall"),
     # Two models on one endpoint, then a healthy one on another provider.
     ("budget", "a-budget", "openai", "b-budget"),
+    # Idempotency after a timeout: the primary hangs on a tool request.
+    ("idemhang", "a-idemhang", "openai", "b-idemhang"),
 ]
 
 _PATH = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
@@ -107,6 +109,7 @@ models:
     errors: {stall: 1}
     completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}
   a-budget: {error_rate: 1.0, errors: {server_error: 1}}
+  a-idemhang: {error_rate: 1.0, errors: {timeout: 1}}
   a2-budget: {error_rate: 1.0, errors: {server_error: 1}}
 """
 

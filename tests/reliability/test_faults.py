@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from faults import INVOICE_TOOL, SCENARIO, files
-from harness import Proc, Stack, wait_until
+from harness import Proc, Stack, free_port, wait_until
 from redis_server import start_redis
 
 
@@ -395,3 +395,72 @@ def test_retry_budget_exhausted_at_one_provider_still_falls_back_to_another(
     assert "a2-budget: not tried, retry budget exhausted at" in notes, notes
     assert "b-budget: fallback to another endpoint" in notes, notes
     assert _sim(control_down, "a2-budget") == 0
+
+
+async def _keyed(
+    url: str, body: dict[str, Any], key: str, tenant: str = ""
+) -> tuple[int, dict[str, str], float, Any]:
+    headers = {"Idempotency-Key": key, **({"x-skyroute-tenant": tenant} if tenant else {})}
+    async with aiohttp.ClientSession() as session:
+        return await _post(session, url, body, headers)
+
+
+def test_idempotency_after_a_timeout_keeps_the_stored_failure(control_down: Stack) -> None:
+    # The first request's attempt timed out after it was sent: the upstream may have
+    # emitted the tool call. The key is not released: the client's retry gets the same
+    # failure, and nothing is sent upstream again (Stripe's semantics).
+    url = _urls(control_down)[0]
+    body = {
+        "model": "idemhang",
+        "tools": [INVOICE_TOOL],
+        "messages": [{"role": "user", "content": "create the invoice for order 91"}],
+    }
+    status, headers, _, data = asyncio.run(_keyed(url, body, "key-hang"))
+    assert status == 504, (status, data)
+    assert headers["x-skyroute-attempts"].startswith("a-idemhang;first_token_timeout")
+    sent = _sim(control_down, "a-idemhang")
+    assert sent == 1 and _sim(control_down, "b-idemhang") == 0
+    for _ in range(2):
+        again_status, again_headers, _, again = asyncio.run(_keyed(url, body, "key-hang"))
+        assert (again_status, again) == (status, data)
+        assert again_headers.get("x-skyroute-idempotent-replay") == "true"
+    assert _sim(control_down, "a-idemhang") == sent and _sim(control_down, "b-idemhang") == 0
+
+
+def test_idempotency_key_reused_with_another_body_is_refused(control_down: Stack) -> None:
+    url = _urls(control_down)[0]
+    body = {"model": "slow", "messages": [{"role": "user", "content": "first question"}]}
+    status, _, _, first = asyncio.run(_keyed(url, body, "key-reuse"))
+    assert status == 200
+    other = {**body, "messages": [{"role": "user", "content": "another question"}]}
+    status, _, _, data = asyncio.run(_keyed(url, other, "key-reuse"))
+    assert status == 422, data
+    assert data["error"]["code"] == "key_reused" and "'key-reuse'" in data["error"]["message"]
+    # The same body still replays; the same key under another tenant is another key.
+    status, headers, _, again = asyncio.run(_keyed(url, body, "key-reuse"))
+    assert status == 200 and headers.get("x-skyroute-idempotent-replay") == "true"
+    assert again["choices"] == first["choices"]
+    status, headers, _, _ = asyncio.run(_keyed(url, other, "key-reuse", tenant="t2"))
+    assert status == 200 and "x-skyroute-idempotent-replay" not in headers
+
+
+def test_idempotency_with_redis_down_fails_closed_for_side_effects(
+    procs: list[Proc], tmp_path: Path
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    stack = Stack(procs, tmp_path, files(), SCENARIO, routers=1, router_args=["--redis", dead])
+    url = _urls(stack)[0]
+    tool = {
+        "model": "tool",
+        "tools": [INVOICE_TOOL],
+        "messages": [{"role": "user", "content": "create the invoice for order 5"}],
+    }
+    status, _, _, data = asyncio.run(_keyed(url, tool, "key-down"))
+    assert status == 503, data
+    assert data["error"]["code"] == "idempotency_unavailable"
+    assert "non-idempotent tools" in data["error"]["message"]
+    assert _sim(stack, "a-tool") == 0 and _sim(stack, "b-tool") == 0  # nothing ran
+    # A request without side effects is served, only without deduplication.
+    plain = {"model": "slow", "messages": [{"role": "user", "content": "hello"}]}
+    status, _, _, _ = asyncio.run(_keyed(url, plain, "key-down-plain"))
+    assert status == 200

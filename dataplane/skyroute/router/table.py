@@ -149,6 +149,7 @@ class ReliabilitySettings:
     non_idempotent_tools: frozenset[str] = frozenset()
     non_idempotent_max_attempts: int = 2
     idempotency_ttl_s: float = 86_400.0
+    idempotency_fail_open: bool = False
 
 
 #: Selection modes, and the weights (cost, latency, success, quality) a mode imposes
@@ -370,6 +371,7 @@ def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
         non_idempotent_tools=frozenset(r.non_idempotent_tools),
         non_idempotent_max_attempts=max(1, r.non_idempotent_max_attempts),
         idempotency_ttl_s=float(r.idempotency_ttl_seconds or 86_400),
+        idempotency_fail_open=r.idempotency_fail_open,
     )
 
 

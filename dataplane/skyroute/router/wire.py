@@ -7,9 +7,13 @@ OpenAI-compatible API and the gRPC API can never disagree about them.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import hashlib
+from typing import Any, Literal
 
-from skyroute.router.engine import NO_CANDIDATE, AttemptRecord, Served
+import orjson
+
+from skyroute.router.engine import CANCELLED, NO_CANDIDATE, AttemptRecord, Served
 from skyroute.router.providers import types as t
 
 # Error class of the final attempt -> HTTP status the client sees.
@@ -54,3 +58,40 @@ def record(served: Served, headers: dict[str, str]) -> dict[str, Any]:
 def idempotency_scope(policy: str, tenant: str, key: str) -> str:
     """Keys are per policy and tenant: equal strings from two tenants never collide."""
     return f"{policy}\x1f{tenant}\x1f{key}"
+
+
+def request_fingerprint(req: t.ChatRequest) -> str:
+    """What must match for a repeated Idempotency-Key: every field of the request.
+
+    Messages, tools and parameters, canonically serialized (sorted keys) and
+    hashed; streaming or not is not part of it (a stored answer replays either way).
+    """
+    body = {f.name: getattr(req, f.name) for f in dataclasses.fields(req)}
+    raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+Settlement = Literal["complete", "fail", "release"]
+
+
+def settlement(served: Served | None) -> Settlement:
+    """What becomes of an Idempotency-Key once its first request is over.
+
+    ``complete``: store the answer. ``fail``: store the failure, because an
+    attempt may have reached an upstream (a timeout, a cut stream, a cancelled
+    attempt, or the request was interrupted before its outcome was known): a
+    retry must not run it again. ``release``: no upstream can have acted (no
+    attempt, or every attempt was answered with an error), so a retry runs it.
+    """
+    if served is None:
+        return "fail"
+    if served.error is None and served.result is not None:
+        return "complete"
+    if any(a.error_class in t.AMBIGUOUS or a.error_class == CANCELLED for a in served.attempts):
+        return "fail"
+    return "release"
+
+
+def failure_record(status: int, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """A failure as stored for Idempotency-Key replays (JSON-safe)."""
+    return {"error": {"status": status, "body": body}, "headers": headers}

@@ -959,6 +959,7 @@ class Reliability(_message.Message):
     NON_IDEMPOTENT_TOOLS_FIELD_NUMBER: _builtins.int
     NON_IDEMPOTENT_MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_FAIL_OPEN_FIELD_NUMBER: _builtins.int
     retry_budget_ratio: _builtins.float
     """Retry budget, Envoy's model: concurrent retries at most this share of
     active requests, but always at least `retry_budget_min_concurrency`.
@@ -985,6 +986,10 @@ class Reliability(_message.Message):
     non_idempotent_max_attempts: _builtins.int
     idempotency_ttl_seconds: _builtins.int
     """Idempotency-Key results are kept this long."""
+    idempotency_fail_open: _builtins.bool
+    """With the idempotency store unreachable: false = refuse requests offering a
+    non-idempotent tool (fail closed); true = serve them without deduplication.
+    """
     @_builtins.property
     def non_idempotent_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Tool names whose calls have side effects. Requests offering any of them
@@ -1007,10 +1012,11 @@ class Reliability(_message.Message):
         non_idempotent_tools: _abc.Iterable[_builtins.str] | None = ...,
         non_idempotent_max_attempts: _builtins.int = ...,
         idempotency_ttl_seconds: _builtins.int = ...,
+        idempotency_fail_open: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_filter_fallback", b"content_filter_fallback", "hedge_after_ms", b"hedge_after_ms", "hedge_enabled", b"hedge_enabled", "hedge_percentile", b"hedge_percentile", "idempotency_ttl_seconds", b"idempotency_ttl_seconds", "non_idempotent_max_attempts", b"non_idempotent_max_attempts", "non_idempotent_tools", b"non_idempotent_tools", "outlier_base_ejection_ms", b"outlier_base_ejection_ms", "outlier_consecutive_failures", b"outlier_consecutive_failures", "outlier_max_ejection_percent", b"outlier_max_ejection_percent", "retry_budget_min_concurrency", b"retry_budget_min_concurrency", "retry_budget_ratio", b"retry_budget_ratio"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_filter_fallback", b"content_filter_fallback", "hedge_after_ms", b"hedge_after_ms", "hedge_enabled", b"hedge_enabled", "hedge_percentile", b"hedge_percentile", "idempotency_fail_open", b"idempotency_fail_open", "idempotency_ttl_seconds", b"idempotency_ttl_seconds", "non_idempotent_max_attempts", b"non_idempotent_max_attempts", "non_idempotent_tools", b"non_idempotent_tools", "outlier_base_ejection_ms", b"outlier_base_ejection_ms", "outlier_consecutive_failures", b"outlier_consecutive_failures", "outlier_max_ejection_percent", b"outlier_max_ejection_percent", "retry_budget_min_concurrency", b"retry_budget_min_concurrency", "retry_budget_ratio", b"retry_budget_ratio"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

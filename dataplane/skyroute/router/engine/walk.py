@@ -73,10 +73,9 @@ from skyroute.router.engine.records import (
 from skyroute.router.engine.stats import WindowStats
 from skyroute.router.ids import new_id
 from skyroute.router.providers.types import (
-    BAD_RESPONSE,
+    AMBIGUOUS,
     CONTENT_FILTER,
     CONTEXT_LENGTH,
-    FIRST_TOKEN_TIMEOUT,
     STREAM_CUT,
     TIMEOUT,
     ChatRequest,
@@ -90,9 +89,6 @@ from skyroute.router.spans import Spans, enter, leave
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.router.telemetry import RouterMetrics
 from skyroute.v1 import distribution_pb2
-
-# Failures after which an upstream may already have acted on the request.
-_AMBIGUOUS = frozenset({TIMEOUT, FIRST_TOKEN_TIMEOUT, STREAM_CUT, BAD_RESPONSE})
 
 T = TypeVar("T")
 # A stream that produced its first event: that event, and the rest.
@@ -225,7 +221,8 @@ class Engine:
         )
 
     # -- attempt policy ----------------------------------------------------------
-    def _side_effects(self, d: Decision, req: ChatRequest) -> bool:
+    @staticmethod
+    def side_effects(d: Decision, req: ChatRequest) -> bool:
         """Does the request offer a tool the policy marks non-idempotent?"""
         marked = d.policy.reliability.non_idempotent_tools
         if not marked or not req.tools:
@@ -244,7 +241,7 @@ class Engine:
             return False
         # After a timeout the upstream may still have produced a tool call: a side-effecting
         # request is never sent again (the caller decides, with its Idempotency-Key).
-        return not (side_effects and e.error_class in _AMBIGUOUS)
+        return not (side_effects and e.error_class in AMBIGUOUS)
 
     def _admit_attempt(
         self, served: Served, deadline: float, cand: Candidate, tried: set[str]
@@ -315,7 +312,7 @@ class Engine:
         """
         rel = d.policy.reliability
         deadline = ctx.started + d.policy.request_timeout_s
-        side_effects = self._side_effects(d, req)
+        side_effects = self.side_effects(d, req)
         cap = self._cap(d, side_effects)
         chain = self.health.order(d.chain)
         attempt = partial(self._attempt, served=served, ctx=ctx, call=call)

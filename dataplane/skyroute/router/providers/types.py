@@ -47,6 +47,12 @@ RETRYABLE = frozenset(
 )
 
 
+#: Classes after which an upstream may already have acted on the request (produced an
+#: answer, maybe a tool call, that never arrived): never re-sent for side effects, and an
+#: Idempotency-Key whose request ended in one keeps its stored failure.
+AMBIGUOUS = frozenset({TIMEOUT, FIRST_TOKEN_TIMEOUT, STREAM_CUT, BAD_RESPONSE})
+
+
 @dataclass(slots=True)
 class Target:
     """One upstream model, resolved from a snapshot candidate."""

@@ -33,7 +33,15 @@ from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
 from skyroute.router.telemetry import trace_parent
-from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
+from skyroute.router.wire import (
+    attempts_header,
+    failure_record,
+    http_status,
+    idempotency_scope,
+    record,
+    request_fingerprint,
+    settlement,
+)
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
 _GRPC_FOR_HTTP = {
@@ -216,7 +224,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.CompletionResponse:
         decision, signals, chat = await self._prepare(request, context)
         ctx = self._ctx(request, stream=False, context=context)
-        claim, stored = await self._claim(request, decision, signals, context)
+        claim, stored = await self._claim(request, decision, signals, chat, context)
         if stored is not None:
             return self._replayed(stored, decision, signals, ctx)
         try:
@@ -264,7 +272,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         ctx = self._ctx(request, stream=True, context=context)
         # As on the unary call and on HTTP streams: one upstream answer per key; a
         # retried stream replays the stored answer as a stream of the same shape.
-        claim, stored = await self._claim(request, decision, signals, context)
+        claim, stored = await self._claim(request, decision, signals, chat, context)
         if stored is not None:
             for chunk in self._replay_chunks(stored, decision, signals, ctx):
                 yield chunk
@@ -284,33 +292,78 @@ class RouterService(router_pb2_grpc.RouterServicer):
         request: router_pb2.CompletionRequest,
         decision: Decision,
         signals: Signals,
+        chat: ChatRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> tuple[Claim | None, dict[str, Any] | None]:
-        """(our claim, stored answer to replay or None); no claim without a key."""
-        if not request.idempotency_key:
+        """(our claim, stored answer to replay or None); no claim without a key (or store).
+
+        Same rules as the HTTP door (see ``idempotency``): a different body under the
+        key is refused, a stored failure is returned as the failure it was, and with
+        the store down a request offering a non-idempotent tool fails closed.
+        """
+        key = request.idempotency_key
+        if not key:
             return None, None
-        scope = idempotency_scope(decision.policy.name, signals.tenant, request.idempotency_key)
+        policy = decision.policy
+        scope = idempotency_scope(policy.name, signals.tenant, key)
         try:
-            claim = await self.state.idempotency.claim(scope, decision.policy.request_timeout_s)
+            claim = await self.state.idempotency.claim(
+                scope, policy.request_timeout_s, request_fingerprint(chat)
+            )
         except TimeoutError:
             await context.abort(
                 grpc.StatusCode.ABORTED,
-                f"idempotency_key {request.idempotency_key!r} still in flight",
+                f"idempotency_key {key!r} still in flight",
             )
             raise AssertionError from None
+        if claim.mismatch:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"idempotency_key {key!r} was already used with a different request; "
+                "use a new key for a different request",
+            )
+            raise AssertionError
+        if claim.unavailable:
+            if self.state.engine.side_effects(decision, chat) and not (
+                policy.reliability.idempotency_fail_open
+            ):
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the idempotency store is unavailable, so idempotency_key {key!r} cannot "
+                    "guarantee one execution of this request's non-idempotent tools; refused "
+                    "rather than risk running them twice",
+                )
+                raise AssertionError
+            return None, None
         if claim.stored is not None:
             context.set_trailing_metadata((("x-skyroute-idempotent-replay", "true"),))
+            failed = claim.stored.get("error")
+            if failed is not None:
+                code = _GRPC_FOR_HTTP.get(failed["status"], grpc.StatusCode.UNAVAILABLE)
+                await context.abort(code, str(failed["body"]["error"]["message"]))
+                raise AssertionError
         return claim, claim.stored
 
     async def _settle(self, claim: Claim | None, served: Served | None, decision: Decision) -> None:
-        """Store a successful answer under its key, or free the key for a retry."""
+        """Store the answer or the failure under its key, or free it (``wire.settlement``)."""
         if claim is None:
             return
         store = self.state.idempotency
-        if served is not None and served.error is None and served.result is not None:
-            await store.complete(
-                claim, record(served, {}), decision.policy.reliability.idempotency_ttl_s
+        ttl = decision.policy.reliability.idempotency_ttl_s
+        how = settlement(served)
+        if how == "complete" and served is not None:
+            await store.complete(claim, record(served, {}), ttl)
+        elif how == "fail":
+            err = served.error if served is not None else None
+            cls = err.error_class if err else "interrupted"
+            message = (
+                f"all attempts failed; last: {cls}: {err.message}"
+                if err
+                else "the first request with this idempotency_key was interrupted after it "
+                "may have reached a model; use a new key to try again"
             )
+            body = {"error": {"message": message, "type": "upstream_error", "code": cls}}
+            await store.complete(claim, failure_record(http_status(cls), body, {}), ttl)
         else:
             await store.release(claim)
 

@@ -26,7 +26,7 @@ router answers 429 with ``Retry-After`` at once rather than queueing.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -47,7 +47,15 @@ from skyroute.router.ids import new_id
 from skyroute.router.providers.types import ChatRequest, TextDelta, ToolCallEvent
 from skyroute.router.state import RouterState
 from skyroute.router.telemetry import trace_parent
-from skyroute.router.wire import attempts_header, http_status, idempotency_scope, record
+from skyroute.router.wire import (
+    attempts_header,
+    failure_record,
+    http_status,
+    idempotency_scope,
+    record,
+    request_fingerprint,
+    settlement,
+)
 
 STATE = web.AppKey("state", RouterState)
 _JSON = "application/json"
@@ -195,7 +203,9 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
     if key:
         scope = idempotency_scope(policy.name, signals.tenant, key)
         try:
-            claim = await state.idempotency.claim(scope, policy.request_timeout_s)
+            claim = await state.idempotency.claim(
+                scope, policy.request_timeout_s, request_fingerprint(req)
+            )
         except TimeoutError:
             return _error(
                 409,
@@ -204,14 +214,45 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
                 param="Idempotency-Key",
                 code="in_flight",
             )
-        if claim.stored is not None:
+        if claim.mismatch:
+            return _error(
+                422,
+                f"Idempotency-Key {key!r} was already used with a different request body; "
+                "use a new key for a different request",
+                "idempotency_error",
+                param="Idempotency-Key",
+                code="key_reused",
+            )
+        if claim.unavailable:
+            claim = None  # nothing to settle: the store is down
+            if engine.side_effects(decision, req) and not policy.reliability.idempotency_fail_open:
+                return _error(
+                    503,
+                    f"the idempotency store is unavailable, so Idempotency-Key {key!r} cannot "
+                    "guarantee one execution of this request's non-idempotent tools; refused "
+                    "rather than risk running them twice (retry later; the policy may allow "
+                    "this with reliability.idempotencyUnavailable: failOpen)",
+                    "idempotency_error",
+                    param="Idempotency-Key",
+                    code="idempotency_unavailable",
+                    headers={"Retry-After": "1"},
+                )
+        if claim is not None and claim.stored is not None:
             stored = {
                 **claim.stored,
                 "headers": {**claim.stored["headers"], "x-skyroute-idempotent-replay": "true"},
             }
+            if "error" in stored:
+                return web.Response(
+                    status=stored["error"]["status"],
+                    body=orjson.dumps(stored["error"]["body"]),
+                    content_type=_JSON,
+                    headers=stored["headers"],
+                )
             if ctx.stream:
                 return await _replay_stream(request, stored, ctx, include_usage)
             return _render(stored, ctx)
+    served: Served | None = None
     try:
         if ctx.stream:
             resp, served = await _stream(request, decision, signals, req, ctx, include_usage)
@@ -219,17 +260,38 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
             served = await engine.complete(decision, signals, req, ctx)
             resp = _unary_response(served, ctx)
     except BaseException:
-        if claim:
-            await state.idempotency.release(claim)
+        if claim:  # interrupted: an attempt may have reached an upstream
+            await _settle(state, claim, None, policy.reliability.idempotency_ttl_s)
         raise
     if claim:
-        if served is not None and served.error is None and served.result is not None:
-            await state.idempotency.complete(
-                claim, record(served, _headers(served)), policy.reliability.idempotency_ttl_s
-            )
-        else:
-            await state.idempotency.release(claim)
+        await _settle(state, claim, served, policy.reliability.idempotency_ttl_s)
     return resp
+
+
+async def _settle(state: RouterState, claim: Claim, served: Served | None, ttl_s: float) -> None:
+    """Store the answer or the failure under the key, or free it (see wire.settlement)."""
+    how = settlement(served)
+    if how == "complete" and served is not None:
+        await state.idempotency.complete(claim, record(served, _headers(served)), ttl_s)
+    elif how == "fail":
+        if served is not None:
+            failed = _failure(served)
+            status, headers = failed.status, _headers(served)
+            body = orjson.loads(cast(bytes, failed.body))
+        else:
+            status, headers = 502, {}
+            body = {
+                "error": {
+                    "message": "the first request with this Idempotency-Key was interrupted "
+                    "after it may have reached a model; use a new key to try again",
+                    "type": "idempotency_error",
+                    "param": "Idempotency-Key",
+                    "code": "interrupted",
+                }
+            }
+        await state.idempotency.complete(claim, failure_record(status, body, headers), ttl_s)
+    else:
+        await state.idempotency.release(claim)
 
 
 def _failure(served: Served) -> web.Response:

@@ -224,6 +224,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             non_idempotent_tools=sorted(set(rel.non_idempotent_tools)),
             non_idempotent_max_attempts=rel.non_idempotent_max_attempts,
             idempotency_ttl_seconds=rel.idempotency_ttl_seconds,
+            idempotency_fail_open=rel.idempotency_unavailable == "failOpen",
         )
     )
     policy.selection.CopyFrom(_selection(spec.selection))

@@ -438,6 +438,7 @@ class ReliabilitySpec(_Spec):
     )
     non_idempotent_max_attempts: Annotated[int, Field(ge=1, le=10)] = 2
     idempotency_ttl_seconds: Annotated[int, Field(ge=1, le=604_800)] = 86_400
+    idempotency_unavailable: Literal["failClosed", "failOpen"] = "failClosed"
 
 
 class ConstraintsSpec(_Spec):

@@ -30,6 +30,7 @@ Algorithms (the README's "Tenants, keys, limits and spend" states them):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -38,7 +39,9 @@ Metric = Literal["requests", "tokens", "concurrent", "usd"]
 NANO_USD = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
+# Plain (not frozen) slotted dataclasses: a frozen __init__ costs a setattr call per
+# field, and a request builds several of these.
+@dataclass(slots=True, eq=False)
 class Check:
     kind: Kind
     # Who it limits, as shown in errors and status: "tenant", "key:ab12cd34ef56", "model:x".
@@ -62,7 +65,7 @@ class Check:
     shadow: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScopeState:
     check: Check
     ok: bool
@@ -103,6 +106,13 @@ class LimitStore(Protocol):
     async def settle(
         self, tenant: str, rid: str, checks: list[Check], actual: list[float]
     ) -> bool: ...
+
+
+@functools.lru_cache(maxsize=64)
+def period_of_minute(period: str, epoch_minute: int) -> tuple[str, float]:
+    """(period id, period end in Unix seconds, 0 = never) for a minute: cached, per request."""
+    pid, end = period_bounds(period, dt.datetime.fromtimestamp(epoch_minute * 60, dt.UTC))
+    return pid, end.timestamp() if end is not None else 0.0
 
 
 def period_bounds(period: str, now: dt.datetime) -> tuple[str, dt.datetime | None]:

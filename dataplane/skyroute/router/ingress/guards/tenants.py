@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from skyroute.router.ingress.guards.limits import NANO_USD, Check, period_bounds
+from skyroute.router.ingress.guards.limits import NANO_USD, Check, period_of_minute
 
 Scope = Literal["tenant", "key", "policy", "model"]
 MINUTE_MS = 60_000
@@ -108,7 +108,12 @@ def plan(
     for i, rl in enumerate(rules.rate_limits):
         if not _applies(rl, policy, model):
             continue
-        who = {"tenant": "tenant", "key": f"key:{key_id}"}.get(rl.scope, f"{rl.scope}:{rl.match}")
+        if rl.scope == "tenant":
+            who = "tenant"
+        elif rl.scope == "key":
+            who = "key:" + key_id
+        else:
+            who = rl.scope + ":" + rl.match
         base = f"{i}:{who}"
         if rl.requests_per_minute:
             checks.append(
@@ -149,12 +154,15 @@ def plan(
                     shadow=rl.shadow,
                 )
             )
+    if not rules.budgets:
+        return checks
     full = est.cost_nano()
     least = min(full, est.cost_nano(min(MIN_COMPLETION_TOKENS, est.completion_tokens)))
+    ts = now.timestamp()
     for b in rules.budgets:
-        pid, end = period_bounds(b.period, now)
-        reset_ms = int((end - now).total_seconds() * 1000) if end is not None else 0
-        expire_s = int((end - now).total_seconds()) + 7 * 86_400 if end is not None else 0
+        pid, end = period_of_minute(b.period, int(ts // 60))
+        reset_ms = int((end - ts) * 1000) if end else 0
+        expire_s = int(end - ts) + 7 * 86_400 if end else 0
         checks.append(
             Check(
                 "budget",

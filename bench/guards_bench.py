@@ -30,13 +30,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from redis_server import start_redis  # noqa: E402
 from skyroute.router.ingress.guards.door import Door  # noqa: E402
 from skyroute.router.ingress.guards.keys import generate  # noqa: E402
 from skyroute.router.ingress.guards.limits_guard import Limiter  # noqa: E402
 from skyroute.router.ingress.guards.limits_redis import RedisLimitStore  # noqa: E402
 from skyroute.router.ingress.guards.tenants import Estimate  # noqa: E402
 from skyroute.v1 import snapshot_pb2  # noqa: E402
+
+from redis_server import start_redis  # noqa: E402
 
 EST = Estimate(300, 200, input_price=0.15, output_price=0.6)
 

@@ -120,3 +120,10 @@ def test_index_search_finds_the_best_compatible_match_among_many() -> None:
 def test_hamming_radius_shrinks_with_the_threshold() -> None:
     assert hamming_radius(1.0) == 0
     assert hamming_radius(0.95) < hamming_radius(0.9) < hamming_radius(0.8) < 64
+
+
+def test_plurals_with_their_own_sense_are_not_stemmed_into_the_singular() -> None:
+    # "securities" (financial instruments) is not "security"; plain plurals still fold.
+    assert analyze("securities") != analyze("security")
+    assert analyze("customs fees") != analyze("custom fees")
+    assert analyze("orders") == analyze("order") and analyze("refunds") == analyze("refund")

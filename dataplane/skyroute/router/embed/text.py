@@ -312,6 +312,14 @@ _NEGATION = frozenset({"not", "no", "never", "without", "none", "nothing", "nobo
 _PROTECTED = frozenset(_GROUP_OF) | _NEGATION
 
 
+# Plurals that name something other than their singular ("securities" are not
+# "security", "customs" are not "custom", "goods" are not "good"): never stemmed.
+_OWN_SENSE: frozenset[str] = _words(
+    """securities glasses goods customs arms savings earnings premises quarters spirits
+    futures manners damages remains holdings belongings headquarters"""
+)
+
+
 def _stem(w: str) -> str:
     """Light, deterministic stemming: enough to fold plurals and tenses of support verbs."""
     if len(w) <= 3 or w.isdigit():
@@ -348,7 +356,7 @@ def canonical_token(word: str) -> str:
     token = _CANONICAL.get(word)
     if token is not None:
         return token
-    if word in STOP or word in _PROTECTED:
+    if word in STOP or word in _PROTECTED or word in _OWN_SENSE:
         token = word
     else:
         token = _SYNONYMS.get(word) or _SYNONYMS.get(_stem(word)) or _stem(word)

@@ -33,10 +33,10 @@ import re2
 from skyroute.router import canary
 from skyroute.router.canary import CanarySplit
 from skyroute.router.embed import Embedder, HashingEmbedder
+from skyroute.router.providers import registry
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
 
-PROVIDERS = frozenset({"openai", "anthropic", "gemini"})
 _EMBEDDER: list[Embedder] = []
 
 
@@ -252,24 +252,27 @@ def _read_key(env: str, file: str) -> str | None:
 
 def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
     where = f"pool {pool!r} model {c.model!r}"
-    if c.provider not in PROVIDERS:
-        raise SnapshotError(f"{where}: provider {c.provider!r} is not one of {sorted(PROVIDERS)}")
-    if not c.endpoint.startswith(("http://", "https://")):
-        raise SnapshotError(f"{where}: endpoint {c.endpoint!r} is not an http(s) URL")
+    family = registry.family(c.provider)
+    if family is None:
+        names = sorted(registry.FAMILIES)
+        raise SnapshotError(f"{where}: provider {c.provider!r} is not one of {names}")
+    endpoint = c.endpoint or family.default_endpoint
+    if not endpoint.startswith(("http://", "https://")):
+        raise SnapshotError(f"{where}: endpoint {endpoint!r} is not an http(s) URL")
     return Candidate(
         model=c.model,
         provider=c.provider,
         family=c.family or c.provider,
         target=Target(
             provider=c.provider,
-            endpoint=c.endpoint.rstrip("/"),
+            endpoint=endpoint.rstrip("/"),
             model=c.upstream_model or c.model,
             api_key=_read_key(c.api_key_env, c.api_key_file),
         ),
         input_price=c.input_price_per_mtok / 1e6,
         output_price=c.output_price_per_mtok / 1e6,
         context_window=c.context_window,
-        supports_tools=c.supports_tools,
+        supports_tools=c.supports_tools and family.capabilities.tools,
         max_output_tokens=c.max_output_tokens,
         timeout_s=(c.timeout_ms or 10_000) / 1000.0,
         quality=dict(c.quality),

@@ -53,6 +53,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.resources import Resource
 
 from skyroute.router.histograms import REGISTRY, LocalHistogram, PeriodicReader, PrometheusReader
+from skyroute.router.providers import registry
 
 Attrs = dict[str, Any]
 
@@ -127,9 +128,8 @@ _UPSTREAMS_LIMIT = 1024
 def upstream(family: str, endpoint: str) -> Upstream:
     """``gen_ai.provider.name``, ``server.address`` and ``server.port`` for an endpoint (memoised).
 
-    skyroute's family names are the conventions' well-known values except
-    Gemini's: ``gcp.vertex_ai`` when the endpoint is Vertex AI
-    (``*aiplatform.googleapis.com``), ``gcp.gemini`` otherwise.
+    The provider name is the family's, as its registry entry says (Gemini's
+    depends on the host: ``gcp.vertex_ai`` on Vertex AI, ``gcp.gemini`` otherwise).
     """
     key = (family, endpoint)
     hit = _UPSTREAMS.get(key)
@@ -142,9 +142,7 @@ def upstream(family: str, endpoint: str) -> Upstream:
         host, port, parts = "", None, urlsplit("")
     if port is None:
         port = 443 if parts.scheme == "https" else 80 if parts.scheme == "http" else 0
-    name = family
-    if family == "gemini":
-        name = "gcp.vertex_ai" if host.endswith("aiplatform.googleapis.com") else "gcp.gemini"
+    name = registry.provider_name(family, host)
     if len(_UPSTREAMS) >= _UPSTREAMS_LIMIT:
         _UPSTREAMS.clear()
     hit = _UPSTREAMS[key] = Upstream(name, host, port)

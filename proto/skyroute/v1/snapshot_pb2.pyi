@@ -733,7 +733,7 @@ class Candidate(_message.Message):
     OBSERVED_BY_INTENT_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
-    """Wire format: "openai", "anthropic" or "gemini"."""
+    """Wire format: a provider family of the contract (skyroute/families.py)."""
     endpoint: _builtins.str
     """Base URL, for example http://127.0.0.1:8790/openai/v1."""
     family: _builtins.str

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from skyroute.families import Family
 from skyroute.simulator.answers import Answer, new_id
 from skyroute.simulator.wire import (
     ErrorContext,
@@ -70,7 +71,7 @@ def _err(status: int, etype: str, message: str, headers: dict[str, str] | None =
 
 
 class AnthropicWire:
-    name = "anthropic"
+    name: Family = "anthropic"
 
     def api_key(self, request: web.Request) -> str | None:
         return request.headers.get("x-api-key") or bearer(request)

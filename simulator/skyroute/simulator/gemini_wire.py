@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from skyroute.families import Family
 from skyroute.simulator.answers import Answer, new_id
 from skyroute.simulator.wire import (
     ErrorContext,
@@ -79,7 +80,7 @@ def _err(code: int, message: str, details: list[dict[str, Any]] | None = None) -
 
 
 class GeminiWire:
-    name = "gemini"
+    name: Family = "gemini"
 
     def api_key(self, request: web.Request) -> str | None:
         return request.headers.get("x-goog-api-key") or request.query.get("key")

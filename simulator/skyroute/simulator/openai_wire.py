@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from skyroute.families import Family
 from skyroute.simulator.answers import Answer, new_id
 from skyroute.simulator.wire import (
     ErrorContext,
@@ -58,7 +59,7 @@ def _err(
 
 
 class OpenAIWire:
-    name = "openai"
+    name: Family = "openai"
 
     def api_key(self, request: web.Request) -> str | None:
         return bearer(request)

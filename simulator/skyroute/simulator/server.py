@@ -67,6 +67,10 @@ class Simulator:
         self.openai = OpenAIWire()
         self.anthropic = AnthropicWire()
         self.gemini = GeminiWire()
+        # Every family of the contract (tests/simulator checks none is missing).
+        self.wires: dict[str, Family] = {
+            w.name: w for w in (self.openai, self.anthropic, self.gemini)
+        }
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/openai/v1/chat/completions", self._openai)
         app.router.add_post("/anthropic/v1/messages", self._anthropic)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from skyroute.families import Family as FamilyName
 from skyroute.simulator.answers import Answer
 
 
@@ -81,7 +82,8 @@ class ErrorContext:
 
 
 class Family(Protocol):
-    name: str
+    @property
+    def name(self) -> FamilyName: ...
 
     def api_key(self, request: web.Request) -> str | None: ...
 

@@ -15,7 +15,9 @@ Endpoints, as the official SDKs' base URLs (the simulator serves all three):
 - ``anthropic``: ``http://HOST:PORT/anthropic``     (+ ``/v1/messages``)
 - ``gemini``:    ``http://HOST:PORT/gemini/v1beta`` (+ ``/models/{model}:generateContent``)
 
-Per-target constants (URLs, header dicts with the key) are built once and
+Each family is declared once, in :mod:`.registry` (adapter, auth scheme,
+framing, capabilities, quirks). Per-target constants (URLs, header dicts
+with the key) are built once and
 memoised by the target's identity fields, so the per-request work is the
 body translation and one ``orjson.dumps``. Keys live only in those header
 dicts, never in messages or logs.
@@ -28,10 +30,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from skyroute.router.providers import transport
-from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
 from skyroute.router.providers.common import Adapter, Prepared
-from skyroute.router.providers.gemini_adapter import GeminiAdapter
-from skyroute.router.providers.openai_adapter import OpenAIAdapter
+from skyroute.router.providers.registry import FAMILIES
 from skyroute.router.providers.types import (
     CLIENT_ERROR,
     ChatRequest,
@@ -41,11 +41,7 @@ from skyroute.router.providers.types import (
     Target,
 )
 
-ADAPTERS: dict[str, Adapter] = {
-    "openai": OpenAIAdapter(),
-    "anthropic": AnthropicAdapter(),
-    "gemini": GeminiAdapter(),
-}
+ADAPTERS: dict[str, Adapter] = {name: f.adapter for name, f in FAMILIES.items()}
 _PREPARED: dict[tuple[str, str, str, str | None], tuple[Adapter, Prepared]] = {}
 _PREPARED_LIMIT = 1024
 
@@ -55,15 +51,15 @@ def prepared(target: Target) -> tuple[Adapter, Prepared]:
     key = (target.provider, target.endpoint, target.model, target.api_key)
     hit = _PREPARED.get(key)
     if hit is None:
-        adapter = ADAPTERS.get(target.provider)
-        if adapter is None:
+        family = FAMILIES.get(target.provider)
+        if family is None:
             raise ProviderError(
                 CLIENT_ERROR,
-                f"target provider {target.provider!r} is not one of {', '.join(ADAPTERS)}",
+                f"target provider {target.provider!r} is not one of {', '.join(FAMILIES)}",
             )
         if len(_PREPARED) >= _PREPARED_LIMIT:
             _PREPARED.clear()
-        hit = _PREPARED[key] = (adapter, adapter.prepare(target))
+        hit = _PREPARED[key] = (family.adapter, family.prepare(target))
     return hit
 
 

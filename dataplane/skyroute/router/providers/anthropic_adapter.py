@@ -179,8 +179,6 @@ class AnthropicAdapter:
 
     def prepare(self, target: Target) -> Prepared:
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
-        if target.api_key:
-            headers["x-api-key"] = target.api_key
         endpoint = target.endpoint.rstrip("/")
         url = join_url(endpoint, "/messages" if endpoint.endswith("/v1") else "/v1/messages")
         return Prepared(

@@ -4,7 +4,10 @@ An adapter is three pure translations (request out, answer in, stream
 events in) plus a :class:`Prepared` per target holding the URLs and the
 prebuilt header dicts, so a request allocates only its body. The transport
 (:mod:`.transport`) does the I/O, deadlines and error classification the
-same way for every family.
+same way for every family. How a family authenticates (:class:`AuthScheme`)
+and frames a stream (:class:`Framing`) are declared per family in
+:mod:`.registry`, not assumed: a key in a header is one scheme, a request
+signature (SigV4) another; SSE is one framing, a binary event stream another.
 
 Tool-call ids are the fragile part of cross-family fallback: a conversation
 started on one provider carries that provider's ids into the next. Ids are
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from skyroute.router.providers.sse import SSEDecoder
 from skyroute.router.providers.types import (
     CLIENT_ERROR,
     ChatRequest,
@@ -38,9 +42,37 @@ _ID_BAD_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _CACHE_LIMIT = 512
 
 
+# (url, headers, body) -> the headers to send: a new dict, the argument is left alone.
+Signer = Callable[[str, dict[str, str], bytes], dict[str, str]]
+
+
+class Framing(Protocol):
+    """Cuts a response byte stream into the payloads an :class:`Assembler` reads."""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add bytes as they arrived; return the payloads they completed."""
+        ...
+
+    def close(self) -> list[bytes]:
+        """End of stream: the payload still pending, if any."""
+        ...
+
+
+class AuthScheme(Protocol):
+    """How a family proves who is calling, given the target's key."""
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """Headers fixed for the target (built once per target)."""
+        ...
+
+    def signer(self, api_key: str | None) -> Signer | None:
+        """Per-request signing (a signature over method, URL and body), or None."""
+        ...
+
+
 @dataclass(slots=True, frozen=True)
 class Prepared:
-    """Per-target constants: where to send and with which headers."""
+    """Per-target constants: where to send, with which headers, how to read a stream."""
 
     url: str
     stream_url: str
@@ -48,6 +80,9 @@ class Prepared:
     stream_headers: dict[str, str]
     model: str
     api_key: str | None
+    # Set from the family's declaration by the registry (see registry.prepare).
+    framing: Callable[[], Framing] = SSEDecoder
+    sign: Signer | None = None
 
 
 class Assembler(Protocol):
@@ -66,7 +101,9 @@ class Assembler(Protocol):
 class Adapter(Protocol):
     family: str
 
-    def prepare(self, target: Target) -> Prepared: ...
+    def prepare(self, target: Target) -> Prepared:
+        """URLs and the family's fixed headers (no credentials: the registry adds those)."""
+        ...
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes: ...
 

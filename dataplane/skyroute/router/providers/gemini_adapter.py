@@ -232,8 +232,6 @@ class GeminiAdapter:
 
     def prepare(self, target: Target) -> Prepared:
         headers = {"Content-Type": "application/json"}
-        if target.api_key:
-            headers["x-goog-api-key"] = target.api_key
         endpoint = target.endpoint.rstrip("/")
         if not endpoint.endswith(("/v1beta", "/v1")):
             endpoint += "/v1beta"

@@ -71,8 +71,6 @@ class OpenAIAdapter:
 
     def prepare(self, target: Target) -> Prepared:
         headers = {"Content-Type": "application/json"}
-        if target.api_key:
-            headers["Authorization"] = f"Bearer {target.api_key}"
         url = join_url(target.endpoint, "/chat/completions")
         return Prepared(
             url,

@@ -13,7 +13,9 @@ over, since the client has already received part of an answer.
 Deadlines are absolute loop times checked with ``asyncio.timeout_at`` around
 each socket read, never around a ``yield``: a timeout scope spanning a yield
 would fire inside the consumer's code. Bytes are read with ``readany`` and
-decoded by :class:`~.sse.SSEDecoder`, so a burst of events costs one await.
+cut into payloads by the family's framing (:class:`~.sse.SSEDecoder` for the
+families today), so a burst of events costs one await. A family whose auth
+scheme signs each request gets its signer called with the final headers.
 
 The W3C trace context current at the call (the router's attempt span) goes
 upstream as ``traceparent``/``tracestate`` headers, so a provider or gateway
@@ -31,7 +33,6 @@ from opentelemetry import propagate, trace
 
 from skyroute.router.providers.common import Adapter, Prepared
 from skyroute.router.providers.errors import classify_exception, classify_status
-from skyroute.router.providers.sse import SSEDecoder
 from skyroute.router.providers.types import (
     FIRST_TOKEN_TIMEOUT,
     STREAM_CUT,
@@ -40,6 +41,12 @@ from skyroute.router.providers.types import (
     ProviderError,
     StreamEvent,
 )
+
+
+def _outgoing(prep: Prepared, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """The headers to send: trace context, then the family's signature if it signs."""
+    out = traced(headers)
+    return out if prep.sign is None else prep.sign(url, out, body)
 
 
 def traced(headers: dict[str, str]) -> dict[str, str]:
@@ -65,7 +72,10 @@ async def complete(
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with session.post(
-            prep.url, data=body, headers=traced(prep.headers), timeout=timeout
+            prep.url,
+            data=body,
+            headers=_outgoing(prep, prep.url, prep.headers, body),
+            timeout=timeout,
         ) as resp:
             status = resp.status
             raw = await resp.read()
@@ -95,7 +105,9 @@ async def stream(
     try:
         async with asyncio.timeout_at(first_deadline):
             resp = await session.post(
-                prep.stream_url, data=body, headers=traced(prep.stream_headers)
+                prep.stream_url,
+                data=body,
+                headers=_outgoing(prep, prep.stream_url, prep.stream_headers, body),
             )
     except TimeoutError:
         raise _no_first_token(family, first_token_timeout_s) from None
@@ -110,7 +122,7 @@ async def stream(
                 raw = b""
             raise classify_status(family, resp.status, raw, resp.headers, prep.api_key)
         asm = adapter.assembler()
-        decoder = SSEDecoder()
+        decoder = prep.framing()
         content = resp.content
         started = False
         gap = inter_token_timeout_s or timeout_s

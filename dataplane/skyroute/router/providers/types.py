@@ -57,7 +57,7 @@ AMBIGUOUS = frozenset({TIMEOUT, FIRST_TOKEN_TIMEOUT, STREAM_CUT, BAD_RESPONSE})
 class Target:
     """One upstream model, resolved from a snapshot candidate."""
 
-    provider: str  # "openai" | "anthropic" | "gemini"
+    provider: str  # a family of the registry (skyroute.families.Family)
     endpoint: str  # base URL, e.g. http://127.0.0.1:8790/openai/v1
     model: str  # model name sent upstream
     api_key: str | None = None

@@ -38,6 +38,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from skyroute.families import Family
+
 GROUP = "skyroute.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -257,7 +259,7 @@ class PoolModel(_Spec):
     """One candidate of a pool; the list order is primary first, then fallbacks."""
 
     name: ModelName
-    provider: Literal["openai", "anthropic", "gemini"]
+    provider: Family
     endpoint: Endpoint
     upstream_model: ModelName | None = None
     family: Name | None = None

@@ -1,0 +1,127 @@
+"""Provider families, each declared once: adapter, auth, framing, capabilities, quirks.
+
+One :class:`ProviderFamily` per name of the contract's
+:data:`skyroute.families.Family` says everything the router knows about a
+wire format that is not request translation:
+
+- ``adapter``: the body translations and stream assembly (its own module);
+- ``auth``: how a request proves who sends it. :class:`HeaderKey` puts the
+  key in a header, fixed per target; a scheme that signs each request
+  (SigV4 over method, URL and body hash) returns a signer instead, which
+  the transport calls with the final URL, headers and body;
+- ``framing``: how a response byte stream is cut into payloads (SSE for the
+  three families today; AWS's binary event stream is another framing);
+- ``capabilities``: what the wire format can carry at all (a model's
+  ``supportsTools`` is capped by it);
+- ``default_endpoint``: the public base URL, used when a snapshot names none;
+- ``otel_name``: the GenAI semantic conventions' ``gen_ai.provider.name``
+  for an endpoint host (Gemini is ``gcp.gemini`` or, on Vertex AI,
+  ``gcp.vertex_ai``).
+
+Adding a family is one entry here plus its adapter module (and its name in
+the contract); the adapter dict, the snapshot check, the telemetry names and
+the per-target preparation all read this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from skyroute.families import FAMILY_NAMES, Family
+from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
+from skyroute.router.providers.common import Adapter, AuthScheme, Framing, Prepared, Signer
+from skyroute.router.providers.gemini_adapter import GeminiAdapter
+from skyroute.router.providers.openai_adapter import OpenAIAdapter
+from skyroute.router.providers.sse import SSEDecoder
+from skyroute.router.providers.types import Target
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderKey:
+    """The key in one header, optionally after a prefix (``Authorization: Bearer KEY``)."""
+
+    header: str
+    prefix: str = ""
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {self.header: self.prefix + api_key} if api_key else {}
+
+    def signer(self, api_key: str | None) -> Signer | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    tools: bool = True  # function calling
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFamily:
+    name: Family
+    adapter: Adapter
+    auth: AuthScheme
+    framing: Callable[[], Framing]
+    default_endpoint: str
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    otel_name: Callable[[str], str] | None = None  # None: the family's own name
+
+    def prepare(self, target: Target) -> Prepared:
+        """The adapter's per-target constants with this family's credentials and framing."""
+        base = self.adapter.prepare(target)
+        auth = self.auth.headers(target.api_key)
+        return replace(
+            base,
+            headers={**base.headers, **auth},
+            stream_headers={**base.stream_headers, **auth},
+            framing=self.framing,
+            sign=self.auth.signer(target.api_key),
+        )
+
+    def provider_name(self, host: str) -> str:
+        return self.otel_name(host) if self.otel_name is not None else self.name
+
+
+def _gemini_name(host: str) -> str:
+    return "gcp.vertex_ai" if host.endswith("aiplatform.googleapis.com") else "gcp.gemini"
+
+
+FAMILIES: dict[str, ProviderFamily] = {
+    f.name: f
+    for f in (
+        ProviderFamily(
+            "openai",
+            OpenAIAdapter(),
+            HeaderKey("Authorization", "Bearer "),
+            SSEDecoder,
+            "https://api.openai.com/v1",
+        ),
+        ProviderFamily(
+            "anthropic",
+            AnthropicAdapter(),
+            HeaderKey("x-api-key"),
+            SSEDecoder,
+            "https://api.anthropic.com",
+        ),
+        ProviderFamily(
+            "gemini",
+            GeminiAdapter(),
+            HeaderKey("x-goog-api-key"),
+            SSEDecoder,
+            "https://generativelanguage.googleapis.com/v1beta",
+            otel_name=_gemini_name,
+        ),
+    )
+}
+# The contract's names, in its order (tests/providers checks that each has an entry).
+NAMES: tuple[str, ...] = tuple(n for n in FAMILY_NAMES if n in FAMILIES)
+
+
+def family(name: str) -> ProviderFamily | None:
+    return FAMILIES.get(name)
+
+
+def provider_name(family_name: str, host: str) -> str:
+    """``gen_ai.provider.name`` for ``family_name`` at ``host`` (the name itself if unknown)."""
+    f = FAMILIES.get(family_name)
+    return f.provider_name(host) if f is not None else family_name

@@ -117,6 +117,7 @@ def test_primary_regains_its_share_within_30s_of_an_outage(
     async def drive() -> tuple[list[tuple[float, str, bool]], Engine]:
         rows: list[tuple[float, str, bool]] = []
         async with aiohttp.ClientSession() as session:
+            notes.clear()
             t0 = time.monotonic()
             engine = Engine(session, lambda _: None, clock=lambda: (time.monotonic() - t0) * SCALE)
             async with session.post(sim + "/_sim/reset") as r:  # the burst clock starts now
@@ -133,10 +134,12 @@ def test_primary_regains_its_share_within_30s_of_an_outage(
                     RequestContext(),
                 )
                 rows.append((now, served.model, served.error is None))
+                notes.extend(served.notes)
                 n += 1
                 await asyncio.sleep(0.01)
         return rows, engine
 
+    notes: list[str] = []
     rows, engine = asyncio.run(drive())
     before, ok_before = _window(rows, 5.0, OUTAGE[0])
     assert before >= 0.9 and ok_before == 1.0, (before, ok_before)
@@ -154,8 +157,12 @@ def test_primary_regains_its_share_within_30s_of_an_outage(
         None,
     )
     assert regained is not None and regained <= OUTAGE[1] + 30.0, regained
-    # A half-open probe brought it back, not the end of its ejection.
+    # A half-open probe brought it back, not the end of its ejection; the requests' notes
+    # say when the primary was passed over and when it was probed.
     assert engine.health.returned_total >= 1
+    assert "r-primary: ejected, moved last" in notes
+    assert "r-primary: half-open probe of an ejected endpoint" in notes
+    assert "r-backup: fallback to another endpoint" in notes
     # No success-rate dip at any time.
     assert all(ok for *_, ok in rows)
 

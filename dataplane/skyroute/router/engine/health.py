@@ -117,11 +117,14 @@ class EndpointHealth:
         s = self._states.get((c.model, c.target.endpoint))
         return s is None or s.available(now)
 
-    def order(self, chain: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
+    def order(
+        self, chain: tuple[Candidate, ...], notes: list[str] | None = None
+    ) -> tuple[Candidate, ...]:
         """The chain with ejected or cooling endpoints moved to the end (last resort).
 
         An ejected endpoint whose probe is due keeps its place for this one
         request (the half-open trickle); a Retry-After cool-down is always honoured.
+        ``notes`` (the request's) gets a line per endpoint moved or probed.
         """
         if not self._states:
             return chain
@@ -136,8 +139,13 @@ class EndpointHealth:
                 s.next_probe = now + s.probe_every
                 self.probes_total += 1
                 up.append(c)
+                if notes is not None:
+                    notes.append(f"{c.model}: half-open probe of an ejected endpoint")
             else:
                 down.append(c)
+                if notes is not None:
+                    why = "cooling down (Retry-After)" if s.cooldown_until > now else "ejected"
+                    notes.append(f"{c.model}: {why}, moved last")
         if not down:
             return chain
         return (*up, *down)

@@ -314,7 +314,7 @@ class Engine:
         deadline = ctx.started + d.policy.request_timeout_s
         side_effects = self.side_effects(d, req)
         cap = self._cap(d, side_effects)
-        chain = self.health.order(d.chain)
+        chain = self.health.order(d.chain, served.notes)
         attempt = partial(self._attempt, served=served, ctx=ctx, call=call)
         tried: set[str] = set()
         min_window = 0

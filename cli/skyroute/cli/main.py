@@ -266,6 +266,23 @@ def _parser() -> argparse.ArgumentParser:
         if name == "revoke":
             kp.add_argument("key_id", metavar="ID", help="the key's public id")
 
+    ca = sub.add_parser("cache", help="the semantic cache: calibrate a threshold on your pairs")
+    ca_sub = ca.add_subparsers(dest="cache_command", required=True)
+    cal = ca_sub.add_parser(
+        "calibrate", help="hit and false-hit rate per threshold on labelled question pairs"
+    )
+    cal.add_argument(
+        "--pairs", required=True, help='JSON lines: {"a": ..., "b": ..., "same": true|false}'
+    )
+    cal.add_argument(
+        "--max-false-hit-rate",
+        type=float,
+        default=0.01,
+        help="share of different-meaning pairs that may be served (default 0.01)",
+    )
+    cal.add_argument("--embedder", choices=["hashing", "minilm"], default="hashing")
+    cal.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
     d.add_argument("--requests", type=int, default=None, help="requests to replay")
@@ -423,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.cli.keys import main as keys_main
 
         return keys_main(args)
+    if args.command == "cache":
+        from skyroute.cli.cache import calibrate
+
+        return calibrate(args.pairs, args.max_false_hit_rate, args.embedder, args.json)
     if args.command == "demo":
         from skyroute.cli.demo import main as demo_main
 

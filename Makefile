@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/cache_bench.py
 	$(BIN)/python bench/guards_bench.py
+	$(BIN)/python bench/tokens_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

@@ -35,12 +35,13 @@ says when it happened.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import ahocorasick
 
+from skyroute.router import tokens
 from skyroute.router.embed import Embeddings
 from skyroute.router.table import (
     UNKNOWN_INTENT,
@@ -62,7 +63,7 @@ class Signals:
     """What the router knows about a request before deciding."""
 
     text: str  # the last user message, lower-cased
-    prompt_tokens: int  # estimate: characters / 4 over all messages
+    prompt_tokens: int  # estimate over messages and tool schemas (see tokens)
     has_tools: bool
     locale: str = ""
     user_tier: str = ""
@@ -140,18 +141,18 @@ def signals_from_messages(
     tenant: str = "",
     declared_intent: str = "",
     safety_class: str = "",
+    *,
+    tools: Sequence[Mapping[str, Any]] = (),
 ) -> Signals:
-    """Extract signals from an OpenAI-shaped conversation (one pass, no copies)."""
-    chars = 0
+    """Extract signals from an OpenAI-shaped conversation and its tools (no copies)."""
     last_user = ""
-    for m in messages:
-        text = _content_text(m.get("content"))
-        chars += len(text)
+    for m in reversed(messages):
         if m.get("role") == "user":
-            last_user = text
+            last_user = _content_text(m.get("content"))
+            break
     return Signals(
         text=last_user.lower(),
-        prompt_tokens=chars // 4 + 1,
+        prompt_tokens=tokens.estimate(messages, tools),
         has_tools=has_tools,
         locale=locale,
         user_tier=user_tier,

@@ -142,7 +142,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         if policy.canary is not None:
             policy = choose(policy, req.user, req.session, req.tenant, messages)
         signals = signals_from_messages(
-            messages, bool(tools), req.locale, req.user_tier, req.tenant, req.intent
+            messages, bool(tools), req.locale, req.user_tier, req.tenant, req.intent, tools=tools
         )
         chat = ChatRequest(
             messages,

@@ -180,6 +180,7 @@ async def _chat_completions(request: web.Request, state: RouterState) -> web.Str
         tenant=hdr.get("x-skyroute-tenant", ""),
         declared_intent=hdr.get("x-skyroute-intent", ""),
         safety_class=hdr.get("x-skyroute-safety-class", ""),
+        tools=tools,
     )
     decision = decide(policy, signals, state.engine.health)
     req = ChatRequest(

@@ -135,6 +135,9 @@ CASES = {
     "chinese": (ask(CHINESE), []),
     "japanese": (ask(JAPANESE), []),
     "tools-only": ([{"role": "user", "content": ""}], TOOLS),
+    # Past 1,536 characters the estimate samples the text: long prompts hold too.
+    "long-mixed": (ask(ENGLISH * 6 + CHINESE * 20 + CODE * 4), []),
+    "long-code": (ask(CODE * 12), []),
     "conversation": (
         [{"role": "system", "content": "You are AcmeShop's support agent."}, *ask(ENGLISH)],
         TOOLS,

@@ -29,6 +29,7 @@ def test_exact_and_paraphrase_hits_and_unrelated_miss() -> None:
             "stores": 1,
             "hit_rate": 0.5,
         }
+        assert c.stats()["thresholds"] == {"faq.account": rule().threshold}
 
     asyncio.run(run())
 

@@ -61,6 +61,8 @@ class _Counters:
     per_intent: dict[str, IntentCounters] = field(default_factory=dict)
     refusals: Counter[str] = field(default_factory=Counter)
     errors: int = 0
+    # The similarity threshold each intent was last looked up at (its rule's, floored).
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def intent(self, name: str) -> IntentCounters:
         c = self.per_intent.get(name)
@@ -109,6 +111,7 @@ class ResponseCache:
         """A hit from the probe's own partition, or None; never raises."""
         counters = self._counters.intent(probe.scope.intent)
         counters.lookups += 1
+        self._counters.thresholds[probe.scope.intent] = rule.threshold
         try:
             hit = await self.backend.lookup(probe, rule)
         except Exception:
@@ -146,7 +149,7 @@ class ResponseCache:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Counters per intent, refusals by reason, and the backend's own figures."""
+        """Counters and threshold in use per intent, refusals by reason, backend figures."""
         c = self._counters
         return {
             "embedder": self.embedder.name,
@@ -160,6 +163,7 @@ class ResponseCache:
                 }
                 for name, i in sorted(c.per_intent.items())
             },
+            "thresholds": dict(sorted(c.thresholds.items())),
             "refusals": dict(c.refusals),
             "internal_errors": c.errors,
             **self.backend.stats(),

@@ -60,7 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--redis",
         default=None,
-        help="redis:// URL for state shared by router replicas (idempotency keys)",
+        help="redis:// URL for state shared by router replicas (idempotency keys, "
+        "tenants' rate limits and budgets)",
+    )
+    r.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve requests without an API key (local experiments; warned at start)",
+    )
+    r.add_argument(
+        "--limits-local-share",
+        type=float,
+        default=1.0,
+        help="this router's share of each limit while Redis is down, for fail-open "
+        "tenants (e.g. 0.5 for two routers; default 1.0)",
     )
     r.add_argument(
         "--cache-redis",
@@ -336,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             worker_index=args.worker_index,
             worker_peers=tuple(p for p in args.worker_peers.split(",") if p),
             drain_settings=DrainSettings(args.drain_delay, args.drain_grace),
+            allow_anonymous=args.allow_anonymous,
+            limits_local_share=args.limits_local_share,
         )
         return 0
     if args.command == "providers":

@@ -39,6 +39,11 @@ from skyroute.router.cache import from_settings
 from skyroute.router.drain import DRAIN_DEFAULTS, DrainSettings, drain
 from skyroute.router.engine import Engine
 from skyroute.router.idempotency import RedisStore
+from skyroute.router.ingress.guards.door import Door
+from skyroute.router.ingress.guards.kube_access import in_cluster
+from skyroute.router.ingress.guards.limits_guard import Limiter
+from skyroute.router.ingress.guards.limits_redis import RedisLimitStore
+from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
 from skyroute.router.state import RouterState
 from skyroute.router.sync import OutcomeReporter, SnapshotSubscriber, channel
 from skyroute.router.table import RoutingTable
@@ -71,6 +76,8 @@ async def serve(
     worker_index: int = 0,
     worker_peers: tuple[str, ...] = (),
     drain_settings: DrainSettings = DRAIN_DEFAULTS,
+    allow_anonymous: bool = False,
+    limits_local_share: float = 1.0,
 ) -> None:
     node = distribution_pb2.Node(
         id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
@@ -93,6 +100,7 @@ async def serve(
     state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
     if redis_url:
         state.idempotency = RedisStore(redis_url)
+    state.door = build_door(redis_url, allow_anonymous, limits_local_share)
     # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
     server = grpc.aio.server(options=server_options(DOOR_MAX_BYTES, reuse_port=reuse_port))
     router_pb2_grpc.add_RouterServicer_to_server(RouterService(state), server)
@@ -118,6 +126,7 @@ async def serve(
         "outcomes_sent": reporter.sent,
         "outcomes_dropped": reporter.dropped,
         "cache": engine.cache.stats(),
+        "door": state.door.status(),
     }
 
     workers = WorkerMetrics(worker_index, list(worker_peers)) if worker_peers else None
@@ -211,6 +220,22 @@ def observe_process(
     )
 
 
+def build_door(redis_url: str | None, allow_anonymous: bool, local_share: float) -> Door:
+    """The door stage: limits in Redis with --redis (else in process), ServiceAccount
+    tokens verified in a pod (its API server's JWKS), anonymous callers only if asked."""
+    limiter = Limiter(RedisLimitStore(redis_url) if redis_url else None, local_share)
+    access = in_cluster()
+    sa = ServiceAccountVerifier(access) if access is not None else None
+    if allow_anonymous:
+        logs.event(
+            log,
+            "anonymous_allowed",
+            logging.WARNING,
+            note="--allow-anonymous: requests without a key are served as before (local use)",
+        )
+    return Door(limiter, sa, allow_anonymous)
+
+
 def main(
     control: str,
     grpc: str,
@@ -224,6 +249,8 @@ def main(
     worker_index: int = 0,
     worker_peers: tuple[str, ...] = (),
     drain_settings: DrainSettings = DRAIN_DEFAULTS,
+    allow_anonymous: bool = False,
+    limits_local_share: float = 1.0,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -239,6 +266,8 @@ def main(
         worker_index,
         worker_peers,
         drain_settings,
+        allow_anonymous,
+        limits_local_share,
     )
     try:
         import uvloop

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from skyroute.router.engine import Engine
 from skyroute.router.idempotency import IdempotencyStore, MemoryStore
+from skyroute.router.ingress.guards.door import Door
 from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
@@ -28,6 +29,8 @@ class RouterState:
     # Set on SIGTERM (drain.py): /readyz fails and gRPC health says NOT_SERVING.
     draining: bool = False
     idempotency: IdempotencyStore = field(default_factory=MemoryStore)
+    # Identity and limits at the door (tenants and keys follow every table).
+    door: Door = field(default_factory=Door)
     # Live facts from the distribution client for /debug/status, set by the server.
     status_hook: Callable[[], dict[str, object]] | None = None
     # GET /metrics: this process's instruments, or every worker's (see worker_metrics).
@@ -47,3 +50,4 @@ class RouterState:
     def set_table(self, table: RoutingTable) -> None:
         # One reference swap: requests already running keep the table they started with.
         self.table = table
+        self.door.use(table.tenants, table.keys)

@@ -33,6 +33,9 @@ import re2
 from skyroute.router import canary
 from skyroute.router.canary import CanarySplit
 from skyroute.router.embed import Embedder, HashingEmbedder
+from skyroute.router.ingress.guards.from_snapshot import from_snapshot
+from skyroute.router.ingress.guards.keys import KeyRing
+from skyroute.router.ingress.guards.tenants import TenantRules
 from skyroute.router.providers import registry
 from skyroute.router.providers.types import Target
 from skyroute.v1 import snapshot_pb2
@@ -230,6 +233,9 @@ class RoutingTable:
     policies: dict[str, PolicyTable]
     default_policy: str
     pool_names: tuple[str, ...] = field(default=())
+    # Who may call (Snapshot.tenants): rules by tenant name and the key ring, built once.
+    tenants: dict[str, TenantRules] = field(default_factory=dict)
+    keys: KeyRing = field(default_factory=lambda: KeyRing([]))
 
     def policy(self, name: str) -> PolicyTable | None:
         if not name or name == "auto":
@@ -531,9 +537,12 @@ def build_table(snapshot: snapshot_pb2.Snapshot) -> RoutingTable:
     default = snapshot.default_policy or (next(iter(policies)) if len(policies) == 1 else "")
     if default and default not in policies:
         raise SnapshotError(f"default_policy {default!r} is not in the snapshot")
+    tenants, keys = from_snapshot(snapshot)
     return RoutingTable(
         version=snapshot.version,
         policies=policies,
         default_policy=default,
         pool_names=tuple(sorted(pools)),
+        tenants=tenants,
+        keys=keys,
     )

@@ -34,7 +34,7 @@ from skyroute.router.ingress.guards.keys import KeyRing
 from skyroute.router.ingress.guards.limits import Decision, ratelimit_headers
 from skyroute.router.ingress.guards.limits_guard import Limiter, Reservation
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
-from skyroute.router.ingress.guards.tenants import Estimate, plan
+from skyroute.router.ingress.guards.tenants import Estimate, TenantRules, plan
 from skyroute.v1 import snapshot_pb2
 
 
@@ -64,8 +64,25 @@ class Door:
 
     def apply(self, snap: snapshot_pb2.Snapshot) -> None:
         """Rebuild tenants and keys from a new snapshot (one reference swap)."""
-        tenants, ring = from_snapshot(snap)
-        self.auth = Authenticator(tenants, ring, self.sa, self.allow_anonymous)
+        self.use(*from_snapshot(snap))
+
+    def use(self, tenants: dict[str, TenantRules], keys: KeyRing) -> None:
+        """Serve these tenants and keys from now on (the router calls it per table)."""
+        self.auth = Authenticator(tenants, keys, self.sa, self.allow_anonymous)
+
+    def status(self) -> dict[str, object]:
+        """For /debug/status and ``skyroute status``: how the door authenticates and limits."""
+        return {
+            "anonymous_allowed": self.allow_anonymous,
+            "tenants": len(self.auth.tenants),
+            "keys": len(self.auth.keys),
+            "keys_revoked": self.auth.keys.revoked(),
+            "service_accounts": self.sa is not None,
+            "limits_backend": self.limiter.backend,
+            "limits_redis_errors": self.limiter.redis_errors,
+            "limits_settle_errors": self.limiter.settle_errors,
+            "refused": dict(self.refused),
+        }
 
     async def identify(
         self,

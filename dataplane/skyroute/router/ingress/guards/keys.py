@@ -73,6 +73,9 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def revoked(self) -> int:
+        return sum(r.revoked for r in self._by_id.values())
+
     def verify(self, presented: str, now: float) -> KeyRecord:
         """The key's record, or a 401 :class:`GuardError` naming at most its public id."""
         key_id = public_id(presented)

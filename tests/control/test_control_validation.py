@@ -217,3 +217,15 @@ def test_an_impossible_date_is_a_problem_not_a_crash(tmp_path) -> None:  # type:
         assert "bad.yaml" in str(e) and "month" in str(e).lower()
     else:
         raise AssertionError("an impossible date compiled")
+
+
+def test_a_weight_too_small_to_tell_from_zero_is_refused(acmeshop: Path) -> None:
+    _edit(
+        acmeshop / "policy.yaml",
+        "weights: {cost: 0.25, latency: 0.25,",
+        "weights: {cost: 1.0e-9, latency: 0.25,",
+    )
+    [problem] = _problems(acmeshop)
+    assert problem.obj == "RoutingPolicy default/acmeshop"
+    assert problem.path == "spec.weights.cost"
+    assert "a weight is 0 or at least 1e-06" in problem.message

@@ -51,7 +51,7 @@ def test_a_policy_whose_tests_fail_is_refused_naming_the_case(stack: Stack) -> N
     assert 'admission webhook "routingpolicies.skyroute.io" denied the request' in err, err
     assert (
         PASSWORD_CASE + ': expected pool "cost" and model "gemini-3-flash", got pool '
-        '"balanced" and model "gpt-5.2"' in err
+        '"balanced" and model "claude-4.5-sonnet"' in err
     ), err
     assert 'test "greetings stay on the cheap model" failed' in err
     time.sleep(0.3)

@@ -234,7 +234,7 @@ def test_a_generation_whose_tests_fail_waits_and_the_previous_one_serves() -> No
     assert compiled["message"].startswith(
         'spec.tests[0]: test "password reset is a cached FAQ on the cheap model" failed: '
         'expected pool "cost" and model "gemini-3-flash", got pool "balanced" and model '
-        '"gpt-5.2" (intent "faq.password" from keyword:reset my password, rule '
+        '"claude-4.5-sonnet" (intent "faq.password" from keyword:reset my password, rule '
         '"faq-and-low-risk")'
     )
     assert "routers keep serving generation 1" in compiled["message"]

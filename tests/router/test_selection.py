@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.decide import decide, explain, score_pool, signals_from_messages
-from skyroute.router.table import Candidate, PolicyTable, build_table
+from skyroute.router.table import MIN_WEIGHT, Candidate, PolicyTable, SnapshotError, build_table
 from skyroute.v1 import snapshot_pb2 as pb
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "acmeshop"
@@ -213,7 +214,8 @@ class Live:
         return self.fail.get(c.model, 0.0)
 
 
-_weight = st.floats(min_value=0.0, max_value=100.0, allow_nan=False)
+# Every weight a policy may declare: 0, or between the floor and 100.
+_weight = st.one_of(st.just(0.0), st.floats(min_value=MIN_WEIGHT, max_value=100.0))
 _model = st.tuples(
     st.floats(min_value=0.1, max_value=100.0),  # output price
     st.floats(min_value=0.0, max_value=1.0),  # quality
@@ -228,7 +230,7 @@ _model = st.tuples(
     weights=st.tuples(_weight, _weight, _weight, _weight),
     term=st.integers(min_value=0, max_value=3),
     factor=st.floats(min_value=1.0, max_value=50.0),
-    extra=st.floats(min_value=0.0, max_value=10.0),
+    extra=st.one_of(st.just(0.0), st.floats(min_value=MIN_WEIGHT, max_value=10.0)),
 )
 def test_raising_a_weight_never_lowers_that_terms_share(
     models: list[tuple[float, float, float, float]],
@@ -262,3 +264,14 @@ def test_raising_a_weight_never_lowers_that_terms_share(
         # The chosen model is never worse on the term whose weight went up.
         assert chosen_after <= chosen_before + 1e-9
     assert all(0.0 <= v <= 1.0 + 1e-9 for v in raw_after)
+
+
+def test_a_weight_below_the_floor_is_refused_with_the_snapshot() -> None:
+    pool = [cand("a", "f0", 1.0, 0.5, 0), cand("b", "f1", 2.0, 0.9, 0)]
+    with pytest.raises(SnapshotError, match=r"each is 0 or >= 1e-06"):
+        table(pool, pb.Selection(mode="scored"), weights=(1e-9, 1, 1, 1))
+    # Scaling every weight together never changes the choice.
+    s = ask("hello")
+    small = decide(table(pool, pb.Selection(mode="scored"), weights=(2e-6, 0, 0, 1e-6)), s)
+    large = decide(table(pool, pb.Selection(mode="scored"), weights=(2, 0, 0, 1)), s)
+    assert [c.model for c in small.chain] == [c.model for c in large.chain]

@@ -297,9 +297,12 @@ def score_pool(
 def _chain(sel: SelectionSettings, scores: list[Score], explore: bool) -> tuple[Candidate, ...]:
     # Stable sort: exact ties (rounded, so float noise is no tie-breaker) keep declared
     # order; candidates known to miss the latency objective go after those that meet it.
+    # Scores are rounded relative to the total weight, so scaling every weight by the
+    # same factor never changes the choice.
+    scale = sum(sel.weights) or 1.0
     ranked = sorted(
         (x for x in scores if not x.excluded),
-        key=lambda x: (x.misses_objective, round(x.score, 9)),
+        key=lambda x: (x.misses_objective, round(x.score / scale, 9)),
     )
     if not ranked:
         return ()

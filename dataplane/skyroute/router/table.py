@@ -384,12 +384,19 @@ def _reliability(p: snapshot_pb2.Policy) -> ReliabilitySettings:
     )
 
 
+#: The smallest non-zero weight (the control plane's validator holds the same floor):
+#: smaller ones would underflow to nothing for some candidates and not others.
+MIN_WEIGHT = 1e-6
+
+
 def _weights(
     p: snapshot_pb2.Policy, w: snapshot_pb2.ScoringWeights
 ) -> tuple[float, float, float, float]:
     weights = (w.cost, w.latency, w.success, w.quality)
     if any(not x >= 0 for x in weights):  # also NaN
         raise SnapshotError(f"policy {p.name!r}: weights {weights} must be non-negative numbers")
+    if any(0 < x < MIN_WEIGHT for x in weights):
+        raise SnapshotError(f"policy {p.name!r}: weights {weights}: each is 0 or >= {MIN_WEIGHT}")
     return weights
 
 

@@ -149,7 +149,20 @@ Tenant = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Score = Annotated[float, Field(ge=0, le=1)]
 Millis = Annotated[int, Field(ge=100, le=600_000)]
 Tokens = Annotated[int, Field(ge=0, le=10_000_000)]
-Weight = Annotated[float, Field(ge=0, le=100)]
+#: The smallest weight that is not zero (the router refuses smaller ones: their terms
+#: would underflow for some candidates and not others).
+MIN_WEIGHT = 1e-6
+
+
+def _weight_resolution(w: float) -> float:
+    if 0 < w < MIN_WEIGHT:
+        raise PydanticCustomError(
+            "weight_too_small", "a weight is 0 or at least {floor}", {"floor": MIN_WEIGHT}
+        )
+    return w
+
+
+Weight = Annotated[float, Field(ge=0, le=100), AfterValidator(_weight_resolution)]
 Price = Annotated[float, Field(ge=0, le=1000)]
 VERSION_PATTERN = r"^sha256:[0-9a-f]{16}$"
 PolicyVersion = Annotated[

@@ -310,6 +310,28 @@ class Stack:
     def pushes(self, proc: Proc | None = None) -> int:
         return len((proc or self.operator).events("push"))
 
+    def holder(self) -> str:
+        """The identity holding the operator's Lease."""
+        return self.cluster.kubectl(
+            "get",
+            "lease",
+            "skyroute-operator",
+            "-n",
+            self.ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ).stdout
+
+    def replica(self, identity: str) -> tuple[Proc, str]:
+        """One more operator replica on the same Lease (own ports); (process, admin address)."""
+        grpc, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        proc = self._start(
+            f"operator-{identity}",
+            self.operator_args(identity, grpc=grpc, admin=admin, webhook=False),
+        )
+        up(proc, f"http://{admin}/healthz", 30)
+        return proc, admin
+
     def wait_routers_on(self, version: str, timeout: float = 10.0) -> float:
         t0 = time.monotonic()
         wait_until(
@@ -349,6 +371,17 @@ def acmeshop_stack(cluster: Cluster, tmp: Path, prefix: str) -> Iterator[Stack]:
         s.wait_condition("routingpolicies", "acmeshop", "Ready")
         s.start_router(f"{prefix}-r1")
         s.wait_condition("routingpolicies", "acmeshop", "Synced")
+        yield s
+    finally:
+        s.close()
+
+
+def lease_stack(cluster: Cluster, tmp: Path, prefix: str) -> Iterator[Stack]:
+    """AcmeShop Ready on one operator (op-a, no webhook, no router): for Lease tests."""
+    s = Stack(cluster, tmp, webhook=False, prefix=prefix)
+    try:
+        s.apply_acmeshop()
+        s.wait_condition("routingpolicies", "acmeshop", "Ready")
         yield s
     finally:
         s.close()

@@ -15,37 +15,24 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from harness import Proc, free_port, http_get, wait_until
+from harness import Proc, http_get, wait_until
 from kcluster import Cluster
-from opstack import Stack, up
+from opstack import Stack, lease_stack
 
 RP = "routingpolicies"
 
 
 @pytest.fixture(scope="module")
 def stack(k8s_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(k8s_cluster, tmp_path_factory.mktemp("ha"), webhook=False, prefix="ha")
-    try:
-        s.apply_acmeshop()
-        s.wait_condition(RP, "acmeshop", "Ready")
-        yield s
-    finally:
-        s.close()
+    yield from lease_stack(k8s_cluster, tmp_path_factory.mktemp("ha"), "ha")
 
 
 def holder(stack: Stack) -> str:
-    return stack.cluster.kubectl(
-        "get", "lease", "skyroute-operator", "-n", stack.ns, "-o", "jsonpath={.spec.holderIdentity}"
-    ).stdout
+    return stack.holder()
 
 
 def replica(stack: Stack, identity: str) -> tuple[Proc, str]:
-    grpc, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    proc = stack._start(
-        f"operator-{identity}", stack.operator_args(identity, grpc=grpc, admin=admin, webhook=False)
-    )
-    up(proc, f"http://{admin}/healthz", 30)
-    return proc, admin
+    return stack.replica(identity)
 
 
 def snapshot_version(admin: str) -> str:

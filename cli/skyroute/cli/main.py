@@ -155,6 +155,19 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--lease", default="skyroute-operator", help="leader Lease ('' = always lead)")
     o.add_argument("--lease-namespace", default=None, help="default: POD_NAMESPACE or --namespace")
     o.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
+    o.add_argument(
+        "--lease-renew-deadline",
+        type=float,
+        default=None,
+        help="seconds after its last renew a leader stops writing and steps down; "
+        "shorter than the lease (default: 2/3 of it, client-go's 10 of 15)",
+    )
+    o.add_argument(
+        "--lease-retry-period",
+        type=float,
+        default=None,
+        help="seconds between acquire/renew rounds (default: duration / 7.5, client-go's 2 of 15)",
+    )
     o.add_argument("--id", default=None, help="identity in the Lease (default: pod or host-pid)")
     o.add_argument(
         "--advertise",
@@ -387,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lease=args.lease or None,
                 lease_namespace=args.lease_namespace,
                 lease_duration=args.lease_duration,
+                lease_renew_deadline=args.lease_renew_deadline,
+                lease_retry_period=args.lease_retry_period,
                 identity=args.id,
                 advertise=args.advertise,
                 status_interval=args.status_interval,

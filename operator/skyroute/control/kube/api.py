@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -29,6 +29,10 @@ from skyroute.control.policy.model import GROUP, VERSION
 PLURALS = {"RoutingPolicy": "routingpolicies", "ModelPool": "modelpools"}
 TIMEOUT = 10.0
 Body = dict[str, Any]
+
+
+class NotLeader(Exception):
+    """A leader-only write asked for while this replica may not write (see lease.py)."""
 
 
 class NotInstalled(Exception):
@@ -48,6 +52,10 @@ class KubeApi:
     """Async wrappers over the blocking client; one instance per process."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        # Leader writes (status, events, annotations, history) happen only while this
+        # says yes: the Lease's renew deadline (lease.py); None = always (no Lease).
+        self.fence: Callable[[], bool] | None = None
+        self.refused = 0
         self.client = api_client or load_client()
         self.custom = client.CustomObjectsApi(self.client)
         self.core = client.CoreV1Api(self.client)
@@ -60,6 +68,18 @@ class KubeApi:
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, _request_timeout=TIMEOUT, **kwargs)
+
+    async def _leader_call(self, fn: Any, *args: Any) -> Any:
+        """A leader's write: the fence is asked in the thread, just before the request."""
+        fence = self.fence
+
+        def fenced() -> Any:
+            if fence is not None and not fence():
+                self.refused += 1
+                raise NotLeader(f"not the leader (renew deadline passed): {fn.__name__} refused")
+            return fn(*args, _request_timeout=TIMEOUT)
+
+        return await asyncio.to_thread(fenced)
 
     # --- skyroute objects ----------------------------------------------------
 
@@ -92,7 +112,7 @@ class KubeApi:
     ) -> Body | None:
         """Merge-patch ``status``; the object as returned, or None if it is gone."""
         try:
-            result = await self._call(
+            result = await self._leader_call(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -108,7 +128,7 @@ class KubeApi:
         return result if isinstance(result, dict) else None
 
     async def create_event(self, namespace: str, body: Mapping[str, Any]) -> None:
-        await self._call(self.core.create_namespaced_event, namespace, dict(body))
+        await self._leader_call(self.core.create_namespaced_event, namespace, dict(body))
 
     # --- Lease ---------------------------------------------------------------
 
@@ -196,7 +216,7 @@ class KubeApi:
     async def remove_annotation(self, kind: str, namespace: str, name: str, key: str) -> None:
         """Merge-patch ``metadata.annotations[key]`` away (a one-shot action was taken)."""
         try:
-            await self._call(
+            await self._leader_call(
                 self.custom.patch_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -232,7 +252,7 @@ class KubeApi:
     async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> bool:
         """False if it exists already."""
         try:
-            await self._call(self.core.create_namespaced_config_map, namespace, dict(body))
+            await self._leader_call(self.core.create_namespaced_config_map, namespace, dict(body))
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -242,7 +262,9 @@ class KubeApi:
     async def replace_config_map(self, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
         """False on a conflict (someone else wrote it since it was read)."""
         try:
-            await self._call(self.core.replace_namespaced_config_map, name, namespace, dict(body))
+            await self._leader_call(
+                self.core.replace_namespaced_config_map, name, namespace, dict(body)
+            )
         except ApiException as exc:
             if exc.status in (404, 409):
                 return False

@@ -15,13 +15,23 @@ runs in one) so the routers' Service can select the leader: the synced and
 stale counts in status then cover every router, not only the leader's share.
 Standby replicas keep serving whoever is connected to them.
 
-The algorithm is client-go's: a replica takes the Lease when it is free or
-when its record has not changed for ``duration`` seconds *as measured by the
-replica's own monotonic clock* (no trust in clock sync between nodes), and
-the leader renews every ``duration / 3``. Writes use the Lease's
-resourceVersion, so of two replicas racing, one gets a conflict and stays
-standby. A leader that cannot renew for ``duration`` steps down on its own.
-On shutdown the leader releases the Lease so a standby takes over at once.
+The algorithm is client-go's, with its three durations (defaults 15 s,
+10 s, 2 s): a replica takes the Lease when it is free or when its record has
+not changed for ``duration`` seconds *as measured by the replica's own
+monotonic clock* (no trust in clock sync between nodes); the leader renews
+every ``retry_period``, and leads only until ``renew_deadline`` (shorter
+than the lease) after the start of its last successful renew. Writes use
+the Lease's resourceVersion, so of two replicas racing, one gets a conflict
+and stays standby. On shutdown the leader releases the Lease so a standby
+takes over at once.
+
+The renew deadline is what keeps two replicas from both writing: it is
+checked on every round (a leader past it steps down before anything else)
+and, through :meth:`LeaseElector.may_write`, before every leader write the
+operator makes (``KubeApi`` refuses them otherwise). A leader that was
+frozen (SIGSTOP, a stalled node, a long pause) wakes up past its deadline
+and writes nothing, while a standby can only have taken over after the
+longer lease duration.
 """
 
 from __future__ import annotations
@@ -56,12 +66,22 @@ class LeaseElector:
         identity: str,
         duration: float = 15.0,
         on_change: Callable[[bool], Awaitable[None]] | None = None,
+        renew_deadline: float | None = None,
+        retry_period: float | None = None,
     ) -> None:
         self.api = api
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.duration = max(1.0, duration)
+        # client-go's defaults are 15 s / 10 s / 2 s: the same proportions by default.
+        self.renew_deadline = renew_deadline or self.duration * 2 / 3
+        self.retry_period = retry_period or self.duration / 7.5
+        if not self.retry_period * 1.2 < self.renew_deadline < self.duration:
+            raise ValueError(
+                f"lease: need retry period x 1.2 < renew deadline < duration, got "
+                f"{self.retry_period:g} / {self.renew_deadline:g} / {self.duration:g} s"
+            )
         self.on_change = on_change
         self.is_leader = False
         self.transitions = 0
@@ -142,21 +162,44 @@ class LeaseElector:
         if self.on_change is not None:
             await self.on_change(leader)
 
+    def may_write(self) -> bool:
+        """Leading, and still within the renew deadline of the last successful renew."""
+        return self.is_leader and time.monotonic() - self._renewed < self.renew_deadline
+
+    async def round(self) -> None:
+        """One acquire-or-renew, with the renew deadline checked before and after it."""
+        if self.is_leader and not self.may_write():
+            event(
+                log,
+                "renew_deadline_passed",
+                logging.WARNING,
+                lease=f"{self.namespace}/{self.name}",
+                since_renew_s=round(time.monotonic() - self._renewed, 3),
+            )
+            await self._set(False)
+        started = time.monotonic()
+        try:
+            leading = await asyncio.wait_for(
+                self.try_acquire_or_renew(), timeout=self.renew_deadline
+            )
+        except Exception as exc:
+            event(log, "lease_error", logging.WARNING, error=repr(exc))
+            leading = False
+            if self.is_leader and self.may_write():
+                return  # a failed renew: try again until the deadline
+        if leading:
+            # Counted from before the request: the API server may have stored it any time after.
+            self._renewed = started
+            if time.monotonic() - started >= self.renew_deadline:
+                leading = False  # the renew itself took longer than the deadline
+        await self._set(leading)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Acquire and renew until ``stop``; then release if held."""
-        period = self.duration / 3
         while not stop.is_set():
-            try:
-                leading = await self.try_acquire_or_renew()
-                if leading:
-                    self._renewed = time.monotonic()
-                await self._set(leading)
-            except Exception as exc:
-                event(log, "lease_error", logging.WARNING, error=repr(exc))
-                if self.is_leader and time.monotonic() - self._renewed > self.duration:
-                    await self._set(False)
+            await self.round()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=period)
+                await asyncio.wait_for(stop.wait(), timeout=self.retry_period)
         await self.release()
 
     async def release(self) -> None:

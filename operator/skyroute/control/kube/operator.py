@@ -78,6 +78,8 @@ class OperatorOptions:
     lease: str | None = "skyroute-operator"
     lease_namespace: str | None = None
     lease_duration: float = 15.0
+    lease_renew_deadline: float | None = None
+    lease_retry_period: float | None = None
     identity: str | None = None
     advertise: str | None = None
     status_interval: float = 0.5
@@ -129,18 +131,13 @@ class Operator:
         )
         self.outcomes.add_listener(self.rollouts.controller.windows.record)
         self.store.subscribe(self._served)
-        self.elector = (
-            LeaseElector(
-                api,
-                self.own_namespace,
-                opts.lease,
-                self.identity,
-                duration=opts.lease_duration,
-                on_change=self._leadership,
-            )
-            if opts.lease
-            else None
-        )
+        try:
+            self.elector = self._elector(api)
+        except ValueError as exc:
+            raise SystemExit(f"skyroute operator: {exc}") from None
+        if self.elector is not None:
+            # Every leader write is fenced by the renew deadline, checked just before it.
+            api.fence = self.elector.may_write
         # Followers forward rollout outcomes to the leader (see forward.py).
         elector = self.elector
         self.forwarder = OutcomeForwarder(
@@ -156,6 +153,21 @@ class Operator:
         self._dirty = asyncio.Event()
         self._server: DistributionServer | None = None
         self._admin: AdminServer | None = None
+
+    def _elector(self, api: KubeApi) -> LeaseElector | None:
+        opts = self.opts
+        if not opts.lease:
+            return None
+        return LeaseElector(
+            api,
+            self.own_namespace,
+            opts.lease,
+            self.identity,
+            duration=opts.lease_duration,
+            on_change=self._leadership,
+            renew_deadline=opts.lease_renew_deadline,
+            retry_period=opts.lease_retry_period,
+        )
 
     # --- what kopf's handlers call (handlers.App) -----------------------------------
 

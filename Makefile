@@ -64,8 +64,8 @@ clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*
 
 # Test cluster for the k8s suites: etcd (Debian) + kube-apiserver/kubectl built
-# once from the pinned k8s.io/kubernetes module into ~/.cache/skyroute (slow the
-# first time). `export KUBECONFIG=$$(make -s cluster-up)` for a shell.
+# once from the pinned k8s.io/kubernetes module, and helm (deploy/helm) from the
+# pinned helm.sh/helm module, into ~/.cache/skyroute (slow the first time). `export KUBECONFIG=$$(make -s cluster-up)` for a shell.
 .PHONY: cluster-bins cluster-up cluster-down
 
 cluster-bins:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make the test cluster's binaries available: etcd (Debian's etcd-server) and
-# kube-apiserver + kubectl compiled from the pinned k8s.io/kubernetes module.
+# Make the test cluster's binaries available: etcd (Debian's etcd-server),
+# kube-apiserver + kubectl compiled from the pinned k8s.io/kubernetes module,
+# and helm (for deploy/helm) compiled from the pinned helm.sh/helm module.
 #
 # k8s.io/kubernetes is not meant to be consumed as a module: its go.mod points
 # every k8s.io/* staging module at ./staging/src/... with fake v0.0.0
@@ -18,12 +19,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/env.sh"
 
 have_bins() {
-  [[ -x "$ETCD" && -x "$KUBE_APISERVER" && -x "$KUBECTL" ]] && command -v openssl >/dev/null
+  [[ -x "$ETCD" && -x "$KUBE_APISERVER" && -x "$KUBECTL" && -x "$HELM" ]] && command -v openssl >/dev/null
 }
 
 if [[ "${1:-}" == "--check" ]]; then
   have_bins && exit 0
-  log "missing: $( [[ -x "$ETCD" ]] || echo -n 'etcd ' )$( [[ -x "$KUBE_APISERVER" ]] || echo -n 'kube-apiserver ' )$( [[ -x "$KUBECTL" ]] || echo -n 'kubectl ' )$(command -v openssl >/dev/null || echo -n 'openssl')"
+  log "missing: $( [[ -x "$ETCD" ]] || echo -n 'etcd ' )$( [[ -x "$KUBE_APISERVER" ]] || echo -n 'kube-apiserver ' )$( [[ -x "$KUBECTL" ]] || echo -n 'kubectl ' )$( [[ -x "$HELM" ]] || echo -n 'helm ' )$(command -v openssl >/dev/null || echo -n 'openssl')"
   exit 1
 fi
 
@@ -41,19 +42,57 @@ if ((${#apt_pkgs[@]})); then
 fi
 log "etcd: $("$ETCD" --version 2>/dev/null | head -1)"
 
+# One build per cache dir: take DIR/.build.lock on fd 9, waiting while another
+# caller builds (it then finds the binary and returns). Usage: build_lock DIR WHAT
+build_lock() {
+  command -v go >/dev/null || die "no Go toolchain on PATH (needed to build $2)"
+  mkdir -p "$1"
+  exec 9>"$1/.build.lock"
+  if ! flock -n 9; then
+    log "another build holds $1/.build.lock; waiting"
+    flock 9
+  fi
+}
+
+# --- Go build of helm -----------------------------------------------------
+# Unlike k8s.io/kubernetes, helm.sh/helm is an ordinary module: `go install
+# cmd/helm@version` builds the release as published (its own go.sum pins
+# every dependency). Same cache layout, lock and tmp-then-move as below.
+build_helm() {
+  if [[ -x "$HELM" ]]; then
+    log "helm $SKYROUTE_HELM_VERSION: cached in $SKYROUTE_HELM_CACHE/bin"; return 0
+  fi
+  build_lock "$SKYROUTE_HELM_CACHE" helm
+  if [[ -x "$HELM" ]]; then
+    log "helm built by the other caller"; exec 9>&-; return 0
+  fi
+  local v="$SKYROUTE_HELM_VERSION" start logf="$SKYROUTE_HELM_CACHE/build.log"
+  local major="${v%%.*}"                  # v4
+  local mod="helm.sh/helm/$major"
+  start=$(date +%s)
+  log "$(go version); building helm $v (go install $mod/cmd/helm@$v; 2 cores: about 9 min cold)"
+  rm -rf "$SKYROUTE_HELM_CACHE/bin.tmp"
+  if ! GOBIN="$SKYROUTE_HELM_CACHE/bin.tmp" GOFLAGS="-mod=mod" GOTOOLCHAIN=local CGO_ENABLED=0 \
+      go install -trimpath -ldflags "-s -w -X $mod/internal/version.version=$v -X $mod/internal/version.gitTreeState=clean" \
+      "$mod/cmd/helm@$v" >"$logf" 2>&1; then
+    tail -30 "$logf" >&2
+    die "helm build failed (full log: $logf)"
+  fi
+  mkdir -p "$SKYROUTE_HELM_CACHE/bin"
+  mv -f "$SKYROUTE_HELM_CACHE/bin.tmp/helm" "$HELM"
+  rmdir "$SKYROUTE_HELM_CACHE/bin.tmp" 2>/dev/null || true
+  exec 9>&-
+  log "built in $(($(date +%s) - start))s: helm $("$HELM" version --template '{{.Version}}')"
+}
+build_helm
+
 if [[ -x "$KUBE_APISERVER" && -x "$KUBECTL" ]]; then
   log "kube-apiserver, kubectl $SKYROUTE_K8S_VERSION: cached in $SKYROUTE_K8S_BIN"
   exit 0
 fi
 
 # --- Go build of kube-apiserver and kubectl -------------------------------
-command -v go >/dev/null || die "no Go toolchain on PATH (needed to build kube-apiserver)"
-mkdir -p "$SKYROUTE_K8S_CACHE"
-exec 9>"$SKYROUTE_K8S_CACHE/.build.lock"
-if ! flock -n 9; then
-  log "another build holds $SKYROUTE_K8S_CACHE/.build.lock; waiting"
-  flock 9
-fi
+build_lock "$SKYROUTE_K8S_CACHE" kube-apiserver
 if [[ -x "$KUBE_APISERVER" && -x "$KUBECTL" ]]; then
   log "built by the other caller"; exit 0
 fi

@@ -20,13 +20,20 @@
 # Seconds to wait for /readyz.
 : "${SKYROUTE_CLUSTER_TIMEOUT:=120}"
 
+# Helm for the chart in deploy/helm (lint, template), built from its Go module
+# (a normal module, so a plain `go install` of cmd/helm at this version).
+: "${SKYROUTE_HELM_VERSION:=v4.3.2}"
+: "${SKYROUTE_HELM_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/skyroute/helm-${SKYROUTE_HELM_VERSION}}"
+
 SKYROUTE_K8S_BIN="$SKYROUTE_K8S_CACHE/bin"
 KUBE_APISERVER="$SKYROUTE_K8S_BIN/kube-apiserver"
 KUBECTL="$SKYROUTE_K8S_BIN/kubectl"
+HELM="$SKYROUTE_HELM_CACHE/bin/helm"
 : "${ETCD:=$(command -v etcd || echo /usr/bin/etcd)}"
 
 export SKYROUTE_K8S_VERSION SKYROUTE_K8S_CACHE SKYROUTE_CLUSTER_DIR SKYROUTE_CLUSTER_TIMEOUT
-export SKYROUTE_K8S_BIN KUBE_APISERVER KUBECTL ETCD
+export SKYROUTE_HELM_VERSION SKYROUTE_HELM_CACHE
+export SKYROUTE_K8S_BIN KUBE_APISERVER KUBECTL HELM ETCD
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }

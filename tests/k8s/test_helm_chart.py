@@ -1,0 +1,353 @@
+"""deploy/helm/skyroute: lints, renders what deploy/ renders, and the API server accepts it.
+
+Helm is the real binary, built from its Go module into ~/.cache/skyroute like
+the cluster's binaries (``hack/cluster/bins.sh``; ``make test`` builds it
+first). Three things are pinned here:
+
+* ``helm lint --strict`` passes with the default values, the ci/ values and
+  every optional feature turned on;
+* for the same settings the chart renders the same objects as the kustomize
+  tree (defaults = deploy/base, ci/dev-values.yaml = overlays/dev,
+  ci/prod-values.yaml = overlays/prod): every object compared in full, less
+  Helm's own labels, so a change to deploy/ fails here until the chart has it;
+* what it renders passes ``kubectl apply --dry-run=server`` (schema,
+  defaulting, admission, PodSecurity ``restricted`` of a labelled namespace),
+  Tenant objects included, and the optional parts (Redis, provider keys,
+  webhook TLS modes) render what they promise.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kcluster import REPO, Cluster, cluster_env
+
+CHART = REPO / "deploy" / "helm" / "skyroute"
+DEPLOY = REPO / "deploy"
+NS = "skyroute-system"
+# Labels only the chart sets (Helm's conventions); everything else must match kustomize.
+HELM_LABELS = frozenset(
+    {
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/managed-by",
+        "app.kubernetes.io/version",
+        "helm.sh/chart",
+    }
+)
+# kustomize source -> chart values files giving the same settings.
+SAME_SETTINGS = {
+    "base": (DEPLOY / "base", ()),
+    "dev": (DEPLOY / "overlays" / "dev", (CHART / "ci" / "dev-values.yaml",)),
+    "prod": (DEPLOY / "overlays" / "prod", (CHART / "ci" / "prod-values.yaml",)),
+}
+# Every optional part at once (each one's effect is checked below).
+FEATURES: dict[str, Any] = {
+    "redis": {"enabled": True, "responseCache": True},
+    "providerKeys": {
+        "create": True,
+        "values": {"openai": "sk-test-not-a-key", "azure": "not-a-key-either"},
+        "env": [
+            {"name": "OPENAI_API_KEY", "key": "openai"},
+            {"name": "AZURE_OPENAI_API_KEY", "key": "azure"},
+        ],
+    },
+    "tenants": [
+        {
+            "name": "acme-web",
+            "spec": {
+                "tier": "standard",
+                "policies": ["acmeshop"],
+                "rateLimits": {"requestsPerMinute": 600},
+            },
+        }
+    ],
+    "router": {
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}},
+        "extraArgs": ["--limits-local-share=0.5"],
+        "networkPolicy": {
+            "extraEgress": [
+                {
+                    "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+                    "ports": [{"protocol": "TCP", "port": 8000}],
+                }
+            ]
+        },
+    },
+    "webhook": {"tls": {"mode": "secret", "caBundle": "Q0EK"}},
+}
+
+
+class HelmError(AssertionError):
+    """helm exited non-zero; the message holds its stderr."""
+
+
+def helm(*args: str) -> str:
+    binary = Path(cluster_env("HELM"))
+    if not binary.is_file():
+        pytest.fail(f"helm not built at {binary}: run `make cluster-bins` (make test does)")
+    proc = subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    if proc.returncode != 0:
+        raise HelmError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc.stdout
+
+
+def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def template(*values: Path, ns: str = NS, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    args = ["template", "skyroute", str(CHART), "--namespace", ns, "--include-crds"]
+    for path in values:
+        args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
+    return [d for d in yaml.safe_load_all(helm(*args)) if d]
+
+
+def kustomize(cluster: Cluster, path: Path) -> list[dict[str, Any]]:
+    out = cluster.kubectl("kustomize", str(path)).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str]:
+    return doc["kind"], doc["metadata"]["name"]
+
+
+def by_key(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {key(d): d for d in docs}
+    assert len(out) == len(docs), "two objects of one kind with one name"
+    return out
+
+
+def comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """The object less Helm's labels; a CRD by its name and spec (kustomize labels it)."""
+    if doc["kind"] == "CustomResourceDefinition":
+        return {"name": doc["metadata"]["name"], "spec": doc["spec"]}
+    labels = {k: v for k, v in doc["metadata"].get("labels", {}).items() if k not in HELM_LABELS}
+    metadata = {**doc["metadata"], "labels": labels}
+    return {**doc, "metadata": metadata}
+
+
+def differences(got: Any, want: Any, path: str = "") -> list[str]:
+    """Where two rendered objects differ, as field paths (what to mirror where)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        return [
+            d
+            for k in sorted(got.keys() | want.keys(), key=str)
+            for d in differences(got.get(k), want.get(k), f"{path}.{k}")
+        ]
+    if isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
+        return [
+            d
+            for i, (g, w) in enumerate(zip(got, want, strict=True))
+            for d in differences(g, w, f"{path}[{i}]")
+        ]
+    return [] if got == want else [f"{path}: chart {got!r} != kustomize {want!r}"]
+
+
+def only(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return by_key(docs)[(kind, name)]
+
+
+def container(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    (c,) = only(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def dry_run(cluster: Cluster, docs: list[dict[str, Any]], ns: str) -> None:
+    """CRDs for real (as helm installs crds/ first), the rest with a server-side dry run."""
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    assert crds, "the chart installs the CRDs"
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(crds))
+    names = [f"crd/{d['metadata']['name']}" for d in crds]
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", *names)
+    # A namespace enforcing PodSecurity restricted, so violations are reported.
+    if cluster.kubectl("get", "namespace", ns, check=False).returncode != 0:
+        cluster.kubectl("create", "namespace", ns)
+    cluster.kubectl(
+        "label", "--overwrite", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(rest))
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(rest), result.stdout
+    assert all(line.endswith("(server dry run)") for line in lines), result.stdout
+    assert "PodSecurity" not in result.stderr, result.stderr
+
+
+def test_chart_lints_strict_with_every_values_file(tmp_path: Path) -> None:
+    every = [files for _, files in SAME_SETTINGS.values()] + [(values_file(tmp_path, FEATURES),)]
+    for values in every:
+        args = ["lint", "--strict", str(CHART)]
+        for path in values:
+            args += ["-f", str(path)]
+        out = helm(*args)
+        assert "1 chart(s) linted, 0 chart(s) failed" in out, out
+
+
+@pytest.mark.parametrize("setting", sorted(SAME_SETTINGS))
+def test_chart_renders_what_kustomize_renders(k8s_cluster: Cluster, setting: str) -> None:
+    source, values = SAME_SETTINGS[setting]
+    expected = by_key(kustomize(k8s_cluster, source))
+    # kustomize's tree makes the namespace; `helm install` cannot (see values.yaml).
+    got = by_key(template(*values, sets=("namespace.create=true",)))
+    assert sorted(got) == sorted(expected)
+    diffs = [
+        f"{k[0]}/{k[1]}{d}"
+        for k, want in expected.items()
+        for d in differences(comparable(got[k]), comparable(want))
+    ]
+    assert not diffs, "\n".join(diffs)
+    # Every chart object carries Helm's labels on top of kustomize's.
+    for k, doc in got.items():
+        if k[0] != "CustomResourceDefinition":
+            assert doc["metadata"]["labels"].keys() >= HELM_LABELS, k
+    # Without namespace.create, the same objects less the Namespace.
+    plain = by_key(template(*values))
+    assert sorted(plain) == sorted(k for k in got if k[0] != "Namespace")
+
+
+def test_crds_are_the_repository_files() -> None:
+    docs = template()
+    crds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+    files = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
+    assert {f["metadata"]["name"] for f in files} == set(crds)
+    for f in files:
+        assert crds[f["metadata"]["name"]] == f
+
+
+@pytest.mark.parametrize("setting", ["default", "dev", "prod", "features"])
+def test_rendered_chart_passes_server_side_dry_run(
+    k8s_cluster: Cluster, tmp_path: Path, setting: str
+) -> None:
+    ns = "skyroute-helm"
+    values = {
+        "default": [],
+        "dev": [CHART / "ci" / "dev-values.yaml"],
+        "prod": [CHART / "ci" / "prod-values.yaml"],
+        "features": [values_file(tmp_path, FEATURES)],
+    }[setting]
+    docs = template(*values, ns=ns)
+    assert all(d["metadata"].get("namespace") in (None, ns) for d in docs)
+    dry_run(k8s_cluster, docs, ns)
+
+
+def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
+    docs = template(values_file(tmp_path, FEATURES))
+    objects = by_key(docs)
+    # Redis: one pod, reachable only from routers, named in the routers' flags.
+    assert ("Deployment", "skyroute-redis") in objects and ("Service", "skyroute-redis") in objects
+    url = f"redis://skyroute-redis.{NS}.svc:6379/0"
+    args = container(docs, "skyroute-router")["args"]
+    assert f"--redis={url}" in args and f"--cache-redis={url}" in args
+    assert args[-1] == "--limits-local-share=0.5"
+    redis_np = only(docs, "NetworkPolicy", "skyroute-redis")["spec"]
+    (ingress,) = redis_np["ingress"]
+    assert (
+        ingress["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "router"
+    )
+    assert "egress" not in redis_np and redis_np["policyTypes"] == ["Ingress", "Egress"]
+    router_egress = only(docs, "NetworkPolicy", "skyroute-router")["spec"]["egress"]
+    assert router_egress[3]["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert router_egress[4]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    # Provider keys: the Secret, env from it, the file mount of the same Secret.
+    secret = only(docs, "Secret", "skyroute-provider-keys")
+    assert secret["stringData"] == {"openai": "sk-test-not-a-key", "azure": "not-a-key-either"}
+    env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(docs, "skyroute-router")["env"]
+    }
+    assert env["AZURE_OPENAI_API_KEY"] == {
+        "name": "skyroute-provider-keys",
+        "key": "azure",
+        "optional": True,
+    }
+    assert only(docs, "ServiceAccount", "skyroute-router")["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"
+    }
+    # Tenants, in the release namespace.
+    tenant = only(docs, "Tenant", "acme-web")
+    assert tenant["metadata"]["namespace"] == NS and tenant["spec"]["tier"] == "standard"
+    # Webhook TLS from a given Secret: mounted, the CA in the configuration, and the
+    # operator loses every Secret and webhook-configuration permission it had for it.
+    op = container(docs, "skyroute-operator")
+    assert "--webhook-cert=/var/run/secrets/skyroute/webhook-tls/tls.crt" in op["args"]
+    assert not [a for a in op["args"] if a.startswith(("--webhook-tls-secret", "--webhook-config"))]
+    config = only(docs, "ValidatingWebhookConfiguration", "skyroute")
+    assert {h["clientConfig"]["caBundle"] for h in config["webhooks"]} == {"Q0EK"}
+    rules = (
+        only(docs, "Role", "skyroute-operator")["rules"]
+        + only(docs, "ClusterRole", "skyroute-operator")["rules"]
+    )
+    assert not [r for r in rules if "secrets" in r["resources"]]
+    assert not [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
+
+
+def test_external_redis_and_cert_manager(tmp_path: Path) -> None:
+    docs = template(
+        values_file(
+            tmp_path,
+            {
+                "redis": {"url": "rediss://redis.example.internal:6380/2"},
+                "webhook": {"tls": {"mode": "certManager"}},
+            },
+        )
+    )
+    objects = by_key(docs)
+    assert not [k for k in objects if k[1] == "skyroute-redis"]
+    assert (
+        "--redis=rediss://redis.example.internal:6380/2"
+        in container(docs, "skyroute-router")["args"]
+    )
+    config = objects[("ValidatingWebhookConfiguration", "skyroute")]
+    assert config["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": f"{NS}/skyroute-webhook"
+    }
+    cert = objects[("Certificate", "skyroute-webhook")]["spec"]
+    assert cert["secretName"] == "skyroute-webhook-tls"
+    assert cert["dnsNames"] == [
+        f"skyroute-webhook.{NS}.svc",
+        f"skyroute-webhook.{NS}.svc.cluster.local",
+    ]
+    assert cert["issuerRef"] == {"name": "skyroute-webhook", "kind": "Issuer"}
+    assert objects[("Issuer", "skyroute-webhook")]["spec"] == {"selfSigned": {}}
+    # A named issuer replaces the self-signed one.
+    named = by_key(
+        template(
+            sets=(
+                "webhook.tls.mode=certManager",
+                "webhook.tls.certManager.issuerRef.name=corp-ca",
+                "webhook.tls.certManager.issuerRef.kind=ClusterIssuer",
+            )
+        )
+    )
+    assert ("Issuer", "skyroute-webhook") not in named
+    assert named[("Certificate", "skyroute-webhook")]["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+    }
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("routers.replicas=3",), "routers"),  # a typo'd key is refused, not ignored
+        (("router.replicas=-1",), "router.replicas"),
+        (("webhook.tls.mode=magic",), "webhook.tls.mode"),
+        (("redis.url=http://redis:6379",), "redis.url"),
+        (("providerKeys.env[0].name=not an env name",), "providerKeys.env"),
+        (("webhook.tls.mode=secret",), "webhook.tls.caBundle"),
+        (("providerKeys.create=true",), "providerKeys.values"),
+    ],
+)
+def test_bad_values_fail_naming_the_field(sets: tuple[str, ...], message: str) -> None:
+    with pytest.raises(HelmError, match=message.replace(".", r"[./]")):
+        template(sets=sets)

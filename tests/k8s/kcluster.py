@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack" / "cluster"
+CHART = REPO / "deploy" / "helm" / "skyroute"
 
 
 def cluster_env(name: str) -> str:
@@ -63,3 +65,32 @@ def cluster_script(
     return subprocess.run(
         ["bash", str(HACK / name), *args], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+class HelmError(AssertionError):
+    """helm exited non-zero; the message holds its stderr."""
+
+
+def helm(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the helm that hack/cluster/bins.sh built; a non-zero exit raises HelmError.
+
+    Helm's config, cache and data homes are a temporary folder, so a test never
+    reads or writes a developer's ~/.config/helm (repositories, registry logins).
+    """
+    binary = Path(cluster_env("HELM"))
+    if not binary.is_file():
+        raise AssertionError(
+            f"helm not built at {binary}: run `make cluster-bins` (make test does)"
+        )
+    home = Path(tempfile.gettempdir()) / f"skyroute-helm-home-{os.getuid()}"
+    env = dict(os.environ)
+    for var in ("HELM_CONFIG_HOME", "HELM_CACHE_HOME", "HELM_DATA_HOME"):
+        env[var] = str(home / var.lower())
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    proc = subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, timeout=180, cwd=REPO, env=env
+    )
+    if proc.returncode != 0:
+        raise HelmError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc

@@ -18,16 +18,14 @@ first). Three things are pinned here:
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kcluster import REPO, Cluster, cluster_env
+from kcluster import CHART, REPO, Cluster, HelmError, helm
 
-CHART = REPO / "deploy" / "helm" / "skyroute"
 DEPLOY = REPO / "deploy"
 NS = "skyroute-system"
 # Labels only the chart sets (Helm's conventions); everything else must match kustomize.
@@ -82,22 +80,6 @@ FEATURES: dict[str, Any] = {
 }
 
 
-class HelmError(AssertionError):
-    """helm exited non-zero; the message holds its stderr."""
-
-
-def helm(*args: str) -> str:
-    binary = Path(cluster_env("HELM"))
-    if not binary.is_file():
-        pytest.fail(f"helm not built at {binary}: run `make cluster-bins` (make test does)")
-    proc = subprocess.run(
-        [str(binary), *args], capture_output=True, text=True, timeout=120, cwd=REPO
-    )
-    if proc.returncode != 0:
-        raise HelmError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc.stdout
-
-
 def values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
@@ -110,7 +92,7 @@ def template(*values: Path, ns: str = NS, sets: tuple[str, ...] = ()) -> list[di
         args += ["-f", str(path)]
     for item in sets:
         args += ["--set", item]
-    return [d for d in yaml.safe_load_all(helm(*args)) if d]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
 
 
 def kustomize(cluster: Cluster, path: Path) -> list[dict[str, Any]]:
@@ -190,7 +172,7 @@ def test_chart_lints_strict_with_every_values_file(tmp_path: Path) -> None:
         args = ["lint", "--strict", str(CHART)]
         for path in values:
             args += ["-f", str(path)]
-        out = helm(*args)
+        out = helm(*args).stdout
         assert "1 chart(s) linted, 0 chart(s) failed" in out, out
 
 

@@ -25,7 +25,8 @@ from skyroute.cli.demo_report import percentile
 from skyroute.cli.demo_traffic import generate_traffic
 from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.canary import choose
-from skyroute.router.decide import decide, signals_from_messages
+from skyroute.router.decide import decide
+from skyroute.router.signals import signals_from_messages
 from skyroute.router.table import build_table
 from skyroute.v1 import snapshot_pb2
 
@@ -58,7 +59,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
     assert plain is not None
     traffic = generate_traffic(requests)
     prepared = [(r.messages, bool(r.tools), r.locale, r.user_tier, r.tenant) for r in traffic]
-    signals = [signals_from_messages(m, t, loc, tier, ten) for m, t, loc, tier, ten in prepared]
+    signals = [
+        signals_from_messages(m, t, locale=loc, user_tier=tier, tenant=ten)
+        for m, t, loc, tier, ten in prepared
+    ]
     pools = Counter(decide(policy, s).pool for s in signals)
 
     full: list[float] = []
@@ -75,7 +79,7 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
         for _ in range(passes):
             for m, t, loc, tier, ten in prepared:
                 t0 = clock()
-                decide(policy, signals_from_messages(m, t, loc, tier, ten))
+                decide(policy, signals_from_messages(m, t, locale=loc, user_tier=tier, tenant=ten))
                 full.append((clock() - t0) / 1000.0)
             for s in signals:
                 t0 = clock()

@@ -223,7 +223,8 @@ def test_tool_use_is_not_learned_without_adaptation(tmp_path: Path) -> None:
 
 
 def test_priors_per_intent_reach_the_router_score(tmp_path: Path) -> None:
-    from skyroute.router.decide import score_pool, signals_from_messages
+    from skyroute.router.decide import score_pool
+    from skyroute.router.signals import signals_from_messages
     from skyroute.router.table import build_table
 
     store, learner, _, _ = _setup(tmp_path)

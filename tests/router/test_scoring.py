@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from skyroute.router.decide import decide, explain, signals_from_messages
+from skyroute.router.decide import decide, explain
+from skyroute.router.signals import signals_from_messages
 from skyroute.router.table import Candidate, build_table
 from skyroute.v1 import snapshot_pb2 as pb
 

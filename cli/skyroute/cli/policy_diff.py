@@ -38,7 +38,7 @@ from rich.table import Table
 from skyroute.cli.policy_io import EXIT_OK, compile_sources, consoles, emit_json, invalid
 from skyroute.control.policy.errors import PolicyError, Problem
 from skyroute.control.policy.policytests import Decided, decide_request, keyless_snapshot
-from skyroute.router.decide import signals_from_messages
+from skyroute.router.signals import signals_from_messages
 from skyroute.router.table import RoutingTable, SnapshotError, build_table
 
 NO_POLICY = "(no policy)"
@@ -130,7 +130,12 @@ def decide_sample(table: RoutingTable, req: SampleRequest) -> Decided | None:
     if policy is None:
         return None
     s = signals_from_messages(
-        req.messages, req.has_tools, req.locale, req.user_tier, req.tenant, req.declared_intent
+        req.messages,
+        req.has_tools,
+        locale=req.locale,
+        user_tier=req.user_tier,
+        tenant=req.tenant,
+        declared_intent=req.declared_intent,
     )
     return decide_request(policy, s)
 

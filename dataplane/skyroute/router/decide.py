@@ -35,14 +35,18 @@ says when it happened.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import ahocorasick
 
-from skyroute.router import tokens
-from skyroute.router.embed import Embeddings
+from skyroute.router.signals import SIGNALS, attr_of
+
+# The control plane's policy tests import the decision library as one surface
+# (tests/test_contract.py names exactly table and decide): extraction is part of it.
+from skyroute.router.signals import Signals as Signals
+from skyroute.router.signals import signals_from_messages as signals_from_messages
 from skyroute.router.table import (
     UNKNOWN_INTENT,
     Candidate,
@@ -56,24 +60,6 @@ _TOOLS_REQUIRED = snapshot_pb2.TOOL_MATCH_REQUIRED
 _TOOLS_ABSENT = snapshot_pb2.TOOL_MATCH_ABSENT
 # Exploration draws: one C-level call per scored request with exploration on.
 _DRAW: Callable[[], float] = random.Random().random
-
-
-@dataclass(slots=True)
-class Signals:
-    """What the router knows about a request before deciding."""
-
-    text: str  # the last user message, lower-cased
-    prompt_tokens: int  # estimate over messages and tool schemas (see tokens)
-    has_tools: bool
-    locale: str = ""
-    user_tier: str = ""
-    tenant: str = ""
-    declared_intent: str = ""
-    # A caller-assigned safety class (e.g. "minor", "regulated"): a hard cache partition.
-    safety_class: str = ""
-    # The question's embeddings, computed on first use and shared by every reader (the
-    # intent classifier, the semantic cache): each embedder runs at most once per request.
-    embeddings: Embeddings = field(default_factory=Embeddings)
 
 
 # Smallest spread of failure rate and quality gap stretched to a whole term (5 points).
@@ -123,45 +109,6 @@ class Decision:
     selection: SelectionSettings | None = None
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
-
-
-def signals_from_messages(
-    messages: list[dict[str, Any]],
-    has_tools: bool,
-    locale: str = "",
-    user_tier: str = "",
-    tenant: str = "",
-    declared_intent: str = "",
-    safety_class: str = "",
-    *,
-    tools: Sequence[Mapping[str, Any]] = (),
-) -> Signals:
-    """Extract signals from an OpenAI-shaped conversation and its tools (no copies)."""
-    last_user = ""
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            last_user = _content_text(m.get("content"))
-            break
-    return Signals(
-        text=last_user.lower(),
-        prompt_tokens=tokens.estimate(messages, tools),
-        has_tools=has_tools,
-        locale=locale,
-        user_tier=user_tier,
-        tenant=tenant,
-        declared_intent=declared_intent,
-        safety_class=safety_class,
-    )
-
-
 def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
     """Return (intent, source, confidence).
 
@@ -208,11 +155,8 @@ def _rule_matches(r: Rule, s: Signals) -> bool:
         return False
     if s.prompt_tokens < r.min_tokens or (r.max_tokens and s.prompt_tokens > r.max_tokens):
         return False
-    if r.tiers and s.user_tier not in r.tiers:
-        return False
-    if r.locales and s.locale not in r.locales:
-        return False
-    return not (r.tenants and s.tenant not in r.tenants)
+    # The registry's set conditions (tiers, locales, tenants), only those the rule sets.
+    return all(getattr(s, attr) in allowed for attr, allowed in r.sets)
 
 
 def _usable(c: Candidate, s: Signals) -> bool:
@@ -412,16 +356,7 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         snapshot_version=t.snapshot_version,
         track=t.track,
         signals=router_pb2.Signals(
-            intent=d.intent,
-            intent_confidence=d.confidence,
-            intent_source=d.intent_source,
-            prompt_tokens=s.prompt_tokens,
-            has_tools=s.has_tools,
-            locale=s.locale,
-            user_tier=s.user_tier,
-            tenant=s.tenant,
-            predicted_tool_use=d.tool_use,
-            safety_class=s.safety_class,
+            **{x.name: getattr(d if x.origin == "decision" else s, attr_of(x)) for x in SIGNALS}
         ),
         rule=d.rule,
         pool=d.pool,

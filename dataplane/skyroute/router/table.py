@@ -38,6 +38,7 @@ from skyroute.router.ingress.guards.keys import KeyRing
 from skyroute.router.ingress.guards.tenants import TenantRules
 from skyroute.router.providers import registry
 from skyroute.router.providers.types import Target
+from skyroute.router.signals import RULE_SETS, attr_of
 from skyroute.v1 import snapshot_pb2
 
 _EMBEDDER: list[Embedder] = []
@@ -117,9 +118,8 @@ class Rule:
     tools: int  # snapshot_pb2.ToolMatch value
     min_tokens: int
     max_tokens: int  # 0 = unbounded
-    tiers: frozenset[str]
-    locales: frozenset[str]
-    tenants: frozenset[str]
+    # (Signals attribute, allowed values) per set condition the rule sets (registry's RULE_SETS).
+    sets: tuple[tuple[str, frozenset[str]], ...]
     intents: frozenset[str]  # empty = any
     # The rule's own choice inside its pool (None: the policy's).
     selection: SelectionSettings | None = None
@@ -355,9 +355,9 @@ def _rule(p: snapshot_pb2.Policy, r: snapshot_pb2.Rule) -> Rule:
         tools=r.tools,
         min_tokens=r.min_prompt_tokens,
         max_tokens=r.max_prompt_tokens,
-        tiers=frozenset(r.user_tiers),
-        locales=frozenset(r.locales),
-        tenants=frozenset(r.tenants),
+        sets=tuple(
+            (attr_of(x), frozenset(values)) for x in RULE_SETS if (values := getattr(r, x.rule_set))
+        ),
         intents=frozenset(r.intents),
         selection=own,
     )

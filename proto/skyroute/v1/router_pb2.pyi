@@ -127,6 +127,7 @@ class CompletionRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     NO_CACHE_FIELD_NUMBER: _builtins.int
     SESSION_FIELD_NUMBER: _builtins.int
+    SAFETY_CLASS_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     """RoutingPolicy name; empty or "auto" for the default policy."""
     max_tokens: _builtins.int
@@ -142,6 +143,8 @@ class CompletionRequest(_message.Message):
     no_cache: _builtins.bool
     session: _builtins.str
     """Conversation id; keeps a conversation on one policy version during a canary."""
+    safety_class: _builtins.str
+    """Caller-assigned safety class (e.g. "minor"): a hard cache partition."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     @_builtins.property
@@ -163,10 +166,11 @@ class CompletionRequest(_message.Message):
         idempotency_key: _builtins.str = ...,
         no_cache: _builtins.bool = ...,
         session: _builtins.str = ...,
+        safety_class: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "idempotency_key", b"idempotency_key", "intent", b"intent", "locale", b"locale", "max_tokens", b"max_tokens", "messages", b"messages", "no_cache", b"no_cache", "policy", b"policy", "request_id", b"request_id", "session", b"session", "temperature", b"temperature", "tenant", b"tenant", "tools", b"tools", "user", b"user", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "idempotency_key", b"idempotency_key", "intent", b"intent", "locale", b"locale", "max_tokens", b"max_tokens", "messages", b"messages", "no_cache", b"no_cache", "policy", b"policy", "request_id", b"request_id", "safety_class", b"safety_class", "session", b"session", "temperature", b"temperature", "tenant", b"tenant", "tools", b"tools", "user", b"user", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
@@ -188,6 +192,7 @@ class Signals(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     PREDICTED_TOOL_USE_FIELD_NUMBER: _builtins.int
     SAFETY_CLASS_FIELD_NUMBER: _builtins.int
+    DECLARED_INTENT_FIELD_NUMBER: _builtins.int
     intent: _builtins.str
     intent_confidence: _builtins.float
     intent_source: _builtins.str
@@ -199,6 +204,8 @@ class Signals(_message.Message):
     tenant: _builtins.str
     predicted_tool_use: _builtins.float
     safety_class: _builtins.str
+    declared_intent: _builtins.str
+    """The caller's declared intent ("" when none); `intent` says what was used."""
     def __init__(
         self,
         *,
@@ -212,10 +219,11 @@ class Signals(_message.Message):
         tenant: _builtins.str = ...,
         predicted_tool_use: _builtins.float = ...,
         safety_class: _builtins.str = ...,
+        declared_intent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "locale", b"locale", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "safety_class", b"safety_class", "tenant", b"tenant", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declared_intent", b"declared_intent", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "locale", b"locale", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "safety_class", b"safety_class", "tenant", b"tenant", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -58,7 +58,7 @@ from opentelemetry.trace import Span
 
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
-from skyroute.router.decide import Decision, Signals
+from skyroute.router.decide import Decision
 from skyroute.router.engine.health import Clock, EndpointHealth, RetryBudget
 from skyroute.router.engine.hedge import race
 from skyroute.router.engine.records import (
@@ -85,6 +85,7 @@ from skyroute.router.providers.types import (
     StreamEvent,
     TextDelta,
 )
+from skyroute.router.signals import Signals
 from skyroute.router.spans import Spans, enter, leave
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.router.telemetry import RouterMetrics

@@ -1,0 +1,104 @@
+"""The request and answer types every door shares.
+
+A codec decodes its wire request into an :class:`Inbound` (the internal
+request plus its context); the pipeline turns it into a :class:`Prepared`
+request (signals, decision, engine context), serves it, and hands the codec
+an :class:`Answer` or a :class:`Rejection` to encode in its API's own format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.context import Context
+
+from skyroute.router.decide import Decision
+from skyroute.router.engine import RequestContext, Served
+from skyroute.router.providers.types import ChatRequest
+from skyroute.router.signals import Signals
+
+# Rejection kinds: what went wrong, in API-neutral words that codecs map.
+INVALID = "invalid_request_error"
+NOT_FOUND = "not_found_error"
+OVERLOADED = "rate_limit_error"
+UNAVAILABLE = "unavailable"
+CONFLICT = "idempotency_error"
+UPSTREAM = "upstream_error"
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One request as decoded from any API: the chat request and its context."""
+
+    policy: str  # the RoutingPolicy named; "" or "auto" for the default
+    chat: ChatRequest
+    # Declared signals by their Signals attribute (registry names), only those given.
+    declared: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+    # A stream ends with a usage event (OpenAI ``stream_options.include_usage``).
+    stream_usage: bool = False
+    user: str = ""
+    session: str = ""
+    request_id: str = ""
+    no_cache: bool = False
+    idempotency_key: str = ""
+    trace_parent: Context | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A decided request, ready for the engine."""
+
+    inbound: Inbound
+    signals: Signals
+    decision: Decision
+    ctx: RequestContext
+
+
+@dataclass(slots=True)
+class Answer:
+    """A complete answer to encode: live, cached, or replayed from the idempotency store.
+
+    ``rec`` is the stored form (:func:`skyroute.router.wire.record`) and
+    ``facts`` the ``x-skyroute-*`` facts about it; ``served`` is None for a
+    replay, which has no attempts of its own.
+    """
+
+    prepared: Prepared
+    rec: Mapping[str, Any]
+    facts: Mapping[str, str]
+    served: Served | None = None
+
+
+class Rejection(Exception):
+    """A request refused or failed before any content, in API-neutral terms.
+
+    ``status`` is the HTTP status the OpenAI-shaped APIs answer with; the
+    gRPC codec maps it to a status code. ``facts`` ride along as headers or
+    trailing metadata (the attempt trail of a failed request, Retry-After).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        facts: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.param = param
+        self.code = code
+        self.facts: Mapping[str, str] = facts or {}
+
+
+def invalid(message: str, param: str) -> Rejection:
+    """A 400 for a request that is malformed; ``param`` names the offending part."""
+    return Rejection(400, message, INVALID, param=param)

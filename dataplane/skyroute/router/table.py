@@ -30,6 +30,7 @@ import ahocorasick
 import numpy as np
 import re2
 
+from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
 from skyroute.router import canary
 from skyroute.router.canary import CanarySplit
 from skyroute.router.embed import Embedder, HashingEmbedder
@@ -50,9 +51,6 @@ def embedder() -> Embedder:
     if not _EMBEDDER:
         _EMBEDDER.append(HashingEmbedder())
     return _EMBEDDER[0]
-
-
-UNKNOWN_INTENT = "unknown"
 
 
 class SnapshotError(ValueError):

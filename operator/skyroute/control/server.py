@@ -40,6 +40,7 @@ from skyroute.control.policy.validate import Objects
 from skyroute.control.rollout.controller import PolicyRef, RolloutController
 from skyroute.control.rollout.file import StateFile, load
 from skyroute.control.source import SourceWatcher
+from skyroute.control.supervise import Supervisor, TaskHealth
 from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.control.server")
@@ -84,6 +85,7 @@ class ControlPlane:
                 learning=self.learner.as_dict,
                 rollouts=self.rollouts,
                 rollout_action=self._rollout_action,
+                health=self._health,
             )
             if admin
             else None
@@ -91,9 +93,14 @@ class ControlPlane:
         self.port = 0
         self._server: DistributionServer | None = None
         self._stop = asyncio.Event()
-        self._watch_task: asyncio.Task[None] | None = None
-        self._learn_task: asyncio.Task[None] | None = None
-        self._rollout_task: asyncio.Task[None] | None = None
+        # The watcher, the learning loop and the rollout ticker: restarted if they raise.
+        self.tasks = Supervisor(self._stop)
+        self.service.failing_tasks = self.tasks.failing
+        self.service.source_broken_since = lambda: self.store.broken_since_unix_ms
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        tasks: dict[str, object] = {n: h.as_dict() for n, h in sorted(self.tasks.health.items())}
+        return any(h.failing for h in self.tasks.health.values()), tasks
 
     def _shape(self, snapshot: snapshot_pb2.Snapshot, objects: Objects) -> snapshot_pb2.Snapshot:
         policies = {
@@ -112,7 +119,7 @@ class ControlPlane:
 
     def _republish(self) -> None:
         if self._latest is not None:
-            self.store.publish(self.rollouts.served(*self._latest))
+            self.store.publish(self.rollouts.served(*self._latest), compiled=False)
 
     async def _rollout_action(self, namespace: str, name: str, action: str) -> tuple[bool, str]:
         done, message = self.rollouts.action((namespace, name), action, "admin API")
@@ -129,7 +136,7 @@ class ControlPlane:
             self._save()
         return done, message
 
-    async def _rollout_loop(self, tick_s: float = 0.5) -> None:
+    async def _rollout_loop(self, health: TaskHealth, tick_s: float = 0.5) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=tick_s)
@@ -137,8 +144,11 @@ class ControlPlane:
                 if self.rollouts.tick():
                     self._republish()
                 self._save()
-            except Exception:  # a bug must not stop the control plane serving
+            except Exception as exc:  # a bug must not stop the control plane serving
+                health(exc)
                 log.exception("rollout tick failed")
+            else:
+                health(None)
             self.rollouts.events.clear()  # logged as they happen; no API server to post to
             self.rollouts.unsaved.clear()
 
@@ -168,9 +178,9 @@ class ControlPlane:
             except OSError as exc:
                 await server.stop(None)
                 raise SystemExit(f"skyroute control: cannot serve admin HTTP: {exc}") from None
-        self._watch_task = asyncio.create_task(self.watcher.run(self._stop))
-        self._learn_task = asyncio.create_task(self.learner.run(self._stop))
-        self._rollout_task = asyncio.create_task(self._rollout_loop())
+        self.tasks.spawn("source", lambda health: self.watcher.run(self._stop, health))
+        self.tasks.spawn("learning", lambda health: self.learner.run(self._stop, health=health))
+        self.tasks.spawn("rollouts", self._rollout_loop)
         event(
             log,
             "listening",
@@ -182,13 +192,7 @@ class ControlPlane:
 
     async def stop(self, grace: float = 1.0) -> None:
         self._stop.set()
-        if self._watch_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._watch_task, timeout=2.0)
-        for task in (self._learn_task, self._rollout_task):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, timeout=2.0)
+        await self.tasks.join()
         if self.admin is not None:
             await self.admin.stop()
         if self._server is not None:

@@ -12,6 +12,14 @@ A compile that fails is logged with every problem and changes nothing else:
 the previous snapshot keeps serving, and nothing is pushed. A compile that
 yields the current version (a file saved unchanged, a comment edited) is
 logged and pushes nothing either.
+
+The watcher never dies of its input: any exception a compile raises (a
+MemoryError or RecursionError included, should a limit in the loader be
+missed) is a rejection like a PolicyError, naming the folder; a failing
+watch is retried every second. While the source is broken it is recompiled
+every ``retry_s`` as well, so a transient failure (a file briefly
+unreadable) heals without an edit. ``store.broken_since_unix_ms`` and
+``last_error`` say since when and why (``/healthz``, ``skyroute status``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import watchfiles
 
 from skyroute.control.logs import event
 from skyroute.control.policy.compiler import compile_objects
-from skyroute.control.policy.errors import PolicyError
+from skyroute.control.policy.errors import PolicyError, Problem
 from skyroute.control.policy.loader import load_folder
 from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.policy.validate import Objects, validate
@@ -42,10 +50,13 @@ log = logging.getLogger("skyroute.control.source")
 class SourceWatcher:
     """Compiles ``folder`` into ``store`` now and after every change."""
 
-    def __init__(self, folder: str, store: SnapshotStore, debounce_ms: int = 50) -> None:
+    def __init__(
+        self, folder: str, store: SnapshotStore, debounce_ms: int = 50, retry_s: float = 30.0
+    ) -> None:
         self.folder = folder
         self.store = store
         self.debounce_ms = debounce_ms
+        self.retry_s = retry_s
         self.compiles = 0
         self.rejections = 0
         self.shape: Shape | None = None
@@ -54,8 +65,15 @@ class SourceWatcher:
         """Compile the folder; publish if valid. True when the serving version changed."""
         started = time.perf_counter()
         try:
-            objects = validate(load_folder(self.folder))
-            snapshot = compile_objects(objects)
+            try:
+                objects = validate(load_folder(self.folder))
+                snapshot = compile_objects(objects)
+            except PolicyError:
+                raise
+            except Exception as exc:  # MemoryError, RecursionError, a bug: still one input
+                raise PolicyError(
+                    [Problem(file=self.folder, message=f"cannot compile the folder: {exc!r}")]
+                ) from exc
         except PolicyError as exc:
             self.rejections += 1
             self.store.reject(exc)
@@ -86,11 +104,14 @@ class SourceWatcher:
         )
         return changed
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(
+        self, stop: asyncio.Event, health: Callable[[BaseException | None], None] | None = None
+    ) -> None:
         """Recompile on every change under the folder until ``stop`` is set.
 
         If watching fails (the folder was removed or replaced), the serving snapshot
         stays and watching resumes, with a recompile, once the folder is back.
+        ``health`` hears of each round (a failed watch, or a good one).
         """
         while not stop.is_set():
             try:
@@ -100,11 +121,21 @@ class SourceWatcher:
                     step=min(self.debounce_ms, 50),
                     stop_event=stop,
                     recursive=True,
+                    rust_timeout=int(self.retry_s * 1000),
+                    yield_on_timeout=True,
                 ):
+                    if not changes:  # quiet for retry_s: retry only a broken source
+                        if self.store.broken_since_unix_ms:
+                            self.reload()
+                        continue
                     files = sorted({Path(p).name for _, p in changes})
                     event(log, "source_changed", logging.DEBUG, files=",".join(files))
                     self.reload()
+                    if health is not None:
+                        health(None)
             except Exception as exc:
+                if health is not None:
+                    health(exc)
                 event(log, "watch_failed", logging.WARNING, source=self.folder, error=repr(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -418,14 +418,29 @@ Global___OutcomeSummary: _TypeAlias = OutcomeSummary  # noqa: Y015
 
 @_typing.final
 class StatusRequest(_message.Message):
+    """ControlStatus comes in pages of routers, each under the default 4 MiB gRPC
+    message limit whatever the fleet's size: the first page (no page_token)
+    carries everything else, the next ones only routers. An empty
+    next_page_token in the answer means the last page.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    MAX_ROUTERS_FIELD_NUMBER: _builtins.int
+    page_token: _builtins.str
+    """The id of the last router of the previous page; empty for the first page."""
+    max_routers: _builtins.int
+    """At most this many routers in the answer (0: as many as fit in 1 MiB)."""
     def __init__(
         self,
+        *,
+        page_token: _builtins.str = ...,
+        max_routers: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_routers", b"max_routers", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -444,6 +459,7 @@ class RouterStatus(_message.Message):
     CONNECTED_UNIX_MS_FIELD_NUMBER: _builtins.int
     LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
     state: Global___SyncState.ValueType
     acked_version: _builtins.str
     sent_version: _builtins.str
@@ -451,6 +467,8 @@ class RouterStatus(_message.Message):
     outcomes: _builtins.int
     connected_unix_ms: _builtins.int
     last_seen_unix_ms: _builtins.int
+    identity: _builtins.str
+    """The identity the router authenticated as (certificate or ServiceAccount)."""
     @_builtins.property
     def node(self) -> Global___Node: ...
     @_builtins.property
@@ -467,10 +485,11 @@ class RouterStatus(_message.Message):
         connected_unix_ms: _builtins.int = ...,
         last_seen_unix_ms: _builtins.int = ...,
         endpoints: _abc.Iterable[Global___EndpointHealth] | None = ...,
+        identity: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected_unix_ms", b"connected_unix_ms", "endpoints", b"endpoints", "last_nack", b"last_nack", "last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "outcomes", b"outcomes", "sent_version", b"sent_version", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected_unix_ms", b"connected_unix_ms", "endpoints", b"endpoints", "identity", b"identity", "last_nack", b"last_nack", "last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "outcomes", b"outcomes", "sent_version", b"sent_version", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -522,6 +541,26 @@ class ControlStatus(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class RejectedEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     VERSION_FIELD_NUMBER: _builtins.int
     POLICIES_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
@@ -529,11 +568,22 @@ class ControlStatus(_message.Message):
     OUTCOMES_TOTAL_FIELD_NUMBER: _builtins.int
     OUTCOMES_BY_POOL_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    SOURCE_BROKEN_SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
+    FAILING_TASKS_FIELD_NUMBER: _builtins.int
+    AUTHENTICATION_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     last_error: _builtins.str
     """The last rejected input, if any, with file, object and field."""
     outcomes_total: _builtins.int
     source: _builtins.str
+    next_page_token: _builtins.str
+    """Set when more routers follow: the page_token of the next StatusRequest."""
+    source_broken_since_unix_ms: _builtins.int
+    """Since when the source has been failing (0 while it compiles); last_error says why."""
+    authentication: _builtins.str
+    """How each router proves who it is: "mtls", "token" or "insecure"."""
     @_builtins.property
     def policies(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Compiled and serving policies, name to version."""
@@ -542,6 +592,16 @@ class ControlStatus(_message.Message):
     def routers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RouterStatus]: ...
     @_builtins.property
     def outcomes_by_pool(self) -> _containers.RepeatedCompositeFieldContainer[Global___PoolCount]: ...
+    @_builtins.property
+    def rejected(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Reports dropped (malformed, over a limit, naming what the snapshot does not
+        have, from a node that did not subscribe or claims another identity), by reason.
+        """
+
+    @_builtins.property
+    def failing_tasks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Background tasks that keep failing ("learning: OverflowError(...)")."""
+
     def __init__(
         self,
         *,
@@ -552,10 +612,15 @@ class ControlStatus(_message.Message):
         outcomes_total: _builtins.int = ...,
         outcomes_by_pool: _abc.Iterable[Global___PoolCount] | None = ...,
         source: _builtins.str = ...,
+        next_page_token: _builtins.str = ...,
+        rejected: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        source_broken_since_unix_ms: _builtins.int = ...,
+        failing_tasks: _abc.Iterable[_builtins.str] | None = ...,
+        authentication: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "routers", b"routers", "source", b"source", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

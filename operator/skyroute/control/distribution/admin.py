@@ -3,6 +3,10 @@
 ``/healthz`` is a liveness probe: it answers while the process serves, even
 before the first good compile (a control plane with a broken folder is alive
 and must not be restarted in a loop; its routers keep their last snapshot).
+It says so, though: ``source`` holds since when the source has been broken
+and why, and ``tasks`` each background task's record; a task that keeps
+failing (``supervise.py``) makes it answer 503 ``failing``. No endpoint
+answers a bare 500: an unexpected error is a JSON 503 naming the path.
 ``/debug/status`` is ``ControlStatus`` as JSON, the same data as ``skyroute
 status``, in the spirit of ``istioctl proxy-status`` (router states as
 ``SYNCED``/``STALE``/``NOT_SENT``/``DISCONNECTED``, counters as numbers). ``/debug/snapshot`` is the
@@ -24,6 +28,7 @@ instruments (see :mod:`.telemetry`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -36,6 +41,9 @@ from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.rollout.controller import RolloutController
 from skyroute.control.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
+
+log = logging.getLogger("skyroute.control.admin")
+Health = Callable[[], tuple[bool, dict[str, object]]]
 
 
 def message_to_dict(message: Message) -> dict[str, object]:
@@ -71,6 +79,20 @@ def status_to_dict(status: distribution_pb2.ControlStatus) -> dict[str, object]:
     return data
 
 
+@web.middleware
+async def _no_bare_500(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """An unexpected error is logged and answered as JSON 503, never aiohttp's bare 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        log.exception("admin %s failed", request.path)
+        return _json({"error": f"{request.path} failed: {exc!r}"}, status=503)
+
+
 def _json(data: object, status: int = 200) -> web.Response:
     body = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     return web.Response(body=body + b"\n", status=status, content_type="application/json")
@@ -88,6 +110,7 @@ class AdminServer:
         learning: Callable[[], dict[str, object]] | None = None,
         rollouts: RolloutController | None = None,
         rollout_action: Callable[[str, str, str], Awaitable[tuple[bool, str]]] | None = None,
+        health: Health | None = None,
     ) -> None:
         self.host, _, port = address.rpartition(":")
         self.host = self.host.strip("[]") or "127.0.0.1"
@@ -99,10 +122,11 @@ class AdminServer:
         self._learning = learning
         self._rollouts = rollouts
         self._rollout_action = rollout_action
+        self._health = health
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_no_bare_500])
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/debug/status", self._debug_status)
         app.router.add_get("/debug/snapshot", self._debug_snapshot)
@@ -131,7 +155,19 @@ class AdminServer:
             self._runner = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok", "version": self._store.version})
+        body: dict[str, object] = {"status": "ok", "version": self._store.version}
+        if self._store.broken_since_unix_ms:
+            body["source"] = {
+                "broken_since_unix_ms": self._store.broken_since_unix_ms,
+                "last_error": self._store.last_error,
+            }
+        failing = False
+        if self._health is not None:
+            failing, tasks = self._health()
+            body["tasks"] = tasks
+        if failing:
+            body["status"] = "failing"
+        return _json(body, status=503 if failing else 200)
 
     async def _debug_status(self, request: web.Request) -> web.Response:
         return _json(status_to_dict(self._status()))

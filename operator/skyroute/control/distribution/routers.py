@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from skyroute.control.limits import MAX_ROUTERS, MAX_TEXT, clip
 from skyroute.v1 import distribution_pb2
 
 SyncState = distribution_pb2.SyncState
@@ -101,7 +102,9 @@ class RouterRecord:
         self.acked_version = request.version_info
         if request.HasField("error_detail"):
             self.nacks += 1
-            detail = request.error_detail.message or f"code {request.error_detail.code}"
+            detail = (
+                clip(request.error_detail.message, MAX_TEXT) or f"code {request.error_detail.code}"
+            )
             # Prefixed with the rejected version, so a later push does not make it ambiguous.
             self.last_nack = f"{self.sent_version}: {detail}"
             self.state = distribution_pb2.SYNC_STATE_STALE
@@ -139,6 +142,13 @@ class RouterRegistry:
         self._monotonic = monotonic
         self._records: dict[str, RouterRecord] = {}
         self._streams = itertools.count(1)
+
+    def full(self, node_id: str) -> bool:
+        """Whether a new router ``node_id`` would exceed ``MAX_ROUTERS`` listed ones."""
+        if node_id in self._records or len(self._records) < MAX_ROUTERS:
+            return False
+        self.records()  # drop the expired ones, then look again
+        return len(self._records) >= MAX_ROUTERS
 
     def connect(self, node: distribution_pb2.Node) -> RouterRecord:
         """A new stream from ``node``; replaces any earlier record with the same id."""

@@ -8,9 +8,13 @@ events exact and means a push is one ``yield`` from the loop that owns the
 stream, never a write from another task. The protocol rules themselves are in
 ``routers.py``; this module is transport and logging.
 
-``ReportOutcomes`` hands batches to the ``OutcomeAggregator`` and answers with
-the count when the router closes its stream. ``GetStatus`` assembles the
-``ControlStatus`` that ``skyroute status`` and ``/debug/status`` show.
+``ReportOutcomes`` checks every batch (``reports.py``: a batch from a node
+that has not subscribed is refused whole, a malformed outcome or window is
+dropped alone, both counted) and hands what passed to the
+``OutcomeAggregator`` and the learner; it answers with the count accepted
+when the router closes its stream. ``GetStatus`` assembles the
+``ControlStatus`` that ``skyroute status`` and ``/debug/status`` show, in
+pages of routers that each fit in ``limits.STATUS_PAGE_BYTES``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
+from skyroute.control.distribution.reports import ReportChecker
 from skyroute.control.distribution.routers import Answer, RouterRecord, RouterRegistry
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.outcomes import OutcomeAggregator
+from skyroute.control.limits import MAX_NAME, MAX_STATUS_TEXT, STATUS_PAGE_BYTES, clip
 from skyroute.control.logs import event
 from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.telemetry import ControlMetrics
@@ -52,6 +58,13 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self.store = store
         self.registry = registry
         self.outcomes = outcomes
+        # Reports are checked against the names of the versions served lately.
+        self.checker = ReportChecker()
+        self.checker.learn(store.snapshot)
+        store.subscribe(lambda: self.checker.learn(store.snapshot))
+        # Extra lines for status: failing background tasks, the source's state (server.py).
+        self.failing_tasks: Callable[[], list[str]] = list
+        self.source_broken_since: Callable[[], int] = lambda: 0
         self._streams: set[asyncio.Queue[object]] = set()
         # The learning loop (server.py sets it): every batch's ModelStats windows.
         self.learner: Learner | None = None
@@ -102,6 +115,14 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT, "the first SnapshotRequest must set node.id"
                 )
+            if first.node.ByteSize() > 4 * MAX_NAME:
+                self.checker.reject("node_too_long", first.node.id[:MAX_NAME])
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"node fields over {MAX_NAME} characters"
+                )
+            if self.registry.full(first.node.id):
+                self.checker.reject("too_many_routers", first.node.id)
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many routers listed")
             record = self.registry.connect(first.node)
             record.hello(first, self.store.version)
             event(
@@ -206,19 +227,27 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         received = 0
         try:
             async for batch in request_iterator:
-                if batch.node.id.startswith(FORWARDED_PREFIX):
+                node = batch.node.id
+                if node.startswith(FORWARDED_PREFIX):
+                    forwarded = self.checker.outcomes(node, batch.outcomes)
                     if self.on_forwarded is not None:
-                        self.on_forwarded(batch.node.id, batch.outcomes)
-                    received += len(batch.outcomes)
+                        self.on_forwarded(node, forwarded)
+                    received += len(forwarded)
                     continue
-                n = self.outcomes.record(batch.node.id, batch.outcomes)
+                if self.registry.get(node) is None:
+                    # Never subscribed (or gone for longer than the listing lasts).
+                    self.checker.reject("not_subscribed", node, len(batch.outcomes) or 1)
+                    continue
+                outcomes = self.checker.outcomes(node, batch.outcomes)
+                n = self.outcomes.record(node, outcomes)
                 received += n
                 self.metrics.received(n)
-                self.registry.touch(batch.node.id, batch.endpoints)
+                self.registry.touch(node, self.checker.endpoints(node, batch.endpoints))
                 if self.learner is not None:
-                    if batch.stats:
-                        self.learner.record(batch.stats)
-                    self.learner.tool_use.record(batch.node.id, batch.outcomes)
+                    stats = self.checker.stats(node, batch.stats)
+                    if stats:
+                        self.learner.record(stats)
+                    self.learner.tool_use.record(node, outcomes)
         except asyncio.CancelledError:
             # The server is stopping with the stream open: what arrived is counted, and
             # grpc would otherwise print the cancellation as a traceback on stderr,
@@ -229,19 +258,44 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
     async def GetStatus(
         self, request: distribution_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> distribution_pb2.ControlStatus:
-        return self.status()
+        return self.status(request.page_token, max(0, request.max_routers), STATUS_PAGE_BYTES)
 
-    def status(self) -> distribution_pb2.ControlStatus:
-        """The control plane's view: version, policies, last error, routers, outcome counts."""
-        status = distribution_pb2.ControlStatus(
-            version=self.store.version,
-            policies=self.store.policies(),
-            last_error=self.store.last_error,
-            outcomes_total=self.outcomes.total,
-            source=self.store.source,
-        )
+    def status(
+        self, page_token: str = "", max_routers: int = 0, page_bytes: int = 0
+    ) -> distribution_pb2.ControlStatus:
+        """The control plane's view: version, policies, last error, routers, outcome counts.
+
+        With ``page_bytes`` (gRPC) the routers after ``page_token`` that fit in that many
+        bytes (at least one), ``next_page_token`` set when more follow; the first page
+        (no token) carries everything else, the next ones only routers. Without it
+        (the admin HTTP port, in process) every router.
+        """
+        status = distribution_pb2.ControlStatus()
+        if not page_token:
+            status.version = self.store.version
+            status.policies.update(self.store.policies())
+            status.last_error = clip(self.store.last_error, MAX_STATUS_TEXT)
+            status.outcomes_total = self.outcomes.total
+            status.source = self.store.source
+            status.rejected.update(self.checker.rejected)
+            status.rejected.update(
+                {f"series:{k}": v for k, v in self.outcomes.dropped_series.items()}
+            )
+            status.source_broken_since_unix_ms = self.source_broken_since()
+            status.failing_tasks.extend(self.failing_tasks())
+            for pool, count in self.outcomes.by_pool().items():
+                status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
+        size = status.ByteSize()
         for record in self.registry.records():
-            status.routers.append(record.to_status(self.outcomes.for_router(record.id)))
-        for pool, count in self.outcomes.by_pool().items():
-            status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
+            if page_token and record.id <= page_token:
+                continue
+            router = record.to_status(self.outcomes.for_router(record.id))
+            router.last_nack = clip(router.last_nack, MAX_STATUS_TEXT)
+            grown = size + router.ByteSize() + 8  # field tag and length
+            full = page_bytes and grown > page_bytes
+            if status.routers and (full or (max_routers and len(status.routers) >= max_routers)):
+                status.next_page_token = status.routers[-1].node.id
+                break
+            status.routers.append(router)
+            size = grown
         return status

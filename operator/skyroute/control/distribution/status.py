@@ -33,14 +33,27 @@ _STATE = {
 }
 
 
-def fetch_status(control: str, timeout: float = 3.0) -> distribution_pb2.ControlStatus:
-    """Ask the control plane at ``control`` for its status; raises grpc.RpcError."""
+def fetch_status(
+    control: str, timeout: float = 3.0, max_pages: int = 10_000
+) -> distribution_pb2.ControlStatus:
+    """Ask the control plane at ``control`` for its status, every page; raises grpc.RpcError.
+
+    Each page is one message under gRPC's default 4 MiB limit, whatever the fleet's size.
+    """
     with grpc.insecure_channel(control) as channel:
         stub = distribution_pb2_grpc.PolicyDistributionStub(channel)
-        response: distribution_pb2.ControlStatus = stub.GetStatus(
+        status: distribution_pb2.ControlStatus = stub.GetStatus(
             distribution_pb2.StatusRequest(), timeout=timeout
         )
-        return response
+        for _ in range(max_pages):
+            if not status.next_page_token:
+                break
+            page: distribution_pb2.ControlStatus = stub.GetStatus(
+                distribution_pb2.StatusRequest(page_token=status.next_page_token), timeout=timeout
+            )
+            status.routers.extend(page.routers)
+            status.next_page_token = page.next_page_token
+        return status
 
 
 def _ago(unix_ms: int, now_ms: int) -> str:
@@ -75,6 +88,14 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
     pools = ", ".join(f"{c.key} {c.requests}" for c in status.outcomes_by_pool)
     by_pool = f" ({pools})" if pools else ""
     console.print(Text.assemble(("Outcomes ", "bold"), str(status.outcomes_total), by_pool))
+    if status.source_broken_since_unix_ms:
+        since = _ago(status.source_broken_since_unix_ms, now_ms)
+        console.print(Text.assemble(("Source ", "bold red"), (f"broken since {since}", "red")))
+    if status.rejected:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(status.rejected.items()))
+        console.print(Text.assemble(("Rejected ", "bold yellow"), counts))
+    for task in status.failing_tasks:
+        console.print(Text.assemble(("Failing task ", "bold red"), (task, "red")))
 
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     for column in ("ROUTER", "STATE", "ACKED", "SENT", "OUTCOMES", "LAST SEEN", "LAST NACK"):

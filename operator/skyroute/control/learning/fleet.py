@@ -14,6 +14,11 @@ alike, so ratios (failure rate, mean tokens) and quantiles are those of a
 recency-weighted window whose memory the policy sets. Decay is applied
 lazily, when something is added or read, and costs one pass over the bins
 (a few hundred for latencies from a millisecond to minutes).
+
+A sketch is checked whole before anything is added (:func:`read_sketch`):
+its size, bin count, bin keys and counts are bounded (``limits.py``) and a
+foreign mapping must re-key to finite values, so one malformed sketch is
+refused with ``BadSketch`` and never leaves a bin that later overflows.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb import ddsketch_pb2
 
+from skyroute.control.limits import MAX_SKETCH_BINS, MAX_SKETCH_BYTES, MAX_SKETCH_KEY
 from skyroute.v1 import distribution_pb2
 
 RELATIVE_ACCURACY = 0.01  # the routers' DDSketch(0.01)
@@ -73,26 +79,14 @@ class DecayedStats:
         self.bins = {k: c * f for k, c in self.bins.items() if c * f > 1e-9}
 
     def add(self, s: distribution_pb2.ModelStats) -> None:
+        """Add one window; ``BadSketch`` (and nothing added) if its sketch is malformed."""
+        zero, bins = read_sketch(s.latency_sketch) if s.latency_sketch else (0.0, {})
         self.requests += s.requests
         self.failures += s.failures
         self.completion_tokens += s.completion_tokens
         self.cost_usd += s.cost_usd
-        if s.latency_sketch:
-            self._add_sketch(s.latency_sketch)
-
-    def _add_sketch(self, data: bytes) -> None:
-        pb: Any = ddsketch_pb2.DDSketch()
-        pb.ParseFromString(data)
-        m = pb.mapping
-        same = (
-            m.interpolation == _NO_INTERPOLATION
-            and math.isclose(m.gamma, _MAPPING.gamma, rel_tol=1e-12)
-            and m.indexOffset == _MAPPING._offset
-        )
-        other = None if same else _mapping_of(m)
-        self.zero += pb.zeroCount + sum(_bins(pb.negativeValues).values())  # no negative latency
-        for key, count in _bins(pb.positiveValues).items():
-            k = key if other is None else _MAPPING.key(other.value(key))
+        self.zero += zero
+        for k, count in bins.items():
             self.bins[k] = self.bins.get(k, 0.0) + count
 
     def quantile(self, q: float) -> float | None:
@@ -121,6 +115,57 @@ class DecayedStats:
         )
 
 
+class BadSketch(ValueError):
+    """A latency sketch refused whole; the message says what is wrong with it."""
+
+
+def read_sketch(data: bytes) -> tuple[float, dict[int, float]]:
+    """(zero count, bins keyed in our mapping) of a serialized DDSketch, or ``BadSketch``."""
+    if len(data) > MAX_SKETCH_BYTES:
+        raise BadSketch(f"sketch of {len(data)} bytes, over {MAX_SKETCH_BYTES}")
+    pb: Any = ddsketch_pb2.DDSketch()
+    try:
+        pb.ParseFromString(data)
+    except Exception as exc:  # protobuf's DecodeError, or anything a fuzzed input raises
+        raise BadSketch(f"not a DDSketch: {exc}") from None
+    m = pb.mapping
+    same = (
+        m.interpolation == _NO_INTERPOLATION
+        and math.isclose(m.gamma, _MAPPING.gamma, rel_tol=1e-12)
+        and m.indexOffset == _MAPPING._offset
+    )
+    try:
+        other = None if same else _mapping_of(m)
+    except Exception as exc:
+        raise BadSketch(f"unusable mapping: {exc}") from None
+    negative, positive = _bins(pb.negativeValues), _bins(pb.positiveValues)
+    if len(negative) + len(positive) > MAX_SKETCH_BINS:
+        raise BadSketch(f"{len(negative) + len(positive)} bins, over {MAX_SKETCH_BINS}")
+    counts = [pb.zeroCount, *negative.values(), *positive.values()]
+    if not all(math.isfinite(c) and c >= 0 for c in counts):
+        raise BadSketch("a bin count is negative or not finite")
+    bins: dict[int, float] = {}
+    for key, count in positive.items():
+        if abs(key) > MAX_SKETCH_KEY:
+            raise BadSketch(f"bin key {key} outside +-{MAX_SKETCH_KEY}")
+        k = key
+        if other is not None:
+            try:
+                value = float(other.value(key))
+                k = (
+                    _MAPPING.key(value)
+                    if math.isfinite(value) and value > 0
+                    else MAX_SKETCH_KEY + 1
+                )
+            except (OverflowError, ValueError, ZeroDivisionError):
+                k = MAX_SKETCH_KEY + 1
+            if abs(k) > MAX_SKETCH_KEY:
+                raise BadSketch(f"bin key {key} maps outside +-{MAX_SKETCH_KEY}")
+        bins[k] = bins.get(k, 0.0) + count
+    zero = pb.zeroCount + sum(negative.values())  # no negative latency
+    return float(zero), bins
+
+
 def _mapping_of(m: Any) -> LogarithmicMapping:
     from ddsketch.pb.proto import KeyMappingProto
 
@@ -130,6 +175,8 @@ def _mapping_of(m: Any) -> LogarithmicMapping:
 def _bins(store: Any) -> dict[int, float]:
     """Bin counts of a DDSketch ``Store`` message (sparse map and contiguous run)."""
     out: dict[int, float] = dict(store.binCounts)
+    if len(store.contiguousBinCounts) > MAX_SKETCH_BINS:
+        raise BadSketch(f"{len(store.contiguousBinCounts)} contiguous bins, over {MAX_SKETCH_BINS}")
     for i, c in enumerate(store.contiguousBinCounts):
         if c:
             k = store.contiguousBinIndexOffset + i

@@ -38,6 +38,13 @@ ratio a structured warning is logged, an alert recorded (``/debug/learning``)
 and ``on_drift(model, kind, True, message)`` called; below 90% of the
 threshold it clears the same way with ``raised=False``. The kopf operator can
 hang a ModelPool condition and event on that hook.
+
+Input is untrusted: a window whose sketch is malformed (``BadSketch``) is
+dropped whole and counted in ``rejected``; the per-model and per-(model,
+intent) tables are capped (``limits.SeriesCap``). The loop itself never dies
+of a failing tick: the exception is logged, counted in ``failures`` (and in
+the supervisor's task health, which ``/healthz`` reports) and the next tick
+runs as usual.
 """
 
 from __future__ import annotations
@@ -49,10 +56,10 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from skyroute.control.learning.fleet import DecayedStats, Figures
+from skyroute.control.learning.fleet import BadSketch, DecayedStats, Figures
 from skyroute.control.learning.tooluse import ToolUseObserver
+from skyroute.control.limits import SeriesCap
 from skyroute.control.logs import event
 from skyroute.control.policy.compiler import referenced_pools, snapshot_version
 from skyroute.control.policy.store import SnapshotStore
@@ -65,7 +72,6 @@ _TOOL_CHANGE = 0.1  # observed tool-use rate moves before it is pushed
 _FAIL_CHANGE = 0.02
 _CLEAR_SHARE = 0.9
 DriftHook = Callable[[str, str, bool, str], None]
-K = TypeVar("K")
 
 
 @dataclass(slots=True)
@@ -109,13 +115,6 @@ class Drift:
     message: str
 
 
-def _entry(table: dict[K, DecayedStats], key: K, now: float) -> DecayedStats:
-    st = table.get(key)
-    if st is None:
-        st = table[key] = DecayedStats(now)
-    return st
-
-
 def _differs(old: tuple[float, float, float] | None, new: tuple[float, float, float]) -> bool:
     """A (p95, failure rate, tokens) prior worth a push: new, or moved materially."""
     return (
@@ -143,6 +142,10 @@ class Learner:
         self.store = store
         self.clock = clock
         self.on_drift = on_drift
+        self.cap = SeriesCap()
+        self.rejected = 0  # stats windows dropped: a malformed sketch
+        self.failures = 0  # ticks that raised (logged; the loop goes on)
+        self.last_failure = ""
         self.models: dict[str, DecayedStats] = {}
         self.by_intent: dict[tuple[str, str], DecayedStats] = {}
         # Published priors: model -> (p95_ms, failure_rate, completion_tokens); 0 = unknown.
@@ -158,7 +161,7 @@ class Learner:
         self._base: snapshot_pb2.Snapshot | None = None
         # Observed tool use per (policy, intent), fed with outcomes by the distribution
         # service; published like the priors, into Intent.tool_use_probability.
-        self.tool_use = ToolUseObserver(lambda: self.settings.half_life_s, clock)
+        self.tool_use = ToolUseObserver(lambda: self.settings.half_life_s, clock, self.cap)
         self.tool_priors: dict[tuple[str, str], float] = {}
         store.prepare = self.apply
 
@@ -175,11 +178,23 @@ class Learner:
             if not s.model:
                 continue
             for st in (
-                _entry(self.models, s.model, now),
-                _entry(self.by_intent, (s.model, s.intent), now),
+                self.cap.entry(self.models, s.model, lambda: DecayedStats(now), "learning.models"),
+                self.cap.entry(
+                    self.by_intent,
+                    (s.model, s.intent),
+                    lambda: DecayedStats(now),
+                    "learning.intents",
+                ),
             ):
+                if st is None:
+                    continue
                 st.decay(now, half)
-                st.add(s)
+                try:
+                    st.add(s)
+                except BadSketch as exc:
+                    self.rejected += 1
+                    event(log, "stats_rejected", logging.WARNING, model=s.model, error=str(exc))
+                    break
 
     # -- priors ------------------------------------------------------------------
     def figures(self) -> dict[str, Figures]:
@@ -243,7 +258,7 @@ class Learner:
             return False
         self.priors, self.tool_priors, self.intent_priors = new, tools, by_intent
         self.last_push = now
-        pushed = self.store.publish(self._base)
+        pushed = self.store.publish(self._base, compiled=False)
         if pushed:
             self.pushes += 1
             event(
@@ -298,13 +313,29 @@ class Learner:
         out.version = snapshot_version(out)
         return out
 
-    async def run(self, stop: asyncio.Event, poll_s: float = 0.5) -> None:
-        """Tick until ``stop``; ``tick`` itself enforces the interval between pushes."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        poll_s: float = 0.5,
+        health: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        """Tick until ``stop``; ``tick`` itself enforces the interval between pushes.
+
+        A tick that raises is logged and counted (and told to ``health``); the next
+        one runs as usual, so one bad input never stops the loop for good.
+        """
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:  # a learning bug must never stop the control plane
+            except Exception as exc:  # a learning bug must never stop the control plane
+                self.failures += 1
+                self.last_failure = repr(exc)
                 log.exception("learning tick failed")
+                if health is not None:
+                    health(exc)
+            else:
+                if health is not None:
+                    health(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 
@@ -460,6 +491,10 @@ class Learner:
             ],
             "drift_history": list(self.history),
             "pushes": self.pushes,
+            "rejected_windows": self.rejected,
+            "dropped_series": dict(self.cap.dropped),
+            "failures": self.failures,
+            "last_failure": self.last_failure,
         }
 
 

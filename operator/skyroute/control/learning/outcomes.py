@@ -11,7 +11,10 @@ p95 latency. A weight adapter can also subscribe with ``add_listener`` and
 see every batch as it arrives, without the gRPC layer knowing it exists.
 
 Memory stays bounded: counters are per key, and the latency window per
-(pool, model) keeps only the most recent ``window`` samples.
+(pool, model) keeps only the most recent ``window`` samples. Every keyed
+table is capped (``limits.SeriesCap``): at the cap an outcome with a new key
+still counts in the total and in the series already tracked, the new key is
+not created, and the drop is counted (``dropped_series``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from skyroute.control.limits import SeriesCap
 from skyroute.v1 import distribution_pb2
 
 log = logging.getLogger("skyroute.control.outcomes")
@@ -92,6 +96,20 @@ class OutcomeAggregator:
         # Per (policy, policy version, pool): the case-study figures `skyroute top` shows.
         self._versions: dict[tuple[str, str, str], ModelStats] = {}
         self._listeners: list[Listener] = []
+        self.cap = SeriesCap()
+
+    def _new_stats(self) -> ModelStats:
+        return ModelStats(recent_latency_ms=deque(maxlen=self._window))
+
+    def _count(self, counter: Counter[str], key: str, n: int, name: str) -> None:
+        if key in counter or len(counter) < self.cap.limit:
+            counter[key] += n
+        else:
+            self.cap.dropped[name] += n
+
+    @property
+    def dropped_series(self) -> dict[str, int]:
+        return dict(self.cap.dropped)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(router_id, outcomes)`` after each recorded batch."""
@@ -104,21 +122,17 @@ class OutcomeAggregator:
             unset = CACHE_KEY if o.cache_hit else NONE_KEY
             pool = o.pool or unset
             model = o.model or unset
-            self._by_pool[pool] += 1
-            self._by_model[model] += 1
-            stats = self._stats.get((pool, model))
-            if stats is None:
-                stats = ModelStats(recent_latency_ms=deque(maxlen=self._window))
-                self._stats[(pool, model)] = stats
-            _add(stats, o)
+            self._count(self._by_pool, pool, 1, "outcomes.by_pool")
+            self._count(self._by_model, model, 1, "outcomes.by_model")
+            stats = self.cap.entry(self._stats, (pool, model), self._new_stats, "outcomes.stats")
+            if stats is not None:
+                _add(stats, o)
             vkey = (o.policy or NONE_KEY, o.policy_version or NONE_KEY, pool)
-            vstats = self._versions.get(vkey)
-            if vstats is None:
-                vstats = ModelStats(recent_latency_ms=deque(maxlen=self._window))
-                self._versions[vkey] = vstats
-            _add(vstats, o)
+            vstats = self.cap.entry(self._versions, vkey, self._new_stats, "outcomes.versions")
+            if vstats is not None:
+                _add(vstats, o)
         self._total += len(batch)
-        self._by_router[router_id] += len(batch)
+        self._count(self._by_router, router_id, len(batch), "outcomes.by_router")
         for listener in self._listeners:
             try:
                 listener(router_id, batch)
@@ -171,6 +185,7 @@ class OutcomeAggregator:
             "by_model": self.by_model(),
             "by_pool_model": {f"{p}/{m}": s.as_dict() for (p, m), s in self.stats().items()},
             "by_policy_version_pool": self.by_version(),
+            "dropped_series": self.dropped_series,
         }
 
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from skyroute.control.limits import SeriesCap
 from skyroute.v1 import distribution_pb2
 
 
@@ -44,11 +45,15 @@ class ToolUseObserver:
     """Decayed (offered tools, called a tool) counts per (policy, intent)."""
 
     def __init__(
-        self, half_life_s: Callable[[], float], clock: Callable[[], float] = time.monotonic
+        self,
+        half_life_s: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
+        cap: SeriesCap | None = None,
     ) -> None:
         self.half_life_s = half_life_s
         self.clock = clock
         self.rates: dict[tuple[str, str], _Rate] = {}
+        self.cap = cap or SeriesCap()
 
     def record(self, router_id: str, outcomes: Sequence[distribution_pb2.Outcome]) -> None:
         """The outcome aggregator's listener."""
@@ -56,9 +61,11 @@ class ToolUseObserver:
         for o in outcomes:
             if not o.has_tools or o.cache_hit or o.error_class or not o.intent:
                 continue
-            rate = self.rates.get((o.policy, o.intent))
+            rate = self.cap.entry(
+                self.rates, (o.policy, o.intent), lambda: _Rate(now), "learning.tool_use"
+            )
             if rate is None:
-                rate = self.rates[(o.policy, o.intent)] = _Rate(now)
+                continue
             rate.decay(now, half)
             rate.offered += 1.0
             rate.called += 1.0 if o.tool_called else 0.0

@@ -15,6 +15,15 @@ field path (``spec.rules[1].pool``) can later be mapped to the line it came
 from; validation errors then point at a line, not just a file. Files and
 folders starting with a dot are ignored, which also skips the ``..data``
 indirection of a mounted ConfigMap (its top-level links are followed).
+
+YAML is untrusted input with limits (``limits.py``): a file over
+``MAX_YAML_FILE_BYTES`` (or not a regular file) is refused unread, and each
+composed document is measured before anything walks or constructs it:
+nesting depth, alias count, and its size once aliases are expanded (a
+"billion laughs" file of a few hundred bytes expands to billions of nodes).
+A file past a limit is a problem naming the file, like a syntax error, and so
+is any other failure of the parser: the folder is refused, the serving
+snapshot stays.
 """
 
 from __future__ import annotations
@@ -27,6 +36,12 @@ from typing import Any, TypeGuard
 
 import yaml
 
+from skyroute.control.limits import (
+    MAX_YAML_ALIASES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_FILE_BYTES,
+    MAX_YAML_NODES,
+)
 from skyroute.control.policy.errors import PolicyError, Problem
 from skyroute.control.policy.model import GROUP
 
@@ -122,7 +137,7 @@ def load_folder(folder: str | Path) -> list[SourceDocument]:
     for path in yaml_files(root):
         display = str(Path(folder) / path.relative_to(root))
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_capped(path)
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(file=display, message=f"cannot read file: {exc}"))
             continue
@@ -130,20 +145,87 @@ def load_folder(folder: str | Path) -> list[SourceDocument]:
             docs.extend(load_text(text, display, problems))
         except yaml.YAMLError as exc:
             problems.append(_syntax_problem(display, exc))
+        except TooBig as exc:
+            problems.append(Problem(file=display, line=exc.line, message=str(exc)))
         except ValueError as exc:  # PyYAML's own scalar conversions, e.g. date 2026-13-01
             problems.append(Problem(file=display, line=None, message=f"YAML value error: {exc}"))
+        except Exception as exc:  # the parser's own failures (recursive anchors, memory)
+            problems.append(Problem(file=display, message=f"cannot parse YAML: {exc!r}"))
     if problems:
         raise PolicyError(problems)
     return docs
 
 
+class TooBig(ValueError):
+    """A YAML file or document past one of the loader's limits."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _read_capped(path: Path) -> str:
+    """The file's text, if it is a regular file of at most ``MAX_YAML_FILE_BYTES``."""
+    with path.open("rb") as f:
+        if not path.is_file():  # a FIFO or device behind the name: never block on it
+            raise OSError("not a regular file")
+        data = f.read(MAX_YAML_FILE_BYTES + 1)
+    if len(data) > MAX_YAML_FILE_BYTES:
+        raise OSError(f"file larger than {MAX_YAML_FILE_BYTES} bytes")
+    return data.decode("utf-8")
+
+
+def measure(node: yaml.Node) -> int:
+    """Expanded size of a composed document; ``TooBig`` past depth, alias or size limits.
+
+    Linear in the composed graph: a node referenced again (an alias) adds its
+    memoized expanded size instead of being walked again.
+    """
+    sizes: dict[int, int] = {}
+    aliases = 0
+
+    def walk(n: yaml.Node, depth: int) -> int:
+        nonlocal aliases
+        if depth > MAX_YAML_DEPTH:
+            raise TooBig(f"YAML nested deeper than {MAX_YAML_DEPTH}", n.start_mark.line + 1)
+        known = sizes.get(id(n))
+        if known is not None:
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise TooBig(f"YAML with more than {MAX_YAML_ALIASES} aliases")
+            if known < 0:
+                raise TooBig("YAML alias refers to itself", n.start_mark.line + 1)
+            return known
+        sizes[id(n)] = -1  # being walked: meeting it again is a cycle
+        size = 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                size += walk(k, depth + 1) + walk(v, depth + 1)
+        elif isinstance(n, yaml.SequenceNode):
+            for item in n.value:
+                size += walk(item, depth + 1)
+        if size > MAX_YAML_NODES:
+            raise TooBig(
+                f"YAML document of more than {MAX_YAML_NODES} nodes once aliases are expanded",
+                n.start_mark.line + 1,
+            )
+        sizes[id(n)] = size
+        return size
+
+    return walk(node, 0)
+
+
 def load_text(text: str, file: str, problems: list[Problem]) -> Iterator[SourceDocument]:
-    """Documents of one file; raises yaml.YAMLError on a syntax error."""
+    """Documents of one file; raises yaml.YAMLError on a syntax error, TooBig past a limit."""
+    if len(text) > MAX_YAML_FILE_BYTES:
+        raise TooBig(f"YAML text longer than {MAX_YAML_FILE_BYTES} characters")
     loader = _Loader(text)
     try:
         index = 0
         while loader.check_node():
             node = loader.get_node()
+            if node is not None:
+                measure(node)
             data = loader.construct_document(node) if node is not None else None
             if node is not None and _is_ours(data, file, index):
                 lines: dict[PathKey, int] = {}

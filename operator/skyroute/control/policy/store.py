@@ -31,6 +31,8 @@ class SnapshotStore:
         self._snapshot: snapshot_pb2.Snapshot | None = None
         self.last_error = ""
         self.last_error_unix_ms = 0
+        # Since when the source has been refused in a row (0 while it compiles).
+        self.broken_since_unix_ms = 0
         self.published_unix_ms = 0
         self._subscribers: dict[int, Callable[[], None]] = {}
         self._next_id = 0
@@ -53,9 +55,16 @@ class SnapshotStore:
             return {}
         return {p.name: p.version for p in self._snapshot.policies}
 
-    def publish(self, snapshot: snapshot_pb2.Snapshot) -> bool:
-        """Serve ``snapshot``; True (and subscribers notified) only if the version changed."""
-        self.last_error = ""
+    def publish(self, snapshot: snapshot_pb2.Snapshot, *, compiled: bool = True) -> bool:
+        """Serve ``snapshot``; True (and subscribers notified) only if the version changed.
+
+        ``compiled`` says the source just compiled (which clears ``last_error``); a
+        republish of the last good input (new priors, a rollout step) says False and
+        leaves a broken source reported as broken.
+        """
+        if compiled:
+            self.last_error = ""
+            self.broken_since_unix_ms = 0
         if self.prepare is not None:
             snapshot = self.prepare(snapshot)
         if self._snapshot is not None and snapshot.version == self._snapshot.version:
@@ -73,6 +82,8 @@ class SnapshotStore:
         """Record why the source was refused; the serving snapshot stays."""
         self.last_error = str(error)
         self.last_error_unix_ms = int(time.time() * 1000)
+        if not self.broken_since_unix_ms:
+            self.broken_since_unix_ms = self.last_error_unix_ms
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` after each version change; returns the unsubscribe function."""

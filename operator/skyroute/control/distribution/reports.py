@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from skyroute.control.learning.fleet import BadSketch, read_sketch
 from skyroute.control.limits import (
@@ -43,6 +44,7 @@ from skyroute.v1 import distribution_pb2, snapshot_pb2
 log = logging.getLogger("skyroute.control.reports")
 
 REMEMBERED_VERSIONS = 16
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,30 +160,31 @@ class ReportChecker:
             event(log, "report_rejected", logging.WARNING, router=router, reason=reason)
         self.rejected[reason] += n
 
+    def _keep(self, router: str, items: Iterable[T], problem: Callable[[T], str | None]) -> list[T]:
+        kept = []
+        for item in items:
+            reason = problem(item)
+            if reason is None:
+                kept.append(item)
+            else:
+                self.reject(reason, router)
+        return kept
+
     def outcomes(
         self, router: str, outcomes: Iterable[distribution_pb2.Outcome]
     ) -> list[distribution_pb2.Outcome]:
-        kept = []
-        for o in outcomes:
-            names = self._versions.get(o.snapshot_version, self._any)
-            problem = outcome_problem(o, names)
-            if problem is None:
-                kept.append(o)
-            else:
-                self.reject(problem, router)
-        return kept
+        """The outcomes that pass, each checked against the version it names."""
+
+        def problem(o: distribution_pb2.Outcome) -> str | None:
+            return outcome_problem(o, self._versions.get(o.snapshot_version, self._any))
+
+        return self._keep(router, outcomes, problem)
 
     def stats(
         self, router: str, stats: Iterable[distribution_pb2.ModelStats]
     ) -> list[distribution_pb2.ModelStats]:
-        kept = []
-        for s in stats:
-            problem = stats_problem(s, self._any)
-            if problem is None:
-                kept.append(s)
-            else:
-                self.reject(problem, router)
-        return kept
+        """The stats windows that pass (their sketches decoded once to check them)."""
+        return self._keep(router, stats, lambda s: stats_problem(s, self._any))
 
     def endpoints(
         self, router: str, endpoints: Iterable[distribution_pb2.EndpointHealth]

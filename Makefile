@@ -3,23 +3,43 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Every install is pinned with hashes: requirements/dev.txt here (and in CI), router.txt
+# and operator.txt in the images, build.txt for the wheel's build backend (`make lock`).
+LOCK    := requirements/dev.txt
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 PKGDIRS := proto/skyroute operator/skyroute dataplane/skyroute simulator/skyroute cli/skyroute
 
-.PHONY: venv proto reference lint layers typecheck system-deps test demo bench clean
+.PHONY: venv lock proto reference lint layers typecheck system-deps test demo bench clean
 
 # Coverage floor for `make test`: the figure measured when the floor was set (92.4%,
 # `make test` on 2026-12-03), rounded down. Raise it when coverage rises; never lower it.
 COVERAGE_FLOOR ?= 92
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 venv: $(STAMP)
+
+# Re-resolve requirements/*.txt after a change to pyproject.toml (pins already there are
+# kept; `make lock UPGRADE=--upgrade` moves every pin to the newest allowed release).
+# One lock per install: the router image (base), the operator image, development and CI,
+# and the build backend. Universal: markers cover every platform and Python >= 3.11.
+COMPILE = $(BIN)/uv pip compile -q --universal --python-version 3.11 --generate-hashes \
+	  --custom-compile-command 'make lock' $(UPGRADE)
+lock:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install -q 'uv>=0.5'
+	$(COMPILE) pyproject.toml -o requirements/router.txt
+	$(COMPILE) pyproject.toml --extra operator -o requirements/operator.txt
+	$(COMPILE) pyproject.toml --extra dev -o requirements/dev.txt
+	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
+	  ['build-system']['requires'], sep='\n')" > requirements/build.in
+	$(COMPILE) requirements/build.in -o requirements/build.txt
 
 # Regenerate the contract's Python code (checked fresh by tests/test_proto_fresh.py).
 proto: $(STAMP)

@@ -7,14 +7,23 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# Dependencies first, every one pinned with its hashes (requirements/, `make lock`):
+# the same versions on every build, and this layer is reused while the lock is unchanged.
+# operator.txt holds the base install and the [operator] extra.
+COPY requirements/build.txt requirements/operator.txt requirements/
+RUN python -m venv /opt/build \
+ && /opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt \
+ && python -m venv /opt/skyroute \
+ && /opt/skyroute/bin/pip install --no-cache-dir --require-hashes -r requirements/operator.txt
+# Then skyroute itself, built by the locked build backend, without resolving anything.
 COPY pyproject.toml README.md ./
 COPY proto/skyroute proto/skyroute
 COPY operator/skyroute operator/skyroute
 COPY dataplane/skyroute dataplane/skyroute
 COPY simulator/skyroute simulator/skyroute
 COPY cli/skyroute cli/skyroute
-RUN python -m venv /opt/skyroute \
- && /opt/skyroute/bin/pip install --no-cache-dir '.[operator]'
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
+ && /opt/skyroute/bin/pip install --no-cache-dir --no-deps --no-index /wheels/skyroute-*.whl
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="skyroute-operator" \

@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
 
 DEFAULT_CONTROL = "127.0.0.1:7070"
 DEFAULT_ADMIN = "127.0.0.1:7071"
@@ -29,8 +31,24 @@ def _log_format_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, read only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        try:
+            version = metadata.version("skyroute")  # pyproject.toml's, as installed
+        except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+            version = "unknown (not installed)"
+        print(f"{parser.prog} {version}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="skyroute", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("control", help="run the control plane on a folder of policy YAML")

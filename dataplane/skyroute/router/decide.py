@@ -261,18 +261,34 @@ def _chain(sel: SelectionSettings, scores: list[Score], explore: bool) -> tuple[
     return (best, *same, *other)
 
 
+#: The rule name Explain shows when a tenant's budget under pressure chose the pool.
+BUDGET_RULE = "budget-pressure"
+
+
 def decide(
-    table: PolicyTable, s: Signals, stats: Stats | None = None, draw: Callable[[], float] = _DRAW
+    table: PolicyTable,
+    s: Signals,
+    stats: Stats | None = None,
+    draw: Callable[[], float] = _DRAW,
+    pressure_pool: str | None = None,
 ) -> Decision:
-    """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it)."""
+    """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it).
+
+    ``pressure_pool``: the cheaper pool a tenant's budget under pressure routes to
+    (the door's ``Budget`` with ``action: route``); it replaces the rules' choice
+    when the snapshot has that pool.
+    """
     intent, source, confidence = classify(table, s)
     rule_name, pool = "default", table.default_pool
     sel = table.selection
-    for r in table.rules_by_intent[intent]:
-        if _rule_matches(r, s):
-            rule_name, pool = r.name, r.pool
-            sel = r.selection or sel
-            break
+    if pressure_pool and pressure_pool in table.pools:
+        rule_name, pool = BUDGET_RULE, pressure_pool
+    else:
+        for r in table.rules_by_intent[intent]:
+            if _rule_matches(r, s):
+                rule_name, pool = r.name, r.pool
+                sel = r.selection or sel
+                break
     candidates = table.pools[pool]
     # Most requests fit every candidate: keep the prepared tuple, allocate nothing.
     if not all(_usable(c, s) for c in candidates):

@@ -1,17 +1,21 @@
 """The one inbound pipeline every door runs.
 
-decode → guards → signals → decide → idempotency → engine (which consults
-the cache first) → encode. A transport hands :meth:`Pipeline.serve` its
-codec, the wire request and a sink; everything between decoding and
-encoding happens here once, so the HTTP and gRPC doors (and any door added
-later) cannot drift apart on policy lookup, canaries, signals, the
-decision, Idempotency-Key handling, streaming commitment or error mapping.
+decode → identity (the door: who is calling, may they use the policy) →
+signals → decide → idempotency → limits (the door: every limit reserved
+for the chosen candidate) → engine (which consults the cache first) →
+encode → settle (the limits, the idempotency key). A transport hands
+:meth:`Pipeline.serve` its codec, the wire request and a sink; everything
+between decoding and encoding happens here once, so the HTTP and gRPC doors
+(and any door added later) cannot drift apart on identity, limits, policy
+lookup, canaries, signals, the decision, Idempotency-Key handling,
+streaming commitment or error mapping.
 
 Load is shed before decoding: beyond ``--max-inflight`` requests in flight
 the answer is "overloaded" at once rather than a queue. ``Idempotency-Key``
 (``idempotency_key`` over gRPC) makes a repeated request wait for, or
-replay, the first one's answer, keyed per policy and tenant; a stored
-answer is kept in a door-neutral form, so either door can replay it.
+replay, the first one's answer or failure, keyed per policy and tenant; a
+stored answer is kept in a door-neutral form, so either door can replay it.
+Limits are reserved after the key is claimed, so a replay costs no quota.
 """
 
 from __future__ import annotations
@@ -30,8 +34,16 @@ from skyroute.router.engine import (
 )
 from skyroute.router.idempotency import Claim
 from skyroute.router.ids import new_id
+from skyroute.router.ingress import admission
 from skyroute.router.ingress.codecs.base import Codec, Sink
-from skyroute.router.ingress.guards import GUARDS
+from skyroute.router.ingress.facts import (
+    INTERRUPTED,
+    REPLAY,
+    facts,
+    failure,
+    replayed_failure,
+    stored_failure,
+)
 from skyroute.router.ingress.types import (
     CONFLICT,
     NOT_FOUND,
@@ -46,90 +58,27 @@ from skyroute.router.ingress.types import (
 from skyroute.router.providers.types import TextDelta, ToolCallEvent
 from skyroute.router.signals import signals_from_messages
 from skyroute.router.state import RouterState
-from skyroute.router.wire import (
-    attempts_header,
-    failure_record,
-    http_status,
-    idempotency_scope,
-    record,
-    request_fingerprint,
-    settlement,
-)
+from skyroute.router.wire import idempotency_scope, record, request_fingerprint, settlement
 
 W = TypeVar("W")
 R = TypeVar("R")
 F = TypeVar("F")
 
-#: The fact a replayed answer carries (a header over HTTP, trailing metadata over gRPC).
-REPLAY = "x-skyroute-idempotent-replay"
+
+def _facts(p: Prepared, served: Served) -> dict[str, str]:
+    """The served facts plus the door's ``x-ratelimit-*`` headers for this request."""
+    f = facts(served)
+    if p.admission is not None:
+        f.update(p.admission.headers)
+    return f
 
 
-def facts(served: Served) -> dict[str, str]:
-    """What was decided and what happened, as ``x-skyroute-*`` names and values."""
-    d = served.decision
-    h = {
-        "x-skyroute-policy": d.policy.name,
-        "x-skyroute-policy-version": d.policy.version,
-        "x-skyroute-track": d.policy.track or "stable",
-        "x-skyroute-snapshot-version": d.policy.snapshot_version,
-        "x-skyroute-intent": d.intent,
-        "x-skyroute-rule": d.rule,
-        "x-skyroute-pool": d.pool,
-        "x-skyroute-model": served.model,
-        "x-skyroute-attempts": attempts_header(served.attempts),
-        "x-skyroute-cost-usd": f"{served.cost_usd:.8f}",
-        "x-skyroute-cache": ("hit" if served.cache_hit else ("miss" if d.cacheable else "off")),
-    }
-    if served.cache_hit:
-        h["x-skyroute-cache-similarity"] = f"{served.cache_similarity:.3f}"
-    if served.notes:
-        h["x-skyroute-notes"] = "; ".join(served.notes)
-    return h
-
-
-def failure(served: Served) -> Rejection:
-    """A request whose every attempt failed, with its attempt trail."""
-    err = served.error
-    cls = err.error_class if err else "unknown"
-    msg = err.message if err else "request failed"
-    return Rejection(
-        http_status(cls),
-        f"all attempts failed; last: {cls}: {msg}",
-        UPSTREAM,
-        code=cls,
-        facts=facts(served),
-    )
-
-
-# The failure a key keeps when its first request was interrupted before its outcome was known.
-_INTERRUPTED = Rejection(
-    502,
-    "the first request with this Idempotency-Key was interrupted after it may have reached "
-    "a model; use a new key to try again",
-    CONFLICT,
-    param="idempotency_key",
-    code="interrupted",
-)
-
-
-def stored_failure(r: Rejection) -> dict[str, Any]:
-    """A failure as the idempotency store keeps it (door-neutral, JSON-safe)."""
-    body = {"error": {"message": r.message, "type": r.kind, "param": r.param, "code": r.code}}
-    return failure_record(r.status, body, dict(r.facts))
-
-
-def replayed_failure(stored: Mapping[str, Any], headers: Mapping[str, str]) -> Rejection:
-    """A stored failure as the rejection to answer a repeat with."""
-    err = stored["error"]
-    e = err["body"]["error"]
-    return Rejection(
-        err["status"], e["message"], e["type"], param=e["param"], code=e["code"], facts=headers
-    )
+def _limits(p: Prepared) -> Mapping[str, str]:
+    return p.admission.headers if p.admission is not None else {}
 
 
 def _answer(p: Prepared, served: Served) -> Answer:
-    f = facts(served)
-    return Answer(p, record(served, f), f, served)
+    return Answer(p, record(served, facts(served)), _facts(p, served), served)
 
 
 class Pipeline:
@@ -157,7 +106,7 @@ class Pipeline:
             return
         try:
             try:
-                p = self.prepare(codec.decode(wire))
+                p = await self.prepare(codec.decode(wire))
                 if dry_run:
                     await sink.send(codec.explained(p))
                     return
@@ -166,12 +115,14 @@ class Pipeline:
                 await sink.send(codec.reject(r))
                 return
             if claim is not None and claim.stored is not None:
-                stored = claim.stored
-                headers = {**stored["headers"], REPLAY: "true"}
-                if "error" in stored:  # the first request's failure, as it was answered
-                    await sink.send(codec.reject(replayed_failure(stored, headers)))
-                    return
-                await self._replay(codec, Answer(p, stored, headers), sink)
+                await self._replay(codec, p, claim.stored, sink)
+                return
+            try:
+                await admission.admit(state.door, p)
+            except Rejection as r:
+                if claim is not None:  # refused before any upstream call: a retry may run
+                    await state.idempotency.release(claim)
+                await sink.send(codec.reject(r))
                 return
             await self._serve(codec, p, claim, sink)
         finally:
@@ -187,13 +138,13 @@ class Pipeline:
             facts={"Retry-After": "1"},
         )
 
-    def prepare(self, inbound: Inbound) -> Prepared:
-        """Guards, policy (and canary), signals and the decision for one request."""
-        for guard in GUARDS:
-            guard(inbound)
+    async def prepare(self, inbound: Inbound) -> Prepared:
+        """Identity, policy (and canary), signals and the decision for one request."""
         table = self.state.table
         if table is None:
             raise Rejection(503, "router has no policy snapshot yet", UNAVAILABLE, code="not_ready")
+        door = self.state.door
+        ident = await admission.identify(door, inbound)
         policy = table.policy(inbound.policy)
         if policy is None:
             known = ", ".join(sorted(table.policies))
@@ -204,14 +155,16 @@ class Pipeline:
                 param="policy",
                 code="model_not_found",
             )
+        admission.authorize(door, ident, policy.name)
         chat = inbound.chat
-        declared = inbound.declared
+        # The authenticated tenant and tier, never a client's header unless delegated.
+        declared = {**inbound.declared, "tenant": ident.tenant, "user_tier": ident.tier}
         if policy.canary is not None:
             policy = choose(
                 policy,
                 user=inbound.user,
                 session=inbound.session,
-                tenant=declared.get("tenant", ""),
+                tenant=ident.tenant,
                 messages=chat.messages,
             )
         signals = signals_from_messages(
@@ -223,7 +176,9 @@ class Pipeline:
             stream=inbound.stream,
             trace_parent=inbound.trace_parent,
         )
-        return Prepared(inbound, signals, decide(policy, signals, self.state.engine.health), ctx)
+        pressure = door.pressure_pool(ident)
+        decision = decide(policy, signals, self.state.engine.health, pressure_pool=pressure)
+        return Prepared(inbound, signals, decision, ctx, ident)
 
     async def _claim(self, p: Prepared) -> Claim | None:
         """Our claim on the request's Idempotency-Key (None without a key, or store).
@@ -275,17 +230,20 @@ class Pipeline:
             return None  # served without deduplication: nothing to settle
         return claim
 
-    async def _settle(self, claim: Claim | None, served: Served | None, p: Prepared) -> None:
-        """Store the answer or the failure under its key, or free it (``wire.settlement``)."""
+    async def _settle(
+        self, claim: Claim | None, served: Served | None, p: Prepared, received: str = ""
+    ) -> None:
+        """Charge the limits, then store the answer or the failure under the key, or free it."""
+        await admission.settle(self.state.door, p, served, received)
         if claim is None:
             return
         store = self.state.idempotency
         ttl = p.decision.policy.reliability.idempotency_ttl_s
-        how = settlement(served)
+        how = settlement(served)  # wire.settlement: the rule both doors share
         if how == "complete" and served is not None:
             await store.complete(claim, record(served, facts(served)), ttl)
         elif how == "fail":
-            r = failure(served) if served is not None else _INTERRUPTED
+            r = failure(served) if served is not None else INTERRUPTED
             await store.complete(claim, stored_failure(r), ttl)
         else:
             await store.release(claim)
@@ -295,33 +253,45 @@ class Pipeline:
     ) -> None:
         engine = self.state.engine
         reply: R | None = None
+        received: list[str] = []
         try:
             if p.ctx.stream:
-                served = await self._stream(codec, p, sink)
+                served = await self._stream(codec, p, sink, received)
             else:
                 served = await engine.complete(p.decision, p.signals, p.inbound.chat, p.ctx)
                 ok = served.error is None and served.result is not None
-                reply = codec.answer(_answer(p, served)) if ok else codec.reject(failure(served))
+                reply = (
+                    codec.answer(_answer(p, served))
+                    if ok
+                    else codec.reject(failure(served, _limits(p)))
+                )
         except BaseException:
             # Interrupted: an attempt may have reached an upstream, so the key keeps a failure.
-            await self._settle(claim, None, p)
+            await self._settle(claim, None, p, "".join(received))
             raise
-        await self._settle(claim, served, p)
+        await self._settle(claim, served, p, "".join(received))
         if reply is not None:
             await sink.send(reply)
 
-    async def _stream(self, codec: Codec[W, R, F], p: Prepared, sink: Sink[R, F]) -> Served | None:
-        """The engine's stream through the codec's framing; the Served it ended with."""
+    async def _stream(
+        self, codec: Codec[W, R, F], p: Prepared, sink: Sink[R, F], received: list[str]
+    ) -> Served | None:
+        """The engine's stream through the codec's framing; the Served it ended with.
+
+        ``received`` collects the streamed text, which a stream that dies is charged for.
+        """
         enc = codec.stream(p)
         opened = False
         async for item in self.state.engine.stream(p.decision, p.signals, p.inbound.chat, p.ctx):
             if isinstance(item, TextDelta):
+                received.append(item.text)
                 await sink.write(enc.text(item.text))
             elif isinstance(item, ToolCallEvent):
                 await sink.write(enc.tool_call(item.call))
             elif isinstance(item, StreamStarted):
-                # Held until the first upstream token: the head names the model that answers.
-                await sink.open(enc.head(facts(item.served)))
+                # Held until the first upstream token: the head names the model that answers
+                # (and carries the x-ratelimit-* headers, which must precede the stream).
+                await sink.open(enc.head(_facts(p, item.served)))
                 opened = True
                 for frame in enc.start(item.served.model):
                     await sink.write(frame)
@@ -332,7 +302,7 @@ class Pipeline:
                 return item.served
             elif isinstance(item, StreamFailed):
                 if not opened:  # nothing sent yet: an ordinary error
-                    await sink.send(codec.reject(failure(item.served)))
+                    await sink.send(codec.reject(failure(item.served, _limits(p))))
                 else:  # never a clean end: the client must not take it for a whole answer
                     await sink.write(enc.cut(item.served))
                     await sink.close(cut=True)
@@ -340,19 +310,25 @@ class Pipeline:
         await sink.send(codec.reject(Rejection(502, "stream produced nothing", UPSTREAM)))
         return None
 
-    async def _replay(self, codec: Codec[W, R, F], answer: Answer, sink: Sink[R, F]) -> None:
-        """A stored answer, as the unary reply or the stream a live one would have been."""
-        if not answer.prepared.ctx.stream:
+    async def _replay(
+        self, codec: Codec[W, R, F], p: Prepared, stored: Mapping[str, Any], sink: Sink[R, F]
+    ) -> None:
+        """A stored answer, as the unary reply or the stream a live one would have been;
+        a stored failure, as the error the first request was answered with."""
+        if "error" in stored:
+            await sink.send(codec.reject(replayed_failure(stored)))
+            return
+        answer = Answer(p, stored, {**stored["headers"], REPLAY: "true"})
+        if not p.ctx.stream:
             await sink.send(codec.answer(answer))
             return
-        enc = codec.stream(answer.prepared)
-        rec: Mapping[str, Any] = answer.rec
+        enc = codec.stream(p)
         await sink.open(enc.head(answer.facts))
-        for frame in enc.start(rec["model"]):
+        for frame in enc.start(stored["model"]):
             await sink.write(frame)
-        if rec["content"]:
-            await sink.write(enc.text(rec["content"]))
-        for call in rec["tool_calls"]:
+        if stored["content"]:
+            await sink.write(enc.text(stored["content"]))
+        for call in stored["tool_calls"]:
             await sink.write(enc.tool_call(call))
         for frame in enc.done(answer):
             await sink.write(frame)

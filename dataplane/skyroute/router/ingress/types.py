@@ -16,6 +16,9 @@ from opentelemetry.context import Context
 
 from skyroute.router.decide import Decision
 from skyroute.router.engine import RequestContext, Served
+from skyroute.router.ingress.guards.door import Admission
+from skyroute.router.ingress.guards.errors import GuardError
+from skyroute.router.ingress.guards.identity import Identity
 from skyroute.router.providers.types import ChatRequest
 from skyroute.router.signals import Signals
 
@@ -45,6 +48,9 @@ class Inbound:
     no_cache: bool = False
     idempotency_key: str = ""
     trace_parent: Context | None = None
+    # The credential as presented: ``Authorization`` (Bearer) and ``x-api-key``.
+    authorization: str = ""
+    api_key: str = ""
 
 
 @dataclass(slots=True)
@@ -55,6 +61,9 @@ class Prepared:
     signals: Signals
     decision: Decision
     ctx: RequestContext
+    identity: Identity
+    # Set once the door admitted the request (its limits reserved), before the engine runs.
+    admission: Admission | None = None
 
 
 @dataclass(slots=True)
@@ -97,6 +106,11 @@ class Rejection(Exception):
         self.param = param
         self.code = code
         self.facts: Mapping[str, str] = facts or {}
+
+
+def refused(e: GuardError) -> Rejection:
+    """A refusal of the identity-and-limits stage (401, 403, 429, 503) as a rejection."""
+    return Rejection(e.status, e.message, e.type, param=e.param, code=e.code, facts=e.headers())
 
 
 def invalid(message: str, param: str) -> Rejection:

@@ -4,7 +4,8 @@
 body fields and headers: the policy, messages and tools, every declared
 signal of the registry (under the field the registry names), user and
 session for canaries, ``request_id``, ``no_cache`` and ``idempotency_key``;
-the caller's W3C trace context comes as metadata. Answers carry the
+the caller's W3C trace context and credential (``authorization: Bearer
+...``, or ``x-api-key``) come as metadata. Answers carry the
 decision (as Explain returns it), the attempts, the cost and the cache
 facts, and the same ``x-skyroute-*`` facts the HTTP door sends as headers
 travel as trailing metadata.
@@ -66,6 +67,14 @@ class GrpcReply:
     trailing: tuple[tuple[str, str], ...] = ()
     code: grpc.StatusCode = grpc.StatusCode.OK
     details: str = ""
+
+
+def _metadata(md: Sequence[tuple[str, str | bytes]], name: str) -> str:
+    """One text metadata value ("" when absent; binary values never carry a credential)."""
+    for k, v in md:
+        if k == name and isinstance(v, str):
+            return v
+    return ""
 
 
 def _trailers(facts: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -190,6 +199,8 @@ class GrpcRouter:
             no_cache=req.no_cache,
             idempotency_key=req.idempotency_key,
             trace_parent=trace_parent(wire.metadata),
+            authorization=_metadata(wire.metadata, "authorization"),
+            api_key=_metadata(wire.metadata, "x-api-key"),
         )
 
     def answer(self, answer: Answer) -> GrpcReply:

@@ -7,7 +7,9 @@ as SSE when ``stream`` is true. What the router decided travels in
 nothing. Declared signals come as the headers the signal registry names
 (``x-skyroute-tenant``...); ``Cache-Control: no-cache`` (or ``no-store``,
 ``max-age=0``, ``Pragma: no-cache``) bypasses the cache; ``Idempotency-Key``
-makes a repeat wait for, or replay, the first answer.
+makes a repeat wait for, or replay, the first answer. The caller's key comes
+as ``Authorization: Bearer`` (OpenAI clients) or ``x-api-key`` (Anthropic
+clients); admitted requests carry OpenAI's ``x-ratelimit-*`` headers.
 
 A stream that fails after its first token ends with an SSE ``error`` event
 and no ``[DONE]``, which the OpenAI SDK raises as an error rather than
@@ -146,6 +148,8 @@ class OpenAIChat:
             no_cache=any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
             idempotency_key=hdr.get("idempotency-key", ""),
             trace_parent=trace_parent(hdr.items()) if "traceparent" in hdr else None,
+            authorization=hdr.get("authorization", ""),
+            api_key=hdr.get("x-api-key", ""),
         )
 
     def answer(self, answer: Answer) -> HttpReply:

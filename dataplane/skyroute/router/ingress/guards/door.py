@@ -1,6 +1,7 @@
 """The identity-and-limits stage, door-neutral: what the inbound pipeline calls.
 
-Three calls per request, whatever the door (HTTP, gRPC):
+Three calls per request, whatever the door (HTTP, gRPC); the inbound
+pipeline (``router/ingress/pipeline.py``) makes them:
 
 1. :meth:`Door.identify` before the decision: the credential (Bearer,
    ``x-api-key`` or gRPC ``authorization``) becomes an :class:`Identity`
@@ -17,6 +18,11 @@ Three calls per request, whatever the door (HTTP, gRPC):
 3. :meth:`Door.settle` after the call, from the usage the provider reported
    (a stream that died: the tokens received so far). Idempotent.
 
+A router whose snapshot has no Tenant is open: :meth:`Door.identify` asks
+for no credential and every request is anonymous (no limits), as before
+tenants existed. The first Tenant turns authentication on (a credential is
+then required, unless ``--allow-anonymous``).
+
 Budget pressure is learnt from the reservations themselves: a tenant whose
 ``route`` budget has ``softShare`` used has its next requests decided with the
 budget's pool, until a reservation shows it below the share again.
@@ -29,7 +35,7 @@ from dataclasses import dataclass, field
 
 from skyroute.router.ingress.guards.errors import insufficient_quota, rate_limited
 from skyroute.router.ingress.guards.from_snapshot import from_snapshot
-from skyroute.router.ingress.guards.identity import Authenticator, Identity, credential
+from skyroute.router.ingress.guards.identity import ANONYMOUS, Authenticator, Identity, credential
 from skyroute.router.ingress.guards.keys import KeyRing
 from skyroute.router.ingress.guards.limits import Decision, ratelimit_headers
 from skyroute.router.ingress.guards.limits_guard import Limiter, Reservation
@@ -74,6 +80,8 @@ class Door:
         """For /debug/status and ``skyroute status``: how the door authenticates and limits."""
         return {
             "anonymous_allowed": self.allow_anonymous,
+            # No Tenant configured: the door is open (no credential asked, no limits).
+            "open": not self.auth.tenants,
             "tenants": len(self.auth.tenants),
             "keys": len(self.auth.keys),
             "keys_revoked": self.auth.keys.revoked(),
@@ -91,6 +99,10 @@ class Door:
         tenant_header: str = "",
         tier_header: str = "",
     ) -> Identity:
+        if not self.auth.tenants:
+            # No Tenant in the snapshot: nobody to authenticate against and no limits, so
+            # every caller is served as before this stage existed (its headers trusted).
+            return Identity(tenant_header, "", "anonymous", "", tier_header, ANONYMOUS)
         try:
             return await self.auth.authenticate(
                 credential(authorization, api_key), tenant_header, tier_header

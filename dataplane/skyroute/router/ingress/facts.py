@@ -1,0 +1,86 @@
+"""What the pipeline tells a caller about a request, door-neutral.
+
+The ``x-skyroute-*`` facts (headers over HTTP, trailing metadata over gRPC)
+of a served request, the rejection for a request whose every attempt
+failed, and the form a failure takes in the idempotency store so that a
+repeat of the key gets the same failure from either door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from skyroute.router.engine import Served
+from skyroute.router.ingress.types import CONFLICT, UPSTREAM, Rejection
+from skyroute.router.wire import attempts_header, failure_record, http_status
+
+#: The fact a replayed answer carries (a header over HTTP, trailing metadata over gRPC).
+REPLAY = "x-skyroute-idempotent-replay"
+
+
+def facts(served: Served) -> dict[str, str]:
+    """What was decided and what happened, as ``x-skyroute-*`` names and values."""
+    d = served.decision
+    h = {
+        "x-skyroute-policy": d.policy.name,
+        "x-skyroute-policy-version": d.policy.version,
+        "x-skyroute-track": d.policy.track or "stable",
+        "x-skyroute-snapshot-version": d.policy.snapshot_version,
+        "x-skyroute-intent": d.intent,
+        "x-skyroute-rule": d.rule,
+        "x-skyroute-pool": d.pool,
+        "x-skyroute-model": served.model,
+        "x-skyroute-attempts": attempts_header(served.attempts),
+        "x-skyroute-cost-usd": f"{served.cost_usd:.8f}",
+        "x-skyroute-cache": ("hit" if served.cache_hit else ("miss" if d.cacheable else "off")),
+    }
+    if served.cache_hit:
+        h["x-skyroute-cache-similarity"] = f"{served.cache_similarity:.3f}"
+    if served.notes:
+        h["x-skyroute-notes"] = "; ".join(served.notes)
+    return h
+
+
+def failure(served: Served, extra: Mapping[str, str] | None = None) -> Rejection:
+    """A request whose every attempt failed, with its attempt trail (and ``extra`` facts)."""
+    err = served.error
+    cls = err.error_class if err else "unknown"
+    msg = err.message if err else "request failed"
+    f = facts(served)
+    if extra:
+        f.update(extra)
+    return Rejection(
+        http_status(cls), f"all attempts failed; last: {cls}: {msg}", UPSTREAM, code=cls, facts=f
+    )
+
+
+#: The failure a key keeps when its first request was interrupted before its outcome was known.
+INTERRUPTED = Rejection(
+    502,
+    "the first request with this Idempotency-Key was interrupted after it may have reached "
+    "a model; use a new key to try again",
+    CONFLICT,
+    param="idempotency_key",
+    code="interrupted",
+)
+
+
+def stored_failure(r: Rejection) -> dict[str, Any]:
+    """A failure as the idempotency store keeps it (door-neutral, JSON-safe)."""
+    body = {"error": {"message": r.message, "type": r.kind, "param": r.param, "code": r.code}}
+    return failure_record(r.status, body, dict(r.facts))
+
+
+def replayed_failure(stored: Mapping[str, Any]) -> Rejection:
+    """A stored failure as the rejection a repeat of its key is answered with."""
+    err = stored["error"]
+    e = err["body"]["error"]
+    return Rejection(
+        err["status"],
+        e["message"],
+        e["type"],
+        param=e["param"],
+        code=e["code"],
+        facts={**stored["headers"], REPLAY: "true"},
+    )

@@ -77,6 +77,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/cache_bench.py
+	$(BIN)/python bench/cache_eval.py
 	$(BIN)/python bench/guards_bench.py
 	$(BIN)/python bench/tokens_bench.py
 

@@ -58,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--state",
         default=None,
-        help="JSON file keeping rollout state and version history across restarts "
-        "(default: in memory; a restart then serves the folder's versions)",
+        help="JSON file keeping rollout state and version history across restarts, "
+        "and FILE.learned the learning loop's fleet figures and priors "
+        "(default: in memory; a restart then serves the folder's versions, cold)",
     )
     _log_format_flag(c)
 

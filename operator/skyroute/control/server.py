@@ -33,6 +33,7 @@ from skyroute.control.distribution.service import DistributionService
 from skyroute.control.distribution.serving import DistributionServer
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.outcomes import OutcomeAggregator
+from skyroute.control.learning.persist import LearnedStateFile
 from skyroute.control.logs import event
 from skyroute.control.policy.model import RoutingPolicy
 from skyroute.control.policy.store import SnapshotStore
@@ -75,6 +76,9 @@ class ControlPlane:
         self.outcomes.add_listener(self.rollouts.windows.record)
         self.watcher.shape = self._shape
         self.state = StateFile(Path(state)) if state else None
+        # What the learner learned, next to the rollout state: ``FILE.learned``.
+        self.learned = LearnedStateFile(Path(state + ".learned")) if state else None
+        self._learned_saved = 0.0
         self._latest: tuple[snapshot_pb2.Snapshot, dict[PolicyRef, RoutingPolicy]] | None = None
         self.admin = (
             AdminServer(
@@ -117,6 +121,12 @@ class ControlPlane:
         if self.state is not None:
             self.state.save(self.rollouts)
 
+    def _save_learned(self, every_s: float = 5.0) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.learned is not None and now - self._learned_saved >= every_s:
+            self.learned.save(self.learner)
+            self._learned_saved = now
+
     def _republish(self) -> None:
         if self._latest is not None:
             self.store.publish(self.rollouts.served(*self._latest), compiled=False)
@@ -144,6 +154,7 @@ class ControlPlane:
                 if self.rollouts.tick():
                     self._republish()
                 self._save()
+                self._save_learned()
             except Exception as exc:  # a bug must not stop the control plane serving
                 health(exc)
                 log.exception("rollout tick failed")
@@ -162,6 +173,8 @@ class ControlPlane:
             raise SystemExit(f"skyroute control: source folder not found: {self.source}")
         if self.state is not None:
             load(self.rollouts, self.state.path)
+        if self.learned is not None:
+            self.learner.restored = self.learned.load(self.learner).as_dict()
         self.watcher.reload()
         server = DistributionServer(self.service, self.store)
         try:
@@ -193,6 +206,11 @@ class ControlPlane:
     async def stop(self, grace: float = 1.0) -> None:
         self._stop.set()
         await self.tasks.join()
+        if self.learned is not None:
+            try:
+                self.learned.save(self.learner)
+            except OSError as exc:
+                event(log, "learned_state_unsaved", logging.WARNING, error=str(exc))
         if self.admin is not None:
             await self.admin.stop()
         if self._server is not None:

@@ -46,6 +46,7 @@ from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.forward import OutcomeForwarder
 from skyroute.control.kube.handlers import build_registry, build_settings, quiet_kopf
 from skyroute.control.kube.history import HistoryStore
+from skyroute.control.kube.learned import LearnedStateMap
 from skyroute.control.kube.lease import LeaseElector
 from skyroute.control.kube.rollouts import ClusterRollouts
 from skyroute.control.kube.world import World, key_of, plain
@@ -83,6 +84,7 @@ class OperatorOptions:
     identity: str | None = None
     advertise: str | None = None
     status_interval: float = 0.5
+    learned_state_interval: float = 30.0  # seconds between saves of the learned state
     status_settle: float = 10.0
     debounce_ms: int = 20
 
@@ -123,6 +125,8 @@ class Operator:
         # (store.prepare), drift alerts as ModelPool conditions and events (the writer).
         self.learner = Learner(self.store, on_drift=self.writer.drift)
         self.service.learner = self.learner
+        # What it learned survives restarts: a ConfigMap the leader writes (learned.py).
+        self.learned = LearnedStateMap(api, self.own_namespace)
         # Rollouts (canary, analysis, promotion, rollback, pin): the controller turns
         # the accepted specs into the snapshot routers get; its state lives in the
         # policies' status (written by the leader, mirrored by followers).
@@ -277,6 +281,7 @@ class Operator:
                 await asyncio.sleep(1.0)
                 waited += 1
         await self.rollouts.load_history()
+        self.learner.restored = (await self.learned.load(self.learner)).as_dict()
         for body in bodies:
             self.observed(body)
         self.reconcile()
@@ -364,6 +369,7 @@ class Operator:
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.writer.run(self.stop), name="status-writer"),
             asyncio.create_task(self.learner.run(self.stop), name="learning"),
+            asyncio.create_task(self._save_learned_loop(), name="learned-state"),
             asyncio.create_task(self.rollouts.run(self.stop), name="rollouts"),
         ]
         if self.elector is not None:
@@ -425,7 +431,23 @@ class Operator:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
 
+    async def _save_learned(self) -> None:
+        if not self.writer.active:  # followers only read it
+            return
+        try:
+            await self.learned.save(self.learner)
+        except Exception as exc:  # NotLeader past the deadline, or the API server
+            event(log, "learned_state_unsaved", logging.WARNING, error=repr(exc))
+
+    async def _save_learned_loop(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.opts.learned_state_interval)
+            if not self.stop.is_set():
+                await self._save_learned()
+
     async def shutdown(self) -> None:
+        await self._save_learned()
         if self._admin is not None:
             await self._admin.stop()
         if self._server is not None:

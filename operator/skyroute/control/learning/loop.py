@@ -163,6 +163,8 @@ class Learner:
         # service; published like the priors, into Intent.tool_use_probability.
         self.tool_use = ToolUseObserver(lambda: self.settings.half_life_s, clock, self.cap)
         self.tool_priors: dict[tuple[str, str], float] = {}
+        # What a restart brought back from saved learned state (``persist``); {} if none.
+        self.restored: dict[str, object] = {}
         store.prepare = self.apply
 
     @property
@@ -495,6 +497,7 @@ class Learner:
             "dropped_series": dict(self.cap.dropped),
             "failures": self.failures,
             "last_failure": self.last_failure,
+            "restored": dict(self.restored),
         }
 
 

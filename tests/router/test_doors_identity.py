@@ -35,6 +35,16 @@ spec:
       provider: openai
       endpoint: "{SIM}/openai/v1"
       pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: cheap}
+spec:
+  models:
+    - name: cheap-model
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      pricing: {inputPerMTok: 0.1, outputPerMTok: 0.2}
 """,
     "policies.yaml": """\
 apiVersion: skyroute.io/v1alpha1
@@ -43,6 +53,8 @@ metadata: {name: shop}
 spec:
   default: true
   defaultPool: base
+  rules:
+    - {name: klingon, match: {locales: [tlh]}, pool: cheap}
 ---
 apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy
@@ -65,6 +77,21 @@ metadata: {name: tiny}
 spec:
   policies: [shop]
   rateLimits: {requestsPerMinute: 2}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: Tenant
+metadata: {name: meter}
+spec:
+  policies: [shop]
+  rateLimits: {tokensPerMinute: 1000000}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: Tenant
+metadata: {name: thrifty}
+spec:
+  policies: [shop]
+  budgets:
+    - {name: daily, usd: 0.01, period: day, action: route, pool: cheap, softShare: 0.01}
 """,
 }
 SCENARIO = """\
@@ -105,8 +132,8 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dic
     procs: list[Proc] = []
     try:
         stack = Stack(procs, tmp_path_factory.mktemp("door"), FILES, SCENARIO)
-        keys = {t: _key(stack, t) for t in ("shop", "tiny")}
-        wait_until(lambda: stack.router_status()["door"]["keys"] == 2, what="keys pushed")
+        keys = {t: _key(stack, t) for t in ("shop", "tiny", "meter", "thrifty")}
+        wait_until(lambda: stack.router_status()["door"]["keys"] == 4, what="keys pushed")
         yield stack, keys
     finally:
         for p in reversed(procs):
@@ -119,7 +146,9 @@ def _http(stack: Stack, key: str = "unused") -> openai.OpenAI:
     )
 
 
-def _grpc(stack: Stack, key: str | None, **fields: str) -> tuple[grpc.RpcError | None, object]:
+def _grpc(
+    stack: Stack, key: str | None, **fields: str | int
+) -> tuple[grpc.RpcError | None, object]:
     req = router_pb2.CompletionRequest(
         messages=[router_pb2.Message(role="user", content="hello")], **fields
     )
@@ -206,3 +235,46 @@ def test_a_spent_rate_limit_is_refused_on_both_doors(
     trailers = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
     assert int(trailers["retry-after"]) >= 1
     assert stack.router_status()["door"]["refused"]["rate_limited"] == 2
+
+
+def test_a_stream_is_charged_its_usage_not_its_estimate(
+    keyed: tuple[Stack, dict[str, str]],
+) -> None:
+    stack, keys = keyed
+    http = _http(stack, keys["meter"])
+    # 200,000 completion tokens are held for the stream; the simulator answers 8, and the
+    # reservation is settled on those, so the next request finds the tokens back.
+    with http.chat.completions.with_streaming_response.create(
+        model="auto", messages=ASK, max_tokens=200_000, stream=True
+    ) as resp:
+        first = 1_000_000 - int(resp.headers["x-ratelimit-remaining-tokens"])
+        assert "".join(resp.iter_lines())
+    assert first > 200_000  # the stream's head carried the reservation
+    again = http.chat.completions.with_raw_response.create(
+        model="auto", messages=ASK, max_tokens=200_000
+    )
+    used = 1_000_000 - int(again.headers["x-ratelimit-remaining-tokens"])
+    # Held without settlement: two estimates (> 400,000, less the refill of well under
+    # a few seconds at 16,667 a second); settled: one estimate and the stream's usage.
+    assert used < first + 1_000, (first, used)
+
+
+def test_a_budget_under_pressure_routes_to_its_pool_on_both_doors(
+    keyed: tuple[Stack, dict[str, str]],
+) -> None:
+    stack, keys = keyed
+    http = _http(stack, keys["thrifty"])
+    # With 2,000 completion tokens held, a reservation uses 40% of the 1-cent budget on
+    # the base pool and 4% on the cheap one: both above the soft share (1%), so from the
+    # first reservation on, the tenant's requests are decided with the budget's pool.
+    ask = {"model": "auto", "messages": ASK, "max_tokens": 2000}
+    assert http.chat.completions.create(**ask).model == "base-model"  # type: ignore[call-overload]
+    resp = http.chat.completions.with_raw_response.create(**ask)  # type: ignore[call-overload]
+    assert resp.headers["x-skyroute-pool"] == "cheap"
+    assert resp.headers["x-skyroute-rule"] == "budget-pressure"
+    assert resp.parse().model == "cheap-model"
+    err, got = _grpc(stack, keys["thrifty"], max_tokens=2000)
+    assert err is None
+    answer, _ = got  # type: ignore[misc]
+    assert (answer.decision.pool, answer.decision.rule) == ("cheap", "budget-pressure")
+    assert answer.model == "cheap-model"

@@ -12,7 +12,10 @@ default, floored for the embedder, for a ``faq`` intent).
 Reported: hit rate (share of same-meaning pairs served) and false-hit rate
 (share of different-meaning pairs served) overall, per split, per kind of
 negative and per domain, against the issue's bar (hits >= 60%, false hits
-<= 1%), and the curve over thresholds.
+<= 1%), and the curve over thresholds. Then, for a few declared bounds
+(``maxFalseHitRate``), the threshold the cache derives from its embedder's
+calibration table (built on the tune split: ``bench/cache_calibration.py``)
+and the rates on the held-out split at it.
 
 Usage, from the repository root::
 
@@ -43,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 PAIRS = REPO / "bench" / "data" / "cache_eval" / "pairs.jsonl"
 OUT = REPO / "bench-out" / "cache_eval.json"
 BAR_HITS, BAR_FALSE_HITS = 0.60, 0.01
+BOUNDS = (0.05, 0.02, 0.01, 0.005)
 INTENT = "faq.eval"
 
 
@@ -52,11 +56,12 @@ def load() -> tuple[list[Pair], list[dict[str, Any]]]:
     return load_pairs(PAIRS), rows
 
 
-def default_settings() -> CacheSettings:
-    """The cache settings a policy gets when it only says ``enabled`` and its intents."""
-    spec = CacheSpec(enabled=True, intents=[INTENT])
+def default_settings(bound: float | None = None) -> CacheSettings:
+    """The settings a policy gets saying only ``enabled``, its intents (and ``bound``)."""
+    spec = CacheSpec(enabled=True, intents=[INTENT], max_false_hit_rate=bound)
+    threshold = spec.similarity_threshold if bound is None else 0.0  # as the compiler sends
     return CacheSettings(
-        True, frozenset({INTENT}), spec.similarity_threshold, spec.ttl_seconds, spec.max_entries
+        True, frozenset({INTENT}), threshold, spec.ttl_seconds, spec.max_entries, (), bound
     )
 
 
@@ -88,6 +93,7 @@ def evaluate(embedder: str) -> dict[str, Any]:
         "pairs_file": str(PAIRS.relative_to(REPO)),
         "embedder": cache.embedder.name,
         "threshold": t,
+        "threshold_source": rule.source,
         "overall": overall,
         "meets_bar": (
             overall["hit_rate"] >= BAR_HITS and overall["false_hit_rate"] <= BAR_FALSE_HITS
@@ -99,6 +105,19 @@ def evaluate(embedder: str) -> dict[str, Any]:
             name: rates([rows[i] for i in idx], [scores[i] for i in idx], t)
             for name, idx in sorted(groups.items())
         },
+        "bounds": [
+            {
+                "max_false_hit_rate": bound,
+                "threshold": (r := cache.rule(default_settings(bound), INTENT)).threshold,
+                "source": r.source,
+                "held": rates(
+                    [rows[i] for i in groups["split held"]],
+                    [scores[i] for i in groups["split held"]],
+                    r.threshold,
+                ),
+            }
+            for bound in BOUNDS
+        ],
         "curve": [
             {"threshold": p.threshold, "hit_rate": p.hit_rate, "false_hit_rate": p.false_hit_rate}
             for p in curve(pairs, scores, thresholds(0.5, 1.0, 0.05))
@@ -140,6 +159,20 @@ def show(console: Console, r: dict[str, Any]) -> None:
         f"{r['never_served_same']} same-meaning pairs are never served "
         "(refused by the meaning signature)"
     )
+    t = Table(title="Declared bound (maxFalseHitRate) -> threshold (tune table), held-out split")
+    for col in ("maxFalseHitRate", "threshold", "hit rate", "false-hit rate", "within bound"):
+        t.add_column(col)
+    for b in r["bounds"]:
+        h = b["held"]
+        ok = h["false_hit_rate"] <= b["max_false_hit_rate"]
+        t.add_row(
+            f"{b['max_false_hit_rate']:g}",
+            f"{b['threshold']:.2f}",
+            _pct(h["hit_rate"]),
+            _pct(h["false_hit_rate"]),
+            "yes" if ok else "NO",
+        )
+    console.print(t)
     t = Table(title="Hit and false-hit rate against threshold (same set, same path)")
     for col in ("threshold", "hit rate", "false-hit rate"):
         t.add_column(col)

@@ -132,6 +132,9 @@ class CacheSettings:
     max_entries: int
     # (family, threshold, ttl_s) overrides, sorted: hashable for memoized rules.
     families: tuple[tuple[str, float, float], ...] = ()
+    # maxFalseHitRate: the policy's (None: not declared) and per family (sorted).
+    max_false_hit_rate: float | None = None
+    family_bounds: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -479,13 +482,25 @@ def _policy(
         cache=CacheSettings(
             enabled=p.cache.enabled,
             intents=frozenset(p.cache.intents),
-            threshold=p.cache.similarity_threshold or 0.9,
+            # 0 with a bound: the threshold comes from the bound (cache.rules).
+            threshold=p.cache.similarity_threshold
+            or (0.0 if p.cache.HasField("max_false_hit_rate") else 0.9),
             ttl_s=float(p.cache.ttl_seconds or 3600),
             max_entries=p.cache.max_entries or 10_000,
             families=tuple(
                 sorted(
                     (name, f.similarity_threshold, float(f.ttl_seconds or 3600))
                     for name, f in p.cache.families.items()
+                )
+            ),
+            max_false_hit_rate=(
+                p.cache.max_false_hit_rate if p.cache.HasField("max_false_hit_rate") else None
+            ),
+            family_bounds=tuple(
+                sorted(
+                    (name, f.max_false_hit_rate)
+                    for name, f in p.cache.families.items()
+                    if f.HasField("max_false_hit_rate")
                 )
             ),
         ),

@@ -856,11 +856,16 @@ class CachePolicy(_message.Message):
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_ENTRIES_FIELD_NUMBER: _builtins.int
     FAMILIES_FIELD_NUMBER: _builtins.int
+    MAX_FALSE_HIT_RATE_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     similarity_threshold: _builtins.float
     """Cosine similarity at or above which a semantic hit is served."""
     ttl_seconds: _builtins.int
     max_entries: _builtins.int
+    max_false_hit_rate: _builtins.float
+    """The false-hit rate the policy accepts; the router derives the threshold from
+    its embedder's calibration table when similarity_threshold is 0 (unset).
+    """
     @_builtins.property
     def intents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Concrete intent names that may be served from cache."""
@@ -878,12 +883,15 @@ class CachePolicy(_message.Message):
         ttl_seconds: _builtins.int = ...,
         max_entries: _builtins.int = ...,
         families: _abc.Mapping[_builtins.str, Global___CacheFamily] | None = ...,
+        max_false_hit_rate: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_false_hit_rate", b"_max_false_hit_rate", "max_false_hit_rate", b"max_false_hit_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "families", b"families", "intents", b"intents", "max_entries", b"max_entries", "similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_false_hit_rate", b"_max_false_hit_rate", "enabled", b"enabled", "families", b"families", "intents", b"intents", "max_entries", b"max_entries", "max_false_hit_rate", b"max_false_hit_rate", "similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_false_hit_rate: _TypeAlias = _typing.Literal["max_false_hit_rate"]  # noqa: Y015
+    _WhichOneofArgType__max_false_hit_rate: _TypeAlias = _typing.Literal["_max_false_hit_rate", b"_max_false_hit_rate"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_false_hit_rate) -> _WhichOneofReturnType__max_false_hit_rate | None: ...
 
 Global___CachePolicy: _TypeAlias = CachePolicy  # noqa: Y015
 
@@ -893,19 +901,25 @@ class CacheFamily(_message.Message):
 
     SIMILARITY_THRESHOLD_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_FALSE_HIT_RATE_FIELD_NUMBER: _builtins.int
     similarity_threshold: _builtins.float
+    """0: unset (derived from max_false_hit_rate, which is then present)."""
     ttl_seconds: _builtins.int
+    max_false_hit_rate: _builtins.float
     def __init__(
         self,
         *,
         similarity_threshold: _builtins.float = ...,
         ttl_seconds: _builtins.int = ...,
+        max_false_hit_rate: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_false_hit_rate", b"_max_false_hit_rate", "max_false_hit_rate", b"max_false_hit_rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_false_hit_rate", b"_max_false_hit_rate", "max_false_hit_rate", b"max_false_hit_rate", "similarity_threshold", b"similarity_threshold", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_false_hit_rate: _TypeAlias = _typing.Literal["max_false_hit_rate"]  # noqa: Y015
+    _WhichOneofArgType__max_false_hit_rate: _TypeAlias = _typing.Literal["_max_false_hit_rate", b"_max_false_hit_rate"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_false_hit_rate) -> _WhichOneofReturnType__max_false_hit_rate | None: ...
 
 Global___CacheFamily: _TypeAlias = CacheFamily  # noqa: Y015
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyroute.router.cache.backend import EXACT, Answer, CacheBackend, CacheHit
+from skyroute.router.cache.bounds import load_table
 from skyroute.router.cache.guard import answer_refusal, request_refusal
 from skyroute.router.cache.keys import Probe, Scope, make_probe
 from skyroute.router.cache.memory import InProcessBackend
@@ -63,6 +64,8 @@ class _Counters:
     errors: int = 0
     # The similarity threshold each intent was last looked up at (its rule's, floored).
     thresholds: dict[str, float] = field(default_factory=dict)
+    # Where each of those came from (similarityThreshold, or a maxFalseHitRate and the table).
+    sources: dict[str, str] = field(default_factory=dict)
 
     def intent(self, name: str) -> IntentCounters:
         c = self.per_intent.get(name)
@@ -80,13 +83,17 @@ class ResponseCache:
         self.backend: CacheBackend = backend if backend is not None else InProcessBackend()
         self.embedder: Embedder = embedder if embedder is not None else load_embedder()
         self._counters = _Counters()
+        # The embedder's calibration table: turns a policy's maxFalseHitRate into a threshold.
+        self.bound_table = load_table(self.embedder.name)
 
     def __len__(self) -> int:
         return len(self.backend)
 
     def rule(self, settings: CacheSettings, intent: str) -> CacheRule:
         """The rule for ``intent`` under a policy's settings, floored for this embedder."""
-        return rule_for(settings, intent, self.embedder.min_threshold)
+        return rule_for(
+            settings, intent, self.embedder.min_threshold, self.bound_table, self.embedder.name
+        )
 
     def probe(
         self,
@@ -112,6 +119,7 @@ class ResponseCache:
         counters = self._counters.intent(probe.scope.intent)
         counters.lookups += 1
         self._counters.thresholds[probe.scope.intent] = rule.threshold
+        self._counters.sources[probe.scope.intent] = rule.source
         try:
             hit = await self.backend.lookup(probe, rule)
         except Exception:
@@ -149,7 +157,7 @@ class ResponseCache:
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Counters and threshold in use per intent, refusals by reason, backend figures."""
+        """Counters, threshold in use (and its source) per intent, refusals, backend figures."""
         c = self._counters
         return {
             "embedder": self.embedder.name,
@@ -164,6 +172,7 @@ class ResponseCache:
                 for name, i in sorted(c.per_intent.items())
             },
             "thresholds": dict(sorted(c.thresholds.items())),
+            "threshold_sources": dict(sorted(c.sources.items())),
             "refusals": dict(c.refusals),
             "internal_errors": c.errors,
             **self.backend.stats(),

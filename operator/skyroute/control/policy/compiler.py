@@ -28,6 +28,8 @@ from skyroute.control.policy import globs
 from skyroute.control.policy.errors import PolicyError, Problem
 from skyroute.control.policy.loader import SourceDocument, load_folder
 from skyroute.control.policy.model import (
+    CacheFamilySpec,
+    CacheSpec,
     ModelPool,
     PoolModel,
     RoutingPolicy,
@@ -189,12 +191,15 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
         snapshot_pb2.CachePolicy(
             enabled=cache.enabled,
             intents=globs.expand(cache.intents, names),
-            similarity_threshold=cache.similarity_threshold,
+            similarity_threshold=_cache_threshold(cache),
+            max_false_hit_rate=cache.max_false_hit_rate,
             ttl_seconds=cache.ttl_seconds,
             max_entries=cache.max_entries,
             families={
                 name: snapshot_pb2.CacheFamily(
-                    similarity_threshold=f.similarity_threshold, ttl_seconds=f.ttl_seconds
+                    similarity_threshold=_cache_threshold(f),
+                    ttl_seconds=f.ttl_seconds,
+                    max_false_hit_rate=f.max_false_hit_rate,
                 )
                 for name, f in cache.families.items()
             },
@@ -242,6 +247,13 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
     )
     policy.weights.CopyFrom(_weights(spec.weights))
     return policy
+
+
+def _cache_threshold(spec: CacheSpec | CacheFamilySpec) -> float:
+    """The threshold to send: 0 (derive it from the bound) when only a bound is given."""
+    if spec.max_false_hit_rate is not None and "similarity_threshold" not in spec.model_fields_set:
+        return 0.0
+    return spec.similarity_threshold
 
 
 def _selection(sel: SelectionSpec) -> snapshot_pb2.Selection:

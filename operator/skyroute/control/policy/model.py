@@ -347,11 +347,16 @@ class RuleMatch(_Spec):
         return value
 
 
+#: A declared cache error bound: the share of different-meaning questions served.
+FalseHitRate = Annotated[float, Field(ge=0, le=0.5)]
+
+
 class CacheFamilySpec(_Spec):
     """Overrides for one intent family (``faq`` for ``faq.*``)."""
 
     similarity_threshold: Score = 0.9
     ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
+    max_false_hit_rate: FalseHitRate | None = None
 
 
 FamilyName = Annotated[
@@ -365,6 +370,8 @@ class CacheSpec(_Spec):
         default_factory=list
     )
     similarity_threshold: Score = 0.9
+    # Given without similarityThreshold, the router derives the threshold from it.
+    max_false_hit_rate: FalseHitRate | None = None
     ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
     max_entries: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
     families: Annotated[dict[FamilyName, CacheFamilySpec], Field(max_length=32)] = Field(

@@ -90,6 +90,7 @@ class VectorIndex(Generic[T]):
         self._lru: OrderedDict[str, None] = OrderedDict()
         self._free: list[int] = []
         self._high = 0  # rows [0, _high) have been used
+        self.expired = 0  # entries removed because their TTL passed (on read or by expire())
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -167,6 +168,7 @@ class VectorIndex(Generic[T]):
             return None
         if self._expires[row] <= now:
             self.remove(key)
+            self.expired += 1
             return None
         self._lru.move_to_end(key)
         return self._payloads[row]
@@ -219,4 +221,5 @@ class VectorIndex(Generic[T]):
         keys = [k for k in (self._keys[int(r)] for r in dead) if k is not None]
         for k in keys:
             self.remove(k)
+        self.expired += len(keys)
         return keys

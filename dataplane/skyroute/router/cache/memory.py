@@ -11,13 +11,18 @@ global LRU at O(1) per eviction. A partition also never holds more than its
 policy's ``max_entries``. Expired entries are dropped when read, and swept
 from a partition every :data:`_SWEEP_EVERY` stores into it.
 
+Stats count evictions by reason (:data:`EVICTION_REASONS`: the partition's
+own ``max_entries``, the backend's entry bound, its byte bound) and by intent,
+and expirations (on read or by the sweep) by intent, so an operator can tell
+a cache that is too small from one whose TTLs are too short.
+
 Nothing here awaits, so a lookup completes within the calling task.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +33,25 @@ from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
 
 _SWEEP_EVERY = 256
+#: Why an entry was evicted before its TTL.
+PARTITION_CAP, ENTRIES_BOUND, BYTES_BOUND = "partition_max_entries", "max_entries", "max_bytes"
+EVICTION_REASONS = (PARTITION_CAP, ENTRIES_BOUND, BYTES_BOUND)
 
 
 @dataclass(slots=True)
 class _Partition:
     label: str
     index: VectorIndex[Answer]
+    intent: str
     stores: int = 0
+    expired_seen: int = 0  # index.expired already counted
+
+
+def _by_intent(counts: Counter[tuple[str, str]]) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for (intent, _), n in counts.items():
+        out[intent] += n
+    return dict(sorted(out.items()))
 
 
 class InProcessBackend:
@@ -59,6 +76,8 @@ class InProcessBackend:
         self._bytes = 0
         self.evictions = 0
         self.expirations = 0
+        self._evicted: Counter[tuple[str, str]] = Counter()  # (intent, reason)
+        self._expired: Counter[str] = Counter()  # by intent
 
     @property
     def kind(self) -> str:
@@ -92,7 +111,7 @@ class InProcessBackend:
     def store(self, probe: Probe, rule: CacheRule, answer: Answer) -> None:
         part = self._parts.get(probe.partition)
         if part is None:
-            part = _Partition(probe.label, VectorIndex(probe.embedder.dim))
+            part = _Partition(probe.label, VectorIndex(probe.embedder.dim), probe.scope.intent)
             self._parts[probe.partition] = part
         elif part.label != probe.label:
             return  # a hash collision: never mix partitions
@@ -101,7 +120,7 @@ class InProcessBackend:
         entries, size = len(part.index), part.index.bytes
         part.stores += 1
         if part.stores % _SWEEP_EVERY == 0:
-            self.expirations += len(part.index.expire(now))
+            part.index.expire(now)
         part.index.add(
             probe.text_key,
             probe.vector(),
@@ -111,24 +130,31 @@ class InProcessBackend:
             answer.size() + part.index.dim * 2,
         )
         while len(part.index) > rule.max_entries:
-            self._evict_oldest(part)
+            self._evict_oldest(part, PARTITION_CAP)
         self._settle(probe.partition, part, entries, size)
         while self._entries > self.max_entries or self._bytes > self.max_bytes:
+            reason = ENTRIES_BOUND if self._entries > self.max_entries else BYTES_BOUND
             key, victim = next(iter(self._parts.items()))
             entries, size = len(victim.index), victim.index.bytes
-            self._evict_oldest(victim)
+            self._evict_oldest(victim, reason)
             self._settle(key, victim, entries, size)
 
-    def _evict_oldest(self, part: _Partition) -> None:
+    def _evict_oldest(self, part: _Partition, reason: str) -> None:
         oldest = part.index.oldest()
         if oldest is not None:
             part.index.remove(oldest)
             self.evictions += 1
+            self._evicted[(part.intent, reason)] += 1
 
     def _settle(self, key: str, part: _Partition, entries: int, size: int) -> None:
         """Fold a partition's change since (entries, size) into the totals."""
         self._entries += len(part.index) - entries
         self._bytes += part.index.bytes - size
+        expired = part.index.expired - part.expired_seen
+        if expired:
+            part.expired_seen = part.index.expired
+            self.expirations += expired
+            self._expired[part.intent] += expired
         if len(part.index) == 0:
             self._parts.pop(key, None)
 
@@ -139,7 +165,13 @@ class InProcessBackend:
             "bytes": self._bytes,
             "partitions": len(self._parts),
             "evictions": self.evictions,
+            "evictions_by_reason": {
+                r: sum(n for (_, why), n in self._evicted.items() if why == r)
+                for r in EVICTION_REASONS
+            },
+            "evictions_by_intent": _by_intent(self._evicted),
             "expirations": self.expirations,
+            "expirations_by_intent": dict(sorted(self._expired.items())),
         }
 
     async def drain(self) -> None:

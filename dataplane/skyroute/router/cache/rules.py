@@ -2,9 +2,10 @@
 
 The snapshot contract carries one ``CachePolicy`` per policy (a threshold,
 a TTL, a size bound, the cacheable intents) and optional per-family
-overrides (``cache.families``: threshold and TTL for, say, ``faq``). A family
-the policy names uses its own settings; for the others the router derives
-them:
+overrides (``cache.families``: threshold and TTL for, say, ``faq``, or for one
+intent, ``faq.refunds``, whose entry wins over its family's). A family (or
+intent) the policy names uses its own settings; for the others the router
+derives them:
 
 - a *repeatable* family (``faq``, ``docs``, ``policy``, ``help``, ``kb``,
   ``howto``) uses the policy's threshold: these questions recur with the
@@ -86,16 +87,18 @@ def rule_for(
     """
     family = family_of(intent)
     ttl_s = settings.ttl_s
-    override = next((f for f in settings.families if f[0] == family), None)
-    family_bound = next((b for f, b in settings.family_bounds if f == family), None)
+    # The intent's own entry (faq.refunds) wins over its family's (faq).
+    key = intent if any(f[0] == intent for f in settings.families) else family
+    override = next((f for f in settings.families if f[0] == key), None)
+    family_bound = next((b for f, b in settings.family_bounds if f == key), None)
     bound: float | None = None
     if override is not None and (override[1] > 0 or family_bound is None):
         threshold, ttl_s = max(override[1], floor), override[2]
-        source = f"families.{family}.similarityThreshold" + _floored(override[1], floor)
+        source = f"families.{key}.similarityThreshold" + _floored(override[1], floor)
     elif override is not None and family_bound is not None:
         bound, ttl_s = family_bound, override[2]
         derived = _from_bound(bound, table, floor, embedder)
-        threshold, source = derived.threshold, f"families.{family}.{derived.source}"
+        threshold, source = derived.threshold, f"families.{key}.{derived.source}"
     else:
         if settings.threshold > 0 or settings.max_false_hit_rate is None:
             declared = settings.threshold or DEFAULT_THRESHOLD

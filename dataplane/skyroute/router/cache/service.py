@@ -66,6 +66,7 @@ class _Counters:
     thresholds: dict[str, float] = field(default_factory=dict)
     # Where each of those came from (similarityThreshold, or a maxFalseHitRate and the table).
     sources: dict[str, str] = field(default_factory=dict)
+    ttls: dict[str, float] = field(default_factory=dict)  # each intent's entry lifetime (s)
 
     def intent(self, name: str) -> IntentCounters:
         c = self.per_intent.get(name)
@@ -120,6 +121,7 @@ class ResponseCache:
         counters.lookups += 1
         self._counters.thresholds[probe.scope.intent] = rule.threshold
         self._counters.sources[probe.scope.intent] = rule.source
+        self._counters.ttls[probe.scope.intent] = rule.ttl_s
         try:
             hit = await self.backend.lookup(probe, rule)
         except Exception:
@@ -173,6 +175,7 @@ class ResponseCache:
             },
             "thresholds": dict(sorted(c.thresholds.items())),
             "threshold_sources": dict(sorted(c.sources.items())),
+            "ttls_s": dict(sorted(c.ttls.items())),
             "refusals": dict(c.refusals),
             "internal_errors": c.errors,
             **self.backend.stats(),

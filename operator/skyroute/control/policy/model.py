@@ -352,15 +352,17 @@ FalseHitRate = Annotated[float, Field(ge=0, le=0.5)]
 
 
 class CacheFamilySpec(_Spec):
-    """Overrides for one intent family (``faq`` for ``faq.*``)."""
+    """Overrides for one intent family (``faq`` for ``faq.*``) or one intent (``faq.refunds``)."""
 
     similarity_threshold: Score = 0.9
     ttl_seconds: Annotated[int, Field(ge=1, le=2_592_000)] = 3600
     max_false_hit_rate: FalseHitRate | None = None
 
 
+# A family (``faq`` for ``faq.*``) or one intent (``faq.refunds``: it wins over its family).
 FamilyName = Annotated[
-    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$"),
 ]
 
 

@@ -54,6 +54,12 @@ def test_calibrate_prints_the_threshold_that_meets_the_bound(
     assert main(["cache", "calibrate", "--pairs", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"set cache.similarityThreshold: {chosen:.2f}" in out and "<- threshold" in out
+    # Declaring the bound: at 95% confidence the threshold is never below the point pick.
+    assert doc["threshold_95"] >= chosen
+    assert doc["shipped_table_threshold"] is not None
+    assert doc["shipped_table_threshold"] >= doc["floor"]
+    assert f"on these pairs, within the bound at 95% confidence: {doc['threshold_95']:.2f}" in out
+    assert "from the table shipped with hashing-512" in out
 
 
 def test_scores_follow_the_lookup_path() -> None:

@@ -52,6 +52,7 @@ def record(served: Served, headers: dict[str, str]) -> dict[str, Any]:
         "prompt_tokens": r.prompt_tokens,
         "completion_tokens": r.completion_tokens,
         "cost_usd": served.cost_usd,
+        "thinking": r.thinking,
     }
 
 

@@ -8,9 +8,15 @@ same-role turns are merged, because Anthropic wants all the results of one
 assistant turn in the single user turn that follows it. Ids are passed
 through :func:`~.common.fit_id` on both sides so they keep matching.
 ``max_tokens`` is mandatory upstream (4096 when the request has none) and a
-temperature above Anthropic's maximum of 1 is clamped.
+temperature above Anthropic's maximum of 1 is clamped. Stop sequences go as
+``stop_sequences``; what an Anthropic Messages client sent that only this
+family knows (``ChatRequest.anthropic``: ``thinking``, ``top_k``, ``top_p``,
+``metadata``, and the signed thinking blocks of earlier assistant turns) goes
+back out unchanged, the thinking blocks at the head of their turns.
 
-In: ``tool_use`` blocks become OpenAI tool calls (``input`` re-serialised);
+In: ``tool_use`` blocks become OpenAI tool calls (``input`` re-serialised),
+``thinking`` and ``redacted_thinking`` blocks are kept as they came
+(``ChatResult.thinking``);
 stop reasons map ``end_turn``/``stop_sequence`` -> stop, ``max_tokens`` ->
 length, ``tool_use`` -> tool_calls, ``refusal`` -> content_filter (or a
 CONTENT_FILTER error when nothing usable came back). The stream's
@@ -62,6 +68,9 @@ _STOP = {
     "pause_turn": "stop",
     "model_context_window_exceeded": "length",
 }
+#: The ChatRequest.anthropic fields sent on as body fields of the same name.
+_PASSTHROUGH = ("thinking", "top_k", "top_p", "metadata")
+_THINKING = ("thinking", "redacted_thinking")
 _OVERLOAD_STATUS = {
     "overloaded_error": 529,
     "api_error": 500,
@@ -126,8 +135,14 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
-def translate_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI messages (system ones excluded) to Anthropic turns."""
+def translate_messages(
+    messages: list[dict[str, Any]], thinking: dict[int, list[dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """OpenAI messages (system ones excluded) to Anthropic turns.
+
+    ``thinking`` maps an assistant message's index to the thinking blocks that
+    open its turn (they must come first, and unchanged: they are signed).
+    """
     turns: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
         role = m.get("role")
@@ -136,7 +151,7 @@ def translate_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if role == "user":
             blocks = _user_blocks(m.get("content"))
         elif role == "assistant":
-            blocks = []
+            blocks = list(thinking.get(i, ())) if thinking else []
             text = text_of(m.get("content"))
             if text:
                 blocks.append({"type": "text", "text": text})
@@ -194,8 +209,13 @@ class AnthropicAdapter:
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": translate_messages(req.messages),
+            "messages": translate_messages(req.messages, _thinking_blocks(req.anthropic)),
         }
+        for name in _PASSTHROUGH:
+            if name in req.anthropic:
+                body[name] = req.anthropic[name]
+        if req.stop:
+            body["stop_sequences"] = req.stop
         system = system_text(req.messages)
         if system:
             body["system"] = system
@@ -215,8 +235,11 @@ class AnthropicAdapter:
             obj = orjson.loads(body)
             texts: list[str] = []
             calls: list[dict[str, Any]] = []
+            thinking: list[dict[str, Any]] = []
             for block in obj["content"]:
-                if block["type"] == "text":
+                if block["type"] in _THINKING:
+                    thinking.append(block)
+                elif block["type"] == "text":
                     texts.append(block["text"])
                 elif block["type"] == "tool_use":
                     calls.append(
@@ -237,10 +260,17 @@ class AnthropicAdapter:
             raise ProviderError(
                 CONTENT_FILTER, f"{FAMILY}: the model refused (stop_reason refusal)"
             )
-        return ChatResult(content, calls, _STOP.get(stop, "stop"), prompt, completion)
+        return ChatResult(
+            content, calls, _STOP.get(stop, "stop"), prompt, completion, thinking=thinking
+        )
 
     def assembler(self) -> AnthropicStream:
         return AnthropicStream()
+
+
+def _thinking_blocks(native: dict[str, Any]) -> dict[int, list[dict[str, Any]]] | None:
+    blocks = native.get("blocks")
+    return {int(i): list(b) for i, b in blocks} if blocks else None
 
 
 def _input_tokens(usage: dict[str, Any]) -> int:

@@ -260,6 +260,8 @@ class GeminiAdapter:
             generation["maxOutputTokens"] = req.max_tokens
         if req.temperature is not None:
             generation["temperature"] = req.temperature
+        if req.stop:
+            generation["stopSequences"] = req.stop
         if generation:
             body["generationConfig"] = generation
         return orjson.dumps(body)

@@ -92,6 +92,8 @@ class OpenAIAdapter:
             body["max_completion_tokens"] = req.max_tokens
         if req.temperature is not None:
             body["temperature"] = req.temperature
+        if req.stop:
+            body["stop"] = req.stop
         if stream:
             body["stream"] = True
             body["stream_options"] = _STREAM_OPTIONS

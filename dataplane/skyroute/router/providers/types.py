@@ -72,6 +72,12 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     tool_choice: Any = None
+    stop: list[str] = field(default_factory=list)  # stop sequences, every family
+    # Anthropic-only fields an Anthropic Messages client sent, sent on only to that family
+    # (other families have no such thing): ``thinking`` (the request's extended thinking),
+    # ``top_k``, ``top_p``, ``metadata``, and ``blocks``: ``[[message index, [thinking or
+    # redacted_thinking blocks]], ...]`` to put back, intact, at the head of those turns.
+    anthropic: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -85,6 +91,8 @@ class ChatResult:
     finish_reason: str  # "stop" | "length" | "tool_calls" | "content_filter"
     prompt_tokens: int
     completion_tokens: int
+    # Anthropic thinking and redacted_thinking blocks, as the upstream sent them (signed).
+    thinking: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -4,7 +4,10 @@ A thin transport over the inbound pipeline: ``POST /v1/chat/completions``
 (the API is described in :mod:`skyroute.router.ingress.codecs.openai_chat`)
 and ``POST /v1/explain`` (the same body, answered with the decision as
 Explain returns it, calling no model) read the body and hand it to the
-pipeline with a sink that answers whole or streams. Alongside: ``/v1/models``,
+pipeline with a sink that answers whole or streams. The Anthropic Messages
+door (:mod:`skyroute.router.ingress.codecs.anthropic_messages`) is
+``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` (a dry run
+answering the token estimate), through the same pipeline. Alongside: ``/v1/models``,
 ``/healthz``, ``/readyz``, ``/debug/status`` and ``/metrics``.
 """
 
@@ -16,6 +19,8 @@ import orjson
 from aiohttp import web
 
 from skyroute.link import DOOR_MAX_BYTES
+from skyroute.router.ingress.codecs.anthropic_messages import AnthropicMessages, CountTokens
+from skyroute.router.ingress.codecs.base import Codec
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat
 from skyroute.router.ingress.pipeline import Pipeline
 from skyroute.router.state import RouterState
@@ -24,6 +29,8 @@ STATE = web.AppKey("state", RouterState)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 _JSON = "application/json"
 _CODEC = OpenAIChat()
+_MESSAGES = AnthropicMessages()
+_COUNT_TOKENS = CountTokens()
 
 
 class _Sink:
@@ -66,11 +73,23 @@ async def explain(request: web.Request) -> web.StreamResponse:
     return await _through_pipeline(request, dry_run=True)
 
 
-async def _through_pipeline(request: web.Request, dry_run: bool) -> web.StreamResponse:
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _through_pipeline(request, dry_run=False, codec=_MESSAGES)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    return await _through_pipeline(request, dry_run=True, codec=_COUNT_TOKENS)
+
+
+async def _through_pipeline(
+    request: web.Request,
+    dry_run: bool,
+    codec: Codec[HttpIn, HttpReply, bytes] = _CODEC,
+) -> web.StreamResponse:
     sink = _Sink(request)
     wire = HttpIn(await request.read(), request.headers)
     pipeline = request.app[PIPELINE]
-    await (pipeline.explain if dry_run else pipeline.serve)(_CODEC, wire, sink)
+    await (pipeline.explain if dry_run else pipeline.serve)(codec, wire, sink)
     assert sink.response is not None
     return sink.response
 
@@ -134,6 +153,8 @@ def build_app(state: RouterState) -> web.Application:
     app[PIPELINE] = Pipeline(state)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/explain", explain)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -100,6 +100,21 @@ def _declared(hdr: Mapping[str, str]) -> dict[str, str]:
         raise invalid(f"header {e.signal.header}: {e}", e.signal.header) from e
 
 
+def http_context(hdr: Mapping[str, str]) -> dict[str, Any]:
+    """The :class:`Inbound` fields every HTTP door reads from the same headers.
+
+    Declared signals (``x-skyroute-*``), ``x-request-id``, the cache
+    directives, ``Idempotency-Key`` and the W3C trace context.
+    """
+    return {
+        "declared": _declared(hdr),
+        "request_id": hdr.get("x-request-id", ""),
+        "no_cache": any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
+        "idempotency_key": hdr.get("idempotency-key", ""),
+        "trace_parent": trace_parent(hdr.items()) if "traceparent" in hdr else None,
+    }
+
+
 def _include_usage(options: Any) -> bool:
     if options is None:
         return False

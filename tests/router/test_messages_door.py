@@ -1,0 +1,350 @@
+"""The Anthropic Messages door, with the official ``anthropic`` SDK as the client.
+
+One real router over loopback (``base_url`` pointing at it, as
+``ANTHROPIC_BASE_URL`` does for Claude Code) with the provider simulator
+upstream. Each policy routes to one family, so the same Messages request is
+answered by an Anthropic upstream (same family) and, translated both ways,
+by OpenAI and Gemini upstreams: messages, streams (the raw event sequence
+too), tools and tool results, count_tokens, and Anthropic-shaped errors.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from skyroute.router import tokens
+
+from harness import Proc, Stack
+
+_POOL = """\
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {{name: {name}}}
+spec:
+  models:
+    - name: {model}
+      provider: {provider}
+      endpoint: "{{SIM}}/{path}"
+      pricing: {{inputPerMTok: 1.0, outputPerMTok: 2.0}}
+"""
+_POLICY = """\
+apiVersion: skyroute.io/v1alpha1
+kind: RoutingPolicy
+metadata: {{name: {name}}}
+spec:
+  default: {default}
+  defaultPool: {pool}
+  selection: {{mode: ordered}}
+"""
+# policy -> (pool, model, family, simulator path)
+FAMILIES = {
+    "to-anthropic": ("claude", "claude-model", "anthropic", "anthropic"),
+    "to-openai": ("gpt", "gpt-model", "openai", "openai/v1"),
+    "to-gemini": ("gem", "gem-model", "gemini", "gemini"),
+    "to-broken": ("broken", "err-model", "openai", "openai/v1"),
+}
+FILES = {
+    "pools.yaml": "---\n".join(
+        _POOL.format(name=pool, model=model, provider=fam, path=path)
+        for pool, model, fam, path in FAMILIES.values()
+    ),
+    "policy.yaml": "---\n".join(
+        _POLICY.format(name=name, pool=pool, default=str(name == "to-anthropic").lower())
+        for name, (pool, *_) in FAMILIES.items()
+    ),
+}
+SCENARIO = """\
+seed: 5
+defaults:
+  ttft_ms: {p50: 2, p95: 4}
+  tokens_per_s: 20000
+  completion_tokens: {p50: 24, p95: 24, min: 24, max: 24}
+  error_rate: 0
+models:
+  err-model: {error_rate: 1, errors: {server_error: 1}}
+"""
+TOOL = {
+    "name": "lookup_order",
+    "description": "Look an order up",
+    "input_schema": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+    },
+}
+ROUTED = ["to-anthropic", "to-openai", "to-gemini"]
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    procs: list[Proc] = []
+    try:
+        yield Stack(procs, tmp_path_factory.mktemp("messages"), FILES, SCENARIO)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=stack.routers[0][2], api_key="unused", max_retries=0, timeout=20
+    )
+
+
+def _model(policy: str) -> str:
+    return FAMILIES[policy][1]
+
+
+@pytest.mark.parametrize("policy", ROUTED)
+def test_message_answered_by_every_family(
+    policy: str, stack: Stack, client: anthropic.Anthropic
+) -> None:
+    raw = client.messages.with_raw_response.create(
+        model=policy,
+        max_tokens=256,
+        system="You are terse.",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Where is my parcel?"}]}],
+        metadata={"user_id": "u-1"},
+        stop_sequences=["\n\nHuman:"],
+        extra_headers=NO_CACHE,
+    )
+    msg = raw.parse()
+    assert msg.type == "message" and msg.role == "assistant"
+    assert msg.model == _model(policy)
+    assert [b.type for b in msg.content] == ["text"]
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text.startswith(f"[{_model(policy)}]")
+    assert msg.stop_reason == "end_turn"
+    assert msg.usage.output_tokens == 24 and msg.usage.input_tokens > 0
+    assert raw.headers["x-skyroute-pool"] == FAMILIES[policy][0]
+    assert raw.headers["x-skyroute-policy"] == policy
+
+
+@pytest.mark.parametrize("policy", ROUTED)
+def test_stream_matches_the_unary_answer(
+    policy: str, stack: Stack, client: anthropic.Anthropic
+) -> None:
+    body: dict[str, Any] = {
+        "model": policy,
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Tell me about shipping"}],
+        "extra_headers": NO_CACHE,
+    }
+    whole = client.messages.create(**body)
+    with client.messages.stream(**body) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert whole.content[0].type == "text"
+    assert text == whole.content[0].text
+    assert final.model == _model(policy) and final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == whole.usage.output_tokens == 24
+    assert final.usage.input_tokens == whole.usage.input_tokens > 0
+
+
+def _post(stack: Stack, data: bytes) -> tuple[int, str, bytes]:
+    """A raw POST /v1/messages: status, content type, body."""
+    req = urllib.request.Request(
+        stack.routers[0][2] + "/v1/messages",
+        data=data,
+        headers={"anthropic-version": "2023-06-01", "Content-Type": "application/json", **NO_CACHE},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, resp.headers["content-type"], resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["content-type"], e.read()
+
+
+def _events(stack: Stack, body: dict[str, Any]) -> list[tuple[str, str]]:
+    """The raw SSE events of a stream: (event name, data's type)."""
+    status, ctype, raw = _post(stack, json.dumps({**body, "stream": True}).encode())
+    assert status == 200 and ctype.startswith("text/event-stream")
+    out = []
+    name = ""
+    for line in raw.decode().splitlines():
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            out.append((name, json.loads(line[6:])["type"]))
+    return out
+
+
+@pytest.mark.parametrize("policy", ["to-anthropic", "to-openai"])
+def test_raw_event_sequence(policy: str, stack: Stack) -> None:
+    text = _events(
+        stack,
+        {"model": policy, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert all(name == kind for name, kind in text)
+    kinds = [k for _, k in text]
+    assert kinds[:3] == ["message_start", "ping", "content_block_start"]
+    assert set(kinds[3:-3]) == {"content_block_delta"}
+    assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+    tools = _events(
+        stack,
+        {
+            "model": policy,
+            "max_tokens": 64,
+            "tools": [TOOL],
+            "messages": [{"role": "user", "content": "where is order 7?"}],
+        },
+    )
+    assert [k for _, k in tools] == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+
+
+@pytest.mark.parametrize("policy", ROUTED)
+def test_tool_use_and_tool_result_round_trip(
+    policy: str, stack: Stack, client: anthropic.Anthropic
+) -> None:
+    question = {"role": "user", "content": "Where is order 42?"}
+    first = client.messages.create(
+        model=policy,
+        max_tokens=256,
+        tools=[TOOL],  # type: ignore[list-item]
+        tool_choice={"type": "any"},
+        messages=[question],  # type: ignore[list-item]
+        extra_headers=NO_CACHE,
+    )
+    assert first.stop_reason == "tool_use"
+    (use,) = [b for b in first.content if b.type == "tool_use"]
+    assert use.type == "tool_use" and use.name == "lookup_order"
+    assert isinstance(use.input, dict) and isinstance(use.input["order_id"], str)
+
+    with client.messages.stream(
+        model=policy,
+        max_tokens=256,
+        tools=[TOOL],  # type: ignore[list-item]
+        messages=[question],  # type: ignore[list-item]
+        extra_headers=NO_CACHE,
+    ) as stream:
+        streamed = stream.get_final_message()
+    (s_use,) = [b for b in streamed.content if b.type == "tool_use"]
+    assert s_use.type == "tool_use" and s_use.name == "lookup_order"
+    assert isinstance(s_use.input, dict) and set(s_use.input) == set(use.input)
+
+    # The result goes back; every family must see it answer the call it made.
+    second = client.messages.create(
+        model=policy,
+        max_tokens=256,
+        tools=[TOOL],  # type: ignore[list-item]
+        messages=[
+            question,  # type: ignore[list-item]
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": use.id,
+                        "content": [{"type": "text", "text": "shipped"}],
+                    }
+                ],
+            },
+        ],
+        extra_headers=NO_CACHE,
+    )
+    assert second.content[0].type == "text"
+    assert second.content[0].text.startswith(f"[{_model(policy)}]")
+
+
+def test_count_tokens_is_the_routers_estimate(client: anthropic.Anthropic) -> None:
+    short = client.messages.count_tokens(
+        model="to-openai", messages=[{"role": "user", "content": "hello"}]
+    )
+    long = client.messages.count_tokens(
+        model="to-openai",
+        system="You help with orders.",
+        tools=[TOOL],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "hello " * 200}],
+    )
+    tool = {"type": "function", "function": {"name": TOOL["name"]}}
+    tool["function"]["parameters"] = TOOL["input_schema"]  # type: ignore[index]
+    tool["function"]["description"] = TOOL["description"]  # type: ignore[index]
+    assert short.input_tokens == tokens.estimate([{"role": "user", "content": "hello"}])
+    assert long.input_tokens == tokens.estimate(
+        [
+            {"role": "system", "content": "You help with orders."},
+            {"role": "user", "content": "hello " * 200},
+        ],
+        [tool],
+    )
+    assert long.input_tokens > short.input_tokens + 150
+
+
+def test_errors_are_anthropic_shaped(stack: Stack, client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as nf:
+        client.messages.create(
+            model="nope", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert nf.value.body["type"] == "error"  # type: ignore[index]
+    assert nf.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    assert "policy 'nope' not found" in nf.value.body["error"]["message"]  # type: ignore[index]
+
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(
+            model="to-openai",
+            max_tokens=16,
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "web_search_20250305" in bad.value.body["error"]["message"]  # type: ignore[index]
+
+    status, _, raw = _post(
+        stack,
+        json.dumps(
+            {"model": "to-openai", "messages": [{"role": "user", "content": "hi"}]}
+        ).encode(),
+    )
+    assert status == 400
+    assert json.loads(raw)["error"] == {
+        "type": "invalid_request_error",
+        "message": "max_tokens: Field required (a positive integer)",
+    }
+    status, _, raw = _post(stack, b"{not json")
+    assert status == 400 and json.loads(raw)["type"] == "error"
+
+    with pytest.raises(anthropic.InternalServerError) as up:
+        client.messages.create(
+            model="to-broken",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers=NO_CACHE,
+        )
+    assert up.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert "all attempts failed" in up.value.body["error"]["message"]  # type: ignore[index]
+    assert up.value.response.headers["x-skyroute-attempts"]
+
+    with (
+        pytest.raises(anthropic.InternalServerError),
+        client.messages.stream(
+            model="to-broken",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers=NO_CACHE,
+        ) as stream,
+    ):
+        stream.get_final_message()
+    # The router is unharmed.
+    ok = client.messages.create(
+        model="to-anthropic", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert ok.content

@@ -28,6 +28,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+def keys_cli(*args: str) -> str:
+    """``skyroute keys ARGS`` as an operator runs it; the last line it prints (a new key)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "skyroute.cli.main", "keys", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -8,14 +8,12 @@ router has the revocation with the next push.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from harness import Proc, Stack, wait_until
+from harness import keys_cli as keys
 from policies import FILES, SCENARIO
 
-REPO = Path(__file__).resolve().parents[2]
 TENANT = """\
 apiVersion: skyroute.io/v1alpha1
 kind: Tenant
@@ -27,18 +25,6 @@ spec:
   rateLimits:
     requestsPerMinute: 600
 """
-
-
-def keys(*args: str) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "skyroute.cli.main", "keys", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip().splitlines()[-1]
 
 
 def test_keys_follow_the_folder_to_the_router(procs: list[Proc], tmp_path: Path) -> None:

@@ -10,10 +10,7 @@ stub), and the key's tenant, never the client's header, is the tenant signal.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import openai
@@ -21,9 +18,8 @@ import pytest
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import Proc, Stack, wait_until
+from harness import Proc, Stack, keys_cli, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 FILES = {
     "pool.yaml": """\
 apiVersion: skyroute.io/v1alpha1
@@ -106,25 +102,7 @@ ASK = [{"role": "user", "content": "hello"}]
 
 
 def _key(stack: Stack, tenant: str) -> str:
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skyroute.cli.main",
-            "keys",
-            "create",
-            "--tenant",
-            tenant,
-            "--source",
-            str(stack.source),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    return r.stdout.strip().splitlines()[-1]
+    return keys_cli("create", "--tenant", tenant, "--source", str(stack.source))
 
 
 @pytest.fixture(scope="module")

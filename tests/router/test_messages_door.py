@@ -21,7 +21,7 @@ import pytest
 
 from skyroute.router import tokens
 
-from harness import Proc, Stack
+from harness import Proc, Stack, keys_cli, wait_until
 
 _POOL = """\
 apiVersion: skyroute.io/v1alpha1
@@ -60,6 +60,23 @@ FILES = {
         for name, (pool, *_) in FAMILIES.items()
     ),
 }
+TENANTS = """\
+apiVersion: skyroute.io/v1alpha1
+kind: Tenant
+metadata: {name: shop}
+spec:
+  tier: standard
+  policies: [to-anthropic, to-openai, to-gemini, to-broken]
+  rateLimits: {requestsPerMinute: 6000}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: Tenant
+metadata: {name: narrow}
+spec:
+  tier: standard
+  policies: [to-openai]
+"""
+FILES["tenants.yaml"] = TENANTS
 SCENARIO = """\
 seed: 5
 defaults:
@@ -94,9 +111,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def client(stack: Stack) -> anthropic.Anthropic:
+def keys(stack: Stack) -> dict[str, str]:
+    out = {
+        t: keys_cli("create", "--tenant", t, "--source", str(stack.source))
+        for t in ("shop", "narrow")
+    }
+    wait_until(lambda: stack.router_status()["door"]["keys"] == 2, what="keys pushed")
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack, keys: dict[str, str]) -> anthropic.Anthropic:
+    # The SDK sends its key as x-api-key: the door must take it as the caller's identity.
     return anthropic.Anthropic(
-        base_url=stack.routers[0][2], api_key="unused", max_retries=0, timeout=20
+        base_url=stack.routers[0][2], api_key=keys["shop"], max_retries=0, timeout=20
     )
 
 
@@ -150,12 +178,13 @@ def test_stream_matches_the_unary_answer(
     assert final.usage.input_tokens == whole.usage.input_tokens > 0
 
 
-def _post(stack: Stack, data: bytes) -> tuple[int, str, bytes]:
+def _post(stack: Stack, data: bytes, key: str) -> tuple[int, str, bytes]:
     """A raw POST /v1/messages: status, content type, body."""
+    headers = {"anthropic-version": "2023-06-01", "Content-Type": "application/json"}
     req = urllib.request.Request(
         stack.routers[0][2] + "/v1/messages",
         data=data,
-        headers={"anthropic-version": "2023-06-01", "Content-Type": "application/json", **NO_CACHE},
+        headers={**headers, "x-api-key": key, **NO_CACHE},
     )
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
@@ -164,9 +193,9 @@ def _post(stack: Stack, data: bytes) -> tuple[int, str, bytes]:
         return e.code, e.headers["content-type"], e.read()
 
 
-def _events(stack: Stack, body: dict[str, Any]) -> list[tuple[str, str]]:
+def _events(stack: Stack, body: dict[str, Any], key: str) -> list[tuple[str, str]]:
     """The raw SSE events of a stream: (event name, data's type)."""
-    status, ctype, raw = _post(stack, json.dumps({**body, "stream": True}).encode())
+    status, ctype, raw = _post(stack, json.dumps({**body, "stream": True}).encode(), key)
     assert status == 200 and ctype.startswith("text/event-stream")
     out = []
     name = ""
@@ -179,10 +208,11 @@ def _events(stack: Stack, body: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("policy", ["to-anthropic", "to-openai"])
-def test_raw_event_sequence(policy: str, stack: Stack) -> None:
+def test_raw_event_sequence(policy: str, stack: Stack, keys: dict[str, str]) -> None:
     text = _events(
         stack,
         {"model": policy, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]},
+        keys["shop"],
     )
     assert all(name == kind for name, kind in text)
     kinds = [k for _, k in text]
@@ -198,6 +228,7 @@ def test_raw_event_sequence(policy: str, stack: Stack) -> None:
             "tools": [TOOL],
             "messages": [{"role": "user", "content": "where is order 7?"}],
         },
+        keys["shop"],
     )
     assert [k for _, k in tools] == [
         "message_start",
@@ -289,7 +320,27 @@ def test_count_tokens_is_the_routers_estimate(client: anthropic.Anthropic) -> No
     assert long.input_tokens > short.input_tokens + 150
 
 
-def test_errors_are_anthropic_shaped(stack: Stack, client: anthropic.Anthropic) -> None:
+def test_x_api_key_is_the_identity(stack: Stack, keys: dict[str, str]) -> None:
+    base = stack.routers[0][2]
+    hi: list[Any] = [{"role": "user", "content": "hi"}]
+    wrong = anthropic.Anthropic(base_url=base, api_key="sk-sr-nope-nope", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        wrong.messages.create(model="to-openai", max_tokens=16, messages=hi)
+    assert e.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    assert keys["shop"] not in str(e.value.body)
+    narrow = anthropic.Anthropic(base_url=base, api_key=keys["narrow"], max_retries=0)
+    assert narrow.messages.create(model="to-openai", max_tokens=16, messages=hi).content
+    with pytest.raises(anthropic.PermissionDeniedError) as d:
+        narrow.messages.create(model="to-anthropic", max_tokens=16, messages=hi)
+    assert d.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    # A Bearer token (ANTHROPIC_AUTH_TOKEN) is the same key.
+    bearer = anthropic.Anthropic(base_url=base, auth_token=keys["narrow"], max_retries=0)
+    assert bearer.messages.create(model="to-openai", max_tokens=16, messages=hi).content
+
+
+def test_errors_are_anthropic_shaped(
+    stack: Stack, client: anthropic.Anthropic, keys: dict[str, str]
+) -> None:
     with pytest.raises(anthropic.NotFoundError) as nf:
         client.messages.create(
             model="nope", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
@@ -313,13 +364,14 @@ def test_errors_are_anthropic_shaped(stack: Stack, client: anthropic.Anthropic) 
         json.dumps(
             {"model": "to-openai", "messages": [{"role": "user", "content": "hi"}]}
         ).encode(),
+        keys["shop"],
     )
     assert status == 400
     assert json.loads(raw)["error"] == {
         "type": "invalid_request_error",
         "message": "max_tokens: Field required (a positive integer)",
     }
-    status, _, raw = _post(stack, b"{not json")
+    status, _, raw = _post(stack, b"{not json", keys["shop"])
     assert status == 400 and json.loads(raw)["type"] == "error"
 
     with pytest.raises(anthropic.InternalServerError) as up:

@@ -104,14 +104,18 @@ def http_context(hdr: Mapping[str, str]) -> dict[str, Any]:
     """The :class:`Inbound` fields every HTTP door reads from the same headers.
 
     Declared signals (``x-skyroute-*``), ``x-request-id``, the cache
-    directives, ``Idempotency-Key`` and the W3C trace context.
+    directives, ``Idempotency-Key``, the W3C trace context and the credential
+    (``Authorization: Bearer`` from OpenAI clients, ``x-api-key`` from Anthropic ones).
     """
     return {
         "declared": _declared(hdr),
         "request_id": hdr.get("x-request-id", ""),
+        # no-cache, max-age=0, no-store or Pragma: no-cache: neither served from nor kept.
         "no_cache": any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
         "idempotency_key": hdr.get("idempotency-key", ""),
         "trace_parent": trace_parent(hdr.items()) if "traceparent" in hdr else None,
+        "authorization": hdr.get("authorization", ""),
+        "api_key": hdr.get("x-api-key", ""),
     }
 
 
@@ -153,18 +157,11 @@ class OpenAIChat:
         return Inbound(
             policy=data.get("model") or "auto",
             chat=chat,
-            declared=_declared(hdr),
             stream=bool(data.get("stream")),
             stream_usage=_include_usage(data.get("stream_options")),
             user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
             session=session,
-            request_id=hdr.get("x-request-id", ""),
-            # no-cache, max-age=0, no-store or Pragma: no-cache: neither served from nor kept.
-            no_cache=any(cache_directive(hdr.get("cache-control", ""), hdr.get("pragma", ""))),
-            idempotency_key=hdr.get("idempotency-key", ""),
-            trace_parent=trace_parent(hdr.items()) if "traceparent" in hdr else None,
-            authorization=hdr.get("authorization", ""),
-            api_key=hdr.get("x-api-key", ""),
+            **http_context(hdr),
         )
 
     def answer(self, answer: Answer) -> HttpReply:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prompt_mix import prompt_mix
 
 from skyroute.cli.demo_report import percentile
-from skyroute.control.compiler import compile_folder
+from skyroute.control.policy.compiler import compile_folder
 from skyroute.router.decide import decide, signals_from_messages
 from skyroute.router.table import build_table
 

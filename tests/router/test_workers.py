@@ -86,10 +86,12 @@ def _listeners(port: int) -> int:
     return n
 
 
-def _node_over_a_new_connection(url: str) -> str:
+def _status_over_a_new_connection(url: str) -> tuple[str, str]:
+    """(node, snapshot version) of whichever worker the kernel hands this connection to."""
     req = urllib.request.Request(url + "/debug/status", headers={"Connection": "close"})
     with urllib.request.urlopen(req, timeout=5) as r:
-        return str(orjson.loads(r.read())["node"])
+        body = orjson.loads(r.read())
+        return str(body["node"]), str(body["version"])
 
 
 def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None:
@@ -102,12 +104,17 @@ def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None
         what="both workers listening on both ports",
     )
 
-    # The kernel spreads new connections over both workers: each one answers.
+    # The kernel spreads new connections over both workers: each one answers, and each
+    # has its snapshot (the harness saw one worker ready; the other may still be loading).
     seen: set[str] = set()
-    for _ in range(200):
-        seen.add(_node_over_a_new_connection(url))
-        if len(seen) == 2:
-            break
+
+    def both_serving() -> bool:
+        node, version = _status_over_a_new_connection(url)
+        if version:
+            seen.add(node)
+        return len(seen) == 2
+
+    wait_until(both_serving, what="both workers serving a snapshot")
     assert seen == {"router-0-w0", "router-0-w1"}
 
     # Both serve the gRPC door on the shared port, each over its own connection.

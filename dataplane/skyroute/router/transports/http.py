@@ -7,7 +7,10 @@ Explain returns it, calling no model) read the body and hand it to the
 pipeline with a sink that answers whole or streams. The Anthropic Messages
 door (:mod:`skyroute.router.ingress.codecs.anthropic_messages`) is
 ``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` (a dry run
-answering the token estimate), through the same pipeline. Alongside: ``/v1/models``,
+answering the token estimate), through the same pipeline; the OpenAI
+Responses door (:mod:`skyroute.router.ingress.codecs.openai_responses`) is
+``POST /v1/responses`` (``GET``/``DELETE /v1/responses/{id}`` answer an
+OpenAI-shaped 404: no responses are kept). Alongside: ``/v1/models``,
 ``/healthz``, ``/readyz``, ``/debug/status`` and ``/metrics``.
 """
 
@@ -21,7 +24,13 @@ from aiohttp import web
 from skyroute.link import DOOR_MAX_BYTES
 from skyroute.router.ingress.codecs.anthropic_messages import AnthropicMessages, CountTokens
 from skyroute.router.ingress.codecs.base import Codec
-from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat
+from skyroute.router.ingress.codecs.openai_chat import (
+    HttpIn,
+    HttpReply,
+    OpenAIChat,
+    error_reply,
+)
+from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
 from skyroute.router.state import RouterState
 
@@ -31,6 +40,7 @@ _JSON = "application/json"
 _CODEC = OpenAIChat()
 _MESSAGES = AnthropicMessages()
 _COUNT_TOKENS = CountTokens()
+_RESPONSES = OpenAIResponses()
 
 
 class _Sink:
@@ -79,6 +89,23 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     return await _through_pipeline(request, dry_run=True, codec=_COUNT_TOKENS)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _through_pipeline(request, dry_run=False, codec=_RESPONSES)
+
+
+async def stored_response(request: web.Request) -> web.Response:
+    """``GET``/``DELETE /v1/responses/{id}``: nothing is kept, so never found."""
+    rid = request.match_info["id"][:128]
+    reply = error_reply(
+        404,
+        f"response {rid!r} not found: this router keeps no responses (store is not supported)",
+        "not_found_error",
+        "id",
+        "response_not_found",
+    )
+    return web.Response(status=404, body=reply.body, content_type=reply.content_type)
 
 
 async def _through_pipeline(
@@ -155,6 +182,9 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/explain", explain)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_get("/v1/responses/{id}", stored_response)
+    app.router.add_delete("/v1/responses/{id}", stored_response)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 
 from skyroute.router.engine import Served
+from skyroute.router.ingress.codecs.fields import number, obj, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
@@ -88,18 +89,6 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type(status), "message": message}}
 
 
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid(f"{where}: Input should be an object", where)
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise invalid(f"{where}: Input should be a string", where)
-    return value
-
-
 def _text_blocks(value: Any, where: str) -> str:
     """A string, or a list of text blocks, as one text."""
     if isinstance(value, str):
@@ -108,29 +97,29 @@ def _text_blocks(value: Any, where: str) -> str:
         raise invalid(f"{where}: Input should be a string or a list of text blocks", where)
     texts = []
     for i, block in enumerate(value):
-        b = _obj(block, f"{where}.{i}")
+        b = obj(block, f"{where}.{i}")
         if b.get("type") != "text":
             raise invalid(f"{where}.{i}.type: only text blocks are accepted here", f"{where}.{i}")
-        texts.append(_str(b.get("text"), f"{where}.{i}.text"))
+        texts.append(string(b.get("text"), f"{where}.{i}.text"))
     return "\n".join(texts)
 
 
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
-    source = _obj(block.get("source"), f"{where}.source")
+    source = obj(block.get("source"), f"{where}.source")
     kind = source.get("type")
     if kind == "base64":
-        media = _str(source.get("media_type"), f"{where}.source.media_type")
-        data = _str(source.get("data"), f"{where}.source.data")
+        media = string(source.get("media_type"), f"{where}.source.media_type")
+        data = string(source.get("data"), f"{where}.source.data")
         url = f"data:{media};base64,{data}"
     elif kind == "url":
-        url = _str(source.get("url"), f"{where}.source.url")
+        url = string(source.get("url"), f"{where}.source.url")
     else:
         raise invalid(f"{where}.source.type: expected 'base64' or 'url'", f"{where}.source")
     return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
-    tid = _str(block.get("tool_use_id"), f"{where}.tool_use_id")
+    tid = string(block.get("tool_use_id"), f"{where}.tool_use_id")
     content = block.get("content", "")
     if isinstance(content, list):  # text (and image) blocks: the text is what other families take
         content = "\n".join(
@@ -138,7 +127,7 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
             for b in content
             if isinstance(b, dict) and b.get("type") == "text"
         )
-    text = _str(content, f"{where}.content")
+    text = string(content, f"{where}.content")
     if block.get("is_error"):
         text = f"Error: {text}"
     return {"role": "tool", "tool_call_id": tid, "content": text}
@@ -152,10 +141,10 @@ def _user(content: Any, where: str) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for j, raw in enumerate(content):
         w = f"{where}.content.{j}"
-        block = _obj(raw, w)
+        block = obj(raw, w)
         kind = block.get("type")
         if kind == "text":
-            parts.append({"type": "text", "text": _str(block.get("text"), f"{w}.text")})
+            parts.append({"type": "text", "text": string(block.get("text"), f"{w}.text")})
         elif kind == "image":
             parts.append(_image_part(block, w))
         elif kind == "tool_result":
@@ -177,17 +166,17 @@ def _assistant(content: Any, where: str) -> tuple[dict[str, Any], list[dict[str,
     thinking: list[dict[str, Any]] = []
     for j, raw in enumerate(content):
         w = f"{where}.content.{j}"
-        block = _obj(raw, w)
+        block = obj(raw, w)
         kind = block.get("type")
         if kind == "text":
-            texts.append(_str(block.get("text"), f"{w}.text"))
+            texts.append(string(block.get("text"), f"{w}.text"))
         elif kind == "tool_use":
             fn = {
-                "name": _str(block.get("name"), f"{w}.name"),
-                "arguments": orjson.dumps(_obj(block.get("input", {}), f"{w}.input")).decode(),
+                "name": string(block.get("name"), f"{w}.name"),
+                "arguments": orjson.dumps(obj(block.get("input", {}), f"{w}.input")).decode(),
             }
             calls.append(
-                {"id": _str(block.get("id"), f"{w}.id"), "type": "function", "function": fn}
+                {"id": string(block.get("id"), f"{w}.id"), "type": "function", "function": fn}
             )
         elif kind in _THINKING:
             thinking.append(block)
@@ -213,7 +202,7 @@ def _messages(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[list[Any
         raise invalid("messages: Field required (a non-empty list)", "messages")
     blocks: list[list[Any]] = []
     for i, m in enumerate(raw):
-        msg = _obj(m, f"messages.{i}")
+        msg = obj(m, f"messages.{i}")
         role, content = msg.get("role"), msg.get("content")
         if not isinstance(content, str | list):
             raise invalid(
@@ -240,7 +229,7 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
         raise invalid("tools: Input should be a list", "tools")
     tools = []
     for i, t in enumerate(raw):
-        tool = _obj(t, f"tools.{i}")
+        tool = obj(t, f"tools.{i}")
         if tool.get("type") not in (None, "custom"):
             raise invalid(
                 f"tools.{i}.type: server tool {tool.get('type')!r} is not supported by this "
@@ -248,11 +237,11 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
                 f"tools.{i}",
             )
         fn: dict[str, Any] = {
-            "name": _str(tool.get("name"), f"tools.{i}.name"),
-            "parameters": _obj(tool.get("input_schema"), f"tools.{i}.input_schema"),
+            "name": string(tool.get("name"), f"tools.{i}.name"),
+            "parameters": obj(tool.get("input_schema"), f"tools.{i}.input_schema"),
         }
         if tool.get("description"):
-            fn["description"] = _str(tool["description"], f"tools.{i}.description")
+            fn["description"] = string(tool["description"], f"tools.{i}.description")
         tools.append({"type": "function", "function": fn})
     return tools
 
@@ -260,10 +249,10 @@ def _tools(raw: Any) -> list[dict[str, Any]]:
 def _tool_choice(raw: Any) -> Any:
     if raw is None:
         return None
-    choice = _obj(raw, "tool_choice")
+    choice = obj(raw, "tool_choice")
     kind = choice.get("type")
     if kind == "tool":
-        return {"type": "function", "function": {"name": _str(choice.get("name"), "tool_choice")}}
+        return {"type": "function", "function": {"name": string(choice.get("name"), "tool_choice")}}
     if kind not in _TOOL_CHOICE:
         raise invalid("tool_choice.type: expected 'auto', 'any', 'tool' or 'none'", "tool_choice")
     return _TOOL_CHOICE[kind]
@@ -293,23 +282,13 @@ def _headers(hdr: Mapping[str, str]) -> None:
 def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
     """A Messages (or count_tokens, without ``max_tokens``) request as the pipeline's."""
     try:
-        data = _obj(orjson.loads(wire.body), "body")
+        data = obj(orjson.loads(wire.body), "body")
     except orjson.JSONDecodeError as e:
         raise invalid(f"request body is not valid JSON: {e}", "body") from e
     _headers(wire.headers)
-    model = data.get("model", "auto")
-    if not isinstance(model, str):
-        raise invalid("model: a string naming a RoutingPolicy or 'auto'", "model")
-    max_tokens = data.get("max_tokens")
-    if not count_only and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise invalid("max_tokens: Field required (a positive integer)", "max_tokens")
-    temperature = data.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool) or not isinstance(temperature, int | float)
-    ):
-        raise invalid("temperature: Input should be a number", "temperature")
+    model = policy(data)
+    max_tokens = positive_int(data.get("max_tokens"), "max_tokens", required=not count_only)
+    temperature = number(data.get("temperature"), "temperature")
     messages, blocks = _messages(data)
     native: dict[str, Any] = {k: data[k] for k in _PASSTHROUGH if k in data}
     if blocks:
@@ -320,14 +299,14 @@ def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
         messages=messages,
         tools=_tools(data.get("tools")),
         max_tokens=max_tokens if not count_only else None,
-        temperature=float(temperature) if temperature is not None else None,
+        temperature=temperature,
         tool_choice=_tool_choice(data.get("tool_choice")),
         stop=_stop(data.get("stop_sequences")),
         anthropic=native,
     )
     hdr = wire.headers
     return Inbound(
-        policy=model or "auto",
+        policy=model,
         chat=chat,
         stream=bool(data.get("stream")) and not count_only,
         user=str(user or hdr.get("x-skyroute-user", "")),

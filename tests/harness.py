@@ -210,6 +210,7 @@ class Stack:
     def control_args(self) -> list[str]:
         return [
             "control",
+            "--insecure",
             "--source",
             str(self.source),
             "--listen",

@@ -93,7 +93,9 @@ class Router:
 
 def run(test: Callable[[ControlPlane], Awaitable[None]], source: Path) -> None:
     async def main() -> None:
-        plane = ControlPlane(str(source), "127.0.0.1:0", "127.0.0.1:0", debounce_ms=30)
+        plane = ControlPlane(
+            str(source), "127.0.0.1:0", "127.0.0.1:0", debounce_ms=30, insecure=True
+        )
         await plane.start()
         try:
             await test(plane)
@@ -215,7 +217,7 @@ def test_invalid_edit_pushes_nothing_and_is_reported(acmeshop: Path) -> None:
 
 def test_a_restarted_control_plane_sends_nothing_for_the_same_version(acmeshop: Path) -> None:
     async def scenario() -> None:
-        first = ControlPlane(str(acmeshop), "127.0.0.1:0")
+        first = ControlPlane(str(acmeshop), "127.0.0.1:0", insecure=True)
         await first.start()
         r = Router(first.address, "r1")
         r.hello()
@@ -225,7 +227,7 @@ def test_a_restarted_control_plane_sends_nothing_for_the_same_version(acmeshop: 
         await r.close()
         await first.stop(grace=0)
 
-        second = ControlPlane(str(acmeshop), "127.0.0.1:0")
+        second = ControlPlane(str(acmeshop), "127.0.0.1:0", insecure=True)
         await second.start()
         try:
             assert second.store.version == got.version_info

@@ -34,6 +34,7 @@ class ControlProcess:
                 "-m",
                 "skyroute.cli.main",
                 "control",
+                "--insecure",
                 "--source",
                 str(source),
                 "--listen",

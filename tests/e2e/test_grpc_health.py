@@ -79,7 +79,9 @@ def test_router_health_follows_its_snapshot(procs: list[Proc], tmp_path: Path) -
     sim = f"http://127.0.0.1:{free_port()}"
     for name, text in FILES.items():
         (stack_dir / name).write_text(text.replace("{SIM}", sim))
-    control = Proc("control", ["control", "--source", str(stack_dir), "--listen", control_addr])
+    control = Proc(
+        "control", ["control", "--insecure", "--source", str(stack_dir), "--listen", control_addr]
+    )
     procs.append(control)
     wait_until(
         lambda: check(grpc_addr, ROUTER) == SERVING,
@@ -96,7 +98,10 @@ def test_control_plane_not_serving_without_a_snapshot(procs: list[Proc], tmp_pat
     source.mkdir()
     (source / "policy.yaml").write_text("kind: RoutingPolicy\nspec: [not, valid\n")
     addr = f"127.0.0.1:{free_port()}"
-    control = Proc("control", ["control", "--source", str(source), "--listen", addr, "--admin", ""])
+    control = Proc(
+        "control",
+        ["control", "--insecure", "--source", str(source), "--listen", addr, "--admin", ""],
+    )
     procs.append(control)
     wait_until(lambda: check(addr, "") == SERVING, what=f"control up\n{control.output()}")
     assert check(addr, DISTRIBUTION) == NOT_SERVING

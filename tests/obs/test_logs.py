@@ -220,6 +220,7 @@ def test_log_format_flag_and_environment(procs: list[Proc], tmp_path: Path) -> N
         "control",
         [
             "control",
+            "--insecure",
             "--source",
             str(tmp_path / "policies"),
             "--listen",

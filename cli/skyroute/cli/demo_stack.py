@@ -33,6 +33,8 @@ from typing import IO
 
 import aiohttp
 
+from skyroute.control.distribution.tls import create as create_certs
+
 HOST = "127.0.0.1"
 SIMULATOR_PORT = 8790
 
@@ -104,6 +106,7 @@ class Stack:
     # Extra arguments for every router (the benchmark's ``--workers N``).
     router_args: tuple[str, ...] = ()
     procs: list[Proc] = field(default_factory=list)
+    tls_dir: Path = Path()
 
     def _proc(self, name: str, *args: str) -> Proc:
         logs = self.out_dir / "logs"
@@ -120,6 +123,11 @@ class Stack:
         self.simulator = f"{HOST}:{self.simulator_port}"
         self.control = f"{HOST}:{free_port()}"
         self.admin = f"{HOST}:{free_port()}"
+        # TLS on, as in production: a private CA, the control plane's certificate and
+        # one client certificate per router (`skyroute certs create`).
+        rids = [f"router-{chr(ord('a') + i)}" for i in range(routers)]
+        self.tls_dir = self.out_dir / "tls"
+        create_certs(self.tls_dir, hosts=["localhost", HOST], routers=rids, admins=["admin"])
         self.procs.append(
             self._proc(
                 "providers",
@@ -140,10 +148,11 @@ class Stack:
                 self.control,
                 "--admin",
                 self.admin,
+                "--tls-dir",
+                str(self.tls_dir),
             )
         )
-        for i in range(routers):
-            rid = f"router-{chr(ord('a') + i)}"
+        for rid in rids:
             http = f"{HOST}:{free_port()}"
             grpc = f"{HOST}:{free_port()}"
             self.router_http.append(http)
@@ -160,6 +169,10 @@ class Stack:
                     http,
                     "--id",
                     rid,
+                    "--control-ca",
+                    str(self.tls_dir / "ca.crt"),
+                    "--identity",
+                    str(self.tls_dir / "clients" / rid),
                     *self.router_args,
                 )
             )

@@ -12,7 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skyroute.router.sync import LinkTls
 
 DEFAULT_CONTROL = "127.0.0.1:7070"
 DEFAULT_ADMIN = "127.0.0.1:7071"
@@ -62,7 +65,39 @@ def _parser() -> argparse.ArgumentParser:
         "and FILE.learned the learning loop's fleet figures and priors "
         "(default: in memory; a restart then serves the folder's versions, cold)",
     )
+    c.add_argument(
+        "--tls-dir",
+        default=None,
+        help="certificates from `skyroute certs create`: mutual TLS for routers, HTTPS and "
+        "an admin token on the admin port",
+    )
+    c.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext ports, no authentication (local experiments and tests only; warns)",
+    )
+    c.add_argument(
+        "--admin-token-file",
+        default=None,
+        help="bearer token admin writes must carry (default with --tls-dir: DIR/admin.token)",
+    )
     _log_format_flag(c)
+
+    ce = sub.add_parser("certs", help="make the control plane's CA and certificates")
+    ce_sub = ce.add_subparsers(dest="certs_command", required=True)
+    cc = ce_sub.add_parser("create", help="a CA, the control plane's and each router's cert")
+    cc.add_argument("dir", metavar="DIR")
+    cc.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        help="name or IP routers dial the control plane at (repeatable; default localhost, "
+        "127.0.0.1)",
+    )
+    cc.add_argument("--router", action="append", default=[], help="a router identity (repeatable)")
+    cc.add_argument(
+        "--admin", action="append", default=None, help="an admin identity (default: admin)"
+    )
 
     r = sub.add_parser("router", help="run a data-plane router")
     _log_format_flag(r)
@@ -70,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--grpc", default=DEFAULT_ROUTER_GRPC, help="Router API gRPC address")
     r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
     r.add_argument("--id", default=None, help="node id reported to the control plane")
+    r.add_argument(
+        "--control-ca", default=None, help="CA of the control plane (its --tls-dir's ca.crt)"
+    )
+    r.add_argument(
+        "--identity",
+        default=None,
+        help="this router's certificate: PREFIX.crt and PREFIX.key (with --control-ca)",
+    )
     r.add_argument(
         "--max-inflight",
         type=int,
@@ -140,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show the control plane's version and each router's sync")
     st.add_argument("--control", default=DEFAULT_CONTROL)
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--control-ca", default=None, help="CA of a control plane run with TLS")
+    st.add_argument("--identity", default=None, help="client certificate PREFIX(.crt/.key) for TLS")
 
     tp = sub.add_parser("top", help="live view of the fleet's figures per pool and policy version")
     tp.add_argument("--admin", default=DEFAULT_ADMIN, help="control plane admin HTTP address")
@@ -342,7 +387,28 @@ def _rollout_target(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="control plane admin HOST:PORT (off-cluster); default: the cluster",
     )
+    parser.add_argument(
+        "--admin-token-file",
+        default=None,
+        help="with --admin: the bearer token for writes (the control plane's DIR/admin.token)",
+    )
+    parser.add_argument(
+        "--admin-ca", default=None, help="with --admin: HTTPS, trusting this CA (DIR/ca.crt)"
+    )
     parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube")
+
+
+def _control_tls(args: argparse.Namespace) -> LinkTls | None:
+    if not args.control_ca and not args.identity:
+        return None
+    if not (args.control_ca and args.identity):
+        raise SystemExit("skyroute router: --control-ca and --identity go together")
+    from skyroute.router.sync import LinkTls
+
+    try:
+        return LinkTls.from_files(args.control_ca, args.identity)
+    except OSError as exc:
+        raise SystemExit(f"skyroute router: cannot read TLS files: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,8 +420,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logs(args.log_format)
         control_main(
-            source=args.source, listen=args.listen, admin=args.admin or None, state=args.state
+            source=args.source,
+            listen=args.listen,
+            admin=args.admin or None,
+            state=args.state,
+            tls_dir=args.tls_dir,
+            insecure=args.insecure,
+            admin_token_file=args.admin_token_file,
         )
+        return 0
+    if args.command == "certs":
+        from pathlib import Path
+
+        from skyroute.control.distribution.tls import create
+
+        folder = Path(args.dir)
+        create(
+            folder,
+            hosts=args.host or ["localhost", "127.0.0.1"],
+            routers=args.router,
+            admins=args.admin or ["admin"],
+        )
+        print(f"certificates in {folder} (CA {folder / 'ca.crt'}; keep ca.key private)")
         return 0
     if args.command == "router":
         from skyroute.cli.logs import configure as configure_logs
@@ -383,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             drain_settings=DrainSettings(args.drain_delay, args.drain_grace),
             allow_anonymous=args.allow_anonymous,
             limits_local_share=args.limits_local_share,
+            control_tls=_control_tls(args),
         )
         return 0
     if args.command == "providers":
@@ -393,7 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         from skyroute.control.distribution.status import main as status_main
 
-        return status_main(control=args.control, as_json=args.json)
+        return status_main(
+            control=args.control, as_json=args.json, ca=args.control_ca, identity=args.identity
+        )
     if args.command == "top":
         from skyroute.cli.top import main as top_main
 
@@ -463,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     admin=args.admin,
                     kubeconfig=args.kubeconfig,
                     as_json=args.json,
+                    admin_ca=args.admin_ca,
                 )
             return rollout.action_main(
                 args.policy_command,
@@ -471,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 admin=args.admin,
                 kubeconfig=args.kubeconfig,
                 wait_s=args.wait,
+                admin_token_file=args.admin_token_file,
+                admin_ca=args.admin_ca,
             )
         return policy.explain_main(
             args.router,

@@ -17,9 +17,11 @@ the policy or the control plane cannot be reached.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -31,10 +33,17 @@ PLURAL = "routingpolicies"
 _DONE = {"promote": "Promoted", "abort": "RolledBack"}
 
 
-def _http(method: str, url: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def _http(
+    method: str, url: str, token: str | None = None, ca: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One admin call; HTTPS trusting ``ca`` when given, ``token`` as the bearer."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(
+        url, method=method, data=b"" if method == "POST" else None, headers=headers
+    )
+    context = ssl.create_default_context(cafile=ca) if ca else None
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
             return r.status, json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
@@ -59,11 +68,17 @@ def action_main(
     admin: str | None = None,
     kubeconfig: str | None = None,
     wait_s: float = 30.0,
+    admin_token_file: str | None = None,
+    admin_ca: str | None = None,
 ) -> int:
     out, err = Console(highlight=False), Console(highlight=False, stderr=True)
     if admin:
+        scheme = "https" if admin_ca else "http"
         try:
-            code, body = _http("POST", f"http://{admin}/rollouts/{namespace}/{name}/{action}")
+            token = Path(admin_token_file).read_text().strip() if admin_token_file else None
+            code, body = _http(
+                "POST", f"{scheme}://{admin}/rollouts/{namespace}/{name}/{action}", token, admin_ca
+            )
         except OSError as exc:
             err.print(f"skyroute policy {action}: cannot reach {admin}: {exc}")
             return 2
@@ -111,11 +126,13 @@ def status_main(
     admin: str | None = None,
     kubeconfig: str | None = None,
     as_json: bool = False,
+    admin_ca: str | None = None,
 ) -> int:
     out, err = Console(highlight=False), Console(highlight=False, stderr=True)
     try:
         if admin:
-            code, body = _http("GET", f"http://{admin}/debug/rollouts")
+            scheme = "https" if admin_ca else "http"
+            code, body = _http("GET", f"{scheme}://{admin}/debug/rollouts", ca=admin_ca)
             found = body.get(f"{namespace}/{name}") if code == 200 else None
             if found is None:
                 err.print(f"skyroute policy status: {namespace}/{name} not known to {admin}")

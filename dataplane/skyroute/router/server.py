@@ -45,7 +45,7 @@ from skyroute.router.ingress.guards.limits_guard import Limiter
 from skyroute.router.ingress.guards.limits_redis import RedisLimitStore
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
 from skyroute.router.state import RouterState
-from skyroute.router.sync import OutcomeReporter, SnapshotSubscriber, channel
+from skyroute.router.sync import LinkTls, OutcomeReporter, SnapshotSubscriber, channel
 from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
@@ -78,15 +78,19 @@ async def serve(
     drain_settings: DrainSettings = DRAIN_DEFAULTS,
     allow_anonymous: bool = False,
     limits_local_share: float = 1.0,
+    control_tls: LinkTls | None = None,
 ) -> None:
+    prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
-        id=node_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
+        id=node_id or f"{prefix}-{uuid.uuid4().hex[:6]}",
         hostname=socket.gethostname(),
         grpc_address=grpc_addr,
         http_address=http_addr,
     )
     configure()
-    ch = channel(control)
+    ch = channel(control, control_tls)
+    if control_tls is None:
+        logs.event(log, "control_plaintext", logging.WARNING, control=control)
     reporter = OutcomeReporter(ch, node)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
@@ -251,6 +255,7 @@ def main(
     drain_settings: DrainSettings = DRAIN_DEFAULTS,
     allow_anonymous: bool = False,
     limits_local_share: float = 1.0,
+    control_tls: LinkTls | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -268,6 +273,7 @@ def main(
         drain_settings,
         allow_anonymous,
         limits_local_share,
+        control_tls,
     )
     try:
         import uvloop

@@ -13,6 +13,11 @@ Outcomes are buffered in a bounded deque and sent in batches on a
 long-lived client stream. When the control plane is away the buffer keeps
 the newest outcomes and counts what it dropped; reporting never blocks or
 fails a request.
+
+The link is mutual TLS when the router is given the control plane's CA and
+its own certificate (``--control-ca``, ``--identity``: :class:`LinkTls`);
+the control plane binds the node id to that certificate. Without them the
+channel is plaintext, for a control plane run with ``--insecure``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -41,8 +48,31 @@ _CHANNEL_OPTIONS = [
 ]
 
 
-def channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+@dataclass(frozen=True, slots=True)
+class LinkTls:
+    """The CA this router trusts for the control plane, and the certificate it presents."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+    name: str  # the identity file's name: the default node id's prefix
+
+    @classmethod
+    def from_files(cls, ca: str, identity: str) -> LinkTls:
+        """``ca`` and the ``identity``.crt / ``identity``.key pair beside that prefix."""
+        return cls(
+            Path(ca).read_bytes(),
+            Path(f"{identity}.crt").read_bytes(),
+            Path(f"{identity}.key").read_bytes(),
+            Path(identity).name,
+        )
+
+
+def channel(target: str, tls: LinkTls | None = None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    creds = grpc.ssl_channel_credentials(tls.ca, private_key=tls.key, certificate_chain=tls.cert)
+    return grpc.aio.secure_channel(target, creds, options=_CHANNEL_OPTIONS)
 
 
 class SnapshotSubscriber:

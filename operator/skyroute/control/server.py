@@ -14,6 +14,12 @@ one. If the folder is invalid at start, the control plane still starts (and
 says why in its log and in ``skyroute status``); routers that reconnect keep
 what they have until the folder is fixed.
 
+Secure by default: ``tls_dir`` (``--tls-dir``, made by ``skyroute certs
+create``) puts mutual TLS on the gRPC port, HTTPS on the admin port and the
+admin token on its writes (``distribution/tls.py``). Plaintext needs
+``insecure=True`` (``--insecure``), which logs a warning; with neither the
+control plane refuses to start.
+
 ``ControlPlane`` is also what tests use to run a real server in-process on a
 free port (``listen="127.0.0.1:0"``).
 """
@@ -31,6 +37,7 @@ from skyroute.control.distribution.admin import AdminServer
 from skyroute.control.distribution.routers import RouterRegistry
 from skyroute.control.distribution.service import DistributionService
 from skyroute.control.distribution.serving import DistributionServer
+from skyroute.control.distribution.tls import ServerTls, read_token
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.learning.persist import LearnedStateFile
@@ -59,7 +66,18 @@ class ControlPlane:
         debounce_ms: int = 50,
         disconnected_ttl_s: float = 300.0,
         state: str | None = None,
+        tls_dir: str | None = None,
+        insecure: bool = False,
+        admin_token_file: str | None = None,
     ) -> None:
+        if not tls_dir and not insecure:
+            raise SystemExit(
+                "skyroute control: pass --tls-dir DIR (see `skyroute certs create`), or "
+                "--insecure for a plaintext control plane"
+            )
+        self.tls = ServerTls(Path(tls_dir)) if tls_dir else None
+        token_file = admin_token_file or (str(self.tls.token_file) if self.tls else None)
+        self.admin_token = read_token(Path(token_file)) if token_file else None
         self.source = source
         self.listen = listen
         self.store = SnapshotStore(source)
@@ -90,6 +108,8 @@ class ControlPlane:
                 rollouts=self.rollouts,
                 rollout_action=self._rollout_action,
                 health=self._health,
+                token=self.admin_token,
+                ssl_context=self.tls.ssl_context() if self.tls else None,
             )
             if admin
             else None
@@ -176,9 +196,18 @@ class ControlPlane:
         if self.learned is not None:
             self.learner.restored = self.learned.load(self.learner).as_dict()
         self.watcher.reload()
+        if self.tls is None:
+            event(
+                log,
+                "insecure",
+                logging.WARNING,
+                warning="plaintext gRPC and admin ports: "
+                "any peer can subscribe, report and read; use --tls-dir",
+            )
         server = DistributionServer(self.service, self.store)
         try:
-            self.port = server.listen(self.listen)
+            creds = self.tls.grpc_credentials() if self.tls else None
+            self.port = server.listen(self.listen, creds)
         except RuntimeError as exc:
             raise SystemExit(f"skyroute control: cannot listen on {self.listen}: {exc}") from None
         if self.port == 0:
@@ -223,8 +252,25 @@ class ControlPlane:
         await self._stop.wait()
 
 
-async def serve(source: str, listen: str, admin: str | None, state: str | None = None) -> None:
-    plane = ControlPlane(source, listen, admin, state=state)
+async def serve(
+    source: str,
+    listen: str,
+    admin: str | None,
+    state: str | None = None,
+    *,
+    tls_dir: str | None = None,
+    insecure: bool = False,
+    admin_token_file: str | None = None,
+) -> None:
+    plane = ControlPlane(
+        source,
+        listen,
+        admin,
+        state=state,
+        tls_dir=tls_dir,
+        insecure=insecure,
+        admin_token_file=admin_token_file,
+    )
     await plane.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -236,10 +282,29 @@ async def serve(source: str, listen: str, admin: str | None, state: str | None =
         await plane.stop()
 
 
-def main(source: str, listen: str, admin: str | None, state: str | None = None) -> None:
+def main(
+    source: str,
+    listen: str,
+    admin: str | None,
+    state: str | None = None,
+    *,
+    tls_dir: str | None = None,
+    insecure: bool = False,
+    admin_token_file: str | None = None,
+) -> None:
     """Run the control plane until SIGINT/SIGTERM; logs go to stderr as JSON lines (see logs.py)."""
     telemetry.configure()
     try:
-        asyncio.run(serve(source, listen, admin, state))
+        asyncio.run(
+            serve(
+                source,
+                listen,
+                admin,
+                state,
+                tls_dir=tls_dir,
+                insecure=insecure,
+                admin_token_file=admin_token_file,
+            )
+        )
     finally:
         telemetry.shutdown()

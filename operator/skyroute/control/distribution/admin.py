@@ -22,6 +22,12 @@ RoutingPolicy of one version (pin it with ``spec.pinVersion``, or diff it
 with ``skyroute policy diff``); ``POST /rollouts/<namespace>/<name>/promote``
 (or ``/abort``) acts on a rollout in progress, which is what ``skyroute
 policy promote/abort --admin`` calls.
+Reads and writes are separate: every GET is a read, open to whoever reaches
+the port (probes and dashboards; the NetworkPolicy narrows who does), and
+the one write, ``POST /rollouts/...``, needs ``Authorization: Bearer
+<admin token>`` whenever a token is configured (``--tls-dir`` always has
+one, ``--admin-token-file`` sets one): 401 without it, 403 with a wrong one.
+With ``ssl_context`` the port is HTTPS.
 ``/metrics`` is the Prometheus exposition of the control plane's OpenTelemetry
 instruments (see :mod:`.telemetry`).
 """
@@ -29,6 +35,7 @@ instruments (see :mod:`.telemetry`).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -36,6 +43,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from skyroute.control.distribution.tls import token_ok
 from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.rollout.controller import RolloutController
@@ -111,6 +119,8 @@ class AdminServer:
         rollouts: RolloutController | None = None,
         rollout_action: Callable[[str, str, str], Awaitable[tuple[bool, str]]] | None = None,
         health: Health | None = None,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host, _, port = address.rpartition(":")
         self.host = self.host.strip("[]") or "127.0.0.1"
@@ -123,6 +133,9 @@ class AdminServer:
         self._rollouts = rollouts
         self._rollout_action = rollout_action
         self._health = health
+        self._token = token
+        self._ssl = ssl_context
+        self.writes_refused = 0
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -143,7 +156,7 @@ class AdminServer:
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._requested_port)
+        site = web.TCPSite(self._runner, self.host, self._requested_port, ssl_context=self._ssl)
         await site.start()
         server = site._server  # aiohttp exposes the bound socket only here
         sockets = getattr(server, "sockets", None) or []
@@ -216,7 +229,22 @@ class AdminServer:
             )
         return _json(orjson.loads(spec))
 
+    def _refuse_write(self, request: web.Request) -> web.Response | None:
+        """401/403 unless the request carries the admin token (when one is configured)."""
+        if self._token is None:
+            return None
+        header = request.headers.get("Authorization", "")
+        if token_ok(self._token, header):
+            return None
+        self.writes_refused += 1
+        if not header:
+            return _json({"error": "admin writes need Authorization: Bearer <token>"}, status=401)
+        return _json({"error": "the admin token is not valid"}, status=403)
+
     async def _rollout_post(self, request: web.Request) -> web.Response:
+        refused = self._refuse_write(request)
+        if refused is not None:
+            return refused
         if self._rollout_action is None:
             return _json({"error": "no rollouts in this process"}, status=404)
         ns, name = request.match_info["namespace"], request.match_info["name"]

@@ -68,6 +68,8 @@ class RouterRecord:
     disconnected_at: float | None = None
     # The router's last reported view of its upstream endpoints (outlier ejections).
     endpoints: list[distribution_pb2.EndpointHealth] = field(default_factory=list)
+    # Who the stream authenticated as ("" in insecure mode).
+    identity: str = ""
 
     @property
     def id(self) -> str:
@@ -127,6 +129,7 @@ class RouterRecord:
             connected_unix_ms=self.connected_unix_ms,
             last_seen_unix_ms=self.last_seen_unix_ms,
             endpoints=self.endpoints,
+            identity=self.identity,
         )
 
 

@@ -15,6 +15,15 @@ dropped alone, both counted) and hands what passed to the
 when the router closes its stream. ``GetStatus`` assembles the
 ``ControlStatus`` that ``skyroute status`` and ``/debug/status`` show, in
 pages of routers that each fit in ``limits.STATUS_PAGE_BYTES``.
+
+Authentication (``tls.py``): with ``secure`` set, every call's identity is
+the verified client certificate. A snapshot stream must come from a
+``router`` identity that binds the node id it claims, and may not take over
+a node id another identity holds; a report must name a node whose stream
+that same identity opened; forwarded outcomes are taken only from an
+``operator`` identity. Whatever is refused is counted in ``rejected``
+(``unauthenticated``, ``wrong_role``, ``identity_mismatch``,
+``not_subscribed``) and answered with UNAUTHENTICATED or PERMISSION_DENIED.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import grpc
 
 from skyroute.control.distribution.reports import ReportChecker
 from skyroute.control.distribution.routers import Answer, RouterRecord, RouterRegistry
+from skyroute.control.distribution.tls import INSECURE, Identity, identity_of
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.limits import MAX_NAME, MAX_STATUS_TEXT, STATUS_PAGE_BYTES, clip
@@ -58,6 +68,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self.store = store
         self.registry = registry
         self.outcomes = outcomes
+        # Whether callers must present a client certificate (``skyroute control --tls-dir``).
+        self.secure = False
         # Reports are checked against the names of the versions served lately.
         self.checker = ReportChecker()
         self.checker.learn(store.snapshot)
@@ -88,6 +100,36 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         # Active drift alerts of the learning loop, one series per (model, kind).
         self.metrics.observe_drift(lambda: list(self.learner.alerts) if self.learner else [])
 
+    @property
+    def authentication(self) -> str:
+        return "mtls" if self.secure else "insecure"
+
+    async def _identity(self, context: grpc.aio.ServicerContext, *roles: str) -> Identity:
+        """The caller's verified identity (aborts the call if it has none or another role)."""
+        if not self.secure:
+            return INSECURE
+        who = identity_of(context)
+        if who is None:
+            self.checker.reject("unauthenticated", context.peer())
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+        assert who is not None
+        if roles and who.role not in roles:
+            self.checker.reject("wrong_role", who.name)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"identity {who.name!r} has role {who.role!r}, not {' or '.join(roles)}",
+            )
+        return who
+
+    def _refuse_claim(self, who: Identity, node_id: str) -> str:
+        """Why ``who`` may not open a stream as ``node_id`` ("" when it may)."""
+        if not who.binds(node_id):
+            return f"identity {who.name!r} may not claim node {node_id!r}"
+        held = self.registry.get(node_id)
+        if held is not None and held.identity != who.name and held.disconnected_at is None:
+            return f"node {node_id!r} is held by another identity"
+        return ""
+
     def close_streams(self) -> None:
         """End every snapshot stream cleanly (status OK), so routers reconnect elsewhere."""
         for queue in self._streams:
@@ -98,6 +140,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         request_iterator: AsyncIterator[distribution_pb2.SnapshotRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[distribution_pb2.SnapshotResponse]:
+        who = await self._identity(context, "router")
         queue: asyncio.Queue[object] = asyncio.Queue()
         self._streams.add(queue)
         reader = asyncio.create_task(self._read(request_iterator, queue))
@@ -123,7 +166,13 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             if self.registry.full(first.node.id):
                 self.checker.reject("too_many_routers", first.node.id)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many routers listed")
+            refused = self._refuse_claim(who, first.node.id)
+            if refused:
+                self.checker.reject("identity_mismatch", who.name)
+                event(log, "stream_refused", logging.WARNING, identity=who.name, reason=refused)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
             record = self.registry.connect(first.node)
+            record.identity = who.name
             record.hello(first, self.store.version)
             event(
                 log,
@@ -224,19 +273,27 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         request_iterator: AsyncIterator[distribution_pb2.OutcomeBatch],
         context: grpc.aio.ServicerContext,
     ) -> distribution_pb2.OutcomeSummary:
+        who = await self._identity(context, "router", "operator")
         received = 0
         try:
             async for batch in request_iterator:
                 node = batch.node.id
+                if node.startswith(FORWARDED_PREFIX) and self.secure and who.role != "operator":
+                    self.checker.reject("wrong_role", who.name, len(batch.outcomes) or 1)
+                    continue
                 if node.startswith(FORWARDED_PREFIX):
                     forwarded = self.checker.outcomes(node, batch.outcomes)
                     if self.on_forwarded is not None:
                         self.on_forwarded(node, forwarded)
                     received += len(forwarded)
                     continue
-                if self.registry.get(node) is None:
+                record = self.registry.get(node)
+                if record is None:
                     # Never subscribed (or gone for longer than the listing lasts).
                     self.checker.reject("not_subscribed", node, len(batch.outcomes) or 1)
+                    continue
+                if record.identity != who.name:  # another identity's node
+                    self.checker.reject("identity_mismatch", who.name, len(batch.outcomes) or 1)
                     continue
                 outcomes = self.checker.outcomes(node, batch.outcomes)
                 n = self.outcomes.record(node, outcomes)
@@ -258,6 +315,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
     async def GetStatus(
         self, request: distribution_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> distribution_pb2.ControlStatus:
+        await self._identity(context)
         return self.status(request.page_token, max(0, request.max_routers), STATUS_PAGE_BYTES)
 
     def status(
@@ -277,6 +335,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             status.last_error = clip(self.store.last_error, MAX_STATUS_TEXT)
             status.outcomes_total = self.outcomes.total
             status.source = self.store.source
+            status.authentication = self.authentication
             status.rejected.update(self.checker.rejected)
             status.rejected.update(
                 {f"series:{k}": v for k, v in self.outcomes.dropped_series.items()}

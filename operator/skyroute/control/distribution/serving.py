@@ -34,9 +34,17 @@ class DistributionServer:
         self.port = 0
         self._unsubscribe = store.subscribe(self._changed)
 
-    def listen(self, address: str) -> int:
-        """Bind ``address`` (port 0 picks one); 0 if it could not (RuntimeError may be raised)."""
-        self.port = self.server.add_insecure_port(address)
+    def listen(self, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Bind ``address`` (port 0 picks one); 0 if it could not (RuntimeError may be raised).
+
+        With ``credentials`` (``tls.ServerTls``) the port is TLS with client certificates
+        required and the service checks identities; without, it is plaintext.
+        """
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
+            self.service.secure = True
         return self.port
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import orjson
@@ -23,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from skyroute.control.distribution.admin import status_to_dict
+from skyroute.control.distribution.tls import channel_credentials
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 _STATE = {
@@ -34,13 +36,22 @@ _STATE = {
 
 
 def fetch_status(
-    control: str, timeout: float = 3.0, max_pages: int = 10_000
+    control: str,
+    timeout: float = 3.0,
+    max_pages: int = 10_000,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> distribution_pb2.ControlStatus:
     """Ask the control plane at ``control`` for its status, every page; raises grpc.RpcError.
 
     Each page is one message under gRPC's default 4 MiB limit, whatever the fleet's size.
+    With ``credentials`` (``tls.channel_credentials``) over mutual TLS.
     """
-    with grpc.insecure_channel(control) as channel:
+    channel = (
+        grpc.insecure_channel(control)
+        if credentials is None
+        else grpc.secure_channel(control, credentials)
+    )
+    with channel:
         stub = distribution_pb2_grpc.PolicyDistributionStub(channel)
         status: distribution_pb2.ControlStatus = stub.GetStatus(
             distribution_pb2.StatusRequest(), timeout=timeout
@@ -78,6 +89,9 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
     if status.source:
         header.append("  source ", style="bold")
         header.append(status.source)
+    if status.authentication:
+        header.append("  auth ", style="bold")
+        header.append(status.authentication)
     console.print(header)
     policies = ", ".join(f"{name} {ver}" for name, ver in sorted(status.policies.items()))
     console.print(Text.assemble(("Policies ", "bold"), policies or "-"))
@@ -121,10 +135,20 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
         console.print("No routers connected.")
 
 
-def main(control: str, as_json: bool) -> int:
+def main(control: str, as_json: bool, ca: str | None = None, identity: str | None = None) -> int:
     """Print the status of the control plane at ``control``; 1 if it cannot be reached."""
+    credentials = None
+    if ca or identity:
+        if not (ca and identity):
+            print("skyroute status: --control-ca and --identity go together", file=sys.stderr)
+            return 1
+        try:
+            credentials = channel_credentials(Path(ca), Path(identity))
+        except OSError as exc:
+            print(f"skyroute status: cannot read TLS files: {exc}", file=sys.stderr)
+            return 1
     try:
-        status = fetch_status(control)
+        status = fetch_status(control, credentials=credentials)
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else "ERROR"
         detail = exc.details() if hasattr(exc, "details") else str(exc)

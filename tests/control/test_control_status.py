@@ -178,7 +178,7 @@ def test_status_exits_non_zero_when_unreachable(capsys: pytest.CaptureFixture[st
 def test_missing_source_folder_fails_fast(tmp_path: Path) -> None:
     code = (
         "from skyroute.control.server import main; "
-        f"main({str(tmp_path / 'nope')!r}, '127.0.0.1:0', None)"
+        f"main({str(tmp_path / 'nope')!r}, '127.0.0.1:0', None, insecure=True)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0

@@ -252,25 +252,7 @@ class ControlPlane:
         await self._stop.wait()
 
 
-async def serve(
-    source: str,
-    listen: str,
-    admin: str | None,
-    state: str | None = None,
-    *,
-    tls_dir: str | None = None,
-    insecure: bool = False,
-    admin_token_file: str | None = None,
-) -> None:
-    plane = ControlPlane(
-        source,
-        listen,
-        admin,
-        state=state,
-        tls_dir=tls_dir,
-        insecure=insecure,
-        admin_token_file=admin_token_file,
-    )
+async def serve(plane: ControlPlane) -> None:
     await plane.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -295,16 +277,15 @@ def main(
     """Run the control plane until SIGINT/SIGTERM; logs go to stderr as JSON lines (see logs.py)."""
     telemetry.configure()
     try:
-        asyncio.run(
-            serve(
-                source,
-                listen,
-                admin,
-                state,
-                tls_dir=tls_dir,
-                insecure=insecure,
-                admin_token_file=admin_token_file,
-            )
+        plane = ControlPlane(
+            source,
+            listen,
+            admin,
+            state=state,
+            tls_dir=tls_dir,
+            insecure=insecure,
+            admin_token_file=admin_token_file,
         )
+        asyncio.run(serve(plane))
     finally:
         telemetry.shutdown()

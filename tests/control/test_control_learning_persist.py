@@ -97,7 +97,7 @@ def test_the_control_plane_saves_on_stop_and_restores_on_start(tmp_path: Path) -
     state = str(tmp_path / "state.json")
 
     async def first() -> dict[str, tuple[float, float, float]]:
-        plane = ControlPlane(str(folder), "127.0.0.1:0", state=state)
+        plane = ControlPlane(str(folder), "127.0.0.1:0", state=state, insecure=True)
         await plane.start()
         plane.learner.record([_stats("a", [150.0] * 60), _stats("b", [400.0] * 60)])
         assert plane.learner.tick()
@@ -106,7 +106,7 @@ def test_the_control_plane_saves_on_stop_and_restores_on_start(tmp_path: Path) -
         return priors
 
     async def second() -> tuple[dict[str, object], float]:
-        plane = ControlPlane(str(folder), "127.0.0.1:0", state=state)
+        plane = ControlPlane(str(folder), "127.0.0.1:0", state=state, insecure=True)
         await plane.start()
         restored = plane.learner.as_dict()["restored"]
         snap = plane.store.snapshot

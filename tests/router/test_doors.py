@@ -300,3 +300,135 @@ def test_unknown_policy_is_not_found_on_both_doors(
     assert g.value.code() == grpc.StatusCode.NOT_FOUND
     assert "policy 'nope' not found" in (g.value.details() or "")
     assert e.value.message.endswith(g.value.details() or "")
+
+
+# The same conversation as each HTTP API carries it: a system prompt, a tool call and its
+# result, then the case's question (a Chat Completions body, a Messages one, a Responses one).
+_HISTORY_CALL = {"id": "call_1", "name": TOOL["name"], "arguments": '{"order_id":"7"}'}
+
+
+def _chat_conversation(case: Case) -> dict[str, Any]:
+    call = _HISTORY_CALL
+    fn = {"name": call["name"], "arguments": call["arguments"]}
+    body = {
+        "model": "doors",
+        "messages": [
+            {"role": "system", "content": "You help with orders."},
+            {"role": "user", "content": "check order 7"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": call["id"], "type": "function", "function": fn}],
+            },
+            {"role": "tool", "tool_call_id": call["id"], "content": "delivered"},
+            {"role": "user", "content": case.prompt},
+        ],
+    }
+    if case.tools:
+        body["tools"] = [{"type": "function", "function": TOOL}]
+    return body
+
+
+def _messages_conversation(case: Case) -> dict[str, Any]:
+    call = _HISTORY_CALL
+    use = {
+        "type": "tool_use",
+        "id": call["id"],
+        "name": call["name"],
+        "input": json.loads(call["arguments"]),
+    }
+    body: dict[str, Any] = {
+        "model": "doors",
+        "max_tokens": 256,
+        "system": "You help with orders.",
+        "messages": [
+            {"role": "user", "content": "check order 7"},
+            {"role": "assistant", "content": [use]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call["id"], "content": "delivered"}
+                ],
+            },
+            {"role": "user", "content": case.prompt},
+        ],
+    }
+    if case.tools:
+        body["tools"] = [
+            {
+                "name": TOOL["name"],
+                "description": TOOL["description"],
+                "input_schema": TOOL["parameters"],
+            }
+        ]
+    return body
+
+
+def _responses_conversation(case: Case) -> dict[str, Any]:
+    call = _HISTORY_CALL
+    body: dict[str, Any] = {
+        "model": "doors",
+        "instructions": "You help with orders.",
+        "input": [
+            {"role": "user", "content": "check order 7"},
+            {
+                "type": "function_call",
+                "call_id": call["id"],
+                "name": call["name"],
+                "arguments": call["arguments"],
+            },
+            {"type": "function_call_output", "call_id": call["id"], "output": "delivered"},
+            {"role": "user", "content": [{"type": "input_text", "text": case.prompt}]},
+        ],
+    }
+    if case.tools:
+        body["tools"] = [{"type": "function", **TOOL}]
+    return body
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_one_conversation_gets_one_decision_on_every_door(
+    name: str, http: openai.OpenAI, stub: router_pb2_grpc.RouterStub
+) -> None:
+    """Signals are extracted once, whichever API a conversation arrives on."""
+    case = CASES[name]
+    opts = {"headers": _headers(case)}
+    decisions = {
+        door: json_format.ParseDict(
+            http.post(f"/explain?door={door}", body=body, cast_to=object, options=opts),
+            router_pb2.Decision(),
+        )
+        for door, body in (
+            ("chat", _chat_conversation(case)),
+            ("messages", _messages_conversation(case)),
+            ("responses", _responses_conversation(case)),
+        )
+    }
+    req = _grpc_request(case)
+    del req.messages[:]
+    for m in _chat_conversation(case)["messages"]:
+        msg = router_pb2.Message(
+            role=m["role"], content=m["content"] or "", tool_call_id=m.get("tool_call_id", "")
+        )
+        for c in m.get("tool_calls", ()):
+            msg.tool_calls.append(
+                router_pb2.ToolCall(
+                    id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"]
+                )
+            )
+        req.messages.append(msg)
+    decisions["grpc"] = stub.Explain(req, timeout=20)
+    chat = decisions["chat"]
+    assert chat.pool == case.pool, chat.reasons
+    for door, d in decisions.items():
+        assert d == chat, (
+            door,
+            json_format.MessageToDict(d.signals),
+            json_format.MessageToDict(chat.signals),
+        )
+
+
+def test_explain_names_an_unknown_door(http: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        http.post("/explain?door=fax", body={}, cast_to=object)
+    assert e.value.body["param"] == "door"  # type: ignore[index]

@@ -2,7 +2,8 @@
 
 A thin transport over the inbound pipeline: ``POST /v1/chat/completions``
 (the API is described in :mod:`skyroute.router.ingress.codecs.openai_chat`)
-and ``POST /v1/explain`` (the same body, answered with the decision as
+and ``POST /v1/explain`` (the same body, or with ``?door=messages`` or
+``?door=responses`` the other doors' bodies, answered with the decision as
 Explain returns it, calling no model) read the body and hand it to the
 pipeline with a sink that answers whole or streams. The Anthropic Messages
 door (:mod:`skyroute.router.ingress.codecs.anthropic_messages`) is
@@ -41,6 +42,12 @@ _CODEC = OpenAIChat()
 _MESSAGES = AnthropicMessages()
 _COUNT_TOKENS = CountTokens()
 _RESPONSES = OpenAIResponses()
+# The doors Explain takes a body of (``POST /v1/explain?door=...``).
+_EXPLAIN_DOORS: dict[str, Codec[HttpIn, HttpReply, bytes]] = {
+    "chat": _CODEC,
+    "messages": _MESSAGES,
+    "responses": _RESPONSES,
+}
 
 
 class _Sink:
@@ -79,8 +86,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def explain(request: web.Request) -> web.StreamResponse:
-    """A dry run of a Chat Completions body: the decision and why, no model called."""
-    return await _through_pipeline(request, dry_run=True)
+    """A dry run: the decision and why, no model called.
+
+    The body is a Chat Completions one, or with ``?door=messages`` an Anthropic
+    Messages one, with ``?door=responses`` a Responses one: whichever door a
+    request would come through, Explain shows what it decides.
+    """
+    codec = _EXPLAIN_DOORS.get(request.query.get("door", "chat"))
+    if codec is None:
+        reply = error_reply(
+            400,
+            f"door: expected one of {', '.join(_EXPLAIN_DOORS)}",
+            "invalid_request_error",
+            "door",
+        )
+        return web.Response(status=400, body=reply.body, content_type=reply.content_type)
+    return await _through_pipeline(request, dry_run=True, codec=codec)
 
 
 async def messages(request: web.Request) -> web.StreamResponse:

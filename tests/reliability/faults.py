@@ -27,6 +27,9 @@ POOLS = [
     ("budget", "a-budget", "openai", "b-budget"),
     # Idempotency after a timeout: the primary hangs on a tool request.
     ("idemhang", "a-idemhang", "openai", "b-idemhang"),
+    # A latency objective: a slow-first-token primary, a fast model on the same
+    # provider next, a fast one on another provider last (the hedge's preferred target).
+    ("objective", "a-obj", "openai", "b-obj"),
 ]
 
 _PATH = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini"}
@@ -45,11 +48,14 @@ def files() -> dict[str, str]:
     docs = []
     for i, (policy, primary, provider, backup) in enumerate(POOLS):
         # The tool and slow pools have slow but healthy primaries: timeouts must outlast them.
-        models = _model(primary, provider, 3000 if policy in ("tool", "slow", "hedge") else 400)
+        slow = ("tool", "slow", "hedge", "objective")
+        models = _model(primary, provider, 3000 if policy in slow else 400)
         if policy in ("uttft", "ustall"):
             models = _model(primary, provider, 6000)
         if policy == "budget":
             models += _model("a2-budget", provider, 400)
+        if policy == "objective":
+            models += _model("a2-obj", provider, 3000)
         if backup:
             models += _model(backup, "anthropic" if provider != "anthropic" else "openai", 3000)
         docs.append(
@@ -57,7 +63,12 @@ def files() -> dict[str, str]:
             f"  name: pool-{policy}\nspec:\n  models:\n{models}"
         )
         # Unary calls stream internally, so the first-token timeout applies to them too.
-        ftt = 2500 if policy in ("tool", "slow", "hedge") else 500
+        ftt = 2500 if policy in slow else 500
+        objective = (
+            "  selection: {mode: ordered, objective: {p95Ms: 1400}}\n"
+            if policy == "objective"
+            else ""
+        )
         budget = (0, 0) if policy == "budget" else (0.2, 10)  # "budget": no retries at all
         docs.append(f"""apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy
@@ -73,7 +84,7 @@ spec:
     retryBudget: {{ratio: {budget[0]}, minConcurrency: {budget[1]}}}
     nonIdempotentTools: [create_invoice]
     hedging: {{enabled: {"true" if policy == "hedge" else "false"}, afterMs: 100}}
-""")
+{objective}""")
     return {"faults.yaml": "---\n".join(docs)}
 
 
@@ -111,6 +122,7 @@ models:
   a-budget: {error_rate: 1.0, errors: {server_error: 1}}
   a-idemhang: {error_rate: 1.0, errors: {timeout: 1}}
   a2-budget: {error_rate: 1.0, errors: {server_error: 1}}
+  a-obj: {ttft_ms: {p50: 900, p95: 900}}
 """
 
 INVOICE_TOOL = {

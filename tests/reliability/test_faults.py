@@ -464,3 +464,28 @@ def test_idempotency_with_redis_down_fails_closed_for_side_effects(
     plain = {"model": "slow", "messages": [{"role": "user", "content": "hello"}]}
     status, _, _, _ = asyncio.run(_keyed(url, plain, "key-down-plain"))
     assert status == 200
+
+
+def test_a_latency_objective_hedges_on_first_token_time_within_its_budget(
+    control_down: Stack,
+) -> None:
+    # objective p95 1400 ms: a tool-free request whose primary (first token at 900 ms)
+    # has said nothing after 700 ms is hedged, to the fast model on another provider
+    # rather than the same provider's next; the first to answer wins. Hedges spend the
+    # hedge budget (a tenth of the requests, plus the first): the rest wait for the primary.
+    n = 40
+    results = asyncio.run(_burst(_urls(control_down), "objective", n, 2))
+    assert all(r[0] == 200 for r in results)
+    hedged = [r for r in results if r[1]["x-skyroute-model"] == "b-obj"]
+    waited = [r for r in results if r[1]["x-skyroute-model"] == "a-obj"]
+    assert len(hedged) + len(waited) == n  # the same provider's a2-obj never answers
+    # Two routers, each at most its first hedge plus a tenth of its 20 requests.
+    assert 2 <= len(hedged) <= 2 * (1 + 20 // 10), len(hedged)
+    for r in hedged:
+        trail, notes = r[1]["x-skyroute-attempts"], r[1].get("x-skyroute-notes", "")
+        assert trail.startswith("a-obj;cancelled") and "b-obj;ok" in trail, trail
+        assert "a-obj: hedged to b-obj, no first token after 700 ms" in notes, notes
+    for r in waited:
+        assert r[1]["x-skyroute-attempts"].startswith("a-obj;ok"), r[1]["x-skyroute-attempts"]
+    refused = [r for r in waited if "not hedged, hedge budget spent" in r[1]["x-skyroute-notes"]]
+    assert len(refused) == len(waited)

@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from skyroute.router.engine.health import RetryBudget
-from skyroute.router.engine.hedge import Raced, race
+from skyroute.router.engine.hedge import HedgeBudget, Raced, race
 from skyroute.router.providers.types import SERVER_ERROR, ProviderError, Target
 from skyroute.router.table import Candidate, ReliabilitySettings
 
@@ -36,7 +36,7 @@ class Upstreams:
         self.started: list[str] = []
         self.discarded: list[str] = []
 
-    async def attempt(self, cand: Candidate, budget_s: float) -> str:
+    async def attempt(self, cand: Candidate, budget_s: float, first: asyncio.Event) -> str:
         self.started.append(cand.model)
         try:
             await self.gates[cand.model].wait()
@@ -114,5 +114,84 @@ def test_no_budget_no_hedge() -> None:
         raced = await task
         assert up.started == ["a"] and not raced.launched and budget.denied == 1
         assert raced.error is not None and raced.error.message == "a failed"
+
+    asyncio.run(go())
+
+
+class Tokens(Upstreams):
+    """Upstreams that signal a first token (``firsts`` gate) before their whole answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.firsts = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    async def attempt(self, cand: Candidate, budget_s: float, first: asyncio.Event) -> str:
+        self.started.append(cand.model)
+        try:
+            await self.firsts[cand.model].wait()
+            first.set()
+            await self.gates[cand.model].wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(cand.model)
+            raise
+        return cand.model
+
+
+def test_the_first_token_decides_the_race_not_the_whole_answer() -> None:
+    async def go() -> None:
+        up, budget = Tokens(), RetryBudget()
+        task = asyncio.ensure_future(
+            race(up.attempt, A, B, 0.0, 5.0, budget, ReliabilitySettings(), up.discard)
+        )
+        while len(up.started) < 2:
+            await asyncio.sleep(0)
+        up.firsts["b"].set()  # the hedge has its first token: the primary is cancelled
+        while not up.cancelled:
+            await asyncio.sleep(0)
+        assert up.cancelled == ["a"] and not task.done()
+        assert budget.retrying == 0  # decided: the hedge's retry token is back
+        up.gates["b"].set()
+        raced = await task
+        assert (raced.value, raced.launched) == ("b", True)
+
+    asyncio.run(go())
+
+
+def test_a_first_token_before_the_delay_means_no_hedge() -> None:
+    async def go() -> None:
+        up, budget = Tokens(), RetryBudget()
+        up.firsts["a"].set()
+        task = asyncio.ensure_future(
+            race(up.attempt, A, B, 0.05, 5.0, budget, ReliabilitySettings(), up.discard)
+        )
+        await asyncio.sleep(0.1)  # past the delay, the primary still streaming
+        up.gates["a"].set()
+        raced = await task
+        assert up.started == ["a"] and (raced.value, raced.launched) == ("a", False)
+
+    asyncio.run(go())
+
+
+def test_the_hedge_budget_bounds_hedges_to_its_share() -> None:
+    hb = HedgeBudget(share=0.1, burst=5.0)
+    granted = 0
+    for _ in range(100):
+        hb.earn()
+        granted += hb.take()
+    assert granted <= 1 + 0.1 * 100 and granted >= 9
+    assert hb.refused == 100 - granted
+
+    async def go() -> None:
+        up, budget = Upstreams(), RetryBudget()
+        spent = HedgeBudget(share=0.1)
+        spent.tokens = 0.0
+        task = asyncio.ensure_future(
+            race(up.attempt, A, B, 0.0, 5.0, budget, ReliabilitySettings(), up.discard, spent)
+        )
+        await asyncio.sleep(0.01)
+        up.gates["a"].set()
+        raced = await task
+        assert up.started == ["a"] and raced.refused == "hedge budget spent"
+        assert budget.retrying == 0 and budget.denied == 0
 
     asyncio.run(go())

@@ -21,8 +21,9 @@ a context-length or content-filter refusal is about the request.
 Estimates decay with **time**, not only with calls: the failure rate is an
 exponentially weighted average whose weight halves every
 ``FAILURE_HALF_LIFE_S`` seconds without calls, and latency percentiles
-(p95 for scoring, the hedging percentile) are taken over the samples of the
-last ``LATENCY_WINDOW_S`` seconds only. A model that was demoted during an
+(p95 for scoring, the median for admission) and first-token percentiles (the
+hedging delay) are taken over the samples of the last ``LATENCY_WINDOW_S``
+seconds only. A model that was demoted during an
 outage therefore stops being judged by it while it gets no traffic.
 
 Every time here comes from one clock (``clock``, monotonic seconds): tests
@@ -65,6 +66,42 @@ Clock = Callable[[], float]
 
 
 @dataclass(slots=True)
+class Window:
+    """The last ``_RING`` samples of one quantity (seconds), their times, cached percentiles.
+
+    Percentiles cover the samples of the last LATENCY_WINDOW_S seconds only, and are
+    recomputed every ``_RECOMPUTE_EVERY`` samples or ``_RECOMPUTE_AFTER_S`` seconds.
+    """
+
+    values: np.ndarray = field(default_factory=lambda: np.zeros(_RING))
+    times: np.ndarray = field(default_factory=lambda: np.full(_RING, -np.inf))
+    samples: int = 0
+    percentiles: dict[float, float] = field(default_factory=dict)
+    computed_at: float = 0.0
+
+    def add(self, now: float, value: float) -> None:
+        self.values[self.samples % _RING] = value
+        self.times[self.samples % _RING] = now
+        self.samples += 1
+        if self.samples % _RECOMPUTE_EVERY == 0:
+            self.percentiles.clear()
+
+    def percentile(self, now: float, q: float) -> float | None:
+        if self.samples < _MIN_SAMPLES:
+            return None
+        if now - self.computed_at > _RECOMPUTE_AFTER_S:
+            self.percentiles.clear()
+        value = self.percentiles.get(q)
+        if value is None:
+            n = min(self.samples, _RING)
+            recent = self.values[:n][self.times[:n] >= now - LATENCY_WINDOW_S]
+            value = float(np.percentile(recent, q)) if len(recent) >= _MIN_SAMPLES else -1.0
+            self.percentiles[q] = value
+            self.computed_at = now
+        return value if value >= 0 else None
+
+
+@dataclass(slots=True)
 class EndpointState:
     model: str
     endpoint: str
@@ -74,11 +111,8 @@ class EndpointState:
     cooldown_until: float = 0.0  # from Retry-After
     next_probe: float = 0.0  # while ejected: when the next half-open probe may go
     probe_every: float = _MAX_PROBE_EVERY_S
-    latencies: np.ndarray = field(default_factory=lambda: np.zeros(_RING))
-    times: np.ndarray = field(default_factory=lambda: np.full(_RING, -np.inf))
-    samples: int = 0
-    percentiles: dict[float, float] = field(default_factory=dict)
-    computed_at: float = 0.0
+    latency: Window = field(default_factory=Window)  # whole answers
+    first_token: Window = field(default_factory=Window)  # time to the first event
     # Exponentially weighted failure rate (alpha 0.05: about the last 20 calls), as of
     # ``rate_at``; it halves every FAILURE_HALF_LIFE_S seconds without calls.
     failure_rate: float = 0.0
@@ -160,11 +194,11 @@ class EndpointHealth:
             self.returned_total += 1
         elif s.ejections and now > s.ejected_until + 60.0:
             s.ejections -= 1  # healthy for a while: the next ejection is shorter again
-        s.latencies[s.samples % _RING] = latency_s
-        s.times[s.samples % _RING] = now
-        s.samples += 1
-        if s.samples % _RECOMPUTE_EVERY == 0:
-            s.percentiles.clear()
+        s.latency.add(now, latency_s)
+
+    def first_token(self, c: Candidate, seconds: float) -> None:
+        """An attempt's first event arrived ``seconds`` after it started."""
+        self._state(c).first_token.add(self.clock(), seconds)
 
     def failure(
         self,
@@ -199,19 +233,12 @@ class EndpointHealth:
     def percentile(self, c: Candidate, q: float) -> float | None:
         """Latency percentile over the last LATENCY_WINDOW_S seconds (None: too few samples)."""
         s = self._states.get((c.model, c.target.endpoint))
-        if s is None or s.samples < _MIN_SAMPLES:
-            return None
-        now = self.clock()
-        if now - s.computed_at > _RECOMPUTE_AFTER_S:
-            s.percentiles.clear()
-        value = s.percentiles.get(q)
-        if value is None:
-            n = min(s.samples, _RING)
-            recent = s.latencies[:n][s.times[:n] >= now - LATENCY_WINDOW_S]
-            value = float(np.percentile(recent, q)) if len(recent) >= _MIN_SAMPLES else -1.0
-            s.percentiles[q] = value
-            s.computed_at = now
-        return value if value >= 0 else None
+        return None if s is None else s.latency.percentile(self.clock(), q)
+
+    def first_token_percentile(self, c: Candidate, q: float) -> float | None:
+        """Time-to-first-event percentile over the last LATENCY_WINDOW_S seconds (or None)."""
+        s = self._states.get((c.model, c.target.endpoint))
+        return None if s is None else s.first_token.percentile(self.clock(), q)
 
     def p95_s(self, c: Candidate) -> float | None:
         """This router's own p95 for the endpoint, else the fleet's prior, else unknown."""

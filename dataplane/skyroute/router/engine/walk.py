@@ -20,15 +20,21 @@ after the decision:
   (``x-skyroute-notes``) say why each retry or fallback was or was not made.
 - Unary requests are streamed from the upstream too and gathered, so the
   first-token and inter-token timeouts cut a stalled upstream as early for a
-  unary caller as for a streaming one; with a latency objective, an attempt
-  with no first token after half of it falls back (but the pool's last).
+  unary caller as for a streaming one.
+- A latency objective (the rule's ``selection.objective.p95Ms``) is met on
+  first-token time: a tool-free request is hedged to the next candidate
+  (another provider first) when its first attempt has no first token after
+  the primary's observed first-token percentile, at most half the objective;
+  hedges are bounded by the hedge budget (a tenth of such requests). A
+  request offering idempotent tools falls back at half the objective instead.
 - Requests offering a tool the policy marks non-idempotent get a stricter
   cap and are never sent again after a failure that may have let the
   upstream act (a timeout, a cut stream).
-- Hedging (policy opt-in, idempotent tool-free requests only): when the first
-  attempt is slower than the endpoint's observed percentile, a second
-  candidate starts; the first success wins and the other is cancelled. A
-  stream is raced up to its first event only (:mod:`.hedge`).
+- Hedging (policy opt-in or a latency objective, tool-free requests only):
+  when the first attempt has no first token after ``afterMs`` or the
+  endpoint's observed first-token percentile, a second candidate starts; the
+  first to produce a first token wins and the other is cancelled (both in the
+  attempt trail); a stream is then relayed, a unary answer gathered (:mod:`.hedge`).
 - Streaming: nothing is emitted before the first upstream event, so a failure
   before it falls back silently; after it, a failure becomes an explicit
   :class:`StreamFailed` event and never a clean end.
@@ -60,7 +66,7 @@ from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision
 from skyroute.router.engine.health import Clock, EndpointHealth, RetryBudget
-from skyroute.router.engine.hedge import race
+from skyroute.router.engine.hedge import AttemptFn, HedgeBudget, race
 from skyroute.router.engine.records import (
     AttemptRecord,
     RequestContext,
@@ -100,26 +106,37 @@ FirstEvent = tuple[StreamEvent, Events]
 _DEADLINE = "request deadline exceeded"
 
 
-def _first_token_s(d: Decision, cand: Candidate) -> float:
+def _first_token_s(d: Decision, cand: Candidate, req: ChatRequest, side_effects: bool) -> float:
     """The first-token timeout: the policy's, or half the latency objective.
 
-    With an objective (``selection.objective.p95Ms``) an attempt that has produced
-    nothing after half of it falls back, so the next candidate can still answer
-    within it; the pool's last candidate keeps the policy's full wait.
+    With an objective (``selection.objective.p95Ms``) a request offering tools (which
+    is never hedged) falls back when its attempt has produced nothing after half of
+    it, so the next candidate can still answer within it; the pool's last candidate
+    keeps the policy's full wait, and so does a request offering a non-idempotent tool
+    (it could not be sent again after the cut). A tool-free request is hedged instead
+    (see ``Engine._hedge_delay``): its first attempt keeps running, first token wins.
     """
     ftt = d.policy.first_token_timeout_s
-    objective = d.selection.objective_p95_s if d.selection is not None else 0.0
-    if objective and d.chain and cand is not d.chain[-1]:
+    objective = _objective_s(d)
+    if objective and req.tools and not side_effects and d.chain and cand is not d.chain[-1]:
         return min(ftt, objective / 2.0)
     return ftt
 
 
-async def _collect(events: AsyncIterator[StreamEvent]) -> ChatResult:
+def _objective_s(d: Decision) -> float:
+    return d.selection.objective_p95_s if d.selection is not None else 0.0
+
+
+async def _collect(events: AsyncIterator[StreamEvent], on_first: Callable[[], None]) -> ChatResult:
     """An upstream stream gathered into one answer (for a unary caller)."""
     text: list[str] = []
     calls: list[dict[str, Any]] = []
+    seen = False
     try:
         async for item in events:
+            if not seen:
+                seen = True
+                on_first()
             if isinstance(item, StreamEnd):
                 return ChatResult(
                     "".join(text),
@@ -173,6 +190,8 @@ class Engine:
         # Ejections, probes and decay run on ``clock`` (tests pass a faster one).
         self.health = EndpointHealth(clock)
         self.budget = RetryBudget()
+        # Hedges a latency objective asks for: at most a tenth of its requests (hedge.py).
+        self.hedge_budget = HedgeBudget()
         self.hedges = 0
         self.metrics = RouterMetrics()
         self.spans = Spans()
@@ -290,11 +309,39 @@ class Engine:
 
     def _hedge_delay(
         self, d: Decision, cand: Candidate, req: ChatRequest, side_effects: bool
-    ) -> float | None:
+    ) -> tuple[float | None, HedgeBudget | None]:
+        """(How long the first attempt may go without a first token before a hedge, its throttle).
+
+        Opted in (``hedging``): after ``afterMs``, else the endpoint's observed
+        first-token percentile. With a latency objective: after the primary's
+        observed first-token percentile, at most half the objective (its
+        first-token budget), throttled by the hedge budget. Never for a request
+        offering tools. (None, None): no hedge.
+        """
         rel = d.policy.reliability
-        if not rel.hedge_enabled or side_effects or req.tools:
-            return None
-        return rel.hedge_after_s or self.health.percentile(cand, rel.hedge_percentile)
+        objective = _objective_s(d)
+        if side_effects or req.tools or not (rel.hedge_enabled or objective):
+            return None, None
+        seen = self.health.first_token_percentile(cand, rel.hedge_percentile)
+        delays: list[float] = []
+        if rel.hedge_enabled and (rel.hedge_after_s or seen is not None):
+            delays.append(rel.hedge_after_s or cast(float, seen))
+        throttle = None
+        if objective:
+            self.hedge_budget.earn()
+            throttle = self.hedge_budget
+            delays.append(objective / 2.0 if seen is None else min(seen, objective / 2.0))
+        if not delays:
+            return None, None
+        return min(delays), throttle if not rel.hedge_enabled else None
+
+    @staticmethod
+    def _hedge_target(chain: list[Candidate], i: int, cand: Candidate) -> int:
+        """Index of the candidate a hedge of ``cand`` goes to: another provider first."""
+        for j in range(i, len(chain)):
+            if chain[j].provider != cand.provider:
+                return j
+        return i
 
     # -- the walk --------------------------------------------------------------
     async def _walk(
@@ -303,7 +350,7 @@ class Engine:
         req: ChatRequest,
         ctx: RequestContext,
         served: Served,
-        call: Callable[[Candidate, float], Awaitable[T]],
+        call: AttemptFn[T],
         discard: Callable[[Opened[T]], Awaitable[None]],
     ) -> Opened[T] | None:
         """Attempts along the chain until one answers; None when none did (see served.error).
@@ -315,8 +362,8 @@ class Engine:
         deadline = ctx.started + d.policy.request_timeout_s
         side_effects = self.side_effects(d, req)
         cap = self._cap(d, side_effects)
-        chain = self.health.order(d.chain, served.notes)
-        attempt = partial(self._attempt, served=served, ctx=ctx, call=call)
+        chain = list(self.health.order(d.chain, served.notes))
+        attempt: AttemptFn[Opened[T]] = partial(self._attempt, served=served, ctx=ctx, call=call)
         tried: set[str] = set()
         min_window = 0
         i = 0
@@ -335,18 +382,29 @@ class Engine:
             opened: Opened[T] | None = None
             error: ProviderError | None = None
             try:
-                delay = None if retry else self._hedge_delay(d, cand, req, side_effects)
+                delay, throttle = (
+                    (None, None) if retry else self._hedge_delay(d, cand, req, side_effects)
+                )
                 if delay is not None and i < len(chain) and len(served.attempts) + 1 < cap:
+                    j = self._hedge_target(chain, i, cand)
+                    to = chain[j]
                     raced = await race(
-                        attempt, cand, chain[i], delay, remaining, self.budget, rel, discard
+                        attempt, cand, to, delay, remaining, self.budget, rel, discard, throttle
                     )
                     opened, error = raced.value, raced.error
                     if raced.launched:
                         self.hedges += 1
-                        i += 1  # the hedge tried the next candidate already
+                        served.notes.append(
+                            f"{cand.model}: hedged to {to.model}, no first token "
+                            f"after {delay * 1000:.0f} ms"
+                        )
+                        tried.add(to.target.endpoint)
+                        del chain[j]  # the hedge tried it already
+                    elif raced.refused:
+                        served.notes.append(f"{cand.model}: not hedged, {raced.refused}")
                 else:
                     try:
-                        opened = await attempt(cand, remaining)
+                        opened = await attempt(cand, remaining, asyncio.Event())
                     except ProviderError as exc:
                         error = exc
             finally:
@@ -369,10 +427,11 @@ class Engine:
         self,
         cand: Candidate,
         budget_s: float,
+        first: asyncio.Event,
         *,
         served: Served,
         ctx: RequestContext,
-        call: Callable[[Candidate, float], Awaitable[T]],
+        call: AttemptFn[T],
     ) -> Opened[T]:
         """The provider-call seam: one call, its span current while the request goes out.
 
@@ -388,7 +447,7 @@ class Engine:
         )
         token = enter(at.span)
         try:
-            return Opened(at, await call(cand, budget_s))
+            return Opened(at, await call(cand, budget_s, first))
         except ProviderError as exc:
             self._end(served, at, exc)
             raise
@@ -474,7 +533,7 @@ class Engine:
         return served
 
     async def _call(
-        self, d: Decision, req: ChatRequest, cand: Candidate, budget_s: float
+        self, d: Decision, req: ChatRequest, cand: Candidate, budget_s: float, first: asyncio.Event
     ) -> ChatResult:
         # Streamed from the upstream even for a unary caller: a stall before the first
         # token or between tokens is cut by the same timeouts as a stream's.
@@ -484,11 +543,17 @@ class Engine:
                 self.session,
                 cand.target,
                 req,
-                min(_first_token_s(d, cand), timeout),
+                min(_first_token_s(d, cand, req, self.side_effects(d, req)), timeout),
                 timeout,
                 d.policy.inter_token_timeout_s,
-            )
+            ),
+            partial(self._first_event, cand, time.perf_counter(), first),
         )
+
+    def _first_event(self, cand: Candidate, started: float, first: asyncio.Event) -> None:
+        """An attempt's first upstream event: the hedge race hears of it, health learns its time."""
+        first.set()
+        self.health.first_token(cand, time.perf_counter() - started)
 
     async def _lost(self, served: Served, opened: Opened[Any]) -> None:
         """An answer that came in with a hedge race's winner: recorded as the loser it is."""
@@ -528,10 +593,11 @@ class Engine:
             self.budget.active -= 1
 
     async def _open_stream(
-        self, d: Decision, req: ChatRequest, cand: Candidate, budget_s: float
+        self, d: Decision, req: ChatRequest, cand: Candidate, budget_s: float, first: asyncio.Event
     ) -> FirstEvent:
         """Open a stream and wait for its first event (what a stream attempt answers with)."""
         policy = d.policy
+        started = time.perf_counter()
         # An async generator in fact; typed as such so it can be closed early.
         events = cast(
             Events,
@@ -539,20 +605,21 @@ class Engine:
                 self.session,
                 cand.target,
                 req,
-                min(_first_token_s(d, cand), budget_s),
+                min(_first_token_s(d, cand, req, self.side_effects(d, req)), budget_s),
                 budget_s,
                 policy.inter_token_timeout_s,
             ),
         )
         try:
-            first = await anext(events)
+            event = await anext(events)
         except StopAsyncIteration:
             await events.aclose()
             raise ProviderError(STREAM_CUT, "stream ended before its first event") from None
         except BaseException:
             await events.aclose()
             raise
-        return first, events
+        self._first_event(cand, started, first)
+        return event, events
 
     async def _lost_stream(self, served: Served, opened: Opened[FirstEvent]) -> None:
         await opened.value[1].aclose()

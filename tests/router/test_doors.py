@@ -198,11 +198,11 @@ def _grpc_request(case: Case) -> router_pb2.CompletionRequest:
 
 
 def _facts(pairs: Any) -> dict[str, str]:
-    # Attempt durations differ between any two requests; everything else must not.
+    # Attempt durations and the feedback id (it names one answer) differ between any
+    # two requests; everything else must not.
+    per_request = ("x-skyroute-attempts", "x-skyroute-feedback-id")
     return {
-        k: v
-        for k, v in dict(pairs).items()
-        if k.startswith("x-skyroute-") and k != "x-skyroute-attempts"
+        k: v for k, v in dict(pairs).items() if k.startswith("x-skyroute-") and k not in per_request
     }
 
 
@@ -246,6 +246,8 @@ def test_same_decision_and_answer_through_both_doors(
     calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
     assert calls == [(c.name, c.arguments) for c in got.message.tool_calls]
     assert _facts(resp.headers.items()) == _facts(call.trailing_metadata())
+    assert dict(call.trailing_metadata())["x-skyroute-feedback-id"] == got.feedback_id
+    assert resp.headers["x-skyroute-feedback-id"].startswith("fb1.")
     assert resp.headers["x-skyroute-pool"] == got.decision.pool == case.pool
     assert got.decision == over_grpc
 

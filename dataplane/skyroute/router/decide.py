@@ -393,6 +393,8 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
                 latency_term=x.terms[1],
                 failure_term=x.terms[2],
                 quality_term=x.terms[3],
+                quality_prior=x.cand.learned_quality.get(d.intent, (x.quality, 0.0))[0],
+                quality_n=x.cand.learned_quality.get(d.intent, (0.0, 0.0))[1],
             )
             for x in d.scores or ()
         ],

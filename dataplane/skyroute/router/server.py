@@ -105,6 +105,7 @@ async def serve(
     if redis_url:
         state.idempotency = RedisStore(redis_url)
     state.door = build_door(redis_url, allow_anonymous, limits_local_share)
+    state.feedback.forward = reporter.feedback  # verified feedback rides the outcome stream
     # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
     server = grpc.aio.server(options=server_options(DOOR_MAX_BYTES, reuse_port=reuse_port))
     router_pb2_grpc.add_RouterServicer_to_server(RouterService(state), server)
@@ -131,6 +132,7 @@ async def serve(
         "outcomes_dropped": reporter.dropped,
         "cache": engine.cache.stats(),
         "door": state.door.status(),
+        "feedback": {"accepted": state.feedback.accepted, "refused": state.feedback.refused},
     }
 
     workers = WorkerMetrics(worker_index, list(worker_peers)) if worker_peers else None

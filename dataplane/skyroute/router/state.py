@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from skyroute.router.engine import Engine
+from skyroute.router.feedback import FeedbackDesk
 from skyroute.router.idempotency import IdempotencyStore, MemoryStore
 from skyroute.router.ingress.guards.door import Door
 from skyroute.router.table import RoutingTable
@@ -35,6 +36,8 @@ class RouterState:
     status_hook: Callable[[], dict[str, object]] | None = None
     # GET /metrics: this process's instruments, or every worker's (see worker_metrics).
     exposition: Callable[[], Awaitable[tuple[bytes, str]]] = _own_exposition
+    # Feedback ids on answers, feedback verified and forwarded (router.feedback).
+    feedback: FeedbackDesk = field(default_factory=FeedbackDesk)
 
     def admit(self) -> bool:
         """Take a slot for a request, or say no (the caller answers 429 at once)."""

@@ -174,6 +174,10 @@ class OutcomeReporter:
         self._buffer: collections.deque[distribution_pb2.Outcome] = collections.deque(
             maxlen=max_buffer
         )
+        # Verified feedback (router.feedback), sent with the next batch; bounded the same way.
+        self._feedback: collections.deque[distribution_pb2.Feedback] = collections.deque(
+            maxlen=max_buffer
+        )
         self.batch_size = batch_size
         self.interval_s = interval_s
         self.recorded = 0
@@ -194,6 +198,10 @@ class OutcomeReporter:
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
 
+    def feedback(self, fb: distribution_pb2.Feedback) -> None:
+        self._feedback.append(fb)
+        self._wake.set()
+
     async def run(self) -> None:
         while True:
             try:
@@ -211,10 +219,16 @@ class OutcomeReporter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
-            while self._buffer:
+            while self._buffer or self._feedback:
                 n = min(self.batch_size, len(self._buffer))
                 items = [self._buffer.popleft() for _ in range(n)]
+                k = min(self.batch_size, len(self._feedback))
+                fb = [self._feedback.popleft() for _ in range(k)]
                 self.sent += n
                 yield distribution_pb2.OutcomeBatch(
-                    node=self.node, outcomes=items, endpoints=self.endpoints(), stats=self.stats()
+                    node=self.node,
+                    outcomes=items,
+                    endpoints=self.endpoints(),
+                    stats=self.stats(),
+                    feedback=fb,
                 )

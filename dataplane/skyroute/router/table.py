@@ -80,6 +80,8 @@ class Candidate:
     # The same per intent, where the fleet has enough samples: (p95 s, failure rate,
     # completion tokens), 0 = unknown.
     observed_by_intent: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # Quality learned from feedback per intent: (offline prior, observations, posterior mean).
+    learned_quality: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def observed_for(self, intent: str) -> tuple[float, float, float]:
         """Fleet priors for ``intent``: its own figures where known, else the model's."""
@@ -93,6 +95,10 @@ class Candidate:
         )
 
     def quality_for(self, intent: str) -> float:
+        """The posterior learned from feedback where there is one, else the offline eval."""
+        learned = self.learned_quality.get(intent)
+        if learned is not None and learned[1] > 0:
+            return learned[2]
         q = self.quality.get(intent)
         if q is None:
             q = self.quality.get("*", 0.5)
@@ -290,6 +296,7 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
             i: (o.p95_ms / 1000.0, o.failure_rate, o.completion_tokens)
             for i, o in c.observed_by_intent.items()
         },
+        learned_quality={i: (q.prior, q.n, q.posterior) for i, q in c.learned_quality.items()},
     )
 
 

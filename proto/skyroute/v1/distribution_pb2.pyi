@@ -285,6 +285,7 @@ class OutcomeBatch(_message.Message):
     OUTCOMES_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def node(self) -> Global___Node: ...
     @_builtins.property
@@ -299,6 +300,12 @@ class OutcomeBatch(_message.Message):
         carried stats (deltas: the control plane adds them up, never replaces).
         """
 
+    @_builtins.property
+    def feedback(self) -> _containers.RepeatedCompositeFieldContainer[Global___Feedback]:
+        """Feedback callers gave on earlier answers (POST /v1/feedback, Router.Feedback),
+        already verified by the router against the signed feedback id.
+        """
+
     def __init__(
         self,
         *,
@@ -306,14 +313,79 @@ class OutcomeBatch(_message.Message):
         outcomes: _abc.Iterable[Global___Outcome] | None = ...,
         endpoints: _abc.Iterable[Global___EndpointHealth] | None = ...,
         stats: _abc.Iterable[Global___ModelStats] | None = ...,
+        feedback: _abc.Iterable[Global___Feedback] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "node", b"node", "outcomes", b"outcomes", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "feedback", b"feedback", "node", b"node", "outcomes", b"outcomes", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OutcomeBatch: _TypeAlias = OutcomeBatch  # noqa: Y015
+
+@_typing.final
+class Feedback(_message.Message):
+    """One piece of feedback joined to what served the request it is about: the
+    router recovers the join from the signed feedback id it minted with the
+    answer, so feedback hours later needs no state on either side.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    INTENT_FIELD_NUMBER: _builtins.int
+    SERVED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    UNIX_MS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    GOOD_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    tenant: _builtins.str
+    policy: _builtins.str
+    policy_version: _builtins.str
+    pool: _builtins.str
+    model: _builtins.str
+    intent: _builtins.str
+    served_unix_ms: _builtins.int
+    """When the answer was served, and when the feedback arrived."""
+    unix_ms: _builtins.int
+    source: _builtins.str
+    """"user", "evaluator" or "downstream"."""
+    good: _builtins.bool
+    score: _builtins.float
+    comment: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        policy_version: _builtins.str = ...,
+        pool: _builtins.str = ...,
+        model: _builtins.str = ...,
+        intent: _builtins.str = ...,
+        served_unix_ms: _builtins.int = ...,
+        unix_ms: _builtins.int = ...,
+        source: _builtins.str = ...,
+        good: _builtins.bool = ...,
+        score: _builtins.float = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "good", b"good", "score", b"score", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "good", b"good", "intent", b"intent", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "request_id", b"request_id", "score", b"score", "served_unix_ms", b"served_unix_ms", "source", b"source", "tenant", b"tenant", "unix_ms", b"unix_ms", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["good", "score", "comment"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___Feedback: _TypeAlias = Feedback  # noqa: Y015
 
 @_typing.final
 class ModelStats(_message.Message):

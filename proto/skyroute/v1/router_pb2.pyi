@@ -24,6 +24,85 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class FeedbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    GOOD_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    SCORE_MIN_FIELD_NUMBER: _builtins.int
+    SCORE_MAX_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The answer's feedback id (CompletionResponse.feedback_id, or the
+    x-skyroute-feedback-id header / trailing metadata).
+    """
+    source: _builtins.str
+    """"user" (default), "evaluator" or "downstream"."""
+    good: _builtins.bool
+    score: _builtins.float
+    comment: _builtins.str
+    score_min: _builtins.float
+    """The declared range of `score` (default [0, 1]); min < max."""
+    score_max: _builtins.float
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        source: _builtins.str = ...,
+        good: _builtins.bool = ...,
+        score: _builtins.float = ...,
+        comment: _builtins.str = ...,
+        score_min: _builtins.float | None = ...,
+        score_max: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_max", b"_score_max", "_score_min", b"_score_min", "comment", b"comment", "good", b"good", "score", b"score", "score_max", b"score_max", "score_min", b"score_min", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_max", b"_score_max", "_score_min", b"_score_min", "comment", b"comment", "good", b"good", "request_id", b"request_id", "score", b"score", "score_max", b"score_max", "score_min", b"score_min", "source", b"source", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__score_max: _TypeAlias = _typing.Literal["score_max"]  # noqa: Y015
+    _WhichOneofArgType__score_max: _TypeAlias = _typing.Literal["_score_max", b"_score_max"]  # noqa: Y015
+    _WhichOneofReturnType__score_min: _TypeAlias = _typing.Literal["score_min"]  # noqa: Y015
+    _WhichOneofArgType__score_min: _TypeAlias = _typing.Literal["_score_min", b"_score_min"]  # noqa: Y015
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["good", "score", "comment"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_max) -> _WhichOneofReturnType__score_max | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_min) -> _WhichOneofReturnType__score_min | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___FeedbackRequest: _TypeAlias = FeedbackRequest  # noqa: Y015
+
+@_typing.final
+class FeedbackResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    INTENT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    model: _builtins.str
+    """The model and intent the feedback was joined to."""
+    intent: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        intent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intent", b"intent", "model", b"model", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackResponse: _TypeAlias = FeedbackResponse  # noqa: Y015
+
+@_typing.final
 class ToolCall(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -309,6 +388,8 @@ class CandidateScore(_message.Message):
     LATENCY_TERM_FIELD_NUMBER: _builtins.int
     FAILURE_TERM_FIELD_NUMBER: _builtins.int
     QUALITY_TERM_FIELD_NUMBER: _builtins.int
+    QUALITY_PRIOR_FIELD_NUMBER: _builtins.int
+    QUALITY_N_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     """Weighted sum of the parts below (lower is better); 0 when not scored."""
@@ -325,6 +406,11 @@ class CandidateScore(_message.Message):
     latency_term: _builtins.float
     failure_term: _builtins.float
     quality_term: _builtins.float
+    quality_prior: _builtins.float
+    """When quality was learned from feedback: the offline prior and the
+    observations behind `quality` (the posterior); n = 0 means offline only.
+    """
+    quality_n: _builtins.float
     def __init__(
         self,
         *,
@@ -339,10 +425,12 @@ class CandidateScore(_message.Message):
         latency_term: _builtins.float = ...,
         failure_term: _builtins.float = ...,
         quality_term: _builtins.float = ...,
+        quality_prior: _builtins.float = ...,
+        quality_n: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "quality_n", b"quality_n", "quality_prior", b"quality_prior", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -418,12 +506,15 @@ class CompletionResponse(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     CACHE_HIT_FIELD_NUMBER: _builtins.int
     CACHE_SIMILARITY_FIELD_NUMBER: _builtins.int
+    FEEDBACK_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     finish_reason: _builtins.str
     cost_usd: _builtins.float
     cache_hit: _builtins.bool
     cache_similarity: _builtins.float
+    feedback_id: _builtins.str
+    """Names this answer in Router.Feedback (signed; valid on any router of the fleet)."""
     @_builtins.property
     def message(self) -> Global___Message: ...
     @_builtins.property
@@ -445,10 +536,11 @@ class CompletionResponse(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         cache_hit: _builtins.bool = ...,
         cache_similarity: _builtins.float = ...,
+        feedback_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "message", b"message", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "cost_usd", b"cost_usd", "decision", b"decision", "finish_reason", b"finish_reason", "id", b"id", "message", b"message", "model", b"model", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "cost_usd", b"cost_usd", "decision", b"decision", "feedback_id", b"feedback_id", "finish_reason", b"finish_reason", "id", b"id", "message", b"message", "model", b"model", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,11 @@ class RouterStub:
                 request_serializer=skyroute_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
                 response_deserializer=skyroute_dot_v1_dot_router__pb2.Decision.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/skyroute.v1.Router/Feedback',
+                request_serializer=skyroute_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=skyroute_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -72,6 +77,13 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """Feedback on an earlier answer, named by the feedback id it carried.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +101,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=skyroute_dot_v1_dot_router__pb2.CompletionRequest.FromString,
                     response_serializer=skyroute_dot_v1_dot_router__pb2.Decision.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=skyroute_dot_v1_dot_router__pb2.FeedbackRequest.FromString,
+                    response_serializer=skyroute_dot_v1_dot_router__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +189,33 @@ class Router:
             '/skyroute.v1.Router/Explain',
             skyroute_dot_v1_dot_router__pb2.CompletionRequest.SerializeToString,
             skyroute_dot_v1_dot_router__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyroute.v1.Router/Feedback',
+            skyroute_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
+            skyroute_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

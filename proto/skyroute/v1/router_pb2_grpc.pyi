@@ -39,6 +39,8 @@ class RouterStub:
     Complete: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionResponse]
     StreamComplete: _grpc.UnaryStreamMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionChunk]
     Explain: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Decision]
+    Feedback: _grpc.UnaryUnaryMultiCallable[_router_pb2.FeedbackRequest, _router_pb2.FeedbackResponse]
+    """Feedback on an earlier answer, named by the feedback id it carried."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -46,6 +48,8 @@ class RouterAsyncStub(RouterStub):
     Complete: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionResponse]  # type: ignore[assignment]
     StreamComplete: _aio.UnaryStreamMultiCallable[_router_pb2.CompletionRequest, _router_pb2.CompletionChunk]  # type: ignore[assignment]
     Explain: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Decision]  # type: ignore[assignment]
+    Feedback: _aio.UnaryUnaryMultiCallable[_router_pb2.FeedbackRequest, _router_pb2.FeedbackResponse]  # type: ignore[assignment]
+    """Feedback on an earlier answer, named by the feedback id it carried."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -68,5 +72,13 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.CompletionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.Decision, _abc.Awaitable[_router_pb2.Decision]]: ...
+
+    @_abc_1.abstractmethod
+    def Feedback(
+        self,
+        request: _router_pb2.FeedbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.FeedbackResponse, _abc.Awaitable[_router_pb2.FeedbackResponse]]:
+        """Feedback on an earlier answer, named by the feedback id it carried."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -446,6 +446,7 @@ class Adaptation(_message.Message):
     INTERVAL_S_FIELD_NUMBER: _builtins.int
     DRIFT_LATENCY_RATIO_FIELD_NUMBER: _builtins.int
     DRIFT_COST_RATIO_FIELD_NUMBER: _builtins.int
+    QUALITY_PRIOR_WEIGHT_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     half_life_s: _builtins.int
     """Weight of an observation halves every half_life_s seconds."""
@@ -458,6 +459,11 @@ class Adaptation(_message.Message):
     drift_latency_ratio: _builtins.float
     """Drift alert when the current p95 (cost per request) exceeds baseline times this; 0 = off."""
     drift_cost_ratio: _builtins.float
+    quality_prior_weight: _builtins.float
+    """Weight of the offline eval score as a prior on quality feedback, in
+    observations: feedback on a (model, intent) moves its quality once it
+    outnumbers this; 0 = the default (10).
+    """
     def __init__(
         self,
         *,
@@ -468,10 +474,11 @@ class Adaptation(_message.Message):
         interval_s: _builtins.int = ...,
         drift_latency_ratio: _builtins.float = ...,
         drift_cost_ratio: _builtins.float = ...,
+        quality_prior_weight: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples", "quality_prior_weight", b"quality_prior_weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -713,6 +720,27 @@ class Candidate(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class LearnedQualityEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___LearnedQuality: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___LearnedQuality | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MODEL_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
@@ -731,6 +759,7 @@ class Candidate(_message.Message):
     OBSERVED_FAILURE_RATE_FIELD_NUMBER: _builtins.int
     OBSERVED_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     OBSERVED_BY_INTENT_FIELD_NUMBER: _builtins.int
+    LEARNED_QUALITY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     """Wire format: a provider family of the contract (skyroute/families.py)."""
@@ -770,6 +799,12 @@ class Candidate(_message.Message):
         these over the model-wide figures.
         """
 
+    @_builtins.property
+    def learned_quality(self) -> _containers.MessageMap[_builtins.str, Global___LearnedQuality]:
+        """Quality learned from feedback, per intent: used by scored selection in
+        place of `quality` for that intent.
+        """
+
     def __init__(
         self,
         *,
@@ -791,14 +826,43 @@ class Candidate(_message.Message):
         observed_failure_rate: _builtins.float = ...,
         observed_completion_tokens: _builtins.float = ...,
         observed_by_intent: _abc.Mapping[_builtins.str, Global___Observed] | None = ...,
+        learned_quality: _abc.Mapping[_builtins.str, Global___LearnedQuality] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Candidate: _TypeAlias = Candidate  # noqa: Y015
+
+@_typing.final
+class LearnedQuality(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIOR_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
+    POSTERIOR_FIELD_NUMBER: _builtins.int
+    prior: _builtins.float
+    """The offline eval score the posterior started from."""
+    n: _builtins.float
+    """Feedback observations (decayed) behind the posterior."""
+    posterior: _builtins.float
+    """Posterior mean quality in [0, 1]."""
+    def __init__(
+        self,
+        *,
+        prior: _builtins.float = ...,
+        n: _builtins.float = ...,
+        posterior: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["n", b"n", "posterior", b"posterior", "prior", b"prior"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearnedQuality: _TypeAlias = LearnedQuality  # noqa: Y015
 
 @_typing.final
 class Observed(_message.Message):

@@ -8,15 +8,34 @@ repeat of the key gets the same failure from either door.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from skyroute.router import feedback
 from skyroute.router.engine import Served
-from skyroute.router.ingress.types import CONFLICT, UPSTREAM, Rejection
+from skyroute.router.ingress.types import CONFLICT, UPSTREAM, Prepared, Rejection
 from skyroute.router.wire import attempts_header, failure_record, http_status
 
 #: The fact a replayed answer carries (a header over HTTP, trailing metadata over gRPC).
 REPLAY = "x-skyroute-idempotent-replay"
+#: The answer's feedback id (router.feedback): what ``POST /v1/feedback`` names.
+FEEDBACK_ID = "x-skyroute-feedback-id"
+
+
+def feedback_of(p: Prepared, served: Served) -> feedback.Served:
+    """What a feedback id on this answer names (the tenant the door identified)."""
+    d = served.decision
+    return feedback.Served(
+        p.ctx.request_id,
+        p.identity.tenant,
+        d.policy.name,
+        d.policy.version,
+        d.pool,
+        served.model,
+        d.intent,
+        int(time.time() * 1000),
+    )
 
 
 def facts(served: Served) -> dict[str, str]:

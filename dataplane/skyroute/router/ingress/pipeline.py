@@ -32,15 +32,18 @@ from skyroute.router.engine import (
     StreamFailed,
     StreamStarted,
 )
+from skyroute.router.feedback import FeedbackDesk
 from skyroute.router.idempotency import Claim
 from skyroute.router.ids import new_id
 from skyroute.router.ingress import admission
 from skyroute.router.ingress.codecs.base import Codec, Sink
 from skyroute.router.ingress.facts import (
+    FEEDBACK_ID,
     INTERRUPTED,
     REPLAY,
     facts,
     failure,
+    feedback_of,
     replayed_failure,
     stored_failure,
 )
@@ -65,9 +68,10 @@ R = TypeVar("R")
 F = TypeVar("F")
 
 
-def _facts(p: Prepared, served: Served) -> dict[str, str]:
-    """The served facts plus the door's ``x-ratelimit-*`` headers for this request."""
+def _facts(desk: FeedbackDesk, p: Prepared, served: Served) -> dict[str, str]:
+    """The served facts, the answer's feedback id and the door's ``x-ratelimit-*`` headers."""
     f = facts(served)
+    f[FEEDBACK_ID] = desk.mint(feedback_of(p, served))
     if p.admission is not None:
         f.update(p.admission.headers)
     return f
@@ -77,8 +81,8 @@ def _limits(p: Prepared) -> Mapping[str, str]:
     return p.admission.headers if p.admission is not None else {}
 
 
-def _answer(p: Prepared, served: Served) -> Answer:
-    return Answer(p, record(served, facts(served)), _facts(p, served), served)
+def _answer(desk: FeedbackDesk, p: Prepared, served: Served) -> Answer:
+    return Answer(p, record(served, facts(served)), _facts(desk, p, served), served)
 
 
 class Pipeline:
@@ -261,7 +265,7 @@ class Pipeline:
                 served = await engine.complete(p.decision, p.signals, p.inbound.chat, p.ctx)
                 ok = served.error is None and served.result is not None
                 reply = (
-                    codec.answer(_answer(p, served))
+                    codec.answer(_answer(self.state.feedback, p, served))
                     if ok
                     else codec.reject(failure(served, _limits(p)))
                 )
@@ -291,12 +295,12 @@ class Pipeline:
             elif isinstance(item, StreamStarted):
                 # Held until the first upstream token: the head names the model that answers
                 # (and carries the x-ratelimit-* headers, which must precede the stream).
-                await sink.open(enc.head(_facts(p, item.served)))
+                await sink.open(enc.head(_facts(self.state.feedback, p, item.served)))
                 opened = True
                 for frame in enc.start(item.served.model):
                     await sink.write(frame)
             elif isinstance(item, StreamDone):
-                for frame in enc.done(_answer(p, item.served)):
+                for frame in enc.done(_answer(self.state.feedback, p, item.served)):
                     await sink.write(frame)
                 await sink.close()
                 return item.served

@@ -15,8 +15,10 @@ from typing import Any, TypeAlias, cast
 import grpc
 from google.protobuf.message import Message
 
+from skyroute.router.ingress import feedback as ingress_feedback
 from skyroute.router.ingress.codecs.grpc_router import GrpcIn, GrpcReply, GrpcRouter
 from skyroute.router.ingress.pipeline import Pipeline
+from skyroute.router.ingress.types import Rejection
 from skyroute.router.state import RouterState
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
@@ -77,6 +79,21 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: router_pb2.CompletionRequest, context: _Context
     ) -> None:
         await self.pipeline.serve(_CODEC, self._wire(request, context, True), _Sink(context))
+
+    async def Feedback(
+        self, request: router_pb2.FeedbackRequest, context: _Context
+    ) -> router_pb2.FeedbackResponse:
+        meta = {k: v for k, v in context.invocation_metadata() or ()}
+        try:
+            served = await ingress_feedback.take(
+                self.state, ingress_feedback.from_grpc(request, meta)
+            )
+        except Rejection as r:
+            reply = _CODEC.reject(r)
+            await context.abort(reply.code, reply.details)
+        return router_pb2.FeedbackResponse(
+            request_id=served.request_id, model=served.model, intent=served.intent
+        )
 
     async def Explain(
         self, request: router_pb2.CompletionRequest, context: _Context

@@ -12,6 +12,7 @@ answering the token estimate), through the same pipeline; the OpenAI
 Responses door (:mod:`skyroute.router.ingress.codecs.openai_responses`) is
 ``POST /v1/responses`` (``GET``/``DELETE /v1/responses/{id}`` answer an
 OpenAI-shaped 404: no responses are kept). Alongside: ``/v1/models``,
+``POST /v1/feedback`` (:mod:`skyroute.router.ingress.feedback`),
 ``/healthz``, ``/readyz``, ``/debug/status`` and ``/metrics``.
 """
 
@@ -23,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from skyroute.link import DOOR_MAX_BYTES
+from skyroute.router.ingress import feedback as ingress_feedback
 from skyroute.router.ingress.codecs.anthropic_messages import AnthropicMessages, CountTokens
 from skyroute.router.ingress.codecs.base import Codec
 from skyroute.router.ingress.codecs.openai_chat import (
@@ -33,6 +35,7 @@ from skyroute.router.ingress.codecs.openai_chat import (
 )
 from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
+from skyroute.router.ingress.types import Rejection
 from skyroute.router.state import RouterState
 
 STATE = web.AppKey("state", RouterState)
@@ -142,6 +145,18 @@ async def _through_pipeline(
     return sink.response
 
 
+async def feedback(request: web.Request) -> web.Response:
+    """``POST /v1/feedback`` (router.ingress.feedback): feedback on an earlier answer."""
+    try:
+        fin = ingress_feedback.from_json(await request.read(), request.headers)
+        served = await ingress_feedback.take(request.app[STATE], fin)
+    except Rejection as r:
+        reply = _CODEC.reject(r)
+        return web.Response(status=reply.status, body=reply.body, content_type=_JSON)
+    body = {"object": "feedback", "request_id": served.request_id, "model": served.model}
+    return web.Response(body=orjson.dumps({**body, "intent": served.intent}), content_type=_JSON)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
@@ -207,6 +222,7 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_get("/v1/responses/{id}", stored_response)
     app.router.add_delete("/v1/responses/{id}", stored_response)
     app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/status", debug_status)

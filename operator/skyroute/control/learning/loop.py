@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from skyroute.control.learning.fleet import BadSketch, DecayedStats, Figures
+from skyroute.control.learning.quality import DEFAULT_PRIOR_WEIGHT, QualityPosteriors
 from skyroute.control.learning.tooluse import ToolUseObserver
 from skyroute.control.limits import SeriesCap
 from skyroute.control.logs import event
@@ -84,16 +85,18 @@ class Settings:
     interval_s: float = 30.0
     drift_latency_ratio: float = 0.0
     drift_cost_ratio: float = 0.0
+    quality_prior_weight: float = DEFAULT_PRIOR_WEIGHT
 
     @classmethod
     def of(cls, snapshot: snapshot_pb2.Snapshot | None) -> Settings:
-        """Shortest half-life and interval, largest min_samples, tightest drift ratios."""
+        """Shortest half-life and interval, largest min_samples and prior weight, tightest drift."""
         policies = snapshot.policies if snapshot is not None else ()
         ads = [p.adaptation for p in policies if p.adaptation.enabled]
         if not ads:
             return cls()
         lat = [a.drift_latency_ratio for a in ads if a.drift_latency_ratio > 0]
         cost = [a.drift_cost_ratio for a in ads if a.drift_cost_ratio > 0]
+        weights = [a.quality_prior_weight for a in ads if a.quality_prior_weight > 0]
         return cls(
             True,
             float(min(a.half_life_s or 300 for a in ads)),
@@ -101,6 +104,7 @@ class Settings:
             float(min(a.interval_s or 30 for a in ads)),
             min(lat) if lat else 0.0,
             min(cost) if cost else 0.0,
+            max(weights) if weights else DEFAULT_PRIOR_WEIGHT,
         )
 
 
@@ -163,6 +167,8 @@ class Learner:
         # service; published like the priors, into Intent.tool_use_probability.
         self.tool_use = ToolUseObserver(lambda: self.settings.half_life_s, clock, self.cap)
         self.tool_priors: dict[tuple[str, str], float] = {}
+        # Quality feedback per (model, intent), joined by the routers (learning.quality).
+        self.quality = QualityPosteriors(self.cap)
         # What a restart brought back from saved learned state (``persist``); {} if none.
         self.restored: dict[str, object] = {}
         store.prepare = self.apply
@@ -197,6 +203,10 @@ class Learner:
                     self.rejected += 1
                     event(log, "stats_rejected", logging.WARNING, model=s.model, error=str(exc))
                     break
+
+    def feedback(self, feedback: Iterable[distribution_pb2.Feedback]) -> None:
+        """Add feedback routers forwarded (called for every OutcomeBatch that carries some)."""
+        self.quality.record(feedback)
 
     # -- priors ------------------------------------------------------------------
     def figures(self) -> dict[str, Figures]:
@@ -256,9 +266,10 @@ class Learner:
         tools = {**self.tool_priors, **self.tool_use.learned(cfg.min_samples)}
         moved = any(abs(v - self.tool_priors.get(k, -1.0)) > _TOOL_CHANGE for k, v in tools.items())
         moved = moved or any(_differs(self.intent_priors.get(k), v) for k, v in by_intent.items())
-        if not self._material(new) and not moved:
+        if not self._material(new) and not moved and not self.quality.changed:
             return False
         self.priors, self.tool_priors, self.intent_priors = new, tools, by_intent
+        self.quality.changed = False
         self.last_push = now
         pushed = self.store.publish(self._base, compiled=False)
         if pushed:
@@ -277,8 +288,10 @@ class Learner:
         """The store's prepare hook: remember the compiled base, return it with priors."""
         self._base = snapshot
         adaptive = [p for p in snapshot.policies if p.adaptation.enabled]
-        if not adaptive or not (self.priors or self.tool_priors or self.intent_priors):
+        known = self.priors or self.tool_priors or self.intent_priors or self.quality.tallies
+        if not adaptive or not known:
             return snapshot
+        weight = Settings.of(snapshot).quality_prior_weight
         pools = set().union(*(referenced_pools(p) for p in adaptive))
         out = snapshot_pb2.Snapshot()
         out.CopyFrom(snapshot)
@@ -296,6 +309,15 @@ class Learner:
                     c.observed_failure_rate = round(fail, 5)
                 if tokens:
                     c.observed_completion_tokens = round(tokens, 2)
+                for intent_name, tally in self.quality.for_model(c.model):
+                    prior = c.quality.get(intent_name, c.quality.get("*", 0.5))
+                    c.learned_quality[intent_name].CopyFrom(
+                        snapshot_pb2.LearnedQuality(
+                            prior=prior,
+                            n=tally.n,
+                            posterior=round(tally.posterior(prior, weight), 5),
+                        )
+                    )
                 for (_, intent_name), (i_p95, i_fail, i_tokens) in by_model.get(c.model, ()):
                     c.observed_by_intent[intent_name].CopyFrom(
                         snapshot_pb2.Observed(
@@ -471,6 +493,7 @@ class Learner:
                 for m, v in sorted(self.priors.items())
             },
             "tool_use": {f"{p}/{i}": v for (p, i), v in sorted(self.tool_priors.items())},
+            "quality": self.quality.as_dict(cfg.quality_prior_weight),
             "intent_priors": {
                 f"{m}/{i}": {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
                 for (m, i), v in sorted(self.intent_priors.items())

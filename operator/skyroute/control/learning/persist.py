@@ -2,7 +2,8 @@
 
 Everything the learning loop has learned lives in memory: the decayed fleet
 sketches per model and per (model, intent), the priors it published, the
-drift baselines, the observed tool-use rates. Without this module a
+drift baselines, the observed tool-use rates, the quality feedback tallies
+(``learning.quality``; counts, which do not decay). Without this module a
 restarted control plane starts cold: its first snapshot carries no priors,
 so routers score every model as unknown until ``min_samples`` fresh
 observations arrive again, and drift baselines are re-learned from whatever
@@ -38,6 +39,7 @@ from typing import Any
 
 from skyroute.control.learning.fleet import DecayedStats
 from skyroute.control.learning.loop import Learner
+from skyroute.control.learning.quality import Tally
 from skyroute.control.learning.tooluse import _Rate
 from skyroute.control.logs import event
 
@@ -108,6 +110,7 @@ def dump(learner: Learner, *, wall_ms: int | None = None) -> dict[str, Any]:
             for (p, i), r in sorted(learner.tool_use.rates.items())
         ],
         "tool_priors": [[p, i, v] for (p, i), v in sorted(learner.tool_priors.items())],
+        "quality": [[m, i, t.as_list()] for (m, i), t in sorted(learner.quality.tallies.items())],
     }
 
 
@@ -249,6 +252,14 @@ def restore(learner: Learner, doc: object, *, wall_ms: int | None = None) -> Res
             raise _Bad("not [policy, intent, rate]")
         learner.tool_priors[(_name(row[0]), _name(row[1]))] = _num(row[2], hi=1.0)
 
+    def quality(row: object) -> None:
+        if not isinstance(row, list) or len(row) != 3:
+            raise _Bad("not [model, intent, tally]")
+        key, tally = (_name(row[0]), _name(row[1])), Tally.of(row[2])
+        if cap.entry(learner.quality.tallies, key, lambda: tally, "learning.quality") is not None:
+            out.series += 1
+            learner.quality.changed = True  # the first snapshot carries the posteriors
+
     each("models", doc.get("models", {}), model)
     each("by_intent", doc.get("by_intent", []), by_intent)
     each("priors", doc.get("priors", {}), prior)
@@ -256,6 +267,7 @@ def restore(learner: Learner, doc: object, *, wall_ms: int | None = None) -> Res
     each("baselines", doc.get("baselines", {}), baseline)
     each("tool_use", doc.get("tool_use", []), tool_use)
     each("tool_priors", doc.get("tool_priors", []), tool_prior)
+    each("quality", doc.get("quality", []), quality)
     return out
 
 

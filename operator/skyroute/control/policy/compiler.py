@@ -243,6 +243,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             interval_s=ad.interval_s,
             drift_latency_ratio=ad.drift_latency_ratio,
             drift_cost_ratio=ad.drift_cost_ratio,
+            quality_prior_weight=ad.quality_prior_weight,
         )
     )
     policy.weights.CopyFrom(_weights(spec.weights))

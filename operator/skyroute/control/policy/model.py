@@ -514,6 +514,8 @@ class AdaptationSpec(_Spec):
     interval_s: Annotated[int, Field(ge=1, le=3600)] = 30
     drift_latency_ratio: Annotated[float, Field(ge=0, le=100)] = 2.0
     drift_cost_ratio: Annotated[float, Field(ge=0, le=100)] = 2.0
+    # Weight of the offline eval as a prior on quality feedback, in observations.
+    quality_prior_weight: Annotated[float, Field(gt=0, le=1_000_000)] = 10.0
 
     @field_validator("drift_latency_ratio", "drift_cost_ratio")
     @classmethod

@@ -31,6 +31,7 @@ from google.protobuf.message import Message
 
 from skyroute.router.decide import explain
 from skyroute.router.engine import AttemptRecord, Served
+from skyroute.router.ingress.facts import FEEDBACK_ID
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
 from skyroute.router.signals import SignalError, read_declared
@@ -165,6 +166,7 @@ def _response(answer: Answer, content: str | None = None) -> router_pb2.Completi
         cost_usd=rec["cost_usd"],
         decision=explain(p.decision, p.signals),
     )
+    out.feedback_id = answer.facts.get(FEEDBACK_ID, "")
     if served is not None:
         out.attempts.extend(attempts(served.attempts))
         out.cache_hit = served.cache_hit

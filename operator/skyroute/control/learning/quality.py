@@ -1,0 +1,130 @@
+"""Quality posteriors per (model, intent), learned from feedback, with the offline eval as prior.
+
+Routers forward feedback already joined to the model and intent that served
+the request (:mod:`skyroute.router.feedback`), so feedback hours later counts
+like feedback at once. Per (model, intent) two conjugate posteriors share one
+prior, the offline eval score ``q0`` with weight ``w`` (the policy's
+``adaptation.qualityPriorWeight``, in observations):
+
+- booleans: Beta(w·q0 + good, w·(1 − q0) + bad);
+- scores in [0, 1]: a normal with prior mean q0 and prior precision w (in
+  units of one observation's precision), so its posterior mean is
+  (w·q0 + Σscore) / (w + n).
+
+Both are the same estimator on the [0, 1] scale, so the figure pushed is
+their pooled mean ``(w·q0 + good + Σscore) / (w + good + bad + n)``: with
+no feedback it is the offline eval, and feedback overrules the eval once it
+outnumbers ``w``. Comments are counted, not scored. Nothing decays here: a
+quality judgement does not go stale on a latency half-life; the weight of
+the prior is the one knob. The table is capped (``limits.SeriesCap``) and
+saved and restored with the rest of the learned state (``persist``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from skyroute.control.limits import SeriesCap
+from skyroute.v1 import distribution_pb2
+
+#: Prior weight (observations) when no policy declares one.
+DEFAULT_PRIOR_WEIGHT = 10.0
+
+
+@dataclass(slots=True)
+class Tally:
+    """Feedback on one (model, intent)."""
+
+    good: float = 0.0
+    bad: float = 0.0
+    scores: float = 0.0  # how many scores
+    score_sum: float = 0.0
+    score_sq: float = 0.0
+    comments: int = 0
+
+    @property
+    def n(self) -> float:
+        return self.good + self.bad + self.scores
+
+    def posterior(self, prior: float, weight: float) -> float:
+        """Pooled posterior mean quality in [0, 1]."""
+        return (weight * prior + self.good + self.score_sum) / (weight + self.n)
+
+    def beta(self, prior: float, weight: float) -> tuple[float, float]:
+        return weight * prior + self.good, weight * (1.0 - prior) + self.bad
+
+    def as_list(self) -> list[float]:
+        return [self.good, self.bad, self.scores, self.score_sum, self.score_sq, self.comments]
+
+    @classmethod
+    def of(cls, raw: object) -> Tally:
+        """From :meth:`as_list` (saved state); ValueError when malformed."""
+        if not isinstance(raw, list) or len(raw) != 6:
+            raise ValueError("a tally is six numbers")
+        vals = [float(x) for x in raw]
+        if not all(math.isfinite(v) and v >= 0 for v in vals) or vals[3] > vals[2] + 1e-9:
+            raise ValueError("a tally holds finite non-negative counts")
+        return cls(vals[0], vals[1], vals[2], vals[3], vals[4], int(vals[5]))
+
+
+class QualityPosteriors:
+    """Feedback tallies per (model, intent); posteriors computed against a prior on demand."""
+
+    def __init__(self, cap: SeriesCap) -> None:
+        self.cap = cap
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.received = 0
+        self.rejected = 0  # feedback naming no model, or a score outside [0, 1]
+        self.changed = False  # new feedback since the last push
+
+    def record(self, feedback: Iterable[distribution_pb2.Feedback]) -> int:
+        """Add feedback; returns how many pieces were kept."""
+        kept = 0
+        for fb in feedback:
+            kind = fb.WhichOneof("value")
+            if not fb.model or kind is None or (kind == "score" and not (0.0 <= fb.score <= 1.0)):
+                self.rejected += 1
+                continue
+            t = self.cap.entry(self.tallies, (fb.model, fb.intent), Tally, "learning.quality")
+            if t is None:
+                continue
+            if kind == "good":
+                if fb.good:
+                    t.good += 1
+                else:
+                    t.bad += 1
+            elif kind == "score":
+                t.scores += 1
+                t.score_sum += fb.score
+                t.score_sq += fb.score * fb.score
+            else:
+                t.comments += 1
+            kept += 1
+            self.changed = self.changed or kind != "comment"
+        self.received += kept
+        return kept
+
+    def for_model(self, model: str) -> list[tuple[str, Tally]]:
+        return [(i, t) for (m, i), t in self.tallies.items() if m == model and t.n > 0]
+
+    def as_dict(self, weight: float) -> dict[str, object]:
+        """For /debug/learning: per (model, intent) the counts and the Beta of the booleans."""
+        out: dict[str, object] = {}
+        for (model, intent), t in sorted(self.tallies.items()):
+            mean = t.score_sum / t.scores if t.scores else None
+            out[f"{model}/{intent}"] = {
+                "good": t.good,
+                "bad": t.bad,
+                "scores": t.scores,
+                "score_mean": mean,
+                "comments": t.comments,
+                "n": t.n,
+            }
+        return {
+            "prior_weight": weight,
+            "received": self.received,
+            "rejected": self.rejected,
+            "by_model_intent": out,
+        }

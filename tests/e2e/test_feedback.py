@@ -1,0 +1,208 @@
+"""Feedback end to end: real router, control plane and provider simulator.
+
+- Every answer carries a signed feedback id (header, gRPC field); ``POST
+  /v1/feedback`` and ``Router.Feedback`` accept it with a boolean, a score in
+  a declared range or a comment, and refuse an unknown, altered or malformed
+  id, a bad range or a bad source with an OpenAI-shaped error (gRPC status).
+- Quality learned from feedback: two models, two intents, a hidden quality
+  per (model, intent) that the offline evals get wrong by a known amount
+  (each eval says the truly worse model is better by 0.3). Feedback drawn
+  from the hidden quality, through the real router and control plane, makes
+  the truly better model take over each intent: its share over the last
+  ``WINDOW`` requests of the intent exceeds ``SHARE`` within ``BUDGET``
+  feedback events, and Explain shows the prior, n and the posterior.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from skyroute.v1 import router_pb2, router_pb2_grpc
+
+from harness import Proc, Stack, http_get, wait_until
+
+# Hidden quality per (model, intent); the offline evals below are wrong by a known amount.
+HIDDEN = {("qa", "code"): 0.5, ("qb", "code"): 0.85, ("qa", "chat"): 0.85, ("qb", "chat"): 0.5}
+EVAL_ERROR = 0.3  # each eval overrates the truly worse model, underrates the better one
+BUDGET = 400  # feedback events (both intents together)
+WINDOW = 40  # the last requests of an intent the share is measured on
+SHARE = 0.7  # the truly better model's share of them (exploration 0.1 caps it near 0.9)
+
+_POOL = """\
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: fb}
+spec:
+  models:
+    - {name: qa, provider: openai, endpoint: "{SIM}/openai/v1", family: fam-a,
+       pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}, quality: {code: QA_CODE, chat: QA_CHAT}}
+    - {name: qb, provider: openai, endpoint: "{SIM}/openai/v1", family: fam-b,
+       pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}, quality: {code: QB_CODE, chat: QB_CHAT}}
+"""
+_POLICY = """\
+apiVersion: skyroute.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: fb}
+spec:
+  default: true
+  defaultPool: fb
+  intents:
+    - {name: code, keywords: ["python"]}
+    - {name: chat, keywords: ["hello"]}
+  weights: {cost: 0, latency: 0, success: 0, quality: 1.0}
+  selection: {mode: scored}
+  adaptation: {enabled: true, exploration: 0.1, intervalS: 1, minSamples: 1000000,
+               driftLatencyRatio: 0, driftCostRatio: 0, qualityPriorWeight: 5}
+"""
+_SCENARIO = """\
+seed: 5
+defaults:
+  ttft_ms: {p50: 3, p95: 5}
+  tokens_per_s: 50000
+  completion_tokens: {p50: 5, p95: 8, min: 2, max: 10}
+  error_rate: 0
+"""
+_PROMPT = {"code": "write python to sort a list", "chat": "hello, how are you"}
+
+
+def _files() -> dict[str, str]:
+    def wrong(model: str, intent: str) -> str:
+        better = HIDDEN[(model, intent)] > 0.6
+        return f"{HIDDEN[(model, intent)] + (-EVAL_ERROR if better else EVAL_ERROR):.2f}"
+
+    pool = _POOL
+    for m, i in HIDDEN:
+        pool = pool.replace(f"{m.upper()}_{i.upper()}", wrong(m, i))
+    return {"pools.yaml": pool, "policy.yaml": _POLICY}
+
+
+@pytest.fixture
+def stack(procs: list[Proc], tmp_path: Path) -> Iterator[Stack]:
+    yield Stack(procs, tmp_path, _files(), _SCENARIO)
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def _ask(url: str, intent: str) -> tuple[str, str, str]:
+    """One completion: (model, intent the router saw, feedback id)."""
+    body = {"model": "fb", "messages": [{"role": "user", "content": _PROMPT[intent]}]}
+    code, headers, data = _post(url + "/v1/chat/completions", body)
+    assert code == 200, data
+    h = {k.lower(): v for k, v in headers.items()}
+    assert data["id"].startswith("chatcmpl-")
+    return h["x-skyroute-model"], h["x-skyroute-intent"], h["x-skyroute-feedback-id"]
+
+
+def test_feedback_api_accepts_signed_ids_and_refuses_the_rest(stack: Stack) -> None:
+    url = stack.routers[0][2]
+    model, intent, fid = _ask(url, "code")
+    assert intent == "code"
+    fb = url + "/v1/feedback"
+    code, _, ok = _post(fb, {"request_id": fid, "value": True, "source": "evaluator"})
+    assert code == 200, ok
+    assert (ok["model"], ok["intent"]) == (model, "code")
+    code, _, ok = _post(fb, {"request_id": fid, "value": 7, "range": [1, 10]})
+    assert code == 200, ok
+    assert _post(fb, {"request_id": fid, "value": "too terse"})[0] == 200
+
+    def refused(body: dict[str, Any], status: int, param: str) -> str:
+        code, _, data = _post(fb, body)
+        assert code == status, data
+        err = data["error"]
+        assert err["param"] == param and err["type"], err
+        return str(err["message"])
+
+    forged = fid[:-2] + ("AA" if not fid.endswith("AA") else "BB")
+    assert "not issued" in refused({"request_id": forged, "value": True}, 404, "request_id")
+    assert "not a feedback id" in refused({"request_id": "abc", "value": True}, 404, "request_id")
+    assert "outside" in refused({"request_id": fid, "value": 11, "range": [1, 10]}, 400, "value")
+    refused({"request_id": fid, "value": 1, "range": [2, 1]}, 400, "range")
+    refused({"request_id": fid, "value": True, "source": "robot"}, 400, "source")
+    refused({"request_id": fid, "value": None}, 400, "value")
+    refused({"request_id": fid, "value": "x" * 5000}, 400, "value")
+    code, _, data = _post(fb, {"request_id": "x" * 20_000, "value": True})
+    assert code == 400 and data["error"]["param"] == "body"
+
+    # gRPC: the same answer's id from the CompletionResponse field, and the same refusals.
+    with grpc.insecure_channel(stack.routers[0][1]) as ch:
+        stub = router_pb2_grpc.RouterStub(ch)
+        resp = stub.Complete(
+            router_pb2.CompletionRequest(
+                policy="fb", messages=[router_pb2.Message(role="user", content=_PROMPT["chat"])]
+            )
+        )
+        assert resp.feedback_id.startswith("fb1.")
+        got = stub.Feedback(router_pb2.FeedbackRequest(request_id=resp.feedback_id, good=False))
+        assert (got.model, got.intent) == (resp.model, "chat")
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Feedback(router_pb2.FeedbackRequest(request_id=forged, good=True))
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Feedback(router_pb2.FeedbackRequest(request_id=resp.feedback_id))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    def arrived() -> bool:
+        q = json.loads(http_get(stack.admin + "/debug/learning")[1])["quality"]
+        return bool(q["received"] == 4)
+
+    wait_until(arrived, timeout=10, what="feedback at the control plane")
+    q = json.loads(http_get(stack.admin + "/debug/learning")[1])["quality"]["by_model_intent"]
+    code_fb = q[f"{model}/code"]
+    assert (code_fb["good"], code_fb["scores"], code_fb["comments"]) == (1, 1, 1)
+    assert code_fb["score_mean"] == pytest.approx(6 / 9)
+
+
+def test_feedback_moves_each_intent_to_its_truly_better_model(stack: Stack) -> None:
+    url = stack.routers[0][2]
+    rng = random.Random(11)
+    better = {i: max(("qa", "qb"), key=lambda m: HIDDEN[(m, i)]) for i in ("code", "chat")}
+    served: dict[str, list[str]] = {"code": [], "chat": []}
+
+    def share(intent: str) -> float:
+        last = served[intent][-WINDOW:]
+        return last.count(better[intent]) / len(last) if len(last) == WINDOW else 0.0
+
+    events = 0
+    while events < BUDGET and not all(share(i) > SHARE for i in served):
+        intent = ("code", "chat")[events % 2]
+        model, seen, fid = _ask(url, intent)
+        assert seen == intent
+        served[intent].append(model)
+        good = rng.random() < HIDDEN[(model, intent)]
+        code, _, data = _post(url + "/v1/feedback", {"request_id": fid, "value": good})
+        assert code == 200, data
+        events += 1
+    shares = {i: share(i) for i in served}
+    print(f"after {events} feedback events: share of the truly better model {shares}")
+    assert all(s > SHARE for s in shares.values()), (shares, events)
+    first = {i: served[i][:WINDOW].count(better[i]) / WINDOW for i in served}
+    assert all(f < SHARE for f in first.values()), first  # it was learned, not given
+
+    # Explain shows the offline prior, the observations and the posterior in use.
+    code, _, d = _post(
+        url + "/v1/explain",
+        {"model": "fb", "messages": [{"role": "user", "content": _PROMPT["code"]}]},
+    )
+    assert code == 200, d
+    scores = {s["model"]: s for s in d["scores"]}
+    top = scores[better["code"]]
+    assert top["quality_prior"] == pytest.approx(HIDDEN[(better["code"], "code")] - EVAL_ERROR)
+    assert top["quality_n"] > 0
+    assert top["quality"] > top["quality_prior"]

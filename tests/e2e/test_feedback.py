@@ -192,8 +192,10 @@ def test_feedback_moves_each_intent_to_its_truly_better_model(stack: Stack) -> N
     shares = {i: share(i) for i in served}
     print(f"after {events} feedback events: share of the truly better model {shares}")
     assert all(s > SHARE for s in shares.values()), (shares, events)
-    first = {i: served[i][:WINDOW].count(better[i]) / WINDOW for i in served}
-    assert all(f < SHARE for f in first.values()), first  # it was learned, not given
+    # It was learned, not given: the wrong evals sent each intent's first requests to its
+    # truly worse model (the better one needs ~25 bad answers of the other to take over).
+    first = {i: served[i][:10].count(better[i]) / 10 for i in served}
+    assert all(f < 0.5 for f in first.values()), first
 
     # Explain shows the offline prior, the observations and the posterior in use.
     code, _, d = _post(

@@ -48,6 +48,19 @@ def test_record_counts_kinds_and_rejects_what_names_no_model() -> None:
     assert d["a/code"]["n"] == 3  # type: ignore[index]
 
 
+def test_one_answer_counts_once_per_source_and_kind() -> None:
+    q = QualityPosteriors(SeriesCap())
+    same = _fb("a", "code", good=True)
+    same.request_id, same.source = "r1", "user"
+    other = _fb("a", "code", good=True)
+    other.request_id, other.source = "r1", "evaluator"
+    scored = _fb("a", "code", score=0.5)
+    scored.request_id, scored.source = "r1", "user"
+    assert q.record([same, same, same, other, scored]) == 3
+    assert q.duplicates == 2
+    assert q.tallies[("a", "code")].n == 3
+
+
 def test_feedback_is_pushed_as_the_posterior_per_candidate_and_intent(tmp_path: Path) -> None:
     store, learner, clock, _ = _setup(tmp_path)
     clock.t += 100

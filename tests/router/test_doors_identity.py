@@ -256,3 +256,36 @@ def test_a_budget_under_pressure_routes_to_its_pool_on_both_doors(
     answer, _ = got  # type: ignore[misc]
     assert (answer.decision.pool, answer.decision.rule) == ("cheap", "budget-pressure")
     assert answer.model == "cheap-model"
+
+
+def test_feedback_is_scoped_to_the_tenant_of_the_key(
+    keyed: tuple[Stack, dict[str, str]],
+) -> None:
+    stack, keys = keyed
+    resp = _http(stack, keys["shop"]).chat.completions.with_raw_response.create(
+        model="auto", messages=ASK, extra_headers={"x-skyroute-tenant": "meter"}
+    )
+    fid = resp.headers["x-skyroute-feedback-id"]
+    body = {"request_id": fid, "value": True}
+    with pytest.raises(openai.AuthenticationError):
+        _http(stack).post("/feedback", body=body, cast_to=object)
+    # Another tenant's key (whatever its tenant header says) sees an unknown id.
+    with pytest.raises(openai.NotFoundError) as e:
+        _http(stack, keys["meter"]).post(
+            "/feedback",
+            body=body,
+            cast_to=object,
+            options={"headers": {"x-skyroute-tenant": "shop"}},
+        )
+    assert e.value.code == "unknown_request_id" and "this tenant" in e.value.message
+    ok = _http(stack, keys["shop"]).post("/feedback", body=body, cast_to=object)
+    assert ok["model"] == "base-model"  # type: ignore[index]
+    with grpc.insecure_channel(stack.routers[0][1]) as ch:
+        stub = router_pb2_grpc.RouterStub(ch)
+        req = router_pb2.FeedbackRequest(request_id=fid, score=0.5)
+        with pytest.raises(grpc.RpcError) as g:
+            stub.Feedback(req, metadata=(("authorization", f"Bearer {keys['meter']}"),))
+        assert g.value.code() == grpc.StatusCode.NOT_FOUND
+        got = stub.Feedback(req, metadata=(("authorization", f"Bearer {keys['shop']}"),))
+        assert got.model == "base-model"
+    assert stack.router_status()["feedback"]["refused"]["other_tenant"] == 2

@@ -14,7 +14,11 @@ prior, the offline eval score ``q0`` with weight ``w`` (the policy's
 Both are the same estimator on the [0, 1] scale, so the figure pushed is
 their pooled mean ``(w·q0 + good + Σscore) / (w + good + bad + n)``: with
 no feedback it is the offline eval, and feedback overrules the eval once it
-outnumbers ``w``. Comments are counted, not scored. Nothing decays here: a
+outnumbers ``w``. Comments are counted, not scored. One answer counts once
+per source and kind: a repeat of (request id, source, boolean or score) is
+ignored and counted (``duplicates``), within the last :data:`SEEN_MAX`
+pieces, so a caller cannot outvote the fleet by rating one answer a thousand
+times. Nothing decays here: a
 quality judgement does not go stale on a latency half-life; the weight of
 the prior is the one knob. The table is capped (``limits.SeriesCap``) and
 saved and restored with the rest of the learned state (``persist``).
@@ -23,6 +27,7 @@ saved and restored with the rest of the learned state (``persist``).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +36,8 @@ from skyroute.v1 import distribution_pb2
 
 #: Prior weight (observations) when no policy declares one.
 DEFAULT_PRIOR_WEIGHT = 10.0
+#: How many (request id, source, kind) keys are remembered to ignore repeats.
+SEEN_MAX = 200_000
 
 
 @dataclass(slots=True)
@@ -78,6 +85,18 @@ class QualityPosteriors:
         self.received = 0
         self.rejected = 0  # feedback naming no model, or a score outside [0, 1]
         self.changed = False  # new feedback since the last push
+        self.duplicates = 0  # repeats of one answer's rating, ignored
+        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+
+    def _repeat(self, fb: distribution_pb2.Feedback, kind: str) -> bool:
+        key = (fb.request_id, fb.source, kind)
+        if key in self._seen:
+            self.duplicates += 1
+            return True
+        self._seen[key] = None
+        if len(self._seen) > SEEN_MAX:
+            self._seen.popitem(last=False)
+        return False
 
     def record(self, feedback: Iterable[distribution_pb2.Feedback]) -> int:
         """Add feedback; returns how many pieces were kept."""
@@ -86,6 +105,8 @@ class QualityPosteriors:
             kind = fb.WhichOneof("value")
             if not fb.model or kind is None or (kind == "score" and not (0.0 <= fb.score <= 1.0)):
                 self.rejected += 1
+                continue
+            if kind != "comment" and fb.request_id and self._repeat(fb, kind):
                 continue
             t = self.cap.entry(self.tallies, (fb.model, fb.intent), Tally, "learning.quality")
             if t is None:
@@ -126,5 +147,6 @@ class QualityPosteriors:
             "prior_weight": weight,
             "received": self.received,
             "rejected": self.rejected,
+            "duplicates": self.duplicates,
             "by_model_intent": out,
         }

@@ -273,6 +273,22 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
     assert not [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
 
 
+@pytest.mark.parametrize("setting", sorted(SAME_SETTINGS))
+def test_the_hpa_alone_sets_the_router_count(k8s_cluster: Cluster, setting: str) -> None:
+    """Both trees leave ``replicas`` out next to the HPA (an apply would reset its count)."""
+    source, values = SAME_SETTINGS[setting]
+    for docs in (kustomize(k8s_cluster, source), template(*values)):
+        objects = by_key(docs)
+        hpa = objects[("HorizontalPodAutoscaler", "skyroute-router")]["spec"]
+        assert hpa["scaleTargetRef"]["name"] == "skyroute-router"
+        assert "replicas" not in objects[("Deployment", "skyroute-router")]["spec"]
+        assert "replicas" in objects[("Deployment", "skyroute-operator")]["spec"]
+    # Without the HPA the chart sets the count itself.
+    fixed = by_key(template(*values, sets=("router.autoscaling.enabled=false", "router.replicas=4")))
+    assert ("HorizontalPodAutoscaler", "skyroute-router") not in fixed
+    assert fixed[("Deployment", "skyroute-router")]["spec"]["replicas"] == 4
+
+
 def test_external_redis_and_cert_manager(tmp_path: Path) -> None:
     docs = template(
         values_file(

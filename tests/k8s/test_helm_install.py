@@ -114,6 +114,7 @@ def test_install_upgrade_rollback_uninstall(cluster: Cluster, tmp_path: Path) ->
     run(
         cluster,
         "upgrade", RELEASE, str(CHART), "-n", NS, "--reuse-values",
+        "--set", "router.autoscaling.enabled=false",
         "--set", "router.replicas=3",
         "--set", "redis.enabled=true",
         "--set", "webhook.tls.mode=secret",

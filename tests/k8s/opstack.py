@@ -40,6 +40,7 @@ def ensure_crds(cluster: Cluster) -> None:
         "--timeout=30s",
         "crd/routingpolicies.skyroute.io",
         "crd/modelpools.skyroute.io",
+        "crd/tenants.skyroute.io",
     )
 
 
@@ -131,6 +132,8 @@ class Stack:
             "0.2",
             "--id",
             identity,
+            "--key-namespaces",
+            self.ns,
         ]
         if self.webhook_port and webhook:
             args += [
@@ -190,7 +193,7 @@ class Stack:
         # No namespace controller runs here, so the namespace would only sit Terminating.
         self.cluster.kubectl(
             "delete",
-            "routingpolicies,modelpools",
+            "routingpolicies,modelpools,tenants",
             "--all",
             "-n",
             self.ns,
@@ -203,7 +206,7 @@ class Stack:
     def register_webhook(self) -> None:
         bundle = base64.b64encode(self.ca).decode()
         hooks = []
-        for plural in ("routingpolicies", "modelpools"):
+        for plural in ("routingpolicies", "modelpools", "tenants"):
             hooks.append(
                 {
                     "name": f"{plural}.skyroute.io",

@@ -18,6 +18,7 @@ first). Three things are pinned here:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,55 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
     assert not [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
 
 
+def overlay(tmp_path: Path, *components: str) -> Path:
+    """A kustomization of deploy/base plus deploy/components/<name> (what a user writes)."""
+    root = tmp_path / "overlay"
+    root.mkdir()
+    rel = Path(os.path.relpath(DEPLOY, root))
+    text = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [str(rel / "base")],
+        "components": [str(rel / "components" / c) for c in components],
+    }
+    (root / "kustomization.yaml").write_text(yaml.safe_dump(text))
+    return root
+
+
+def compare(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> list[str]:
+    g, w = by_key(got), by_key(want)
+    assert sorted(g) == sorted(w)
+    return [f"{k[0]}/{k[1]}{d}" for k in w for d in differences(comparable(g[k]), comparable(w[k]))]
+
+
+def test_tenant_keys_component_is_operator_key_namespaces(
+    k8s_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Key Secrets readable in the named namespaces only, the same in both trees."""
+    want = kustomize(k8s_cluster, overlay(tmp_path, "tenant-keys"))
+    got = template(sets=("namespace.create=true", "operator.keyNamespaces={skyroute-tenants}"))
+    assert not compare(got, want), "\n".join(compare(got, want))
+    objects = by_key(got)
+    (rule,) = objects[("ClusterRole", "skyroute-operator-keys")]["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    binding = objects[("RoleBinding", "skyroute-operator-keys")]
+    assert binding["metadata"]["namespace"] == "skyroute-tenants"
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    assert "--key-namespaces=skyroute-tenants" in container(got, "skyroute-operator")["args"]
+    # No ClusterRoleBinding to it: never every namespace's Secrets.
+    assert not [
+        d
+        for d in got
+        if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"].endswith("keys")
+    ]
+    # By default the operator reads no Secret beyond its webhook certificate.
+    default = by_key(template())
+    assert ("ClusterRole", "skyroute-operator-keys") not in default
+    assert not [
+        a for a in container(template(), "skyroute-operator")["args"] if "key-namespaces" in a
+    ]
+
+
 @pytest.mark.parametrize("setting", sorted(SAME_SETTINGS))
 def test_the_hpa_alone_sets_the_router_count(k8s_cluster: Cluster, setting: str) -> None:
     """Both trees leave ``replicas`` out next to the HPA (an apply would reset its count)."""
@@ -284,7 +334,9 @@ def test_the_hpa_alone_sets_the_router_count(k8s_cluster: Cluster, setting: str)
         assert "replicas" not in objects[("Deployment", "skyroute-router")]["spec"]
         assert "replicas" in objects[("Deployment", "skyroute-operator")]["spec"]
     # Without the HPA the chart sets the count itself.
-    fixed = by_key(template(*values, sets=("router.autoscaling.enabled=false", "router.replicas=4")))
+    fixed = by_key(
+        template(*values, sets=("router.autoscaling.enabled=false", "router.replicas=4"))
+    )
     assert ("HorizontalPodAutoscaler", "skyroute-router") not in fixed
     assert fixed[("Deployment", "skyroute-router")]["spec"]["replicas"] == 4
 

@@ -239,6 +239,12 @@ def _parser() -> argparse.ArgumentParser:
         help="HOST:PORT other replicas reach this gRPC port at (default: $POD_IP "
         "and the --listen port); followers forward rollout outcomes there",
     )
+    o.add_argument(
+        "--key-namespaces",
+        default="",
+        help="comma-separated namespaces whose key Secrets (skyroute keys create -n NS) "
+        "the operator reads; needs Secrets get/list/watch there (default: none, spec.keys only)",
+    )
     o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
     o.add_argument(
         "--status-settle",
@@ -514,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 advertise=args.advertise,
                 status_interval=args.status_interval,
                 status_settle=args.status_settle,
+                key_namespaces=tuple(n for n in args.key_namespaces.split(",") if n),
             )
         )
         return 0

@@ -63,7 +63,14 @@ class Verdict:
 
 def order_dependent(problem: Problem) -> bool:
     """A problem that another object, applied later, may resolve."""
-    return is_missing_pool(problem) or any(s in problem.message for s in _ORDER_DEPENDENT)
+    missing_policy = problem.message.startswith('RoutingPolicy "') and '" not found' in (
+        problem.message
+    )
+    return (
+        is_missing_pool(problem)
+        or missing_policy
+        or any(s in problem.message for s in _ORDER_DEPENDENT)
+    )
 
 
 def review(world: World, body: Mapping[str, Any]) -> Verdict:

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from skyroute.control.policy.model import GROUP, VERSION
 
-PLURALS = {"RoutingPolicy": "routingpolicies", "ModelPool": "modelpools"}
+PLURALS = {"RoutingPolicy": "routingpolicies", "ModelPool": "modelpools", "Tenant": "tenants"}
 TIMEOUT = 10.0
 Body = dict[str, Any]
 

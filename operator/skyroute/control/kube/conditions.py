@@ -45,7 +45,16 @@ from skyroute.control.policy.errors import Problem
 
 TYPES = ("Accepted", "Compiled", "Synced", "Ready")
 DRIFT_TYPES = {"latency": "LatencyDrift", "cost": "CostDrift"}
-STATUS_KEYS = ("observedGeneration", "version", "routers", "conditions", "rollout", "history")
+STATUS_KEYS = (
+    "observedGeneration",
+    "version",
+    "routers",
+    "conditions",
+    "rollout",
+    "history",
+    "keys",
+    "redisDown",
+)
 MAX_LISTED = 10
 
 
@@ -191,11 +200,13 @@ def build_status(
     now: str,
     drift: Sequence[dict[str, Any]] = (),
     rollout: tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The complete status for ``state``; unchanged conditions keep their transition time.
 
     ``drift`` is ``drift_conditions`` for a ModelPool; drift conditions it lacks are
-    carried over from ``previous``.
+    carried over from ``previous``. ``extra``: fields of one kind (a Tenant's ``keys``
+    and ``redisDown``).
     """
     accepted = (
         _condition("Accepted", "False", "Invalid", summary(state.invalid, state.key.ref))
@@ -235,6 +246,7 @@ def build_status(
         "routers": {"synced": sync.synced, "stale": sync.stale},
         "conditions": conditions,
     }
+    out.update(extra or {})
     if rollout is not None:
         out["rollout"] = dict(rollout[0])
         out["history"] = [dict(h) for h in rollout[1]]

@@ -15,6 +15,11 @@ start watching (its initial listing finds nothing new). If the CRDs are not
 installed yet the operator waits for them, saying so in its log, with the
 port still closed, so routers keep their last snapshot.
 
+API keys kept as Secrets (``skyroute keys create --namespace NS``) are read
+only in ``--key-namespaces``, listed with the rest before the port opens and
+then watched (``keysecrets.py``); a new or deleted key Secret recompiles like
+an object change, so a revoked key leaves routers with the next push.
+
 Changes are debounced briefly (``debounce_ms``) so that ``kubectl apply -f
 dir/`` of several objects compiles once, the way Istio batches pushes.
 """
@@ -46,6 +51,7 @@ from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.forward import OutcomeForwarder
 from skyroute.control.kube.handlers import build_registry, build_settings, quiet_kopf
 from skyroute.control.kube.history import HistoryStore
+from skyroute.control.kube.keysecrets import KeySecretWatch
 from skyroute.control.kube.learned import LearnedStateMap
 from skyroute.control.kube.lease import LeaseElector
 from skyroute.control.kube.rollouts import ClusterRollouts
@@ -87,6 +93,7 @@ class OperatorOptions:
     learned_state_interval: float = 30.0  # seconds between saves of the learned state
     status_settle: float = 10.0
     debounce_ms: int = 20
+    key_namespaces: tuple[str, ...] = ()  # where key Secrets are read (none: spec.keys only)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -152,6 +159,7 @@ class Operator:
         )
         self.outcomes.add_listener(self.forwarder.record)
         self.service.on_forwarded = self.rollouts.controller.windows.record
+        self.keys = KeySecretWatch(api.core, opts.key_namespaces)
         self.stop = asyncio.Event()
         self.port = 0
         self._dirty = asyncio.Event()
@@ -189,6 +197,20 @@ class Operator:
         key = key_of(body)
         self.writer.forget(key)
         if self.world.forget(key):
+            self._dirty.set()
+
+    def key_secret(self, namespace: str, kind: str, body: Any) -> None:
+        """A key Secret event (or a fresh ``LIST`` of a namespace) from the watch thread."""
+        secrets = self.world.key_secrets
+        if kind == "LIST":
+            changed = secrets.replace(namespace, body)
+        elif kind == "DELETED":
+            meta = body.get("metadata") or {}
+            changed = secrets.remove(namespace, str(meta.get("name", "")))
+        else:
+            changed = secrets.upsert(body)
+        if changed:
+            self.world.keys_changed()
             self._dirty.set()
 
     def review(self, body: Mapping[str, Any]) -> Verdict:
@@ -280,6 +302,8 @@ class Operator:
                     event(log, "waiting_for_crds", logging.WARNING, error=str(exc))
                 await asyncio.sleep(1.0)
                 waited += 1
+        for ns, secrets in (await self.keys.load()).items():
+            self.key_secret(ns, "LIST", secrets)
         await self.rollouts.load_history()
         self.learner.restored = (await self.learned.load(self.learner)).as_dict()
         for body in bodies:
@@ -354,6 +378,7 @@ class Operator:
         if self.stop.is_set():
             return
         await self._start_grpc()
+        self.keys.start(asyncio.get_running_loop(), self.key_secret)
         if self.opts.admin:
             self._admin = AdminServer(
                 self.opts.admin,
@@ -447,6 +472,7 @@ class Operator:
                 await self._save_learned()
 
     async def shutdown(self) -> None:
+        self.keys.stop()
         await self._save_learned()
         if self._admin is not None:
             await self._admin.stop()

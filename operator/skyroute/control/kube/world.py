@@ -39,6 +39,12 @@ the pair wait for it to be fixed or withdrawn). Test results are cached by
 policy version and tests, so re-checking unchanged objects costs a compile of
 the candidate set only.
 
+Tenants are objects like the others (a Tenant naming a RoutingPolicy that does
+not exist waits, the previous generation serving). Their API keys come from
+``spec.keys`` and from key Secrets (``keysecrets.py``), merged in at compile
+time: a key id already used by another key is skipped, so a copied Secret can
+never make routers refuse a snapshot.
+
 Problems are compared by object and field path only, never by message,
 because messages list the known names and change with unrelated objects.
 Everything here is synchronous and in memory; the operator calls it from its
@@ -52,10 +58,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from skyroute.control.kube.keysecrets import KeySecrets
 from skyroute.control.policy.compiler import compile_objects, digest
 from skyroute.control.policy.errors import PolicyError, Problem
 from skyroute.control.policy.loader import SourceDocument
-from skyroute.control.policy.model import KIND_POLICY, KIND_POOL, RoutingPolicy
+from skyroute.control.policy.model import (
+    KIND_POLICY,
+    KIND_POOL,
+    KIND_TENANT,
+    RoutingPolicy,
+    TenantResource,
+)
 from skyroute.control.policy.policytests import ResultCache, run_policy_tests
 from skyroute.control.policy.validate import Objects, Parsed, check_references, parse_document
 from skyroute.v1 import snapshot_pb2
@@ -168,7 +181,32 @@ def objects_of(parsed: Iterable[Parsed]) -> Objects:
     return Objects(
         pools=tuple(p for p in items if p.obj.kind == KIND_POOL),
         policies=tuple(p for p in items if p.obj.kind == KIND_POLICY),
+        tenants=tuple(p for p in items if p.obj.kind == KIND_TENANT),
     )
+
+
+def with_secret_keys(parsed: Iterable[Parsed], secrets: KeySecrets) -> list[Parsed]:
+    """Tenants with their key Secrets' keys added; a key id seen before is skipped."""
+    items = list(parsed)
+    seen = {k.id for p in items if isinstance(p.obj, TenantResource) for k in p.obj.spec.keys}
+    out: list[Parsed] = []
+    for p in sorted(items, key=lambda q: (q.obj.kind, q.obj.ref)):
+        obj = p.obj
+        if not isinstance(obj, TenantResource):
+            out.append(p)
+            continue
+        extra = []
+        for key in secrets.keys((obj.metadata.namespace, obj.metadata.name)):
+            if key.id in seen:
+                log.warning("key %s of Tenant %s skipped: id used by another key", key.id, obj.ref)
+                continue
+            seen.add(key.id)
+            extra.append(key)
+        if extra:
+            spec = obj.spec.model_copy(update={"keys": [*obj.spec.keys, *extra]})
+            obj = obj.model_copy(update={"spec": spec})
+        out.append(Parsed(doc=p.doc, obj=obj))
+    return out
 
 
 def is_test_problem(problem: Problem) -> bool:
@@ -179,6 +217,10 @@ def is_test_problem(problem: Problem) -> bool:
 def object_versions(snapshot: snapshot_pb2.Snapshot) -> dict[Key, str]:
     """Each object's version in ``snapshot``: a policy's own, a pool's content hash."""
     versions = {Key(KIND_POLICY, p.namespace, p.name): p.version for p in snapshot.policies}
+    for tenant in snapshot.tenants:
+        versions[Key(KIND_TENANT, tenant.namespace, tenant.name)] = digest(
+            tenant.SerializeToString(deterministic=True)
+        )
     for pool in snapshot.pools:
         versions[Key(KIND_POOL, pool.namespace, pool.name)] = digest(
             pool.SerializeToString(deterministic=True)
@@ -200,6 +242,12 @@ class World:
         self.snapshot: snapshot_pb2.Snapshot | None = None
         self.versions: dict[Key, str] = {}
         self._test_results = ResultCache()
+        self.key_secrets = KeySecrets()
+        self._keys_dirty = False
+
+    def keys_changed(self) -> None:
+        """Key Secrets changed: the next reconcile recompiles even with no object change."""
+        self._keys_dirty = True
 
     # --- input -------------------------------------------------------------
 
@@ -304,7 +352,8 @@ class World:
         """Accept what fits; recompile. True when the snapshot's version changed."""
         changes = self._pending()
         if not changes:
-            return False
+            return self._recompile() if self._keys_dirty else False
+        # (a key Secret change recompiles even when every pending change waits)
         current = self.accepted_objects()
         _, baseline = problem_keys(current.values())
         committed = 0
@@ -335,10 +384,13 @@ class World:
                     todo.remove(change)
                     committed += 1
                     progress = True
-        return self._recompile() if committed else False
+        return self._recompile() if committed or self._keys_dirty else False
 
     def _recompile(self) -> bool:
-        objects = objects_of(a.parsed for a in self._accepted.values())
+        self._keys_dirty = False
+        objects = objects_of(
+            with_secret_keys((a.parsed for a in self._accepted.values()), self.key_secrets)
+        )
         try:
             # Tests already passed for this set: reconcile accepts nothing that fails them.
             snapshot = compile_objects(objects, run_tests=False)
@@ -379,6 +431,11 @@ class World:
             Key(KIND_POOL, p.namespace, p.name): frozenset(c.model for c in p.candidates)
             for p in pools
         }
+
+    def tenant_keys(self) -> dict[Key, int]:
+        """How many keys (spec and Secrets) each serving Tenant has in the snapshot."""
+        tenants = self.snapshot.tenants if self.snapshot is not None else ()
+        return {Key(KIND_TENANT, t.namespace, t.name): len(t.keys) for t in tenants}
 
     def retained(self) -> dict[Key, tuple[Problem, ...]]:
         """Deleted objects still serving, with the problems their removal would cause."""

@@ -22,8 +22,12 @@ which only records it and wakes the writer: like every other status, it is
 written by the leader alone, and a replica that becomes leader writes the
 drift it has seen. Messages carry field paths and
 versions, never spec values beyond what validation quotes, and never a
-secret: the operator does not read Secrets at all (``secretKeyRef`` is
-turned into a mount path, see ``model.ApiKeyRef.secret_path``).
+secret: the operator reads no provider Secret (``secretKeyRef`` is turned
+into a mount path, see ``model.ApiKeyRef.secret_path``), and of API keys only
+public ids and digests ever reach it (``keysecrets.py``). A Tenant's status
+says how many keys serve (``keys``) and what it does with Redis down
+(``redisDown``); spend is not in it, because routers do not report spend to
+the control plane yet.
 
 Only the leader writes (``active``, driven by the Lease); every replica
 computes. The first write waits for routers that were connected to a
@@ -53,7 +57,13 @@ from skyroute.control.kube.conditions import (
 from skyroute.control.kube.fleet import Fleet
 from skyroute.control.kube.world import Key, ObjectState, World
 from skyroute.control.logs import event
-from skyroute.control.policy.model import API_VERSION, KIND_POLICY, KIND_POOL
+from skyroute.control.policy.model import (
+    API_VERSION,
+    KIND_POLICY,
+    KIND_POOL,
+    KIND_TENANT,
+    TenantResource,
+)
 from skyroute.control.rollout.controller import RolloutController
 
 log = logging.getLogger("skyroute.control.kube.writer")
@@ -200,6 +210,8 @@ class StatusWriter:
         written = 0
         now = now_rfc3339()
         pools = self.world.pool_models()
+        keys = self.world.tenant_keys()
+        tenants = self.world.observed_objects(KIND_TENANT)
         for key in self.world.object_keys():
             state = self.world.state(key)
             if state is None:
@@ -214,7 +226,13 @@ class StatusWriter:
                 if self.rollouts is not None and key.kind == KIND_POLICY
                 else None
             )
-            after = build_status(state, sync, before, now, drift, rollout)
+            extra: dict[str, Any] | None = None
+            if key.kind == KIND_TENANT:
+                obj = tenants[key].obj if key in tenants else None
+                extra = {"keys": keys.get(key, 0)}
+                if isinstance(obj, TenantResource):
+                    extra["redisDown"] = obj.spec.redis_down
+            after = build_status(state, sync, before, now, drift, rollout, extra)
             if after == before:
                 continue
             result = await self.api.patch_status(key.kind, key.namespace, key.name, after)

@@ -474,7 +474,7 @@ class ConstraintsSpec(_Spec):
 
 
 class ObjectiveSpec(_Spec):
-    """A latency objective the router meets by its choice and by falling back early."""
+    """A latency objective the router meets by its choice and on first-token time (hedges)."""
 
     p95_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
 

@@ -195,3 +195,20 @@ def test_the_hedge_budget_bounds_hedges_to_its_share() -> None:
         assert budget.retrying == 0 and budget.denied == 0
 
     asyncio.run(go())
+
+
+def test_a_hedge_the_retry_budget_refuses_gives_its_hedge_token_back() -> None:
+    async def go() -> None:
+        up, budget = Upstreams(), RetryBudget()
+        throttle = HedgeBudget()
+        stingy = ReliabilitySettings(retry_budget_ratio=0.0, retry_budget_min_concurrency=0)
+        task = asyncio.ensure_future(
+            race(up.attempt, A, B, 0.0, 5.0, budget, stingy, up.discard, throttle)
+        )
+        await asyncio.sleep(0.01)
+        up.gates["a"].set()
+        raced = await task
+        assert raced.refused.startswith("retry budget exhausted at ") and not raced.launched
+        assert throttle.tokens == 1.0 and throttle.refused == 0 and budget.denied == 1
+
+    asyncio.run(go())

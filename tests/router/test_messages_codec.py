@@ -22,6 +22,7 @@ from skyroute.router.ingress.codecs.anthropic_messages import (
 from skyroute.router.ingress.codecs.openai_chat import HttpIn
 from skyroute.router.ingress.types import Rejection
 from skyroute.router.providers import ADAPTERS
+from skyroute.router.providers.types import StreamEnd, TextDelta, ThinkingEvent
 
 THINKING = {"type": "thinking", "thinking": "Let me look it up.", "signature": "EqQBCgIYAhIM1g"}
 REDACTED = {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}
@@ -162,4 +163,76 @@ def test_stream_blocks_are_numbered_in_order() -> None:
         ("content_block_start", 1),
         ("content_block_delta", 1),
         ("content_block_stop", 1),
+    ]
+
+
+# Anthropic's extended-thinking stream, as documented: a thinking block (its text in
+# thinking_delta pieces, then a signature_delta), then the text block.
+THINKING_STREAM: list[dict[str, Any]] = [
+    {"type": "message_start", "message": {"usage": {"input_tokens": 12, "output_tokens": 1}}},
+    {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "Let me "},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "thinking_delta", "thinking": "look it up."},
+    },
+    {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM1g"},
+    },
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": REDACTED},
+    {"type": "content_block_stop", "index": 1},
+    {"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}},
+    {
+        "type": "content_block_delta",
+        "index": 2,
+        "delta": {"type": "text_delta", "text": "Shipped."},
+    },
+    {"type": "content_block_stop", "index": 2},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 30}},
+    {"type": "message_stop"},
+]
+
+
+def test_streamed_thinking_is_one_signed_block_through_the_stream() -> None:
+    asm = ADAPTERS["anthropic"].assembler()
+    events = [e for ev in THINKING_STREAM for e in asm.feed(orjson.dumps(ev))] + asm.at_eof()
+    assert events == [
+        ThinkingEvent(THINKING),
+        ThinkingEvent(REDACTED),
+        TextDelta("Shipped."),
+        StreamEnd("stop", 12, 30),
+    ]
+    # The Messages door streams them on as Anthropic does: reassembled, the same blocks.
+    enc = MessageEvents("msg_1", 12)
+    frames = [*enc.start("m"), enc.thinking(THINKING), enc.thinking(REDACTED), enc.text("Shipped.")]
+    raw = b"".join(frames).decode()
+    blocks: dict[int, dict[str, Any]] = {}
+    for line in raw.splitlines():
+        if not line.startswith("data: "):
+            continue
+        ev = orjson.loads(line[6:])
+        if ev["type"] == "content_block_start":
+            blocks[ev["index"]] = dict(ev["content_block"])
+        elif ev["type"] == "content_block_delta":
+            d = ev["delta"]
+            key = {"thinking_delta": "thinking", "signature_delta": "signature"}.get(
+                d["type"], "text"
+            )
+            blocks[ev["index"]][key] = blocks[ev["index"]].get(key, "") + d[key]
+    assert [blocks[i] for i in sorted(blocks)] == [
+        THINKING,
+        REDACTED,
+        {"type": "text", "text": "Shipped."},
     ]

@@ -400,3 +400,35 @@ def test_errors_are_anthropic_shaped(
         model="to-anthropic", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
     )
     assert ok.content
+
+
+def test_thinking_blocks_come_back_signed_streamed_or_not(client: anthropic.Anthropic) -> None:
+    ask: dict[str, Any] = {
+        "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Why was my order late?"}],
+        "extra_headers": NO_CACHE,
+    }
+    whole = client.messages.create(model="to-anthropic", **ask)
+    assert [b.type for b in whole.content] == ["thinking", "text"]
+    thought = whole.content[0]
+    assert thought.type == "thinking" and thought.signature.startswith("Eq")
+    with client.messages.stream(model="to-anthropic", **ask) as stream:
+        final = stream.get_final_message()
+    assert [b.model_dump() for b in final.content] == [b.model_dump() for b in whole.content]
+    # The next turn carries the signed block back; the same family takes it as it was.
+    follow = client.messages.create(
+        model="to-anthropic",
+        **{
+            **ask,
+            "messages": [
+                *ask["messages"],
+                {"role": "assistant", "content": [b.model_dump() for b in whole.content]},
+                {"role": "user", "content": "thanks"},
+            ],
+        },
+    )
+    assert follow.content[0].type == "thinking"
+    # Another family has no thinking: the answer is text alone, the request still served.
+    other = client.messages.create(model="to-openai", **ask)
+    assert [b.type for b in other.content] == ["text"]

@@ -16,10 +16,15 @@ usage, and ``message_stop``. Errors use ``{"type": "error", "error": {"type",
 "message"}}`` with the real statuses (529 ``overloaded_error``, 429
 ``rate_limit_error`` with Retry-After...). A content-filter outcome is what
 Claude 4 models do: a 200 with ``stop_reason: "refusal"`` and no content.
+With ``thinking: {"type": "enabled"}`` an answer opens with a ``thinking``
+block (streamed as ``thinking_delta`` then ``signature_delta``) whose text
+and signature are a function of the prompt, so a test can tell it came back
+intact.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -152,6 +157,8 @@ class AnthropicWire:
             prompt_text=prompt_text,
             tool_name=tool_name,
             tool_schema=schema,
+            thinking=isinstance(body.get("thinking"), dict)
+            and body["thinking"].get("type") == "enabled",
         )
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:
@@ -168,6 +175,8 @@ class AnthropicWire:
         else:
             content = [{"type": "text", "text": answer.text}]
             stop = "max_tokens" if answer.truncated else "end_turn"
+        if req.thinking:
+            content.insert(0, thinking_block(req.prompt_text))
         return orjson.dumps(
             {
                 "id": new_id("msg_"),
@@ -183,6 +192,20 @@ class AnthropicWire:
 
     def stream(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
         head = _message_start(req.model, answer.prompt_tokens)
+        b = self._blocks(req, answer, chunk_tokens)
+        if not req.thinking:
+            return StreamFrames(head + b.head, b.pieces, b.tail, b.piece_tokens)
+        # Block 0 is the thinking; the answer's own block is then block 1.
+        return StreamFrames(
+            head + _thinking_frames(thinking_block(req.prompt_text)) + _reindex(b.head),
+            [_reindex(p) for p in b.pieces],
+            _reindex(b.tail),
+            b.piece_tokens,
+        )
+
+    def _blocks(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
+        """The answer's own block (index 0), after an empty head."""
+        head = b""
         pieces: list[bytes] = []
         if answer.is_tool:
             block: dict[str, Any] = {
@@ -284,6 +307,32 @@ class AnthropicWire:
 
     def invalid(self, message: str, status: int = 400) -> Rendered:
         return _err(status, _STATUS_TYPES.get(status, "invalid_request_error"), message)
+
+
+def thinking_block(prompt_text: str) -> dict[str, Any]:
+    """The signed thinking block the simulated model opens with (a function of the prompt)."""
+    digest = hashlib.blake2b(prompt_text.encode(), digest_size=12).hexdigest()
+    return {"type": "thinking", "thinking": f"Thinking about {digest}.", "signature": "Eq" + digest}
+
+
+def _thinking_frames(block: dict[str, Any]) -> bytes:
+    start = {"type": "thinking", "thinking": "", "signature": ""}
+    out = sse(
+        "content_block_start",
+        orjson.dumps({"type": "content_block_start", "index": 0, "content_block": start}),
+    )
+    for key, dtype in (("thinking", "thinking_delta"), ("signature", "signature_delta")):
+        delta = {"type": dtype, key: block[key]}
+        out += sse(
+            "content_block_delta",
+            orjson.dumps({"type": "content_block_delta", "index": 0, "delta": delta}),
+        )
+    return out + sse("content_block_stop", b'{"type":"content_block_stop","index":0}')
+
+
+def _reindex(frames: bytes) -> bytes:
+    """Content block events moved from index 0 to index 1 (message events have none)."""
+    return frames.replace(b'"index":0', b'"index":1')
 
 
 def _message_start(model: str, prompt_tokens: int) -> bytes:

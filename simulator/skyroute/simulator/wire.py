@@ -44,6 +44,7 @@ class SimRequest:
     tool_name: str | None  # the tool to call, or None to answer with text
     tool_schema: Any
     include_usage: bool = False
+    thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
 
 
 @dataclass(slots=True)

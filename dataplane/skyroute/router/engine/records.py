@@ -16,7 +16,13 @@ from opentelemetry.trace import Span
 
 from skyroute.router.cache import CacheHit
 from skyroute.router.decide import Decision
-from skyroute.router.providers.types import ChatResult, ProviderError, TextDelta, ToolCallEvent
+from skyroute.router.providers.types import (
+    ChatResult,
+    ProviderError,
+    TextDelta,
+    ThinkingEvent,
+    ToolCallEvent,
+)
 from skyroute.router.spans import NO_SPAN
 from skyroute.router.table import Candidate
 
@@ -130,4 +136,4 @@ class StreamFailed:
     served: Served
 
 
-StreamItem = StreamStarted | TextDelta | ToolCallEvent | StreamDone | StreamFailed
+StreamItem = StreamStarted | TextDelta | ToolCallEvent | ThinkingEvent | StreamDone | StreamFailed

@@ -90,6 +90,8 @@ from skyroute.router.providers.types import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    ThinkingEvent,
+    ToolCallEvent,
 )
 from skyroute.router.signals import Signals
 from skyroute.router.spans import Spans, enter, leave
@@ -127,10 +129,38 @@ def _objective_s(d: Decision) -> float:
     return d.selection.objective_p95_s if d.selection is not None else 0.0
 
 
+class _Pieces:
+    """An answer's pieces as a stream brings them, and the ChatResult they make."""
+
+    __slots__ = ("calls", "text", "thinking")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.calls: list[dict[str, Any]] = []
+        self.thinking: list[dict[str, Any]] = []
+
+    def add(self, item: StreamEvent) -> None:
+        if isinstance(item, TextDelta):
+            self.text.append(item.text)
+        elif isinstance(item, ThinkingEvent):
+            self.thinking.append(item.block)
+        elif isinstance(item, ToolCallEvent):
+            self.calls.append(item.call)
+
+    def result(self, end: StreamEnd) -> ChatResult:
+        return ChatResult(
+            "".join(self.text),
+            self.calls,
+            end.finish_reason,
+            end.prompt_tokens,
+            end.completion_tokens,
+            thinking=self.thinking,
+        )
+
+
 async def _collect(events: AsyncIterator[StreamEvent], on_first: Callable[[], None]) -> ChatResult:
     """An upstream stream gathered into one answer (for a unary caller)."""
-    text: list[str] = []
-    calls: list[dict[str, Any]] = []
+    pieces = _Pieces()
     seen = False
     try:
         async for item in events:
@@ -138,17 +168,8 @@ async def _collect(events: AsyncIterator[StreamEvent], on_first: Callable[[], No
                 seen = True
                 on_first()
             if isinstance(item, StreamEnd):
-                return ChatResult(
-                    "".join(text),
-                    calls,
-                    item.finish_reason,
-                    item.prompt_tokens,
-                    item.completion_tokens,
-                )
-            if isinstance(item, TextDelta):
-                text.append(item.text)
-            else:
-                calls.append(item.call)
+                return pieces.result(item)
+            pieces.add(item)
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
@@ -644,14 +665,10 @@ class Engine:
         )
         served.candidate = at.cand
         yield StreamStarted(served)
-        text: list[str] = []
-        calls: list[dict[str, Any]] = []
+        pieces = _Pieces()
         try:
             while not isinstance(item, StreamEnd):
-                if isinstance(item, TextDelta):
-                    text.append(item.text)
-                else:
-                    calls.append(item.call)
+                pieces.add(item)
                 yield item
                 item = await anext(events)
         except (ProviderError, StopAsyncIteration) as exc:
@@ -667,9 +684,7 @@ class Engine:
             return
         finally:
             await events.aclose()
-        result = ChatResult(
-            "".join(text), calls, item.finish_reason, item.prompt_tokens, item.completion_tokens
-        )
+        result = pieces.result(item)
         self._answered(served, at, result)
         self._store(served.decision, part, served)
         self._outcome(served, s, ctx)

@@ -58,7 +58,7 @@ from skyroute.router.ingress.types import (
     Prepared,
     Rejection,
 )
-from skyroute.router.providers.types import TextDelta, ToolCallEvent
+from skyroute.router.providers.types import TextDelta, ThinkingEvent, ToolCallEvent
 from skyroute.router.signals import signals_from_messages
 from skyroute.router.state import RouterState
 from skyroute.router.wire import idempotency_scope, record, request_fingerprint, settlement
@@ -292,6 +292,10 @@ class Pipeline:
                 await sink.write(enc.text(item.text))
             elif isinstance(item, ToolCallEvent):
                 await sink.write(enc.tool_call(item.call))
+            elif isinstance(item, ThinkingEvent):
+                thought = enc.thinking(item.block)
+                if thought is not None:
+                    await sink.write(thought)
             elif isinstance(item, StreamStarted):
                 # Held until the first upstream token: the head names the model that answers
                 # (and carries the x-ratelimit-* headers, which must precede the stream).
@@ -330,6 +334,10 @@ class Pipeline:
         await sink.open(enc.head(answer.facts))
         for frame in enc.start(stored["model"]):
             await sink.write(frame)
+        for block in stored.get("thinking") or ():
+            thought = enc.thinking(block)
+            if thought is not None:
+                await sink.write(thought)
         if stored["content"]:
             await sink.write(enc.text(stored["content"]))
         for call in stored["tool_calls"]:

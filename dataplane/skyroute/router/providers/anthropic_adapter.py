@@ -21,7 +21,8 @@ stop reasons map ``end_turn``/``stop_sequence`` -> stop, ``max_tokens`` ->
 length, ``tool_use`` -> tool_calls, ``refusal`` -> content_filter (or a
 CONTENT_FILTER error when nothing usable came back). The stream's
 ``input_json_delta`` pieces are concatenated per block index and emitted as
-one ToolCallEvent at the block's ``content_block_stop``; ``message_stop``
+one ToolCallEvent at the block's ``content_block_stop``, a thinking block
+(its ``thinking_delta`` text and ``signature_delta``) as one ThinkingEvent; ``message_stop``
 is the terminal event; an ``error`` event is classified like an HTTP error.
 """
 
@@ -53,6 +54,7 @@ from skyroute.router.providers.types import (
     StreamEvent,
     Target,
     TextDelta,
+    ThinkingEvent,
     ToolCallEvent,
 )
 
@@ -282,12 +284,13 @@ def _input_tokens(usage: dict[str, Any]) -> int:
 
 
 class AnthropicStream:
-    __slots__ = ("_blocks", "_completion", "_prompt", "_stop", "done", "started")
+    __slots__ = ("_blocks", "_completion", "_prompt", "_stop", "_thinking", "done", "started")
 
     def __init__(self) -> None:
         self.started = False
         self.done = False
         self._blocks: dict[int, list[Any]] = {}  # index -> [id, name, [json pieces]]
+        self._thinking: dict[int, dict[str, Any]] = {}  # index -> the block being streamed
         self._stop = "end_turn"
         self._prompt = 0
         self._completion = 0
@@ -306,6 +309,11 @@ class AnthropicStream:
                 if text:
                     self.started = True
                     return [TextDelta(text)]
+            elif dtype in ("thinking_delta", "signature_delta"):
+                thinking = self._thinking.get(ev.get("index", 0))
+                if thinking is not None:
+                    key = "thinking" if dtype == "thinking_delta" else "signature"
+                    thinking[key] = thinking.get(key, "") + str(delta.get(key) or "")
             elif dtype == "input_json_delta":
                 block = self._blocks.get(ev.get("index", 0))
                 if block is not None:
@@ -313,11 +321,17 @@ class AnthropicStream:
             return []
         if etype == "content_block_start":
             start: dict[str, Any] = ev.get("content_block") or {}
-            if start.get("type") == "tool_use":
+            if start.get("type") in _THINKING:
+                self.started = True
+                self._thinking[ev.get("index", 0)] = dict(start)
+            elif start.get("type") == "tool_use":
                 self.started = True
                 self._blocks[ev.get("index", 0)] = [start.get("id", ""), start.get("name", ""), []]
             return []
         if etype == "content_block_stop":
+            thought = self._thinking.pop(ev.get("index", 0), None)
+            if thought is not None:
+                return [ThinkingEvent(thought)]
             tool = self._blocks.pop(ev.get("index", 0), None)
             if tool is None:
                 return []

@@ -108,13 +108,20 @@ class ToolCallEvent:
 
 
 @dataclass(slots=True)
+class ThinkingEvent:
+    """One complete Anthropic thinking or redacted_thinking block, signed, as it came."""
+
+    block: dict[str, Any]
+
+
+@dataclass(slots=True)
 class StreamEnd:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
 
 
-StreamEvent = TextDelta | ToolCallEvent | StreamEnd
+StreamEvent = TextDelta | ToolCallEvent | ThinkingEvent | StreamEnd
 
 
 class ProviderError(Exception):

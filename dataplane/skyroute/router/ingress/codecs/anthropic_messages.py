@@ -31,7 +31,8 @@ blocks (the upstream's thinking blocks first, when it sent any); finish
 reasons map back (stop → ``end_turn``, length → ``max_tokens``, tool calls
 → ``tool_use``, content filter → ``refusal``). A stream is ``message_start``,
 ``ping``, then per block ``content_block_start``/``content_block_delta``
-(``text_delta``, ``input_json_delta``)/``content_block_stop``, then
+(``thinking_delta`` and ``signature_delta`` for an Anthropic upstream's
+thinking, ``text_delta``, ``input_json_delta``)/``content_block_stop``, then
 ``message_delta`` (stop reason and usage) and ``message_stop``; a stream
 that fails after it started ends with an ``error`` event, which the SDK
 raises. ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}``
@@ -456,6 +457,24 @@ class MessageEvents:
             "content_block_delta",
             {"type": "content_block_delta", "index": self.n_blocks, "delta": delta},
         )
+
+    def thinking(self, block: dict[str, Any]) -> bytes:
+        """A thinking block as Anthropic streams one: start, its deltas, stop."""
+        out = self._close_text()
+        i = self.n_blocks
+        if block.get("type") == "thinking":
+            start = {"type": "thinking", "thinking": "", "signature": ""}
+            out += self._block(
+                start, {"type": "thinking_delta", "thinking": block.get("thinking", "")}
+            )
+            delta = {"type": "signature_delta", "signature": block.get("signature", "")}
+            out += _event(
+                "content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}
+            )
+        else:  # redacted_thinking comes whole in its start event
+            out += self._block(block, None)
+        self.n_blocks += 1
+        return out + _event("content_block_stop", {"type": "content_block_stop", "index": i})
 
     def tool_call(self, call: dict[str, Any]) -> bytes:
         out = self._close_text()

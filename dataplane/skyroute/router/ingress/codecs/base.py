@@ -42,6 +42,10 @@ class StreamEncoder(Protocol[F_co]):
 
     def tool_call(self, call: dict[str, Any]) -> F_co: ...
 
+    def thinking(self, block: dict[str, Any]) -> F_co | None:
+        """An Anthropic thinking block, or None where the API has no such thing."""
+        ...
+
     def done(self, answer: Answer) -> Sequence[F_co]:
         """The frames that end a complete stream."""
         ...

@@ -244,6 +244,10 @@ class Chunks:
     def text(self, text: str) -> router_pb2.CompletionChunk:
         return router_pb2.CompletionChunk(delta=text)
 
+    def thinking(self, block: dict[str, Any]) -> None:
+        """No frame: this API has no thinking blocks (only Anthropic's own signed ones)."""
+        return None
+
     def tool_call(self, call: dict[str, Any]) -> router_pb2.CompletionChunk:
         return router_pb2.CompletionChunk(tool_call=_tool_call(call))
 

@@ -240,6 +240,10 @@ class SSE:
     def text(self, text: str) -> bytes:
         return self.chunk({"content": text})
 
+    def thinking(self, block: dict[str, Any]) -> None:
+        """No frame: this API has no thinking blocks (only Anthropic's own signed ones)."""
+        return None
+
     def tool_call(self, call: dict[str, Any]) -> bytes:
         out = self.chunk({"tool_calls": [{"index": self.n_calls, **call}]})
         self.n_calls += 1

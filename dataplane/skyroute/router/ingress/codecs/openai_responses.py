@@ -348,6 +348,10 @@ class ResponseEvents:
         self.parts.append(text)
         return out + self._event("response.output_text.delta", **where, delta=text)
 
+    def thinking(self, block: dict[str, Any]) -> None:
+        """No frame: this API has no thinking blocks (only Anthropic's own signed ones)."""
+        return None
+
     def tool_call(self, call: dict[str, Any]) -> bytes:
         out = self._close_message()
         i = self.n_items

@@ -432,3 +432,24 @@ def test_thinking_blocks_come_back_signed_streamed_or_not(client: anthropic.Anth
     # Another family has no thinking: the answer is text alone, the request still served.
     other = client.messages.create(model="to-openai", **ask)
     assert [b.type for b in other.content] == ["text"]
+
+
+def test_idempotency_key_replays_the_message_and_its_stream(client: anthropic.Anthropic) -> None:
+    ask: dict[str, Any] = {
+        "model": "to-anthropic",
+        "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "messages": [{"role": "user", "content": "Has order 9 shipped?"}],
+    }
+    headers = {**NO_CACHE, "Idempotency-Key": "messages-replay-1"}
+    first = client.messages.with_raw_response.create(**ask, extra_headers=headers)
+    again = client.messages.with_raw_response.create(**ask, extra_headers=headers)
+    assert "x-skyroute-idempotent-replay" not in first.headers
+    assert again.headers["x-skyroute-idempotent-replay"] == "true"
+    whole = first.parse()
+    # The same answer (its id is the repeat's own request id, as on the Chat door).
+    assert again.parse().model_dump(exclude={"id"}) == whole.model_dump(exclude={"id"})
+    with client.messages.stream(**ask, extra_headers=headers) as stream:
+        replayed = stream.get_final_message()
+    assert [b.model_dump() for b in replayed.content] == [b.model_dump() for b in whole.content]
+    assert replayed.content[0].type == "thinking"

@@ -331,3 +331,20 @@ def test_the_learner_drops_a_bad_window_itself_and_ticks_on() -> None:
     assert learner.rejected == 1 and learner.models[MODEL].requests == 2
     learner.tick()
     assert learner.as_dict()["rejected_windows"] == 1
+
+
+def test_a_pattern_python_accepts_but_re2_does_not_is_refused_at_compile(
+    acmeshop: Path,
+) -> None:
+    from skyroute.control.policy.validate import validate
+
+    policy = acmeshop / "policy.yaml"
+    text = policy.read_text()
+    old = r"patterns: ['\b(medication|"
+    assert old in text
+    policy.write_text(text.replace(old, r"patterns: ['(?<!no )\b(medication|", 1))
+    with pytest.raises(PolicyError) as caught:
+        validate(load_folder(acmeshop))
+    [problem] = caught.value.problems
+    assert "not a valid RE2 pattern" in problem.message and "patterns" in problem.path
+    assert problem.file.endswith("policy.yaml") and problem.line == 20

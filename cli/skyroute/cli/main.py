@@ -106,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
     r.add_argument("--id", default=None, help="node id reported to the control plane")
     r.add_argument(
+        "--secrets-dir",
+        default="/var/run/secrets/skyroute",
+        help="pools' apiKey {file: ...} resolve only to regular files under this folder "
+        "('' refuses every file reference; default where Kubernetes mounts the keys)",
+    )
+    r.add_argument(
+        "--secret-env-prefix",
+        action="append",
+        default=[],
+        help="pools' apiKey {env: ...} resolve only variables with this prefix (repeatable; "
+        "default: any variable)",
+    )
+    r.add_argument(
         "--control-ca", default=None, help="CA of the control plane (its --tls-dir's ca.crt)"
     )
     r.add_argument(
@@ -404,6 +417,15 @@ def _rollout_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube")
 
 
+def _key_access(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from skyroute.router import table
+
+    folder = Path(args.secrets_dir) if args.secrets_dir else None
+    table.KEY_ACCESS[0] = table.KeyAccess(folder, tuple(args.secret_env_prefix))
+
+
 def _control_tls(args: argparse.Namespace) -> LinkTls | None:
     if not args.control_ca and not args.identity:
         return None
@@ -460,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.router.server import main as router_main
 
         configure_logs(args.log_format)
+        _key_access(args)
         router_main(
             control=args.control,
             grpc=args.grpc,

@@ -122,16 +122,20 @@ class SnapshotSubscriber:
         call = self._stub.StreamSnapshots(requests(), wait_for_ready=True)
         async for resp in call:
             self.connected = True
-            outbox.put_nowait(self._apply(resp))
+            outbox.put_nowait(await self._apply(resp))
 
-    def _apply(self, resp: distribution_pb2.SnapshotResponse) -> distribution_pb2.SnapshotRequest:
+    async def _apply(
+        self, resp: distribution_pb2.SnapshotResponse
+    ) -> distribution_pb2.SnapshotRequest:
         try:
             if resp.snapshot.version != resp.version_info:
                 raise SnapshotError(
                     f"version_info {resp.version_info!r} differs from snapshot.version "
                     f"{resp.snapshot.version!r}"
                 )
-            table = build_table(resp.snapshot)
+            # In a worker thread: building reads key files (table.KeyAccess), never on
+            # the loop that serves requests.
+            table = await asyncio.to_thread(build_table, resp.snapshot)
         except SnapshotError as e:
             self.nacks += 1
             self.last_nack = f"{resp.version_info}: {e}"

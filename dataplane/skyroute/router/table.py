@@ -20,8 +20,10 @@ turns into a NACK while the previous table keeps serving.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ import ahocorasick
 import numpy as np
 import re2
 
+from skyroute.patterns import options as pattern_options
 from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
 from skyroute.router import canary
 from skyroute.router.canary import CanarySplit
@@ -41,6 +44,8 @@ from skyroute.router.providers import registry
 from skyroute.router.providers.types import Target
 from skyroute.router.signals import RULE_SETS, attr_of
 from skyroute.v1 import snapshot_pb2
+
+log = logging.getLogger("skyroute.router.table")
 
 _EMBEDDER: list[Embedder] = []
 
@@ -250,16 +255,66 @@ class RoutingTable:
         return self.policies.get(name)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyAccess:
+    """Where a pool's key reference may be read from (the router's ``--secrets-dir`` flags).
+
+    ``{file: ...}`` resolves only to a regular file (no FIFO, device or directory) of at
+    most ``max_bytes`` whose real path is inside ``secrets_dir`` (where Kubernetes mounts
+    the provider-key Secrets; None refuses every file); ``{env: ...}`` only a variable
+    whose name starts with one of ``env_prefixes`` (empty: any name). A refused
+    reference is logged and yields no key, never a read outside those bounds.
+    """
+
+    secrets_dir: Path | None = Path("/var/run/secrets/skyroute")
+    env_prefixes: tuple[str, ...] = ()
+    max_bytes: int = 64 * 1024
+
+    def file(self, name: str) -> str | None:
+        if self.secrets_dir is None:
+            return _refused(name, "no --secrets-dir")
+        real = Path(os.path.realpath(name))
+        if not real.is_relative_to(os.path.realpath(self.secrets_dir)):
+            return _refused(name, f"outside {self.secrets_dir}")
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:
+            return None  # not there (yet): a Secret still being mounted
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return _refused(name, "not a regular file")
+            if info.st_size > self.max_bytes:
+                return _refused(name, f"larger than {self.max_bytes} bytes")
+            data = fh.read(self.max_bytes + 1)
+        return data[: self.max_bytes].decode("utf-8", "replace").strip() or None
+
+    def env(self, name: str) -> str | None:
+        if self.env_prefixes and not name.startswith(self.env_prefixes):
+            return _refused(name, f"variable not named {'|'.join(self.env_prefixes)}*")
+        return os.environ.get(name) or None
+
+
+# The router's CLI sets this once at start (``--secrets-dir``, ``--secret-env-prefix``).
+KEY_ACCESS: list[KeyAccess] = [KeyAccess()]
+
+
+def _refused(name: str, why: str) -> str | None:
+    log.warning("provider key reference %r refused: %s", name, why)
+    return None
+
+
 def _read_key(env: str, file: str) -> str | None:
     # Mounted secret files win over the environment: they rotate without a restart
-    # of the pod, and a new table is built for every snapshot version.
+    # of the pod, and a new table is built for every snapshot version (off the event
+    # loop: sync.py builds tables in a worker thread).
+    access = KEY_ACCESS[0]
     if file:
-        try:
-            return Path(file).read_text().strip() or None
-        except OSError:
-            pass
+        found = access.file(file)
+        if found:
+            return found
     if env:
-        return os.environ.get(env) or None
+        return access.env(env)
     return None
 
 
@@ -337,9 +392,7 @@ def _pattern_set(policy: str, intents: tuple[IntentMatcher, ...]) -> tuple[Any, 
     with_patterns = [i for i in intents if i.pattern is not None]
     if not with_patterns:
         return None, ()
-    options = re2.Options()
-    options.case_sensitive = False
-    pattern_set = re2.Set.SearchSet(options)
+    pattern_set = re2.Set.SearchSet(pattern_options())
     for i in with_patterns:
         assert i.pattern is not None
         try:

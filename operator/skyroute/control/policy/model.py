@@ -39,6 +39,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from skyroute.families import Family
+from skyroute.patterns import re2_error
 
 GROUP = "skyroute.io"
 VERSION = "v1alpha1"
@@ -109,15 +110,22 @@ def rule_error(message: str, detail: str = "") -> PydanticCustomError:
 
 
 def _regex_compiles(pattern: str) -> str:
-    # Routers match patterns with RE2, case-insensitively; Python's `re` checks the syntax
-    # here, and a pattern outside RE2 (lookaround, backreferences) is refused when the
-    # policy's router table is built (policy tests, routers' NACK).
+    # Routers match patterns with RE2, case-insensitively (skyroute.patterns, shared with
+    # them), and also compile them with Python's `re`: both must accept the pattern here,
+    # so one that only `re` takes (lookaround, backreferences) never reaches a router.
     try:
         re.compile(pattern, re.IGNORECASE)
     except re.error as exc:
         raise PydanticCustomError(
             "skyroute_regex", "invalid regular expression: {error}", {"error": str(exc)}
         ) from None
+    problem = re2_error(pattern)
+    if problem is not None:
+        raise PydanticCustomError(
+            "skyroute_regex",
+            "not a valid RE2 pattern (routers match with RE2): {error}",
+            {"error": problem},
+        )
     return pattern
 
 

@@ -323,6 +323,35 @@ def test_tenant_keys_component_is_operator_key_namespaces(
     ]
 
 
+def test_router_sa_tokens_component_is_router_service_account_tokens(
+    k8s_cluster: Cluster, tmp_path: Path
+) -> None:
+    """What ServiceAccount verification needs, the same in both trees, off by default."""
+    want = kustomize(k8s_cluster, overlay(tmp_path, "router-sa-tokens"))
+    got = template(sets=("namespace.create=true", "router.serviceAccountTokens.enabled=true"))
+    assert not compare(got, want), "\n".join(compare(got, want))
+    pod = only(got, "Deployment", "skyroute-router")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False  # only the projected volume below
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "kube-api-access"]
+    token = vol["projected"]["sources"][0]["serviceAccountToken"]
+    assert token == {"path": "token", "expirationSeconds": 3600}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["kube-api-access"]["readOnly"] is True
+    objects = by_key(got)
+    (rule,) = objects[("ClusterRole", "skyroute-router-tokenreview")]["rules"]
+    assert rule == {
+        "apiGroups": ["authentication.k8s.io"],
+        "resources": ["tokenreviews"],
+        "verbs": ["create"],
+    }
+    discovery = objects[("ClusterRoleBinding", "skyroute-router-issuer-discovery")]
+    assert discovery["roleRef"]["name"] == "system:service-account-issuer-discovery"
+    default = by_key(template())
+    assert not [k for k in default if k[1].startswith("skyroute-router-")]
+    plain_pod = default[("Deployment", "skyroute-router")]["spec"]["template"]["spec"]
+    assert "kube-api-access" not in {v["name"] for v in plain_pod["volumes"]}
+
+
 @pytest.mark.parametrize("setting", sorted(SAME_SETTINGS))
 def test_the_hpa_alone_sets_the_router_count(k8s_cluster: Cluster, setting: str) -> None:
     """Both trees leave ``replicas`` out next to the HPA (an apply would reset its count)."""

@@ -10,17 +10,20 @@ ten minutes), with the key id the API server uses.
 from __future__ import annotations
 
 import asyncio
+import base64
+import ssl
 import time
 import uuid
 
 import jwt
 import pytest
+import yaml
 
 from skyroute.router.ingress.guards.errors import GuardError
-from skyroute.router.ingress.guards.kube_access import from_kubeconfig
+from skyroute.router.ingress.guards.kube_access import KubeAccess, from_kubeconfig
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccount, ServiceAccountVerifier
 
-from kcluster import Cluster
+from kcluster import REPO, Cluster
 
 
 def _token(cluster: Cluster, sa: str, audience: str = "skyroute") -> str:
@@ -96,3 +99,51 @@ def test_expired_and_forged_tokens_are_refused(k8s_cluster: Cluster, caller: str
     _refused(k8s_cluster, forged)
     _refused(k8s_cluster, forged, "tokenreview")
     _refused(k8s_cluster, real[:-4] + "AAAA")
+
+
+def test_the_router_service_account_can_verify_with_deploys_rbac(
+    k8s_cluster: Cluster, caller: str
+) -> None:
+    """With only deploy/components/router-sa-tokens' RBAC, the router's own token verifies.
+
+    The router runs as ``skyroute-system/skyroute-router`` with the API server's
+    credentials replaced by a token of that ServiceAccount (what the projected
+    volume holds in a pod): without the component's bindings TokenReview is
+    forbidden, with them both modes verify a caller's token.
+    """
+    ns = "skyroute-system"
+    k8s_cluster.kubectl("create", "namespace", ns, check=False)
+    k8s_cluster.kubectl("create", "serviceaccount", "skyroute-router", "-n", ns, check=False)
+    own = k8s_cluster.kubectl(
+        "create", "token", "skyroute-router", "-n", ns, "--duration", "10m"
+    ).stdout.strip()
+    admin = from_kubeconfig(k8s_cluster.kubeconfig)
+    # The CA alone (no admin client certificate): the router's bearer token is the identity.
+    cfg = yaml.safe_load(k8s_cluster.kubeconfig.read_text())
+    ca = cfg["clusters"][0]["cluster"]
+    ctx = ssl.create_default_context(
+        cadata=base64.b64decode(ca["certificate-authority-data"]).decode()
+        if "certificate-authority-data" in ca
+        else None,
+        cafile=ca.get("certificate-authority"),
+    )
+    as_router = KubeAccess(admin.server, ctx, token=own)
+    caller_token = _token(k8s_cluster, caller)
+
+    def verify(mode: str) -> ServiceAccount:
+        async def go() -> ServiceAccount:
+            return await ServiceAccountVerifier(as_router, mode=mode).verify(caller_token)
+
+        return asyncio.run(go())
+
+    rbac = REPO / "deploy" / "components" / "router-sa-tokens" / "rbac.yaml"
+    k8s_cluster.kubectl("delete", "-f", str(rbac), "--ignore-not-found", check=False)
+    with pytest.raises(GuardError):
+        verify("tokenreview")
+    k8s_cluster.kubectl("apply", "-f", str(rbac))
+    try:
+        for mode in ("tokenreview", "jwks"):
+            sa = verify(mode)
+            assert (sa.namespace, sa.name) == ("default", caller)
+    finally:
+        k8s_cluster.kubectl("delete", "-f", str(rbac), "--ignore-not-found", check=False)

@@ -382,6 +382,7 @@ _COMPARED = (
     "maxItems",
     "minItems",
     "minimum",
+    "exclusiveMinimum",
     "maximum",
     "maxProperties",
     "enum",
@@ -399,6 +400,10 @@ def _resolve(node: Schema, defs: Schema) -> Schema:
         node = {**_resolve(options[0], defs), **{k: v for k, v in node.items() if k != "anyOf"}}
     if "const" in node:
         node = {**node, "enum": [node["const"]]}
+    bound = node.get("exclusiveMinimum")
+    if isinstance(bound, int | float) and not isinstance(bound, bool):
+        # JSON Schema's exclusiveMinimum: N is a v1 CRD's minimum: N, exclusiveMinimum: true.
+        node = {**node, "minimum": bound, "exclusiveMinimum": True}
     return node
 
 

@@ -171,6 +171,13 @@ def tool_answer(
     return Answer(model, "", [], tool_name, args, args_json, prompt_tokens, tokens, False)
 
 
+def json_answer(model: str, schema: dict[str, Any], prompt_tokens: int) -> Answer:
+    """JSON mode: a text answer that is a JSON object valid for ``schema`` ({} for any object)."""
+    text = orjson.dumps(synth_object(schema, 0) if schema else {"answer": f"[{model}]"}).decode()
+    tokens = max(1, len(text) // 4 + 1)
+    return Answer(model, text, [text], None, None, "", prompt_tokens, tokens, False)
+
+
 def synth_object(schema: dict[str, Any], depth: int) -> dict[str, Any]:
     props = schema.get("properties")
     if not isinstance(props, dict):

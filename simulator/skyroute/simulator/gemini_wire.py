@@ -79,6 +79,16 @@ def _err(code: int, message: str, details: list[dict[str, Any]] | None = None) -
     return Rendered(code, dict(_JSON), orjson.dumps({"error": error}))
 
 
+def _json_schema(generation: Any) -> dict[str, Any] | None:
+    """JSON mode (responseMimeType application/json): the schema asked for, {} for any."""
+    if _get(generation, "responseMimeType", "response_mime_type") != "application/json":
+        return None
+    schema = _get(generation, "responseJsonSchema", "response_json_schema") or _get(
+        generation, "responseSchema", "response_schema"
+    )
+    return schema if isinstance(schema, dict) else {}
+
+
 class GeminiWire:
     name: Family = "gemini"
 
@@ -155,6 +165,7 @@ class GeminiWire:
             prompt_text=prompt_text,
             tool_name=tool_name,
             tool_schema=schema,
+            json_schema=_json_schema(generation),
         )
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:

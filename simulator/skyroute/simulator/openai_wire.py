@@ -132,6 +132,7 @@ class OpenAIWire:
             tool_name=tool_name,
             tool_schema=schema,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            json_schema=_json_schema(body.get("response_format")),
         )
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:
@@ -281,6 +282,15 @@ class OpenAIWire:
         if status == 404:
             return _err(404, message, "invalid_request_error", "unknown_url")
         return _err(status, message, "invalid_request_error")
+
+
+def _json_schema(fmt: Any) -> dict[str, Any] | None:
+    """What ``response_format`` asks of the answer: a schema, {} for any object, or None."""
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else {}
 
 
 def _pick_tool(tools: Any, choice: Any) -> tuple[str | None, Any]:

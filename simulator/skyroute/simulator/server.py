@@ -12,7 +12,9 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
   ``:streamGenerateContent?alt=sse``
 
 and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
-the random sequence), ``GET /_sim/stats`` (``{"scenario_time_s": float,
+the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}``,
+the last 32 request bodies received, oldest first: what an upstream was sent),
+``GET /_sim/stats`` (``{"scenario_time_s": float,
 "models": {name: {"requests", "ok", "streams", "tool_calls", "errors":
 {kind: count}}}}``), ``PUT /_sim/scenario`` (YAML or JSON body; replaces the
 scenario, restarts the burst clock, keeps the stats; a bad one is a 400 naming
@@ -31,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections import deque
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from skyroute.simulator.answers import prompt_hash, text_answer, tool_answer
+from skyroute.simulator.answers import json_answer, prompt_hash, text_answer, tool_answer
 from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan
 from skyroute.simulator.gemini_wire import GeminiWire
@@ -57,6 +60,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 # Kinds answered with an HTTP error (or a 200 refusal / broken body) after error latency.
 _ANSWERED_KINDS = frozenset(k for k, s in ERROR_STATUS.items() if s != 0)
 _MIN_SLEEP = 0.0005
+RECEIVED = 32  # request bodies kept for GET /_sim/requests
 
 
 class Simulator:
@@ -77,9 +81,12 @@ class Simulator:
         app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/stats", self._stats)
+        app.router.add_get("/_sim/requests", self._requests)
         app.router.add_put("/_sim/scenario", self._put_scenario)
         app.router.add_get("/healthz", self._healthz)
         self.app = app
+        # The last bodies received (path, raw bytes), so tests can see what an upstream got.
+        self.received: deque[tuple[str, bytes]] = deque(maxlen=RECEIVED)
 
     # -- provider endpoints -------------------------------------------------
 
@@ -108,6 +115,7 @@ class Simulator:
         self, request: web.Request, family: Family, path_model: str | None, stream_path: bool
     ) -> web.StreamResponse:
         raw = await request.read()
+        self.received.append((request.path, raw))
         try:
             family.check_headers(request)
             body = orjson.loads(raw)
@@ -154,6 +162,8 @@ class Simulator:
             answer = tool_answer(
                 req.model, req.tool_name, req.tool_schema, prompt_tokens, plan.completion_tokens
             )
+        elif req.json_schema is not None:
+            answer = json_answer(req.model, req.json_schema, prompt_tokens)
         else:
             answer = text_answer(
                 req.model,
@@ -237,6 +247,16 @@ class Simulator:
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.engine.stats_json()), content_type=_JSON)
+
+    async def _requests(self, request: web.Request) -> web.Response:
+        out = []
+        for path, raw in self.received:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = None
+            out.append({"path": path, "body": body})
+        return web.Response(body=orjson.dumps({"requests": out}), content_type=_JSON)
 
     async def _put_scenario(self, request: web.Request) -> web.Response:
         text = await request.read()

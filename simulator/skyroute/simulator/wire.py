@@ -45,6 +45,8 @@ class SimRequest:
     tool_schema: Any
     include_usage: bool = False
     thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
+    # JSON mode: the schema the answer must satisfy ({} for any JSON object), or None.
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

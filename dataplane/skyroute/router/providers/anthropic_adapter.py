@@ -44,6 +44,14 @@ from skyroute.router.providers.common import (
     text_of,
 )
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
+from skyroute.router.providers.options import (
+    IGNORE,
+    THINKING_BUDGET,
+    Table,
+    merge,
+    to,
+    translate,
+)
 from skyroute.router.providers.types import (
     CLIENT_ERROR,
     CONTENT_FILTER,
@@ -72,6 +80,24 @@ _STOP = {
 }
 #: The ChatRequest.anthropic fields sent on as body fields of the same name.
 _PASSTHROUGH = ("thinking", "top_k", "top_p", "metadata")
+# Chat Completions parameters as Anthropic takes them (the rest are refused: .options).
+_OPTIONS: Table = {
+    "top_p": to("top_p"),
+    "user": to("metadata.user_id"),
+    "reasoning_effort": lambda effort: (
+        [("thinking", {"type": "enabled", "budget_tokens": THINKING_BUDGET[effort]})]
+        if THINKING_BUDGET.get(effort)
+        else []
+    ),
+    "parallel_tool_calls": lambda on: (
+        [] if on else [("tool_choice.disable_parallel_tool_use", True)]
+    ),
+    "metadata": IGNORE,  # skyroute's (session_id); Anthropic's takes only user_id
+    "service_tier": IGNORE,
+    "store": IGNORE,
+}
+# Anthropic wants max_tokens above the thinking budget; this much room is left for the answer.
+_ANSWER_ROOM = 1024
 _THINKING = ("thinking", "redacted_thinking")
 _OVERLOAD_STATUS = {
     "overloaded_error": 529,
@@ -99,6 +125,20 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _TOOLS = TranslationCache(_tools)
+
+
+def _put_options(body: dict[str, Any], fragments: dict[str, Any], tools: bool) -> None:
+    """Merge translated options; thinking needs room in max_tokens, tool_choice needs tools."""
+    merge(body, fragments)
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        if not tools:
+            del body["tool_choice"]
+        else:
+            choice.setdefault("type", "auto")
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
+        body["max_tokens"] = max(body["max_tokens"], thinking["budget_tokens"] + _ANSWER_ROOM)
 
 
 def _tool_choice(choice: Any) -> dict[str, Any] | None:
@@ -228,6 +268,8 @@ class AnthropicAdapter:
                 body["tool_choice"] = choice
         if req.temperature is not None:
             body["temperature"] = min(req.temperature, 1.0)
+        if req.options:
+            _put_options(body, translate(req.options, _OPTIONS, FAMILY), bool(req.tools))
         if stream:
             body["stream"] = True
         return orjson.dumps(body)

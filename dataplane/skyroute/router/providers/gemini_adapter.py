@@ -39,6 +39,15 @@ from skyroute.router.providers.common import (
     text_of,
 )
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
+from skyroute.router.providers.options import (
+    IGNORE,
+    THINKING_BUDGET,
+    Table,
+    json_schema_of,
+    merge,
+    to,
+    translate,
+)
 from skyroute.router.providers.types import (
     CLIENT_ERROR,
     CONTENT_FILTER,
@@ -125,6 +134,33 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 _TOOLS = TranslationCache(_tools)
+
+
+def _response_format(fmt: Any) -> list[tuple[str, Any]]:
+    if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
+        return []
+    out: list[tuple[str, Any]] = [("generationConfig.responseMimeType", "application/json")]
+    schema = json_schema_of(fmt)
+    if schema is not None:
+        out.append(("generationConfig.responseJsonSchema", schema))
+    return out
+
+
+# Chat Completions parameters as Gemini takes them (the rest are refused: .options).
+_OPTIONS: Table = {
+    "top_p": to("generationConfig.topP"),
+    "seed": to("generationConfig.seed"),
+    "presence_penalty": to("generationConfig.presencePenalty"),
+    "frequency_penalty": to("generationConfig.frequencyPenalty"),
+    "response_format": _response_format,
+    "reasoning_effort": lambda effort: [
+        ("generationConfig.thinkingConfig", {"thinkingBudget": THINKING_BUDGET.get(effort, -1)})
+    ],
+    "user": IGNORE,
+    "metadata": IGNORE,
+    "service_tier": IGNORE,
+    "store": IGNORE,
+}
 
 
 def _tool_config(choice: Any) -> dict[str, Any] | None:
@@ -264,6 +300,8 @@ class GeminiAdapter:
             generation["stopSequences"] = req.stop
         if generation:
             body["generationConfig"] = generation
+        if req.options:
+            merge(body, translate(req.options, _OPTIONS, FAMILY))
         return orjson.dumps(body)
 
     def decode(self, body: bytes) -> ChatResult:

@@ -6,6 +6,8 @@ family is longer than OpenAI's 40-character limit, in which case the
 messages are rebuilt with :func:`~.common.fit_id`. The token budget is sent
 as ``max_completion_tokens`` (reasoning models reject ``max_tokens``), and
 streams always ask for ``stream_options.include_usage`` so usage is known.
+Every other parameter the client sent (``response_format``, ``top_p``,
+``seed``..., and ones the router does not know) goes out as it came.
 
 Streamed tool calls arrive as pieces keyed by ``index``: the first piece has
 the ``id`` and ``function.name``, the rest append to ``function.arguments``.
@@ -94,6 +96,9 @@ class OpenAIAdapter:
             body["temperature"] = req.temperature
         if req.stop:
             body["stop"] = req.stop
+        # Everything else as the client sent it, unknown parameters too (see .options).
+        for name, value in req.options.items():
+            body.setdefault(name, value)
         if stream:
             body["stream"] = True
             body["stream_options"] = _STREAM_OPTIONS

@@ -78,6 +78,10 @@ class ChatRequest:
     # ``top_k``, ``top_p``, ``metadata``, and ``blocks``: ``[[message index, [thinking or
     # redacted_thinking blocks]], ...]`` to put back, intact, at the head of those turns.
     anthropic: dict[str, Any] = field(default_factory=dict)
+    # Every other Chat Completions parameter, in OpenAI's names (``top_p``, ``seed``,
+    # ``response_format``...) and unknown ones too: each adapter sends on, translates or
+    # refuses each one (:mod:`.options`), so none is silently dropped.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

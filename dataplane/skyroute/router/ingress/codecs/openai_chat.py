@@ -13,8 +13,10 @@ clients); admitted requests carry OpenAI's ``x-ratelimit-*`` headers.
 
 A stream that fails after its first token ends with an SSE ``error`` event
 and no ``[DONE]``, which the OpenAI SDK raises as an error rather than
-mistaking for a complete answer. Errors use the OpenAI error shape
-(``{"error": {"message", "type", "param", "code"}}``).
+mistaking for a complete answer. Parameters are checked as OpenAI checks
+them (:mod:`.openai_params`); those without a field of their own travel in
+``ChatRequest.options`` for the adapters to pass on, translate or refuse.
+Errors use the OpenAI error shape (``{"error": {"message", "type", "param", "code"}}``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from google.protobuf import json_format
 from skyroute.router.cache import cache_directive
 from skyroute.router.decide import explain
 from skyroute.router.engine import Served
+from skyroute.router.ingress.codecs import openai_params as params
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
 from skyroute.router.signals import SignalError, read_declared
@@ -79,17 +82,13 @@ def _validated(data: Any) -> dict[str, Any]:
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise invalid("'messages' must be a non-empty array", "messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise invalid(
-                f"messages[{i}] must be an object with a string 'role'", f"messages[{i}].role"
-            )
     tools = data.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise invalid("'tools' must be an array", "tools")
     model = data.get("model", "auto")
     if not isinstance(model, str):
         raise invalid("'model' must be a string naming a RoutingPolicy or 'auto'", "model")
+    params.check(data)
     return data
 
 
@@ -153,11 +152,13 @@ class OpenAIChat:
             max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
             temperature=data.get("temperature"),
             tool_choice=data.get("tool_choice"),
+            stop=params.stop(data.get("stop")),
+            options=params.options(data),
         )
         return Inbound(
             policy=data.get("model") or "auto",
             chat=chat,
-            stream=bool(data.get("stream")),
+            stream=data.get("stream") is True,
             stream_usage=_include_usage(data.get("stream_options")),
             user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
             session=session,

@@ -1,0 +1,163 @@
+"""Chat Completions request parameters checked as OpenAI checks them, and sorted.
+
+:func:`check` validates types, ranges and shapes (``stream`` a boolean,
+``temperature`` 0-2, ``top_p`` 0-1, ``n`` at least 1, message content parts,
+``response_format``...), raising a 400 whose ``param`` names the exact path
+(``messages[2].content[0].text``). :func:`options` returns every parameter
+without a field of its own in :class:`~skyroute.router.providers.types.ChatRequest`,
+for the adapters to send on, translate or refuse per family
+(:mod:`skyroute.router.providers.options`); nothing is dropped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from skyroute.router.ingress.types import invalid
+
+#: Parameters with a ChatRequest field (or read by the router itself): not options.
+CORE = frozenset(
+    {
+        "model",
+        "messages",
+        "tools",
+        "tool_choice",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "stop",
+        "stream",
+        "stream_options",
+    }
+)
+MAX_STOP = 4  # OpenAI's limit on stop sequences
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+_INTS: dict[str, tuple[int, int]] = {
+    "n": (1, 128),
+    "top_logprobs": (0, 20),
+    "max_tokens": (1, 2**31 - 1),
+    "max_completion_tokens": (1, 2**31 - 1),
+    "seed": (-(2**63), 2**63 - 1),
+}
+_BOOLS = ("stream", "logprobs", "parallel_tool_calls", "store")
+_FORMATS = ("text", "json_object", "json_schema")
+_PART_TEXT = {"text": "text", "input_text": "text", "refusal": "refusal"}
+_EFFORTS = ("minimal", "low", "medium", "high")
+# Parameters skyroute cannot yet carry back to the client: refused, not silently lost.
+_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+    "n": lambda v: v != 1,
+    "logprobs": lambda v: v is True,
+    "top_logprobs": lambda v: True,
+}
+
+
+def _number(data: dict[str, Any], name: str) -> None:
+    value = data.get(name)
+    if value is None:
+        return
+    lo, hi = _RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise invalid(f"'{name}' must be a number from {lo:g} to {hi:g}, got {value!r}", name)
+
+
+def _integer(data: dict[str, Any], name: str) -> None:
+    value = data.get(name)
+    if value is None:
+        return
+    lo, hi = _INTS[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise invalid(f"'{name}' must be an integer from {lo} to {hi}, got {value!r}", name)
+
+
+def _content(content: Any, where: str) -> None:
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise invalid(f"'{where}' must be a string or an array of content parts", where)
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+            raise invalid(f"'{at}' must be an object with a string 'type'", f"{at}.type")
+        key = _PART_TEXT.get(part["type"])
+        if key is not None and not isinstance(part.get(key), str):
+            raise invalid(f"'{at}.{key}' must be a string", f"{at}.{key}")
+
+
+def _messages(messages: list[Any]) -> None:
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise invalid(f"{where} must be an object with a string 'role'", f"{where}.role")
+        _content(m.get("content"), f"{where}.content")
+
+
+def _response_format(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or value.get("type") not in _FORMATS:
+        raise invalid(
+            "'response_format' must be an object whose 'type' is one of " + ", ".join(_FORMATS),
+            "response_format.type",
+        )
+    if value["type"] == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise invalid(
+                "'response_format.json_schema' must be an object with a string 'name'",
+                "response_format.json_schema.name",
+            )
+        if spec.get("schema") is not None and not isinstance(spec["schema"], dict):
+            raise invalid(
+                "'response_format.json_schema.schema' must be an object",
+                "response_format.json_schema.schema",
+            )
+
+
+def stop(value: Any) -> list[str]:
+    """``stop`` as a list: a string, or an array of at most four strings."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_STOP
+        or not all(isinstance(s, str) for s in value)
+    ):
+        raise invalid(f"'stop' must be a string or an array of at most {MAX_STOP} strings", "stop")
+    return value
+
+
+def check(data: dict[str, Any]) -> None:
+    """Raise a 400 naming the first parameter OpenAI would refuse (messages checked first)."""
+    _messages(data["messages"])
+    for name in _RANGES:
+        _number(data, name)
+    for name in _INTS:
+        _integer(data, name)
+    for name in _BOOLS:
+        if data.get(name) is not None and not isinstance(data[name], bool):
+            raise invalid(f"'{name}' must be a boolean, got {data[name]!r}", name)
+    _response_format(data.get("response_format"))
+    effort = data.get("reasoning_effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise invalid(
+            "'reasoning_effort' must be one of " + ", ".join(_EFFORTS), "reasoning_effort"
+        )
+    for name, refused in _UNSUPPORTED.items():
+        if data.get(name) is not None and refused(data[name]):
+            raise invalid(
+                f"'{name}' is not supported by skyroute yet (one choice, no log probabilities)",
+                name,
+            )
+
+
+def options(data: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter without a ChatRequest field of its own, as the client sent it."""
+    return {k: v for k, v in data.items() if k not in CORE and v is not None}

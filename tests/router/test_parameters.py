@@ -1,0 +1,257 @@
+"""Chat Completions parameters reach the upstream, translated per family, or are refused.
+
+One real router with the provider simulator upstream; the official ``openai``
+SDK sends ``response_format`` (JSON schema), ``top_p``, ``stop``, ``seed`` and
+friends, and the test reads what the upstream received (``GET /_sim/requests``).
+A parameter a family cannot honour is a 400 naming it; malformed parameters
+are 400s in OpenAI's error shape naming the exact path, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from harness import Proc, Stack, http_get
+
+_POOL = """\
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {{name: {name}}}
+spec:
+  models:
+    - name: {name}-model
+      provider: {name}
+      endpoint: "{{SIM}}/{path}"
+      pricing: {{inputPerMTok: 1.0, outputPerMTok: 2.0}}
+"""
+_FAMILIES = {"openai": "openai/v1", "anthropic": "anthropic", "gemini": "gemini"}
+POLICY = """\
+apiVersion: skyroute.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: params}
+spec:
+  default: true
+  rules:
+    - {name: anthropic, match: {tenants: [to-anthropic]}, pool: anthropic}
+    - {name: gemini, match: {tenants: [to-gemini]}, pool: gemini}
+  defaultPool: openai
+  selection: {mode: ordered}
+"""
+FILES = {
+    "pools.yaml": "---\n".join(_POOL.format(name=n, path=p) for n, p in _FAMILIES.items()),
+    "policy.yaml": POLICY,
+}
+SCENARIO = """\
+seed: 5
+defaults:
+  ttft_ms: {p50: 1, p95: 2}
+  tokens_per_s: 50000
+  completion_tokens: {p50: 8, p95: 8, min: 8, max: 8}
+  error_rate: 0
+"""
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city", "days"],
+    "additionalProperties": False,
+}
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "trip", "schema": SCHEMA, "strict": True},
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    procs: list[Proc] = []
+    try:
+        yield Stack(procs, tmp_path_factory.mktemp("params"), FILES, SCENARIO)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0, timeout=20
+    )
+
+
+def _to(family: str) -> dict[str, str]:
+    tenant = {} if family == "openai" else {"x-skyroute-tenant": "to-" + family}
+    return {**tenant, "Cache-Control": "no-cache"}
+
+
+def _received(stack: Stack, family: str) -> dict[str, Any]:
+    """The body the simulator last received for ``family``."""
+    status, raw = http_get(stack.sim + "/_sim/requests", timeout=5)
+    assert status == 200
+    got = json.loads(raw)["requests"]
+    bodies = [r["body"] for r in got if r["path"].startswith("/" + family + "/")]
+    assert bodies, f"no request reached the {family} upstream"
+    body: dict[str, Any] = bodies[-1]
+    return body
+
+
+def test_openai_upstream_receives_every_parameter_and_the_sdk_parses_json(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    out = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "plan a trip"}],
+        response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+        top_p=0.5,
+        stop=["END"],
+        seed=42,
+        frequency_penalty=0.25,
+        presence_penalty=-0.5,
+        logit_bias={"50256": -100},
+        parallel_tool_calls=False,
+        reasoning_effort="low",
+        service_tier="auto",
+        user="u-1",
+        extra_body={"brand_new_param": {"x": 1}},
+        extra_headers=_to("openai"),
+    )
+    answer = json.loads(out.choices[0].message.content or "")
+    assert isinstance(answer["city"], str) and isinstance(answer["days"], int)
+    got = _received(stack, "openai")
+    assert got["response_format"] == RESPONSE_FORMAT
+    assert (got["top_p"], got["stop"], got["seed"]) == (0.5, ["END"], 42)
+    assert (got["frequency_penalty"], got["presence_penalty"]) == (0.25, -0.5)
+    assert got["logit_bias"] == {"50256": -100}
+    assert got["parallel_tool_calls"] is False
+    assert (got["reasoning_effort"], got["service_tier"], got["user"]) == ("low", "auto", "u-1")
+    assert got["brand_new_param"] == {"x": 1}  # unknown fields pass through to OpenAI
+
+
+def test_openai_stream_with_usage_and_string_stop(stack: Stack, client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "count"}],
+        stop="STOP",
+        seed=7,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=_to("openai"),
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    got = _received(stack, "openai")
+    assert (got["stop"], got["seed"], got["stream"]) == (["STOP"], 7, True)
+
+
+def test_gemini_upstream_gets_the_translated_parameters(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    out = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "plan a trip"}],
+        response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+        top_p=0.5,
+        stop=["END"],
+        seed=42,
+        presence_penalty=0.5,
+        reasoning_effort="medium",
+        extra_headers=_to("gemini"),
+    )
+    assert set(json.loads(out.choices[0].message.content or "")) == {"city", "days"}
+    gen = _received(stack, "gemini")["generationConfig"]
+    assert gen["responseMimeType"] == "application/json"
+    assert gen["responseJsonSchema"] == SCHEMA
+    assert (gen["topP"], gen["stopSequences"], gen["seed"]) == (0.5, ["END"], 42)
+    assert gen["presencePenalty"] == 0.5
+    assert gen["thinkingConfig"] == {"thinkingBudget": 4096}
+
+
+def test_anthropic_upstream_gets_the_translated_parameters(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "think"}],
+        top_p=0.5,
+        stop=["END"],
+        user="u-9",
+        reasoning_effort="low",
+        max_tokens=100,
+        extra_headers=_to("anthropic"),
+    )
+    got = _received(stack, "anthropic")
+    assert (got["top_p"], got["stop_sequences"]) == (0.5, ["END"])
+    assert got["metadata"] == {"user_id": "u-9"}
+    assert got["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert got["max_tokens"] > 1024  # room for the answer above the thinking budget
+
+
+@pytest.mark.parametrize(
+    ("family", "params", "name"),
+    [
+        ("anthropic", {"seed": 1}, "seed"),
+        ("anthropic", {"response_format": RESPONSE_FORMAT}, "response_format"),
+        ("anthropic", {"frequency_penalty": 0.5}, "frequency_penalty"),
+        ("gemini", {"logit_bias": {"1": 5}}, "logit_bias"),
+        ("gemini", {"unknown_param": 1}, "unknown_param"),
+    ],
+)
+def test_a_parameter_a_family_cannot_honour_is_refused(
+    client: openai.OpenAI, family: str, params: dict[str, Any], name: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body=params,
+            extra_headers=_to(family),
+        )
+    assert name in str(exc.value) and family in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
+            "messages[0].content[0].text",
+        ),
+        ({"stream": "false"}, "stream"),
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"n": 0}, "n"),
+        ({"n": 2}, "n"),
+        ({"seed": 1.5}, "seed"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"stop": 5}, "stop"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"presence_penalty": -3}, "presence_penalty"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema.name"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort"),
+        ({"logprobs": True}, "logprobs"),
+    ],
+)
+def test_malformed_parameters_are_openai_shaped_400s(
+    stack: Stack, body: dict[str, Any], param: str
+) -> None:
+    request = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **body}
+    req = urllib.request.Request(
+        stack.routers[0][2] + "/v1/chat/completions",
+        data=json.dumps(request).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(req, timeout=10)
+    assert exc.value.code == 400
+    assert exc.value.headers["Content-Type"].startswith("application/json")
+    err = json.loads(exc.value.read())["error"]
+    assert err["param"] == param and err["type"] == "invalid_request_error"
+    assert isinstance(err["message"], str) and err["message"]

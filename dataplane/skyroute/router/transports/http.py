@@ -14,11 +14,19 @@ Responses door (:mod:`skyroute.router.ingress.codecs.openai_responses`) is
 OpenAI-shaped 404: no responses are kept). Alongside: ``/v1/models``,
 ``POST /v1/feedback`` (:mod:`skyroute.router.ingress.feedback`),
 ``/healthz``, ``/readyz``, ``/debug/status`` and ``/metrics``.
+
+Every error is JSON in the door's own format, aiohttp's own too (404, 405,
+413 for a body over :data:`~skyroute.link.DOOR_MAX_BYTES`): Anthropic's on
+``/v1/messages``, OpenAI's elsewhere (:func:`json_errors`). A body must
+arrive within :data:`BODY_TIMEOUT_S` (else a 408); the in-flight slot is
+taken by the pipeline only once the body is read, so clients that send
+headers and then dribble their body cannot lock others out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -35,7 +43,7 @@ from skyroute.router.ingress.codecs.openai_chat import (
 )
 from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
-from skyroute.router.ingress.types import Rejection
+from skyroute.router.ingress.types import INVALID, NOT_FOUND, Rejection
 from skyroute.router.state import RouterState
 
 STATE = web.AppKey("state", RouterState)
@@ -45,6 +53,9 @@ _CODEC = OpenAIChat()
 _MESSAGES = AnthropicMessages()
 _COUNT_TOKENS = CountTokens()
 _RESPONSES = OpenAIResponses()
+#: Seconds a client has to send its whole request body once the headers are in.
+BODY_TIMEOUT_S = 30.0
+_KINDS = {404: NOT_FOUND}
 # The doors Explain takes a body of (``POST /v1/explain?door=...``).
 _EXPLAIN_DOORS: dict[str, Codec[HttpIn, HttpReply, bytes]] = {
     "chat": _CODEC,
@@ -132,13 +143,53 @@ async def stored_response(request: web.Request) -> web.Response:
     return web.Response(status=404, body=reply.body, content_type=reply.content_type)
 
 
+def _door_codec(path: str) -> Codec[HttpIn, HttpReply, bytes]:
+    return _MESSAGES if path.startswith("/v1/messages") else _CODEC
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413...) as JSON in the door's error format."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        rejection = Rejection(
+            e.status,
+            f"{e.reason}: {request.method} {request.path}"
+            if e.status in (404, 405)
+            else f"{e.reason} (a body is at most {DOOR_MAX_BYTES} bytes)"
+            if e.status == 413
+            else e.reason,
+            _KINDS.get(e.status, INVALID),
+            code=e.reason.lower().replace(" ", "_"),
+        )
+        reply = _door_codec(request.path).reject(rejection)
+        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else {}
+        return web.Response(
+            status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers
+        )
+
+
+async def _body(request: web.Request) -> bytes:
+    """The whole body, within BODY_TIMEOUT_S (a 408 otherwise)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
+
+
 async def _through_pipeline(
     request: web.Request,
     dry_run: bool,
     codec: Codec[HttpIn, HttpReply, bytes] = _CODEC,
 ) -> web.StreamResponse:
     sink = _Sink(request)
-    wire = HttpIn(await request.read(), request.headers)
+    wire = HttpIn(await _body(request), request.headers)
     pipeline = request.app[PIPELINE]
     await (pipeline.explain if dry_run else pipeline.serve)(codec, wire, sink)
     assert sink.response is not None
@@ -148,7 +199,7 @@ async def _through_pipeline(
 async def feedback(request: web.Request) -> web.Response:
     """``POST /v1/feedback`` (router.ingress.feedback): feedback on an earlier answer."""
     try:
-        fin = ingress_feedback.from_json(await request.read(), request.headers)
+        fin = ingress_feedback.from_json(await _body(request), request.headers)
         served = await ingress_feedback.take(request.app[STATE], fin)
     except Rejection as r:
         reply = _CODEC.reject(r)
@@ -211,7 +262,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(state: RouterState) -> web.Application:
-    app = web.Application(client_max_size=DOOR_MAX_BYTES)  # as the gRPC door (skyroute.link)
+    app = web.Application(
+        client_max_size=DOOR_MAX_BYTES, middlewares=[json_errors]
+    )  # as the gRPC door (skyroute.link)
     app[STATE] = state
     app[PIPELINE] = Pipeline(state)
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -1,0 +1,171 @@
+"""The HTTP door holds: JSON errors in the door's own format, and slow bodies lock no one out.
+
+A real router (``--max-inflight 20``) with the provider simulator upstream.
+aiohttp's own answers (404, 405, 413 for a body over the limit) come back
+as JSON in OpenAI's error shape, or Anthropic's on ``/v1/messages``. Twenty
+real sockets that send their headers and then dribble their bodies do not
+take the in-flight slots: a normal request through the official ``openai``
+SDK is served while they are still sending.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import openai
+import pytest
+
+from skyroute.link import DOOR_MAX_BYTES
+
+from harness import Proc, Stack
+
+FILES = {
+    "pools.yaml": """\
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: base}
+spec:
+  models:
+    - name: base-model
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+""",
+    "policy.yaml": """\
+apiVersion: skyroute.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: limits}
+spec:
+  default: true
+  defaultPool: base
+  selection: {mode: ordered}
+""",
+}
+SCENARIO = """\
+seed: 3
+defaults:
+  ttft_ms: {p50: 1, p95: 2}
+  tokens_per_s: 50000
+  completion_tokens: {p50: 8, p95: 8, min: 8, max: 8}
+  error_rate: 0
+"""
+SLOTS = 20
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    procs: list[Proc] = []
+    try:
+        yield Stack(
+            procs,
+            tmp_path_factory.mktemp("limits"),
+            FILES,
+            SCENARIO,
+            router_args=["--max-inflight", str(SLOTS)],
+        )
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def _call(url: str, method: str, data: bytes | None = None) -> tuple[int, str, dict[str, object]]:
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers["Content-Type"], json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], json.loads(e.read())
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status"),
+    [
+        ("/v1/no-such-thing", "GET", 404),
+        ("/v1/chat/completions", "GET", 405),
+        ("/v1/models", "POST", 405),
+    ],
+)
+def test_aiohttp_errors_are_openai_shaped_json(
+    stack: Stack, path: str, method: str, status: int
+) -> None:
+    code, ctype, body = _call(
+        stack.routers[0][2] + path, method, b"{}" if method == "POST" else None
+    )
+    assert code == status and ctype.startswith("application/json")
+    err = body["error"]
+    assert isinstance(err, dict) and path in err["message"] and err["type"]
+
+
+def test_messages_door_errors_are_anthropic_shaped(stack: Stack) -> None:
+    code, ctype, body = _call(stack.routers[0][2] + "/v1/messages", "GET")
+    assert code == 405 and ctype.startswith("application/json")
+    assert body["type"] == "error"
+    err = body["error"]
+    assert isinstance(err, dict) and "/v1/messages" in err["message"]
+
+
+def _raw(stack: Stack) -> socket.socket:
+    u = urlsplit(stack.routers[0][2])
+    return socket.create_connection((u.hostname, u.port), timeout=30)
+
+
+def test_a_body_over_the_limit_is_a_json_413(stack: Stack) -> None:
+    size = DOOR_MAX_BYTES + 1024
+    with _raw(stack) as s:
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+        )
+        chunk = b" " * (1 << 20)
+        sent = 0
+        try:
+            while sent < size:
+                s.sendall(chunk[: size - sent])
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the router answered and closed before the rest arrived
+        answer = b""
+        while part := s.recv(65536):
+            answer += part
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert b"application/json" in head.lower()
+    err = json.loads(body)["error"]
+    assert str(DOOR_MAX_BYTES) in err["message"]
+
+
+def test_slow_bodies_do_not_take_the_inflight_slots(stack: Stack) -> None:
+    body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(SLOTS + 5):
+            s = _raw(stack)
+            s.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:5]  # and the rest never comes while the normal request is served
+            )
+            slow.append(s)
+        client = openai.OpenAI(
+            base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0, timeout=20
+        )
+        for _ in range(3):
+            out = client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "still served?"}]
+            )
+            assert out.choices[0].message.content
+        # The slow ones finish their bodies, one after another, and are served too.
+        for s in slow:
+            s.sendall(body[5:])
+            assert s.recv(12).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in slow:
+            s.close()

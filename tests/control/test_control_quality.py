@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_control_learning import _setup
+from test_control_learning import POLICY, POOLS, _setup
 
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.persist import dump, restore
 from skyroute.control.learning.quality import QualityPosteriors, Tally
 from skyroute.control.limits import SeriesCap
+from skyroute.control.policy.compiler import compile_folder
+from skyroute.control.policy.store import SnapshotStore
 from skyroute.v1 import distribution_pb2
 
 
@@ -88,3 +90,30 @@ def test_tallies_survive_a_restart_and_bad_rows_are_skipped(tmp_path: Path) -> N
     assert out.skipped == 2
     assert again.quality.tallies[("m", "i")].as_list() == [1, 0, 1, 0.5, 0.25, 0]
     assert again.quality.changed
+
+
+def test_a_quality_posterior_falling_below_its_eval_raises_drift_and_clears(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pools.yaml").write_text(POOLS)
+    policy = POLICY.replace("ENABLED", "true").replace(
+        "driftCostRatio: 3.0", "driftCostRatio: 3.0, driftQualityDrop: 0.2"
+    )
+    (tmp_path / "policy.yaml").write_text(policy)
+    store = SnapshotStore(str(tmp_path))
+    drifts: list[tuple[str, str, bool, str]] = []
+    learner = Learner(store, on_drift=lambda *a: drifts.append(a))
+    store.publish(compile_folder(tmp_path))
+    cand = {c.model: c for p in store.snapshot.pools for c in p.candidates}["a"]
+    q0 = cand.quality.get("faq", cand.quality.get("*", 0.5))
+    learner.feedback([_fb("a", "faq", good=False) for _ in range(9)])
+    learner.tick()
+    assert drifts == []  # fewer observations than the prior weight (10): not judged yet
+    learner.feedback([_fb("a", "faq", good=False) for _ in range(11)])
+    learner.tick()
+    assert [(m, k, up) for m, k, up, _ in drifts] == [("a", "quality", True)]
+    assert "faq" in drifts[0][3] and learner.alerts[("a", "quality")].baseline == q0
+    learner.feedback([_fb("a", "faq", good=True) for _ in range(200)])
+    learner.tick()
+    assert [(m, k, up) for m, k, up, _ in drifts][-1] == ("a", "quality", False)
+    assert ("a", "quality") not in learner.alerts

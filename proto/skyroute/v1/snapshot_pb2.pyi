@@ -447,6 +447,7 @@ class Adaptation(_message.Message):
     DRIFT_LATENCY_RATIO_FIELD_NUMBER: _builtins.int
     DRIFT_COST_RATIO_FIELD_NUMBER: _builtins.int
     QUALITY_PRIOR_WEIGHT_FIELD_NUMBER: _builtins.int
+    DRIFT_QUALITY_DROP_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     half_life_s: _builtins.int
     """Weight of an observation halves every half_life_s seconds."""
@@ -464,6 +465,11 @@ class Adaptation(_message.Message):
     observations: feedback on a (model, intent) moves its quality once it
     outnumbers this; 0 = the default (10).
     """
+    drift_quality_drop: _builtins.float
+    """Drift alert when a model's quality posterior for an intent (with at least
+    quality_prior_weight feedback observations) falls this far below its
+    offline eval; 0 = off.
+    """
     def __init__(
         self,
         *,
@@ -475,10 +481,11 @@ class Adaptation(_message.Message):
         drift_latency_ratio: _builtins.float = ...,
         drift_cost_ratio: _builtins.float = ...,
         quality_prior_weight: _builtins.float = ...,
+        drift_quality_drop: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples", "quality_prior_weight", b"quality_prior_weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "drift_quality_drop", b"drift_quality_drop", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples", "quality_prior_weight", b"quality_prior_weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -19,7 +19,8 @@ The four types answer the questions in the order people ask them:
   every connected router.
 
 A ModelPool may carry two more, only once the learning loop has something
-to say: ``LatencyDrift`` and ``CostDrift``. They are ``True`` (reason
+to say: ``LatencyDrift``, ``CostDrift`` and ``QualityDrift`` (a quality
+posterior learned from feedback fell below the offline eval). They are ``True`` (reason
 ``AboveBaseline``) while any model of the pool has drifted beyond the
 policy's ratio of its baseline, and ``False`` (reason ``Recovered``) once
 all have recovered; they are not removed afterwards, so ``kubectl describe``
@@ -44,7 +45,7 @@ from skyroute.control.kube.world import ObjectState
 from skyroute.control.policy.errors import Problem
 
 TYPES = ("Accepted", "Compiled", "Synced", "Ready")
-DRIFT_TYPES = {"latency": "LatencyDrift", "cost": "CostDrift"}
+DRIFT_TYPES = {"latency": "LatencyDrift", "cost": "CostDrift", "quality": "QualityDrift"}
 STATUS_KEYS = (
     "observedGeneration",
     "version",

@@ -86,6 +86,7 @@ class Settings:
     drift_latency_ratio: float = 0.0
     drift_cost_ratio: float = 0.0
     quality_prior_weight: float = DEFAULT_PRIOR_WEIGHT
+    drift_quality_drop: float = 0.0
 
     @classmethod
     def of(cls, snapshot: snapshot_pb2.Snapshot | None) -> Settings:
@@ -97,6 +98,7 @@ class Settings:
         lat = [a.drift_latency_ratio for a in ads if a.drift_latency_ratio > 0]
         cost = [a.drift_cost_ratio for a in ads if a.drift_cost_ratio > 0]
         weights = [a.quality_prior_weight for a in ads if a.quality_prior_weight > 0]
+        drops = [a.drift_quality_drop for a in ads if a.drift_quality_drop > 0]
         return cls(
             True,
             float(min(a.half_life_s or 300 for a in ads)),
@@ -105,6 +107,7 @@ class Settings:
             min(lat) if lat else 0.0,
             min(cost) if cost else 0.0,
             max(weights) if weights else DEFAULT_PRIOR_WEIGHT,
+            min(drops) if drops else 0.0,
         )
 
 
@@ -406,6 +409,58 @@ class Learner:
             base_lat, base_cost = self.baselines[model]
             self._check(model, "latency", base_lat, f.p95_ms, cfg.drift_latency_ratio)
             self._check(model, "cost", base_cost, f.cost_per_request, cfg.drift_cost_ratio)
+        self._quality_drift(cfg)
+
+    def _offline(self) -> dict[tuple[str, str], float]:
+        """The offline eval per (model, intent) in the compiled snapshot (first pool wins)."""
+        out: dict[tuple[str, str], float] = {}
+        for pool in self._base.pools if self._base is not None else ():
+            for c in pool.candidates:
+                for intent, _ in self.quality.for_model(c.model):
+                    out.setdefault(
+                        (c.model, intent), c.quality.get(intent, c.quality.get("*", 0.5))
+                    )
+        return out
+
+    def _quality_drift(self, cfg: Settings) -> None:
+        """Per model: its worst intent's fall of the posterior below the offline eval.
+
+        Only intents with at least ``qualityPriorWeight`` observations count (fewer
+        and the prior still dominates); raised at ``driftQualityDrop``, cleared below
+        90% of it, as the latency and cost alerts.
+        """
+        drop, w = cfg.drift_quality_drop, cfg.quality_prior_weight
+        if drop <= 0:
+            return
+        worst: dict[str, tuple[float, float, float, str]] = {}  # model -> (fall, q0, post, intent)
+        for (model, intent), q0 in self._offline().items():
+            t = self.quality.tallies[(model, intent)]
+            if t.n < w:
+                continue
+            post = t.posterior(q0, w)
+            if model not in worst or q0 - post > worst[model][0]:
+                worst[model] = (q0 - post, q0, post, intent)
+        for model, (fall, q0, post, intent) in worst.items():
+            key = (model, "quality")
+            active = self.alerts.get(key)
+            if active is None and fall >= drop:
+                msg = (
+                    f"model {model!r} quality drift on intent {intent!r}: posterior {post:.3f} "
+                    f"is {fall:.3f} below the offline eval {q0:.3f} (driftQualityDrop {drop:g})"
+                )
+                self.alerts[key] = Drift(
+                    model, "quality", q0, post, q0 - drop, int(time.time() * 1000), msg
+                )
+                self._notify(model, "quality", True, msg, post, q0)
+            elif active is not None:
+                active.current = post
+                if fall < drop * _CLEAR_SHARE:
+                    del self.alerts[key]
+                    msg = (
+                        f"model {model!r} quality recovered on intent {intent!r}: posterior "
+                        f"{post:.3f} within {_CLEAR_SHARE:g} x {drop:g} of the offline eval"
+                    )
+                    self._notify(model, "quality", False, msg, post, q0)
 
     def _check(
         self, model: str, kind: str, baseline: float | None, current: float | None, ratio: float
@@ -483,6 +538,8 @@ class Learner:
                 "interval_s": cfg.interval_s,
                 "drift_latency_ratio": cfg.drift_latency_ratio,
                 "drift_cost_ratio": cfg.drift_cost_ratio,
+                "quality_prior_weight": cfg.quality_prior_weight,
+                "drift_quality_drop": cfg.drift_quality_drop,
                 "method": "exponential-decay merged DDSketches -> scored selection "
                 "priors; epsilon-greedy exploration on routers",
             },

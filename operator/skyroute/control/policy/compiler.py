@@ -244,6 +244,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             drift_latency_ratio=ad.drift_latency_ratio,
             drift_cost_ratio=ad.drift_cost_ratio,
             quality_prior_weight=ad.quality_prior_weight,
+            drift_quality_drop=ad.drift_quality_drop,
         )
     )
     policy.weights.CopyFrom(_weights(spec.weights))

@@ -517,6 +517,8 @@ class AdaptationSpec(_Spec):
     drift_cost_ratio: Annotated[float, Field(ge=0, le=100)] = 2.0
     # Weight of the offline eval as a prior on quality feedback, in observations.
     quality_prior_weight: Annotated[float, Field(gt=0, le=1_000_000)] = 10.0
+    # Alert when a quality posterior falls this far below its offline eval (0 = off).
+    drift_quality_drop: Annotated[float, Field(ge=0, le=1)] = 0.0
 
     @field_validator("drift_latency_ratio", "drift_cost_ratio")
     @classmethod

@@ -35,6 +35,16 @@ spec:
       provider: openai
       endpoint: "{SIM}/openai/v1"
       pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: dead}
+spec:
+  models:
+    - name: dead-model
+      provider: openai
+      endpoint: "http://127.0.0.9:9/secret-upstream/v1"
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
 """,
     "policy.yaml": """\
 apiVersion: skyroute.io/v1alpha1
@@ -42,6 +52,8 @@ kind: RoutingPolicy
 metadata: {name: limits}
 spec:
   default: true
+  rules:
+    - {name: dead, match: {tenants: [to-dead]}, pool: dead}
   defaultPool: base
   selection: {mode: ordered}
 """,
@@ -109,6 +121,25 @@ def test_messages_door_errors_are_anthropic_shaped(stack: Stack) -> None:
     assert body["type"] == "error"
     err = body["error"]
     assert isinstance(err, dict) and "/v1/messages" in err["message"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_connect_error_does_not_echo_the_upstream(stack: Stack, stream: bool) -> None:
+    client = openai.OpenAI(
+        base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0, timeout=20
+    )
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=stream,
+            extra_headers={"x-skyroute-tenant": "to-dead", "Cache-Control": "no-cache"},
+        )
+    assert exc.value.status_code == 502
+    text = exc.value.response.text
+    assert "connect" in text and "dead-model" in text  # the class and the model, no more
+    for leak in ("127.0.0.9", "secret-upstream", ":9"):
+        assert leak not in text, text
 
 
 def _raw(stack: Stack) -> socket.socket:

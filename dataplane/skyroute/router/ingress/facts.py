@@ -8,14 +8,18 @@ repeat of the key gets the same failure from either door.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from skyroute.router import feedback
+from skyroute.router import feedback, logs
 from skyroute.router.engine import Served
 from skyroute.router.ingress.types import CONFLICT, UPSTREAM, Prepared, Rejection
+from skyroute.router.providers.types import ProviderError
 from skyroute.router.wire import attempts_header, failure_record, http_status
+
+log = logging.getLogger("skyroute.router.ingress")
 
 #: The fact a replayed answer carries (a header over HTTP, trailing metadata over gRPC).
 REPLAY = "x-skyroute-idempotent-replay"
@@ -61,11 +65,36 @@ def facts(served: Served) -> dict[str, str]:
     return h
 
 
+def public_message(served: Served) -> str:
+    """What a client is told of a failed attempt: model, error class and status, no more.
+
+    Upstream hosts, addresses and raw upstream bodies never reach the client;
+    they are logged here (``upstream failed``, at warning) for the operator.
+    """
+    err: ProviderError | None = served.error
+    if err is None:
+        return "request failed"
+    if err.public:
+        return err.message
+    model = served.model or (served.attempts[-1].model if served.attempts else "upstream")
+    logs.event(
+        log,
+        "upstream failed",
+        logging.WARNING,
+        model=model,
+        error_class=err.error_class,
+        status=err.status,
+        detail=err.message,
+    )
+    status = f" (upstream status {err.status})" if err.status else ""
+    return f"{model}: {err.error_class}{status}; details in the router log"
+
+
 def failure(served: Served, extra: Mapping[str, str] | None = None) -> Rejection:
     """A request whose every attempt failed, with its attempt trail (and ``extra`` facts)."""
     err = served.error
     cls = err.error_class if err else "unknown"
-    msg = err.message if err else "request failed"
+    msg = public_message(served)
     f = facts(served)
     if extra:
         f.update(extra)

@@ -58,6 +58,15 @@ def traced(headers: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _encode(adapter: Adapter, req: ChatRequest, model: str, stream: bool) -> bytes:
+    """The request body; a refusal here is the router's own word, which the client may read."""
+    try:
+        return adapter.encode(req, model, stream)
+    except ProviderError as e:
+        e.public = True
+        raise
+
+
 async def complete(
     session: aiohttp.ClientSession,
     adapter: Adapter,
@@ -65,7 +74,7 @@ async def complete(
     req: ChatRequest,
     timeout_s: float,
 ) -> ChatResult:
-    body = adapter.encode(req, prep.model, False)
+    body = _encode(adapter, req, prep.model, False)
     family = adapter.family
     # aiohttp's own total timeout (connect, send, read): the same deadline as an
     # asyncio.timeout scope around the call, with less work per request (measured).
@@ -96,7 +105,7 @@ async def stream(
     timeout_s: float,
     inter_token_timeout_s: float | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    body = adapter.encode(req, prep.model, True)
+    body = _encode(adapter, req, prep.model, True)
     family = adapter.family
     loop = asyncio.get_running_loop()
     start = loop.time()

@@ -137,12 +137,16 @@ class ProviderError(Exception):
         message: str,
         status: int = 0,
         retry_after_s: float | None = None,
+        public: bool = False,
     ) -> None:
         super().__init__(message)
         self.error_class = error_class
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
+        # The router's own words about the client's request (no upstream host, address or
+        # body in them), so the client may read them; other messages stay in the log.
+        self.public = public
 
     @property
     def retryable(self) -> bool:

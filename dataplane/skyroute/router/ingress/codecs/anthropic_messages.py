@@ -50,6 +50,7 @@ import orjson
 from skyroute.router.engine import Served
 from skyroute.router.ingress.codecs.fields import number, obj, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
+from skyroute.router.ingress.facts import public_message
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
 
@@ -506,6 +507,5 @@ class MessageEvents:
         return [closing, *out] if closing else out
 
     def cut(self, served: Served) -> bytes:
-        err = served.error
-        message = f"stream failed after it started: {err.message if err else 'stream cut'}"
+        message = f"stream failed after it started: {public_message(served)}"
         return _event("error", error_body(502, message))

@@ -33,6 +33,7 @@ from skyroute.router.cache import cache_directive
 from skyroute.router.decide import explain
 from skyroute.router.engine import Served
 from skyroute.router.ingress.codecs import openai_params as params
+from skyroute.router.ingress.facts import public_message
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
 from skyroute.router.signals import SignalError, read_declared
@@ -274,7 +275,7 @@ class SSE:
         err = served.error
         body = {
             "error": {
-                "message": f"stream failed after it started: {err.message if err else ''}",
+                "message": f"stream failed after it started: {public_message(served)}",
                 "type": "stream_error",
                 "code": err.error_class if err else "stream_cut",
                 "attempts": attempts_header(served.attempts),

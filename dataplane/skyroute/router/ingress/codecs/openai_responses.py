@@ -43,6 +43,7 @@ import orjson
 from skyroute.router.engine import Served
 from skyroute.router.ingress.codecs.fields import number, obj, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
+from skyroute.router.ingress.facts import public_message
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
 
@@ -377,7 +378,7 @@ class ResponseEvents:
 
     def cut(self, served: Served) -> bytes:
         err = served.error
-        message = f"stream failed after it started: {err.message if err else 'stream cut'}"
+        message = f"stream failed after it started: {public_message(served)}"
         error = {"code": err.error_class if err else "stream_cut", "message": message}
         r = _response(self.prepared, self.created, self.model, "failed", error=error)
         return self._event("response.failed", response=r)

@@ -164,7 +164,9 @@ def make_probe(
         )
     )
     exact = exact_text(question)
-    tokens = analyze(question)
+    # A question past EMBED_CHARS is served from the exact layer only (see Probe.vector):
+    # its words are not analysed, so a 10 MB prompt costs one pass, not a tokenisation.
+    tokens = analyze(question) if len(question) <= EMBED_CHARS else []
     return Probe(
         scope=scope,
         label=label,

@@ -297,7 +297,8 @@ def start_stack(repo: Path, out_dir: Path, workers: int = 1) -> Stack:
         scenario=scenario,
         out_dir=out_dir,
         simulator_port=sim_port,
-        router_args=("--workers", str(workers)),
+        # acmeshop declares no Tenant: keyless callers admitted (routers are closed by default).
+        router_args=("--workers", str(workers), "--allow-anonymous"),
     )
     stack.start(routers=1)
     return stack

@@ -164,6 +164,7 @@ class Stack:
         scenario: str,
         routers: int = 1,
         router_args: list[str] | None = None,
+        anonymous: bool | None = None,
     ) -> None:
         self.procs = procs
         self.sim_port = free_port()
@@ -181,6 +182,12 @@ class Stack:
         self.control_addr = f"127.0.0.1:{free_port()}"
         self.admin = f"http://127.0.0.1:{free_port()}"
         self.control = self.start("control", self.control_args())
+        # Routers are closed by default (no Tenant: every caller refused). A stack whose
+        # folder declares no Tenant at start is a local experiment: its routers get
+        # --allow-anonymous unless ``anonymous`` says otherwise.
+        if anonymous is None:
+            anonymous = not any("kind: Tenant" in text for text in files.values())
+        self.router_args = [*(["--allow-anonymous"] if anonymous else []), *(router_args or [])]
         self.routers: list[tuple[Proc, str, str]] = []
         for i in range(routers):
             g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -196,7 +203,7 @@ class Stack:
                     h,
                     "--id",
                     f"router-{i}",
-                    *(router_args or []),
+                    *self.router_args,
                 ],
             )
             self.routers.append((p, g, f"http://{h}"))

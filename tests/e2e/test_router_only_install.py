@@ -81,7 +81,16 @@ def test_a_router_with_only_its_lock_serves_both_doors(procs: list[Proc], tmp_pa
     grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     router = Proc(
         "router-only-locked",
-        ["router", "--control", stack.control_addr, "--grpc", grpc_addr, "--http", http_addr],
+        [
+            "router",
+            "--control",
+            stack.control_addr,
+            "--grpc",
+            grpc_addr,
+            "--http",
+            http_addr,
+            "--allow-anonymous",
+        ],
         env=only_locked_env(tmp_path),
     )
     procs.append(router)

@@ -172,6 +172,8 @@ class Stack:
                 http_addr,
                 "--id",
                 node_id,
+                # No Tenant in these clusters: a local experiment (closed by default).
+                "--allow-anonymous",
             ],
         )
         url = f"http://{http_addr}"

@@ -186,7 +186,10 @@ def run(json_path: str | None, requests: int | None, console: Console | None = N
     scale = effective_scenario(
         root / "examples" / "simulator" / "acmeshop.yaml", scenario, duration, PEAK
     )
-    stack = Stack(source=source, scenario=scenario, out_dir=out_dir)
+    # examples/acmeshop declares no Tenant: the demo's routers admit keyless callers.
+    stack = Stack(
+        source=source, scenario=scenario, out_dir=out_dir, router_args=("--allow-anonymous",)
+    )
     console.print(
         f"[bold]skyroute demo[/]: {n} AcmeShop requests per arm over "
         f"{duration:.0f} s (peak x{PEAK.factor} from {PEAK.start * duration:.0f} s "

@@ -141,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--allow-anonymous",
         action="store_true",
-        help="serve requests without an API key (local experiments; warned at start)",
+        help="admit requests without an API key as anonymous (local experiments; warned "
+        "at start). Without it a router with no Tenant refuses every caller (401); with it "
+        "such a router is open: no key asked, tenant/tier headers trusted, no limits",
     )
     r.add_argument(
         "--limits-local-share",

@@ -39,7 +39,7 @@ from skyroute.router.cache import from_settings
 from skyroute.router.drain import DRAIN_DEFAULTS, DrainSettings, drain
 from skyroute.router.engine import Engine
 from skyroute.router.idempotency import RedisStore
-from skyroute.router.ingress.guards.door import Door
+from skyroute.router.ingress.guards.door import OPEN_WARNING, Door
 from skyroute.router.ingress.guards.kube_access import in_cluster
 from skyroute.router.ingress.guards.limits_guard import Limiter
 from skyroute.router.ingress.guards.limits_redis import RedisLimitStore
@@ -237,7 +237,8 @@ def build_door(redis_url: str | None, allow_anonymous: bool, local_share: float)
             log,
             "anonymous_allowed",
             logging.WARNING,
-            note="--allow-anonymous: requests without a key are served as before (local use)",
+            note="--allow-anonymous: requests without a key are admitted as anonymous, no "
+            "limits; while no Tenant is configured the router is " + OPEN_WARNING,
         )
     return Door(limiter, sa, allow_anonymous)
 

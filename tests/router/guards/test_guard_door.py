@@ -193,3 +193,24 @@ def test_anonymous_mode_serves_without_a_key_and_trusts_the_header() -> None:
     assert ident.anonymous and (ident.tenant, ident.tier) == ("t1", "gold")
     adm = asyncio.run(d.admit(ident, "r1", "support", "m1", EST, 30_000))
     assert adm.reservation is None and adm.headers == {}
+
+
+def test_no_tenant_is_closed_unless_anonymous_is_allowed() -> None:
+    closed, opened = Door(), Door(allow_anonymous=True)
+    for d in (closed, opened):
+        d.apply(snapshot_pb2.Snapshot())
+    for cred in (None, "Bearer sk-sr-0123456789ab-x"):
+        with pytest.raises(GuardError) as e:
+            asyncio.run(closed.identify(cred, None, "t1", "gold"))
+        assert e.value.status == 401 and e.value.code == "invalid_api_key"
+        assert "declare a Tenant" in e.value.message and "--allow-anonymous" in e.value.message
+    assert closed.status()["mode"] == "closed" and closed.refused == {"unauthenticated": 2}
+    assert closed.readiness().startswith("CLOSED: ")
+    ident = asyncio.run(opened.identify(None, None, "t1", "gold"))
+    assert ident.anonymous and (ident.tenant, ident.tier) == ("t1", "gold")
+    assert opened.status()["open"] is True and opened.readiness().startswith("OPEN: ")
+    # The first Tenant turns keys on; the flag then only admits keyless callers.
+    opened.apply(snapshot(generate()))
+    assert opened.status()["mode"] == "keys" and "anonymous" in opened.readiness()
+    closed.apply(snapshot(generate()))
+    assert closed.status()["mode"] == "keys" and closed.readiness() == ""

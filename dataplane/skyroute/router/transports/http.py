@@ -218,7 +218,9 @@ async def readyz(request: web.Request) -> web.Response:
         return web.Response(status=503, text="draining\n")
     if state.table is None:
         return web.Response(status=503, text="no snapshot loaded\n")
-    return web.Response(text=f"ready {state.table.version}\n")
+    # An open or closed door says so first (200 either way); the version stays the last word.
+    door = state.door.readiness()
+    return web.Response(text=(f"door {door}\n" if door else "") + f"ready {state.table.version}\n")
 
 
 async def models(request: web.Request) -> web.Response:

@@ -18,10 +18,14 @@ pipeline (``router/ingress/pipeline.py``) makes them:
 3. :meth:`Door.settle` after the call, from the usage the provider reported
    (a stream that died: the tokens received so far). Idempotent.
 
-A router whose snapshot has no Tenant is open: :meth:`Door.identify` asks
-for no credential and every request is anonymous (no limits), as before
-tenants existed. The first Tenant turns authentication on (a credential is
-then required, unless ``--allow-anonymous``).
+Closed by default: a router whose snapshot has no Tenant has nobody to
+authenticate against, so it refuses every request (401, the message says to
+declare a Tenant or start the router with ``--allow-anonymous``). Only with
+``--allow-anonymous`` is such a router open (:meth:`Door.mode` ``open``): no
+credential asked, no limits, the tenant and tier headers trusted, as before
+tenants existed; it says so at start, in ``/readyz`` and ``/debug/status``.
+Once there is a Tenant a credential is required, and ``--allow-anonymous``
+still lets keyless callers in (anonymous, no limits).
 
 Budget pressure is learnt from the reservations themselves: a tenant whose
 ``route`` budget has ``softShare`` used has its next requests decided with the
@@ -33,7 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from skyroute.router.ingress.guards.errors import insufficient_quota, rate_limited
+from skyroute.router.ingress.guards.errors import insufficient_quota, invalid_key, rate_limited
 from skyroute.router.ingress.guards.from_snapshot import from_snapshot
 from skyroute.router.ingress.guards.identity import ANONYMOUS, Authenticator, Identity, credential
 from skyroute.router.ingress.guards.keys import KeyRing
@@ -52,6 +56,19 @@ class Admission:
     headers: dict[str, str] = field(default_factory=dict)
     # The upstream completion allowance after a budget clamp (None: unchanged).
     max_tokens: int | None = None
+
+
+#: Why a router with no Tenant refuses a caller (it names both ways out).
+NO_TENANT = (
+    "This router has no Tenant configured, so it admits no caller: declare a Tenant "
+    "(kind: Tenant) with a key (`skyroute keys create --tenant NAME`), or start the "
+    "router with --allow-anonymous for local experiments."
+)
+#: What a router says (start-up log, /readyz) when it serves every caller without a key.
+OPEN_WARNING = (
+    "OPEN: no Tenant and --allow-anonymous: every caller is served without a key, "
+    "its x-skyroute-tenant and tier headers trusted, no limits (local use only)"
+)
 
 
 class Door:
@@ -76,12 +93,32 @@ class Door:
         """Serve these tenants and keys from now on (the router calls it per table)."""
         self.auth = Authenticator(tenants, keys, self.sa, self.allow_anonymous)
 
+    def mode(self) -> str:
+        """``closed`` (no Tenant: every caller refused), ``open`` (no Tenant,
+        --allow-anonymous: nobody asked for a key) or ``keys`` (a credential
+        required, or optional with --allow-anonymous)."""
+        if self.auth.tenants:
+            return "keys"
+        return "open" if self.allow_anonymous else "closed"
+
+    def readiness(self) -> str:
+        """The line /readyz adds about the door ("" when keys are required)."""
+        m = self.mode()
+        if m == "open":
+            return OPEN_WARNING
+        if m == "closed":
+            return "CLOSED: " + NO_TENANT
+        return "anonymous callers allowed (--allow-anonymous)" if self.allow_anonymous else ""
+
     def status(self) -> dict[str, object]:
         """For /debug/status and ``skyroute status``: how the door authenticates and limits."""
+        mode = self.mode()
         return {
             "anonymous_allowed": self.allow_anonymous,
-            # No Tenant configured: the door is open (no credential asked, no limits).
-            "open": not self.auth.tenants,
+            "mode": mode,
+            # Open: no Tenant and --allow-anonymous (no credential asked, no limits).
+            "open": mode == "open",
+            "warning": self.readiness(),
             "tenants": len(self.auth.tenants),
             "keys": len(self.auth.keys),
             "keys_revoked": self.auth.keys.revoked(),
@@ -100,9 +137,13 @@ class Door:
         tier_header: str = "",
     ) -> Identity:
         if not self.auth.tenants:
-            # No Tenant in the snapshot: nobody to authenticate against and no limits, so
-            # every caller is served as before this stage existed (its headers trusted).
-            return Identity(tenant_header, "", "anonymous", "", tier_header, ANONYMOUS)
+            if self.allow_anonymous:
+                # --allow-anonymous and no Tenant: every caller is served as before this
+                # stage existed (its headers trusted, no limits).
+                return Identity(tenant_header, "", "anonymous", "", tier_header, ANONYMOUS)
+            # Secure by default: nobody to authenticate against, so nobody gets in.
+            self._count("unauthenticated")
+            raise invalid_key(NO_TENANT)
         try:
             return await self.auth.authenticate(
                 credential(authorization, api_key), tenant_header, tier_header

@@ -297,8 +297,8 @@ def start_stack(repo: Path, out_dir: Path, workers: int = 1) -> Stack:
         scenario=scenario,
         out_dir=out_dir,
         simulator_port=sim_port,
-        # acmeshop declares no Tenant: keyless callers admitted (routers are closed by default).
-        router_args=("--workers", str(workers), "--allow-anonymous"),
+        # acmeshop declares no Tenant: open (routers are closed by default).
+        router_args=("--workers", str(workers), "--open-without-tenants"),
     )
     stack.start(routers=1)
     return stack

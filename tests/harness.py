@@ -164,7 +164,7 @@ class Stack:
         scenario: str,
         routers: int = 1,
         router_args: list[str] | None = None,
-        anonymous: bool | None = None,
+        open_without_tenants: bool = True,
     ) -> None:
         self.procs = procs
         self.sim_port = free_port()
@@ -182,12 +182,10 @@ class Stack:
         self.control_addr = f"127.0.0.1:{free_port()}"
         self.admin = f"http://127.0.0.1:{free_port()}"
         self.control = self.start("control", self.control_args())
-        # Routers are closed by default (no Tenant: every caller refused). A stack whose
-        # folder declares no Tenant at start is a local experiment: its routers get
-        # --allow-anonymous unless ``anonymous`` says otherwise.
-        if anonymous is None:
-            anonymous = not any("kind: Tenant" in text for text in files.values())
-        self.router_args = [*(["--allow-anonymous"] if anonymous else []), *(router_args or [])]
+        # Routers are closed by default (no Tenant: every caller refused). The harness's are
+        # a local experiment: open while the folder declares no Tenant, keys once it does.
+        opened = ["--open-without-tenants"] if open_without_tenants else []
+        self.router_args = [*opened, *(router_args or [])]
         self.routers: list[tuple[Proc, str, str]] = []
         for i in range(routers):
             g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"

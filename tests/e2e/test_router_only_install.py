@@ -89,7 +89,7 @@ def test_a_router_with_only_its_lock_serves_both_doors(procs: list[Proc], tmp_pa
             grpc_addr,
             "--http",
             http_addr,
-            "--allow-anonymous",
+            "--open-without-tenants",
         ],
         env=only_locked_env(tmp_path),
     )

@@ -172,8 +172,8 @@ class Stack:
                 http_addr,
                 "--id",
                 node_id,
-                # No Tenant in these clusters: a local experiment (closed by default).
-                "--allow-anonymous",
+                # Open until a Tenant is applied, keys after (routers are closed by default).
+                "--open-without-tenants",
             ],
         )
         url = f"http://{http_addr}"

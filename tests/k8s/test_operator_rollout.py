@@ -473,7 +473,7 @@ def test_the_leader_judges_outcomes_of_routers_on_a_follower(stack: Stack) -> No
             http_addr,
             "--id",
             "r-follower",
-            "--allow-anonymous",  # no Tenant here (closed by default)
+            "--open-without-tenants",  # no Tenant here (closed by default)
         ],
     )
     up(router, f"http://{http_addr}/readyz", 20, follower)

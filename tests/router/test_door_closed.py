@@ -74,7 +74,9 @@ class Routers:
 def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routers]:
     procs: list[Proc] = []
     try:
-        stack = Stack(procs, tmp_path_factory.mktemp("closed"), FILES, SCENARIO, anonymous=False)
+        stack = Stack(
+            procs, tmp_path_factory.mktemp("closed"), FILES, SCENARIO, open_without_tenants=False
+        )
         g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         anon = stack.start(
             "router-anon",

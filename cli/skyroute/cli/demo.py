@@ -188,7 +188,7 @@ def run(json_path: str | None, requests: int | None, console: Console | None = N
     )
     # examples/acmeshop declares no Tenant: the demo's routers admit keyless callers.
     stack = Stack(
-        source=source, scenario=scenario, out_dir=out_dir, router_args=("--allow-anonymous",)
+        source=source, scenario=scenario, out_dir=out_dir, router_args=("--open-without-tenants",)
     )
     console.print(
         f"[bold]skyroute demo[/]: {n} AcmeShop requests per arm over "

@@ -142,8 +142,16 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-anonymous",
         action="store_true",
         help="admit requests without an API key as anonymous (local experiments; warned "
-        "at start). Without it a router with no Tenant refuses every caller (401); with it "
-        "such a router is open: no key asked, tenant/tier headers trusted, no limits",
+        "at start), with or without Tenants. Without it (or --open-without-tenants) a "
+        "router with no Tenant refuses every caller (401); with it such a router is open: "
+        "no key asked, tenant/tier headers trusted, no limits",
+    )
+    r.add_argument(
+        "--open-without-tenants",
+        action="store_true",
+        help="while no Tenant is configured, serve every caller anonymously (the open "
+        "behaviour of --allow-anonymous; warned at start); the first Tenant turns keys on "
+        "(local experiments, test harnesses, the dev overlay)",
     )
     r.add_argument(
         "--limits-local-share",
@@ -501,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_anonymous=args.allow_anonymous,
             limits_local_share=args.limits_local_share,
             control_tls=_control_tls(args),
+            open_without_tenants=args.open_without_tenants,
         )
         return 0
     if args.command == "providers":

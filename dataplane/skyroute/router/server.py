@@ -79,6 +79,7 @@ async def serve(
     allow_anonymous: bool = False,
     limits_local_share: float = 1.0,
     control_tls: LinkTls | None = None,
+    open_without_tenants: bool = False,
 ) -> None:
     prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
@@ -104,7 +105,7 @@ async def serve(
     state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
     if redis_url:
         state.idempotency = RedisStore(redis_url)
-    state.door = build_door(redis_url, allow_anonymous, limits_local_share)
+    state.door = build_door(redis_url, allow_anonymous, limits_local_share, open_without_tenants)
     state.feedback.forward = reporter.feedback  # verified feedback rides the outcome stream
     # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
     server = grpc.aio.server(options=server_options(DOOR_MAX_BYTES, reuse_port=reuse_port))
@@ -226,9 +227,12 @@ def observe_process(
     )
 
 
-def build_door(redis_url: str | None, allow_anonymous: bool, local_share: float) -> Door:
+def build_door(
+    redis_url: str | None, allow_anonymous: bool, local_share: float, open_without_tenants: bool
+) -> Door:
     """The door stage: limits in Redis with --redis (else in process), ServiceAccount
-    tokens verified in a pod (its API server's JWKS), anonymous callers only if asked."""
+    tokens verified in a pod (its API server's JWKS), anonymous callers only if asked
+    (closed by default: with no Tenant, nobody gets in)."""
     limiter = Limiter(RedisLimitStore(redis_url) if redis_url else None, local_share)
     access = in_cluster()
     sa = ServiceAccountVerifier(access) if access is not None else None
@@ -240,7 +244,16 @@ def build_door(redis_url: str | None, allow_anonymous: bool, local_share: float)
             note="--allow-anonymous: requests without a key are admitted as anonymous, no "
             "limits; while no Tenant is configured the router is " + OPEN_WARNING,
         )
-    return Door(limiter, sa, allow_anonymous)
+    elif open_without_tenants:
+        logs.event(
+            log,
+            "open_without_tenants",
+            logging.WARNING,
+            note="--open-without-tenants: while no Tenant is configured the router is "
+            + OPEN_WARNING
+            + "; the first Tenant turns keys on",
+        )
+    return Door(limiter, sa, allow_anonymous, open_without_tenants)
 
 
 def main(
@@ -259,6 +272,7 @@ def main(
     allow_anonymous: bool = False,
     limits_local_share: float = 1.0,
     control_tls: LinkTls | None = None,
+    open_without_tenants: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -277,6 +291,7 @@ def main(
         allow_anonymous,
         limits_local_share,
         control_tls,
+        open_without_tenants,
     )
     try:
         import uvloop

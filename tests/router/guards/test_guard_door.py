@@ -214,3 +214,16 @@ def test_no_tenant_is_closed_unless_anonymous_is_allowed() -> None:
     assert opened.status()["mode"] == "keys" and "anonymous" in opened.readiness()
     closed.apply(snapshot(generate()))
     assert closed.status()["mode"] == "keys" and closed.readiness() == ""
+
+
+def test_open_without_tenants_turns_keys_on_with_the_first_tenant() -> None:
+    d = Door(open_without_tenants=True)
+    d.apply(snapshot_pb2.Snapshot())
+    ident = asyncio.run(d.identify(None, None, "t1", "gold"))
+    assert ident.anonymous and (ident.tenant, ident.tier) == ("t1", "gold")
+    assert d.status()["mode"] == "open" and d.status()["anonymous_allowed"] is False
+    d.apply(snapshot(generate()))
+    with pytest.raises(GuardError) as e:
+        asyncio.run(d.identify(None, None, "t1", "gold"))
+    assert e.value.status == 401 and "didn't provide an API key" in e.value.message
+    assert d.status()["mode"] == "keys" and d.readiness() == ""

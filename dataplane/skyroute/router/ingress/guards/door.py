@@ -21,11 +21,12 @@ pipeline (``router/ingress/pipeline.py``) makes them:
 Closed by default: a router whose snapshot has no Tenant has nobody to
 authenticate against, so it refuses every request (401, the message says to
 declare a Tenant or start the router with ``--allow-anonymous``). Only with
-``--allow-anonymous`` is such a router open (:meth:`Door.mode` ``open``): no
-credential asked, no limits, the tenant and tier headers trusted, as before
-tenants existed; it says so at start, in ``/readyz`` and ``/debug/status``.
-Once there is a Tenant a credential is required, and ``--allow-anonymous``
-still lets keyless callers in (anonymous, no limits).
+``--allow-anonymous`` or ``--open-without-tenants`` is such a router open
+(:meth:`Door.mode` ``open``): no credential asked, no limits, the tenant and
+tier headers trusted, as before tenants existed; it says so at start, in
+``/readyz`` and ``/debug/status``. Once there is a Tenant a credential is
+required: ``--allow-anonymous`` still lets keyless callers in (anonymous, no
+limits), ``--open-without-tenants`` does not.
 
 Budget pressure is learnt from the reservations themselves: a tenant whose
 ``route`` budget has ``softShare`` used has its next requests decided with the
@@ -66,8 +67,9 @@ NO_TENANT = (
 )
 #: What a router says (start-up log, /readyz) when it serves every caller without a key.
 OPEN_WARNING = (
-    "OPEN: no Tenant and --allow-anonymous: every caller is served without a key, "
-    "its x-skyroute-tenant and tier headers trusted, no limits (local use only)"
+    "OPEN: no Tenant and --allow-anonymous or --open-without-tenants: every caller is "
+    "served without a key, its x-skyroute-tenant and tier headers trusted, no limits "
+    "(local use only)"
 )
 
 
@@ -77,10 +79,13 @@ class Door:
         limiter: Limiter | None = None,
         sa: ServiceAccountVerifier | None = None,
         allow_anonymous: bool = False,
+        open_without_tenants: bool = False,
     ) -> None:
         self.limiter = limiter or Limiter()
         self.sa = sa
         self.allow_anonymous = allow_anonymous
+        # Open while there is no Tenant (implied by allow_anonymous); keys once there is one.
+        self.open_without_tenants = open_without_tenants or allow_anonymous
         self.auth = Authenticator({}, KeyRing([]), sa, allow_anonymous)
         self._pressure: dict[str, str] = {}
         self.refused: dict[str, int] = {}
@@ -95,11 +100,11 @@ class Door:
 
     def mode(self) -> str:
         """``closed`` (no Tenant: every caller refused), ``open`` (no Tenant,
-        --allow-anonymous: nobody asked for a key) or ``keys`` (a credential
-        required, or optional with --allow-anonymous)."""
+        --allow-anonymous or --open-without-tenants: nobody asked for a key) or
+        ``keys`` (a credential required, or optional with --allow-anonymous)."""
         if self.auth.tenants:
             return "keys"
-        return "open" if self.allow_anonymous else "closed"
+        return "open" if self.open_without_tenants else "closed"
 
     def readiness(self) -> str:
         """The line /readyz adds about the door ("" when keys are required)."""
@@ -115,6 +120,7 @@ class Door:
         mode = self.mode()
         return {
             "anonymous_allowed": self.allow_anonymous,
+            "open_without_tenants": self.open_without_tenants,
             "mode": mode,
             # Open: no Tenant and --allow-anonymous (no credential asked, no limits).
             "open": mode == "open",
@@ -137,9 +143,9 @@ class Door:
         tier_header: str = "",
     ) -> Identity:
         if not self.auth.tenants:
-            if self.allow_anonymous:
-                # --allow-anonymous and no Tenant: every caller is served as before this
-                # stage existed (its headers trusted, no limits).
+            if self.open_without_tenants:
+                # An open router (a flag) and no Tenant: every caller is served as before
+                # this stage existed (its headers trusted, no limits).
                 return Identity(tenant_header, "", "anonymous", "", tier_header, ANONYMOUS)
             # Secure by default: nobody to authenticate against, so nobody gets in.
             self._count("unauthenticated")

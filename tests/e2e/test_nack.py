@@ -88,6 +88,7 @@ def test_router_nacks_and_keeps_last_known_good(procs: list[Proc]) -> None:
                     f"127.0.0.1:{free_port()}",
                     "--id",
                     "r1",
+                    "--open-without-tenants",  # no Tenant (routers are closed by default)
                 ],
             )
         )

@@ -103,3 +103,14 @@ def test_redis_lookup_never_crosses_scope(shared_redis, stored, asked) -> None: 
             await backend.close()
 
     asyncio.run(run())
+
+
+def test_who_asks_is_not_part_of_the_key_what_shapes_the_answer_is() -> None:
+    from skyroute.router.cache.keys import request_params
+    from skyroute.router.providers.types import ChatRequest
+
+    msgs = [{"role": "user", "content": "how do I reset my password?"}]
+    a = request_params(ChatRequest(msgs, options={"user": "u1", "seed": 7}))
+    b = request_params(ChatRequest(msgs, options={"user": "u2", "seed": 7}))
+    c = request_params(ChatRequest(msgs, options={"user": "u1", "seed": 8}))
+    assert a == b and a != c

@@ -52,13 +52,22 @@ class Scope:
     intent: str
 
 
+#: Options that name who asks or how the call is billed, never what is answered: kept
+#: out of the cache key (a per-user ``user`` id would give every user a cache of one).
+_NOT_SHAPING = frozenset({"user", "metadata", "store", "service_tier"})
+
+
 def request_params(req: ChatRequest) -> dict[str, Any]:
     """Every request field that shapes the answer, besides messages and tools."""
-    return {
+    out = {
         f.name: getattr(req, f.name)
         for f in dataclasses.fields(req)
         if f.name not in ("messages", "tools")
     }
+    options = out.get("options")
+    if isinstance(options, dict) and _NOT_SHAPING.intersection(options):
+        out["options"] = {k: v for k, v in options.items() if k not in _NOT_SHAPING}
+    return out
 
 
 def _canonical(value: Any) -> Any:

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import free_port
+
 REDIS_SERVER = Path("/usr/bin/redis-server")
 _LOCK = Path(tempfile.gettempdir()) / "skyroute-redis-install.lock"
 
@@ -61,18 +63,12 @@ def ensure_redis_server() -> Path:
     return REDIS_SERVER
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisProcess:
     """One redis-server process; :meth:`kill` and :meth:`start` simulate an outage."""
 
     def __init__(self, port: int | None = None, maxmemory: str = "256mb") -> None:
         self.binary = ensure_redis_server()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.maxmemory = maxmemory
         self.dir = Path(tempfile.mkdtemp(prefix="skyroute-redis-"))

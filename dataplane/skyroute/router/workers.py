@@ -133,10 +133,16 @@ def worker_argv(argv: Sequence[str], index: int, peers: Sequence[str] = ()) -> l
     return out
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: all sockets stay bound until every port is chosen,
+    so the kernel cannot hand the same ephemeral port out twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)
+        ]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -147,7 +153,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 def supervise(n: int, argv: Sequence[str]) -> int:
     """Run ``n`` workers of ``skyroute router <argv>`` until one exits; returns its code."""
-    peers = [f"127.0.0.1:{_free_port()}" for _ in range(n)]
+    peers = [f"127.0.0.1:{port}" for port in _free_ports(n)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "skyroute.cli.main", "router", *worker_argv(argv, i, peers)],

@@ -93,3 +93,17 @@ def test_unknown_tenant_key_and_bad_duration(folder: Path) -> None:
         "keys", "create", "--tenant", "acme-web", "--source", str(folder), "--expires", "soon"
     )
     assert r.returncode == 2 and "--expires" in r.stderr
+
+
+def test_an_all_digit_key_id_stays_a_string_and_comments_survive() -> None:
+    """A 12-hex-digit id can be all digits (about 1 in 280 keys); unquoted, YAML reads
+    it as a number, the textual edit fails its check and the rewrite drops comments."""
+    import yaml
+
+    from skyroute.cli.keys import _insert_key
+
+    part = "kind: Tenant\nmetadata:\n  name: t\nspec:\n  # keep me\n  tier: standard\n"
+    entry = {"id": "012345678901", "digest": "sha256:" + "a" * 64}
+    text = _insert_key(part, entry)
+    assert "# keep me" in text
+    assert yaml.safe_load(text)["spec"]["keys"] == [entry]

@@ -103,7 +103,7 @@ def test_an_all_digit_key_id_stays_a_string_and_comments_survive() -> None:
     from skyroute.cli.keys import _insert_key
 
     part = "kind: Tenant\nmetadata:\n  name: t\nspec:\n  # keep me\n  tier: standard\n"
-    entry = {"id": "012345678901", "digest": "sha256:" + "a" * 64}
+    entry = {"id": "123456789012", "digest": "sha256:" + "a" * 64}
     text = _insert_key(part, entry)
     assert "# keep me" in text
     assert yaml.safe_load(text)["spec"]["keys"] == [entry]

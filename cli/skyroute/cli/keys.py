@@ -89,7 +89,7 @@ def _find(folder: Path, tenant: str) -> tuple[Path, int]:
 
 
 def _key_lines(entry: dict[str, Any], indent: str) -> str:
-    # Quoted: a hex id may be all digits ("012345678901"), which YAML reads as a number.
+    # Quoted: a hex id may be all digits ("123456789012"), which YAML reads as a number.
     out = f'{indent}- id: "{entry["id"]}"\n'
     for k in ("digest", "expiresAt", "revoked"):
         if k in entry:

@@ -31,12 +31,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skyroute.control.files import write_atomic
 from skyroute.control.learning.fleet import DecayedStats
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.quality import Tally
@@ -312,7 +312,5 @@ class LearnedStateFile:
 
     def save(self, learner: Learner) -> None:
         """Write the state now (a temporary file, then a rename: never half a file)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(dump(learner), sort_keys=True))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(dump(learner), sort_keys=True))
         self.saves += 1

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from skyroute.control.files import write_atomic
 from skyroute.control.logs import event
 from skyroute.control.rollout.controller import RolloutController
 from skyroute.control.rollout.state import RolloutState
@@ -78,10 +79,8 @@ class StateFile:
         text = dump(controller)
         if text == self._written:
             return False
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(text)
-            tmp.rename(self.path)
+            write_atomic(self.path, text)
         except OSError as exc:  # the rollout goes on; only a restart would lose it
             event(
                 log,

@@ -139,7 +139,7 @@ def test_routers_may_only_reach_the_operator_dns_and_providers(k8s_cluster: Clus
 def test_webhook_fails_open_to_cel_and_matches_the_operator_paths(k8s_cluster: Cluster) -> None:
     config = by_kind(render(k8s_cluster, "dev"), "ValidatingWebhookConfiguration")["skyroute"]
     paths = {h["clientConfig"]["service"]["path"] for h in config["webhooks"]}
-    assert paths == {"/validate-routingpolicies", "/validate-modelpools"}
+    assert paths == {"/validate-routingpolicies", "/validate-modelpools", "/validate-tenants"}
     assert {h["failurePolicy"] for h in config["webhooks"]} == {"Ignore"}
     assert {h["sideEffects"] for h in config["webhooks"]} == {"None"}
     operator = by_kind(render(k8s_cluster, "dev"), "Deployment")["skyroute-operator"]

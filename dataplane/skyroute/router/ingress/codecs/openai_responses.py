@@ -19,8 +19,9 @@ function ``tools`` and ``tool_choice`` are translated, ``max_output_tokens``
 and ``temperature`` go to every family, ``user`` is the canary user.
 Refused with a 400 naming the part: built-in tools (``web_search``,
 ``file_search``...), ``previous_response_id`` and ``conversation`` (the
-router keeps no responses yet: send the whole ``input``), ``text.format``
-other than ``text``, and malformed input. ``store`` and ``reasoning`` are
+router keeps no responses yet: send the whole ``input``) and malformed
+input. ``text.format`` (``json_object``, ``json_schema``) is the Chat
+``response_format``, translated per family (:mod:`.responses_text`). ``store`` and ``reasoning`` are
 accepted and not acted on (the answer says ``store: false``).
 
 A stream is ``response.created``, ``response.in_progress``, then per output
@@ -43,6 +44,7 @@ import orjson
 from skyroute.router.engine import Served
 from skyroute.router.ingress.codecs.fields import number, obj, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
+from skyroute.router.ingress.codecs.responses_text import echo, response_format
 from skyroute.router.ingress.facts import public_message
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
@@ -157,11 +159,6 @@ def _checked(data: dict[str, Any]) -> None:
                 f"{name}: this router keeps no responses; send the whole conversation as input",
                 name,
             )
-    text = data.get("text")
-    if text is not None:
-        fmt = obj(text, "text").get("format")
-        if fmt is not None and obj(fmt, "text.format").get("type") != "text":
-            raise invalid("text.format: only 'text' is supported by this router", "text.format")
 
 
 def _output(rec: Mapping[str, Any], rid: str) -> list[dict[str, Any]]:
@@ -233,6 +230,7 @@ def _response(
         "error": None,
         "incomplete_details": None,
         "metadata": {},
+        "text": echo(chat.options.get("response_format")),
         **fields,
     }
 
@@ -269,6 +267,9 @@ class OpenAIResponses:
             temperature=number(data.get("temperature"), "temperature"),
             tool_choice=_tool_choice(data.get("tool_choice")),
         )
+        fmt = response_format(data.get("text"))
+        if fmt is not None:
+            chat.options["response_format"] = fmt
         hdr = wire.headers
         return Inbound(
             policy=policy(data),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from skyroute.control.distribution.status import door_text, fetch_status
+
 from harness import Proc, Stack, wait_until
 from harness import keys_cli as keys
 from policies import FILES, SCENARIO
@@ -36,6 +38,14 @@ def test_keys_follow_the_folder_to_the_router(procs: list[Proc], tmp_path: Path)
     key = keys("create", "--tenant", "shop", "--source", str(stack.source))
     wait_until(lambda: stack.router_status()["door"]["keys"] == 1, what="key pushed")
     key_id = key.split("-")[2]
+    # skyroute status shows the same door, as each router reported it with its ACK.
+    wait_until(
+        lambda: fetch_status(stack.control_addr).routers[0].door.keys == 1, what="key in status"
+    )
+    (router,) = fetch_status(stack.control_addr).routers
+    assert router.door.mode == "keys" and (router.door.tenants, router.door.keys) == (1, 1)
+    assert not router.door.anonymous_allowed and router.door.open_without_tenants
+    assert door_text(router).plain == "keys 1t/1k (open without tenants)"
     keys("revoke", "--tenant", "shop", "--source", str(stack.source), key_id)
     wait_until(
         lambda: stack.router_status()["door"]["keys_revoked"] == 1, timeout=10, what="revoked"

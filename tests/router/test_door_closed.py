@@ -12,6 +12,9 @@ is open and says so loudly (start-up warning, ``/readyz``, ``/debug/status``).
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -200,3 +203,42 @@ def test_allow_anonymous_opens_it_loudly(routers: Routers) -> None:
     assert code == 200 and body.decode().startswith("door OPEN: "), body
     warned = routers.anon.events("anonymous_allowed")
     assert warned and "OPEN" in str(warned[0]["note"]), routers.anon.output()
+
+
+def _control_status(stack: Stack, *flags: str) -> str:
+    """``skyroute status`` as an operator runs it, against the stack's control plane."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "status",
+            "--control",
+            stack.control_addr,
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_skyroute_status_shows_each_routers_door(routers: Routers) -> None:
+    def doors() -> dict[str, dict]:  # type: ignore[type-arg]
+        data = json.loads(_control_status(routers.stack, "--json"))
+        return {r["node"]["id"]: r.get("door", {}) for r in data["routers"]}
+
+    wait_until(lambda: len(doors()) == 2, what="both routers listed with their door")
+    got = doors()
+    closed = got["router-0"]
+    assert closed["mode"] == "closed" and not closed.get("anonymous_allowed")
+    assert not closed.get("open_without_tenants") and not closed.get("tenants")
+    anon = got["router-anon"]
+    assert anon["mode"] == "open"
+    assert anon["anonymous_allowed"] is True and anon["open_without_tenants"] is True
+    table = _control_status(routers.stack)
+    rows = {line.split()[0]: line for line in table.splitlines() if line.startswith("router-")}
+    assert re.search(r"\sclosed\s", rows["router-0"] + " "), table
+    assert re.search(r"\sopen \+anonymous\s", rows["router-anon"] + " "), table

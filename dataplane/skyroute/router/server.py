@@ -122,6 +122,7 @@ async def serve(
             health.set_ready(True)
 
     subscriber = SnapshotSubscriber(ch, node, on_table)
+    subscriber.door = lambda: state.door.report()
     observe_process(state, subscriber, reporter)
     state.status_hook = lambda: {
         "control_connected": subscriber.connected,

@@ -92,6 +92,8 @@ class SnapshotSubscriber:
         self.last_nack = ""
         self.acks = 0
         self.nacks = 0
+        # The router's door, sent with every request (after the table is applied).
+        self.door: Callable[[], distribution_pb2.DoorStatus] = distribution_pb2.DoorStatus
 
     async def run(self) -> None:
         backoff = 0.1
@@ -112,7 +114,9 @@ class SnapshotSubscriber:
 
     async def _session(self) -> None:
         outbox: asyncio.Queue[distribution_pb2.SnapshotRequest] = asyncio.Queue()
-        hello = distribution_pb2.SnapshotRequest(node=self.node, version_info=self.version)
+        hello = distribution_pb2.SnapshotRequest(
+            node=self.node, version_info=self.version, door=self.door()
+        )
         outbox.put_nowait(hello)
 
         async def requests() -> AsyncIterator[distribution_pb2.SnapshotRequest]:
@@ -152,13 +156,14 @@ class SnapshotSubscriber:
                 version_info=self.version,
                 response_nonce=resp.nonce,
                 error_detail=distribution_pb2.ErrorDetail(code=3, message=str(e)),
+                door=self.door(),
             )
         self.on_table(table)
         self.version = table.version
         self.acks += 1
         event(log, "ack", version=table.version)
         return distribution_pb2.SnapshotRequest(
-            node=self.node, version_info=self.version, response_nonce=resp.nonce
+            node=self.node, version_info=self.version, response_nonce=resp.nonce, door=self.door()
         )
 
 

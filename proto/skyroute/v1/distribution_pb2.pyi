@@ -118,6 +118,7 @@ class SnapshotRequest(_message.Message):
     VERSION_INFO_FIELD_NUMBER: _builtins.int
     RESPONSE_NONCE_FIELD_NUMBER: _builtins.int
     ERROR_DETAIL_FIELD_NUMBER: _builtins.int
+    DOOR_FIELD_NUMBER: _builtins.int
     version_info: _builtins.str
     """The version the router now serves (its last accepted); empty at first."""
     response_nonce: _builtins.str
@@ -128,6 +129,10 @@ class SnapshotRequest(_message.Message):
     def error_detail(self) -> Global___ErrorDetail:
         """Set on a NACK."""
 
+    @_builtins.property
+    def door(self) -> Global___DoorStatus:
+        """The router's door as it serves after this request's version (hello, ACK, NACK)."""
+
     def __init__(
         self,
         *,
@@ -135,14 +140,55 @@ class SnapshotRequest(_message.Message):
         version_info: _builtins.str = ...,
         response_nonce: _builtins.str = ...,
         error_detail: Global___ErrorDetail | None = ...,
+        door: Global___DoorStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error_detail", b"error_detail", "node", b"node"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["door", b"door", "error_detail", b"error_detail", "node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_detail", b"error_detail", "node", b"node", "response_nonce", b"response_nonce", "version_info", b"version_info"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["door", b"door", "error_detail", b"error_detail", "node", b"node", "response_nonce", b"response_nonce", "version_info", b"version_info"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SnapshotRequest: _TypeAlias = SnapshotRequest  # noqa: Y015
+
+@_typing.final
+class DoorStatus(_message.Message):
+    """How a router admits callers (router/ingress/guards/door.py), for skyroute status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    ANONYMOUS_ALLOWED_FIELD_NUMBER: _builtins.int
+    OPEN_WITHOUT_TENANTS_FIELD_NUMBER: _builtins.int
+    TENANTS_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    """"closed" (no Tenant: every caller refused), "open" (no Tenant, and
+    --allow-anonymous or --open-without-tenants: no key asked, no limits) or
+    "keys" (a credential required, optional with --allow-anonymous).
+    """
+    anonymous_allowed: _builtins.bool
+    """--allow-anonymous: keyless callers admitted even once there are Tenants."""
+    open_without_tenants: _builtins.bool
+    """--open-without-tenants (implied by --allow-anonymous)."""
+    tenants: _builtins.int
+    """Tenants and keys loaded from the snapshot the router serves."""
+    keys: _builtins.int
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        anonymous_allowed: _builtins.bool = ...,
+        open_without_tenants: _builtins.bool = ...,
+        tenants: _builtins.int = ...,
+        keys: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_allowed", b"anonymous_allowed", "keys", b"keys", "mode", b"mode", "open_without_tenants", b"open_without_tenants", "tenants", b"tenants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DoorStatus: _TypeAlias = DoorStatus  # noqa: Y015
 
 @_typing.final
 class SnapshotResponse(_message.Message):
@@ -532,6 +578,7 @@ class RouterStatus(_message.Message):
     LAST_SEEN_UNIX_MS_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     IDENTITY_FIELD_NUMBER: _builtins.int
+    DOOR_FIELD_NUMBER: _builtins.int
     state: Global___SyncState.ValueType
     acked_version: _builtins.str
     sent_version: _builtins.str
@@ -545,6 +592,10 @@ class RouterStatus(_message.Message):
     def node(self) -> Global___Node: ...
     @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___EndpointHealth]: ...
+    @_builtins.property
+    def door(self) -> Global___DoorStatus:
+        """The door as the router last reported it (unset: a router that does not report it)."""
+
     def __init__(
         self,
         *,
@@ -558,10 +609,11 @@ class RouterStatus(_message.Message):
         last_seen_unix_ms: _builtins.int = ...,
         endpoints: _abc.Iterable[Global___EndpointHealth] | None = ...,
         identity: _builtins.str = ...,
+        door: Global___DoorStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["door", b"door", "node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected_unix_ms", b"connected_unix_ms", "endpoints", b"endpoints", "identity", b"identity", "last_nack", b"last_nack", "last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "outcomes", b"outcomes", "sent_version", b"sent_version", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_version", b"acked_version", "connected_unix_ms", b"connected_unix_ms", "door", b"door", "endpoints", b"endpoints", "identity", b"identity", "last_nack", b"last_nack", "last_seen_unix_ms", b"last_seen_unix_ms", "node", b"node", "outcomes", b"outcomes", "sent_version", b"sent_version", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -35,6 +35,8 @@ from skyroute.control.limits import MAX_ROUTERS, MAX_TEXT, clip
 from skyroute.v1 import distribution_pb2
 
 SyncState = distribution_pb2.SyncState
+#: A door mode is one short word (closed, open, keys); anything longer is cut here.
+MAX_DOOR_MODE = 16
 
 
 class Answer(Enum):
@@ -70,6 +72,8 @@ class RouterRecord:
     endpoints: list[distribution_pb2.EndpointHealth] = field(default_factory=list)
     # Who the stream authenticated as ("" in insecure mode).
     identity: str = ""
+    # The router's door as its last request reported it (unset: not reported).
+    door: distribution_pb2.DoorStatus | None = None
 
     @property
     def id(self) -> str:
@@ -79,6 +83,7 @@ class RouterRecord:
         """Apply the stream's first request; afterwards ``needs(current)`` says whether to send."""
         self.last_seen_unix_ms = _now_ms()
         self.acked_version = request.version_info
+        self._door(request)
         if current and request.version_info == current:
             self.state = distribution_pb2.SYNC_STATE_SYNCED
         else:
@@ -99,6 +104,7 @@ class RouterRecord:
     def answer(self, request: distribution_pb2.SnapshotRequest) -> Answer:
         """Apply a follow-up request (ACK, NACK, or one for a superseded nonce)."""
         self.last_seen_unix_ms = _now_ms()
+        self._door(request)
         if not self.nonce or request.response_nonce != self.nonce:
             return Answer.STALE_NONCE
         self.acked_version = request.version_info
@@ -118,6 +124,14 @@ class RouterRecord:
         )
         return Answer.ACK
 
+    def _door(self, request: distribution_pb2.SnapshotRequest) -> None:
+        """Keep the door a request reports (its mode cut to a short word)."""
+        if request.HasField("door"):
+            door = distribution_pb2.DoorStatus()
+            door.CopyFrom(request.door)
+            door.mode = door.mode[:MAX_DOOR_MODE]
+            self.door = door
+
     def to_status(self, outcomes: int) -> distribution_pb2.RouterStatus:
         return distribution_pb2.RouterStatus(
             node=self.node,
@@ -130,6 +144,7 @@ class RouterRecord:
             last_seen_unix_ms=self.last_seen_unix_ms,
             endpoints=self.endpoints,
             identity=self.identity,
+            door=self.door,
         )
 
 

@@ -2,9 +2,12 @@
 
 Modelled on ``istioctl proxy-status``: one line per router with its sync
 state (SYNCED, STALE, NOT SENT, DISCONNECTED), the version it ACKed and the
-version last sent to it, so that a rollout that did not land is visible
-before its effects are. The control plane's own version, its serving policies
-and its last rejected input go on top, because "why is my change not live?"
+version last sent to it, its door (``closed``: no Tenant, every caller
+refused; ``open``: no Tenant and a flag, no key asked; ``keys 2t/3k``: two
+Tenants and three keys loaded, ``+anonymous`` with ``--allow-anonymous``),
+so that a rollout that did not land is visible before its effects are. The
+control plane's own version, its serving policies and its last rejected input
+go on top, because "why is my change not live?"
 is most often answered by the last error, not by any router.
 
 The exit status is non-zero when the control plane cannot be reached, so the
@@ -78,6 +81,25 @@ def _ago(unix_ms: int, now_ms: int) -> str:
     return f"{seconds // 3600}h ago"
 
 
+#: How each door mode is shown: closed refuses everyone, open asks nobody for a key.
+_DOOR_STYLE = {"closed": "yellow", "open": "red", "keys": "green"}
+
+
+def door_text(router: distribution_pb2.RouterStatus) -> Text:
+    """The DOOR column: mode, tenants and keys loaded, and whether anonymous callers get in."""
+    if not router.HasField("door"):
+        return Text("-")
+    door = router.door
+    label = door.mode or "?"
+    if door.mode == "keys":
+        label += f" {door.tenants}t/{door.keys}k"
+    if door.anonymous_allowed:
+        label += " +anonymous"
+    elif door.open_without_tenants and door.mode != "open":
+        label += " (open without tenants)"
+    return Text(label, style=_DOOR_STYLE.get(door.mode, "magenta"))
+
+
 def render(status: distribution_pb2.ControlStatus, control: str, console: Console) -> None:
     """Header (version, policies, last error, outcomes) and one table row per router."""
     now_ms = int(time.time() * 1000)
@@ -112,7 +134,8 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
         console.print(Text.assemble(("Failing task ", "bold red"), (task, "red")))
 
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-    for column in ("ROUTER", "STATE", "ACKED", "SENT", "OUTCOMES", "LAST SEEN", "LAST NACK"):
+    columns = ("ROUTER", "STATE", "ACKED", "SENT", "OUTCOMES", "LAST SEEN", "DOOR", "LAST NACK")
+    for column in columns:
         table.add_column(column, no_wrap=column != "LAST NACK", overflow="fold")
     for router in status.routers:
         name, style = _STATE.get(router.state, ("UNKNOWN", "magenta"))
@@ -127,6 +150,7 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
             router.sent_version or "-",
             str(router.outcomes),
             _ago(router.last_seen_unix_ms, now_ms),
+            door_text(router),
             router.last_nack or "-",
         )
     if status.routers:

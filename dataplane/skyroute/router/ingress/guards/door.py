@@ -46,7 +46,7 @@ from skyroute.router.ingress.guards.limits import Decision, ratelimit_headers
 from skyroute.router.ingress.guards.limits_guard import Limiter, Reservation
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
 from skyroute.router.ingress.guards.tenants import Estimate, TenantRules, plan
-from skyroute.v1 import snapshot_pb2
+from skyroute.v1 import distribution_pb2, snapshot_pb2
 
 
 @dataclass(slots=True)
@@ -134,6 +134,16 @@ class Door:
             "limits_settle_errors": self.limiter.settle_errors,
             "refused": dict(self.refused),
         }
+
+    def report(self) -> distribution_pb2.DoorStatus:
+        """What the router tells the control plane with each snapshot answer (skyroute status)."""
+        return distribution_pb2.DoorStatus(
+            mode=self.mode(),
+            anonymous_allowed=self.allow_anonymous,
+            open_without_tenants=self.open_without_tenants,
+            tenants=len(self.auth.tenants),
+            keys=len(self.auth.keys),
+        )
 
     async def identify(
         self,

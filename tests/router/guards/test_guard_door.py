@@ -153,6 +153,26 @@ def test_streams_settle_on_the_tokens_received() -> None:
     assert 810 <= int(asyncio.run(go())) <= 830
 
 
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_one_request_id_twice_at_once_holds_twice(store: str, redis_server: RedisProcess) -> None:
+    """A client's x-request-id is not unique: two requests with it in flight both get in."""
+    key = generate()
+    d = door(snapshot(key, rpm=10, tpm=10_000), redis_server.url if store == "redis" else None)
+
+    async def go() -> tuple[str, str]:
+        ident = await d.identify(f"Bearer {key.key}")
+        a = await d.admit(ident, "client-id-1", "support", "m1", EST, 30_000, NOON)
+        b = await d.admit(ident, "client-id-1", "support", "m1", EST, 30_000, NOON)
+        held = b.headers["x-ratelimit-remaining-tokens"]
+        assert await d.settle(a, 10, 10, 0.0) and await d.settle(b, 10, 10, 0.0)
+        c = await d.admit(ident, "client-id-2", "support", "m1", Estimate(0, 0), 30_000, NOON)
+        return held, c.headers["x-ratelimit-remaining-tokens"]
+
+    held, settled = asyncio.run(go())
+    assert int(held) == 10_000 - 2 * 200  # two separate holds of the 200-token estimate
+    assert int(settled) >= 10_000 - 2 * 20 - 5  # each settled on its own usage
+
+
 def test_two_routers_hold_one_limit_and_one_budget(redis_server: RedisProcess) -> None:
     """40 concurrent requests on two routers: RPM 25, and a budget for exactly 12."""
     key = generate()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from skyroute.router.ids import new_id
 from skyroute.router.ingress.guards.errors import insufficient_quota, invalid_key, rate_limited
 from skyroute.router.ingress.guards.from_snapshot import from_snapshot
 from skyroute.router.ingress.guards.identity import ANONYMOUS, Authenticator, Identity, credential
@@ -198,8 +199,11 @@ class Door:
         checks = plan(ident.rules, ident.key_id, policy, model, est, when, hold_ms)
         if not checks:
             return adm
+        # The hold's own id: the request id is the client's (x-request-id), and two
+        # requests of one tenant may carry the same one at once (a client's retry racing
+        # its original, or the demo's two arms); their holds must not collide.
         res = await self.limiter.reserve(
-            ident.account, request_id, checks, hold_ms, ident.rules.fail_open
+            ident.account, f"{request_id}/{new_id()}", checks, hold_ms, ident.rules.fail_open
         )
         d = res.decision
         adm.headers = ratelimit_headers(d)

@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+
+from harness import REPO
 
 KEYS = (
     "p95_ms",
@@ -66,3 +69,12 @@ def test_demo_runs_end_to_end_and_writes_sane_figures(tmp_path: Path) -> None:
     assert routed["client_attempts"] == routed["requests"]
     assert {"cost", "balanced"} <= set(routed["mix"])
     assert doc["meta"]["requests_per_arm"] == 150
+    # The routers ran closed: a keyless request was refused, the replay sent the Tenant's
+    # key (made as `skyroute keys create` makes it: its id and digest in the demo's folder).
+    door = doc["meta"]["door"]
+    assert door["tenant"] == "acmeshop" and door["keyless_status"] == [401]
+    tenant = yaml.safe_load((REPO / "demo-out" / "source" / "tenant.yaml").read_text())
+    assert [k["id"] for k in tenant["spec"]["keys"]] == [door["key_id"]]
+    assert tenant["spec"]["keys"][0]["digest"].startswith("sha256:")
+    # ... and it was accepted: most requests of both arms were answered (401s are failures).
+    assert base["success_rate"] > 0.5 and routed["success_rate"] > 0.5

@@ -6,6 +6,8 @@ the router, FAQ cache). This command reproduces it with the real processes,
 ``skyroute control`` on ``examples/acmeshop/``, two ``skyroute router``
 processes and ``skyroute providers`` (the provider simulator), and replays a
 seeded synthetic sample of AcmeShop traffic through the routers over HTTP.
+The routers run closed, as deployed: the demo declares a Tenant and sends its
+API key on every request (:mod:`skyroute.cli.demo_tenant`).
 
 Design choices, and why:
 
@@ -45,6 +47,7 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from skyroute.cli import demo_tenant
 from skyroute.cli.demo_replay import Arm, Outcome, Replayer
 from skyroute.cli.demo_report import render, report_json, summarize
 from skyroute.cli.demo_stack import DemoError, Stack
@@ -107,9 +110,15 @@ def effective_scenario(src: Path, dst: Path, duration_s: float, peak: PeakWindow
     return float(scale)
 
 
-async def _check_policies(router: str) -> None:
-    async with aiohttp.ClientSession() as s, s.get(f"http://{router}/v1/models") as resp:
+async def _check_policies(router: str, key: str) -> None:
+    auth = {"authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"http://{router}/v1/models", headers=auth) as resp,
+    ):
         doc = await resp.json()
+    if resp.status != 200:
+        raise DemoError(f"GET /v1/models answered {resp.status}: {doc}")
     known = {m.get("id") for m in doc.get("data", []) if isinstance(m, dict)}
     missing = [p for p in REQUIRED_POLICIES if p not in known]
     if missing:
@@ -130,11 +139,14 @@ async def _reset_simulator(addr: str, console: Console) -> None:
 
 
 async def _replay(
-    stack: Stack, requests: int, duration: float, scale: float, console: Console
+    stack: Stack, requests: int, duration: float, scale: float, console: Console, key: str
 ) -> tuple[dict[str, list[Outcome]], dict[str, Any]]:
     traffic = generate_traffic(requests, seed=DEFAULT_SEED, duration_s=duration, peak=PEAK)
     await stack.wait_ready()
-    await _check_policies(stack.router_http[0])
+    await _check_policies(stack.router_http[0], key)
+    keyless = {h: await demo_tenant.keyless_status(h) for h in stack.router_http}
+    if set(keyless.values()) != {401}:
+        raise DemoError(f"a router admitted a request without the demo's key: {keyless}")
     with Progress(
         TextColumn("{task.description:<9}"),
         BarColumn(),
@@ -148,6 +160,7 @@ async def _replay(
             [f"http://{h}" for h in stack.router_http],
             concurrency=1024,
             latency_factor=scale,
+            api_key=key,
             on_done=lambda arm, _o: progress.advance(bars[arm]),
         )
         await _reset_simulator(stack.simulator, console)
@@ -169,6 +182,12 @@ async def _replay(
             for arm in (BASELINE, ROUTED)
         },
         "routers": len(stack.router_http),
+        # Closed routers: each refused a keyless request; the replay sent the Tenant's key.
+        "door": {
+            "tenant": demo_tenant.TENANT,
+            "key_id": key.split("-")[2],
+            "keyless_status": sorted(set(keyless.values())),
+        },
     }
     return results, meta
 
@@ -186,10 +205,9 @@ def run(json_path: str | None, requests: int | None, console: Console | None = N
     scale = effective_scenario(
         root / "examples" / "simulator" / "acmeshop.yaml", scenario, duration, PEAK
     )
-    # examples/acmeshop declares no Tenant: the demo's routers admit keyless callers.
-    stack = Stack(
-        source=source, scenario=scenario, out_dir=out_dir, router_args=("--open-without-tenants",)
-    )
+    # Closed routers, as deployed: a Tenant in a copy of the folder, and its key on every call.
+    source, key = demo_tenant.prepare(source, out_dir)
+    stack = Stack(source=source, scenario=scenario, out_dir=out_dir)
     console.print(
         f"[bold]skyroute demo[/]: {n} AcmeShop requests per arm over "
         f"{duration:.0f} s (peak x{PEAK.factor} from {PEAK.start * duration:.0f} s "
@@ -202,7 +220,7 @@ def run(json_path: str | None, requests: int | None, console: Console | None = N
             f"  control {stack.control}, routers {', '.join(stack.router_http)}, "
             f"providers {stack.simulator}; logs in {out_dir / 'logs'}"
         )
-        results, meta = _run_async(_replay(stack, n, duration, scale, console))
+        results, meta = _run_async(_replay(stack, n, duration, scale, console, key))
     finally:
         stack.stop()
     baseline, routed = summarize(results["baseline"]), summarize(results["routed"])

@@ -141,6 +141,7 @@ class Replayer:
         concurrency: int = 256,
         latency_factor: float = 1.0,
         on_done: Callable[[str, Outcome], None] | None = None,
+        api_key: str = "",
     ) -> None:
         if not router_urls:
             raise ValueError("replay needs at least one router URL")
@@ -148,6 +149,8 @@ class Replayer:
         self.concurrency = concurrency
         self.latency_factor = latency_factor
         self.on_done = on_done
+        # Sent as ``Authorization: Bearer`` on every request (closed routers need one).
+        self.auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     async def run(
         self, arms: Sequence[Arm], requests: Sequence[TrafficRequest], time_factor: float = 1.0
@@ -188,7 +191,7 @@ class Replayer:
     ) -> None:
         out = Outcome(index=req.index, intent=req.intent, has_tools=req.has_tools)
         body = orjson.dumps(req.body(arm.model))
-        headers = {**req.headers(), "content-type": "application/json"}
+        headers = {**req.headers(), **self.auth, "content-type": "application/json"}
         url = self.router_urls[req.index % len(self.router_urls)]
         out.router = url
         t0 = time.perf_counter()

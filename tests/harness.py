@@ -26,6 +26,18 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# One OpenAI-family pool on the simulator (``{SIM}``): the smallest thing a policy can route to.
+BASE_POOL = """\
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: base}
+spec:
+  models:
+    - name: base-model
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+"""
 
 
 def keys_cli(*args: str) -> str:

@@ -26,20 +26,10 @@ import pytest
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import Proc, Stack, free_port, http_get, wait_until
+from harness import BASE_POOL, Proc, Stack, free_port, http_get, wait_until
 
 FILES = {
-    "pool.yaml": """\
-apiVersion: skyroute.io/v1alpha1
-kind: ModelPool
-metadata: {name: base}
-spec:
-  models:
-    - name: base-model
-      provider: openai
-      endpoint: "{SIM}/openai/v1"
-      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
-""",
+    "pool.yaml": BASE_POOL,
     "policy.yaml": """\
 apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy

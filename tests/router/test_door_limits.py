@@ -22,19 +22,11 @@ import pytest
 
 from skyroute.link import DOOR_MAX_BYTES
 
-from harness import Proc, Stack
+from harness import BASE_POOL, Proc, Stack
 
 FILES = {
-    "pools.yaml": """\
-apiVersion: skyroute.io/v1alpha1
-kind: ModelPool
-metadata: {name: base}
-spec:
-  models:
-    - name: base-model
-      provider: openai
-      endpoint: "{SIM}/openai/v1"
-      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+    "pools.yaml": BASE_POOL
+    + """\
 ---
 apiVersion: skyroute.io/v1alpha1
 kind: ModelPool

@@ -16,6 +16,9 @@ messages, ahead of that turn's other content as OpenAI wants them;
 ``tools`` (custom tools: ``name``, ``description``, ``input_schema``) and
 ``tool_choice`` (``auto``, ``any``, ``tool``, ``none``) are translated;
 ``stop_sequences``, ``max_tokens`` and ``temperature`` go to every family.
+Numbers are bounded as the Messages API bounds them (``temperature`` and
+``top_p`` 0-1, ``top_k`` at least 0, ``max_tokens`` at least 1; ``stream`` a
+boolean), through the one checker every door uses (:mod:`.fields`).
 ``thinking``/``redacted_thinking`` blocks of earlier turns, the ``thinking``
 setting, ``top_k``, ``top_p`` and ``metadata`` are kept as sent and go on
 only when the upstream is Anthropic (``ChatRequest.anthropic``); other
@@ -48,7 +51,16 @@ from typing import Any
 import orjson
 
 from skyroute.router.engine import Served
-from skyroute.router.ingress.codecs.fields import number, obj, policy, positive_int, string
+from skyroute.router.ingress.codecs.fields import (
+    MAX_INT32,
+    boolean,
+    integer,
+    number,
+    obj,
+    policy,
+    positive_int,
+    string,
+)
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
 from skyroute.router.ingress.facts import public_message
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
@@ -290,13 +302,19 @@ def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
     _headers(wire.headers)
     model = policy(data)
     max_tokens = positive_int(data.get("max_tokens"), "max_tokens", required=not count_only)
-    temperature = number(data.get("temperature"), "temperature")
+    temperature = number(data.get("temperature"), "temperature", 0.0, 1.0)
+    number(data.get("top_p"), "top_p", 0.0, 1.0)
+    integer(data.get("top_k"), "top_k", 0, MAX_INT32)
+    stream = boolean(data.get("stream"), "stream")
+    if data.get("metadata") is not None:
+        obj(data["metadata"], "metadata")
+    if data.get("thinking") is not None:
+        obj(data["thinking"], "thinking")
     messages, blocks = _messages(data)
     native: dict[str, Any] = {k: data[k] for k in _PASSTHROUGH if k in data}
     if blocks:
         native["blocks"] = blocks
-    meta = data.get("metadata")
-    user = meta.get("user_id") if isinstance(meta, dict) else None
+    user = (data.get("metadata") or {}).get("user_id")
     chat = ChatRequest(
         messages=messages,
         tools=_tools(data.get("tools")),
@@ -310,7 +328,7 @@ def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
     return Inbound(
         policy=model,
         chat=chat,
-        stream=bool(data.get("stream")) and not count_only,
+        stream=bool(stream) and not count_only,
         user=str(user or hdr.get("x-skyroute-user", "")),
         session=hdr.get("x-skyroute-session", ""),
         **http_context(hdr),

@@ -3,11 +3,15 @@
 Each read returns the value with its type or raises a 400
 :class:`~skyroute.router.ingress.types.Rejection` whose message and
 ``param`` name the offending part (``messages.2.content.0``), in the words
-the Anthropic API uses ("Input should be ...").
+the Anthropic API uses ("Input should be ..."). The range checks here are the
+only ones: every door (Chat Completions' parameters in :mod:`.openai_params`,
+Messages, Responses, gRPC) bounds its numbers through :func:`number` and
+:func:`integer`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from skyroute.router.ingress.types import invalid
@@ -25,22 +29,55 @@ def string(value: Any, where: str) -> str:
     return value
 
 
-def number(value: Any, where: str) -> float | None:
-    """An optional number (a bool is not one)."""
+MAX_INT32 = 2**31 - 1
+_SHOWN = 40  # characters of a refused value quoted back in the message
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def number(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf) -> float | None:
+    """An optional finite number from ``lo`` to ``hi`` (a bool is not one)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"{where}: Input should be a number", where)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not lo <= value <= hi
+    ):
+        span = f" from {lo:g} to {hi:g}" if math.isfinite(lo) or math.isfinite(hi) else ""
+        raise invalid(f"{where}: Input should be a number{span}, got {_shown(value)}", where)
     return float(value)
+
+
+def integer(
+    value: Any, where: str, lo: int = 1, hi: int = MAX_INT32, required: bool = False
+) -> int | None:
+    """An optional (or ``required``) integer from ``lo`` to ``hi`` (a bool is not one)."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        need = (
+            "a positive integer" if (lo, hi) == (1, MAX_INT32) else f"an integer from {lo} to {hi}"
+        )
+        if value is None:
+            raise invalid(f"{where}: Field required ({need})", where)
+        raise invalid(f"{where}: Input should be {need}, got {_shown(value)}", where)
+    return value
 
 
 def positive_int(value: Any, where: str, required: bool = False) -> int | None:
     """An optional (or ``required``) positive integer."""
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        need = "Field required (a positive integer)" if required else "a positive integer"
-        raise invalid(f"{where}: {need}", where)
+    return integer(value, where, required=required)
+
+
+def boolean(value: Any, where: str) -> bool | None:
+    """An optional boolean (``"false"``, a string, is not one)."""
+    if value is not None and not isinstance(value, bool):
+        raise invalid(f"{where}: Input should be a boolean, got {_shown(value)}", where)
     return value
 
 

@@ -3,7 +3,9 @@
 ``CompletionRequest`` carries, as fields, everything the HTTP door takes as
 body fields and headers: the policy, messages and tools, every declared
 signal of the registry (under the field the registry names), user and
-session for canaries, ``request_id``, ``no_cache`` and ``idempotency_key``;
+session for canaries, ``request_id``, ``no_cache`` and ``idempotency_key``
+(``temperature``, 0-2 and finite, ``max_tokens``, 0 for none, and each tool's
+``parameters``, a JSON object, checked as the HTTP doors check them);
 the caller's W3C trace context and credential (``authorization: Bearer
 ...``, or ``x-api-key``) come as metadata. Answers carry the
 decision (as Explain returns it), the attempts, the cost and the cache
@@ -31,6 +33,7 @@ from google.protobuf.message import Message
 
 from skyroute.router.decide import explain
 from skyroute.router.engine import AttemptRecord, Served
+from skyroute.router.ingress.codecs import fields
 from skyroute.router.ingress.facts import FEEDBACK_ID
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
@@ -112,6 +115,7 @@ def _tools(req: router_pb2.CompletionRequest) -> list[dict[str, Any]]:
             params = orjson.loads(t.parameters) if t.parameters else {"type": "object"}
         except orjson.JSONDecodeError as e:
             raise invalid(f"tools[{i}].parameters is not valid JSON: {e}", "tools") from e
+        fields.obj(params, f"tools[{i}].parameters")
         tools.append(
             {
                 "type": "function",
@@ -183,11 +187,12 @@ class GrpcRouter:
         req = wire.request
         if not req.messages:
             raise invalid("messages: must not be empty", "messages")
+        temperature = req.temperature if req.HasField("temperature") else None
         chat = ChatRequest(
             _messages(req),
             _tools(req),
-            req.max_tokens or None,
-            req.temperature if req.HasField("temperature") else None,
+            fields.integer(req.max_tokens or None, "max_tokens"),
+            fields.number(temperature, "temperature", 0.0, 2.0),
         )
         return Inbound(
             policy=req.policy,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from skyroute.router.ingress.codecs import fields
 from skyroute.router.ingress.types import invalid
 
 #: Parameters with a ChatRequest field (or read by the router itself): not options.
@@ -55,24 +56,6 @@ _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "logprobs": lambda v: v is True,
     "top_logprobs": lambda v: True,
 }
-
-
-def _number(data: dict[str, Any], name: str) -> None:
-    value = data.get(name)
-    if value is None:
-        return
-    lo, hi = _RANGES[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise invalid(f"'{name}' must be a number from {lo:g} to {hi:g}, got {value!r}", name)
-
-
-def _integer(data: dict[str, Any], name: str) -> None:
-    value = data.get(name)
-    if value is None:
-        return
-    lo, hi = _INTS[name]
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise invalid(f"'{name}' must be an integer from {lo} to {hi}, got {value!r}", name)
 
 
 def _content(content: Any, where: str) -> None:
@@ -137,13 +120,12 @@ def stop(value: Any) -> list[str]:
 def check(data: dict[str, Any]) -> None:
     """Raise a 400 naming the first parameter OpenAI would refuse (messages checked first)."""
     _messages(data["messages"])
-    for name in _RANGES:
-        _number(data, name)
-    for name in _INTS:
-        _integer(data, name)
+    for name, (lo, hi) in _RANGES.items():
+        fields.number(data.get(name), name, lo, hi)
+    for name, (ilo, ihi) in _INTS.items():
+        fields.integer(data.get(name), name, ilo, ihi)
     for name in _BOOLS:
-        if data.get(name) is not None and not isinstance(data[name], bool):
-            raise invalid(f"'{name}' must be a boolean, got {data[name]!r}", name)
+        fields.boolean(data.get(name), name)
     _response_format(data.get("response_format"))
     effort = data.get("reasoning_effort")
     if effort is not None and effort not in _EFFORTS:

@@ -16,13 +16,14 @@ assistant's tool calls, consecutive ones in one turn) and
 ``function_call_output`` items (``tool`` messages); ``reasoning`` items of
 earlier turns are left out. ``instructions`` becomes the system message,
 function ``tools`` and ``tool_choice`` are translated, ``max_output_tokens``
-and ``temperature`` go to every family, ``user`` is the canary user.
+and ``temperature`` (0-2) go to every family, ``user`` is the canary user;
+``top_p`` is checked (0-1) and ``stream`` must be a boolean (:mod:`.fields`).
 Refused with a 400 naming the part: built-in tools (``web_search``,
 ``file_search``...), ``previous_response_id`` and ``conversation`` (the
 router keeps no responses yet: send the whole ``input``) and malformed
 input. ``text.format`` (``json_object``, ``json_schema``) is the Chat
-``response_format``, translated per family (:mod:`.responses_text`). ``store`` and ``reasoning`` are
-accepted and not acted on (the answer says ``store: false``).
+``response_format``, translated per family (:mod:`.responses_text`).
+``store`` and ``reasoning`` are accepted and not acted on (the answer says ``store: false``).
 
 A stream is ``response.created``, ``response.in_progress``, then per output
 item ``response.output_item.added``, its content (``content_part.added``,
@@ -42,7 +43,7 @@ from typing import Any
 import orjson
 
 from skyroute.router.engine import Served
-from skyroute.router.ingress.codecs.fields import number, obj, policy, positive_int, string
+from skyroute.router.ingress.codecs.fields import boolean, number, obj, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
 from skyroute.router.ingress.codecs.responses_text import echo, response_format
 from skyroute.router.ingress.facts import public_message
@@ -264,17 +265,18 @@ class OpenAIResponses:
             messages=_messages(data),
             tools=_tools(data.get("tools")),
             max_tokens=positive_int(data.get("max_output_tokens"), "max_output_tokens"),
-            temperature=number(data.get("temperature"), "temperature"),
+            temperature=number(data.get("temperature"), "temperature", 0.0, 2.0),
             tool_choice=_tool_choice(data.get("tool_choice")),
         )
         fmt = response_format(data.get("text"))
         if fmt is not None:
             chat.options["response_format"] = fmt
+        number(data.get("top_p"), "top_p", 0.0, 1.0)
         hdr = wire.headers
         return Inbound(
             policy=policy(data),
             chat=chat,
-            stream=bool(data.get("stream")),
+            stream=bool(boolean(data.get("stream"), "stream")),
             user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
             session=hdr.get("x-skyroute-session", ""),
             **http_context(hdr),

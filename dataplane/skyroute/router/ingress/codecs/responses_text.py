@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyroute.router.ingress.codecs.fields import obj, string
+from skyroute.router.ingress.codecs.fields import boolean, obj, string
 from skyroute.router.ingress.types import invalid
 
 _TYPES = ("text", "json_object", "json_schema")
@@ -35,10 +35,8 @@ def _spec(fmt: dict[str, Any]) -> dict[str, Any]:
         "name": name,
         "schema": obj(fmt.get("schema"), "text.format.schema"),
     }
-    strict = fmt.get("strict")
+    strict = boolean(fmt.get("strict"), "text.format.strict")
     if strict is not None:
-        if not isinstance(strict, bool):
-            raise invalid("text.format.strict: Input should be a boolean", "text.format.strict")
         spec["strict"] = strict
     if fmt.get("description") is not None:
         spec["description"] = string(fmt["description"], "text.format.description")

@@ -16,6 +16,7 @@ sees the same examples every time.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import urllib.error
@@ -146,7 +147,11 @@ VALUE = st.one_of(JSON, OVERSIZED)
 
 
 def _replace(body: Any, path: tuple[Any, ...], value: Any) -> None:
-    """Set ``body[path]`` to ``value`` where the path still exists (else leave it)."""
+    """Set ``body[path]`` to a copy of ``value`` where the path still exists (else leave it).
+
+    A copy: the same drawn list set at a path and inside itself would be a cycle.
+    """
+    value = copy.deepcopy(value)
     for key in path[:-1]:
         ok = (isinstance(body, dict) and key in body) or (
             isinstance(body, list) and isinstance(key, int) and key < len(body)
@@ -155,7 +160,9 @@ def _replace(body: Any, path: tuple[Any, ...], value: Any) -> None:
             return
         body = body[key]
     last = path[-1]
-    if isinstance(body, dict) or (isinstance(body, list) and last < len(body)):
+    if isinstance(body, dict) or (
+        isinstance(body, list) and isinstance(last, int) and last < len(body)
+    ):
         body[last] = value
 
 

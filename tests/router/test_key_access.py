@@ -53,7 +53,13 @@ def test_env_references_only_with_a_configured_prefix(monkeypatch: pytest.Monkey
     access = KeyAccess(None, env_prefixes=("SKYROUTE_KEY_",))
     assert access.env("SKYROUTE_KEY_OPENAI") == "sk-openai"
     assert access.env("AWS_SECRET_ACCESS_KEY") is None
-    assert KeyAccess(None).env("AWS_SECRET_ACCESS_KEY") == "not-for-providers"  # no prefix set
+    # No prefix given: only names that look like provider keys.
+    monkeypatch.setenv("ACME_API_KEY", "sk-acme")
+    assert KeyAccess(None).env("AWS_SECRET_ACCESS_KEY") is None
+    assert KeyAccess(None).env("ACME_API_KEY") == "sk-acme"
+    assert KeyAccess(None).env("SKYROUTE_KEY_OPENAI") == "sk-openai"
+    # '' is the explicit opt-in to every variable.
+    assert KeyAccess(None, env_prefixes=("",)).env("AWS_SECRET_ACCESS_KEY") == "not-for-providers"
 
 
 def test_the_table_uses_the_routers_key_access(secrets: Path, tmp_path: Path) -> None:

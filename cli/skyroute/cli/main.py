@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="pools' apiKey {env: ...} resolve only variables with this prefix (repeatable; "
-        "default: any variable)",
+        "'' allows any variable; default: only SKYROUTE_* and *_API_KEY names)",
     )
     r.add_argument(
         "--control-ca", default=None, help="CA of the control plane (its --tls-dir's ca.crt)"

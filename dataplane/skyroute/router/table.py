@@ -262,8 +262,12 @@ class KeyAccess:
     ``{file: ...}`` resolves only to a regular file (no FIFO, device or directory) of at
     most ``max_bytes`` whose real path is inside ``secrets_dir`` (where Kubernetes mounts
     the provider-key Secrets; None refuses every file); ``{env: ...}`` only a variable
-    whose name starts with one of ``env_prefixes`` (empty: any name). A refused
-    reference is logged and yields no key, never a read outside those bounds.
+    whose name starts with one of ``env_prefixes`` when any are given (``""`` allows
+    every name, an explicit choice), else only a name that looks like a provider key:
+    ``SKYROUTE_*`` or ``*_API_KEY``. So by default a pool cannot name, and send to its
+    endpoint, the router's other secrets (``AWS_SECRET_ACCESS_KEY``, a Redis password,
+    a database URL). A refused reference is logged and yields no key, never a read
+    outside those bounds.
     """
 
     secrets_dir: Path | None = Path("/var/run/secrets/skyroute")
@@ -290,8 +294,13 @@ class KeyAccess:
         return data[: self.max_bytes].decode("utf-8", "replace").strip() or None
 
     def env(self, name: str) -> str | None:
-        if self.env_prefixes and not name.startswith(self.env_prefixes):
-            return _refused(name, f"variable not named {'|'.join(self.env_prefixes)}*")
+        if self.env_prefixes:
+            if not name.startswith(self.env_prefixes):
+                return _refused(name, f"variable not named {'|'.join(self.env_prefixes)}*")
+        elif not (name.startswith("SKYROUTE_") or name.endswith("_API_KEY")):
+            return _refused(
+                name, "not SKYROUTE_* or *_API_KEY (--secret-env-prefix allows other names)"
+            )
         return os.environ.get(name) or None
 
 

@@ -159,7 +159,9 @@ def _rule_matches(r: Rule, s: Signals) -> bool:
     return all(getattr(s, attr) in allowed for attr, allowed in r.sets)
 
 
-def _usable(c: Candidate, s: Signals) -> bool:
+def _usable(c: Candidate, s: Signals, embeddings: bool) -> bool:
+    if bool(c.embedding_space) != embeddings:  # embedding models serve the Embeddings door only
+        return False
     if s.has_tools and not c.supports_tools:
         return False
     return not (c.context_window and s.prompt_tokens > c.context_window)
@@ -271,12 +273,14 @@ def decide(
     stats: Stats | None = None,
     draw: Callable[[], float] = _DRAW,
     pressure_pool: str | None = None,
+    embeddings: bool = False,
 ) -> Decision:
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it).
 
     ``pressure_pool``: the cheaper pool a tenant's budget under pressure routes to
     (the door's ``Budget`` with ``action: route``); it replaces the rules' choice
-    when the snapshot has that pool.
+    when the snapshot has that pool. ``embeddings``: an Embeddings request, which
+    only embedding models serve (and a chat request only the others).
     """
     intent, source, confidence = classify(table, s)
     rule_name, pool = "default", table.default_pool
@@ -291,8 +295,8 @@ def decide(
                 break
     candidates = table.pools[pool]
     # Most requests fit every candidate: keep the prepared tuple, allocate nothing.
-    if not all(_usable(c, s) for c in candidates):
-        candidates = tuple(c for c in candidates if _usable(c, s))
+    if not all(_usable(c, s, embeddings) for c in candidates):
+        candidates = tuple(c for c in candidates if _usable(c, s, embeddings))
     scores = None
     explored = ""
     if len(candidates) > 1 and (sel.scored or sel.objective_p95_s):

@@ -87,6 +87,8 @@ class Candidate:
     observed_by_intent: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     # Quality learned from feedback per intent: (offline prior, observations, posterior mean).
     learned_quality: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # An embedding model's vector space ("" for a chat model): the Embeddings door's only.
+    embedding_space: str = ""
 
     def observed_for(self, intent: str) -> tuple[float, float, float]:
         """Fleet priors for ``intent``: its own figures where known, else the model's."""
@@ -361,6 +363,7 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
             for i, o in c.observed_by_intent.items()
         },
         learned_quality={i: (q.prior, q.n, q.posterior) for i, q in c.learned_quality.items()},
+        embedding_space=c.embedding_space,
     )
 
 

@@ -10,6 +10,9 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
 - ``POST /anthropic/v1/messages``       (SDK ``base_url=http://HOST:PORT/anthropic``)
 - ``POST /gemini/v1beta/models/{model}:generateContent`` and
   ``:streamGenerateContent?alt=sse``
+- embeddings (:mod:`.embeddings`, deterministic vectors):
+  ``POST /openai/v1/embeddings`` and ``POST /gemini/v1beta/models/{model}:embedContent``
+  / ``:batchEmbedContents``
 
 and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
 the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}``,
@@ -39,6 +42,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from skyroute.simulator import embeddings
 from skyroute.simulator.answers import json_answer, prompt_hash, text_answer, tool_answer
 from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan
@@ -77,6 +81,7 @@ class Simulator:
         }
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/openai/v1/chat/completions", self._openai)
+        app.router.add_post("/openai/v1/embeddings", self._openai_embeddings)
         app.router.add_post("/anthropic/v1/messages", self._anthropic)
         app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
         app.router.add_post("/_sim/reset", self._reset)
@@ -98,6 +103,8 @@ class Simulator:
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")
+        if method in ("embedContent", "batchEmbedContents") and model:
+            return await self._embed(request, self.gemini, model, method == "batchEmbedContents")
         if method == "generateContent" and model:
             return await self._serve(request, self.gemini, model, False)
         if method == "streamGenerateContent" and model:
@@ -110,6 +117,51 @@ class Simulator:
                 )
             return await self._serve(request, self.gemini, model, True)
         return _respond(self.gemini.invalid(f"method {method!r} not found for models/{model}", 404))
+
+    async def _openai_embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._embed(request, self.openai, None, False)
+
+    async def _embed(
+        self, request: web.Request, family: Family, path_model: str | None, batch: bool
+    ) -> web.StreamResponse:
+        """An embeddings request (:mod:`.embeddings`): keyed, planned and failed as a chat one."""
+        raw = await request.read()
+        self.received.append((request.path, raw))
+        want_key = self.engine.scenario.api_key
+        if want_key is not None and family.api_key(request) != want_key:
+            return _respond(family.invalid("invalid or missing API key", 401))
+        try:
+            body = orjson.loads(raw)
+            ask = (
+                embeddings.parse_openai(body)
+                if path_model is None
+                else embeddings.parse_gemini(path_model, body, batch)
+            )
+        except orjson.JSONDecodeError as exc:
+            return _respond(family.invalid(f"request body is not valid JSON: {exc}"))
+        except WireError as exc:
+            return _respond(family.invalid(exc.message, exc.status))
+        rt = self.engine.runtime(ask.model)
+        rt.stats.requests += 1
+        prompt_tokens = max(1, sum(len(t) for t in ask.texts) // 4)
+        plan = self.engine.plan(rt, prompt_hash("".join(ask.texts)), prompt_tokens, 1)
+        await asyncio.sleep(plan.delay_s)
+        if plan.kind is not None:
+            rt.stats.errors[plan.kind] = rt.stats.errors.get(plan.kind, 0) + 1
+            if plan.kind == "timeout":
+                return await self._hang(request)
+            ctx = ErrorContext(
+                ask.model, False, plan.retry_after_s, prompt_tokens, rt.profile.context_window
+            )
+            kind = plan.kind if plan.kind in _ANSWERED_KINDS else "server_error"
+            return _respond(family.error(kind, ctx))
+        rt.stats.ok += 1
+        body_bytes = (
+            embeddings.render_openai(ask, prompt_tokens)
+            if path_model is None
+            else embeddings.render_gemini(ask, batch)
+        )
+        return web.Response(body=body_bytes, content_type=_JSON)
 
     async def _serve(
         self, request: web.Request, family: Family, path_model: str | None, stream_path: bool

@@ -48,6 +48,8 @@ Unary and streaming requests share one walk of the chain (:meth:`Engine._walk`)
 and one provider-call seam (:meth:`Engine._attempt`): they differ only in what
 "the attempt answered" means (the whole result, or the first stream event) and
 in what happens after it (nothing, or relaying the rest of the stream).
+An Embeddings request (:meth:`Engine.embed`) takes the same walk too, over the
+chain's models of one embedding space, without the cache.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Generic, TypeVar, cast
 
@@ -68,6 +70,7 @@ from skyroute.router.decide import Decision
 from skyroute.router.engine.health import Clock, EndpointHealth, RetryBudget
 from skyroute.router.engine.hedge import AttemptFn, HedgeBudget, race
 from skyroute.router.engine.records import (
+    NO_CANDIDATE,
     AttemptRecord,
     RequestContext,
     Served,
@@ -78,6 +81,7 @@ from skyroute.router.engine.records import (
 )
 from skyroute.router.engine.stats import WindowStats
 from skyroute.router.ids import new_id
+from skyroute.router.providers.embeddings import EmbedRequest
 from skyroute.router.providers.types import (
     AMBIGUOUS,
     CONTENT_FILTER,
@@ -217,11 +221,13 @@ class Engine:
         self.metrics = RouterMetrics()
         self.spans = Spans()
 
-    def _request_span(self, d: Decision, req: ChatRequest, ctx: RequestContext) -> Span:
+    def _request_span(
+        self, d: Decision, req: ChatRequest, ctx: RequestContext, operation: str = "chat"
+    ) -> Span:
         ctx.span = self.spans.request(
             ctx.trace_parent,
             {
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": operation,
                 "skyroute.policy": d.policy.name,
                 "skyroute.policy_version": d.policy.version,
                 "skyroute.pool": d.pool,
@@ -570,6 +576,59 @@ class Engine:
             ),
             partial(self._first_event, cand, time.perf_counter(), first),
         )
+
+    # -- embeddings --------------------------------------------------------------
+    async def embed(
+        self, d: Decision, s: Signals, req: EmbedRequest, ctx: RequestContext
+    ) -> Served:
+        """An Embeddings request: the chain's first model, then only models of its space.
+
+        Vectors from two embedding spaces are not comparable, so a fallback never
+        leaves the space of the model the decision put first. No cache; the same
+        attempt policy (deadline, retry budget, health) as a chat request.
+        """
+        space = d.chain[0].embedding_space if d.chain else ""
+        d = replace(d, chain=tuple(c for c in d.chain if c.embedding_space == space))
+        chat = ChatRequest(messages=[{"role": "user", "content": text} for text in req.inputs])
+        span = self._request_span(d, chat, ctx, "embeddings")
+        token = enter(span)
+        try:
+            served = Served(d)
+            self.budget.active += 1
+            try:
+                opened = await self._walk(
+                    d,
+                    chat,
+                    ctx,
+                    served,
+                    partial(self._embed_call, req),
+                    partial(self._lost, served),
+                )
+            finally:
+                self.budget.active -= 1
+            if opened is not None:
+                self._answered(served, opened.attempt, opened.value)
+            elif not d.chain:
+                served.error = ProviderError(
+                    NO_CANDIDATE,
+                    f"pool {d.pool!r} has no embedding model (embeddingSpace)",
+                    public=True,
+                )
+            self._outcome(served, s, ctx)
+        except BaseException:
+            span.end()
+            raise
+        finally:
+            leave(token)
+        return served
+
+    async def _embed_call(
+        self, req: EmbedRequest, cand: Candidate, budget_s: float, first: asyncio.Event
+    ) -> ChatResult:
+        started = time.perf_counter()
+        got = await providers.embed(self.session, cand.target, req, min(cand.timeout_s, budget_s))
+        self._first_event(cand, started, first)
+        return ChatResult("", [], "stop", got.prompt_tokens, 0, vectors=got.vectors)
 
     def _first_event(self, cand: Candidate, started: float, first: asyncio.Event) -> None:
         """An attempt's first upstream event: the hedge race hears of it, health learns its time."""

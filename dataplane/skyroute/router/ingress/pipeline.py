@@ -16,11 +16,14 @@ the answer is "overloaded" at once rather than a queue. ``Idempotency-Key``
 replay, the first one's answer or failure, keyed per policy and tenant; a
 stored answer is kept in a door-neutral form, so either door can replay it.
 Limits are reserved after the key is claimed, so a replay costs no quota.
+An Embeddings request (``Inbound.embed``) is decided among embedding models
+only and served by the engine's embeddings walk, answered whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from skyroute.router.canary import choose
@@ -181,7 +184,10 @@ class Pipeline:
             trace_parent=inbound.trace_parent,
         )
         pressure = door.pressure_pool(ident)
-        decision = decide(policy, signals, self.state.engine.health, pressure_pool=pressure)
+        embeddings = inbound.embed is not None
+        decision = decide(
+            policy, signals, self.state.engine.health, pressure_pool=pressure, embeddings=embeddings
+        )
         return Prepared(inbound, signals, decision, ctx, ident)
 
     async def _claim(self, p: Prepared) -> Claim | None:
@@ -262,7 +268,17 @@ class Pipeline:
             if p.ctx.stream:
                 served = await self._stream(codec, p, sink, received)
             else:
-                served = await engine.complete(p.decision, p.signals, p.inbound.chat, p.ctx)
+                embed = p.inbound.embed
+                served = await (
+                    engine.complete(p.decision, p.signals, p.inbound.chat, p.ctx)
+                    if embed is None
+                    else engine.embed(
+                        p.decision,
+                        p.signals,
+                        replace(embed, prompt_tokens=p.signals.prompt_tokens),
+                        p.ctx,
+                    )
+                )
                 ok = served.error is None and served.result is not None
                 reply = (
                     codec.answer(_answer(self.state.feedback, p, served))

@@ -19,6 +19,7 @@ from skyroute.router.engine import RequestContext, Served
 from skyroute.router.ingress.guards.door import Admission
 from skyroute.router.ingress.guards.errors import GuardError
 from skyroute.router.ingress.guards.identity import Identity
+from skyroute.router.providers.embeddings import EmbedRequest
 from skyroute.router.providers.types import ChatRequest
 from skyroute.router.signals import Signals
 
@@ -51,6 +52,9 @@ class Inbound:
     # The credential as presented: ``Authorization`` (Bearer) and ``x-api-key``.
     authorization: str = ""
     api_key: str = ""
+    # An Embeddings request (``chat`` then holds its texts, for the signals): served by
+    # the engine's embeddings walk instead of a chat completion.
+    embed: EmbedRequest | None = None
 
 
 @dataclass(slots=True)

@@ -15,6 +15,9 @@ Endpoints, as the official SDKs' base URLs (the simulator serves all three):
 - ``anthropic``: ``http://HOST:PORT/anthropic``     (+ ``/v1/messages``)
 - ``gemini``:    ``http://HOST:PORT/gemini/v1beta`` (+ ``/models/{model}:generateContent``)
 
+:func:`embed` is one embeddings attempt (:mod:`.embeddings`), for the
+families whose registry entry declares an embeddings wire.
+
 Each family is declared once, in :mod:`.registry` (adapter, auth scheme,
 framing, capabilities, quirks). Per-target constants (URLs, header dicts
 with the key) are built once and
@@ -31,6 +34,7 @@ import aiohttp
 
 from skyroute.router.providers import transport
 from skyroute.router.providers.common import Adapter, Prepared
+from skyroute.router.providers.embeddings import EmbedRequest, EmbedResult
 from skyroute.router.providers.registry import FAMILIES
 from skyroute.router.providers.types import (
     CLIENT_ERROR,
@@ -95,9 +99,27 @@ def stream(
     )
 
 
+def embeds(provider: str) -> bool:
+    """Whether ``provider``'s family has an embeddings API."""
+    family = FAMILIES.get(provider)
+    return family is not None and family.embeddings is not None
+
+
+async def embed(
+    session: aiohttp.ClientSession, target: Target, req: EmbedRequest, timeout_s: float
+) -> EmbedResult:
+    """One embeddings attempt at ``target``; raises ProviderError (CLIENT_ERROR without one)."""
+    family = FAMILIES.get(target.provider)
+    wire = family.embeddings if family is not None else None
+    if wire is None:
+        raise ProviderError(CLIENT_ERROR, f"the {target.provider} family serves no embeddings")
+    _, prep = prepared(target)
+    return await transport.embed(session, target.provider, wire, prep, req, timeout_s)
+
+
 async def _raising(exc: ProviderError) -> AsyncIterator[StreamEvent]:
     raise exc
     yield  # pragma: no cover - makes this an async generator
 
 
-__all__ = ["ADAPTERS", "complete", "prepared", "stream"]
+__all__ = ["ADAPTERS", "complete", "embed", "embeds", "prepared", "stream"]

@@ -13,6 +13,8 @@ wire format that is not request translation:
   three families today; AWS's binary event stream is another framing);
 - ``capabilities``: what the wire format can carry at all (a model's
   ``supportsTools`` is capped by it);
+- ``embeddings``: the family's embeddings wire format (:mod:`.embeddings`),
+  None where the family has no embeddings API;
 - ``default_endpoint``: the public base URL, used when a snapshot names none;
 - ``otel_name``: the GenAI semantic conventions' ``gen_ai.provider.name``
   for an endpoint host (Gemini is ``gcp.gemini`` or, on Vertex AI,
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from skyroute.families import FAMILY_NAMES, Family
 from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
 from skyroute.router.providers.common import Adapter, AuthScheme, Framing, Prepared, Signer
+from skyroute.router.providers.embeddings import EmbeddingWire, GeminiEmbeddings, OpenAIEmbeddings
 from skyroute.router.providers.gemini_adapter import GeminiAdapter
 from skyroute.router.providers.openai_adapter import OpenAIAdapter
 from skyroute.router.providers.sse import SSEDecoder
@@ -64,6 +67,7 @@ class ProviderFamily:
     framing: Callable[[], Framing]
     default_endpoint: str
     capabilities: Capabilities = field(default_factory=Capabilities)
+    embeddings: EmbeddingWire | None = None
     otel_name: Callable[[str], str] | None = None  # None: the family's own name
 
     def prepare(self, target: Target) -> Prepared:
@@ -95,6 +99,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             HeaderKey("Authorization", "Bearer "),
             SSEDecoder,
             "https://api.openai.com/v1",
+            embeddings=OpenAIEmbeddings(),
         ),
         ProviderFamily(
             "anthropic",
@@ -109,6 +114,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             HeaderKey("x-goog-api-key"),
             SSEDecoder,
             "https://generativelanguage.googleapis.com/v1beta",
+            embeddings=GeminiEmbeddings(),
             otel_name=_gemini_name,
         ),
     )

@@ -21,6 +21,9 @@ The W3C trace context current at the call (the router's attempt span) goes
 upstream as ``traceparent``/``tracestate`` headers, so a provider or gateway
 that traces joins the caller's trace; with no valid span the prepared headers
 are sent as they are, without a copy.
+
+``embed`` is one embeddings POST (the family's :class:`~.embeddings.EmbeddingWire`
+says where and in which format), under ``complete``'s deadline and error rules.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 from opentelemetry import propagate, trace
 
 from skyroute.router.providers.common import Adapter, Prepared
+from skyroute.router.providers.embeddings import EmbeddingWire, EmbedRequest, EmbedResult
 from skyroute.router.providers.errors import classify_exception, classify_status
 from skyroute.router.providers.types import (
+    BAD_RESPONSE,
     FIRST_TOKEN_TIMEOUT,
     STREAM_CUT,
     ChatRequest,
@@ -178,6 +184,36 @@ async def stream(
         raise classify_exception(family, exc, started, prep.api_key) from None
     finally:
         resp.release()
+
+
+async def embed(
+    session: aiohttp.ClientSession,
+    family: str,
+    wire: EmbeddingWire,
+    prep: Prepared,
+    req: EmbedRequest,
+    timeout_s: float,
+) -> EmbedResult:
+    """One embeddings POST under one overall deadline, errors classified as ``complete``'s."""
+    body = wire.encode(req, prep.model)
+    url = wire.url(prep)
+    try:
+        async with session.post(
+            url,
+            data=body,
+            headers=_outgoing(prep, url, prep.headers, body),
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as resp:
+            status, raw, headers = resp.status, await resp.read(), resp.headers
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise classify_exception(family, exc, False, prep.api_key) from None
+    if status != 200:
+        raise classify_status(family, status, raw, headers, prep.api_key)
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProviderError(BAD_RESPONSE, f"{family}: embeddings answer is not JSON") from None
+    return wire.decode(parsed, req)
 
 
 def _no_first_token(family: str, limit: float) -> ProviderError:

@@ -97,6 +97,8 @@ class ChatResult:
     completion_tokens: int
     # Anthropic thinking and redacted_thinking blocks, as the upstream sent them (signed).
     thinking: list[dict[str, Any]] = field(default_factory=list)
+    # An Embeddings answer's vectors, one per input in order (no content then).
+    vectors: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

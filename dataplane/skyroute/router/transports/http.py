@@ -11,7 +11,9 @@ door (:mod:`skyroute.router.ingress.codecs.anthropic_messages`) is
 answering the token estimate), through the same pipeline; the OpenAI
 Responses door (:mod:`skyroute.router.ingress.codecs.openai_responses`) is
 ``POST /v1/responses`` (``GET``/``DELETE /v1/responses/{id}`` answer an
-OpenAI-shaped 404: no responses are kept). Alongside: ``/v1/models``,
+OpenAI-shaped 404: no responses are kept); the Embeddings door
+(:mod:`skyroute.router.ingress.codecs.openai_embeddings`) is
+``POST /v1/embeddings`` (Explain: ``?door=embeddings``). Alongside: ``/v1/models``,
 ``POST /v1/feedback`` (:mod:`skyroute.router.ingress.feedback`),
 ``/healthz``, ``/readyz``, ``/debug/status`` and ``/metrics``.
 
@@ -41,6 +43,7 @@ from skyroute.router.ingress.codecs.openai_chat import (
     OpenAIChat,
     error_reply,
 )
+from skyroute.router.ingress.codecs.openai_embeddings import OpenAIEmbeddings
 from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
 from skyroute.router.ingress.types import INVALID, NOT_FOUND, Rejection
@@ -53,6 +56,7 @@ _CODEC = OpenAIChat()
 _MESSAGES = AnthropicMessages()
 _COUNT_TOKENS = CountTokens()
 _RESPONSES = OpenAIResponses()
+_EMBEDDINGS = OpenAIEmbeddings()
 #: Seconds a client has to send its whole request body once the headers are in.
 BODY_TIMEOUT_S = 30.0
 _KINDS = {404: NOT_FOUND}
@@ -61,6 +65,7 @@ _EXPLAIN_DOORS: dict[str, Codec[HttpIn, HttpReply, bytes]] = {
     "chat": _CODEC,
     "messages": _MESSAGES,
     "responses": _RESPONSES,
+    "embeddings": _EMBEDDINGS,
 }
 
 
@@ -128,6 +133,10 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 async def responses(request: web.Request) -> web.StreamResponse:
     return await _through_pipeline(request, dry_run=False, codec=_RESPONSES)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _through_pipeline(request, dry_run=False, codec=_EMBEDDINGS)
 
 
 async def stored_response(request: web.Request) -> web.Response:
@@ -274,6 +283,7 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/responses/{id}", stored_response)
     app.router.add_delete("/v1/responses/{id}", stored_response)
     app.router.add_get("/v1/models", models)

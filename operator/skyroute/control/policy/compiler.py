@@ -302,6 +302,7 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
         api_key_file=model.api_key.secret_path if model.api_key else "",
         quality=resolve_quality(model.quality, intents),
         upstream_model=upstream or "",
+        embedding_space=model.embedding_space or "",
     )
 
 

@@ -279,6 +279,8 @@ class PoolModel(_Spec):
     family: Name | None = None
     pricing: Pricing
     context_window: Annotated[int, Field(ge=1, le=10_000_000)] = 128_000
+    # An embedding model, and the space its vectors live in (fallback stays within it).
+    embedding_space: Name | None = None
     supports_tools: bool = True
     max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, validate_default=True)] = 4096
     timeout_ms: Millis = 10_000

@@ -184,9 +184,10 @@ def test_no_fallback_into_another_embedding_space(stack: Stack, client: openai.O
 
 
 def test_chat_and_embeddings_never_cross(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.APIStatusError) as exc:
+    with pytest.raises(openai.NotFoundError) as exc:
         client.embeddings.create(model="chat", input="hello")
     assert "no embedding model" in str(exc.value)
+    assert exc.value.body["param"] == "model"  # type: ignore[index]
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(
             model="mixed", messages=[{"role": "user", "content": "hello"}]

@@ -70,7 +70,6 @@ from skyroute.router.decide import Decision
 from skyroute.router.engine.health import Clock, EndpointHealth, RetryBudget
 from skyroute.router.engine.hedge import AttemptFn, HedgeBudget, race
 from skyroute.router.engine.records import (
-    NO_CANDIDATE,
     AttemptRecord,
     RequestContext,
     Served,
@@ -608,12 +607,6 @@ class Engine:
                 self.budget.active -= 1
             if opened is not None:
                 self._answered(served, opened.attempt, opened.value)
-            elif not d.chain:
-                served.error = ProviderError(
-                    NO_CANDIDATE,
-                    f"pool {d.pool!r} has no embedding model (embeddingSpace)",
-                    public=True,
-                )
             self._outcome(served, s, ctx)
         except BaseException:
             span.end()

@@ -188,6 +188,15 @@ class Pipeline:
         decision = decide(
             policy, signals, self.state.engine.health, pressure_pool=pressure, embeddings=embeddings
         )
+        if embeddings and not decision.chain:
+            raise Rejection(
+                404,
+                f"policy {policy.name!r} routes this request to pool {decision.pool!r}, which has "
+                "no embedding model (a ModelPool model with embeddingSpace)",
+                NOT_FOUND,
+                param="model",
+                code="model_not_found",
+            )
         return Prepared(inbound, signals, decision, ctx, ident)
 
     async def _claim(self, p: Prepared) -> Claim | None:

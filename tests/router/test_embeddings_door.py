@@ -16,8 +16,11 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import openai
 import pytest
+
+from skyroute.v1 import router_pb2, router_pb2_grpc
 
 from harness import Proc, Stack, http_get
 
@@ -226,3 +229,27 @@ def test_malformed_input_is_an_openai_shaped_400(stack: Stack, body: Any, param:
     err = got["error"]
     assert err["param"] == param and err["type"] == "invalid_request_error"
     assert isinstance(err["message"], str) and err["message"]
+
+
+def test_grpc_embed_matches_the_http_door(stack: Stack, client: openai.OpenAI) -> None:
+    texts = ["grpc one", "grpc two"]
+    http = client.embeddings.create(
+        model="embed", input=texts, dimensions=8, encoding_format="float"
+    )
+    with grpc.insecure_channel(stack.routers[0][1]) as ch:
+        stub = router_pb2_grpc.RouterStub(ch)
+        req = router_pb2.EmbedRequest(policy="embed", inputs=texts, dimensions=8)
+        got, call = stub.Embed.with_call(req, timeout=10)
+        decision = stub.ExplainEmbed(req, timeout=10)
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.Embed(router_pb2.EmbedRequest(policy="embed", inputs=["ok", ""]), timeout=10)
+        with pytest.raises(grpc.RpcError) as chat:
+            stub.Embed(router_pb2.EmbedRequest(policy="chat", inputs=["ok"]), timeout=10)
+    assert got.model == "embed-small" and got.prompt_tokens > 0 and got.cost_usd > 0
+    for a, b in zip(got.embeddings, http.data, strict=True):
+        assert list(a.values) == pytest.approx(b.embedding, abs=1e-6)
+    assert dict(call.trailing_metadata())["x-skyroute-pool"] == "vectors"
+    assert decision.pool == "vectors" and list(decision.chain)[-1] == "embed-small"
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input[1]" in (bad.value.details() or "")
+    assert chat.value.code() == grpc.StatusCode.NOT_FOUND

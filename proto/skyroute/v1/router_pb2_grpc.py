@@ -54,6 +54,16 @@ class RouterStub:
                 request_serializer=skyroute_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=skyroute_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/skyroute.v1.Router/Embed',
+                request_serializer=skyroute_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=skyroute_dot_v1_dot_router__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.ExplainEmbed = channel.unary_unary(
+                '/skyroute.v1.Router/ExplainEmbed',
+                request_serializer=skyroute_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=skyroute_dot_v1_dot_router__pb2.Decision.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -84,6 +94,21 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embeddings of texts, routed by policy to embedding models (the HTTP door's
+        POST /v1/embeddings); fallback stays within one embedding space.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainEmbed(self, request, context):
+        """The decision an Embed request would get, calling no model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +131,16 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=skyroute_dot_v1_dot_router__pb2.FeedbackRequest.FromString,
                     response_serializer=skyroute_dot_v1_dot_router__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=skyroute_dot_v1_dot_router__pb2.EmbedRequest.FromString,
+                    response_serializer=skyroute_dot_v1_dot_router__pb2.EmbedResponse.SerializeToString,
+            ),
+            'ExplainEmbed': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainEmbed,
+                    request_deserializer=skyroute_dot_v1_dot_router__pb2.EmbedRequest.FromString,
+                    response_serializer=skyroute_dot_v1_dot_router__pb2.Decision.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +251,60 @@ class Router:
             '/skyroute.v1.Router/Feedback',
             skyroute_dot_v1_dot_router__pb2.FeedbackRequest.SerializeToString,
             skyroute_dot_v1_dot_router__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyroute.v1.Router/Embed',
+            skyroute_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+            skyroute_dot_v1_dot_router__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainEmbed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyroute.v1.Router/ExplainEmbed',
+            skyroute_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+            skyroute_dot_v1_dot_router__pb2.Decision.FromString,
             options,
             channel_credentials,
             insecure,

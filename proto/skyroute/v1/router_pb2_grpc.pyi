@@ -41,6 +41,12 @@ class RouterStub:
     Explain: _grpc.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Decision]
     Feedback: _grpc.UnaryUnaryMultiCallable[_router_pb2.FeedbackRequest, _router_pb2.FeedbackResponse]
     """Feedback on an earlier answer, named by the feedback id it carried."""
+    Embed: _grpc.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]
+    """Embeddings of texts, routed by policy to embedding models (the HTTP door's
+    POST /v1/embeddings); fallback stays within one embedding space.
+    """
+    ExplainEmbed: _grpc.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.Decision]
+    """The decision an Embed request would get, calling no model."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -50,6 +56,12 @@ class RouterAsyncStub(RouterStub):
     Explain: _aio.UnaryUnaryMultiCallable[_router_pb2.CompletionRequest, _router_pb2.Decision]  # type: ignore[assignment]
     Feedback: _aio.UnaryUnaryMultiCallable[_router_pb2.FeedbackRequest, _router_pb2.FeedbackResponse]  # type: ignore[assignment]
     """Feedback on an earlier answer, named by the feedback id it carried."""
+    Embed: _aio.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Embeddings of texts, routed by policy to embedding models (the HTTP door's
+    POST /v1/embeddings); fallback stays within one embedding space.
+    """
+    ExplainEmbed: _aio.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.Decision]  # type: ignore[assignment]
+    """The decision an Embed request would get, calling no model."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -80,5 +92,23 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.FeedbackResponse, _abc.Awaitable[_router_pb2.FeedbackResponse]]:
         """Feedback on an earlier answer, named by the feedback id it carried."""
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _router_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.EmbedResponse, _abc.Awaitable[_router_pb2.EmbedResponse]]:
+        """Embeddings of texts, routed by policy to embedding models (the HTTP door's
+        POST /v1/embeddings); fallback stays within one embedding space.
+        """
+
+    @_abc_1.abstractmethod
+    def ExplainEmbed(
+        self,
+        request: _router_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Decision, _abc.Awaitable[_router_pb2.Decision]]:
+        """The decision an Embed request would get, calling no model."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from skyroute.router.ingress import feedback as ingress_feedback
+from skyroute.router.ingress.codecs.grpc_embeddings import GrpcEmbed, GrpcEmbedIn
 from skyroute.router.ingress.codecs.grpc_router import GrpcIn, GrpcReply, GrpcRouter
 from skyroute.router.ingress.pipeline import Pipeline
 from skyroute.router.ingress.types import Rejection
@@ -23,6 +24,7 @@ from skyroute.router.state import RouterState
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
 _CODEC = GrpcRouter()
+_EMBED = GrpcEmbed()
 _Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
@@ -100,4 +102,21 @@ class RouterService(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.Decision:
         sink = _Sink(context)
         await self.pipeline.explain(_CODEC, self._wire(request, context, False), sink)
+        return cast(router_pb2.Decision, sink.reply)
+
+    def _embed_wire(self, request: router_pb2.EmbedRequest, context: _Context) -> GrpcEmbedIn:
+        return GrpcEmbedIn(request, tuple(context.invocation_metadata() or ()))
+
+    async def Embed(
+        self, request: router_pb2.EmbedRequest, context: _Context
+    ) -> router_pb2.EmbedResponse:
+        sink = _Sink(context)
+        await self.pipeline.serve(_EMBED, self._embed_wire(request, context), sink)
+        return cast(router_pb2.EmbedResponse, sink.reply)
+
+    async def ExplainEmbed(
+        self, request: router_pb2.EmbedRequest, context: _Context
+    ) -> router_pb2.Decision:
+        sink = _Sink(context)
+        await self.pipeline.explain(_EMBED, self._embed_wire(request, context), sink)
         return cast(router_pb2.Decision, sink.reply)

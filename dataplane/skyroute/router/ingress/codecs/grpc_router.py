@@ -73,7 +73,7 @@ class GrpcReply:
     details: str = ""
 
 
-def _metadata(md: Sequence[tuple[str, str | bytes]], name: str) -> str:
+def metadata(md: Sequence[tuple[str, str | bytes]], name: str) -> str:
     """One text metadata value ("" when absent; binary values never carry a credential)."""
     for k, v in md:
         if k == name and isinstance(v, str):
@@ -81,7 +81,7 @@ def _metadata(md: Sequence[tuple[str, str | bytes]], name: str) -> str:
     return ""
 
 
-def _trailers(facts: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+def trailers(facts: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((k.lower(), v) for k, v in facts.items())
 
 
@@ -125,7 +125,8 @@ def _tools(req: router_pb2.CompletionRequest) -> list[dict[str, Any]]:
     return tools
 
 
-def _declared(req: router_pb2.CompletionRequest) -> dict[str, str]:
+def declared(req: router_pb2.CompletionRequest | router_pb2.EmbedRequest) -> dict[str, str]:
+    """The declared signals of a request message (the registry's fields, by name)."""
     try:
         return read_declared(lambda s: getattr(req, s.field))
     except SignalError as e:
@@ -197,7 +198,7 @@ class GrpcRouter:
         return Inbound(
             policy=req.policy,
             chat=chat,
-            declared=_declared(req),
+            declared=declared(req),
             stream=wire.stream,
             stream_usage=True,
             user=req.user,
@@ -206,15 +207,15 @@ class GrpcRouter:
             no_cache=req.no_cache,
             idempotency_key=req.idempotency_key,
             trace_parent=trace_parent(wire.metadata),
-            authorization=_metadata(wire.metadata, "authorization"),
-            api_key=_metadata(wire.metadata, "x-api-key"),
+            authorization=metadata(wire.metadata, "authorization"),
+            api_key=metadata(wire.metadata, "x-api-key"),
         )
 
     def answer(self, answer: Answer) -> GrpcReply:
-        return GrpcReply(_response(answer), _trailers(answer.facts))
+        return GrpcReply(_response(answer), trailers(answer.facts))
 
     def reject(self, rejection: Rejection) -> GrpcReply:
-        trailing = _trailers(rejection.facts)
+        trailing = trailers(rejection.facts)
         if rejection.kind == "upstream_error" and rejection.code:
             trailing += (("x-skyroute-error-class", rejection.code),)
         return GrpcReply(

@@ -36,7 +36,7 @@ MAX_DIMENSIONS = 16_384
 _ENCODINGS = ("float", "base64")
 
 
-def _inputs(raw: Any) -> tuple[str, ...]:
+def inputs(raw: Any) -> tuple[str, ...]:
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
@@ -81,21 +81,21 @@ class OpenAIEmbeddings:
             raise invalid(f"request body is not valid JSON: {e}", "body") from e
         if "input" not in data:
             raise invalid("input: required", "input")
-        inputs = _inputs(data["input"])
+        texts = inputs(data["input"])
         dimensions = positive_int(data.get("dimensions"), "dimensions")
         if dimensions is not None and dimensions > MAX_DIMENSIONS:
             raise invalid(f"dimensions: at most {MAX_DIMENSIONS}", "dimensions")
         user = data.get("user")
         hdr = wire.headers
         # The texts as user turns: the signals (size, locale, intent) see what is embedded.
-        chat = ChatRequest(messages=[{"role": "user", "content": t} for t in inputs])
+        chat = ChatRequest(messages=[{"role": "user", "content": t} for t in texts])
         context = {**http_context(hdr), "idempotency_key": ""}  # no side effects to guard
         return Inbound(
             policy=policy(data),
             chat=chat,
             user=string(user, "user") if user is not None else hdr.get("x-skyroute-user", ""),
             session=hdr.get("x-skyroute-session", ""),
-            embed=EmbedRequest(inputs, dimensions, encoding=_encoding(data.get("encoding_format"))),
+            embed=EmbedRequest(texts, dimensions, encoding=_encoding(data.get("encoding_format"))),
             **context,
         )
 

@@ -34,7 +34,19 @@ from skyroute.v1 import router_pb2, router_pb2_grpc
 from harness import BASE_POOL, Proc, Stack
 
 FILES = {
-    "pools.yaml": BASE_POOL,
+    "pools.yaml": BASE_POOL
+    + """\
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: broken}
+spec:
+  models:
+    - name: err-model
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+""",
     "policy.yaml": """\
 apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy
@@ -42,6 +54,13 @@ metadata: {name: fuzz}
 spec:
   default: true
   defaultPool: base
+  selection: {mode: ordered}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: broken}
+spec:
+  defaultPool: broken
   selection: {mode: ordered}
 """,
 }
@@ -52,6 +71,8 @@ defaults:
   tokens_per_s: 100000
   completion_tokens: {p50: 4, p95: 4, min: 4, max: 4}
   error_rate: 0
+models:
+  err-model: {error_rate: 1, errors: {server_error: 1}}
 """
 TIMEOUT = 15.0  # a request the router holds longer than this counts as hung
 FUZZ = settings(
@@ -442,3 +463,18 @@ def test_grpc_out_of_range_fields_are_invalid_argument(
     with pytest.raises(grpc.RpcError) as bad:
         stub.Complete(full, timeout=TIMEOUT)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad.value.details()
+
+
+def test_grpc_stream_failing_before_content_keeps_its_failure_under_the_key(
+    stub: router_pb2_grpc.RouterStub,
+) -> None:
+    """gRPC's error reply raises (an abort): the key must keep the failure, not 'interrupted'."""
+    req = _valid_request()
+    req.policy, req.idempotency_key = "broken", "stream-fails-before-content"
+    seen = []
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError) as bad:
+            list(stub.StreamComplete(req, timeout=TIMEOUT))
+        seen.append((bad.value.code(), bad.value.details()))
+    assert seen[0][0] == grpc.StatusCode.UNAVAILABLE and "server_error" in seen[0][1], seen
+    assert seen[1] == seen[0], seen  # the repeat is answered with the first outcome

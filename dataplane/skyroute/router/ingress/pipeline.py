@@ -22,8 +22,9 @@ only and served by the engine's embeddings walk, answered whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 from skyroute.router.canary import choose
@@ -271,11 +272,10 @@ class Pipeline:
         self, codec: Codec[W, R, F], p: Prepared, claim: Claim | None, sink: Sink[R, F]
     ) -> None:
         engine = self.state.engine
-        reply: R | None = None
         received: list[str] = []
         try:
             if p.ctx.stream:
-                served = await self._stream(codec, p, sink, received)
+                served, last = await self._stream(codec, p, sink, received)
             else:
                 embed = p.inbound.embed
                 served = await (
@@ -294,18 +294,21 @@ class Pipeline:
                     if ok
                     else codec.reject(failure(served, _limits(p)))
                 )
+                last = partial(sink.send, reply)
         except BaseException:
             # Interrupted: an attempt may have reached an upstream, so the key keeps a failure.
             await self._settle(claim, None, p, "".join(received))
             raise
+        # Settled before the last step: a transport whose error reply raises (gRPC's abort)
+        # must not leave the key looking interrupted, and a retry finds the outcome stored.
         await self._settle(claim, served, p, "".join(received))
-        if reply is not None:
-            await sink.send(reply)
+        await last()
 
     async def _stream(
         self, codec: Codec[W, R, F], p: Prepared, sink: Sink[R, F], received: list[str]
-    ) -> Served | None:
-        """The engine's stream through the codec's framing; the Served it ended with.
+    ) -> tuple[Served | None, Callable[[], Awaitable[None]]]:
+        """The engine's stream through the codec's framing; the Served it ended with and
+        the step that ends the reply (a close, a cut, or an error before any frame).
 
         ``received`` collects the streamed text, which a stream that dies is charged for.
         """
@@ -331,17 +334,18 @@ class Pipeline:
             elif isinstance(item, StreamDone):
                 for frame in enc.done(_answer(self.state.feedback, p, item.served)):
                     await sink.write(frame)
-                await sink.close()
-                return item.served
+                return item.served, sink.close
             elif isinstance(item, StreamFailed):
                 if not opened:  # nothing sent yet: an ordinary error
-                    await sink.send(codec.reject(failure(item.served, _limits(p))))
-                else:  # never a clean end: the client must not take it for a whole answer
-                    await sink.write(enc.cut(item.served))
-                    await sink.close(cut=True)
-                return item.served
-        await sink.send(codec.reject(Rejection(502, "stream produced nothing", UPSTREAM)))
-        return None
+                    return item.served, partial(
+                        sink.send, codec.reject(failure(item.served, _limits(p)))
+                    )
+                # never a clean end: the client must not take it for a whole answer
+                await sink.write(enc.cut(item.served))
+                return item.served, partial(sink.close, cut=True)
+        return None, partial(
+            sink.send, codec.reject(Rejection(502, "stream produced nothing", UPSTREAM))
+        )
 
     async def _replay(
         self, codec: Codec[W, R, F], p: Prepared, stored: Mapping[str, Any], sink: Sink[R, F]

@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="bearer token admin writes must carry (default with --tls-dir: DIR/admin.token)",
     )
+    _secret_env_flag(c, "a pool whose apiKey {env: ...} names another variable is invalid")
     _log_format_flag(c)
 
     ce = sub.add_parser("certs", help="make the control plane's CA and certificates")
@@ -111,13 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         help="pools' apiKey {file: ...} resolve only to regular files under this folder "
         "('' refuses every file reference; default where Kubernetes mounts the keys)",
     )
-    r.add_argument(
-        "--secret-env-prefix",
-        action="append",
-        default=[],
-        help="pools' apiKey {env: ...} resolve only variables with this prefix (repeatable; "
-        "'' allows any variable; default: only SKYROUTE_* and *_API_KEY names)",
-    )
+    _secret_env_flag(r, "pools' apiKey {env: ...} resolve only such variables")
     r.add_argument(
         "--control-ca", default=None, help="CA of the control plane (its --tls-dir's ca.crt)"
     )
@@ -427,6 +422,18 @@ def _rollout_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube")
 
 
+def _secret_env_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    # One flag for the router (which reads the variables) and the control plane
+    # (which refuses a source naming others): give both the same values.
+    parser.add_argument(
+        "--secret-env-prefix",
+        action="append",
+        default=[],
+        help=f"allowed prefix of provider key variables: {what} (repeatable; '' allows "
+        "any variable; default: only SKYROUTE_* and *_API_KEY names)",
+    )
+
+
 def _key_access(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -465,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls_dir=args.tls_dir,
             insecure=args.insecure,
             admin_token_file=args.admin_token_file,
+            secret_env_prefixes=tuple(args.secret_env_prefix),
         )
         return 0
     if args.command == "certs":

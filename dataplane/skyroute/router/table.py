@@ -32,6 +32,7 @@ import ahocorasick
 import numpy as np
 import re2
 
+from skyroute.keyrefs import env_refusal
 from skyroute.patterns import options as pattern_options
 from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
 from skyroute.router import canary
@@ -296,13 +297,9 @@ class KeyAccess:
         return data[: self.max_bytes].decode("utf-8", "replace").strip() or None
 
     def env(self, name: str) -> str | None:
-        if self.env_prefixes:
-            if not name.startswith(self.env_prefixes):
-                return _refused(name, f"variable not named {'|'.join(self.env_prefixes)}*")
-        elif not (name.startswith("SKYROUTE_") or name.endswith("_API_KEY")):
-            return _refused(
-                name, "not SKYROUTE_* or *_API_KEY (--secret-env-prefix allows other names)"
-            )
+        why = env_refusal(name, self.env_prefixes)
+        if why is not None:
+            return _refused(name, why)
         return os.environ.get(name) or None
 
 

@@ -69,6 +69,7 @@ class ControlPlane:
         tls_dir: str | None = None,
         insecure: bool = False,
         admin_token_file: str | None = None,
+        secret_env_prefixes: tuple[str, ...] = (),
     ) -> None:
         if not tls_dir and not insecure:
             raise SystemExit(
@@ -87,7 +88,9 @@ class ControlPlane:
         # The learning loop: fleet sketches in, priors out (store.prepare), drift alerts.
         self.learner = Learner(self.store)
         self.service.learner = self.learner
-        self.watcher = SourceWatcher(source, self.store, debounce_ms=debounce_ms)
+        self.watcher = SourceWatcher(
+            source, self.store, debounce_ms=debounce_ms, env_prefixes=secret_env_prefixes
+        )
         # Rollouts, as on a cluster but with state in memory only (a restart starts
         # from the folder as it is: the folder's version serves, nothing in flight).
         self.rollouts = RolloutController()
@@ -273,6 +276,7 @@ def main(
     tls_dir: str | None = None,
     insecure: bool = False,
     admin_token_file: str | None = None,
+    secret_env_prefixes: tuple[str, ...] = (),
 ) -> None:
     """Run the control plane until SIGINT/SIGTERM; logs go to stderr as JSON lines (see logs.py)."""
     telemetry.configure()
@@ -285,6 +289,7 @@ def main(
             tls_dir=tls_dir,
             insecure=insecure,
             admin_token_file=admin_token_file,
+            secret_env_prefixes=secret_env_prefixes,
         )
         asyncio.run(serve(plane))
     finally:

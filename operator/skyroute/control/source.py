@@ -51,9 +51,16 @@ class SourceWatcher:
     """Compiles ``folder`` into ``store`` now and after every change."""
 
     def __init__(
-        self, folder: str, store: SnapshotStore, debounce_ms: int = 50, retry_s: float = 30.0
+        self,
+        folder: str,
+        store: SnapshotStore,
+        debounce_ms: int = 50,
+        retry_s: float = 30.0,
+        env_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.folder = folder
+        # The routers' --secret-env-prefix: which apiKey {env: ...} names validate.
+        self.env_prefixes = env_prefixes
         self.store = store
         self.debounce_ms = debounce_ms
         self.retry_s = retry_s
@@ -66,7 +73,7 @@ class SourceWatcher:
         started = time.perf_counter()
         try:
             try:
-                objects = validate(load_folder(self.folder))
+                objects = validate(load_folder(self.folder), self.env_prefixes)
                 snapshot = compile_objects(objects)
             except PolicyError:
                 raise

@@ -36,6 +36,7 @@ from skyroute.control.policy.model import (
     RoutingPolicy,
     TenantResource,
 )
+from skyroute.keyrefs import env_refusal
 
 _MAX_KNOWN = 20
 
@@ -57,8 +58,12 @@ class Objects:
     tenants: tuple[Parsed, ...] = ()
 
 
-def validate(docs: Sequence[SourceDocument]) -> Objects:
-    """Both passes over all documents; raises PolicyError listing every problem."""
+def validate(docs: Sequence[SourceDocument], env_prefixes: Sequence[str] = ()) -> Objects:
+    """Both passes over all documents; raises PolicyError listing every problem.
+
+    ``env_prefixes`` are the routers' ``--secret-env-prefix`` values: a pool's
+    ``apiKey.env`` naming a variable they may not read is a problem here (keyrefs.py).
+    """
     problems: list[Problem] = []
     parsed: list[Parsed] = []
     failed: list[SourceDocument] = []
@@ -69,6 +74,7 @@ def validate(docs: Sequence[SourceDocument]) -> Objects:
         else:
             parsed.append(result)
     problems.extend(check_references(parsed, failed))
+    problems.extend(check_key_refs(parsed, env_prefixes))
     if problems:
         raise PolicyError(problems)
     pools = tuple(p for p in parsed if isinstance(p.obj, ModelPool))
@@ -254,6 +260,20 @@ def _check_quality(p: Parsed, pool: ModelPool, intents: set[str]) -> Iterable[Pr
                     ("spec", "models", i, "quality", key),
                     f'"{key}" matches no intent of any policy in namespace '
                     f'"{pool.metadata.namespace}" (known: {_known(names)})',
+                )
+
+
+def check_key_refs(parsed: Sequence[Parsed], env_prefixes: Sequence[str] = ()) -> Iterable[Problem]:
+    """Each pool's ``apiKey.env`` names a variable routers may read (keyrefs.py)."""
+    for p in parsed:
+        if not isinstance(p.obj, ModelPool):
+            continue
+        for i, model in enumerate(p.obj.spec.models):
+            name = model.api_key.env if model.api_key else None
+            why = env_refusal(name, env_prefixes) if name else None
+            if why is not None:
+                yield p.doc.problem(
+                    ("spec", "models", i, "apiKey", "env"), f'"{name}" refused: {why}'
                 )
 
 

@@ -33,8 +33,17 @@ from skyroute.v1 import router_pb2, router_pb2_grpc
 
 from harness import BASE_POOL, Proc, Stack
 
+# The base pool plus an embedding model, which only the Embeddings door reaches.
+EMBED_MODEL = """\
+    - name: base-embed
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      embeddingSpace: base
+      pricing: {inputPerMTok: 0.02, outputPerMTok: 0.0}
+"""
 FILES = {
     "pools.yaml": BASE_POOL
+    + EMBED_MODEL
     + """\
 ---
 apiVersion: skyroute.io/v1alpha1
@@ -100,6 +109,7 @@ VALID: dict[str, dict[str, Any]] = {
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
         "max_output_tokens": 16,
     },
+    "/v1/embeddings": {"model": "fuzz", "input": ["hi", "there"], "dimensions": 8},
 }
 FIELDS: dict[str, list[str]] = {
     "/v1/chat/completions": [
@@ -117,6 +127,7 @@ FIELDS: dict[str, list[str]] = {
         "stream", "tools", "tool_choice", "text", "user", "store", "reasoning",
         "previous_response_id",
     ],
+    "/v1/embeddings": ["model", "input", "dimensions", "encoding_format", "user"],
 }  # fmt: skip
 
 
@@ -137,8 +148,10 @@ INNER = {
     "/v1/chat/completions": _inner("messages"),
     "/v1/messages": _inner("messages"),
     "/v1/responses": _inner("input", "type"),
+    "/v1/embeddings": [("input", 0), ("input", 1)],
 }
 DOORS = list(VALID)
+SERVED_BY = {"/v1/embeddings": "base-embed"}  # the others: base-model
 
 # Values of every JSON type, with the edges that break naive checks.
 _SCALARS = st.one_of(
@@ -276,7 +289,7 @@ def _check(http: str, door: str, data: bytes) -> None:
 def _serves(http: str, door: str) -> None:
     status, headers, raw = _post(http, door, json.dumps(VALID[door]).encode())
     assert status == 200, raw
-    assert headers["x-skyroute-model"] == "base-model"
+    assert headers["x-skyroute-model"] == SERVED_BY.get(door, "base-model")
 
 
 @pytest.mark.parametrize("door", DOORS)
@@ -415,6 +428,10 @@ OUT_OF_RANGE: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "top_p": _not_number(0, 1),
         "max_output_tokens": _not_integer(1, 2**31 - 1),
         "stream": _NOT_BOOL,
+    },
+    "/v1/embeddings": {
+        "dimensions": _not_integer(1, 16_384),
+        "encoding_format": st.sampled_from(["hex", "", "FLOAT", 1, [], {}]),
     },
 }
 

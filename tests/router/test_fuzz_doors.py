@@ -469,8 +469,9 @@ def test_out_of_range_parameters_are_refused_naming_them(http: str, door: str) -
         router_pb2.CompletionRequest(temperature=math.inf),
         router_pb2.CompletionRequest(max_tokens=-1),
         router_pb2.CompletionRequest(tools=[router_pb2.Tool(name="t", parameters="[1]")]),
+        router_pb2.CompletionRequest(messages=[router_pb2.Message(role="robot", content="x")]),
     ],
-    ids=["hot", "negative", "nan", "inf", "max_tokens", "tool-parameters"],
+    ids=["hot", "negative", "nan", "inf", "max_tokens", "tool-parameters", "role"],
 )
 def test_grpc_out_of_range_fields_are_invalid_argument(
     stub: router_pb2_grpc.RouterStub, req: router_pb2.CompletionRequest

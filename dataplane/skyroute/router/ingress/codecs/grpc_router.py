@@ -5,7 +5,8 @@ body fields and headers: the policy, messages and tools, every declared
 signal of the registry (under the field the registry names), user and
 session for canaries, ``request_id``, ``no_cache`` and ``idempotency_key``
 (``temperature``, 0-2 and finite, ``max_tokens``, 0 for none, and each tool's
-``parameters``, a JSON object, checked as the HTTP doors check them);
+``parameters``, a JSON object, and each message's role, checked as the HTTP
+doors check them);
 the caller's W3C trace context and credential (``authorization: Bearer
 ...``, or ``x-api-key``) come as metadata. Answers carry the
 decision (as Explain returns it), the attempts, the cost and the cache
@@ -34,6 +35,7 @@ from google.protobuf.message import Message
 from skyroute.router.decide import explain
 from skyroute.router.engine import AttemptRecord, Served
 from skyroute.router.ingress.codecs import fields
+from skyroute.router.ingress.codecs import openai_params as params
 from skyroute.router.ingress.facts import FEEDBACK_ID
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
@@ -189,8 +191,10 @@ class GrpcRouter:
         if not req.messages:
             raise invalid("messages: must not be empty", "messages")
         temperature = req.temperature if req.HasField("temperature") else None
+        turns = _messages(req)
+        params.messages(turns)
         chat = ChatRequest(
-            _messages(req),
+            turns,
             _tools(req),
             fields.integer(req.max_tokens or None, "max_tokens"),
             fields.number(temperature, "temperature", 0.0, 2.0),

@@ -49,6 +49,8 @@ _INTS: dict[str, tuple[int, int]] = {
 _BOOLS = ("stream", "logprobs", "parallel_tool_calls", "store")
 _FORMATS = ("text", "json_object", "json_schema")
 _PART_TEXT = {"text": "text", "input_text": "text", "refusal": "refusal"}
+#: The message roles Chat Completions takes (every door's messages are checked against them).
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _EFFORTS = ("minimal", "low", "medium", "high")
 # Parameters skyroute cannot yet carry back to the client: refused, not silently lost.
 _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
@@ -72,11 +74,12 @@ def _content(content: Any, where: str) -> None:
             raise invalid(f"'{at}.{key}' must be a string", f"{at}.{key}")
 
 
-def _messages(messages: list[Any]) -> None:
-    for i, m in enumerate(messages):
+def messages(turns: list[Any]) -> None:
+    """Each message an object with one of OpenAI's roles and well-formed content."""
+    for i, m in enumerate(turns):
         where = f"messages[{i}]"
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise invalid(f"{where} must be an object with a string 'role'", f"{where}.role")
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise invalid(f"'{where}.role' must be one of " + ", ".join(ROLES), f"{where}.role")
         _content(m.get("content"), f"{where}.content")
 
 
@@ -119,7 +122,7 @@ def stop(value: Any) -> list[str]:
 
 def check(data: dict[str, Any]) -> None:
     """Raise a 400 naming the first parameter OpenAI would refuse (messages checked first)."""
-    _messages(data["messages"])
+    messages(data["messages"])
     for name, (lo, hi) in _RANGES.items():
         fields.number(data.get(name), name, lo, hi)
     for name, (ilo, ihi) in _INTS.items():

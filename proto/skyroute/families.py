@@ -15,5 +15,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Family = Literal["openai", "anthropic", "gemini"]
+# Azure OpenAI is named first only so that the older names keep their order in messages
+# ("'openai', 'anthropic' or 'gemini'"); order carries no other meaning.
+Family = Literal["azure-openai", "openai", "anthropic", "gemini"]
 FAMILY_NAMES: tuple[Family, ...] = get_args(Family)

@@ -228,7 +228,10 @@ def test_the_validator_and_cel_checks_can_fail() -> None:
     bad["spec"]["models"][0]["provider"] = "gemeni"
     bad["spec"]["models"][0]["extra"] = 1
     errors, _ = on_cluster(bad)
-    assert ".spec.models[0].provider: not one of ['openai', 'anthropic', 'gemini']" in errors
+    assert (
+        ".spec.models[0].provider: not one of ['azure-openai', 'openai', 'anthropic', 'gemini']"
+        in errors
+    )
     assert ".spec.models[0].extra: unknown field" in errors
 
 
@@ -288,6 +291,12 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
         "spec.models[0].maxOutputTokens",
     ),
     ("cost", _set(["spec", "models", 0, "apiKey"], {}), model.MSG_API_KEY, "spec.models[0].apiKey"),
+    (
+        "cost",
+        _set(["spec", "models", 0], {**_flash(), "apiVersion": "2024-10-21"}),
+        model.MSG_API_VERSION,
+        "spec.models[0].apiVersion",
+    ),
     ("acmeshop", _dup_intent, model.MSG_UNIQUE_INTENTS, "spec.intents"),
     ("acmeshop", _no_signal, model.MSG_INTENT_SIGNAL, "spec.intents[0]"),
     ("acmeshop", _dup_rule, model.MSG_UNIQUE_RULES, "spec.rules"),

@@ -37,7 +37,7 @@ from skyroute.router.providers.types import (
 )
 from skyroute.simulator.harness import SimulatorThread
 
-FAMILIES = ["openai", "anthropic", "gemini"]
+FAMILIES = ["openai", "anthropic", "gemini", "azure-openai"]
 KINDS = [
     "server_error",
     "unavailable",
@@ -80,7 +80,12 @@ TOOLS = [
         },
     }
 ]
-ENDPOINTS = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini/v1beta"}
+ENDPOINTS = {
+    "openai": "/openai/v1",
+    "anthropic": "/anthropic",
+    "gemini": "/gemini/v1beta",
+    "azure-openai": "/azure",
+}
 T = TypeVar("T")
 
 

@@ -344,6 +344,7 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
             endpoint=endpoint.rstrip("/"),
             model=c.upstream_model or c.model,
             api_key=_read_key(c.api_key_env, c.api_key_file),
+            api_version=c.api_version or None,
         ),
         input_price=c.input_price_per_mtok / 1e6,
         output_price=c.output_price_per_mtok / 1e6,

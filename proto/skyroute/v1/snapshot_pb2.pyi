@@ -768,6 +768,7 @@ class Candidate(_message.Message):
     OBSERVED_BY_INTENT_FIELD_NUMBER: _builtins.int
     LEARNED_QUALITY_FIELD_NUMBER: _builtins.int
     EMBEDDING_SPACE_FIELD_NUMBER: _builtins.int
+    API_VERSION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     """Wire format: a provider family of the contract (skyroute/families.py)."""
@@ -800,6 +801,8 @@ class Candidate(_message.Message):
     """Set for an embedding model (served on the Embeddings door, never for chat):
     the space its vectors live in; fallback stays within one space.
     """
+    api_version: _builtins.str
+    """The `api-version` query parameter (Azure OpenAI); "" = the family's default."""
     @_builtins.property
     def quality(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
         """Offline quality evals: intent name (or "*") to score in [0, 1]."""
@@ -840,10 +843,11 @@ class Candidate(_message.Message):
         observed_by_intent: _abc.Mapping[_builtins.str, Global___Observed] | None = ...,
         learned_quality: _abc.Mapping[_builtins.str, Global___LearnedQuality] | None = ...,
         embedding_space: _builtins.str = ...,
+        api_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "context_window", b"context_window", "embedding_space", b"embedding_space", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "api_version", b"api_version", "context_window", b"context_window", "embedding_space", b"embedding_space", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,4 +1,4 @@
-"""The provider simulator's HTTP server: three provider families on one port.
+"""The provider simulator's HTTP server: every provider family on one port.
 
 This machine cannot reach real LLM providers, and tests and benchmarks need
 providers that fail on cue anyway, so ``skyroute providers`` stands in for
@@ -13,6 +13,8 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
 - embeddings (:mod:`.embeddings`, deterministic vectors):
   ``POST /openai/v1/embeddings`` and ``POST /gemini/v1beta/models/{model}:embedContent``
   / ``:batchEmbedContents``
+- ``POST /azure/openai/deployments/{deployment}/chat/completions?api-version=V``
+  (``openai.AzureOpenAI(azure_endpoint=http://HOST:PORT/azure)``)
 
 and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
 the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}``,
@@ -45,6 +47,7 @@ from aiohttp import web
 from skyroute.simulator import embeddings
 from skyroute.simulator.answers import json_answer, prompt_hash, text_answer, tool_answer
 from skyroute.simulator.anthropic_wire import AnthropicWire
+from skyroute.simulator.azure_wire import AzureOpenAIWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan
 from skyroute.simulator.gemini_wire import GeminiWire
 from skyroute.simulator.openai_wire import OpenAIWire
@@ -75,15 +78,17 @@ class Simulator:
         self.openai = OpenAIWire()
         self.anthropic = AnthropicWire()
         self.gemini = GeminiWire()
+        self.azure = AzureOpenAIWire()
         # Every family of the contract (tests/simulator checks none is missing).
         self.wires: dict[str, Family] = {
-            w.name: w for w in (self.openai, self.anthropic, self.gemini)
+            w.name: w for w in (self.azure, self.openai, self.anthropic, self.gemini)
         }
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/openai/v1/chat/completions", self._openai)
         app.router.add_post("/openai/v1/embeddings", self._openai_embeddings)
         app.router.add_post("/anthropic/v1/messages", self._anthropic)
         app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
+        app.router.add_post("/azure/openai/deployments/{deployment}/chat/completions", self._azure)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_get("/_sim/requests", self._requests)
@@ -100,6 +105,9 @@ class Simulator:
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self.anthropic, None, False)
+
+    async def _azure(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self.azure, request.match_info["deployment"], False)
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")

@@ -1,4 +1,4 @@
-"""Provider adapters: one call surface for OpenAI, Anthropic and Gemini upstreams.
+"""Provider adapters: one call surface for OpenAI, Anthropic, Gemini and Azure OpenAI upstreams.
 
 The router calls :func:`complete` or :func:`stream` with a
 :class:`~.types.Target` (provider family, endpoint, model, key) and a
@@ -14,6 +14,8 @@ Endpoints, as the official SDKs' base URLs (the simulator serves all three):
 - ``openai``:    ``http://HOST:PORT/openai/v1``     (+ ``/chat/completions``)
 - ``anthropic``: ``http://HOST:PORT/anthropic``     (+ ``/v1/messages``)
 - ``gemini``:    ``http://HOST:PORT/gemini/v1beta`` (+ ``/models/{model}:generateContent``)
+- ``azure-openai``: ``http://HOST:PORT/azure``
+  (+ ``/openai/deployments/{deployment}/chat/completions?api-version=V``)
 
 :func:`embed` is one embeddings attempt (:mod:`.embeddings`), for the
 families whose registry entry declares an embeddings wire.
@@ -46,13 +48,13 @@ from skyroute.router.providers.types import (
 )
 
 ADAPTERS: dict[str, Adapter] = {name: f.adapter for name, f in FAMILIES.items()}
-_PREPARED: dict[tuple[str, str, str, str | None], tuple[Adapter, Prepared]] = {}
+_PREPARED: dict[tuple[str, str, str, str | None, str | None], tuple[Adapter, Prepared]] = {}
 _PREPARED_LIMIT = 1024
 
 
 def prepared(target: Target) -> tuple[Adapter, Prepared]:
     """The adapter and per-target constants for ``target`` (memoised)."""
-    key = (target.provider, target.endpoint, target.model, target.api_key)
+    key = (target.provider, target.endpoint, target.model, target.api_key, target.api_version)
     hit = _PREPARED.get(key)
     if hit is None:
         family = FAMILIES.get(target.provider)

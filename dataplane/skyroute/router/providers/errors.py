@@ -2,9 +2,11 @@
 
 The router's fallback logic looks only at ``error_class``, so this module is
 where provider-specific failure vocabularies are flattened: HTTP statuses,
-the three families' error bodies (OpenAI ``{"error": {"type", "code"}}``,
+the families' error bodies (OpenAI ``{"error": {"type", "code"}}``,
 Anthropic ``{"type": "error", "error": {"type"}}``, Gemini ``{"error":
-{"status", "details"}}``) and aiohttp's exceptions. Two rules matter more
+{"status", "details"}}``, Azure OpenAI's ``{"error": {"code", "innererror":
+{"code", "content_filter_result"}}}``, whose filtered categories the message
+names) and aiohttp's exceptions. Two rules matter more
 than the rest:
 
 - a 400 is not always the caller's fault: context-length and content-filter
@@ -70,6 +72,12 @@ def error_details(body: bytes) -> tuple[str, str, float | None]:
     if not isinstance(err, dict):
         return "", str(obj)[:_MAX_MESSAGE], None
     codes = [str(err[k]) for k in ("type", "code", "status") if err.get(k) is not None]
+    message = str(err.get("message", ""))
+    inner = err.get("innererror")
+    if isinstance(inner, dict):
+        if inner.get("code") is not None:
+            codes.append(str(inner["code"]))
+        message = _filtered(inner.get("content_filter_result")) + message
     delay: float | None = None
     for detail in err.get("details") or ():
         if not isinstance(detail, dict):
@@ -78,7 +86,19 @@ def error_details(body: bytes) -> tuple[str, str, float | None]:
             codes.append(str(detail["reason"]))
         if isinstance(detail.get("retryDelay"), str):
             delay = _duration(detail["retryDelay"])
-    return " ".join(codes), str(err.get("message", "")), delay
+    return " ".join(codes), message, delay
+
+
+def _filtered(result: Any) -> str:
+    """``"[filtered: hate, violence] "`` from Azure's per-category verdicts ("" if none)."""
+    if not isinstance(result, dict):
+        return ""
+    names = [
+        str(name)
+        for name, verdict in result.items()
+        if isinstance(verdict, dict) and verdict.get("filtered") is True
+    ]
+    return f"[filtered: {', '.join(names)}] " if names else ""
 
 
 def classify_status(

@@ -69,6 +69,8 @@ def _fit_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class OpenAIAdapter:
+    """The Chat Completions codec; families speaking it elsewhere override ``prepare``."""
+
     family = FAMILY
 
     def prepare(self, target: Target) -> Prepared:
@@ -119,23 +121,33 @@ class OpenAIAdapter:
             prompt = int(usage.get("prompt_tokens") or 0)
             completion = int(usage.get("completion_tokens") or 0)
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise bad_response(FAMILY, f"{type(exc).__name__}: {exc}") from None
+            raise bad_response(self.family, f"{type(exc).__name__}: {exc}") from None
         if not content and not calls and (message.get("refusal") or finish == "content_filter"):
             raise ProviderError(
                 CONTENT_FILTER,
-                f"{FAMILY}: answer withheld by the content "
+                f"{self.family}: answer withheld by the content "
                 f"filter: {str(message.get('refusal') or '')[:200]}",
             )
         return ChatResult(content, calls, finish, prompt, completion)
 
     def assembler(self) -> OpenAIStream:
-        return OpenAIStream()
+        return OpenAIStream(self.family)
 
 
 class OpenAIStream:
-    __slots__ = ("_calls", "_completion", "_finish", "_prompt", "_refused", "done", "started")
+    __slots__ = (
+        "_calls",
+        "_completion",
+        "_family",
+        "_finish",
+        "_prompt",
+        "_refused",
+        "done",
+        "started",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, family: str = FAMILY) -> None:
+        self._family = family
         self.started = False
         self.done = False
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
@@ -151,11 +163,11 @@ class OpenAIStream:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise bad_response(FAMILY, f"stream chunk is not JSON: {data[:80]!r}") from None
+            raise bad_response(self._family, f"stream chunk is not JSON: {data[:80]!r}") from None
         if not isinstance(obj, dict):
-            raise bad_response(FAMILY, "stream chunk is not an object")
+            raise bad_response(self._family, "stream chunk is not an object")
         if "error" in obj:
-            raise classify_status(FAMILY, 500, data, {}, None)
+            raise classify_status(self._family, 500, data, {}, None)
         out: list[StreamEvent] = []
         usage = obj.get("usage")
         if usage:
@@ -197,9 +209,11 @@ class OpenAIStream:
 
     def at_eof(self) -> list[StreamEvent]:
         if not self.done:
-            raise eof_error(FAMILY, self.started)
+            raise eof_error(self._family, self.started)
         if not self.started and (self._refused or self._finish == "content_filter"):
-            raise ProviderError(CONTENT_FILTER, f"{FAMILY}: answer withheld by the content filter")
+            raise ProviderError(
+                CONTENT_FILTER, f"{self._family}: answer withheld by the content filter"
+            )
         out = self._flush_calls()
         out.append(StreamEnd(self._finish, self._prompt, self._completion))
         return out

@@ -18,7 +18,7 @@ wire format that is not request translation:
 - ``default_endpoint``: the public base URL, used when a snapshot names none;
 - ``otel_name``: the GenAI semantic conventions' ``gen_ai.provider.name``
   for an endpoint host (Gemini is ``gcp.gemini`` or, on Vertex AI,
-  ``gcp.vertex_ai``).
+  ``gcp.vertex_ai``; Azure OpenAI is ``azure.ai.openai``).
 
 Adding a family is one entry here plus its adapter module (and its name in
 the contract); the adapter dict, the snapshot check, the telemetry names and
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from skyroute.families import FAMILY_NAMES, Family
 from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
+from skyroute.router.providers.azure_adapter import AzureOpenAIAdapter
 from skyroute.router.providers.common import Adapter, AuthScheme, Framing, Prepared, Signer
 from skyroute.router.providers.embeddings import EmbeddingWire, GeminiEmbeddings, OpenAIEmbeddings
 from skyroute.router.providers.gemini_adapter import GeminiAdapter
@@ -93,6 +94,16 @@ def _gemini_name(host: str) -> str:
 FAMILIES: dict[str, ProviderFamily] = {
     f.name: f
     for f in (
+        ProviderFamily(
+            "azure-openai",
+            AzureOpenAIAdapter(),
+            HeaderKey("api-key"),
+            SSEDecoder,
+            # Every resource has its own host, so pools name it (the CRD requires an
+            # endpoint); this placeholder only shows the shape, and fails to resolve.
+            "https://RESOURCE.openai.azure.com",
+            otel_name=lambda host: "azure.ai.openai",
+        ),
         ProviderFamily(
             "openai",
             OpenAIAdapter(),

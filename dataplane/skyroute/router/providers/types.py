@@ -61,6 +61,8 @@ class Target:
     endpoint: str  # base URL, e.g. http://127.0.0.1:8790/openai/v1
     model: str  # model name sent upstream
     api_key: str | None = None
+    # The ``api-version`` query parameter, for families whose URLs carry one (Azure OpenAI).
+    api_version: str | None = None
 
 
 @dataclass(slots=True)

@@ -303,6 +303,7 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
         quality=resolve_quality(model.quality, intents),
         upstream_model=upstream or "",
         embedding_space=model.embedding_space or "",
+        api_version=model.api_version or "",
     )
 
 

@@ -62,6 +62,7 @@ FILE_PATTERN = r"^/[^\x00]*$"
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+API_VERSION_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$"
 # API keys (sk-sr-<id>-<secret>): the public id and the digest of the whole key.
 KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
 KEY_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
@@ -74,6 +75,7 @@ SECRET_MOUNT_ROOT = "/var/run/secrets/skyroute"
 MSG_UNIQUE_MODELS = "model names must be unique within a pool"
 MSG_MAX_OUTPUT = "maxOutputTokens must not exceed contextWindow"
 MSG_API_KEY = "apiKey needs env, file or secretKeyRef"
+MSG_API_VERSION = "apiVersion is only for provider azure-openai"
 MSG_UNIQUE_INTENTS = "intent names must be unique"
 MSG_INTENT_SIGNAL = "an intent needs at least one keyword, pattern or example"
 MSG_UNIQUE_RULES = "rule names must be unique"
@@ -92,6 +94,7 @@ CEL_MESSAGES = frozenset(
         MSG_UNIQUE_MODELS,
         MSG_MAX_OUTPUT,
         MSG_API_KEY,
+        MSG_API_VERSION,
         MSG_UNIQUE_INTENTS,
         MSG_INTENT_SIGNAL,
         MSG_UNIQUE_RULES,
@@ -136,6 +139,9 @@ IntentName = Annotated[str, StringConstraints(min_length=1, max_length=128, patt
 IntentGlob = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=GLOB_PATTERN)]
 Endpoint = Annotated[
     str, StringConstraints(min_length=1, max_length=2048, pattern=ENDPOINT_PATTERN)
+]
+ApiVersion = Annotated[
+    str, StringConstraints(min_length=10, max_length=32, pattern=API_VERSION_PATTERN)
 ]
 EnvVar = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ENV_PATTERN)]
 SecretFile = Annotated[str, StringConstraints(min_length=2, max_length=1024, pattern=FILE_PATTERN)]
@@ -239,6 +245,11 @@ def _calendar_date(value: str) -> str:
     return value
 
 
+def date_text(value: object) -> object:
+    """PyYAML reads an unquoted 2026-11-26 as a date; kubectl sends it as a string."""
+    return value.isoformat() if type(value) is date else value
+
+
 EvalDate = Annotated[
     str,
     StringConstraints(min_length=10, max_length=10, pattern=DATE_PATTERN),
@@ -265,8 +276,7 @@ class EvalProvenance(_Spec):
     @field_validator("evaluated_at", mode="before")
     @classmethod
     def _date_text(cls, value: object) -> object:
-        # PyYAML reads an unquoted 2026-11-26 as a date; kubectl sends it as a string.
-        return value.isoformat() if type(value) is date else value
+        return date_text(value)
 
 
 class PoolModel(_Spec):
@@ -275,6 +285,7 @@ class PoolModel(_Spec):
     name: ModelName
     provider: Family
     endpoint: Endpoint
+    api_version: ApiVersion | None = None
     upstream_model: ModelName | None = None
     family: Name | None = None
     pricing: Pricing
@@ -294,6 +305,19 @@ class PoolModel(_Spec):
         window = info.data.get("context_window")
         if isinstance(window, int) and value > window:
             raise rule_error(MSG_MAX_OUTPUT, f"{value} > {window}")
+        return value
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _api_version_text(cls, value: object) -> object:
+        return date_text(value)
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version_family(cls, value: str | None, info: ValidationInfo) -> str | None:
+        provider = info.data.get("provider")
+        if value is not None and provider is not None and provider != "azure-openai":
+            raise rule_error(MSG_API_VERSION, f"provider is {provider}")
         return value
 
     @property

@@ -214,6 +214,7 @@ class Stack:
                 f"router-{i}",
                 [
                     "router",
+                    "--insecure",
                     "--control",
                     self.control_addr,
                     "--grpc",

@@ -52,7 +52,16 @@ def test_router_health_follows_its_snapshot(procs: list[Proc], tmp_path: Path) -
     grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     router = Proc(
         "router",
-        ["router", "--control", control_addr, "--grpc", grpc_addr, "--http", http_addr],
+        [
+            "router",
+            "--insecure",
+            "--control",
+            control_addr,
+            "--grpc",
+            grpc_addr,
+            "--http",
+            http_addr,
+        ],
     )
     procs.append(router)
     # No control plane yet: alive, not ready, on both doors alike.

@@ -80,6 +80,7 @@ def test_router_nacks_and_keeps_last_known_good(procs: list[Proc]) -> None:
                 "router",
                 [
                     "router",
+                    "--insecure",
                     "--control",
                     control,
                     "--http",

@@ -83,6 +83,7 @@ def test_a_router_with_only_its_lock_serves_both_doors(procs: list[Proc], tmp_pa
         "router-only-locked",
         [
             "router",
+            "--insecure",
             "--control",
             stack.control_addr,
             "--grpc",

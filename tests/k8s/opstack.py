@@ -164,6 +164,7 @@ class Stack:
             f"router-{node_id}",
             [
                 "router",
+                "--insecure",
                 "--control",
                 self.grpc,
                 "--grpc",

@@ -465,6 +465,7 @@ def test_the_leader_judges_outcomes_of_routers_on_a_follower(stack: Stack) -> No
         "router-on-follower",
         [
             "router",
+            "--insecure",
             "--control",
             grpc_addr,
             "--grpc",

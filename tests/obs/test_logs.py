@@ -236,6 +236,7 @@ def test_log_format_flag_and_environment(procs: list[Proc], tmp_path: Path) -> N
         "router",
         [
             "router",
+            "--insecure",
             "--control",
             control_addr,
             "--grpc",
@@ -263,7 +264,15 @@ def test_log_format_flag_and_environment(procs: list[Proc], tmp_path: Path) -> N
     assert not control.events() and not router.events()  # no JSON lines in either
 
     bad = subprocess.run(
-        [sys.executable, "-m", "skyroute.cli.main", "router", "--control", control_addr],
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "router",
+            "--insecure",
+            "--control",
+            control_addr,
+        ],
         env={"SKYROUTE_LOG_FORMAT": "yaml", "PATH": ""},
         cwd=REPO,
         capture_output=True,

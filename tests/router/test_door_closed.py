@@ -75,6 +75,7 @@ def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routers]:
             "router-anon",
             [
                 "router",
+                "--insecure",
                 "--control",
                 stack.control_addr,
                 "--grpc",

@@ -117,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
         "--control-ca", default=None, help="CA of the control plane (its --tls-dir's ca.crt)"
     )
     r.add_argument(
+        "--insecure",
+        action="store_true",
+        help="dial the control plane in plaintext, unauthenticated (without --control-ca "
+        "the router refuses to start; local experiments and tests only; warns)",
+    )
+    r.add_argument(
         "--identity",
         default=None,
         help="this router's certificate: PREFIX.crt and PREFIX.key (with --control-ca)",
@@ -445,7 +451,16 @@ def _key_access(args: argparse.Namespace) -> None:
 
 def _control_tls(args: argparse.Namespace) -> LinkTls | None:
     if not args.control_ca and not args.identity:
+        if not args.insecure:
+            raise SystemExit(
+                "skyroute router: pass --control-ca FILE --identity PREFIX (see `skyroute "
+                "certs create`), or --insecure to dial the control plane in plaintext"
+            )
         return None
+    if args.insecure:
+        raise SystemExit(
+            "skyroute router: --insecure and --control-ca/--identity exclude each other"
+        )
     if not (args.control_ca and args.identity):
         raise SystemExit("skyroute router: --control-ca and --identity go together")
     from skyroute.router.sync import LinkTls
@@ -493,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.cli.logs import configure as configure_logs
         from skyroute.router.workers import resolve, supervise
 
+        control_tls = _control_tls(args)  # refuses a plaintext link without --insecure
         workers = resolve(args.workers)
         if workers > 1:
             return supervise(workers, argv[argv.index("router") + 1 :])
@@ -516,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             drain_settings=DrainSettings(args.drain_delay, args.drain_grace),
             allow_anonymous=args.allow_anonymous,
             limits_local_share=args.limits_local_share,
-            control_tls=_control_tls(args),
+            control_tls=control_tls,
             open_without_tenants=args.open_without_tenants,
         )
         return 0

@@ -208,8 +208,11 @@ class Stack:
         opened = ["--open-without-tenants"] if open_without_tenants else []
         self.router_args = [*opened, *(router_args or [])]
         self.routers: list[tuple[Proc, str, str]] = []
+        # Each router's admin listener (/metrics, /debug/status): never its client port.
+        self.router_admins: list[str] = []
         for i in range(routers):
             g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+            a = f"127.0.0.1:{free_port()}"
             p = self.start(
                 f"router-{i}",
                 [
@@ -221,12 +224,15 @@ class Stack:
                     g,
                     "--http",
                     h,
+                    "--admin-listen",
+                    a,
                     "--id",
                     f"router-{i}",
                     *self.router_args,
                 ],
             )
             self.routers.append((p, g, f"http://{h}"))
+            self.router_admins.append(f"http://{a}")
         wait_until(lambda: http_get(self.sim + "/healthz")[0] == 200, what="simulator")
         for p, _, url in self.routers:
             wait_until(
@@ -271,7 +277,7 @@ class Stack:
     def router_status(self, i: int = 0) -> dict:  # type: ignore[type-arg]
         import json
 
-        return json.loads(http_get(self.routers[i][2] + "/debug/status")[1])
+        return json.loads(http_get(self.router_admins[i] + "/debug/status")[1])
 
     def put_scenario(self, text: str) -> None:
         req = urllib.request.Request(self.sim + "/_sim/scenario", data=text.encode(), method="PUT")

@@ -61,6 +61,8 @@ def test_router_health_follows_its_snapshot(procs: list[Proc], tmp_path: Path) -
             grpc_addr,
             "--http",
             http_addr,
+            "--admin-listen",
+            f"127.0.0.1:{free_port()}",
         ],
     )
     procs.append(router)

@@ -85,6 +85,8 @@ def test_router_nacks_and_keeps_last_known_good(procs: list[Proc]) -> None:
                     control,
                     "--http",
                     http,
+                    "--admin-listen",
+                    f"127.0.0.1:{free_port()}",
                     "--grpc",
                     f"127.0.0.1:{free_port()}",
                     "--id",

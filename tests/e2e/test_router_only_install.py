@@ -79,6 +79,7 @@ def test_what_the_router_lock_lacks_is_absent(tmp_path: Path) -> None:
 def test_a_router_with_only_its_lock_serves_both_doors(procs: list[Proc], tmp_path: Path) -> None:
     stack = Stack(procs, tmp_path, FILES, SCENARIO, routers=0)
     grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    admin_addr = f"127.0.0.1:{free_port()}"
     router = Proc(
         "router-only-locked",
         [
@@ -90,6 +91,8 @@ def test_a_router_with_only_its_lock_serves_both_doors(procs: list[Proc], tmp_pa
             grpc_addr,
             "--http",
             http_addr,
+            "--admin-listen",
+            admin_addr,
             "--open-without-tenants",
         ],
         env=only_locked_env(tmp_path),
@@ -116,6 +119,6 @@ def test_a_router_with_only_its_lock_serves_both_doors(procs: list[Proc], tmp_pa
         )
         assert stub.Complete(req, timeout=10).model == "smart-model"
         assert list(stub.StreamComplete(req, timeout=10))[-1].WhichOneof("chunk") == "done"
-    code, _ = http_get(url + "/metrics")
+    code, _ = http_get(f"http://{admin_addr}/metrics")
     assert code == 200
     assert router.alive()

@@ -79,6 +79,7 @@ class Stack:
         self.ns = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.procs: list[Proc] = []
         self.routers: list[tuple[Proc, str]] = []
+        self.router_admins: list[str] = []  # each router's admin listener (/debug/status)
         ensure_crds(cluster)
         cluster.kubectl("create", "namespace", self.ns)
         self.sim_port = free_port()
@@ -160,6 +161,7 @@ class Stack:
     def start_router(self, node_id: str) -> str:
         """A router connected to the operator; returns its HTTP base URL once it serves."""
         grpc_addr, http_addr = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        admin_addr = f"127.0.0.1:{free_port()}"
         proc = self._start(
             f"router-{node_id}",
             [
@@ -171,6 +173,8 @@ class Stack:
                 grpc_addr,
                 "--http",
                 http_addr,
+                "--admin-listen",
+                admin_addr,
                 "--id",
                 node_id,
                 # Open until a Tenant is applied, keys after (routers are closed by default).
@@ -179,6 +183,7 @@ class Stack:
         )
         url = f"http://{http_addr}"
         self.routers.append((proc, url))
+        self.router_admins.append(f"http://{admin_addr}")
         up(proc, url + "/readyz", 20, self.operator)
         return url
 

@@ -169,7 +169,7 @@ def test_a_secret_key_ref_reaches_routers_only_as_a_mount_path(stack: Stack) -> 
         stack.operator.output(),
         stack.cluster.kubectl("get", "rp,mp", "-n", stack.ns, "-o", "yaml").stdout,
         stack.cluster.kubectl("get", "events", "-n", stack.ns, "-o", "yaml").stdout,
-        http_get(stack.routers[0][1] + "/debug/status")[1].decode(),
+        http_get(stack.router_admins[0] + "/debug/status")[1].decode(),
     ]
     assert not [text[:80] for text in seen if secret_value in text]
 

@@ -472,6 +472,8 @@ def test_the_leader_judges_outcomes_of_routers_on_a_follower(stack: Stack) -> No
             f"127.0.0.1:{free_port()}",
             "--http",
             http_addr,
+            "--admin-listen",
+            f"127.0.0.1:{free_port()}",
             "--id",
             "r-follower",
             "--open-without-tenants",  # no Tenant here (closed by default)

@@ -243,6 +243,8 @@ def test_log_format_flag_and_environment(procs: list[Proc], tmp_path: Path) -> N
             f"127.0.0.1:{free_port()}",
             "--http",
             f"127.0.0.1:{free_port()}",
+            "--admin-listen",
+            f"127.0.0.1:{free_port()}",
         ],
         env={"SKYROUTE_LOG_FORMAT": "text"},
     )

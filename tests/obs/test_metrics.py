@@ -71,7 +71,7 @@ def test_scraped_counters_equal_the_replay(stack: Stack) -> None:
     fallbacks = sum(o.fallbacks for o in outs)
     assert hits > 0 and fallbacks > 0, "the traffic must exercise the cache and fallback"
 
-    samples = [s for url in urls for s in scrape(url + "/metrics")]
+    samples = [s for admin in stack.router_admins for s in scrape(admin + "/metrics")]
     got = total(
         samples, "skyroute_router_requests_total", by=("skyroute_pool", "gen_ai_response_model")
     )

@@ -93,7 +93,7 @@ def test_no_prompt_text_leaves_in_telemetry_by_default(
     assert any(b"skyroute.router.requests" in b for b in receiver.bodies)
 
     texts = {
-        "router /metrics": http_get(stack.routers[0][2] + "/metrics")[1],
+        "router /metrics": http_get(stack.router_admins[0] + "/metrics")[1],
         "control /metrics": http_get(stack.admin + "/metrics")[1],
         "OTLP exports": b"\n".join(receiver.bodies),
     }

@@ -57,10 +57,14 @@ def _says_why(message: str) -> None:
 
 
 class Routers:
-    def __init__(self, stack: Stack, anon: Proc, anon_grpc: str, anon_http: str) -> None:
+    def __init__(
+        self, stack: Stack, anon: Proc, anon_grpc: str, anon_http: str, anon_admin: str
+    ) -> None:
         self.stack = stack
         self.closed_grpc, self.closed_http = stack.routers[0][1], stack.routers[0][2]
+        self.closed_admin = stack.router_admins[0]
         self.anon, self.anon_grpc, self.anon_http = anon, anon_grpc, anon_http
+        self.anon_admin = anon_admin
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +75,7 @@ def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routers]:
             procs, tmp_path_factory.mktemp("closed"), FILES, SCENARIO, open_without_tenants=False
         )
         g, h = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        a = f"127.0.0.1:{free_port()}"
         anon = stack.start(
             "router-anon",
             [
@@ -82,6 +87,8 @@ def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routers]:
                 g,
                 "--http",
                 h,
+                "--admin-listen",
+                a,
                 "--id",
                 "router-anon",
                 "--allow-anonymous",
@@ -89,7 +96,7 @@ def routers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routers]:
         )
         url = f"http://{h}"
         wait_until(lambda: http_get(url + "/readyz")[0] == 200, what=f"anon\n{anon.output()}")
-        yield Routers(stack, anon, g, url)
+        yield Routers(stack, anon, g, url, f"http://{a}")
     finally:
         for p in reversed(procs):
             p.stop()
@@ -164,7 +171,7 @@ def test_grpc_door_refuses_unauthenticated(routers: Routers) -> None:
 
 def test_a_closed_router_says_so(routers: Routers) -> None:
     url = routers.closed_http
-    door = _status(url)["door"]
+    door = _status(routers.closed_admin)["door"]
     assert door["mode"] == "closed" and door["open"] is False
     assert door["anonymous_allowed"] is False and door["tenants"] == 0
     _says_why(door["warning"])
@@ -174,7 +181,7 @@ def test_a_closed_router_says_so(routers: Routers) -> None:
     assert text.split()[-1] == routers.stack.router_version()
     # Every refusal above (and below) is counted.
     _post(url + "/v1/chat/completions", {"model": "auto", "messages": ASK})
-    assert _status(url)["door"]["refused"]["unauthenticated"] >= 1
+    assert _status(routers.closed_admin)["door"]["refused"]["unauthenticated"] >= 1
 
 
 def test_allow_anonymous_opens_it_loudly(routers: Routers) -> None:
@@ -187,7 +194,7 @@ def test_allow_anonymous_opens_it_loudly(routers: Routers) -> None:
     )
     assert resp.parse().model == "base-model"
     assert _grpc(routers.anon_grpc, None) is None
-    door = _status(url)["door"]
+    door = _status(routers.anon_admin)["door"]
     assert door["mode"] == "open" and door["open"] is True and door["anonymous_allowed"] is True
     assert door["warning"].startswith("OPEN: ")
     code, body = http_get(url + "/readyz")

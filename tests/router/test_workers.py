@@ -109,7 +109,7 @@ def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None
     seen: set[str] = set()
 
     def both_serving() -> bool:
-        node, version = _status_over_a_new_connection(url)
+        node, version = _status_over_a_new_connection(stack.router_admins[0])
         if version:
             seen.add(node)
         return len(seen) == 2
@@ -137,7 +137,7 @@ def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None
     # One scrape of the shared port has every worker's series, labelled by worker, and
     # adds up to the requests sent, whichever workers served them.
     for _ in range(3):
-        samples = scrape(url + "/metrics")
+        samples = scrape(stack.router_admins[0] + "/metrics")
         workers = {labels.get("skyroute_worker") for _, labels, _ in samples}
         assert workers == {"0", "1"}
         served = total(samples, "skyroute_router_requests_total")[()]

@@ -177,6 +177,8 @@ class Stack:
                     grpc,
                     "--http",
                     http,
+                    "--admin-listen",  # /metrics, /debug/status: never the client port
+                    f"{HOST}:{free_port()}",
                     "--id",
                     rid,
                     "--control-ca",

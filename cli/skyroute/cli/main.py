@@ -21,6 +21,7 @@ DEFAULT_CONTROL = "127.0.0.1:7070"
 DEFAULT_ADMIN = "127.0.0.1:7071"
 DEFAULT_ROUTER_GRPC = "127.0.0.1:7080"
 DEFAULT_ROUTER_HTTP = "127.0.0.1:7081"
+DEFAULT_ROUTER_ADMIN = "127.0.0.1:7082"  # loopback: /metrics and /debug/status list upstreams
 DEFAULT_PROVIDERS = "127.0.0.1:8790"
 
 
@@ -105,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--control", default=DEFAULT_CONTROL, help="control plane gRPC address")
     r.add_argument("--grpc", default=DEFAULT_ROUTER_GRPC, help="Router API gRPC address")
     r.add_argument("--http", default=DEFAULT_ROUTER_HTTP, help="OpenAI-compatible HTTP address")
+    r.add_argument(
+        "--admin-listen",
+        default=DEFAULT_ROUTER_ADMIN,
+        help="admin HTTP address for /metrics, /debug/status, /healthz and /readyz, never on "
+        f"the client port (default {DEFAULT_ROUTER_ADMIN}, loopback only; deploy/ sets "
+        "0.0.0.0:7082 for Prometheus; '' to disable)",
+    )
     r.add_argument("--id", default=None, help="node id reported to the control plane")
     r.add_argument(
         "--secrets-dir",
@@ -521,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             control=args.control,
             grpc=args.grpc,
             http=args.http,
+            admin=args.admin_listen,
             node_id=args.id,
             max_inflight=args.max_inflight,
             redis_url=args.redis,

@@ -1,9 +1,10 @@
 """A router process: distribution client, engine, and both front doors.
 
-``skyroute router --control HOST:PORT --grpc HOST:PORT --http HOST:PORT``
-starts serving at once: ``/healthz`` answers immediately, ``/readyz`` and the
-APIs answer 503 until the first snapshot is loaded (and gRPC health reports
-``skyroute.v1.Router`` NOT_SERVING until then, see :mod:`skyroute.link`). From then on the router
+``skyroute router --control HOST:PORT --grpc HOST:PORT --http HOST:PORT
+--admin-listen HOST:PORT`` starts serving at once: ``/healthz`` answers
+immediately, ``/readyz`` and the APIs answer 503 until the first snapshot is
+loaded (and gRPC health reports ``skyroute.v1.Router`` NOT_SERVING until then,
+see :mod:`skyroute.link`). From then on the router
 serves from its last known good snapshot whatever happens to the control
 plane, and swaps in each new version as it is ACKed. SIGTERM drains it
 (:mod:`.drain`): no request in flight is lost.
@@ -15,7 +16,8 @@ Once listening, start-up objects are frozen out of the garbage collector's
 sight and its youngest generation collects less often (:func:`_tune_gc`).
 
 Telemetry (:mod:`.telemetry`) is configured here, before the engine exists:
-``GET /metrics`` on the HTTP port always, OTLP export when the standard
+``GET /metrics`` on the admin listener (``--admin-listen``, loopback by
+default, never the client port; with ``/debug/status``), OTLP export when the standard
 ``OTEL_EXPORTER_OTLP_*`` variables name an endpoint.
 """
 
@@ -49,7 +51,7 @@ from skyroute.router.sync import LinkTls, OutcomeReporter, SnapshotSubscriber, c
 from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
-from skyroute.router.transports.http import build_app
+from skyroute.router.transports.http import build_admin_app, build_app
 from skyroute.router.worker_metrics import WorkerMetrics
 from skyroute.v1 import distribution_pb2, router_pb2, router_pb2_grpc
 
@@ -80,6 +82,7 @@ async def serve(
     limits_local_share: float = 1.0,
     control_tls: LinkTls | None = None,
     open_without_tenants: bool = False,
+    admin_addr: str = "",
 ) -> None:
     prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
@@ -148,7 +151,20 @@ async def serve(
     await runner.setup()
     host, port = _split(http_addr)
     await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
-    logs.event(log, "listening", node=node.id, grpc=grpc_addr, http=http_addr, control=control)
+    admin = web.AppRunner(build_admin_app(state), access_log=None, shutdown_timeout=1.0)
+    await admin.setup()
+    if admin_addr:  # operators' endpoints on their own port, never the client's
+        ahost, aport = _split(admin_addr)
+        await web.TCPSite(admin, ahost, aport, reuse_port=reuse_port or None).start()
+    logs.event(
+        log,
+        "listening",
+        node=node.id,
+        grpc=grpc_addr,
+        http=http_addr,
+        admin=admin_addr,
+        control=control,
+    )
     _tune_gc()
 
     tasks = [
@@ -164,6 +180,7 @@ async def serve(
     )
     grace = await drain(drain_settings, state, health, server, runner)
     logs.event(log, "stopping", node=node.id, grace_s=grace, inflight=state.inflight)
+    await admin.cleanup()
     if workers is not None:
         await workers.close()
     for t in tasks:
@@ -274,6 +291,7 @@ def main(
     limits_local_share: float = 1.0,
     control_tls: LinkTls | None = None,
     open_without_tenants: bool = False,
+    admin: str = "",
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -293,6 +311,7 @@ def main(
         limits_local_share,
         control_tls,
         open_without_tenants,
+        admin,
     )
     try:
         import uvloop

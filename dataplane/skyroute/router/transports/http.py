@@ -15,7 +15,10 @@ OpenAI-shaped 404: no responses are kept); the Embeddings door
 (:mod:`skyroute.router.ingress.codecs.openai_embeddings`) is
 ``POST /v1/embeddings`` (Explain: ``?door=embeddings``). Alongside: ``/v1/models``,
 ``POST /v1/feedback`` (:mod:`skyroute.router.ingress.feedback`),
-``/healthz``, ``/readyz``, ``/debug/status`` and ``/metrics``.
+``/healthz`` and ``/readyz``. The operator's endpoints, ``/debug/status``
+(which lists the upstream endpoints) and ``/metrics``, are not on this port:
+they are the admin listener's (:func:`build_admin_app`, ``--admin-listen``,
+loopback by default), and the client port answers them with the API's 404.
 
 Every error is JSON in the door's own format, aiohttp's own too (404, 405,
 413 for a body over :data:`~skyroute.link.DOOR_MAX_BYTES`): Anthropic's on
@@ -272,6 +275,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def build_admin_app(state: RouterState) -> web.Application:
+    """The admin listener: ``/debug/status``, ``/metrics`` and the probes, never the API."""
+    app = web.Application(middlewares=[json_errors])
+    app[STATE] = state
+    app.router.add_get("/debug/status", debug_status)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
 def build_app(state: RouterState) -> web.Application:
     app = web.Application(
         client_max_size=DOOR_MAX_BYTES, middlewares=[json_errors]
@@ -290,6 +304,4 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/debug/status", debug_status)
-    app.router.add_get("/metrics", metrics)
     return app

@@ -255,3 +255,20 @@ def test_malformed_parameters_are_openai_shaped_400s(
     err = json.loads(exc.value.read())["error"]
     assert err["param"] == param and err["type"] == "invalid_request_error"
     assert isinstance(err["message"], str) and err["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"top_logprobs": 3}, "top_logprobs")],
+)
+def test_sdk_gets_a_400_naming_what_skyroute_cannot_honour(
+    client: openai.OpenAI, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            **extra,
+        )
+    assert exc.value.status_code == 400 and exc.value.param == param
+    assert param in exc.value.message

@@ -14,6 +14,7 @@ that reads well in a failure message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -23,7 +24,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 # One OpenAI-family pool on the simulator (``{SIM}``): the smallest thing a policy can route to.
@@ -293,3 +296,14 @@ class Stack:
         req = urllib.request.Request(self.sim + "/_sim/reset", data=b"", method="POST")
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path, files: dict[str, str], scenario: str, **kw: Any) -> Iterator[Stack]:
+    """A :class:`Stack` for a ``with`` block (a module fixture's body), stopped after it."""
+    procs: list[Proc] = []
+    try:
+        yield Stack(procs, tmp, files, scenario, **kw)
+    finally:
+        for p in reversed(procs):
+            p.stop()

@@ -13,20 +13,10 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from harness import Proc, Stack, http_get
+from harness import BASE_POOL, Stack, http_get, running_stack
 
 FILES = {
-    "pool.yaml": """\
-apiVersion: skyroute.io/v1alpha1
-kind: ModelPool
-metadata: {name: base}
-spec:
-  models:
-    - name: base-model
-      provider: openai
-      endpoint: "{SIM}/openai/v1"
-      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
-""",
+    "pool.yaml": BASE_POOL,
     "policy.yaml": """\
 apiVersion: skyroute.io/v1alpha1
 kind: RoutingPolicy
@@ -50,12 +40,8 @@ ADMIN_ONLY = ("/metrics", "/debug/status")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    procs: list[Proc] = []
-    try:
-        yield Stack(procs, tmp_path_factory.mktemp("admin"), FILES, SCENARIO)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    with running_stack(tmp_path_factory.mktemp("admin"), FILES, SCENARIO) as stack:
+        yield stack
 
 
 @pytest.mark.parametrize("path", ADMIN_ONLY)

@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from skyroute.router.signals import DECLARED, SIGNALS
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import Proc, Stack
+from harness import Stack, running_stack
 
 _POOL = """\
 apiVersion: skyroute.io/v1alpha1
@@ -144,12 +144,8 @@ _BY_NAME = {s.name: s for s in DECLARED}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    procs: list[Proc] = []
-    try:
-        yield Stack(procs, tmp_path_factory.mktemp("doors"), FILES, SCENARIO)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    with running_stack(tmp_path_factory.mktemp("doors"), FILES, SCENARIO) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import Proc, Stack, http_get
+from harness import Stack, http_get, running_stack
 
 _MODEL = """\
     - name: {name}
@@ -97,12 +97,8 @@ models:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    procs: list[Proc] = []
-    try:
-        yield Stack(procs, tmp_path_factory.mktemp("embeddings"), FILES, SCENARIO)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    with running_stack(tmp_path_factory.mktemp("embeddings"), FILES, SCENARIO) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

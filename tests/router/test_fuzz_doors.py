@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import BASE_POOL, Proc, Stack
+from harness import BASE_POOL, Stack, running_stack
 
 # The base pool plus an embedding model, which only the Embeddings door reaches.
 EMBED_MODEL = """\
@@ -227,12 +227,8 @@ def bodies(door: str) -> st.SearchStrategy[bytes]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    procs: list[Proc] = []
-    try:
-        yield Stack(procs, tmp_path_factory.mktemp("fuzz"), FILES, SCENARIO)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    with running_stack(tmp_path_factory.mktemp("fuzz"), FILES, SCENARIO) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

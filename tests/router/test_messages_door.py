@@ -21,7 +21,7 @@ import pytest
 
 from skyroute.router import tokens
 
-from harness import Proc, Stack, keys_cli, wait_until
+from harness import Stack, keys_cli, running_stack, wait_until
 
 _POOL = """\
 apiVersion: skyroute.io/v1alpha1
@@ -102,12 +102,8 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    procs: list[Proc] = []
-    try:
-        yield Stack(procs, tmp_path_factory.mktemp("messages"), FILES, SCENARIO)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    with running_stack(tmp_path_factory.mktemp("messages"), FILES, SCENARIO) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 import openai
 import pytest
 
-from harness import Proc, Stack, http_get
+from harness import Stack, http_get, running_stack
 
 _POOL = """\
 apiVersion: skyroute.io/v1alpha1
@@ -70,12 +70,8 @@ RESPONSE_FORMAT = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    procs: list[Proc] = []
-    try:
-        yield Stack(procs, tmp_path_factory.mktemp("params"), FILES, SCENARIO)
-    finally:
-        for p in reversed(procs):
-            p.stop()
+    with running_stack(tmp_path_factory.mktemp("params"), FILES, SCENARIO) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,24 @@ def test_routers_may_only_reach_the_operator_dns_and_providers(k8s_cluster: Clus
     assert providers["ports"] == [{"protocol": "TCP", "port": 443}]
 
 
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_admin_ports_only_from_the_monitoring_namespace(k8s_cluster: Cluster, overlay: str) -> None:
+    """Router 7082 and operator 7071 (metrics, status, promote/abort) are in no rule open
+    to every source, and in one rule from the monitoring namespace; the API ports stay open."""
+    policies = by_kind(render(k8s_cluster, overlay), "NetworkPolicy")
+    for name, admin in (("skyroute-router", 7082), ("skyroute-operator", 7071)):
+        rules = policies[name]["spec"]["ingress"]
+        with_admin = [r for r in rules if admin in {p["port"] for p in r.get("ports", [])}]
+        assert len(with_admin) == 1, (name, with_admin)
+        sources = with_admin[0].get("from", [])
+        assert sources == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ], (name, sources)
+    router_api = policies["skyroute-router"]["spec"]["ingress"][0]
+    assert {p["port"] for p in router_api["ports"]} == {7080, 7081}
+    assert router_api["from"] == [{"namespaceSelector": {}}]
+
+
 def test_webhook_fails_open_to_cel_and_matches_the_operator_paths(k8s_cluster: Cluster) -> None:
     config = by_kind(render(k8s_cluster, "dev"), "ValidatingWebhookConfiguration")["skyroute"]
     paths = {h["clientConfig"]["service"]["path"] for h in config["webhooks"]}

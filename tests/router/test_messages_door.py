@@ -398,6 +398,28 @@ def test_errors_are_anthropic_shaped(
     assert ok.content
 
 
+@pytest.mark.parametrize("user_id", [42, ["u"], "u" * 257])
+def test_metadata_user_id_is_a_short_string(client: anthropic.Anthropic, user_id: object) -> None:
+    """As the Messages API: ``metadata.user_id`` is a string of at most 256 characters
+    (it was passed through ``str()``, so a number became a user id)."""
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(
+            model="to-anthropic",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "hi"}],
+            metadata={"user_id": user_id},  # type: ignore[typeddict-item]
+        )
+    assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert bad.value.body["error"]["message"].startswith("metadata.user_id")  # type: ignore[index]
+    ok = client.messages.create(
+        model="to-anthropic",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "hi"}],
+        metadata={"user_id": "u-1"},
+    )
+    assert ok.content
+
+
 def test_thinking_blocks_come_back_signed_streamed_or_not(client: anthropic.Anthropic) -> None:
     ask: dict[str, Any] = {
         "max_tokens": 2048,

@@ -88,6 +88,7 @@ _STOP_REASON = {
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
 _THINKING = ("thinking", "redacted_thinking")
 _PASSTHROUGH = ("thinking", "top_k", "top_p", "metadata")
+MAX_USER_ID = 256  # the Messages API's limit on metadata.user_id
 # Header limits: a version is a date, betas a short comma-separated list.
 _HEADER_LIMITS = {"anthropic-version": 64, "anthropic-beta": 2048}
 MAX_STOP_SEQUENCES = 64
@@ -306,15 +307,20 @@ def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
     number(data.get("top_p"), "top_p", 0.0, 1.0)
     integer(data.get("top_k"), "top_k", 0, MAX_INT32)
     stream = boolean(data.get("stream"), "stream")
+    user = None
     if data.get("metadata") is not None:
-        obj(data["metadata"], "metadata")
+        user = obj(data["metadata"], "metadata").get("user_id")
+        if user is not None and len(string(user, "metadata.user_id")) > MAX_USER_ID:
+            raise invalid(
+                f"metadata.user_id: String should have at most {MAX_USER_ID} characters",
+                "metadata.user_id",
+            )
     if data.get("thinking") is not None:
         obj(data["thinking"], "thinking")
     messages, blocks = _messages(data)
     native: dict[str, Any] = {k: data[k] for k in _PASSTHROUGH if k in data}
     if blocks:
         native["blocks"] = blocks
-    user = (data.get("metadata") or {}).get("user_id")
     chat = ChatRequest(
         messages=messages,
         tools=_tools(data.get("tools")),

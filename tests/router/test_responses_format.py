@@ -96,6 +96,23 @@ def test_json_mode_reaches_openai(
     assert _received(stack, "openai")["response_format"] == {"type": "json_object"}
 
 
+@pytest.mark.parametrize(
+    ("family", "path"), [("openai", ("top_p",)), ("gemini", ("generationConfig", "topP"))]
+)
+def test_top_p_reaches_the_upstream(
+    stack: Stack,  # noqa: F811
+    client: openai.OpenAI,  # noqa: F811
+    family: str,
+    path: tuple[str, ...],
+) -> None:
+    """``top_p`` was checked and then dropped; it is the Chat parameter, translated per family."""
+    client.responses.create(model="auto", input="hello", top_p=0.25, extra_headers=_to(family))
+    got: object = _received(stack, family)
+    for key in path:
+        got = got[key]  # type: ignore[index]
+    assert got == 0.25
+
+
 def test_a_family_that_cannot_honour_it_is_a_400(client: openai.OpenAI) -> None:  # noqa: F811
     with pytest.raises(openai.BadRequestError) as exc:
         client.responses.create(

@@ -17,7 +17,8 @@ assistant's tool calls, consecutive ones in one turn) and
 earlier turns are left out. ``instructions`` becomes the system message,
 function ``tools`` and ``tool_choice`` are translated, ``max_output_tokens``
 and ``temperature`` (0-2) go to every family, ``user`` is the canary user;
-``top_p`` is checked (0-1) and ``stream`` must be a boolean (:mod:`.fields`).
+``top_p`` (0-1) is the Chat ``top_p``, translated per family, and ``stream`` must be a
+boolean (:mod:`.fields`).
 Refused with a 400 naming the part: built-in tools (``web_search``,
 ``file_search``...), ``previous_response_id`` and ``conversation`` (the
 router keeps no responses yet: send the whole ``input``) and malformed
@@ -271,7 +272,9 @@ class OpenAIResponses:
         fmt = response_format(data.get("text"))
         if fmt is not None:
             chat.options["response_format"] = fmt
-        number(data.get("top_p"), "top_p", 0.0, 1.0)
+        top_p = number(data.get("top_p"), "top_p", 0.0, 1.0)
+        if top_p is not None:  # the Chat parameter, translated per family like Chat's
+            chat.options["top_p"] = top_p
         hdr = wire.headers
         return Inbound(
             policy=policy(data),

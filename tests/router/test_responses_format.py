@@ -113,6 +113,30 @@ def test_top_p_reaches_the_upstream(
     assert got == 0.25
 
 
+def test_reasoning_effort_becomes_each_familys_thinking(
+    stack: Stack,  # noqa: F811
+    client: openai.OpenAI,  # noqa: F811
+) -> None:
+    """``reasoning.effort`` was accepted and not acted on; it is Chat's reasoning_effort."""
+    client.responses.create(
+        model="auto", input="think", reasoning={"effort": "low"}, extra_headers=_to("openai")
+    )
+    assert _received(stack, "openai")["reasoning_effort"] == "low"
+    client.responses.create(
+        model="auto", input="think", reasoning={"effort": "medium"}, extra_headers=_to("gemini")
+    )
+    gen = _received(stack, "gemini")["generationConfig"]
+    assert gen["thinkingConfig"] == {"thinkingBudget": 4096}
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.responses.create(
+            model="auto",
+            input="think",
+            reasoning={"effort": "extreme"},  # type: ignore[typeddict-item]
+            extra_headers=_to("openai"),
+        )
+    assert bad.value.body["param"] == "reasoning.effort"  # type: ignore[index]
+
+
 def test_a_family_that_cannot_honour_it_is_a_400(client: openai.OpenAI) -> None:  # noqa: F811
     with pytest.raises(openai.BadRequestError) as exc:
         client.responses.create(

@@ -51,7 +51,8 @@ _FORMATS = ("text", "json_object", "json_schema")
 _PART_TEXT = {"text": "text", "input_text": "text", "refusal": "refusal"}
 #: The message roles Chat Completions takes (every door's messages are checked against them).
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-_EFFORTS = ("minimal", "low", "medium", "high")
+#: Reasoning efforts (Chat ``reasoning_effort``, Responses ``reasoning.effort``).
+EFFORTS = ("minimal", "low", "medium", "high")
 # Parameters skyroute cannot yet carry back to the client: refused, not silently lost.
 _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "n": lambda v: v != 1,
@@ -72,6 +73,13 @@ def _content(content: Any, where: str) -> None:
         key = _PART_TEXT.get(part["type"])
         if key is not None and not isinstance(part.get(key), str):
             raise invalid(f"'{at}.{key}' must be a string", f"{at}.{key}")
+
+
+def effort(value: Any, where: str) -> str | None:
+    """A reasoning effort, or None when absent; anything else is a 400 naming ``where``."""
+    if value is not None and value not in EFFORTS:
+        raise invalid(f"'{where}' must be one of " + ", ".join(EFFORTS), where)
+    return value  # type: ignore[no-any-return]
 
 
 def messages(turns: list[Any]) -> None:
@@ -130,11 +138,7 @@ def check(data: dict[str, Any]) -> None:
     for name in _BOOLS:
         fields.boolean(data.get(name), name)
     _response_format(data.get("response_format"))
-    effort = data.get("reasoning_effort")
-    if effort is not None and effort not in _EFFORTS:
-        raise invalid(
-            "'reasoning_effort' must be one of " + ", ".join(_EFFORTS), "reasoning_effort"
-        )
+    effort(data.get("reasoning_effort"), "reasoning_effort")
     for name, refused in _UNSUPPORTED.items():
         if data.get(name) is not None and refused(data[name]):
             raise invalid(

@@ -24,7 +24,8 @@ Refused with a 400 naming the part: built-in tools (``web_search``,
 router keeps no responses yet: send the whole ``input``) and malformed
 input. ``text.format`` (``json_object``, ``json_schema``) is the Chat
 ``response_format``, translated per family (:mod:`.responses_text`).
-``store`` and ``reasoning`` are accepted and not acted on (the answer says ``store: false``).
+``reasoning.effort`` is the Chat ``reasoning_effort`` (thinking budgets per family);
+``store`` is accepted and not acted on (the answer says ``store: false``).
 
 A stream is ``response.created``, ``response.in_progress``, then per output
 item ``response.output_item.added``, its content (``content_part.added``,
@@ -46,6 +47,7 @@ import orjson
 from skyroute.router.engine import Served
 from skyroute.router.ingress.codecs.fields import boolean, number, obj, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
+from skyroute.router.ingress.codecs.openai_params import effort
 from skyroute.router.ingress.codecs.responses_text import echo, response_format
 from skyroute.router.ingress.facts import public_message
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
@@ -275,6 +277,10 @@ class OpenAIResponses:
         top_p = number(data.get("top_p"), "top_p", 0.0, 1.0)
         if top_p is not None:  # the Chat parameter, translated per family like Chat's
             chat.options["top_p"] = top_p
+        if data.get("reasoning") is not None:
+            level = effort(obj(data["reasoning"], "reasoning").get("effort"), "reasoning.effort")
+            if level is not None:  # Chat's reasoning_effort: thinking budgets per family
+                chat.options["reasoning_effort"] = level
         hdr = wire.headers
         return Inbound(
             policy=policy(data),

@@ -78,14 +78,15 @@ def test_same_seed_same_failure_sequence() -> None:
 
 
 def test_burst_window_on_the_scenario_clock() -> None:
-    # time_scale 100: the burst [50 s, 1050 s) of scenario time starts 0.5 s after (re)start
+    # time_scale 10: the burst [30 s, 1030 s) of scenario time starts 3 s after (re)start,
+    # room enough for the "before" requests on a loaded machine.
     scenario = {
-        "time_scale": 100,
+        "time_scale": 10,
         "defaults": {"error_rate": 0},
         "bursts": [
             {
                 "models": ["gpt-*"],
-                "start_s": 50,
+                "start_s": 30,
                 "duration_s": 1000,
                 "error_rate": 1.0,
                 "errors": {"unavailable": 1},
@@ -94,8 +95,10 @@ def test_burst_window_on_the_scenario_clock() -> None:
     }
     with SimulatorThread(scenario) as sim:
         sim.reset()
+        t0 = time.monotonic()
         before = {s for s, _ in fire(sim.url, "gpt-5.2", 20)}
-        time.sleep(0.6)
+        assert time.monotonic() - t0 < 3.0, "the 'before' requests outlasted the quiet window"
+        time.sleep(max(0.0, t0 + 3.2 - time.monotonic()))
         during = {s for s, _ in fire(sim.url, "gpt-5.2", 20)}
         other = {s for s, _ in fire(sim.url, "claude-4.5-haiku", 20)}
         sim.reset()  # restarts the burst clock
@@ -125,15 +128,16 @@ def test_repeating_burst_and_latency_multiplier() -> None:
 def test_latency_follows_ttft_and_time_scale() -> None:
     scenario = {
         "seed": 5,
-        "time_scale": 2,
-        "defaults": {"ttft_ms": {"p50": 200, "p95": 400}, "tokens_per_s": 1e6, "error_rate": 0},
+        "time_scale": 4,
+        "defaults": {"ttft_ms": {"p50": 1000, "p95": 2000}, "tokens_per_s": 1e6, "error_rate": 0},
     }
     with SimulatorThread(scenario) as sim:
         times = sorted(t for _, t in fire(sim.url, "m", 80))
     median = times[len(times) // 2]
-    # 200 ms / time_scale 2; sleeps never end early, a loaded machine may add a little
-    assert 0.09 < median < 0.2
-    assert times[int(len(times) * 0.95)] < 0.5
+    # 1000 ms / time_scale 4 = 250 ms (unscaled would be 1 s); sleeps never end early, and
+    # the bounds leave a loaded machine 350 ms of slack.
+    assert 0.2 < median < 0.6
+    assert times[int(len(times) * 0.95)] < 1.2
 
 
 def test_timeout_hangs_until_client_gives_up() -> None:

@@ -55,6 +55,7 @@ from skyroute.router.ingress.codecs.fields import (
     MAX_INT32,
     boolean,
     integer,
+    json_object,
     number,
     obj,
     policy,
@@ -296,10 +297,7 @@ def _headers(hdr: Mapping[str, str]) -> None:
 
 def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
     """A Messages (or count_tokens, without ``max_tokens``) request as the pipeline's."""
-    try:
-        data = obj(orjson.loads(wire.body), "body")
-    except orjson.JSONDecodeError as e:
-        raise invalid(f"request body is not valid JSON: {e}", "body") from e
+    data = json_object(wire.body)
     _headers(wire.headers)
     model = policy(data)
     max_tokens = positive_int(data.get("max_tokens"), "max_tokens", required=not count_only)

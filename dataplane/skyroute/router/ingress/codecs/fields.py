@@ -14,7 +14,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
 from skyroute.router.ingress.types import invalid
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object (a 400 naming ``body`` otherwise)."""
+    try:
+        return obj(orjson.loads(body), "body")
+    except orjson.JSONDecodeError as e:
+        raise invalid(f"request body is not valid JSON: {e}", "body") from e
 
 
 def obj(value: Any, where: str) -> dict[str, Any]:

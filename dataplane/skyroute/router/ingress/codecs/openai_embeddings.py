@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from skyroute.router.ingress.codecs.fields import obj, policy, positive_int, string
+from skyroute.router.ingress.codecs.fields import json_object, policy, positive_int, string
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
 from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
 from skyroute.router.providers.embeddings import EmbedRequest
@@ -75,10 +75,7 @@ class OpenAIEmbeddings:
     __slots__ = ()
 
     def decode(self, wire: HttpIn) -> Inbound:
-        try:
-            data = obj(orjson.loads(wire.body), "body")
-        except orjson.JSONDecodeError as e:
-            raise invalid(f"request body is not valid JSON: {e}", "body") from e
+        data = json_object(wire.body)
         if "input" not in data:
             raise invalid("input: required", "input")
         texts = inputs(data["input"])

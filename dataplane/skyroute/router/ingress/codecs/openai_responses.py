@@ -45,7 +45,15 @@ from typing import Any
 import orjson
 
 from skyroute.router.engine import Served
-from skyroute.router.ingress.codecs.fields import boolean, number, obj, policy, positive_int, string
+from skyroute.router.ingress.codecs.fields import (
+    boolean,
+    json_object,
+    number,
+    obj,
+    policy,
+    positive_int,
+    string,
+)
 from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAIChat, http_context
 from skyroute.router.ingress.codecs.openai_params import effort
 from skyroute.router.ingress.codecs.responses_text import echo, response_format
@@ -259,10 +267,7 @@ class OpenAIResponses:
     __slots__ = ()
 
     def decode(self, wire: HttpIn) -> Inbound:
-        try:
-            data = obj(orjson.loads(wire.body), "body")
-        except orjson.JSONDecodeError as e:
-            raise invalid(f"request body is not valid JSON: {e}", "body") from e
+        data = json_object(wire.body)
         _checked(data)
         chat = ChatRequest(
             messages=_messages(data),

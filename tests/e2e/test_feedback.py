@@ -209,6 +209,11 @@ def test_feedback_moves_each_intent_to_its_truly_better_model(stack: Stack) -> N
     # Explain shows the offline prior, the observations and the posterior in use.
     scores = _explain(url, "code")
     top = scores[better["code"]]
-    assert top["quality_prior"] == pytest.approx(HIDDEN[(better["code"], "code")] - EVAL_ERROR)
-    assert top["quality_n"] > 0
-    assert top["quality"] > top["quality_prior"]
+    # Said on failure: what the router answered and what the control plane had learned
+    # (this assertion failed once in a full run and never alone; the next failure names why).
+    seen = (scores, http_get(stack.admin + "/debug/learning")[1][:4000])
+    assert top["quality_prior"] == pytest.approx(HIDDEN[(better["code"], "code")] - EVAL_ERROR), (
+        seen
+    )
+    assert top.get("quality_n", 0) > 0, seen
+    assert top["quality"] > top["quality_prior"], seen

@@ -8,6 +8,9 @@ version and the policy's status version). Who catches what:
   from the CRD (no webhook involved);
 * an intent pattern that is not a valid regular expression: the operator's
   validating webhook (the CRD cannot compile regexes);
+* a pool's ``apiKey.env`` naming a variable outside the ``--secret-env-prefix``
+  rule (skyroute/keyrefs.py, the folder mode's check): the webhook, and the
+  operator itself for what was admitted while it was down;
 * a pool that does not exist: admitted with a warning (order of apply must
   not matter), then ``Compiled=False, reason PoolNotFound`` naming the
   field, with the previous generation still serving;
@@ -18,6 +21,7 @@ version and the policy's status version). Who catches what:
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import http_get
 from kcluster import Cluster
 from opstack import Stack, acmeshop_stack, serving
 
@@ -78,6 +83,15 @@ def test_bad_intent_pattern_is_refused_by_the_webhook(stack: Stack) -> None:
     assert "spec.intents[2].patterns[0]: invalid regular expression" in err
 
 
+def test_an_env_key_outside_the_allowed_names_is_refused_by_the_webhook(stack: Stack) -> None:
+    pool = stack.example("ModelPool", "cost")
+    pool["spec"]["models"][0]["apiKey"] = {"env": "AWS_SECRET_ACCESS_KEY"}
+    err = refused(stack, pool)
+    assert 'admission webhook "modelpools.skyroute.io" denied the request' in err, err
+    assert 'spec.models[0].apiKey.env: "AWS_SECRET_ACCESS_KEY" refused' in err
+    assert "--secret-env-prefix" in err
+
+
 def test_missing_pool_waits_with_a_condition_naming_the_field(stack: Stack) -> None:
     before = serving(stack)
     policy = stack.example("RoutingPolicy", "acmeshop")
@@ -119,4 +133,20 @@ def test_with_the_webhook_down_cel_still_protects_and_the_operator_refuses_the_r
     accepted = stack.wait_condition(RP, "sneaky", "Accepted", "False", reason="Invalid")
     assert accepted["message"].startswith("spec.intents[0].patterns[0]: invalid regular expression")
     assert "sneaky" not in stack.operator_status()["policies"]
+    assert stack.condition(RP, "acmeshop", "Ready")["status"] == "True"
+
+
+def test_an_env_key_admitted_while_the_webhook_was_down_never_serves(stack: Stack) -> None:
+    stack.operator.stop()
+    pool = stack.example("ModelPool", "cost")
+    pool["metadata"]["name"] = "leaky"
+    pool["spec"]["models"][0]["apiKey"] = {"env": "REDIS_PASSWORD"}
+    stack.apply(yaml.safe_dump(pool))  # failurePolicy Ignore: admitted without the webhook
+    stack.operator = stack.start_operator()
+    accepted = stack.wait_condition(MP, "leaky", "Accepted", "False", reason="Invalid")
+    assert accepted["message"].startswith('spec.models[0].apiKey.env: "REDIS_PASSWORD" refused')
+    code, body = http_get(f"http://{stack.admin}/debug/snapshot")
+    assert code == 200, body
+    pools = {p["name"] for p in json.loads(body)["pools"]}
+    assert "cost" in pools and "leaky" not in pools
     assert stack.condition(RP, "acmeshop", "Ready")["status"] == "True"

@@ -277,6 +277,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated namespaces whose key Secrets (skyroute keys create -n NS) "
         "the operator reads; needs Secrets get/list/watch there (default: none, spec.keys only)",
     )
+    _secret_env_flag(o, "a pool whose apiKey {env: ...} names another variable is invalid")
     o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
     o.add_argument(
         "--status-settle",
@@ -319,14 +320,24 @@ def _parser() -> argparse.ArgumentParser:
         help="test, diff and explain routing policies; promote, abort and inspect their rollouts",
     )
     pol_sub = pol.add_subparsers(dest="policy_command", required=True)
-    pt = pol_sub.add_parser(
-        "test",
-        help="run the policies' spec.tests (exit 0 pass, 1 a case fails, 2 invalid)",
-        description="Validate and compile pools and policies as `skyroute control` does, then "
-        "decide every spec.tests case with the router's own code.",
-    )
-    pt.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="YAML files or folders")
-    pt.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    for name, text, description in (
+        (
+            "test",
+            "run the policies' spec.tests (exit 0 pass, 1 a case fails, 2 invalid)",
+            "Validate and compile pools and policies as `skyroute control` does, then "
+            "decide every spec.tests case with the router's own code.",
+        ),
+        (
+            "validate",
+            "would the control plane accept these objects (exit 0 valid, 2 invalid)",
+            "Both validation passes and the compile of `skyroute control`, tests not "
+            "run; every problem is named by file, object and field.",
+        ),
+    ):
+        pt = pol_sub.add_parser(name, help=text, description=description)
+        pt.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="YAML files or folders")
+        pt.add_argument("--json", action="store_true", help="print JSON instead of text")
+        _secret_env_flag(pt, "give the values `skyroute control` runs with")
     pd = pol_sub.add_parser(
         "diff",
         help="how routing of a traffic sample changes between two policy versions",
@@ -344,6 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     pd.add_argument("--examples", type=int, default=3, help="example prompts per transition")
     pd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    _secret_env_flag(pd, "give the values `skyroute control` runs with")
     pe = pol_sub.add_parser("explain", help="a live router's decision for a prompt (gRPC Explain)")
     pe.add_argument("prompt", metavar="PROMPT", help="the user message")
     pe.add_argument("--router", required=True, help="router gRPC address HOST:PORT")
@@ -588,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status_interval=args.status_interval,
                 status_settle=args.status_settle,
                 key_namespaces=tuple(n for n in args.key_namespaces.split(",") if n),
+                secret_env_prefixes=tuple(args.secret_env_prefix),
             )
         )
         return 0
@@ -605,8 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "policy":
         from skyroute.cli import policy
 
-        if args.policy_command == "test":
-            return policy.test_main(args.paths, as_json=args.json)
+        if args.policy_command in ("test", "validate"):
+            run = policy.test_main if args.policy_command == "test" else policy.validate_main
+            return run(args.paths, as_json=args.json, env_prefixes=tuple(args.secret_env_prefix))
         if args.policy_command == "diff":
             return policy.diff_main(
                 args.old,
@@ -615,6 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 policy=args.policy,
                 as_json=args.json,
                 examples=args.examples,
+                env_prefixes=tuple(args.secret_env_prefix),
             )
         if args.policy_command in ("promote", "abort", "status"):
             from skyroute.cli import rollout

@@ -11,6 +11,9 @@ command:
   so the command drops into CI as it is. Failing cases are also printed as
   plain ``file: object: spec.tests[i]: ...`` lines, which survive any log
   viewer.
+* ``validate FILE_OR_DIR...``: would ``skyroute control`` (or the operator)
+  accept these objects? Both validation passes and the compile, no tests:
+  exit 0, or 2 with every problem named by file, object and field.
 * ``diff OLD NEW --sample FILE.jsonl``: what would the change do to real
   traffic? Every sampled request is decided under both versions and the
   differences counted: intent, pool and first model changes, a transition
@@ -25,6 +28,9 @@ command:
 exploration), as the control plane's compile-time tests do. Output is a
 rich table on a terminal, plain text in a pipe (rich drops colours when
 stdout is not a tty, and honours ``NO_COLOR``), and JSON with ``--json``.
+``validate``, ``test`` and ``diff`` take ``--secret-env-prefix`` as the control
+plane does (``skyroute/keyrefs.py``): give them the values it runs with, so a
+pool's ``apiKey.env`` that the control plane would refuse fails here first.
 """
 
 from __future__ import annotations
@@ -77,11 +83,33 @@ def _run_table(run: PolicyRun, file: str) -> Table:
     return t
 
 
-def test_main(paths: Sequence[str], as_json: bool = False) -> int:
+def validate_main(
+    paths: Sequence[str], as_json: bool = False, env_prefixes: Sequence[str] = ()
+) -> int:
+    """``skyroute policy validate``: 0 valid (and compiles), 2 invalid input."""
+    out, err = consoles()
+    try:
+        snapshot, objects = compile_sources(paths, env_prefixes)
+    except PolicyError as exc:
+        return invalid(exc, as_json, out, err)
+    counts = {
+        "pools": len(objects.pools),
+        "policies": len(objects.policies),
+        "tenants": len(objects.tenants),
+    }
+    if as_json:
+        emit_json({"ok": True, "invalid": False, "version": snapshot.version, **counts})
+    else:
+        what = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        out.print(f"valid: {what} (snapshot {snapshot.version})", markup=False)
+    return EXIT_OK
+
+
+def test_main(paths: Sequence[str], as_json: bool = False, env_prefixes: Sequence[str] = ()) -> int:
     """``skyroute policy test``: 0 all pass, 1 a case fails, 2 invalid input."""
     out, err = consoles()
     try:
-        snapshot, objects = compile_sources(paths)
+        snapshot, objects = compile_sources(paths, env_prefixes)
     except PolicyError as exc:
         return invalid(exc, as_json, out, err)
     policies = [p.obj for p in objects.policies if isinstance(p.obj, RoutingPolicy)]
@@ -145,9 +173,10 @@ def diff_main(
     policy: str | None = None,
     as_json: bool = False,
     examples: int = 3,
+    env_prefixes: Sequence[str] = (),
 ) -> int:
     """``skyroute policy diff``: routing changes over a traffic sample (see policy_diff)."""
-    return run_diff(old, new, sample, policy, as_json, examples)
+    return run_diff(old, new, sample, policy, as_json, examples, env_prefixes)
 
 
 def explain_main(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,12 +217,13 @@ def main(
     policy: str | None = None,
     as_json: bool = False,
     examples: int = 3,
+    env_prefixes: Sequence[str] = (),
 ) -> int:
     out, err = consoles()
     try:
         tables = []
         for side in (old, new):
-            snapshot, _ = compile_sources([side])
+            snapshot, _ = compile_sources([side], env_prefixes)
             try:
                 tables.append(build_table(keyless_snapshot(snapshot)))
             except SnapshotError as exc:

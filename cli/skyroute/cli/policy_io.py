@@ -88,9 +88,15 @@ def load_sources(paths: Sequence[str]) -> list[SourceDocument]:
     return docs
 
 
-def compile_sources(paths: Sequence[str]) -> tuple[snapshot_pb2.Snapshot, Objects]:
-    """Validated and compiled as ``skyroute control`` would, tests not run; PolicyError."""
-    objects = validate(load_sources(paths))
+def compile_sources(
+    paths: Sequence[str], env_prefixes: Sequence[str] = ()
+) -> tuple[snapshot_pb2.Snapshot, Objects]:
+    """Validated and compiled as ``skyroute control`` would, tests not run; PolicyError.
+
+    ``env_prefixes`` are the ``--secret-env-prefix`` values the control plane and the
+    routers run with: a pool's ``apiKey.env`` naming another variable is a problem.
+    """
+    objects = validate(load_sources(paths), env_prefixes)
     return compile_objects(objects, run_tests=False), objects
 
 

@@ -2,7 +2,8 @@
 
 The API server already enforces the CRD schema and its CEL rules; what it
 cannot check is what needs Python (an intent pattern that is not a valid
-regular expression) or other objects (a second default policy, a name used
+regular expression, a pool's ``apiKey.env`` naming a variable outside the
+operator's ``--secret-env-prefix`` rule) or other objects (a second default policy, a name used
 in another namespace, a rule glob that matches none of the policy's
 intents). The webhook runs exactly the validation the operator runs after
 the write (``World.observe`` and the cross-object pass against the accepted
@@ -75,7 +76,7 @@ def order_dependent(problem: Problem) -> bool:
 
 def review(world: World, body: Mapping[str, Any]) -> Verdict:
     """What the webhook answers for ``body`` (a CREATE or UPDATE), given what serves now."""
-    obs = observe_body(body)
+    obs = observe_body(body, world.env_prefixes)
     ref = obs.key.ref
     if obs.parsed is None:
         return Verdict(tuple(describe(p, ref) for p in obs.invalid), ())

@@ -94,6 +94,7 @@ class OperatorOptions:
     status_settle: float = 10.0
     debounce_ms: int = 20
     key_namespaces: tuple[str, ...] = ()  # where key Secrets are read (none: spec.keys only)
+    secret_env_prefixes: tuple[str, ...] = ()  # the routers' --secret-env-prefix (keyrefs.py)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -114,7 +115,7 @@ class Operator:
             opts.identity or os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         )
         scope = f"namespace {opts.namespace}" if opts.namespace else "all namespaces"
-        self.world = World()
+        self.world = World(opts.secret_env_prefixes)
         self.store = SnapshotStore(source=f"kubernetes ({scope})")
         self.registry = RouterRegistry()
         self.outcomes = OutcomeAggregator()

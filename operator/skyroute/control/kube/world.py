@@ -70,7 +70,13 @@ from skyroute.control.policy.model import (
     TenantResource,
 )
 from skyroute.control.policy.policytests import ResultCache, run_policy_tests
-from skyroute.control.policy.validate import Objects, Parsed, check_references, parse_document
+from skyroute.control.policy.validate import (
+    Objects,
+    Parsed,
+    check_key_refs,
+    check_references,
+    parse_document,
+)
 from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.control.kube.world")
@@ -147,8 +153,13 @@ def key_of(body: Mapping[str, Any]) -> Key:
     )
 
 
-def observe_body(body: Mapping[str, Any]) -> Observed:
-    """Parse one object (first pass only); status and server-side metadata are dropped."""
+def observe_body(body: Mapping[str, Any], env_prefixes: Sequence[str] = ()) -> Observed:
+    """Parse one object (first pass only); status and server-side metadata are dropped.
+
+    A pool's ``apiKey.env`` naming a variable routers may not read (``keyrefs.py``, the
+    operator's ``--secret-env-prefix``) is a first-pass problem: that generation never
+    serves, as in folder mode, and the webhook refuses it.
+    """
     key = key_of(body)
     meta = body.get("metadata") or {}
     data = {
@@ -161,6 +172,9 @@ def observe_body(body: Mapping[str, Any]) -> Observed:
         del data["spec"]
     doc = SourceDocument(file=key.ref, index=0, data=data)
     parsed, problems = parse_document(doc)
+    if parsed is not None:
+        problems = list(check_key_refs([parsed], env_prefixes))
+        parsed = None if problems else parsed
     generation = meta.get("generation")
     return Observed(
         key=key,
@@ -234,7 +248,9 @@ _Change = tuple[Key, Parsed | None]  # None: delete
 class World:
     """Observed objects, the accepted (serving) set, and the snapshot compiled from it."""
 
-    def __init__(self) -> None:
+    def __init__(self, env_prefixes: Sequence[str] = ()) -> None:
+        # The routers' --secret-env-prefix: which apiKey {env: ...} names are valid.
+        self.env_prefixes = tuple(env_prefixes)
         self._observed: dict[Key, Observed] = {}
         self._accepted: dict[Key, Accepted] = {}
         self._rejected: dict[Key, tuple[Problem, ...]] = {}
@@ -253,7 +269,7 @@ class World:
 
     def observe(self, body: Mapping[str, Any]) -> bool:
         """Record an object; True if it is a new object or a new generation of it."""
-        obs = observe_body(body)
+        obs = observe_body(body, self.env_prefixes)
         old = self._observed.get(obs.key)
         if old is not None and (old.uid, old.generation) == (obs.uid, obs.generation):
             return False

@@ -5,7 +5,8 @@ One real router over loopback with the provider simulator upstream.
 is not an object, and a valid request with fields replaced by values of
 the wrong type, out of range, nested, empty or oversized, or dropped. Each
 body is POSTed to ``/v1/chat/completions``, ``/v1/messages`` and
-``/v1/responses``; the gRPC ``Router`` service gets messages built from
+``/v1/responses`` (and the stored responses' ``GET``/``DELETE`` and
+``input_items`` get arbitrary ids and queries); the gRPC ``Router`` service gets messages built from
 arbitrary field values through its generated stubs. Every answer must come
 within the client timeout, never be a 5xx (gRPC: never ``INTERNAL``,
 ``UNKNOWN``, ``UNAVAILABLE`` or a deadline), be either a success or the
@@ -20,6 +21,7 @@ import copy
 import json
 import math
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -236,9 +238,11 @@ def http(stack: Stack) -> str:
     return stack.routers[0][2]
 
 
-def _post(base: str, door: str, data: bytes) -> tuple[int, dict[str, str], bytes]:
-    """One POST: status, headers (lower-cased names), body; a timeout fails the test."""
-    req = urllib.request.Request(base + door, data=data, headers=HEADERS, method="POST")
+def _post(
+    base: str, door: str, data: bytes | None, method: str = "POST"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request: status, headers (lower-cased names), body; a timeout fails the test."""
+    req = urllib.request.Request(base + door, data=data, headers=HEADERS, method=method)
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
             return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
@@ -424,6 +428,7 @@ OUT_OF_RANGE: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "top_p": _not_number(0, 1),
         "max_output_tokens": _not_integer(1, 2**31 - 1),
         "stream": _NOT_BOOL,
+        "store": _NOT_BOOL,
     },
     "/v1/embeddings": {
         "dimensions": _not_integer(1, 16_384),
@@ -492,3 +497,40 @@ def test_grpc_stream_failing_before_content_keeps_its_failure_under_the_key(
         seen.append((bad.value.code(), bad.value.details()))
     assert seen[0][0] == grpc.StatusCode.UNAVAILABLE and "server_error" in seen[0][1], seen
     assert seen[1] == seen[0], seen  # the repeat is answered with the first outcome
+
+
+# The stored responses' routes (method, path after the id) and the query input_items takes.
+STORED = [("GET", ""), ("DELETE", ""), ("GET", "/input_items")]
+_QUERY = st.dictionaries(
+    st.sampled_from(["limit", "order", "after", "include"]), st.text(max_size=30), max_size=3
+)
+
+
+def test_stored_response_routes_answer_every_id_in_openai_shape(http: str) -> None:
+    status, _, raw = _post(http, "/v1/responses", json.dumps(VALID["/v1/responses"]).encode())
+    assert status == 200, raw
+    stored_id = json.loads(raw)["id"]
+
+    @FUZZ
+    @given(
+        rid=st.one_of(st.just(stored_id), st.text(min_size=1, max_size=300)),
+        route=st.sampled_from(STORED[::-1]),  # DELETE last among equals: the id mostly stays
+        query=_QUERY,
+    )
+    def fuzz(rid: str, route: tuple[str, str], query: dict[str, str]) -> None:
+        method, tail = route
+        path = f"/v1/responses/{urllib.parse.quote(rid, safe='')}{tail}"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        status, headers, raw = _post(http, path, None, method)
+        assert status < 500, (status, raw[:500], path)
+        assert headers.get("content-type", "").startswith("application/json"), (status, raw)
+        body = json.loads(raw)
+        if status != 200:
+            _error_shape("/v1/responses", status, body)
+        elif method == "DELETE":
+            assert body == {"id": rid, "object": "response", "deleted": True}, body
+        else:
+            assert body["object"] in ("response", "list"), body
+
+    fuzz()

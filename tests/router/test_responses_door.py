@@ -4,7 +4,7 @@ One real router over loopback with the provider simulator upstream (the
 policies, pools and tenants of the Messages door's test): ``responses.create``
 streamed and not, answered by Anthropic, OpenAI and Gemini upstreams,
 function tools and their outputs going back as input items, the event
-sequence, and OpenAI-shaped refusals of what the router does not keep.
+sequence, and OpenAI-shaped refusals of what the router does not serve.
 """
 
 from __future__ import annotations
@@ -132,9 +132,13 @@ def test_function_call_and_its_output_round_trip(policy: str, client: openai.Ope
 
 
 def test_what_the_router_does_not_keep_is_refused(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as e:
+    # An unknown previous response is OpenAI's 404 naming it (stored ones: test_responses_store).
+    with pytest.raises(openai.NotFoundError) as e:
         client.responses.create(model="to-openai", input="hi", previous_response_id="resp_1")
     assert e.value.body["param"] == "previous_response_id"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as conv:
+        client.responses.create(model="to-openai", input="hi", conversation="conv_1")
+    assert conv.value.body["param"] == "conversation"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as b:
         client.responses.create(
             model="to-openai",

@@ -25,6 +25,17 @@ DEFAULT_ROUTER_ADMIN = "127.0.0.1:7082"  # loopback: /metrics and /debug/status 
 DEFAULT_PROVIDERS = "127.0.0.1:8790"
 
 
+def _responses_ttl(text: str) -> float:
+    """``--responses-ttl``: seconds, above 0 and at most 30 days (the router's cap)."""
+    try:
+        ttl = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < ttl <= 30 * 24 * 3600:
+        raise argparse.ArgumentTypeError(f"{text} s: above 0 and at most 30 days (2592000 s)")
+    return ttl
+
+
 def _log_format_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-format",
@@ -146,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="redis:// URL for state shared by router replicas (idempotency keys, "
         "tenants' rate limits and budgets)",
+    )
+    r.add_argument(
+        "--responses-ttl",
+        type=_responses_ttl,
+        default=30 * 24 * 3600.0,
+        help="seconds a stored response (the Responses API's store) is kept, in Redis with "
+        "--redis, else in process; above 0, at most 30 days (the default, OpenAI's)",
     )
     r.add_argument(
         "--allow-anonymous",
@@ -555,6 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             limits_local_share=args.limits_local_share,
             control_tls=control_tls,
             open_without_tenants=args.open_without_tenants,
+            responses_ttl_s=args.responses_ttl,
         )
         return 0
     if args.command == "providers":

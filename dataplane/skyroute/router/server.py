@@ -46,6 +46,7 @@ from skyroute.router.ingress.guards.kube_access import in_cluster
 from skyroute.router.ingress.guards.limits_guard import Limiter
 from skyroute.router.ingress.guards.limits_redis import RedisLimitStore
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
+from skyroute.router.response_store import DEFAULT_TTL_S, MemoryResponses, RedisResponses
 from skyroute.router.state import RouterState
 from skyroute.router.sync import LinkTls, OutcomeReporter, SnapshotSubscriber, channel
 from skyroute.router.table import RoutingTable
@@ -83,6 +84,7 @@ async def serve(
     control_tls: LinkTls | None = None,
     open_without_tenants: bool = False,
     admin_addr: str = "",
+    responses_ttl_s: float = DEFAULT_TTL_S,
 ) -> None:
     prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
@@ -106,8 +108,12 @@ async def serve(
     reporter.endpoints = engine.health.report
     reporter.stats = engine.stats.drain
     state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
+    # Idempotency keys and stored responses: shared by every replica through Redis.
     if redis_url:
         state.idempotency = RedisStore(redis_url)
+        state.responses = RedisResponses(redis_url, responses_ttl_s)
+    else:
+        state.responses = MemoryResponses(responses_ttl_s)
     state.door = build_door(redis_url, allow_anonymous, limits_local_share, open_without_tenants)
     state.feedback.forward = reporter.feedback  # verified feedback rides the outcome stream
     # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.
@@ -138,6 +144,7 @@ async def serve(
         "cache": engine.cache.stats(),
         "door": state.door.status(),
         "feedback": {"accepted": state.feedback.accepted, "refused": state.feedback.refused},
+        "responses": state.responses.stats(),
     }
 
     workers = WorkerMetrics(worker_index, list(worker_peers)) if worker_peers else None
@@ -292,6 +299,7 @@ def main(
     control_tls: LinkTls | None = None,
     open_without_tenants: bool = False,
     admin: str = "",
+    responses_ttl_s: float = DEFAULT_TTL_S,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -312,6 +320,7 @@ def main(
         control_tls,
         open_without_tenants,
         admin,
+        responses_ttl_s,
     )
     try:
         import uvloop

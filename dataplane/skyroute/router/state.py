@@ -9,6 +9,7 @@ from skyroute.router.engine import Engine
 from skyroute.router.feedback import FeedbackDesk
 from skyroute.router.idempotency import IdempotencyStore, MemoryStore
 from skyroute.router.ingress.guards.door import Door
+from skyroute.router.response_store import MemoryResponses, ResponseStore
 from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
@@ -38,6 +39,8 @@ class RouterState:
     exposition: Callable[[], Awaitable[tuple[bytes, str]]] = _own_exposition
     # Feedback ids on answers, feedback verified and forwarded (router.feedback).
     feedback: FeedbackDesk = field(default_factory=FeedbackDesk)
+    # Stored responses (the Responses API's store), in process or shared through Redis.
+    responses: ResponseStore = field(default_factory=MemoryResponses)
 
     def admit(self) -> bool:
         """Take a slot for a request, or say no (the caller answers 429 at once)."""

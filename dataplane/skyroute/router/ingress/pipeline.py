@@ -17,7 +17,10 @@ replay, the first one's answer or failure, keyed per policy and tenant; a
 stored answer is kept in a door-neutral form, so either door can replay it.
 Limits are reserved after the key is claimed, so a replay costs no quota.
 An Embeddings request (``Inbound.embed``) is decided among embedding models
-only and served by the engine's embeddings walk, answered whole.
+only and served by the engine's embeddings walk, answered whole. A
+Responses request (``Inbound.kept``) continues a stored conversation before
+its signals are read and has its complete answer stored before it is
+encoded (:mod:`.stored`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from skyroute.router.ingress.facts import (
     replayed_failure,
     stored_failure,
 )
+from skyroute.router.ingress.stored import keep, resume
 from skyroute.router.ingress.types import (
     CONFLICT,
     NOT_FOUND,
@@ -164,6 +168,9 @@ class Pipeline:
                 code="model_not_found",
             )
         admission.authorize(door, ident, policy.name)
+        if inbound.kept is not None and inbound.kept.previous:
+            # Before the signals: a continued conversation is routed on all of it.
+            await resume(self.state.responses, ident, inbound)
         chat = inbound.chat
         # The authenticated tenant and tier, never a client's header unless delegated.
         declared = {**inbound.declared, "tenant": ident.tenant, "user_tier": ident.tier}
@@ -288,12 +295,12 @@ class Pipeline:
                         p.ctx,
                     )
                 )
-                ok = served.error is None and served.result is not None
-                reply = (
-                    codec.answer(_answer(self.state.feedback, p, served))
-                    if ok
-                    else codec.reject(failure(served, _limits(p)))
-                )
+                if served.error is None and served.result is not None:
+                    answer = _answer(self.state.feedback, p, served)
+                    await keep(self.state.responses, p, answer.rec)
+                    reply = codec.answer(answer)
+                else:
+                    reply = codec.reject(failure(served, _limits(p)))
                 last = partial(sink.send, reply)
         except BaseException:
             # Interrupted: an attempt may have reached an upstream, so the key keeps a failure.
@@ -332,7 +339,9 @@ class Pipeline:
                 for frame in enc.start(item.served.model):
                     await sink.write(frame)
             elif isinstance(item, StreamDone):
-                for frame in enc.done(_answer(self.state.feedback, p, item.served)):
+                answer = _answer(self.state.feedback, p, item.served)
+                await keep(self.state.responses, p, answer.rec)
+                for frame in enc.done(answer):
                     await sink.write(frame)
                 return item.served, sink.close
             elif isinstance(item, StreamFailed):
@@ -356,6 +365,7 @@ class Pipeline:
             await sink.send(codec.reject(replayed_failure(stored)))
             return
         answer = Answer(p, stored, {**stored["headers"], REPLAY: "true"})
+        await keep(self.state.responses, p, stored)
         if not p.ctx.stream:
             await sink.send(codec.answer(answer))
             return

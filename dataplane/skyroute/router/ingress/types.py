@@ -33,6 +33,28 @@ UPSTREAM = "upstream_error"
 
 
 @dataclass(slots=True)
+class Kept:
+    """A request's part in the stored conversations (the Responses API's ``store``).
+
+    ``id`` is the response's id (``resp_`` and 32 hex digits) and
+    ``created_at`` its creation time, both set when the request is decoded;
+    ``previous`` names the stored response this one continues
+    (``previous_response_id``), whose conversation is put after the first
+    ``lead`` messages (this request's instructions, never carried over);
+    ``store`` asks for the answer to be kept, ``stored`` says it was, and
+    ``depth`` counts the turns before this one.
+    """
+
+    id: str
+    created_at: int
+    store: bool = True
+    previous: str = ""
+    lead: int = 0
+    depth: int = 0
+    stored: bool = False
+
+
+@dataclass(slots=True)
 class Inbound:
     """One request as decoded from any API: the chat request and its context."""
 
@@ -55,6 +77,8 @@ class Inbound:
     # An Embeddings request (``chat`` then holds its texts, for the signals): served by
     # the engine's embeddings walk instead of a chat completion.
     embed: EmbedRequest | None = None
+    # A Responses request: its id, and what is stored or continued (ingress.stored).
+    kept: Kept | None = None
 
 
 @dataclass(slots=True)

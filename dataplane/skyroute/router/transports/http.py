@@ -10,8 +10,10 @@ door (:mod:`skyroute.router.ingress.codecs.anthropic_messages`) is
 ``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` (a dry run
 answering the token estimate), through the same pipeline; the OpenAI
 Responses door (:mod:`skyroute.router.ingress.codecs.openai_responses`) is
-``POST /v1/responses`` (``GET``/``DELETE /v1/responses/{id}`` answer an
-OpenAI-shaped 404: no responses are kept); the Embeddings door
+``POST /v1/responses``, with the stored responses' ``GET``/``DELETE
+/v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``
+(:mod:`skyroute.router.ingress.codecs.responses_stored`, the caller's
+tenant's own only); the Embeddings door
 (:mod:`skyroute.router.ingress.codecs.openai_embeddings`) is
 ``POST /v1/embeddings`` (Explain: ``?door=embeddings``). Alongside: ``/v1/models``,
 ``POST /v1/feedback`` (:mod:`skyroute.router.ingress.feedback`),
@@ -38,6 +40,8 @@ from aiohttp import web
 
 from skyroute.link import DOOR_MAX_BYTES
 from skyroute.router.ingress import feedback as ingress_feedback
+from skyroute.router.ingress import stored
+from skyroute.router.ingress.codecs import responses_stored
 from skyroute.router.ingress.codecs.anthropic_messages import AnthropicMessages, CountTokens
 from skyroute.router.ingress.codecs.base import Codec
 from skyroute.router.ingress.codecs.openai_chat import (
@@ -142,17 +146,39 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await _through_pipeline(request, dry_run=False, codec=_EMBEDDINGS)
 
 
-async def stored_response(request: web.Request) -> web.Response:
-    """``GET``/``DELETE /v1/responses/{id}``: nothing is kept, so never found."""
-    rid = request.match_info["id"][:128]
-    reply = error_reply(
-        404,
-        f"response {rid!r} not found: this router keeps no responses (store is not supported)",
-        "not_found_error",
-        "id",
-        "response_not_found",
+async def retrieve_response(request: web.Request) -> web.Response:
+    return await _stored(request, "retrieve")
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    return await _stored(request, "delete")
+
+
+async def response_input_items(request: web.Request) -> web.Response:
+    return await _stored(request, "input_items")
+
+
+async def _stored(request: web.Request, op: str) -> web.Response:
+    """``GET``/``DELETE /v1/responses/{id}`` and its ``input_items``: the caller's own only."""
+    state = request.app[STATE]
+    rid = request.match_info["id"]
+    try:
+        ident = await stored.caller(state, responses_stored.lookup(HttpIn(b"", request.headers)))
+        if op == "delete":
+            await stored.remove(state.responses, ident.tenant, rid)
+            reply = responses_stored.deleted(rid)
+        else:
+            entry = await stored.load(state.responses, ident.tenant, rid, "response_id")
+            reply = (
+                responses_stored.retrieved(entry)
+                if op == "retrieve"
+                else responses_stored.input_items(entry, request.query)
+            )
+    except Rejection as r:
+        reply = _RESPONSES.reject(r)
+    return web.Response(
+        status=reply.status, body=reply.body, content_type=reply.content_type, headers=reply.headers
     )
-    return web.Response(status=404, body=reply.body, content_type=reply.content_type)
 
 
 def _door_codec(path: str) -> Codec[HttpIn, HttpReply, bytes]:
@@ -298,8 +324,9 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/responses", responses)
     app.router.add_post("/v1/embeddings", embeddings)
-    app.router.add_get("/v1/responses/{id}", stored_response)
-    app.router.add_delete("/v1/responses/{id}", stored_response)
+    app.router.add_get("/v1/responses/{id}", retrieve_response)
+    app.router.add_delete("/v1/responses/{id}", delete_response)
+    app.router.add_get("/v1/responses/{id}/input_items", response_input_items)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/healthz", healthz)

@@ -20,12 +20,17 @@ and ``temperature`` (0-2) go to every family, ``user`` is the canary user;
 ``top_p`` (0-1) is the Chat ``top_p``, translated per family, and ``stream`` must be a
 boolean (:mod:`.fields`).
 Refused with a 400 naming the part: built-in tools (``web_search``,
-``file_search``...), ``previous_response_id`` and ``conversation`` (the
-router keeps no responses yet: send the whole ``input``) and malformed
+``file_search``...), ``conversation`` (the Conversations API) and malformed
 input. ``text.format`` (``json_object``, ``json_schema``) is the Chat
 ``response_format``, translated per family (:mod:`.responses_text`).
-``reasoning.effort`` is the Chat ``reasoning_effort`` (thinking budgets per family);
-``store`` is accepted and not acted on (the answer says ``store: false``).
+``reasoning.effort`` is the Chat ``reasoning_effort`` (thinking budgets per family).
+
+Every response gets its own id (``resp_`` and 32 hex digits). ``store``
+(true unless ``false``) keeps it and ``previous_response_id`` continues a
+kept one (:mod:`skyroute.router.ingress.stored`, in the router's shared
+store, per tenant); the answer's ``store`` says whether it was kept.
+``GET``/``DELETE`` of a stored response and its input items are
+:mod:`.responses_stored`'s.
 
 A stream is ``response.created``, ``response.in_progress``, then per output
 item ``response.output_item.added``, its content (``content_part.added``,
@@ -40,11 +45,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from skyroute.router.engine import Served
+from skyroute.router.ids import new_id
 from skyroute.router.ingress.codecs.fields import (
     boolean,
     json_object,
@@ -58,12 +65,12 @@ from skyroute.router.ingress.codecs.openai_chat import HttpIn, HttpReply, OpenAI
 from skyroute.router.ingress.codecs.openai_params import effort
 from skyroute.router.ingress.codecs.responses_text import echo, response_format
 from skyroute.router.ingress.facts import public_message
-from skyroute.router.ingress.types import Answer, Inbound, Prepared, Rejection, invalid
+from skyroute.router.ingress.stored import checked_id
+from skyroute.router.ingress.types import Answer, Inbound, Kept, Prepared, Rejection, invalid
 from skyroute.router.providers.types import ChatRequest
 
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _ROLES = ("user", "system", "developer", "assistant")
-_UNSTORED = ("previous_response_id", "conversation")
 
 
 def _parts(content: Any, where: str) -> str | list[dict[str, Any]]:
@@ -165,19 +172,61 @@ def _tool_choice(raw: Any) -> Any:
 
 
 def _checked(data: dict[str, Any]) -> None:
-    for name in _UNSTORED:
-        if data.get(name):
-            raise invalid(
-                f"{name}: this router keeps no responses; send the whole conversation as input",
-                name,
-            )
+    if data.get("conversation"):
+        raise invalid(
+            "conversation: the Conversations API is not served by this router; continue a "
+            "stored response with previous_response_id, or send the whole input",
+            "conversation",
+        )
+
+
+def _kept(data: dict[str, Any], lead: int) -> Kept:
+    """The request's id and what it stores or continues (``store``, ``previous_response_id``)."""
+    store = boolean(data.get("store"), "store")
+    previous = data.get("previous_response_id")
+    if previous is not None:
+        previous = checked_id(string(previous, "previous_response_id"), "previous_response_id")
+    return Kept(
+        id="resp_" + new_id(),
+        created_at=int(time.time()),
+        store=store is not False,  # OpenAI's default: stored
+        previous=previous or "",
+        lead=lead,
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class Head:
+    """What every rendering of one response shares: its id, time, parameters, storage."""
+
+    rid: str  # the id without its ``resp_`` prefix (items are ``msg_<rid>``...)
+    created: int
+    chat: ChatRequest
+    store: bool
+    instructions: str | None = None
+    previous: str | None = None
+
+
+def head(prepared: Prepared, stored: bool) -> Head:
+    """A live response's head (``stored``: it was kept, or, before the end, is to be)."""
+    kept = prepared.inbound.kept
+    assert kept is not None  # every Responses request has one (decode)
+    chat = prepared.inbound.chat
+    return Head(
+        kept.id.removeprefix("resp_"),
+        kept.created_at,
+        chat,
+        stored,
+        chat.messages[0]["content"] if kept.lead else None,
+        kept.previous or None,
+    )
 
 
 def _output(rec: Mapping[str, Any], rid: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if rec["content"]:
         out.append(_message_item(rid, rec["content"], "completed"))
-    out.extend(_call_item(call, "completed") for call in rec["tool_calls"])
+    out.extend(call_item(call, "completed") for call in rec["tool_calls"])
     return out
 
 
@@ -196,9 +245,8 @@ def _text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
 
 
-def _call_item(
-    call: Mapping[str, Any], status: str, arguments: str | None = None
-) -> dict[str, Any]:
+def call_item(call: Mapping[str, Any], status: str, arguments: str | None = None) -> dict[str, Any]:
+    """A Chat tool call as a ``function_call`` item."""
     fn = call.get("function") or {}
     cid = str(call.get("id", ""))
     return {
@@ -222,23 +270,24 @@ def _usage(rec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _response(
-    prepared: Prepared, created: int, model: str, status: str, **fields: Any
-) -> dict[str, Any]:
-    chat = prepared.inbound.chat
+def _response(h: Head, model: str, status: str, **fields: Any) -> dict[str, Any]:
+    chat = h.chat
     return {
-        "id": "resp_" + prepared.ctx.request_id,
+        "id": "resp_" + h.rid,
         "object": "response",
-        "created_at": created,
+        "created_at": h.created,
         "status": status,
         "model": model,
         "output": [],
+        "instructions": h.instructions,
+        "previous_response_id": h.previous,
         "parallel_tool_calls": True,
         "tool_choice": chat.tool_choice or "auto",
         "tools": [{"type": "function", "strict": False, **t["function"]} for t in chat.tools],
         "temperature": chat.temperature,
+        "top_p": chat.options.get("top_p"),
         "max_output_tokens": chat.max_tokens,
-        "store": False,
+        "store": h.store,
         "error": None,
         "incomplete_details": None,
         "metadata": {},
@@ -247,15 +296,14 @@ def _response(
     }
 
 
-def _completed(prepared: Prepared, rec: Mapping[str, Any], created: int) -> dict[str, Any]:
-    rid = prepared.ctx.request_id
+def completed(h: Head, rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole response object of a complete answer (live, replayed or stored)."""
     length = rec["finish_reason"] == "length"
     return _response(
-        prepared,
-        created,
+        h,
         rec["model"],
         "incomplete" if length else "completed",
-        output=_output(rec, rid),
+        output=_output(rec, h.rid),
         usage=_usage(rec),
         incomplete_details={"reason": "max_output_tokens"} if length else None,
     )
@@ -276,6 +324,7 @@ class OpenAIResponses:
             temperature=number(data.get("temperature"), "temperature", 0.0, 2.0),
             tool_choice=_tool_choice(data.get("tool_choice")),
         )
+        kept = _kept(data, lead=int(data.get("instructions") is not None))
         fmt = response_format(data.get("text"))
         if fmt is not None:
             chat.options["response_format"] = fmt
@@ -293,11 +342,13 @@ class OpenAIResponses:
             stream=bool(boolean(data.get("stream"), "stream")),
             user=str(data.get("user") or hdr.get("x-skyroute-user", "")),
             session=hdr.get("x-skyroute-session", ""),
+            kept=kept,
             **http_context(hdr),
         )
 
     def answer(self, answer: Answer) -> HttpReply:
-        body = _completed(answer.prepared, answer.rec, int(time.time()))
+        p = answer.prepared
+        body = completed(head(p, _stored(p)), answer.rec)
         return HttpReply(200, answer.facts, orjson.dumps(body))
 
     def reject(self, rejection: Rejection) -> HttpReply:
@@ -310,14 +361,19 @@ class OpenAIResponses:
         return ResponseEvents(prepared)
 
 
+def _stored(prepared: Prepared) -> bool:
+    return prepared.inbound.kept is not None and prepared.inbound.kept.stored
+
+
 class ResponseEvents:
     """The Responses stream events for one answer, numbered as they go."""
 
-    __slots__ = ("created", "model", "n_items", "parts", "prepared", "seq")
+    __slots__ = ("h", "model", "n_items", "parts", "prepared", "seq")
 
     def __init__(self, prepared: Prepared) -> None:
         self.prepared = prepared
-        self.created = int(time.time())
+        kept = prepared.inbound.kept
+        self.h = head(prepared, kept is not None and kept.store)  # to be stored, until done
         self.model = ""
         self.seq = 0
         self.n_items = 0
@@ -330,14 +386,14 @@ class ResponseEvents:
 
     @property
     def _rid(self) -> str:
-        return self.prepared.ctx.request_id
+        return self.h.rid
 
     def head(self, facts: Mapping[str, str]) -> Mapping[str, str]:
         return {**facts, **_STREAM_HEADERS}
 
     def start(self, model: str) -> Sequence[bytes]:
         self.model = model
-        r = _response(self.prepared, self.created, model, "in_progress")
+        r = _response(self.h, model, "in_progress")
         return (
             self._event("response.created", response=r),
             self._event("response.in_progress", response=r),
@@ -373,8 +429,8 @@ class ResponseEvents:
     def tool_call(self, call: dict[str, Any]) -> bytes:
         out = self._close_message()
         i = self.n_items
-        added = _call_item(call, "in_progress", arguments="")
-        done = _call_item(call, "completed")
+        added = call_item(call, "in_progress", arguments="")
+        done = call_item(call, "completed")
         out += self._event("response.output_item.added", output_index=i, item=added)
         where = {"item_id": added["id"], "output_index": i}
         out += self._event(
@@ -389,7 +445,7 @@ class ResponseEvents:
 
     def done(self, answer: Answer) -> Sequence[bytes]:
         closing = self._close_message()
-        r = _completed(self.prepared, answer.rec, self.created)
+        r = completed(head(self.prepared, _stored(self.prepared)), answer.rec)
         kind = "response.completed" if r["status"] == "completed" else "response.incomplete"
         return [closing + self._event(kind, response=r)]
 
@@ -397,5 +453,5 @@ class ResponseEvents:
         err = served.error
         message = f"stream failed after it started: {public_message(served)}"
         error = {"code": err.error_class if err else "stream_cut", "message": message}
-        r = _response(self.prepared, self.created, self.model, "failed", error=error)
+        r = _response(replace(self.h, store=False), self.model, "failed", error=error)
         return self._event("response.failed", response=r)

@@ -17,5 +17,5 @@ from typing import Literal, get_args
 
 # Azure OpenAI is named first only so that the older names keep their order in messages
 # ("'openai', 'anthropic' or 'gemini'"); order carries no other meaning.
-Family = Literal["azure-openai", "openai", "anthropic", "gemini"]
+Family = Literal["azure-openai", "openai", "anthropic", "gemini", "bedrock"]
 FAMILY_NAMES: tuple[Family, ...] = get_args(Family)

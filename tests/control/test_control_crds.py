@@ -229,8 +229,8 @@ def test_the_validator_and_cel_checks_can_fail() -> None:
     bad["spec"]["models"][0]["extra"] = 1
     errors, _ = on_cluster(bad)
     assert (
-        ".spec.models[0].provider: not one of ['azure-openai', 'openai', 'anthropic', 'gemini']"
-        in errors
+        ".spec.models[0].provider: not one of "
+        "['azure-openai', 'openai', 'anthropic', 'gemini', 'bedrock']" in errors
     )
     assert ".spec.models[0].extra: unknown field" in errors
 

@@ -37,7 +37,7 @@ from skyroute.router.providers.types import (
 )
 from skyroute.simulator.harness import SimulatorThread
 
-FAMILIES = ["openai", "anthropic", "gemini", "azure-openai"]
+FAMILIES = ["openai", "anthropic", "gemini", "azure-openai", "bedrock"]
 KINDS = [
     "server_error",
     "unavailable",
@@ -85,6 +85,7 @@ ENDPOINTS = {
     "anthropic": "/anthropic",
     "gemini": "/gemini/v1beta",
     "azure-openai": "/azure",
+    "bedrock": "/bedrock",
 }
 T = TypeVar("T")
 

@@ -69,11 +69,13 @@ class SigningScheme:
 
     seen: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
+    def headers(self, target: Target) -> dict[str, str]:
         return {}
 
-    def signer(self, api_key: str | None) -> Signer | None:
-        def sign(url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    def signer(self, target: Target) -> Signer | None:
+        api_key = target.api_key
+
+        async def sign(url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
             self.seen.append((url, body))
             return {**headers, "Authorization": f"Bearer {api_key}"}
 

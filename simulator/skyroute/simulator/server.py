@@ -15,6 +15,9 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
   / ``:batchEmbedContents``
 - ``POST /azure/openai/deployments/{deployment}/chat/completions?api-version=V``
   (``openai.AzureOpenAI(azure_endpoint=http://HOST:PORT/azure)``)
+- ``POST /bedrock/model/{modelId}/converse`` and ``/converse-stream`` (Bedrock's
+  Converse, streamed as AWS's binary event stream; SigV4 verified:
+  ``boto3.client("bedrock-runtime", endpoint_url=http://HOST:PORT/bedrock)``)
 
 and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
 the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}``,
@@ -44,10 +47,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from skyroute.simulator import embeddings
+from skyroute.simulator import bedrock_wire, embeddings
 from skyroute.simulator.answers import json_answer, prompt_hash, text_answer, tool_answer
 from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.azure_wire import AzureOpenAIWire
+from skyroute.simulator.bedrock_wire import BedrockWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan
 from skyroute.simulator.gemini_wire import GeminiWire
 from skyroute.simulator.openai_wire import OpenAIWire
@@ -79,9 +83,10 @@ class Simulator:
         self.anthropic = AnthropicWire()
         self.gemini = GeminiWire()
         self.azure = AzureOpenAIWire()
+        self.bedrock = BedrockWire()
         # Every family of the contract (tests/simulator checks none is missing).
         self.wires: dict[str, Family] = {
-            w.name: w for w in (self.azure, self.openai, self.anthropic, self.gemini)
+            w.name: w for w in (self.azure, self.openai, self.anthropic, self.gemini, self.bedrock)
         }
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/openai/v1/chat/completions", self._openai)
@@ -89,6 +94,7 @@ class Simulator:
         app.router.add_post("/anthropic/v1/messages", self._anthropic)
         app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
         app.router.add_post("/azure/openai/deployments/{deployment}/chat/completions", self._azure)
+        app.router.add_post("/bedrock/model/{model}/{method}", self._bedrock)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_get("/_sim/requests", self._requests)
@@ -108,6 +114,17 @@ class Simulator:
 
     async def _azure(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self.azure, request.match_info["deployment"], False)
+
+    async def _bedrock(self, request: web.Request) -> web.StreamResponse:
+        model, method = request.match_info["model"], request.match_info["method"]
+        raw = await request.read()  # kept by aiohttp: _serve reads the same bytes
+        want = self.engine.scenario.api_key
+        key = bedrock_wire.authenticate(request, raw, want)
+        if key is not None:
+            request[bedrock_wire.KEY] = key
+        if method in ("converse", "converse-stream"):
+            return await self._serve(request, self.bedrock, model, method == "converse-stream")
+        return _respond(self.bedrock.invalid(f"Unknown operation {method!r}", 404))
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].rpartition(":")
@@ -254,7 +271,7 @@ class Simulator:
         plan: Plan,
     ) -> web.StreamResponse:
         frames = family.stream(req, answer, rt.profile.stream_chunk_tokens)
-        resp = web.StreamResponse(headers=_SSE_HEADERS)
+        resp = web.StreamResponse(headers=frames.headers or _SSE_HEADERS)
         await resp.prepare(request)
         if frames.head:
             await resp.write(frames.head)

@@ -64,13 +64,15 @@ class StreamFrames:
 
     ``head`` goes out at once (before the first token), each of ``pieces``
     after its share of output time, ``tail`` at the end. ``piece_tokens``
-    says how many output tokens each piece stands for.
+    says how many output tokens each piece stands for. ``headers`` are the
+    response's (None: SSE's; Bedrock's binary event stream has its own type).
     """
 
     head: bytes
     pieces: list[bytes]
     tail: bytes
     piece_tokens: list[int]
+    headers: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

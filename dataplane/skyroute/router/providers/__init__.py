@@ -1,4 +1,4 @@
-"""Provider adapters: one call surface for OpenAI, Anthropic, Gemini and Azure OpenAI upstreams.
+"""Provider adapters: one call surface for every upstream family of the registry.
 
 The router calls :func:`complete` or :func:`stream` with a
 :class:`~.types.Target` (provider family, endpoint, model, key) and a
@@ -16,6 +16,7 @@ Endpoints, as the official SDKs' base URLs (the simulator serves all three):
 - ``gemini``:    ``http://HOST:PORT/gemini/v1beta`` (+ ``/models/{model}:generateContent``)
 - ``azure-openai``: ``http://HOST:PORT/azure``
   (+ ``/openai/deployments/{deployment}/chat/completions?api-version=V``)
+- ``bedrock``:   ``http://HOST:PORT/bedrock``       (+ ``/model/{modelId}/converse``)
 
 :func:`embed` is one embeddings attempt (:mod:`.embeddings`), for the
 families whose registry entry declares an embeddings wire.
@@ -48,13 +49,23 @@ from skyroute.router.providers.types import (
 )
 
 ADAPTERS: dict[str, Adapter] = {name: f.adapter for name, f in FAMILIES.items()}
-_PREPARED: dict[tuple[str, str, str, str | None, str | None], tuple[Adapter, Prepared]] = {}
+_PreparedKey = tuple[str, str, str, str | None, str | None, str, str | None, str | None]
+_PREPARED: dict[_PreparedKey, tuple[Adapter, Prepared]] = {}
 _PREPARED_LIMIT = 1024
 
 
 def prepared(target: Target) -> tuple[Adapter, Prepared]:
     """The adapter and per-target constants for ``target`` (memoised)."""
-    key = (target.provider, target.endpoint, target.model, target.api_key, target.api_version)
+    key = (
+        target.provider,
+        target.endpoint,
+        target.model,
+        target.api_key,
+        target.api_version,
+        target.auth,
+        target.region,
+        target.project,
+    )
     hit = _PREPARED.get(key)
     if hit is None:
         family = FAMILIES.get(target.provider)

@@ -35,13 +35,13 @@ import orjson
 from skyroute.router.providers.common import (
     Prepared,
     TranslationCache,
-    fit_id,
     function_of,
     join_url,
     openai_call,
-    parse_arguments,
     system_text,
     text_of,
+    tool_calls_of,
+    tool_result_id,
 )
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
 from skyroute.router.providers.options import (
@@ -197,26 +197,15 @@ def translate_messages(
             text = text_of(m.get("content"))
             if text:
                 blocks.append({"type": "text", "text": text})
-            for j, call in enumerate(m.get("tool_calls") or ()):
-                fn = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": fit_id(str(call.get("id", ""))),
-                        "name": fn.get("name", ""),
-                        "input": parse_arguments(
-                            fn.get("arguments"), f"messages[{i}].tool_calls[{j}].function"
-                        ),
-                    }
-                )
+            for call_id, name, arguments in tool_calls_of(m, i):
+                blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": arguments})
         elif role == "tool":
-            if not m.get("tool_call_id"):
-                raise ProviderError(CLIENT_ERROR, f"messages[{i}].tool_call_id is missing")
+            call_id = tool_result_id(m, i)
             role = "user"
             blocks = [
                 {
                     "type": "tool_result",
-                    "tool_use_id": fit_id(str(m["tool_call_id"])),
+                    "tool_use_id": call_id,
                     "content": text_of(m.get("content")),
                 }
             ]

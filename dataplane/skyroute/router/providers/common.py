@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,7 +43,8 @@ _CACHE_LIMIT = 512
 
 
 # (url, headers, body) -> the headers to send: a new dict, the argument is left alone.
-Signer = Callable[[str, dict[str, str], bytes], dict[str, str]]
+# Awaited, so a scheme whose credentials expire can refresh them off the event loop.
+Signer = Callable[[str, dict[str, str], bytes], Awaitable[dict[str, str]]]
 
 
 class Framing(Protocol):
@@ -59,13 +60,13 @@ class Framing(Protocol):
 
 
 class AuthScheme(Protocol):
-    """How a family proves who is calling, given the target's key."""
+    """How a family proves who is calling, given the target (its key, auth method, region)."""
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
+    def headers(self, target: Target) -> dict[str, str]:
         """Headers fixed for the target (built once per target)."""
         ...
 
-    def signer(self, api_key: str | None) -> Signer | None:
+    def signer(self, target: Target) -> Signer | None:
         """Per-request signing (a signature over method, URL and body), or None."""
         ...
 
@@ -151,6 +152,29 @@ def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ProviderError(CLIENT_ERROR, f"{where}: arguments must be a JSON object")
     return value
+
+
+def tool_calls_of(message: dict[str, Any], i: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """An assistant message's tool calls as (id fitted by :func:`fit_id`, name, arguments)."""
+    out = []
+    for j, call in enumerate(message.get("tool_calls") or ()):
+        fn = call.get("function") or {}
+        where = f"messages[{i}].tool_calls[{j}].function"
+        out.append(
+            (
+                fit_id(str(call.get("id", ""))),
+                str(fn.get("name", "")),
+                parse_arguments(fn.get("arguments"), where),
+            )
+        )
+    return out
+
+
+def tool_result_id(message: dict[str, Any], i: int) -> str:
+    """A ``tool`` message's ``tool_call_id``, fitted (a CLIENT_ERROR naming it if missing)."""
+    if not message.get("tool_call_id"):
+        raise ProviderError(CLIENT_ERROR, f"messages[{i}].tool_call_id is missing")
+    return fit_id(str(message["tool_call_id"]))
 
 
 def function_of(tool: Any, where: str) -> dict[str, Any]:

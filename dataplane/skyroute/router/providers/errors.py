@@ -6,7 +6,8 @@ the families' error bodies (OpenAI ``{"error": {"type", "code"}}``,
 Anthropic ``{"type": "error", "error": {"type"}}``, Gemini ``{"error":
 {"status", "details"}}``, Azure OpenAI's ``{"error": {"code", "innererror":
 {"code", "content_filter_result"}}}``, whose filtered categories the message
-names) and aiohttp's exceptions. Two rules matter more
+names, AWS's ``{"message"}`` with the error's name in the ``x-amzn-errortype``
+header, as Bedrock answers) and aiohttp's exceptions. Two rules matter more
 than the rest:
 
 - a 400 is not always the caller's fault: context-length and content-filter
@@ -48,13 +49,39 @@ from skyroute.router.providers.types import (
 
 _CONTEXT_RE = re.compile(
     r"context.length|context window|maximum context|prompt is too long|too many tokens|"
-    r"exceeds the maximum number of tokens|input token count|token limit|reduce the length"
+    r"exceeds the maximum number of tokens|input token count|token limit|reduce the length|"
+    r"input is too long"
 )
 _FILTER_RE = re.compile(
     r"content.filter|content management policy|content.policy|responsibleaipolicy|safety|"
     r"prohibited content|blocked"
 )
 _AUTH_RE = re.compile(r"api_key_invalid|api key not valid|invalid.api.key|unauthenticated")
+# AWS error names (Bedrock's x-amzn-errortype) whose class is not what their status says:
+# a model-side failure (424) and a quota (400) call for another model, not for giving up.
+_AWS_CLASS = {
+    "ModelErrorException": SERVER_ERROR,
+    "ModelStreamErrorException": SERVER_ERROR,
+    "ServiceQuotaExceededException": RATE_LIMITED,
+    "ModelNotReadyException": RATE_LIMITED,
+    "ThrottlingException": RATE_LIMITED,
+    "ModelTimeoutException": TIMEOUT,
+}
+#: The HTTP status of each AWS error name Bedrock uses (its service model's), for errors
+#: that arrive inside an event stream, where no status comes with them.
+AWS_STATUS = {
+    "ThrottlingException": 429,
+    "ModelNotReadyException": 429,
+    "ServiceUnavailableException": 503,
+    "InternalServerException": 500,
+    "ValidationException": 400,
+    "ServiceQuotaExceededException": 400,
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "ModelTimeoutException": 408,
+    "ModelErrorException": 424,
+    "ModelStreamErrorException": 424,
+}
 _MAX_MESSAGE = 300
 
 
@@ -69,6 +96,8 @@ def error_details(body: bytes) -> tuple[str, str, float | None]:
     err = obj.get("error") if isinstance(obj, dict) else None
     if isinstance(err, str):
         return "", err, None
+    if err is None and isinstance(obj, dict) and isinstance(obj.get("message"), str):
+        return "", obj["message"], None  # AWS: the error's name is in a header
     if not isinstance(err, dict):
         return "", str(obj)[:_MAX_MESSAGE], None
     codes = [str(err[k]) for k in ("type", "code", "status") if err.get(k) is not None]
@@ -106,9 +135,16 @@ def classify_status(
 ) -> ProviderError:
     """The ProviderError for a non-2xx answer (or a 2xx one that is not ours)."""
     codes, message, delay = error_details(body)
+    aws = aws_type(headers)
+    if aws:
+        codes = f"{aws} {codes}".strip()
     text = f"{codes} {message}".lower()
     retry_after: float | None = None
-    if status == 429:
+    if aws in _AWS_CLASS:
+        error_class = _AWS_CLASS[aws]
+        if error_class == RATE_LIMITED:
+            retry_after = parse_retry_after(headers)
+    elif status == 429:
         error_class = RATE_LIMITED
         retry_after = parse_retry_after(headers)
         if retry_after is None:
@@ -130,6 +166,20 @@ def classify_status(
     detail = f" ({codes})" if codes else ""
     msg = scrub(f"{family} HTTP {status}{detail}: {message[:_MAX_MESSAGE]}", api_key)
     return ProviderError(error_class, msg, status=status, retry_after_s=retry_after)
+
+
+def aws_type(headers: Mapping[str, str]) -> str:
+    """The AWS error name in ``x-amzn-errortype`` (``ThrottlingException:http://...``), or ""."""
+    value = headers.get("x-amzn-errortype") or headers.get("X-Amzn-ErrorType") or ""
+    return value.split(":", 1)[0].strip()
+
+
+def aws_error(family: str, name: str, message: str) -> ProviderError:
+    """The ProviderError for an AWS error met inside an event stream (no HTTP status there)."""
+    body = orjson.dumps({"message": message[:_MAX_MESSAGE]})
+    return classify_status(
+        family, AWS_STATUS.get(name, 500), body, {"x-amzn-errortype": name}, None
+    )
 
 
 def classify_exception(

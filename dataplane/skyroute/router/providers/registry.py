@@ -9,8 +9,8 @@ wire format that is not request translation:
   key in a header, fixed per target; a scheme that signs each request
   (SigV4 over method, URL and body hash) returns a signer instead, which
   the transport calls with the final URL, headers and body;
-- ``framing``: how a response byte stream is cut into payloads (SSE for the
-  three families today; AWS's binary event stream is another framing);
+- ``framing``: how a response byte stream is cut into payloads (SSE, or
+  AWS's binary event stream for Bedrock);
 - ``capabilities``: what the wire format can carry at all (a model's
   ``supportsTools`` is capped by it);
 - ``embeddings``: the family's embeddings wire format (:mod:`.embeddings`),
@@ -33,6 +33,10 @@ from dataclasses import dataclass, field, replace
 from skyroute.families import FAMILY_NAMES, Family
 from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
 from skyroute.router.providers.azure_adapter import AzureOpenAIAdapter
+from skyroute.router.providers.bedrock_adapter import ENDPOINT as BEDROCK_ENDPOINT
+from skyroute.router.providers.bedrock_adapter import BedrockAdapter
+from skyroute.router.providers.bedrock_auth import BedrockAuth
+from skyroute.router.providers.bedrock_eventstream import EventStreamDecoder
 from skyroute.router.providers.common import Adapter, AuthScheme, Framing, Prepared, Signer
 from skyroute.router.providers.embeddings import EmbeddingWire, GeminiEmbeddings, OpenAIEmbeddings
 from skyroute.router.providers.gemini_adapter import GeminiAdapter
@@ -48,10 +52,10 @@ class HeaderKey:
     header: str
     prefix: str = ""
 
-    def headers(self, api_key: str | None) -> dict[str, str]:
-        return {self.header: self.prefix + api_key} if api_key else {}
+    def headers(self, target: Target) -> dict[str, str]:
+        return {self.header: self.prefix + target.api_key} if target.api_key else {}
 
-    def signer(self, api_key: str | None) -> Signer | None:
+    def signer(self, target: Target) -> Signer | None:
         return None
 
 
@@ -74,13 +78,13 @@ class ProviderFamily:
     def prepare(self, target: Target) -> Prepared:
         """The adapter's per-target constants with this family's credentials and framing."""
         base = self.adapter.prepare(target)
-        auth = self.auth.headers(target.api_key)
+        auth = self.auth.headers(target)
         return replace(
             base,
             headers={**base.headers, **auth},
             stream_headers={**base.stream_headers, **auth},
             framing=self.framing,
-            sign=self.auth.signer(target.api_key),
+            sign=self.auth.signer(target),
         )
 
     def provider_name(self, host: str) -> str:
@@ -127,6 +131,14 @@ FAMILIES: dict[str, ProviderFamily] = {
             "https://generativelanguage.googleapis.com/v1beta",
             embeddings=GeminiEmbeddings(),
             otel_name=_gemini_name,
+        ),
+        ProviderFamily(
+            "bedrock",
+            BedrockAdapter(),
+            BedrockAuth(),  # SigV4 from the AWS chain (auth: aws), or a Bedrock API key
+            EventStreamDecoder,
+            BEDROCK_ENDPOINT,  # {region}: the model's region
+            otel_name=lambda host: "aws.bedrock",
         ),
     )
 }

@@ -14,8 +14,9 @@ Deadlines are absolute loop times checked with ``asyncio.timeout_at`` around
 each socket read, never around a ``yield``: a timeout scope spanning a yield
 would fire inside the consumer's code. Bytes are read with ``readany`` and
 cut into payloads by the family's framing (:class:`~.sse.SSEDecoder` for the
-families today), so a burst of events costs one await. A family whose auth
-scheme signs each request gets its signer called with the final headers.
+families but Bedrock, AWS's binary event stream for it), so a burst of events costs one
+await. A family whose auth scheme signs each request gets its signer awaited with the
+final headers, under the attempt's deadline (it may have to fetch fresh credentials).
 
 The W3C trace context current at the call (the router's attempt span) goes
 upstream as ``traceparent``/``tracestate`` headers, so a provider or gateway
@@ -49,10 +50,20 @@ from skyroute.router.providers.types import (
 )
 
 
-def _outgoing(prep: Prepared, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-    """The headers to send: trace context, then the family's signature if it signs."""
+async def _outgoing(
+    prep: Prepared, url: str, headers: dict[str, str], body: bytes, deadline: float | None = None
+) -> dict[str, str]:
+    """The headers to send: trace context, then the family's signature if it signs.
+
+    A signer may wait for credentials (fetched off the loop); ``deadline`` bounds that wait.
+    """
     out = traced(headers)
-    return out if prep.sign is None else prep.sign(url, out, body)
+    if prep.sign is None:
+        return out
+    if deadline is None:
+        return await prep.sign(url, out, body)
+    async with asyncio.timeout_at(deadline):
+        return await prep.sign(url, out, body)
 
 
 def traced(headers: dict[str, str]) -> dict[str, str]:
@@ -86,12 +97,9 @@ async def complete(
     # asyncio.timeout scope around the call, with less work per request (measured).
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
-        async with session.post(
-            prep.url,
-            data=body,
-            headers=_outgoing(prep, prep.url, prep.headers, body),
-            timeout=timeout,
-        ) as resp:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        sent = await _outgoing(prep, prep.url, prep.headers, body, deadline)
+        async with session.post(prep.url, data=body, headers=sent, timeout=timeout) as resp:
             status = resp.status
             raw = await resp.read()
             headers = resp.headers
@@ -119,11 +127,8 @@ async def stream(
     first_deadline = min(start + first_token_timeout_s, end)
     try:
         async with asyncio.timeout_at(first_deadline):
-            resp = await session.post(
-                prep.stream_url,
-                data=body,
-                headers=_outgoing(prep, prep.stream_url, prep.stream_headers, body),
-            )
+            headers = await _outgoing(prep, prep.stream_url, prep.stream_headers, body)
+            resp = await session.post(prep.stream_url, data=body, headers=headers)
     except TimeoutError:
         raise _no_first_token(family, first_token_timeout_s) from None
     except (aiohttp.ClientError, OSError) as exc:
@@ -198,11 +203,10 @@ async def embed(
     body = wire.encode(req, prep.model)
     url = wire.url(prep)
     try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        sent = await _outgoing(prep, url, prep.headers, body, deadline)
         async with session.post(
-            url,
-            data=body,
-            headers=_outgoing(prep, url, prep.headers, body),
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            url, data=body, headers=sent, timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as resp:
             status, raw, headers = resp.status, await resp.read(), resp.headers
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:

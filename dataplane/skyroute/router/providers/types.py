@@ -63,6 +63,11 @@ class Target:
     api_key: str | None = None
     # The ``api-version`` query parameter, for families whose URLs carry one (Azure OpenAI).
     api_version: str | None = None
+    # How to authenticate (skyroute.families.Auth; "api-key" sends api_key, if any),
+    # and the cloud region and project of families addressed by them (Bedrock, Vertex AI).
+    auth: str = "api-key"
+    region: str | None = None
+    project: str | None = None
 
 
 @dataclass(slots=True)

@@ -74,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         default=None,
         help="JSON file keeping rollout state and version history across restarts, "
-        "and FILE.learned the learning loop's fleet figures and priors "
-        "(default: in memory; a restart then serves the folder's versions, cold)",
+        "and FILE.learned the learning loop's fleet figures and priors, FILE.spend the "
+        "spend ledger (default: in memory; a restart then serves the folder's versions, cold)",
     )
     c.add_argument(
         "--tls-dir",
@@ -424,6 +424,28 @@ def _parser() -> argparse.ArgumentParser:
         if name == "revoke":
             kp.add_argument("key_id", metavar="ID", help="the key's public id")
 
+    sp = sub.add_parser(
+        "spend",
+        help="what a tenant spent per model (or key), from the control plane's ledger",
+        description="The spend ledger through the control plane's admin API (GET /spend).",
+    )
+    sp.add_argument("--tenant", required=True, help="Tenant name")
+    sp.add_argument(
+        "--since",
+        default=None,
+        help="90m, 24h, 7d, a UTC date/time (2026-12-01T09:00), today, month, or unix ms "
+        "(default: all time; counted in whole UTC hours)",
+    )
+    sp.add_argument("--by", choices=["model", "key", "key,model"], default="model")
+    sp.add_argument("--admin", default=DEFAULT_ADMIN, help="control plane admin HOST:PORT")
+    sp.add_argument(
+        "--admin-token-file",
+        default=None,
+        help="the admin bearer token (the control plane's DIR/admin.token)",
+    )
+    sp.add_argument("--admin-ca", default=None, help="HTTPS, trusting this CA (DIR/ca.crt)")
+    sp.add_argument("--json", action="store_true", help="print the API's JSON")
+
     ca = sub.add_parser("cache", help="the semantic cache: calibrate a threshold on your pairs")
     ca_sub = ca.add_subparsers(dest="cache_command", required=True)
     cal = ca_sub.add_parser(
@@ -689,6 +711,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.cli.keys import main as keys_main
 
         return keys_main(args)
+    if args.command == "spend":
+        from skyroute.cli.spend import main as spend_main
+
+        return spend_main(
+            args.tenant,
+            args.since,
+            admin=args.admin,
+            by=args.by,
+            as_json=args.json,
+            admin_token_file=args.admin_token_file,
+            admin_ca=args.admin_ca,
+        )
     if args.command == "cache":
         from skyroute.cli.cache import calibrate
 

@@ -33,7 +33,7 @@ PLURAL = "routingpolicies"
 _DONE = {"promote": "Promoted", "abort": "RolledBack"}
 
 
-def _http(
+def admin_request(
     method: str, url: str, token: str | None = None, ca: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     """One admin call; HTTPS trusting ``ca`` when given, ``token`` as the bearer."""
@@ -76,7 +76,7 @@ def action_main(
         scheme = "https" if admin_ca else "http"
         try:
             token = Path(admin_token_file).read_text().strip() if admin_token_file else None
-            code, body = _http(
+            code, body = admin_request(
                 "POST", f"{scheme}://{admin}/rollouts/{namespace}/{name}/{action}", token, admin_ca
             )
         except OSError as exc:
@@ -132,7 +132,7 @@ def status_main(
     try:
         if admin:
             scheme = "https" if admin_ca else "http"
-            code, body = _http("GET", f"{scheme}://{admin}/debug/rollouts", ca=admin_ca)
+            code, body = admin_request("GET", f"{scheme}://{admin}/debug/rollouts", ca=admin_ca)
             found = body.get(f"{namespace}/{name}") if code == 200 else None
             if found is None:
                 err.print(f"skyroute policy status: {namespace}/{name} not known to {admin}")

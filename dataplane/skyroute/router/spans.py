@@ -123,7 +123,9 @@ class Spans:
         usage: tuple[int, int] | None,
         answer: str | None,
         error_class: str,
+        payer: tuple[str, str] = ("", ""),
     ) -> None:
+        """``payer``: the billed tenant and key id the spend ledger charges (when known)."""
         if span is NO_SPAN:
             return
         if span.is_recording():
@@ -131,6 +133,10 @@ class Spans:
             span.set_attribute("skyroute.cache", cache)
             span.set_attribute("skyroute.attempts", attempts)
             span.set_attribute("skyroute.cost_usd", cost_usd)
+            if payer[0]:
+                span.set_attribute("skyroute.account", payer[0])
+            if payer[1]:
+                span.set_attribute("skyroute.key_id", payer[1])
             if usage is not None:
                 span.set_attribute("gen_ai.usage.input_tokens", usage[0])
                 span.set_attribute("gen_ai.usage.output_tokens", usage[1])

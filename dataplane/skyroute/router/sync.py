@@ -214,7 +214,7 @@ class OutcomeReporter:
     async def run(self) -> None:
         while True:
             try:
-                await self._stub.ReportOutcomes(self._batches(), wait_for_ready=True)
+                await self._stream()
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as e:
@@ -223,21 +223,48 @@ class OutcomeReporter:
                 log.exception("outcome_stream_failed")
             await asyncio.sleep(0.2)
 
-    async def _batches(self) -> AsyncIterator[distribution_pb2.OutcomeBatch]:
+    async def _stream(self) -> None:
+        """One ``ReportOutcomes`` call, written batch by batch until it fails.
+
+        Explicit writes, not a request iterator: grpc keeps pulling from the iterator
+        of a call that already ended (the control plane went away), so the first
+        batch after a restart would vanish into the dead call. A write to a call that
+        ended raises instead, and that batch goes back to the front of the buffer
+        for the next call (a batch sent twice is counted once by the spend ledger,
+        whose charges carry their ids).
+        """
+        call = self._stub.ReportOutcomes(wait_for_ready=True)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
+            if call.done():
+                await call  # raises the status it ended with
+                return
             while self._buffer or self._feedback:
-                n = min(self.batch_size, len(self._buffer))
-                items = [self._buffer.popleft() for _ in range(n)]
-                k = min(self.batch_size, len(self._feedback))
-                fb = [self._feedback.popleft() for _ in range(k)]
-                self.sent += n
-                yield distribution_pb2.OutcomeBatch(
-                    node=self.node,
-                    outcomes=items,
-                    endpoints=self.endpoints(),
-                    stats=self.stats(),
-                    feedback=fb,
-                )
+                batch = self._next_batch()
+                try:
+                    await call.write(batch)
+                except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                    self._requeue(batch)
+                    await call
+                    return
+                self.sent += len(batch.outcomes)
+
+    def _next_batch(self) -> distribution_pb2.OutcomeBatch:
+        n = min(self.batch_size, len(self._buffer))
+        items = [self._buffer.popleft() for _ in range(n)]
+        k = min(self.batch_size, len(self._feedback))
+        fb = [self._feedback.popleft() for _ in range(k)]
+        return distribution_pb2.OutcomeBatch(
+            node=self.node,
+            outcomes=items,
+            endpoints=self.endpoints(),
+            stats=self.stats(),
+            feedback=fb,
+        )
+
+    def _requeue(self, batch: distribution_pb2.OutcomeBatch) -> None:
+        """A batch that was not written goes back first (a full buffer drops its newest)."""
+        self._buffer.extendleft(reversed(batch.outcomes))
+        self._feedback.extendleft(reversed(batch.feedback))

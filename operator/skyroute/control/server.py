@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
 
 from skyroute.control import telemetry
@@ -48,6 +49,8 @@ from skyroute.control.policy.validate import Objects
 from skyroute.control.rollout.controller import PolicyRef, RolloutController
 from skyroute.control.rollout.file import StateFile, load
 from skyroute.control.source import SourceWatcher
+from skyroute.control.spend.persist import SpendFile
+from skyroute.control.spend.views import query as spend_query
 from skyroute.control.supervise import Supervisor, TaskHealth
 from skyroute.v1 import snapshot_pb2
 
@@ -99,6 +102,8 @@ class ControlPlane:
         self.state = StateFile(Path(state)) if state else None
         # What the learner learned, next to the rollout state: ``FILE.learned``.
         self.learned = LearnedStateFile(Path(state + ".learned")) if state else None
+        # The spend ledger, next to it too: ``FILE.spend`` (saved when it changed).
+        self.spend = SpendFile(Path(state + ".spend")) if state else None
         self._learned_saved = 0.0
         self._latest: tuple[snapshot_pb2.Snapshot, dict[PolicyRef, RoutingPolicy]] | None = None
         self.admin = (
@@ -111,6 +116,7 @@ class ControlPlane:
                 rollouts=self.rollouts,
                 rollout_action=self._rollout_action,
                 health=self._health,
+                spend=self._spend,
                 token=self.admin_token,
                 ssl_context=self.tls.ssl_context() if self.tls else None,
             )
@@ -124,6 +130,11 @@ class ControlPlane:
         self.tasks = Supervisor(self._stop)
         self.service.failing_tasks = self.tasks.failing
         self.service.source_broken_since = lambda: self.store.broken_since_unix_ms
+
+    def _spend(self, tenant: str, since_ms: int, by: str) -> dict[str, object]:
+        return spend_query(
+            self.service.ledger, self.store.snapshot, tenant, since_ms, int(time.time() * 1000), by
+        )
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         tasks: dict[str, object] = {n: h.as_dict() for n, h in sorted(self.tasks.health.items())}
@@ -178,6 +189,8 @@ class ControlPlane:
                     self._republish()
                 self._save()
                 self._save_learned()
+                if self.spend is not None:
+                    self.spend.save(self.service.ledger)
             except Exception as exc:  # a bug must not stop the control plane serving
                 health(exc)
                 log.exception("rollout tick failed")
@@ -198,6 +211,8 @@ class ControlPlane:
             load(self.rollouts, self.state.path)
         if self.learned is not None:
             self.learner.restored = self.learned.load(self.learner).as_dict()
+        if self.spend is not None:
+            self.spend.load(self.service.ledger)
         self.watcher.reload()
         if self.tls is None:
             event(
@@ -243,6 +258,11 @@ class ControlPlane:
                 self.learned.save(self.learner)
             except OSError as exc:
                 event(log, "learned_state_unsaved", logging.WARNING, error=str(exc))
+        if self.spend is not None:
+            try:
+                self.spend.save(self.service.ledger, force=True)
+            except OSError as exc:
+                event(log, "spend_ledger_unsaved", logging.WARNING, error=str(exc))
         if self.admin is not None:
             await self.admin.stop()
         if self._server is not None:

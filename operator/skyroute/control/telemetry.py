@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -35,6 +36,13 @@ from opentelemetry.sdk.resources import Resource
 PUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _configured = False
+
+
+class SpendRow(Protocol):
+    """A ledger row as the spend counters read it (``spend.ledger.Row``)."""
+
+    requests: int
+    nano_usd: int
 
 
 def configure(service: str = "skyroute-control") -> None:
@@ -163,6 +171,36 @@ class ControlMetrics:
             [drifting],
             "1",
             "Raised drift alerts: a model's p95 or cost per request above its baseline x ratio",
+        )
+
+    def observe_spend(self, rows: Callable[[], Mapping[tuple[str, str, str], SpendRow]]) -> None:
+        """The spend ledger's all-time USD and requests per tenant and model (monotonic:
+        the ledger is persisted, so the counters continue across restarts)."""
+
+        def by_model() -> dict[tuple[str, str], tuple[int, int]]:
+            out: dict[tuple[str, str], tuple[int, int]] = {}
+            for (tenant, _key, model), r in rows().items():
+                n, nano = out.get((tenant, model), (0, 0))
+                out[(tenant, model)] = (n + r.requests, nano + r.nano_usd)
+            return out
+
+        def attrs(tenant: str, model: str) -> dict[str, str]:
+            return {"skyroute.tenant": tenant, "gen_ai.request.model": model}
+
+        def cost(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(v[1] / 1e9, attrs(*k)) for k, v in by_model().items()]
+
+        def requests(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(v[0], attrs(*k)) for k, v in by_model().items()]
+
+        self._meter.create_observable_counter(
+            "skyroute.control.spend", [cost], "USD", "Spend in the ledger, per tenant and model"
+        )
+        self._meter.create_observable_counter(
+            "skyroute.control.spend.requests",
+            [requests],
+            "{request}",
+            "Charged requests in the ledger, per tenant and model",
         )
 
 

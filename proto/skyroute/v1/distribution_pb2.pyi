@@ -248,6 +248,9 @@ class Outcome(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     CACHE_SIMILARITY_FIELD_NUMBER: _builtins.int
     TOOL_CALLED_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    CHARGE_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     policy: _builtins.str
     snapshot_version: _builtins.str
@@ -283,6 +286,17 @@ class Outcome(_message.Message):
     """The answer called a tool (the learning loop's observed tool use per intent,
     among requests that offered tools).
     """
+    account: _builtins.str
+    """Who pays (the spend ledger, operator/skyroute/control/spend): the
+    authenticated tenant whose budgets apply ("" for an anonymous caller;
+    `tenant` above may be a delegated sub-tenant "<account>/<sub>"), and the
+    public id of the key it called with ("" for a ServiceAccount).
+    """
+    key_id: _builtins.str
+    charge_id: _builtins.str
+    """Unique per served request (minted by the router): the ledger counts each
+    charge once, so a report sent twice is not charged twice.
+    """
     def __init__(
         self,
         *,
@@ -314,10 +328,13 @@ class Outcome(_message.Message):
         tenant: _builtins.str = ...,
         cache_similarity: _builtins.float = ...,
         tool_called: _builtins.bool = ...,
+        account: _builtins.str = ...,
+        key_id: _builtins.str = ...,
+        charge_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "charge_id", b"charge_id", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "key_id", b"key_id", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -697,6 +714,7 @@ class ControlStatus(_message.Message):
     SOURCE_BROKEN_SINCE_UNIX_MS_FIELD_NUMBER: _builtins.int
     FAILING_TASKS_FIELD_NUMBER: _builtins.int
     AUTHENTICATION_FIELD_NUMBER: _builtins.int
+    SPEND_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     last_error: _builtins.str
     """The last rejected input, if any, with file, object and field."""
@@ -726,6 +744,10 @@ class ControlStatus(_message.Message):
     def failing_tasks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Background tasks that keep failing ("learning: OverflowError(...)")."""
 
+    @_builtins.property
+    def spend(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantSpend]:
+        """The spend ledger, one entry per tenant with any spend (skyroute spend has the detail)."""
+
     def __init__(
         self,
         *,
@@ -741,11 +763,54 @@ class ControlStatus(_message.Message):
         source_broken_since_unix_ms: _builtins.int = ...,
         failing_tasks: _abc.Iterable[_builtins.str] | None = ...,
         authentication: _builtins.str = ...,
+        spend: _abc.Iterable[Global___TenantSpend] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "spend", b"spend", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlStatus: _TypeAlias = ControlStatus  # noqa: Y015
+
+@_typing.final
+class TenantSpend(_message.Message):
+    """What a tenant has spent, from the control plane's ledger (each charge once)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    USD_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    BUDGET_LEFT_USD_FIELD_NUMBER: _builtins.int
+    TOTAL_USD_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    usd: _builtins.float
+    """USD settled in the current period of the tenant's first budget (all time without one)."""
+    period: _builtins.str
+    """"day", "month" or "total"; the first budget's period ("total" without one)."""
+    budget_left_usd: _builtins.float
+    """USD left in that budget's period (unset: the tenant has no budget)."""
+    total_usd: _builtins.float
+    """Since the ledger began, all keys and models."""
+    requests: _builtins.int
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        usd: _builtins.float = ...,
+        period: _builtins.str = ...,
+        budget_left_usd: _builtins.float | None = ...,
+        total_usd: _builtins.float = ...,
+        requests: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_left_usd", b"_budget_left_usd", "budget_left_usd", b"budget_left_usd"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_left_usd", b"_budget_left_usd", "budget_left_usd", b"budget_left_usd", "period", b"period", "requests", b"requests", "tenant", b"tenant", "total_usd", b"total_usd", "usd", b"usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_left_usd: _TypeAlias = _typing.Literal["budget_left_usd"]  # noqa: Y015
+    _WhichOneofArgType__budget_left_usd: _TypeAlias = _typing.Literal["_budget_left_usd", b"_budget_left_usd"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_left_usd) -> _WhichOneofReturnType__budget_left_usd | None: ...
+
+Global___TenantSpend: _TypeAlias = TenantSpend  # noqa: Y015

@@ -71,6 +71,9 @@ class RequestContext:
     # The caller's trace context (W3C traceparent from HTTP headers or gRPC metadata).
     trace_parent: otel_context.Context | None = None
     span: Span = NO_SPAN
+    # Who pays (the door's identity): the billed tenant and the key's public id.
+    account: str = ""
+    key_id: str = ""
 
 
 @dataclass(slots=True)

@@ -776,6 +776,7 @@ class Engine:
             (r.prompt_tokens, r.completion_tokens) if r else None,
             r.content if r else None,
             error_class,
+            (ctx.account, ctx.key_id),
         )
         self._report(served, s, ctx, model, error_class, latency_s)
 
@@ -821,5 +822,8 @@ class Engine:
                 tenant=s.tenant,
                 cache_similarity=served.cache_similarity,
                 tool_called=bool(r.tool_calls) if r else False,
+                account=ctx.account,
+                key_id=ctx.key_id,
+                charge_id=new_id(),
             )
         )

@@ -190,6 +190,8 @@ class Pipeline:
             no_cache=inbound.no_cache,
             stream=inbound.stream,
             trace_parent=inbound.trace_parent,
+            account=ident.account,
+            key_id=ident.key_id,
         )
         pressure = door.pressure_pool(ident)
         embeddings = inbound.embed is not None

@@ -27,6 +27,9 @@ the port (probes and dashboards; the NetworkPolicy narrows who does), and
 the one write, ``POST /rollouts/...``, needs ``Authorization: Bearer
 <admin token>`` whenever a token is configured (``--tls-dir`` always has
 one, ``--admin-token-file`` sets one): 401 without it, 403 with a wrong one.
+``GET /spend?tenant=NAME&since=UNIX_MS`` is the spend ledger (what
+``skyroute spend`` prints); it is the one read behind the admin token, like
+the writes, because a tenant's spend is business data.
 With ``ssl_context`` the port is HTTPS.
 ``/metrics`` is the Prometheus exposition of the control plane's OpenTelemetry
 instruments (see :mod:`.telemetry`).
@@ -45,13 +48,17 @@ from google.protobuf.message import Message
 
 from skyroute.control.distribution.tls import token_ok
 from skyroute.control.learning.outcomes import OutcomeAggregator
+from skyroute.control.limits import MAX_NAME
 from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.rollout.controller import RolloutController
+from skyroute.control.spend.views import GROUPINGS
 from skyroute.control.telemetry import prometheus_text
 from skyroute.v1 import distribution_pb2
 
 log = logging.getLogger("skyroute.control.admin")
 Health = Callable[[], tuple[bool, dict[str, object]]]
+# (tenant, since unix ms, grouping) -> the ledger's answer (spend.views.query).
+SpendQuery = Callable[[str, int, str], dict[str, object]]
 
 
 def message_to_dict(message: Message) -> dict[str, object]:
@@ -76,6 +83,17 @@ def status_to_dict(status: distribution_pb2.ControlStatus) -> dict[str, object]:
     data["outcomes_total"] = status.outcomes_total
     data["outcomes_by_pool"] = [
         {"key": c.key, "requests": c.requests} for c in status.outcomes_by_pool
+    ]
+    data["spend"] = [
+        {
+            "tenant": t.tenant,
+            "usd": t.usd,
+            "period": t.period,
+            "budget_left_usd": t.budget_left_usd if t.HasField("budget_left_usd") else None,
+            "total_usd": t.total_usd,
+            "requests": t.requests,
+        }
+        for t in status.spend
     ]
     routers = data.get("routers")
     if isinstance(routers, list):
@@ -119,6 +137,7 @@ class AdminServer:
         rollouts: RolloutController | None = None,
         rollout_action: Callable[[str, str, str], Awaitable[tuple[bool, str]]] | None = None,
         health: Health | None = None,
+        spend: SpendQuery | None = None,
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
@@ -133,6 +152,7 @@ class AdminServer:
         self._rollouts = rollouts
         self._rollout_action = rollout_action
         self._health = health
+        self._spend = spend
         self._token = token
         self._ssl = ssl_context
         self.writes_refused = 0
@@ -151,6 +171,7 @@ class AdminServer:
         )
         app.router.add_post("/rollouts/{namespace}/{name}/{action}", self._rollout_post)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/spend", self._get_spend)
         return app
 
     async def start(self) -> None:
@@ -240,6 +261,28 @@ class AdminServer:
         if not header:
             return _json({"error": "admin writes need Authorization: Bearer <token>"}, status=401)
         return _json({"error": "the admin token is not valid"}, status=403)
+
+    async def _get_spend(self, request: web.Request) -> web.Response:
+        """``GET /spend?tenant=NAME[&since=UNIX_MS][&by=model|key|key,model]``: the ledger.
+
+        Per-tenant spend is business data, so unlike the other reads it needs the
+        admin token whenever one is configured (401 without, 403 with a wrong one).
+        """
+        refused = self._refuse_write(request)
+        if refused is not None:
+            return refused
+        if self._spend is None:
+            return _json({"error": "no spend ledger in this process"}, status=404)
+        q = request.query
+        tenant, by = q.get("tenant", ""), q.get("by", "model")
+        if not tenant or len(tenant) > MAX_NAME:
+            return _json({"error": f"tenant: a name of 1 to {MAX_NAME} characters"}, status=400)
+        if by not in GROUPINGS:
+            return _json({"error": f"by: one of {', '.join(GROUPINGS)}"}, status=400)
+        since = q.get("since", "0")
+        if not since.isdigit() or len(since) > 15:
+            return _json({"error": "since: unix milliseconds (digits)"}, status=400)
+        return _json(self._spend(tenant, int(since), by))
 
     async def _rollout_post(self, request: web.Request) -> web.Response:
         refused = self._refuse_write(request)

@@ -7,7 +7,10 @@ numbers) and every name against the snapshot: the model, pool, intent,
 policy and policy version an outcome names must exist in the snapshot
 version it says it was served with (``Outcome.snapshot_version``), or, when
 that version is no longer remembered, in one of the last
-``REMEMBERED_VERSIONS`` versions served. A stats window's model and intent
+``REMEMBERED_VERSIONS`` versions served. So must the tenant an outcome
+bills (``account``; its ``tenant`` is that account or ``<account>/<sub>``)
+and the key (that tenant's, by public id): a router cannot charge a
+tenant or key the snapshot never had. A stats window's model and intent
 are checked the same way, and its sketch is decoded once here
 (``fleet.read_sketch``) so the learning loop never sees a malformed one.
 
@@ -56,6 +59,9 @@ class Vocabulary:
     intents: frozenset[str]
     policies: frozenset[str]
     policy_versions: frozenset[str]
+    # Tenants and (tenant, key id) pairs: who an outcome may bill ("" anonymous).
+    accounts: frozenset[str] = frozenset({""})
+    keys: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
     def of(cls, snapshot: snapshot_pb2.Snapshot) -> Vocabulary:
@@ -67,6 +73,8 @@ class Vocabulary:
             ),
             policies=frozenset({"", *(p.name for p in snapshot.policies)}),
             policy_versions=frozenset({"", *(p.version for p in snapshot.policies)}),
+            accounts=frozenset({"", *(t.name for t in snapshot.tenants)}),
+            keys=frozenset((t.name, k.id) for t in snapshot.tenants for k in t.keys),
         )
 
     def union(self, other: Vocabulary) -> Vocabulary:
@@ -76,6 +84,8 @@ class Vocabulary:
             self.intents | other.intents,
             self.policies | other.policies,
             self.policy_versions | other.policy_versions,
+            self.accounts | other.accounts,
+            self.keys | other.keys,
         )
 
 
@@ -89,9 +99,10 @@ def _within(x: float, high: float) -> bool:
 def outcome_problem(o: distribution_pb2.Outcome, names: Vocabulary) -> str | None:
     """Why ``o`` must be dropped (a reason word), or None when it is fine."""
     texts = (o.request_id, o.snapshot_version, o.intent_source, o.locale, o.user_tier, o.tenant)
-    if any(len(t) > MAX_NAME for t in (o.policy, o.policy_version, o.pool, o.model, o.intent)):
+    short = (o.policy, o.policy_version, o.pool, o.model, o.intent, o.account, o.key_id)
+    if any(len(t) > MAX_NAME for t in short):
         return "name_too_long"
-    if any(len(t) > MAX_TEXT for t in (*texts, o.error_class)):
+    if any(len(t) > MAX_TEXT for t in (*texts, o.error_class, o.charge_id)):
         return "text_too_long"
     if not (_within(o.latency_ms, MAX_LATENCY_MS) and _within(o.ttft_ms, MAX_LATENCY_MS)):
         return "latency_out_of_range"
@@ -113,6 +124,12 @@ def outcome_problem(o: distribution_pb2.Outcome, names: Vocabulary) -> str | Non
         return "unknown_intent"
     if o.policy not in names.policies or o.policy_version not in names.policy_versions:
         return "unknown_policy"
+    if o.account not in names.accounts:
+        return "unknown_tenant"
+    if o.account and o.tenant != o.account and not o.tenant.startswith(o.account + "/"):
+        return "tenant_mismatch"  # a sub-tenant is always "<account>/<sub>"
+    if o.key_id and (not o.account or (o.account, o.key_id) not in names.keys):
+        return "unknown_key"
     return None
 
 

@@ -44,6 +44,8 @@ from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.limits import MAX_NAME, MAX_STATUS_TEXT, STATUS_PAGE_BYTES, clip
 from skyroute.control.logs import event
 from skyroute.control.policy.store import SnapshotStore
+from skyroute.control.spend.ledger import Ledger
+from skyroute.control.spend.views import status_entries
 from skyroute.control.telemetry import ControlMetrics
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
@@ -85,6 +87,11 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         # own routers, which that replica reports itself.
         self.on_forwarded: Callable[[str, Sequence[distribution_pb2.Outcome]], None] | None = None
         self.metrics = ControlMetrics()
+        # The spend ledger (control/spend): every charge a report carries, once. Only the
+        # process that keeps the ledger counts (an operator follower forwards instead).
+        self.ledger = Ledger()
+        self.keeps_ledger: Callable[[], bool] = lambda: True
+        self.metrics.observe_spend(lambda: self.ledger.select())
         # nonce -> (version, monotonic push time): push-to-ACK latency.
         self._pushed_at: dict[str, tuple[str, float]] = {}
         self.metrics.observe_routers(
@@ -285,6 +292,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                     forwarded = self.checker.outcomes(node, batch.outcomes)
                     if self.on_forwarded is not None:
                         self.on_forwarded(node, forwarded)
+                    if self.keeps_ledger():
+                        self.ledger.record(forwarded)
                     received += len(forwarded)
                     continue
                 record = self.registry.get(node)
@@ -297,6 +306,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                     continue
                 outcomes = self.checker.outcomes(node, batch.outcomes)
                 n = self.outcomes.record(node, outcomes)
+                if self.keeps_ledger():
+                    self.ledger.record(outcomes)
                 received += n
                 self.metrics.received(n)
                 self.registry.touch(node, self.checker.endpoints(node, batch.endpoints))
@@ -344,6 +355,9 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             )
             status.source_broken_since_unix_ms = self.source_broken_since()
             status.failing_tasks.extend(self.failing_tasks())
+            status.spend.extend(
+                status_entries(self.ledger, self.store.snapshot, int(time.time() * 1000))
+            )
             for pool, count in self.outcomes.by_pool().items():
                 status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
         size = status.ByteSize()

@@ -8,7 +8,9 @@ Tenants and three keys loaded, ``+anonymous`` with ``--allow-anonymous``),
 so that a rollout that did not land is visible before its effects are. The
 control plane's own version, its serving policies and its last rejected input
 go on top, because "why is my change not live?"
-is most often answered by the last error, not by any router.
+is most often answered by the last error, not by any router. Each tenant's
+spend follows (the ledger: spend in its first budget's period, the budget
+left, all-time total and requests; ``spend`` in ``--json``).
 
 The exit status is non-zero when the control plane cannot be reached, so the
 command also works as a scripted check.
@@ -100,6 +102,26 @@ def door_text(router: distribution_pb2.RouterStatus) -> Text:
     return Text(label, style=_DOOR_STYLE.get(door.mode, "magenta"))
 
 
+def render_spend(status: distribution_pb2.ControlStatus, console: Console) -> None:
+    """One row per tenant: spend in its first budget's period, what is left, all time."""
+    if not status.spend:
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("TENANT", "SPEND", "PERIOD", "BUDGET LEFT", "TOTAL", "REQUESTS"):
+        table.add_column(column, no_wrap=True, justify="left" if column == "TENANT" else "right")
+    for t in status.spend:
+        left = f"${t.budget_left_usd:,.4f}" if t.HasField("budget_left_usd") else "-"
+        table.add_row(
+            t.tenant,
+            f"${t.usd:,.4f}",
+            t.period,
+            left,
+            f"${t.total_usd:,.4f}",
+            str(t.requests),
+        )
+    console.print(table)
+
+
 def render(status: distribution_pb2.ControlStatus, control: str, console: Console) -> None:
     """Header (version, policies, last error, outcomes) and one table row per router."""
     now_ms = int(time.time() * 1000)
@@ -133,6 +155,7 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
     for task in status.failing_tasks:
         console.print(Text.assemble(("Failing task ", "bold red"), (task, "red")))
 
+    render_spend(status, console)
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     columns = ("ROUTER", "STATE", "ACKED", "SENT", "OUTCOMES", "LAST SEEN", "DOOR", "LAST NACK")
     for column in columns:

@@ -1,0 +1,1 @@
+"""The spend ledger: per tenant, key and model, each charge once, persisted."""

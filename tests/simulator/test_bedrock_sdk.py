@@ -9,9 +9,13 @@ or error-shape mistake in the simulator fails here.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import boto3
 import pytest
 from botocore.config import Config
@@ -182,3 +186,87 @@ def test_a_wrong_secret_or_no_signature_is_refused(sim: SimulatorThread) -> None
             )["stream"]
         )
     assert "UnrecognizedClientException" in str(stream_err.value)
+
+
+def anthropic_bedrock(sim: SimulatorThread, secret: str = SECRET) -> anthropic.AnthropicBedrock:
+    return anthropic.AnthropicBedrock(
+        aws_access_key="AKIDSIMTEST",
+        aws_secret_key=secret,
+        aws_region="us-west-2",
+        base_url=sim.url + "/bedrock",
+        max_retries=0,
+        timeout=10,
+    )
+
+
+def test_anthropic_bedrock_invoke_model(sim: SimulatorThread) -> None:
+    client = anthropic_bedrock(sim)
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "what is your refund policy?"}],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text.startswith(f"[{MODEL}] ")
+    assert message.usage.output_tokens >= 1
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=64,
+        messages=[{"role": "user", "content": "what is your refund policy?"}],
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.startswith(f"[{MODEL}] ") and final.stop_reason in ("end_turn", "max_tokens")
+    tool = {
+        "name": "update_shipment",
+        "input_schema": TOOL["toolSpec"]["inputSchema"]["json"],  # type: ignore[index]
+    }
+    called = client.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        tools=[tool],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "delay S1"}],
+    )
+    assert called.stop_reason == "tool_use" and called.content[0].type == "tool_use"
+
+
+def test_anthropic_bedrock_errors(sim: SimulatorThread) -> None:
+    with pytest.raises(anthropic.APIStatusError) as err:
+        anthropic_bedrock(sim, secret="wrong").messages.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
+    assert err.value.status_code == 403
+    with pytest.raises(anthropic.RateLimitError):
+        anthropic_bedrock(sim).messages.create(
+            model="err-rate_limited", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
+
+
+def test_invoke_model_body_checks_and_bearer_keys(sim: SimulatorThread) -> None:
+    def post(body: dict[str, Any], key: str = SECRET) -> tuple[int, str, Any]:
+        req = urllib.request.Request(
+            sim.url + "/bedrock/model/m/invoke",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, "", json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("x-amzn-errortype", ""), json.loads(exc.read())
+
+    ok = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8, "messages": [user_text()]}
+    status, _, answer = post(ok)
+    assert status == 200 and answer["content"][0]["text"].startswith("[m] ")
+    status, kind, _ = post({**ok, "anthropic_version": None})
+    assert (status, kind.split(":")[0]) == (400, "ValidationException")
+    status, kind, _ = post({**ok, "model": "m"})
+    assert status == 400 and kind.startswith("ValidationException")
+    status, kind, body = post(ok, key="wrong")
+    assert (status, kind.split(":")[0]) == (403, "UnrecognizedClientException")
+    assert body == {"message": "The security token included in the request is invalid."}
+
+
+def user_text() -> dict[str, str]:
+    return {"role": "user", "content": "hello"}

@@ -1,4 +1,5 @@
-"""Amazon Bedrock's Converse API, as ``boto3.client("bedrock-runtime")`` expects it.
+"""Amazon Bedrock's Converse API, as ``boto3.client("bedrock-runtime")`` expects it (and
+InvokeModel with Anthropic's body, as ``anthropic.AnthropicBedrock`` sends it).
 
 Paths (client ``endpoint_url=http://HOST:PORT/bedrock``): ``POST
 /bedrock/model/{modelId}/converse`` and ``/converse-stream``. The request is
@@ -33,6 +34,7 @@ tampered body or a stale ``X-Amz-Date`` is refused like AWS refuses them.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hmac
 import re
@@ -48,6 +50,7 @@ from botocore.credentials import Credentials
 
 from skyroute.families import Family
 from skyroute.simulator.answers import Answer, new_id
+from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.wire import (
     ErrorContext,
     Rendered,
@@ -517,3 +520,79 @@ class BedrockWire:
             code, name, text = _INVALID[status]
             return aws_error(code, name, text if status == 401 else message)
         return aws_error(status, "ValidationException", message)
+
+
+# -- InvokeModel with Anthropic's body (anthropic.AnthropicBedrock) -------------------
+
+#: The ``anthropic_version`` an Anthropic InvokeModel body must carry: Bedrock's own
+#: ``bedrock-2023-05-31``, or a dated API version (newer ``anthropic`` SDKs send theirs).
+_ANTHROPIC_VERSION = re.compile(r"(bedrock-)?\d{4}-\d{2}-\d{2}")
+
+
+def _chunks(sse_bytes: bytes) -> bytes:
+    """SSE events as InvokeModelWithResponseStream ``chunk`` events (base64 JSON in ``bytes``)."""
+    out = b""
+    for block in sse_bytes.split(b"\n\n"):
+        data = b"\n".join(
+            line[6:] if line.startswith(b"data: ") else line[5:]
+            for line in block.split(b"\n")
+            if line.startswith(b"data:")
+        )
+        if data:
+            out += frame(
+                {
+                    ":event-type": "chunk",
+                    ":content-type": "application/json",
+                    ":message-type": "event",
+                },
+                orjson.dumps({"bytes": base64.b64encode(data).decode()}),
+            )
+    return out
+
+
+class BedrockInvokeWire(BedrockWire):
+    """``POST /bedrock/model/{id}/invoke`` and ``/invoke-with-response-stream`` (Anthropic).
+
+    The body is Anthropic's Messages request without ``model`` (it is in the path) and with
+    ``anthropic_version`` (``bedrock-2023-05-31``); the answer is Anthropic's Messages JSON, and
+    a stream is Anthropic's events, each one base64-encoded in a ``chunk`` event of AWS's
+    event stream. Authentication and HTTP errors are Bedrock's.
+    """
+
+    def __init__(self) -> None:
+        self.anthropic = AnthropicWire()
+
+    def parse(self, body: Any, path_model: str | None, stream_path: bool) -> SimRequest:
+        if not isinstance(body, dict):
+            raise WireError("The request body must be a JSON object.")
+        if not _ANTHROPIC_VERSION.fullmatch(str(body.get("anthropic_version", ""))):
+            raise WireError("anthropic_version: required, e.g. 'bedrock-2023-05-31'")
+        if "model" in body or "stream" in body:
+            raise WireError(
+                "Malformed input request: extraneous key [model or stream] is not "
+                "permitted, please reformat your input and try again."
+            )
+        req = self.anthropic.parse({**body, "model": path_model}, path_model, stream_path)
+        req.stream = stream_path
+        return req
+
+    def render(self, req: SimRequest, answer: Answer) -> bytes:
+        return self.anthropic.render(req, answer)
+
+    def stream(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
+        sse = self.anthropic.stream(req, answer, chunk_tokens)
+        return StreamFrames(
+            _chunks(sse.head),
+            [_chunks(p) for p in sse.pieces],
+            _chunks(sse.tail),
+            sse.piece_tokens,
+            headers=STREAM_HEADERS,
+        )
+
+    def error(self, kind: str, ctx: ErrorContext) -> Rendered:
+        if kind not in ("content_filter", "bad_response"):
+            return super().error(kind, ctx)
+        rendered = self.anthropic.error(kind, ctx)  # a 200 refusal or a broken body
+        if ctx.stream:
+            return Rendered(200, dict(STREAM_HEADERS), _chunks(rendered.body))
+        return rendered

@@ -17,7 +17,9 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
   (``openai.AzureOpenAI(azure_endpoint=http://HOST:PORT/azure)``)
 - ``POST /bedrock/model/{modelId}/converse`` and ``/converse-stream`` (Bedrock's
   Converse, streamed as AWS's binary event stream; SigV4 verified:
-  ``boto3.client("bedrock-runtime", endpoint_url=http://HOST:PORT/bedrock)``)
+  ``boto3.client("bedrock-runtime", endpoint_url=http://HOST:PORT/bedrock)``), and
+  ``/invoke`` and ``/invoke-with-response-stream`` with Anthropic's body
+  (``anthropic.AnthropicBedrock(base_url=http://HOST:PORT/bedrock)``)
 
 and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
 the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}``,
@@ -51,7 +53,7 @@ from skyroute.simulator import bedrock_wire, embeddings
 from skyroute.simulator.answers import json_answer, prompt_hash, text_answer, tool_answer
 from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.azure_wire import AzureOpenAIWire
-from skyroute.simulator.bedrock_wire import BedrockWire
+from skyroute.simulator.bedrock_wire import BedrockInvokeWire, BedrockWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan
 from skyroute.simulator.gemini_wire import GeminiWire
 from skyroute.simulator.openai_wire import OpenAIWire
@@ -84,6 +86,7 @@ class Simulator:
         self.gemini = GeminiWire()
         self.azure = AzureOpenAIWire()
         self.bedrock = BedrockWire()
+        self.bedrock_invoke = BedrockInvokeWire()  # InvokeModel, Anthropic's body
         # Every family of the contract (tests/simulator checks none is missing).
         self.wires: dict[str, Family] = {
             w.name: w for w in (self.azure, self.openai, self.anthropic, self.gemini, self.bedrock)
@@ -124,6 +127,9 @@ class Simulator:
             request[bedrock_wire.KEY] = key
         if method in ("converse", "converse-stream"):
             return await self._serve(request, self.bedrock, model, method == "converse-stream")
+        if method in ("invoke", "invoke-with-response-stream"):
+            stream = method == "invoke-with-response-stream"
+            return await self._serve(request, self.bedrock_invoke, model, stream)
         return _respond(self.bedrock.invalid(f"Unknown operation {method!r}", 404))
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:

@@ -12,15 +12,18 @@ Bedrock's error names, stop reasons and structured output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import threading
 import urllib.request
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from botocore.credentials import Credentials, RefreshableCredentials
 from multidict import CIMultiDict
 
@@ -86,6 +89,18 @@ class Chain:
         return self.creds
 
 
+@contextlib.asynccontextmanager
+async def loopback(app: web.Application) -> AsyncIterator[int]:
+    """``app`` served on a free loopback port for the block."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
 def prepared(target: Target, source: CredentialSource) -> Prepared:
     family = replace(registry.FAMILIES["bedrock"], auth=BedrockAuth(lambda: source))
     return family.prepare(target)
@@ -147,8 +162,13 @@ def test_the_signature_covers_region_session_token_and_body() -> None:
     source = CredentialSource(Chain(Credentials(AKID, SECRET, "session-token-1")))
     prep = prepared(aws_target("http://127.0.0.1:9"), source)
     body = b'{"messages":[]}'
-    assert prep.sign is not None
-    headers = CIMultiDict(asyncio.run(prep.sign(prep.url, dict(prep.headers), body)))
+    sign = prep.sign
+    assert sign is not None
+
+    async def signed() -> dict[str, str]:
+        return await sign(prep.url, dict(prep.headers), body)
+
+    headers: CIMultiDict[str] = CIMultiDict(asyncio.run(signed()))
     auth = headers["Authorization"]
     assert auth.startswith(f"AWS4-HMAC-SHA256 Credential={AKID}/")
     assert "/eu-central-1/bedrock/aws4_request" in auth
@@ -472,23 +492,14 @@ def test_exception_events_are_classified_and_are_cuts_after_the_first_token() ->
     assert err.value.error_class == RATE_LIMITED and "ThrottlingException" in err.value.message
 
     async def served(body: bytes) -> list[StreamEvent]:
-        from aiohttp import web
-
         async def handler(request: web.Request) -> web.Response:
             return web.Response(body=body, headers=bedrock_wire.STREAM_HEADERS)
 
         app = web.Application()
         app.router.add_post("/model/m/converse-stream", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
+        async with loopback(app) as port:
             _, prep = providers.prepared(Target("bedrock", f"http://127.0.0.1:{port}", "m", "k"))
             return await stream(prep, ask("x"))
-        finally:
-            await runner.cleanup()
 
     text = bedrock_wire.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "a"}})
     broken = bedrock_wire.exception("modelStreamErrorException", "The model stopped.")
@@ -500,3 +511,102 @@ def test_exception_events_are_classified_and_are_cuts_after_the_first_token() ->
     with pytest.raises(ProviderError) as err:
         asyncio.run(served(broken))
     assert err.value.error_class == SERVER_ERROR and err.value.retryable
+
+
+def test_eks_pod_identity_credentials_come_through_botocores_default_chain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The container provider (EKS Pod Identity's agent, ECS) served on loopback, for real."""
+    token = tmp_path / "eks-pod-identity-token"
+    token.write_text("pod-identity-token")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    hits: list[str] = []
+    now = datetime.datetime.now(datetime.UTC)
+
+    async def credentials(request: web.Request) -> web.Response:
+        hits.append(request.headers.get("Authorization", ""))
+        # The first issue expires in 5 minutes, inside botocore's refresh window: refreshed.
+        expiry = now + (
+            datetime.timedelta(minutes=5) if len(hits) == 1 else datetime.timedelta(hours=1)
+        )
+        return web.json_response(
+            {
+                "AccessKeyId": f"ASIAPOD{len(hits)}",
+                "SecretAccessKey": SECRET,
+                "Token": f"pod-session-{len(hits)}",
+                "Expiration": expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+
+    async def go(sim_url: str) -> list[ChatResult]:
+        app = web.Application()
+        app.router.add_get("/v1/credentials", credentials)
+        async with loopback(app) as port:
+            monkeypatch.setenv(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/v1/credentials"
+            )
+            monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(token))
+            prep = prepared(aws_target(sim_url), CredentialSource())  # botocore's own chain
+            return [await complete(prep, ask("hello")) for _ in range(3)]
+
+    with SimulatorThread({"api_key": SECRET, "time_scale": 1000}) as sim:
+        results = asyncio.run(go(sim.url))
+    assert all(r.content.startswith("[anthropic.claude-sonnet-4-5-v1:0] ") for r in results)
+    # One fetch by the chain, one refresh (the 5-minute keys), then the hour-long keys serve.
+    assert hits == ["pod-identity-token", "pod-identity-token"]
+
+
+STS_ANSWER = """<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <Credentials>
+      <AccessKeyId>ASIAIRSA</AccessKeyId>
+      <SecretAccessKey>{secret}</SecretAccessKey>
+      <SessionToken>irsa-session</SessionToken>
+      <Expiration>{expiry}</Expiration>
+    </Credentials>
+    <SubjectFromWebIdentityToken>system:serviceaccount:skyroute:router</SubjectFromWebIdentityToken>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/bedrock-router/skyroute</Arn>
+      <AssumedRoleId>AROAEXAMPLE:skyroute</AssumedRoleId>
+    </AssumedRoleUser>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"""
+
+
+def test_irsa_web_identity_credentials_come_through_botocores_default_chain(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """IRSA: the service account's projected token exchanged at STS (served on loopback)."""
+    token = tmp_path / "token"
+    token.write_text("projected-service-account-jwt")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    calls: list[dict[str, str]] = []
+    expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+
+    async def sts(request: web.Request) -> web.Response:
+        calls.append(dict(await request.post()))  # type: ignore[arg-type]
+        body = STS_ANSWER.format(secret=SECRET, expiry=expiry.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return web.Response(text=body, content_type="text/xml")
+
+    async def go(sim_url: str) -> ChatResult:
+        app = web.Application()
+        app.router.add_post("/", sts)
+        async with loopback(app) as port:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+            monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/bedrock-router")
+            monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+            monkeypatch.setenv("AWS_ROLE_SESSION_NAME", "skyroute")
+            monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+            prep = prepared(aws_target(sim_url), CredentialSource())  # botocore's own chain
+            return await complete(prep, ask("hello"))
+
+    with SimulatorThread({"api_key": SECRET, "time_scale": 1000}) as sim:
+        result = asyncio.run(go(sim.url))
+    assert result.content.startswith("[anthropic.claude-sonnet-4-5-v1:0] ")
+    (call,) = calls
+    assert call["Action"] == "AssumeRoleWithWebIdentity"
+    assert call["WebIdentityToken"] == "projected-service-account-jwt"
+    assert call["RoleArn"] == "arn:aws:iam::123456789012:role/bedrock-router"

@@ -610,3 +610,36 @@ def test_irsa_web_identity_credentials_come_through_botocores_default_chain(
     assert call["Action"] == "AssumeRoleWithWebIdentity"
     assert call["WebIdentityToken"] == "projected-service-account-jwt"
     assert call["RoleArn"] == "arn:aws:iam::123456789012:role/bedrock-router"
+
+
+def test_a_failed_refresh_keeps_valid_keys_and_fails_auth_once_they_expire() -> None:
+    from botocore.exceptions import CredentialRetrievalError
+
+    now = datetime.datetime.now(datetime.UTC)
+    state = {"minutes": 12, "fail": False}
+
+    def refresh() -> dict[str, str]:
+        if state["fail"]:
+            raise CredentialRetrievalError(provider="test", error_msg="STS is unreachable")
+        expiry = now + datetime.timedelta(minutes=state["minutes"])
+        return {
+            "access_key": AKID,
+            "secret_key": SECRET,
+            "token": "t",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    creds = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    source = CredentialSource(Chain(creds))
+    state["fail"] = True  # 12 minutes left: inside the advisory window, refresh fails
+
+    async def key() -> str:
+        return (await source.get()).access_key
+
+    assert asyncio.run(key()) == AKID  # botocore keeps the old keys on an advisory failure
+    state.update(minutes=-1, fail=False)
+    expired = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    state["fail"] = True
+    with pytest.raises(ProviderError) as err:
+        asyncio.run(CredentialSource(Chain(expired)).get())
+    assert err.value.error_class == AUTH and "STS is unreachable" in err.value.message

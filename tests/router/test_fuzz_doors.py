@@ -534,3 +534,96 @@ def test_stored_response_routes_answer_every_id_in_openai_shape(http: str) -> No
             assert body["object"] in ("response", "list"), body
 
     fuzz()
+
+
+_BLOCK = st.builds(
+    router_pb2.ContentBlock,
+    type=st.one_of(
+        st.sampled_from(
+            ["text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"]
+        ),
+        _TEXT,
+    ),
+    text=_TEXT,
+    media_type=_TEXT,
+    data=_TEXT,
+    url=_TEXT,
+    id=_TEXT,
+    name=_TEXT,
+    input=st.one_of(_TEXT, JSON.map(json.dumps)),
+    tool_use_id=_TEXT,
+    is_error=st.booleans(),
+    signature=_TEXT,
+)
+_TURN = st.builds(
+    router_pb2.MessagesTurn,
+    role=st.one_of(st.sampled_from(["user", "assistant"]), _TEXT),
+    content=st.lists(_BLOCK, max_size=3),
+)
+
+
+@st.composite
+def messages_requests(draw: st.DrawFn) -> router_pb2.MessagesRequest:
+    req = router_pb2.MessagesRequest(
+        policy=draw(st.one_of(st.just("fuzz"), _TEXT)),
+        system=draw(_TEXT),
+        messages=draw(st.lists(_TURN, max_size=3)),
+        max_tokens=draw(st.integers(min_value=-(2**31), max_value=2**31 - 1)),
+        stop_sequences=draw(st.lists(_TEXT, max_size=3)),
+        tools=draw(
+            st.lists(
+                st.builds(
+                    router_pb2.MessagesTool,
+                    name=_TEXT,
+                    description=_TEXT,
+                    input_schema=st.one_of(_TEXT, JSON.map(json.dumps)),
+                ),
+                max_size=2,
+            )
+        ),
+        tool_choice=draw(st.one_of(st.sampled_from(["auto", "any", "none", "tool"]), _TEXT)),
+        tool_choice_name=draw(_TEXT),
+        thinking_budget_tokens=draw(st.integers(min_value=-(2**31), max_value=2**31 - 1)),
+        user_id=draw(st.one_of(_TEXT, st.just("u" * 300))),
+        intent=draw(_TEXT),
+        tenant=draw(_TEXT),
+        no_cache=True,
+    )
+    for name, value in (
+        ("temperature", draw(st.one_of(st.none(), st.floats()))),
+        ("top_p", draw(st.one_of(st.none(), st.floats()))),
+        ("top_k", draw(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)))),
+    ):
+        if value is not None:
+            setattr(req, name, value)
+    return req
+
+
+def _valid_messages() -> router_pb2.MessagesRequest:
+    hi = router_pb2.ContentBlock(type="text", text="hi")
+    turn = router_pb2.MessagesTurn(role="user", content=[hi])
+    return router_pb2.MessagesRequest(policy="fuzz", messages=[turn], max_tokens=16, no_cache=True)
+
+
+@pytest.mark.parametrize("method", ["Messages", "StreamMessages", "ExplainMessages"])
+def test_grpc_messages_answers_every_request_with_a_status(
+    stub: router_pb2_grpc.RouterStub, method: str
+) -> None:
+    call = getattr(stub, method)
+
+    def run(req: router_pb2.MessagesRequest) -> None:
+        out = call(req, timeout=TIMEOUT)
+        if method == "StreamMessages":
+            list(out)
+
+    @FUZZ
+    @given(req=messages_requests())
+    def fuzz(req: router_pb2.MessagesRequest) -> None:
+        try:
+            run(req)
+        except grpc.RpcError as e:
+            assert e.code() not in BROKEN, (e.code(), e.details(), req)
+            assert e.details(), (e.code(), req)
+
+    fuzz()
+    assert stub.Messages(_valid_messages(), timeout=TIMEOUT).model == "base-model"

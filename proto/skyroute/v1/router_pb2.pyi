@@ -5,7 +5,9 @@ The Router API that in-cluster services call.
 
 Messages follow the OpenAI chat shape (role, content, tool calls with ids),
 the lingua franca that provider adapters translate from. `Explain` is a dry
-run: it returns the decision and why, and calls no model.
+run: it returns the decision and why, and calls no model. `Messages` is the
+Anthropic Messages API's shape (system prompt, content blocks, thinking),
+as the HTTP door's POST /v1/messages takes it.
 """
 
 from collections import abc as _abc
@@ -22,6 +24,315 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class ContentBlock(_message.Message):
+    """One Anthropic content block; which fields count depends on `type`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    TOOL_USE_ID_FIELD_NUMBER: _builtins.int
+    IS_ERROR_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """"text", "image", "tool_use", "tool_result", "thinking" or "redacted_thinking"."""
+    text: _builtins.str
+    """text: the text; thinking: the thinking; tool_result: the result's text."""
+    media_type: _builtins.str
+    """image: base64 `data` with its `media_type`, or a `url`."""
+    data: _builtins.str
+    url: _builtins.str
+    id: _builtins.str
+    """tool_use: the call's id, the tool's name and its input (a JSON object, encoded)."""
+    name: _builtins.str
+    input: _builtins.str
+    tool_use_id: _builtins.str
+    """tool_result: the tool_use it answers, and whether it failed."""
+    is_error: _builtins.bool
+    signature: _builtins.str
+    """thinking: its signature; redacted_thinking: its opaque `data` (field 4)."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        text: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        data: _builtins.str = ...,
+        url: _builtins.str = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        input: _builtins.str = ...,
+        tool_use_id: _builtins.str = ...,
+        is_error: _builtins.bool = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "id", b"id", "input", b"input", "is_error", b"is_error", "media_type", b"media_type", "name", b"name", "signature", b"signature", "text", b"text", "tool_use_id", b"tool_use_id", "type", b"type", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContentBlock: _TypeAlias = ContentBlock  # noqa: Y015
+
+@_typing.final
+class MessagesTurn(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROLE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    role: _builtins.str
+    """"user" or "assistant"."""
+    @_builtins.property
+    def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentBlock]: ...
+    def __init__(
+        self,
+        *,
+        role: _builtins.str = ...,
+        content: _abc.Iterable[Global___ContentBlock] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessagesTurn: _TypeAlias = MessagesTurn  # noqa: Y015
+
+@_typing.final
+class MessagesTool(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INPUT_SCHEMA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    input_schema: _builtins.str
+    """JSON Schema of the input, JSON-encoded (an object)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        input_schema: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_schema", b"input_schema", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessagesTool: _TypeAlias = MessagesTool  # noqa: Y015
+
+@_typing.final
+class MessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    SYSTEM_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    TOP_P_FIELD_NUMBER: _builtins.int
+    TOP_K_FIELD_NUMBER: _builtins.int
+    STOP_SEQUENCES_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_NAME_FIELD_NUMBER: _builtins.int
+    THINKING_BUDGET_TOKENS_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    INTENT_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    USER_TIER_FIELD_NUMBER: _builtins.int
+    SAFETY_CLASS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    NO_CACHE_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    """RoutingPolicy name; empty or "auto" for the default policy."""
+    system: _builtins.str
+    max_tokens: _builtins.int
+    """Required (at least 1), as the Messages API requires it."""
+    temperature: _builtins.float
+    top_p: _builtins.float
+    top_k: _builtins.int
+    tool_choice: _builtins.str
+    """"" (none), "auto", "any", "none" or "tool" (with tool_choice_name)."""
+    tool_choice_name: _builtins.str
+    thinking_budget_tokens: _builtins.int
+    """Extended thinking's budget (Anthropic upstreams only); 0 for none."""
+    user_id: _builtins.str
+    """metadata.user_id: the user for canaries."""
+    intent: _builtins.str
+    """Declared signals and the request's context, as on CompletionRequest."""
+    tenant: _builtins.str
+    locale: _builtins.str
+    user_tier: _builtins.str
+    safety_class: _builtins.str
+    request_id: _builtins.str
+    idempotency_key: _builtins.str
+    no_cache: _builtins.bool
+    session: _builtins.str
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessagesTurn]: ...
+    @_builtins.property
+    def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___MessagesTool]: ...
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+        system: _builtins.str = ...,
+        messages: _abc.Iterable[Global___MessagesTurn] | None = ...,
+        max_tokens: _builtins.int = ...,
+        temperature: _builtins.float | None = ...,
+        top_p: _builtins.float | None = ...,
+        top_k: _builtins.int | None = ...,
+        stop_sequences: _abc.Iterable[_builtins.str] | None = ...,
+        tools: _abc.Iterable[Global___MessagesTool] | None = ...,
+        tool_choice: _builtins.str = ...,
+        tool_choice_name: _builtins.str = ...,
+        thinking_budget_tokens: _builtins.int = ...,
+        user_id: _builtins.str = ...,
+        intent: _builtins.str = ...,
+        tenant: _builtins.str = ...,
+        locale: _builtins.str = ...,
+        user_tier: _builtins.str = ...,
+        safety_class: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        no_cache: _builtins.bool = ...,
+        session: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "idempotency_key", b"idempotency_key", "intent", b"intent", "locale", b"locale", "max_tokens", b"max_tokens", "messages", b"messages", "no_cache", b"no_cache", "policy", b"policy", "request_id", b"request_id", "safety_class", b"safety_class", "session", b"session", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "tenant", b"tenant", "thinking_budget_tokens", b"thinking_budget_tokens", "tool_choice", b"tool_choice", "tool_choice_name", b"tool_choice_name", "tools", b"tools", "top_k", b"top_k", "top_p", b"top_p", "user_id", b"user_id", "user_tier", b"user_tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    _WhichOneofReturnType__top_k: _TypeAlias = _typing.Literal["top_k"]  # noqa: Y015
+    _WhichOneofArgType__top_k: _TypeAlias = _typing.Literal["_top_k", b"_top_k"]  # noqa: Y015
+    _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
+    _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_k) -> _WhichOneofReturnType__top_k | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
+
+Global___MessagesRequest: _TypeAlias = MessagesRequest  # noqa: Y015
+
+@_typing.final
+class MessagesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    STOP_REASON_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_FIELD_NUMBER: _builtins.int
+    FEEDBACK_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    model: _builtins.str
+    stop_reason: _builtins.str
+    """end_turn, max_tokens, tool_use or refusal."""
+    cost_usd: _builtins.float
+    cache_hit: _builtins.bool
+    feedback_id: _builtins.str
+    """Names this answer in Router.Feedback."""
+    @_builtins.property
+    def content(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentBlock]:
+        """Thinking blocks first (an Anthropic upstream's, signed), then text, then tool uses."""
+
+    @_builtins.property
+    def usage(self) -> Global___Usage: ...
+    @_builtins.property
+    def decision(self) -> Global___Decision: ...
+    @_builtins.property
+    def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        model: _builtins.str = ...,
+        content: _abc.Iterable[Global___ContentBlock] | None = ...,
+        stop_reason: _builtins.str = ...,
+        usage: Global___Usage | None = ...,
+        cost_usd: _builtins.float = ...,
+        decision: Global___Decision | None = ...,
+        attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        cache_hit: _builtins.bool = ...,
+        feedback_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "usage", b"usage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "content", b"content", "cost_usd", b"cost_usd", "decision", b"decision", "feedback_id", b"feedback_id", "id", b"id", "model", b"model", "stop_reason", b"stop_reason", "usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessagesResponse: _TypeAlias = MessagesResponse  # noqa: Y015
+
+@_typing.final
+class MessagesChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    TEXT_DELTA_FIELD_NUMBER: _builtins.int
+    BLOCK_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    text_delta: _builtins.str
+    """Text delta."""
+    @_builtins.property
+    def decision(self) -> Global___Decision:
+        """First: the decision and the model now answering."""
+
+    @_builtins.property
+    def block(self) -> Global___ContentBlock:
+        """A complete tool_use, thinking or redacted_thinking block."""
+
+    @_builtins.property
+    def done(self) -> Global___MessagesResponse:
+        """Last on success: everything but the text already streamed."""
+
+    @_builtins.property
+    def error(self) -> Global___StreamError:
+        """Last on failure after the first content: the stream never ends cleanly."""
+
+    def __init__(
+        self,
+        *,
+        decision: Global___Decision | None = ...,
+        text_delta: _builtins.str = ...,
+        block: Global___ContentBlock | None = ...,
+        done: Global___MessagesResponse | None = ...,
+        error: Global___StreamError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "chunk", b"chunk", "decision", b"decision", "done", b"done", "error", b"error", "text_delta", b"text_delta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block", b"block", "chunk", b"chunk", "decision", b"decision", "done", b"done", "error", b"error", "text_delta", b"text_delta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_chunk: _TypeAlias = _typing.Literal["decision", "text_delta", "block", "done", "error"]  # noqa: Y015
+    _WhichOneofArgType_chunk: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_chunk) -> _WhichOneofReturnType_chunk | None: ...
+
+Global___MessagesChunk: _TypeAlias = MessagesChunk  # noqa: Y015
 
 @_typing.final
 class EmbedRequest(_message.Message):

@@ -64,6 +64,21 @@ class RouterStub:
                 request_serializer=skyroute_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
                 response_deserializer=skyroute_dot_v1_dot_router__pb2.Decision.FromString,
                 _registered_method=True)
+        self.Messages = channel.unary_unary(
+                '/skyroute.v1.Router/Messages',
+                request_serializer=skyroute_dot_v1_dot_router__pb2.MessagesRequest.SerializeToString,
+                response_deserializer=skyroute_dot_v1_dot_router__pb2.MessagesResponse.FromString,
+                _registered_method=True)
+        self.StreamMessages = channel.unary_stream(
+                '/skyroute.v1.Router/StreamMessages',
+                request_serializer=skyroute_dot_v1_dot_router__pb2.MessagesRequest.SerializeToString,
+                response_deserializer=skyroute_dot_v1_dot_router__pb2.MessagesChunk.FromString,
+                _registered_method=True)
+        self.ExplainMessages = channel.unary_unary(
+                '/skyroute.v1.Router/ExplainMessages',
+                request_serializer=skyroute_dot_v1_dot_router__pb2.MessagesRequest.SerializeToString,
+                response_deserializer=skyroute_dot_v1_dot_router__pb2.Decision.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -109,6 +124,28 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Messages(self, request, context):
+        """Anthropic Messages (the HTTP door's POST /v1/messages): the same checks,
+        routing and translation; thinking blocks reach an Anthropic upstream intact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamMessages(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainMessages(self, request, context):
+        """The decision a Messages request would get (signals.prompt_tokens is what
+        POST /v1/messages/count_tokens answers), calling no model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +177,21 @@ def add_RouterServicer_to_server(servicer, server):
             'ExplainEmbed': grpc.unary_unary_rpc_method_handler(
                     servicer.ExplainEmbed,
                     request_deserializer=skyroute_dot_v1_dot_router__pb2.EmbedRequest.FromString,
+                    response_serializer=skyroute_dot_v1_dot_router__pb2.Decision.SerializeToString,
+            ),
+            'Messages': grpc.unary_unary_rpc_method_handler(
+                    servicer.Messages,
+                    request_deserializer=skyroute_dot_v1_dot_router__pb2.MessagesRequest.FromString,
+                    response_serializer=skyroute_dot_v1_dot_router__pb2.MessagesResponse.SerializeToString,
+            ),
+            'StreamMessages': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamMessages,
+                    request_deserializer=skyroute_dot_v1_dot_router__pb2.MessagesRequest.FromString,
+                    response_serializer=skyroute_dot_v1_dot_router__pb2.MessagesChunk.SerializeToString,
+            ),
+            'ExplainMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainMessages,
+                    request_deserializer=skyroute_dot_v1_dot_router__pb2.MessagesRequest.FromString,
                     response_serializer=skyroute_dot_v1_dot_router__pb2.Decision.SerializeToString,
             ),
     }
@@ -304,6 +356,87 @@ class Router:
             target,
             '/skyroute.v1.Router/ExplainEmbed',
             skyroute_dot_v1_dot_router__pb2.EmbedRequest.SerializeToString,
+            skyroute_dot_v1_dot_router__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Messages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyroute.v1.Router/Messages',
+            skyroute_dot_v1_dot_router__pb2.MessagesRequest.SerializeToString,
+            skyroute_dot_v1_dot_router__pb2.MessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/skyroute.v1.Router/StreamMessages',
+            skyroute_dot_v1_dot_router__pb2.MessagesRequest.SerializeToString,
+            skyroute_dot_v1_dot_router__pb2.MessagesChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyroute.v1.Router/ExplainMessages',
+            skyroute_dot_v1_dot_router__pb2.MessagesRequest.SerializeToString,
             skyroute_dot_v1_dot_router__pb2.Decision.FromString,
             options,
             channel_credentials,

@@ -5,7 +5,9 @@ The Router API that in-cluster services call.
 
 Messages follow the OpenAI chat shape (role, content, tool calls with ids),
 the lingua franca that provider adapters translate from. `Explain` is a dry
-run: it returns the decision and why, and calls no model.
+run: it returns the decision and why, and calls no model. `Messages` is the
+Anthropic Messages API's shape (system prompt, content blocks, thinking),
+as the HTTP door's POST /v1/messages takes it.
 """
 
 from collections import abc as _abc
@@ -47,6 +49,15 @@ class RouterStub:
     """
     ExplainEmbed: _grpc.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.Decision]
     """The decision an Embed request would get, calling no model."""
+    Messages: _grpc.UnaryUnaryMultiCallable[_router_pb2.MessagesRequest, _router_pb2.MessagesResponse]
+    """Anthropic Messages (the HTTP door's POST /v1/messages): the same checks,
+    routing and translation; thinking blocks reach an Anthropic upstream intact.
+    """
+    StreamMessages: _grpc.UnaryStreamMultiCallable[_router_pb2.MessagesRequest, _router_pb2.MessagesChunk]
+    ExplainMessages: _grpc.UnaryUnaryMultiCallable[_router_pb2.MessagesRequest, _router_pb2.Decision]
+    """The decision a Messages request would get (signals.prompt_tokens is what
+    POST /v1/messages/count_tokens answers), calling no model.
+    """
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -62,6 +73,15 @@ class RouterAsyncStub(RouterStub):
     """
     ExplainEmbed: _aio.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.Decision]  # type: ignore[assignment]
     """The decision an Embed request would get, calling no model."""
+    Messages: _aio.UnaryUnaryMultiCallable[_router_pb2.MessagesRequest, _router_pb2.MessagesResponse]  # type: ignore[assignment]
+    """Anthropic Messages (the HTTP door's POST /v1/messages): the same checks,
+    routing and translation; thinking blocks reach an Anthropic upstream intact.
+    """
+    StreamMessages: _aio.UnaryStreamMultiCallable[_router_pb2.MessagesRequest, _router_pb2.MessagesChunk]  # type: ignore[assignment]
+    ExplainMessages: _aio.UnaryUnaryMultiCallable[_router_pb2.MessagesRequest, _router_pb2.Decision]  # type: ignore[assignment]
+    """The decision a Messages request would get (signals.prompt_tokens is what
+    POST /v1/messages/count_tokens answers), calling no model.
+    """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -110,5 +130,32 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.Decision, _abc.Awaitable[_router_pb2.Decision]]:
         """The decision an Embed request would get, calling no model."""
+
+    @_abc_1.abstractmethod
+    def Messages(
+        self,
+        request: _router_pb2.MessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.MessagesResponse, _abc.Awaitable[_router_pb2.MessagesResponse]]:
+        """Anthropic Messages (the HTTP door's POST /v1/messages): the same checks,
+        routing and translation; thinking blocks reach an Anthropic upstream intact.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamMessages(
+        self,
+        request: _router_pb2.MessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_router_pb2.MessagesChunk], _abc.AsyncIterator[_router_pb2.MessagesChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def ExplainMessages(
+        self,
+        request: _router_pb2.MessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.Decision, _abc.Awaitable[_router_pb2.Decision]]:
+        """The decision a Messages request would get (signals.prompt_tokens is what
+        POST /v1/messages/count_tokens answers), calling no model.
+        """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -299,7 +299,23 @@ def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
     """A Messages (or count_tokens, without ``max_tokens``) request as the pipeline's."""
     data = json_object(wire.body)
     _headers(wire.headers)
-    model = policy(data)
+    chat, stream, user = chat_request(data, count_only=count_only)
+    hdr = wire.headers
+    return Inbound(
+        policy=policy(data),
+        chat=chat,
+        stream=stream,
+        user=str(user or hdr.get("x-skyroute-user", "")),
+        session=hdr.get("x-skyroute-session", ""),
+        **http_context(hdr),
+    )
+
+
+def chat_request(
+    data: dict[str, Any], *, count_only: bool = False
+) -> tuple[ChatRequest, bool, str | None]:
+    """A Messages request body (whichever door it came through) as the router's request,
+    whether it streams, and its ``metadata.user_id``."""
     max_tokens = positive_int(data.get("max_tokens"), "max_tokens", required=not count_only)
     temperature = number(data.get("temperature"), "temperature", 0.0, 1.0)
     number(data.get("top_p"), "top_p", 0.0, 1.0)
@@ -328,15 +344,7 @@ def decode_messages(wire: HttpIn, *, count_only: bool = False) -> Inbound:
         stop=_stop(data.get("stop_sequences")),
         anthropic=native,
     )
-    hdr = wire.headers
-    return Inbound(
-        policy=model,
-        chat=chat,
-        stream=bool(stream) and not count_only,
-        user=str(user or hdr.get("x-skyroute-user", "")),
-        session=hdr.get("x-skyroute-session", ""),
-        **http_context(hdr),
-    )
+    return chat, bool(stream) and not count_only, user
 
 
 def content_blocks(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -344,11 +352,12 @@ def content_blocks(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = list(rec.get("thinking") or ())
     if rec["content"]:
         blocks.append({"type": "text", "text": rec["content"]})
-    blocks.extend(_tool_use(call) for call in rec["tool_calls"])
+    blocks.extend(tool_use(call) for call in rec["tool_calls"])
     return blocks
 
 
-def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
+def tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
+    """A Chat tool call as a ``tool_use`` block."""
     fn = call.get("function") or {}
     try:
         args = orjson.loads(fn.get("arguments") or "{}")
@@ -357,6 +366,11 @@ def _tool_use(call: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(args, dict):  # a model's malformed arguments: kept, not dropped
         args = {"_arguments": fn.get("arguments")}
     return {"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""), "input": args}
+
+
+def stop_reason(rec: Mapping[str, Any]) -> str:
+    """The Messages API's stop reason for a stored answer's finish reason."""
+    return _STOP_REASON.get(rec["finish_reason"], "end_turn")
 
 
 def _usage(rec: Mapping[str, Any]) -> dict[str, int]:
@@ -379,7 +393,7 @@ class AnthropicMessages:
             "role": "assistant",
             "model": rec["model"],
             "content": content_blocks(rec),
-            "stop_reason": _STOP_REASON.get(rec["finish_reason"], "end_turn"),
+            "stop_reason": stop_reason(rec),
             "stop_sequence": None,
             "usage": _usage(rec),
         }
@@ -518,7 +532,7 @@ class MessageEvents:
     def done(self, answer: Answer) -> Sequence[bytes]:
         rec = answer.rec
         delta = {
-            "stop_reason": _STOP_REASON.get(rec["finish_reason"], "end_turn"),
+            "stop_reason": stop_reason(rec),
             "stop_sequence": None,
         }
         end = _event(

@@ -127,7 +127,9 @@ def _tools(req: router_pb2.CompletionRequest) -> list[dict[str, Any]]:
     return tools
 
 
-def declared(req: router_pb2.CompletionRequest | router_pb2.EmbedRequest) -> dict[str, str]:
+def declared(
+    req: router_pb2.CompletionRequest | router_pb2.EmbedRequest | router_pb2.MessagesRequest,
+) -> dict[str, str]:
     """The declared signals of a request message (the registry's fields, by name)."""
     try:
         return read_declared(lambda s: getattr(req, s.field))
@@ -266,11 +268,14 @@ class Chunks:
         return (router_pb2.CompletionChunk(done=_response(answer, content="")),)
 
     def cut(self, served: Served) -> router_pb2.CompletionChunk:
-        err = served.error
-        return router_pb2.CompletionChunk(
-            error=router_pb2.StreamError(
-                error_class=err.error_class if err else "stream_cut",
-                message=err.message if err else "",
-                attempts=attempts(served.attempts),
-            )
-        )
+        return router_pb2.CompletionChunk(error=stream_error(served))
+
+
+def stream_error(served: Served) -> router_pb2.StreamError:
+    """What ends a stream that failed after it started (every streaming call's last chunk)."""
+    err = served.error
+    return router_pb2.StreamError(
+        error_class=err.error_class if err else "stream_cut",
+        message=err.message if err else "",
+        attempts=attempts(served.attempts),
+    )

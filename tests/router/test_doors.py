@@ -6,6 +6,8 @@ generated stub), over loopback to one real router, with the provider
 simulator upstream. Explain (``POST /v1/explain`` and ``Router.Explain``)
 must return the same decision, the answer the same model, text, usage and
 ``x-skyroute-*`` facts (headers over HTTP, trailing metadata over gRPC).
+One tool-using conversation per case gets one decision on every door: Chat,
+Messages and Responses over HTTP, ``Explain`` and ``ExplainMessages`` over gRPC.
 """
 
 from __future__ import annotations
@@ -384,6 +386,47 @@ def _responses_conversation(case: Case) -> dict[str, Any]:
     return body
 
 
+def _grpc_messages(case: Case) -> router_pb2.MessagesRequest:
+    """The Messages conversation as gRPC's MessagesRequest, with the case's declared signals."""
+    body = _messages_conversation(case)
+    turns = []
+    for m in body["messages"]:
+        blocks = m["content"]
+        if isinstance(blocks, str):
+            blocks = [{"type": "text", "text": blocks}]
+        turns.append(
+            router_pb2.MessagesTurn(
+                role=m["role"],
+                content=[
+                    router_pb2.ContentBlock(
+                        type=b["type"],
+                        text=b.get("text", b.get("content", "")),
+                        id=b.get("id", ""),
+                        name=b.get("name", ""),
+                        input=json.dumps(b["input"]) if "input" in b else "",
+                        tool_use_id=b.get("tool_use_id", ""),
+                    )
+                    for b in blocks
+                ],
+            )
+        )
+    tools = [
+        router_pb2.MessagesTool(
+            name=t["name"], description=t["description"], input_schema=json.dumps(t["input_schema"])
+        )
+        for t in body.get("tools", ())
+    ]
+    return router_pb2.MessagesRequest(
+        policy="doors",
+        system=body["system"],
+        messages=turns,
+        max_tokens=body["max_tokens"],
+        tools=tools,
+        no_cache=True,
+        **{_BY_NAME[n].field: v for n, v in case.declared.items()},
+    )
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_one_conversation_gets_one_decision_on_every_door(
     name: str, http: openai.OpenAI, stub: router_pb2_grpc.RouterStub
@@ -416,6 +459,7 @@ def test_one_conversation_gets_one_decision_on_every_door(
             )
         req.messages.append(msg)
     decisions["grpc"] = stub.Explain(req, timeout=20)
+    decisions["grpc-messages"] = stub.ExplainMessages(_grpc_messages(case), timeout=20)
     chat = decisions["chat"]
     assert chat.pool == case.pool, chat.reasons
     for door, d in decisions.items():

@@ -116,6 +116,8 @@ def test_two_workers_share_both_ports(procs: list[Proc], tmp_path: Path) -> None
 
     wait_until(both_serving, what="both workers serving a snapshot")
     assert seen == {"router-0-w0", "router-0-w1"}
+    # Without --redis each worker keeps its own stored responses: said at start, by each.
+    assert len(parent.events("responses_per_worker")) == 2, parent.output()[-2000:]
 
     # Both serve the gRPC door on the shared port, each over its own connection.
     models = set()

@@ -114,6 +114,14 @@ async def serve(
         state.responses = RedisResponses(redis_url, responses_ttl_s)
     else:
         state.responses = MemoryResponses(responses_ttl_s)
+        if worker_peers:  # --workers N: each worker's memory is its own
+            logs.event(
+                log,
+                "responses_per_worker",
+                logging.WARNING,
+                note="stored responses are kept in each worker's memory: a GET or "
+                "previous_response_id reaching another worker finds nothing; use --redis",
+            )
     state.door = build_door(redis_url, allow_anonymous, limits_local_share, open_without_tenants)
     state.feedback.forward = reporter.feedback  # verified feedback rides the outcome stream
     # SO_REUSEPORT only for --workers (see workers.py): otherwise a taken port is an error.

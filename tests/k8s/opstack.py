@@ -72,7 +72,12 @@ class Stack:
     """Namespace + simulator + operator (+ webhook) + routers; ``close`` undoes it all."""
 
     def __init__(
-        self, cluster: Cluster, tmp: Path, webhook: bool = True, prefix: str = "op"
+        self,
+        cluster: Cluster,
+        tmp: Path,
+        webhook: bool = True,
+        prefix: str = "op",
+        link_args: list[str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.tmp = tmp
@@ -80,6 +85,8 @@ class Stack:
         self.procs: list[Proc] = []
         self.routers: list[tuple[Proc, str]] = []
         self.router_admins: list[str] = []  # each router's admin listener (/debug/status)
+        # The routers' link: plaintext here (test_operator_link_auth.py covers TLS + tokens).
+        self.link_args = list(link_args) if link_args is not None else ["--insecure"]
         ensure_crds(cluster)
         cluster.kubectl("create", "namespace", self.ns)
         self.sim_port = free_port()
@@ -135,6 +142,7 @@ class Stack:
             identity,
             "--key-namespaces",
             self.ns,
+            *self.link_args,
         ]
         if self.webhook_port and webhook:
             args += [

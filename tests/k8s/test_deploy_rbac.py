@@ -19,6 +19,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -49,17 +50,14 @@ def sa_kubeconfig(cluster: Cluster, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def installed(k8s_cluster: Cluster) -> Iterator[Cluster]:
-    ensure_crds(k8s_cluster)
-    rendered = k8s_cluster.kubectl("kustomize", str(REPO / "deploy" / "overlays" / "dev")).stdout
-    k8s_cluster.kubectl("apply", "-f", "-", stdin=rendered)
-    pod = {
+def pending_pod(name: str, account: str, container: str) -> dict[str, Any]:
+    """A Pod object running as ``account`` in skyroute-system (no kubelet: it stays Pending)."""
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": POD, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {
-            "serviceAccountName": "skyroute-operator",
+            "serviceAccountName": account,
             "automountServiceAccountToken": False,
             "securityContext": {
                 "runAsNonRoot": True,
@@ -68,8 +66,8 @@ def installed(k8s_cluster: Cluster) -> Iterator[Cluster]:
             },
             "containers": [
                 {
-                    "name": "operator",
-                    "image": "skyroute/operator:dev",
+                    "name": container,
+                    "image": f"skyroute/{container}:dev",
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"]},
@@ -78,6 +76,14 @@ def installed(k8s_cluster: Cluster) -> Iterator[Cluster]:
             ],
         },
     }
+
+
+@pytest.fixture(scope="module")
+def installed(k8s_cluster: Cluster) -> Iterator[Cluster]:
+    ensure_crds(k8s_cluster)
+    rendered = k8s_cluster.kubectl("kustomize", str(REPO / "deploy" / "overlays" / "dev")).stdout
+    k8s_cluster.kubectl("apply", "-f", "-", stdin=rendered)
+    pod = pending_pod(POD, "skyroute-operator", "operator")
     k8s_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     try:
         yield k8s_cluster
@@ -129,6 +135,7 @@ def test_the_operator_works_with_only_its_own_rbac(installed: Cluster, tmp_path:
             "0.2",
             "--lease-duration",
             "3",
+            "--insecure",  # the link's TLS and tokens: test_operator_link_auth.py
         ],
         env={"KUBECONFIG": str(kubeconfig), "POD_NAME": POD, "POD_NAMESPACE": NS},
     )

@@ -105,8 +105,11 @@ def test_rbac_is_least_privilege(k8s_cluster: Cluster) -> None:
         ), rule
     secrets = [r for r in rules if "secrets" in r["resources"]]
     assert {v for r in secrets for v in r["verbs"]} == {"get", "create"}
+    # The webhook's and the routers' link's certificates (issue 15), each by name.
     assert all(
-        r.get("resourceNames") == ["skyroute-webhook-tls"] for r in secrets if "get" in r["verbs"]
+        r.get("resourceNames") == ["skyroute-webhook-tls", "skyroute-control-tls"]
+        for r in secrets
+        if "get" in r["verbs"]
     )
     cluster_role = by_kind(docs, "ClusterRole")["skyroute-operator"]
     spec_writes = [r for r in cluster_role["rules"] if "routingpolicies" in r["resources"]]
@@ -198,8 +201,11 @@ def test_probes_are_grpc_health_and_the_drain_fits_the_grace(
         (container,) = pod["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         ready, live = container["readinessProbe"], container["livenessProbe"]
-        # A grpc: probe takes a number only; it must be the gRPC port, asking our service.
-        assert ready["grpc"] == {"port": ports["grpc"], "service": service}, name
+        # A grpc: probe takes a number only; it must be the gRPC port, asking our service
+        # (the operator's plaintext health port: its link is TLS, which kubelet probes
+        # cannot speak; issue 15).
+        probed = ports.get("grpc-health", ports["grpc"])
+        assert ready["grpc"] == {"port": probed, "service": service}, name
         assert live != ready and "httpGet" in live, name
     router = deploys["skyroute-router"]["spec"]["template"]["spec"]
     (c,) = router["containers"]

@@ -260,7 +260,8 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
     tenant = only(docs, "Tenant", "acme-web")
     assert tenant["metadata"]["namespace"] == NS and tenant["spec"]["tier"] == "standard"
     # Webhook TLS from a given Secret: mounted, the CA in the configuration, and the
-    # operator loses every Secret and webhook-configuration permission it had for it.
+    # operator loses every Secret and webhook-configuration permission it had for it
+    # (it keeps those of the routers' link certificate, skyroute-control-tls, issue 15).
     op = container(docs, "skyroute-operator")
     assert "--webhook-cert=/var/run/secrets/skyroute/webhook-tls/tls.crt" in op["args"]
     assert not [a for a in op["args"] if a.startswith(("--webhook-tls-secret", "--webhook-config"))]
@@ -270,7 +271,10 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
         only(docs, "Role", "skyroute-operator")["rules"]
         + only(docs, "ClusterRole", "skyroute-operator")["rules"]
     )
-    assert not [r for r in rules if "secrets" in r["resources"]]
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert [r.get("resourceNames") for r in secrets if "get" in r["verbs"]] == [
+        ["skyroute-control-tls"]
+    ]
     assert not [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
 
 

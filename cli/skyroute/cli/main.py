@@ -147,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
         help="this router's certificate: PREFIX.crt and PREFIX.key (with --control-ca)",
     )
     r.add_argument(
+        "--control-token",
+        default=None,
+        help="instead of --identity on a cluster: a projected ServiceAccount token file "
+        "(audience skyroute-control), re-read at every reconnect (with --control-ca)",
+    )
+    r.add_argument(
         "--max-inflight",
         type=int,
         default=512,
@@ -296,6 +302,62 @@ def _parser() -> argparse.ArgumentParser:
         "the operator reads; needs Secrets get/list/watch there (default: none, spec.keys only)",
     )
     _secret_env_flag(o, "a pool whose apiKey {env: ...} names another variable is invalid")
+    o.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve routers in plaintext and check no token (tests only; warns)",
+    )
+    o.add_argument(
+        "--health-listen",
+        default="",
+        help="plaintext gRPC address serving grpc.health.v1 only, for kubelet grpc: probes "
+        "(they cannot speak TLS); '' for none",
+    )
+    o.add_argument("--link-cert", default=None, help="the link's serving certificate (PEM)")
+    o.add_argument("--link-key", default=None, help="the link's private key (PEM)")
+    o.add_argument(
+        "--link-ca", default=None, help="CA bundle of --link-cert (default: the certificate)"
+    )
+    o.add_argument(
+        "--link-tls-secret",
+        default=None,
+        help="kubernetes.io/tls Secret to keep the link's CA and certificate in (created)",
+    )
+    o.add_argument(
+        "--link-hostname",
+        action="append",
+        default=[],
+        help="DNS name routers dial (the created certificate's names; repeatable)",
+    )
+    o.add_argument(
+        "--link-ca-configmap",
+        default=None,
+        help="ConfigMap to publish the link's CA certificate in (ca.crt), for routers",
+    )
+    o.add_argument(
+        "--link-audience",
+        default="skyroute-control",
+        help="audience routers' ServiceAccount tokens must have (default skyroute-control)",
+    )
+    o.add_argument(
+        "--link-token-file",
+        default=None,
+        help="this replica's projected token (same audience), to forward outcomes to the leader",
+    )
+    o.add_argument(
+        "--router-service-account",
+        action="append",
+        default=[],
+        help="NS/NAME of a ServiceAccount routers run as (repeatable; default "
+        "skyroute-router in the operator's namespace)",
+    )
+    o.add_argument(
+        "--operator-service-account",
+        action="append",
+        default=[],
+        help="NS/NAME of the operator replicas' ServiceAccount (default skyroute-operator "
+        "in the operator's namespace)",
+    )
     o.add_argument("--status-interval", type=float, default=0.5, help="seconds between syncs")
     o.add_argument(
         "--status-settle",
@@ -510,22 +572,30 @@ def _key_access(args: argparse.Namespace) -> None:
 
 
 def _control_tls(args: argparse.Namespace) -> LinkTls | None:
-    if not args.control_ca and not args.identity:
+    if not (args.control_ca or args.identity or args.control_token):
         if not args.insecure:
             raise SystemExit(
-                "skyroute router: pass --control-ca FILE --identity PREFIX (see `skyroute "
-                "certs create`), or --insecure to dial the control plane in plaintext"
+                "skyroute router: pass --control-ca FILE with --identity PREFIX (see `skyroute "
+                "certs create`) or --control-token FILE (a projected ServiceAccount token), "
+                "or --insecure to dial the control plane in plaintext"
             )
         return None
     if args.insecure:
         raise SystemExit(
-            "skyroute router: --insecure and --control-ca/--identity exclude each other"
+            "skyroute router: --insecure and --control-ca/--identity/--control-token exclude "
+            "each other"
         )
-    if not (args.control_ca and args.identity):
-        raise SystemExit("skyroute router: --control-ca and --identity go together")
+    if not args.control_ca or bool(args.identity) == bool(args.control_token):
+        raise SystemExit(
+            "skyroute router: --control-ca goes with one of --identity or --control-token"
+        )
+    import socket
+
     from skyroute.router.sync import LinkTls
 
     try:
+        if args.control_token:
+            return LinkTls.with_token(args.control_ca, args.control_token, socket.gethostname())
         return LinkTls.from_files(args.control_ca, args.identity)
     except OSError as exc:
         raise SystemExit(f"skyroute router: cannot read TLS files: {exc}") from None
@@ -642,6 +712,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 status_settle=args.status_settle,
                 key_namespaces=tuple(n for n in args.key_namespaces.split(",") if n),
                 secret_env_prefixes=tuple(args.secret_env_prefix),
+                insecure=args.insecure,
+                health_listen=args.health_listen or None,
+                link_cert=args.link_cert,
+                link_key=args.link_key,
+                link_ca=args.link_ca,
+                link_tls_secret=args.link_tls_secret,
+                link_hostnames=tuple(args.link_hostname),
+                link_ca_configmap=args.link_ca_configmap,
+                link_audience=args.link_audience,
+                link_token_file=args.link_token_file,
+                router_service_accounts=tuple(args.router_service_account),
+                operator_service_accounts=tuple(args.operator_service_account),
             )
         )
         return 0

@@ -48,7 +48,13 @@ from skyroute.router.ingress.guards.limits_redis import RedisLimitStore
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier
 from skyroute.router.response_store import DEFAULT_TTL_S, MemoryResponses, RedisResponses
 from skyroute.router.state import RouterState
-from skyroute.router.sync import LinkTls, OutcomeReporter, SnapshotSubscriber, channel
+from skyroute.router.sync import (
+    LinkTls,
+    OutcomeReporter,
+    SnapshotSubscriber,
+    channel,
+    no_metadata,
+)
 from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
@@ -97,7 +103,8 @@ async def serve(
     ch = channel(control, control_tls)
     if control_tls is None:
         logs.event(log, "control_plaintext", logging.WARNING, control=control)
-    reporter = OutcomeReporter(ch, node)
+    metadata = control_tls.metadata if control_tls is not None else no_metadata
+    reporter = OutcomeReporter(ch, node, metadata=metadata)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
         timeout=aiohttp.ClientTimeout(total=None),
@@ -138,7 +145,7 @@ async def serve(
         if first:
             health.set_ready(True)
 
-    subscriber = SnapshotSubscriber(ch, node, on_table)
+    subscriber = SnapshotSubscriber(ch, node, on_table, metadata)
     subscriber.door = lambda: state.door.report()
     observe_process(state, subscriber, reporter)
     state.status_hook = lambda: {

@@ -16,8 +16,14 @@ fails a request.
 
 The link is mutual TLS when the router is given the control plane's CA and
 its own certificate (``--control-ca``, ``--identity``: :class:`LinkTls`);
-the control plane binds the node id to that certificate. Without them the
-channel is plaintext, for a control plane run with ``--insecure``.
+the control plane binds the node id to that certificate. On a cluster the
+router instead presents its projected ServiceAccount token (``--control-ca``
+with ``--control-token FILE``, audience ``skyroute-control``) as
+``authorization: Bearer`` metadata on every stream it opens, read from the
+file at each (re)connect, so the kubelet's rotation of that file is picked
+up; the operator verifies it with a TokenReview and binds the node id to the
+ServiceAccount (and pod). The token only ever travels over TLS. Without any
+of these the channel is plaintext, for a control plane run with ``--insecure``.
 """
 
 from __future__ import annotations
@@ -48,14 +54,27 @@ _CHANNEL_OPTIONS = [
 ]
 
 
+Metadata = tuple[tuple[str, str], ...]
+#: A projected token is a few KB; a file much larger is not one.
+MAX_TOKEN_BYTES = 16_384
+
+
+def no_metadata() -> Metadata:
+    return ()
+
+
 @dataclass(frozen=True, slots=True)
 class LinkTls:
-    """The CA this router trusts for the control plane, and the certificate it presents."""
+    """The CA this router trusts for the control plane, and how it proves who it is.
+
+    Either a client certificate (``cert``/``key``) or a ServiceAccount token file.
+    """
 
     ca: bytes
-    cert: bytes
-    key: bytes
-    name: str  # the identity file's name: the default node id's prefix
+    cert: bytes | None
+    key: bytes | None
+    name: str  # the identity file's name, or the host name: the default node id's prefix
+    token_file: str | None = None
 
     @classmethod
     def from_files(cls, ca: str, identity: str) -> LinkTls:
@@ -66,6 +85,23 @@ class LinkTls:
             Path(f"{identity}.key").read_bytes(),
             Path(identity).name,
         )
+
+    @classmethod
+    def with_token(cls, ca: str, token_file: str, name: str) -> LinkTls:
+        """Trust ``ca``; present the token in ``token_file`` (checked readable now)."""
+        tls = cls(Path(ca).read_bytes(), None, None, name, token_file)
+        tls.metadata()
+        return tls
+
+    def metadata(self) -> Metadata:
+        """The call metadata of a new stream: the token as it is in the file now."""
+        if self.token_file is None:
+            return ()
+        with open(self.token_file, "rb") as fh:
+            token = fh.read(MAX_TOKEN_BYTES + 1).decode("ascii", "replace").strip()
+        if not token or len(token) > MAX_TOKEN_BYTES:
+            raise OSError(f"{self.token_file}: no token (empty, or over {MAX_TOKEN_BYTES} bytes)")
+        return (("authorization", f"Bearer {token}"),)
 
 
 def channel(target: str, tls: LinkTls | None = None) -> grpc.aio.Channel:
@@ -83,8 +119,10 @@ class SnapshotSubscriber:
         ch: grpc.aio.Channel,
         node: distribution_pb2.Node,
         on_table: Callable[[RoutingTable], None],
+        metadata: Callable[[], Metadata] = no_metadata,
     ) -> None:
         self._stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+        self._metadata = metadata  # read at every (re)connect: the token file rotates
         self.node = node
         self.on_table = on_table
         self.version = ""  # the version this router serves (its last known good)
@@ -123,7 +161,9 @@ class SnapshotSubscriber:
             while True:
                 yield await outbox.get()
 
-        call = self._stub.StreamSnapshots(requests(), wait_for_ready=True)
+        call = self._stub.StreamSnapshots(
+            requests(), wait_for_ready=True, metadata=self._metadata()
+        )
         async for resp in call:
             self.connected = True
             outbox.put_nowait(await self._apply(resp))
@@ -177,8 +217,10 @@ class OutcomeReporter:
         max_buffer: int = 50_000,
         batch_size: int = 500,
         interval_s: float = 0.25,
+        metadata: Callable[[], Metadata] = no_metadata,
     ) -> None:
         self._stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+        self._metadata = metadata
         self.node = node
         self._buffer: collections.deque[distribution_pb2.Outcome] = collections.deque(
             maxlen=max_buffer
@@ -233,7 +275,7 @@ class OutcomeReporter:
         for the next call (a batch sent twice is counted once by the spend ledger,
         whose charges carry their ids).
         """
-        call = self._stub.ReportOutcomes(wait_for_ready=True)
+        call = self._stub.ReportOutcomes(wait_for_ready=True, metadata=self._metadata())
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)

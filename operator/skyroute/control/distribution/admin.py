@@ -30,6 +30,10 @@ one, ``--admin-token-file`` sets one): 401 without it, 403 with a wrong one.
 ``GET /spend?tenant=NAME&since=UNIX_MS`` is the spend ledger (what
 ``skyroute spend`` prints); it is the one read behind the admin token, like
 the writes, because a tenant's spend is business data.
+The operator passes an ``authorize`` hook instead (``kube/linkauth.py``), which
+both go through: the bearer is the caller's Kubernetes token, checked by
+TokenReview and a SubjectAccessReview (``update`` on ``routingpolicies/rollout``
+for a write, ``get`` on ``tenants/spend`` for the ledger).
 With ``ssl_context`` the port is HTTPS.
 ``/metrics`` is the Prometheus exposition of the control plane's OpenTelemetry
 instruments (see :mod:`.telemetry`).
@@ -59,6 +63,8 @@ log = logging.getLogger("skyroute.control.admin")
 Health = Callable[[], tuple[bool, dict[str, object]]]
 # (tenant, since unix ms, grouping) -> the ledger's answer (spend.views.query).
 SpendQuery = Callable[[str, int, str], dict[str, object]]
+# (Authorization header, namespace, name, action) -> None, or (401|403, why).
+Authorize = Callable[[str, str, str, str], Awaitable[tuple[int, str] | None]]
 
 
 def message_to_dict(message: Message) -> dict[str, object]:
@@ -124,6 +130,19 @@ def _json(data: object, status: int = 200) -> web.Response:
     return web.Response(body=body + b"\n", status=status, content_type="application/json")
 
 
+def _token_check(expected: str) -> Authorize:
+    """The folder mode's check: the admin token, compared in constant time."""
+
+    async def check(header: str, namespace: str, name: str, action: str) -> tuple[int, str] | None:
+        if token_ok(expected, header):
+            return None
+        if not header:
+            return 401, "admin writes need Authorization: Bearer <token>"
+        return 403, "the admin token is not valid"
+
+    return check
+
+
 class AdminServer:
     """aiohttp app on ``host:port`` (port 0 picks a free one; see ``port`` after start)."""
 
@@ -140,6 +159,7 @@ class AdminServer:
         spend: SpendQuery | None = None,
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self.host, _, port = address.rpartition(":")
         self.host = self.host.strip("[]") or "127.0.0.1"
@@ -153,7 +173,7 @@ class AdminServer:
         self._rollout_action = rollout_action
         self._health = health
         self._spend = spend
-        self._token = token
+        self._authorize = authorize or (_token_check(token) if token is not None else None)
         self._ssl = ssl_context
         self.writes_refused = 0
         self._runner: web.AppRunner | None = None
@@ -250,17 +270,23 @@ class AdminServer:
             )
         return _json(orjson.loads(spec))
 
-    def _refuse_write(self, request: web.Request) -> web.Response | None:
-        """401/403 unless the request carries the admin token (when one is configured)."""
-        if self._token is None:
+    async def _refuse_write(
+        self, request: web.Request, action: str = "", name: str = ""
+    ) -> web.Response | None:
+        """401/403 unless the call is authorised (when anything is configured)."""
+        if self._authorize is None:
             return None
-        header = request.headers.get("Authorization", "")
-        if token_ok(self._token, header):
+        m = request.match_info
+        found = await self._authorize(
+            request.headers.get("Authorization", ""),
+            m.get("namespace", ""),
+            name or m.get("name", ""),
+            action or m.get("action", ""),
+        )
+        if found is None:
             return None
         self.writes_refused += 1
-        if not header:
-            return _json({"error": "admin writes need Authorization: Bearer <token>"}, status=401)
-        return _json({"error": "the admin token is not valid"}, status=403)
+        return _json({"error": found[1]}, status=found[0])
 
     async def _get_spend(self, request: web.Request) -> web.Response:
         """``GET /spend?tenant=NAME[&since=UNIX_MS][&by=model|key|key,model]``: the ledger.
@@ -268,7 +294,7 @@ class AdminServer:
         Per-tenant spend is business data, so unlike the other reads it needs the
         admin token whenever one is configured (401 without, 403 with a wrong one).
         """
-        refused = self._refuse_write(request)
+        refused = await self._refuse_write(request, "spend", request.query.get("tenant", ""))
         if refused is not None:
             return refused
         if self._spend is None:
@@ -285,7 +311,7 @@ class AdminServer:
         return _json(self._spend(tenant, int(since), by))
 
     async def _rollout_post(self, request: web.Request) -> web.Response:
-        refused = self._refuse_write(request)
+        refused = await self._refuse_write(request)
         if refused is not None:
             return refused
         if self._rollout_action is None:

@@ -17,7 +17,10 @@ when the router closes its stream. ``GetStatus`` assembles the
 pages of routers that each fit in ``limits.STATUS_PAGE_BYTES``.
 
 Authentication (``tls.py``): with ``secure`` set, every call's identity is
-the verified client certificate. A snapshot stream must come from a
+the verified client certificate; with ``token_auth`` set (the operator on a
+TLS link, ``tokens.py``) it is what that authenticator makes of the call's
+bearer token (a ServiceAccount checked by TokenReview). The rules below are
+the same for both. A snapshot stream must come from a
 ``router`` identity that binds the node id it claims, and may not take over
 a node id another identity holds; a report must name a node whose stream
 that same identity opened; forwarded outcomes are taken only from an
@@ -39,6 +42,7 @@ import grpc
 from skyroute.control.distribution.reports import ReportChecker
 from skyroute.control.distribution.routers import Answer, RouterRecord, RouterRegistry
 from skyroute.control.distribution.tls import INSECURE, Identity, identity_of
+from skyroute.control.distribution.tokens import TokenAuthenticator, TokenRefused, bearer
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.limits import MAX_NAME, MAX_STATUS_TEXT, STATUS_PAGE_BYTES, clip
@@ -72,6 +76,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self.outcomes = outcomes
         # Whether callers must present a client certificate (``skyroute control --tls-dir``).
         self.secure = False
+        # Or a bearer token this checks (the operator: ServiceAccount tokens, linkauth.py).
+        self.token_auth: TokenAuthenticator | None = None
         # Reports are checked against the names of the versions served lately.
         self.checker = ReportChecker()
         self.checker.learn(store.snapshot)
@@ -109,17 +115,25 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
 
     @property
     def authentication(self) -> str:
-        return "mtls" if self.secure else "insecure"
+        if self.secure:
+            return "mtls"
+        return "serviceaccount-token" if self.token_auth is not None else "insecure"
 
     async def _identity(self, context: grpc.aio.ServicerContext, *roles: str) -> Identity:
         """The caller's verified identity (aborts the call if it has none or another role)."""
-        if not self.secure:
+        if self.token_auth is not None and not self.secure:
+            who = await self._token_identity(context)
+        elif not self.secure:
             return INSECURE
-        who = identity_of(context)
-        if who is None:
-            self.checker.reject("unauthenticated", context.peer())
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
-        assert who is not None
+        else:
+            found = identity_of(context)
+            if found is None:
+                self.checker.reject("unauthenticated", context.peer())
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required"
+                )
+            assert found is not None
+            who = found
         if roles and who.role not in roles:
             self.checker.reject("wrong_role", who.name)
             await context.abort(
@@ -127,6 +141,21 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                 f"identity {who.name!r} has role {who.role!r}, not {' or '.join(roles)}",
             )
         return who
+
+    async def _token_identity(self, context: grpc.aio.ServicerContext) -> Identity:
+        assert self.token_auth is not None
+        try:
+            token = bearer(context.invocation_metadata())
+            if not token:
+                raise TokenRefused("unauthenticated", "a ServiceAccount bearer token is required")
+            return await self.token_auth.authenticate(token)
+        except TokenRefused as refused:
+            self.checker.reject(refused.reason, context.peer())
+            event(
+                log, "token_refused", logging.WARNING, reason=refused.reason, error=refused.message
+            )
+            await context.abort(refused.code, refused.message)
+            raise AssertionError("abort returned") from None
 
     def _refuse_claim(self, who: Identity, node_id: str) -> str:
         """Why ``who`` may not open a stream as ``node_id`` ("" when it may)."""
@@ -285,7 +314,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         try:
             async for batch in request_iterator:
                 node = batch.node.id
-                if node.startswith(FORWARDED_PREFIX) and self.secure and who.role != "operator":
+                guarded = self.secure or self.token_auth is not None
+                if node.startswith(FORWARDED_PREFIX) and guarded and who.role != "operator":
                     self.checker.reject("wrong_role", who.name, len(batch.outcomes) or 1)
                     continue
                 if node.startswith(FORWARDED_PREFIX):

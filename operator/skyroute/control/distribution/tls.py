@@ -47,16 +47,25 @@ CLIENTS = "clients"
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A verified peer: ``name`` (certificate CN) and ``role`` (its OU)."""
+    """A verified peer: ``name`` (certificate CN, or ServiceAccount) and ``role`` (its OU).
+
+    ``nodes`` is the prefix of the node ids it may claim: None for its name (a
+    certificate), a pod name for a pod-bound ServiceAccount token, ``""`` for any
+    node id (a token bound to no pod; such a node is still held by that identity).
+    """
 
     name: str
     role: str
+    nodes: str | None = None
 
     def binds(self, node_id: str) -> bool:
         """Whether this identity may speak for ``node_id``."""
         if not self.name:  # insecure mode: nobody is anybody
             return True
-        return node_id == self.name or node_id.startswith((self.name + "-", self.name + "/"))
+        prefix = self.name if self.nodes is None else self.nodes
+        if not prefix:
+            return True
+        return node_id == prefix or node_id.startswith((prefix + "-", prefix + "/"))
 
 
 INSECURE = Identity("", "insecure")
@@ -97,22 +106,24 @@ def create(
         _write(folder / TOKEN, secrets.token_urlsafe(32).encode() + b"\n", private=True)
 
 
-class ServerTls:
-    """The control plane's side of a TLS dir: gRPC credentials, an SSL context, the token."""
+class ServingCert:
+    """A serving certificate and key on disk (and the CA clients must chain to, if any).
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        for name in (CA, SERVER, SERVER_KEY):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} missing (run `skyroute certs create`)")
+    ``grpc_credentials`` reads the files again before a handshake when they changed
+    (a mounted Secret rotates in place), keeping the current ones mid-rotation.
+    """
+
+    def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
+        self.cert, self.key, self.client_ca = cert, key, client_ca
         self._stamp: tuple[float, ...] = ()
 
     def _files(self) -> tuple[Path, ...]:
-        return (self.folder / CA, self.folder / SERVER, self.folder / SERVER_KEY)
+        return (self.cert, self.key) + ((self.client_ca,) if self.client_ca else ())
 
     def _config(self) -> grpc.ServerCertificateConfiguration:
-        ca, cert, key = (p.read_bytes() for p in self._files())
-        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+        ca = self.client_ca.read_bytes() if self.client_ca else None
+        pair = (self.key.read_bytes(), self.cert.read_bytes())
+        return grpc.ssl_server_certificate_configuration([pair], root_certificates=ca)
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """Called by gRPC before each handshake: a new configuration only if files changed."""
@@ -127,16 +138,28 @@ class ServerTls:
         return config
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
+        """Client certificates are required exactly when there is a client CA."""
         self._stamp = tuple(p.stat().st_mtime_ns for p in self._files())
         return grpc.dynamic_ssl_server_credentials(
-            self._config(), self._fetch, require_client_authentication=True
+            self._config(), self._fetch, require_client_authentication=self.client_ca is not None
         )
 
     def ssl_context(self) -> ssl.SSLContext:
         """The admin port's HTTPS context (the same serving certificate)."""
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.folder / SERVER, self.folder / SERVER_KEY)
+        ctx.load_cert_chain(self.cert, self.key)
         return ctx
+
+
+class ServerTls(ServingCert):
+    """The control plane's side of a TLS dir: gRPC credentials, an SSL context, the token."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        for name in (CA, SERVER, SERVER_KEY):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name} missing (run `skyroute certs create`)")
+        super().__init__(folder / SERVER, folder / SERVER_KEY, folder / CA)
 
     @property
     def token_file(self) -> Path:

@@ -270,3 +270,40 @@ class KubeApi:
                 return False
             raise
         return True
+
+    async def publish_config_map(
+        self, namespace: str, name: str, data: Mapping[str, str], labels: Mapping[str, str]
+    ) -> bool:
+        """Create or update ConfigMap ``name`` to hold ``data``; True if it changed.
+
+        Not fenced: every replica publishes the same content before it serves (the link
+        CA of a shared Secret), so it never depends on who leads.
+        """
+        for _ in range(5):
+            try:
+                found = self._plain(
+                    await self._call(self.core.read_namespaced_config_map, name, namespace)
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                found = None
+            if found is not None and found.get("data") == dict(data):
+                return False
+            body: Body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+                "data": dict(data),
+            }
+            try:
+                if found is None:
+                    await self._call(self.core.create_namespaced_config_map, namespace, body)
+                else:
+                    body["metadata"]["resourceVersion"] = found["metadata"]["resourceVersion"]
+                    await self._call(self.core.replace_namespaced_config_map, name, namespace, body)
+                return True
+            except ApiException as exc:
+                if exc.status not in (409, 404):
+                    raise
+        raise RuntimeError(f"ConfigMap {namespace}/{name} keeps changing; gave up")

@@ -46,6 +46,12 @@ class OutcomeForwarder:
         flush_s: float = 0.5,
     ) -> None:
         self.node = distribution_pb2.Node(id=f"{FORWARDED_PREFIX}{identity}")
+        # On a TLS link (operator.py sets them): trust the link's CA for the name its
+        # certificate carries (the leader is dialled by pod IP), and present this
+        # replica's ServiceAccount token, read anew for every batch.
+        self.credentials: grpc.ChannelCredentials | None = None
+        self.server_name = ""
+        self.metadata: Callable[[], tuple[tuple[str, str], ...]] = tuple
         self.leader_address = leader_address
         self.following = following
         self.watched = watched
@@ -71,13 +77,18 @@ class OutcomeForwarder:
         if self._channel is None or target != self._target:
             if self._channel is not None:
                 await self._channel.close()
-            self._channel, self._target = grpc.aio.insecure_channel(target), target
+            if self.credentials is None:
+                self._channel = grpc.aio.insecure_channel(target)
+            else:
+                options = [("grpc.ssl_target_name_override", self.server_name)]
+                self._channel = grpc.aio.secure_channel(target, self.credentials, options=options)
+            self._target = target
         stub = distribution_pb2_grpc.PolicyDistributionStub(self._channel)
 
         async def one() -> AsyncIterator[distribution_pb2.OutcomeBatch]:
             yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=batch)
 
-        await stub.ReportOutcomes(one(), timeout=5.0)
+        await stub.ReportOutcomes(one(), timeout=5.0, metadata=self.metadata())
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -20,6 +20,12 @@ only in ``--key-namespaces``, listed with the rest before the port opens and
 then watched (``keysecrets.py``); a new or deleted key Secret recompiles like
 an object change, so a revoked key leaves routers with the next push.
 
+The routers' link is TLS (``linktls.py``: a CA kept in a Secret, published
+in a ConfigMap, or given files) and every call carries a ServiceAccount token
+the operator checks with a TokenReview (``linkauth.py``); the admin port is
+then HTTPS and its writes need a SubjectAccessReview. Plaintext, checking
+nobody, only with ``--insecure``.
+
 Changes are debounced briefly (``debounce_ms``) so that ``kubectl apply -f
 dir/`` of several objects compiles once, the way Istio batches pushes.
 """
@@ -36,6 +42,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import kopf
 
 from skyroute.control import telemetry
@@ -43,6 +50,7 @@ from skyroute.control.distribution.admin import AdminServer
 from skyroute.control.distribution.routers import RouterRegistry
 from skyroute.control.distribution.service import DistributionService
 from skyroute.control.distribution.serving import DistributionServer
+from skyroute.control.distribution.tls import ServingCert
 from skyroute.control.kube import certs
 from skyroute.control.kube.admission import Verdict, review
 from skyroute.control.kube.api import PLURALS, KubeApi, NotInstalled
@@ -54,6 +62,14 @@ from skyroute.control.kube.history import HistoryStore
 from skyroute.control.kube.keysecrets import KeySecretWatch
 from skyroute.control.kube.learned import LearnedStateMap
 from skyroute.control.kube.lease import LeaseElector
+from skyroute.control.kube.linkauth import (
+    AUDIENCE,
+    AdminAuthorizer,
+    LinkAuthenticator,
+    Reviews,
+    parse_accounts,
+)
+from skyroute.control.kube.linktls import link_files
 from skyroute.control.kube.rollouts import ClusterRollouts
 from skyroute.control.kube.world import World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
@@ -95,6 +111,20 @@ class OperatorOptions:
     debounce_ms: int = 20
     key_namespaces: tuple[str, ...] = ()  # where key Secrets are read (none: spec.keys only)
     secret_env_prefixes: tuple[str, ...] = ()  # the routers' --secret-env-prefix (keyrefs.py)
+    # The routers' link (linktls.py, linkauth.py): TLS and ServiceAccount tokens, or
+    # plaintext and nobody checked with ``insecure``.
+    insecure: bool = False
+    health_listen: str | None = None  # plaintext grpc.health.v1 only, for kubelet probes
+    link_cert: str | None = None
+    link_key: str | None = None
+    link_ca: str | None = None
+    link_tls_secret: str | None = None
+    link_hostnames: tuple[str, ...] = ()
+    link_ca_configmap: str | None = None
+    link_audience: str = AUDIENCE
+    link_token_file: str | None = None  # this replica's own token, to forward outcomes
+    router_service_accounts: tuple[str, ...] = ()  # NS/NAME; default skyroute-router here
+    operator_service_accounts: tuple[str, ...] = ()  # NS/NAME; default skyroute-operator here
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -161,6 +191,30 @@ class Operator:
         self.outcomes.add_listener(self.forwarder.record)
         self.service.on_forwarded = self.rollouts.controller.windows.record
         self.keys = KeySecretWatch(api.core, opts.key_namespaces)
+        secured = bool(opts.link_cert or opts.link_key or opts.link_tls_secret)
+        if secured == opts.insecure:
+            raise SystemExit(
+                "skyroute operator: serve the routers' link on TLS (--link-tls-secret NAME "
+                "with --link-hostname, or --link-cert/--link-key), or pass --insecure for "
+                "plaintext without authentication"
+                if not secured
+                else "skyroute operator: --insecure and --link-* TLS exclude each other"
+            )
+        self.reviews = Reviews(api.client)
+        try:
+            self.link_auth = LinkAuthenticator(
+                self.reviews,
+                parse_accounts(
+                    opts.router_service_accounts or ["skyroute-router"], self.own_namespace
+                ),
+                parse_accounts(
+                    opts.operator_service_accounts or ["skyroute-operator"], self.own_namespace
+                ),
+                opts.link_audience,
+            )
+        except ValueError as exc:
+            raise SystemExit(f"skyroute operator: {exc}") from None
+        self._link: ServingCert | None = None
         self.stop = asyncio.Event()
         self.port = 0
         self._dirty = asyncio.Event()
@@ -359,21 +413,52 @@ class Operator:
             cadata=files.ca,
         )
 
+    async def _link_tls(self) -> None:
+        """TLS files for the link; the service then takes ServiceAccount tokens only."""
+        opts = self.opts
+        files = await link_files(
+            self.api,
+            self.own_namespace,
+            cert=opts.link_cert,
+            key=opts.link_key,
+            ca=opts.link_ca,
+            secret=opts.link_tls_secret,
+            hostnames=list(opts.link_hostnames),
+            configmap=opts.link_ca_configmap,
+        )
+        if files is None:
+            event(log, "link_plaintext", logging.WARNING, listen=opts.listen)
+            return
+        self._link = ServingCert(files.cert, files.key)
+        self.service.token_auth = self.link_auth
+        self.forwarder.credentials = grpc.ssl_channel_credentials(files.ca)
+        self.forwarder.server_name = opts.link_hostnames[0] if opts.link_hostnames else ""
+        token_file = opts.link_token_file
+        if token_file:
+            self.forwarder.metadata = lambda: _bearer_from(token_file)
+
     async def _start_grpc(self) -> None:
         server = DistributionServer(self.service, self.store)
+        link = self._link
         try:
-            self.port = server.listen(self.opts.listen)
+            if link is None:
+                self.port = server.listen(self.opts.listen)
+            else:
+                self.port = server.listen(self.opts.listen, link.grpc_credentials(), mtls=False)
         except RuntimeError as exc:
             raise SystemExit(
                 f"skyroute operator: cannot listen on {self.opts.listen}: {exc}"
             ) from None
         if self.port == 0:
             raise SystemExit(f"skyroute operator: cannot listen on {self.opts.listen}")
+        if self.opts.health_listen and not server.listen_health(self.opts.health_listen):
+            raise SystemExit(f"skyroute operator: cannot listen on {self.opts.health_listen}")
         await server.start()
         self._server = server
 
     async def run(self) -> None:
         webhook = await self._webhook_server()
+        await self._link_tls()
         self._handle_signals()
         await self.load()
         if self.stop.is_set():
@@ -389,6 +474,10 @@ class Operator:
                 learning=self.learner.as_dict,
                 rollouts=self.rollouts.controller,
                 rollout_action=self.rollouts.admin_action,
+                # On a TLS link the admin port is HTTPS too, and writes need a Kubernetes
+                # token allowed to update routingpolicies/rollout (linkauth.py).
+                ssl_context=self._link.ssl_context() if self._link else None,
+                authorize=AdminAuthorizer(self.reviews) if self._link else None,
             )
             await self._admin.start()
         tasks = [
@@ -480,6 +569,12 @@ class Operator:
         if self._server is not None:
             await self._server.stop(1.0)
             self._server = None
+
+
+def _bearer_from(path: str) -> tuple[tuple[str, str], ...]:
+    """This replica's projected token as call metadata, read anew each time (it rotates)."""
+    with open(path, encoding="ascii", errors="replace") as fh:
+        return (("authorization", f"Bearer {fh.read(16_384).strip()}"),)
 
 
 async def _first(task: asyncio.Task[None], other: Coroutine[Any, Any, Any]) -> None:

@@ -28,7 +28,7 @@ import orjson
 from skyroute.simulator.wire import WireError
 
 DEFAULT_DIMENSIONS = 64
-MAX_DIMENSIONS = 4096
+MAX_DIMENSIONS = 16_384  # the router's own bound, so the stand-in refuses nothing it lets by
 
 
 @dataclass(slots=True)

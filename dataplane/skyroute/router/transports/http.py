@@ -17,7 +17,9 @@ tenant's own only); the Embeddings door
 (:mod:`skyroute.router.ingress.codecs.openai_embeddings`) is
 ``POST /v1/embeddings`` (Explain: ``?door=embeddings``). Alongside: ``/v1/models``,
 ``POST /v1/feedback`` (:mod:`skyroute.router.ingress.feedback`),
-``/healthz`` and ``/readyz``. The operator's endpoints, ``/debug/status``
+``/healthz``, ``/readyz`` and ``GET /openapi.json`` (the OpenAPI document of
+exactly these routes, :mod:`skyroute.router.ingress.openapi`: public doors
+only, so it belongs on the client port). The operator's endpoints, ``/debug/status``
 (which lists the upstream endpoints) and ``/metrics``, are not on this port:
 they are the admin listener's (:func:`build_admin_app`, ``--admin-listen``,
 loopback by default), and the client port answers them with the API's 404.
@@ -40,7 +42,7 @@ from aiohttp import web
 
 from skyroute.link import DOOR_MAX_BYTES
 from skyroute.router.ingress import feedback as ingress_feedback
-from skyroute.router.ingress import stored
+from skyroute.router.ingress import openapi, stored
 from skyroute.router.ingress.codecs import responses_stored
 from skyroute.router.ingress.codecs.anthropic_messages import AnthropicMessages, CountTokens
 from skyroute.router.ingress.codecs.base import Codec
@@ -58,6 +60,8 @@ from skyroute.router.state import RouterState
 
 STATE = web.AppKey("state", RouterState)
 PIPELINE = web.AppKey("pipeline", Pipeline)
+# The OpenAPI document, built once per snapshot version: (version, bytes).
+_OPENAPI = web.AppKey("openapi", dict[str, bytes])
 _JSON = "application/json"
 _CODEC = OpenAIChat()
 _MESSAGES = AnthropicMessages()
@@ -301,6 +305,31 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def _routes(app: web.Application) -> list[openapi.Route]:
+    """The client port's route table as the OpenAPI document lists it (no HEAD twins)."""
+    out: list[openapi.Route] = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter")
+        if path and route.method != "HEAD":
+            errors: openapi.ErrorShape = "anthropic" if _door_codec(path) is _MESSAGES else "openai"
+            out.append(openapi.Route(route.method, path, errors))
+    return out
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: this port's doors (:mod:`skyroute.router.ingress.openapi`)."""
+    table = request.app[STATE].table
+    version = table.version if table else ""
+    cached = request.app[_OPENAPI]
+    if version not in cached:
+        cached.clear()  # one version kept
+        cached[version] = openapi.render(
+            _routes(request.app), sorted(table.policies) if table else [], version
+        )
+    return web.Response(body=cached[version], content_type=_JSON)
+
+
 def build_admin_app(state: RouterState) -> web.Application:
     """The admin listener: ``/debug/status``, ``/metrics`` and the probes, never the API."""
     app = web.Application(middlewares=[json_errors])
@@ -331,4 +360,6 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/feedback", feedback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/openapi.json", openapi_json)
+    app[_OPENAPI] = {}
     return app

@@ -66,9 +66,15 @@ def number(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf) 
 def integer(
     value: Any, where: str, lo: int = 1, hi: int = MAX_INT32, required: bool = False
 ) -> int | None:
-    """An optional (or ``required``) integer from ``lo`` to ``hi`` (a bool is not one)."""
+    """An optional (or ``required``) integer from ``lo`` to ``hi`` (a bool is not one).
+
+    A float with no fractional part (``16.0``) is that integer, as JSON Schema
+    and the providers' own validators read it; ``16.5`` is refused.
+    """
     if value is None and not required:
         return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         need = (
             "a positive integer" if (lo, hi) == (1, MAX_INT32) else f"an integer from {lo} to {hi}"

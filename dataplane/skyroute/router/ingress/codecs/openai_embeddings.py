@@ -33,7 +33,7 @@ MAX_INPUTS = 2048
 MAX_INPUT_CHARS = 32_768
 #: At most this many dimensions asked for.
 MAX_DIMENSIONS = 16_384
-_ENCODINGS = ("float", "base64")
+ENCODINGS = ("float", "base64")
 
 
 def inputs(raw: Any) -> tuple[str, ...]:
@@ -58,8 +58,8 @@ def inputs(raw: Any) -> tuple[str, ...]:
 def _encoding(raw: Any) -> str:
     if raw is None:
         return "float"
-    if raw not in _ENCODINGS:
-        raise invalid("encoding_format: one of " + ", ".join(_ENCODINGS), "encoding_format")
+    if raw not in ENCODINGS:
+        raise invalid("encoding_format: one of " + ", ".join(ENCODINGS), "encoding_format")
     return str(raw)
 
 

@@ -33,28 +33,33 @@ CORE = frozenset(
     }
 )
 MAX_STOP = 4  # OpenAI's limit on stop sequences
-_RANGES: dict[str, tuple[float, float]] = {
+#: Number parameters and their ranges (also the OpenAPI document's bounds).
+RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "top_p": (0.0, 1.0),
     "presence_penalty": (-2.0, 2.0),
     "frequency_penalty": (-2.0, 2.0),
 }
-_INTS: dict[str, tuple[int, int]] = {
+#: Integer parameters and their ranges.
+INTS: dict[str, tuple[int, int]] = {
     "n": (1, 128),
     "top_logprobs": (0, 20),
     "max_tokens": (1, 2**31 - 1),
     "max_completion_tokens": (1, 2**31 - 1),
     "seed": (-(2**63), 2**63 - 1),
 }
-_BOOLS = ("stream", "logprobs", "parallel_tool_calls", "store")
-_FORMATS = ("text", "json_object", "json_schema")
-_PART_TEXT = {"text": "text", "input_text": "text", "refusal": "refusal"}
+#: Boolean parameters (a string "false" is refused).
+BOOLS = ("stream", "logprobs", "parallel_tool_calls", "store")
+#: ``response_format.type`` values.
+FORMATS = ("text", "json_object", "json_schema")
+#: Content part types that carry text, and the field holding it.
+PART_TEXT = {"text": "text", "input_text": "text", "refusal": "refusal"}
 #: The message roles Chat Completions takes (every door's messages are checked against them).
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: Reasoning efforts (Chat ``reasoning_effort``, Responses ``reasoning.effort``).
 EFFORTS = ("minimal", "low", "medium", "high")
 # Parameters skyroute cannot yet carry back to the client: refused, not silently lost.
-_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "n": lambda v: v != 1,
     "logprobs": lambda v: v is True,
     "top_logprobs": lambda v: True,
@@ -70,7 +75,7 @@ def _content(content: Any, where: str) -> None:
         at = f"{where}[{j}]"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise invalid(f"'{at}' must be an object with a string 'type'", f"{at}.type")
-        key = _PART_TEXT.get(part["type"])
+        key = PART_TEXT.get(part["type"])
         if key is not None and not isinstance(part.get(key), str):
             raise invalid(f"'{at}.{key}' must be a string", f"{at}.{key}")
 
@@ -94,9 +99,9 @@ def messages(turns: list[Any]) -> None:
 def _response_format(value: Any) -> None:
     if value is None:
         return
-    if not isinstance(value, dict) or value.get("type") not in _FORMATS:
+    if not isinstance(value, dict) or value.get("type") not in FORMATS:
         raise invalid(
-            "'response_format' must be an object whose 'type' is one of " + ", ".join(_FORMATS),
+            "'response_format' must be an object whose 'type' is one of " + ", ".join(FORMATS),
             "response_format.type",
         )
     if value["type"] == "json_schema":
@@ -129,17 +134,21 @@ def stop(value: Any) -> list[str]:
 
 
 def check(data: dict[str, Any]) -> None:
-    """Raise a 400 naming the first parameter OpenAI would refuse (messages checked first)."""
+    """Raise a 400 naming the first parameter OpenAI would refuse (messages checked first).
+
+    Integer parameters are left in ``data`` as ints (``16.0`` becomes ``16``).
+    """
     messages(data["messages"])
-    for name, (lo, hi) in _RANGES.items():
+    for name, (lo, hi) in RANGES.items():
         fields.number(data.get(name), name, lo, hi)
-    for name, (ilo, ihi) in _INTS.items():
-        fields.integer(data.get(name), name, ilo, ihi)
-    for name in _BOOLS:
+    for name, (ilo, ihi) in INTS.items():
+        if data.get(name) is not None:  # 16.0 goes on as 16
+            data[name] = fields.integer(data[name], name, ilo, ihi)
+    for name in BOOLS:
         fields.boolean(data.get(name), name)
     _response_format(data.get("response_format"))
     effort(data.get("reasoning_effort"), "reasoning_effort")
-    for name, refused in _UNSUPPORTED.items():
+    for name, refused in UNSUPPORTED.items():
         if data.get(name) is not None and refused(data[name]):
             raise invalid(
                 f"'{name}' is not supported by skyroute yet (one choice, no log probabilities)",

@@ -15,7 +15,7 @@ signed with the cluster's own key (TokenRequest's minimum lifetime is ten minute
   the wrong account), and counted;
 * one router pod's token cannot open another pod's node, nor report for it;
 * an admin write needs a Kubernetes token: 401 without, 403 without the RBAC
-  permission ``update routingpolicies/rollout``, through once it is granted.
+  permission ``update routingpolicies/rollout``, 200 (a canary promoted) once granted.
 """
 
 from __future__ import annotations
@@ -178,6 +178,27 @@ def link(installed: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         cluster.kubectl(
             "delete", "pod", "router-a", "router-b", "-n", NS, "--wait=false", check=False
         )
+
+
+SPLIT = {
+    "stickiness": "user",
+    "steps": [{"weight": 5, "pauseSeconds": 86400}],
+    "analysis": {"intervalSeconds": 3600},
+}
+
+
+def rollout_phase(link: Link) -> str:
+    got = link.cluster.kubectl(
+        "get",
+        "routingpolicy",
+        "gated",
+        "-n",
+        link.ns,
+        "-o",
+        "jsonpath={.status.rollout.phase}",
+        check=False,
+    )
+    return str(got.stdout)
 
 
 def open_stream(link: Link, node: str, bearer: str | None) -> tuple[grpc.StatusCode, str]:
@@ -348,16 +369,36 @@ def test_admin_writes_need_rbac_for_the_rollout_subresource(link: Link) -> None:
         "--role=rollout-admin",
         f"--serviceaccount={link.ns}:{user}",
     )
-    # A refusal is cached for a few seconds; then the grant holds. acmeshop has no
-    # canary in flight, so the authorised write is answered 409 "nothing to promote".
+    # A canary in flight on a policy with a rollout: the write that promotes it.
+    gated = f"/rollouts/{link.ns}/gated/promote"
+    for pool in ("cost", "balanced"):
+        doc = {
+            "apiVersion": "skyroute.io/v1alpha1",
+            "kind": "RoutingPolicy",
+            "metadata": {"name": "gated"},
+            "spec": {"defaultPool": pool, "rollout": SPLIT},
+        }
+        cluster.kubectl("apply", "-n", link.ns, "-f", "-", stdin=json.dumps(doc))
+        phase = "Stable" if pool == "cost" else "Progressing"
+        wait_until(
+            lambda want=phase: rollout_phase(link) == want,
+            timeout=20,
+            interval=0.25,
+            what=f"gated {phase}\n{link.operator.output()[-2000:]}",
+        )
+    # A refusal is cached for a few seconds; then the grant holds.
     found: list[Any] = []
 
     def granted() -> bool:
-        found[:] = https(link, "POST", path, caller)
+        found[:] = https(link, "POST", gated, caller)
         return found[0] not in (401, 403)
 
     wait_until(granted, timeout=20, interval=0.5, what=f"the grant to apply ({found})")
-    assert found[0] == 409 and found[1]["acted"] is False, found
+    assert found[0] == 200 and found[1]["acted"] is True, found
+    wait_until(lambda: rollout_phase(link) == "Promoted", timeout=20, interval=0.25)
+    # Another namespace's policy is not covered by the namespaced grant.
+    code, _ = https(link, "POST", "/rollouts/default/gated/promote", caller)
+    assert code == 403
 
 
 def test_the_probe_port_is_plaintext_health_and_nothing_else(link: Link) -> None:

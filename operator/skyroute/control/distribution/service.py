@@ -93,10 +93,10 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         # own routers, which that replica reports itself.
         self.on_forwarded: Callable[[str, Sequence[distribution_pb2.Outcome]], None] | None = None
         self.metrics = ControlMetrics()
-        # The spend ledger (control/spend): every charge a report carries, once. Only the
-        # process that keeps the ledger counts (an operator follower forwards instead).
+        # The spend ledger (control/spend): every charge a report carries, once. An
+        # operator replaces ``charge`` (kube/spendmap.py: only the leader counts).
         self.ledger = Ledger()
-        self.keeps_ledger: Callable[[], bool] = lambda: True
+        self.charge: Callable[[Sequence[distribution_pb2.Outcome]], object] = self.ledger.record
         self.metrics.observe_spend(lambda: self.ledger.select())
         # nonce -> (version, monotonic push time): push-to-ACK latency.
         self._pushed_at: dict[str, tuple[str, float]] = {}
@@ -322,8 +322,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                     forwarded = self.checker.outcomes(node, batch.outcomes)
                     if self.on_forwarded is not None:
                         self.on_forwarded(node, forwarded)
-                    if self.keeps_ledger():
-                        self.ledger.record(forwarded)
+                    self.charge(forwarded)
                     received += len(forwarded)
                     continue
                 record = self.registry.get(node)
@@ -336,8 +335,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                     continue
                 outcomes = self.checker.outcomes(node, batch.outcomes)
                 n = self.outcomes.record(node, outcomes)
-                if self.keeps_ledger():
-                    self.ledger.record(outcomes)
+                self.charge(outcomes)
                 received += n
                 self.metrics.received(n)
                 self.registry.touch(node, self.checker.endpoints(node, batch.endpoints))

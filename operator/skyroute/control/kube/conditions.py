@@ -55,6 +55,7 @@ STATUS_KEYS = (
     "history",
     "keys",
     "redisDown",
+    "spend",
 )
 MAX_LISTED = 10
 
@@ -206,8 +207,8 @@ def build_status(
     """The complete status for ``state``; unchanged conditions keep their transition time.
 
     ``drift`` is ``drift_conditions`` for a ModelPool; drift conditions it lacks are
-    carried over from ``previous``. ``extra``: fields of one kind (a Tenant's ``keys``
-    and ``redisDown``).
+    carried over from ``previous``. ``extra``: fields of one kind (a Tenant's ``keys``,
+    ``redisDown`` and ``spend``).
     """
     accepted = (
         _condition("Accepted", "False", "Invalid", summary(state.invalid, state.key.ref))

@@ -8,13 +8,17 @@ would hold forever). So each follower forwards, to the leader, the outcomes
 its routers report for policy versions under rollout: the leader advertises
 its gRPC address on the Lease (``skyroute.io/grpc-address``), and a follower
 sends them with the ordinary ``ReportOutcomes`` call under a node id starting
-with ``forwarded/``, which the leader feeds to the rollout analysis only
+with ``forwarded/``, which the leader feeds to the rollout analysis and the
+spend ledger only
 (its own status counts stay its own routers').
 
-Only outcomes of versions being analysed are forwarded (a few per request at
-most, none when nothing is in flight), batched every ``flush_s``; a leader
-that is away loses them, exactly as the analysis would lose a router's, and
-the interval is judged on what arrived.
+Charges (outcomes naming the tenant that pays) are forwarded too: the
+leader alone keeps the spend ledger (``spendmap.py``), which counts each
+charge once by its id. Other outcomes are forwarded only for versions being
+analysed (a few per request at most, none when nothing is in flight). All
+are batched every ``flush_s``; a leader that is away loses them, exactly as
+the analysis would lose a router's, and the interval is judged on what
+arrived.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class OutcomeForwarder:
         if not self.following():
             return
         for o in outcomes:
-            if self.watched(o.policy, o.policy_version):
+            if o.account or self.watched(o.policy, o.policy_version):
                 if len(self.pending) >= MAX_PENDING:
                     self.dropped += 1
                     continue

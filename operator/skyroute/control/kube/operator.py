@@ -38,6 +38,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,7 @@ from skyroute.control.kube.linkauth import (
 )
 from skyroute.control.kube.linktls import link_files
 from skyroute.control.kube.rollouts import ClusterRollouts
+from skyroute.control.kube.spendmap import SpendKeeper
 from skyroute.control.kube.world import World, key_of, plain
 from skyroute.control.kube.writer import StatusWriter
 from skyroute.control.learning.loop import Learner
@@ -78,6 +80,8 @@ from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.logs import event
 from skyroute.control.policy.model import KIND_POLICY, RoutingPolicy
 from skyroute.control.policy.store import SnapshotStore
+from skyroute.control.spend.views import query as spend_query
+from skyroute.control.spend.views import tenant_status
 
 log = logging.getLogger("skyroute.control.kube.operator")
 
@@ -165,6 +169,11 @@ class Operator:
         self.service.learner = self.learner
         # What it learned survives restarts: a ConfigMap the leader writes (learned.py).
         self.learned = LearnedStateMap(api, self.own_namespace)
+        # The spend ledger: counted and saved (a ConfigMap) by the leader alone.
+        self.spend = SpendKeeper(api, self.own_namespace)
+        self.service.ledger = self.spend.ledger
+        self.service.charge = self.spend.record
+        self.writer.spend = self._tenant_spend
         # Rollouts (canary, analysis, promotion, rollback, pin): the controller turns
         # the accepted specs into the snapshot routers get; its state lives in the
         # policies' status (written by the leader, mirrored by followers).
@@ -369,7 +378,21 @@ class Operator:
 
     # --- leadership -----------------------------------------------------------
 
+    def _tenant_spend(self, name: str) -> dict[str, Any] | None:
+        """``Tenant.status.spend`` from the ledger (None until this leader has loaded it)."""
+        if not self.spend.keeping:
+            return None
+        return tenant_status(self.spend.ledger, self.store.snapshot, name, int(time.time() * 1000))
+
+    def _spend_query(self, tenant: str, since_ms: int, by: str) -> dict[str, object]:
+        body = spend_query(
+            self.spend.ledger, self.store.snapshot, tenant, since_ms, int(time.time() * 1000), by
+        )
+        body["keeper"] = self.identity if self.spend.keeping else ""  # "": ask the leader
+        return body
+
     async def _leadership(self, leader: bool) -> None:
+        await self.spend.lead(leader)
         self.writer.set_active(leader)
         pod, ns = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
         if pod and ns:
@@ -478,6 +501,7 @@ class Operator:
                 # token allowed to update routingpolicies/rollout (linkauth.py).
                 ssl_context=self._link.ssl_context() if self._link else None,
                 authorize=AdminAuthorizer(self.reviews) if self._link else None,
+                spend=self._spend_query,
             )
             await self._admin.start()
         tasks = [
@@ -485,6 +509,7 @@ class Operator:
             asyncio.create_task(self.writer.run(self.stop), name="status-writer"),
             asyncio.create_task(self.learner.run(self.stop), name="learning"),
             asyncio.create_task(self._save_learned_loop(), name="learned-state"),
+            asyncio.create_task(self.spend.run(self.stop), name="spend-ledger"),
             asyncio.create_task(self.rollouts.run(self.stop), name="rollouts"),
         ]
         if self.elector is not None:
@@ -492,6 +517,7 @@ class Operator:
             tasks.append(asyncio.create_task(self.elector.run(self.stop), name="lease"))
             tasks.append(asyncio.create_task(self.forwarder.run(self.stop), name="forward"))
         else:
+            await self.spend.lead(True)
             self.writer.set_active(True)
         host = self.opts.listen.rpartition(":")[0] or "127.0.0.1"
         event(
@@ -564,6 +590,7 @@ class Operator:
     async def shutdown(self) -> None:
         self.keys.stop()
         await self._save_learned()
+        await self.spend.save(force=True)
         if self._admin is not None:
             await self._admin.stop()
         if self._server is not None:

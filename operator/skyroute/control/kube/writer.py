@@ -26,8 +26,10 @@ secret: the operator reads no provider Secret (``secretKeyRef`` is turned
 into a mount path, see ``model.ApiKeyRef.secret_path``), and of API keys only
 public ids and digests ever reach it (``keysecrets.py``). A Tenant's status
 says how many keys serve (``keys``) and what it does with Redis down
-(``redisDown``); spend is not in it, because routers do not report spend to
-the control plane yet.
+(``redisDown``) and what it spent (``spend``: USD in its first budget's
+period, ``budgetLeftUsd``, ``period``, ``totalUsd``, ``requests``; from the
+leader's spend ledger, ``kube/spendmap.py``), refreshed at most every
+``spend_every`` seconds so a busy tenant does not cost a patch per tick.
 
 Only the leader writes (``active``, driven by the Lease); every replica
 computes. The first write waits for routers that were connected to a
@@ -42,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from skyroute.control.kube.api import KubeApi
@@ -149,6 +151,10 @@ class StatusWriter:
         self._drift: dict[tuple[str, str], tuple[bool, str]] = {}
         # The rollout controller: status.rollout/history per policy, and its events.
         self.rollouts: RolloutController | None = None
+        # A Tenant's status.spend by name (None: not known here, keep what it says).
+        self.spend: Callable[[str], dict[str, Any] | None] | None = None
+        self.spend_every = 5.0
+        self._spend: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     def seen(self, key: Key, status: Mapping[str, Any] | None) -> None:
         """The object's status as the watch (or the initial list) delivered it."""
@@ -232,6 +238,9 @@ class StatusWriter:
                 extra = {"keys": keys.get(key, 0)}
                 if isinstance(obj, TenantResource):
                     extra["redisDown"] = obj.spec.redis_down
+                spend = self._tenant_spend(key.name) or before.get("spend")
+                if spend is not None:
+                    extra["spend"] = spend
             after = build_status(state, sync, before, now, drift, rollout, extra)
             if after == before:
                 continue
@@ -257,6 +266,15 @@ class StatusWriter:
                 await self._event(state, kind, reason, message)
         await self._rollout_events()
         return written
+
+    def _tenant_spend(self, name: str) -> dict[str, Any] | None:
+        if self.spend is None:
+            return None
+        now = time.monotonic()
+        cached = self._spend.get(name)
+        if cached is None or now - cached[0] >= self.spend_every:
+            cached = self._spend[name] = (now, self.spend(name))
+        return cached[1]
 
     async def _rollout_events(self) -> None:
         """Write the rollout controller's transitions as events on their policies."""

@@ -75,6 +75,22 @@ def tenant_spend(
     return out
 
 
+def tenant_status(
+    ledger: Ledger, snapshot: snapshot_pb2.Snapshot | None, name: str, now_ms: int
+) -> dict[str, object]:
+    """``Tenant.status.spend`` (the CRD's names; USD rounded to micro-dollars)."""
+    e = tenant_spend(ledger, name, tenants_by_name(snapshot).get(name), now_ms)
+    out: dict[str, object] = {
+        "usd": round(e.usd, 6),
+        "period": e.period,
+        "totalUsd": round(e.total_usd, 6),
+        "requests": e.requests,
+    }
+    if e.HasField("budget_left_usd"):
+        out["budgetLeftUsd"] = round(e.budget_left_usd, 6)
+    return out
+
+
 def tenants_by_name(snapshot: snapshot_pb2.Snapshot | None) -> dict[str, snapshot_pb2.Tenant]:
     return {t.name: t for t in snapshot.tenants} if snapshot is not None else {}
 

@@ -439,3 +439,25 @@ def test_reviews_are_cached_per_token_and_the_cache_is_bounded(link: Link) -> No
         assert reviews.calls == 6 and len(reviews._cache) <= 3
 
     asyncio.run(go())
+
+
+def test_the_operator_refuses_a_plaintext_link_unless_told(k8s_cluster: Cluster) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def start(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "skyroute.cli.main", "operator", "--lease", "", *args],
+            env={**os.environ, "KUBECONFIG": str(k8s_cluster.kubeconfig)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    plain = start()
+    assert plain.returncode != 0 and "--insecure for plaintext" in plain.stderr, plain.stderr
+    both = start("--insecure", "--link-tls-secret", "x")
+    assert both.returncode != 0 and "exclude each other" in both.stderr
+    bad = start("--link-tls-secret", "x", "--router-service-account", "a/b/c")
+    assert bad.returncode != 0 and "NAMESPACE/NAME" in bad.stderr

@@ -282,6 +282,23 @@ def _case(name: str) -> dict[str, Any]:
     }
 
 
+def _sites(*extra: dict[str, Any], provider: str = "gemini") -> Mutation:
+    sites = [{"name": "east", "url": "http://127.0.0.1:1/g"}, *extra]
+    flash = {k: v for k, v in _flash().items() if k != "endpoint"}
+    return _set(["spec", "models", 0], {**flash, "provider": provider, "endpoints": sites})
+
+
+ENDPOINT_CASES: list[tuple[str, Mutation, str, str]] = [
+    ("cost", _set(["spec", "models", 0, "endpoints"], [{"name": "a", "url": "http://a"}]),
+     model.MSG_ONE_ENDPOINT_FORM, "spec.models[0]"),
+    ("cost", _sites({"name": "east", "url": "http://127.0.0.1:2/g"}),
+     model.MSG_UNIQUE_ENDPOINT_NAMES, "spec.models[0].endpoints"),
+    ("cost", _sites({"name": "west", "url": "http://127.0.0.1:1/g"}),
+     model.MSG_UNIQUE_ENDPOINT_URLS, "spec.models[0].endpoints"),
+    ("cost", _sites({"name": "west", "url": "http://b", "deployment": "d"}),
+     model.MSG_DEPLOYMENT, "spec.models[0].endpoints"),
+]  # fmt: skip
+
 CEL_CASES: list[tuple[str, Mutation, str, str]] = [
     ("cost", _dup_model, model.MSG_UNIQUE_MODELS, "spec.models"),
     (
@@ -297,6 +314,7 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
         model.MSG_API_VERSION,
         "spec.models[0].apiVersion",
     ),
+    *ENDPOINT_CASES,
     ("acmeshop", _dup_intent, model.MSG_UNIQUE_INTENTS, "spec.intents"),
     ("acmeshop", _no_signal, model.MSG_INTENT_SIGNAL, "spec.intents[0]"),
     ("acmeshop", _dup_rule, model.MSG_UNIQUE_RULES, "spec.rules"),

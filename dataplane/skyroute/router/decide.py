@@ -362,6 +362,15 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
             + (f" excluded: {x.excluded}" if x.excluded else "")
             + (" misses the p95 objective: after those that meet it" if x.misses_objective else "")
         )
+    for c in d.chain:
+        if c.endpoints is not None:
+            sites = [one.site for one in c.endpoints.rotations[0] if one.site is not None]
+            reasons.append(
+                f"{c.model}: endpoints "
+                + ", ".join(f"{x.name} (weight {x.weight})" for x in sites)
+                + ": power of two choices by outstanding requests per weight, "
+                "then the others before the next model"
+            )
     if d.explored:
         reasons.append(
             f"exploring: runner-up {d.explored!r} first (adaptation.exploration "
@@ -384,6 +393,19 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         selection=sel.mode,
         cacheable=d.cacheable,
         reasons=reasons,
+        endpoints=[
+            router_pb2.ChainEndpoint(
+                model=c.model,
+                name=one.site.name,
+                url=one.target.endpoint,
+                weight=one.site.weight,
+                region=one.site.region,
+            )
+            for c in d.chain
+            if c.endpoints is not None
+            for one in c.endpoints.rotations[0]
+            if one.site is not None
+        ],
         scores=[
             router_pb2.CandidateScore(
                 model=x.cand.model,

@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,20 @@ class Candidate:
     learned_quality: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     # An embedding model's vector space ("" for a chat model): the Embeddings door's only.
     embedding_space: str = ""
+    # Several endpoints (a model-level candidate): what the engine balances over.
+    endpoints: Endpoints | None = None
+    # One of those endpoints (a candidate the engine calls); None: the model's only one.
+    site: Site | None = None
+
+    @property
+    def endpoint_key(self) -> str:
+        """What health, retry budgets and load are kept per: the endpoint's URL (+ deployment)."""
+        return self.site.key if self.site is not None else self.target.endpoint
+
+    @property
+    def label(self) -> str:
+        """The model, and the endpoint's name when it has several (``gpt-4o@eastus``)."""
+        return f"{self.model}@{self.site.name}" if self.site is not None else self.model
 
     def observed_for(self, intent: str) -> tuple[float, float, float]:
         """Fleet priors for ``intent``: its own figures where known, else the model's."""
@@ -114,6 +128,47 @@ class Candidate:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return prompt_tokens * self.input_price + completion_tokens * self.output_price
+
+
+@dataclass(slots=True, frozen=True)
+class Site:
+    """Which of its model's several endpoints a candidate calls."""
+
+    name: str  # unique within the model: the attempt trail's ``model@name``
+    key: str  # the URL, plus ``#deployment`` when the endpoint names one
+    weight: int
+    region: str
+    group: str  # the model's endpoints together: where its model-level figures are kept
+
+
+@dataclass(slots=True, frozen=True)
+class Endpoints:
+    """A model's endpoints, prepared for an O(1) weighted power-of-two-choices pick.
+
+    ``rotations[i]`` is the failover order when endpoint ``i`` is picked: ``i``
+    first, then the others in declared order from ``i + 1``, wrapping; ``prob``
+    and ``alias`` are Vose's alias table of the weights (one draw in O(1)).
+    """
+
+    rotations: tuple[tuple[Candidate, ...], ...]
+    prob: tuple[float, ...]
+    alias: tuple[int, ...]
+    group: str
+
+
+def alias_table(weights: list[int]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Vose's alias method: draw ``i`` with probability ``weights[i] / sum(weights)``."""
+    n, total = len(weights), sum(weights)
+    scaled = [w * n / total for w in weights]
+    prob, alias = [1.0] * n, list(range(n))
+    small = [i for i, x in enumerate(scaled) if x < 1.0]
+    large = [i for i, x in enumerate(scaled) if x >= 1.0]
+    while small and large:
+        lo, hi = small.pop(), large.pop()
+        prob[lo], alias[lo] = scaled[lo], hi
+        scaled[hi] -= 1.0 - scaled[lo]
+        (small if scaled[hi] < 1.0 else large).append(hi)
+    return tuple(prob), tuple(alias)
 
 
 @dataclass(slots=True, frozen=True)
@@ -332,20 +387,15 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
     if family is None:
         names = sorted(registry.FAMILIES)
         raise SnapshotError(f"{where}: provider {c.provider!r} is not one of {names}")
-    endpoint = c.endpoint or family.default_endpoint
-    if not endpoint.startswith(("http://", "https://")):
-        raise SnapshotError(f"{where}: endpoint {endpoint!r} is not an http(s) URL")
-    return Candidate(
+    sites = list(c.endpoints) or [snapshot_pb2.CandidateEndpoint(url=c.endpoint, weight=1)]
+    if len(sites) > MAX_ENDPOINTS:
+        raise SnapshotError(f"{where}: {len(sites)} endpoints, at most {MAX_ENDPOINTS}")
+    targets = [_target(where, c, e, family.default_endpoint) for e in sites]
+    model = Candidate(
         model=c.model,
         provider=c.provider,
         family=c.family or c.provider,
-        target=Target(
-            provider=c.provider,
-            endpoint=endpoint.rstrip("/"),
-            model=c.upstream_model or c.model,
-            api_key=_read_key(c.api_key_env, c.api_key_file),
-            api_version=c.api_version or None,
-        ),
+        target=targets[0],
         input_price=c.input_price_per_mtok / 1e6,
         output_price=c.output_price_per_mtok / 1e6,
         context_window=c.context_window,
@@ -363,6 +413,58 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
         learned_quality={i: (q.prior, q.n, q.posterior) for i, q in c.learned_quality.items()},
         embedding_space=c.embedding_space,
     )
+    return model if len(sites) == 1 else _several(where, model, sites, targets)
+
+
+MAX_ENDPOINTS = 16
+
+
+def _target(
+    where: str, c: snapshot_pb2.Candidate, e: snapshot_pb2.CandidateEndpoint, default: str
+) -> Target:
+    """One endpoint's target: its URL, key and deployment, else the model's."""
+    url = e.url or default
+    if not url.startswith(("http://", "https://")):
+        raise SnapshotError(f"{where}: endpoint {url!r} is not an http(s) URL")
+    own_key = e.api_key_env or e.api_key_file
+    return Target(
+        provider=c.provider,
+        endpoint=url.rstrip("/"),
+        model=e.deployment or c.upstream_model or c.model,
+        api_key=_read_key(e.api_key_env, e.api_key_file)
+        if own_key
+        else _read_key(c.api_key_env, c.api_key_file),
+        api_version=c.api_version or None,
+    )
+
+
+def _several(
+    where: str,
+    model: Candidate,
+    sites: list[snapshot_pb2.CandidateEndpoint],
+    targets: list[Target],
+) -> Candidate:
+    """A model-level candidate whose ``endpoints`` are its per-endpoint candidates."""
+    keys = [
+        t.endpoint + (f"#{e.deployment}" if e.deployment else "")
+        for e, t in zip(sites, targets, strict=True)
+    ]
+    names = [e.name or e.region or str(i) for i, e in enumerate(sites)]
+    for what, values in (("name", names), ("endpoint", keys)):
+        if len(set(values)) != len(values):
+            raise SnapshotError(f"{where}: endpoints with the same {what}: {values}")
+    weights = [e.weight or 1 for e in sites]
+    if max(weights) > 1000:
+        raise SnapshotError(f"{where}: endpoint weights are 1..1000, got {max(weights)}")
+    group = "|".join(keys)
+    ones = [
+        replace(model, target=t, site=Site(name, key, w, e.region, group))
+        for e, t, name, key, w in zip(sites, targets, names, keys, weights, strict=True)
+    ]
+    prob, alias = alias_table(weights)
+    n = len(ones)
+    rotations = tuple(tuple(ones[(i + k) % n] for k in range(n)) for i in range(n))
+    return replace(model, endpoints=Endpoints(rotations, prob, alias, group))
 
 
 def _intent(policy: str, i: snapshot_pb2.Intent) -> IntentMatcher:

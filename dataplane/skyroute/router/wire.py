@@ -33,9 +33,12 @@ def http_status(error_class: str) -> int:
 
 
 def attempts_header(attempts: list[AttemptRecord]) -> str:
-    """``model;class;status;ms`` per attempt, comma-separated, ``ok`` for success."""
+    """``model;class;status;ms`` per attempt, comma-separated, ``ok`` for success.
+
+    A model with several endpoints shows as ``model@endpoint`` (model names never hold ``@``).
+    """
     return ", ".join(
-        f"{a.model};{a.error_class or 'ok'};{a.status};{a.duration_ms:.0f}ms" for a in attempts
+        f"{a.label};{a.error_class or 'ok'};{a.status};{a.duration_ms:.0f}ms" for a in attempts
     )
 
 

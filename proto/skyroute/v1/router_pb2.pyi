@@ -741,6 +741,7 @@ class Decision(_message.Message):
     SCORES_FIELD_NUMBER: _builtins.int
     TRACK_FIELD_NUMBER: _builtins.int
     SELECTION_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     policy_version: _builtins.str
     snapshot_version: _builtins.str
@@ -766,6 +767,12 @@ class Decision(_message.Message):
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateScore]:
         """Every candidate of the pool with its score parts (scored selection)."""
 
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChainEndpoint]:
+        """The endpoints of each chain model that lists several (the engine picks one
+        per attempt: power of two choices, then failover in this order).
+        """
+
     def __init__(
         self,
         *,
@@ -781,14 +788,46 @@ class Decision(_message.Message):
         scores: _abc.Iterable[Global___CandidateScore] | None = ...,
         track: _builtins.str = ...,
         selection: _builtins.str = ...,
+        endpoints: _abc.Iterable[Global___ChainEndpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["signals", b"signals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "selection", b"selection", "signals", b"signals", "snapshot_version", b"snapshot_version", "track", b"track"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cacheable", b"cacheable", "chain", b"chain", "endpoints", b"endpoints", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "reasons", b"reasons", "rule", b"rule", "scores", b"scores", "selection", b"selection", "signals", b"signals", "snapshot_version", b"snapshot_version", "track", b"track"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class ChainEndpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    name: _builtins.str
+    url: _builtins.str
+    weight: _builtins.int
+    region: _builtins.str
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        name: _builtins.str = ...,
+        url: _builtins.str = ...,
+        weight: _builtins.int = ...,
+        region: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "name", b"name", "region", b"region", "url", b"url", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChainEndpoint: _TypeAlias = ChainEndpoint  # noqa: Y015
 
 @_typing.final
 class CandidateScore(_message.Message):
@@ -862,6 +901,8 @@ class Attempt(_message.Message):
     ERROR_CLASS_FIELD_NUMBER: _builtins.int
     STATUS_CODE_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    ENDPOINT_URL_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     error_class: _builtins.str
@@ -870,6 +911,11 @@ class Attempt(_message.Message):
     """
     status_code: _builtins.int
     duration_ms: _builtins.float
+    endpoint: _builtins.str
+    """The endpoint of the model the attempt went to, by its name ("" when the
+    model has a single `endpoint`), and its base URL.
+    """
+    endpoint_url: _builtins.str
     def __init__(
         self,
         *,
@@ -878,10 +924,12 @@ class Attempt(_message.Message):
         error_class: _builtins.str = ...,
         status_code: _builtins.int = ...,
         duration_ms: _builtins.float = ...,
+        endpoint: _builtins.str = ...,
+        endpoint_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error_class", b"error_class", "model", b"model", "provider", b"provider", "status_code", b"status_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "endpoint", b"endpoint", "endpoint_url", b"endpoint_url", "error_class", b"error_class", "model", b"model", "provider", b"provider", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

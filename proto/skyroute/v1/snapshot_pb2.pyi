@@ -769,6 +769,7 @@ class Candidate(_message.Message):
     LEARNED_QUALITY_FIELD_NUMBER: _builtins.int
     EMBEDDING_SPACE_FIELD_NUMBER: _builtins.int
     API_VERSION_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
     """Wire format: a provider family of the contract (skyroute/families.py)."""
@@ -820,6 +821,15 @@ class Candidate(_message.Message):
         place of `quality` for that intent.
         """
 
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateEndpoint]:
+        """Fields 22-31 are reserved for the provider families' settings.
+        Where the model is served (regions, deployments, replicas), in declared
+        order. Empty in snapshots of older control planes: then `endpoint` (and the
+        key fields above) is the one endpoint. The router balances over these and
+        fails over from one to the next before it tries another model.
+        """
+
     def __init__(
         self,
         *,
@@ -844,14 +854,58 @@ class Candidate(_message.Message):
         learned_quality: _abc.Mapping[_builtins.str, Global___LearnedQuality] | None = ...,
         embedding_space: _builtins.str = ...,
         api_version: _builtins.str = ...,
+        endpoints: _abc.Iterable[Global___CandidateEndpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "api_version", b"api_version", "context_window", b"context_window", "embedding_space", b"embedding_space", "endpoint", b"endpoint", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "api_version", b"api_version", "context_window", b"context_window", "embedding_space", b"embedding_space", "endpoint", b"endpoint", "endpoints", b"endpoints", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "provider", b"provider", "quality", b"quality", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Candidate: _TypeAlias = Candidate  # noqa: Y015
+
+@_typing.final
+class CandidateEndpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    API_KEY_ENV_FIELD_NUMBER: _builtins.int
+    API_KEY_FILE_FIELD_NUMBER: _builtins.int
+    DEPLOYMENT_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Base URL, as `Candidate.endpoint`."""
+    weight: _builtins.int
+    """Share of traffic relative to the model's other endpoints (1..1000)."""
+    name: _builtins.str
+    """How the attempt trail and Explain name it (unique within the model)."""
+    region: _builtins.str
+    """Optional label of where it runs (e.g. eastus); informational."""
+    api_key_env: _builtins.str
+    """This endpoint's own key reference; both "" = the model's."""
+    api_key_file: _builtins.str
+    deployment: _builtins.str
+    """Azure OpenAI: the deployment on this resource; "" = the model's."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        weight: _builtins.int = ...,
+        name: _builtins.str = ...,
+        region: _builtins.str = ...,
+        api_key_env: _builtins.str = ...,
+        api_key_file: _builtins.str = ...,
+        deployment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "deployment", b"deployment", "name", b"name", "region", b"region", "url", b"url", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CandidateEndpoint: _TypeAlias = CandidateEndpoint  # noqa: Y015
 
 @_typing.final
 class LearnedQuality(_message.Message):

@@ -29,6 +29,11 @@ outage therefore stops being judged by it while it gets no traffic.
 Every time here comes from one clock (``clock``, monotonic seconds): tests
 run a recovery at ten times real speed by passing a faster one.
 
+A model with several endpoints keeps all of this per endpoint too (each is
+ejected, probed and timed on its own); scoring reads the model's figures
+over all its endpoints together (``p95_s``, ``failures``), as for a model
+with one endpoint.
+
 Retry budgets are kept **per provider endpoint** (Envoy's per-cluster
 budget): a retry to an endpoint this request already tried takes a token
 from that endpoint's budget; a first attempt on another endpoint is a
@@ -135,20 +140,39 @@ class EndpointState:
 class EndpointHealth:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._states: dict[tuple[str, str], EndpointState] = {}
+        # Models with several endpoints: latency and failures over all of them (scoring's).
+        self._models: dict[tuple[str, str], EndpointState] = {}
         self.clock = clock
         self.ejected_total = 0  # ejections since start (a metric counter)
         self.probes_total = 0  # half-open probes sent
         self.returned_total = 0  # ejected endpoints brought back by a probe
 
+    def _model_state(self, c: Candidate) -> EndpointState | None:
+        """A model with several endpoints: its figures over all of them (None: one endpoint)."""
+        group = c.site.group if c.site is not None else ""
+        if not group:
+            return None
+        key = (c.model, group)
+        s = self._models.get(key)
+        if s is None:
+            s = self._models[key] = EndpointState(c.model, group)
+        return s
+
+    def _scoring_state(self, c: Candidate) -> EndpointState | None:
+        """Where scoring reads a model's figures: its endpoints together, or its one endpoint."""
+        if c.endpoints is not None:
+            return self._models.get((c.model, c.endpoints.group))
+        return self._states.get((c.model, c.endpoint_key))
+
     def _state(self, c: Candidate) -> EndpointState:
-        key = (c.model, c.target.endpoint)
+        key = (c.model, c.endpoint_key)
         s = self._states.get(key)
         if s is None:
-            s = self._states[key] = EndpointState(c.model, c.target.endpoint)
+            s = self._states[key] = EndpointState(c.model, c.endpoint_key)
         return s
 
     def available(self, c: Candidate, now: float) -> bool:
-        s = self._states.get((c.model, c.target.endpoint))
+        s = self._states.get((c.model, c.endpoint_key))
         return s is None or s.available(now)
 
     def order(
@@ -166,7 +190,7 @@ class EndpointHealth:
         up: list[Candidate] = []
         down: list[Candidate] = []
         for c in chain:
-            s = self._states.get((c.model, c.target.endpoint))
+            s = self._states.get((c.model, c.endpoint_key))
             if s is None or s.available(now):
                 up.append(c)
             elif s.cooldown_until <= now and s.next_probe <= now:
@@ -174,12 +198,12 @@ class EndpointHealth:
                 self.probes_total += 1
                 up.append(c)
                 if notes is not None:
-                    notes.append(f"{c.model}: half-open probe of an ejected endpoint")
+                    notes.append(f"{c.label}: half-open probe of an ejected endpoint")
             else:
                 down.append(c)
                 if notes is not None:
                     why = "cooling down (Retry-After)" if s.cooldown_until > now else "ejected"
-                    notes.append(f"{c.model}: {why}, moved last")
+                    notes.append(f"{c.label}: {why}, moved last")
         if not down:
             return chain
         return (*up, *down)
@@ -195,6 +219,10 @@ class EndpointHealth:
         elif s.ejections and now > s.ejected_until + 60.0:
             s.ejections -= 1  # healthy for a while: the next ejection is shorter again
         s.latency.add(now, latency_s)
+        whole = self._model_state(c)
+        if whole is not None:
+            whole.observe(now, False)
+            whole.latency.add(now, latency_s)
 
     def first_token(self, c: Candidate, seconds: float) -> None:
         """An attempt's first event arrived ``seconds`` after it started."""
@@ -213,6 +241,9 @@ class EndpointHealth:
         now = self.clock()
         s = self._state(c)
         s.observe(now, True)
+        whole = self._model_state(c)
+        if whole is not None:
+            whole.observe(now, True)
         if retry_after_s:
             s.cooldown_until = max(s.cooldown_until, now + min(retry_after_s, 300.0))
             return
@@ -232,23 +263,24 @@ class EndpointHealth:
 
     def percentile(self, c: Candidate, q: float) -> float | None:
         """Latency percentile over the last LATENCY_WINDOW_S seconds (None: too few samples)."""
-        s = self._states.get((c.model, c.target.endpoint))
+        s = self._states.get((c.model, c.endpoint_key))
         return None if s is None else s.latency.percentile(self.clock(), q)
 
     def first_token_percentile(self, c: Candidate, q: float) -> float | None:
         """Time-to-first-event percentile over the last LATENCY_WINDOW_S seconds (or None)."""
-        s = self._states.get((c.model, c.target.endpoint))
+        s = self._states.get((c.model, c.endpoint_key))
         return None if s is None else s.first_token.percentile(self.clock(), q)
 
     def p95_s(self, c: Candidate) -> float | None:
         """This router's own p95 for the endpoint, else the fleet's prior, else unknown."""
-        own = self.percentile(c, 95.0)
+        s = self._scoring_state(c)
+        own = None if s is None else s.latency.percentile(self.clock(), 95.0)
         if own is not None:
             return own
         return c.observed_p95_s or None
 
     def failures(self, c: Candidate) -> float:
-        s = self._states.get((c.model, c.target.endpoint))
+        s = self._scoring_state(c)
         if s is not None and s.calls >= _MIN_SAMPLES:
             return s.rate(self.clock())
         return c.observed_failure_rate

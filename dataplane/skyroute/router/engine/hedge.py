@@ -91,10 +91,10 @@ def _admit(
     """ "" when the hedge may start (its tokens taken), else why not."""
     if throttle is not None and not throttle.take():
         return "hedge budget spent"
-    if not budget.allow(second.target.endpoint, settings):
+    if not budget.allow(second.endpoint_key, settings):
         if throttle is not None:
             throttle.refund()
-        return f"retry budget exhausted at {second.target.endpoint}"
+        return f"retry budget exhausted at {second.endpoint_key}"
     return ""
 
 
@@ -130,7 +130,7 @@ async def race(
     held = True
     try:
         winner = await _first_token(a, b, token_a, token_b, discard)
-        budget.release(second.target.endpoint)  # the race is decided: the hedge is over
+        budget.release(second.endpoint_key)  # the race is decided: the hedge is over
         held = False
         if isinstance(winner, Raced):
             return winner
@@ -139,7 +139,7 @@ async def race(
         return raced
     finally:
         if held:
-            budget.release(second.target.endpoint)
+            budget.release(second.endpoint_key)
         for task in (a, b):  # the race's loser (or both, if the request was cancelled)
             if not task.done():
                 task.cancel()

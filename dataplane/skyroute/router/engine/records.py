@@ -39,6 +39,14 @@ class AttemptRecord:
     error_class: str  # "" on success
     status: int
     duration_ms: float
+    # The endpoint's name when the model has several ("" otherwise), and its URL.
+    endpoint: str = ""
+    endpoint_url: str = ""
+
+    @property
+    def label(self) -> str:
+        """``model@endpoint`` when the model has several endpoints, else the model."""
+        return f"{self.model}@{self.endpoint}" if self.endpoint else self.model
 
     @classmethod
     def of(
@@ -57,7 +65,8 @@ class AttemptRecord:
         else:
             error_class, status = "", 200
         ms = (time.perf_counter() - started) * 1000.0
-        return cls(cand.model, cand.provider, error_class, status, ms)
+        name = cand.site.name if cand.site is not None else ""
+        return cls(cand.model, cand.provider, error_class, status, ms, name, cand.target.endpoint)
 
 
 @dataclass(slots=True)

@@ -67,6 +67,7 @@ from opentelemetry.trace import Span
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision
+from skyroute.router.engine.balance import Balancer, every_endpoint
 from skyroute.router.engine.health import Clock, EndpointHealth, RetryBudget
 from skyroute.router.engine.hedge import AttemptFn, HedgeBudget, race
 from skyroute.router.engine.records import (
@@ -187,6 +188,8 @@ class Attempt:
     cand: Candidate
     span: Span
     started: float
+    # Counted in the balancer's outstanding requests until the attempt is over.
+    counted: bool = False
 
 
 @dataclass(slots=True)
@@ -213,6 +216,8 @@ class Engine:
         self.stats = stats if stats is not None else WindowStats()
         # Ejections, probes and decay run on ``clock`` (tests pass a faster one).
         self.health = EndpointHealth(clock)
+        # Which of a model's several endpoints goes first (balance.py).
+        self.balance = Balancer()
         self.budget = RetryBudget()
         # Hedges a latency objective asks for: at most a tenth of its requests (hedge.py).
         self.hedge_budget = HedgeBudget()
@@ -314,17 +319,17 @@ class Engine:
             if served.error is None:
                 served.error = ProviderError(TIMEOUT, "no candidate could finish in the time left")
             return None, ""
-        endpoint = cand.target.endpoint
+        endpoint = cand.endpoint_key
         if not tried:
             return remaining, ""
         if endpoint not in tried:
             self.budget.fallbacks += 1
-            served.notes.append(f"{cand.model}: fallback to another endpoint")
+            served.notes.append(f"{cand.label}: fallback to another endpoint")
             return remaining, ""
         if not self.budget.allow(endpoint, served.decision.policy.reliability):
-            served.notes.append(f"{cand.model}: not tried, retry budget exhausted at {endpoint}")
+            served.notes.append(f"{cand.label}: not tried, retry budget exhausted at {endpoint}")
             return None, ""
-        served.notes.append(f"{cand.model}: retry at the same endpoint")
+        served.notes.append(f"{cand.label}: retry at the same endpoint")
         return remaining, endpoint
 
     def _cap(self, d: Decision, side_effects: bool) -> int:
@@ -388,7 +393,9 @@ class Engine:
         deadline = ctx.started + d.policy.request_timeout_s
         side_effects = self.side_effects(d, req)
         cap = self._cap(d, side_effects)
-        chain = list(self.health.order(d.chain, served.notes))
+        now = self.health.clock()
+        endpoints = self.balance.expand(d.chain, lambda c: self.health.available(c, now))
+        chain = list(self.health.order(endpoints, served.notes))
         attempt: AttemptFn[Opened[T]] = partial(self._attempt, served=served, ctx=ctx, call=call)
         tried: set[str] = set()
         min_window = 0
@@ -404,7 +411,7 @@ class Engine:
                 if served.error is not None and served.error.message == _DEADLINE:
                     break
                 continue
-            tried.add(cand.target.endpoint)
+            tried.add(cand.endpoint_key)
             opened: Opened[T] | None = None
             error: ProviderError | None = None
             try:
@@ -421,13 +428,13 @@ class Engine:
                     if raced.launched:
                         self.hedges += 1
                         served.notes.append(
-                            f"{cand.model}: hedged to {to.model}, no first token "
+                            f"{cand.label}: hedged to {to.label}, no first token "
                             f"after {delay * 1000:.0f} ms"
                         )
-                        tried.add(to.target.endpoint)
+                        tried.add(to.endpoint_key)
                         del chain[j]  # the hedge tried it already
                     elif raced.refused:
-                        served.notes.append(f"{cand.model}: not hedged, {raced.refused}")
+                        served.notes.append(f"{cand.label}: not hedged, {raced.refused}")
                 else:
                     try:
                         opened = await attempt(cand, remaining, asyncio.Event())
@@ -470,7 +477,10 @@ class Engine:
                 cand.model, cand.provider, served.decision.pool, ctx.span, cand.target.endpoint
             ),
             time.perf_counter(),
+            counted=cand.site is not None,
         )
+        if at.counted:
+            self.balance.acquire(cand)
         token = enter(at.span)
         try:
             return Opened(at, await call(cand, budget_s, first))
@@ -479,6 +489,9 @@ class Engine:
             raise
         except asyncio.CancelledError:  # a hedge that lost the race, or the request went away
             self._end(served, at, cancelled=True)
+            raise
+        except Exception:
+            self._release(at)
             raise
         finally:
             leave(token)
@@ -493,6 +506,7 @@ class Engine:
     ) -> AttemptRecord:
         """An attempt is over: into the trail, the metrics, its span and endpoint health."""
         cand = at.cand
+        self._release(at)
         rec = AttemptRecord.of(cand, at.started, error, cancelled=cancelled)
         served.attempts.append(rec)
         self.metrics.attempt(
@@ -507,9 +521,19 @@ class Engine:
         if error is not None:
             rel = served.decision.policy.reliability
             self.health.failure(
-                cand, error.error_class, error.retry_after_s, rel, served.decision.chain
+                cand,
+                error.error_class,
+                error.retry_after_s,
+                rel,
+                every_endpoint(served.decision.chain),
             )
         return rec
+
+    def _release(self, at: Attempt) -> None:
+        """The attempt no longer counts as outstanding at its endpoint (once)."""
+        if at.counted:
+            at.counted = False
+            self.balance.release(at.cand)
 
     def _answered(self, served: Served, at: Attempt, result: ChatResult) -> None:
         """The attempt ended with an answer: it is the request's."""
@@ -735,6 +759,7 @@ class Engine:
             yield StreamFailed(served)
             return
         finally:
+            self._release(at)  # also when the caller went away mid-stream
             await events.aclose()
         result = pieces.result(item)
         self._answered(served, at, result)

@@ -290,7 +290,7 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
     return snapshot_pb2.Candidate(
         model=model.name,
         provider=model.provider,
-        endpoint=model.endpoint.rstrip("/"),
+        endpoint=model.first_url.rstrip("/"),
         family=model.effective_family,
         input_price_per_mtok=model.pricing.input_per_m_tok,
         output_price_per_mtok=model.pricing.output_per_m_tok,
@@ -304,6 +304,18 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
         upstream_model=upstream or "",
         embedding_space=model.embedding_space or "",
         api_version=model.api_version or "",
+        endpoints=[
+            snapshot_pb2.CandidateEndpoint(
+                url=e.url.rstrip("/"),
+                weight=e.weight,
+                name=e.name,
+                region=e.region or "",
+                api_key_env=(e.api_key.env or "") if e.api_key else "",
+                api_key_file=e.api_key.secret_path if e.api_key else "",
+                deployment=e.deployment or "",
+            )
+            for e in model.endpoints or ()
+        ],
     )
 
 

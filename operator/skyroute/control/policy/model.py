@@ -86,8 +86,16 @@ MSG_WEIGHTS = "weights must not all be zero"
 MSG_UNIQUE_TESTS = "test names must be unique"
 MSG_TEST_EXPECT = "expect needs at least one of pool, model, intent or cacheable"
 MSG_UNIQUE_METRICS = "analysis metric names must be unique"
+MSG_ONE_ENDPOINT_FORM = "a model needs exactly one of endpoint or endpoints"
+MSG_UNIQUE_ENDPOINT_NAMES = "endpoint names must be unique within a model"
+MSG_UNIQUE_ENDPOINT_URLS = "endpoint url and deployment must be unique within a model"
+MSG_DEPLOYMENT = "deployment is only for provider azure-openai"
 CEL_MESSAGES = frozenset(
     {
+        MSG_ONE_ENDPOINT_FORM,
+        MSG_UNIQUE_ENDPOINT_NAMES,
+        MSG_UNIQUE_ENDPOINT_URLS,
+        MSG_DEPLOYMENT,
         MSG_UNIQUE_TESTS,
         MSG_TEST_EXPECT,
         MSG_UNIQUE_METRICS,
@@ -279,12 +287,38 @@ class EvalProvenance(_Spec):
         return date_text(value)
 
 
+class PoolEndpoint(_Spec):
+    """One of a model's several endpoints (a region, a deployment, a replica)."""
+
+    name: Name
+    url: Endpoint
+    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    region: Name | None = None
+    api_key: ApiKeyRef | None = None
+    deployment: ModelName | None = None
+
+
+def _unique_endpoints(endpoints: list[PoolEndpoint]) -> list[PoolEndpoint]:
+    _unique([e.name for e in endpoints], MSG_UNIQUE_ENDPOINT_NAMES)
+    _unique([f"{e.url} {e.deployment or ''}".strip() for e in endpoints], MSG_UNIQUE_ENDPOINT_URLS)
+    return endpoints
+
+
 class PoolModel(_Spec):
     """One candidate of a pool; the list order is primary first, then fallbacks."""
 
     name: ModelName
     provider: Family
-    endpoint: Endpoint
+    endpoint: Endpoint | None = None
+    # Several endpoints instead of ``endpoint``: balanced, failed over before the next model.
+    endpoints: (
+        Annotated[
+            list[PoolEndpoint],
+            Field(min_length=1, max_length=16),
+            AfterValidator(_unique_endpoints),
+        ]
+        | None
+    ) = None
     api_version: ApiVersion | None = None
     upstream_model: ModelName | None = None
     family: Name | None = None
@@ -320,9 +354,30 @@ class PoolModel(_Spec):
             raise rule_error(MSG_API_VERSION, f"provider is {provider}")
         return value
 
+    @field_validator("endpoints")
+    @classmethod
+    def _deployments_azure(
+        cls, value: list[PoolEndpoint] | None, info: ValidationInfo
+    ) -> list[PoolEndpoint] | None:
+        provider = info.data.get("provider")
+        if provider not in (None, "azure-openai") and any(e.deployment for e in value or ()):
+            raise rule_error(MSG_DEPLOYMENT, f"provider is {provider}")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint_form(self) -> PoolModel:
+        if (self.endpoint is None) == (self.endpoints is None):
+            raise rule_error(MSG_ONE_ENDPOINT_FORM)
+        return self
+
     @property
     def effective_family(self) -> str:
         return self.family or self.provider
+
+    @property
+    def first_url(self) -> str:
+        """The base URL of the model's (first) endpoint."""
+        return self.endpoint or (self.endpoints[0].url if self.endpoints else "")
 
 
 class ModelPoolSpec(_Spec):

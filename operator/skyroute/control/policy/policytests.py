@@ -216,6 +216,8 @@ def keyless_snapshot(
             for candidate in copy.candidates:
                 candidate.api_key_env = ""
                 candidate.api_key_file = ""
+                for site in candidate.endpoints:
+                    site.api_key_env = site.api_key_file = ""
     if wanted is None and snapshot.default_policy:
         out.default_policy = snapshot.default_policy
     return out

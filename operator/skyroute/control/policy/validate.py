@@ -32,6 +32,7 @@ from skyroute.control.policy.model import (
     FIELD_ALIASES,
     KIND_POOL,
     MODELS,
+    ApiKeyRef,
     ModelPool,
     RoutingPolicy,
     TenantResource,
@@ -269,12 +270,16 @@ def check_key_refs(parsed: Sequence[Parsed], env_prefixes: Sequence[str] = ()) -
         if not isinstance(p.obj, ModelPool):
             continue
         for i, model in enumerate(p.obj.spec.models):
-            name = model.api_key.env if model.api_key else None
-            why = env_refusal(name, env_prefixes) if name else None
-            if why is not None:
-                yield p.doc.problem(
-                    ("spec", "models", i, "apiKey", "env"), f'"{name}" refused: {why}'
-                )
+            refs: list[tuple[PathKey, ApiKeyRef | None]] = [(("spec", "models", i), model.api_key)]
+            refs += [
+                (("spec", "models", i, "endpoints", j), e.api_key)
+                for j, e in enumerate(model.endpoints or ())
+            ]
+            for where, ref in refs:
+                name = ref.env if ref else None
+                why = env_refusal(name, env_prefixes) if name else None
+                if why is not None:
+                    yield p.doc.problem((*where, "apiKey", "env"), f'"{name}" refused: {why}')
 
 
 def check_tenants(

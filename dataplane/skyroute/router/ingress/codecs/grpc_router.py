@@ -145,6 +145,8 @@ def attempts(records: list[AttemptRecord]) -> list[router_pb2.Attempt]:
             error_class=a.error_class,
             status_code=a.status,
             duration_ms=a.duration_ms,
+            endpoint=a.endpoint,
+            endpoint_url=a.endpoint_url,
         )
         for a in records
     ]

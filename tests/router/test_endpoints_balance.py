@@ -72,6 +72,11 @@ def _up(_: Candidate) -> bool:
     return True
 
 
+def _balancer(seed: int, health: EndpointHealth | None = None) -> Balancer:
+    h = health or EndpointHealth()
+    return Balancer(h.available, h.clock, random.Random(seed))
+
+
 # --- the table --------------------------------------------------------------
 
 
@@ -191,12 +196,12 @@ def test_p2c_takes_the_less_loaded_per_weight_of_its_two_draws(
 
 def test_an_idle_router_spreads_by_weight() -> None:
     m = _two(3, 1)
-    b = Balancer(random.Random(7))
-    firsts = Counter(b.order(m, _up)[0].label for _ in range(4000))
+    b = _balancer(7)
+    firsts = Counter(b.order(m)[0].label for _ in range(4000))
     share = firsts["m@east"] / 4000
     assert 0.70 < share < 0.80, firsts  # 3:1 is 0.75
     # The other endpoint always follows: failover within the model before the backup.
-    assert {tuple(c.label for c in b.order(m, _up)) for _ in range(50)} == {
+    assert {tuple(c.label for c in b.order(m)) for _ in range(50)} == {
         ("m@east", "m@west"),
         ("m@west", "m@east"),
     }
@@ -205,11 +210,11 @@ def test_an_idle_router_spreads_by_weight() -> None:
 def test_a_loaded_endpoint_gets_fewer_new_requests() -> None:
     m = _two(1, 1)
     east, west = _endpoints(m).rotations[0]
-    b = Balancer(random.Random(3))
+    b = _balancer(3)
     for _ in range(10):
         b.acquire(east)
     assert b.outstanding(east) == 10 and b.outstanding(west) == 0
-    firsts = Counter(b.order(m, _up)[0].label for _ in range(2000))
+    firsts = Counter(b.order(m)[0].label for _ in range(2000))
     # Equal weights: both draws land on east only a quarter of the time.
     assert firsts["m@west"] > 1400, firsts
     for _ in range(10):
@@ -220,9 +225,9 @@ def test_a_loaded_endpoint_gets_fewer_new_requests() -> None:
 
 def test_expand_keeps_models_in_order_and_single_endpoints_as_they_are() -> None:
     m, backup = _table(_site("east", "http://127.0.0.1:1/e"), _site("west", "http://127.0.0.1:2/w"))
-    b = Balancer(random.Random(1))
-    assert b.expand((backup,), _up) == (backup,)
-    labels = [c.label for c in b.expand((m, backup), _up)]
+    b = _balancer(1)
+    assert b.expand((backup,)) == (backup,)
+    labels = [c.label for c in b.expand((m, backup))]
     assert labels[-1] == "backup" and sorted(labels[:2]) == ["m@east", "m@west"]
 
 

@@ -56,10 +56,21 @@ def choose(
 
 
 class Balancer:
-    """Outstanding requests per endpoint, and the per-request failover order of a model."""
+    """Outstanding requests per endpoint, and the per-request failover order of a model.
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    ``available(candidate, now)`` says whether an endpoint is in service (not ejected
+    or cooling down: :meth:`.health.EndpointHealth.available`), on ``clock``.
+    """
+
+    def __init__(
+        self,
+        available: Callable[[Candidate, float], bool],
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
         self._outstanding: dict[tuple[str, str], int] = {}
+        self._available = available
+        self._clock = clock
         self._random = (rng or random.Random()).random
 
     def outstanding(self, c: Candidate) -> int:
@@ -77,22 +88,40 @@ class Balancer:
         else:
             self._outstanding.pop(key, None)
 
-    def order(self, c: Candidate, up: Available) -> tuple[Candidate, ...]:
+    def order(self, c: Candidate, up: Available | None = None) -> tuple[Candidate, ...]:
         """``c``'s endpoints in the order this request tries them (``(c,)``: one endpoint)."""
         e = c.endpoints
         if e is None:
             return (c,)
+        if up is None:
+            up = self._up_now()
         return e.rotations[choose(e, self._random(), self._random(), self.outstanding, up)]
 
-    def expand(self, chain: tuple[Candidate, ...], up: Available) -> tuple[Candidate, ...]:
+    def expand(self, chain: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
         """The decision's chain of models as a chain of endpoints (models keep their order)."""
-        if all(c.endpoints is None for c in chain):
-            return chain
-        return tuple(one for c in chain for one in self.order(c, up))
+        if not _several(chain):
+            return chain  # the common case, one endpoint per model: nothing to do
+        up = self._up_now()
+        out: list[Candidate] = []
+        for c in chain:
+            out.extend(self.order(c, up))
+        return tuple(out)
+
+    def _up_now(self) -> Available:
+        now, available = self._clock(), self._available
+        return lambda c: available(c, now)
+
+
+def _several(chain: tuple[Candidate, ...]) -> bool:
+    """Does a model of ``chain`` have several endpoints? (a plain loop: the hot path's)"""
+    for c in chain:  # noqa: SIM110 - a plain loop: any() over a generator costs more here
+        if c.endpoints is not None:
+            return True
+    return False
 
 
 def every_endpoint(chain: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
     """Each endpoint of each model of ``chain``, in declared order (ejection's pool)."""
-    if all(c.endpoints is None for c in chain):
+    if not _several(chain):
         return chain
     return tuple(one for c in chain for one in (c.endpoints.rotations[0] if c.endpoints else (c,)))

@@ -217,7 +217,7 @@ class Engine:
         # Ejections, probes and decay run on ``clock`` (tests pass a faster one).
         self.health = EndpointHealth(clock)
         # Which of a model's several endpoints goes first (balance.py).
-        self.balance = Balancer()
+        self.balance = Balancer(self.health.available, clock)
         self.budget = RetryBudget()
         # Hedges a latency objective asks for: at most a tenth of its requests (hedge.py).
         self.hedge_budget = HedgeBudget()
@@ -393,8 +393,7 @@ class Engine:
         deadline = ctx.started + d.policy.request_timeout_s
         side_effects = self.side_effects(d, req)
         cap = self._cap(d, side_effects)
-        now = self.health.clock()
-        endpoints = self.balance.expand(d.chain, lambda c: self.health.available(c, now))
+        endpoints = self.balance.expand(d.chain)
         chain = list(self.health.order(endpoints, served.notes))
         attempt: AttemptFn[Opened[T]] = partial(self._attempt, served=served, ctx=ctx, call=call)
         tried: set[str] = set()

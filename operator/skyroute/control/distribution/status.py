@@ -113,10 +113,10 @@ def render_spend(status: distribution_pb2.ControlStatus, console: Console) -> No
         left = f"${t.budget_left_usd:,.4f}" if t.HasField("budget_left_usd") else "-"
         table.add_row(
             t.tenant,
-            f"${t.usd:,.4f}",
+            f"${t.usd:,.6f}",
             t.period,
             left,
-            f"${t.total_usd:,.4f}",
+            f"${t.total_usd:,.6f}",
             str(t.requests),
         )
     console.print(table)

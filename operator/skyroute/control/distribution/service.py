@@ -386,6 +386,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             status.spend.extend(
                 status_entries(self.ledger, self.store.snapshot, int(time.time() * 1000))
             )
+            if self.learner is not None:
+                status.quality.extend(self.learner.quality_rows())
             for pool, count in self.outcomes.by_pool().items():
                 status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
         size = status.ByteSize()

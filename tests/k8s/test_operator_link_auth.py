@@ -272,7 +272,7 @@ def test_a_router_with_its_token_gets_snapshots(link: Link) -> None:
             what=f"router ready\n{router.output()[-2000:]}\n{link.operator.output()[-2000:]}",
         )
         status = link.status()
-        assert status["authentication"] == "serviceaccount-token"
+        assert status["authentication"] == "token"
         (entry,) = [r for r in status["routers"] if r["node"]["id"] == "router-a"]
         assert entry["state"] == "SYNCED" and entry["acked_version"] == status["version"]
     finally:

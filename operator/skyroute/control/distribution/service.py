@@ -117,7 +117,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
     def authentication(self) -> str:
         if self.secure:
             return "mtls"
-        return "serviceaccount-token" if self.token_auth is not None else "insecure"
+        return "token" if self.token_auth is not None else "insecure"
 
     async def _identity(self, context: grpc.aio.ServicerContext, *roles: str) -> Identity:
         """The caller's verified identity (aborts the call if it has none or another role)."""

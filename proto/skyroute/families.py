@@ -9,13 +9,47 @@ provider registry declares one entry per name (checked by tests/providers),
 and the simulator serves every one (checked by tests/simulator). Everything
 else about a family (adapter, auth, framing, quirks) is the router's, in
 ``skyroute.router.providers.registry``.
+
+Which credentials a family takes (``spec.models[].auth``) and whether it is
+addressed by cloud region and project are part of the contract too: the CRD's
+CEL rules and the control plane's validators are both derived from the tables
+below (tests/control checks the CRD's rule text against them), and the router
+reads the same names to pick a token source.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 # Azure OpenAI is named first only so that the older names keep their order in messages
 # ("'openai', 'anthropic' or 'gemini'"); order carries no other meaning.
 Family = Literal["azure-openai", "openai", "anthropic", "gemini", "bedrock"]
 FAMILY_NAMES: tuple[Family, ...] = get_args(Family)
+
+#: How a router authenticates to a model's upstream: a static API key (the default), AWS
+#: SigV4 from the standard credential chain, Google OAuth tokens (google-auth: ADC,
+#: workload identity, a service-account key file), or Microsoft Entra ID tokens
+#: (azure-identity: workload identity, managed identity, a client secret).
+Auth = Literal["api-key", "aws", "google", "entra"]
+AUTH_NAMES: tuple[Auth, ...] = get_args(Auth)
+DEFAULT_AUTH: Auth = "api-key"
+
+#: The auth methods each family accepts. Keys may name families that are not in
+#: :data:`Family` yet (``vertex-*``): their rules are in place before the family is, so
+#: adding the family to :data:`Family` is all that enables it.
+FAMILY_AUTH: Mapping[str, tuple[Auth, ...]] = {
+    "azure-openai": ("api-key", "entra"),
+    "openai": ("api-key",),
+    "anthropic": ("api-key",),
+    "gemini": ("api-key",),
+    "bedrock": ("aws", "api-key"),
+    "vertex-gemini": ("google",),
+    "vertex-anthropic": ("google",),
+}
+
+#: Families addressed by a cloud region (``spec.models[].region``: a Bedrock region, a
+#: Vertex AI location); only they take the field.
+REGIONAL_FAMILIES: tuple[str, ...] = ("bedrock", "vertex-gemini", "vertex-anthropic")
+#: Families addressed by a cloud project (Vertex AI): they need ``project`` and ``region``.
+PROJECT_FAMILIES: tuple[str, ...] = ("vertex-gemini", "vertex-anthropic")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from poolfiles import add_first_model, problems
 
 from skyroute.control.policy.compiler import compile_folder
-from skyroute.control.policy.errors import PolicyError, Problem
 from skyroute.control.policy.model import MSG_API_VERSION
 
 AZURE = """\
@@ -19,21 +18,11 @@ AZURE = """\
       pricing: {{inputPerMTok: 2.50, outputPerMTok: 10.00}}
       apiKey: {{secretKeyRef: {{name: azure-openai, key: api-key}}}}
 """
-ANCHOR = "  models:\n"
 
 
 def _with_azure(folder: Path, version: str, provider: str = "azure-openai") -> Path:
-    pools = folder / "pools.yaml"
-    text = pools.read_text()
     block = AZURE.format(version=version).replace("azure-openai\n", provider + "\n", 1)
-    pools.write_text(text.replace(ANCHOR, ANCHOR + block, 1))  # first pool: "cost"
-    return pools
-
-
-def _problems(folder: Path) -> list[Problem]:
-    with pytest.raises(PolicyError) as info:
-        compile_folder(folder)
-    return list(info.value.problems)
+    return add_first_model(folder, block)  # first pool: "cost"
 
 
 def test_azure_model_compiles_with_its_api_version(acmeshop: Path) -> None:
@@ -53,7 +42,7 @@ def test_azure_model_compiles_with_its_api_version(acmeshop: Path) -> None:
 
 def test_api_version_on_another_family_names_file_object_and_field(acmeshop: Path) -> None:
     pools = _with_azure(acmeshop, "2024-10-21", provider="openai")
-    [problem] = _problems(acmeshop)
+    [problem] = problems(acmeshop)
     assert str(problem).startswith(
         f"{pools}: ModelPool default/cost: spec.models[0].apiVersion: {MSG_API_VERSION}"
     )
@@ -62,7 +51,7 @@ def test_api_version_on_another_family_names_file_object_and_field(acmeshop: Pat
 
 def test_malformed_api_version_names_the_field(acmeshop: Path) -> None:
     pools = _with_azure(acmeshop, "latest")
-    [problem] = _problems(acmeshop)
+    [problem] = problems(acmeshop)
     assert (problem.file, problem.obj, problem.path) == (
         str(pools),
         "ModelPool default/cost",

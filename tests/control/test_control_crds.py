@@ -24,6 +24,7 @@ import celpy
 import pytest
 import yaml
 
+from skyroute import families
 from skyroute.control.policy import model
 from skyroute.control.policy.errors import PolicyError
 from skyroute.control.policy.loader import SourceDocument
@@ -315,6 +316,33 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
         "spec.models[0].apiVersion",
     ),
     *ENDPOINT_CASES,
+    (
+        "cost",
+        _set(["spec", "models", 0], {**_flash(), "auth": "entra"}),
+        model.MSG_AUTH,
+        "spec.models[0].auth",
+    ),
+    (
+        "cost",
+        _set(
+            ["spec", "models", 0],
+            {**_flash(), "provider": "azure-openai", "auth": "entra", "apiKey": {"env": "K"}},
+        ),
+        model.MSG_API_KEY_AUTH,
+        "spec.models[0].apiKey",
+    ),
+    (
+        "cost",
+        _set(["spec", "models", 0], {**_flash(), "region": "us-central1"}),
+        model.MSG_REGION,
+        "spec.models[0].region",
+    ),
+    (
+        "cost",
+        _set(["spec", "models", 0], {**_flash(), "project": "acme-prod"}),
+        model.MSG_PROJECT,
+        "spec.models[0].project",
+    ),
     ("acmeshop", _dup_intent, model.MSG_UNIQUE_INTENTS, "spec.intents"),
     ("acmeshop", _no_signal, model.MSG_INTENT_SIGNAL, "spec.intents[0]"),
     ("acmeshop", _dup_rule, model.MSG_UNIQUE_RULES, "spec.rules"),
@@ -383,6 +411,18 @@ def test_every_cel_rule_has_a_case_and_a_pydantic_twin() -> None:
     }
     assert in_crds == set(model.CEL_MESSAGES)
     assert {case[2] for case in CEL_CASES} == in_crds
+
+
+def test_cloud_rules_are_the_ones_derived_from_the_contract_tables() -> None:
+    # crds/modelpool.yaml spells the auth, region and project rules out; model.py derives
+    # them from skyroute.families: a family added there without the CRD fails here.
+    item = root_schema("ModelPool")["properties"]["spec"]["properties"]["models"]["items"]
+    rules = {r["message"]: r["rule"] for r in item["x-kubernetes-validations"]}
+    assert rules[model.MSG_AUTH] == model.RULE_AUTH
+    assert rules[model.MSG_REGION] == model.RULE_REGION
+    assert rules[model.MSG_PROJECT] == model.RULE_PROJECT
+    assert item["properties"]["auth"]["enum"] == list(families.AUTH_NAMES)
+    assert set(families.FAMILY_NAMES) <= set(families.FAMILY_AUTH)
 
 
 @pytest.mark.parametrize("name,mutate,message,path", CEL_CASES, ids=[c[2][:40] for c in CEL_CASES])

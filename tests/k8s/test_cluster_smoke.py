@@ -133,8 +133,13 @@ def _pool(**model_overrides: Any) -> str:
             "spec.models[0].maxOutputTokens",
             "maxOutputTokens must not exceed contextWindow",
         ),
+        (
+            {"auth": "entra"},
+            "spec.models[0].auth",
+            "auth must be a method of the provider: api-key (azure-openai",
+        ),
     ],
-    ids=["enum", "minimum", "cel-rule"],
+    ids=["enum", "minimum", "cel-rule", "cel-auth-map"],
 )
 def test_schema_violation_is_rejected_naming_the_field(
     k8s_cluster: Cluster,

@@ -32,6 +32,7 @@ import ahocorasick
 import numpy as np
 import re2
 
+from skyroute.families import DEFAULT_AUTH, FAMILY_AUTH
 from skyroute.keyrefs import env_refusal
 from skyroute.patterns import options as pattern_options
 from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
@@ -387,6 +388,10 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
     if family is None:
         names = sorted(registry.FAMILIES)
         raise SnapshotError(f"{where}: provider {c.provider!r} is not one of {names}")
+    auth = c.auth or DEFAULT_AUTH
+    if auth not in FAMILY_AUTH.get(c.provider, ()):
+        methods = list(FAMILY_AUTH.get(c.provider, ()))
+        raise SnapshotError(f"{where}: auth {auth!r} is not one of {c.provider}'s {methods}")
     sites = list(c.endpoints) or [snapshot_pb2.CandidateEndpoint(url=c.endpoint, weight=1)]
     if len(sites) > MAX_ENDPOINTS:
         raise SnapshotError(f"{where}: {len(sites)} endpoints, at most {MAX_ENDPOINTS}")
@@ -435,6 +440,10 @@ def _target(
         if own_key
         else _read_key(c.api_key_env, c.api_key_file),
         api_version=c.api_version or None,
+        auth=c.auth or DEFAULT_AUTH,
+        # An endpoint's region (a Bedrock region, a Vertex AI location) wins over the model's.
+        region=e.region or c.region or None,
+        project=c.project or None,
     )
 
 

@@ -316,6 +316,9 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
             )
             for e in model.endpoints or ()
         ],
+        auth=model.auth,
+        region=model.region or "",
+        project=model.project or "",
     )
 
 

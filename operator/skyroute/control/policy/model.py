@@ -38,7 +38,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from skyroute.families import Family
+from skyroute.families import (
+    AUTH_NAMES,
+    DEFAULT_AUTH,
+    FAMILY_AUTH,
+    PROJECT_FAMILIES,
+    REGIONAL_FAMILIES,
+    Auth,
+    Family,
+)
 from skyroute.patterns import re2_error
 
 GROUP = "skyroute.io"
@@ -63,6 +71,8 @@ LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 API_VERSION_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$"
+REGION_PATTERN = r"^[a-z]+(-[a-z0-9]+)*$"
+PROJECT_PATTERN = r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$"
 # API keys (sk-sr-<id>-<secret>): the public id and the digest of the whole key.
 KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
 KEY_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
@@ -76,6 +86,22 @@ MSG_UNIQUE_MODELS = "model names must be unique within a pool"
 MSG_MAX_OUTPUT = "maxOutputTokens must not exceed contextWindow"
 MSG_API_KEY = "apiKey needs env, file or secretKeyRef"
 MSG_API_VERSION = "apiVersion is only for provider azure-openai"
+# The auth, region and project rules are derived from the contract's tables
+# (skyroute.families); tests/control checks the CRD's rules are these very texts.
+MSG_AUTH = "auth must be a method of the provider: " + ", ".join(
+    f"{auth} ({', '.join(f for f, methods in FAMILY_AUTH.items() if auth in methods)})"
+    for auth in AUTH_NAMES
+)
+RULE_AUTH = (
+    "self.auth in {"
+    + ", ".join(f"'{f}': [{', '.join(repr(a) for a in m)}]" for f, m in FAMILY_AUTH.items())
+    + "}[self.provider]"
+)
+MSG_API_KEY_AUTH = f"apiKey is only for auth {DEFAULT_AUTH}"
+MSG_REGION = f"region is only for providers {', '.join(REGIONAL_FAMILIES)}"
+RULE_REGION = f"!has(self.region) || self.provider in [{', '.join(map(repr, REGIONAL_FAMILIES))}]"
+MSG_PROJECT = f"project is only for providers {', '.join(PROJECT_FAMILIES)}"
+RULE_PROJECT = f"!has(self.project) || self.provider in [{', '.join(map(repr, PROJECT_FAMILIES))}]"
 MSG_UNIQUE_INTENTS = "intent names must be unique"
 MSG_INTENT_SIGNAL = "an intent needs at least one keyword, pattern or example"
 MSG_UNIQUE_RULES = "rule names must be unique"
@@ -103,6 +129,10 @@ CEL_MESSAGES = frozenset(
         MSG_MAX_OUTPUT,
         MSG_API_KEY,
         MSG_API_VERSION,
+        MSG_AUTH,
+        MSG_API_KEY_AUTH,
+        MSG_REGION,
+        MSG_PROJECT,
         MSG_UNIQUE_INTENTS,
         MSG_INTENT_SIGNAL,
         MSG_UNIQUE_RULES,
@@ -151,6 +181,8 @@ Endpoint = Annotated[
 ApiVersion = Annotated[
     str, StringConstraints(min_length=10, max_length=32, pattern=API_VERSION_PATTERN)
 ]
+Region = Annotated[str, StringConstraints(min_length=2, max_length=32, pattern=REGION_PATTERN)]
+Project = Annotated[str, StringConstraints(min_length=6, max_length=30, pattern=PROJECT_PATTERN)]
 EnvVar = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ENV_PATTERN)]
 SecretFile = Annotated[str, StringConstraints(min_length=2, max_length=1024, pattern=FILE_PATTERN)]
 Keyword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -304,6 +336,13 @@ def _unique_endpoints(endpoints: list[PoolEndpoint]) -> list[PoolEndpoint]:
     return endpoints
 
 
+# The cloud addressing fields and the families that take each (with the rule's message).
+_CLOUD_FIELDS = {
+    "region": (REGIONAL_FAMILIES, MSG_REGION),
+    "project": (PROJECT_FAMILIES, MSG_PROJECT),
+}
+
+
 class PoolModel(_Spec):
     """One candidate of a pool; the list order is primary first, then fallbacks."""
 
@@ -320,6 +359,9 @@ class PoolModel(_Spec):
         | None
     ) = None
     api_version: ApiVersion | None = None
+    auth: Annotated[Auth, Field(validate_default=True)] = DEFAULT_AUTH
+    region: Region | None = None
+    project: Project | None = None
     upstream_model: ModelName | None = None
     family: Name | None = None
     pricing: Pricing
@@ -369,6 +411,31 @@ class PoolModel(_Spec):
         if (self.endpoint is None) == (self.endpoints is None):
             raise rule_error(MSG_ONE_ENDPOINT_FORM)
         return self
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_family(cls, value: str, info: ValidationInfo) -> str:
+        provider = info.data.get("provider")
+        if provider is not None and value not in FAMILY_AUTH.get(provider, ()):
+            raise rule_error(MSG_AUTH, f"provider {provider} does not take {value}")
+        return value
+
+    @field_validator("region", "project")
+    @classmethod
+    def _cloud_family(cls, value: str | None, info: ValidationInfo) -> str | None:
+        families, message = _CLOUD_FIELDS[str(info.field_name)]
+        provider = info.data.get("provider")
+        if value is not None and provider is not None and provider not in families:
+            raise rule_error(message, f"provider is {provider}")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_auth(cls, value: ApiKeyRef | None, info: ValidationInfo) -> ApiKeyRef | None:
+        auth = info.data.get("auth")
+        if value is not None and auth is not None and auth != DEFAULT_AUTH:
+            raise rule_error(MSG_API_KEY_AUTH, f"auth is {auth}")
+        return value
 
     @property
     def effective_family(self) -> str:

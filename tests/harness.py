@@ -307,3 +307,23 @@ def running_stack(tmp: Path, files: dict[str, str], scenario: str, **kw: Any) ->
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def control_status(stack: Stack, *flags: str) -> str:
+    """``skyroute status`` as an operator runs it, against the stack's control plane."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "status",
+            "--control",
+            stack.control_addr,
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout

@@ -88,7 +88,7 @@ spec:
   selection: {mode: ordered}
   limits: {maxAttempts: 3, requestTimeoutMs: 8000, firstTokenTimeoutMs: 3000}
   reliability:
-    outlierDetection: {consecutiveFailures: 2, baseEjectionMs: 2000, maxEjectionPercent: 50}
+    outlierDetection: {consecutiveFailures: 2, baseEjectionMs: 20000, maxEjectionPercent: 50}
 """
 SCENARIO = """\
 seed: 3
@@ -190,7 +190,7 @@ def test_a_failing_endpoint_fails_over_within_the_model_then_is_ejected_and_prob
     wait_until(lambda: _endpoint_state(stack, bad_key)["ejected"], what="az@bad ejected")
     assert not _endpoint_state(stack, f"{stack.sim}/azure#az-good")["ejected"]
     # Ejected: requests go to the good endpoint without paying for the bad one first,
-    # except for a half-open probe now and then.
+    # except for a half-open probe (one a second, half of them to the bad one first).
     singles = sum(1 for i in range(40) if len(_ask(client, f"failover after {i}")[1]) == 1)
     assert singles >= 30, singles
     probes: list[str] = []
@@ -202,7 +202,8 @@ def test_a_failing_endpoint_fails_over_within_the_model_then_is_ejected_and_prob
         return "az@bad: half-open probe of an ejected endpoint" in notes
 
     wait_until(probed, timeout=20, interval=0.01, what="a half-open probe of az@bad")
-    # It heals: a probe that reaches it brings it back.
+    # It heals: a probe that reaches it brings it back (long before its 20 s ejection ends).
+    returns = stack.router_status()["probe_returns"]
     stack.put_scenario(HEALED)
 
     def back() -> bool:
@@ -210,6 +211,7 @@ def test_a_failing_endpoint_fails_over_within_the_model_then_is_ejected_and_prob
         return not _endpoint_state(stack, bad_key)["ejected"]
 
     wait_until(back, timeout=30, interval=0.01, what="az@bad back after a probe")
+    assert stack.router_status()["probe_returns"] == returns + 1
     seen = set()
     for i in range(30):
         seen.add(_ask(client, f"failover healed {i}")[1][0].split(";")[0])
@@ -258,3 +260,21 @@ def test_explain_and_the_grpc_trail_name_the_endpoints(stack: Stack) -> None:
     (attempt,) = done.attempts
     assert attempt.model == "spread" and attempt.endpoint in ("east", "west")
     assert attempt.endpoint_url.endswith("/openai/v1")
+
+
+def test_a_stream_fails_over_across_endpoints_before_its_first_token(
+    client: openai.OpenAI,
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "a streamed outage question"}],
+        stream=True,
+        extra_headers=NO_CACHE,
+    )
+    text = "".join(ch.choices[0].delta.content or "" for ch in raw.parse() if ch.choices)
+    assert raw.headers["x-skyroute-model"] == "rescue"
+    assert text.startswith("[rescue] ")
+    labels = [e.split(";")[0] for e in raw.headers["x-skyroute-attempts"].split(", ")]
+    # The trail as the stream starts: the dead model's endpoints that failed silently
+    # (nothing was streamed yet; one may be ejected by now, moved behind the next model).
+    assert labels and set(labels) <= {"dead@d1", "dead@d2"}, labels

@@ -11,6 +11,8 @@
   the truly better model take over each intent: its share over the last
   ``WINDOW`` requests of the intent exceeds ``SHARE`` within ``BUDGET``
   feedback events, and Explain shows the prior, n and the posterior.
+- ``skyroute status`` (table and ``--json``) shows the posterior per (model,
+  intent): the prior, its weight, the counts and the posterior mean.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import Proc, Stack, http_get, wait_until
+from harness import Proc, Stack, control_status, http_get, wait_until
 
 # Hidden quality per (model, intent); the offline evals below are wrong by a known amount.
 HIDDEN = {("qa", "code"): 0.5, ("qb", "code"): 0.85, ("qa", "chat"): 0.85, ("qb", "chat"): 0.5}
@@ -175,6 +177,23 @@ def test_feedback_api_accepts_signed_ids_and_refuses_the_rest(stack: Stack) -> N
     code_fb = q[f"{model}/code"]
     assert (code_fb["good"], code_fb["scores"], code_fb["comments"]) == (1, 1, 1)
     assert code_fb["score_mean"] == pytest.approx(6 / 9)
+
+    # skyroute status (the real CLI over gRPC) shows the same posteriors: prior, n, posterior.
+    rows = {
+        (r["model"], r["intent"]): r for r in json.loads(control_status(stack, "--json"))["quality"]
+    }
+    row = rows[(model, "code")]
+    prior = HIDDEN[(model, "code")] + (-EVAL_ERROR if HIDDEN[(model, "code")] > 0.6 else EVAL_ERROR)
+    assert (row["good"], row["bad"], row["scores"], row["n"]) == (1, 0, 1, 2)
+    assert (row["prior"], row["prior_weight"]) == (pytest.approx(prior), 5)
+    assert row["posterior"] == pytest.approx((5 * prior + 1 + 6 / 9) / (5 + 2), abs=1e-5)
+    other = rows[(resp.model, "chat")]
+    assert (other["good"], other["bad"], other["n"]) == (0, 1, 1)
+    assert other["posterior"] < other["prior"]
+    table = control_status(stack)
+    assert "Quality (feedback posteriors)" in table
+    line = next(ln for ln in table.splitlines() if ln.split()[:2] == [model, "code"])
+    assert line.split()[2:] == [f"{prior:.3f}", "5", "2", "1", "0", "1", f"{row['posterior']:.3f}"]
 
 
 def test_feedback_moves_each_intent_to_its_truly_better_model(stack: Stack) -> None:

@@ -272,7 +272,7 @@ def test_a_router_with_its_token_gets_snapshots(link: Link) -> None:
             what=f"router ready\n{router.output()[-2000:]}\n{link.operator.output()[-2000:]}",
         )
         status = link.status()
-        assert status["authentication"] == "serviceaccount-token"
+        assert status["authentication"] == "token"
         (entry,) = [r for r in status["routers"] if r["node"]["id"] == "router-a"]
         assert entry["state"] == "SYNCED" and entry["acked_version"] == status["version"]
     finally:
@@ -461,3 +461,35 @@ def test_the_operator_refuses_a_plaintext_link_unless_told(k8s_cluster: Cluster)
     assert both.returncode != 0 and "exclude each other" in both.stderr
     bad = start("--link-tls-secret", "x", "--router-service-account", "a/b/c")
     assert bad.returncode != 0 and "NAMESPACE/NAME" in bad.stderr
+
+
+def test_replicas_forward_outcomes_over_tls_with_the_operators_token(link: Link) -> None:
+    """A follower's forwarder: the link's CA for the certificate's name, its own token."""
+    import asyncio
+
+    from skyroute.control.kube.forward import OutcomeForwarder
+
+    operator_token = link.tmp / "operator-token"
+    operator_token.write_text(token(link.cluster, "skyroute-operator"))
+    router_token = token(link.cluster, pod="router-a")
+    outcome = distribution_pb2.Outcome(request_id="f1", policy="acmeshop", pool="cost")
+
+    def forwarder(bearer: str) -> OutcomeForwarder:
+        fw = OutcomeForwarder("op-b", lambda: link.grpc, lambda: True, lambda p, v: True)
+        fw.credentials = grpc.ssl_channel_credentials(link.ca)
+        fw.server_name = "127.0.0.1"  # the first --link-hostname: what the certificate names
+        fw.metadata = lambda: (("authorization", f"Bearer {bearer}"),)
+        return fw
+
+    async def send(fw: OutcomeForwarder) -> None:
+        await fw._send(link.grpc, [outcome])
+        await fw._channel.close()  # type: ignore[union-attr]
+
+    def refusals() -> int:
+        return sum(int(v) for v in link.status().get("rejected", {}).values())
+
+    before, wrong = refusals(), link.rejected("wrong_role")
+    asyncio.run(send(forwarder(operator_token.read_text())))
+    assert refusals() == before  # the operator's account may forward: nothing refused
+    asyncio.run(send(forwarder(router_token)))
+    assert link.rejected("wrong_role") == wrong + 1  # a router's may not

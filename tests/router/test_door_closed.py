@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ import pytest
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import BASE_POOL, Proc, Stack, free_port, http_get, wait_until
+from harness import BASE_POOL, Proc, Stack, control_status, free_port, http_get, wait_until
 
 FILES = {
     "pool.yaml": BASE_POOL,
@@ -203,29 +201,9 @@ def test_allow_anonymous_opens_it_loudly(routers: Routers) -> None:
     assert warned and "OPEN" in str(warned[0]["note"]), routers.anon.output()
 
 
-def _control_status(stack: Stack, *flags: str) -> str:
-    """``skyroute status`` as an operator runs it, against the stack's control plane."""
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skyroute.cli.main",
-            "status",
-            "--control",
-            stack.control_addr,
-            *flags,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    return r.stdout
-
-
 def test_skyroute_status_shows_each_routers_door(routers: Routers) -> None:
     def doors() -> dict[str, dict]:  # type: ignore[type-arg]
-        data = json.loads(_control_status(routers.stack, "--json"))
+        data = json.loads(control_status(routers.stack, "--json"))
         return {r["node"]["id"]: r.get("door", {}) for r in data["routers"]}
 
     wait_until(lambda: len(doors()) == 2, what="both routers listed with their door")
@@ -236,7 +214,7 @@ def test_skyroute_status_shows_each_routers_door(routers: Routers) -> None:
     anon = got["router-anon"]
     assert anon["mode"] == "open"
     assert anon["anonymous_allowed"] is True and anon["open_without_tenants"] is True
-    table = _control_status(routers.stack)
+    table = control_status(routers.stack)
     rows = {line.split()[0]: line for line in table.splitlines() if line.startswith("router-")}
     assert re.search(r"\sclosed\s", rows["router-0"] + " "), table
     assert re.search(r"\sopen \+anonymous\s", rows["router-anon"] + " "), table

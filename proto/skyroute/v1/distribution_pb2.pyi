@@ -715,6 +715,7 @@ class ControlStatus(_message.Message):
     FAILING_TASKS_FIELD_NUMBER: _builtins.int
     AUTHENTICATION_FIELD_NUMBER: _builtins.int
     SPEND_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     last_error: _builtins.str
     """The last rejected input, if any, with file, object and field."""
@@ -748,6 +749,10 @@ class ControlStatus(_message.Message):
     def spend(self) -> _containers.RepeatedCompositeFieldContainer[Global___TenantSpend]:
         """The spend ledger, one entry per tenant with any spend (skyroute spend has the detail)."""
 
+    @_builtins.property
+    def quality(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityPosterior]:
+        """The quality posterior per (model, intent) with any feedback (learning.quality)."""
+
     def __init__(
         self,
         *,
@@ -764,14 +769,64 @@ class ControlStatus(_message.Message):
         failing_tasks: _abc.Iterable[_builtins.str] | None = ...,
         authentication: _builtins.str = ...,
         spend: _abc.Iterable[Global___TenantSpend] | None = ...,
+        quality: _abc.Iterable[Global___QualityPosterior] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "spend", b"spend", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "quality", b"quality", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "spend", b"spend", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlStatus: _TypeAlias = ControlStatus  # noqa: Y015
+
+@_typing.final
+class QualityPosterior(_message.Message):
+    """What feedback has taught about one model on one intent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    INTENT_FIELD_NUMBER: _builtins.int
+    PRIOR_FIELD_NUMBER: _builtins.int
+    PRIOR_WEIGHT_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
+    GOOD_FIELD_NUMBER: _builtins.int
+    BAD_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
+    POSTERIOR_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    intent: _builtins.str
+    prior: _builtins.float
+    """The offline eval score the posterior started from (the prior's mean)."""
+    prior_weight: _builtins.float
+    """Weight of the prior, in observations (adaptation.qualityPriorWeight)."""
+    n: _builtins.float
+    """Feedback observations: good and bad booleans, scores."""
+    good: _builtins.float
+    bad: _builtins.float
+    scores: _builtins.float
+    posterior: _builtins.float
+    """Posterior mean quality in [0, 1]: (w*prior + good + sum of scores) / (w + n)."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        intent: _builtins.str = ...,
+        prior: _builtins.float = ...,
+        prior_weight: _builtins.float = ...,
+        n: _builtins.float = ...,
+        good: _builtins.float = ...,
+        bad: _builtins.float = ...,
+        scores: _builtins.float = ...,
+        posterior: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bad", b"bad", "good", b"good", "intent", b"intent", "model", b"model", "n", b"n", "posterior", b"posterior", "prior", b"prior", "prior_weight", b"prior_weight", "scores", b"scores"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QualityPosterior: _TypeAlias = QualityPosterior  # noqa: Y015
 
 @_typing.final
 class TenantSpend(_message.Message):

@@ -480,6 +480,8 @@ class Engine:
         )
         if at.counted:
             self.balance.acquire(cand)
+            assert cand.site is not None
+            at.span.set_attribute("skyroute.endpoint", cand.site.name)
         token = enter(at.span)
         try:
             return Opened(at, await call(cand, budget_s, first))

@@ -117,7 +117,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
     def authentication(self) -> str:
         if self.secure:
             return "mtls"
-        return "serviceaccount-token" if self.token_auth is not None else "insecure"
+        return "token" if self.token_auth is not None else "insecure"
 
     async def _identity(self, context: grpc.aio.ServicerContext, *roles: str) -> Identity:
         """The caller's verified identity (aborts the call if it has none or another role)."""
@@ -386,6 +386,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             status.spend.extend(
                 status_entries(self.ledger, self.store.snapshot, int(time.time() * 1000))
             )
+            if self.learner is not None:
+                status.quality.extend(self.learner.quality_rows())
             for pool, count in self.outcomes.by_pool().items():
                 status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
         size = status.ByteSize()

@@ -10,7 +10,9 @@ control plane's own version, its serving policies and its last rejected input
 go on top, because "why is my change not live?"
 is most often answered by the last error, not by any router. Each tenant's
 spend follows (the ledger: spend in its first budget's period, the budget
-left, all-time total and requests; ``spend`` in ``--json``).
+left, all-time total and requests; ``spend`` in ``--json``), then what feedback
+has taught: per (model, intent) the offline eval prior, the feedback count and
+the posterior mean quality (``quality`` in ``--json``).
 
 The exit status is non-zero when the control plane cannot be reached, so the
 command also works as a scripted check.
@@ -122,6 +124,33 @@ def render_spend(status: distribution_pb2.ControlStatus, console: Console) -> No
     console.print(table)
 
 
+def render_quality(status: distribution_pb2.ControlStatus, console: Console) -> None:
+    """One row per (model, intent) with feedback: prior (eval), n, good/bad, posterior."""
+    if not status.quality:
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+    for column in ("MODEL", "INTENT", "PRIOR", "WEIGHT", "N", "GOOD", "BAD", "SCORES", "POSTERIOR"):
+        table.add_column(
+            column, no_wrap=True, justify="left" if column in ("MODEL", "INTENT") else "right"
+        )
+    for q in status.quality:
+        moved = q.posterior - q.prior
+        style = "red" if moved < -0.05 else "green" if moved > 0.05 else ""
+        table.add_row(
+            q.model,
+            q.intent or "-",
+            f"{q.prior:.3f}",
+            f"{q.prior_weight:g}",
+            f"{q.n:g}",
+            f"{q.good:g}",
+            f"{q.bad:g}",
+            f"{q.scores:g}",
+            Text(f"{q.posterior:.3f}", style=style),
+        )
+    console.print(Text("Quality (feedback posteriors)", style="bold"))
+    console.print(table)
+
+
 def render(status: distribution_pb2.ControlStatus, control: str, console: Console) -> None:
     """Header (version, policies, last error, outcomes) and one table row per router."""
     now_ms = int(time.time() * 1000)
@@ -156,6 +185,7 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
         console.print(Text.assemble(("Failing task ", "bold red"), (task, "red")))
 
     render_spend(status, console)
+    render_quality(status, console)
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     columns = ("ROUTER", "STATE", "ACKED", "SENT", "OUTCOMES", "LAST SEEN", "DOOR", "LAST NACK")
     for column in columns:

@@ -422,6 +422,10 @@ class Learner:
                     )
         return out
 
+    def quality_rows(self) -> list[distribution_pb2.QualityPosterior]:
+        """The quality posterior per (model, intent) with feedback, for ``skyroute status``."""
+        return self.quality.rows(self._offline(), self.settings.quality_prior_weight)
+
     def _quality_drift(self, cfg: Settings) -> None:
         """Per model: its worst intent's fall of the posterior below the offline eval.
 

@@ -130,6 +130,34 @@ class QualityPosteriors:
     def for_model(self, model: str) -> list[tuple[str, Tally]]:
         return [(i, t) for (m, i), t in self.tallies.items() if m == model and t.n > 0]
 
+    def rows(
+        self, priors: dict[tuple[str, str], float], weight: float
+    ) -> list[distribution_pb2.QualityPosterior]:
+        """``skyroute status``: per (model, intent) with feedback, prior, n and posterior.
+
+        ``priors`` is the offline eval per (model, intent); one the snapshot does not
+        name starts from 0.5, as the router does. At most ``cap.limit`` rows (the table's cap).
+        """
+        out = []
+        for (model, intent), t in sorted(self.tallies.items()):
+            if t.n <= 0:
+                continue
+            prior = priors.get((model, intent), 0.5)
+            out.append(
+                distribution_pb2.QualityPosterior(
+                    model=model,
+                    intent=intent,
+                    prior=prior,
+                    prior_weight=weight,
+                    n=t.n,
+                    good=t.good,
+                    bad=t.bad,
+                    scores=t.scores,
+                    posterior=round(t.posterior(prior, weight), 5),
+                )
+            )
+        return out
+
     def as_dict(self, weight: float) -> dict[str, object]:
         """For /debug/learning: per (model, intent) the counts and the Beta of the booleans."""
         out: dict[str, object] = {}

@@ -399,6 +399,31 @@ def test_admin_writes_need_rbac_for_the_rollout_subresource(link: Link) -> None:
     # Another namespace's policy is not covered by the namespaced grant.
     code, _ = https(link, "POST", "/rollouts/default/gated/promote", caller)
     assert code == 403
+    # The spend ledger is the one read behind authorisation: get on tenants/spend.
+    spend = "/spend?tenant=acme-web"
+    code, body = https(link, "GET", spend, caller)
+    assert code == 403 and "tenants/spend" in body["error"], body
+    name = f"spend-reader-{user}"
+    cluster.kubectl(
+        "create", "clusterrole", name, "--verb=get", "--resource=tenants.skyroute.io/spend"
+    )
+    try:
+        cluster.kubectl(
+            "create",
+            "clusterrolebinding",
+            name,
+            f"--clusterrole={name}",
+            f"--serviceaccount={link.ns}:{user}",
+        )
+
+        def readable() -> bool:
+            found[:] = https(link, "GET", spend, caller)
+            return found[0] not in (401, 403)
+
+        wait_until(readable, timeout=20, interval=0.5, what=f"the spend grant ({found})")
+        assert found[0] == 200, found
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
 
 
 def test_the_probe_port_is_plaintext_health_and_nothing_else(link: Link) -> None:

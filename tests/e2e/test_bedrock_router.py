@@ -1,10 +1,11 @@
 """Router with Amazon Bedrock pools, end to end: the official openai SDK as the router's client.
 
-Real processes over loopback: the simulator (its Bedrock Converse surface),
-the control plane compiling ModelPools with ``provider: bedrock`` and a
-Bedrock API key (``apiKey``, sent as a bearer token), and one router. SigV4
-from the AWS chain is checked in tests/providers/test_bedrock.py, where the
-simulator verifies each signature with botocore. Answers
+Real processes over loopback: the simulator (its Bedrock Converse surface,
+which verifies every SigV4 signature with botocore against its key as the
+secret access key), the control plane compiling ModelPools with ``provider:
+bedrock``, ``auth: aws`` and a ``region`` (and one model with a Bedrock API
+key instead), and one router whose AWS credentials come from the standard
+chain (here its environment). Answers
 come from Bedrock unary and streamed, tool calls included; a throttled
 Bedrock model (``ThrottlingException``) falls back to another family; a
 ``ValidationException`` is the client's 400, not retried elsewhere.
@@ -33,7 +34,8 @@ spec:
       provider: bedrock
       endpoint: "{{SIM}}/bedrock"
       upstreamModel: "{MODEL_ID}"
-      apiKey: {{env: SKYROUTE_E2E_SIM_KEY}}
+      auth: aws
+      region: eu-west-1
       supportsTools: true
       pricing: {{inputPerMTok: 3.0, outputPerMTok: 15.0}}
 ---
@@ -46,7 +48,8 @@ spec:
       provider: bedrock
       endpoint: "{{SIM}}/bedrock"
       upstreamModel: throttled-model
-      apiKey: {{env: SKYROUTE_E2E_SIM_KEY}}
+      auth: aws
+      region: us-east-1
       pricing: {{inputPerMTok: 3.0, outputPerMTok: 15.0}}
     - name: claude-direct
       provider: anthropic
@@ -63,7 +66,7 @@ spec:
       provider: bedrock
       endpoint: "{{SIM}}/bedrock"
       upstreamModel: strict-model
-      apiKey: {{env: SKYROUTE_E2E_SIM_KEY}}
+      apiKey: {{env: SKYROUTE_E2E_SIM_KEY}}  # a Bedrock API key (auth: api-key, the default)
       pricing: {{inputPerMTok: 3.0, outputPerMTok: 15.0}}
     - name: claude-unused
       provider: anthropic
@@ -151,7 +154,7 @@ def client(stack: Stack) -> Iterator[openai.OpenAI]:
         yield c
 
 
-def test_bedrock_answers_unary_and_streamed(stack: Stack, client: openai.OpenAI) -> None:
+def test_bedrock_answers_unary_and_streamed_with_sigv4(stack: Stack, client: openai.OpenAI) -> None:
     msgs = [{"role": "user", "content": "what is the refund policy?"}]
     raw = client.chat.completions.with_raw_response.create(
         model="auto",
@@ -161,7 +164,7 @@ def test_bedrock_answers_unary_and_streamed(stack: Stack, client: openai.OpenAI)
     r = raw.parse()
     assert raw.headers["x-skyroute-model"] == "claude-bedrock"
     # The simulator names the model id it was asked for (the path carried upstreamModel),
-    # and it answered at all only because the key matched.
+    # and it answered at all only because the signature verified against SECRET.
     assert (r.choices[0].message.content or "").startswith(f"[{MODEL_ID}] ")
     assert r.usage is not None and r.usage.completion_tokens >= 1
     chunks = list(

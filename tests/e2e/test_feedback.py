@@ -11,6 +11,9 @@
   the truly better model take over each intent: its share over the last
   ``WINDOW`` requests of the intent exceeds ``SHARE`` within ``BUDGET``
   feedback events, and Explain shows the prior, n and the posterior.
+- ``skyroute outcomes export`` (the real CLI, behind the admin token) writes
+  every outcome as a JSON line joined with its feedback (boolean, score,
+  comment), no prompt text; ``--since`` filters, a missing token is refused.
 - ``skyroute status`` (table and ``--json``) shows the posterior per (model,
   intent): the prior, its weight, the counts and the posterior mean.
 """
@@ -19,12 +22,16 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import openai
 import pytest
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
@@ -236,3 +243,109 @@ def test_feedback_moves_each_intent_to_its_truly_better_model(stack: Stack) -> N
     )
     assert top.get("quality_n", 0) > 0, seen
     assert top["quality"] > top["quality_prior"], seen
+
+
+class TokenStack(Stack):
+    """The feedback stack with an admin token (``GET /outcomes`` is behind it)."""
+
+    token_file: Path
+
+    def control_args(self) -> list[str]:
+        return [*super().control_args(), "--admin-token-file", str(self.token_file)]
+
+
+def _export(stack: TokenStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "outcomes",
+            "export",
+            "--admin",
+            stack.admin.removeprefix("http://"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_outcomes_export_joins_feedback_as_json_lines(procs: list[Proc], tmp_path: Path) -> None:
+    TokenStack.token_file = tmp_path / "admin.token"
+    TokenStack.token_file.write_text("export-token-123\n")
+    stack = TokenStack(procs, tmp_path, _files(), _SCENARIO)
+    url = stack.routers[0][2]
+    client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    sent: dict[str, tuple[str, str, str]] = {}  # request id -> (model, intent, feedback id)
+    for n in range(6):
+        intent = ("code", "chat")[n % 2]
+        raw = client.chat.completions.with_raw_response.create(
+            model="fb",
+            messages=[{"role": "user", "content": _PROMPT[intent]}],
+            extra_headers={"x-request-id": f"exp-{n}"},
+        )
+        h = raw.headers
+        sent[f"exp-{n}"] = (
+            h["x-skyroute-model"],
+            h["x-skyroute-intent"],
+            h["x-skyroute-feedback-id"],
+        )
+    given = {"exp-0": True, "exp-1": False, "exp-2": 0.8, "exp-3": "needs more detail"}
+    for rid, value in given.items():
+        code, _, data = _post(url + "/v1/feedback", {"request_id": sent[rid][2], "value": value})
+        assert code == 200, data
+
+    token = ["--admin-token-file", str(TokenStack.token_file)]
+    out = tmp_path / "outcomes.jsonl"
+
+    def exported() -> list[dict[str, Any]]:
+        done = _export(stack, "--since", "1h", "--format", "jsonl", "--out", str(out), *token)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    def complete() -> bool:
+        rows = exported()
+        return len(rows) == 6 and sum(bool(r["feedback"]) for r in rows) == 4
+
+    wait_until(complete, timeout=15, what="six outcomes and four feedback pieces in the export")
+    rows = {r["request_id"]: r for r in exported()}
+    assert set(rows) == set(sent)
+    for rid, (model, intent, _) in sent.items():
+        r = rows[rid]
+        assert (r["model"], r["intent"], r["policy"], r["pool"]) == (model, intent, "fb", "fb")
+        assert r["success"] is True and r["error_class"] == ""
+        assert r["latency_ms"] > 0 and r["cost_usd"] > 0 and r["completion_tokens"] > 0
+        assert r["policy_version"] and r["unix_ms"] > 0
+        assert "messages" not in r and "prompt" not in r
+    kinds = {
+        rid: [(f["kind"], f["value"], f["source"]) for f in rows[rid]["feedback"]] for rid in given
+    }
+    assert kinds == {
+        "exp-0": [("good", True, "user")],
+        "exp-1": [("good", False, "user")],
+        "exp-2": [("score", pytest.approx(0.8), "user")],
+        "exp-3": [("comment", "needs more detail", "user")],
+    }
+    assert rows["exp-4"]["feedback"] == [] and rows["exp-5"]["feedback"] == []
+
+    # stdout by default; --since in the future exports nothing; the token is required.
+    done = _export(stack, *token)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 6, done.stderr
+    assert "6 outcomes exported" in done.stderr
+    done = _export(stack, "--since", str(int(time.time() * 1000) + 3_600_000), *token)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    done = _export(stack)
+    assert done.returncode == 1 and "401" in done.stderr
+    done = _export(stack, "--since", "yesterday-ish", *token)
+    assert done.returncode == 1 and "--since" in done.stderr
+    code, body = http_get(stack.admin + "/outcomes?since=abc")
+    assert code == 401, body
+    for query, param in (("since=abc", "since"), ("limit=0", "limit")):
+        req = urllib.request.Request(
+            f"{stack.admin}/outcomes?{query}", headers={"Authorization": "Bearer export-token-123"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 400 and param in json.loads(e.value.read())["error"]

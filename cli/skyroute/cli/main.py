@@ -508,6 +508,21 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--admin-ca", default=None, help="HTTPS, trusting this CA (DIR/ca.crt)")
     sp.add_argument("--json", action="store_true", help="print the API's JSON")
 
+    oc = sub.add_parser("outcomes", help="recent outcomes joined with feedback, for evals")
+    oc_sub = oc.add_subparsers(dest="outcomes_command", required=True)
+    ox = oc_sub.add_parser(
+        "export",
+        help="write outcomes with their feedback as JSON lines (GET /outcomes)",
+        description="Recent outcomes (a capped ring in the control plane) joined with "
+        "feedback, one JSON object per line; no prompt text.",
+    )
+    ox.add_argument("--since", default=None, help="90m, 24h, a UTC date/time, or unix ms")
+    ox.add_argument("--format", default="jsonl", choices=["jsonl"], help="output format")
+    ox.add_argument("--out", default=None, help="write to this file (default: stdout)")
+    ox.add_argument("--admin", default=DEFAULT_ADMIN, help="control plane admin HOST:PORT")
+    ox.add_argument("--admin-token-file", default=None, help="the admin bearer token file")
+    ox.add_argument("--admin-ca", default=None, help="HTTPS, trusting this CA (DIR/ca.crt)")
+
     ca = sub.add_parser("cache", help="the semantic cache: calibrate a threshold on your pairs")
     ca_sub = ca.add_subparsers(dest="cache_command", required=True)
     cal = ca_sub.add_parser(
@@ -802,6 +817,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin=args.admin,
             by=args.by,
             as_json=args.json,
+            admin_token_file=args.admin_token_file,
+            admin_ca=args.admin_ca,
+        )
+    if args.command == "outcomes":
+        from skyroute.cli.outcomes import main as outcomes_main
+
+        return outcomes_main(
+            args.since,
+            admin=args.admin,
+            fmt=args.format,
+            out=args.out,
             admin_token_file=args.admin_token_file,
             admin_ca=args.admin_ca,
         )

@@ -117,6 +117,7 @@ class ControlPlane:
                 rollout_action=self._rollout_action,
                 health=self._health,
                 spend=self._spend,
+                recent=self.learner.recent,
                 token=self.admin_token,
                 ssl_context=self.tls.ssl_context() if self.tls else None,
             )

@@ -27,6 +27,8 @@ the port (probes and dashboards; the NetworkPolicy narrows who does), and
 the one write, ``POST /rollouts/...``, needs ``Authorization: Bearer
 <admin token>`` whenever a token is configured (``--tls-dir`` always has
 one, ``--admin-token-file`` sets one): 401 without it, 403 with a wrong one.
+``GET /outcomes?since=UNIX_MS`` (behind the token too) is the capped ring of
+recent outcomes joined with their feedback (``skyroute outcomes export``).
 ``GET /spend?tenant=NAME&since=UNIX_MS`` is the spend ledger (what
 ``skyroute spend`` prints); it is the one read behind the admin token, like
 the writes, because a tenant's spend is business data.
@@ -52,6 +54,7 @@ from google.protobuf.message import Message
 
 from skyroute.control.distribution.tls import token_ok
 from skyroute.control.learning.outcomes import OutcomeAggregator
+from skyroute.control.learning.recent import MAX_EXPORT, RecentOutcomes
 from skyroute.control.limits import MAX_NAME
 from skyroute.control.policy.store import SnapshotStore
 from skyroute.control.rollout.controller import RolloutController
@@ -160,6 +163,7 @@ class AdminServer:
         token: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         authorize: Authorize | None = None,
+        recent: RecentOutcomes | None = None,
     ) -> None:
         self.host, _, port = address.rpartition(":")
         self.host = self.host.strip("[]") or "127.0.0.1"
@@ -175,6 +179,7 @@ class AdminServer:
         self._spend = spend
         self._authorize = authorize or (_token_check(token) if token is not None else None)
         self._ssl = ssl_context
+        self._recent = recent
         self.writes_refused = 0
         self._runner: web.AppRunner | None = None
 
@@ -192,6 +197,7 @@ class AdminServer:
         app.router.add_post("/rollouts/{namespace}/{name}/{action}", self._rollout_post)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/spend", self._get_spend)
+        app.router.add_get("/outcomes", self._get_outcomes)
         return app
 
     async def start(self) -> None:
@@ -309,6 +315,25 @@ class AdminServer:
         if not since.isdigit() or len(since) > 15:
             return _json({"error": "since: unix milliseconds (digits)"}, status=400)
         return _json(self._spend(tenant, int(since), by))
+
+    async def _get_outcomes(self, request: web.Request) -> web.Response:
+        """``GET /outcomes[?since=UNIX_MS][&limit=N]``: recent outcomes joined with feedback.
+
+        From the capped in-memory ring (``learning.recent``), oldest first; behind the
+        admin token like ``/spend`` (tenants' traffic is business data).
+        """
+        refused = await self._refuse_write(request, "outcomes")
+        if refused is not None:
+            return refused
+        if self._recent is None:
+            return _json({"error": "no outcome ring in this process"}, status=404)
+        since, limit = request.query.get("since", "0"), request.query.get("limit", str(MAX_EXPORT))
+        if not since.isdigit() or len(since) > 15:
+            return _json({"error": "since: unix milliseconds (digits)"}, status=400)
+        if not limit.isdigit() or not 0 < int(limit) <= MAX_EXPORT:
+            return _json({"error": f"limit: 1 to {MAX_EXPORT}"}, status=400)
+        rows = self._recent.export(int(since), int(limit))
+        return _json({**self._recent.summary(), "since_unix_ms": int(since), "outcomes": rows})
 
     async def _rollout_post(self, request: web.Request) -> web.Response:
         refused = await self._refuse_write(request)

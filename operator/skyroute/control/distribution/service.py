@@ -339,6 +339,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                 received += n
                 self.metrics.received(n)
                 self.registry.touch(node, self.checker.endpoints(node, batch.endpoints))
+                if self.learner is not None:
+                    self.learner.recent.record(outcomes)  # before the feedback it may carry
                 if self.learner is not None and batch.feedback:
                     self.learner.feedback(batch.feedback)  # checked by learning.quality
                 if self.learner is not None:

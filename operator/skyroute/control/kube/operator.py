@@ -502,6 +502,7 @@ class Operator:
                 ssl_context=self._link.ssl_context() if self._link else None,
                 authorize=AdminAuthorizer(self.reviews) if self._link else None,
                 spend=self._spend_query,
+                recent=self.learner.recent,
             )
             await self._admin.start()
         tasks = [

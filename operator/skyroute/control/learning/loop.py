@@ -59,6 +59,7 @@ from dataclasses import dataclass
 
 from skyroute.control.learning.fleet import BadSketch, DecayedStats, Figures
 from skyroute.control.learning.quality import DEFAULT_PRIOR_WEIGHT, QualityPosteriors
+from skyroute.control.learning.recent import RecentOutcomes
 from skyroute.control.learning.tooluse import ToolUseObserver
 from skyroute.control.limits import SeriesCap
 from skyroute.control.logs import event
@@ -172,6 +173,8 @@ class Learner:
         self.tool_priors: dict[tuple[str, str], float] = {}
         # Quality feedback per (model, intent), joined by the routers (learning.quality).
         self.quality = QualityPosteriors(self.cap)
+        # The last outcomes joined with their feedback (``skyroute outcomes export``).
+        self.recent = RecentOutcomes()
         # What a restart brought back from saved learned state (``persist``); {} if none.
         self.restored: dict[str, object] = {}
         store.prepare = self.apply
@@ -209,7 +212,9 @@ class Learner:
 
     def feedback(self, feedback: Iterable[distribution_pb2.Feedback]) -> None:
         """Add feedback routers forwarded (called for every OutcomeBatch that carries some)."""
-        self.quality.record(feedback)
+        batch = list(feedback)
+        self.quality.record(batch)
+        self.recent.feedback(batch)
 
     # -- priors ------------------------------------------------------------------
     def figures(self) -> dict[str, Figures]:

@@ -643,3 +643,43 @@ def test_a_failed_refresh_keeps_valid_keys_and_fails_auth_once_they_expire() -> 
     with pytest.raises(ProviderError) as err:
         asyncio.run(CredentialSource(Chain(expired)).get())
     assert err.value.error_class == AUTH and "STS is unreachable" in err.value.message
+
+
+def test_endpoints_in_several_regions_are_addressed_and_signed_for_their_own_region() -> None:
+    from skyroute.router.table import build_table
+    from skyroute.v1 import snapshot_pb2 as pb
+
+    cand = pb.Candidate(
+        model="claude",
+        provider="bedrock",
+        upstream_model="anthropic.claude-sonnet-4-5-v1:0",
+        auth="aws",
+        region="us-east-1",
+        context_window=8192,
+        endpoints=[
+            pb.CandidateEndpoint(region="eu-west-1"),
+            pb.CandidateEndpoint(region="us-west-2"),
+        ],
+    )
+    snap = pb.Snapshot(
+        version="v1",
+        default_policy="p",
+        policies=[pb.Policy(name="p", version="v", default_pool="pool")],
+        pools=[pb.Pool(name="pool", candidates=[cand])],
+    )
+    (model,) = build_table(snap).policies["p"].pools["pool"]
+    assert model.endpoints is not None
+    sites = [c.target for c in model.endpoints.rotations[0]]
+    source = CredentialSource(Chain(Credentials(AKID, SECRET)))
+    for target, region in zip(sites, ("eu-west-1", "us-west-2"), strict=True):
+        prep = prepared(target, source)
+        assert prep.url.startswith(f"https://bedrock-runtime.{region}.amazonaws.com/model/")
+        sign = prep.sign
+        assert sign is not None
+
+        headers = asyncio.run(_signed(sign, prep.url))
+        assert f"/{region}/bedrock/aws4_request" in headers["Authorization"]
+
+
+async def _signed(sign: Any, url: str) -> dict[str, str]:
+    return dict(await sign(url, {}, b"{}"))

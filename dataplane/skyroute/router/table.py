@@ -428,7 +428,10 @@ def _target(
     where: str, c: snapshot_pb2.Candidate, e: snapshot_pb2.CandidateEndpoint, default: str
 ) -> Target:
     """One endpoint's target: its URL, key and deployment, else the model's."""
-    url = e.url or default
+    region = e.region or c.region or None
+    # A regional family's default URL names its region (Bedrock's
+    # https://bedrock-runtime.{region}.amazonaws.com): each endpoint's own.
+    url = (e.url or default).replace("{region}", region) if region else e.url or default
     if not url.startswith(("http://", "https://")):
         raise SnapshotError(f"{where}: endpoint {url!r} is not an http(s) URL")
     own_key = e.api_key_env or e.api_key_file
@@ -442,7 +445,7 @@ def _target(
         api_version=c.api_version or None,
         auth=c.auth or DEFAULT_AUTH,
         # An endpoint's region (a Bedrock region, a Vertex AI location) wins over the model's.
-        region=e.region or c.region or None,
+        region=region,
         project=c.project or None,
     )
 

@@ -34,6 +34,7 @@ import grpc
 import openai
 import pytest
 
+from skyroute.router import tokens
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 from harness import BASE_POOL, REPO, Proc, Stack, http_get, keys_cli, wait_until
@@ -53,6 +54,16 @@ spec:
       provider: openai
       endpoint: "{SIM}/openai/v1"
       pricing: {inputPerMTok: 0.3, outputPerMTok: 0.7}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: cutp}
+spec:
+  models:
+    - name: cut-model
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 1000.0}
 """,
     "policies.yaml": """\
 apiVersion: skyroute.io/v1alpha1
@@ -63,6 +74,7 @@ spec:
   defaultPool: base
   rules:
     - {name: klingon, match: {locales: [tlh]}, pool: cheap}
+    - {name: cut, match: {locales: [cu]}, pool: cutp}
 """,
     "tenants.yaml": """\
 apiVersion: skyroute.io/v1alpha1
@@ -79,6 +91,12 @@ metadata: {name: gateway}
 spec:
   policies: [shop]
   delegate: true
+---
+apiVersion: skyroute.io/v1alpha1
+kind: Tenant
+metadata: {name: streamer}
+spec:
+  policies: [shop]
 """,
 }
 SCENARIO = """\
@@ -87,7 +105,13 @@ defaults:
   ttft_ms: {p50: 1, p95: 2}
   tokens_per_s: 50000
   completion_tokens: {p50: 40, p95: 120, min: 5, max: 200}
+  stream_chunk_tokens: 2
   error_rate: 0
+models:
+  cut-model:
+    error_rate: 1.0
+    errors: {stream_cut: 1}
+    completion_tokens: {p50: 60, p95: 80, min: 40, max: 200}
 """
 TOKEN = "spend-test-admin-token-0123456789abcdef"
 
@@ -119,9 +143,14 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LedgerStac
         stack = LedgerStack(procs, tmp, FILES, SCENARIO)
         keys = {
             name: keys_cli("create", "--tenant", tenant, "--source", str(stack.source))
-            for name, tenant in (("shop-a", "shop"), ("shop-b", "shop"), ("gw", "gateway"))
+            for name, tenant in (
+                ("shop-a", "shop"),
+                ("shop-b", "shop"),
+                ("gw", "gateway"),
+                ("cut", "streamer"),
+            )
         }
-        wait_until(lambda: stack.router_status()["door"]["keys"] == 3, what="keys pushed")
+        wait_until(lambda: stack.router_status()["door"]["keys"] == 4, what="keys pushed")
         yield stack, keys
     finally:
         for p in reversed(procs):
@@ -415,3 +444,32 @@ def test_a_report_sent_twice_counts_once_and_survives_a_restart(
     )
     total = spend(stack, "shop")["total"]["cost_usd"]
     assert abs(total - (after["total"]["cost_usd"] + c)) < 1e-6
+
+
+def test_a_stream_cut_midway_is_charged_for_what_arrived(
+    keyed: tuple[LedgerStack, dict[str, str]],
+) -> None:
+    """No usage report: the prompt and the text received, as the door settles it (not $0)."""
+    stack, keys = keyed
+    client = openai.OpenAI(
+        base_url=stack.routers[0][2] + "/v1",
+        api_key=keys["cut"],
+        max_retries=0,
+        default_headers={"x-skyroute-locale": "cu"},
+    )
+    text = []
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "stream me"}], stream=True
+        ):
+            text.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(text), "some text arrived before the cut"
+    wait_until(
+        lambda: spend(stack, "streamer")["total"]["requests"] == 1, what="the cut stream counted"
+    )
+    (row,) = spend(stack, "streamer")["rows"]
+    assert row["model"] == "cut-model"
+    # At $1000 per million output tokens, the received text's tokens dominate the cost.
+    received = tokens.received_tokens("".join(text))
+    assert received > 0
+    assert received * 1000 / 1e6 <= row["cost_usd"] < (received * 1000 + 100) / 1e6

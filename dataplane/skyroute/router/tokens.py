@@ -91,6 +91,11 @@ def text_tokens(text: str) -> float:
     return bytes_tokens(sample.encode("utf-8", "surrogatepass"), len(sample)) * n / len(sample)
 
 
+def received_tokens(text: str) -> int:
+    """Completion tokens charged for a stream cut after ``text`` arrived (no usage report)."""
+    return int(text_tokens(text) + 0.5) if text else 0
+
+
 def _content_tokens(content: Any) -> float:
     if isinstance(content, str):
         return text_tokens(content)

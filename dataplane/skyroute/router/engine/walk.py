@@ -101,6 +101,7 @@ from skyroute.router.signals import Signals
 from skyroute.router.spans import Spans, enter, leave
 from skyroute.router.table import Candidate, ReliabilitySettings
 from skyroute.router.telemetry import RouterMetrics
+from skyroute.router.tokens import received_tokens
 from skyroute.v1 import distribution_pb2
 
 T = TypeVar("T")
@@ -755,6 +756,11 @@ class Engine:
                 else ProviderError(STREAM_CUT, "upstream stream ended without its final event")
             )
             served.error = err
+            # Cut before any usage report: charged (ledger and limits alike) for the
+            # prompt and the text received, as the door settles it.
+            text = "".join(pieces.text)
+            if text:
+                served.cost_usd = at.cand.cost(s.prompt_tokens, received_tokens(text))
             self._end(served, at, err)
             self._outcome(served, s, ctx)
             yield StreamFailed(served)

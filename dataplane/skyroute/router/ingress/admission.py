@@ -81,7 +81,7 @@ async def settle(door: Door, p: Prepared, served: Served | None, received: str =
         cost = served.cost_usd if served is not None else 0.0
     else:
         prompt = p.signals.prompt_tokens if received else 0
-        completion = int(tokens.text_tokens(received) + 0.5) if received else 0
+        completion = tokens.received_tokens(received)
         cand = served.candidate if served is not None else None
         cost = cand.cost(prompt, completion) if cand is not None else 0.0
     await door.settle(adm, prompt, completion, cost)

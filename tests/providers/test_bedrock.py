@@ -315,6 +315,11 @@ def test_tool_choice_and_refusals() -> None:
     }
     assert "toolChoice" not in body(tools=TOOLS, tool_choice="auto")["toolConfig"]
     assert "toolConfig" not in body(tools=TOOLS, tool_choice="none")
+    fmt = {"type": "json_object"}
+    both = body(options={"reasoning_effort": "high", "response_format": fmt})["outputConfig"]
+    assert both["effort"] == "high" and both["textFormat"]["type"] == "json_schema"
+    assert body(options={"reasoning_effort": "minimal"})["outputConfig"] == {"effort": "low"}
+    assert "outputConfig" not in body(options={"reasoning_effort": "none"})
     with pytest.raises(ProviderError) as err:
         body(options={"seed": 3})
     assert err.value.error_class == CLIENT_ERROR and "seed" in err.value.message

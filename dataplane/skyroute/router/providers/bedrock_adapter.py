@@ -23,7 +23,7 @@ the conversation already holds tool blocks (Bedrock then requires
 ``toolConfig``), in which case the model may choose. ``response_format``
 ``json_schema`` (and JSON mode, as ``{"type": "object"}``) becomes
 ``outputConfig.textFormat`` (Bedrock's structured output; the schema goes as
-a JSON string).
+a JSON string); ``reasoning_effort`` goes in ``outputConfig.effort``.
 
 In: ``text`` and ``toolUse`` blocks; ``stopReason`` ``end_turn`` and
 ``stop_sequence`` -> stop, ``max_tokens`` and ``model_context_window_exceeded``
@@ -130,6 +130,13 @@ def _text_format(fmt: Any) -> list[tuple[str, Any]]:
 _OPTIONS: Table = {
     "top_p": to("inferenceConfig.topP"),
     "response_format": _text_format,
+    # Bedrock's effort levels are OpenAI's names (low, medium, high, xhigh; and max);
+    # "minimal" is the lowest it has, "none" leaves the model's default.
+    "reasoning_effort": lambda effort: (
+        []
+        if effort == "none"
+        else [("outputConfig.effort", "low" if effort == "minimal" else effort)]
+    ),
     "user": IGNORE,
     "metadata": IGNORE,
     "service_tier": IGNORE,

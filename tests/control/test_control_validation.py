@@ -9,6 +9,7 @@ import pytest
 
 from skyroute.control.policy.compiler import compile_folder
 from skyroute.control.policy.errors import PolicyError, Problem
+from skyroute.families import FAMILY_NAMES
 
 
 def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
@@ -67,7 +68,9 @@ def test_bad_enum_quotes_the_value(acmeshop: Path) -> None:
     _edit(acmeshop / "pools.yaml", "provider: gemini", "provider: gemeni")
     [problem] = _problems(acmeshop)
     assert (problem.obj, problem.path) == ("ModelPool default/cost", "spec.models[0].provider")
-    assert "'openai', 'anthropic' or 'gemini'" in problem.message
+    # Every known family quoted (the list grows as families are registered).
+    *others, last = FAMILY_NAMES
+    assert ", ".join(f"'{f}'" for f in others) + f" or '{last}'" in problem.message
     assert '(got "gemeni")' in problem.message
 
 

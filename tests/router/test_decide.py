@@ -114,8 +114,8 @@ def test_declared_intent_only_when_trusted() -> None:
 
 def test_unusable_snapshots_are_refused_with_where() -> None:
     bad = snap()
-    bad.pools[0].candidates[0].provider = "bedrock"
-    with pytest.raises(SnapshotError, match=r"pool 'cost' model 'flash'.*bedrock"):
+    bad.pools[0].candidates[0].provider = "watsonx"
+    with pytest.raises(SnapshotError, match=r"pool 'cost' model 'flash'.*watsonx"):
         build_table(bad)
     missing = snap()
     missing.policies[0].rules[0].pool = "nowhere"

@@ -3,7 +3,7 @@
 The control plane validates everything it compiles, so it never pushes such
 a snapshot; to exercise the router's side of the protocol this test plays the
 control plane's part of the stream itself (a protocol peer, not a mock of the
-router) and pushes a good snapshot, then one naming an unknown provider.
+router) and pushes a good snapshot, then one naming an unknown provider family.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from harness import Proc, free_port, http_get, wait_until
 
 
 def snapshot(version: str, provider: str, sim: str) -> snapshot_pb2.Snapshot:
-    endpoint = sim + ("/openai/v1" if provider == "openai" else "/bedrock")
+    endpoint = sim + ("/openai/v1" if provider == "openai" else "/watsonx")
     return snapshot_pb2.Snapshot(
         version=version,
         default_policy="p",
@@ -48,7 +48,7 @@ class Peer(distribution_pb2_grpc.PolicyDistributionServicer):
     ) -> Iterator[distribution_pb2.SnapshotResponse]:
         self.requests.append(next(request_iterator))
         for i, (version, provider) in enumerate(
-            [("sha256:good", "openai"), ("sha256:bad", "bedrock")]
+            [("sha256:good", "openai"), ("sha256:bad", "watsonx")]
         ):
             yield distribution_pb2.SnapshotResponse(
                 version_info=version, nonce=f"n{i}", snapshot=snapshot(version, provider, self.sim)
@@ -102,7 +102,7 @@ def test_router_nacks_and_keeps_last_known_good(procs: list[Proc]) -> None:
         assert not ack.HasField("error_detail")
         assert nack.response_nonce == "n1"
         assert nack.version_info == "sha256:good"  # the version it keeps serving
-        assert "bedrock" in nack.error_detail.message
+        assert "watsonx" in nack.error_detail.message
         code, body = http_get(f"http://{http}/readyz")
         assert code == 200 and body.decode().split()[-1] == "sha256:good"
         wait_until(lambda: http_get(sim + "/healthz")[0] == 200, what="simulator")

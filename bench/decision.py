@@ -45,6 +45,16 @@ def _with_canary(snapshot: snapshot_pb2.Snapshot, name: str) -> snapshot_pb2.Sna
     return out
 
 
+def _thompson(snapshot: snapshot_pb2.Snapshot) -> snapshot_pb2.Snapshot:
+    """``snapshot`` with every policy Thompson-sampling quality (exploration 0)."""
+    out = snapshot_pb2.Snapshot()
+    out.CopyFrom(snapshot)
+    for p in out.policies:
+        p.adaptation.enabled, p.adaptation.exploration = True, 0.0
+        p.adaptation.quality_sampling = "thompson"
+    return out
+
+
 def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dict[str, Any]:
     """p50/p99 in microseconds of signals + decide, and of decide alone."""
     snapshot = compile_folder(source)
@@ -69,6 +79,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
     only: list[float] = []
     no_embed: list[float] = []
     split: list[float] = []
+    sampled: list[float] = []
+    thompson = build_table(_thompson(snapshot)).policy("acmeshop")
+    assert thompson is not None
+    ids = [f"req-{i}" for i in range(len(signals))]
     canary = build_table(_with_canary(snapshot, "acmeshop")).policy("acmeshop")
     assert canary is not None and canary.canary is not None
     users = [r.user for r in traffic]
@@ -89,6 +103,10 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
                 t0 = clock()
                 decide(plain, s)
                 no_embed.append((clock() - t0) / 1000.0)
+            for s, rid in zip(signals, ids, strict=True):
+                t0 = clock()
+                decide(thompson, s, request_id=rid)
+                sampled.append((clock() - t0) / 1000.0)
             for (m, _, _, _, ten), user in zip(prepared, users, strict=True):
                 t0 = clock()
                 choose(canary, user=user, tenant=ten, messages=m)
@@ -111,6 +129,11 @@ def decision_latency(source: Path, requests: int = 2000, passes: int = 5) -> dic
             "p50": percentile(no_embed, 50),
             "p99": percentile(no_embed, 99),
             "mean": sum(no_embed) / len(no_embed),
+        },
+        "decide_thompson_us": {
+            "p50": percentile(sampled, 50),
+            "p99": percentile(sampled, 99),
+            "mean": sum(sampled) / len(sampled),
         },
         "canary_split_us": {
             "p50": percentile(split, 50),

@@ -77,6 +77,7 @@ def _decision_table(d: dict[str, Any]) -> Table:
         ("signals_and_decide_us", "signals + decide"),
         ("decide_only_us", "decide only"),
         ("decide_no_embedding_us", "decide, embedding classifier off"),
+        ("decide_thompson_us", "decide, Thompson sampling over quality"),
         ("canary_split_us", "canary split (sticky hash, 5% rollout)"),
     ):
         v = d[key]

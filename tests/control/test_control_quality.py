@@ -30,6 +30,13 @@ def test_posterior_is_the_prior_without_feedback_and_moves_with_it() -> None:
     assert t.posterior(0.9, 10) == pytest.approx((9 + 4) / 40)
 
 
+def test_scores_count_as_shares_of_a_success_in_the_beta() -> None:
+    t = Tally(good=3, bad=1, scores=4, score_sum=3.0)
+    a, b = t.beta(0.5, 2)
+    assert (a, b) == (1 + 3 + 3.0, 1 + 1 + 1.0)
+    assert a / (a + b) == pytest.approx(t.posterior(0.5, 2))  # the same mean
+
+
 def test_record_counts_kinds_and_rejects_what_names_no_model() -> None:
     q = QualityPosteriors(SeriesCap())
     kept = q.record(
@@ -73,6 +80,8 @@ def test_feedback_is_pushed_as_the_posterior_per_candidate_and_intent(tmp_path: 
     prior = cands["a"].quality.get("faq", cands["a"].quality.get("*", 0.5))
     assert (lq.prior, lq.n) == (prior, 30)
     assert lq.posterior == pytest.approx(10 * prior / 40, abs=1e-5)  # default weight 10
+    # Thompson sampling's Beta: prior pseudo-counts plus the 30 bad answers.
+    assert (lq.alpha, lq.beta) == pytest.approx((10 * prior, 10 * (1 - prior) + 30), abs=1e-4)
     assert "faq" not in cands["b"].learned_quality
     clock.t += 100
     assert not learner.tick()  # nothing new: no push

@@ -447,6 +447,12 @@ def _parser() -> argparse.ArgumentParser:
     pe.add_argument("--tier", default="", help="user tier")
     pe.add_argument("--intent", default="", help="declared intent (used if the policy trusts it)")
     pe.add_argument("--tools", action="store_true", help="the request offers tools")
+    pe.add_argument(
+        "--request-id",
+        default="",
+        help="the request id (an answer's id without chatcmpl-): seeds Thompson sampling's "
+        "draws, so Explain shows the draws that answer got",
+    )
     pe.add_argument("--json", action="store_true", help="print JSON instead of text")
     for action, text in (
         ("promote", "make a policy's canary candidate its stable version now"),
@@ -802,6 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             intent=args.intent,
             session=args.session,
             tools=args.tools,
+            request_id=args.request_id,
             as_json=args.json,
         )
     if args.command == "keys":

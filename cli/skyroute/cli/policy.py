@@ -191,6 +191,7 @@ def explain_main(
     intent: str = "",
     session: str = "",
     tools: bool = False,
+    request_id: str = "",
     as_json: bool = False,
     timeout: float = 5.0,
 ) -> int:
@@ -210,6 +211,7 @@ def explain_main(
         user_tier=tier,
         intent=intent,
         session=session,
+        request_id=request_id,
         tools=[router_pb2.Tool(name="tool", description="a tool offered with the request")]
         if tools
         else [],
@@ -265,6 +267,9 @@ def explain_main(
             "p95 ms",
             "failures",
             "quality",
+            "prior",
+            "n",
+            "draw",
             "excluded",
         )
         for name in columns:
@@ -281,6 +286,9 @@ def explain_main(
                 f"{s.p95_ms:.0f}" if s.p95_ms else "?",
                 f"{s.failure_rate:.1%}",
                 f"{s.quality:.2f}",
+                f"{s.quality_prior:.2f}" if s.quality_n else "",
+                f"{s.quality_n:g}" if s.quality_n else "",
+                f"{s.quality_draw:.3f}" if s.HasField("quality_draw") else "",
                 s.excluded or "",
             )
         out.print(t)

@@ -30,6 +30,12 @@ Exploration is epsilon-greedy: with probability ``exploration`` the runner-up
 keeps fresh observations of it flowing so it can win its share back. It is
 never a candidate outside the pool or excluded by a constraint, and Explain
 says when it happened.
+
+With ``adaptation.qualitySampling: thompson`` the quality term uses, per
+request, a draw from each candidate's Beta posterior (:mod:`sampling`,
+seeded by the request id, so Explain with the same id shows the same draw)
+instead of the posterior mean; constraints (``minQuality``) still use the
+mean, so a lucky draw never lets an excluded model in.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from typing import Protocol
 
 import ahocorasick
 
+from skyroute.router import sampling
 from skyroute.router.signals import SIGNALS, attr_of
 
 # The control plane's policy tests import the decision library as one surface
@@ -88,6 +95,8 @@ class Score:
     terms: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     # Its p95 is known to exceed the rule's latency objective (it goes last).
     misses_objective: bool = False
+    # Thompson sampling: the posterior draw the quality term used (None: the mean).
+    draw: float | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +189,7 @@ def score_pool(
     s: Signals,
     stats: Stats | None,
     sel: SelectionSettings | None = None,
+    seed: int | None = None,
 ) -> list[Score]:
     """Weighted score over expected cost, p95, failure rate and quality (lower is better).
 
@@ -192,8 +202,9 @@ def score_pool(
     points of failure rate or quality) is not stretched: noise between near
     equals stays small. A candidate whose p95 nobody has observed yet is
     scored at the mean of those known (neither favoured nor punished).
-    Constraints mark a candidate ``excluded`` rather than dropping it here, so
-    Explain can show why.
+    With Thompson sampling on and a ``seed`` (the request's), the quality gap
+    is one minus a draw from the candidate's posterior. Constraints mark a
+    candidate ``excluded`` rather than dropping it here, so Explain can show why.
     """
     sel = sel or table.selection
     wc, wl, ws, wq = sel.weights
@@ -206,17 +217,18 @@ def score_pool(
         else:
             p95 = stats.p95_s(c) if stats is not None else (prior_p95 or None)
         fail = stats.failures(c) if stats is not None else prior_fail
-        out.append(
-            Score(
-                c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail, c.quality_for(intent)
-            )
+        x = Score(
+            c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail, c.quality_for(intent)
         )
+        if sel.thompson and seed is not None:
+            x.draw = sampling.draw(seed, c.sample_key, *c.quality_beta(intent, sel.prior_weight))
+        out.append(x)
     known = [x.p95_s for x in out if x.p95_s]
     mean_p95 = sum(known) / len(known) if known else 0.0
     lats = [x.p95_s or mean_p95 for x in out]
     costs = [x.cost for x in out]
     fails = [x.failure_rate for x in out]
-    gaps = [1.0 - x.quality for x in out]
+    gaps = [1.0 - (x.quality if x.draw is None else x.draw) for x in out]
     c0, cs = _spread(costs, 0.1 * max(costs))
     l0, ls = _spread(lats, 0.1 * max(lats))
     f0, fs = _spread(fails, _FLOOR_POINTS)
@@ -274,6 +286,7 @@ def decide(
     draw: Callable[[], float] = _DRAW,
     pressure_pool: str | None = None,
     embeddings: bool = False,
+    request_id: str | None = None,
 ) -> Decision:
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it).
 
@@ -281,6 +294,8 @@ def decide(
     (the door's ``Budget`` with ``action: route``); it replaces the rules' choice
     when the snapshot has that pool. ``embeddings``: an Embeddings request, which
     only embedding models serve (and a chat request only the others).
+    ``request_id`` seeds Thompson sampling's draws (None: the posterior means, as
+    policy tests decide).
     """
     intent, source, confidence = classify(table, s)
     rule_name, pool = "default", table.default_pool
@@ -300,7 +315,10 @@ def decide(
     scores = None
     explored = ""
     if len(candidates) > 1 and (sel.scored or sel.objective_p95_s):
-        scores = score_pool(table, candidates, intent, s, stats, sel)
+        seed = None
+        if sel.thompson and sel.weights[3] > 0 and request_id is not None:
+            seed = sampling.seed_of(request_id)
+        scores = score_pool(table, candidates, intent, s, stats, sel, seed)
         explore = sel.scored and sel.exploration > 0.0 and draw() < sel.exploration
         candidates = _chain(sel, scores, explore)
         if explore and len(candidates) > 1:
@@ -323,6 +341,18 @@ def decide(
         tool_use,
         sel,
     )
+
+
+def _learned_text(x: Score, intent: str, sel: SelectionSettings) -> str:
+    """Explain's words for the quality learned from feedback and the Thompson draw."""
+    learned = x.cand.learned_quality.get(intent)
+    text = ""
+    if learned is not None and learned[1] > 0:
+        text = f": posterior from prior {learned[0]:.2f} and n {learned[1]:g}"
+    if x.draw is not None:
+        a, b = x.cand.quality_beta(intent, sel.prior_weight)
+        text += f"; Thompson draw {x.draw:.3f} from Beta({a:.4g}, {b:.4g})"
+    return text
 
 
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
@@ -358,7 +388,7 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
             f"{x.cand.model}: score {x.score:.3f} = cost {tc:.3f} + latency {tl:.3f} + "
             f"failures {tf:.3f} + quality {tq:.3f} (expected ${x.cost:.6f}, p95 "
             f"{'?' if x.p95_s is None else f'{x.p95_s * 1000:.0f} ms'}, failures "
-            f"{x.failure_rate:.1%}, quality {x.quality:.2f})"
+            f"{x.failure_rate:.1%}, quality {x.quality:.2f}{_learned_text(x, d.intent, sel)})"
             + (f" excluded: {x.excluded}" if x.excluded else "")
             + (" misses the p95 objective: after those that meet it" if x.misses_objective else "")
         )
@@ -421,6 +451,7 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
                 quality_term=x.terms[3],
                 quality_prior=x.cand.learned_quality.get(d.intent, (x.quality, 0.0))[0],
                 quality_n=x.cand.learned_quality.get(d.intent, (0.0, 0.0))[1],
+                quality_draw=x.draw,
             )
             for x in d.scores or ()
         ],

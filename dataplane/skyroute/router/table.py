@@ -21,6 +21,7 @@ turns into a NACK while the previous table keeps serving.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import stat
@@ -36,7 +37,7 @@ from skyroute.families import DEFAULT_AUTH, FAMILY_AUTH
 from skyroute.keyrefs import env_refusal
 from skyroute.patterns import options as pattern_options
 from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
-from skyroute.router import canary
+from skyroute.router import canary, sampling
 from skyroute.router.canary import CanarySplit
 from skyroute.router.embed import Embedder, HashingEmbedder
 from skyroute.router.ingress.guards.from_snapshot import from_snapshot
@@ -87,8 +88,13 @@ class Candidate:
     # The same per intent, where the fleet has enough samples: (p95 s, failure rate,
     # completion tokens), 0 = unknown.
     observed_by_intent: dict[str, tuple[float, float, float]] = field(default_factory=dict)
-    # Quality learned from feedback per intent: (offline prior, observations, posterior mean).
-    learned_quality: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # Quality learned from feedback per intent: (offline prior, observations, posterior
+    # mean, Beta alpha, Beta beta); alpha and beta are 0 when the snapshot had none.
+    learned_quality: dict[str, tuple[float, float, float, float, float]] = field(
+        default_factory=dict
+    )
+    # What this model's Thompson draws are offset by (sampling.model_key of its name).
+    sample_key: int = 0
     # An embedding model's vector space ("" for a chat model): the Embeddings door's only.
     embedding_space: str = ""
     # Several endpoints (a model-level candidate): what the engine balances over.
@@ -126,6 +132,23 @@ class Candidate:
         if q is None:
             q = self.quality.get("*", 0.5)
         return q
+
+    def quality_beta(self, intent: str, weight: float) -> tuple[float, float]:
+        """Beta(alpha, beta) of the quality for ``intent``: Thompson sampling's posterior.
+
+        The control plane's pushed pseudo-counts where there is feedback; else the
+        offline eval as a prior worth ``weight`` observations (the policy's
+        ``qualityPriorWeight``), so a model without feedback is drawn around its eval.
+        """
+        learned = self.learned_quality.get(intent)
+        if learned is not None and learned[1] > 0:
+            if learned[3] > 0 and learned[4] > 0:
+                return learned[3], learned[4]
+            mean, n = learned[2], weight + learned[1]  # an older control plane's push
+        else:
+            mean, n = self.quality_for(intent), weight
+        mean = min(max(mean, 1e-3), 1.0 - 1e-3)  # a Beta's parameters are positive
+        return mean * n, (1.0 - mean) * n
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return prompt_tokens * self.input_price + completion_tokens * self.output_price
@@ -251,6 +274,10 @@ class SelectionSettings:
     exploration: float = 0.0
     # Latency objective (0 = none): candidates known to miss it go last.
     objective_p95_s: float = 0.0
+    # adaptation.qualitySampling: thompson (the quality term uses a per-request draw
+    # from each candidate's posterior), and the prior's weight where no feedback is.
+    thompson: bool = False
+    prior_weight: float = 10.0
 
     @property
     def scored(self) -> bool:
@@ -415,13 +442,21 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
             i: (o.p95_ms / 1000.0, o.failure_rate, o.completion_tokens)
             for i, o in c.observed_by_intent.items()
         },
-        learned_quality={i: (q.prior, q.n, q.posterior) for i, q in c.learned_quality.items()},
+        learned_quality={i: _learned(q) for i, q in c.learned_quality.items()},
+        sample_key=sampling.model_key(c.model),
         embedding_space=c.embedding_space,
     )
     return model if len(sites) == 1 else _several(where, model, sites, targets)
 
 
 MAX_ENDPOINTS = 16
+
+
+def _learned(q: snapshot_pb2.LearnedQuality) -> tuple[float, float, float, float, float]:
+    # Beta parameters that are not positive finite numbers are dropped (0): the draw
+    # then derives them from the posterior mean and n.
+    ok = all(math.isfinite(x) and x > 0 for x in (q.alpha, q.beta))
+    return q.prior, q.n, q.posterior, q.alpha if ok else 0.0, q.beta if ok else 0.0
 
 
 def _target(
@@ -594,6 +629,7 @@ def _selection_of(
             f"policy {p.name!r}: adaptation.exploration {ad.exploration} is not in [0, 1]"
         )
     mode = s.mode or ("scored" if s.scored else "ordered")
+    thompson, weight = _sampling(p)
     if mode not in SELECTION_MODES:
         raise SnapshotError(
             f"policy {p.name!r}: selection mode {mode!r} is not one of {sorted(SELECTION_MODES)}"
@@ -609,16 +645,37 @@ def _selection_of(
         family_first=s.family_first,
         expected_completion_tokens=s.expected_completion_tokens or 256,
         objective_p95_s=max(0, s.objective_p95_ms) / 1000.0,
+        thompson=thompson,
+        prior_weight=weight,
     )
+
+
+def _sampling(p: snapshot_pb2.Policy) -> tuple[bool, float]:
+    """(Thompson sampling on, the prior's weight): adaptation.qualitySampling, checked."""
+    ad = p.adaptation
+    if ad.quality_sampling not in ("", "mean", "thompson"):
+        raise SnapshotError(
+            f"policy {p.name!r}: adaptation.quality_sampling {ad.quality_sampling!r} is not "
+            "'mean' or 'thompson'"
+        )
+    weight = ad.quality_prior_weight or 10.0
+    if not (math.isfinite(weight) and weight > 0):
+        raise SnapshotError(
+            f"policy {p.name!r}: adaptation.quality_prior_weight {weight} is not a positive number"
+        )
+    return ad.enabled and ad.quality_sampling == "thompson", weight
 
 
 def _selection(p: snapshot_pb2.Policy) -> SelectionSettings:
     if not p.HasField("selection"):
         ad = p.adaptation
+        thompson, weight = _sampling(p)
         return SelectionSettings(
             weights=(p.weights.cost, p.weights.latency, p.weights.success, p.weights.quality),
             adaptive=ad.enabled,
             exploration=ad.exploration if ad.enabled else 0.0,
+            thompson=thompson,
+            prior_weight=weight,
         )
     return _selection_of(p, p.selection, p.weights)
 

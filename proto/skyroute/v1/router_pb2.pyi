@@ -846,6 +846,7 @@ class CandidateScore(_message.Message):
     QUALITY_TERM_FIELD_NUMBER: _builtins.int
     QUALITY_PRIOR_FIELD_NUMBER: _builtins.int
     QUALITY_N_FIELD_NUMBER: _builtins.int
+    QUALITY_DRAW_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     """Weighted sum of the parts below (lower is better); 0 when not scored."""
@@ -867,6 +868,11 @@ class CandidateScore(_message.Message):
     observations behind `quality` (the posterior); n = 0 means offline only.
     """
     quality_n: _builtins.float
+    quality_draw: _builtins.float
+    """Thompson sampling (adaptation.qualitySampling: thompson): the draw from the
+    quality posterior that the quality term used in place of `quality` (the
+    posterior mean, which constraints still use). Absent otherwise.
+    """
     def __init__(
         self,
         *,
@@ -883,12 +889,15 @@ class CandidateScore(_message.Message):
         quality_term: _builtins.float = ...,
         quality_prior: _builtins.float = ...,
         quality_n: _builtins.float = ...,
+        quality_draw: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw", "quality_draw", b"quality_draw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "quality_n", b"quality_n", "quality_prior", b"quality_prior", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw", "cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "quality_draw", b"quality_draw", "quality_n", b"quality_n", "quality_prior", b"quality_prior", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__quality_draw: _TypeAlias = _typing.Literal["quality_draw"]  # noqa: Y015
+    _WhichOneofArgType__quality_draw: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quality_draw) -> _WhichOneofReturnType__quality_draw | None: ...
 
 Global___CandidateScore: _TypeAlias = CandidateScore  # noqa: Y015
 

@@ -448,6 +448,7 @@ class Adaptation(_message.Message):
     DRIFT_COST_RATIO_FIELD_NUMBER: _builtins.int
     QUALITY_PRIOR_WEIGHT_FIELD_NUMBER: _builtins.int
     DRIFT_QUALITY_DROP_FIELD_NUMBER: _builtins.int
+    QUALITY_SAMPLING_FIELD_NUMBER: _builtins.int
     enabled: _builtins.bool
     half_life_s: _builtins.int
     """Weight of an observation halves every half_life_s seconds."""
@@ -470,6 +471,12 @@ class Adaptation(_message.Message):
     quality_prior_weight feedback observations) falls this far below its
     offline eval; 0 = off.
     """
+    quality_sampling: _builtins.str
+    """How scored selection uses quality: "mean" (or "", the posterior mean) or
+    "thompson" (a draw from each candidate's Beta posterior per request,
+    seeded by the request id; LearnedQuality.alpha/beta, or the offline prior
+    with weight quality_prior_weight where there is no feedback yet).
+    """
     def __init__(
         self,
         *,
@@ -482,10 +489,11 @@ class Adaptation(_message.Message):
         drift_cost_ratio: _builtins.float = ...,
         quality_prior_weight: _builtins.float = ...,
         drift_quality_drop: _builtins.float = ...,
+        quality_sampling: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "drift_quality_drop", b"drift_quality_drop", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples", "quality_prior_weight", b"quality_prior_weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drift_cost_ratio", b"drift_cost_ratio", "drift_latency_ratio", b"drift_latency_ratio", "drift_quality_drop", b"drift_quality_drop", "enabled", b"enabled", "exploration", b"exploration", "half_life_s", b"half_life_s", "interval_s", b"interval_s", "min_samples", b"min_samples", "quality_prior_weight", b"quality_prior_weight", "quality_sampling", b"quality_sampling"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -928,22 +936,32 @@ class LearnedQuality(_message.Message):
     PRIOR_FIELD_NUMBER: _builtins.int
     N_FIELD_NUMBER: _builtins.int
     POSTERIOR_FIELD_NUMBER: _builtins.int
+    ALPHA_FIELD_NUMBER: _builtins.int
+    BETA_FIELD_NUMBER: _builtins.int
     prior: _builtins.float
     """The offline eval score the posterior started from."""
     n: _builtins.float
     """Feedback observations (decayed) behind the posterior."""
     posterior: _builtins.float
     """Posterior mean quality in [0, 1]."""
+    alpha: _builtins.float
+    """The posterior as Beta(alpha, beta) pseudo-counts (prior weight x prior +
+    good + score sum; prior weight x (1 - prior) + bad + the scores' rest):
+    what Thompson sampling draws from. Both 0 from older control planes.
+    """
+    beta: _builtins.float
     def __init__(
         self,
         *,
         prior: _builtins.float = ...,
         n: _builtins.float = ...,
         posterior: _builtins.float = ...,
+        alpha: _builtins.float = ...,
+        beta: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["n", b"n", "posterior", b"posterior", "prior", b"prior"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpha", b"alpha", "beta", b"beta", "n", b"n", "posterior", b"posterior", "prior", b"prior"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -196,7 +196,12 @@ class Pipeline:
         pressure = door.pressure_pool(ident)
         embeddings = inbound.embed is not None
         decision = decide(
-            policy, signals, self.state.engine.health, pressure_pool=pressure, embeddings=embeddings
+            policy,
+            signals,
+            self.state.engine.health,
+            pressure_pool=pressure,
+            embeddings=embeddings,
+            request_id=ctx.request_id,
         )
         if embeddings and not decision.chain:
             raise Rejection(

@@ -319,11 +319,14 @@ class Learner:
                     c.observed_completion_tokens = round(tokens, 2)
                 for intent_name, tally in self.quality.for_model(c.model):
                     prior = c.quality.get(intent_name, c.quality.get("*", 0.5))
+                    alpha, beta = tally.beta(prior, weight)
                     c.learned_quality[intent_name].CopyFrom(
                         snapshot_pb2.LearnedQuality(
                             prior=prior,
                             n=tally.n,
                             posterior=round(tally.posterior(prior, weight), 5),
+                            alpha=round(alpha, 5),
+                            beta=round(beta, 5),
                         )
                     )
                 for (_, intent_name), (i_p95, i_fail, i_tokens) in by_model.get(c.model, ()):

@@ -14,7 +14,10 @@ prior, the offline eval score ``q0`` with weight ``w`` (the policy's
 Both are the same estimator on the [0, 1] scale, so the figure pushed is
 their pooled mean ``(w·q0 + good + Σscore) / (w + good + bad + n)``: with
 no feedback it is the offline eval, and feedback overrules the eval once it
-outnumbers ``w``. Comments are counted, not scored. One answer counts once
+outnumbers ``w``. The same figure as a Beta: alpha = w·q0 + good + Σscore,
+beta = w·(1 − q0) + bad + Σ(1 − score) (a score counting as that share of
+a success), pushed with it for policies that Thompson-sample quality
+(``adaptation.qualitySampling: thompson``). Comments are counted, not scored. One answer counts once
 per source and kind: a repeat of (request id, source, boolean or score) is
 ignored and counted (``duplicates``), within the last :data:`SEEN_MAX`
 pieces, so a caller cannot outvote the fleet by rating one answer a thousand
@@ -60,7 +63,16 @@ class Tally:
         return (weight * prior + self.good + self.score_sum) / (weight + self.n)
 
     def beta(self, prior: float, weight: float) -> tuple[float, float]:
-        return weight * prior + self.good, weight * (1.0 - prior) + self.bad
+        """The pooled posterior as Beta(alpha, beta): what Thompson sampling draws from.
+
+        A score s counts as s of a success and 1 - s of a failure (the usual way to
+        Thompson-sample rewards in [0, 1]), so the mean alpha / (alpha + beta) is
+        :meth:`posterior` and booleans alone give the conjugate Beta exactly.
+        """
+        return (
+            weight * prior + self.good + self.score_sum,
+            weight * (1.0 - prior) + self.bad + (self.scores - self.score_sum),
+        )
 
     def as_list(self) -> list[float]:
         return [self.good, self.bad, self.scores, self.score_sum, self.score_sq, self.comments]

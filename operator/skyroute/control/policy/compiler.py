@@ -245,6 +245,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             drift_cost_ratio=ad.drift_cost_ratio,
             quality_prior_weight=ad.quality_prior_weight,
             drift_quality_drop=ad.drift_quality_drop,
+            quality_sampling=ad.quality_sampling,
         )
     )
     policy.weights.CopyFrom(_weights(spec.weights))

@@ -667,6 +667,8 @@ class AdaptationSpec(_Spec):
     quality_prior_weight: Annotated[float, Field(gt=0, le=1_000_000)] = 10.0
     # Alert when a quality posterior falls this far below its offline eval (0 = off).
     drift_quality_drop: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # Scored selection's quality: the posterior mean, or a Thompson draw per request.
+    quality_sampling: Literal["mean", "thompson"] = "mean"
 
     @field_validator("drift_latency_ratio", "drift_cost_ratio")
     @classmethod

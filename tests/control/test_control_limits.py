@@ -10,12 +10,14 @@ must drop the bad part, count it, and keep serving everything else.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from ddsketch import DDSketch
 from ddsketch.pb import ddsketch_pb2
@@ -23,14 +25,15 @@ from ddsketch.pb.proto import DDSketchProto
 from test_control_distribution import Router, eventually, run
 
 from skyroute.control.distribution import status as status_cli
+from skyroute.control.distribution.pages import BadPageToken
 from skyroute.control.learning.fleet import BadSketch, read_sketch
 from skyroute.control.learning.outcomes import OutcomeAggregator
-from skyroute.control.limits import MAX_YAML_NODES, SeriesCap
+from skyroute.control.limits import MAX_YAML_NODES, STATUS_PAGE_BYTES, SeriesCap
 from skyroute.control.policy.errors import PolicyError
 from skyroute.control.policy.loader import load_folder
 from skyroute.control.server import ControlPlane
 from skyroute.control.supervise import FAILING_AFTER, Supervisor, TaskHealth
-from skyroute.v1 import distribution_pb2
+from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -196,7 +199,13 @@ def test_reports_from_a_node_that_never_subscribed_are_refused(acmeshop: Path) -
     run(scenario, acmeshop)
 
 
-def test_status_of_500_routers_comes_in_pages_under_the_default_limit(acmeshop: Path) -> None:
+def test_status_of_500_routers_and_10k_series_comes_in_pages_under_the_limit(
+    acmeshop: Path,
+) -> None:
+    """500 routers of 512 endpoints and 10k quality series plus 4096 pools, long names:
+    the lists alone, not only the routers, are far over gRPC's 4 MiB. Each page stays
+    under the page size, and the CLI (default limits) still gets every item once."""
+
     async def scenario(plane: ControlPlane) -> None:
         endpoints = [
             distribution_pb2.EndpointHealth(model=MODEL, endpoint=f"http://10.0.0.{i}:443/v1")
@@ -205,19 +214,79 @@ def test_status_of_500_routers_comes_in_pages_under_the_default_limit(acmeshop: 
         for i in range(500):
             record = plane.registry.connect(distribution_pb2.Node(id=f"router-{i:03d}"))
             plane.registry.touch(record.id, endpoints)
+        long = "x" * 200
+        assert plane.learner is not None
+        plane.learner.quality.cap = SeriesCap(limit=10_000)  # past the default 4096
+        feedback = [
+            distribution_pb2.Feedback(
+                model=f"m{i // 100:03d}-{long}", intent=f"i{i % 100:02d}-{long}", good=True
+            )
+            for i in range(10_000)
+        ]
+        assert plane.learner.quality.record(feedback) == 10_000
+        plane.outcomes.record(
+            "router-000", [distribution_pb2.Outcome(pool=f"p{i:04d}-{long}") for i in range(4096)]
+        )
         whole = plane.service.status()
-        assert whole.ByteSize() > 4 * 1024 * 1024  # one message would be refused
-        # The CLI's client keeps gRPC's default 4 MiB limit and still gets everything.
+        assert len(whole.quality) == 10_000 and len(whole.outcomes_by_pool) == 4096
+        del whole.routers[:]
+        assert whole.ByteSize() > 4 * 1024 * 1024  # without the routers still too big
+
+        def pages() -> list[distribution_pb2.ControlStatus]:
+            out: list[distribution_pb2.ControlStatus] = []
+            with grpc.insecure_channel(plane.address) as ch:
+                stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+                token = ""
+                while not out or token:
+                    out.append(
+                        stub.GetStatus(distribution_pb2.StatusRequest(page_token=token), timeout=10)
+                    )
+                    token = out[-1].next_page_token
+            return out
+
+        got = await asyncio.to_thread(pages)
+        assert len(got) > 4
+        assert max(p.ByteSize() for p in got) <= STATUS_PAGE_BYTES
+        assert got[0].version == plane.store.version and not got[1].version
         status = await asyncio.to_thread(status_cli.fetch_status, plane.address, 10.0)
         assert [r.node.id for r in status.routers] == [f"router-{i:03d}" for i in range(500)]
         assert all(len(r.endpoints) == 512 for r in status.routers)
-        first = plane.service.status(max_routers=7)
-        assert len(first.routers) == 7 and first.next_page_token == "router-006"
-        assert first.version == plane.store.version
-        second = plane.service.status(page_token=first.next_page_token, max_routers=7)
+        assert [(q.model, q.intent) for q in status.quality] == [
+            (q.model, q.intent) for q in plane.service.status().quality
+        ]
+        assert len({(q.model, q.intent) for q in status.quality}) == 10_000
+        assert [p.key for p in status.outcomes_by_pool] == sorted(
+            f"p{i:04d}-{long}" for i in range(4096)
+        )
+        assert dict(status.policies) == plane.store.policies()
+        first = plane.service.status(max_routers=7, page_bytes=STATUS_PAGE_BYTES)
+        while not first.routers:  # the pages of series come first
+            first = plane.service.status(first.next_page_token, 7, STATUS_PAGE_BYTES)
+        assert [r.node.id for r in first.routers][-1] == "router-006"
+        second = plane.service.status(first.next_page_token, 7, STATUS_PAGE_BYTES)
         assert second.routers[0].node.id == "router-007" and not second.version
+        with pytest.raises(BadPageToken):
+            plane.service.status("router-006", 7, STATUS_PAGE_BYTES)  # not a token handed out
 
     run(scenario, acmeshop)
+
+
+def test_the_status_cli_prints_a_status_of_10k_series(
+    acmeshop: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario(plane: ControlPlane) -> None:
+        assert plane.learner is not None
+        plane.learner.quality.cap = SeriesCap(limit=10_000)
+        long = "y" * 200
+        plane.learner.quality.record(
+            distribution_pb2.Feedback(model=f"m{i}-{long}", intent=f"i-{long}", good=i % 2 == 0)
+            for i in range(10_000)
+        )
+        assert await asyncio.to_thread(status_cli.main, plane.address, True) == 0
+
+    run(scenario, acmeshop)
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["quality"]) == 10_000
 
 
 def test_tracked_series_are_capped_and_the_drops_counted() -> None:

@@ -564,7 +564,7 @@ class StatusRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     MAX_ROUTERS_FIELD_NUMBER: _builtins.int
     page_token: _builtins.str
-    """The id of the last router of the previous page; empty for the first page."""
+    """The previous page's next_page_token (opaque); empty for the first page."""
     max_routers: _builtins.int
     """At most this many routers in the answer (0: as many as fit in 1 MiB)."""
     def __init__(
@@ -722,7 +722,10 @@ class ControlStatus(_message.Message):
     outcomes_total: _builtins.int
     source: _builtins.str
     next_page_token: _builtins.str
-    """Set when more routers follow: the page_token of the next StatusRequest."""
+    """Set when more follow: the page_token of the next StatusRequest. Every list
+    (policies, outcomes_by_pool, spend, quality, routers) is paged, in that order,
+    each page under 1 MiB; the other fields come on the first page only.
+    """
     source_broken_since_unix_ms: _builtins.int
     """Since when the source has been failing (0 while it compiles); last_error says why."""
     authentication: _builtins.str

@@ -14,7 +14,7 @@ dropped alone, both counted) and hands what passed to the
 ``OutcomeAggregator`` and the learner; it answers with the count accepted
 when the router closes its stream. ``GetStatus`` assembles the
 ``ControlStatus`` that ``skyroute status`` and ``/debug/status`` show, in
-pages of routers that each fit in ``limits.STATUS_PAGE_BYTES``.
+pages (``pages.py``) that each fit in ``limits.STATUS_PAGE_BYTES``.
 
 Authentication (``tls.py``): with ``secure`` set, every call's identity is
 the verified client certificate; with ``token_auth`` set (the operator on a
@@ -32,13 +32,16 @@ that same identity opened; forwarded outcomes are taken only from an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
 
+from skyroute.control.distribution import pages
+from skyroute.control.distribution.pages import BadPageToken
 from skyroute.control.distribution.reports import ReportChecker
 from skyroute.control.distribution.routers import Answer, RouterRecord, RouterRegistry
 from skyroute.control.distribution.tls import INSECURE, Identity, identity_of
@@ -359,22 +362,26 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         self, request: distribution_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> distribution_pb2.ControlStatus:
         await self._identity(context)
-        return self.status(request.page_token, max(0, request.max_routers), STATUS_PAGE_BYTES)
+        try:
+            return self.status(request.page_token, max(0, request.max_routers), STATUS_PAGE_BYTES)
+        except BadPageToken as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise  # abort raises; this keeps the type checker honest
 
     def status(
         self, page_token: str = "", max_routers: int = 0, page_bytes: int = 0
     ) -> distribution_pb2.ControlStatus:
         """The control plane's view: version, policies, last error, routers, outcome counts.
 
-        With ``page_bytes`` (gRPC) the routers after ``page_token`` that fit in that many
-        bytes (at least one), ``next_page_token`` set when more follow; the first page
-        (no token) carries everything else, the next ones only routers. Without it
-        (the admin HTTP port, in process) every router.
+        With ``page_bytes`` (gRPC) one page (``pages.py``): the first (no token) carries
+        the head, then every list (policies, outcomes per pool, spend, quality, routers,
+        at most ``max_routers`` of them) continues page after page, each under
+        ``page_bytes``, ``next_page_token`` set while more follow. Without it (the
+        admin HTTP port, in process) everything. Raises BadPageToken.
         """
         status = distribution_pb2.ControlStatus()
         if not page_token:
             status.version = self.store.version
-            status.policies.update(self.store.policies())
             status.last_error = clip(self.store.last_error, MAX_STATUS_TEXT)
             status.outcomes_total = self.outcomes.total
             status.source = self.store.source
@@ -385,24 +392,44 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             )
             status.source_broken_since_unix_ms = self.source_broken_since()
             status.failing_tasks.extend(self.failing_tasks())
-            status.spend.extend(
-                status_entries(self.ledger, self.store.snapshot, int(time.time() * 1000))
-            )
-            if self.learner is not None:
-                status.quality.extend(self.learner.quality_rows())
-            for pool, count in self.outcomes.by_pool().items():
-                status.outcomes_by_pool.append(distribution_pb2.PoolCount(key=pool, requests=count))
-        size = status.ByteSize()
-        for record in self.registry.records():
-            if page_token and record.id <= page_token:
-                continue
-            router = record.to_status(self.outcomes.for_router(record.id))
-            router.last_nack = clip(router.last_nack, MAX_STATUS_TEXT)
-            grown = size + router.ByteSize() + 8  # field tag and length
-            full = page_bytes and grown > page_bytes
-            if status.routers and (full or (max_routers and len(status.routers) >= max_routers)):
-                status.next_page_token = status.routers[-1].node.id
-                break
-            status.routers.append(router)
-            size = grown
-        return status
+        return pages.page(status, self._sections(max_routers), page_token, page_bytes)
+
+    def _sections(self, max_routers: int) -> list[pages.Section]:
+        """The status's lists, each in key order (a page token resumes after a key)."""
+
+        def policies() -> Iterable[pages.Item]:
+            for name, version in sorted(self.store.policies().items()):
+                yield pages.map_entry("policies", name, version)
+
+        def pools() -> Iterable[pages.Item]:
+            for pool, count in sorted(self.outcomes.by_pool().items()):
+                row = distribution_pb2.PoolCount(key=pool, requests=count)
+                yield pages.message("outcomes_by_pool", row, (pool,))
+
+        def spend() -> Iterable[pages.Item]:
+            now_ms = int(time.time() * 1000)
+            rows = status_entries(self.ledger, self.store.snapshot, now_ms)
+            for row in sorted(rows, key=lambda r: r.tenant):
+                yield pages.message("spend", row, (row.tenant,))
+
+        def quality() -> Iterable[pages.Item]:
+            rows = self.learner.quality_rows() if self.learner is not None else []
+            for row in sorted(rows, key=lambda r: (r.model, r.intent)):
+                yield pages.message("quality", row, (row.model, row.intent))
+
+        def routers() -> Iterable[pages.Item]:
+            for record in self.registry.records():
+                yield (record.id,), functools.partial(self._router_row, record)
+
+        return [
+            pages.Section(policies),
+            pages.Section(pools),
+            pages.Section(spend),
+            pages.Section(quality),
+            pages.Section(routers, limit=max_routers),
+        ]
+
+    def _router_row(self, record: RouterRecord) -> tuple[int, pages.Add]:
+        row = record.to_status(self.outcomes.for_router(record.id))
+        row.last_nack = clip(row.last_nack, MAX_STATUS_TEXT)
+        return pages.appended("routers", row)

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from skyroute.control.distribution import pages
 from skyroute.control.distribution.admin import status_to_dict
 from skyroute.control.distribution.tls import channel_credentials
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
@@ -69,8 +70,7 @@ def fetch_status(
             page: distribution_pb2.ControlStatus = stub.GetStatus(
                 distribution_pb2.StatusRequest(page_token=status.next_page_token), timeout=timeout
             )
-            status.routers.extend(page.routers)
-            status.next_page_token = page.next_page_token
+            pages.merge(status, page)
         return status
 
 

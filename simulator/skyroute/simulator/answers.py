@@ -8,6 +8,14 @@ and makes the answer a pure function of (model, prompt, length): tests can
 tell which model answered, and a cache test sees identical answers for
 identical prompts.
 
+Parameters that change an answer are honoured so a test can tell a
+parameter the router passed from one it dropped: ``seed`` moves the answer's
+offset (the same seed and prompt give the same text, another seed other
+text), stop sequences cut the text before the first one found
+(:func:`stop_at`), ``n`` asks for more choices (:func:`variant`, each its
+own text) and log probabilities are a pure function of each token and its
+position (:func:`token_logprobs`).
+
 Tool-call arguments are synthesised from the first offered tool's JSON
 Schema: every required property gets a plausible value of its declared type
 (the first ``enum`` value when there is one), recursively for objects, so
@@ -16,9 +24,11 @@ that a client validating arguments against its own schema accepts them.
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -133,6 +143,10 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     truncated: bool
+    # The stop sequence the text was cut at (stop_at), or None.
+    stop_sequence: str | None = None
+    # Choices 1..n-1 when ``n`` > 1 (this answer is choice 0); only OpenAI's wire has them.
+    alternatives: list[Answer] = field(default_factory=list)
 
     @property
     def is_tool(self) -> bool:
@@ -176,6 +190,72 @@ def json_answer(model: str, schema: dict[str, Any], prompt_tokens: int) -> Answe
     text = orjson.dumps(synth_object(schema, 0) if schema else {"answer": f"[{model}]"}).decode()
     tokens = max(1, len(text) // 4 + 1)
     return Answer(model, text, [text], None, None, "", prompt_tokens, tokens, False)
+
+
+def seeded(phash: int, seed: int | None) -> int:
+    """The answer's hash under a ``seed``: the prompt's own without one."""
+    return phash if seed is None else zlib.crc32(b"seed:%d" % seed, phash)
+
+
+def variant(phash: int, choice: int) -> int:
+    """The hash choice ``choice`` (``n`` > 1) answers from: choice 0 is the request's own."""
+    return phash if choice == 0 else zlib.crc32(b"choice:%d" % choice, phash)
+
+
+def stop_at(answer: Answer, stops: tuple[str, ...]) -> Answer:
+    """The answer cut before the first of ``stops`` its text holds (unchanged if none)."""
+    if answer.is_tool or not stops:
+        return answer
+    found = [(i, s) for s in stops if s and (i := answer.text.find(s)) >= 0]
+    if not found:
+        return answer
+    cut, stop = min(found)
+    pieces: list[str] = []
+    left = cut
+    for piece in answer.pieces:
+        if left <= 0:
+            break
+        pieces.append(piece[:left])
+        left -= len(piece)
+    text = answer.text[:cut]
+    tokens = max(1, len(TOKEN.findall(text)))
+    return replace(
+        answer,
+        text=text,
+        pieces=pieces,
+        completion_tokens=min(tokens, answer.completion_tokens),
+        truncated=False,
+        stop_sequence=stop,
+    )
+
+
+#: A token of a simulated answer: a word and the spaces after it (joined, they are the text).
+TOKEN = re.compile(r"\S+\s*|\s+")
+
+
+def _logprob(token: str, position: int) -> float:
+    """A deterministic log probability in [-2.5, -0.01] for ``token`` at ``position``."""
+    h = zlib.crc32(b"%d:" % position + token.encode("utf-8", "surrogatepass"))
+    return -round(0.01 + (h % 2490) / 1000, 4)
+
+
+def _entry(token: str, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
+def token_logprobs(text: str, top: int, start: int = 0) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content`` for ``text``: one entry per token, each with ``top``
+    alternatives (the token itself first, the most likely), positions from ``start``."""
+    out: list[dict[str, Any]] = []
+    for i, token in enumerate(TOKEN.findall(text), start):
+        lp = _logprob(token, i)
+        alts = [_entry(token, lp)]
+        rest = [w for w in _VOCAB if w + " " != token and w != token.strip()]
+        for k in range(1, top):
+            word = rest[(zlib.crc32(token.encode()) + k) % len(rest)]
+            alts.append(_entry(word + " ", round(lp - math.log1p(k), 4)))
+        out.append({**_entry(token, lp), "top_logprobs": alts[:top]})
+    return out
 
 
 def synth_object(schema: dict[str, Any], depth: int) -> dict[str, Any]:

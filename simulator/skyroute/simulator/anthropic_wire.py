@@ -42,6 +42,7 @@ from skyroute.simulator.wire import (
     piece_tokens,
     retry_after_header,
     sse,
+    stop_list,
     text_of,
 )
 
@@ -159,6 +160,7 @@ class AnthropicWire:
             tool_schema=schema,
             thinking=isinstance(body.get("thinking"), dict)
             and body["thinking"].get("type") == "enabled",
+            stop=stop_list(body.get("stop_sequences"), "stop_sequences", 8191),
         )
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:
@@ -174,7 +176,7 @@ class AnthropicWire:
             stop = "tool_use"
         else:
             content = [{"type": "text", "text": answer.text}]
-            stop = "max_tokens" if answer.truncated else "end_turn"
+            stop = _stop_reason(answer)
         if req.thinking:
             content.insert(0, thinking_block(req.prompt_text))
         return orjson.dumps(
@@ -185,7 +187,7 @@ class AnthropicWire:
                 "model": req.model,
                 "content": content,
                 "stop_reason": stop,
-                "stop_sequence": None,
+                "stop_sequence": answer.stop_sequence,
                 "usage": _usage(answer.prompt_tokens, answer.completion_tokens),
             }
         )
@@ -255,10 +257,10 @@ class AnthropicWire:
                     )
                 )
             tokens = piece_tokens(answer.completion_tokens, len(pieces), chunk_tokens)
-            stop = "max_tokens" if answer.truncated else "end_turn"
+            stop = _stop_reason(answer)
         head += sse("ping", b'{"type":"ping"}')
         tail = sse("content_block_stop", b'{"type":"content_block_stop","index":0}')
-        tail += _message_end(stop, answer.completion_tokens)
+        tail += _message_end(stop, answer.completion_tokens, answer.stop_sequence)
         return StreamFrames(head, pieces, tail, tokens)
 
     def error(self, kind: str, ctx: ErrorContext) -> Rendered:
@@ -349,10 +351,16 @@ def _message_start(model: str, prompt_tokens: int) -> bytes:
     return sse("message_start", orjson.dumps({"type": "message_start", "message": message}))
 
 
-def _message_end(stop: str, output_tokens: int) -> bytes:
+def _stop_reason(answer: Answer) -> str:
+    if answer.stop_sequence is not None:
+        return "stop_sequence"
+    return "max_tokens" if answer.truncated else "end_turn"
+
+
+def _message_end(stop: str, output_tokens: int, sequence: str | None = None) -> bytes:
     delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": stop, "stop_sequence": None},
+        "delta": {"stop_reason": stop, "stop_sequence": sequence},
         "usage": {"output_tokens": output_tokens},
     }
     return sse("message_delta", orjson.dumps(delta)) + sse(

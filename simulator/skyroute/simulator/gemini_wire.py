@@ -37,6 +37,7 @@ from skyroute.simulator.wire import (
     StreamFrames,
     WireError,
     piece_tokens,
+    stop_list,
 )
 
 _JSON = {"Content-Type": "application/json; charset=UTF-8"}
@@ -77,6 +78,13 @@ def _err(code: int, message: str, details: list[dict[str, Any]] | None = None) -
     if details:
         error["details"] = details
     return Rendered(code, dict(_JSON), orjson.dumps({"error": error}))
+
+
+def _seed(generation: dict[str, Any]) -> int | None:
+    seed = generation.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise WireError("* GenerateContentRequest.generation_config.seed: must be an integer")
+    return seed
 
 
 def _json_schema(generation: Any) -> dict[str, Any] | None:
@@ -166,6 +174,8 @@ class GeminiWire:
             tool_name=tool_name,
             tool_schema=schema,
             json_schema=_json_schema(generation),
+            stop=stop_list(_get(generation, "stopSequences", "stop_sequences"), "stopSequences", 5),
+            seed=_seed(generation),
         )
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:

@@ -7,6 +7,11 @@ content deltas (or, for a tool call, one chunk that opens the call with its
 pieces, all keyed by ``index``), a chunk with the ``finish_reason``, the
 usage chunk with empty ``choices`` when ``stream_options.include_usage`` is
 set (every other chunk then carries ``"usage": null``), and ``data: [DONE]``.
+``n`` > 1 answers ``n`` choices (each its own text; streamed, their chunks
+take turns, keyed by ``index``); ``logprobs`` (with ``top_logprobs``) puts
+``logprobs.content`` on each choice and each content chunk; ``stop`` cuts
+the text before a stop sequence (``finish_reason: stop``); ``seed`` picks
+the text (see :mod:`.answers`).
 
 Errors use the ``{"error": {"message", "type", "param", "code"}}`` body with
 the real statuses and codes (``rate_limit_exceeded`` with Retry-After,
@@ -20,6 +25,7 @@ JSON-encoded delta, so a chunk costs one small ``orjson.dumps``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -27,7 +33,7 @@ import orjson
 from aiohttp import web
 
 from skyroute.families import Family
-from skyroute.simulator.answers import Answer, new_id
+from skyroute.simulator.answers import Answer, new_id, token_logprobs
 from skyroute.simulator.wire import (
     ErrorContext,
     Rendered,
@@ -38,6 +44,7 @@ from skyroute.simulator.wire import (
     int_field,
     piece_tokens,
     retry_after_header,
+    stop_list,
     text_of,
 )
 
@@ -123,6 +130,7 @@ class OpenAIWire:
         if tools and last_user and choice != "none":
             tool_name, schema = _pick_tool(tools, choice)
         options = body.get("stream_options")
+        n, logprobs, top = _choices(body)
         return SimRequest(
             model=model,
             stream=bool(body.get("stream")),
@@ -133,9 +141,29 @@ class OpenAIWire:
             tool_schema=schema,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
             json_schema=_json_schema(body.get("response_format")),
+            stop=stop_list(body.get("stop"), "stop", 4),
+            seed=_seed(body.get("seed")),
+            n=n,
+            logprobs=logprobs,
+            top_logprobs=top,
         )
 
     def render(self, req: SimRequest, answer: Answer) -> bytes:
+        choices = [self._choice(req, i, a) for i, a in enumerate(_all(answer))]
+        return orjson.dumps(
+            {
+                "id": new_id("chatcmpl-"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": req.model,
+                "choices": choices,
+                "usage": _usage(answer),
+                "service_tier": "default",
+                "system_fingerprint": "fp_skyroute_sim",
+            }
+        )
+
+    def _choice(self, req: SimRequest, index: int, answer: Answer) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if answer.is_tool else answer.text,
@@ -153,24 +181,16 @@ class OpenAIWire:
             finish = "tool_calls"
         else:
             finish = "length" if answer.truncated else "stop"
-        return orjson.dumps(
-            {
-                "id": new_id("chatcmpl-"),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": req.model,
-                "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-                ],
-                "usage": _usage(answer),
-                "service_tier": "default",
-                "system_fingerprint": "fp_skyroute_sim",
-            }
-        )
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": _logprobs(req, answer.text) if not answer.is_tool else None,
+            "finish_reason": finish,
+        }
 
     def stream(self, req: SimRequest, answer: Answer, chunk_tokens: int) -> StreamFrames:
         usage_null = b',"usage":null' if req.include_usage else b""
-        prefix = b"".join(
+        base = b"".join(
             (
                 b'data: {"id":"',
                 new_id("chatcmpl-").encode(),
@@ -178,13 +198,47 @@ class OpenAIWire:
                 str(int(time.time())).encode(),
                 b',"model":',
                 orjson.dumps(req.model),
-                b',"system_fingerprint":"fp_skyroute_sim","choices":[{"index":0,"delta":',
+                b',"system_fingerprint":"fp_skyroute_sim","choices":[{"index":',
             )
         )
+        head = b""
+        per_choice: list[tuple[list[bytes], list[int]]] = []
+        tail = b""
+        for index, one in enumerate(_all(answer)):
+            prefix = base + str(index).encode() + b',"delta":'
+            open_end = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
+            head += prefix + b'{"role":"assistant","content":"","refusal":null}' + open_end
+            pieces, tokens, finish = self._pieces(req, one, chunk_tokens, prefix, usage_null)
+            per_choice.append((pieces, tokens))
+            tail += (
+                prefix
+                + b'{},"logprobs":null,"finish_reason":'
+                + finish
+                + b"}]"
+                + usage_null
+                + b"}\n\n"
+            )
+        # Choices take turns, as OpenAI interleaves them.
+        pieces, tokens = [], []
+        for turn in itertools.zip_longest(*(zip(p, t, strict=True) for p, t in per_choice)):
+            for item in turn:
+                if item is not None:
+                    pieces.append(item[0])
+                    tokens.append(item[1])
+        if req.include_usage:
+            usage_prefix = base[: base.index(b',"choices":')]
+            tail += (
+                usage_prefix + b',"choices":[],"usage":' + orjson.dumps(_usage(answer)) + b"}\n\n"
+            )
+        tail += b"data: [DONE]\n\n"
+        return StreamFrames(head, pieces, tail, tokens)
+
+    def _pieces(
+        self, req: SimRequest, answer: Answer, chunk_tokens: int, prefix: bytes, usage_null: bytes
+    ) -> tuple[list[bytes], list[int], bytes]:
+        """One choice's content chunks, the tokens each stands for, and its finish reason."""
         open_end = b',"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
-        head = prefix + b'{"role":"assistant","content":"","refusal":null}' + open_end
         pieces: list[bytes] = []
-        tokens: list[int] = []
         if answer.is_tool:
             call = {
                 "index": 0,
@@ -198,23 +252,18 @@ class OpenAIWire:
                 delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
                 pieces.append(prefix + orjson.dumps(delta) + open_end)
             share = max(1, answer.completion_tokens // (len(arg_pieces) + 1))
-            tokens = [share] * len(pieces)
-            finish = _FINISH["tool"]
-        else:
-            for piece in answer.pieces:
-                pieces.append(prefix + b'{"content":' + orjson.dumps(piece) + b"}" + open_end)
-            tokens = piece_tokens(answer.completion_tokens, len(pieces), chunk_tokens)
-            finish = _FINISH["length" if answer.truncated else "text"]
-        tail = (
-            prefix + b'{},"logprobs":null,"finish_reason":' + finish + b"}]" + usage_null + b"}\n\n"
-        )
-        if req.include_usage:
-            usage_prefix = prefix[: prefix.index(b',"choices":')]
-            tail += (
-                usage_prefix + b',"choices":[],"usage":' + orjson.dumps(_usage(answer)) + b"}\n\n"
-            )
-        tail += b"data: [DONE]\n\n"
-        return StreamFrames(head, pieces, tail, tokens)
+            return pieces, [share] * len(pieces), _FINISH["tool"]
+        position = 0
+        for piece in answer.pieces:
+            end = open_end
+            if req.logprobs:
+                content = token_logprobs(piece, req.top_logprobs, position)
+                position += len(content)
+                lp = orjson.dumps({"content": content, "refusal": None})
+                end = b',"logprobs":' + lp + b',"finish_reason":null}]' + usage_null + b"}\n\n"
+            pieces.append(prefix + b'{"content":' + orjson.dumps(piece) + b"}" + end)
+        tokens = piece_tokens(answer.completion_tokens, len(pieces), chunk_tokens)
+        return pieces, tokens, _FINISH["length" if answer.truncated else "text"]
 
     def error(self, kind: str, ctx: ErrorContext) -> Rendered:
         if kind == "rate_limited":
@@ -284,6 +333,43 @@ class OpenAIWire:
         return _err(status, message, "invalid_request_error")
 
 
+def _all(answer: Answer) -> list[Answer]:
+    """Every choice of an answer: itself, then its alternatives (``n`` > 1)."""
+    return [answer, *answer.alternatives]
+
+
+def _logprobs(req: SimRequest, text: str) -> dict[str, Any] | None:
+    if not req.logprobs:
+        return None
+    return {"content": token_logprobs(text, req.top_logprobs), "refusal": None}
+
+
+def _seed(value: Any) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise WireError(f"Invalid type for 'seed': expected an integer, but got {value!r}.")
+    return value
+
+
+def _choices(body: dict[str, Any]) -> tuple[int, bool, int]:
+    """``n``, ``logprobs`` and ``top_logprobs``, checked as OpenAI checks them."""
+    n = body.get("n")
+    if n is None:
+        n = 1
+    elif isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
+        raise WireError(f"Invalid 'n': expected an integer from 1 to 128, got {n!r}.")
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise WireError(f"Invalid type for 'logprobs': expected a boolean, but got {logprobs!r}.")
+    top = body.get("top_logprobs")
+    if top is None:
+        top = 0
+    elif isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+        raise WireError(f"Invalid 'top_logprobs': expected an integer from 0 to 20, got {top!r}.")
+    elif not logprobs:
+        raise WireError("Invalid value for 'top_logprobs': 'logprobs' must be set to true.")
+    return n, bool(logprobs), top
+
+
 def _json_schema(fmt: Any) -> dict[str, Any] | None:
     """What ``response_format`` asks of the answer: a schema, {} for any object, or None."""
     if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
@@ -314,10 +400,11 @@ def _pick_tool(tools: Any, choice: Any) -> tuple[str | None, Any]:
 
 
 def _usage(answer: Answer) -> dict[str, Any]:
+    completion = sum(a.completion_tokens for a in _all(answer))
     return {
         "prompt_tokens": answer.prompt_tokens,
-        "completion_tokens": answer.completion_tokens,
-        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,

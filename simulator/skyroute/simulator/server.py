@@ -50,7 +50,16 @@ import orjson
 from aiohttp import web
 
 from skyroute.simulator import bedrock_wire, embeddings
-from skyroute.simulator.answers import json_answer, prompt_hash, text_answer, tool_answer
+from skyroute.simulator.answers import (
+    Answer,
+    json_answer,
+    prompt_hash,
+    seeded,
+    stop_at,
+    text_answer,
+    tool_answer,
+    variant,
+)
 from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.azure_wire import AzureOpenAIWire
 from skyroute.simulator.bedrock_wire import BedrockInvokeWire, BedrockWire
@@ -74,6 +83,27 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 _ANSWERED_KINDS = frozenset(k for k, s in ERROR_STATUS.items() if s != 0)
 _MIN_SLEEP = 0.0005
 RECEIVED = 32  # request bodies kept for GET /_sim/requests
+
+
+def _answer(
+    req: SimRequest, phash: int, plan: Plan, rt: ModelRuntime, prompt_tokens: int
+) -> Answer:
+    """One choice's answer: a tool call, JSON for a schema, or text cut at a stop sequence."""
+    if req.tool_name is not None:
+        return tool_answer(
+            req.model, req.tool_name, req.tool_schema, prompt_tokens, plan.completion_tokens
+        )
+    if req.json_schema is not None:
+        return stop_at(json_answer(req.model, req.json_schema, prompt_tokens), req.stop)
+    answer = text_answer(
+        req.model,
+        phash,
+        plan.completion_tokens,
+        rt.profile.stream_chunk_tokens,
+        prompt_tokens,
+        plan.truncated,
+    )
+    return stop_at(answer, req.stop)
 
 
 class Simulator:
@@ -242,20 +272,11 @@ class Simulator:
                 return await self._hang(request)
         if req.tool_name is not None:
             stats.tool_calls += 1
-            answer = tool_answer(
-                req.model, req.tool_name, req.tool_schema, prompt_tokens, plan.completion_tokens
-            )
-        elif req.json_schema is not None:
-            answer = json_answer(req.model, req.json_schema, prompt_tokens)
-        else:
-            answer = text_answer(
-                req.model,
-                phash,
-                plan.completion_tokens,
-                rt.profile.stream_chunk_tokens,
-                prompt_tokens,
-                plan.truncated,
-            )
+        phash = seeded(phash, req.seed)
+        answer = _answer(req, variant(phash, 0), plan, rt, prompt_tokens)
+        answer.alternatives = [
+            _answer(req, variant(phash, i), plan, rt, prompt_tokens) for i in range(1, req.n)
+        ]
         if req.stream:
             return await self._stream(request, family, req, answer, rt, plan)
         await asyncio.sleep(plan.delay_s + answer.completion_tokens * plan.token_s)

@@ -47,6 +47,13 @@ class SimRequest:
     thinking: bool = False  # Anthropic extended thinking asked for: answer with a signed block
     # JSON mode: the schema the answer must satisfy ({} for any JSON object), or None.
     json_schema: dict[str, Any] | None = None
+    # Stop sequences (the text is cut before the first one), the seed, the number of
+    # choices and the log probabilities asked for (OpenAI: logprobs, top_logprobs).
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +145,21 @@ def int_field(body: dict[str, Any], key: str, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise WireError(f"{where}{key}: expected a positive integer, got {value!r}")
     return value
+
+
+def stop_list(value: Any, where: str, most: int) -> tuple[str, ...]:
+    """Stop sequences as sent: a string or a list of at most ``most`` strings (or none)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if (
+        not isinstance(value, list)
+        or len(value) > most
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise WireError(f"Invalid '{where}': expected a string or at most {most} strings.")
+    return tuple(value)
 
 
 def retry_after_header(seconds: float) -> dict[str, str]:

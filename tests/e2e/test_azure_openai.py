@@ -7,7 +7,8 @@ Azure deployment unary and streamed; a deployment whose content filter blocks
 the prompt (Azure's 400 ``content_filter`` body) is a ``content_filter``
 attempt, which the router maps to the client's 400 (a filter refusal is not
 an outage to paper over), while a failing Azure deployment falls back to
-another family.
+another family and a missing one (404 ``DeploymentNotFound``) to the next
+deployment.
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ spec:
       provider: anthropic
       endpoint: "{SIM}/anthropic"
       pricing: {inputPerMTok: 3.0, outputPerMTok: 15.0}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: moved}
+spec:
+  models:
+    - name: gpt-4o-deleted
+      provider: azure-openai
+      endpoint: "{SIM}/azure"
+      upstreamModel: deleted-dep
+      pricing: {inputPerMTok: 2.5, outputPerMTok: 10.0}
+    - name: gpt-4o-west
+      provider: azure-openai
+      endpoint: "{SIM}/azure"
+      upstreamModel: gpt-4o-west
+      pricing: {inputPerMTok: 2.5, outputPerMTok: 10.0}
 """
 POLICY = """\
 apiVersion: skyroute.io/v1alpha1
@@ -71,9 +88,11 @@ spec:
   intents:
     - {name: risky.ask, keywords: [forbidden]}
     - {name: outage.ask, keywords: [parcel]}
+    - {name: moved.ask, keywords: [invoice]}
   rules:
     - {name: risky, match: {intents: [risky.ask]}, pool: filtered}
     - {name: outage, match: {intents: [outage.ask]}, pool: flaky}
+    - {name: moved, match: {intents: [moved.ask]}, pool: moved}
   defaultPool: azure
   selection: {mode: ordered}
 """
@@ -86,6 +105,7 @@ defaults:
 models:
   filtered-dep: {error_rate: 1, errors: {content_filter: 1}}
   down-dep: {error_rate: 1, errors: {server_error: 1}}
+  deleted-dep: {error_rate: 1, errors: {not_found: 1}}
 """
 
 
@@ -153,17 +173,32 @@ def test_content_filter_is_mapped_to_the_clients_400(stack: Stack, client: opena
     assert stack.sim_stats()["models"]["filtered-dep"]["errors"]["content_filter"] == 2
 
 
-def test_failing_azure_deployment_falls_back_to_another_family(
-    stack: Stack, client: openai.OpenAI
+@pytest.mark.parametrize(
+    ("word", "served_by", "first_attempt", "dep", "kind"),
+    [
+        # a failing deployment (500) falls back to another family
+        ("parcel", "claude-fallback", "gpt-4o-down;server_error;500;", "down-dep", "server_error"),
+        # Azure's 404 DeploymentNotFound is the candidate's fault, not the request's: next one
+        ("invoice", "gpt-4o-west", "gpt-4o-deleted;not_found;404;", "deleted-dep", "not_found"),
+    ],
+)
+def test_failing_or_missing_deployment_falls_back(
+    stack: Stack,
+    client: openai.OpenAI,
+    word: str,
+    served_by: str,
+    first_attempt: str,
+    dep: str,
+    kind: str,
 ) -> None:
+    before = stack.sim_stats()["models"].get(dep, {}).get("errors", {}).get(kind, 0)
     for stream in (False, True):
         raw = client.chat.completions.with_raw_response.create(
             model="auto",
-            messages=[{"role": "user", "content": "where is my parcel?"}],
+            messages=[{"role": "user", "content": f"where is my {word}?"}],
             stream=stream,
             extra_headers={"Cache-Control": "no-cache"},
         )
-        assert raw.headers["x-skyroute-model"] == "claude-fallback"
-        trail = raw.headers["x-skyroute-attempts"]
-        assert "gpt-4o-down" in trail and "server_error" in trail, trail
-    assert stack.sim_stats()["models"]["down-dep"]["errors"]["server_error"] >= 2
+        assert raw.headers["x-skyroute-model"] == served_by
+        assert raw.headers["x-skyroute-attempts"].startswith(first_attempt)
+    assert stack.sim_stats()["models"][dep]["errors"][kind] == before + 2

@@ -22,6 +22,7 @@ from skyroute.router.providers.types import (
     CONTENT_FILTER,
     CONTEXT_LENGTH,
     FIRST_TOKEN_TIMEOUT,
+    NOT_FOUND,
     RATE_LIMITED,
     SERVER_ERROR,
     STREAM_CUT,
@@ -46,6 +47,7 @@ KINDS = [
     "bad_request",
     "content_filter",
     "auth",
+    "not_found",
     "timeout",
     "stream_cut",
     "stall",
@@ -222,6 +224,7 @@ ERROR_CASES = [
     ("err-bad_request", CLIENT_ERROR),
     ("err-content_filter", CONTENT_FILTER),
     ("err-auth", AUTH),
+    ("err-not_found", NOT_FOUND),
     ("tiny-context", CONTEXT_LENGTH),
 ]
 

@@ -18,8 +18,8 @@ from skyroute.router.providers.azure_adapter import DEFAULT_API_VERSION, deploym
 from skyroute.router.providers.errors import classify_status
 from skyroute.router.providers.types import (
     AUTH,
-    CLIENT_ERROR,
     CONTENT_FILTER,
+    NOT_FOUND,
     RATE_LIMITED,
     ProviderError,
     StreamEnd,
@@ -125,7 +125,8 @@ def test_azure_status_bodies() -> None:
     assert (err.error_class, err.retry_after_s) == (RATE_LIMITED, 6.0)
     missing = orjson.dumps({"error": {"code": "DeploymentNotFound", "message": "no deployment"}})
     err = classify_status("azure-openai", 404, missing, {}, "k")
-    assert err.error_class == CLIENT_ERROR and "DeploymentNotFound" in err.message
+    # the deployment is the candidate's configuration, not the request: the next one is tried
+    assert err.error_class == NOT_FOUND and err.retryable and "DeploymentNotFound" in err.message
     # a non-filter innererror names no categories
     plain = orjson.dumps({"error": {"code": "BadRequest", "message": "m", "innererror": {}}})
     assert "[filtered" not in classify_status("azure-openai", 400, plain, {}, None).message

@@ -40,6 +40,7 @@ from skyroute.router.providers.types import (
     CLIENT_ERROR,
     CONTENT_FILTER,
     CONTEXT_LENGTH,
+    NOT_FOUND,
     RATE_LIMITED,
     SERVER_ERROR,
     STREAM_CUT,
@@ -414,7 +415,7 @@ def test_stop_reasons() -> None:
         (400, "ValidationException", "messages.0: blank text.", CLIENT_ERROR),
         (400, "ValidationException", "Input is too long for requested model.", CONTEXT_LENGTH),
         (403, "AccessDeniedException", "You don't have access to the model.", AUTH),
-        (404, "ResourceNotFoundException", "Model not found.", CLIENT_ERROR),
+        (404, "ResourceNotFoundException", "Model not found.", NOT_FOUND),
     ],
 )
 def test_aws_error_names(status: int, name: str, message: str, error_class: str) -> None:

@@ -19,6 +19,7 @@ from skyroute.router.providers.types import (
     CLIENT_ERROR,
     CONTENT_FILTER,
     CONTEXT_LENGTH,
+    NOT_FOUND,
     RATE_LIMITED,
     SERVER_ERROR,
     ChatRequest,
@@ -393,7 +394,7 @@ def test_stream_assemblers_join_tool_arguments() -> None:
         ),
         (401, b'{"error": {"message": "Incorrect API key provided: sk-secret"}}', AUTH),
         (403, b"", AUTH),
-        (404, b'{"error": {"message": "no such model"}}', CLIENT_ERROR),
+        (404, b'{"error": {"message": "no such model", "code": "model_not_found"}}', NOT_FOUND),
     ],
 )
 def test_status_classification(status: int, body: bytes, expected: str) -> None:

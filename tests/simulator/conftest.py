@@ -17,6 +17,7 @@ KINDS = [
     "context_length",
     "content_filter",
     "auth",
+    "not_found",
     "timeout",
     "stream_cut",
     "stall",

@@ -133,6 +133,15 @@ def test_content_filter_error_has_azures_shape(sim: SimulatorThread) -> None:
     assert inner["content_filter_result"]["hate"]["filtered"] is False
 
 
+def test_missing_deployment_is_azures_404(sim: SimulatorThread) -> None:
+    with azure(sim) as c, pytest.raises(openai.NotFoundError) as err:
+        c.chat.completions.create(
+            model="err-not_found", messages=[{"role": "user", "content": "x"}]
+        )
+    assert err.value.code == "DeploymentNotFound"
+    assert "deployment for this resource does not exist" in str(err.value)
+
+
 def test_rate_limit_is_azures_429_with_retry_after(sim: SimulatorThread) -> None:
     with azure(sim) as c, pytest.raises(openai.RateLimitError) as err:
         c.chat.completions.create(

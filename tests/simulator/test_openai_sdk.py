@@ -167,6 +167,7 @@ def test_streamed_tool_call(sim: SimulatorThread) -> None:
         ("err-bad_request", openai.BadRequestError, 400),
         ("err-auth", openai.AuthenticationError, 401),
         ("err-content_filter", openai.BadRequestError, 400),
+        ("err-not_found", openai.NotFoundError, 404),
     ],
 )
 def test_errors_are_typed(

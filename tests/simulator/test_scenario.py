@@ -62,6 +62,7 @@ def test_every_field_is_documented_in_the_example() -> None:
         "context_length",
         "content_filter",
         "auth",
+        "not_found",
         "timeout",
         "stream_cut",
         "stall",

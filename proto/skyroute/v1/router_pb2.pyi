@@ -916,7 +916,8 @@ class Attempt(_message.Message):
     provider: _builtins.str
     error_class: _builtins.str
     """"" for success, else: timeout, connect, rate_limited, server_error,
-    client_error, context_length, content_filter, first_token_timeout, stream_cut.
+    client_error, context_length, content_filter, auth, not_found, bad_response,
+    first_token_timeout, stream_cut.
     """
     status_code: _builtins.int
     duration_ms: _builtins.float

@@ -58,6 +58,7 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "temperature: Input should be less than or equal to 1",
     ),
     "auth": (401, "authentication_error", "invalid x-api-key"),
+    "not_found": (404, "not_found_error", "model: not found"),
 }
 _STATUS_TYPES = {
     400: "invalid_request_error",

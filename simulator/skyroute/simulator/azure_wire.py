@@ -127,6 +127,13 @@ class AzureOpenAIWire(OpenAIWire):
                 "management policy. Please modify your prompt and retry.",
                 {"param": "prompt", "type": None, "status": 400, "innererror": inner},
             )
+        if kind == "not_found":
+            return _err(
+                404,
+                "DeploymentNotFound",
+                "The API deployment for this resource does not exist. If you created the "
+                "deployment within the last 5 minutes, please wait a moment and try again.",
+            )
         if kind == "auth":
             return self.invalid(
                 "Access denied due to invalid subscription key or wrong API endpoint.", 401

@@ -101,6 +101,7 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
         "AccessDeniedException",
         "You don't have access to the model with the specified model ID.",
     ),
+    "not_found": (404, "ResourceNotFoundException", "Model not found."),
 }
 _INVALID = {
     401: (

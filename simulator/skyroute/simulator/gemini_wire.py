@@ -61,6 +61,11 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "unavailable": (503, "The model is overloaded. Please try again later."),
     "overloaded": (529, "The model is overloaded. Please try again later."),
     "bad_request": (400, "Request contains an invalid argument."),
+    "not_found": (
+        404,
+        "models/unknown is not found for API version v1beta, or is not supported for "
+        "generateContent. Call ListModels to see the list of available models.",
+    ),
 }
 
 

@@ -309,6 +309,13 @@ class OpenAIWire:
                 "invalid_request_error",
                 "invalid_api_key",
             )
+        if kind == "not_found":
+            return _err(
+                404,
+                f"The model `{ctx.model}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
         if kind == "unavailable":
             return _err(
                 503, "The engine is currently overloaded, please try again later.", "server_error"

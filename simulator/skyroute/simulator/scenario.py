@@ -34,6 +34,7 @@ ERROR_STATUS: dict[str, int] = {
     "context_length": 400,
     "content_filter": 400,
     "auth": 401,
+    "not_found": 404,  # no such model / deployment (each family's own 404 body)
     "timeout": 0,
     "stream_cut": 0,
     "stall": 0,

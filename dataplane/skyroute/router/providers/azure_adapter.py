@@ -15,7 +15,10 @@ differs is where a request goes and how Azure words its failures:
   ``error.code`` is ``content_filter`` with the per-category verdicts in
   ``error.innererror.content_filter_result``, a completion it blocks ends with
   ``finish_reason: content_filter``. Both become CONTENT_FILTER (the errors
-  module names the filtered categories), so the router tries another model.
+  module names the filtered categories): the client's 400, and another model
+  only where the policy says so (``reliability.contentFilter: fallback``);
+- a deployment that does not exist (404 ``DeploymentNotFound``, e.g. deleted or
+  misnamed) is NOT_FOUND, a fault of that candidate: the next one is tried.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ than the rest:
   refusals come back as 400s (and Gemini reports a bad key as a 400 with
   ``API_KEY_INVALID``), and they call for a different candidate, not for
   giving up, so their wording is recognised here;
+- a 404 is never the caller's fault either: the router chose the URL and the
+  model, so Azure's ``DeploymentNotFound``, Bedrock's
+  ``ResourceNotFoundException`` and OpenAI's ``model_not_found`` are NOT_FOUND,
+  a configuration fault of that candidate (and endpoint), and the next one is
+  tried;
 - the API key never appears in an exception message, even if an upstream
   echoes it back.
 
@@ -40,6 +45,7 @@ from skyroute.router.providers.types import (
     CONNECT,
     CONTENT_FILTER,
     CONTEXT_LENGTH,
+    NOT_FOUND,
     RATE_LIMITED,
     SERVER_ERROR,
     STREAM_CUT,
@@ -153,6 +159,8 @@ def classify_status(
         error_class = AUTH
     elif status == 408:
         error_class = TIMEOUT
+    elif status == 404:
+        error_class = NOT_FOUND
     elif status == 413 or (400 <= status < 500 and _CONTEXT_RE.search(text)):
         error_class = CONTEXT_LENGTH
     elif 400 <= status < 500 and _FILTER_RE.search(text):

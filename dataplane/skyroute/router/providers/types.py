@@ -28,6 +28,10 @@ CLIENT_ERROR = "client_error"  # other 4xx: the request itself is wrong
 CONTEXT_LENGTH = "context_length"  # prompt too long for this model
 CONTENT_FILTER = "content_filter"  # refused by the provider's safety filter
 AUTH = "auth"  # 401/403: bad or missing key
+# 404: no such model or deployment at this endpoint (Azure's DeploymentNotFound, Bedrock's
+# ResourceNotFoundException, OpenAI's model_not_found). The router built the URL and named
+# the model, so a 404 is the candidate's configuration, never the request's: the next may serve.
+NOT_FOUND = "not_found"
 FIRST_TOKEN_TIMEOUT = "first_token_timeout"  # stream opened, no token in time
 STREAM_CUT = "stream_cut"  # stream ended or broke after it started
 BAD_RESPONSE = "bad_response"  # 2xx with a body that does not parse
@@ -43,6 +47,7 @@ RETRYABLE = frozenset(
         BAD_RESPONSE,
         CONTEXT_LENGTH,
         AUTH,
+        NOT_FOUND,
     }
 )
 

@@ -98,6 +98,7 @@ class ControlPlane:
         # from the folder as it is: the folder's version serves, nothing in flight).
         self.rollouts = RolloutController()
         self.outcomes.add_listener(self.rollouts.windows.record)
+        self.learner.feedback_listeners.append(self.rollouts.windows.feedback)
         self.watcher.shape = self._shape
         self.state = StateFile(Path(state)) if state else None
         # What the learner learned, next to the rollout state: ``FILE.learned``.

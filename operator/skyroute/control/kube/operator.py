@@ -181,6 +181,7 @@ class Operator:
             api, self.world, self.writer, HistoryStore(api, opts.namespace), self._serve
         )
         self.outcomes.add_listener(self.rollouts.controller.windows.record)
+        self.learner.feedback_listeners.append(self.rollouts.controller.windows.feedback)
         self.store.subscribe(self._served)
         try:
             self.elector = self._elector(api)

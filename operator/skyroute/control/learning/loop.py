@@ -175,6 +175,8 @@ class Learner:
         self.quality = QualityPosteriors(self.cap)
         # The last outcomes joined with their feedback (``skyroute outcomes export``).
         self.recent = RecentOutcomes()
+        # Called with the feedback pieces the posteriors accepted (the canary analysis).
+        self.feedback_listeners: list[Callable[[list[distribution_pb2.Feedback]], None]] = []
         # What a restart brought back from saved learned state (``persist``); {} if none.
         self.restored: dict[str, object] = {}
         store.prepare = self.apply
@@ -211,10 +213,19 @@ class Learner:
                     break
 
     def feedback(self, feedback: Iterable[distribution_pb2.Feedback]) -> None:
-        """Add feedback routers forwarded (called for every OutcomeBatch that carries some)."""
+        """Add feedback routers forwarded (called for every OutcomeBatch that carries some).
+
+        Listeners (the canary analysis) get the pieces the posteriors accepted: checked,
+        one per (answer, source, kind); a listener that raises loses nothing here.
+        """
         batch = list(feedback)
-        self.quality.record(batch)
+        kept = self.quality.accept(batch)
         self.recent.feedback(batch)
+        for listener in self.feedback_listeners:
+            try:
+                listener(kept)
+            except Exception:
+                log.exception("feedback listener failed")
 
     # -- priors ------------------------------------------------------------------
     def figures(self) -> dict[str, Figures]:

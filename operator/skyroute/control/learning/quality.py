@@ -112,7 +112,13 @@ class QualityPosteriors:
 
     def record(self, feedback: Iterable[distribution_pb2.Feedback]) -> int:
         """Add feedback; returns how many pieces were kept."""
-        kept = 0
+        return len(self.accept(feedback))
+
+    def accept(
+        self, feedback: Iterable[distribution_pb2.Feedback]
+    ) -> list[distribution_pb2.Feedback]:
+        """Add feedback; returns the pieces kept (checked, repeats left out)."""
+        kept: list[distribution_pb2.Feedback] = []
         for fb in feedback:
             kind = fb.WhichOneof("value")
             if not fb.model or kind is None or (kind == "score" and not (0.0 <= fb.score <= 1.0)):
@@ -134,9 +140,9 @@ class QualityPosteriors:
                 t.score_sq += fb.score * fb.score
             else:
                 t.comments += 1
-            kept += 1
+            kept.append(fb)
             self.changed = self.changed or kind != "comment"
-        self.received += kept
+        self.received += len(kept)
         return kept
 
     def for_model(self, model: str) -> list[tuple[str, Tally]]:

@@ -721,16 +721,20 @@ class PolicyTest(_Spec):
     expect: PolicyTestExpect
 
 
-MetricName = Literal["success-rate", "p95-latency", "cost-per-1k", "fallback-rate"]
+MetricName = Literal["success-rate", "p95-latency", "cost-per-1k", "fallback-rate", "quality"]
 # What ``threshold`` means per metric, and its default: success-rate may drop by at
 # most this (absolute), p95 latency and cost per 1k may be at most this multiple of
-# the stable version's, the fallback rate may rise by at most this (absolute).
+# the stable version's, the fallback rate may rise by at most this (absolute), and
+# quality (from feedback) may be this far below stable's (absolute) before it fails.
 METRIC_DEFAULTS: dict[str, float] = {
     "success-rate": 0.01,
     "p95-latency": 1.25,
     "cost-per-1k": 1.10,
     "fallback-rate": 0.05,
+    "quality": 0.05,
 }
+# What an empty ``metrics`` compares: quality only when asked (it waits for feedback).
+DEFAULT_METRICS = ("success-rate", "p95-latency", "cost-per-1k", "fallback-rate")
 
 
 class AnalysisMetric(_Spec):
@@ -743,7 +747,7 @@ class AnalysisMetric(_Spec):
 
 
 def _default_metrics() -> list[AnalysisMetric]:
-    return [AnalysisMetric(name=n) for n in METRIC_DEFAULTS]  # type: ignore[arg-type]
+    return [AnalysisMetric(name=n) for n in DEFAULT_METRICS]  # type: ignore[arg-type]
 
 
 class AnalysisSpec(_Spec):
@@ -752,8 +756,10 @@ class AnalysisSpec(_Spec):
     interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 50
     failure_limit: Annotated[int, Field(ge=1, le=100)] = 2
-    # Empty: all four metrics with their default thresholds.
-    metrics: Annotated[list[AnalysisMetric], Field(max_length=4)] = Field(default_factory=list)
+    # Feedback pieces each side needs before the quality metric can pass or fail.
+    min_feedback: Annotated[int, Field(ge=1, le=1_000_000)] = 30
+    # Empty: the four outcome metrics with their default thresholds.
+    metrics: Annotated[list[AnalysisMetric], Field(max_length=5)] = Field(default_factory=list)
 
     @field_validator("metrics")
     @classmethod

@@ -22,6 +22,19 @@ stable version's figure, so "no worse than 25% slower" holds whatever the
 traffic's absolute latency is; success and fallback rates are compared in
 absolute points, since a ratio of two rates near 1.0 says little.
 
+Quality (the ``quality`` metric, only when the policy lists it) comes from
+feedback, which arrives late (minutes, hours): it is not cut by interval but
+counted per version since the rollout began, from the pieces the learner
+accepted (one per answer, source and kind). Each side's quality is a Beta
+posterior from a uniform prior, Beta(1 + good, 1 + bad) with a score
+counting as that share of a good answer, so nothing but the two versions'
+own feedback decides. The check fails when the posterior probability that
+the candidate is worse than stable by more than the threshold is at least
+:data:`QUALITY_CONFIDENCE` (normal approximation of the difference of two
+Betas), so a candidate that answers worse rolls back even when it is faster
+and cheaper; until each side has ``minFeedback`` pieces the interval cannot
+pass (it holds), though another metric may still fail it.
+
 Everything here is plain data and arithmetic on the event loop; the window
 per version is bounded (``max_samples``), so a rollout left running for a
 week costs the same memory as one that ran for a minute.
@@ -39,6 +52,9 @@ from skyroute.control.policy.model import AnalysisSpec
 from skyroute.v1 import distribution_pb2
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+#: The posterior probability of "candidate worse than stable by more than the
+#: threshold" at which the quality check fails.
+QUALITY_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +89,31 @@ class Window:
         }
 
 
+@dataclass(slots=True)
+class Feedbacks:
+    """One version's feedback since its rollout began (a score is that share of a good answer)."""
+
+    n: float = 0.0
+    good: float = 0.0
+
+    def beta(self) -> tuple[float, float]:
+        """The posterior from a uniform prior."""
+        return 1.0 + self.good, 1.0 + self.n - self.good
+
+    @property
+    def mean(self) -> float:
+        a, b = self.beta()
+        return a / (a + b)
+
+    @property
+    def variance(self) -> float:
+        a, b = self.beta()
+        return a * b / ((a + b) ** 2 * (a + b + 1.0))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"feedback": self.n, "quality": round(self.mean, 4)}
+
+
 # (arrival unix s, latency ms, failed, fell back, cost USD)
 _Sample = tuple[float, float, bool, bool, float]
 
@@ -84,9 +125,11 @@ class OutcomeWindows:
     max_samples: int = 200_000
     clock: Callable[[], float] = time.time
     _samples: dict[tuple[str, str], deque[_Sample]] = field(default_factory=dict)
+    _feedback: dict[tuple[str, str], Feedbacks] = field(default_factory=dict)
 
     def watch(self, policy: str, version: str) -> None:
         self._samples.setdefault((policy, version), deque(maxlen=self.max_samples))
+        self._feedback.setdefault((policy, version), Feedbacks())
 
     def watches(self, policy: str, version: str) -> bool:
         return (policy, version) in self._samples
@@ -94,6 +137,28 @@ class OutcomeWindows:
     def unwatch_except(self, keep: set[tuple[str, str]]) -> None:
         for key in [k for k in self._samples if k not in keep]:
             del self._samples[key]
+            self._feedback.pop(key, None)
+
+    def feedback(self, batch: Sequence[distribution_pb2.Feedback]) -> None:
+        """The learner's feedback listener: pieces it accepted (checked, one per answer)."""
+        if not self._feedback:
+            return
+        for fb in batch:
+            tally = self._feedback.get((fb.policy, fb.policy_version))
+            kind = fb.WhichOneof("value")
+            if tally is None or kind == "comment" or kind is None:
+                continue
+            if kind == "good":
+                tally.n += 1.0
+                tally.good += 1.0 if fb.good else 0.0
+            elif 0.0 <= fb.score <= 1.0:
+                tally.n += 1.0
+                tally.good += fb.score
+
+    def quality(self, policy: str, version: str) -> Feedbacks:
+        """Feedback on ``version`` since it was first watched (a copy)."""
+        got = self._feedback.get((policy, version))
+        return Feedbacks(got.n, got.good) if got is not None else Feedbacks()
 
     def record(self, router_id: str, outcomes: Sequence[distribution_pb2.Outcome]) -> None:
         """The aggregator's listener: keep what belongs to a watched version."""
@@ -141,11 +206,12 @@ class Check:
     candidate: float
     limit: float
     ok: bool
+    note: str = ""
 
     def describe(self) -> str:
         return (
             f"{self.metric} candidate {self.candidate:.4g} vs stable {self.stable:.4g} "
-            f"(threshold {self.limit:g}): {'ok' if self.ok else 'FAILED'}"
+            f"(threshold {self.limit:g}{self.note}): {'ok' if self.ok else 'FAILED'}"
         )
 
 
@@ -156,6 +222,8 @@ class Verdict:
     candidate: Window
     checks: tuple[Check, ...] = ()
     reason: str = ""
+    # (stable, candidate) feedback, when the quality metric is compared.
+    quality: tuple[Feedbacks, Feedbacks] | None = None
 
     def summary(self) -> str:
         if self.result == INCONCLUSIVE:
@@ -164,10 +232,15 @@ class Verdict:
         return "; ".join(failed) if failed else "all metrics within thresholds"
 
     def as_dict(self) -> dict[str, object]:
+        stable: dict[str, object] = {**self.stable.as_dict()}
+        candidate: dict[str, object] = {**self.candidate.as_dict()}
+        if self.quality is not None:
+            stable.update(self.quality[0].as_dict())
+            candidate.update(self.quality[1].as_dict())
         return {
             "result": self.result,
-            "stable": self.stable.as_dict(),
-            "candidate": self.candidate.as_dict(),
+            "stable": stable,
+            "candidate": candidate,
             "message": self.summary(),
         }
 
@@ -188,8 +261,22 @@ def _check(metric: str, limit: float, stable: Window, cand: Window) -> Check:
     return Check(metric, s, c, limit, ok)
 
 
-def judge(spec: AnalysisSpec, stable: Window, candidate: Window) -> Verdict:
-    """Pass, fail or inconclusive for one interval."""
+def _quality_check(limit: float, stable: Feedbacks, cand: Feedbacks) -> Check:
+    """Fails when P(candidate < stable - limit) >= QUALITY_CONFIDENCE under the posteriors."""
+    sd = math.sqrt(stable.variance + cand.variance)
+    z = (stable.mean - limit - cand.mean) / sd
+    worse = 0.5 * math.erfc(-z / math.sqrt(2.0))  # the normal CDF at z
+    note = f"; P(worse by more) {worse:.3f}, feedback {cand.n:g} vs {stable.n:g}"
+    return Check("quality", stable.mean, cand.mean, limit, worse < QUALITY_CONFIDENCE, note)
+
+
+def judge(
+    spec: AnalysisSpec,
+    stable: Window,
+    candidate: Window,
+    quality: tuple[Feedbacks, Feedbacks] | None = None,
+) -> Verdict:
+    """Pass, fail or inconclusive for one interval; ``quality`` is (stable's, candidate's)."""
     short = [
         f"{side} {w.requests} requests"
         for side, w in (("candidate", candidate), ("stable", stable))
@@ -203,5 +290,23 @@ def judge(spec: AnalysisSpec, stable: Window, candidate: Window) -> Verdict:
             reason=f"inconclusive: {', '.join(short)} < minRequests "
             f"{spec.min_requests} in the interval",
         )
-    checks = tuple(_check(m.name, m.limit, stable, candidate) for m in spec.checks)
-    return Verdict(PASS if all(c.ok for c in checks) else FAIL, stable, candidate, checks)
+    checks = tuple(
+        _check(m.name, m.limit, stable, candidate) for m in spec.checks if m.name != "quality"
+    )
+    wanted = next((m for m in spec.checks if m.name == "quality"), None)
+    waiting = ""
+    fb: tuple[Feedbacks, Feedbacks] | None = None
+    if wanted is not None:
+        fb = quality or (Feedbacks(), Feedbacks())
+        if min(fb[0].n, fb[1].n) < spec.min_feedback:
+            waiting = (
+                f"inconclusive: quality needs minFeedback {spec.min_feedback} on each side "
+                f"(candidate {fb[1].n:g}, stable {fb[0].n:g} since the rollout began)"
+            )
+        else:
+            checks += (_quality_check(wanted.limit, fb[0], fb[1]),)
+    if not all(c.ok for c in checks):
+        return Verdict(FAIL, stable, candidate, checks, quality=fb)
+    if waiting:
+        return Verdict(INCONCLUSIVE, stable, candidate, checks, waiting, fb)
+    return Verdict(PASS, stable, candidate, checks, quality=fb)

@@ -6,7 +6,8 @@ the new version becomes a *candidate* that serves the first step's weight of
 the policy's traffic (sticky per user, session or tenant; see the router's
 ``canary.py``) while the previous version, *stable*, serves the rest. Every
 ``analysis.intervalSeconds`` the candidate's outcomes are judged against
-stable's over the same interval (``analysis.judge``): a pass lets the step
+stable's over the same interval (``analysis.judge``; quality, when listed,
+over the feedback since the rollout began): a pass lets the step
 advance once its pause is over, the last step's pass promotes; a fail counts
 toward ``failureLimit``, which rolls back; too few requests holds. A
 ``kubectl annotate ... skyroute.io/rollout-action=promote|abort`` (or
@@ -344,7 +345,13 @@ class RolloutController:
                 continue
             stable = self.windows.window(ref[1], st.stable_version, st.last_check, now)
             candidate = self.windows.window(ref[1], st.candidate_version, st.last_check, now)
-            verdict = judge(spec, stable, candidate)
+            quality = None
+            if any(m.name == "quality" for m in spec.checks):
+                quality = (
+                    self.windows.quality(ref[1], st.stable_version),
+                    self.windows.quality(ref[1], st.candidate_version),
+                )
+            verdict = judge(spec, stable, candidate, quality)
             st.last_check = now
             st.last_analysis = {**verdict.as_dict(), "at": rfc3339(now)}
             if verdict.result == FAIL:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 
 import pytest
@@ -94,6 +95,25 @@ def test_missing_wrong_and_revoked_keys_are_401_and_never_leak() -> None:
     assert refusal(d, generate().key).code == "invalid_api_key"
     d.apply(snapshot(key, revoked=True))  # the next snapshot push revokes it
     assert "revoked" in refusal(d, key.key).message
+
+
+def test_a_remembered_key_is_still_revoked_and_expires() -> None:
+    """The verified-key cache (one dict lookup instead of a SHA-256) changes no answer."""
+    key = generate()
+    d = door(snapshot(key))
+    for _ in range(3):  # verified, then served from the cache
+        assert asyncio.run(d.identify(f"Bearer {key.key}")).key_id == key.key_id
+    # A key that differs only in its secret is not the remembered one.
+    assert refusal(d, key.key[:-1] + ("A" if key.key[-1] != "A" else "B")).status == 401
+    d.apply(snapshot(key, revoked=True))
+    assert "revoked" in refusal(d, key.key).message
+    # An expiring key: remembered while valid, refused once its time has passed.
+    snap = snapshot(key)
+    snap.tenants[0].keys[0].expires_unix = int(time.time()) + 1
+    d.apply(snap)
+    assert asyncio.run(d.identify(f"Bearer {key.key}")).key_id == key.key_id
+    time.sleep(1.2)
+    assert "expired" in refusal(d, key.key).message
 
 
 def test_a_spoofed_tenant_and_tier_change_nothing() -> None:

@@ -36,6 +36,7 @@ budget's pool, until a reservation shows it below the share again.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 
 from skyroute.router.ids import new_id
@@ -195,7 +196,7 @@ class Door:
         adm = Admission(ident, est)
         if ident.anonymous:
             return adm
-        when = now or dt.datetime.now(dt.UTC)
+        when = now.timestamp() if now is not None else time.time()
         checks = plan(ident.rules, ident.key_id, policy, model, est, when, hold_ms)
         if not checks:
             return adm
@@ -231,20 +232,23 @@ class Door:
                 what[c.metric],
             )
         adm.reservation = res
-        for s in d.states:
-            if s.check.kind == "budget" and s.granted < s.check.cost:
-                allowed = est.affordable_completion(s.granted)
-                adm.max_tokens = allowed if adm.max_tokens is None else min(adm.max_tokens, allowed)
+        if ident.rules.budgets:
+            for s in d.states:
+                if s.check.kind == "budget" and s.granted < s.check.cost:
+                    allowed = est.affordable_completion(s.granted)
+                    adm.max_tokens = (
+                        allowed if adm.max_tokens is None else min(adm.max_tokens, allowed)
+                    )
         return adm
 
     def _learn_pressure(self, ident: Identity, d: Decision) -> None:
-        by_name = {f"budget:{b.name}": b for b in ident.rules.budgets if b.action == "route"}
+        by_name = ident.rules.route_budgets
         if not by_name:
             return
         pool = None
         for s in d.states:
             b = by_name.get(s.check.scope)
-            if b is not None and b.pool:
+            if b is not None:
                 used = 1.0 - s.remaining / max(s.check.limit, 1.0)
                 if used >= b.soft_share:
                     pool = b.pool

@@ -11,6 +11,13 @@ never claim another tenant's partition. For everyone else they are ignored.
 With ``allow_anonymous`` (local experiments), a request without a credential
 is served as before this stage existed: the tenant header is trusted and no
 limits apply. A request that does carry a credential is still verified.
+
+A key verified once is remembered by this snapshot's authenticator (at most
+:data:`MAX_VERIFIED` keys, in memory only, gone with the next snapshot, so a
+revocation still takes effect with its push): its next request costs one
+dict lookup and an expiry check instead of a SHA-256. Only successes are
+remembered, and only a non-delegating tenant's (a gateway's identity depends
+on its headers).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from skyroute.router.ingress.guards.keys import PREFIX, KeyRing
 from skyroute.router.ingress.guards.sa_tokens import ServiceAccountVerifier, looks_like_jwt
 from skyroute.router.ingress.guards.tenants import TenantRules
 
+#: Verified keys one authenticator remembers (a full cache is emptied, not grown).
+MAX_VERIFIED = 10_000
 _SUB = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 ANONYMOUS = TenantRules(name="", policies=frozenset({"*"}), delegate=True)
 
@@ -71,6 +80,8 @@ class Authenticator:
         self.sa = sa
         self.allow_anonymous = allow_anonymous
         self._by_sa = {acct: t.name for t in tenants.values() for acct in t.service_accounts}
+        # presented key -> (its identity, expiry in Unix seconds or 0)
+        self._verified: dict[str, tuple[Identity, float]] = {}
 
     async def authenticate(
         self, cred: str | None, tenant_header: str = "", tier_header: str = ""
@@ -83,11 +94,21 @@ class Authenticator:
                 "or 'x-api-key'."
             )
         if cred.startswith(PREFIX):
-            rec = self.keys.verify(cred, time.time())
+            now = time.time()
+            hit = self._verified.get(cred)
+            if hit is not None and (not hit[1] or now < hit[1]):
+                return hit[0]
+            rec = self.keys.verify(cred, now)
             rules = self.tenants.get(rec.tenant)
             key_id, principal = rec.key_id, f"key:{rec.key_id}"
             if rules is None:
                 raise invalid_key(f"API key {rec.key_id} belongs to no tenant.")
+            if not rules.delegate:
+                ident = Identity(rules.name, rules.name, principal, key_id, rules.tier, rules)
+                if len(self._verified) >= MAX_VERIFIED:
+                    self._verified.clear()
+                self._verified[cred] = (ident, rec.expires_at)
+                return ident
         elif looks_like_jwt(cred) and self.sa is not None:
             acct = await self.sa.verify(cred)
             name = self._by_sa.get((acct.namespace, acct.name))

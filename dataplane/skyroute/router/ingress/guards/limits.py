@@ -148,14 +148,35 @@ def go_duration(ms: float) -> str:
 
 
 def ratelimit_headers(decision: Decision) -> dict[str, str]:
-    """OpenAI's ``x-ratelimit-*`` headers from the tightest requests and tokens scopes."""
-    out: dict[str, str] = {}
-    for metric in ("requests", "tokens"):
-        states = [s for s in decision.states if s.check.kind == "rate" and s.check.metric == metric]
-        if not states:
+    """OpenAI's ``x-ratelimit-*`` headers from the tightest requests and tokens scopes.
+
+    Tightest: the smallest share of its limit left; on a tie, the longer reset.
+    One pass over the decision's states, no intermediate lists.
+    """
+    req: ScopeState | None = None
+    tok: ScopeState | None = None
+    req_share = tok_share = 0.0
+    for s in decision.states:
+        c = s.check
+        if c.kind != "rate":
             continue
-        tight = min(states, key=lambda s: (s.remaining / max(s.check.limit, 1), -s.reset_ms))
-        out[f"x-ratelimit-limit-{metric}"] = str(int(tight.check.limit))
-        out[f"x-ratelimit-remaining-{metric}"] = str(max(0, int(tight.remaining)))
-        out[f"x-ratelimit-reset-{metric}"] = go_duration(tight.reset_ms)
+        share = s.remaining / (c.limit if c.limit > 1 else 1)
+        if c.metric == "requests":
+            if (
+                req is None
+                or share < req_share
+                or (share == req_share and s.reset_ms > req.reset_ms)
+            ):
+                req, req_share = s, share
+        elif tok is None or share < tok_share or (share == tok_share and s.reset_ms > tok.reset_ms):
+            tok, tok_share = s, share
+    out: dict[str, str] = {}
+    if req is not None:
+        out["x-ratelimit-limit-requests"] = str(int(req.check.limit))
+        out["x-ratelimit-remaining-requests"] = str(int(req.remaining) if req.remaining > 0 else 0)
+        out["x-ratelimit-reset-requests"] = go_duration(req.reset_ms)
+    if tok is not None:
+        out["x-ratelimit-limit-tokens"] = str(int(tok.check.limit))
+        out["x-ratelimit-remaining-tokens"] = str(int(tok.remaining) if tok.remaining > 0 else 0)
+        out["x-ratelimit-reset-tokens"] = go_duration(tok.reset_ms)
     return out

@@ -68,9 +68,10 @@ class Limiter:
     async def reserve(
         self, tenant: str, rid: str, checks: list[Check], record_ms: int, fail_open: bool
     ) -> Reservation:
-        if self.redis is None:
-            d = await self.memory.reserve(tenant, rid, checks, record_ms)
-            return Reservation(tenant, rid, checks, d, self.memory)
+        if self.redis is None:  # synchronous: no coroutine per request
+            mem = self.memory
+            d = mem.reserve_now(tenant, rid, checks, record_ms, mem.now_ms())
+            return Reservation(tenant, rid, checks, d, mem)
         try:
             d = await self.redis.reserve(tenant, rid, checks, record_ms)
             self.redis_down_since = None
@@ -85,7 +86,7 @@ class Limiter:
         if not fail_open:
             raise limits_unavailable("Rate limits are unavailable; this tenant fails closed.")
         local = [dataclasses.replace(c, limit=c.limit * self.local_share) for c in checks]
-        d = await self.memory.reserve(tenant, rid, local, record_ms)
+        d = self.memory.reserve_now(tenant, rid, local, record_ms, self.memory.now_ms())
         d.store = "memory-failopen"
         return Reservation(tenant, rid, local, d, self.memory)
 
@@ -94,10 +95,12 @@ class Limiter:
         if res.settled:
             return False
         res.settled = True
+        actual = res.actuals(tokens, usd_nano)
+        mem = self.memory
         try:
-            return await res.store.settle(
-                res.tenant, res.rid, res.checks, res.actuals(tokens, usd_nano)
-            )
+            if res.store is mem:  # synchronous: no coroutine per request
+                return mem.settle_now(res.tenant, res.rid, res.checks, actual, mem.now_ms())
+            return await res.store.settle(res.tenant, res.rid, res.checks, actual)
         except Exception as e:
             self.settle_errors += 1
             event(log, "limits_settle_failed", logging.WARNING, tenant=res.tenant, error=repr(e))

@@ -1,6 +1,8 @@
 """The HTTP door holds: JSON errors in the door's own format, and slow bodies lock no one out.
 
 A real router (``--max-inflight 20``) with the provider simulator upstream.
+A prompt no model of the pool can hold is refused with
+``context_length_exceeded`` on every door, and no upstream is called.
 aiohttp's own answers (404, 405, 413 for a body over the limit) come back
 as JSON in OpenAI's error shape, or Anthropic's on ``/v1/messages``. Twenty
 real sockets that send their headers and then dribble their bodies do not
@@ -17,12 +19,15 @@ import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import anthropic
+import grpc
 import openai
 import pytest
 
 from skyroute.link import DOOR_MAX_BYTES
+from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import BASE_POOL, Proc, Stack
+from harness import BASE_POOL, Proc, Stack, http_get
 
 FILES = {
     "pools.yaml": BASE_POOL
@@ -37,6 +42,24 @@ spec:
       provider: openai
       endpoint: "http://127.0.0.9:9/secret-upstream/v1"
       pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: small}
+spec:
+  models:
+    - name: small-a
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
+      contextWindow: 1000
+      maxOutputTokens: 500
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+    - name: small-b
+      provider: anthropic
+      endpoint: "{SIM}/anthropic"
+      contextWindow: 2000
+      maxOutputTokens: 500
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
 """,
     "policy.yaml": """\
 apiVersion: skyroute.io/v1alpha1
@@ -46,6 +69,7 @@ spec:
   default: true
   rules:
     - {name: dead, match: {tenants: [to-dead]}, pool: dead}
+    - {name: small, match: {tenants: [to-small]}, pool: small}
   defaultPool: base
   selection: {mode: ordered}
 """,
@@ -192,3 +216,71 @@ def test_slow_bodies_do_not_take_the_inflight_slots(stack: Stack) -> None:
     finally:
         for s in slow:
             s.close()
+
+
+LONG = "please tell me about my order status " * 400  # about 15k characters: ~3.7k tokens
+
+
+def _sim_requests(stack: Stack) -> int:
+    status, raw = http_get(stack.sim + "/_sim/stats", timeout=5)
+    assert status == 200
+    models = json.loads(raw)["models"]
+    return sum(models.get(m, {}).get("requests", 0) for m in ("small-a", "small-b"))
+
+
+def test_a_prompt_no_window_holds_is_refused_before_any_upstream_call(stack: Stack) -> None:
+    before = _sim_requests(stack)
+    to_small = {"x-skyroute-tenant": "to-small", "Cache-Control": "no-cache"}
+    client = openai.OpenAI(
+        base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0, timeout=20
+    )
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as exc:
+            client.chat.completions.create(
+                model="auto",
+                messages=[{"role": "user", "content": LONG}],
+                stream=stream,
+                extra_headers=to_small,
+            )
+        assert exc.value.code == "context_length_exceeded" and exc.value.param == "messages"
+        assert "2000" in exc.value.message  # the largest window of the pool
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.responses.create(model="auto", input=LONG, extra_headers=to_small)
+    assert exc.value.code == "context_length_exceeded"
+    ant = anthropic.Anthropic(
+        base_url=stack.routers[0][2], api_key="unused", max_retries=0, timeout=20
+    )
+    with pytest.raises(anthropic.BadRequestError) as aexc:
+        ant.messages.create(
+            model="auto",
+            max_tokens=64,
+            messages=[{"role": "user", "content": LONG}],
+            extra_headers=to_small,
+        )
+    assert aexc.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "context window" in aexc.value.message
+    with grpc.insecure_channel(stack.routers[0][1]) as ch, pytest.raises(grpc.RpcError) as gexc:
+        router_pb2_grpc.RouterStub(ch).Complete(
+            router_pb2.CompletionRequest(
+                policy="auto",
+                messages=[router_pb2.Message(role="user", content=LONG)],
+                tenant="to-small",
+                no_cache=True,
+            ),
+            timeout=20,
+        )
+    assert gexc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "context window" in (gexc.value.details() or "")
+    # The dry runs still answer: count_tokens counts, Explain explains.
+    counted = ant.messages.count_tokens(
+        model="auto", messages=[{"role": "user", "content": LONG}], extra_headers=to_small
+    )
+    assert counted.input_tokens > 2000
+    assert _sim_requests(stack) == before  # no upstream was called
+    # A prompt that fits the larger window is served by it (the smaller one skipped).
+    out = client.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": LONG[:6000]}],
+        extra_headers=to_small,
+    )
+    assert out.headers["x-skyroute-model"] == "small-b"

@@ -176,6 +176,18 @@ def _usable(c: Candidate, s: Signals, embeddings: bool) -> bool:
     return not (c.context_window and s.prompt_tokens > c.context_window)
 
 
+def largest_window(candidates: tuple[Candidate, ...], s: Signals) -> int | None:
+    """The largest context window of ``candidates`` when none can hold the prompt, else None.
+
+    A request it returns a number for is refused with ``context_length_exceeded``
+    before any upstream call (no candidate's window is unknown, none is large enough).
+    """
+    windows = [c.context_window for c in candidates if not c.embedding_space]
+    if not windows or not all(windows) or s.prompt_tokens <= max(windows):
+        return None
+    return max(windows)
+
+
 def _spread(values: list[float], floor: float) -> tuple[float, float]:
     """(best, spread) of one term over the pool; the spread is at least ``floor``."""
     lo = min(values)

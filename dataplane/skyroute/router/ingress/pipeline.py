@@ -10,6 +10,10 @@ between decoding and encoding happens here once, so the HTTP and gRPC doors
 lookup, canaries, signals, the decision, Idempotency-Key handling,
 streaming commitment or error mapping.
 
+A prompt no model of the chosen pool can hold (every context window smaller
+than its token estimate) is a 400 ``context_length_exceeded`` before any
+upstream call (Explain and ``count_tokens`` still answer).
+
 Load is shed before decoding: beyond ``--max-inflight`` requests in flight
 the answer is "overloaded" at once rather than a queue. ``Idempotency-Key``
 (``idempotency_key`` over gRPC) makes a repeated request wait for, or
@@ -31,7 +35,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from skyroute.router.canary import choose
-from skyroute.router.decide import decide
+from skyroute.router.decide import decide, largest_window
 from skyroute.router.engine import (
     RequestContext,
     Served,
@@ -57,6 +61,7 @@ from skyroute.router.ingress.facts import (
 from skyroute.router.ingress.stored import keep, resume
 from skyroute.router.ingress.types import (
     CONFLICT,
+    INVALID,
     NOT_FOUND,
     OVERLOADED,
     UNAVAILABLE,
@@ -93,6 +98,24 @@ def _answer(desk: FeedbackDesk, p: Prepared, served: Served) -> Answer:
     return Answer(p, record(served, facts(served)), _facts(desk, p, served), served)
 
 
+def _fits(p: Prepared) -> None:
+    """Refuse, before any upstream call, a prompt no candidate's context window can hold."""
+    d = p.decision
+    if d.chain or p.inbound.embed is not None:
+        return
+    window = largest_window(d.policy.pools[d.pool], p.signals)
+    if window is not None:
+        raise Rejection(
+            400,
+            f"this request's prompt is about {p.signals.prompt_tokens} tokens, more than any "
+            f"model of pool {d.pool!r} can hold (the largest context window is {window} "
+            "tokens); shorten the messages",
+            INVALID,
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+
 class Pipeline:
     """The request path from a decoded request to an encoded answer, for every door."""
 
@@ -122,6 +145,7 @@ class Pipeline:
                 if dry_run:
                     await sink.send(codec.explained(p))
                     return
+                _fits(p)
                 claim = await self._claim(p)
             except Rejection as r:
                 await sink.send(codec.reject(r))

@@ -24,7 +24,9 @@ from typing import Literal, get_args
 
 # Azure OpenAI is named first only so that the older names keep their order in messages
 # ("'openai', 'anthropic' or 'gemini'"); order carries no other meaning.
-Family = Literal["azure-openai", "openai", "anthropic", "gemini", "bedrock"]
+Family = Literal[
+    "azure-openai", "openai", "anthropic", "gemini", "bedrock", "vertex-gemini", "vertex-anthropic"
+]
 FAMILY_NAMES: tuple[Family, ...] = get_args(Family)
 
 #: How a router authenticates to a model's upstream: a static API key (the default), AWS
@@ -35,9 +37,8 @@ Auth = Literal["api-key", "aws", "google", "entra"]
 AUTH_NAMES: tuple[Auth, ...] = get_args(Auth)
 DEFAULT_AUTH: Auth = "api-key"
 
-#: The auth methods each family accepts. Keys may name families that are not in
-#: :data:`Family` yet (``vertex-*``): their rules are in place before the family is, so
-#: adding the family to :data:`Family` is all that enables it.
+#: The auth methods each family accepts (keys may name a family before :data:`Family` does:
+#: the rules are in place first, so adding the name there is all that enables it).
 FAMILY_AUTH: Mapping[str, tuple[Auth, ...]] = {
     "azure-openai": ("api-key", "entra"),
     "openai": ("api-key",),

@@ -33,7 +33,7 @@ import ahocorasick
 import numpy as np
 import re2
 
-from skyroute.families import DEFAULT_AUTH, FAMILY_AUTH
+from skyroute.families import DEFAULT_AUTH, FAMILY_AUTH, PROJECT_FAMILIES
 from skyroute.keyrefs import env_refusal
 from skyroute.patterns import options as pattern_options
 from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
@@ -419,6 +419,8 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
     if auth not in FAMILY_AUTH.get(c.provider, ()):
         methods = list(FAMILY_AUTH.get(c.provider, ()))
         raise SnapshotError(f"{where}: auth {auth!r} is not one of {c.provider}'s {methods}")
+    if c.provider in PROJECT_FAMILIES and not c.project:
+        raise SnapshotError(f"{where}: provider {c.provider} needs a project")
     sites = list(c.endpoints) or [snapshot_pb2.CandidateEndpoint(url=c.endpoint, weight=1)]
     if len(sites) > MAX_ENDPOINTS:
         raise SnapshotError(f"{where}: {len(sites)} endpoints, at most {MAX_ENDPOINTS}")

@@ -74,7 +74,8 @@ def _get(d: dict[str, Any], camel: str, snake: str) -> Any:
     return d.get(snake) if value is None else value
 
 
-def _err(code: int, message: str, details: list[dict[str, Any]] | None = None) -> Rendered:
+def google_error(code: int, message: str, details: list[dict[str, Any]] | None = None) -> Rendered:
+    """An error in Google APIs' shape: ``{"error": {"code", "message", "status", "details"}}``."""
     error: dict[str, Any] = {
         "code": code,
         "message": message,
@@ -236,16 +237,16 @@ class GeminiWire:
 
     def error(self, kind: str, ctx: ErrorContext) -> Rendered:
         if kind in _ERRORS:
-            return _err(*_ERRORS[kind])
+            return google_error(*_ERRORS[kind])
         if kind == "rate_limited":
             delay = f"{ctx.retry_after_s:.3f}".rstrip("0").rstrip(".") + "s"
-            return _err(
+            return google_error(
                 429,
                 "Resource has been exhausted (e.g. check quota).",
                 [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}],
             )
         if kind == "context_length":
-            return _err(
+            return google_error(
                 400,
                 f"The input token count ({ctx.prompt_tokens}) exceeds the maximum "
                 f"number of tokens allowed ({ctx.context_window}).",
@@ -272,23 +273,23 @@ class GeminiWire:
             if ctx.stream:
                 return Rendered(200, dict(_SSE), b'data: {"candidates": [\r\n\r\n')
             return Rendered(200, dict(_JSON), b'{"candidates": [{"content": ')
-        return _err(500, _ERRORS["server_error"][1])
+        return google_error(500, _ERRORS["server_error"][1])
 
     def invalid(self, message: str, status: int = 400) -> Rendered:
         if status == 401:
             return _api_key_invalid()
         if status == 403:
-            return _err(
+            return google_error(
                 403,
                 "Method doesn't allow unregistered callers (callers without "
                 "established identity). Please use API Key or other form of API "
                 "consumer identity to call this API.",
             )
-        return _err(status, message)
+        return google_error(status, message)
 
 
 def _api_key_invalid() -> Rendered:
-    return _err(
+    return google_error(
         400,
         "API key not valid. Please pass a valid API key.",
         [

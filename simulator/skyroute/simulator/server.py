@@ -20,6 +20,10 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
   ``boto3.client("bedrock-runtime", endpoint_url=http://HOST:PORT/bedrock)``), and
   ``/invoke`` and ``/invoke-with-response-stream`` with Anthropic's body
   (``anthropic.AnthropicBedrock(base_url=http://HOST:PORT/bedrock)``)
+- ``POST /vertex/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:generateContent``
+  (and ``:streamGenerateContent?alt=sse``; ``v1beta1`` too, as ``google-genai`` sends) and
+  ``.../publishers/anthropic/models/{model}:rawPredict`` / ``:streamRawPredict``
+  (Vertex AI: :mod:`.vertex_wire`, an OAuth bearer token)
 
 and the hooks ``POST /_sim/reset`` (zero the stats, restart the burst clock and
 the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}``,
@@ -74,6 +78,7 @@ from skyroute.simulator.scenario import (
     load_scenario_file,
     parse_scenario,
 )
+from skyroute.simulator.vertex_wire import VERSIONS, VertexAnthropicWire, VertexGeminiWire
 from skyroute.simulator.wire import ErrorContext, Family, Rendered, SimRequest, WireError
 
 DEFAULT_LISTEN = "127.0.0.1:8790"
@@ -117,9 +122,20 @@ class Simulator:
         self.azure = AzureOpenAIWire()
         self.bedrock = BedrockWire()
         self.bedrock_invoke = BedrockInvokeWire()  # InvokeModel, Anthropic's body
+        self.vertex_gemini = VertexGeminiWire()
+        self.vertex_anthropic = VertexAnthropicWire()
         # Every family of the contract (tests/simulator checks none is missing).
         self.wires: dict[str, Family] = {
-            w.name: w for w in (self.azure, self.openai, self.anthropic, self.gemini, self.bedrock)
+            w.name: w
+            for w in (
+                self.azure,
+                self.openai,
+                self.anthropic,
+                self.gemini,
+                self.bedrock,
+                self.vertex_gemini,
+                self.vertex_anthropic,
+            )
         }
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/openai/v1/chat/completions", self._openai)
@@ -128,6 +144,11 @@ class Simulator:
         app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
         app.router.add_post("/azure/openai/deployments/{deployment}/chat/completions", self._azure)
         app.router.add_post("/bedrock/model/{model}/{method}", self._bedrock)
+        app.router.add_post(
+            "/vertex/{version}/projects/{project}/locations/{location}/publishers/{publisher}"
+            "/models/{target}",
+            self._vertex,
+        )
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_get("/_sim/requests", self._requests)
@@ -166,18 +187,36 @@ class Simulator:
         model, _, method = request.match_info["target"].rpartition(":")
         if method in ("embedContent", "batchEmbedContents") and model:
             return await self._embed(request, self.gemini, model, method == "batchEmbedContents")
+        return await self._generate(request, self.gemini, model, method)
+
+    async def _generate(
+        self, request: web.Request, family: Family, model: str, method: str
+    ) -> web.StreamResponse:
+        """Gemini's generateContent / streamGenerateContent (the API's or Vertex AI's)."""
         if method == "generateContent" and model:
-            return await self._serve(request, self.gemini, model, False)
+            return await self._serve(request, family, model, False)
         if method == "streamGenerateContent" and model:
             if request.query.get("alt") != "sse":
                 return _respond(
-                    self.gemini.invalid(
+                    family.invalid(
                         "this simulator streams only with ?alt=sse (JSON-array streaming is not "
                         "supported)"
                     )
                 )
-            return await self._serve(request, self.gemini, model, True)
-        return _respond(self.gemini.invalid(f"method {method!r} not found for models/{model}", 404))
+            return await self._serve(request, family, model, True)
+        return _respond(family.invalid(f"method {method!r} not found for models/{model}", 404))
+
+    async def _vertex(self, request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        model, _, method = info["target"].rpartition(":")
+        if info["version"] in VERSIONS and info["publisher"] == "google":
+            return await self._generate(request, self.vertex_gemini, model, method)
+        anthropic = info["version"] in VERSIONS and info["publisher"] == "anthropic"
+        if anthropic and model and method in ("rawPredict", "streamRawPredict"):
+            stream = method == "streamRawPredict"
+            return await self._serve(request, self.vertex_anthropic, model, stream)
+        where = f"publishers/{info['publisher']}/models/{info['target']}"
+        return _respond(self.vertex_gemini.invalid(f"{where} ({info['version']}) not found", 404))
 
     async def _openai_embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._embed(request, self.openai, None, False)

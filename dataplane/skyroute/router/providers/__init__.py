@@ -17,6 +17,8 @@ Endpoints, as the official SDKs' base URLs (the simulator serves all three):
 - ``azure-openai``: ``http://HOST:PORT/azure``
   (+ ``/openai/deployments/{deployment}/chat/completions?api-version=V``)
 - ``bedrock``:   ``http://HOST:PORT/bedrock``       (+ ``/model/{modelId}/converse``)
+- ``vertex-gemini`` and ``vertex-anthropic``: ``http://HOST:PORT/vertex``
+  (+ ``/v1/projects/P/locations/L/publishers/{google,anthropic}/models/M:METHOD``)
 
 :func:`embed` is one embeddings attempt (:mod:`.embeddings`), for the
 families whose registry entry declares an embeddings wire.

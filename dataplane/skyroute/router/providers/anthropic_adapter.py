@@ -237,6 +237,10 @@ class AnthropicAdapter:
         )
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes:
+        return orjson.dumps(self.message(req, model, stream))
+
+    def message(self, req: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+        """The Messages request body (before serialisation: Vertex AI moves ``model``)."""
         body: dict[str, Any] = {
             "model": model,
             "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS,
@@ -261,7 +265,7 @@ class AnthropicAdapter:
             _put_options(body, translate(req.options, _OPTIONS, FAMILY), bool(req.tools))
         if stream:
             body["stream"] = True
-        return orjson.dumps(body)
+        return body
 
     def decode(self, body: bytes) -> ChatResult:
         try:

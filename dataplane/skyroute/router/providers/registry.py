@@ -7,8 +7,9 @@ wire format that is not request translation:
 - ``adapter``: the body translations and stream assembly (its own module);
 - ``auth``: how a request proves who sends it. :class:`HeaderKey` puts the
   key in a header, fixed per target; a scheme that signs each request
-  (SigV4 over method, URL and body hash) returns a signer instead, which
-  the transport calls with the final URL, headers and body;
+  (SigV4 over method, URL and body hash) or adds a short-lived token (Google
+  OAuth) returns a signer instead, which the transport awaits with the final
+  URL, headers and body;
 - ``framing``: how a response byte stream is cut into payloads (SSE, or
   AWS's binary event stream for Bedrock);
 - ``capabilities``: what the wire format can carry at all (a model's
@@ -18,7 +19,7 @@ wire format that is not request translation:
 - ``default_endpoint``: the public base URL, used when a snapshot names none;
 - ``otel_name``: the GenAI semantic conventions' ``gen_ai.provider.name``
   for an endpoint host (Gemini is ``gcp.gemini`` or, on Vertex AI,
-  ``gcp.vertex_ai``; Azure OpenAI is ``azure.ai.openai``).
+  ``gcp.vertex_ai``, as are both Vertex AI families; Azure OpenAI is ``azure.ai.openai``).
 
 Adding a family is one entry here plus its adapter module (and its name in
 the contract); the adapter dict, the snapshot check, the telemetry names and
@@ -40,9 +41,12 @@ from skyroute.router.providers.bedrock_eventstream import EventStreamDecoder
 from skyroute.router.providers.common import Adapter, AuthScheme, Framing, Prepared, Signer
 from skyroute.router.providers.embeddings import EmbeddingWire, GeminiEmbeddings, OpenAIEmbeddings
 from skyroute.router.providers.gemini_adapter import GeminiAdapter
+from skyroute.router.providers.google_auth import GoogleAuth
 from skyroute.router.providers.openai_adapter import OpenAIAdapter
 from skyroute.router.providers.sse import SSEDecoder
 from skyroute.router.providers.types import Target
+from skyroute.router.providers.vertex_adapter import ENDPOINT as VERTEX_ENDPOINT
+from skyroute.router.providers.vertex_adapter import VertexAnthropicAdapter, VertexGeminiAdapter
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,22 @@ FAMILIES: dict[str, ProviderFamily] = {
             EventStreamDecoder,
             BEDROCK_ENDPOINT,  # {region}: the model's region
             otel_name=lambda host: "aws.bedrock",
+        ),
+        ProviderFamily(
+            "vertex-gemini",
+            VertexGeminiAdapter(),
+            GoogleAuth(),  # OAuth access tokens from google-auth's ADC
+            SSEDecoder,
+            VERTEX_ENDPOINT,  # {region}: the model's location
+            otel_name=lambda host: "gcp.vertex_ai",
+        ),
+        ProviderFamily(
+            "vertex-anthropic",
+            VertexAnthropicAdapter(),
+            GoogleAuth(),
+            SSEDecoder,
+            VERTEX_ENDPOINT,
+            otel_name=lambda host: "gcp.vertex_ai",
         ),
     )
 }

@@ -196,3 +196,41 @@ def test_judge_quality(stable: Feedbacks, cand: Feedbacks, result: str) -> None:
     assert verdict.result == result, verdict.summary()
     if result == FAIL:
         assert "P(worse by more)" in verdict.summary()
+
+
+def test_a_followers_ratings_reach_the_leaders_analysis(acmeshop: Path) -> None:
+    """The follower's forwarder sends accepted ratings of watched versions over real gRPC."""
+    import asyncio
+
+    from test_control_distribution import eventually, run
+
+    from skyroute.control.kube.forward import OutcomeForwarder
+    from skyroute.control.server import ControlPlane
+
+    async def scenario(plane: ControlPlane) -> None:
+        leader = plane.rollouts.windows
+        plane.service.on_forwarded_feedback = leader.feedback  # as operator.py wires it
+        leader.watch("support", "v-cand")
+        follower = Learner(SnapshotStore(acmeshop))
+        forwarder = OutcomeForwarder(
+            "op-b", lambda: plane.address, lambda: True, lambda p, v: p == "support", 0.05
+        )
+        follower.feedback_listeners.append(forwarder.feedback)
+        rated = _rated("v-cand", 12, 0.5, random.Random(2), "f")
+        follower.feedback(rated + rated[:4])  # repeats: the follower's learner drops them
+        elsewhere = distribution_pb2.Feedback(
+            request_id="x", policy="other", policy_version="v", model="m", good=True
+        )
+        follower.feedback([elsewhere])  # no rollout of it: not forwarded
+        stop = asyncio.Event()
+        task = asyncio.create_task(forwarder.run(stop))
+        try:
+            await eventually(lambda: leader.quality("support", "v-cand").n == 12, timeout=10)
+        finally:
+            stop.set()
+            await task
+        got = leader.quality("support", "v-cand")
+        assert got.good == sum(fb.good for fb in rated)
+        assert forwarder.forwarded == 12 and forwarder.dropped == 0
+
+    run(scenario, acmeshop)

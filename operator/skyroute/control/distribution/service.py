@@ -95,6 +95,10 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
         # feed only this hook (the rollout analysis), never the counts of this replica's
         # own routers, which that replica reports itself.
         self.on_forwarded: Callable[[str, Sequence[distribution_pb2.Outcome]], None] | None = None
+        # Feedback a follower forwarded (ratings of versions under rollout): the analysis's.
+        self.on_forwarded_feedback: Callable[[Sequence[distribution_pb2.Feedback]], None] | None = (
+            None
+        )
         self.metrics = ControlMetrics()
         # The spend ledger (control/spend): every charge a report carries, once. An
         # operator replaces ``charge`` (kube/spendmap.py: only the leader counts).
@@ -325,6 +329,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                     forwarded = self.checker.outcomes(node, batch.outcomes)
                     if self.on_forwarded is not None:
                         self.on_forwarded(node, forwarded)
+                    if batch.feedback and self.on_forwarded_feedback is not None:
+                        self.on_forwarded_feedback(batch.feedback)
                     self.charge(forwarded)
                     received += len(forwarded)
                     continue

@@ -12,6 +12,10 @@ with ``forwarded/``, which the leader feeds to the rollout analysis and the
 spend ledger only
 (its own status counts stay its own routers').
 
+Feedback on versions under rollout goes the same way (in the batch's
+``feedback``, the pieces this replica's learner accepted), so a canary that
+judges quality counts its followers' routers' ratings too.
+
 Charges (outcomes naming the tenant that pays) are forwarded too: the
 leader alone keeps the spend ledger (``spendmap.py``), which counts each
 charge once by its id. Other outcomes are forwarded only for versions being
@@ -61,6 +65,7 @@ class OutcomeForwarder:
         self.watched = watched
         self.flush_s = flush_s
         self.pending: list[distribution_pb2.Outcome] = []
+        self.pending_feedback: list[distribution_pb2.Feedback] = []
         self.forwarded = 0
         self.dropped = 0
         self._channel: grpc.aio.Channel | None = None
@@ -77,7 +82,23 @@ class OutcomeForwarder:
                     continue
                 self.pending.append(o)
 
-    async def _send(self, target: str, batch: list[distribution_pb2.Outcome]) -> None:
+    def feedback(self, kept: Sequence[distribution_pb2.Feedback]) -> None:
+        """The learner's feedback listener: ratings of versions under rollout."""
+        if not self.following():
+            return
+        for fb in kept:
+            if self.watched(fb.policy, fb.policy_version):
+                if len(self.pending_feedback) >= MAX_PENDING:
+                    self.dropped += 1
+                    continue
+                self.pending_feedback.append(fb)
+
+    async def _send(
+        self,
+        target: str,
+        batch: list[distribution_pb2.Outcome],
+        feedback: list[distribution_pb2.Feedback],
+    ) -> None:
         if self._channel is None or target != self._target:
             if self._channel is not None:
                 await self._channel.close()
@@ -90,7 +111,7 @@ class OutcomeForwarder:
         stub = distribution_pb2_grpc.PolicyDistributionStub(self._channel)
 
         async def one() -> AsyncIterator[distribution_pb2.OutcomeBatch]:
-            yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=batch)
+            yield distribution_pb2.OutcomeBatch(node=self.node, outcomes=batch, feedback=feedback)
 
         await stub.ReportOutcomes(one(), timeout=5.0, metadata=self.metadata())
 
@@ -100,16 +121,18 @@ class OutcomeForwarder:
                 await asyncio.wait_for(stop.wait(), timeout=self.flush_s)
             if not self.following():
                 self.pending.clear()  # became the leader: its own windows have them
+                self.pending_feedback.clear()
                 continue
             target = self.leader_address()
-            if not self.pending or not target:
+            if not (self.pending or self.pending_feedback) or not target:
                 continue
             batch, self.pending = self.pending, []
+            ratings, self.pending_feedback = self.pending_feedback, []
             try:
-                await self._send(target, batch)
-                self.forwarded += len(batch)
+                await self._send(target, batch, ratings)
+                self.forwarded += len(batch) + len(ratings)
             except Exception as exc:  # the leader is away: those outcomes are lost
-                self.dropped += len(batch)
+                self.dropped += len(batch) + len(ratings)
                 event(
                     log,
                     "forward_failed",

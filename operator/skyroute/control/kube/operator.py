@@ -200,6 +200,8 @@ class Operator:
         )
         self.outcomes.add_listener(self.forwarder.record)
         self.service.on_forwarded = self.rollouts.controller.windows.record
+        self.learner.feedback_listeners.append(self.forwarder.feedback)
+        self.service.on_forwarded_feedback = self.rollouts.controller.windows.feedback
         self.keys = KeySecretWatch(api.core, opts.key_namespaces)
         secured = bool(opts.link_cert or opts.link_key or opts.link_tls_secret)
         if secured == opts.insecure:

@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cache_eval.py
 	$(BIN)/python bench/guards_bench.py
 	$(BIN)/python bench/tokens_bench.py
+	$(BIN)/python bench/learned_signal.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

@@ -65,3 +65,55 @@ def bar_chart(
         parts.append(f'<text x="{x + 16}" y="{y + 10}">{escape(name)} ({unit})</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def line_chart(
+    title: str,
+    series: list[tuple[str, list[tuple[float, float]]]],
+    x_label: str,
+    y_label: str,
+    width: int = 760,
+    height: int = 420,
+) -> str:
+    """Lines over [0, 1] x [0, 1]: ``series`` is [(label, [(x, y), ...]), ...]."""
+    top, bottom, left, right = 40, 80, 60, 20
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(x: float, y: float) -> str:
+        y = min(1.0, max(0.0, y))
+        return f"{left + x * plot_w:.1f},{top + plot_h - y * plot_h:.1f}"
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
+        f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" '
+        'stroke="#333"/>',
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x, y = left + tick * plot_w, top + plot_h - tick * plot_h
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{tick:.0%}</text>'
+        )
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.0%}</text>')
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    parts.append(
+        f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>'
+    )
+    for si, (name, points) in enumerate(series):
+        color = _COLORS[(2 * si) % len(_COLORS)]
+        path = " ".join(px(x, y) for x, y in points)
+        parts.append(
+            f'<polyline class="line" points="{path}" fill="none" stroke="{color}" '
+            'stroke-width="2"/>'
+        )
+        lx = left + (si % 3) * 230
+        ly = height - 30 + (si // 3) * 16
+        parts.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{color}"/>')
+        parts.append(f'<text x="{lx + 16}" y="{ly + 10}">{escape(name)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"

@@ -340,6 +340,12 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
         model.MSG_PROJECT,
         "spec.models[0].project",
     ),
+    (
+        "acmeshop",
+        _set(["spec", "learnedSignal"], {"strong": "gpt-4o", "weak": "gpt-4o"}),
+        model.MSG_LEARNED_PAIR,
+        "spec.learnedSignal.weak",
+    ),
     ("acmeshop", _dup_intent, model.MSG_UNIQUE_INTENTS, "spec.intents"),
     ("acmeshop", _no_signal, model.MSG_INTENT_SIGNAL, "spec.intents[0]"),
     ("acmeshop", _dup_rule, model.MSG_UNIQUE_RULES, "spec.rules"),

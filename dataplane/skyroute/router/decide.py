@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import ahocorasick
+import numpy as np
 
 from skyroute.router import sampling
 from skyroute.router.signals import SIGNALS, attr_of
@@ -54,6 +55,7 @@ from skyroute.router.signals import SIGNALS, attr_of
 # (tests/test_contract.py names exactly table and decide): extraction is part of it.
 from skyroute.router.signals import Signals as Signals
 from skyroute.router.signals import signals_from_messages as signals_from_messages
+from skyroute.router.signals.learned import FloatArray, Prediction
 from skyroute.router.table import (
     UNKNOWN_INTENT,
     Candidate,
@@ -97,6 +99,8 @@ class Score:
     misses_objective: bool = False
     # Thompson sampling: the posterior draw the quality term used (None: the mean).
     draw: float | None = None
+    # ``quality`` is the learned signal's prediction for this prompt.
+    predicted: bool = False
 
 
 @dataclass(slots=True)
@@ -116,6 +120,12 @@ class Decision:
     tool_use: float = 0.0
     # How the model was chosen (the rule's selection, else the policy's).
     selection: SelectionSettings | None = None
+    # The learned signal (policy.learned_signal): its prediction and the prompt's
+    # embedding it read (reported with the outcome, so the control plane can fit).
+    prediction: Prediction | None = None
+    embedding: FloatArray | None = None
+    # The learned signal's win probability (0.5, no information, without one).
+    win_probability: float = 0.5
 
 
 def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
@@ -157,7 +167,9 @@ def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
     return UNKNOWN_INTENT, "none", 0.0
 
 
-def _rule_matches(r: Rule, s: Signals) -> bool:
+def _rule_matches(r: Rule, s: Signals, win: float) -> bool:
+    if (r.min_win and win < r.min_win) or (r.max_win and win > r.max_win):
+        return False
     if r.tools == _TOOLS_REQUIRED and not s.has_tools:
         return False
     if r.tools == _TOOLS_ABSENT and s.has_tools:
@@ -202,6 +214,7 @@ def score_pool(
     stats: Stats | None,
     sel: SelectionSettings | None = None,
     seed: int | None = None,
+    prediction: Prediction | None = None,
 ) -> list[Score]:
     """Weighted score over expected cost, p95, failure rate and quality (lower is better).
 
@@ -215,7 +228,9 @@ def score_pool(
     equals stays small. A candidate whose p95 nobody has observed yet is
     scored at the mean of those known (neither favoured nor punished).
     With Thompson sampling on and a ``seed`` (the request's), the quality gap
-    is one minus a draw from the candidate's posterior. Constraints mark a
+    is one minus a draw from the candidate's posterior. A model of the learned
+    signal's pair with a fit is scored on its predicted quality for this prompt
+    (``prediction``) instead of the intent's figure. Constraints mark a
     candidate ``excluded`` rather than dropping it here, so Explain can show why.
     """
     sel = sel or table.selection
@@ -229,10 +244,14 @@ def score_pool(
         else:
             p95 = stats.p95_s(c) if stats is not None else (prior_p95 or None)
         fail = stats.failures(c) if stats is not None else prior_fail
-        x = Score(
-            c, 0.0, c.cost(s.prompt_tokens, int(completion)), p95, fail, c.quality_for(intent)
-        )
-        if sel.thompson and seed is not None:
+        learned = table.learned
+        q = None
+        if prediction is not None and learned is not None:
+            q = prediction.quality(c.model, learned)
+        cost = c.cost(s.prompt_tokens, int(completion))
+        quality = c.quality_for(intent) if q is None else q
+        x = Score(c, 0.0, cost, p95, fail, quality, predicted=q is not None)
+        if sel.thompson and seed is not None and q is None:
             x.draw = sampling.draw(seed, c.sample_key, *c.quality_beta(intent, sel.prior_weight))
         out.append(x)
     known = [x.p95_s for x in out if x.p95_s]
@@ -310,13 +329,18 @@ def decide(
     policy tests decide).
     """
     intent, source, confidence = classify(table, s)
+    prediction = vector = None
+    if table.learned is not None:
+        vector = _vector(table, s)
+        prediction = table.learned.predict(intent, s.prompt_tokens, s.has_tools, vector, draw)
+    win = prediction.win if prediction is not None else 0.5
     rule_name, pool = "default", table.default_pool
     sel = table.selection
     if pressure_pool and pressure_pool in table.pools:
         rule_name, pool = BUDGET_RULE, pressure_pool
     else:
         for r in table.rules_by_intent[intent]:
-            if _rule_matches(r, s):
+            if _rule_matches(r, s, win):
                 rule_name, pool = r.name, r.pool
                 sel = r.selection or sel
                 break
@@ -330,7 +354,7 @@ def decide(
         seed = None
         if sel.thompson and sel.weights[3] > 0 and request_id is not None:
             seed = sampling.seed_of(request_id)
-        scores = score_pool(table, candidates, intent, s, stats, sel, seed)
+        scores = score_pool(table, candidates, intent, s, stats, sel, seed, prediction)
         explore = sel.scored and sel.exploration > 0.0 and draw() < sel.exploration
         candidates = _chain(sel, scores, explore)
         if explore and len(candidates) > 1:
@@ -352,6 +376,9 @@ def decide(
         confidence,
         tool_use,
         sel,
+        prediction,
+        vector,
+        win,
     )
 
 
@@ -365,6 +392,13 @@ def _learned_text(x: Score, intent: str, sel: SelectionSettings) -> str:
         a, b = x.cand.quality_beta(intent, sel.prior_weight)
         text += f"; Thompson draw {x.draw:.3f} from Beta({a:.4g}, {b:.4g})"
     return text
+
+
+def _vector(table: PolicyTable, s: Signals) -> FloatArray:
+    """The prompt's embedding (shared with the intent classifier: computed once)."""
+    if not s.text:
+        return np.zeros(table.embedder.dim, dtype=np.float32)
+    return s.embeddings.get(table.embedder, s.text)
 
 
 def explain(d: Decision, s: Signals) -> router_pb2.Decision:
@@ -413,6 +447,8 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
                 + ": power of two choices by outstanding requests per weight, "
                 "then the others before the next model"
             )
+    if d.prediction is not None and t.learned is not None:
+        reasons.append(_learned_reason(d.prediction, t))
     if d.explored:
         reasons.append(
             f"exploring: runner-up {d.explored!r} first (adaptation.exploration "
@@ -464,7 +500,28 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
                 quality_prior=x.cand.learned_quality.get(d.intent, (x.quality, 0.0))[0],
                 quality_n=x.cand.learned_quality.get(d.intent, (0.0, 0.0))[1],
                 quality_draw=x.draw,
+                predicted_quality=x.quality if x.predicted else 0.0,
             )
             for x in d.scores or ()
         ],
+    )
+
+
+def _learned_reason(p: Prediction, t: PolicyTable) -> str:
+    """Explain's line for the learned signal: the prediction and its inputs."""
+    ls = t.learned
+    assert ls is not None
+    fits = (
+        ", ".join(f"{m.model} n={m.n:g}" for m in ls.models.values()) or "none yet (offline evals)"
+    )
+    head = (
+        f"win probability {p.win:.0f}: exploring, a fair coin between {ls.strong} and "
+        f"{ls.weak} (learnedSignal.exploration {ls.exploration:.0%})"
+        if p.explored
+        else f"win probability {p.win:.3f} = 0.5 + (q({ls.strong}) {p.strong:.3f} - "
+        f"q({ls.weak}) {p.weak:.3f}) / 2"
+    )
+    return (
+        f"{head}; q = offline eval for the intent + learned weights over the prompt "
+        f"embedding, size {p.size:.3f} (log1p(tokens)/10), tools, intent; fits: {fits}"
     )

@@ -46,6 +46,7 @@ from skyroute.router.ingress.guards.tenants import TenantRules
 from skyroute.router.providers import registry
 from skyroute.router.providers.types import Target
 from skyroute.router.signals import RULE_SETS, attr_of
+from skyroute.router.signals.learned import LearnedSignal, LearnedSignalError, compile_signal
 from skyroute.v1 import snapshot_pb2
 
 log = logging.getLogger("skyroute.router.table")
@@ -214,6 +215,9 @@ class Rule:
     intents: frozenset[str]  # empty = any
     # The rule's own choice inside its pool (None: the policy's).
     selection: SelectionSettings | None = None
+    # Bounds on the learned signal's win probability (0 = unbounded).
+    min_win: float = 0.0
+    max_win: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -323,6 +327,8 @@ class PolicyTable:
     track: str = ""
     cache_scope: str = ""
     canary: CanarySplit[PolicyTable] | None = None
+    # The learned per-request signal (spec.learnedSignal), compiled; None without one.
+    learned: LearnedSignal | None = None
 
 
 @dataclass(slots=True)
@@ -582,6 +588,8 @@ def _rule(p: snapshot_pb2.Policy, r: snapshot_pb2.Rule) -> Rule:
         ),
         intents=frozenset(r.intents),
         selection=own,
+        min_win=r.min_win_probability,
+        max_win=r.max_win_probability,
     )
 
 
@@ -703,6 +711,7 @@ def _policy(
     }
     lim = p.limits
     w = p.weights
+    mine = {k: pools[k] for k in {r.pool for r in rules} | {p.default_pool}}
     vectors, example_intents = _examples(p)
     pattern_set, pattern_names = _pattern_set(p.name, intents)
     return PolicyTable(
@@ -721,7 +730,7 @@ def _policy(
         intent_names=names,
         rules_by_intent=by_intent,
         default_pool=p.default_pool,
-        pools={k: pools[k] for k in {r.pool for r in rules} | {p.default_pool}},
+        pools=mine,
         cache=CacheSettings(
             enabled=p.cache.enabled,
             intents=frozenset(p.cache.intents),
@@ -756,7 +765,28 @@ def _policy(
         reliability=_reliability(p),
         selection=selection,
         cache_scope=p.name,
+        learned=_learned_signal(p, mine),
     )
+
+
+def _learned_signal(
+    p: snapshot_pb2.Policy, pools: dict[str, tuple[Candidate, ...]]
+) -> LearnedSignal | None:
+    if not p.HasField("learned_signal"):
+        return None
+
+    def quality_of(model: str) -> dict[str, float] | None:
+        # The first of the policy's pools by name holding it (as the control plane's fit).
+        for name in sorted(pools):
+            for c in pools[name]:
+                if c.model == model:
+                    return c.quality
+        return None
+
+    try:
+        return compile_signal(p.name, p.learned_signal, quality_of, embedder().dim)
+    except LearnedSignalError as e:
+        raise SnapshotError(str(e)) from e
 
 
 def _link_canaries(snapshot: snapshot_pb2.Snapshot, policies: dict[str, PolicyTable]) -> None:

@@ -251,6 +251,9 @@ class Outcome(_message.Message):
     ACCOUNT_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     CHARGE_ID_FIELD_NUMBER: _builtins.int
+    PROMPT_EMBEDDING_FIELD_NUMBER: _builtins.int
+    WIN_PROBABILITY_FIELD_NUMBER: _builtins.int
+    WIN_EXPLORED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     policy: _builtins.str
     snapshot_version: _builtins.str
@@ -297,6 +300,14 @@ class Outcome(_message.Message):
     """Unique per served request (minted by the router): the ledger counts each
     charge once, so a report sent twice is not charged twice.
     """
+    prompt_embedding: _builtins.bytes
+    """The learned signal's prompt features (only for a policy with one): the
+    prompt's embedding quantized to signed bytes (skyroute/learned.py), at most
+    MAX_EMBEDDING_BYTES; size, tools and intent are the fields above.
+    """
+    win_probability: _builtins.float
+    """The win probability the decision used, and whether exploration drew it."""
+    win_explored: _builtins.bool
     def __init__(
         self,
         *,
@@ -331,10 +342,13 @@ class Outcome(_message.Message):
         account: _builtins.str = ...,
         key_id: _builtins.str = ...,
         charge_id: _builtins.str = ...,
+        prompt_embedding: _builtins.bytes = ...,
+        win_probability: _builtins.float = ...,
+        win_explored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "charge_id", b"charge_id", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "key_id", b"key_id", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "charge_id", b"charge_id", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "key_id", b"key_id", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_embedding", b"prompt_embedding", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier", "win_explored", b"win_explored", "win_probability", b"win_probability"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

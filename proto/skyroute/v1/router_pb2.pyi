@@ -689,6 +689,7 @@ class Signals(_message.Message):
     PREDICTED_TOOL_USE_FIELD_NUMBER: _builtins.int
     SAFETY_CLASS_FIELD_NUMBER: _builtins.int
     DECLARED_INTENT_FIELD_NUMBER: _builtins.int
+    WIN_PROBABILITY_FIELD_NUMBER: _builtins.int
     intent: _builtins.str
     intent_confidence: _builtins.float
     intent_source: _builtins.str
@@ -702,6 +703,8 @@ class Signals(_message.Message):
     safety_class: _builtins.str
     declared_intent: _builtins.str
     """The caller's declared intent ("" when none); `intent` says what was used."""
+    win_probability: _builtins.float
+    """The learned signal: predicted chance the strong model beats the weak one (0.5 without one)."""
     def __init__(
         self,
         *,
@@ -716,10 +719,11 @@ class Signals(_message.Message):
         predicted_tool_use: _builtins.float = ...,
         safety_class: _builtins.str = ...,
         declared_intent: _builtins.str = ...,
+        win_probability: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["declared_intent", b"declared_intent", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "locale", b"locale", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "safety_class", b"safety_class", "tenant", b"tenant", "user_tier", b"user_tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["declared_intent", b"declared_intent", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "locale", b"locale", "predicted_tool_use", b"predicted_tool_use", "prompt_tokens", b"prompt_tokens", "safety_class", b"safety_class", "tenant", b"tenant", "user_tier", b"user_tier", "win_probability", b"win_probability"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -847,6 +851,7 @@ class CandidateScore(_message.Message):
     QUALITY_PRIOR_FIELD_NUMBER: _builtins.int
     QUALITY_N_FIELD_NUMBER: _builtins.int
     QUALITY_DRAW_FIELD_NUMBER: _builtins.int
+    PREDICTED_QUALITY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     score: _builtins.float
     """Weighted sum of the parts below (lower is better); 0 when not scored."""
@@ -873,6 +878,8 @@ class CandidateScore(_message.Message):
     quality posterior that the quality term used in place of `quality` (the
     posterior mean, which constraints still use). Absent otherwise.
     """
+    predicted_quality: _builtins.float
+    """The learned signal's predicted quality for this prompt, when it has a fit for the model."""
     def __init__(
         self,
         *,
@@ -890,10 +897,11 @@ class CandidateScore(_message.Message):
         quality_prior: _builtins.float = ...,
         quality_n: _builtins.float = ...,
         quality_draw: _builtins.float | None = ...,
+        predicted_quality: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw", "quality_draw", b"quality_draw"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw", "cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "quality", b"quality", "quality_draw", b"quality_draw", "quality_n", b"quality_n", "quality_prior", b"quality_prior", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw", "cost_term", b"cost_term", "excluded", b"excluded", "expected_cost_usd", b"expected_cost_usd", "failure_rate", b"failure_rate", "failure_term", b"failure_term", "latency_term", b"latency_term", "model", b"model", "p95_ms", b"p95_ms", "predicted_quality", b"predicted_quality", "quality", b"quality", "quality_draw", b"quality_draw", "quality_n", b"quality_n", "quality_prior", b"quality_prior", "quality_term", b"quality_term", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__quality_draw: _TypeAlias = _typing.Literal["quality_draw"]  # noqa: Y015
     _WhichOneofArgType__quality_draw: _TypeAlias = _typing.Literal["_quality_draw", b"_quality_draw"]  # noqa: Y015

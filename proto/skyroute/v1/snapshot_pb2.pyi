@@ -320,6 +320,7 @@ class Policy(_message.Message):
     INTENT_MIN_SIMILARITY_FIELD_NUMBER: _builtins.int
     CANARY_FIELD_NUMBER: _builtins.int
     CANDIDATE_OF_FIELD_NUMBER: _builtins.int
+    LEARNED_SIGNAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -363,6 +364,13 @@ class Policy(_message.Message):
         candidate version, another entry of Snapshot.policies.
         """
 
+    @_builtins.property
+    def learned_signal(self) -> Global___LearnedSignal:
+        """A learned per-request signal (spec.learnedSignal): the predicted chance the
+        strong model's answer beats the weak one's on this prompt, which rules
+        threshold (Rule.min/max_win_probability) and scored selection uses.
+        """
+
     def __init__(
         self,
         *,
@@ -382,14 +390,134 @@ class Policy(_message.Message):
         intent_min_similarity: _builtins.float = ...,
         canary: Global___Canary | None = ...,
         candidate_of: _builtins.str = ...,
+        learned_signal: Global___LearnedSignal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "learned_signal", b"learned_signal", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "learned_signal", b"learned_signal", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class LearnedSignal(_message.Message):
+    """The learned signal: per model of the pair, a linear model of answer quality
+    over prompt features (skyroute/learned.py: the prompt's hashed embedding,
+    prompt size, tools offered, intent), fitted by the control plane from
+    feedback joined to the features routers report with each outcome. A model's
+    predicted quality is its offline eval for the intent plus the dot product of
+    its weights with the features (clipped to [0, 1]); the win probability is
+    0.5 + (q_strong - q_weak) / 2 (ties counted half). Until a model has been
+    fitted its prediction is its offline eval.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRONG_FIELD_NUMBER: _builtins.int
+    WEAK_FIELD_NUMBER: _builtins.int
+    EXPLORATION_FIELD_NUMBER: _builtins.int
+    MIN_FEEDBACK_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    REGULARIZATION_FIELD_NUMBER: _builtins.int
+    strong: _builtins.str
+    """Model names of the pair (each in a pool the policy references)."""
+    weak: _builtins.str
+    exploration: _builtins.float
+    """Share of requests whose win probability is drawn uniformly at random
+    instead (explicit exploration, so both models keep getting feedback
+    across the feature space); Explain says when.
+    """
+    min_feedback: _builtins.int
+    """Feedback a model needs before its fit is pushed."""
+    regularization: _builtins.float
+    """The fit's ridge penalty, in observations (the control plane's knob)."""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___LearnedQualityModel]:
+        """Fitted weights, one per model of the pair with enough feedback."""
+
+    def __init__(
+        self,
+        *,
+        strong: _builtins.str = ...,
+        weak: _builtins.str = ...,
+        exploration: _builtins.float = ...,
+        min_feedback: _builtins.int = ...,
+        models: _abc.Iterable[Global___LearnedQualityModel] | None = ...,
+        regularization: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exploration", b"exploration", "min_feedback", b"min_feedback", "models", b"models", "regularization", b"regularization", "strong", b"strong", "weak", b"weak"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearnedSignal: _TypeAlias = LearnedSignal  # noqa: Y015
+
+@_typing.final
+class LearnedQualityModel(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class IntentsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    N_FIELD_NUMBER: _builtins.int
+    BIAS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    INTENTS_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    n: _builtins.float
+    """Feedback examples behind the fit."""
+    bias: _builtins.float
+    """Offset, and weights of the prompt-size and tools features."""
+    tokens: _builtins.float
+    tools: _builtins.float
+    @_builtins.property
+    def intents(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Weight per intent (one-hot); an intent not listed weighs 0."""
+
+    @_builtins.property
+    def embedding(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Weights of the embedding's dimensions (its length is the embedder's dim)."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        n: _builtins.float = ...,
+        bias: _builtins.float = ...,
+        tokens: _builtins.float = ...,
+        tools: _builtins.float = ...,
+        intents: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        embedding: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bias", b"bias", "embedding", b"embedding", "intents", b"intents", "model", b"model", "n", b"n", "tokens", b"tokens", "tools", b"tools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearnedQualityModel: _TypeAlias = LearnedQualityModel  # noqa: Y015
 
 @_typing.final
 class Canary(_message.Message):
@@ -616,6 +744,8 @@ class Rule(_message.Message):
     POOL_FIELD_NUMBER: _builtins.int
     SELECTION_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
+    MIN_WIN_PROBABILITY_FIELD_NUMBER: _builtins.int
+    MAX_WIN_PROBABILITY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     tools: Global___ToolMatch.ValueType
     """Match only requests that offer tools (TOOLS_REQUIRED) or offer none (TOOLS_ABSENT)."""
@@ -623,6 +753,9 @@ class Rule(_message.Message):
     """Prompt size bounds in estimated tokens; 0 means unbounded."""
     max_prompt_tokens: _builtins.int
     pool: _builtins.str
+    min_win_probability: _builtins.float
+    """The learned signal's win probability bounds (Policy.learned_signal); 0 = unbounded."""
+    max_win_probability: _builtins.float
     @_builtins.property
     def intents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Concrete intent names (globs already expanded); empty means any intent."""
@@ -653,10 +786,12 @@ class Rule(_message.Message):
         pool: _builtins.str = ...,
         selection: Global___Selection | None = ...,
         weights: Global___ScoringWeights | None = ...,
+        min_win_probability: _builtins.float = ...,
+        max_win_probability: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["intents", b"intents", "locales", b"locales", "max_prompt_tokens", b"max_prompt_tokens", "min_prompt_tokens", b"min_prompt_tokens", "name", b"name", "pool", b"pool", "selection", b"selection", "tenants", b"tenants", "tools", b"tools", "user_tiers", b"user_tiers", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intents", b"intents", "locales", b"locales", "max_prompt_tokens", b"max_prompt_tokens", "max_win_probability", b"max_win_probability", "min_prompt_tokens", b"min_prompt_tokens", "min_win_probability", b"min_win_probability", "name", b"name", "pool", b"pool", "selection", b"selection", "tenants", b"tenants", "tools", b"tools", "user_tiers", b"user_tiers", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

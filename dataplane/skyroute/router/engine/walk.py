@@ -64,6 +64,7 @@ from typing import Any, Generic, TypeVar, cast
 import aiohttp
 from opentelemetry.trace import Span
 
+from skyroute.learned import quantize
 from skyroute.router import providers
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision
@@ -826,36 +827,48 @@ class Engine:
         attempts = len(served.attempts)
         ok = not error_class and served.error is None
         self.report(
-            distribution_pb2.Outcome(
-                request_id=ctx.request_id or new_id(),
-                policy=d.policy.name,
-                snapshot_version=d.policy.snapshot_version,
-                policy_version=d.policy.version,
-                pool=d.pool,
-                model=model,
-                intent=d.intent,
-                latency_ms=latency_s * 1000.0,
-                prompt_tokens=r.prompt_tokens if r else 0,
-                completion_tokens=r.completion_tokens if r else 0,
-                cost_usd=served.cost_usd,
-                error_class=error_class,
-                fallback_depth=max(0, attempts - 1) if ok else attempts,
-                cache_hit=served.cache_hit,
-                attempts=attempts,
-                stream=ctx.stream,
-                unix_ms=int(time.time() * 1000),
-                intent_confidence=d.confidence,
-                intent_source=d.intent_source,
-                prompt_tokens_estimate=s.prompt_tokens,
-                has_tools=s.has_tools,
-                predicted_tool_use=d.tool_use,
-                locale=s.locale,
-                user_tier=s.user_tier,
-                tenant=s.tenant,
-                cache_similarity=served.cache_similarity,
-                tool_called=bool(r.tool_calls) if r else False,
-                account=ctx.account,
-                key_id=ctx.key_id,
-                charge_id=new_id(),
+            _with_features(
+                distribution_pb2.Outcome(
+                    request_id=ctx.request_id or new_id(),
+                    policy=d.policy.name,
+                    snapshot_version=d.policy.snapshot_version,
+                    policy_version=d.policy.version,
+                    pool=d.pool,
+                    model=model,
+                    intent=d.intent,
+                    latency_ms=latency_s * 1000.0,
+                    prompt_tokens=r.prompt_tokens if r else 0,
+                    completion_tokens=r.completion_tokens if r else 0,
+                    cost_usd=served.cost_usd,
+                    error_class=error_class,
+                    fallback_depth=max(0, attempts - 1) if ok else attempts,
+                    cache_hit=served.cache_hit,
+                    attempts=attempts,
+                    stream=ctx.stream,
+                    unix_ms=int(time.time() * 1000),
+                    intent_confidence=d.confidence,
+                    intent_source=d.intent_source,
+                    prompt_tokens_estimate=s.prompt_tokens,
+                    has_tools=s.has_tools,
+                    predicted_tool_use=d.tool_use,
+                    locale=s.locale,
+                    user_tier=s.user_tier,
+                    tenant=s.tenant,
+                    cache_similarity=served.cache_similarity,
+                    tool_called=bool(r.tool_calls) if r else False,
+                    account=ctx.account,
+                    key_id=ctx.key_id,
+                    charge_id=new_id(),
+                ),
+                d,
             )
         )
+
+
+def _with_features(o: distribution_pb2.Outcome, d: Decision) -> distribution_pb2.Outcome:
+    """The learned signal's features and prediction, for a policy that has one."""
+    if d.prediction is not None and d.embedding is not None:
+        o.prompt_embedding = quantize(d.embedding)
+        o.win_probability = d.prediction.win
+        o.win_explored = d.prediction.explored
+    return o

@@ -112,6 +112,17 @@ SIGNALS: Final[tuple[Signal, ...]] = (
         crd=("spec.intents[].toolUse",),
     ),
     Signal(
+        "win_probability",
+        float,
+        "decision",
+        "the learned signal: predicted chance the strong model's answer beats the weak one's "
+        "on this prompt (0.5 without `spec.learnedSignal`)",
+        crd=(
+            "spec.rules[].match.minWinProbability",
+            "spec.rules[].match.maxWinProbability",
+        ),
+    ),
+    Signal(
         "locale",
         str,
         "declared",

@@ -41,6 +41,7 @@ from skyroute.control.limits import (
     MAX_WINDOW_REQUESTS,
 )
 from skyroute.control.logs import event
+from skyroute.learned import MAX_EMBEDDING_BYTES
 from skyroute.reports import UNKNOWN_INTENT
 from skyroute.v1 import distribution_pb2, snapshot_pb2
 
@@ -113,7 +114,9 @@ def outcome_problem(o: distribution_pb2.Outcome, names: Vocabulary) -> str | Non
         return "tokens_out_of_range"
     if not (0 <= o.fallback_depth <= MAX_DEPTH and 0 <= o.attempts <= MAX_DEPTH):
         return "depth_out_of_range"
-    shares = (o.intent_confidence, o.predicted_tool_use, o.cache_similarity)
+    if len(o.prompt_embedding) > MAX_EMBEDDING_BYTES:
+        return "features_too_long"
+    shares = (o.intent_confidence, o.predicted_tool_use, o.cache_similarity, o.win_probability)
     if not all(_within(abs(x), 1.0 + 1e-6) for x in shares):  # cosines, with rounding
         return "share_out_of_range"
     if o.model not in names.models:

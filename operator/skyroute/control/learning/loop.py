@@ -61,6 +61,7 @@ from skyroute.control.learning.fleet import BadSketch, DecayedStats, Figures
 from skyroute.control.learning.quality import DEFAULT_PRIOR_WEIGHT, QualityPosteriors
 from skyroute.control.learning.recent import RecentOutcomes
 from skyroute.control.learning.tooluse import ToolUseObserver
+from skyroute.control.learning.winmodel import WinModels
 from skyroute.control.limits import SeriesCap
 from skyroute.control.logs import event
 from skyroute.control.policy.compiler import referenced_pools, snapshot_version
@@ -177,6 +178,9 @@ class Learner:
         self.recent = RecentOutcomes()
         # Called with the feedback pieces the posteriors accepted (the canary analysis).
         self.feedback_listeners: list[Callable[[list[distribution_pb2.Feedback]], None]] = []
+        # The learned signal's fits (learning.winmodel), fed by the ring's feedback join.
+        self.wins = WinModels(self.cap)
+        self.recent.on_join = lambda o, fb: self.wins.example(self._base, o, fb)
         # What a restart brought back from saved learned state (``persist``); {} if none.
         self.restored: dict[str, object] = {}
         store.prepare = self.apply
@@ -285,10 +289,12 @@ class Learner:
         tools = {**self.tool_priors, **self.tool_use.learned(cfg.min_samples)}
         moved = any(abs(v - self.tool_priors.get(k, -1.0)) > _TOOL_CHANGE for k, v in tools.items())
         moved = moved or any(_differs(self.intent_priors.get(k), v) for k, v in by_intent.items())
-        if not self._material(new) and not moved and not self.quality.changed:
+        self.wins.refit(self._base)
+        moved = moved or self.quality.changed or self.wins.changed
+        if not self._material(new) and not moved:
             return False
         self.priors, self.tool_priors, self.intent_priors = new, tools, by_intent
-        self.quality.changed = False
+        self.quality.changed = self.wins.changed = False
         self.last_push = now
         pushed = self.store.publish(self._base, compiled=False)
         if pushed:
@@ -308,7 +314,7 @@ class Learner:
         self._base = snapshot
         adaptive = [p for p in snapshot.policies if p.adaptation.enabled]
         known = self.priors or self.tool_priors or self.intent_priors or self.quality.tallies
-        if not adaptive or not known:
+        if not adaptive or not (known or self.wins.fits):
             return snapshot
         weight = Settings.of(snapshot).quality_prior_weight
         pools = set().union(*(referenced_pools(p) for p in adaptive))
@@ -356,6 +362,7 @@ class Learner:
                 learned = self.tool_priors.get((name, intent.name))
                 if learned is not None:
                     intent.tool_use_probability = learned
+        self.wins.apply(out)
         out.version = snapshot_version(out)
         return out
 
@@ -574,6 +581,7 @@ class Learner:
             },
             "tool_use": {f"{p}/{i}": v for (p, i), v in sorted(self.tool_priors.items())},
             "quality": self.quality.as_dict(cfg.quality_prior_weight),
+            "learned_signal": self.wins.as_dict(),
             "intent_priors": {
                 f"{m}/{i}": {"p95_ms": v[0], "failure_rate": v[1], "completion_tokens": v[2]}
                 for (m, i), v in sorted(self.intent_priors.items())

@@ -20,7 +20,7 @@ source; an Outcome carries no prompt text, so neither does a row.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from skyroute.v1 import distribution_pb2
@@ -74,6 +74,10 @@ def _feedback(f: distribution_pb2.Feedback) -> dict[str, object]:
     return {"source": f.source, "kind": kind, "value": value, "unix_ms": f.unix_ms}
 
 
+def _ignore(_o: distribution_pb2.Outcome, _f: list[distribution_pb2.Feedback]) -> None:
+    return None
+
+
 class RecentOutcomes:
     """A ring of the last ``limit`` outcomes, indexed by request id for the feedback join."""
 
@@ -86,6 +90,10 @@ class RecentOutcomes:
         self.evicted = 0
         self.unjoined = 0  # feedback on an outcome not in the ring
         self.overflow = 0  # feedback past MAX_FEEDBACK_PER on one outcome
+        # Told each outcome's new booleans and scores once joined, each (source, kind)
+        # once per answer (the learned signal's examples, learning.winmodel).
+        self.on_join: Callable[[distribution_pb2.Outcome, list[distribution_pb2.Feedback]], None]
+        self.on_join = _ignore
 
     def __len__(self) -> int:
         return len(self._ring)
@@ -124,6 +132,15 @@ class RecentOutcomes:
                 self.unjoined += 1
 
     def _attach(self, row: Row, feedback: list[distribution_pb2.Feedback]) -> None:
+        seen = {(f.source, f.WhichOneof("value")) for f in row.feedback}
+        fresh = []
+        for f in feedback:
+            key = (f.source, f.WhichOneof("value"))
+            if key[1] in ("good", "score") and key not in seen:
+                seen.add(key)
+                fresh.append(f)
+        if fresh:
+            self.on_join(row.outcome, fresh)
         room = MAX_FEEDBACK_PER - len(row.feedback)
         row.feedback.extend(feedback[: max(0, room)])
         self.overflow += max(0, len(feedback) - max(0, room))

@@ -181,6 +181,8 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
             locales=m.locales,
             tenants=m.tenants,
             pool=rule.pool,
+            min_win_probability=m.min_win_probability,
+            max_win_probability=m.max_win_probability,
         )
         if rule.selection is not None or rule.weights is not None:
             compiled.selection.CopyFrom(_selection(rule.selection or spec.selection))
@@ -249,6 +251,18 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
         )
     )
     policy.weights.CopyFrom(_weights(spec.weights))
+    ls = spec.learned_signal
+    if ls is not None:
+        # The fitted weights are the learning loop's to add (learning.winmodel).
+        policy.learned_signal.CopyFrom(
+            snapshot_pb2.LearnedSignal(
+                strong=ls.strong,
+                weak=ls.weak,
+                exploration=ls.exploration,
+                min_feedback=ls.min_feedback,
+                regularization=ls.regularization,
+            )
+        )
     return policy
 
 

@@ -116,8 +116,10 @@ MSG_ONE_ENDPOINT_FORM = "a model needs exactly one of endpoint or endpoints"
 MSG_UNIQUE_ENDPOINT_NAMES = "endpoint names must be unique within a model"
 MSG_UNIQUE_ENDPOINT_URLS = "endpoint url and deployment must be unique within a model"
 MSG_DEPLOYMENT = "deployment is only for provider azure-openai"
+MSG_LEARNED_PAIR = "strong and weak must be different models"
 CEL_MESSAGES = frozenset(
     {
+        MSG_LEARNED_PAIR,
         MSG_ONE_ENDPOINT_FORM,
         MSG_UNIQUE_ENDPOINT_NAMES,
         MSG_UNIQUE_ENDPOINT_URLS,
@@ -486,6 +488,9 @@ class RuleMatch(_Spec):
     user_tiers: Annotated[list[Tier], Field(max_length=32)] = Field(default_factory=list)
     locales: Annotated[list[Locale], Field(max_length=64)] = Field(default_factory=list)
     tenants: Annotated[list[Tenant], Field(max_length=256)] = Field(default_factory=list)
+    # Bounds on the learned signal's win probability (spec.learnedSignal); 0 = none.
+    min_win_probability: Score = 0
+    max_win_probability: Score = 0
 
     @field_validator("max_prompt_tokens")
     @classmethod
@@ -678,6 +683,23 @@ class AdaptationSpec(_Spec):
         return value
 
 
+class LearnedSignalSpec(_Spec):
+    """A learned per-request signal over a strong/weak pair (README, "The learned signal")."""
+
+    strong: ModelName
+    weak: ModelName
+    exploration: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    min_feedback: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    regularization: Annotated[float, Field(gt=0, le=1_000_000)] = 4.0
+
+    @field_validator("weak")
+    @classmethod
+    def _pair(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("strong"):
+            raise rule_error(MSG_LEARNED_PAIR, value)
+        return value
+
+
 # --- Lifecycle: tests in the policy, canary rollouts, pinning -------------------
 
 
@@ -800,6 +822,7 @@ class RoutingPolicySpec(_Spec):
     reliability: ReliabilitySpec = Field(default_factory=ReliabilitySpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)
+    learned_signal: LearnedSignalSpec | None = None
     tests: Annotated[list[PolicyTest], Field(max_length=256)] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     pin_version: PolicyVersion | None = None

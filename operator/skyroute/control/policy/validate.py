@@ -240,6 +240,37 @@ def _check_policy(
     if found is not None:
         yield found
     yield from _check_globs(p, ("spec", "cache", "intents"), spec.cache.intents, intents)
+    yield from _check_learned(p, policy, pools)
+
+
+def _check_learned(p: Parsed, policy: RoutingPolicy, pools: dict[str, Parsed]) -> Iterable[Problem]:
+    """spec.learnedSignal: its models are in the policy's pools; the loop that fits it is on."""
+    spec = policy.spec
+    ls = spec.learned_signal
+    if ls is None:
+        return
+    if not spec.adaptation.enabled:
+        yield p.doc.problem(
+            ("spec", "learnedSignal"),
+            "learnedSignal is fitted by the learning loop: set spec.adaptation.enabled: true",
+        )
+    used = {r.pool for r in spec.rules} | {spec.default_pool}
+    models = {
+        m.name
+        for name in used
+        if name in pools
+        for obj in (pools[name].obj,)
+        if isinstance(obj, ModelPool)
+        for m in obj.spec.models
+    }
+    for field in ("strong", "weak"):
+        model = getattr(ls, field)
+        if models and model not in models:
+            yield p.doc.problem(
+                ("spec", "learnedSignal", field),
+                f'model "{model}" is in none of the pools this policy uses '
+                f"(known: {_known(models)})",
+            )
 
 
 def _check_globs(

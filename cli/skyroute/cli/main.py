@@ -235,6 +235,13 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("providers", help="run the provider simulator (OpenAI, Anthropic, Gemini)")
     s.add_argument("--listen", default=DEFAULT_PROVIDERS)
     s.add_argument("--scenario", default=None, help="scenario YAML (latencies, errors, bursts)")
+    s.add_argument(
+        "--tls-listen",
+        default=None,
+        help="HOST:PORT serving every path over TLS too (the Entra ID token endpoint needs it)",
+    )
+    s.add_argument("--tls-cert", default=None, help="PEM certificate for --tls-listen")
+    s.add_argument("--tls-key", default=None, help="PEM private key for --tls-listen")
 
     st = sub.add_parser("status", help="show the control plane's version and each router's sync")
     st.add_argument("--control", default=DEFAULT_CONTROL)
@@ -692,7 +699,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "providers":
         from skyroute.simulator.server import main as providers_main
 
-        providers_main(listen=args.listen, scenario=args.scenario)
+        providers_main(
+            listen=args.listen,
+            scenario=args.scenario,
+            tls_listen=args.tls_listen,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
         return 0
     if args.command == "status":
         from skyroute.control.distribution.status import main as status_main

@@ -8,7 +8,9 @@ and renders it); what Azure adds is checked or produced here:
   the deployment is the scenario's model name; a body ``model`` is ignored;
 - ``?api-version=`` is required (a 404 ``Resource not found`` without it, as
   Azure answers) and must be one of :data:`API_VERSIONS` (a 400 otherwise);
-- the key comes in an ``api-key`` header (or, as with Entra ID, a bearer token);
+- the key comes in an ``api-key`` header; a Microsoft Entra ID bearer token
+  instead must be one the simulator's Entra endpoint issued (:mod:`.entra`,
+  checked by the server before the wire sees the request: :data:`KEY`);
 - answers carry ``prompt_filter_results`` and per-choice
   ``content_filter_results``; a stream opens with Azure's empty-``choices``
   chunk holding the prompt's filter results;
@@ -34,7 +36,6 @@ from skyroute.simulator.wire import (
     SimRequest,
     StreamFrames,
     WireError,
-    bearer,
     retry_after_header,
 )
 
@@ -44,6 +45,13 @@ API_VERSIONS = frozenset(
 _JSON = {"Content-Type": "application/json"}
 _CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 _CODES = {400: "BadRequest", 401: "401", 403: "403", 404: "404", 429: "429"}
+#: Set on a request whose Entra ID bearer token was verified: the key it stands for.
+KEY = web.RequestKey("skyroute.simulator.azure.key", str)
+#: Azure's answer to a bearer token it does not accept.
+BAD_TOKEN = (
+    "Unauthorized. Access token is missing, invalid, audience is incorrect "
+    "(https://cognitiveservices.azure.com), or have expired."
+)
 
 
 def filter_results(filtered: str | None = None) -> dict[str, Any]:
@@ -77,7 +85,8 @@ class AzureOpenAIWire(OpenAIWire):
     name: Family = "azure-openai"
 
     def api_key(self, request: web.Request) -> str | None:
-        return request.headers.get("api-key") or bearer(request)
+        verified = request.get(KEY)
+        return verified if verified is not None else request.headers.get("api-key")
 
     def check_headers(self, request: web.Request) -> None:
         version = request.query.get("api-version")

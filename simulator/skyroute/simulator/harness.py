@@ -24,15 +24,19 @@ from typing import Any
 import orjson
 
 from skyroute.simulator.scenario import Scenario, load_scenario, parse_scenario
-from skyroute.simulator.server import start
+from skyroute.simulator.server import TlsListen, start
 
 
 class SimulatorThread:
     """A simulator serving on 127.0.0.1:<free port> until :meth:`stop`."""
 
     def __init__(
-        self, scenario: Scenario | dict[str, Any] | str | None = None, host: str = "127.0.0.1"
+        self,
+        scenario: Scenario | dict[str, Any] | str | None = None,
+        host: str = "127.0.0.1",
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        """``tls``: (certificate, key) PEM files for a second, TLS listener (:attr:`tls_url`)."""
         if scenario is None:
             scenario = {}
         if isinstance(scenario, dict):
@@ -41,6 +45,8 @@ class SimulatorThread:
             scenario = load_scenario(scenario, "SimulatorThread scenario")
         self._scenario = scenario
         self._host = host
+        self._tls = tls
+        self.tls_port: int | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -51,6 +57,12 @@ class SimulatorThread:
     @property
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("SimulatorThread was started without tls=(cert, key)")
+        return f"https://{self._host}:{self.tls_port}"
 
     def start(self) -> SimulatorThread:
         self._thread.start()
@@ -70,7 +82,9 @@ class SimulatorThread:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         try:
-            runner, self.port = await start(self._scenario, self._host, 0)
+            tls = TlsListen(self._host, 0, *self._tls) if self._tls else None
+            started = await start(self._scenario, self._host, 0, tls)
+            runner, self.port, self.tls_port = started.runner, started.port, started.tls_port
         except BaseException as exc:
             self._error = exc
             self._ready.set()

@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 import yaml
 
+from skyroute.simulator.entra import EntraConfig
+
 #: Every failure kind a scenario may name, with the HTTP status it maps to
 #: (0 = no status: the failure is in the transport, not in an error response).
 ERROR_STATUS: dict[str, int] = {
@@ -122,6 +124,7 @@ class Scenario:
     models: dict[str, Profile]
     patterns: tuple[tuple[str, Profile], ...]
     bursts: tuple[Burst, ...]
+    entra: EntraConfig | None = None  # the Entra ID app registration (simulator/entra.py)
 
     def profile_for(self, model: str) -> Profile:
         exact = self.models.get(model)
@@ -145,7 +148,8 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "retry_after_s": 1,
 }
 _NESTED = ("ttft_ms", "completion_tokens", "error_latency_ms")
-_TOP_KEYS = {"seed", "time_scale", "hang_s", "api_key", "defaults", "models", "bursts"}
+_TOP_KEYS = {"seed", "time_scale", "hang_s", "api_key", "defaults", "models", "bursts", "entra"}
+_ENTRA_KEYS = {"tenant_id", "client_id", "federated_token", "client_secret", "token_ttl_s"}
 _BURST_KEYS = {
     "models",
     "start_s",
@@ -207,6 +211,28 @@ def parse_scenario(data: Any, source: str = "scenario") -> Scenario:
         models=models,
         patterns=tuple(patterns),
         bursts=bursts,
+        entra=_entra(top["entra"], f"{source}.entra") if top.get("entra") is not None else None,
+    )
+
+
+def _entra(raw: Any, path: str) -> EntraConfig:
+    d = _mapping(raw, path)
+    _no_unknown(d, _ENTRA_KEYS, path)
+    strings: dict[str, str | None] = {}
+    for key in ("tenant_id", "client_id", "federated_token", "client_secret"):
+        value = d.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ScenarioError(f"{path}.{key}: expected a non-empty string")
+        strings[key] = value
+    tenant, client = strings["tenant_id"], strings["client_id"]
+    if tenant is None or client is None:
+        raise ScenarioError(f"{path}: tenant_id and client_id are required")
+    return EntraConfig(
+        tenant_id=tenant,
+        client_id=client,
+        federated_token=strings["federated_token"],
+        client_secret=strings["client_secret"],
+        token_ttl_s=_number(d.get("token_ttl_s", 3600), f"{path}.token_ttl_s", positive=True),
     )
 
 

@@ -14,7 +14,11 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
   ``POST /openai/v1/embeddings`` and ``POST /gemini/v1beta/models/{model}:embedContent``
   / ``:batchEmbedContents``
 - ``POST /azure/openai/deployments/{deployment}/chat/completions?api-version=V``
-  (``openai.AzureOpenAI(azure_endpoint=http://HOST:PORT/azure)``)
+  (``openai.AzureOpenAI(azure_endpoint=http://HOST:PORT/azure)``), with an
+  ``api-key`` or a Microsoft Entra ID bearer token from
+- ``POST /entra/{tenant}/oauth2/v2.0/token`` (:mod:`.entra`: azure-identity with
+  ``AZURE_AUTHORITY_HOST=https://HOST:TLSPORT/entra``; azure-identity takes only
+  https authorities, so ``--tls-listen`` serves every path over TLS as well)
 - ``POST /bedrock/model/{modelId}/converse`` and ``/converse-stream`` (Bedrock's
   Converse, streamed as AWS's binary event stream; SigV4 verified:
   ``boto3.client("bedrock-runtime", endpoint_url=http://HOST:PORT/bedrock)``), and
@@ -30,7 +34,8 @@ the random sequence), ``GET /_sim/requests`` (``{"requests": [{"path", "body"}]}
 the last 32 request bodies received, oldest first: what an upstream was sent),
 ``GET /_sim/stats`` (``{"scenario_time_s": float,
 "models": {name: {"requests", "ok", "streams", "tool_calls", "errors":
-{kind: count}}}}``), ``PUT /_sim/scenario`` (YAML or JSON body; replaces the
+{kind: count}}}, "entra": {"tokens_issued", "refused", "bearer_ok",
+"bearer_rejected"}}``), ``PUT /_sim/scenario`` (YAML or JSON body; replaces the
 scenario, restarts the burst clock, keeps the stats; a bad one is a 400 naming
 the field and changes nothing) and ``GET /healthz``.
 
@@ -46,14 +51,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import sys
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from skyroute.simulator import bedrock_wire, embeddings
+from skyroute.simulator import azure_wire, bedrock_wire, embeddings
 from skyroute.simulator.answers import (
     Answer,
     json_answer,
@@ -68,6 +75,7 @@ from skyroute.simulator.anthropic_wire import AnthropicWire
 from skyroute.simulator.azure_wire import AzureOpenAIWire
 from skyroute.simulator.bedrock_wire import BedrockInvokeWire, BedrockWire
 from skyroute.simulator.engine import Engine, ModelRuntime, Plan
+from skyroute.simulator.entra import Entra
 from skyroute.simulator.gemini_wire import GeminiWire
 from skyroute.simulator.openai_wire import OpenAIWire
 from skyroute.simulator.scenario import (
@@ -79,7 +87,14 @@ from skyroute.simulator.scenario import (
     parse_scenario,
 )
 from skyroute.simulator.vertex_wire import VERSIONS, VertexAnthropicWire, VertexGeminiWire
-from skyroute.simulator.wire import ErrorContext, Family, Rendered, SimRequest, WireError
+from skyroute.simulator.wire import (
+    ErrorContext,
+    Family,
+    Rendered,
+    SimRequest,
+    WireError,
+    bearer,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:8790"
 _JSON = "application/json"
@@ -124,6 +139,7 @@ class Simulator:
         self.bedrock_invoke = BedrockInvokeWire()  # InvokeModel, Anthropic's body
         self.vertex_gemini = VertexGeminiWire()
         self.vertex_anthropic = VertexAnthropicWire()
+        self.entra = Entra()  # Microsoft Entra ID's token endpoint, and Azure's bearer check
         # Every family of the contract (tests/simulator checks none is missing).
         self.wires: dict[str, Family] = {
             w.name: w
@@ -149,6 +165,7 @@ class Simulator:
             "/models/{target}",
             self._vertex,
         )
+        app.router.add_post("/entra/{tenant}/oauth2/v2.0/token", self._entra_token)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_get("/_sim/requests", self._requests)
@@ -167,7 +184,21 @@ class Simulator:
         return await self._serve(request, self.anthropic, None, False)
 
     async def _azure(self, request: web.Request) -> web.StreamResponse:
+        token = bearer(request)
+        if token is not None:
+            # An Entra ID token authenticates alone: it stands for the scenario's key.
+            scenario = self.engine.scenario
+            why = self.entra.verify(token, scenario.entra)
+            if why is not None:
+                return _respond(self.azure.invalid(f"{azure_wire.BAD_TOKEN} ({why})", 401))
+            request[azure_wire.KEY] = scenario.api_key or ""
         return await self._serve(request, self.azure, request.match_info["deployment"], False)
+
+    async def _entra_token(self, request: web.Request) -> web.Response:
+        form = await request.post()  # bounded by client_max_size
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        tenant = request.match_info["tenant"]
+        return _respond(self.entra.token(tenant, fields, self.engine.scenario.entra))
 
     async def _bedrock(self, request: web.Request) -> web.StreamResponse:
         model, method = request.match_info["model"], request.match_info["method"]
@@ -389,7 +420,8 @@ class Simulator:
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(self.engine.stats_json()), content_type=_JSON)
+        stats = {**self.engine.stats_json(), "entra": self.entra.stats.as_json()}
+        return web.Response(body=orjson.dumps(stats), content_type=_JSON)
 
     async def _requests(self, request: web.Request) -> web.Response:
         out = []
@@ -434,41 +466,94 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def start(scenario: Scenario, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving on (host, port); returns the runner and the bound port."""
+@dataclass(frozen=True, slots=True)
+class TlsListen:
+    """A second listener serving every path over TLS (``--tls-listen``, ``--tls-cert/-key``)."""
+
+    host: str
+    port: int
+    cert: str  # PEM certificate (chain) file
+    key: str  # its PEM private key
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    runner: web.AppRunner
+    port: int
+    tls_port: int | None  # None without a TLS listener
+
+
+async def start(scenario: Scenario, host: str, port: int, tls: TlsListen | None = None) -> Started:
+    """Start serving on (host, port), and over TLS on ``tls`` if given; learn the bound ports."""
     sim = Simulator(scenario)
     runner = web.AppRunner(sim.app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    bound = port
-    for address in runner.addresses:  # learn the real port when 0 was asked
+    bound = _last_port(runner, port)
+    tls_port: int | None = None
+    if tls is not None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(tls.cert, tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            await runner.cleanup()
+            raise ValueError(f"--tls-cert/--tls-key: cannot load {tls.cert}: {exc}") from None
+        tls_site = web.TCPSite(runner, tls.host, tls.port, ssl_context=ctx, backlog=1024)
+        await tls_site.start()
+        tls_port = _last_port(runner, tls.port)
+    return Started(runner, bound, tls_port)
+
+
+def _last_port(runner: web.AppRunner, asked: int) -> int:
+    """The port of the site started last (the kernel's choice when 0 was asked).
+
+    ``runner.addresses`` lists the sites' sockets in the order they were started.
+    """
+    for address in reversed(runner.addresses):
         if isinstance(address, tuple) and len(address) >= 2:
-            bound = int(address[1])
-            break
-    return runner, bound
+            return int(address[1])
+    return asked
 
 
-def main(listen: str = DEFAULT_LISTEN, scenario: str | None = None) -> None:
+def main(
+    listen: str = DEFAULT_LISTEN,
+    scenario: str | None = None,
+    tls_listen: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
     """Run the simulator until interrupted (the ``skyroute providers`` command)."""
     try:
         host, port = parse_listen(listen)
         sc = load_scenario_file(scenario) if scenario else parse_scenario({}, "built-in defaults")
+        tls: TlsListen | None = None
+        if tls_listen is not None:
+            if not tls_cert or not tls_key:
+                raise ValueError("--tls-listen needs --tls-cert and --tls-key")
+            tls = TlsListen(*parse_listen(tls_listen), tls_cert, tls_key)
+        elif tls_cert or tls_key:
+            raise ValueError("--tls-cert/--tls-key need --tls-listen")
     except (ValueError, ScenarioError) as exc:
         print(f"skyroute providers: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
     async def serve() -> None:
-        runner, bound = await start(sc, host, port)
+        try:
+            started = await start(sc, host, port, tls)
+        except ValueError as exc:
+            print(f"skyroute providers: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        also = f" and https://{tls.host}:{started.tls_port}" if tls is not None else ""
         print(
-            f"skyroute providers listening on http://{host}:{bound} "
+            f"skyroute providers listening on http://{host}:{started.port}{also} "
             f"(scenario: {scenario or 'built-in defaults'})",
             flush=True,
         )
         try:
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            await started.runner.cleanup()
 
     with contextlib.suppress(KeyboardInterrupt):
         try:

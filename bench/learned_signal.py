@@ -104,6 +104,22 @@ def _wins(table: PolicyTable, ps: list[Prompt]) -> list[float]:
     return out
 
 
+def _decide_us(table: PolicyTable, ps: list[Prompt], passes: int = 5) -> float:
+    """p50 microseconds of ``decide`` per prompt (signals extracted and embedded first,
+    as the intent classifier or the cache would have; the embedding is shared)."""
+    asks = [signals_from_messages([{"role": "user", "content": p.text}], False) for p in ps]
+    for s in asks:
+        decide(table, s, draw=lambda: 1.0)  # embeds once per request, as a router does
+    times = []
+    for _ in range(passes):
+        for s in asks:
+            t = time.perf_counter()
+            decide(table, s, draw=lambda: 1.0)
+            times.append(time.perf_counter() - t)
+    times.sort()
+    return round(times[len(times) // 2] * 1e6, 2)
+
+
 def replay(events: int, checkpoints: list[int], seed: int = 7, test_n: int = 600) -> dict[str, Any]:
     """Route, feed back and refit for ``events`` events; the curve at each checkpoint."""
     with tempfile.TemporaryDirectory() as d:
@@ -145,8 +161,16 @@ def replay(events: int, checkpoints: list[int], seed: int = 7, test_n: int = 600
             pushed.version = snapshot_version(pushed)
             table = _policy(pushed)
     oracle = [p.quality(True) - p.quality(False) for p in test]
+    plain = snapshot_pb2.Snapshot()
+    plain.CopyFrom(base)
+    plain.policies[0].ClearField("learned_signal")
+    cost = {
+        "with_signal_us": _decide_us(table, test),
+        "without_us": _decide_us(_policy(plain), test),
+    }
     return {
         "oracle": curve(oracle, test, SHARES),
+        "decide_p50_us": cost,
         "events": events,
         "seed": seed,
         "test_prompts": test_n,
@@ -191,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "gain over random, mean over shares 20-60%: "
         + ", ".join(f"{k} events {v:+.0%}" for k, v in result["margin_20_60"].items())
         + f"; strong share while learning {result['strong_share_while_learning']:.0%}"
+        + f"; decide p50 {result['decide_p50_us']['with_signal_us']} us with the fitted signal, "
+        + f"{result['decide_p50_us']['without_us']} us without"
     )
     console.print(table)
     OUT.mkdir(exist_ok=True)

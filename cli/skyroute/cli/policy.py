@@ -247,6 +247,11 @@ def explain_main(
             f"locale {sig.locale or '-'}, tier {sig.user_tier or '-'}, "
             f"tenant {sig.tenant or '-'}",
         ),
+        *(
+            [("learned", f"win probability {sig.win_probability:.3f} (strong over weak)")]
+            if any(r.startswith("win probability") for r in d.reasons)
+            else []
+        ),
         ("rule", d.rule),
         ("pool", d.pool),
         ("chain", " -> ".join(d.chain) or "(no candidate can serve this request)"),

@@ -221,3 +221,40 @@ def test_the_ring_hands_each_answer_s_rating_to_the_fit_once() -> None:
     ring.feedback([distribution_pb2.Feedback(request_id="b", source="user", good=False)])
     ring.record([distribution_pb2.Outcome(request_id="b")])
     assert seen[-1] == ("b", 1)
+
+
+def test_the_fits_survive_a_restart_through_the_learned_state(tmp_path: Path) -> None:
+    import json
+
+    from skyroute.control.learning.loop import Learner
+    from skyroute.control.learning.persist import dump, restore
+    from skyroute.control.policy.store import SnapshotStore
+
+    folder = _folder(tmp_path)
+    snap = compile_folder(folder)
+    before = Learner(SnapshotStore(str(folder)))
+    before.wins = _replay(snap, 300, seed=8)
+    doc = json.loads(json.dumps(dump(before)))
+    assert len(json.dumps(doc["learned_signal"])) < 100_000  # two fits, not 2 x 3 MiB
+    doc["learned_signal"].append({**doc["learned_signal"][0], "diag": [1.0]})  # malformed
+
+    store = SnapshotStore(str(folder))
+    after = Learner(store)
+    got = restore(after, doc)
+    assert got.skipped == 1 and not got.error
+    store.publish(compile_folder(folder))  # the first compile after the restart
+    assert store.snapshot is not None
+    pushed = {m.model: m for m in store.snapshot.policies[0].learned_signal.models}
+    for model in ("big", "small"):
+        old = before.wins.weights("learned", model)
+        assert old is not None
+        new = pushed[model]
+        assert new.n == old.n
+        assert new.bias == pytest.approx(old.bias, abs=1e-6)
+        assert list(new.embedding) == pytest.approx(list(old.embedding), abs=1e-5)
+    # New feedback keeps adding to the restored evidence.
+    fits = after.wins
+    o = distribution_pb2.Outcome(policy="learned", model="big", prompt_embedding=b"\x01" * 512)
+    fits.example(store.snapshot, o, [distribution_pb2.Feedback(good=True)])
+    assert fits.refit(store.snapshot)
+    assert fits.fits[("learned", "big")].n == before.wins.fits[("learned", "big")].n + 1

@@ -111,6 +111,7 @@ def dump(learner: Learner, *, wall_ms: int | None = None) -> dict[str, Any]:
         ],
         "tool_priors": [[p, i, v] for (p, i), v in sorted(learner.tool_priors.items())],
         "quality": [[m, i, t.as_list()] for (m, i), t in sorted(learner.quality.tallies.items())],
+        "learned_signal": learner.wins.dump(),
     }
 
 
@@ -267,7 +268,13 @@ def restore(learner: Learner, doc: object, *, wall_ms: int | None = None) -> Res
     each("baselines", doc.get("baselines", {}), baseline)
     each("tool_use", doc.get("tool_use", []), tool_use)
     each("tool_priors", doc.get("tool_priors", []), tool_prior)
+
+    def win_fit(row: object) -> None:
+        learner.wins.restore(row)
+        out.series += 1
+
     each("quality", doc.get("quality", []), quality)
+    each("learned_signal", doc.get("learned_signal", []), win_fit)
     return out
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from skyroute.control.limits import SeriesCap
 from skyroute.control.policy.compiler import referenced_pools
-from skyroute.learned import MAX_INTENT_WEIGHTS, dequantize, size_feature
+from skyroute.learned import MAX_EMBEDDING_BYTES, MAX_INTENT_WEIGHTS, dequantize, size_feature
 from skyroute.reports import UNKNOWN_INTENT
 from skyroute.v1 import distribution_pb2, snapshot_pb2
 
@@ -49,6 +49,8 @@ from skyroute.v1 import distribution_pb2, snapshot_pb2
 MAX_PENDING = 20_000
 #: Leading features before the intents: bias, size, tools.
 _HEAD = 3
+#: The ridge penalty when a policy gives none (the CRD's default).
+DEFAULT_RIDGE = 4.0
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -91,6 +93,7 @@ class Fit:
     n: float = 0.0
     pending: list[tuple[FloatArray, float]] = field(default_factory=list)
     weights: snapshot_pb2.LearnedQualityModel | None = None
+    ridge: float = DEFAULT_RIDGE  # the penalty of the last solve
 
     def fold(self) -> bool:
         if not self.pending:
@@ -103,8 +106,13 @@ class Fit:
         self.pending.clear()
         return True
 
-    def solve(self, model: str, ridge: float) -> snapshot_pb2.LearnedQualityModel:
+    def vector(self, ridge: float) -> FloatArray:
         w = np.linalg.solve(self.a + ridge * np.eye(len(self.b)), self.b)
+        return np.asarray(w, dtype=np.float64)
+
+    def solve(self, model: str, ridge: float) -> snapshot_pb2.LearnedQualityModel:
+        self.ridge = ridge
+        w = self.vector(ridge)
         k = len(self.layout.intents)
         return snapshot_pb2.LearnedQualityModel(
             model=model,
@@ -204,7 +212,7 @@ class WinModels:
             ls = policy.learned_signal
             if fit.n < max(1, ls.min_feedback):
                 continue
-            fit.weights = fit.solve(model, ls.regularization or 4.0)
+            fit.weights = fit.solve(model, ls.regularization or DEFAULT_RIDGE)
             solved = True
         self._pending = sum(len(f.pending) for f in self.fits.values())
         self.changed = self.changed or solved
@@ -227,6 +235,80 @@ class WinModels:
                 w = self.weights(name, model)
                 if w is not None and layout is not None:
                     ls.models.append(w)
+
+    # -- saved state (learning.persist) -------------------------------------------------
+    def dump(self) -> list[dict[str, Any]]:
+        """Each fit, compact: its weights exactly, and the diagonal of its evidence.
+
+        ``A`` (``Σ x xᵀ``, about 3 MiB per model) is saved as its diagonal ``d``, and
+        ``b`` as ``(d + λ) w``, so a restored fit solves to the very same weights ``w``;
+        what is lost is the correlation between features in the old evidence, so new
+        feedback moves a restored fit a little more than it would have moved the original.
+        """
+        out = []
+        for (policy, model), fit in sorted(self.fits.items()):
+            fit.fold()
+            w = fit.vector(fit.ridge)
+            d = np.diag(fit.a).copy()
+            out.append(
+                {
+                    "policy": policy,
+                    "model": model,
+                    "n": fit.n,
+                    "ridge": fit.ridge,
+                    "pushed": fit.weights is not None,
+                    "intents": dict(fit.layout.intents),
+                    "dim": fit.layout.dim,
+                    "diag": [float(x) for x in d],
+                    "b": [float(x) for x in (d + fit.ridge) * w],
+                }
+            )
+        self._pending = 0
+        return out
+
+    def restore(self, row: object) -> None:
+        """One row of :meth:`dump`; ValueError (the caller skips and counts it) if malformed."""
+        if not isinstance(row, dict):
+            raise ValueError("a fit is not an object")
+        policy, model = row.get("policy"), row.get("model")
+        intents, dim = row.get("intents"), row.get("dim")
+        if not (
+            isinstance(policy, str)
+            and isinstance(model, str)
+            and 0 < len(policy) <= 256
+            and 0 < len(model) <= 256
+        ):
+            raise ValueError("a fit names no policy and model")
+        if not (isinstance(dim, int) and 0 < dim <= MAX_EMBEDDING_BYTES):
+            raise ValueError(f"dim {dim!r} is not in [1, {MAX_EMBEDDING_BYTES}]")
+        if not (
+            isinstance(intents, dict)
+            and len(intents) <= MAX_INTENT_WEIGHTS
+            and sorted(intents.values()) == list(range(len(intents)))
+            and all(isinstance(k, str) and len(k) <= 256 for k in intents)
+        ):
+            raise ValueError("intents is not a name -> slot map")
+        layout = Layout(dict(intents), dim)
+        known = self.layouts.get(policy)
+        if known is not None and (known.intents, known.dim) != (layout.intents, layout.dim):
+            raise ValueError(f"fit of {policy}/{model} disagrees with its policy's layout")
+        diag = np.array(row.get("diag"), dtype=np.float64)
+        b = np.array(row.get("b"), dtype=np.float64)
+        n, ridge = row.get("n"), row.get("ridge")
+        if diag.shape != (layout.width,) or b.shape != (layout.width,):
+            raise ValueError(f"diag and b must have {layout.width} numbers")
+        if not (np.isfinite(diag).all() and np.isfinite(b).all() and (diag >= 0).all()):
+            raise ValueError("diag and b hold finite numbers, diag non-negative")
+        if not (isinstance(n, int | float) and isinstance(ridge, int | float)):
+            raise ValueError("n and ridge are numbers")
+        if not (0 <= n <= 1e12 and 0 < ridge <= 1e6):
+            raise ValueError("n or ridge out of range")
+        fit = Fit(layout, np.diag(diag), b, float(n), ridge=float(ridge))
+        if row.get("pushed") is True:
+            fit.weights = fit.solve(model, float(ridge))
+            self.changed = True  # the first snapshot after the restart carries it
+        if self.cap.entry(self.fits, (policy, model), lambda: fit, "learning.win_models"):
+            self.layouts.setdefault(policy, layout)
 
     def as_dict(self) -> dict[str, object]:
         """For /debug/learning: examples per (policy, model), the fit's size, rejections."""

@@ -41,14 +41,15 @@ mean, so a lucky draw never lets an excluded model in.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import ahocorasick
 import numpy as np
 
 from skyroute.router import sampling
+from skyroute.router.providers import registry
 from skyroute.router.signals import SIGNALS, attr_of
 
 # The control plane's policy tests import the decision library as one surface
@@ -126,6 +127,8 @@ class Decision:
     embedding: FloatArray | None = None
     # The learned signal's win probability (0.5, no information, without one).
     win_probability: float = 0.5
+    # Candidates skipped because their family cannot honour a parameter: (model, parameter).
+    unhonoured: tuple[tuple[str, str], ...] = ()
 
 
 def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
@@ -318,6 +321,7 @@ def decide(
     pressure_pool: str | None = None,
     embeddings: bool = False,
     request_id: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Decision:
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it).
 
@@ -348,6 +352,13 @@ def decide(
     # Most requests fit every candidate: keep the prepared tuple, allocate nothing.
     if not all(_usable(c, s, embeddings) for c in candidates):
         candidates = tuple(c for c in candidates if _usable(c, s, embeddings))
+    unhonoured: tuple[tuple[str, str], ...] = ()
+    if options:
+        # A hard constraint: a family that cannot honour a parameter is never tried.
+        refused = [(c, registry.cannot_honour(c.provider, options)) for c in candidates]
+        unhonoured = tuple((c.model, name) for c, name in refused if name is not None)
+        if unhonoured:
+            candidates = tuple(c for c, name in refused if name is None)
     scores = None
     explored = ""
     if len(candidates) > 1 and (sel.scored or sel.objective_p95_s):
@@ -379,6 +390,7 @@ def decide(
         prediction,
         vector,
         win,
+        unhonoured,
     )
 
 
@@ -410,9 +422,12 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         f"predicted tool use {d.tool_use:.2f})",
         f"pool {d.pool!r} by rule {d.rule!r}",
     ]
-    skipped = [c.model for c in t.pools[d.pool] if c not in d.chain]
+    refused = dict(d.unhonoured)
+    skipped = [c.model for c in t.pools[d.pool] if c not in d.chain and c.model not in refused]
     if skipped:
         reasons.append(f"skipped {skipped} (tools or context window)")
+    for model, name in d.unhonoured:
+        reasons.append(f"skipped {model}: its family cannot honour {name}")
     if not d.chain:
         reasons.append(f"no candidate in pool {d.pool!r} can serve this request")
     sel = d.selection or t.selection

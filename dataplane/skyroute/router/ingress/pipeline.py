@@ -99,10 +99,22 @@ def _answer(desk: FeedbackDesk, p: Prepared, served: Served) -> Answer:
 
 
 def _fits(p: Prepared) -> None:
-    """Refuse, before any upstream call, a prompt no candidate's context window can hold."""
+    """Refuse, before any upstream call, a request no candidate can serve as asked: a
+    parameter no family of the pool can honour, or a prompt no context window can hold."""
     d = p.decision
     if d.chain or p.inbound.embed is not None:
         return
+    if d.unhonoured:
+        name = d.unhonoured[0][1]
+        families = sorted({c.provider for c in d.policy.pools[d.pool]})
+        raise Rejection(
+            400,
+            f"{name}: no model of pool {d.pool!r} can honour it (its "
+            f"{', '.join(families)} family cannot); remove it",
+            INVALID,
+            param=name,
+            code="unsupported_parameter",
+        )
     window = largest_window(d.policy.pools[d.pool], p.signals)
     if window is not None:
         raise Rejection(
@@ -226,6 +238,7 @@ class Pipeline:
             pressure_pool=pressure,
             embeddings=embeddings,
             request_id=ctx.request_id,
+            options=chat.options,
         )
         if embeddings and not decision.chain:
             raise Rejection(

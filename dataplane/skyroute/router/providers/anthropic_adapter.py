@@ -81,7 +81,7 @@ _STOP = {
 #: The ChatRequest.anthropic fields sent on as body fields of the same name.
 _PASSTHROUGH = ("thinking", "top_k", "top_p", "metadata")
 # Chat Completions parameters as Anthropic takes them (the rest are refused: .options).
-_OPTIONS: Table = {
+OPTIONS: Table = {
     "top_p": to("top_p"),
     "user": to("metadata.user_id"),
     "reasoning_effort": lambda effort: (
@@ -262,7 +262,7 @@ class AnthropicAdapter:
         if req.temperature is not None:
             body["temperature"] = min(req.temperature, 1.0)
         if req.options:
-            _put_options(body, translate(req.options, _OPTIONS, FAMILY), bool(req.tools))
+            _put_options(body, translate(req.options, OPTIONS, FAMILY), bool(req.tools))
         if stream:
             body["stream"] = True
         return body

@@ -127,7 +127,7 @@ def _text_format(fmt: Any) -> list[tuple[str, Any]]:
 
 
 # Chat Completions parameters as Converse takes them (the rest are refused: .options).
-_OPTIONS: Table = {
+OPTIONS: Table = {
     "top_p": to("inferenceConfig.topP"),
     "response_format": _text_format,
     # Bedrock's effort levels are OpenAI's names (low, medium, high, xhigh; and max);
@@ -278,7 +278,7 @@ class BedrockAdapter:
                 tool_config["toolChoice"] = choice
             body["toolConfig"] = tool_config
         if req.options:
-            merge(body, translate(req.options, _OPTIONS, FAMILY))
+            merge(body, translate(req.options, OPTIONS, FAMILY))
         return orjson.dumps(body)
 
     def decode(self, body: bytes) -> ChatResult:

@@ -147,7 +147,7 @@ def _response_format(fmt: Any) -> list[tuple[str, Any]]:
 
 
 # Chat Completions parameters as Gemini takes them (the rest are refused: .options).
-_OPTIONS: Table = {
+OPTIONS: Table = {
     "top_p": to("generationConfig.topP"),
     "seed": to("generationConfig.seed"),
     "presence_penalty": to("generationConfig.presencePenalty"),
@@ -301,7 +301,7 @@ class GeminiAdapter:
         if generation:
             body["generationConfig"] = generation
         if req.options:
-            merge(body, translate(req.options, _OPTIONS, FAMILY))
+            merge(body, translate(req.options, OPTIONS, FAMILY))
         return orjson.dumps(body)
 
     def decode(self, body: bytes) -> ChatResult:

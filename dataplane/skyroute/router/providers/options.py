@@ -8,7 +8,9 @@ function giving the family's own ``(path, value)`` pairs, :data:`IGNORE` for a
 hint that changes no answer (``user``, ``metadata``, ``service_tier``...), or
 nothing, in which case a request that sets the parameter is refused with a
 CLIENT_ERROR (a 400 to the client) naming the parameter and the family, never
-silently dropped. A parameter at its default value (``n: 1``,
+silently dropped; selection skips the candidates of such families first
+(:func:`unhonoured`), so the refusal comes only when no candidate of the
+pool can honour it. A parameter at its default value (``n: 1``,
 ``logprobs: false``, ``response_format: {"type": "text"}``) is never refused.
 """
 
@@ -50,19 +52,32 @@ def to(path: str) -> Translate:
     return lambda value: [(path, value)]
 
 
+def unhonoured(options: Mapping[str, Any], table: Table | None) -> str | None:
+    """The first parameter of ``options`` a family with ``table`` cannot honour, or None.
+
+    ``table`` None: the family takes every parameter as sent (OpenAI's wire).
+    Selection skips a candidate this names a parameter for (``decide``).
+    """
+    if table is None:
+        return None
+    for name, value in options.items():
+        if value is not None and name not in table and value not in _DEFAULTS.get(name, ()):
+            return name
+    return None
+
+
 def translate(options: Mapping[str, Any], table: Table, family: str) -> dict[str, Any]:
     """The family's body fragments for ``options`` (nested by dotted path), or refuse."""
+    refused = unhonoured(options, table)
+    if refused is not None:
+        raise ProviderError(
+            CLIENT_ERROR, f"{refused}: not supported by the {family} family; remove it", 400
+        )
     out: dict[str, Any] = {}
     for name, value in options.items():
-        if value is None:
-            continue
         fn = table.get(name)
-        if fn is None:
-            if value in _DEFAULTS.get(name, ()):
-                continue
-            raise ProviderError(
-                CLIENT_ERROR, f"{name}: not supported by the {family} family; remove it", 400
-            )
+        if value is None or fn is None:
+            continue
         for path, v in fn(value):
             *parents, leaf = path.split(".")
             node = out

@@ -28,10 +28,12 @@ the per-target preparation all read this table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from skyroute.families import FAMILY_NAMES, Family
+from skyroute.router.providers import anthropic_adapter, bedrock_adapter, gemini_adapter
 from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
 from skyroute.router.providers.azure_adapter import AzureOpenAIAdapter
 from skyroute.router.providers.bedrock_adapter import ENDPOINT as BEDROCK_ENDPOINT
@@ -43,6 +45,7 @@ from skyroute.router.providers.embeddings import EmbeddingWire, GeminiEmbeddings
 from skyroute.router.providers.gemini_adapter import GeminiAdapter
 from skyroute.router.providers.google_auth import GoogleAuth
 from skyroute.router.providers.openai_adapter import OpenAIAdapter
+from skyroute.router.providers.options import Table, unhonoured
 from skyroute.router.providers.sse import SSEDecoder
 from skyroute.router.providers.types import Target
 from skyroute.router.providers.vertex_adapter import ENDPOINT as VERTEX_ENDPOINT
@@ -78,6 +81,9 @@ class ProviderFamily:
     capabilities: Capabilities = field(default_factory=Capabilities)
     embeddings: EmbeddingWire | None = None
     otel_name: Callable[[str], str] | None = None  # None: the family's own name
+    # The Chat Completions parameters the family translates (.options); None: every one
+    # goes as sent (OpenAI's wire, unknown parameters too).
+    options: Table | None = None
 
     def prepare(self, target: Target) -> Prepared:
         """The adapter's per-target constants with this family's credentials and framing."""
@@ -126,6 +132,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             HeaderKey("x-api-key"),
             SSEDecoder,
             "https://api.anthropic.com",
+            options=anthropic_adapter.OPTIONS,
         ),
         ProviderFamily(
             "gemini",
@@ -135,6 +142,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             "https://generativelanguage.googleapis.com/v1beta",
             embeddings=GeminiEmbeddings(),
             otel_name=_gemini_name,
+            options=gemini_adapter.OPTIONS,
         ),
         ProviderFamily(
             "bedrock",
@@ -143,6 +151,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             EventStreamDecoder,
             BEDROCK_ENDPOINT,  # {region}: the model's region
             otel_name=lambda host: "aws.bedrock",
+            options=bedrock_adapter.OPTIONS,
         ),
         ProviderFamily(
             "vertex-gemini",
@@ -174,3 +183,9 @@ def provider_name(family_name: str, host: str) -> str:
     """``gen_ai.provider.name`` for ``family_name`` at ``host`` (the name itself if unknown)."""
     f = FAMILIES.get(family_name)
     return f.provider_name(host) if f is not None else family_name
+
+
+def cannot_honour(family_name: str, options: Mapping[str, Any]) -> str | None:
+    """The first of ``options`` (Chat Completions parameters) ``family_name`` cannot honour."""
+    f = FAMILIES.get(family_name)
+    return unhonoured(options, f.options) if f is not None and options else None

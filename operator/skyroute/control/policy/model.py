@@ -62,6 +62,8 @@ ROLLOUT_ACTION_ANNOTATION = f"{GROUP}/rollout-action"
 # Python agree on, so the CRD and these models accept exactly the same strings.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+# A provider's own model id may also carry "@" (Vertex AI's claude-sonnet-4-5@20250929).
+UPSTREAM_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
 INTENT_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$"
 GLOB_PATTERN = r"^[a-z0-9_.*?-]+$"
 ENDPOINT_PATTERN = r"^https?://[^\s]+$"
@@ -175,6 +177,9 @@ def _unique(names: list[str], message: str) -> None:
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=MODEL_PATTERN)]
+UpstreamModel = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=UPSTREAM_MODEL_PATTERN)
+]
 IntentName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=INTENT_PATTERN)]
 IntentGlob = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=GLOB_PATTERN)]
 Endpoint = Annotated[
@@ -364,7 +369,7 @@ class PoolModel(_Spec):
     auth: Annotated[Auth, Field(validate_default=True)] = DEFAULT_AUTH
     region: Region | None = None
     project: Project | None = None
-    upstream_model: ModelName | None = None
+    upstream_model: UpstreamModel | None = None
     family: Name | None = None
     pricing: Pricing
     context_window: Annotated[int, Field(ge=1, le=10_000_000)] = 128_000

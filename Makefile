@@ -9,7 +9,7 @@ LOCK    := requirements/dev.txt
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 PKGDIRS := proto/skyroute operator/skyroute dataplane/skyroute simulator/skyroute cli/skyroute
 
-.PHONY: venv lock proto reference lint layers typecheck system-deps test demo bench clean
+.PHONY: venv lock proto reference lint layers typecheck system-deps test demo bench bench-feedback clean
 
 # Coverage floor for `make test`: the figure measured when the floor was set (92.4%,
 # `make test` on 2026-12-03), rounded down. Raise it when coverage rises; never lower it.
@@ -87,6 +87,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/guards_bench.py
 	$(BIN)/python bench/tokens_bench.py
 	$(BIN)/python bench/learned_signal.py
+
+# Quality learned from feedback, replayed through the real processes (README's plot:
+# docs/feedback-share.svg, rewritten with this run's figures).
+bench-feedback: $(STAMP)
+	$(BIN)/python bench/feedback_replay.py --docs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage .coverage.*

@@ -74,14 +74,19 @@ def line_chart(
     y_label: str,
     width: int = 760,
     height: int = 420,
+    x_max: float = 1.0,
 ) -> str:
-    """Lines over [0, 1] x [0, 1]: ``series`` is [(label, [(x, y), ...]), ...]."""
+    """Lines over [0, x_max] x [0, 1]: ``series`` is [(label, [(x, y), ...]), ...].
+
+    The x axis is a share (ticks in percent) unless ``x_max`` says otherwise (ticks
+    as numbers: requests, say).
+    """
     top, bottom, left, right = 40, 80, 60, 20
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def px(x: float, y: float) -> str:
         y = min(1.0, max(0.0, y))
-        return f"{left + x * plot_w:.1f},{top + plot_h - y * plot_h:.1f}"
+        return f"{left + x / x_max * plot_w:.1f},{top + plot_h - y * plot_h:.1f}"
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -92,8 +97,9 @@ def line_chart(
     ]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         x, y = left + tick * plot_w, top + plot_h - tick * plot_h
+        label = f"{tick:.0%}" if x_max == 1.0 else f"{tick * x_max:g}"
         parts.append(
-            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{tick:.0%}</text>'
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{label}</text>'
         )
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:.0%}</text>')
     parts.append(

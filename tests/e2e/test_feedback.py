@@ -38,9 +38,12 @@ from skyroute.v1 import router_pb2, router_pb2_grpc
 
 from harness import Proc, Stack, control_status, http_get, wait_until
 
-# Hidden quality per (model, intent); the offline evals below are wrong by a known amount.
-HIDDEN = {("qa", "code"): 0.5, ("qb", "code"): 0.85, ("qa", "chat"): 0.85, ("qb", "chat"): 0.5}
-EVAL_ERROR = 0.3  # each eval overrates the truly worse model, underrates the better one
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+# Hidden quality per (model, intent) and the error of the offline evals: the replay bench's.
+from feedback_replay import EVAL_ERROR, HIDDEN
+from feedback_replay import SCENARIO as _SCENARIO
+
 BUDGET = 400  # feedback events (both intents together)
 WINDOW = 40  # the last requests of an intent the share is measured on
 SHARE = 0.7  # the truly better model's share of them (exploration 0.1 caps it near 0.9)
@@ -70,14 +73,6 @@ spec:
   selection: {mode: scored}
   adaptation: {enabled: true, exploration: 0.1, intervalS: 1, minSamples: 1000000,
                driftLatencyRatio: 0, driftCostRatio: 0, qualityPriorWeight: 5}
-"""
-_SCENARIO = """\
-seed: 5
-defaults:
-  ttft_ms: {p50: 3, p95: 5}
-  tokens_per_s: 50000
-  completion_tokens: {p50: 5, p95: 8, min: 2, max: 10}
-  error_rate: 0
 """
 _PROMPT = {"code": "write python to sort a list", "chat": "hello, how are you"}
 

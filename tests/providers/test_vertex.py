@@ -232,6 +232,12 @@ def test_anthropic_on_vertex_has_the_model_in_the_path_and_the_version_in_the_bo
         assert body.get("stream", False) is streamed
     _, prep = providers.prepared(target("vertex-anthropic", ENDPOINT, CLAUDE))
     assert "anthropic-version" not in prep.headers and "x-api-key" not in prep.headers
+    # Same codecs, same parameters: what the public API's family cannot honour, neither can.
+    fmt = {"response_format": {"type": "json_object"}}
+    assert registry.cannot_honour("vertex-anthropic", fmt) == "response_format"
+    assert registry.cannot_honour("vertex-gemini", fmt) is None
+    for name in ("anthropic", "gemini"):
+        assert registry.FAMILIES["vertex-" + name].options is registry.FAMILIES[name].options
     gemini = registry.FAMILIES["vertex-gemini"].adapter
     assert orjson.loads(gemini.encode(req, GEMINI, False)) == orjson.loads(
         registry.FAMILIES["gemini"].adapter.encode(req, GEMINI, False)
@@ -261,9 +267,10 @@ def test_a_token_near_expiry_is_used_while_one_refresh_runs_in_the_background() 
     async def go() -> list[str]:
         seen = [(await source.headers())["Authorization"]]  # the first waits: nothing to use
         creds.gate = threading.Event()  # the next refresh hangs until released
+        await asyncio.sleep(1.1)  # a short-lived token is refreshed at most every second
         for _ in range(3):  # none of these waits for it, and only one refresh starts
             seen.append((await asyncio.wait_for(source.headers(), 1))["Authorization"])
-        for _ in range(100):
+        for _ in range(200):
             await asyncio.sleep(0.01)  # the refresh thread starts, then hangs on the gate
             if creds.calls == 2:
                 break

@@ -160,6 +160,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             SSEDecoder,
             VERTEX_ENDPOINT,  # {region}: the model's location
             otel_name=lambda host: "gcp.vertex_ai",
+            options=gemini_adapter.OPTIONS,  # the Gemini codec, so its parameters
         ),
         ProviderFamily(
             "vertex-anthropic",
@@ -168,6 +169,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             SSEDecoder,
             VERTEX_ENDPOINT,
             otel_name=lambda host: "gcp.vertex_ai",
+            options=anthropic_adapter.OPTIONS,  # the Anthropic codec, so its parameters
         ),
     )
 }

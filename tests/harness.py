@@ -189,6 +189,7 @@ class Stack:
         routers: int = 1,
         router_args: list[str] | None = None,
         open_without_tenants: bool = True,
+        simulator_args: list[str] | None = None,
     ) -> None:
         self.procs = procs
         self.sim_port = free_port()
@@ -201,7 +202,14 @@ class Stack:
             self.write(name, text)
         self.simulator = self.start(
             "providers",
-            ["providers", "--listen", f"127.0.0.1:{self.sim_port}", "--scenario", str(scen)],
+            [
+                "providers",
+                "--listen",
+                f"127.0.0.1:{self.sim_port}",
+                "--scenario",
+                str(scen),
+                *(simulator_args or []),
+            ],
         )
         self.control_addr = f"127.0.0.1:{free_port()}"
         self.admin = f"http://127.0.0.1:{free_port()}"
@@ -296,6 +304,21 @@ class Stack:
         req = urllib.request.Request(self.sim + "/_sim/reset", data=b"", method="POST")
         with urllib.request.urlopen(req, timeout=5) as r:
             assert r.status == 200
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` in os.environ (the processes a Stack starts inherit it), put back afterwards."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from harness import Proc, Stack
+from harness import Proc, Stack, environment
 
 SECRET = "e2e-bedrock-secret"
 MODEL_ID = "anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -127,23 +127,17 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     procs: list[Proc] = []
-    saved = {k: os.environ.get(k) for k in AWS_ENV}
-    os.environ.update(AWS_ENV)  # the processes inherit it: the router's AWS chain reads it
-    try:
-        yield Stack(
-            procs,
-            tmp_path_factory.mktemp("bedrock"),
-            {"pools.yaml": POOLS, "policy.yaml": POLICY},
-            SCENARIO,
-        )
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with environment(AWS_ENV):  # the processes inherit it: the router's AWS chain reads it
+        try:
+            yield Stack(
+                procs,
+                tmp_path_factory.mktemp("bedrock"),
+                {"pools.yaml": POOLS, "policy.yaml": POLICY},
+                SCENARIO,
+            )
+        finally:
+            for p in reversed(procs):
+                p.stop()
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def test_api_key_header_is_checked(keyed: SimulatorThread) -> None:
     url = keyed.url + f"/azure/openai/deployments/d/chat/completions?api-version={VERSION}"
     status, answer = post(url, {"api-key": KEY})
     assert status == 200 and answer["model"] == "d"
-    # a bearer must be an Entra ID token the simulator issued (test_azure_entra.py), not the key
+    # a bearer must be an Entra ID token the simulator issued (test_azure_entra_sdk.py), not the key
     assert post(url, {"Authorization": "Bearer " + KEY})[0] == 401
     assert post(url, {})[0] == 401
     assert post(url, {"api-key": "other"})[0] == 401

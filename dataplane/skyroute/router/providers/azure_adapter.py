@@ -10,7 +10,8 @@ differs is where a request goes and how Azure words its failures:
   deployment is the target's model (a pool model's ``upstreamModel`` or
   ``name``) and ``V`` the target's ``api_version`` (:data:`DEFAULT_API_VERSION`
   when the pool names none);
-- the key goes in an ``api-key`` header (declared in the registry);
+- the key goes in an ``api-key`` header, or with ``auth: entra`` a Microsoft
+  Entra ID token as ``Authorization: Bearer`` (:mod:`.azure_auth`);
 - content filtering: a prompt the filter blocks is a 400 whose
   ``error.code`` is ``content_filter`` with the per-category verdicts in
   ``error.innererror.content_filter_result``, a completion it blocks ends with

@@ -36,6 +36,7 @@ from skyroute.families import FAMILY_NAMES, Family
 from skyroute.router.providers import anthropic_adapter, bedrock_adapter, gemini_adapter
 from skyroute.router.providers.anthropic_adapter import AnthropicAdapter
 from skyroute.router.providers.azure_adapter import AzureOpenAIAdapter
+from skyroute.router.providers.azure_auth import AzureAuth
 from skyroute.router.providers.bedrock_adapter import ENDPOINT as BEDROCK_ENDPOINT
 from skyroute.router.providers.bedrock_adapter import BedrockAdapter
 from skyroute.router.providers.bedrock_auth import BedrockAuth
@@ -111,7 +112,7 @@ FAMILIES: dict[str, ProviderFamily] = {
         ProviderFamily(
             "azure-openai",
             AzureOpenAIAdapter(),
-            HeaderKey("api-key"),
+            AzureAuth(),  # the api-key header, or Entra ID tokens (auth: entra)
             SSEDecoder,
             # Every resource has its own host, so pools name it (the CRD requires an
             # endpoint); this placeholder only shows the shape, and fails to resolve.

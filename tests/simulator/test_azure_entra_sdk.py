@@ -28,6 +28,10 @@ from azure.identity import (
     WorkloadIdentityCredential,
     get_bearer_token_provider,
 )
+
+from skyroute.simulator.harness import SimulatorThread
+from skyroute.simulator.scenario import ScenarioError, parse_scenario
+
 from entra_identity import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -37,9 +41,6 @@ from entra_identity import (
     workload_env,
     write_tls,
 )
-
-from skyroute.simulator.harness import SimulatorThread
-from skyroute.simulator.scenario import ScenarioError, parse_scenario
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 VERSION = "2024-10-21"

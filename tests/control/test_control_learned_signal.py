@@ -258,3 +258,65 @@ def test_the_fits_survive_a_restart_through_the_learned_state(tmp_path: Path) ->
     fits.example(store.snapshot, o, [distribution_pb2.Feedback(good=True)])
     assert fits.refit(store.snapshot)
     assert fits.fits[("learned", "big")].n == before.wins.fits[("learned", "big")].n + 1
+
+
+ONE_POOL = """\
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: both}
+spec:
+  models:
+    - {name: big, provider: openai, endpoint: "http://127.0.0.1:9/openai/v1",
+       pricing: {inputPerMTok: 10.0, outputPerMTok: 30.0}, quality: {"*": 0.7}}
+    - {name: small, provider: openai, endpoint: "http://127.0.0.1:9/openai/v1",
+       pricing: {inputPerMTok: 0.5, outputPerMTok: 1.5}, quality: {"*": 0.7}}
+"""
+SCORED = """\
+apiVersion: skyroute.io/v1alpha1
+kind: RoutingPolicy
+metadata: {name: learned}
+spec:
+  default: true
+  defaultPool: both
+  weights: {cost: 0.9, latency: 0, success: 0, quality: 1.0}
+  adaptation: {enabled: true, intervalS: 1, exploration: 0}
+  learnedSignal: {strong: big, weak: small, exploration: 0, minFeedback: 20}
+"""
+
+
+def test_scored_selection_uses_each_model_s_predicted_quality(tmp_path: Path) -> None:
+    (tmp_path / "pools.yaml").write_text(ONE_POOL)
+    (tmp_path / "policy.yaml").write_text(SCORED)
+    snap = compile_folder(tmp_path)
+    t = _table(snap)
+    easy = next(p for p in prompts(200, 4) if p.kind == "easy" and not p.long)
+    hard = next(p for p in prompts(200, 4) if p.kind == "hard" and not p.long)
+    # Offline evals alone rate both 0.7: the price decides, the weak model for every prompt.
+    for p in (easy, hard):
+        assert decide(t, _ask(p.text), draw=lambda: 1.0).chain[0].model == "small"  # type: ignore[arg-type]
+    fits = _replay(snap, 800, seed=6)
+    pushed = snapshot_pb2.Snapshot()
+    pushed.CopyFrom(snap)
+    fits.apply(pushed)
+    pushed.version = snapshot_version(pushed)
+    t = _table(pushed)
+    d_easy = decide(t, _ask(easy.text), draw=lambda: 1.0)  # type: ignore[arg-type]
+    d_hard = decide(t, _ask(hard.text), draw=lambda: 1.0)  # type: ignore[arg-type]
+    q = {
+        (kind, x.cand.model): x.quality
+        for kind, d in (("easy", d_easy), ("hard", d_hard))
+        for x in d.scores or ()
+        if x.predicted
+    }
+    # Measured (seed 6): easy big 0.886, small 0.810; hard big 0.948, small 0.302.
+    gap_easy, gap_hard = (
+        q["easy", "big"] - q["easy", "small"],
+        q["hard", "big"] - q["hard", "small"],
+    )
+    assert gap_hard > gap_easy + 0.3, q
+    # On the proof the strong model's predicted lead is a whole quality term (1.0),
+    # worth more than the whole price gap (0.9): the learned prediction flipped the choice.
+    assert d_hard.chain[0].model == "big"
+    scores = {x.model: x for x in explain(d_hard, _ask(hard.text)).scores}  # type: ignore[arg-type]
+    assert scores["big"].predicted_quality == pytest.approx(q["hard", "big"])
+    assert scores["small"].quality == scores["small"].predicted_quality

@@ -57,13 +57,12 @@ class QualityModel:
     intents: Mapping[str, float]
     embedding: FloatArray  # empty: no embedding weights
 
-    def learned(self, size: float, has_tools: bool, intent: str, vector: FloatArray) -> float:
-        """The fitted part of the prediction (added to the offline eval)."""
-        out = self.bias + self.tokens * size + self.intents.get(intent, 0.0)
+    def learned(self, size: float, has_tools: bool, intent: str, dot: float) -> float:
+        """The fitted part of the prediction (added to the offline eval); ``dot`` is the
+        embedding's dot product with this model's embedding weights."""
+        out = self.bias + self.tokens * size + self.intents.get(intent, 0.0) + dot
         if has_tools:
             out += self.tools
-        if self.embedding.size:
-            out += float(vector @ self.embedding)
         return out
 
 
@@ -95,6 +94,10 @@ class LearnedSignal:
     strong_quality: Mapping[str, float]
     weak_quality: Mapping[str, float]
     models: Mapping[str, QualityModel]
+    # The fitted models' embedding weights as rows of one matrix (strong first, then
+    # weak, those with a fit): one matrix-vector product per request. None: no fit.
+    matrix: FloatArray | None = None
+    rows: tuple[str, ...] = ()
 
     def predict(
         self,
@@ -108,12 +111,14 @@ class LearnedSignal:
         size = size_feature(prompt_tokens)
         qs = offline_quality(self.strong_quality, intent)
         qw = offline_quality(self.weak_quality, intent)
-        m = self.models.get(self.strong)
-        if m is not None:
-            qs += m.learned(size, has_tools, intent, vector)
-        m = self.models.get(self.weak)
-        if m is not None:
-            qw += m.learned(size, has_tools, intent, vector)
+        if self.matrix is not None:
+            dots = (self.matrix @ vector).tolist()
+            for name, dot in zip(self.rows, dots, strict=True):
+                fit = self.models[name].learned(size, has_tools, intent, dot)
+                if name == self.strong:
+                    qs += fit
+                else:
+                    qw += fit
         qs, qw = min(1.0, max(0.0, qs)), min(1.0, max(0.0, qw))
         fitted = tuple(self.models)
         if self.exploration > 0.0 and draw() < self.exploration:
@@ -158,4 +163,9 @@ def compile_signal(
             m.model, m.n, m.bias, m.tokens, m.tools, dict(m.intents), emb
         )
     assert strong_q is not None and weak_q is not None
-    return LearnedSignal(ls.strong, ls.weak, ls.exploration, strong_q, weak_q, models)
+    rows = tuple(m for m in (ls.strong, ls.weak) if m in models)
+    matrix = None
+    if rows:
+        zero = np.zeros(dim, dtype=np.float32)
+        matrix = np.stack([models[m].embedding if models[m].embedding.size else zero for m in rows])
+    return LearnedSignal(ls.strong, ls.weak, ls.exploration, strong_q, weak_q, models, matrix, rows)

@@ -255,6 +255,28 @@ def observe_process(
     m.observe_gauge(
         "skyroute.router.inflight", "Requests in flight", lambda: [(state.inflight, {})]
     )
+    m.observe_counts(
+        "skyroute.router.door.refused",
+        "Requests the door refused, by reason (unauthenticated, forbidden, rate_limited, ...)",
+        lambda: [(n, {"skyroute.reason": r}) for r, n in list(state.door.refused.items())],
+    )
+    m.observe_counts(
+        "skyroute.router.limits.shadow_denied",
+        "Requests a shadow limit would have refused (counted, not enforced)",
+        lambda: [
+            (n, {"skyroute.tenant": t, "skyroute.limit.scope": sc, "skyroute.limit.metric": mt})
+            for (t, sc, mt), n in list(state.door.shadow_denied.items())
+        ],
+    )
+    m.observe_gauge(
+        "skyroute.router.limits.redis_up",
+        "1 while the limits' Redis answers, 0 after a failed call (absent without --redis)",
+        lambda: (
+            []
+            if state.door.limiter.redis is None
+            else [(int(state.door.limiter.redis_down_since is None), {})]
+        ),
+    )
     m.observe_gauge(
         "skyroute.router.control.connected",
         "1 while the control-plane stream is up, by snapshot version",

@@ -57,6 +57,8 @@ _CHANNEL_OPTIONS = [
 Metadata = tuple[tuple[str, str], ...]
 #: A projected token is a few KB; a file much larger is not one.
 MAX_TOKEN_BYTES = 16_384
+#: How often the router looks whether its door changed (then reports it at once).
+DOOR_INTERVAL_S = 1.0
 
 
 def no_metadata() -> Metadata:
@@ -130,8 +132,10 @@ class SnapshotSubscriber:
         self.last_nack = ""
         self.acks = 0
         self.nacks = 0
-        # The router's door, sent with every request (after the table is applied).
+        # The router's door, sent with every request (after the table is applied), and
+        # on its own when it changes (Redis down or back, shadow refusals counted).
         self.door: Callable[[], distribution_pb2.DoorStatus] = distribution_pb2.DoorStatus
+        self.door_interval_s = DOOR_INTERVAL_S
 
     async def run(self) -> None:
         backoff = 0.1
@@ -164,9 +168,32 @@ class SnapshotSubscriber:
         call = self._stub.StreamSnapshots(
             requests(), wait_for_ready=True, metadata=self._metadata()
         )
-        async for resp in call:
-            self.connected = True
-            outbox.put_nowait(await self._apply(resp))
+        watch = asyncio.create_task(self._watch_door(outbox, hello.door))
+        try:
+            async for resp in call:
+                self.connected = True
+                outbox.put_nowait(await self._apply(resp))
+        finally:
+            watch.cancel()
+
+    async def _watch_door(
+        self,
+        outbox: asyncio.Queue[distribution_pb2.SnapshotRequest],
+        sent: distribution_pb2.DoorStatus,
+    ) -> None:
+        """Report the door when it changes: a request with no nonce, which the control
+        plane takes as news about this router, never as an ACK (xDS: a stale nonce)."""
+        last = sent
+        while True:
+            await asyncio.sleep(self.door_interval_s)
+            door = self.door()
+            if door != last and self.connected:
+                outbox.put_nowait(
+                    distribution_pb2.SnapshotRequest(
+                        node=self.node, version_info=self.version, door=door
+                    )
+                )
+                last = door
 
     async def _apply(
         self, resp: distribution_pb2.SnapshotResponse

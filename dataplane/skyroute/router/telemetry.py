@@ -501,6 +501,16 @@ class RouterMetrics:
 
         self._meter.create_observable_counter(name, [callback], unit, description)
 
+    def observe_counts(
+        self,
+        name: str,
+        description: str,
+        read: Callable[[], Iterable[tuple[int, Attrs]]],
+        unit: str = "1",
+    ) -> None:
+        """Monotonic counters kept elsewhere, one per attribute set (an OTel counter)."""
+        self._meter.create_observable_counter(name, [_labelled(read)], unit, description)
+
     def observe_gauge(
         self,
         name: str,
@@ -508,7 +518,15 @@ class RouterMetrics:
         read: Callable[[], Iterable[tuple[float, Attrs]]],
         unit: str = "1",
     ) -> None:
-        def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(v, a) for v, a in read()]
+        self._meter.create_observable_gauge(name, [_labelled(read)], unit, description)
 
-        self._meter.create_observable_gauge(name, [callback], unit, description)
+
+def _labelled(
+    read: Callable[[], Iterable[tuple[float, Attrs]]],
+) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    """An observable instrument's callback: one observation per (value, attributes)."""
+
+    def callback(options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(v, a) for v, a in read()]
+
+    return callback

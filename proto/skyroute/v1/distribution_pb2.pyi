@@ -161,6 +161,9 @@ class DoorStatus(_message.Message):
     OPEN_WITHOUT_TENANTS_FIELD_NUMBER: _builtins.int
     TENANTS_FIELD_NUMBER: _builtins.int
     KEYS_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    TENANTS_FAIL_CLOSED_FIELD_NUMBER: _builtins.int
+    SHADOW_DENIED_FIELD_NUMBER: _builtins.int
     mode: _builtins.str
     """"closed" (no Tenant: every caller refused), "open" (no Tenant, and
     --allow-anonymous or --open-without-tenants: no key asked, no limits) or
@@ -173,6 +176,15 @@ class DoorStatus(_message.Message):
     tenants: _builtins.int
     """Tenants and keys loaded from the snapshot the router serves."""
     keys: _builtins.int
+    limits: _builtins.str
+    """Where the limits are counted: "memory" (this router alone), "redis" (shared),
+    or "redis-down" (Redis configured, its last call failed: each tenant's
+    redisDown choice applies, fail-open on this router's share or fail-closed).
+    """
+    tenants_fail_closed: _builtins.int
+    """Of the loaded tenants, how many fail closed while Redis is down (the rest fail open)."""
+    shadow_denied: _builtins.int
+    """Requests a shadow limit would have refused (counted, not enforced), since start."""
     def __init__(
         self,
         *,
@@ -181,10 +193,13 @@ class DoorStatus(_message.Message):
         open_without_tenants: _builtins.bool = ...,
         tenants: _builtins.int = ...,
         keys: _builtins.int = ...,
+        limits: _builtins.str = ...,
+        tenants_fail_closed: _builtins.int = ...,
+        shadow_denied: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_allowed", b"anonymous_allowed", "keys", b"keys", "mode", b"mode", "open_without_tenants", b"open_without_tenants", "tenants", b"tenants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anonymous_allowed", b"anonymous_allowed", "keys", b"keys", "limits", b"limits", "mode", b"mode", "open_without_tenants", b"open_without_tenants", "shadow_denied", b"shadow_denied", "tenants", b"tenants", "tenants_fail_closed", b"tenants_fail_closed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -248,7 +248,7 @@ def test_redis_down_fails_open_on_a_local_share_or_closed(redis_server: RedisPro
 
 def test_headers_come_from_the_tightest_scope() -> None:
     store = MemoryLimitStore()
-    checks = [rpm(100, "a"), rpm(3, "b"), tpm(10_000, 600)]
+    checks = [rpm(100, "a"), rpm(3, "b"), tpm(10_000, 600), rpm(1, "s", shadow=True)]
     d = store.reserve_now("acme", rid(), checks, 60_000, 1_000_000.0)
     h = ratelimit_headers(d)
     assert h["x-ratelimit-limit-requests"] == "3"

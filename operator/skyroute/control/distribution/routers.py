@@ -130,6 +130,7 @@ class RouterRecord:
             door = distribution_pb2.DoorStatus()
             door.CopyFrom(request.door)
             door.mode = door.mode[:MAX_DOOR_MODE]
+            door.limits = door.limits[:MAX_DOOR_MODE]
             self.door = door
 
     def to_status(self, outcomes: int) -> distribution_pb2.RouterStatus:

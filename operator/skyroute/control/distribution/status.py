@@ -101,7 +101,16 @@ def door_text(router: distribution_pb2.RouterStatus) -> Text:
         label += " +anonymous"
     elif door.open_without_tenants and door.mode != "open":
         label += " (open without tenants)"
-    return Text(label, style=_DOOR_STYLE.get(door.mode, "magenta"))
+    style = _DOOR_STYLE.get(door.mode, "magenta")
+    if door.limits == "redis":
+        label += " redis"
+    elif door.limits == "redis-down":
+        # Each tenant's redisDown choice applies: fail-open on a local share, or 503.
+        label += f" REDIS DOWN ({door.tenants_fail_closed} fail closed)"
+        style = "red"
+    if door.shadow_denied:
+        label += f" shadow:{door.shadow_denied}"
+    return Text(label, style=style)
 
 
 def render_spend(status: distribution_pb2.ControlStatus, console: Console) -> None:

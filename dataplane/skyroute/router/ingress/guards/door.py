@@ -91,6 +91,8 @@ class Door:
         self.auth = Authenticator({}, KeyRing([]), sa, allow_anonymous)
         self._pressure: dict[str, str] = {}
         self.refused: dict[str, int] = {}
+        # Shadow limits that would have refused: (tenant, scope, metric) -> requests.
+        self.shadow_denied: dict[tuple[str, str, str], int] = {}
 
     def apply(self, snap: snapshot_pb2.Snapshot) -> None:
         """Rebuild tenants and keys from a new snapshot (one reference swap)."""
@@ -117,9 +119,20 @@ class Door:
             return "CLOSED: " + NO_TENANT
         return "anonymous callers allowed (--allow-anonymous)" if self.allow_anonymous else ""
 
+    def limits_state(self) -> str:
+        """``memory``, ``redis``, or ``redis-down`` (its last call failed)."""
+        if self.limiter.redis is None:
+            return "memory"
+        return "redis-down" if self.limiter.redis_down_since is not None else "redis"
+
+    def fail_closed(self) -> list[str]:
+        """Tenants that refuse (503) while Redis is down; the others fail open."""
+        return sorted(n for n, t in self.auth.tenants.items() if not t.fail_open)
+
     def status(self) -> dict[str, object]:
         """For /debug/status and ``skyroute status``: how the door authenticates and limits."""
         mode = self.mode()
+        closed = self.fail_closed()
         return {
             "anonymous_allowed": self.allow_anonymous,
             "open_without_tenants": self.open_without_tenants,
@@ -132,9 +145,19 @@ class Door:
             "keys_revoked": self.auth.keys.revoked(),
             "service_accounts": self.sa is not None,
             "limits_backend": self.limiter.backend,
+            "limits": self.limits_state(),
+            "limits_redis_down_since": self.limiter.redis_down_since,
+            "limits_local_share": self.limiter.local_share,
             "limits_redis_errors": self.limiter.redis_errors,
             "limits_settle_errors": self.limiter.settle_errors,
+            # Each tenant's redisDown choice: these refuse while Redis is down.
+            "tenants_fail_closed": closed[:100],
+            "tenants_fail_open": len(self.auth.tenants) - len(closed),
             "refused": dict(self.refused),
+            "shadow_denied": [
+                {"tenant": t, "scope": sc, "metric": m, "requests": n}
+                for (t, sc, m), n in sorted(self.shadow_denied.items())[:100]
+            ],
         }
 
     def report(self) -> distribution_pb2.DoorStatus:
@@ -145,6 +168,9 @@ class Door:
             open_without_tenants=self.open_without_tenants,
             tenants=len(self.auth.tenants),
             keys=len(self.auth.keys),
+            limits=self.limits_state(),
+            tenants_fail_closed=len(self.fail_closed()),
+            shadow_denied=sum(self.shadow_denied.values()),
         )
 
     async def identify(
@@ -209,6 +235,10 @@ class Door:
         d = res.decision
         adm.headers = ratelimit_headers(d)
         self._learn_pressure(ident, d)
+        if d.shadow_denied:  # counted and reported, never enforced
+            for c in d.shadow_denied:
+                k = (ident.account, c.scope, c.metric)
+                self.shadow_denied[k] = self.shadow_denied.get(k, 0) + 1
         if not d.allowed and d.denied is not None:
             c = d.denied
             wait = d.retry_after_ms / 1000

@@ -151,14 +151,15 @@ def ratelimit_headers(decision: Decision) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` headers from the tightest requests and tokens scopes.
 
     Tightest: the smallest share of its limit left; on a tie, the longer reset.
-    One pass over the decision's states, no intermediate lists.
+    Shadow limits are left out (they refuse nothing, so a client must not back
+    off for them). One pass over the decision's states, no intermediate lists.
     """
     req: ScopeState | None = None
     tok: ScopeState | None = None
     req_share = tok_share = 0.0
     for s in decision.states:
         c = s.check
-        if c.kind != "rate":
+        if c.kind != "rate" or c.shadow:
             continue
         share = s.remaining / (c.limit if c.limit > 1 else 1)
         if c.metric == "requests":

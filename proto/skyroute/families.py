@@ -52,5 +52,5 @@ FAMILY_AUTH: Mapping[str, tuple[Auth, ...]] = {
 #: Families addressed by a cloud region (``spec.models[].region``: a Bedrock region, a
 #: Vertex AI location); only they take the field.
 REGIONAL_FAMILIES: tuple[str, ...] = ("bedrock", "vertex-gemini", "vertex-anthropic")
-#: Families addressed by a cloud project (Vertex AI): they need ``project`` and ``region``.
+#: Families addressed by a cloud project (Vertex AI): they need ``project`` (``region`` defaults).
 PROJECT_FAMILIES: tuple[str, ...] = ("vertex-gemini", "vertex-anthropic")

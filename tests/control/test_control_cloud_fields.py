@@ -8,7 +8,13 @@ import pytest
 from poolfiles import add_first_model, problems
 
 from skyroute.control.policy.compiler import compile_folder
-from skyroute.control.policy.model import MSG_API_KEY_AUTH, MSG_AUTH, MSG_PROJECT, MSG_REGION
+from skyroute.control.policy.model import (
+    MSG_API_KEY_AUTH,
+    MSG_AUTH,
+    MSG_PROJECT,
+    MSG_PROJECT_REQUIRED,
+    MSG_REGION,
+)
 
 ENTRA = """\
     - name: gpt-4o
@@ -84,3 +90,42 @@ def test_malformed_region_or_project_names_the_field(
 ) -> None:
     add_first_model(acmeshop, ENTRA + f"      {field}: {value}\n")
     assert [p.path for p in problems(acmeshop)] == [f"spec.models[0].{field}"]
+
+
+VERTEX = """\
+    - name: claude-vertex
+      provider: vertex-anthropic
+      endpoint: "https://{region}-aiplatform.googleapis.com"
+      upstreamModel: claude-sonnet-4-5@20250929
+      auth: google
+      project: acme-prod-1
+      region: us-east5
+      pricing: {inputPerMTok: 3.0, outputPerMTok: 15.0}
+"""
+
+
+def test_a_vertex_model_compiles_with_its_project_region_and_versioned_id(acmeshop: Path) -> None:
+    add_first_model(acmeshop, VERTEX)
+    (pool,) = [p for p in compile_folder(acmeshop).pools if p.name == "cost"]
+    first = pool.candidates[0]
+    assert (first.provider, first.auth, first.project, first.region, first.upstream_model) == (
+        "vertex-anthropic",
+        "google",
+        "acme-prod-1",
+        "us-east5",
+        "claude-sonnet-4-5@20250929",
+    )
+    # The router fills {region} (per endpoint, when a model has several).
+    assert first.endpoint == "https://{region}-aiplatform.googleapis.com"
+
+
+def test_a_vertex_model_without_a_project_names_file_object_and_field(acmeshop: Path) -> None:
+    pools = add_first_model(acmeshop, VERTEX.replace("      project: acme-prod-1\n", ""))
+    [problem] = problems(acmeshop)
+    assert (problem.file, problem.obj, problem.path) == (
+        str(pools),
+        "ModelPool default/cost",
+        "spec.models[0]",
+    )
+    assert problem.message.startswith(MSG_PROJECT_REQUIRED)
+    assert "provider is vertex-anthropic" in problem.message

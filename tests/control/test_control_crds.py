@@ -286,12 +286,29 @@ def _sites(*extra: dict[str, Any], provider: str = "gemini") -> Mutation:
     return _set(["spec", "models", 0], {**flash, "provider": provider, "endpoints": sites})
 
 
+def _regional(*regions: str) -> list[dict[str, Any]]:
+    """Endpoints at one URL that names {region}, one per region given."""
+    url = "https://bedrock-runtime.{region}.amazonaws.com"
+    return [{"name": f"r{i}", "url": url, "region": r} for i, r in enumerate(regions)]
+
+
+def test_one_region_templated_url_in_several_regions_is_several_endpoints() -> None:
+    objs = examples()
+    target = next(o for o in objs if o["metadata"]["name"] == "cost")
+    _sites(*_regional("us-east1", "eu-west-1"), provider="bedrock")(target)
+    target["spec"]["models"][0]["auth"] = "aws"
+    assert on_cluster(target) == ([], [])
+    assert off_cluster(objs) == []
+
+
 ENDPOINT_CASES: list[tuple[str, Mutation, str, str]] = [
     ("cost", _set(["spec", "models", 0, "endpoints"], [{"name": "a", "url": "http://a"}]),
      model.MSG_ONE_ENDPOINT_FORM, "spec.models[0]"),
     ("cost", _sites({"name": "east", "url": "http://127.0.0.1:2/g"}),
      model.MSG_UNIQUE_ENDPOINT_NAMES, "spec.models[0].endpoints"),
     ("cost", _sites({"name": "west", "url": "http://127.0.0.1:1/g"}),
+     model.MSG_UNIQUE_ENDPOINT_URLS, "spec.models[0].endpoints"),
+    ("cost", _sites(*_regional("us-east1", "us-east1"), provider="bedrock"),
      model.MSG_UNIQUE_ENDPOINT_URLS, "spec.models[0].endpoints"),
     ("cost", _sites({"name": "west", "url": "http://b", "deployment": "d"}),
      model.MSG_DEPLOYMENT, "spec.models[0].endpoints"),
@@ -339,6 +356,15 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
         _set(["spec", "models", 0], {**_flash(), "project": "acme-prod"}),
         model.MSG_PROJECT,
         "spec.models[0].project",
+    ),
+    (
+        "cost",
+        _set(
+            ["spec", "models", 0],
+            {**_flash(), "provider": "vertex-gemini", "auth": "google", "region": "us-central1"},
+        ),
+        model.MSG_PROJECT_REQUIRED,
+        "spec.models[0]",
     ),
     (
         "acmeshop",
@@ -424,6 +450,7 @@ def test_cloud_rules_are_the_ones_derived_from_the_contract_tables() -> None:
     assert rules[model.MSG_AUTH] == model.RULE_AUTH
     assert rules[model.MSG_REGION] == model.RULE_REGION
     assert rules[model.MSG_PROJECT] == model.RULE_PROJECT
+    assert rules[model.MSG_PROJECT_REQUIRED] == model.RULE_PROJECT_REQUIRED
     assert item["properties"]["auth"]["enum"] == list(families.AUTH_NAMES)
     assert set(families.FAMILY_NAMES) <= set(families.FAMILY_AUTH)
 

@@ -104,6 +104,10 @@ MSG_REGION = f"region is only for providers {', '.join(REGIONAL_FAMILIES)}"
 RULE_REGION = f"!has(self.region) || self.provider in [{', '.join(map(repr, REGIONAL_FAMILIES))}]"
 MSG_PROJECT = f"project is only for providers {', '.join(PROJECT_FAMILIES)}"
 RULE_PROJECT = f"!has(self.project) || self.provider in [{', '.join(map(repr, PROJECT_FAMILIES))}]"
+MSG_PROJECT_REQUIRED = f"project is required for providers {', '.join(PROJECT_FAMILIES)}"
+RULE_PROJECT_REQUIRED = (
+    f"has(self.project) || !(self.provider in [{', '.join(map(repr, PROJECT_FAMILIES))}])"
+)
 MSG_UNIQUE_INTENTS = "intent names must be unique"
 MSG_INTENT_SIGNAL = "an intent needs at least one keyword, pattern or example"
 MSG_UNIQUE_RULES = "rule names must be unique"
@@ -137,6 +141,7 @@ CEL_MESSAGES = frozenset(
         MSG_API_KEY_AUTH,
         MSG_REGION,
         MSG_PROJECT,
+        MSG_PROJECT_REQUIRED,
         MSG_UNIQUE_INTENTS,
         MSG_INTENT_SIGNAL,
         MSG_UNIQUE_RULES,
@@ -339,7 +344,14 @@ class PoolEndpoint(_Spec):
 
 def _unique_endpoints(endpoints: list[PoolEndpoint]) -> list[PoolEndpoint]:
     _unique([e.name for e in endpoints], MSG_UNIQUE_ENDPOINT_NAMES)
-    _unique([f"{e.url} {e.deployment or ''}".strip() for e in endpoints], MSG_UNIQUE_ENDPOINT_URLS)
+    # A URL naming {region} is a different upstream in each region (the router fills it in).
+    _unique(
+        [
+            f"{e.url.replace('{region}', e.region or '{region}')} {e.deployment or ''}".strip()
+            for e in endpoints
+        ],
+        MSG_UNIQUE_ENDPOINT_URLS,
+    )
     return endpoints
 
 
@@ -417,6 +429,12 @@ class PoolModel(_Spec):
     def _endpoint_form(self) -> PoolModel:
         if (self.endpoint is None) == (self.endpoints is None):
             raise rule_error(MSG_ONE_ENDPOINT_FORM)
+        return self
+
+    @model_validator(mode="after")
+    def _project_given(self) -> PoolModel:
+        if self.provider in PROJECT_FAMILIES and self.project is None:
+            raise rule_error(MSG_PROJECT_REQUIRED, f"provider is {self.provider}")
         return self
 
     @field_validator("auth")

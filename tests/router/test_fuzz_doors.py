@@ -4,10 +4,12 @@ One real router over loopback with the provider simulator upstream.
 ``hypothesis`` builds bodies three ways: bytes that are not JSON, JSON that
 is not an object, and a valid request with fields replaced by values of
 the wrong type, out of range, nested, empty or oversized, or dropped. Each
-body is POSTed to ``/v1/chat/completions``, ``/v1/messages`` and
-``/v1/responses`` (and the stored responses' ``GET``/``DELETE`` and
-``input_items`` get arbitrary ids and queries); the gRPC ``Router`` service gets messages built from
-arbitrary field values through its generated stubs. Every answer must come
+body is POSTed to every door: ``/v1/chat/completions``, ``/v1/messages``,
+``/v1/responses``, ``/v1/embeddings`` and ``/v1/feedback`` (its valid body
+names a real answer's feedback id); the stored responses' ``GET``/``DELETE``
+and ``input_items`` get arbitrary ids and queries; the gRPC ``Router``
+service gets messages built from arbitrary field values through its
+generated stubs. Every answer must come
 within the client timeout, never be a 5xx (gRPC: never ``INTERNAL``,
 ``UNKNOWN``, ``UNAVAILABLE`` or a deadline), be either a success or the
 door's own error shape, and the router must serve a valid request after
@@ -112,6 +114,8 @@ VALID: dict[str, dict[str, Any]] = {
         "max_output_tokens": 16,
     },
     "/v1/embeddings": {"model": "fuzz", "input": ["hi", "there"], "dimensions": 8},
+    # The id is a real answer's feedback id, set by the ``http`` fixture.
+    "/v1/feedback": {"request_id": "", "value": 0.5, "source": "user", "range": [0, 1]},
 }
 FIELDS: dict[str, list[str]] = {
     "/v1/chat/completions": [
@@ -130,6 +134,7 @@ FIELDS: dict[str, list[str]] = {
         "previous_response_id",
     ],
     "/v1/embeddings": ["model", "input", "dimensions", "encoding_format", "user"],
+    "/v1/feedback": ["request_id", "value", "source", "range"],
 }  # fmt: skip
 
 
@@ -151,8 +156,10 @@ INNER = {
     "/v1/messages": _inner("messages"),
     "/v1/responses": _inner("input", "type"),
     "/v1/embeddings": [("input", 0), ("input", 1)],
+    "/v1/feedback": [("range", 0), ("range", 1)],
 }
 DOORS = list(VALID)
+CHAT = "/v1/chat/completions"
 SERVED_BY = {"/v1/embeddings": "base-embed"}  # the others: base-model
 
 # Values of every JSON type, with the edges that break naive checks.
@@ -235,7 +242,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def http(stack: Stack) -> str:
-    return stack.routers[0][2]
+    base = stack.routers[0][2]
+    # A real answer's feedback id, for the feedback door's valid body.
+    _, headers, _ = _post(base, "/v1/chat/completions", json.dumps(VALID[CHAT]).encode())
+    VALID["/v1/feedback"]["request_id"] = headers["x-skyroute-feedback-id"]
+    return base
 
 
 def _post(
@@ -289,6 +300,9 @@ def _check(http: str, door: str, data: bytes) -> None:
 def _serves(http: str, door: str) -> None:
     status, headers, raw = _post(http, door, json.dumps(VALID[door]).encode())
     assert status == 200, raw
+    if door == "/v1/feedback":  # taken: it names the answer's model
+        assert json.loads(raw)["model"] == "base-model", raw
+        return
     assert headers["x-skyroute-model"] == SERVED_BY.get(door, "base-model")
 
 
@@ -433,6 +447,12 @@ OUT_OF_RANGE: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "/v1/embeddings": {
         "dimensions": _not_integer(1, 16_384),
         "encoding_format": st.sampled_from(["hex", "", "FLOAT", 1, [], {}]),
+    },
+    "/v1/feedback": {
+        "value": st.sampled_from([1.5, -0.1, 1e308, None, [], {}]),
+        "source": st.sampled_from(["robot", "", 1, None, []]),
+        "range": st.sampled_from([[1, 0], [0, 0], [0], "0-1", [0, "1"], {}]),
+        "request_id": st.sampled_from(["", 5, None, [], {}]),
     },
 }
 

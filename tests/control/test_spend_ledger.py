@@ -263,13 +263,15 @@ def test_the_ledger_equals_the_costs_the_responses_reported(
     assert abs(budget["left_usd"] - (5 - sum(sent["costs"]["shop"]))) < 1e-6
 
 
-def _cli(stack: LedgerStack, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(
+    stack: LedgerStack, *args: str, command: tuple[str, ...] = ("spend",)
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "skyroute.cli.main",
-            "spend",
+            *command,
             "--admin",
             stack.admin.removeprefix("http://"),
             "--admin-token-file",
@@ -304,6 +306,39 @@ def test_skyroute_spend_prints_the_per_model_sum(
     assert future.returncode == 0 and "total" in future.stdout
     bad = _cli(stack, "--tenant", "shop", "--since", "last tuesday")
     assert bad.returncode == 1 and "--since" in bad.stderr
+
+
+def test_spend_matches_the_outcome_log_to_the_cent(
+    keyed: tuple[LedgerStack, dict[str, str]], sent: dict[str, Any]
+) -> None:
+    """`skyroute spend` per model equals the exported outcome log's sum for that payer."""
+    stack, keys = keyed
+    log = _cli(stack, "--since", "2h", command=("outcomes", "export"))
+    assert log.returncode == 0, log.stderr
+    rows = [json.loads(line) for line in log.stdout.splitlines() if line.strip()]
+    assert rows and all("sk-sr-" not in json.dumps(r) for r in rows)  # public ids only
+    for tenant in ("shop", "gateway"):
+        mine = [r for r in rows if r["account"] == tenant]
+        by_model: dict[str, float] = {}
+        by_key: dict[str, float] = {}
+        for r in mine:
+            by_model[r["model"]] = by_model.get(r["model"], 0.0) + r["cost_usd"]
+            by_key[r["key_id"]] = by_key.get(r["key_id"], 0.0) + r["cost_usd"]
+        assert len({r["charge_id"] for r in mine}) == len(mine)  # one charge each
+        out = _cli(stack, "--tenant", tenant, "--since", "2h", "--json")
+        assert out.returncode == 0, out.stderr
+        ledger = json.loads(out.stdout)
+        assert {row["model"]: row["cost_usd"] for row in ledger["rows"]}.keys() == by_model.keys()
+        for row in ledger["rows"]:
+            assert round(row["cost_usd"], 2) == round(by_model[row["model"]], 2)  # to the cent
+            assert abs(row["cost_usd"] - by_model[row["model"]]) < 1e-6  # and closer
+        assert ledger["total"]["requests"] == len(mine)
+        by_key_ledger = spend(stack, tenant, by="key")["rows"]
+        for row in by_key_ledger:
+            assert abs(row["cost_usd"] - by_key[row["key_id"]]) < 1e-6
+    # The sub-tenant's request: its own tenant in the log, billed to the gateway.
+    (gw,) = [r for r in rows if r["account"] == "gateway"]
+    assert gw["tenant"] == "gateway/team1" and gw["key_id"] == key_id(keys["gw"])
 
 
 def test_spend_needs_the_admin_token(keyed: tuple[LedgerStack, dict[str, str]]) -> None:

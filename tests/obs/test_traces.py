@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import Proc, Stack, wait_until
+from harness import Proc, Stack, keys_cli, wait_until
 from obskit import OTLPReceiver, RecordingProxy, attrs
 from policies import FAILING_PRIMARY, FILES
 
@@ -117,3 +117,36 @@ def test_grpc_metadata_trace_is_continued(stack: Stack, receiver: OTLPReceiver) 
     assert [attrs(s)["gen_ai.request.model"] for s in attempt] == ["smart-model"]
     # The GenAI conventions' name for the Gemini API (Vertex AI would be gcp.vertex_ai).
     assert attrs(attempt[0])["gen_ai.provider.name"] == "gcp.gemini"
+
+
+def test_a_keyed_request_span_names_who_pays_and_what_it_cost(
+    stack: Stack, receiver: OTLPReceiver
+) -> None:
+    """The spend attributes: the tenant billed, its key's public id (never the secret), cost."""
+    stack.write(
+        "tenants.yaml",
+        "apiVersion: skyroute.io/v1alpha1\nkind: Tenant\nmetadata: {name: payer}\n"
+        'spec:\n  policies: ["*"]\n',
+    )
+    key = keys_cli("create", "--tenant", "payer", "--source", str(stack.source))
+    wait_until(lambda: stack.router_status()["door"]["keys"] == 1, what="the key pushed")
+    trace_id, parent_id = secrets.token_bytes(16), secrets.token_bytes(8)
+    c = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key=key, max_retries=0)
+    raw = c.chat.completions.with_raw_response.create(
+        model="auto",
+        messages=[{"role": "user", "content": "how do I reset my password?"}],
+        extra_headers={
+            "traceparent": f"00-{trace_id.hex()}-{parent_id.hex()}-01",
+            "x-skyroute-tenant": "someone-else",  # not a delegating tenant: ignored
+        },
+    )
+    cost = float(raw.headers["x-skyroute-cost-usd"])
+    assert cost > 0
+    spans = _spans(receiver, trace_id, 2)
+    (root,) = [s for s in spans if s.parent_span_id == parent_id]
+    ra = attrs(root)
+    assert ra["skyroute.account"] == "payer"
+    assert ra["skyroute.key_id"] == key.split("-")[2]
+    assert abs(ra["skyroute.cost_usd"] - cost) < 1e-9
+    secret = key.rsplit("-", 1)[1]
+    assert all(secret not in str(attrs(s)) for s in spans)

@@ -4,8 +4,9 @@ Asks the control plane's admin API (``GET /outcomes``, behind the admin token
 when one is configured: pass ``--admin-token-file``, and ``--admin-ca`` for an
 HTTPS admin port) for the recent outcomes joined with their feedback and
 writes one JSON object per line, oldest first, to stdout or ``--out``: the
-request id, time, tenant, policy and its version, pool, model, intent,
-latency, tokens, cost, success and the feedback pieces (source, kind, value).
+request id, time, tenant, paying account, key id, charge id, policy and
+its version, pool, model, intent, latency, tokens, cost, success and the
+feedback pieces (source, kind, value).
 No prompt text: outcomes carry none. The control plane keeps a capped ring
 (``learning/recent.py``), so an export reaches back only as far as that; the
 summary on stderr says how far (``oldest``) and how many were pushed out.

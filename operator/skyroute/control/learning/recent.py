@@ -13,8 +13,9 @@ an outcome pushed out takes its feedback with it, and feedback whose outcome
 is no longer (or never) in the ring is counted (``unjoined``), not kept. The ring is in memory only:
 a restarted control plane exports what arrived since. A row holds what was
 decided and what happened (model, pool, intent, policy and its version,
-tenant, latency, tokens, cost, success) and the feedback values with their
-source; an Outcome carries no prompt text, so neither does a row.
+tenant, the account that pays, its key id and charge id, latency, tokens,
+cost, success) and the feedback values with their source; an Outcome
+carries no prompt text, so neither does a row.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class Row:
             "request_id": o.request_id,
             "unix_ms": o.unix_ms,
             "tenant": o.tenant,
+            # Who pays (the key's or ServiceAccount's Tenant), the key's public id and the
+            # charge id: what the spend ledger counts, so the two can be reconciled.
+            "account": o.account,
+            "key_id": o.key_id,
+            "charge_id": o.charge_id,
             "policy": o.policy,
             "policy_version": o.policy_version,
             "snapshot_version": o.snapshot_version,

@@ -1,8 +1,15 @@
-"""Every adapter against the real simulator process: answers, tool round trips, errors."""
+"""Every adapter against the real simulator process: answers, tool round trips, errors.
+
+The Vertex AI families get their tokens the way a router does, from google-auth's
+Application Default Credentials (here a service-account key file whose token
+endpoint is served on loopback); tests/providers/test_vertex.py checks the token
+itself against a simulator that requires it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -12,8 +19,10 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 import pytest
+from gcp_auth import GoogleTokens
 
 from skyroute.router import providers
+from skyroute.router.providers import google_auth
 from skyroute.router.providers.types import (
     AUTH,
     BAD_RESPONSE,
@@ -38,7 +47,9 @@ from skyroute.router.providers.types import (
 )
 from skyroute.simulator.harness import SimulatorThread
 
-FAMILIES = ["openai", "anthropic", "gemini", "azure-openai", "bedrock"]
+VERTEX = ["vertex-gemini", "vertex-anthropic"]
+FAMILIES = ["openai", "anthropic", "gemini", "azure-openai", "bedrock", *VERTEX]
+KEYED = [f for f in FAMILIES if f not in VERTEX]  # a static key; Vertex AI's is a token
 KINDS = [
     "server_error",
     "unavailable",
@@ -88,6 +99,8 @@ ENDPOINTS = {
     "gemini": "/gemini/v1beta",
     "azure-openai": "/azure",
     "bedrock": "/bedrock",
+    "vertex-gemini": "/vertex",
+    "vertex-anthropic": "/vertex",
 }
 T = TypeVar("T")
 
@@ -120,7 +133,27 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.communicate(timeout=10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def google_adc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The Vertex AI families' tokens: google-auth's ADC, a key file whose token_uri is local."""
+    with GoogleTokens("ya29.live-test") as tokens:
+        key = tokens.service_account_file(tmp_path_factory.mktemp("adc") / "sa.json")
+        saved = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(key)
+        google_auth._SHARED.clear()  # the process's token source resolves this chain afresh
+        try:
+            yield
+        finally:
+            google_auth._SHARED.clear()
+            if saved is None:
+                os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+            else:
+                os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = saved
+
+
 def target(url: str, family: str, model: str, key: str | None = "test-key") -> Target:
+    if family in VERTEX:
+        return Target(family, url + ENDPOINTS[family], model, auth="google", project="acme-prod")
     return Target(family, url + ENDPOINTS[family], model, key)
 
 
@@ -291,7 +324,7 @@ def test_connection_refused(family: str) -> None:
     assert e is not None and e.error_class == CONNECT
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", KEYED)
 def test_api_key_goes_in_the_family_header(family: str) -> None:
     with SimulatorThread({"api_key": "k-123", "time_scale": 1000}) as sim:
         good = complete(target(sim.url, family, "m", key="k-123"), ask("x"))

@@ -23,7 +23,7 @@ checked against the scenario's ``api_key``. What Vertex AI itself refuses is
 in Google's error shape (``{"error": {"code", "message", "status"}}``): a
 missing or wrong token is a 401 ``UNAUTHENTICATED``, a quota a 429
 ``RESOURCE_EXHAUSTED`` (with Retry-After, a liberty as in the other
-families), an unknown publisher or method a 404 ``NOT_FOUND``. What the model
+families), an unknown model, publisher or method a 404 ``NOT_FOUND``. What the model
 answers (Anthropic's overloaded, invalid-request, refusal...) keeps its own
 family's shape.
 """
@@ -83,6 +83,14 @@ def quota(model: str, retry_after_s: float) -> Rendered:
     return out
 
 
+def not_found(publisher: str, model: str) -> Rendered:
+    return google_error(
+        404,
+        f"Publisher Model `publishers/{publisher}/models/{model}` was not found or your "
+        "project does not have access to it.",
+    )
+
+
 def _vertex_invalid(message: str, status: int) -> Rendered | None:
     """Vertex AI's own refusals (authentication, permission, not found), or None."""
     if status == 401:
@@ -103,6 +111,8 @@ class VertexGeminiWire(GeminiWire):
     def error(self, kind: str, ctx: ErrorContext) -> Rendered:
         if kind == "auth":
             return unauthenticated()
+        if kind == "not_found":
+            return not_found("google", ctx.model)
         return super().error(kind, ctx)
 
     def invalid(self, message: str, status: int = 400) -> Rendered:
@@ -138,6 +148,8 @@ class VertexAnthropicWire(AnthropicWire):
             return unauthenticated()
         if kind == "rate_limited":
             return quota(ctx.model, ctx.retry_after_s)
+        if kind == "not_found":
+            return not_found("anthropic", ctx.model)
         return super().error(kind, ctx)
 
     def invalid(self, message: str, status: int = 400) -> Rendered:

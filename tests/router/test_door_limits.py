@@ -1,6 +1,9 @@
 """The HTTP door holds: JSON errors in the door's own format, and slow bodies lock no one out.
 
 A real router (``--max-inflight 20``) with the provider simulator upstream.
+Every door (Chat, Messages, Responses, Embeddings, feedback) answers 404,
+405, 429 (its slots held by slow requests), an upstream failure (502, no
+upstream host in it) and 413 as JSON in its own error format.
 A prompt no model of the pool can hold is refused with
 ``context_length_exceeded`` on every door, and no upstream is called.
 aiohttp's own answers (404, 405, 413 for a body over the limit) come back
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ import pytest
 from skyroute.link import DOOR_MAX_BYTES
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
-from harness import BASE_POOL, Proc, Stack, http_get
+from harness import BASE_POOL, Proc, Stack, http_get, wait_until
 
 FILES = {
     "pools.yaml": BASE_POOL
@@ -41,6 +45,21 @@ spec:
     - name: dead-model
       provider: openai
       endpoint: "http://127.0.0.9:9/secret-upstream/v1"
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
+    - name: dead-embed
+      provider: openai
+      endpoint: "http://127.0.0.9:9/secret-upstream/v1"
+      embeddingSpace: dead
+      pricing: {inputPerMTok: 1.0, outputPerMTok: 0.0}
+---
+apiVersion: skyroute.io/v1alpha1
+kind: ModelPool
+metadata: {name: slow}
+spec:
+  models:
+    - name: slow-model
+      provider: openai
+      endpoint: "{SIM}/openai/v1"
       pricing: {inputPerMTok: 1.0, outputPerMTok: 2.0}
 ---
 apiVersion: skyroute.io/v1alpha1
@@ -70,6 +89,7 @@ spec:
   rules:
     - {name: dead, match: {tenants: [to-dead]}, pool: dead}
     - {name: small, match: {tenants: [to-small]}, pool: small}
+    - {name: slow, match: {tenants: [to-slow]}, pool: slow}
   defaultPool: base
   selection: {mode: ordered}
 """,
@@ -81,6 +101,8 @@ defaults:
   tokens_per_s: 50000
   completion_tokens: {p50: 8, p95: 8, min: 8, max: 8}
   error_rate: 0
+models:
+  slow-model: {ttft_ms: {p50: 6000, p95: 6000}}
 """
 SLOTS = 20
 
@@ -284,3 +306,118 @@ def test_a_prompt_no_window_holds_is_refused_before_any_upstream_call(stack: Sta
         extra_headers=to_small,
     )
     assert out.headers["x-skyroute-model"] == "small-b"
+
+
+# One valid body per door (the feedback door's names no answer: a 404 in its shape).
+BODIES: dict[str, dict[str, object]] = {
+    "/v1/chat/completions": {"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/messages": {
+        "model": "auto",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}],
+    },
+    "/v1/responses": {"model": "auto", "input": "hi"},
+    "/v1/embeddings": {"model": "auto", "input": "hi"},
+    "/v1/feedback": {"request_id": "fb-none", "value": True},
+}
+
+
+def _shape(door: str, status: int, ctype: str, body: dict[str, object]) -> None:
+    """JSON in the door's own error format: Anthropic's on /v1/messages, OpenAI's elsewhere."""
+    assert ctype.startswith("application/json"), (door, status, ctype)
+    err = body["error"]
+    assert isinstance(err, dict) and isinstance(err["message"], str) and err["message"], body
+    if door == "/v1/messages":
+        assert body["type"] == "error" and isinstance(err["type"], str), body
+    else:
+        assert set(err) >= {"message", "type", "param", "code"}, body
+
+
+def _post(stack: Stack, door: str, headers: dict[str, str]) -> tuple[int, str, dict[str, object]]:
+    req = urllib.request.Request(
+        stack.routers[0][2] + door,
+        data=json.dumps(BODIES[door]).encode(),
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache", **headers},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.headers["Content-Type"], json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], json.loads(e.read())
+
+
+@pytest.mark.parametrize("door", list(BODIES))
+def test_every_door_answers_404_and_405_in_its_own_shape(stack: Stack, door: str) -> None:
+    code, ctype, body = _call(stack.routers[0][2] + door, "GET")
+    assert code == 405
+    _shape(door, code, ctype, body)
+    code, ctype, body = _call(stack.routers[0][2] + door + "/no/such/thing", "POST", b"{}")
+    assert code == 404
+    _shape(door, code, ctype, body)
+
+
+@pytest.mark.parametrize("door", ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"])
+def test_every_door_answers_an_upstream_failure_in_its_own_shape(stack: Stack, door: str) -> None:
+    code, ctype, body = _post(stack, door, {"x-skyroute-tenant": "to-dead"})
+    assert code == 502
+    _shape(door, code, ctype, body)
+    text = json.dumps(body)
+    for leak in ("127.0.0.9", "secret-upstream"):
+        assert leak not in text, text
+
+
+def test_every_door_answers_overload_429_in_its_own_shape(stack: Stack) -> None:
+    """Twenty slow requests hold the twenty slots: every door then sheds with a JSON 429.
+
+    (Feedback calls no model and is not counted against ``--max-inflight``.)
+    """
+    results: list[int] = []
+
+    def hold() -> None:
+        results.append(_post(stack, "/v1/chat/completions", {"x-skyroute-tenant": "to-slow"})[0])
+
+    holders = [threading.Thread(target=hold) for _ in range(SLOTS)]
+    for t in holders:
+        t.start()
+    try:
+        wait_until(
+            lambda: _post(stack, "/v1/embeddings", {})[0] == 429, timeout=5, what="slots full"
+        )
+        for door in BODIES:
+            if door == "/v1/feedback":
+                continue
+            code, ctype, body = _post(stack, door, {})
+            assert code == 429, (door, code, body)
+            _shape(door, code, ctype, body)
+            if door == "/v1/messages":
+                assert body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    finally:
+        for t in holders:
+            t.join(30)
+    # The holders were admitted (their slow upstream times them out), none shed.
+    assert len(results) == SLOTS and 429 not in results, results
+
+
+def test_the_messages_door_answers_413_in_anthropic_s_shape(stack: Stack) -> None:
+    size = DOOR_MAX_BYTES + 1024
+    with _raw(stack) as s:
+        s.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+        )
+        chunk = b" " * (1 << 20)
+        sent = 0
+        try:
+            while sent < size:
+                s.sendall(chunk[: size - sent])
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        while part := s.recv(65536):
+            answer += part
+    head, _, raw = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), head
+    body = json.loads(raw)
+    _shape("/v1/messages", 413, "application/json", body)
+    assert body["error"]["type"] == "request_too_large"

@@ -233,6 +233,10 @@ def test_the_server_certificate_rotates_without_dropping_a_stream(
         b = await subscribed(plane, tls, "router-b")  # a new handshake, new certificate
         served = await asyncio.to_thread(_served_certificate, plane.port, tls)
         assert served == x509.load_pem_x509_certificate((tls / "control.crt").read_bytes())
+        # The admin port's HTTPS too (a new handshake after the files changed).
+        assert plane.admin is not None
+        admin = await asyncio.to_thread(_served_certificate, plane.admin.port, tls, False)
+        assert admin == served
         record = plane.registry.get("router-a")
         assert record is not None and record.state == SYNCED and record.stream == 1
         for r in (a, b):
@@ -241,11 +245,12 @@ def test_the_server_certificate_rotates_without_dropping_a_stream(
     run(scenario, acmeshop, tls)
 
 
-def _served_certificate(port: int, tls: Path) -> x509.Certificate:
-    """The certificate the gRPC port presents to a new TLS handshake now."""
+def _served_certificate(port: int, tls: Path, grpc_port: bool = True) -> x509.Certificate:
+    """The certificate the gRPC (or admin) port presents to a new TLS handshake now."""
     context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-    context.load_cert_chain(tls / "clients" / "router-a.crt", tls / "clients" / "router-a.key")
-    context.set_alpn_protocols(["h2"])
+    if grpc_port:
+        context.load_cert_chain(tls / "clients" / "router-a.crt", tls / "clients" / "router-a.key")
+        context.set_alpn_protocols(["h2"])
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as conn,

@@ -109,8 +109,9 @@ def create(
 class ServingCert:
     """A serving certificate and key on disk (and the CA clients must chain to, if any).
 
-    ``grpc_credentials`` reads the files again before a handshake when they changed
-    (a mounted Secret rotates in place), keeping the current ones mid-rotation.
+    ``grpc_credentials`` and ``ssl_context`` read the files again before a handshake
+    when they changed (a mounted Secret rotates in place: cert-manager's renewal),
+    keeping the current ones mid-rotation; connections already open are kept.
     """
 
     def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
@@ -144,11 +145,34 @@ class ServingCert:
             self._config(), self._fetch, require_client_authentication=self.client_ca is not None
         )
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """The admin port's HTTPS context (the same serving certificate)."""
+    def _stamps(self) -> tuple[int, int]:
+        return self.cert.stat().st_mtime_ns, self.key.stat().st_mtime_ns
+
+    def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.cert, self.key)
         return ctx
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The admin port's HTTPS context (the same serving certificate), re-read like
+        gRPC's: a handshake after the files changed gets them (SNI callback), the
+        current ones stay while a rotation is half written."""
+        outer = self._ssl_context()
+        state: dict[str, object] = {"stamp": self._stamps(), "ctx": outer}
+
+        def pick(sock: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+            try:
+                stamp = self._stamps()
+                if stamp != state["stamp"]:
+                    state["ctx"], state["stamp"] = self._ssl_context(), stamp
+            except (OSError, ssl.SSLError):  # mid-rotation: keep the current certificate
+                pass
+            ctx = state["ctx"]
+            if ctx is not outer and isinstance(ctx, ssl.SSLContext):
+                sock.context = ctx
+
+        outer.sni_callback = pick  # type: ignore[assignment]
+        return outer
 
 
 class ServerTls(ServingCert):

@@ -424,6 +424,31 @@ def test_admin_writes_need_rbac_for_the_rollout_subresource(link: Link) -> None:
         assert found[0] == 200, found
     finally:
         cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
+    # Every tenant's recent outcomes: get on tenants/outcomes; neither a rollout nor the
+    # spend grant is enough.
+    code, body = https(link, "GET", "/outcomes", caller)
+    assert code == 403 and "tenants/outcomes" in body["error"], body
+    reader = f"outcomes-reader-{user}"
+    cluster.kubectl(
+        "create", "clusterrole", reader, "--verb=get", "--resource=tenants.skyroute.io/outcomes"
+    )
+    try:
+        cluster.kubectl(
+            "create",
+            "clusterrolebinding",
+            reader,
+            f"--clusterrole={reader}",
+            f"--serviceaccount={link.ns}:{user}",
+        )
+
+        def exported() -> bool:
+            found[:] = https(link, "GET", "/outcomes", caller)
+            return found[0] not in (401, 403)
+
+        wait_until(exported, timeout=20, interval=0.5, what=f"the outcomes grant ({found})")
+        assert found[0] == 200 and "outcomes" in found[1], found
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding,clusterrole", reader, check=False)
 
 
 def test_the_probe_port_is_plaintext_health_and_nothing_else(link: Link) -> None:

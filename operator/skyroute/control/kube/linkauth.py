@@ -24,7 +24,10 @@ says who it is, and a SubjectAccessReview (``authorization.k8s.io/v1``) asks
 whether that user may ``update`` the subresource ``routingpolicies/rollout``
 of that policy (group ``skyroute.io``), which RBAC grants like any other
 (``resources: [routingpolicies/rollout], verbs: [update]``). 401 without a
-valid token, 403 without the permission.
+valid token, 403 without the permission. The two reads of business data go
+the same way, cluster-wide: ``get`` on ``tenants/spend`` (``GET /spend``) and
+``get`` on ``tenants/outcomes`` (``GET /outcomes``, every tenant's recent
+outcomes), never a rollout grant.
 
 Every answer, yes or no, is cached by token digest for a short time
 (``ttl_s``, never past the token's own ``exp``; refusals for less) in a
@@ -252,6 +255,15 @@ class LinkAuthenticator:
         return Identity(name, role, nodes=pod)
 
 
+#: The admin port's reads that need a grant, by action: (resource, subresource, verb) of
+#: group skyroute.io; a Tenant's spend (``GET /spend``) and the recent outcomes of every
+#: tenant (``GET /outcomes``). Every other action is a rollout write.
+GUARDED_READS = {
+    "spend": ("tenants", "spend", "get"),
+    "outcomes": ("tenants", "outcomes", "get"),
+}
+
+
 class AdminAuthorizer:
     """Admin writes: TokenReview, then SubjectAccessReview on ``routingpolicies/rollout``."""
 
@@ -269,11 +281,9 @@ class AdminAuthorizer:
             user = await self.reviews.user(token)
         except TokenRefused as refused:
             return 401, refused.message
-        # A rollout write; or the spend ledger's read (a Tenant's spend, any namespace).
-        resource, sub, verb = (
-            ("tenants", "spend", "get")
-            if action == "spend"
-            else ("routingpolicies", ROLLOUT_SUBRESOURCE, "update")
+        # A rollout write; or one of the reads of business data (cluster-wide).
+        resource, sub, verb = GUARDED_READS.get(
+            action, ("routingpolicies", ROLLOUT_SUBRESOURCE, "update")
         )
         attributes = {
             "group": GROUP,

@@ -93,10 +93,10 @@ class GoogleTokens:
         """An ``external_account`` configuration: a file's token exchanged at this STS."""
         info = {
             "type": "external_account",
-            # No project number in the audience: with one, google.auth.default() would look
-            # the project up at cloudresourcemanager.googleapis.com, beyond loopback (the
-            # router does not need it: a Vertex AI model names its project).
-            "audience": "//iam.googleapis.com/locations/global/"
+            # A project number in the audience: google.auth.default() then looks the project
+            # up at cloudresourcemanager.googleapis.com, beyond loopback, unless the router's
+            # chain skips that lookup (it does: a Vertex AI model names its project).
+            "audience": "//iam.googleapis.com/projects/123456789/locations/global/"
             "workloadIdentityPools/k8s/providers/cluster",
             "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
             "token_url": self.url + "/token",

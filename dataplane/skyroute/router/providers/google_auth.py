@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import google.auth
+import google.auth.transport
 import google.auth.transport.requests
 from google.auth.credentials import Credentials
 from google.auth.exceptions import GoogleAuthError
@@ -52,14 +53,41 @@ class _Request(google.auth.transport.requests.Request):
         return super().__call__(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
-def default_credentials() -> Credentials:
-    """google-auth's Application Default Credentials (blocking: call it from a thread).
+class _NotLookedUp(google.auth.transport.Response):
+    """The answer to a project lookup the chain does not make (google-auth then has None)."""
 
-    The project google-auth may look up on the way (the metadata server's, or for an
-    external account Cloud Resource Manager's, when its audience names a project number)
-    is not used: a Vertex AI model names its own.
+    @property
+    def status(self) -> int:
+        return 404
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def data(self) -> bytes:
+        return b"{}"
+
+
+class _ChainRequest(_Request):
+    """The transport google.auth.default() resolves the chain with: no project lookup.
+
+    For an external account whose audience names a project number, google-auth asks Cloud
+    Resource Manager for the project id while resolving; a router never needs it (a Vertex
+    AI model names its project), and where only Vertex AI is reachable the lookup would
+    fail the whole chain. It is answered "not found" here, without a call.
     """
-    creds, _ = google.auth.default(scopes=list(SCOPES), request=_Request())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        url = str(kwargs.get("url", args[0] if args else ""))
+        if url.split("://", 1)[-1].startswith("cloudresourcemanager."):
+            return _NotLookedUp()
+        return super().__call__(*args, **kwargs)
+
+
+def default_credentials() -> Credentials:
+    """google-auth's Application Default Credentials (blocking: call it from a thread)."""
+    creds, _ = google.auth.default(scopes=list(SCOPES), request=_ChainRequest())
     return creds
 
 
@@ -80,9 +108,12 @@ class TokenSource(TokenCache):
 
     def _mint_token(self) -> tuple[dict[str, str], float | None]:
         """In a worker thread: resolve the chain if needed, mint a token, say how long it lasts."""
+        resolved = self._creds is None
         creds = self._creds or self._resolve()
         self._creds = creds
-        creds.refresh(_Request())  # type: ignore[no-untyped-call]
+        # Resolving may have minted a token already (an external account does, on its way).
+        if not (resolved and creds.valid):
+            creds.refresh(_Request())  # type: ignore[no-untyped-call]
         token = creds.token
         if not token:
             raise ValueError("the credentials gave no access token")

@@ -374,6 +374,35 @@ def test_a_service_account_key_file_serves_both_publishers(
     assert kind == "service_account" and claims["iss"] == SA_EMAIL
 
 
+def test_a_key_files_token_near_expiry_is_refreshed_in_the_background(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A 226 s token is inside the 225 s refresh margin after 1 s (the refresh floor).
+    with GoogleTokens(TOKEN, expires_in=226) as tokens:
+        monkeypatch.setenv(
+            "GOOGLE_APPLICATION_CREDENTIALS", str(tokens.service_account_file(tmp_path / "k"))
+        )
+        source = TokenSource()
+
+        async def go() -> list[dict[str, str]]:
+            seen = [await source.headers(), await source.headers()]
+            await asyncio.sleep(1.1)
+            seen.append(await source.headers())  # served at once; one refresh starts
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if len(tokens.issued) == 2:
+                    break
+            seen.append(await source.headers())
+            return seen
+
+        seen = asyncio.run(go())
+    assert seen == [{"Authorization": f"Bearer {TOKEN}"}] * 4
+    # Two grants, each a fresh assertion signed with the key: the first, then the refresh.
+    assert [kind for kind, _ in tokens.issued] == ["service_account"] * 2
+    first, second = (claims for _, claims in tokens.issued)
+    assert second["iat"] >= first["iat"]
+
+
 def test_workload_identity_federation_exchanges_the_subject_token_at_sts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -19,7 +19,8 @@ Asserted, with the levels stated:
 - half-way the control plane is stopped and started again on its state
   file: it comes back with the same feedback tallies and publishes the very
   same snapshot (its content hash: the posteriors restored exactly), the
-  router's Explain shows the same observations, and the learning arm goes on
+  router's Explain shows the same observations, ``skyroute status`` says what
+  it restored and from where, and the learning arm goes on
   from where it was (its share right after the restart stays above
   :data:`SHARE_AFTER_RESTART`; a control plane that forgot would push the
   wrong evals again and send every intent back to its worse model).
@@ -36,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from harness import Proc, Stack, http_get, wait_until
+from harness import Proc, Stack, control_status, http_get, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -126,6 +127,12 @@ def test_feedback_beats_the_static_policy_and_a_restart_loses_nothing(
         what="the router back on the restarted control plane",
     )
     assert _explained_n(stack) == seen
+    # skyroute status says what was restored, and from where.
+    shown = json.loads(control_status(stack, "--json"))["learned"]
+    assert shown["restored_from"].endswith("state.json.learned"), shown
+    assert int(shown["restored_series"]) > 0 and int(shown["quality"]) == len(before), shown
+    line = next(ln for ln in control_status(stack).splitlines() if ln.startswith("Learned "))
+    assert f"{len(before)} quality posteriors" in line and "restored" in line, line
 
     after_restart: dict[str, list[str]] = {i: [] for i in INTENTS}
     while replay.rounds < BUDGET:

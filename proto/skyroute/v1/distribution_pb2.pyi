@@ -745,6 +745,7 @@ class ControlStatus(_message.Message):
     AUTHENTICATION_FIELD_NUMBER: _builtins.int
     SPEND_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
+    LEARNED_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     last_error: _builtins.str
     """The last rejected input, if any, with file, object and field."""
@@ -785,6 +786,10 @@ class ControlStatus(_message.Message):
     def quality(self) -> _containers.RepeatedCompositeFieldContainer[Global___QualityPosterior]:
         """The quality posterior per (model, intent) with any feedback (learning.quality)."""
 
+    @_builtins.property
+    def learned(self) -> Global___LearnedState:
+        """What the learning loop holds now and what its start restored (learning.persist)."""
+
     def __init__(
         self,
         *,
@@ -802,14 +807,76 @@ class ControlStatus(_message.Message):
         authentication: _builtins.str = ...,
         spend: _abc.Iterable[Global___TenantSpend] | None = ...,
         quality: _abc.Iterable[Global___QualityPosterior] | None = ...,
+        learned: Global___LearnedState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["learned", b"learned"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "quality", b"quality", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "spend", b"spend", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authentication", b"authentication", "failing_tasks", b"failing_tasks", "last_error", b"last_error", "learned", b"learned", "next_page_token", b"next_page_token", "outcomes_by_pool", b"outcomes_by_pool", "outcomes_total", b"outcomes_total", "policies", b"policies", "quality", b"quality", "rejected", b"rejected", "routers", b"routers", "source", b"source", "source_broken_since_unix_ms", b"source_broken_since_unix_ms", "spend", b"spend", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ControlStatus: _TypeAlias = ControlStatus  # noqa: Y015
+
+@_typing.final
+class LearnedState(_message.Message):
+    """The learning loop's state: what survives a restart, and what the last start restored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    INTENTS_FIELD_NUMBER: _builtins.int
+    PRIORS_FIELD_NUMBER: _builtins.int
+    TOOL_USE_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    SIGNAL_FITS_FIELD_NUMBER: _builtins.int
+    RESTORED_FROM_FIELD_NUMBER: _builtins.int
+    RESTORED_SAVED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    RESTORED_SERIES_FIELD_NUMBER: _builtins.int
+    RESTORED_PRIORS_FIELD_NUMBER: _builtins.int
+    RESTORED_SKIPPED_FIELD_NUMBER: _builtins.int
+    RESTORE_ERROR_FIELD_NUMBER: _builtins.int
+    models: _builtins.int
+    """Held now: decayed sketches per model and per (model, intent), published
+    priors, tool-use rates, quality series with feedback, learned-signal fits.
+    """
+    intents: _builtins.int
+    priors: _builtins.int
+    tool_use: _builtins.int
+    quality: _builtins.int
+    signal_fits: _builtins.int
+    restored_from: _builtins.str
+    """Restored at start: from where (FILE.learned or the ConfigMap), when it was
+    saved (0: nothing restored), its series and priors, malformed series skipped,
+    and why nothing was restored when it could not be read.
+    """
+    restored_saved_unix_ms: _builtins.int
+    restored_series: _builtins.int
+    restored_priors: _builtins.int
+    restored_skipped: _builtins.int
+    restore_error: _builtins.str
+    def __init__(
+        self,
+        *,
+        models: _builtins.int = ...,
+        intents: _builtins.int = ...,
+        priors: _builtins.int = ...,
+        tool_use: _builtins.int = ...,
+        quality: _builtins.int = ...,
+        signal_fits: _builtins.int = ...,
+        restored_from: _builtins.str = ...,
+        restored_saved_unix_ms: _builtins.int = ...,
+        restored_series: _builtins.int = ...,
+        restored_priors: _builtins.int = ...,
+        restored_skipped: _builtins.int = ...,
+        restore_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["intents", b"intents", "models", b"models", "priors", b"priors", "quality", b"quality", "restore_error", b"restore_error", "restored_from", b"restored_from", "restored_priors", b"restored_priors", "restored_saved_unix_ms", b"restored_saved_unix_ms", "restored_series", b"restored_series", "restored_skipped", b"restored_skipped", "signal_fits", b"signal_fits", "tool_use", b"tool_use"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LearnedState: _TypeAlias = LearnedState  # noqa: Y015
 
 @_typing.final
 class QualityPosterior(_message.Message):

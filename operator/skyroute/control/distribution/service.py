@@ -398,6 +398,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             )
             status.source_broken_since_unix_ms = self.source_broken_since()
             status.failing_tasks.extend(self.failing_tasks())
+            if self.learner is not None:
+                status.learned.CopyFrom(self.learner.state())
         return pages.page(status, self._sections(max_routers), page_token, page_bytes)
 
     def _sections(self, max_routers: int) -> list[pages.Section]:

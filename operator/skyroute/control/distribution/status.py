@@ -133,6 +133,32 @@ def render_spend(status: distribution_pb2.ControlStatus, console: Console) -> No
     console.print(table)
 
 
+def render_learned(status: distribution_pb2.ControlStatus, now_ms: int, console: Console) -> None:
+    """One line: what the learning loop holds, and what its start restored."""
+    if not status.HasField("learned"):
+        return
+    ls = status.learned
+    held = (
+        f"{ls.models} model and {ls.intents} (model, intent) sketches, {ls.priors} priors, "
+        f"{ls.tool_use} tool-use rates, {ls.quality} quality posteriors, "
+        f"{ls.signal_fits} signal fits"
+    )
+    if ls.restore_error:
+        restored = Text(f"; nothing restored from {ls.restored_from}: {ls.restore_error}", "red")
+    elif ls.restored_saved_unix_ms:
+        restored = Text(
+            f"; restored {ls.restored_series} series and {ls.restored_priors} priors "
+            f"from {ls.restored_from} (saved {_ago(ls.restored_saved_unix_ms, now_ms)}"
+            + (f", {ls.restored_skipped} malformed skipped" if ls.restored_skipped else "")
+            + ")"
+        )
+    else:
+        restored = Text(
+            "; nothing restored" + (f" ({ls.restored_from})" if ls.restored_from else "")
+        )
+    console.print(Text.assemble(("Learned ", "bold"), held, restored))
+
+
 def render_quality(status: distribution_pb2.ControlStatus, console: Console) -> None:
     """One row per (model, intent) with feedback: prior (eval), n, good/bad, posterior."""
     if not status.quality:
@@ -193,6 +219,7 @@ def render(status: distribution_pb2.ControlStatus, control: str, console: Consol
     for task in status.failing_tasks:
         console.print(Text.assemble(("Failing task ", "bold red"), (task, "red")))
 
+    render_learned(status, now_ms, console)
     render_spend(status, console)
     render_quality(status, console)
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))

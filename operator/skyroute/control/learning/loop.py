@@ -550,6 +550,29 @@ class Learner:
                 log.exception("on_drift hook failed")
 
     # -- view --------------------------------------------------------------------
+    def state(self) -> distribution_pb2.LearnedState:
+        """``skyroute status``: what is held now and what the last start restored."""
+        r = self.restored
+
+        def num(key: str) -> int:
+            value = r.get(key, 0)
+            return int(value) if isinstance(value, int | float) else 0
+
+        return distribution_pb2.LearnedState(
+            models=len(self.models),
+            intents=len(self.by_intent),
+            priors=len(self.priors) + len(self.intent_priors),
+            tool_use=len(self.tool_priors),
+            quality=sum(1 for t in self.quality.tallies.values() if t.n > 0),
+            signal_fits=len(self.wins.fits),
+            restored_from=str(r.get("path", "")),
+            restored_saved_unix_ms=num("saved_unix_ms"),
+            restored_series=num("series"),
+            restored_priors=num("priors"),
+            restored_skipped=num("skipped"),
+            restore_error=str(r.get("error", "") or ""),
+        )
+
     def as_dict(self) -> dict[str, object]:
         """``/debug/learning``: settings, fleet figures, priors pushed, drift alerts."""
         cfg = self.settings

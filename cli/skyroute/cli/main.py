@@ -36,6 +36,27 @@ def _responses_ttl(text: str) -> float:
     return ttl
 
 
+def _positive_seconds(text: str) -> float:
+    """A number of seconds above 0 (and at most an hour: a door's timeout)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} s: above 0 and at most 3600")
+    return seconds
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least 1")
+    return n
+
+
 def _log_format_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-format",
@@ -157,6 +178,20 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=512,
         help="requests in flight before shedding with 429 (default 512)",
+    )
+    r.add_argument(
+        "--body-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        help="seconds a client has to send its whole request body once its headers are in; "
+        "then a JSON 408 (default 30)",
+    )
+    r.add_argument(
+        "--max-sending",
+        type=_at_least_one,
+        default=1024,
+        help="requests that may be still sending their bodies at once; beyond, another "
+        "must send all of its body within 1 s or gets a JSON 429 (default 1024)",
     )
     r.add_argument(
         "--redis",
@@ -694,6 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             control_tls=control_tls,
             open_without_tenants=args.open_without_tenants,
             responses_ttl_s=args.responses_ttl,
+            body_timeout_s=args.body_timeout,
+            max_sending=args.max_sending,
         )
         return 0
     if args.command == "providers":

@@ -91,6 +91,8 @@ async def serve(
     open_without_tenants: bool = False,
     admin_addr: str = "",
     responses_ttl_s: float = DEFAULT_TTL_S,
+    body_timeout_s: float = 30.0,
+    max_sending: int = 1024,
 ) -> None:
     prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
@@ -114,7 +116,13 @@ async def serve(
     engine = Engine(session, reporter.record, from_settings(cache_redis, cache_embedder))
     reporter.endpoints = engine.health.report
     reporter.stats = engine.stats.drain
-    state = RouterState(node=node, engine=engine, max_inflight=max_inflight)
+    state = RouterState(
+        node=node,
+        engine=engine,
+        max_inflight=max_inflight,
+        body_timeout_s=body_timeout_s,
+        max_sending=max_sending,
+    )
     # Idempotency keys and stored responses: shared by every replica through Redis.
     if redis_url:
         state.idempotency = RedisStore(redis_url)
@@ -337,6 +345,8 @@ def main(
     open_without_tenants: bool = False,
     admin: str = "",
     responses_ttl_s: float = DEFAULT_TTL_S,
+    body_timeout_s: float = 30.0,
+    max_sending: int = 1024,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -358,6 +368,8 @@ def main(
         open_without_tenants,
         admin,
         responses_ttl_s,
+        body_timeout_s,
+        max_sending,
     )
     try:
         import uvloop

@@ -28,6 +28,11 @@ class RouterState:
     max_inflight: int = 512
     inflight: int = 0
     shed: int = 0
+    # Slow and large clients (transports/http.py): seconds a body may take once the headers
+    # are in (then a 408), and how many requests may be still sending one (then a 429).
+    body_timeout_s: float = 30.0
+    max_sending: int = 1024
+    sending: int = 0
     # Set on SIGTERM (drain.py): /readyz fails and gRPC health says NOT_SERVING.
     draining: bool = False
     idempotency: IdempotencyStore = field(default_factory=MemoryStore)

@@ -27,9 +27,12 @@ loopback by default), and the client port answers them with the API's 404.
 Every error is JSON in the door's own format, aiohttp's own too (404, 405,
 413 for a body over :data:`~skyroute.link.DOOR_MAX_BYTES`): Anthropic's on
 ``/v1/messages``, OpenAI's elsewhere (:func:`json_errors`). A body must
-arrive within :data:`BODY_TIMEOUT_S` (else a 408); the in-flight slot is
-taken by the pipeline only once the body is read, so clients that send
-headers and then dribble their body cannot lock others out.
+arrive within ``--body-timeout`` (``RouterState.body_timeout_s``, else a
+408), and beyond ``--max-sending`` requests still sending theirs another
+must send its body within :data:`SENDING_GRACE_S` (else a 429); the
+in-flight slot is taken by the pipeline only once the body is read, so
+clients that send headers and then dribble their body cannot lock others
+out.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ from skyroute.router.ingress.codecs.openai_chat import (
 from skyroute.router.ingress.codecs.openai_embeddings import OpenAIEmbeddings
 from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
-from skyroute.router.ingress.types import INVALID, NOT_FOUND, Rejection
+from skyroute.router.ingress.types import INVALID, NOT_FOUND, OVERLOADED, Rejection
 from skyroute.router.state import RouterState
 
 STATE = web.AppKey("state", RouterState)
@@ -68,9 +71,9 @@ _MESSAGES = AnthropicMessages()
 _COUNT_TOKENS = CountTokens()
 _RESPONSES = OpenAIResponses()
 _EMBEDDINGS = OpenAIEmbeddings()
-#: Seconds a client has to send its whole request body once the headers are in.
-BODY_TIMEOUT_S = 30.0
-_KINDS = {404: NOT_FOUND}
+_KINDS = {404: NOT_FOUND, 429: OVERLOADED}
+#: Seconds a request beyond ``--max-sending`` has to send its whole body (then a 429).
+SENDING_GRACE_S = 1.0
 # The doors Explain takes a body of (``POST /v1/explain?door=...``).
 _EXPLAIN_DOORS: dict[str, Codec[HttpIn, HttpReply, bytes]] = {
     "chat": _CODEC,
@@ -189,6 +192,21 @@ def _door_codec(path: str) -> Codec[HttpIn, HttpReply, bytes]:
     return _MESSAGES if path.startswith("/v1/messages") else _CODEC
 
 
+def _message(request: web.Request, e: web.HTTPException) -> str:
+    """What an aiohttp-raised error tells the client."""
+    if e.status in (404, 405):
+        return f"{e.reason}: {request.method} {request.path}"
+    if e.status == 413:
+        return f"{e.reason} (a body is at most {DOOR_MAX_BYTES} bytes)"
+    if e.status == 408:
+        state = request.app[STATE]
+        return f"the request body did not arrive within {state.body_timeout_s:g} s"
+    if e.status == 429:
+        state = request.app[STATE]
+        return f"too many requests still sending their bodies ({state.max_sending}); retry shortly"
+    return e.reason
+
+
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -201,28 +219,42 @@ async def json_errors(
             raise
         rejection = Rejection(
             e.status,
-            f"{e.reason}: {request.method} {request.path}"
-            if e.status in (404, 405)
-            else f"{e.reason} (a body is at most {DOOR_MAX_BYTES} bytes)"
-            if e.status == 413
-            else e.reason,
+            _message(request, e),
             _KINDS.get(e.status, INVALID),
             code=e.reason.lower().replace(" ", "_"),
         )
         reply = _door_codec(request.path).reject(rejection)
-        headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else {}
+        headers = {k: e.headers[k] for k in ("Allow", "Retry-After") if k in e.headers}
         return web.Response(
             status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers
         )
 
 
 async def _body(request: web.Request) -> bytes:
-    """The whole body, within BODY_TIMEOUT_S (a 408 otherwise)."""
+    """The whole body, within ``--body-timeout`` (a 408 otherwise).
+
+    Beyond ``--max-sending`` requests still sending theirs, another has only
+    :data:`SENDING_GRACE_S` to send all of its body (a 429 otherwise): a
+    client that sends its body at once is served, a slow one is not let in
+    (the time slow senders hold sockets and memory stays bounded).
+    """
+    if request.content.is_eof():
+        return await request.read()
+    state = request.app[STATE]
+    if state.sending >= state.max_sending:
+        try:
+            async with asyncio.timeout(SENDING_GRACE_S):
+                return await request.read()
+        except TimeoutError:
+            raise web.HTTPTooManyRequests(headers={"Retry-After": "1"}) from None
+    state.sending += 1
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
+        async with asyncio.timeout(state.body_timeout_s):
             return await request.read()
     except TimeoutError:
         raise web.HTTPRequestTimeout() from None
+    finally:
+        state.sending -= 1
 
 
 async def _through_pipeline(

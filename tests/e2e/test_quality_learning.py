@@ -23,12 +23,16 @@ Asserted, with the levels stated:
   it restored and from where, and the learning arm goes on
   from where it was (its share right after the restart stays above
   :data:`SHARE_AFTER_RESTART`; a control plane that forgot would push the
-  wrong evals again and send every intent back to its worse model).
+  wrong evals again and send every intent back to its worse model);
+- ``skyroute policy explain --request-id`` shows the same Thompson draws for
+  one request id every time, and the answer to a request with that id came
+  from the model those draws put first.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -92,6 +96,44 @@ def _explained_n(stack: Stack) -> dict[tuple[str, str], float]:
     return out
 
 
+def _settled(stack: Stack) -> str:
+    """The snapshot version once the last push is at the router (pushes are at most once per
+    intervalS, 1 s: the version is the same twice 1.5 s apart)."""
+    last: list[str] = []
+
+    def settled() -> bool:
+        last.append(stack.status()["version"])
+        return len(last) > 1 and last[-1] == last[-2] == stack.router_version()
+
+    wait_until(settled, timeout=30, interval=1.5, what="the last push at the router")
+    return last[-1]
+
+
+def _cli_explain(stack: Stack, request_id: str, intent: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "policy",
+            "explain",
+            "--router",
+            stack.routers[0][1],
+            "--policy",
+            "thompson",
+            "--request-id",
+            request_id,
+            "--json",
+            PROMPTS[intent],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
 def test_feedback_beats_the_static_policy_and_a_restart_loses_nothing(
     stack: StateStack,
 ) -> None:
@@ -103,16 +145,9 @@ def test_feedback_beats_the_static_policy_and_a_restart_loses_nothing(
         if converged_at is None and learning.converged(SHARE):
             converged_at = replay.rounds
 
-    # Restart the control plane mid-run, once what it learned is pushed (pushes are at most
-    # once per intervalS, 1 s: the version is the same twice 1.5 s apart) and at the router.
-    last: list[str] = []
-
-    def settled() -> bool:
-        last.append(stack.status()["version"])
-        return len(last) > 1 and last[-1] == last[-2] == stack.router_version()
-
-    wait_until(settled, timeout=30, interval=1.5, what="the last push at the router")
-    before, version, seen = _tallies(stack), last[-1], _explained_n(stack)
+    # Restart the control plane mid-run, once what it learned is pushed and at the router.
+    version = _settled(stack)
+    before, seen = _tallies(stack), _explained_n(stack)
     assert sum(n for _, _, n in before.values()) == replay.feedback
     stack.control.stop()
     stack.control = stack.start("control-2", stack.control_args())
@@ -155,3 +190,22 @@ def test_feedback_beats_the_static_policy_and_a_restart_loses_nothing(
     # The static policy never moved: the wrong evals keep every intent on its worse model.
     assert all(static.share(i) == 0.0 for i in INTENTS)
     assert _tallies(stack) != before  # and the restarted control plane kept learning
+
+    # Thompson's draws follow the request id: Explain (the CLI, over gRPC) with an answer's
+    # id shows the draws that chose it, the same every time; another id draws anew.
+    _settled(stack)
+    for n in range(6):
+        rid = f"replayed-{n}"
+        first, again = _cli_explain(stack, rid, "chat"), _cli_explain(stack, rid, "chat")
+        draws = {x["model"]: x["quality_draw"] for x in first["scores"]}
+        assert draws == {x["model"]: x["quality_draw"] for x in again["scores"]}
+        assert all(0.0 < d < 1.0 for d in draws.values()), first
+        raw = replay.client.chat.completions.with_raw_response.create(
+            model="thompson",
+            messages=[{"role": "user", "content": PROMPTS["chat"]}],
+            extra_headers={"x-request-id": rid},
+        )
+        assert raw.headers["x-skyroute-model"] == first["chain"][0], (first, rid)
+        assert any("Thompson draw" in r for r in first["reasons"]), first["reasons"]
+    other = _cli_explain(stack, "replayed-x", "chat")["scores"]
+    assert {x["model"]: x["quality_draw"] for x in other} != draws

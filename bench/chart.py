@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
+_LINE_COLORS = ("#79706e", "#000000", "#e45756", "#f58518", "#54a24b", "#4c78a8")
 _COLORS = ("#4c78a8", "#9ecae9", "#f58518", "#ffbf79", "#bab0ac", "#79706e")
 
 
@@ -111,7 +112,7 @@ def line_chart(
         f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>'
     )
     for si, (name, points) in enumerate(series):
-        color = _COLORS[(2 * si) % len(_COLORS)]
+        color = _LINE_COLORS[si % len(_LINE_COLORS)]
         path = " ".join(px(x, y) for x, y in points)
         parts.append(
             f'<polyline class="line" points="{path}" fill="none" stroke="{color}" '

@@ -22,7 +22,7 @@ same share recovers the share itself. Writes ``bench-out/learned_signal.json``
 and ``.svg``. Nothing is trained, tuned or tested on RouteLLM's published
 per-prompt evaluation files.
 
-    .venv/bin/python bench/learned_signal.py [--quick]
+    .venv/bin/python bench/learned_signal.py [--quick] [--docs]
 """
 
 from __future__ import annotations
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="bench/learned_signal.py", description=__doc__.splitlines()[0]
     )
     ap.add_argument("--quick", action="store_true", help="fewer events (a smoke run)")
+    ap.add_argument(
+        "--docs", action="store_true", help="also write the curve to docs/learned-signal.svg"
+    )
     args = ap.parse_args(argv)
     checkpoints = [0, 200, 600] if args.quick else [0, 200, 600, 2000]
     result = replay(checkpoints[-1], checkpoints)
@@ -226,14 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         ("before learning" if k == 0 else f"after {k} feedback events", curves[str(k)])
         for k in checkpoints
     ]
-    (OUT / "learned_signal.svg").write_text(
-        line_chart(
-            "learned signal: quality recovered vs strong-model share",
-            series,
-            "share of prompts sent to the strong model",
-            "quality gap recovered",
-        )
+    svg = line_chart(
+        "learned signal: quality recovered vs strong-model share",
+        series,
+        "share of prompts sent to the strong model",
+        "quality gap recovered",
     )
+    (OUT / "learned_signal.svg").write_text(svg)
+    if args.docs:
+        (OUT.parent / "docs" / "learned-signal.svg").write_text(svg)
     console.print(f"wrote {OUT / 'learned_signal.json'} and {OUT / 'learned_signal.svg'}")
     return 0
 

@@ -497,3 +497,98 @@ def test_the_leader_judges_outcomes_of_routers_on_a_follower(stack: Stack) -> No
     assert done["lastAnalysis"]["candidate"]["requests"] >= 10
     assert Counter(code for _, code, _ in results)[200] == len(results) > 50
     assert "event=forward_failed" not in follower.output()
+
+
+# Hidden quality of the answers (the simulator answers every model alike): only feedback tells.
+HIDDEN_QUALITY = {"steady-a": 0.85, "better-b": 0.5}
+QUALITY = {
+    "stickiness": "user",
+    # One long step: a passing candidate would wait an hour, so only a failing analysis
+    # (on quality: the candidate is as fast and cheaper) can end this rollout in the test.
+    "steps": [{"weight": 50, "pauseSeconds": 3600}],
+    "analysis": {
+        "intervalSeconds": 2,
+        "minRequests": 5,
+        "failureLimit": 2,
+        "minFeedback": 30,
+        "metrics": [
+            {"name": "success-rate", "threshold": 0.05},
+            {"name": "cost-per-1k", "threshold": 1.5},
+            {"name": "quality"},
+        ],
+    },
+}
+
+
+def test_the_leader_rolls_back_on_ratings_given_at_a_followers_router(stack: Stack) -> None:
+    """Canaries judge quality on a cluster: the ratings reach the leader through a follower."""
+    import random
+
+    from openai import OpenAI
+
+    grpc_addr, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    follower = stack._start(
+        "operator-op-q", stack.operator_args("op-q", grpc=grpc_addr, admin=admin, webhook=False)
+    )
+    up(follower, f"http://{admin}/healthz", 30)
+    http_addr = f"127.0.0.1:{free_port()}"
+    router = stack._start(
+        "router-on-follower-q",
+        [
+            "router",
+            "--insecure",
+            "--control",
+            grpc_addr,
+            "--grpc",
+            f"127.0.0.1:{free_port()}",
+            "--http",
+            http_addr,
+            "--admin-listen",
+            f"127.0.0.1:{free_port()}",
+            "--id",
+            "r-follower-q",
+            "--open-without-tenants",
+        ],
+    )
+    up(router, f"http://{http_addr}/readyz", 20, follower)
+    url = f"http://{http_addr}"
+    client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    rng = random.Random(29)
+    try:
+        stack.apply(policy("judged", "steady", QUALITY))
+        wait_phase(stack, "judged", "Stable", 15)
+        stack.apply(policy("judged", "better", QUALITY))
+        wait_phase(stack, "judged", "Progressing", 15)
+        deadline, i, seen = time.monotonic() + 90, 0, Counter[str]()
+        while time.monotonic() < deadline and rollout(stack, "judged").get("phase") != (
+            "RolledBack"
+        ):
+            for _ in range(10):
+                i += 1
+                raw = client.chat.completions.with_raw_response.create(
+                    model="judged", user=f"q-{i}", messages=[{"role": "user", "content": "hi"}]
+                )
+                model = raw.headers["x-skyroute-model"]
+                seen[model] += 1
+                body = json.dumps(
+                    {
+                        "request_id": raw.headers["x-skyroute-feedback-id"],
+                        "value": rng.random() < HIDDEN_QUALITY[model],
+                    }
+                ).encode()
+                req = urllib.request.Request(
+                    url + "/v1/feedback", data=body, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert r.status == 200
+        st = rollout(stack, "judged")
+        print(f"after {i} rated requests at the follower's router ({dict(seen)}): {st}")
+    finally:
+        router.stop()
+        follower.stop()
+    assert st.get("phase") == "RolledBack", (st, follower.output()[-2000:])
+    assert "quality" in st["message"], st["message"]
+    cand, stable = st["lastAnalysis"]["candidate"], st["lastAnalysis"]["stable"]
+    assert cand["costPer1k"] < stable["costPer1k"] and cand["quality"] < stable["quality"]
+    assert min(cand["feedback"], stable["feedback"]) >= 30
+    assert "event=forward_failed" not in follower.output()

@@ -508,3 +508,31 @@ def test_a_stream_cut_midway_is_charged_for_what_arrived(
     received = tokens.received_tokens("".join(text))
     assert received > 0
     assert received * 1000 / 1e6 <= row["cost_usd"] < (received * 1000 + 100) / 1e6
+
+
+def test_a_router_stopped_right_after_its_requests_loses_no_charge(
+    keyed: tuple[LedgerStack, dict[str, str]],
+) -> None:
+    """SIGTERM just after the last answer: the stopping router sends its buffered charges
+    (its outcome reporter batches every 0.25 s) before it exits; the restarted one goes on."""
+    stack, keys = keyed
+    before = spend(stack, "shop")["total"]
+    costs = [
+        ask(stack, keys["shop-a"], f"a question before the stop, number {i}") for i in range(4)
+    ]
+    router = stack.routers[0][0]
+    router.stop()  # at once: the last outcomes are still in the reporter's buffer
+    assert "outcomes_unsent_at_stop" not in router.output()
+    wait_until(
+        lambda: spend(stack, "shop")["total"]["requests"] == before["requests"] + 4,
+        what="the stopped router's last charges counted",
+    )
+    router.start()
+    wait_until(lambda: http_get(stack.routers[0][2] + "/readyz")[0] == 200, what="router back")
+    costs.append(ask(stack, keys["shop-a"], "a question after the router came back"))
+    wait_until(
+        lambda: spend(stack, "shop")["total"]["requests"] == before["requests"] + 5,
+        what="the restarted router's charge counted",
+    )
+    total = spend(stack, "shop")["total"]["cost_usd"]
+    assert abs(total - (before["cost_usd"] + sum(costs))) < 1e-6

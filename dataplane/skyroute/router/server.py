@@ -213,6 +213,8 @@ async def serve(
     await admin.cleanup()
     if workers is not None:
         await workers.close()
+    # The requests drain let finish have outcomes (charges) still buffered: send them.
+    await reporter.flush(tasks[1])
     for t in tasks:
         t.cancel()
     for t in tasks:

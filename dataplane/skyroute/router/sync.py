@@ -261,6 +261,8 @@ class OutcomeReporter:
         self.recorded = 0
         self.sent = 0
         self._wake = asyncio.Event()
+        # Set by flush(): send what is buffered, end the call cleanly, stop.
+        self._closing = False
         # The engine's endpoint-health view, sent along with every batch.
         self.endpoints: Callable[[], list[distribution_pb2.EndpointHealth]] = list
         # The engine's per-(model, intent) window (sketches), drained into each batch.
@@ -281,7 +283,7 @@ class OutcomeReporter:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self._stream()
             except asyncio.CancelledError:
@@ -290,7 +292,19 @@ class OutcomeReporter:
                 event(log, "outcome_stream_ended", logging.WARNING, code=e.code().name)
             except Exception:
                 log.exception("outcome_stream_failed")
-            await asyncio.sleep(0.2)
+            if not self._closing:
+                await asyncio.sleep(0.2)
+
+    async def flush(self, task: asyncio.Task[None], timeout_s: float = 2.0) -> None:
+        """A stopping router's last outcomes (its last charges): send what is buffered,
+        half-close the call and wait for the control plane's answer, for at most
+        ``timeout_s``; ``task`` is the one running :meth:`run`."""
+        self._closing = True
+        self._wake.set()
+        with contextlib.suppress(Exception):  # too slow, or failed (logged): stop anyway
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        if self._buffer:
+            event(log, "outcomes_unsent_at_stop", logging.WARNING, outcomes=len(self._buffer))
 
     async def _stream(self) -> None:
         """One ``ReportOutcomes`` call, written batch by batch until it fails.
@@ -310,6 +324,7 @@ class OutcomeReporter:
             if call.done():
                 await call  # raises the status it ended with
                 return
+            closing = self._closing
             while self._buffer or self._feedback:
                 batch = self._next_batch()
                 try:
@@ -319,6 +334,10 @@ class OutcomeReporter:
                     await call
                     return
                 self.sent += len(batch.outcomes)
+            if closing:  # everything buffered before the flush is written
+                await call.done_writing()
+                await call
+                return
 
     def _next_batch(self) -> distribution_pb2.OutcomeBatch:
         n = min(self.batch_size, len(self._buffer))

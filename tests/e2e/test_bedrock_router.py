@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import openai
@@ -223,6 +224,7 @@ def test_throttled_bedrock_falls_back_to_another_family(
     stack: Stack, client: openai.OpenAI
 ) -> None:
     for stream in (False, True):
+        time.sleep(0.05)  # past the Retry-After (10 ms) the last 429 set: tried again
         raw = client.chat.completions.with_raw_response.create(
             model="auto",
             messages=[{"role": "user", "content": "where is my parcel?"}],

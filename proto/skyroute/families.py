@@ -25,7 +25,14 @@ from typing import Literal, get_args
 # Azure OpenAI is named first only so that the older names keep their order in messages
 # ("'openai', 'anthropic' or 'gemini'"); order carries no other meaning.
 Family = Literal[
-    "azure-openai", "openai", "anthropic", "gemini", "bedrock", "vertex-gemini", "vertex-anthropic"
+    "azure-openai",
+    "openai",
+    "anthropic",
+    "gemini",
+    "bedrock",
+    "vertex-gemini",
+    "vertex-anthropic",
+    "openai-compatible",
 ]
 FAMILY_NAMES: tuple[Family, ...] = get_args(Family)
 
@@ -45,6 +52,7 @@ FAMILY_AUTH: Mapping[str, tuple[Auth, ...]] = {
     "anthropic": ("api-key",),
     "gemini": ("api-key",),
     "bedrock": ("aws", "api-key"),
+    "openai-compatible": ("api-key",),
     "vertex-gemini": ("google",),
     "vertex-anthropic": ("google",),
 }
@@ -54,3 +62,29 @@ FAMILY_AUTH: Mapping[str, tuple[Auth, ...]] = {
 REGIONAL_FAMILIES: tuple[str, ...] = ("bedrock", "vertex-gemini", "vertex-anthropic")
 #: Families addressed by a cloud project (Vertex AI): they need ``project`` (``region`` defaults).
 PROJECT_FAMILIES: tuple[str, ...] = ("vertex-gemini", "vertex-anthropic")
+
+#: What a self-hosted OpenAI-compatible server (vLLM, llama.cpp, TGI, Ollama) does
+#: differently from OpenAI, declared per model (``spec.models[].quirks``) so the router
+#: copes with it; what each one makes the router do is in the router's OpenAI adapter
+#: (``skyroute.router.providers.openai_adapter.Quirks``):
+#:
+#: - ``rejects-stream-options``: refuses ``stream_options``, so it is not sent (the
+#:   stream's usage is then estimated, as for a server that ignores it);
+#: - ``rejects-null-content``: refuses an assistant message whose ``content`` is null
+#:   (one with tool calls), so such content is sent as "";
+#: - ``ignores-n``: answers one choice whatever ``n`` says, so a request for several
+#:   is refused (400) rather than silently answered with one;
+#: - ``overcounts-completion``: reports more ``completion_tokens`` than ``max_tokens``
+#:   allowed, so the count is capped at ``max_tokens``;
+#: - ``errors-as-500``: answers a request it cannot validate with a 500, so a 500 whose
+#:   body says so is the request's fault (not retried, not held against the server).
+Quirk = Literal[
+    "rejects-stream-options",
+    "rejects-null-content",
+    "ignores-n",
+    "overcounts-completion",
+    "errors-as-500",
+]
+QUIRK_NAMES: tuple[Quirk, ...] = get_args(Quirk)
+#: Families whose models may declare quirks.
+QUIRK_FAMILIES: tuple[str, ...] = ("openai-compatible",)

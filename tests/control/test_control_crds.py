@@ -372,6 +372,12 @@ CEL_CASES: list[tuple[str, Mutation, str, str]] = [
         model.MSG_LEARNED_PAIR,
         "spec.learnedSignal.weak",
     ),
+    (
+        "cost",
+        _set(["spec", "models", 0], {**_flash(), "quirks": ["ignores-n"]}),
+        model.MSG_QUIRKS,
+        "spec.models[0].quirks",
+    ),
     ("acmeshop", _dup_intent, model.MSG_UNIQUE_INTENTS, "spec.intents"),
     ("acmeshop", _no_signal, model.MSG_INTENT_SIGNAL, "spec.intents[0]"),
     ("acmeshop", _dup_rule, model.MSG_UNIQUE_RULES, "spec.rules"),
@@ -451,6 +457,9 @@ def test_cloud_rules_are_the_ones_derived_from_the_contract_tables() -> None:
     assert rules[model.MSG_REGION] == model.RULE_REGION
     assert rules[model.MSG_PROJECT] == model.RULE_PROJECT
     assert rules[model.MSG_PROJECT_REQUIRED] == model.RULE_PROJECT_REQUIRED
+    assert rules[model.MSG_QUIRKS] == model.RULE_QUIRKS
+    assert item["properties"]["quirks"]["items"]["enum"] == list(families.QUIRK_NAMES)
+    assert item["properties"]["provider"]["enum"] == list(families.FAMILY_NAMES)
     assert item["properties"]["auth"]["enum"] == list(families.AUTH_NAMES)
     assert set(families.FAMILY_NAMES) <= set(families.FAMILY_AUTH)
 

@@ -165,4 +165,4 @@ def test_stream_prompt_filter_chunk_then_filtered_completion() -> None:
     assert asm.feed(text) == [TextDelta("ok")]
     asm.feed(filtered)
     asm.feed(b"[DONE]")
-    assert asm.at_eof() == [StreamEnd("content_filter", 0, 0)]
+    assert asm.at_eof() == [StreamEnd("content_filter", 0, 0, reported=False)]

@@ -354,7 +354,7 @@ def test_stream_assemblers_join_tool_arguments() -> None:
         )
     ]
     assert oa.feed(b"[DONE]") == [] and oa.done
-    assert oa.at_eof() == [StreamEnd("tool_calls", 0, 0)]
+    assert oa.at_eof() == [StreamEnd("tool_calls", 0, 0, reported=False)]
     assert TextDelta("hi") == TextDelta("hi")
 
 

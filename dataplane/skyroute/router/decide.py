@@ -355,7 +355,9 @@ def decide(
     unhonoured: tuple[tuple[str, str], ...] = ()
     if options:
         # A hard constraint: a family that cannot honour a parameter is never tried.
-        refused = [(c, registry.cannot_honour(c.provider, options)) for c in candidates]
+        refused = [
+            (c, registry.cannot_honour(c.provider, options, c.target.quirks)) for c in candidates
+        ]
         unhonoured = tuple((c.model, name) for c, name in refused if name is not None)
         if unhonoured:
             candidates = tuple(c for c, name in refused if name is None)

@@ -33,7 +33,13 @@ import ahocorasick
 import numpy as np
 import re2
 
-from skyroute.families import DEFAULT_AUTH, FAMILY_AUTH, PROJECT_FAMILIES
+from skyroute.families import (
+    DEFAULT_AUTH,
+    FAMILY_AUTH,
+    PROJECT_FAMILIES,
+    QUIRK_FAMILIES,
+    QUIRK_NAMES,
+)
 from skyroute.keyrefs import env_refusal
 from skyroute.patterns import options as pattern_options
 from skyroute.reports import UNKNOWN_INTENT as UNKNOWN_INTENT  # decide.py imports it from here
@@ -427,6 +433,7 @@ def _candidate(pool: str, c: snapshot_pb2.Candidate) -> Candidate:
         raise SnapshotError(f"{where}: auth {auth!r} is not one of {c.provider}'s {methods}")
     if c.provider in PROJECT_FAMILIES and not c.project:
         raise SnapshotError(f"{where}: provider {c.provider} needs a project")
+    _check_quirks(where, c)
     sites = list(c.endpoints) or [snapshot_pb2.CandidateEndpoint(url=c.endpoint, weight=1)]
     if len(sites) > MAX_ENDPOINTS:
         raise SnapshotError(f"{where}: {len(sites)} endpoints, at most {MAX_ENDPOINTS}")
@@ -467,6 +474,16 @@ def _learned(q: snapshot_pb2.LearnedQuality) -> tuple[float, float, float, float
     return q.prior, q.n, q.posterior, q.alpha if ok else 0.0, q.beta if ok else 0.0
 
 
+def _check_quirks(where: str, c: snapshot_pb2.Candidate) -> None:
+    if not c.quirks:
+        return
+    if c.provider not in QUIRK_FAMILIES:
+        raise SnapshotError(f"{where}: quirks are only for providers {list(QUIRK_FAMILIES)}")
+    unknown = sorted(set(c.quirks) - set(QUIRK_NAMES))
+    if unknown:
+        raise SnapshotError(f"{where}: quirks {unknown} are not among {list(QUIRK_NAMES)}")
+
+
 def _target(
     where: str, c: snapshot_pb2.Candidate, e: snapshot_pb2.CandidateEndpoint, default: str
 ) -> Target:
@@ -490,6 +507,7 @@ def _target(
         # An endpoint's region (a Bedrock region, a Vertex AI location) wins over the model's.
         region=region,
         project=c.project or None,
+        quirks=frozenset(c.quirks),
     )
 
 

@@ -108,7 +108,7 @@ def _content_tokens(content: Any) -> float:
     return 0.0
 
 
-def _calls_tokens(calls: Any) -> float:
+def calls_tokens(calls: Any) -> float:
     total = 0.0
     if isinstance(calls, list):
         for call in calls:
@@ -137,5 +137,5 @@ def estimate(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str,
     for m in messages:
         total += PER_MESSAGE + _content_tokens(m.get("content"))
         if "tool_calls" in m:
-            total += _calls_tokens(m["tool_calls"])
+            total += calls_tokens(m["tool_calls"])
     return round(total + tools_tokens(tools))

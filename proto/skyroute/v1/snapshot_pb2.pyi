@@ -915,6 +915,7 @@ class Candidate(_message.Message):
     AUTH_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
+    QUIRKS_FIELD_NUMBER: _builtins.int
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     provider: _builtins.str
@@ -976,8 +977,15 @@ class Candidate(_message.Message):
         """
 
     @_builtins.property
+    def quirks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the model's self-hosted OpenAI-compatible server does differently
+        (skyroute/families.py Quirk: "rejects-stream-options", "ignores-n", ...);
+        only for provider "openai-compatible".
+        """
+
+    @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___CandidateEndpoint]:
-        """Fields 25-31 are reserved for the provider families' settings.
+        """Fields 26-31 are reserved for the provider families' settings.
         Where the model is served (regions, deployments, replicas), in declared
         order. Empty in snapshots of older control planes: then `endpoint` (and the
         key fields above) is the one endpoint. The router balances over these and
@@ -1011,11 +1019,12 @@ class Candidate(_message.Message):
         auth: _builtins.str = ...,
         region: _builtins.str = ...,
         project: _builtins.str = ...,
+        quirks: _abc.Iterable[_builtins.str] | None = ...,
         endpoints: _abc.Iterable[Global___CandidateEndpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "api_version", b"api_version", "auth", b"auth", "context_window", b"context_window", "embedding_space", b"embedding_space", "endpoint", b"endpoint", "endpoints", b"endpoints", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "project", b"project", "provider", b"provider", "quality", b"quality", "region", b"region", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_env", b"api_key_env", "api_key_file", b"api_key_file", "api_version", b"api_version", "auth", b"auth", "context_window", b"context_window", "embedding_space", b"embedding_space", "endpoint", b"endpoint", "endpoints", b"endpoints", "family", b"family", "input_price_per_mtok", b"input_price_per_mtok", "learned_quality", b"learned_quality", "max_output_tokens", b"max_output_tokens", "model", b"model", "observed_by_intent", b"observed_by_intent", "observed_completion_tokens", b"observed_completion_tokens", "observed_failure_rate", b"observed_failure_rate", "observed_p95_ms", b"observed_p95_ms", "output_price_per_mtok", b"output_price_per_mtok", "project", b"project", "provider", b"provider", "quality", b"quality", "quirks", b"quirks", "region", b"region", "supports_tools", b"supports_tools", "timeout_ms", b"timeout_ms", "upstream_model", b"upstream_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -86,6 +86,7 @@ from skyroute.simulator.scenario import (
     load_scenario_file,
     parse_scenario,
 )
+from skyroute.simulator.selfhosted_wire import SelfHostedWire
 from skyroute.simulator.vertex_wire import VERSIONS, VertexAnthropicWire, VertexGeminiWire
 from skyroute.simulator.wire import (
     ErrorContext,
@@ -140,6 +141,7 @@ class Simulator:
         self.vertex_gemini = VertexGeminiWire()
         self.vertex_anthropic = VertexAnthropicWire()
         self.entra = Entra()  # Microsoft Entra ID's token endpoint, and Azure's bearer check
+        self.selfhosted = SelfHostedWire()
         # Every family of the contract (tests/simulator checks none is missing).
         self.wires: dict[str, Family] = {
             w.name: w
@@ -151,6 +153,7 @@ class Simulator:
                 self.bedrock,
                 self.vertex_gemini,
                 self.vertex_anthropic,
+                self.selfhosted,
             )
         }
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -166,6 +169,7 @@ class Simulator:
             self._vertex,
         )
         app.router.add_post("/entra/{tenant}/oauth2/v2.0/token", self._entra_token)
+        app.router.add_post("/selfhosted/v1/chat/completions", self._selfhosted)
         app.router.add_post("/_sim/reset", self._reset)
         app.router.add_get("/_sim/stats", self._stats)
         app.router.add_get("/_sim/requests", self._requests)
@@ -179,6 +183,9 @@ class Simulator:
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self.openai, None, False)
+
+    async def _selfhosted(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, self.selfhosted, None, False)
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, self.anthropic, None, False)

@@ -65,7 +65,7 @@ import aiohttp
 from opentelemetry.trace import Span
 
 from skyroute.learned import quantize
-from skyroute.router import providers
+from skyroute.router import providers, tokens
 from skyroute.router.cache import Probe, ResponseCache, Scope, request_params
 from skyroute.router.decide import Decision
 from skyroute.router.engine.balance import Balancer, every_endpoint
@@ -153,18 +153,30 @@ class _Pieces:
         elif isinstance(item, ToolCallEvent):
             self.calls.append(item.call)
 
-    def result(self, end: StreamEnd) -> ChatResult:
+    def result(self, end: StreamEnd, req: ChatRequest) -> ChatResult:
+        """The answer; its usage as reported, or estimated where the upstream sent none.
+
+        A server that reports no usage in streams (a self-hosted one that ignores
+        ``stream_options``) is charged as a cut stream is: the request's estimated
+        prompt and the text (and tool calls) received, never $0. Either way the
+        completion count is at most the request's ``max_tokens`` when the estimate
+        is ours or the server is known to overcount (``StreamEnd.over_max``).
+        """
+        text = "".join(self.text)
+        prompt, completion = end.prompt_tokens, end.completion_tokens
+        if not end.reported:
+            prompt = tokens.estimate(req.messages, req.tools)
+            completion = received_tokens(text) + round(tokens.calls_tokens(self.calls))
+        if (end.over_max or not end.reported) and req.max_tokens is not None:
+            completion = min(completion, req.max_tokens)
         return ChatResult(
-            "".join(self.text),
-            self.calls,
-            end.finish_reason,
-            end.prompt_tokens,
-            end.completion_tokens,
-            thinking=self.thinking,
+            text, self.calls, end.finish_reason, prompt, completion, thinking=self.thinking
         )
 
 
-async def _collect(events: AsyncIterator[StreamEvent], on_first: Callable[[], None]) -> ChatResult:
+async def _collect(
+    events: AsyncIterator[StreamEvent], req: ChatRequest, on_first: Callable[[], None]
+) -> ChatResult:
     """An upstream stream gathered into one answer (for a unary caller)."""
     pieces = _Pieces()
     seen = False
@@ -174,7 +186,7 @@ async def _collect(events: AsyncIterator[StreamEvent], on_first: Callable[[], No
                 seen = True
                 on_first()
             if isinstance(item, StreamEnd):
-                return pieces.result(item)
+                return pieces.result(item, req)
             pieces.add(item)
     finally:
         aclose = getattr(events, "aclose", None)
@@ -600,6 +612,7 @@ class Engine:
                 timeout,
                 d.policy.inter_token_timeout_s,
             ),
+            req,
             partial(self._first_event, cand, time.perf_counter(), first),
         )
 
@@ -687,7 +700,7 @@ class Engine:
                 self._outcome(served, s, ctx)
                 yield StreamFailed(served)
                 return
-            async for item in self._relay(opened, served, s, ctx, part):
+            async for item in self._relay(opened, served, s, req, ctx, part):
                 yield item
         finally:
             self.budget.active -= 1
@@ -730,6 +743,7 @@ class Engine:
         opened: Opened[FirstEvent],
         served: Served,
         s: Signals,
+        req: ChatRequest,
         ctx: RequestContext,
         part: Probe | None,
     ) -> AsyncIterator[StreamItem]:
@@ -769,7 +783,7 @@ class Engine:
         finally:
             self._release(at)  # also when the caller went away mid-stream
             await events.aclose()
-        result = pieces.result(item)
+        result = pieces.result(item, req)
         self._answered(served, at, result)
         self._store(served.decision, part, served)
         self._outcome(served, s, ctx)

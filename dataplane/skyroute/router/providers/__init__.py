@@ -19,6 +19,8 @@ Endpoints, as the official SDKs' base URLs (the simulator serves all three):
 - ``bedrock``:   ``http://HOST:PORT/bedrock``       (+ ``/model/{modelId}/converse``)
 - ``vertex-gemini`` and ``vertex-anthropic``: ``http://HOST:PORT/vertex``
   (+ ``/v1/projects/P/locations/L/publishers/{google,anthropic}/models/M:METHOD``)
+- ``openai-compatible``: ``http://HOST:PORT/selfhosted/v1`` (+ ``/chat/completions``;
+  a real server's base URL, e.g. vLLM's ``http://HOST:8000/v1``)
 
 :func:`embed` is one embeddings attempt (:mod:`.embeddings`), for the
 families whose registry entry declares an embeddings wire.
@@ -51,7 +53,9 @@ from skyroute.router.providers.types import (
 )
 
 ADAPTERS: dict[str, Adapter] = {name: f.adapter for name, f in FAMILIES.items()}
-_PreparedKey = tuple[str, str, str, str | None, str | None, str, str | None, str | None]
+_PreparedKey = tuple[
+    str, str, str, str | None, str | None, str, str | None, str | None, frozenset[str]
+]
 _PREPARED: dict[_PreparedKey, tuple[Adapter, Prepared]] = {}
 _PREPARED_LIMIT = 1024
 
@@ -67,6 +71,7 @@ def prepared(target: Target) -> tuple[Adapter, Prepared]:
         target.auth,
         target.region,
         target.project,
+        target.quirks,
     )
     hit = _PREPARED.get(key)
     if hit is None:
@@ -78,7 +83,8 @@ def prepared(target: Target) -> tuple[Adapter, Prepared]:
             )
         if len(_PREPARED) >= _PREPARED_LIMIT:
             _PREPARED.clear()
-        hit = _PREPARED[key] = (family.adapter, family.prepare(target))
+        adapter = family.adapter_for(target)
+        hit = _PREPARED[key] = (adapter, family.prepare(target, adapter))
     return hit
 
 

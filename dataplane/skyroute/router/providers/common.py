@@ -84,6 +84,8 @@ class Prepared:
     # Set from the family's declaration by the registry (see registry.prepare).
     framing: Callable[[], Framing] = SSEDecoder
     sign: Signer | None = None
+    # The server answers a request it cannot validate with a 500 (quirk errors-as-500).
+    invalid_as_500: bool = False
 
 
 class Assembler(Protocol):

@@ -62,6 +62,9 @@ _FILTER_RE = re.compile(
     r"content.filter|content management policy|content.policy|responsibleaipolicy|safety|"
     r"prohibited content|blocked"
 )
+# A request a server could not validate, in the words of a server that answers it with a
+# 500 (llama-cpp-python: FastAPI's "2 validation errors: ..." as an internal_server_error).
+_INVALID_RE = re.compile(r"validation error|unprocessable entity|invalid request")
 _AUTH_RE = re.compile(r"api_key_invalid|api key not valid|invalid.api.key|unauthenticated")
 # AWS error names (Bedrock's x-amzn-errortype) whose class is not what their status says:
 # a model-side failure (424) and a quota (400) call for another model, not for giving up.
@@ -137,9 +140,18 @@ def _filtered(result: Any) -> str:
 
 
 def classify_status(
-    family: str, status: int, body: bytes, headers: Mapping[str, str], api_key: str | None
+    family: str,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    api_key: str | None,
+    invalid_as_500: bool = False,
 ) -> ProviderError:
-    """The ProviderError for a non-2xx answer (or a 2xx one that is not ours)."""
+    """The ProviderError for a non-2xx answer (or a 2xx one that is not ours).
+
+    ``invalid_as_500``: the server answers a request it cannot validate with a 500
+    (quirk errors-as-500), so a 500 that says so is a CLIENT_ERROR, as its 400 would be.
+    """
     codes, message, delay = error_details(body)
     aws = aws_type(headers)
     if aws:
@@ -165,7 +177,7 @@ def classify_status(
         error_class = CONTEXT_LENGTH
     elif 400 <= status < 500 and _FILTER_RE.search(text):
         error_class = CONTENT_FILTER
-    elif 400 <= status < 500:
+    elif 400 <= status < 500 or (invalid_as_500 and status == 500 and _INVALID_RE.search(text)):
         error_class = CLIENT_ERROR
     elif status >= 500:
         error_class = SERVER_ERROR

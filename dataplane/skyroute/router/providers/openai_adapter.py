@@ -16,18 +16,30 @@ They are assembled and emitted as complete ToolCallEvents when the choice's
 
 A refusal (``message.refusal``, or ``finish_reason: content_filter``) with
 no usable content raises CONTENT_FILTER; with partial content it is a
-normal result whose finish reason is ``content_filter``.
+normal result whose finish reason is ``content_filter``. A stream that ends
+without a usage report says so (``StreamEnd.reported``), and the router
+charges it by estimate rather than as free.
+
+Self-hosted servers that speak this format (vLLM, llama.cpp, TGI, Ollama:
+the ``openai-compatible`` family) use the same codec bent by :class:`Quirks`:
+the family's own defaults (the budget as ``max_tokens``, which every such
+server knows and llama.cpp's servers need; tool-call ``arguments`` sent as
+an object re-encoded as a string, a missing call id made up) plus what a
+model's ``quirks`` declare (:data:`skyroute.families.Quirk`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from skyroute.router.providers.common import Prepared, fit_id, join_url, openai_call
+from skyroute.router.providers.common import Prepared, fit_id, join_url, new_call_id, openai_call
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
 from skyroute.router.providers.types import (
+    CLIENT_ERROR,
     CONTENT_FILTER,
     ChatRequest,
     ChatResult,
@@ -43,8 +55,51 @@ FAMILY = "openai"
 _STREAM_OPTIONS = {"include_usage": True}
 
 
-def _needs_fit(messages: list[dict[str, Any]]) -> bool:
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """Where a server differs from OpenAI's Chat Completions, and what the codec does about it.
+
+    The defaults are OpenAI's own behaviour; :meth:`declared` turns a model's
+    ``quirks`` (:data:`skyroute.families.Quirk` names) into fields.
+    """
+
+    max_tokens_field: str = "max_completion_tokens"  # where the budget goes
+    stream_options: bool = True  # ask for the stream's usage (rejects-stream-options: no)
+    null_content: bool = True  # assistant content may be null (rejects-null-content: "")
+    several_choices: bool = True  # n > 1 is honoured (ignores-n: refused instead)
+    # completion_tokens may exceed max_tokens (overcounts-completion): capped by the router
+    overcounts: bool = False
+    invalid_as_500: bool = False  # a request it cannot validate is a 500 (errors-as-500)
+    lenient_calls: bool = False  # tool-call arguments as objects, calls without ids
+
+    def declared(self, names: Iterable[str]) -> Quirks:
+        """These quirks plus the named ones (names are the contract's, checked upstream)."""
+        have = set(names)
+        return replace(
+            self,
+            stream_options=self.stream_options and "rejects-stream-options" not in have,
+            null_content=self.null_content and "rejects-null-content" not in have,
+            several_choices=self.several_choices and "ignores-n" not in have,
+            overcounts=self.overcounts or "overcounts-completion" in have,
+            invalid_as_500=self.invalid_as_500 or "errors-as-500" in have,
+        )
+
+
+#: What every self-hosted server of the openai-compatible family gets, before its own.
+SELF_HOSTED = Quirks(max_tokens_field="max_tokens", lenient_calls=True)
+
+
+def quirk_refuses(quirks: frozenset[str], options: Mapping[str, Any]) -> str | None:
+    """The parameter a server with ``quirks`` cannot honour, or None (selection skips it)."""
+    if "ignores-n" in quirks and options.get("n") not in (None, 1):
+        return "n"
+    return None
+
+
+def _needs_fit(messages: list[dict[str, Any]], null_content: bool = True) -> bool:
     for m in messages:
+        if not null_content and m.get("content") is None and m.get("role") == "assistant":
+            return True
         tcid = m.get("tool_call_id")
         if isinstance(tcid, str) and len(tcid) > 40:
             return True
@@ -54,9 +109,13 @@ def _needs_fit(messages: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _fit_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _fit_messages(
+    messages: list[dict[str, Any]], null_content: bool = True
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
+        if not null_content and m.get("content") is None and m.get("role") == "assistant":
+            m = {**m, "content": ""}
         if m.get("tool_call_id") is not None:
             m = {**m, "tool_call_id": fit_id(str(m["tool_call_id"]))}
         if m.get("tool_calls"):
@@ -69,9 +128,23 @@ def _fit_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class OpenAIAdapter:
-    """The Chat Completions codec; families speaking it elsewhere override ``prepare``."""
+    """The Chat Completions codec; families speaking it elsewhere override ``prepare``.
+
+    ``family`` names it in errors; ``quirks`` bend it for a server that is not
+    OpenAI (the openai-compatible family builds one per declared set of quirks).
+    """
 
     family = FAMILY
+
+    def __init__(self, family: str | None = None, quirks: Quirks | None = None) -> None:
+        if family is not None:
+            self.family = family
+        self.quirks = quirks or Quirks()
+
+    def with_quirks(self, names: Iterable[str]) -> OpenAIAdapter:
+        """This codec for a model whose server has the named quirks (itself if none)."""
+        quirks = self.quirks.declared(names)
+        return self if quirks == self.quirks else OpenAIAdapter(self.family, quirks)
 
     def prepare(self, target: Target) -> Prepared:
         headers = {"Content-Type": "application/json"}
@@ -83,17 +156,23 @@ class OpenAIAdapter:
             {**headers, "Accept": "text/event-stream"},
             target.model,
             target.api_key,
+            invalid_as_500=self.quirks.invalid_as_500,
         )
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes:
-        messages = _fit_messages(req.messages) if _needs_fit(req.messages) else req.messages
+        q = self.quirks
+        messages = (
+            _fit_messages(req.messages, q.null_content)
+            if _needs_fit(req.messages, q.null_content)
+            else req.messages
+        )
         body: dict[str, Any] = {"model": model, "messages": messages}
         if req.tools:
             body["tools"] = req.tools
             if req.tool_choice is not None:
                 body["tool_choice"] = req.tool_choice
         if req.max_tokens is not None:
-            body["max_completion_tokens"] = req.max_tokens
+            body[q.max_tokens_field] = req.max_tokens
         if req.temperature is not None:
             body["temperature"] = req.temperature
         if req.stop:
@@ -101,9 +180,19 @@ class OpenAIAdapter:
         # Everything else as the client sent it, unknown parameters too (see .options).
         for name, value in req.options.items():
             body.setdefault(name, value)
+        # Selection skips such a model (quirk_refuses); this is for a request sent anyway.
+        if not q.several_choices and body.get("n") not in (None, 1):
+            raise ProviderError(
+                CLIENT_ERROR,
+                f"n: {self.family} model {model!r} answers one choice only; send n: 1",
+                400,
+            )
         if stream:
             body["stream"] = True
-            body["stream_options"] = _STREAM_OPTIONS
+            if q.stream_options:
+                body["stream_options"] = _STREAM_OPTIONS
+            else:
+                body.pop("stream_options", None)
         return orjson.dumps(body)
 
     def decode(self, body: bytes) -> ChatResult:
@@ -112,8 +201,13 @@ class OpenAIAdapter:
             choice = obj["choices"][0]
             message = choice["message"]
             content = message.get("content") or ""
+            lenient = self.quirks.lenient_calls
             calls = [
-                openai_call(c["id"], c["function"]["name"], c["function"].get("arguments") or "{}")
+                openai_call(
+                    (c.get("id") or new_call_id()) if lenient else c["id"],
+                    c["function"]["name"],
+                    _arguments(c["function"].get("arguments"), lenient),
+                )
                 for c in message.get("tool_calls") or ()
             ]
             finish = choice.get("finish_reason") or "stop"
@@ -131,7 +225,14 @@ class OpenAIAdapter:
         return ChatResult(content, calls, finish, prompt, completion)
 
     def assembler(self) -> OpenAIStream:
-        return OpenAIStream(self.family)
+        return OpenAIStream(self.family, self.quirks)
+
+
+def _arguments(value: Any, lenient: bool) -> str:
+    """A tool call's ``arguments`` as the JSON string OpenAI sends (TGI sends an object)."""
+    if lenient and value is not None and not isinstance(value, str):
+        return orjson.dumps(value).decode()
+    return str(value or "{}")
 
 
 class OpenAIStream:
@@ -141,13 +242,16 @@ class OpenAIStream:
         "_family",
         "_finish",
         "_prompt",
+        "_quirks",
         "_refused",
+        "_reported",
         "done",
         "started",
     )
 
-    def __init__(self, family: str = FAMILY) -> None:
+    def __init__(self, family: str = FAMILY, quirks: Quirks | None = None) -> None:
         self._family = family
+        self._quirks = quirks or Quirks()
         self.started = False
         self.done = False
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
@@ -155,6 +259,7 @@ class OpenAIStream:
         self._prompt = 0
         self._completion = 0
         self._refused = False
+        self._reported = False
 
     def feed(self, data: bytes) -> list[StreamEvent]:
         if data == b"[DONE]":
@@ -171,6 +276,7 @@ class OpenAIStream:
         out: list[StreamEvent] = []
         usage = obj.get("usage")
         if usage:
+            self._reported = True
             self._prompt = int(usage.get("prompt_tokens") or 0)
             self._completion = int(usage.get("completion_tokens") or 0)
         for choice in obj.get("choices") or ():
@@ -192,7 +298,7 @@ class OpenAIStream:
                 if fn.get("name"):
                     slot[1] = fn["name"]
                 if fn.get("arguments"):
-                    slot[2].append(fn["arguments"])
+                    slot[2].append(_arguments(fn["arguments"], self._quirks.lenient_calls))
             finish = choice.get("finish_reason")
             if finish:
                 self._finish = finish
@@ -200,8 +306,11 @@ class OpenAIStream:
         return out
 
     def _flush_calls(self) -> list[StreamEvent]:
+        lenient = self._quirks.lenient_calls
         events: list[StreamEvent] = [
-            ToolCallEvent(openai_call(cid, name, "".join(args) or "{}"))
+            ToolCallEvent(
+                openai_call((cid or new_call_id()) if lenient else cid, name, "".join(args) or "{}")
+            )
             for _, (cid, name, args) in sorted(self._calls.items())
         ]
         self._calls.clear()
@@ -215,5 +324,13 @@ class OpenAIStream:
                 CONTENT_FILTER, f"{self._family}: answer withheld by the content filter"
             )
         out = self._flush_calls()
-        out.append(StreamEnd(self._finish, self._prompt, self._completion))
+        out.append(
+            StreamEnd(
+                self._finish,
+                self._prompt,
+                self._completion,
+                reported=self._reported,
+                over_max=self._quirks.overcounts,
+            )
+        )
         return out

@@ -19,7 +19,11 @@ wire format that is not request translation:
 - ``default_endpoint``: the public base URL, used when a snapshot names none;
 - ``otel_name``: the GenAI semantic conventions' ``gen_ai.provider.name``
   for an endpoint host (Gemini is ``gcp.gemini`` or, on Vertex AI,
-  ``gcp.vertex_ai``, as are both Vertex AI families; Azure OpenAI is ``azure.ai.openai``).
+  ``gcp.vertex_ai``, as are both Vertex AI families; Azure OpenAI is ``azure.ai.openai``);
+- ``quirks``: for a family whose models declare what their server does
+  differently (``openai-compatible``: self-hosted vLLM, llama.cpp, TGI,
+  Ollama), the adapter for a target's declared quirks; the OpenAI codec
+  bent by flags (:class:`~.openai_adapter.Quirks`), not a copy of it.
 
 Adding a family is one entry here plus its adapter module (and its name in
 the contract); the adapter dict, the snapshot check, the telemetry names and
@@ -45,7 +49,7 @@ from skyroute.router.providers.common import Adapter, AuthScheme, Framing, Prepa
 from skyroute.router.providers.embeddings import EmbeddingWire, GeminiEmbeddings, OpenAIEmbeddings
 from skyroute.router.providers.gemini_adapter import GeminiAdapter
 from skyroute.router.providers.google_auth import GoogleAuth
-from skyroute.router.providers.openai_adapter import OpenAIAdapter
+from skyroute.router.providers.openai_adapter import SELF_HOSTED, OpenAIAdapter, quirk_refuses
 from skyroute.router.providers.options import Table, unhonoured
 from skyroute.router.providers.sse import SSEDecoder
 from skyroute.router.providers.types import Target
@@ -85,10 +89,18 @@ class ProviderFamily:
     # The Chat Completions parameters the family translates (.options); None: every one
     # goes as sent (OpenAI's wire, unknown parameters too).
     options: Table | None = None
+    # (declared quirk names) -> the adapter for them; None: the family takes no quirks.
+    quirks: Callable[[frozenset[str]], Adapter] | None = None
 
-    def prepare(self, target: Target) -> Prepared:
+    def adapter_for(self, target: Target) -> Adapter:
+        """The adapter for ``target``: the family's, bent by the target's quirks if any."""
+        if self.quirks is None or not target.quirks:
+            return self.adapter
+        return self.quirks(target.quirks)
+
+    def prepare(self, target: Target, adapter: Adapter | None = None) -> Prepared:
         """The adapter's per-target constants with this family's credentials and framing."""
-        base = self.adapter.prepare(target)
+        base = (adapter or self.adapter).prepare(target)
         auth = self.auth.headers(target)
         return replace(
             base,
@@ -105,6 +117,8 @@ class ProviderFamily:
 def _gemini_name(host: str) -> str:
     return "gcp.vertex_ai" if host.endswith("aiplatform.googleapis.com") else "gcp.gemini"
 
+
+_SELF_HOSTED = OpenAIAdapter("openai-compatible", SELF_HOSTED)
 
 FAMILIES: dict[str, ProviderFamily] = {
     f.name: f
@@ -172,6 +186,16 @@ FAMILIES: dict[str, ProviderFamily] = {
             otel_name=lambda host: "gcp.vertex_ai",
             options=anthropic_adapter.OPTIONS,  # the Anthropic codec, so its parameters
         ),
+        ProviderFamily(
+            "openai-compatible",
+            _SELF_HOSTED,
+            HeaderKey("Authorization", "Bearer "),  # sent only if the model names a key
+            SSEDecoder,
+            # A self-hosted server has no public address, so pools name it (the CRD
+            # requires an endpoint); this placeholder never resolves (RFC 2606's .invalid).
+            "https://self-hosted.invalid/v1",
+            quirks=_SELF_HOSTED.with_quirks,
+        ),
     )
 }
 # The contract's names, in its order (tests/providers checks that each has an entry).
@@ -188,7 +212,18 @@ def provider_name(family_name: str, host: str) -> str:
     return f.provider_name(host) if f is not None else family_name
 
 
-def cannot_honour(family_name: str, options: Mapping[str, Any]) -> str | None:
-    """The first of ``options`` (Chat Completions parameters) ``family_name`` cannot honour."""
+def cannot_honour(
+    family_name: str, options: Mapping[str, Any], quirks: frozenset[str] = frozenset()
+) -> str | None:
+    """The first of ``options`` (Chat Completions parameters) ``family_name`` cannot honour.
+
+    ``quirks``: the model's declared ones (a self-hosted server that ignores ``n``).
+    """
     f = FAMILIES.get(family_name)
-    return unhonoured(options, f.options) if f is not None and options else None
+    if f is None or not options:
+        return None
+    if quirks and f.quirks is not None:
+        refused = quirk_refuses(quirks, options)
+        if refused is not None:
+            return refused
+    return unhonoured(options, f.options)

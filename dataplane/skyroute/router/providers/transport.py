@@ -106,7 +106,7 @@ async def complete(
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise classify_exception(family, exc, False, prep.api_key) from None
     if status != 200:
-        raise classify_status(family, status, raw, headers, prep.api_key)
+        raise classify_status(family, status, raw, headers, prep.api_key, prep.invalid_as_500)
     return adapter.decode(raw)
 
 
@@ -140,7 +140,9 @@ async def stream(
                     raw = await resp.read()
             except (aiohttp.ClientError, TimeoutError, OSError):
                 raw = b""
-            raise classify_status(family, resp.status, raw, resp.headers, prep.api_key)
+            raise classify_status(
+                family, resp.status, raw, resp.headers, prep.api_key, prep.invalid_as_500
+            )
         asm = adapter.assembler()
         decoder = prep.framing()
         content = resp.content

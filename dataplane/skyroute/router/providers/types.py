@@ -73,6 +73,8 @@ class Target:
     auth: str = "api-key"
     region: str | None = None
     project: str | None = None
+    # What a self-hosted server does differently (skyroute.families.Quirk names).
+    quirks: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -137,6 +139,11 @@ class StreamEnd:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # False: the upstream sent no usage (the counts are 0), so the router estimates them.
+    reported: bool = True
+    # The upstream's completion count may exceed the request's max_tokens (a self-hosted
+    # server's quirk): the router caps it there.
+    over_max: bool = False
 
 
 StreamEvent = TextDelta | ToolCallEvent | ThinkingEvent | StreamEnd

@@ -334,6 +334,8 @@ def compile_candidate(model: PoolModel, intents: Sequence[str]) -> snapshot_pb2.
         auth=model.auth,
         region=model.region or "",
         project=model.project or "",
+        # Sorted and once each: the snapshot (and its version hash) does not depend on order.
+        quirks=sorted(set(model.quirks or ())),
     )
 
 

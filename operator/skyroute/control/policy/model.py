@@ -43,9 +43,11 @@ from skyroute.families import (
     DEFAULT_AUTH,
     FAMILY_AUTH,
     PROJECT_FAMILIES,
+    QUIRK_FAMILIES,
     REGIONAL_FAMILIES,
     Auth,
     Family,
+    Quirk,
 )
 from skyroute.patterns import re2_error
 
@@ -108,6 +110,8 @@ MSG_PROJECT_REQUIRED = f"project is required for providers {', '.join(PROJECT_FA
 RULE_PROJECT_REQUIRED = (
     f"has(self.project) || !(self.provider in [{', '.join(map(repr, PROJECT_FAMILIES))}])"
 )
+MSG_QUIRKS = f"quirks are only for providers {', '.join(QUIRK_FAMILIES)}"
+RULE_QUIRKS = f"!has(self.quirks) || self.provider in [{', '.join(map(repr, QUIRK_FAMILIES))}]"
 MSG_UNIQUE_INTENTS = "intent names must be unique"
 MSG_INTENT_SIGNAL = "an intent needs at least one keyword, pattern or example"
 MSG_UNIQUE_RULES = "rule names must be unique"
@@ -142,6 +146,7 @@ CEL_MESSAGES = frozenset(
         MSG_REGION,
         MSG_PROJECT,
         MSG_PROJECT_REQUIRED,
+        MSG_QUIRKS,
         MSG_UNIQUE_INTENTS,
         MSG_INTENT_SIGNAL,
         MSG_UNIQUE_RULES,
@@ -381,6 +386,8 @@ class PoolModel(_Spec):
     auth: Annotated[Auth, Field(validate_default=True)] = DEFAULT_AUTH
     region: Region | None = None
     project: Project | None = None
+    # What the model's self-hosted server does differently (openai-compatible only).
+    quirks: Annotated[list[Quirk], Field(max_length=8)] | None = None
     upstream_model: UpstreamModel | None = None
     family: Name | None = None
     pricing: Pricing
@@ -452,6 +459,14 @@ class PoolModel(_Spec):
         provider = info.data.get("provider")
         if value is not None and provider is not None and provider not in families:
             raise rule_error(message, f"provider is {provider}")
+        return value
+
+    @field_validator("quirks")
+    @classmethod
+    def _quirks_family(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        provider = info.data.get("provider")
+        if value is not None and provider is not None and provider not in QUIRK_FAMILIES:
+            raise rule_error(MSG_QUIRKS, f"provider is {provider}")
         return value
 
     @field_validator("api_key")

@@ -28,7 +28,9 @@ venv: $(STAMP)
 # Re-resolve requirements/*.txt after a change to pyproject.toml (pins already there are
 # kept; `make lock UPGRADE=--upgrade` moves every pin to the newest allowed release).
 # One lock per install: the router image (base), the operator image, development and CI,
-# and the build backend. Universal: markers cover every platform and Python >= 3.11.
+# the build backend, and the self-hosted test's llama-cpp-python server (not installed
+# into .venv: hack/llama/server.sh gives it a venv of its own). Universal: markers cover
+# every platform and Python >= 3.11.
 COMPILE = $(BIN)/uv pip compile -q --universal --python-version 3.11 --generate-hashes \
 	  --custom-compile-command 'make lock' $(UPGRADE)
 lock:
@@ -40,6 +42,7 @@ lock:
 	$(BIN)/python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))\
 	  ['build-system']['requires'], sep='\n')" > requirements/build.in
 	$(COMPILE) requirements/build.in -o requirements/build.txt
+	$(COMPILE) requirements/llama-server.in -o requirements/llama-server.txt
 
 # Regenerate the contract's Python code (checked fresh by tests/test_proto_fresh.py).
 proto: $(STAMP)
@@ -62,15 +65,23 @@ layers: $(STAMP)
 typecheck: $(STAMP)
 	cd $(CURDIR) && $(BIN)/mypy $(PKGDIRS)
 
-# Servers the tests start for real: redis-server (Debian) for shared router state.
+# Servers the tests start for real: redis-server (Debian) for shared router state; and
+# what pip compiles llama-cpp-python's server with (cmake, g++: hack/llama/server.sh).
 system-deps:
 	@test -x /usr/bin/redis-server || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@{ command -v cmake && command -v g++; } >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null; }
 
-# The cluster binaries build (niced, in the background, log in .venv/cluster-bins.log)
-# while the other suites run; tests/k8s runs last and waits for the build
-# (tests/conftest.py). With the binaries cached the build step returns at once.
+# The cluster binaries and llama-cpp-python's server (the self-hosted family's real
+# peer, requirements/llama-server.txt) build niced, in the background, logs in
+# .venv/cluster-bins.log and .venv/llama-server.log, while the other suites run; the
+# tests needing them run last and wait for their build (tests/conftest.py). Cached
+# under ~/.cache/skyroute, the build steps return at once.
 test: lint layers typecheck system-deps
+	@bash hack/llama/server.sh --check >/dev/null 2>&1 || { \
+	  echo "building llama-cpp-python's server in the background (log: $(VENV)/llama-server.log)"; \
+	  nice -n 10 bash hack/llama/server.sh >$(VENV)/llama-server.log 2>&1 & }
 	@bash hack/cluster/bins.sh --check 2>/dev/null || { \
 	  echo "building the test cluster's binaries in the background (log: $(VENV)/cluster-bins.log)"; \
 	  nice -n 10 bash hack/cluster/bins.sh >$(VENV)/cluster-bins.log 2>&1 & }

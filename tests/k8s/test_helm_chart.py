@@ -13,7 +13,7 @@ first). Three things are pinned here:
 * what it renders passes ``kubectl apply --dry-run=server`` (schema,
   defaulting, admission, PodSecurity ``restricted`` of a labelled namespace),
   Tenant objects included, and the optional parts (Redis, provider keys,
-  webhook TLS modes) render what they promise.
+  webhook and link TLS modes) render what they promise.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ FEATURES: dict[str, Any] = {
         },
     },
     "webhook": {"tls": {"mode": "secret", "caBundle": "Q0EK"}},
+    "link": {"tls": {"mode": "secret", "secretName": "corp-link-tls"}},
 }
 
 
@@ -259,10 +260,24 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
     # Tenants, in the release namespace.
     tenant = only(docs, "Tenant", "acme-web")
     assert tenant["metadata"]["namespace"] == NS and tenant["spec"]["tier"] == "standard"
-    # Webhook TLS from a given Secret: mounted, the CA in the configuration, and the
-    # operator loses every Secret and webhook-configuration permission it had for it
-    # (it keeps those of the routers' link certificate, skyroute-control-tls, issue 15).
+    # Webhook and link TLS from given Secrets: mounted, the webhook's CA in the
+    # configuration, the link's ca.crt published for routers, and the operator loses
+    # every Secret and webhook-configuration permission (it makes neither certificate).
     op = container(docs, "skyroute-operator")
+    link_dir = "/var/run/secrets/skyroute/link-tls"
+    assert [a for a in op["args"] if a.startswith("--link-")] == [
+        f"--link-cert={link_dir}/tls.crt",
+        f"--link-key={link_dir}/tls.key",
+        f"--link-ca={link_dir}/ca.crt",
+        "--link-ca-configmap=skyroute-control-ca",
+        "--link-token-file=/var/run/secrets/tokens/skyroute-control/token",
+    ]
+    volumes = only(docs, "Deployment", "skyroute-operator")["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "name": "link-tls",
+        "secret": {"secretName": "corp-link-tls", "defaultMode": 0o400},
+    } in (volumes)
+    assert {"name": "link-tls", "mountPath": link_dir, "readOnly": True} in op["volumeMounts"]
     assert "--webhook-cert=/var/run/secrets/skyroute/webhook-tls/tls.crt" in op["args"]
     assert not [a for a in op["args"] if a.startswith(("--webhook-tls-secret", "--webhook-config"))]
     config = only(docs, "ValidatingWebhookConfiguration", "skyroute")
@@ -271,10 +286,7 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
         only(docs, "Role", "skyroute-operator")["rules"]
         + only(docs, "ClusterRole", "skyroute-operator")["rules"]
     )
-    secrets = [r for r in rules if "secrets" in r["resources"]]
-    assert [r.get("resourceNames") for r in secrets if "get" in r["verbs"]] == [
-        ["skyroute-control-tls"]
-    ]
+    assert not [r for r in rules if "secrets" in r["resources"]]
     assert not [r for r in rules if "validatingwebhookconfigurations" in r["resources"]]
 
 
@@ -381,10 +393,24 @@ def test_external_redis_and_cert_manager(tmp_path: Path) -> None:
             {
                 "redis": {"url": "rediss://redis.example.internal:6380/2"},
                 "webhook": {"tls": {"mode": "certManager"}},
+                "link": {"tls": {"mode": "certManager"}},
             },
         )
     )
     objects = by_key(docs)
+    # The link's certificate too: for the operator Service's names, into the Secret it mounts.
+    link = objects[("Certificate", "skyroute-control")]["spec"]
+    assert link["secretName"] == "skyroute-control-tls"
+    assert link["dnsNames"] == [
+        f"skyroute-operator.{NS}.svc",
+        f"skyroute-operator.{NS}.svc.cluster.local",
+    ]
+    assert link["issuerRef"] == {"name": "skyroute-control", "kind": "Issuer"}
+    assert objects[("Issuer", "skyroute-control")]["spec"] == {"selfSigned": {}}
+    assert (
+        "--link-cert=/var/run/secrets/skyroute/link-tls/tls.crt"
+        in (container(docs, "skyroute-operator")["args"])
+    )
     assert not [k for k in objects if k[1] == "skyroute-redis"]
     assert (
         "--redis=rediss://redis.example.internal:6380/2"
@@ -425,6 +451,7 @@ def test_external_redis_and_cert_manager(tmp_path: Path) -> None:
         (("routers.replicas=3",), "routers"),  # a typo'd key is refused, not ignored
         (("router.replicas=-1",), "router.replicas"),
         (("webhook.tls.mode=magic",), "webhook.tls.mode"),
+        (("link.tls.mode=plaintext",), "link.tls.mode"),
         (("redis.url=http://redis:6379",), "redis.url"),
         (("providerKeys.env[0].name=not an env name",), "providerKeys.env"),
         (("webhook.tls.mode=secret",), "webhook.tls.caBundle"),

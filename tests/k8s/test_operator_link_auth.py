@@ -240,21 +240,21 @@ def report(link: Link, node: str, bearer: str, version: str) -> int:
     return int(summary.received)
 
 
-def test_a_router_with_its_token_gets_snapshots(link: Link) -> None:
-    (link.tmp / "token").write_text(token(link.cluster, pod="router-a"))
+def tls_router(name: str, control: str, ca: Path, token_file: Path, node: str) -> tuple[Proc, str]:
+    """A real router on the TLS link with a token, as a router pod runs: (process, HTTP addr)."""
     http_addr = f"127.0.0.1:{free_port()}"
     router = Proc(
-        "router-link",
+        name,
         [
             "router",
             "--control",
-            link.grpc,
+            control,
             "--control-ca",
-            str(link.tmp / "ca.crt"),
+            str(ca),
             "--control-token",
-            str(link.tmp / "token"),
+            str(token_file),
             "--id",
-            "router-a",
+            node,
             "--grpc",
             f"127.0.0.1:{free_port()}",
             "--http",
@@ -263,6 +263,14 @@ def test_a_router_with_its_token_gets_snapshots(link: Link) -> None:
             f"127.0.0.1:{free_port()}",
             "--open-without-tenants",
         ],
+    )
+    return router, http_addr
+
+
+def test_a_router_with_its_token_gets_snapshots(link: Link) -> None:
+    (link.tmp / "token").write_text(token(link.cluster, pod="router-a"))
+    router, http_addr = tls_router(
+        "router-link", link.grpc, link.tmp / "ca.crt", link.tmp / "token", "router-a"
     )
     try:
         wait_until(

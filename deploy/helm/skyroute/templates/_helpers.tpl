@@ -76,6 +76,24 @@ topologySpreadConstraints:
 {{- .Values.webhook.tls.secretName | default "skyroute-webhook-tls" -}}
 {{- end -}}
 
+{{/* The routers' link certificate comes from the operator itself (a Secret it creates)? */}}
+{{- define "skyroute.linkSelfManaged" -}}
+{{- if eq .Values.link.tls.mode "operator" }}true{{ end -}}
+{{- end -}}
+
+{{/* Secret holding the link's serving certificate (every mode has one). */}}
+{{- define "skyroute.linkSecret" -}}
+{{- .Values.link.tls.secretName | default "skyroute-control-tls" -}}
+{{- end -}}
+
+{{/* The Secrets the operator itself keeps (and may read): none when both come from elsewhere. */}}
+{{- define "skyroute.ownSecrets" -}}
+{{- $names := list -}}
+{{- if include "skyroute.webhookSelfManaged" . }}{{ $names = append $names (include "skyroute.webhookSecret" .) }}{{ end -}}
+{{- if include "skyroute.linkSelfManaged" . }}{{ $names = append $names (include "skyroute.linkSecret" .) }}{{ end -}}
+{{- join ", " $names -}}
+{{- end -}}
+
 {{/* Redis URL the routers use: the chart's Redis, or an external one, or none. */}}
 {{- define "skyroute.redisURL" -}}
 {{- if .Values.redis.url -}}

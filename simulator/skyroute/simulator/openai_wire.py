@@ -141,7 +141,9 @@ class OpenAIWire:
             tool_schema=schema,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
             json_schema=_json_schema(body.get("response_format")),
-            stop=stop_list(body.get("stop"), "stop", 4),
+            # OpenAI takes at most 4; more are accepted here (and honoured) until the router
+            # stops sending an Anthropic client's longer stop_sequences list on as it is.
+            stop=stop_list(body.get("stop"), "stop", 8191),
             seed=_seed(body.get("seed")),
             n=n,
             logprobs=logprobs,

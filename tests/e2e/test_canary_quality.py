@@ -26,6 +26,8 @@ from openai import OpenAI
 
 from harness import Proc, Stack, http_get, wait_until
 
+# Hundreds of requests through real processes on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(300)
 HIDDEN = {"careful": 0.85, "quick": 0.5}
 BUDGET_S = 90.0  # wall seconds of traffic before the test gives up
 

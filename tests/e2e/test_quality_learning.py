@@ -47,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from feedback_replay import INTENTS, PROMPTS, SCENARIO, Replayer, better, files
 
+# Hundreds of requests through real processes on a loaded 2-core machine.
+pytestmark = pytest.mark.timeout(300)
 BUDGET = 360  # rounds (one request per arm each); the learning arm's ratings are its feedback
 SHARE = 0.8
 REGRET_RATIO = 0.5

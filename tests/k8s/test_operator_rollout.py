@@ -520,6 +520,7 @@ QUALITY = {
 }
 
 
+@pytest.mark.timeout(300)  # up to 90 s of rated traffic, a follower's start
 def test_the_leader_rolls_back_on_ratings_given_at_a_followers_router(stack: Stack) -> None:
     """Canaries judge quality on a cluster: the ratings reach the leader through a follower."""
     import random

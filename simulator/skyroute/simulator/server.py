@@ -9,7 +9,8 @@ paths the official SDKs use, so the router's adapters, the ``openai`` and
 - ``POST /openai/v1/chat/completions``  (SDK ``base_url=http://HOST:PORT/openai/v1``)
 - ``POST /anthropic/v1/messages``       (SDK ``base_url=http://HOST:PORT/anthropic``)
 - ``POST /gemini/v1beta/models/{model}:generateContent`` and
-  ``:streamGenerateContent?alt=sse``
+  ``:streamGenerateContent?alt=sse`` (and under ``/gemini/v1/``, google-genai's default;
+  ``genai.Client(api_key=..., http_options={"base_url": http://HOST:PORT/gemini/})``)
 - embeddings (:mod:`.embeddings`, deterministic vectors):
   ``POST /openai/v1/embeddings`` and ``POST /gemini/v1beta/models/{model}:embedContent``
   / ``:batchEmbedContents``
@@ -161,6 +162,7 @@ class Simulator:
         app.router.add_post("/openai/v1/embeddings", self._openai_embeddings)
         app.router.add_post("/anthropic/v1/messages", self._anthropic)
         app.router.add_post("/gemini/v1beta/models/{target}", self._gemini)
+        app.router.add_post("/gemini/v1/models/{target}", self._gemini)  # google-genai's default
         app.router.add_post("/azure/openai/deployments/{deployment}/chat/completions", self._azure)
         app.router.add_post("/bedrock/model/{model}/{method}", self._bedrock)
         app.router.add_post(

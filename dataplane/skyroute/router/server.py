@@ -213,7 +213,11 @@ async def serve(
     await admin.cleanup()
     if workers is not None:
         await workers.close()
-    # The requests drain let finish have outcomes (charges) still buffered: send them.
+    # The requests drain let finish may still be settling their limits in Redis, and
+    # have outcomes (charges) buffered: finish both.
+    left = await state.door.settled()
+    if left:
+        logs.event(log, "limits_unsettled_at_stop", logging.WARNING, settlements=left)
     await reporter.flush(tasks[1])
     for t in tasks:
         t.cancel()

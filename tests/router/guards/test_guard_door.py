@@ -189,7 +189,9 @@ def test_one_request_id_twice_at_once_holds_twice(store: str, redis_server: Redi
         return held, c.headers["x-ratelimit-remaining-tokens"]
 
     held, settled = asyncio.run(go())
-    assert int(held) == 10_000 - 2 * 200  # two separate holds of the 200-token estimate
+    # Two separate holds of the 200-token estimate (GCRA refills 167 a second: on a loaded
+    # machine a few ms between the two reservations give a token or two back).
+    assert 10_000 - 2 * 200 <= int(held) <= 10_000 - 2 * 200 + 5
     assert int(settled) >= 10_000 - 2 * 20 - 5  # each settled on its own usage
 
 
@@ -267,3 +269,26 @@ def test_open_without_tenants_turns_keys_on_with_the_first_tenant() -> None:
         asyncio.run(d.identify(None, None, "t1", "gold"))
     assert e.value.status == 401 and "didn't provide an API key" in e.value.message
     assert d.status()["mode"] == "keys" and d.readiness() == ""
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_settle_soon_does_not_hold_the_answer_back(store: str, redis_server: RedisProcess) -> None:
+    """In process: settled on the spot. Redis: in the background, done by ``settled()``."""
+    key = generate()
+    d = door(snapshot(key, usd=1.0), redis_server.url if store == "redis" else None)
+
+    async def go() -> tuple[int, int, int]:
+        a = await admit(d, key.key)
+        d.settle_soon(a, 100, 50, 0.0002)  # a plain call: nothing to await
+        assert a.reservation is not None and a.reservation.settled
+        left = await d.settled()
+        if store == "redis":
+            r = RedisLimitStore(redis_server.url)
+            spent, held = await r.spent("acme", "daily:2026-12-03")
+            await r.close()
+        else:
+            spent, held = d.limiter.memory.spent("acme", "daily:2026-12-03")
+        return left, spent, held
+
+    left, spent, held = asyncio.run(go())
+    assert left == 0 and (spent, held) == (200_000, 0)

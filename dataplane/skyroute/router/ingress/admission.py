@@ -84,4 +84,4 @@ async def settle(door: Door, p: Prepared, served: Served | None, received: str =
         completion = tokens.received_tokens(received)
         cand = served.candidate if served is not None else None
         cost = cand.cost(prompt, completion) if cand is not None else 0.0
-    await door.settle(adm, prompt, completion, cost)
+    door.settle_soon(adm, prompt, completion, cost)

@@ -15,8 +15,10 @@ pipeline (``router/ingress/pipeline.py``) makes them:
    ``Retry-After``, 429 ``insufficient_quota``); the answer carries OpenAI's
    ``x-ratelimit-*`` headers (sent before a stream starts) and, where a
    budget is nearly spent, the clamped ``max_tokens``.
-3. :meth:`Door.settle` after the call, from the usage the provider reported
-   (a stream that died: the tokens received so far). Idempotent.
+3. :meth:`Door.settle_soon` after the call, from the usage the provider
+   reported (a stream that died: the tokens received so far): in process at
+   once, with Redis in the background, so the answer waits for one Redis round
+   trip, not two. Idempotent (:meth:`Door.settle` is the awaitable form).
 
 Closed by default: a router whose snapshot has no Tenant has nobody to
 authenticate against, so it refuses every request (401, the message says to
@@ -35,6 +37,7 @@ budget's pool, until a reservation shows it below the share again.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -93,6 +96,8 @@ class Door:
         self.refused: dict[str, int] = {}
         # Shadow limits that would have refused: (tenant, scope, metric) -> requests.
         self.shadow_denied: dict[tuple[str, str, str], int] = {}
+        # Redis settlements running after their answers were sent (settle_soon).
+        self._settling: set[asyncio.Task[bool]] = set()
 
     def apply(self, snap: snapshot_pb2.Snapshot) -> None:
         """Rebuild tenants and keys from a new snapshot (one reference swap)."""
@@ -297,3 +302,28 @@ class Door:
         return await self.limiter.settle(
             adm.reservation, prompt_tokens + completion_tokens, cost_usd * 1e9
         )
+
+    def settle_soon(
+        self, adm: Admission, prompt_tokens: int, completion_tokens: int, cost_usd: float
+    ) -> None:
+        """Settle without holding the answer back: an in-process reservation at once,
+        a Redis one in a background task (the request waited for one round trip, the
+        reservation; :meth:`settled` waits for these at shutdown)."""
+        res = adm.reservation
+        if res is None:
+            return
+        tokens, nano = prompt_tokens + completion_tokens, cost_usd * 1e9
+        if self.limiter.in_process(res):
+            self.limiter.settle_now(res, tokens, nano)
+            return
+        if not self.limiter.take(res):
+            return
+        task = asyncio.get_running_loop().create_task(self.limiter.settle_taken(res, tokens, nano))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def settled(self, timeout_s: float = 2.0) -> int:
+        """Wait (at most ``timeout_s``) for background settlements; how many were left."""
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=timeout_s)
+        return len(self._settling)

@@ -10,7 +10,10 @@ fails, each tenant's declared choice applies for that request:
 - fail-closed: the request is refused (503 ``limits_unavailable``).
 
 A reservation remembers the store that made it and settles there. A failed
-settlement is counted and logged; its holds expire with their TTL.
+settlement is counted and logged; its holds expire with their TTL. The door
+settles an in-process reservation at once and a Redis one in the background
+(:meth:`~.door.Door.settle_soon`), so a request waits for one Redis round trip
+(the reservation), not two.
 """
 
 from __future__ import annotations
@@ -90,18 +93,48 @@ class Limiter:
         d.store = "memory-failopen"
         return Reservation(tenant, rid, local, d, self.memory)
 
-    async def settle(self, res: Reservation, tokens: float, usd_nano: float) -> bool:
-        """Settle once from reported usage; True if this call did it."""
+    def in_process(self, res: Reservation) -> bool:
+        """Whether the in-process store made ``res`` (it settles synchronously)."""
+        return res.store is self.memory
+
+    def settle_now(self, res: Reservation, tokens: float, usd_nano: float) -> bool:
+        """Settle an in-process reservation synchronously; True if this call did it."""
+        if res.settled or res.store is not self.memory:
+            return False
+        res.settled = True
+        mem = self.memory
+        try:
+            actual = res.actuals(tokens, usd_nano)
+            return mem.settle_now(res.tenant, res.rid, res.checks, actual, mem.now_ms())
+        except Exception as e:
+            self._settle_failed(res, e)
+            return False
+
+    @staticmethod
+    def take(res: Reservation) -> bool:
+        """Mark ``res`` as being settled; False if it already was (settle once)."""
         if res.settled:
             return False
         res.settled = True
-        actual = res.actuals(tokens, usd_nano)
-        mem = self.memory
+        return True
+
+    async def settle(self, res: Reservation, tokens: float, usd_nano: float) -> bool:
+        """Settle once from reported usage; True if this call did it."""
+        if res.store is self.memory:
+            return self.settle_now(res, tokens, usd_nano)
+        if not self.take(res):
+            return False
+        return await self.settle_taken(res, tokens, usd_nano)
+
+    async def settle_taken(self, res: Reservation, tokens: float, usd_nano: float) -> bool:
+        """Settle a reservation already :meth:`take`-n in its store (Redis)."""
         try:
-            if res.store is mem:  # synchronous: no coroutine per request
-                return mem.settle_now(res.tenant, res.rid, res.checks, actual, mem.now_ms())
+            actual = res.actuals(tokens, usd_nano)
             return await res.store.settle(res.tenant, res.rid, res.checks, actual)
         except Exception as e:
-            self.settle_errors += 1
-            event(log, "limits_settle_failed", logging.WARNING, tenant=res.tenant, error=repr(e))
+            self._settle_failed(res, e)
             return False
+
+    def _settle_failed(self, res: Reservation, e: Exception) -> None:
+        self.settle_errors += 1
+        event(log, "limits_settle_failed", logging.WARNING, tenant=res.tenant, error=repr(e))

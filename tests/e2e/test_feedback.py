@@ -33,6 +33,7 @@ from typing import Any
 import grpc
 import openai
 import pytest
+import yaml
 
 from skyroute.v1 import router_pb2, router_pb2_grpc
 
@@ -324,6 +325,53 @@ def test_outcomes_export_joins_feedback_as_json_lines(procs: list[Proc], tmp_pat
         "exp-3": [("comment", "needs more detail", "user")],
     }
     assert rows["exp-4"]["feedback"] == [] and rows["exp-5"]["feedback"] == []
+
+    # --format evals: one graded line per rating, which skyroute evals backfill reads as is.
+    sample = tmp_path / "graded.jsonl"
+    done = _export(stack, "--format", "evals", "--out", str(sample), *token)
+    assert done.returncode == 0 and "3 ratings of 6 outcomes" in done.stderr, done.stderr
+    lines = [json.loads(x) for x in sample.read_text().splitlines()]
+    assert sorted((x["id"], "pass" in x) for x in lines) == [
+        ("exp-0", True),
+        ("exp-1", True),
+        ("exp-2", False),
+    ]
+    assert all(x["grader"] == "user" and x["pool"] == "fb" for x in lines)
+    pools = tmp_path / "pools-copy"
+    pools.mkdir()
+    # The same pool, in the block style backfill rewrites in place.
+    block = yaml.safe_load((stack.source / "pools.yaml").read_text())
+    (pools / "pools.yaml").write_text(yaml.safe_dump(block, sort_keys=False))
+    backfill = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skyroute.cli.main",
+            "evals",
+            "backfill",
+            "--sample",
+            str(sample),
+            "--pools",
+            str(pools),
+            "--min-samples",
+            "1",
+            "--write",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+    want: dict[tuple[str, str], list[float]] = {}
+    for rid, value in (("exp-0", 1.0), ("exp-1", 0.0), ("exp-2", 0.8)):
+        want.setdefault((sent[rid][0], sent[rid][1]), []).append(value)
+    models = {
+        m["name"]: m for m in yaml.safe_load((pools / "pools.yaml").read_text())["spec"]["models"]
+    }
+    for (model, intent), values in want.items():
+        assert models[model]["quality"][intent] == pytest.approx(
+            sum(values) / len(values), abs=0.01
+        )
 
     # stdout by default; --since in the future exports nothing; the token is required.
     done = _export(stack, *token)

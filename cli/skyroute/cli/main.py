@@ -565,7 +565,13 @@ def _parser() -> argparse.ArgumentParser:
         "feedback, one JSON object per line; no prompt text.",
     )
     ox.add_argument("--since", default=None, help="90m, 24h, a UTC date/time, or unix ms")
-    ox.add_argument("--format", default="jsonl", choices=["jsonl"], help="output format")
+    ox.add_argument(
+        "--format",
+        default="jsonl",
+        choices=["jsonl", "evals"],
+        help="jsonl: every outcome with its feedback; evals: one graded line per rating, "
+        "the sample skyroute evals backfill reads",
+    )
     ox.add_argument("--out", default=None, help="write to this file (default: stdout)")
     ox.add_argument("--admin", default=DEFAULT_ADMIN, help="control plane admin HOST:PORT")
     ox.add_argument("--admin-token-file", default=None, help="the admin bearer token file")

@@ -13,6 +13,13 @@ summary on stderr says how far (``oldest``) and how many were pushed out.
 ``--since`` takes what ``skyroute spend`` takes (``90m``, ``24h``, a UTC time,
 unix ms).
 
+``--format evals`` writes instead what ``skyroute evals backfill --sample``
+reads: one graded line per rating (a boolean as ``pass``, a score as
+``score``, normalised to [0, 1] by the router), with ``id`` (the request),
+``model``, ``intent``, ``pool`` and ``grader`` (the feedback's source);
+comments and outcomes without a rating are left out. So live feedback
+becomes the offline evals the next policy version starts from.
+
 Exit codes: 0 written, 1 refused (a bad argument, or the token), 2 unreachable.
 """
 
@@ -27,8 +34,30 @@ import orjson
 from skyroute.cli.rollout import admin_request
 from skyroute.cli.spend import since_ms
 
-#: Export formats (one today: JSON lines).
-FORMATS = ("jsonl",)
+#: Export formats: every outcome as JSON lines, or the graded sample evals backfill reads.
+FORMATS = ("jsonl", "evals")
+
+
+def graded(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """One evals-sample line per boolean or score rating of an outcome with model and intent."""
+    out: list[dict[str, object]] = []
+    for r in rows:
+        model, intent, pieces = r.get("model"), r.get("intent"), r.get("feedback")
+        if not (isinstance(model, str) and model and isinstance(intent, str) and intent):
+            continue
+        for f in pieces if isinstance(pieces, list) else ():
+            if not isinstance(f, dict) or f.get("kind") not in ("good", "score"):
+                continue
+            line: dict[str, object] = {
+                "id": str(r.get("request_id", "")),
+                "model": model,
+                "intent": intent,
+                "pool": str(r.get("pool", "")),
+                "grader": str(f.get("source", "")),
+            }
+            line["pass" if f["kind"] == "good" else "score"] = f.get("value")
+            out.append(line)
+    return out
 
 
 def main(
@@ -60,7 +89,8 @@ def main(
         print(f"skyroute outcomes export: {code}: {body.get('error', body)}", file=sys.stderr)
         return 1
     rows = body.get("outcomes", [])
-    data = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in rows)
+    lines = graded(rows) if fmt == "evals" else rows
+    data = b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in lines)
     if out:
         try:
             Path(out).write_bytes(data)
@@ -71,8 +101,10 @@ def main(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     print(
-        f"{len(rows)} outcomes exported (ring: {body.get('kept')} of {body.get('capacity')} kept, "
-        f"oldest unix ms {body.get('oldest_unix_ms')}, {body.get('evicted')} pushed out)",
+        (f"{len(lines)} ratings of " if fmt == "evals" else "")
+        + f"{len(rows)} outcomes exported (ring: {body.get('kept')} of "
+        f"{body.get('capacity')} kept, oldest unix ms {body.get('oldest_unix_ms')}, "
+        f"{body.get('evicted')} pushed out)",
         file=sys.stderr,
     )
     return 0

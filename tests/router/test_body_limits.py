@@ -1,12 +1,16 @@
 """Slow senders are bounded: a body timeout (408) and a cap on requests still sending (429).
 
-A real router started with ``--body-timeout 3 --max-sending 3`` and the
+A real router started with ``--body-timeout 3 --max-sending 3
+--header-timeout 3`` and the
 provider simulator upstream, driven over raw loopback sockets (headers, then
 part of a body that never completes) and the official ``openai`` SDK. A body
 that does not arrive in time is a JSON 408 in the door's own error format;
 beyond three requests still sending, a fourth slow one is a JSON 429 after
 a second's grace, while a request that sends its body at once (the SDK's)
-is served all along.
+is served all along. A connection that never sends a whole request head is
+closed after the header timeout, and malformed HTTP (a bad request line, an
+over-long header, a bad ``Content-Length``) is a JSON 400 in the door's
+format that does not quote the input back.
 """
 
 from __future__ import annotations
@@ -49,7 +53,10 @@ BODY = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    args = ["--body-timeout", str(TIMEOUT_S), "--max-sending", str(SENDING)]
+    args = [
+        *("--body-timeout", str(TIMEOUT_S), "--max-sending", str(SENDING)),
+        *("--header-timeout", str(TIMEOUT_S)),
+    ]
     with running_stack(
         tmp_path_factory.mktemp("bodies"), FILES, SCENARIO, router_args=args
     ) as stack:
@@ -125,3 +132,39 @@ def test_beyond_the_cap_of_senders_a_request_is_a_json_429_and_whole_bodies_stil
     finally:
         for s in held:
             s.close()
+
+
+def _connect(stack: Stack) -> socket.socket:
+    u = urlsplit(stack.routers[0][2])
+    return socket.create_connection((u.hostname, u.port), timeout=30)
+
+
+def test_a_connection_that_never_finishes_its_head_is_closed(stack: Stack) -> None:
+    started = time.monotonic()
+    with _connect(stack) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert s.recv(1024) == b""  # closed by the router, nothing answered
+    assert TIMEOUT_S - 0.5 <= time.monotonic() - started < TIMEOUT_S + 10
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE-SECRET\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: SECRET"
+        + b"a" * 9000
+        + b"\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: SECRET\r\n\r\n{}",
+    ],
+    ids=["request-line", "long-header", "content-length"],
+)
+def test_malformed_http_is_a_json_400_that_echoes_nothing(stack: Stack, raw: bytes) -> None:
+    """OpenAI's error shape: no door is known before a request head parses."""
+    with _connect(stack) as s:
+        s.sendall(raw)
+        head, body = _answer(s)
+    assert head.split(b"\r\n", 1)[0].endswith(b"400 Bad Request"), head
+    assert b"SECRET" not in head and "SECRET" not in json.dumps(body)
+    err = body["error"]
+    assert isinstance(err, dict) and err["message"].startswith("malformed HTTP request")
+    assert err["type"] == "invalid_request_error" and "param" in err

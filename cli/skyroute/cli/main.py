@@ -180,6 +180,13 @@ def _parser() -> argparse.ArgumentParser:
         help="requests in flight before shedding with 429 (default 512)",
     )
     r.add_argument(
+        "--header-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        help="seconds a new connection has to send a whole request head; then it is closed "
+        "(default 30)",
+    )
+    r.add_argument(
         "--body-timeout",
         type=_positive_seconds,
         default=30.0,
@@ -737,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             responses_ttl_s=args.responses_ttl,
             body_timeout_s=args.body_timeout,
             max_sending=args.max_sending,
+            header_timeout_s=args.header_timeout,
         )
         return 0
     if args.command == "providers":

@@ -59,6 +59,7 @@ from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
 from skyroute.router.transports.http import build_admin_app, build_app
+from skyroute.router.transports.http_protocol import Runner
 from skyroute.router.worker_metrics import WorkerMetrics
 from skyroute.v1 import distribution_pb2, router_pb2, router_pb2_grpc
 
@@ -93,6 +94,7 @@ async def serve(
     responses_ttl_s: float = DEFAULT_TTL_S,
     body_timeout_s: float = 30.0,
     max_sending: int = 1024,
+    header_timeout_s: float = 30.0,
 ) -> None:
     prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
@@ -177,7 +179,8 @@ async def serve(
     if server.add_insecure_port(grpc_addr) == 0:
         raise SystemExit(f"skyroute router: cannot listen for gRPC on {grpc_addr}")
     await server.start()
-    runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=1.0)
+    # Malformed HTTP answered as JSON, and a deadline for the request head (http_protocol).
+    runner = Runner(build_app(state), header_timeout_s, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     host, port = _split(http_addr)
     await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse_port or None).start()
@@ -353,6 +356,7 @@ def main(
     responses_ttl_s: float = DEFAULT_TTL_S,
     body_timeout_s: float = 30.0,
     max_sending: int = 1024,
+    header_timeout_s: float = 30.0,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -376,6 +380,7 @@ def main(
         responses_ttl_s,
         body_timeout_s,
         max_sending,
+        header_timeout_s,
     )
     try:
         import uvloop

@@ -60,6 +60,7 @@ from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
 from skyroute.router.ingress.types import INVALID, NOT_FOUND, OVERLOADED, Rejection
 from skyroute.router.state import RouterState
+from skyroute.router.transports.http_protocol import door_codec
 
 STATE = web.AppKey("state", RouterState)
 PIPELINE = web.AppKey("pipeline", Pipeline)
@@ -188,10 +189,6 @@ async def _stored(request: web.Request, op: str) -> web.Response:
     )
 
 
-def _door_codec(path: str) -> Codec[HttpIn, HttpReply, bytes]:
-    return _MESSAGES if path.startswith("/v1/messages") else _CODEC
-
-
 def _message(request: web.Request, e: web.HTTPException) -> str:
     """What an aiohttp-raised error tells the client."""
     if e.status in (404, 405):
@@ -223,7 +220,7 @@ async def json_errors(
             _KINDS.get(e.status, INVALID),
             code=e.reason.lower().replace(" ", "_"),
         )
-        reply = _door_codec(request.path).reject(rejection)
+        reply = door_codec(request.path).reject(rejection)
         headers = {k: e.headers[k] for k in ("Allow", "Retry-After") if k in e.headers}
         return web.Response(
             status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers
@@ -344,7 +341,9 @@ def _routes(app: web.Application) -> list[openapi.Route]:
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("path") or info.get("formatter")
         if path and route.method != "HEAD":
-            errors: openapi.ErrorShape = "anthropic" if _door_codec(path) is _MESSAGES else "openai"
+            errors: openapi.ErrorShape = (
+                "anthropic" if isinstance(door_codec(path), AnthropicMessages) else "openai"
+            )
             out.append(openapi.Route(route.method, path, errors))
     return out
 

@@ -21,16 +21,28 @@ So what deploy/ ships (no ``--insecure`` anywhere) is what is tested: the
 router's stream is TLS from the CA the operator publishes, its token is
 checked by TokenReview, its node id is bound to its pod, and the probes the
 manifests declare answer on the ports and schemes they name.
+
+The same runs with the component ``deploy/components/link-cert-manager``, this
+test playing cert-manager (no controller runs here): it issues the CA and the
+Certificate's serving certificate into its Secret, then renews it under the
+router's open stream, as cert-manager does before the certificate ends. Both
+of the operator's ports serve the new certificate on their next handshake,
+and the router's stream stays open and keeps getting pushes.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import socket
 import ssl
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +52,8 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_deploy_rbac import NS, POD, installed, pending_pod, sa_kubeconfig  # noqa: F401
 
+from skyroute.control.pki import Authority
+
 from harness import Proc, free_port, http_get, wait_until
 from kcluster import REPO, Cluster
 from opstack import acmeshop_yaml
@@ -47,12 +61,15 @@ from opstack import acmeshop_yaml
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-def containers(cluster: Cluster) -> dict[str, dict[str, Any]]:
-    """The dev overlay's Deployments by name: (container, pod spec)."""
-    rendered = cluster.kubectl("kustomize", str(REPO / "deploy" / "overlays" / "dev")).stdout
-    found = {}
+def containers(cluster: Cluster, kustomization: Path) -> dict[str, dict[str, Any]]:
+    """The rendered Deployments by name: (container, pod spec), and every object."""
+    rendered = cluster.kubectl("kustomize", str(kustomization)).stdout
+    found: dict[str, dict[str, Any]] = {"": {"objects": []}}
     for doc in yaml.safe_load_all(rendered):
-        if doc and doc["kind"] == "Deployment":
+        if not doc:
+            continue
+        found[""]["objects"].append(doc)
+        if doc["kind"] == "Deployment":
             spec = doc["spec"]["template"]["spec"]
             found[doc["metadata"]["name"]] = {"container": spec["containers"][0], "pod": spec}
     return found
@@ -75,9 +92,24 @@ class Kubelet:
         out: dict[str, Path] = {}
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
-            folder = self.tmp / f"{self.pod}-{mount['name']}"
-            folder.mkdir(parents=True, exist_ok=True)
-            if "configMap" in volume:
+            # As the kubelet: the mount point is a link to a fresh directory, swapped at once.
+            folder = self.tmp / f"{self.pod}-{mount['name']}-{uuid.uuid4().hex[:6]}"
+            folder.mkdir(parents=True)
+            if "secret" in volume:
+                got = self.cluster.kubectl(
+                    "get",
+                    "secret",
+                    volume["secret"]["secretName"],
+                    "-n",
+                    NS,
+                    "-o",
+                    "json",
+                    check=not volume["secret"].get("optional", False),
+                )
+                data = json.loads(got.stdout)["data"] if got.returncode == 0 else {}
+                for key, value in data.items():
+                    (folder / key).write_bytes(base64.b64decode(value))
+            elif "configMap" in volume:
                 got = self.cluster.kubectl(
                     "get", "configmap", volume["configMap"]["name"], "-n", NS, "-o", "json"
                 )
@@ -102,7 +134,11 @@ class Kubelet:
                         self.pod,
                     ).stdout.strip()
                     (folder / sat["path"]).write_text(token)
-            out[mount["mountPath"]] = folder
+            point = self.tmp / f"{self.pod}-{mount['name']}"
+            swap = self.tmp / f"{self.pod}-{mount['name']}.swap"
+            swap.symlink_to(folder)
+            os.replace(swap, point)
+            out[mount["mountPath"]] = point
         return out
 
     def args(self, deployment: dict[str, Any], extra: dict[str, str]) -> list[str]:
@@ -149,30 +185,69 @@ class Kubelet:
             return False
 
 
-def test_deploy_runs_the_link_on_tls_with_service_account_tokens(
-    installed: Cluster,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    cluster = installed
-    deployments = containers(cluster)
+def policies(rename: dict[str, str] | None = None) -> str:
+    """AcmeShop's pools and policies, none of them the default: the operator runs
+    cluster-wide, and another namespace of this session may hold a default policy."""
+    docs = [d for d in yaml.safe_load_all(acmeshop_yaml("http://127.0.0.1:9")) if d]
+    for d in docs:
+        d["spec"].pop("default", None)
+    if rename is not None:
+        docs = [d for d in docs if d["metadata"]["name"] in rename and d["kind"] == "RoutingPolicy"]
+        for d in docs:
+            d["metadata"] = {"name": rename[d["metadata"]["name"]]}
+    return "\n---\n".join(yaml.safe_dump(d) for d in docs)
+
+
+@dataclass
+class Running:
+    cluster: Cluster
+    ns: str
+    operator: Proc
+    op_kubelet: Kubelet
+    operator_d: dict[str, Any]
+    router_pod: str
+    ca: bytes
+
+    def status(self) -> dict[str, Any]:
+        context = ssl.create_default_context(cadata=self.ca.decode())
+        admin = self.op_kubelet.ports[7071]
+        with urllib.request.urlopen(
+            f"https://{admin}/debug/status", timeout=10, context=context
+        ) as r:
+            return dict(json.loads(r.read()))
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = self.status()["routers"]
+        return [r for r in rows if r["node"]["id"].startswith(f"{self.router_pod}-")]
+
+    def served(self, port: int) -> x509.Certificate:
+        """The certificate the operator's ``port`` (7070, 7071) presents to a new handshake."""
+        host, number = self.op_kubelet.ports[port].rsplit(":", 1)
+        pem = ssl.get_server_certificate((host, int(number)))
+        return x509.load_pem_x509_certificate(pem.encode())
+
+
+@contextmanager
+def deployed(
+    cluster: Cluster, tmp_path: Path, kustomization: Path, before: Callable[[], None]
+) -> Iterator[Running]:
+    """The rendered operator and router as processes, the router SYNCED over TLS."""
+    deployments = containers(cluster, kustomization)
     operator_d, router_d = deployments["skyroute-operator"], deployments["skyroute-router"]
     for d in (operator_d, router_d):
         assert not [a for a in d["container"]["args"] if "insecure" in a], d["container"]["args"]
     ns = f"deploy-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", ns)
-    cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=acmeshop_yaml("http://127.0.0.1:9"))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=policies())
     # The router's node id defaults to its host name plus a suffix, as a pod's would.
     router_pod = socket.gethostname().lower()
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", router_pod), router_pod
     cluster.kubectl(
         "apply", "-f", "-", stdin=json.dumps(pending_pod(router_pod, "skyroute-router", "router"))
     )
-    cluster.kubectl(
-        "delete", "secret", "skyroute-control-tls", "-n", NS, "--ignore-not-found", check=False
-    )
-    cluster.kubectl(
-        "delete", "configmap", "skyroute-control-ca", "-n", NS, "--ignore-not-found", check=False
-    )
+    for kind, name in (("secret", "skyroute-control-tls"), ("configmap", "skyroute-control-ca")):
+        cluster.kubectl("delete", kind, name, "-n", NS, "--ignore-not-found", check=False)
+    before()
     op_kubelet = Kubelet(cluster, tmp_path, POD)
     op_args = op_kubelet.args(operator_d, {})
     op_args += ["--link-hostname=127.0.0.1"]
@@ -211,20 +286,16 @@ def test_deploy_runs_the_link_on_tls_with_service_account_tokens(
                 interval=0.3,
                 what=f"the operator's {kind}\n{operator.output()[-3000:]}",
             )
+        running = Running(cluster, ns, operator, op_kubelet, operator_d, router_pod, ca)
         # The link's certificate names the Service deploy/ points routers at.
-        link = op_kubelet.ports[7070]
-        host, port = link.rsplit(":", 1)
-        served = x509.load_pem_x509_certificate(
-            ssl.get_server_certificate((host, int(port))).encode()
-        )
-        names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = running.served(7070).extensions.get_extension_for_class(x509.SubjectAlternativeName)
         control = next(
             a.split("=", 1)[1] for a in router_d["container"]["args"] if a.startswith("--control=")
         )
         assert control.rsplit(":", 1)[0] in names.value.get_values_for_type(x509.DNSName)
 
         r_kubelet = Kubelet(cluster, tmp_path, router_pod)
-        r_args = r_kubelet.args(router_d, {"--control": link})
+        r_args = r_kubelet.args(router_d, {"--control": op_kubelet.ports[7070]})
         assert any(a.startswith("--control-ca=") for a in r_args)
         assert any(a.startswith("--control-token=") for a in r_args)
         router = Proc("deploy-router", r_args)
@@ -237,28 +308,133 @@ def test_deploy_runs_the_link_on_tls_with_service_account_tokens(
                 what=f"the router's {kind}\n{router.output()[-3000:]}\n{operator.output()[-3000:]}",
             )
 
-        def status() -> dict[str, Any]:
-            context = ssl.create_default_context(cadata=ca.decode())
-            admin = op_kubelet.ports[7071]
-            with urllib.request.urlopen(
-                f"https://{admin}/debug/status", timeout=10, context=context
-            ) as r:
-                return dict(json.loads(r.read()))
-
         def synced() -> bool:
-            s = status()
-            rows = [r for r in s["routers"] if r["node"]["id"].startswith(f"{router_pod}-")]
+            rows = running.rows()
             return bool(rows) and all(r["state"] == "SYNCED" for r in rows)
 
         wait_until(synced, timeout=60, interval=0.3, what="the deploy/ router SYNCED")
-        now = status()
+        now = running.status()
         assert now["authentication"] == "token"
-        rows = [r for r in now["routers"] if r["node"]["id"].startswith(f"{router_pod}-")]
-        assert {r["identity"] for r in rows} == {f"{NS}/skyroute-router/{router_pod}"}, rows
+        assert {r["identity"] for r in running.rows()} == {f"{NS}/skyroute-router/{router_pod}"}
         assert not now.get("rejected", {}).get("unauthenticated")
+        yield running
     finally:
         if router is not None:
             router.stop()
         operator.stop()
+        # No namespace controller runs here: delete what this test made, or the next
+        # cluster-wide operator of the session compiles it too.
+        cluster.kubectl("delete", "routingpolicies,modelpools", "--all", "-n", ns, check=False)
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         cluster.kubectl("delete", "pod", router_pod, "-n", NS, "--wait=false", check=False)
+
+
+def test_deploy_runs_the_link_on_tls_with_service_account_tokens(
+    installed: Cluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    dev = REPO / "deploy" / "overlays" / "dev"
+    with deployed(installed, tmp_path, dev, lambda: None) as running:
+        # The operator made the CA and the certificate itself, in the Secret deploy/ names.
+        secret = json.loads(
+            installed.kubectl(
+                "get", "secret", "skyroute-control-tls", "-n", NS, "-o", "json"
+            ).stdout
+        )
+        assert base64.b64decode(secret["data"]["ca.crt"]) == running.ca
+
+
+def _issue(ca: Authority, names: list[str]) -> dict[str, Any]:
+    """The Secret cert-manager writes for a Certificate: tls.crt, tls.key, ca.crt."""
+    cert, key = ca.issue(names[0], hostnames=names, days=90)
+    data = {"tls.crt": cert, "tls.key": key, "ca.crt": ca.cert_pem}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": "skyroute-control-tls", "namespace": NS},
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+
+
+def test_with_cert_manager_the_link_certificate_renews_under_an_open_stream(
+    installed: Cluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cluster = installed
+    top = tmp_path / "cert-manager"
+    top.mkdir()
+    (top / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(REPO / "deploy" / "overlays" / "dev", top)],
+                "components": [
+                    os.path.relpath(REPO / "deploy" / "components" / "link-cert-manager", top)
+                ],
+            }
+        )
+    )
+    objects = containers(cluster, top)[""]["objects"]
+    (cert_spec,) = [
+        o["spec"]
+        for o in objects
+        if o["kind"] == "Certificate" and o["spec"]["secretName"] == "skyroute-control-tls"
+    ]
+    base_op = containers(cluster, REPO / "deploy" / "overlays" / "dev")["skyroute-operator"]
+    hostnames = [
+        a.split("=", 1)[1] for a in base_op["container"]["args"] if a.startswith("--link-hostname=")
+    ]
+    assert cert_spec["dnsNames"] == hostnames  # the Certificate names the operator's Service
+    # What is not cert-manager's passes the API server's own validation.
+    ours = [o for o in objects if not o["apiVersion"].startswith("cert-manager.io/")]
+    cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin="\n---\n".join(map(yaml.safe_dump, ours))
+    )
+    ca = Authority.create("skyroute-control-ca")
+    names = [*cert_spec["dnsNames"], "127.0.0.1"]  # 127.0.0.1: this test reaches it so
+
+    def issue() -> None:
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(_issue(ca, names)))
+
+    with deployed(cluster, tmp_path, top, issue) as running:
+        assert running.ca == ca.cert_pem  # the operator publishes cert-manager's CA
+        before = running.served(7070)
+        connected = {r["node"]["id"]: r["connected_unix_ms"] for r in running.rows()}
+        issue()  # the renewal: a new key and certificate from the same CA
+        running.op_kubelet.mounts(running.operator_d)  # the kubelet updates the volume
+        renewed = x509.load_pem_x509_certificate(
+            base64.b64decode(
+                json.loads(
+                    cluster.kubectl(
+                        "get", "secret", "skyroute-control-tls", "-n", NS, "-o", "json"
+                    ).stdout
+                )["data"]["tls.crt"]
+            )
+        )
+        assert renewed != before
+        wait_until(
+            lambda: running.served(7070) == renewed and running.served(7071) == renewed,
+            timeout=20,
+            interval=0.3,
+            what="both ports serving the renewed certificate",
+        )
+        # The open stream was kept and still carries pushes.
+        extra = policies({"baseline": "after-renewal"})
+        cluster.kubectl("apply", "-n", running.ns, "-f", "-", stdin=extra)
+
+        def pushed() -> bool:
+            status = running.status()
+            named = any(k.endswith("after-renewal") for k in status["policies"])
+            return named and all(r["acked_version"] == status["version"] for r in running.rows())
+
+        wait_until(
+            pushed,
+            timeout=60,
+            interval=0.3,
+            what=f"the push after the renewal\n{running.operator.output()[-3000:]}",
+        )
+        after = running.rows()
+        assert {r["node"]["id"]: r["connected_unix_ms"] for r in after} == connected, after
+        assert {r["state"] for r in after} == {"SYNCED"}

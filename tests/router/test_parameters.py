@@ -3,8 +3,10 @@
 One real router with the provider simulator upstream; the official ``openai``
 SDK sends ``response_format`` (JSON schema), ``top_p``, ``stop``, ``seed`` and
 friends, and the test reads what the upstream received (``GET /_sim/requests``).
-A parameter a family cannot honour is a 400 naming it; malformed parameters
-are 400s in OpenAI's error shape naming the exact path, never a 500.
+Every ``tool_choice`` form and image content parts are checked per family
+the same way. A parameter a family cannot honour is a 400 naming it;
+malformed parameters are 400s in OpenAI's error shape naming the exact
+path, never a 500.
 """
 
 from __future__ import annotations
@@ -268,3 +270,109 @@ def test_sdk_gets_a_400_naming_what_skyroute_cannot_honour(
         )
     assert exc.value.status_code == 400 and exc.value.param == param
     assert param in exc.value.message
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup_order",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    },
+}
+# tool_choice as the client sends it -> what each family's upstream received.
+TOOL_CHOICES: list[tuple[Any, dict[str, Any], dict[str, Any] | None, bool]] = [
+    # (choice, anthropic tool_choice, gemini toolConfig, answered with a tool call)
+    ("auto", {}, None, True),
+    ("none", {"type": "none"}, {"functionCallingConfig": {"mode": "NONE"}}, False),
+    ("required", {"type": "any"}, {"functionCallingConfig": {"mode": "ANY"}}, True),
+    (
+        {"type": "function", "function": {"name": "lookup_order"}},
+        {"type": "tool", "name": "lookup_order"},
+        {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["lookup_order"]}},
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("choice", "anthropic", "gemini", "calls"), TOOL_CHOICES)
+def test_every_tool_choice_form_is_translated_per_family(
+    stack: Stack,
+    client: openai.OpenAI,
+    choice: Any,
+    anthropic: dict[str, Any],
+    gemini: dict[str, Any] | None,
+    calls: bool,
+) -> None:
+    for family in ("openai", "anthropic", "gemini"):
+        out = client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "where is order 7?"}],
+            tools=[TOOL],  # type: ignore[list-item]
+            tool_choice=choice,
+            extra_headers=_to(family),
+        )
+        assert bool(out.choices[0].message.tool_calls) == calls, (family, choice)
+        got = _received(stack, family)
+        if family == "openai":
+            assert got["tool_choice"] == choice
+        elif family == "anthropic":
+            assert got.get("tool_choice", {}) == anthropic or (
+                choice == "auto" and got.get("tool_choice") in (None, {"type": "auto"})
+            )
+        else:
+            assert got.get("toolConfig") == gemini
+
+
+PIXEL = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+def test_image_parts_are_translated_per_family(stack: Stack, client: openai.OpenAI) -> None:
+    content: Any = [
+        {"type": "text", "text": "what is in these?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PIXEL}},
+        {"type": "image_url", "image_url": {"url": "https://img.example/cat.png"}},
+    ]
+    for family in ("openai", "anthropic", "gemini"):
+        out = client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": content}], extra_headers=_to(family)
+        )
+        assert out.choices[0].message.content
+        got = _received(stack, family)
+        if family == "openai":
+            assert got["messages"][-1]["content"] == content
+        elif family == "anthropic":
+            blocks = got["messages"][-1]["content"]
+            assert blocks[1]["source"] == {
+                "type": "base64",
+                "media_type": "image/png",
+                "data": PIXEL,
+            }
+            assert blocks[2]["source"] == {"type": "url", "url": "https://img.example/cat.png"}
+        else:
+            parts = got["contents"][-1]["parts"]
+            assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": PIXEL}}
+            assert parts[2] == {"fileData": {"fileUri": "https://img.example/cat.png"}}
+
+
+def test_modalities_beyond_text_skip_families_that_cannot(client: openai.OpenAI) -> None:
+    out = client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "hi"}],
+        modalities=["text"],  # the default: never refused
+        extra_headers=_to("anthropic"),
+    )
+    assert out.choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "hi"}],
+            modalities=["text", "audio"],
+            extra_headers=_to("gemini"),
+        )
+    assert exc.value.param == "modalities" and exc.value.code == "unsupported_parameter"

@@ -83,6 +83,10 @@ def test_tenant_and_key_secret_reach_the_router(stack: Stack) -> None:
     assert ready["reason"] == "Ready"
     status = stack.get("tenants", "acme-web")["status"]
     assert status["keys"] == 0 and status["redisDown"] == "failOpen" and status["version"]
+    # kubectl get tn -o wide shows each Tenant's choice for a Redis outage.
+    wide = stack.cluster.kubectl("get", "tenants", "acme-web", "-n", stack.ns, "-o", "wide").stdout
+    header, row = wide.splitlines()[:2]
+    assert "REDIS-DOWN" in header and "failOpen" in row.split()
     wait_until(lambda: call(url, None)[0] == 401, timeout=10, what="keys required")
 
     made = keys(stack, "create", "--tenant", "acme-web")

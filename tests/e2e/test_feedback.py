@@ -392,3 +392,38 @@ def test_outcomes_export_joins_feedback_as_json_lines(procs: list[Proc], tmp_pat
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 400 and param in json.loads(e.value.read())["error"]
+
+
+def test_outcomes_carry_prompt_text_only_when_the_policy_opts_in(
+    procs: list[Proc], tmp_path: Path
+) -> None:
+    TokenStack.token_file = tmp_path / "admin.token"
+    TokenStack.token_file.write_text("export-token-456\n")
+    files = _files()
+    files["policy.yaml"] = files["policy.yaml"].replace(
+        "  selection: {mode: scored}\n",
+        "  selection: {mode: scored}\n  outcomes: {promptText: true}\n",
+    )
+    stack = TokenStack(procs, tmp_path, files, _SCENARIO)
+    client = openai.OpenAI(base_url=stack.routers[0][2] + "/v1", api_key="unused", max_retries=0)
+    asked = {
+        "as-written": "Write PYTHON to sort a list, Please",
+        "long": "hello " + "x" * 3000,
+    }
+    for rid, prompt in asked.items():
+        client.chat.completions.create(
+            model="fb",
+            messages=[{"role": "user", "content": prompt}],
+            extra_headers={"x-request-id": rid},
+        )
+    out = tmp_path / "with-prompts.jsonl"
+
+    def rows() -> dict[str, Any]:
+        done = _export(stack, "--out", str(out), "--admin-token-file", str(TokenStack.token_file))
+        assert done.returncode == 0, done.stderr
+        return {r["request_id"]: r for r in map(json.loads, out.read_text().splitlines())}
+
+    wait_until(lambda: len(rows()) == 2, timeout=15, what="two outcomes in the export")
+    got = rows()
+    assert got["as-written"]["prompt"] == asked["as-written"]  # as written, not lower-cased
+    assert got["long"]["prompt"] == asked["long"][:2000]

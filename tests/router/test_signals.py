@@ -62,7 +62,9 @@ def test_declared_signals_have_a_header_and_a_grpc_field() -> None:
 
 
 def test_attributes_exist_where_the_registry_says() -> None:
-    signal_fields = {f.name for f in dataclasses.fields(Signals)} - {"text", "embeddings"}
+    # The message itself (lower-cased, and as written for outcomes that opt in) and its
+    # embeddings are what signals are computed from, not signals.
+    signal_fields = {f.name for f in dataclasses.fields(Signals)} - {"text", "prompt", "embeddings"}
     assert signal_fields == {attr_of(s) for s in SIGNALS if s.origin != "decision"}
     decision_fields = {f.name for f in dataclasses.fields(Decision)}
     for s in SIGNALS:

@@ -7,7 +7,9 @@ writes one JSON object per line, oldest first, to stdout or ``--out``: the
 request id, time, tenant, paying account, key id, charge id, policy and
 its version, pool, model, intent, latency, tokens, cost, success and the
 feedback pieces (source, kind, value).
-No prompt text: outcomes carry none. The control plane keeps a capped ring
+No prompt text unless the policy opts in (``spec.outcomes.promptText``: then
+``prompt``, the last user message as written, its first 2,000 characters).
+The control plane keeps a capped ring
 (``learning/recent.py``), so an export reaches back only as far as that; the
 summary on stderr says how far (``oldest``) and how many were pushed out.
 ``--since`` takes what ``skyroute spend`` takes (``90m``, ``24h``, a UTC time,

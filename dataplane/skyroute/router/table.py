@@ -335,6 +335,8 @@ class PolicyTable:
     canary: CanarySplit[PolicyTable] | None = None
     # The learned per-request signal (spec.learnedSignal), compiled; None without one.
     learned: LearnedSignal | None = None
+    # spec.outcomes.promptText: outcomes carry the last user message as written.
+    prompt_text: bool = False
 
 
 @dataclass(slots=True)
@@ -784,6 +786,7 @@ def _policy(
         selection=selection,
         cache_scope=p.name,
         learned=_learned_signal(p, mine),
+        prompt_text=p.outcome_prompt_text,
     )
 
 

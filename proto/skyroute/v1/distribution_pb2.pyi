@@ -269,6 +269,7 @@ class Outcome(_message.Message):
     PROMPT_EMBEDDING_FIELD_NUMBER: _builtins.int
     WIN_PROBABILITY_FIELD_NUMBER: _builtins.int
     WIN_EXPLORED_FIELD_NUMBER: _builtins.int
+    PROMPT_TEXT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     policy: _builtins.str
     snapshot_version: _builtins.str
@@ -323,6 +324,10 @@ class Outcome(_message.Message):
     win_probability: _builtins.float
     """The win probability the decision used, and whether exploration drew it."""
     win_explored: _builtins.bool
+    prompt_text: _builtins.str
+    """The last user message as written, first 2,000 characters, only when the
+    policy opts in (spec.outcomes.promptText); "" otherwise.
+    """
     def __init__(
         self,
         *,
@@ -360,10 +365,11 @@ class Outcome(_message.Message):
         prompt_embedding: _builtins.bytes = ...,
         win_probability: _builtins.float = ...,
         win_explored: _builtins.bool = ...,
+        prompt_text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "charge_id", b"charge_id", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "key_id", b"key_id", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_embedding", b"prompt_embedding", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier", "win_explored", b"win_explored", "win_probability", b"win_probability"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "attempts", b"attempts", "cache_hit", b"cache_hit", "cache_similarity", b"cache_similarity", "charge_id", b"charge_id", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "error_class", b"error_class", "fallback_depth", b"fallback_depth", "has_tools", b"has_tools", "intent", b"intent", "intent_confidence", b"intent_confidence", "intent_source", b"intent_source", "key_id", b"key_id", "latency_ms", b"latency_ms", "locale", b"locale", "model", b"model", "policy", b"policy", "policy_version", b"policy_version", "pool", b"pool", "predicted_tool_use", b"predicted_tool_use", "prompt_embedding", b"prompt_embedding", "prompt_text", b"prompt_text", "prompt_tokens", b"prompt_tokens", "prompt_tokens_estimate", b"prompt_tokens_estimate", "request_id", b"request_id", "snapshot_version", b"snapshot_version", "stream", b"stream", "tenant", b"tenant", "tool_called", b"tool_called", "ttft_ms", b"ttft_ms", "unix_ms", b"unix_ms", "user_tier", b"user_tier", "win_explored", b"win_explored", "win_probability", b"win_probability"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

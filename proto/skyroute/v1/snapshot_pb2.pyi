@@ -321,6 +321,7 @@ class Policy(_message.Message):
     CANARY_FIELD_NUMBER: _builtins.int
     CANDIDATE_OF_FIELD_NUMBER: _builtins.int
     LEARNED_SIGNAL_FIELD_NUMBER: _builtins.int
+    OUTCOME_PROMPT_TEXT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -335,6 +336,10 @@ class Policy(_message.Message):
     candidate_of: _builtins.str
     """Set on a candidate's entry: the policy it is a candidate of. Its requests
     are reported (outcomes, metrics) under that name with this entry's version.
+    """
+    outcome_prompt_text: _builtins.bool
+    """spec.outcomes.promptText: outcomes carry the last user message as written
+    (Outcome.prompt_text, its first 2,000 characters); off: no prompt text.
     """
     @_builtins.property
     def intents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Intent]:
@@ -391,10 +396,11 @@ class Policy(_message.Message):
         canary: Global___Canary | None = ...,
         candidate_of: _builtins.str = ...,
         learned_signal: Global___LearnedSignal | None = ...,
+        outcome_prompt_text: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "learned_signal", b"learned_signal", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "learned_signal", b"learned_signal", "limits", b"limits", "name", b"name", "namespace", b"namespace", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "learned_signal", b"learned_signal", "limits", b"limits", "name", b"name", "namespace", b"namespace", "outcome_prompt_text", b"outcome_prompt_text", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

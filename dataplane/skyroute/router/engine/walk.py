@@ -875,12 +875,21 @@ class Engine:
                     charge_id=new_id(),
                 ),
                 d,
+                s,
             )
         )
 
 
-def _with_features(o: distribution_pb2.Outcome, d: Decision) -> distribution_pb2.Outcome:
-    """The learned signal's features and prediction, for a policy that has one."""
+#: How much of the prompt an outcome carries when the policy opts in (spec.outcomes).
+MAX_PROMPT_CHARS = 2000
+
+
+def _with_features(
+    o: distribution_pb2.Outcome, d: Decision, s: Signals
+) -> distribution_pb2.Outcome:
+    """The learned signal's features and prediction, and the prompt if the policy opts in."""
+    if d.policy.prompt_text:
+        o.prompt_text = s.prompt[:MAX_PROMPT_CHARS]
     if d.prediction is not None and d.embedding is not None:
         o.prompt_embedding = quantize(d.embedding)
         o.win_probability = d.prediction.win

@@ -32,6 +32,8 @@ class Signals:
     # The question's embeddings, computed on first use and shared by every reader (the
     # intent classifier, the semantic cache): each embedder runs at most once per request.
     embeddings: Embeddings = field(default_factory=Embeddings)
+    # The last user message as written: outcomes carry it only if the policy opts in.
+    prompt: str = ""
 
 
 def content_text(content: Any) -> str:
@@ -75,4 +77,5 @@ def signals_from_messages(
         tenant=tenant,
         declared_intent=declared_intent,
         safety_class=safety_class,
+        prompt=last_user,
     )

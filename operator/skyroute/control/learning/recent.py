@@ -32,6 +32,8 @@ MAX_RECENT = 20_000
 MAX_FEEDBACK_PER = 8
 #: Feedback pieces waiting for their outcome (the oldest give up first).
 MAX_PENDING = 1024
+#: Prompt text an outcome may carry (a policy's spec.outcomes.promptText); longer is cut.
+MAX_PROMPT_CHARS = 2000
 #: Rows one export answers at most.
 MAX_EXPORT = MAX_RECENT
 
@@ -71,6 +73,7 @@ class Row:
             "cache_hit": o.cache_hit,
             "stream": o.stream,
             "feedback": [_feedback(f) for f in self.feedback],
+            **({"prompt": o.prompt_text} if o.prompt_text else {}),
         }
 
 
@@ -107,6 +110,8 @@ class RecentOutcomes:
     def record(self, outcomes: Iterable[distribution_pb2.Outcome]) -> None:
         """Keep each outcome (the oldest leave once the ring is full)."""
         for o in outcomes:
+            if len(o.prompt_text) > MAX_PROMPT_CHARS:  # untrusted: a router's report
+                o.prompt_text = o.prompt_text[:MAX_PROMPT_CHARS]
             row = Row(o)
             self._ring.append(row)
             if o.request_id:

@@ -847,6 +847,13 @@ class RolloutSpec(_Spec):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
 
+class OutcomesSpec(_Spec):
+    """What the outcomes routers report carry beyond figures (``skyroute outcomes export``)."""
+
+    # The request's last user message as written (its first 2,000 characters); off by default.
+    prompt_text: bool = False
+
+
 class RoutingPolicySpec(_Spec):
     default: bool = False
     intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
@@ -861,6 +868,7 @@ class RoutingPolicySpec(_Spec):
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     adaptation: AdaptationSpec = Field(default_factory=AdaptationSpec)
     learned_signal: LearnedSignalSpec | None = None
+    outcomes: OutcomesSpec = Field(default_factory=OutcomesSpec)
     tests: Annotated[list[PolicyTest], Field(max_length=256)] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     pin_version: PolicyVersion | None = None

@@ -376,3 +376,24 @@ def test_modalities_beyond_text_skip_families_that_cannot(client: openai.OpenAI)
             extra_headers=_to("gemini"),
         )
     assert exc.value.param == "modalities" and exc.value.code == "unsupported_parameter"
+
+
+def test_a_content_part_a_family_has_no_place_for_is_refused_not_dropped(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    audio: Any = [
+        {"type": "text", "text": "transcribe"},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    ]
+    client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": audio}], extra_headers=_to("openai")
+    )
+    assert _received(stack, "openai")["messages"][-1]["content"] == audio  # as sent
+    for family in ("anthropic", "gemini"):
+        with pytest.raises(openai.BadRequestError) as exc:
+            client.chat.completions.create(
+                model="auto",
+                messages=[{"role": "user", "content": audio}],
+                extra_headers=_to(family),
+            )
+        assert "input_audio" in exc.value.message and family in exc.value.message

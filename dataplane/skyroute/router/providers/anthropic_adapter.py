@@ -42,6 +42,7 @@ from skyroute.router.providers.common import (
     text_of,
     tool_calls_of,
     tool_result_id,
+    unsupported_part,
 )
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
 from skyroute.router.providers.options import (
@@ -174,6 +175,8 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
                 )
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+        else:
+            raise unsupported_part(part, FAMILY)
     return blocks
 
 

@@ -59,6 +59,7 @@ from skyroute.router.providers.common import (
     text_of,
     tool_calls_of,
     tool_result_id,
+    unsupported_part,
 )
 from skyroute.router.providers.errors import aws_error, bad_response, eof_error
 from skyroute.router.providers.options import IGNORE, Table, json_schema_of, merge, to, translate
@@ -193,6 +194,8 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
                     f"of {', '.join(_IMAGE_FORMATS)}",
                 )
             blocks.append({"image": {"format": fmt, "source": {"bytes": data}}})
+        elif part.get("type") != "text":
+            raise unsupported_part(part, FAMILY)
     return blocks
 
 

@@ -141,6 +141,17 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
+def unsupported_part(part: dict[str, Any], family: str) -> ProviderError:
+    """A content part a family's wire has no place for (``input_audio``, ``file``...):
+    refused as the client's error, never left out of the request in silence."""
+    return ProviderError(
+        CLIENT_ERROR,
+        f"content part type {str(part.get('type'))[:64]!r}: not supported by the {family} "
+        "family; remove it",
+        400,
+    )
+
+
 def parse_arguments(arguments: Any, where: str) -> dict[str, Any]:
     """A tool call's ``arguments`` JSON string as an object, or a CLIENT_ERROR naming where."""
     if isinstance(arguments, dict):

@@ -37,6 +37,7 @@ from skyroute.router.providers.common import (
     parse_arguments,
     system_text,
     text_of,
+    unsupported_part,
 )
 from skyroute.router.providers.errors import bad_response, classify_status, eof_error
 from skyroute.router.providers.options import (
@@ -193,6 +194,8 @@ def _user_parts(content: Any) -> list[dict[str, Any]]:
                 parts.append({"inlineData": {"mimeType": media, "data": data}})
             else:
                 parts.append({"fileData": {"fileUri": url}})
+        else:
+            raise unsupported_part(part, FAMILY)
     return parts
 
 

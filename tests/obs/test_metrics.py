@@ -13,10 +13,12 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import grpc
 import pytest
 
 from skyroute.cli.demo_replay import Arm, Replayer
 from skyroute.cli.demo_traffic import TrafficRequest
+from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
 from harness import Proc, Stack, wait_until
 from obskit import scrape, total
@@ -124,6 +126,22 @@ def test_scraped_counters_equal_the_replay(stack: Stack) -> None:
     )
     assert routers[()] == 2
     assert total(control, "skyroute_control_pushes_total")[()] >= 2
+    # What the control plane refuses is a metric by reason, as in skyroute status.
+    with grpc.insecure_channel(stack.control_addr) as ch:
+        ghost = distribution_pb2.OutcomeBatch(
+            node=distribution_pb2.Node(id="never-subscribed"),
+            outcomes=[distribution_pb2.Outcome(pool="p", model="m")],
+        )
+        stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+        assert stub.ReportOutcomes(iter([ghost]), timeout=10).received == 0
+
+    def refused() -> float:
+        samples = scrape(stack.admin + "/metrics")
+        got = total(samples, "skyroute_control_rejected_total", skyroute_reason="not_subscribed")
+        return got.get((), 0.0)
+
+    wait_until(lambda: refused() == 1, timeout=10, what="the refusal as a metric")
+    assert int(stack.status()["rejected"]["not_subscribed"]) == 1
     assert (
         total(control, "skyroute_control_push_duration_seconds_count", skyroute_answer="ack")[()]
         >= 2

@@ -157,6 +157,21 @@ class ControlMetrics:
             "1, labelled with the snapshot version the control plane serves",
         )
 
+    def observe_rejected(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """What the control plane refused or dropped, by reason: the ``rejected`` of
+        ``skyroute status`` (unauthenticated, identity_mismatch, not_subscribed,
+        unknown_model, bad_sketch, series:<table>, ...), read at each collection."""
+
+        def rejected(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(n, {"skyroute.reason": r}) for r, n in sorted(counts().items())]
+
+        self._meter.create_observable_counter(
+            "skyroute.control.rejected",
+            [rejected],
+            "{report}",
+            "Streams, reports and report parts refused or dropped, by reason",
+        )
+
     def observe_drift(self, alerts: Callable[[], Iterable[tuple[str, str]]]) -> None:
         """1 per model and kind ("latency" or "cost") whose drift alert is raised now."""
 

@@ -117,8 +117,16 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             ],
             lambda: self.store.version,
         )
+        # Refusals and drops by reason, as in ControlStatus.rejected.
+        self.metrics.observe_rejected(self.rejected)
         # Active drift alerts of the learning loop, one series per (model, kind).
         self.metrics.observe_drift(lambda: list(self.learner.alerts) if self.learner else [])
+
+    def rejected(self) -> dict[str, int]:
+        """Refused and dropped, by reason: the checker's and the series caps' drops."""
+        out = dict(self.checker.rejected)
+        out.update({f"series:{k}": v for k, v in self.outcomes.dropped_series.items()})
+        return out
 
     @property
     def authentication(self) -> str:
@@ -392,10 +400,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
             status.outcomes_total = self.outcomes.total
             status.source = self.store.source
             status.authentication = self.authentication
-            status.rejected.update(self.checker.rejected)
-            status.rejected.update(
-                {f"series:{k}": v for k, v in self.outcomes.dropped_series.items()}
-            )
+            status.rejected.update(self.rejected())
             status.source_broken_since_unix_ms = self.source_broken_since()
             status.failing_tasks.extend(self.failing_tasks())
             if self.learner is not None:

@@ -145,6 +145,13 @@ def _parser() -> argparse.ArgumentParser:
         f"the client port (default {DEFAULT_ROUTER_ADMIN}, loopback only; deploy/ sets "
         "0.0.0.0:7082 for Prometheus; '' to disable)",
     )
+    r.add_argument(
+        "--admin-token-file",
+        default=os.environ.get("SKYROUTE_ADMIN_TOKEN_FILE") or None,
+        help="bearer token the admin listener's writes (POST /cache/invalidate) must carry, "
+        "e.g. the control plane's DIR/admin.token (env SKYROUTE_ADMIN_TOKEN_FILE); without "
+        "it only loopback peers may write",
+    )
     r.add_argument("--id", default=None, help="node id reported to the control plane")
     r.add_argument(
         "--secrets-dir",
@@ -600,6 +607,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--embedder", choices=["hashing", "minilm"], default="hashing")
     cal.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inv = ca_sub.add_parser(
+        "invalidate",
+        help="remove cached answers on a router (by entry, intent, tenant, policy version); "
+        "with --cache-redis every replica sharing it misses them",
+    )
+    inv.add_argument("--router", default=DEFAULT_ROUTER_ADMIN, help="the router's admin HOST:PORT")
+    inv.add_argument("--entry", default=None, help="an entry id (x-skyroute-cache-entry)")
+    inv.add_argument("--intent", default=None, help="every answer of this intent")
+    inv.add_argument("--tenant", default=None, help="every answer of this tenant ('-': none)")
+    inv.add_argument(
+        "--policy-version", default=None, help="every answer stored under this policy version"
+    )
+    inv.add_argument(
+        "--admin-token-file", default=None, help="the bearer token the router was given"
+    )
+    inv.add_argument("--admin-ca", default=None, help="HTTPS, trusting this CA")
 
     d = sub.add_parser("demo", help="run the AcmeShop before/after demo end to end")
     d.add_argument("--json", dest="json_path", default=None, help="also write the figures here")
@@ -645,6 +668,20 @@ def _key_access(args: argparse.Namespace) -> None:
 
     folder = Path(args.secrets_dir) if args.secrets_dir else None
     table.KEY_ACCESS[0] = table.KeyAccess(folder, tuple(args.secret_env_prefix))
+
+
+def _router_admin_token(path: str | None) -> str | None:
+    """The router's admin token from --admin-token-file, or exit naming the file."""
+    if not path:
+        return None
+    from pathlib import Path
+
+    from skyroute.admintoken import read_token
+
+    try:
+        return read_token(Path(path))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"skyroute router: --admin-token-file {path}: {exc}") from None
 
 
 def _control_tls(args: argparse.Namespace) -> LinkTls | None:
@@ -715,6 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from skyroute.router.workers import resolve, supervise
 
         control_tls = _control_tls(args)  # refuses a plaintext link without --insecure
+        admin_token = _router_admin_token(args.admin_token_file)
         workers = resolve(args.workers)
         if workers > 1:
             return supervise(workers, argv[argv.index("router") + 1 :])
@@ -745,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             body_timeout_s=args.body_timeout,
             max_sending=args.max_sending,
             header_timeout_s=args.header_timeout,
+            admin_token=admin_token,
         )
         return 0
     if args.command == "providers":
@@ -899,6 +938,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin=args.admin,
             fmt=args.format,
             out=args.out,
+            admin_token_file=args.admin_token_file,
+            admin_ca=args.admin_ca,
+        )
+    if args.command == "cache" and args.cache_command == "invalidate":
+        from skyroute.cli.cache_admin import invalidate
+
+        return invalidate(
+            args.router,
+            {
+                "entry": args.entry,
+                "intent": args.intent,
+                "tenant": args.tenant,
+                "policy_version": args.policy_version,
+            },
             admin_token_file=args.admin_token_file,
             admin_ca=args.admin_ca,
         )

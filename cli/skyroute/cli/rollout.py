@@ -34,13 +34,20 @@ _DONE = {"promote": "Promoted", "abort": "RolledBack"}
 
 
 def admin_request(
-    method: str, url: str, token: str | None = None, ca: str | None = None
+    method: str,
+    url: str,
+    token: str | None = None,
+    ca: str | None = None,
+    body: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """One admin call; HTTPS trusting ``ca`` when given, ``token`` as the bearer."""
+    """One admin call; HTTPS trusting ``ca`` when given, ``token`` as the bearer, ``body``
+    sent as JSON."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(
-        url, method=method, data=b"" if method == "POST" else None, headers=headers
-    )
+    data = b"" if method == "POST" else None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, method=method, data=data, headers=headers)
     context = ssl.create_default_context(cafile=ca) if ca else None
     try:
         with urllib.request.urlopen(req, timeout=10, context=context) as r:

@@ -95,6 +95,7 @@ async def serve(
     body_timeout_s: float = 30.0,
     max_sending: int = 1024,
     header_timeout_s: float = 30.0,
+    admin_token: str | None = None,
 ) -> None:
     prefix = control_tls.name if control_tls is not None else socket.gethostname()
     node = distribution_pb2.Node(
@@ -124,6 +125,7 @@ async def serve(
         max_inflight=max_inflight,
         body_timeout_s=body_timeout_s,
         max_sending=max_sending,
+        admin_token=admin_token,
     )
     # Idempotency keys and stored responses: shared by every replica through Redis.
     if redis_url:
@@ -357,6 +359,7 @@ def main(
     body_timeout_s: float = 30.0,
     max_sending: int = 1024,
     header_timeout_s: float = 30.0,
+    admin_token: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then drain (the CLI has configured logging, see cli.logs)."""
     coro = serve(
@@ -381,6 +384,7 @@ def main(
         body_timeout_s,
         max_sending,
         header_timeout_s,
+        admin_token,
     )
     try:
         import uvloop

@@ -46,6 +46,9 @@ class RouterState:
     feedback: FeedbackDesk = field(default_factory=FeedbackDesk)
     # Stored responses (the Responses API's store), in process or shared through Redis.
     responses: ResponseStore = field(default_factory=MemoryResponses)
+    # The bearer token admin writes on the admin listener need (--admin-token-file);
+    # None: only loopback peers may write.
+    admin_token: str | None = None
 
     def admit(self) -> bool:
         """Take a slot for a request, or say no (the caller answers 429 at once)."""

@@ -33,12 +33,13 @@ import signal
 import time
 from pathlib import Path
 
+from skyroute.admintoken import read_token
 from skyroute.control import telemetry
 from skyroute.control.distribution.admin import AdminServer
 from skyroute.control.distribution.routers import RouterRegistry
 from skyroute.control.distribution.service import DistributionService
 from skyroute.control.distribution.serving import DistributionServer
-from skyroute.control.distribution.tls import ServerTls, read_token
+from skyroute.control.distribution.tls import ServerTls
 from skyroute.control.learning.loop import Learner
 from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.learning.persist import LearnedStateFile

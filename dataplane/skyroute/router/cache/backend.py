@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from skyroute.router.cache.invalidate import Selector
 from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
 from skyroute.router.providers.types import ChatResult
@@ -40,6 +41,8 @@ class Answer:
     completion_tokens: int
     model: str
     question: str  # the question it answered, as sent (for debugging and audits)
+    # The version of the policy that served it: ``policy_version`` invalidations match it.
+    policy_version: str = ""
 
     def result(self) -> ChatResult:
         return ChatResult(
@@ -59,6 +62,7 @@ class Answer:
                 "ct": self.completion_tokens,
                 "m": self.model,
                 "q": self.question,
+                "pv": self.policy_version,
             }
         )
 
@@ -75,7 +79,17 @@ class Answer:
             int(data["ct"]),
             str(data["m"]),
             str(data["q"]),
+            str(data.get("pv", "")),
         )
+
+
+class InvalidationFailed(Exception):
+    """A shared backend could not be reached to invalidate: nothing may be assumed removed."""
+
+
+def entry_id(partition: str, key: str) -> str:
+    """The id an entry is named by in headers and invalidations."""
+    return f"{partition}.{key}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,6 +97,7 @@ class CacheHit:
     answer: Answer
     similarity: float  # 1.0 for an exact hit
     layer: str  # EXACT or SEMANTIC
+    entry: str = ""  # the entry's id, ``<partition>.<key>`` (what invalidation names)
 
 
 class CacheBackend(Protocol):
@@ -96,6 +111,11 @@ class CacheBackend(Protocol):
     def store(self, probe: Probe, rule: CacheRule, answer: Answer) -> None: ...
 
     def __len__(self) -> int: ...
+
+    async def invalidate(self, selector: Selector) -> int:
+        """Remove the entries ``selector`` names; how many (never raises for a shared
+        backend's trouble: it raises :class:`InvalidationFailed` so the caller can say so)."""
+        ...
 
     def stats(self) -> dict[str, Any]: ...
 

@@ -95,6 +95,9 @@ class VectorIndex(Generic[T]):
     def __len__(self) -> int:
         return len(self._row_of)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._row_of
+
     def _grow(self) -> None:
         cap = self._cap * 2
         vecs = np.zeros((cap, self.dim), dtype=np.float16)
@@ -172,6 +175,10 @@ class VectorIndex(Generic[T]):
             return None
         self._lru.move_to_end(key)
         return self._payloads[row]
+
+    def items(self) -> list[tuple[str, T | None]]:
+        """Every live key with its payload (invalidation scans; not the request path)."""
+        return [(key, self._payloads[row]) for key, row in self._row_of.items()]
 
     def oldest(self) -> str | None:
         return next(iter(self._lru), None)

@@ -33,12 +33,12 @@ import numpy as np
 import orjson
 
 from skyroute.router.cache.guard import message_text
+from skyroute.router.cache.invalidate import SEP
 from skyroute.router.embed import EMBED_CHARS, Embedder, Embeddings, HashingEmbedder, Vector
 from skyroute.router.embed.text import Signature, analyze, exact_text, signature
 from skyroute.router.providers.types import ChatRequest
 
 _SPACE = re.compile(r"\s+")
-_SEP = "\x1f"
 
 
 @dataclass(slots=True, frozen=True)
@@ -160,7 +160,7 @@ def make_probe(
     shared: Embeddings | None = None,
 ) -> Probe:
     question = message_text(messages[-1].get("content"))
-    label = _SEP.join(
+    label = SEP.join(
         (
             "v1",
             scope.policy,

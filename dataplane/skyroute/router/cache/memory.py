@@ -27,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from skyroute.router.cache.backend import EXACT, SEMANTIC, Answer, CacheHit
+from skyroute.router.cache.backend import EXACT, SEMANTIC, Answer, CacheHit, entry_id
 from skyroute.router.cache.index import VectorIndex
+from skyroute.router.cache.invalidate import Selector
 from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
 
@@ -100,13 +101,40 @@ class InProcessBackend:
         try:
             answer = part.index.get(probe.text_key, now)
             if answer is not None:
-                return CacheHit(answer, 1.0, EXACT)
+                return CacheHit(answer, 1.0, EXACT, entry_id(probe.partition, probe.text_key))
             found = part.index.search(probe.vector(), probe.signature, rule.threshold, now)
         finally:
             self._settle(probe.partition, part, entries, size)
         if found is None or found[2] is None:
             return None
-        return CacheHit(found[2], found[1], SEMANTIC)
+        return CacheHit(found[2], found[1], SEMANTIC, entry_id(probe.partition, found[0]))
+
+    async def invalidate(self, selector: Selector) -> int:
+        return self.invalidate_now(selector)
+
+    def invalidate_now(self, selector: Selector) -> int:
+        """Remove every entry ``selector`` names; how many."""
+        if selector.partition is not None:
+            part = self._parts.get(selector.partition)
+            targets = [(selector.partition, part)] if part is not None else []
+        else:
+            targets = list(self._parts.items())
+        removed = 0
+        for key, part in targets:
+            if not selector.matches_label(part.label):
+                continue
+            entries, size = len(part.index), part.index.bytes
+            for k, answer in part.index.items():
+                if selector.key is not None and k != selector.key:
+                    continue
+                if selector.policy_version is not None and (
+                    answer is None or answer.policy_version != selector.policy_version
+                ):
+                    continue
+                part.index.remove(k)
+                removed += 1
+            self._settle(key, part, entries, size)
+        return removed
 
     def store(self, probe: Probe, rule: CacheRule, answer: Answer) -> None:
         part = self._parts.get(probe.partition)

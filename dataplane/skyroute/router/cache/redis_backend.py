@@ -9,6 +9,15 @@ Layout, per partition ``P`` (the probe's partition hash) under a prefix:
   vector, meaning signature, expiry), capped at the rule's ``max_entries``
   (``XADD MAXLEN ~``) and expiring with the last write.
 
+Two indexes make invalidation possible without scanning the keyspace: the
+sorted set ``{prefix}partitions`` holds ``P`` and its label (to select by
+tenant or intent), ``{prefix}pv:{V}`` the entry ids stored under policy
+version ``V``; both scored by expiry (ms) and pruned on every write, by a
+small Lua script that only ever raises a score or a key's lifetime (any Redis
+version). :meth:`RedisBackend.invalidate` deletes what is named in Redis
+itself, so every replica sharing it misses from the next lookup on (its
+mirror drops the dead vectors when their answers are not found).
+
 Vectors are not searched in Redis. Each router keeps a *mirror* of the
 partitions it serves: a local :class:`VectorIndex` fed incrementally from
 the log (``XRANGE`` after the last id seen). A lookup is one pipelined round
@@ -46,8 +55,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from skyroute.router.cache.backend import EXACT, SEMANTIC, Answer, CacheHit
+from skyroute.router.cache.backend import (
+    EXACT,
+    SEMANTIC,
+    Answer,
+    CacheHit,
+    InvalidationFailed,
+    entry_id,
+)
 from skyroute.router.cache.index import VectorIndex
+from skyroute.router.cache.invalidate import Selector
 from skyroute.router.cache.keys import Probe
 from skyroute.router.cache.rules import CacheRule
 from skyroute.router.embed.text import Signature
@@ -62,6 +79,25 @@ _LOOKUP_SYNC = 64  # log entries a lookup reads; a longer backlog is read in the
 _SWEEP_EVERY = 256
 _BACKOFF_MIN_S = 0.5
 _BACKOFF_MAX_S = 5.0
+_DEL_BATCH = 500
+_LABEL_SEP = "\x1e"  # between a partition hash and its label in the partitions index
+# Raise each index member's expiry score (never lower it), prune what expired, and keep
+# the version index alive as long as its longest-lived entry.
+_INDEX_SCRIPT = """
+local function bump(key, member, score)
+  local old = redis.call('ZSCORE', key, member)
+  if (not old) or tonumber(old) < score then redis.call('ZADD', key, score, member) end
+end
+local expires = tonumber(ARGV[3])
+bump(KEYS[1], ARGV[1], expires)
+bump(KEYS[2], ARGV[2], expires)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[5]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return 1
+"""
 
 
 @dataclass(slots=True)
@@ -170,6 +206,12 @@ class RedisBackend:
     def _log_key(self, partition: str) -> str:
         return f"{self.prefix}{partition}:log"
 
+    def _partitions_key(self) -> str:
+        return f"{self.prefix}partitions"
+
+    def _version_key(self, version: str) -> str:
+        return f"{self.prefix}pv:{version}"
+
     # -- lookup -----------------------------------------------------------------
     async def lookup(self, probe: Probe, rule: CacheRule) -> CacheHit | None:
         if not self._available():
@@ -198,7 +240,7 @@ class RedisBackend:
         if isinstance(exact, bytes):
             answer = Answer.decode(exact, probe.label)
             if answer is not None:
-                return CacheHit(answer, 1.0, EXACT)
+                return CacheHit(answer, 1.0, EXACT, entry_id(probe.partition, probe.text_key))
         self._apply(mirror, entries)
         if len(entries) == _LOOKUP_SYNC and not mirror.syncing:
             self._catch_up_later(probe)
@@ -220,7 +262,7 @@ class RedisBackend:
             mirror.index.remove(key)
             self._mirrored -= 1
             return None
-        return CacheHit(answer, similarity, SEMANTIC)
+        return CacheHit(answer, similarity, SEMANTIC, entry_id(probe.partition, key))
 
     def _mirror(self, probe: Probe) -> _Mirror:
         mirror = self._mirrors.get(probe.partition)
@@ -238,8 +280,8 @@ class RedisBackend:
         mirror.lookups += 1
         if mirror.lookups % _SWEEP_EVERY == 0:
             index.expire(self._clock())
-        for entry_id, fields in entries:
-            sid = entry_id.decode()
+        for stream_id, fields in entries:
+            sid = stream_id.decode()
             ms, _, seq = sid.partition("-")
             order = (int(ms), int(seq or 0))
             if order <= mirror.last:
@@ -365,12 +407,94 @@ class RedisBackend:
             )
             pipe.xadd(log_key, fields, maxlen=rule.max_entries, approximate=True)
             pipe.pexpire(log_key, ttl_ms)
+            pipe.eval(
+                _INDEX_SCRIPT,
+                2,
+                self._partitions_key(),
+                self._version_key(answer.policy_version),
+                f"{probe.partition}{_LABEL_SEP}{probe.label}",
+                entry_id(probe.partition, probe.text_key),
+                expires_ms,
+                expires_ms - ttl_ms,
+                ttl_ms,
+            )
             await asyncio.wait_for(pipe.execute(), self.store_timeout_s)
         except Exception as e:
             self._failed("store", e)
             self.dropped_writes += 1
             return
         self._ok()
+
+    # -- invalidation -------------------------------------------------------------
+    async def invalidate(self, selector: Selector) -> int:
+        """Delete the named entries in Redis (every replica then misses them); how many.
+
+        Raises :class:`InvalidationFailed` if Redis cannot be read or written: the
+        caller must not report entries as gone that may still be served.
+        """
+        try:
+            return await asyncio.wait_for(self._invalidate(selector), 30.0)
+        except Exception as e:
+            self.last_error = f"invalidate: {type(e).__name__}: {e}"
+            raise InvalidationFailed(self.last_error) from e
+
+    async def _invalidate(self, selector: Selector) -> int:
+        r = self._background
+        labels: dict[str, str] = {}
+        for member in await r.zrange(self._partitions_key(), 0, -1):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            part, _, label = text.partition(_LABEL_SEP)
+            labels[part] = label
+        entries: list[tuple[str, str]] = []  # (partition, key)
+        whole: list[str] = []  # partitions removed entirely
+        if selector.policy_version is not None:
+            for member in await r.zrange(self._version_key(selector.policy_version), 0, -1):
+                text = member.decode() if isinstance(member, bytes) else str(member)
+                part, _, key = text.partition(".")
+                entries.append((part, key))
+            if selector.entry is not None:
+                entries = [e for e in entries if e == (selector.partition, selector.key)]
+        elif selector.entry is not None:
+            entries = [(str(selector.partition), str(selector.key))]
+        else:
+            whole = [p for p, label in labels.items() if selector.matches_label(label)]
+        if selector.intent is not None or selector.tenant is not None:
+            entries = [(p, k) for p, k in entries if selector.matches_label(labels.get(p, ""))]
+        for part in whole:
+            read = cast(
+                list[tuple[bytes, dict[bytes, bytes]]],
+                await r.xrange(self._log_key(part), min="-", max="+") or [],
+            )
+            keys = {fields[b"k"].decode() for _, fields in read if b"k" in fields}
+            entries += [(part, k) for k in sorted(keys)]
+        removed = 0
+        for i in range(0, len(entries), _DEL_BATCH):
+            batch = entries[i : i + _DEL_BATCH]
+            removed += int(await r.delete(*(self._entry_key(p, k) for p, k in batch)))
+        if whole:
+            pipe = r.pipeline(transaction=False)
+            for part in whole:
+                pipe.delete(self._log_key(part))
+                pipe.zrem(self._partitions_key(), f"{part}{_LABEL_SEP}{labels[part]}")
+            await pipe.execute()
+        if selector.policy_version is not None and not (
+            selector.entry or selector.intent or selector.tenant
+        ):
+            await r.delete(self._version_key(selector.policy_version))
+        self._forget(whole, entries)
+        return removed
+
+    def _forget(self, whole: list[str], entries: list[tuple[str, str]]) -> None:
+        """Drop this router's mirrored vectors of what was just deleted."""
+        for part in whole:
+            mirror = self._mirrors.pop(part, None)
+            if mirror is not None:
+                self._mirrored -= len(mirror.index)
+        for part, key in entries:
+            mirror = self._mirrors.get(part)
+            if mirror is not None and key in mirror.index:
+                mirror.index.remove(key)
+                self._mirrored -= 1
 
     # -- the rest -----------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

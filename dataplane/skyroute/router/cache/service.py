@@ -35,6 +35,7 @@ from typing import Any
 from skyroute.router.cache.backend import EXACT, Answer, CacheBackend, CacheHit
 from skyroute.router.cache.bounds import load_table
 from skyroute.router.cache.guard import answer_refusal, request_refusal
+from skyroute.router.cache.invalidate import Selector
 from skyroute.router.cache.keys import Probe, Scope, make_probe
 from skyroute.router.cache.memory import InProcessBackend
 from skyroute.router.cache.rules import CacheRule, rule_for
@@ -67,6 +68,10 @@ class _Counters:
     # Where each of those came from (similarityThreshold, or a maxFalseHitRate and the table).
     sources: dict[str, str] = field(default_factory=dict)
     ttls: dict[str, float] = field(default_factory=dict)  # each intent's entry lifetime (s)
+    # Invalidations: requests by what they named, entries they removed, failures.
+    invalidations: Counter[str] = field(default_factory=Counter)
+    invalidated: int = 0
+    invalidation_failures: int = 0
 
     def intent(self, name: str) -> IntentCounters:
         c = self.per_intent.get(name)
@@ -135,7 +140,14 @@ class ResponseCache:
                 counters.semantic_hits += 1
         return hit
 
-    def store(self, probe: Probe, rule: CacheRule, result: ChatResult, model: str) -> bool:
+    def store(
+        self,
+        probe: Probe,
+        rule: CacheRule,
+        result: ChatResult,
+        model: str,
+        policy_version: str = "",
+    ) -> bool:
         """Keep ``result`` for the probe's question if it may be replayed; never raises."""
         reason = answer_refusal(result.content, result.tool_calls, result.finish_reason)
         if reason is not None:
@@ -148,6 +160,7 @@ class ResponseCache:
             result.completion_tokens,
             model,
             probe.question,
+            policy_version,
         )
         try:
             self.backend.store(probe, rule, answer)
@@ -157,6 +170,20 @@ class ResponseCache:
             return False
         self._counters.intent(probe.scope.intent).stores += 1
         return True
+
+    async def invalidate(self, selector: Selector) -> int:
+        """Remove the entries ``selector`` names; how many. A shared backend that cannot
+        be reached raises :class:`~skyroute.router.cache.backend.InvalidationFailed`."""
+        c = self._counters
+        try:
+            removed = await self.backend.invalidate(selector)
+        except Exception:
+            c.invalidation_failures += 1
+            raise
+        for kind in selector.as_dict():
+            c.invalidations[kind] += 1
+        c.invalidated += removed
+        return removed
 
     def stats(self) -> dict[str, Any]:
         """Counters, threshold in use (and its source) per intent, refusals, backend figures."""
@@ -178,6 +205,11 @@ class ResponseCache:
             "ttls_s": dict(sorted(c.ttls.items())),
             "refusals": dict(c.refusals),
             "internal_errors": c.errors,
+            "invalidations": {
+                "requests_by_selector": dict(sorted(c.invalidations.items())),
+                "entries_removed": c.invalidated,
+                "failures": c.invalidation_failures,
+            },
             **self.backend.stats(),
         }
 

@@ -96,6 +96,7 @@ class Served:
     cost_usd: float = 0.0
     cache_hit: bool = False
     cache_similarity: float = 0.0
+    cache_entry: str = ""  # the id of the entry a hit replayed
     error: ProviderError | None = None
     cached_model: str = ""
     # Why the attempts stopped early, when not obvious from the last error.
@@ -108,6 +109,7 @@ class Served:
             result=hit.answer.result(),
             cache_hit=True,
             cache_similarity=hit.similarity,
+            cache_entry=hit.entry,
             cached_model=hit.answer.model,
         )
 

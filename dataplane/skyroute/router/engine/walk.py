@@ -282,7 +282,11 @@ class Engine:
         if part is None or served.result is None or served.candidate is None:
             return
         self.cache.store(
-            part, self.cache.rule(d.policy.cache, d.intent), served.result, served.candidate.model
+            part,
+            self.cache.rule(d.policy.cache, d.intent),
+            served.result,
+            served.candidate.model,
+            d.policy.version,
         )
 
     # -- attempt policy ----------------------------------------------------------

@@ -60,6 +60,7 @@ def facts(served: Served) -> dict[str, str]:
     }
     if served.cache_hit:
         h["x-skyroute-cache-similarity"] = f"{served.cache_similarity:.3f}"
+        h["x-skyroute-cache-entry"] = served.cache_entry
     if served.notes:
         h["x-skyroute-notes"] = "; ".join(served.notes)
     return h

@@ -43,7 +43,10 @@ from collections.abc import Awaitable, Callable, Mapping
 import orjson
 from aiohttp import web
 
+from skyroute.admintoken import token_ok
 from skyroute.link import DOOR_MAX_BYTES
+from skyroute.router.cache.backend import InvalidationFailed
+from skyroute.router.cache.invalidate import Selector, SelectorError
 from skyroute.router.ingress import feedback as ingress_feedback
 from skyroute.router.ingress import openapi, stored
 from skyroute.router.ingress.codecs import responses_stored
@@ -58,7 +61,7 @@ from skyroute.router.ingress.codecs.openai_chat import (
 from skyroute.router.ingress.codecs.openai_embeddings import OpenAIEmbeddings
 from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
-from skyroute.router.ingress.types import INVALID, NOT_FOUND, OVERLOADED, Rejection
+from skyroute.router.ingress.types import INVALID, NOT_FOUND, OVERLOADED, UNAVAILABLE, Rejection
 from skyroute.router.state import RouterState
 from skyroute.router.transports.http_protocol import door_codec
 
@@ -361,10 +364,69 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=cached[version], content_type=_JSON)
 
 
+def _admin_refusal(request: web.Request) -> Rejection | None:
+    """Why this admin write is refused (401/403), or None if it may go ahead.
+
+    With ``--admin-token-file`` a write needs ``Authorization: Bearer <token>``
+    (the control plane's admin token, compared in constant time); without one,
+    only a loopback peer may write (the listener is loopback by default).
+    """
+    token = request.app[STATE].admin_token
+    header = request.headers.get("Authorization", "")
+    if token is not None:
+        if token_ok(token, header):
+            return None
+        if not header:
+            return Rejection(
+                401, "admin writes need Authorization: Bearer <token>", INVALID, code="unauthorized"
+            )
+        return Rejection(403, "the admin token is not valid", INVALID, code="forbidden")
+    peer = request.remote or ""
+    if peer.startswith("127.") or peer == "::1":
+        return None
+    return Rejection(
+        403,
+        "admin writes from other hosts need the router started with --admin-token-file",
+        INVALID,
+        code="forbidden",
+    )
+
+
+async def cache_invalidate(request: web.Request) -> web.Response:
+    """``POST /cache/invalidate`` ``{"entry"|"intent"|"tenant"|"policy_version": ...}``."""
+    codec = _door_codec(request.path)
+    refusal = _admin_refusal(request)
+    if refusal is None:
+        try:
+            selector = Selector.parse(orjson.loads(await request.read()))
+        except orjson.JSONDecodeError:
+            refusal = Rejection(400, "the body must be JSON", INVALID)
+        except SelectorError as e:
+            refusal = Rejection(400, str(e), INVALID)
+    if refusal is not None:
+        reply = codec.reject(refusal)
+        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
+    state = request.app[STATE]
+    try:
+        removed = await state.engine.cache.invalidate(selector)
+    except InvalidationFailed as e:
+        reply = codec.reject(Rejection(503, f"cache backend unavailable: {e}", UNAVAILABLE))
+        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
+    body = {
+        "invalidated": removed,
+        "selector": selector.as_dict(),
+        "backend": state.engine.cache.backend.kind,
+        "node": state.node.id,
+    }
+    return web.Response(body=orjson.dumps(body), content_type=_JSON)
+
+
 def build_admin_app(state: RouterState) -> web.Application:
-    """The admin listener: ``/debug/status``, ``/metrics`` and the probes, never the API."""
-    app = web.Application(middlewares=[json_errors])
+    """The admin listener: ``/debug/status``, ``/metrics``, the probes and cache
+    invalidation (``POST /cache/invalidate``, an admin write), never the API."""
+    app = web.Application(client_max_size=64 * 1024, middlewares=[json_errors])
     app[STATE] = state
+    app.router.add_post("/cache/invalidate", cache_invalidate)
     app.router.add_get("/debug/status", debug_status)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

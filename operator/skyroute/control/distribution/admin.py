@@ -52,7 +52,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from skyroute.control.distribution.tls import token_ok
+from skyroute.admintoken import token_ok
 from skyroute.control.learning.outcomes import OutcomeAggregator
 from skyroute.control.learning.recent import MAX_EXPORT, RecentOutcomes
 from skyroute.control.limits import MAX_NAME

@@ -28,7 +28,6 @@ already open are never dropped.
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 import ssl
@@ -198,19 +197,6 @@ def identity_of(context: grpc.aio.ServicerContext) -> Identity | None:
         return None
     name, role = subject_of(pem[0])
     return Identity(name, role) if name else None
-
-
-def read_token(path: Path) -> str:
-    token = path.read_text(encoding="utf-8").strip()
-    if len(token) < 16:
-        raise ValueError(f"admin token in {path} is shorter than 16 characters")
-    return token
-
-
-def token_ok(expected: str, header: str) -> bool:
-    """``Authorization: Bearer <token>`` matches, compared in constant time."""
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), expected)
 
 
 def channel_credentials(ca: Path, identity: Path) -> grpc.ChannelCredentials:

@@ -394,7 +394,7 @@ def _admin_refusal(request: web.Request) -> Rejection | None:
 
 async def cache_invalidate(request: web.Request) -> web.Response:
     """``POST /cache/invalidate`` ``{"entry"|"intent"|"tenant"|"policy_version": ...}``."""
-    codec = _door_codec(request.path)
+    codec = door_codec(request.path)
     refusal = _admin_refusal(request)
     if refusal is None:
         try:

@@ -314,8 +314,34 @@ class AnthropicWire:
 
 def thinking_block(prompt_text: str) -> dict[str, Any]:
     """The signed thinking block the simulated model opens with (a function of the prompt)."""
-    digest = hashlib.blake2b(prompt_text.encode(), digest_size=12).hexdigest()
-    return {"type": "thinking", "thinking": f"Thinking about {digest}.", "signature": "Eq" + digest}
+    raw = hashlib.blake2b(prompt_text.encode(), digest_size=12).digest()
+    # Words, not the hex digest: a model's thinking is prose (a hex run reads as an identifier).
+    about = " ".join(_THOUGHTS[b % len(_THOUGHTS)] for b in raw[:6])
+    return {
+        "type": "thinking",
+        "thinking": f"Thinking about {about}.",
+        "signature": "Eq" + raw.hex(),
+    }
+
+
+_THOUGHTS = (
+    "orders",
+    "returns",
+    "shipping",
+    "accounts",
+    "refunds",
+    "delivery",
+    "sizes",
+    "prices",
+    "billing",
+    "stock",
+    "warranty",
+    "tracking",
+    "coupons",
+    "exchanges",
+    "payments",
+    "support",
+)
 
 
 def _thinking_frames(block: dict[str, Any]) -> bytes:

@@ -33,7 +33,12 @@ SEMANTIC = "semantic"
 
 @dataclass(slots=True, frozen=True)
 class Answer:
-    """A cached answer: what a hit replays (never tool calls: those are not stored)."""
+    """A cached answer: what a hit replays, unary or as a stream.
+
+    ``thinking`` keeps Anthropic thinking blocks as the upstream signed them, so a
+    replayed stream carries them too; ``tool_calls`` is replayed as well, though the
+    guard (:func:`~skyroute.router.cache.guard.answer_refusal`) stores none today.
+    """
 
     content: str
     finish_reason: str
@@ -43,14 +48,22 @@ class Answer:
     question: str  # the question it answered, as sent (for debugging and audits)
     # The version of the policy that served it: ``policy_version`` invalidations match it.
     policy_version: str = ""
+    thinking: tuple[dict[str, Any], ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
     def result(self) -> ChatResult:
         return ChatResult(
-            self.content, [], self.finish_reason, self.prompt_tokens, self.completion_tokens
+            self.content,
+            [dict(c) for c in self.tool_calls],
+            self.finish_reason,
+            self.prompt_tokens,
+            self.completion_tokens,
+            thinking=[dict(b) for b in self.thinking],
         )
 
     def size(self) -> int:
-        return len(self.content) + len(self.question) + len(self.model) + 64
+        extra = len(orjson.dumps(self.thinking)) + len(orjson.dumps(self.tool_calls))
+        return len(self.content) + len(self.question) + len(self.model) + 64 + extra
 
     def encode(self, label: str) -> bytes:
         return orjson.dumps(
@@ -63,6 +76,8 @@ class Answer:
                 "m": self.model,
                 "q": self.question,
                 "pv": self.policy_version,
+                "th": self.thinking,
+                "tc": self.tool_calls,
             }
         )
 
@@ -80,7 +95,16 @@ class Answer:
             str(data["m"]),
             str(data["q"]),
             str(data.get("pv", "")),
+            _dicts(data.get("th")),
+            _dicts(data.get("tc")),
         )
+
+
+def _dicts(value: Any) -> tuple[dict[str, Any], ...]:
+    """A stored list of JSON objects (anything else: none; old entries have none)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, dict))
 
 
 class InvalidationFailed(Exception):

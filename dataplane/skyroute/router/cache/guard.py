@@ -180,8 +180,17 @@ def request_refusal(
     return None
 
 
-def answer_refusal(content: str, tool_calls: list[Any], finish_reason: str) -> str | None:
-    """Why an upstream answer must not be stored, or None if it may."""
+def answer_refusal(
+    content: str,
+    tool_calls: list[Any],
+    finish_reason: str,
+    thinking: list[dict[str, Any]] | None = None,
+) -> str | None:
+    """Why an upstream answer must not be stored, or None if it may.
+
+    Its thinking blocks (kept and replayed with it) are checked for personal data
+    like its text.
+    """
     if tool_calls:
         return "answer_tool_calls"
     if finish_reason != "stop":
@@ -189,6 +198,9 @@ def answer_refusal(content: str, tool_calls: list[Any], finish_reason: str) -> s
     if not content.strip():
         return "answer_empty"
     kind = personal_data(content)
+    for block in thinking or ():
+        if kind is None:
+            kind = personal_data(str(block.get("thinking", "")))
     return None if kind is None else "answer_personal_data:" + kind
 
 

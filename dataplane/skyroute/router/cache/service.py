@@ -149,7 +149,9 @@ class ResponseCache:
         policy_version: str = "",
     ) -> bool:
         """Keep ``result`` for the probe's question if it may be replayed; never raises."""
-        reason = answer_refusal(result.content, result.tool_calls, result.finish_reason)
+        reason = answer_refusal(
+            result.content, result.tool_calls, result.finish_reason, result.thinking
+        )
         if reason is not None:
             self._counters.refusals[reason.split(":", 1)[0]] += 1
             return False
@@ -161,6 +163,8 @@ class ResponseCache:
             model,
             probe.question,
             policy_version,
+            tuple(result.thinking),
+            tuple(result.tool_calls),
         )
         try:
             self.backend.store(probe, rule, answer)

@@ -135,6 +135,21 @@ def _objective_s(d: Decision) -> float:
     return d.selection.objective_p95_s if d.selection is not None else 0.0
 
 
+def replay(result: ChatResult) -> list[TextDelta | ToolCallEvent | ThinkingEvent]:
+    """A complete answer as the stream events that would have brought it (a cache hit's).
+
+    The order a live stream brings them in: thinking blocks (intact, signed), the
+    text, then the tool calls; :class:`_Pieces` folds them back into the same answer.
+    """
+    events: list[TextDelta | ToolCallEvent | ThinkingEvent] = [
+        ThinkingEvent(dict(b)) for b in result.thinking
+    ]
+    if result.content:
+        events.append(TextDelta(result.content))
+    events += [ToolCallEvent(dict(c)) for c in result.tool_calls]
+    return events
+
+
 class _Pieces:
     """An answer's pieces as a stream brings them, and the ChatResult they make."""
 
@@ -685,7 +700,8 @@ class Engine:
         cached = await self._cached(d, ctx, part)
         if cached is not None and cached.result is not None:
             yield StreamStarted(cached)
-            yield TextDelta(cached.result.content)
+            for event in replay(cached.result):
+                yield event
             self._outcome(cached, s, ctx)
             yield StreamDone(cached)
             return

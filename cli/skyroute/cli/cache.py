@@ -1,4 +1,9 @@
-"""``skyroute cache calibrate``: the threshold that meets a stated false-hit bound.
+"""``skyroute cache calibrate`` and ``replay``: a threshold for a bound; the cache on traffic.
+
+``replay`` (:func:`replay_traffic`) runs logged requests through the cache's
+own path (:mod:`skyroute.router.cache.replay`) and prints, per intent, what
+it would have served: hits (exact, semantic), refusals, and where rows carry
+labels, the hits that served another question's answer.
 
 Reads labelled pairs (JSON lines ``{"a": ..., "b": ..., "same": true}``),
 scores them through the cache's own path (:mod:`skyroute.router.cache.calibrate`)
@@ -13,6 +18,7 @@ when no threshold meets the bound.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -27,6 +33,7 @@ from skyroute.router.cache.calibrate import (
     score_pairs,
     thresholds,
 )
+from skyroute.router.cache.replay import TrafficError, load_traffic, replay
 from skyroute.router.embed import load_embedder
 
 _BAR = 30
@@ -116,5 +123,73 @@ def calibrate(pairs_path: str, max_false_hit_rate: float, embedder: str, as_json
         f"threshold {best.threshold:.2f}: {best.hit_rate:.1%} of same-meaning pairs hit, "
         f"{best.false_hit_rate:.2%} of different-meaning pairs served (bound "
         f"{max_false_hit_rate:.2%}); set cache.similarityThreshold: {best.threshold:.2f}"
+    )
+    return 0
+
+
+def replay_traffic(
+    traffic_path: str,
+    threshold: float | None,
+    embedder: str,
+    intents: str,
+    as_json: bool,
+) -> int:
+    """``skyroute cache replay --traffic FILE``: what the cache would have served, per intent.
+
+    Exit status 2 on a bad file or option, else 0.
+    """
+    try:
+        rows = load_traffic(Path(traffic_path))
+    except (TrafficError, OSError, UnicodeDecodeError) as e:
+        print(f"skyroute cache replay: {e}", file=sys.stderr)
+        return 2
+    cache = ResponseCache(embedder=load_embedder(embedder))
+    t = 0.9 if threshold is None else threshold
+    if not 0.0 < t <= 1.0:
+        print("skyroute cache replay: --threshold must be in (0, 1]", file=sys.stderr)
+        return 2
+    patterns = tuple(p.strip() for p in intents.split(",") if p.strip()) or ("*",)
+    result = asyncio.run(replay(rows, cache, t, patterns))
+    floor = cache.embedder.min_threshold
+    used = max(t, floor)
+    total = result.total()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "embedder": cache.embedder.name,
+                    "threshold": used,
+                    "requests": len(rows),
+                    "intents": {k: v.as_dict() for k, v in sorted(result.per_intent.items())},
+                    "total": total.as_dict(),
+                    "refusals": result.refusals,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(
+        f"{len(rows)} requests, embedder {cache.embedder.name}, threshold {used:.2f}"
+        + (f" (the embedder's floor; asked {t:.2f})" if used > t else "")
+    )
+    head = (
+        f"{'intent':<24} {'requests':>8} {'off':>5} {'refused':>7} {'exact':>6} "
+        f"{'semantic':>8} {'hit rate':>8} {'labelled':>8} {'false':>6} {'false %':>8}"
+    )
+    print(head)
+    for name, r in [*sorted(result.per_intent.items()), ("(all)", total)]:
+        d = r.as_dict()
+        share = "-" if d["false_hit_share"] is None else f"{d['false_hit_share']:.1%}"
+        print(
+            f"{name[:24]:<24} {r.requests:>8} {r.off:>5} {r.refused:>7} {r.exact_hits:>6} "
+            f"{r.semantic_hits:>8} {d['hit_rate']:>8.1%} {r.labelled_hits:>8} "
+            f"{r.false_hits:>6} {share:>8}"
+        )
+    if result.refusals:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(result.refusals.items()))
+        print(f"refused by the guard: {why}")
+    print(
+        "false %: of the hits where both requests carry a label, the share whose labels "
+        "differ (another question's answer served)"
     )
     return 0

@@ -607,6 +607,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--embedder", choices=["hashing", "minilm"], default="hashing")
     cal.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rp = ca_sub.add_parser(
+        "replay", help="what the cache would have served on logged traffic, per intent"
+    )
+    rp.add_argument(
+        "--traffic",
+        required=True,
+        help='JSON lines: {"messages": [...] | "prompt": "...", "intent": ..., "tenant": ..., '
+        '"model": ..., "params": {...}, "label": ...}',
+    )
+    rp.add_argument(
+        "--threshold", type=float, default=None, help="similarity threshold (default 0.9)"
+    )
+    rp.add_argument(
+        "--intents",
+        default="*",
+        help="comma-separated intent patterns the cache serves (as cache.intents; default all)",
+    )
+    rp.add_argument("--embedder", choices=["hashing", "minilm"], default="hashing")
+    rp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     inv = ca_sub.add_parser(
         "invalidate",
         help="remove cached answers on a router (by entry, intent, tenant, policy version); "
@@ -955,6 +974,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_token_file=args.admin_token_file,
             admin_ca=args.admin_ca,
         )
+    if args.command == "cache" and args.cache_command == "replay":
+        from skyroute.cli.cache import replay_traffic
+
+        return replay_traffic(args.traffic, args.threshold, args.embedder, args.intents, args.json)
     if args.command == "cache":
         from skyroute.cli.cache import calibrate
 

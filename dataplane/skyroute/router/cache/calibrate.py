@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from skyroute.router.cache.keys import Scope
 from skyroute.router.cache.service import ResponseCache
@@ -69,29 +71,35 @@ def _text(row: dict[str, object], key: str, where: str) -> str:
     return value
 
 
-def load_pairs(path: Path) -> list[Pair]:
-    """Labelled pairs from a JSON-lines file; raises :class:`PairsError` naming the line."""
+def json_lines(path: Path, max_bytes: int, error: type[ValueError]) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` for each non-empty line of a JSON-lines file (``where`` is
+    ``path:line``); ``error`` naming the line for one that is not JSON, or the file if
+    it is over ``max_bytes``."""
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise PairsError(f"{path}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit")
-    pairs: list[Pair] = []
+    if size > max_bytes:
+        raise error(f"{path}: {size} bytes is over the {max_bytes}-byte limit")
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
             try:
-                row = json.loads(line)
+                yield f"{path}:{n}", json.loads(line)
             except json.JSONDecodeError as e:
-                raise PairsError(f"{where}: not JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise PairsError(f"{where}: expected an object with 'a', 'b' and 'same'")
-            same = row.get("same")
-            if not isinstance(same, bool):
-                raise PairsError(f"{where}: 'same' must be true or false")
-            pairs.append(Pair(_text(row, "a", where), _text(row, "b", where), same))
-            if len(pairs) > MAX_PAIRS:
-                raise PairsError(f"{path}: more than {MAX_PAIRS} pairs")
+                raise error(f"{path}:{n}: not JSON ({e.msg})") from None
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    """Labelled pairs from a JSON-lines file; raises :class:`PairsError` naming the line."""
+    pairs: list[Pair] = []
+    for where, row in json_lines(path, MAX_FILE_BYTES, PairsError):
+        if not isinstance(row, dict):
+            raise PairsError(f"{where}: expected an object with 'a', 'b' and 'same'")
+        same = row.get("same")
+        if not isinstance(same, bool):
+            raise PairsError(f"{where}: 'same' must be true or false")
+        pairs.append(Pair(_text(row, "a", where), _text(row, "b", where), same))
+        if len(pairs) > MAX_PAIRS:
+            raise PairsError(f"{path}: more than {MAX_PAIRS} pairs")
     if not any(p.same for p in pairs) or all(p.same for p in pairs):
         raise PairsError(f"{path}: needs both same-meaning and different-meaning pairs")
     return pairs

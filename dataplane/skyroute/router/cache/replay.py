@@ -22,13 +22,13 @@ either side has no label is counted as unlabelled.
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skyroute.router.cache.backend import EXACT, Answer
+from skyroute.router.cache.calibrate import json_lines
 from skyroute.router.cache.keys import Scope
 from skyroute.router.cache.rules import rule_for
 from skyroute.router.cache.service import ResponseCache
@@ -145,21 +145,11 @@ def _row(data: Any, where: str) -> Row:
 
 def load_traffic(path: Path) -> list[Row]:
     """Logged requests from a JSON-lines file; raises :class:`TrafficError` naming the line."""
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise TrafficError(f"{path}: {size} bytes is over the {MAX_FILE_BYTES}-byte limit")
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TrafficError(f"{path}:{n}: not JSON ({e.msg})") from None
-            rows.append(_row(data, f"{path}:{n}"))
-            if len(rows) > MAX_ROWS:
-                raise TrafficError(f"{path}: more than {MAX_ROWS} requests")
+    for where, data in json_lines(path, MAX_FILE_BYTES, TrafficError):
+        rows.append(_row(data, where))
+        if len(rows) > MAX_ROWS:
+            raise TrafficError(f"{path}: more than {MAX_ROWS} requests")
     if not rows:
         raise TrafficError(f"{path}: no requests")
     return rows

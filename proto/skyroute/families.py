@@ -77,13 +77,16 @@ PROJECT_FAMILIES: tuple[str, ...] = ("vertex-gemini", "vertex-anthropic")
 #: - ``overcounts-completion``: reports more ``completion_tokens`` than ``max_tokens``
 #:   allowed, so the count is capped at ``max_tokens``;
 #: - ``errors-as-500``: answers a request it cannot validate with a 500, so a 500 whose
-#:   body says so is the request's fault (not retried, not held against the server).
+#:   body says so is the request's fault (not retried, not held against the server);
+#: - ``serves-one-at-a-time``: a second request in flight cuts the first one's stream
+#:   short (llama-cpp-python's default), so a router sends it one request at a time.
 Quirk = Literal[
     "rejects-stream-options",
     "rejects-null-content",
     "ignores-n",
     "overcounts-completion",
     "errors-as-500",
+    "serves-one-at-a-time",
 ]
 QUIRK_NAMES: tuple[Quirk, ...] = get_args(Quirk)
 #: Families whose models may declare quirks.

@@ -9,6 +9,7 @@ test_selfhosted_llama.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,10 @@ from skyroute.router.providers.openai_adapter import OpenAIAdapter
 from skyroute.router.providers.types import (
     AUTH,
     CLIENT_ERROR,
+    CONNECT,
+    FIRST_TOKEN_TIMEOUT,
     SERVER_ERROR,
+    STREAM_CUT,
     ChatRequest,
     ProviderError,
     StreamEnd,
@@ -238,3 +242,69 @@ def test_against_the_simulator_s_llama_cpp_stand_in() -> None:
         assert err.value.error_class == CLIENT_ERROR
         fixed = _complete(target("rejects-null-content", url=url, key="k-1"), ChatRequest(TURNS))
         assert fixed.content.startswith("[local] ")
+
+
+def test_a_stream_ending_without_a_finish_reason_is_a_cut_for_self_hosted_servers() -> None:
+    # llama-cpp-python ends a stream it interrupted with [DONE] and no finish_reason.
+    for started, error_class in ((False, CONNECT), (True, STREAM_CUT)):
+        adapter, _ = providers.prepared(target())
+        asm = adapter.assembler()
+        if started:
+            asm.feed(b'{"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}')
+        asm.feed(b"[DONE]")
+        with pytest.raises(ProviderError) as err:
+            asm.at_eof()
+        assert err.value.error_class == error_class
+    # OpenAI itself always sends one; its codec is not made stricter here.
+    openai = providers.prepared(Target("openai", URL, "m", "k"))[0].assembler()
+    openai.feed(b"[DONE]")
+    assert openai.at_eof()[-1] == StreamEnd("stop", 0, 0, reported=False)
+
+
+SLOW = {
+    "time_scale": 1,
+    "defaults": {
+        "error_rate": 0,
+        "ttft_ms": {"p50": 300, "p95": 300},
+        "tokens_per_s": 100,
+        "completion_tokens": {"p50": 20, "p95": 20, "min": 20, "max": 20},
+    },
+}
+
+
+def _two_streams(t: Target, first_token_s: float) -> list[Any]:
+    async def one(s: aiohttp.ClientSession, text: str) -> Any:
+        got: list[Any] = []
+        try:
+            async for e in providers.stream(
+                s, t, ChatRequest([{"role": "user", "content": text}]), first_token_s, 10
+            ):
+                got.append((time.monotonic(), e))
+        except ProviderError as exc:
+            return exc
+        return got
+
+    async def go() -> list[Any]:
+        async with aiohttp.ClientSession() as s:
+            return list(await asyncio.gather(one(s, "one"), one(s, "two")))
+
+    return asyncio.run(go())
+
+
+def test_serves_one_at_a_time_sends_one_request_per_endpoint_at_a_time() -> None:
+    with SimulatorThread(SLOW) as sim:
+        url = sim.url + "/selfhosted/v1"
+        a, b = _two_streams(target("serves-one-at-a-time", url=url), 5)
+        assert isinstance(a, list) and isinstance(b, list)
+        (first, second) = sorted((a, b), key=lambda got: got[0][0])
+        assert isinstance(first[-1][1], StreamEnd) and isinstance(second[-1][1], StreamEnd)
+        assert second[0][0] >= first[-1][0]  # the second began after the first ended
+        # Undeclared, both run at once.
+        a, b = _two_streams(target(url=url), 5)
+        (first, second) = sorted((a, b), key=lambda got: got[0][0])
+        assert second[0][0] < first[-1][0]
+        # A turn not had within the first-token deadline is a first-token timeout.
+        a, b = _two_streams(target("serves-one-at-a-time", url=url), 0.5)
+        errors = [x for x in (a, b) if isinstance(x, ProviderError)]
+        assert [e.error_class for e in errors] == [FIRST_TOKEN_TIMEOUT]
+        assert "one request at a time" in errors[0].message

@@ -18,6 +18,7 @@ written at test time with ``gguf`` (tiny_gguf.py), on loopback. Three layers:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,13 +32,15 @@ import aiohttp
 import openai
 import orjson
 import pytest
-from tiny_gguf import write_model
+from tiny_gguf import END_TOKENS, NON_ASCII_BYTES, write_model
 
 from skyroute.router import providers
 from skyroute.router.providers.types import (
     AUTH,
     CLIENT_ERROR,
+    CONNECT,
     SERVER_ERROR,
+    STREAM_CUT,
     ChatRequest,
     ProviderError,
     StreamEnd,
@@ -72,16 +75,16 @@ def llama_python() -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def llama(llama_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The server on a free loopback port; yields its base URL (``.../v1``)."""
-    model = write_model(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+@contextlib.contextmanager
+def _serving(python: str, tmp: pytest.TempPathFactory, *flags: str) -> Iterator[str]:
+    """The server on a free loopback port with ``flags``; yields its base URL (``.../v1``)."""
+    model = write_model(tmp.mktemp("gguf") / "tiny.gguf")
     port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
+    log = tmp.mktemp("llama") / "server.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             [
-                llama_python,
+                python,
                 "-m",
                 "llama_cpp.server",
                 "--model",
@@ -96,11 +99,9 @@ def llama(llama_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 KEY,
                 "--n_ctx",
                 "512",
-                # Otherwise a second request cuts a running stream short.
-                "--interrupt_requests",
-                "False",
                 "--verbose",
                 "False",
+                *flags,
             ],
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -118,6 +119,20 @@ def llama(llama_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def llama(llama_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Started as the README says: otherwise a second request cuts a running stream short."""
+    with _serving(llama_python, tmp_path_factory, "--interrupt_requests", "False") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def interrupting(llama_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Started with its defaults: a second request cuts the running stream short."""
+    with _serving(llama_python, tmp_path_factory) as url:
+        yield url
 
 
 def _up(proc: subprocess.Popen[bytes], url: str, log: Path) -> bool:
@@ -305,3 +320,56 @@ def test_a_router_serves_the_real_server_to_the_openai_sdk(client: openai.OpenAI
             extra_body={"min_p": "high"},
             extra_headers={"Cache-Control": "no-cache"},
         )
+
+
+def _two_at_once(t: Target) -> list[list[StreamEvent] | ProviderError]:
+    """A long stream and, while it is answered, a short one: both, as they ended."""
+
+    async def one(s: aiohttp.ClientSession, req: ChatRequest, started: asyncio.Event | None) -> Any:
+        events: list[StreamEvent] = []
+        try:
+            async for e in providers.stream(s, t, req, 20, 60):
+                events.append(e)
+                if started is not None:
+                    started.set()
+        except ProviderError as exc:
+            return exc
+        return events
+
+    async def go() -> list[Any]:
+        async with aiohttp.ClientSession() as s:
+            started = asyncio.Event()
+            # The end tokens banned (llama.cpp's logit_bias), so it runs to its budget, and
+            # the non-ASCII bytes, so its tokens stream as they come.
+            ask = [{"role": "user", "content": "a long one"}]
+            never_end = {"logit_bias": {str(t): -100 for t in END_TOKENS + NON_ASCII_BYTES}}
+            long_req = ChatRequest(ask, max_tokens=300, options=never_end)
+            long = asyncio.create_task(one(s, long_req, started))
+            # The second request comes while the first is being answered (300 tokens take
+            # longer than this), after its first token if that is out by then.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), 0.5)
+            short = one(s, ChatRequest([{"role": "user", "content": "short"}], max_tokens=3), None)
+            return list(await asyncio.gather(long, short))
+
+    return asyncio.run(go())
+
+
+def test_a_server_that_cuts_a_stream_for_the_next_request(interrupting: str) -> None:
+    # Undeclared: the cut stream still ends with [DONE], but without a finish_reason, and
+    # the family takes that for what it is, a cut (never a short answer passed off whole).
+    plain = Target("openai-compatible", interrupting, "m", KEY)
+    first, second = _two_at_once(plain)
+    assert isinstance(first, ProviderError), first
+    assert first.error_class in (STREAM_CUT, CONNECT)  # cut after or before its first token
+    assert isinstance(second, list) and isinstance(second[-1], StreamEnd)
+    # Declared: the router sends it one request at a time, and both answers are whole.
+    serial = Target(
+        "openai-compatible", interrupting, "m", KEY, quirks=frozenset({"serves-one-at-a-time"})
+    )
+    first, second = _two_at_once(serial)
+    assert isinstance(first, list) and isinstance(second, list)
+    end = first[-1]
+    assert isinstance(end, StreamEnd) and end.finish_reason == "length"
+    assert sum(1 for e in first if isinstance(e, TextDelta)) >= 250
+    assert isinstance(second[-1], StreamEnd)

@@ -26,6 +26,11 @@ LAYERS = 2
 HEADS = 4
 FFN = 128
 CONTEXT = 512
+#: The ids of </s> and <|im_end|>, either of which ends an answer.
+END_TOKENS = (2, 3 + 256 + 8 + 1)
+#: The byte tokens 0x80-0xFF: random ones rarely make whole UTF-8 characters, which a
+#: server holds back until they do (ban them for an answer that streams steadily).
+NON_ASCII_BYTES = tuple(range(3 + 0x80, 3 + 0x100))
 
 
 def _vocab() -> tuple[list[bytes], list[float], list[int]]:
@@ -67,7 +72,8 @@ def write_model(path: Path, seed: int = 7) -> Path:
     w.add_token_scores(scores)
     w.add_token_types(types)
     w.add_bos_token_id(1)
-    w.add_eos_token_id(tokens.index(b"<|im_end|>"))
+    assert (tokens.index(b"</s>"), tokens.index(b"<|im_end|>")) == END_TOKENS
+    w.add_eos_token_id(END_TOKENS[1])
     w.add_unk_token_id(0)
     w.add_add_bos_token(False)
     w.add_chat_template(CHATML)

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from skyroute.router.providers import transport
+from skyroute.router.providers import transport, turns
 from skyroute.router.providers.common import Adapter, Prepared
 from skyroute.router.providers.embeddings import EmbedRequest, EmbedResult
 from skyroute.router.providers.registry import FAMILIES
@@ -115,6 +115,16 @@ def stream(
         adapter, prep = prepared(target)
     except ProviderError as exc:
         return _raising(exc)
+    if prep.one_at_a_time:  # its server cuts a running stream when another request comes
+        return turns.one_at_a_time(
+            target.endpoint,
+            adapter.family,
+            first_token_timeout_s,
+            timeout_s,
+            lambda first, total: transport.stream(
+                session, adapter, prep, req, first, total, inter_token_timeout_s
+            ),
+        )
     return transport.stream(
         session, adapter, prep, req, first_token_timeout_s, timeout_s, inter_token_timeout_s
     )

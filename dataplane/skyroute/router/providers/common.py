@@ -86,6 +86,8 @@ class Prepared:
     sign: Signer | None = None
     # The server answers a request it cannot validate with a 500 (quirk errors-as-500).
     invalid_as_500: bool = False
+    # A second request in flight cuts the first short: send one at a time per endpoint.
+    one_at_a_time: bool = False
 
 
 class Assembler(Protocol):

@@ -70,7 +70,11 @@ class Quirks:
     # completion_tokens may exceed max_tokens (overcounts-completion): capped by the router
     overcounts: bool = False
     invalid_as_500: bool = False  # a request it cannot validate is a 500 (errors-as-500)
+    one_at_a_time: bool = False  # a second request cuts the first (serves-one-at-a-time)
     lenient_calls: bool = False  # tool-call arguments as objects, calls without ids
+    # A stream that ends without a finish_reason was cut, not finished (a server that
+    # stops a stream early still sends [DONE]: llama-cpp-python interrupted).
+    needs_finish: bool = False
 
     def declared(self, names: Iterable[str]) -> Quirks:
         """These quirks plus the named ones (names are the contract's, checked upstream)."""
@@ -82,11 +86,12 @@ class Quirks:
             several_choices=self.several_choices and "ignores-n" not in have,
             overcounts=self.overcounts or "overcounts-completion" in have,
             invalid_as_500=self.invalid_as_500 or "errors-as-500" in have,
+            one_at_a_time=self.one_at_a_time or "serves-one-at-a-time" in have,
         )
 
 
 #: What every self-hosted server of the openai-compatible family gets, before its own.
-SELF_HOSTED = Quirks(max_tokens_field="max_tokens", lenient_calls=True)
+SELF_HOSTED = Quirks(max_tokens_field="max_tokens", lenient_calls=True, needs_finish=True)
 
 
 def quirk_refuses(quirks: frozenset[str], options: Mapping[str, Any]) -> str | None:
@@ -157,6 +162,7 @@ class OpenAIAdapter:
             target.model,
             target.api_key,
             invalid_as_500=self.quirks.invalid_as_500,
+            one_at_a_time=self.quirks.one_at_a_time,
         )
 
     def encode(self, req: ChatRequest, model: str, stream: bool) -> bytes:
@@ -241,6 +247,7 @@ class OpenAIStream:
         "_completion",
         "_family",
         "_finish",
+        "_finished",
         "_prompt",
         "_quirks",
         "_refused",
@@ -256,6 +263,7 @@ class OpenAIStream:
         self.done = False
         self._calls: dict[int, list[Any]] = {}  # index -> [id, name, [argument pieces]]
         self._finish = "stop"
+        self._finished = False
         self._prompt = 0
         self._completion = 0
         self._refused = False
@@ -302,6 +310,7 @@ class OpenAIStream:
             finish = choice.get("finish_reason")
             if finish:
                 self._finish = finish
+                self._finished = True
                 out.extend(self._flush_calls())
         return out
 
@@ -317,7 +326,7 @@ class OpenAIStream:
         return events
 
     def at_eof(self) -> list[StreamEvent]:
-        if not self.done:
+        if not self.done or (self._quirks.needs_finish and not self._finished):
             raise eof_error(self._family, self.started)
         if not self.started and (self._refused or self._finish == "content_filter"):
             raise ProviderError(

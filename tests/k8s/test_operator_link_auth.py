@@ -21,7 +21,10 @@ signed with the cluster's own key (TokenRequest's minimum lifetime is ten minute
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +37,7 @@ from typing import Any
 import grpc
 import jwt
 import pytest
+import yaml
 from test_deploy_rbac import NS, installed, pending_pod, sa_kubeconfig  # noqa: F401
 
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
@@ -346,6 +350,29 @@ def test_one_router_pod_cannot_open_or_report_for_another(link: Link) -> None:
     assert report(link, "router-a-7", a, version) == 1
 
 
+def cli(link: Link, bearer: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``skyroute ARGS --admin ... --admin-ca ...`` with a kubeconfig whose user is ``bearer``."""
+    admin = yaml.safe_load(link.cluster.kubeconfig.read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "caller", "user": {"token": bearer}}],
+        "contexts": [{"name": "caller", "context": {"cluster": "test", "user": "caller"}}],
+        "current-context": "caller",
+    }
+    path = link.tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}"
+    path.write_text(yaml.safe_dump(config))
+    argv = [*args, "--admin", link.admin, "--admin-ca", str(link.tmp / "ca.crt")]
+    return subprocess.run(
+        [sys.executable, "-m", "skyroute.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(path)},
+    )
+
+
 def test_admin_writes_need_rbac_for_the_rollout_subresource(link: Link) -> None:
     cluster = link.cluster
     user = f"admin-{uuid.uuid4().hex[:6]}"
@@ -430,6 +457,13 @@ def test_admin_writes_need_rbac_for_the_rollout_subresource(link: Link) -> None:
 
         wait_until(readable, timeout=20, interval=0.5, what=f"the spend grant ({found})")
         assert found[0] == 200, found
+        # The CLI sends the caller's kubeconfig credentials (no --admin-token-file).
+        granted_cli = cli(link, caller, "spend", "--tenant", "acme-web", "--json")
+        assert granted_cli.returncode == 0, granted_cli.stderr
+        assert json.loads(granted_cli.stdout)["tenant"] == "acme-web"
+        other = token(cluster, audience=None)  # the router ServiceAccount: no grant
+        refused_cli = cli(link, other, "spend", "--tenant", "acme-web")
+        assert refused_cli.returncode == 1 and "403" in refused_cli.stderr, refused_cli.stderr
     finally:
         cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, check=False)
     # Every tenant's recent outcomes: get on tenants/outcomes; neither a rollout nor the
@@ -540,7 +574,7 @@ def test_replicas_forward_outcomes_over_tls_with_the_operators_token(link: Link)
         return fw
 
     async def send(fw: OutcomeForwarder) -> None:
-        await fw._send(link.grpc, [outcome])
+        await fw._send(link.grpc, [outcome], [])
         await fw._channel.close()  # type: ignore[union-attr]
 
     def refusals() -> int:

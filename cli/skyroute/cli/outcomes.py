@@ -33,6 +33,7 @@ from pathlib import Path
 
 import orjson
 
+from skyroute.cli.admin_auth import admin_bearer
 from skyroute.cli.rollout import admin_request
 from skyroute.cli.spend import since_ms
 
@@ -82,7 +83,7 @@ def main(
     scheme = "https" if admin_ca else "http"
     url = f"{scheme}://{admin}/outcomes?{urllib.parse.urlencode({'since': start})}"
     try:
-        token = Path(admin_token_file).read_text().strip() if admin_token_file else None
+        token = admin_bearer(admin_token_file, bool(admin_ca))
         code, body = admin_request("GET", url, token, admin_ca)
     except (OSError, ValueError) as exc:
         print(f"skyroute outcomes export: cannot reach {admin}: {exc}", file=sys.stderr)

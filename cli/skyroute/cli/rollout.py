@@ -21,12 +21,12 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from skyroute.cli.admin_auth import admin_bearer
 from skyroute.control.policy.model import GROUP, ROLLOUT_ACTION_ANNOTATION, VERSION
 
 PLURAL = "routingpolicies"
@@ -82,7 +82,7 @@ def action_main(
     if admin:
         scheme = "https" if admin_ca else "http"
         try:
-            token = Path(admin_token_file).read_text().strip() if admin_token_file else None
+            token = admin_bearer(admin_token_file, bool(admin_ca), kubeconfig)
             code, body = admin_request(
                 "POST", f"{scheme}://{admin}/rollouts/{namespace}/{name}/{action}", token, admin_ca
             )

@@ -24,12 +24,12 @@ import json
 import re
 import sys
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from skyroute.cli.admin_auth import admin_bearer
 from skyroute.cli.rollout import admin_request
 
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
@@ -136,7 +136,7 @@ def main(
         err.print(f"skyroute spend: {exc}")
         return 1
     try:
-        token = Path(admin_token_file).read_text().strip() if admin_token_file else None
+        token = admin_bearer(admin_token_file, bool(admin_ca))
         code, body = fetch(admin, tenant, start, by, token, admin_ca)
     except (OSError, ValueError) as exc:
         err.print(f"skyroute spend: cannot reach the control plane admin API at {admin}: {exc}")

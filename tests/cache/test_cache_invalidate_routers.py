@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from test_cache_routers import POLICY, POOLS, SCENARIO, post
+from test_cache_routers import POLICY, POOLS, SCENARIO, post, upstream_calls
 
 from harness import Proc, Stack, wait_until
 from redis_server import RedisProcess
@@ -142,3 +142,37 @@ def test_invalidation_on_one_router_reaches_the_other(shared: Stack, token_file:
         "tenant": 1,
     }
     assert stats["entries_removed"] >= 8 and stats["failures"] == 0
+
+
+def test_an_invalidation_reaches_every_worker_of_a_router(
+    procs: list[Proc], tmp_path: Path, token_file: Path
+) -> None:
+    """--workers 2, in-process caches (one per worker): the worker that gets the call tells
+    the other, so neither serves the answer after."""
+    stack = Stack(
+        procs,
+        tmp_path,
+        {"pools.yaml": POOLS, "policy.yaml": POLICY},
+        SCENARIO,
+        router_args=["--workers", "2", "--admin-token-file", str(token_file)],
+    )
+    url = stack.routers[0][2]
+    q = "How do I reset my password?"
+
+    def both_workers_cached() -> bool:
+        for _ in range(8):
+            post(url, q)
+        return upstream_calls(stack) == 2  # each worker missed once, then hit
+
+    wait_until(both_workers_cached, timeout=30, interval=0.1, what="both workers caching")
+    done = invalidate(stack, token_file, "--intent", "faq.account")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2 cached answers removed (intent=faq.account)"), done.stdout
+    for _ in range(16):
+        post(url, q)
+    assert upstream_calls(stack) <= 4  # at most one miss per worker again
+    # A wrong token is refused before any worker is told.
+    bad = tmp_path / "bad.token"
+    bad.write_text("not-the-token-0123456789")
+    refused = invalidate(stack, bad, "--intent", "faq.account")
+    assert refused.returncode == 1 and "403" in refused.stderr

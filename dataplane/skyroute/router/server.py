@@ -58,7 +58,11 @@ from skyroute.router.sync import (
 from skyroute.router.table import RoutingTable
 from skyroute.router.telemetry import configure, shutdown
 from skyroute.router.transports.grpc import RouterService
-from skyroute.router.transports.http import build_admin_app, build_app
+from skyroute.router.transports.http import (
+    build_admin_app,
+    build_app,
+    mount_worker_invalidation,
+)
 from skyroute.router.transports.http_protocol import Runner
 from skyroute.router.worker_metrics import WorkerMetrics
 from skyroute.v1 import distribution_pb2, router_pb2, router_pb2_grpc
@@ -174,10 +178,15 @@ async def serve(
         "responses": state.responses.stats(),
     }
 
-    workers = WorkerMetrics(worker_index, list(worker_peers)) if worker_peers else None
+    workers = (
+        WorkerMetrics(worker_index, list(worker_peers), mount_worker_invalidation(state))
+        if worker_peers
+        else None
+    )
     if workers is not None:  # one of --workers N: /metrics answers for all of them
         await workers.start()
         state.exposition = workers.exposition
+        state.siblings, state.workers = workers.fan_out, len(worker_peers)
     if server.add_insecure_port(grpc_addr) == 0:
         raise SystemExit(f"skyroute router: cannot listen for gRPC on {grpc_addr}")
     await server.start()

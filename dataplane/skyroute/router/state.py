@@ -49,6 +49,10 @@ class RouterState:
     # The bearer token admin writes on the admin listener need (--admin-token-file);
     # None: only loopback peers may write.
     admin_token: str | None = None
+    # --workers N: forwards an invalidation (body, Authorization) to the sibling workers,
+    # answering (entries they removed, siblings that did not confirm); None: one process.
+    siblings: Callable[[bytes, str], Awaitable[tuple[int, int]]] | None = None
+    workers: int = 1  # processes of this router (--workers)
 
     def admit(self) -> bool:
         """Take a slot for a request, or say no (the caller answers 429 at once)."""

@@ -10,12 +10,18 @@ the usual labels gives the pod's figures), each family's ``# HELP`` and
 ``# TYPE`` appear once. A sibling that does not answer within a second is
 left out of that scrape and counted in ``skyroute_router_worker_scrape_errors``
 (a gauge appended to the merged text).
+
+The same private ports carry cache invalidations between workers: each
+worker's in-process cache is its own, so the worker that receives ``POST
+/cache/invalidate`` on the admin port forwards it (with the caller's
+``Authorization``) to every sibling's ``/cache/invalidate`` here
+(:meth:`WorkerMetrics.fan_out`), which invalidates that worker alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import aiohttp
 from aiohttp import web
@@ -60,9 +66,15 @@ def merge(expositions: Iterable[tuple[str, str]]) -> str:
 class WorkerMetrics:
     """Worker ``index`` of ``peers`` (each a loopback HOST:PORT serving its own exposition)."""
 
-    def __init__(self, index: int, peers: list[str]) -> None:
+    def __init__(
+        self,
+        index: int,
+        peers: list[str],
+        mount: Callable[[web.Application], None] | None = None,
+    ) -> None:
         self.index = index
         self.peers = peers
+        self._mount = mount  # adds the private port's other routes (cache invalidation)
         self.errors = 0
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -74,6 +86,8 @@ class WorkerMetrics:
 
         app = web.Application()
         app.router.add_get("/metrics", local)
+        if self._mount is not None:
+            self._mount(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         host, _, port = self.peers[self.index].rpartition(":")
@@ -93,6 +107,29 @@ class WorkerMetrics:
                 return await resp.text() if resp.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
+
+    async def fan_out(self, body: bytes, authorization: str) -> tuple[int, int]:
+        """``body`` to every sibling's ``/cache/invalidate``: (entries they removed, siblings
+        that did not confirm)."""
+        assert self._session is not None
+        session = self._session
+        headers = {"Authorization": authorization, "Content-Type": "application/json"}
+
+        async def one(addr: str) -> int | None:
+            try:
+                async with session.post(
+                    f"http://{addr}/cache/invalidate", data=body, headers=headers
+                ) as resp:
+                    if resp.status != 200:
+                        return None
+                    removed = (await resp.json()).get("invalidated")
+                    return removed if isinstance(removed, int) else None
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+                return None
+
+        others = [self.peers[i] for i in range(len(self.peers)) if i != self.index]
+        got = await asyncio.gather(*(one(a) for a in others))
+        return sum(n for n in got if n is not None), sum(n is None for n in got)
 
     async def exposition(self) -> tuple[bytes, str]:
         """Every worker's exposition, merged (this one's read in process)."""

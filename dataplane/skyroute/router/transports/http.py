@@ -393,30 +393,70 @@ def _admin_refusal(request: web.Request) -> Rejection | None:
 
 
 async def cache_invalidate(request: web.Request) -> web.Response:
-    """``POST /cache/invalidate`` ``{"entry"|"intent"|"tenant"|"policy_version": ...}``."""
+    """``POST /cache/invalidate`` ``{"entry"|"intent"|"tenant"|"policy_version": ...}``.
+
+    With ``--workers N`` and the in-process cache the other workers are told too
+    (their caches are their own); a worker that does not confirm makes it a 503
+    (invalidating again is harmless).
+    """
+    return await _invalidate(request, siblings=True)
+
+
+async def _cache_invalidate_here(request: web.Request) -> web.Response:
+    """A sibling worker's forwarded invalidation: this worker's cache only."""
+    return await _invalidate(request, siblings=False)
+
+
+def mount_worker_invalidation(state: RouterState) -> Callable[[web.Application], None]:
+    """Adds this worker's own ``POST /cache/invalidate`` to its private loopback port."""
+
+    def mount(app: web.Application) -> None:
+        app[STATE] = state
+        app.router.add_post("/cache/invalidate", _cache_invalidate_here)
+
+    return mount
+
+
+def _rejected(codec: Codec[HttpIn, HttpReply, bytes], rejection: Rejection) -> web.Response:
+    reply = codec.reject(rejection)
+    return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
+
+
+async def _invalidate(request: web.Request, siblings: bool) -> web.Response:
     codec = door_codec(request.path)
     refusal = _admin_refusal(request)
-    if refusal is None:
-        try:
-            selector = Selector.parse(orjson.loads(await request.read()))
-        except orjson.JSONDecodeError:
-            refusal = Rejection(400, "the body must be JSON", INVALID)
-        except SelectorError as e:
-            refusal = Rejection(400, str(e), INVALID)
     if refusal is not None:
-        reply = codec.reject(refusal)
-        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
-    state = request.app[STATE]
+        return _rejected(codec, refusal)
+    raw = await request.read()
     try:
-        removed = await state.engine.cache.invalidate(selector)
+        selector = Selector.parse(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return _rejected(codec, Rejection(400, "the body must be JSON", INVALID))
+    except SelectorError as e:
+        return _rejected(codec, Rejection(400, str(e), INVALID))
+    state = request.app[STATE]
+    cache = state.engine.cache
+    try:
+        removed = await cache.invalidate(selector)
     except InvalidationFailed as e:
-        reply = codec.reject(Rejection(503, f"cache backend unavailable: {e}", UNAVAILABLE))
-        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
+        return _rejected(codec, Rejection(503, f"cache backend unavailable: {e}", UNAVAILABLE))
+    workers = 1
+    if siblings and state.siblings is not None and cache.backend.kind == "memory":
+        theirs, failed = await state.siblings(raw, request.headers.get("Authorization", ""))
+        removed += theirs
+        if failed:
+            message = (
+                f"{failed} worker(s) of this router did not confirm the invalidation "
+                f"({removed} answers removed elsewhere); send it again"
+            )
+            return _rejected(codec, Rejection(503, message, UNAVAILABLE))
+        workers = state.workers
     body = {
         "invalidated": removed,
         "selector": selector.as_dict(),
-        "backend": state.engine.cache.backend.kind,
+        "backend": cache.backend.kind,
         "node": state.node.id,
+        "workers": workers,
     }
     return web.Response(body=orjson.dumps(body), content_type=_JSON)
 

@@ -34,10 +34,15 @@ POD = "skyroute-operator-rbac-test"
 
 
 def sa_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
     token = cluster.kubectl(
         "create", "token", "skyroute-operator", "-n", NS, "--duration=1h"
     ).stdout.strip()
+    return token_kubeconfig(cluster, token, path)
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """A kubeconfig for this cluster whose user is ``token``."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
     config = {
         "apiVersion": "v1",
         "kind": "Config",

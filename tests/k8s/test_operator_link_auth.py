@@ -37,8 +37,13 @@ from typing import Any
 import grpc
 import jwt
 import pytest
-import yaml
-from test_deploy_rbac import NS, installed, pending_pod, sa_kubeconfig  # noqa: F401
+from test_deploy_rbac import (  # noqa: F401
+    NS,
+    installed,
+    pending_pod,
+    sa_kubeconfig,
+    token_kubeconfig,
+)
 
 from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 
@@ -352,17 +357,7 @@ def test_one_router_pod_cannot_open_or_report_for_another(link: Link) -> None:
 
 def cli(link: Link, bearer: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``skyroute ARGS --admin ... --admin-ca ...`` with a kubeconfig whose user is ``bearer``."""
-    admin = yaml.safe_load(link.cluster.kubeconfig.read_text())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "caller", "user": {"token": bearer}}],
-        "contexts": [{"name": "caller", "context": {"cluster": "test", "user": "caller"}}],
-        "current-context": "caller",
-    }
-    path = link.tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}"
-    path.write_text(yaml.safe_dump(config))
+    path = token_kubeconfig(link.cluster, bearer, link.tmp / f"kubeconfig-{uuid.uuid4().hex[:6]}")
     argv = [*args, "--admin", link.admin, "--admin-ca", str(link.tmp / "ca.crt")]
     return subprocess.run(
         [sys.executable, "-m", "skyroute.cli.main", *argv],

@@ -168,3 +168,25 @@ def test_redis_down_is_a_failed_invalidation_not_a_silent_one(
 def test_a_bad_selector_is_refused_naming_the_field(body: object, why: str) -> None:
     with pytest.raises(SelectorError, match=why):
         Selector.parse(body)
+
+
+def test_a_version_invalidation_spares_an_answer_a_later_version_stored_again(
+    pods: Pods,
+) -> None:
+    async def run() -> None:
+        a, b = await pods()
+        sc = scope(tenant="acme", intent="faq.account")
+        a.store(probe(a, Q_ACCOUNT, sc), rule(), result("old"), "m", "v1")
+        await a.backend.drain()
+        a.store(probe(a, Q_ACCOUNT, sc), rule(), result("new"), "m", "v2")
+        await a.backend.drain()
+        assert await a.invalidate(Selector(policy_version="v1")) == 0
+        hit = await b.lookup(probe(b, Q_ACCOUNT, sc), rule())
+        assert hit is not None and hit.answer.content == "new"
+        assert await a.invalidate(Selector(policy_version="v2")) == 1
+        assert await b.lookup(probe(b, Q_ACCOUNT, sc), rule()) is None
+        await a.close()
+        if b is not a:
+            await b.close()
+
+    asyncio.run(run())

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -460,6 +461,8 @@ class RedisBackend:
             whole = [p for p, label in labels.items() if selector.matches_label(label)]
         if selector.intent is not None or selector.tenant is not None:
             entries = [(p, k) for p, k in entries if selector.matches_label(labels.get(p, ""))]
+        if selector.policy_version is not None and entries:
+            entries = await self._of_version(entries, selector.policy_version)
         for part in whole:
             read = cast(
                 list[tuple[bytes, dict[bytes, bytes]]],
@@ -483,6 +486,26 @@ class RedisBackend:
             await r.delete(self._version_key(selector.policy_version))
         self._forget(whole, entries)
         return removed
+
+    async def _of_version(
+        self, entries: list[tuple[str, str]], version: str
+    ) -> list[tuple[str, str]]:
+        """Those of ``entries`` whose stored answer is still the one ``version`` stored (the
+        index keeps an id after a later version answered the same question again)."""
+        keep: list[tuple[str, str]] = []
+        for i in range(0, len(entries), _DEL_BATCH):
+            batch = entries[i : i + _DEL_BATCH]
+            blobs = await self._background.mget([self._entry_key(p, k) for p, k in batch])
+            for entry, blob in zip(batch, blobs, strict=True):
+                if blob is None:
+                    continue
+                try:
+                    data = orjson.loads(blob)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(data, dict) and data.get("pv", "") == version:
+                    keep.append(entry)
+        return keep
 
     def _forget(self, whole: list[str], entries: list[tuple[str, str]]) -> None:
         """Drop this router's mirrored vectors of what was just deleted."""

@@ -162,6 +162,28 @@ def test_nack_is_stale_with_the_error_kept_and_not_resent(acmeshop: Path) -> Non
     run(scenario, acmeshop)
 
 
+def test_a_nacked_version_does_not_block_the_next_valid_one(acmeshop: Path) -> None:
+    """The router refuses one version (it keeps serving its own); the next edit is
+    still pushed to it, it ACKs that, and it is SYNCED again with the NACK cleared."""
+
+    async def scenario(plane: ControlPlane) -> None:
+        r = Router(plane.address, "r1")
+        r.hello(version="sha256:0000000000000000")
+        refused = await r.recv()
+        r.nack(refused, keeps="sha256:0000000000000000", error="unknown provider watsonx")
+        await eventually(lambda: router_status(plane, "r1").state == STALE)
+        edit(acmeshop / "policy.yaml", "maxEntries: 10000", "maxEntries: 20000")
+        nxt = await r.recv(timeout=5.0)
+        assert nxt.version_info == plane.store.version != refused.version_info
+        r.ack(nxt)
+        await eventually(lambda: router_status(plane, "r1").state == SYNCED)
+        status = router_status(plane, "r1")
+        assert status.acked_version == nxt.version_info and status.sent_version == nxt.version_info
+        await r.close()
+
+    run(scenario, acmeshop)
+
+
 def test_file_change_is_pushed_to_every_router_within_two_seconds(acmeshop: Path) -> None:
     async def scenario(plane: ControlPlane) -> None:
         routers = [Router(plane.address, f"r{i}") for i in range(2)]

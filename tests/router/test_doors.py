@@ -140,6 +140,9 @@ CASES: dict[str, Case] = {
     "safety_class": Case(
         "hi", declared={"safety_class": "minor"}, expect={"safety_class": "minor"}
     ),
+    # No spec.learnedSignal here: both doors show the neutral 0.5 (a fitted signal's
+    # doors are in tests/e2e/test_learned_signal.py).
+    "win_probability": Case("which plan suits me", expect={"win_probability": 0.5}),
 }
 _BY_NAME = {s.name: s for s in DECLARED}
 

@@ -109,7 +109,7 @@ def test_invalidation_on_one_router_reaches_the_other(shared: Stack, token_file:
     _, h, _ = post(r1, "How can I reset my password?", "globex")
     assert h["x-skyroute-cache"] == "hit"
     entry, version = h["x-skyroute-cache-entry"], h["x-skyroute-policy-version"]
-    done = invalidate(shared, token_file, "--entry", entry)
+    done = invalidate(shared, token_file, "--entry", entry, "--wrong")
     assert done.returncode == 0 and done.stdout.startswith("1 cached answers removed"), done
     assert cache_state(r1, questions[0], "globex") == "miss"
     assert cache_state(r1, questions[1], "globex") == "hit"
@@ -140,6 +140,7 @@ def test_invalidation_on_one_router_reaches_the_other(shared: Stack, token_file:
         "intent": 1,
         "policy_version": 1,
         "tenant": 1,
+        "wrong": 1,
     }
     assert stats["entries_removed"] >= 8 and stats["failures"] == 0
 

@@ -190,3 +190,38 @@ def test_a_version_invalidation_spares_an_answer_a_later_version_stored_again(
             await b.close()
 
     asyncio.run(run())
+
+
+def test_an_entry_invalidated_as_wrong_counts_its_semantic_hits_as_false_hits(
+    pods: Pods,
+) -> None:
+    async def run() -> None:
+        a, _ = await pods()
+        await fill(a)
+        sc = scope(tenant="acme", intent="faq.account")
+        entry = ""
+        for q in ("How can I reset my password?", "How could I reset my password?", Q_ACCOUNT):
+            hit = await a.lookup(probe(a, q, sc), rule())
+            assert hit is not None
+            entry = hit.entry
+        before = a.stats()["intents"]["faq.account"]
+        assert before["semantic_hits"] == 2 and before["exact_hits"] == 1
+        assert before["false_hit_estimate"] == 0.0 and before["threshold"] == 0.9
+        assert await a.invalidate(Selector.parse({"entry": entry, "wrong": True})) == 1
+        after = a.stats()["intents"]["faq.account"]
+        assert after["flagged_false_hits"] == 2  # the exact repeat is not the matcher's fault
+        assert after["false_hit_estimate"] == 1.0 and after["false_hit_upper_95"] == 1.0
+        assert a.stats()["invalidations"]["requests_by_selector"] == {"entry": 1, "wrong": 1}
+        # The other intent's estimate is untouched; flagging the gone entry again adds nothing.
+        assert await a.invalidate(Selector.parse({"entry": entry, "wrong": True})) == 0
+        assert a.stats()["intents"]["faq.account"]["flagged_false_hits"] == 2
+        await a.close()
+
+    asyncio.run(run())
+
+
+def test_wrong_goes_with_an_entry_alone() -> None:
+    with pytest.raises(SelectorError, match="'wrong' goes with 'entry' alone"):
+        Selector.parse({"intent": "faq", "wrong": True})
+    with pytest.raises(SelectorError, match="'wrong' must be true or false"):
+        Selector.parse({"entry": "a" * 32 + "." + "b" * 32, "wrong": "yes"})

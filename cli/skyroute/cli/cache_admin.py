@@ -18,13 +18,13 @@ from skyroute.cli.rollout import admin_request
 
 def invalidate(
     router: str,
-    selectors: dict[str, str | None],
+    selectors: dict[str, str | bool | None],
     *,
     admin_token_file: str | None = None,
     admin_ca: str | None = None,
 ) -> int:
     body = {k: v for k, v in selectors.items() if v is not None}
-    if not body:
+    if not {k for k in body if k != "wrong"}:
         print(
             "skyroute cache invalidate: name what to remove: --entry, --intent, --tenant "
             "or --policy-version",

@@ -639,6 +639,12 @@ def _parser() -> argparse.ArgumentParser:
         "--policy-version", default=None, help="every answer stored under this policy version"
     )
     inv.add_argument(
+        "--wrong",
+        action="store_true",
+        help="with --entry: the answer was served to questions it does not answer (its "
+        "semantic hits count as false hits of its intent in the router's status)",
+    )
+    inv.add_argument(
         "--admin-token-file", default=None, help="the bearer token the router was given"
     )
     inv.add_argument("--admin-ca", default=None, help="HTTPS, trusting this CA")
@@ -970,6 +976,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "intent": args.intent,
                 "tenant": args.tenant,
                 "policy_version": args.policy_version,
+                "wrong": True if args.wrong else None,
             },
             admin_token_file=args.admin_token_file,
             admin_ca=args.admin_ca,

@@ -12,6 +12,12 @@ by any of four things, and an entry goes when it matches every one given:
 - ``policy_version``: every answer stored while that version of a policy
   served (:attr:`~skyroute.router.cache.backend.Answer.policy_version`).
 
+``wrong: true`` (with ``entry`` only) says more than "stale": the answer was
+served to a question it does not answer. The cache then counts the semantic
+hits that entry served as **false hits** of its intent, the observed
+estimate ``/debug/status`` shows next to the threshold
+(:meth:`~skyroute.router.cache.service.ResponseCache.stats`).
+
 Backends match partitions by their readable label (:func:`label_fields`),
 so a selector never depends on hashes it cannot recompute. Input is checked
 before anything is touched: a JSON object, known fields, strings of bounded
@@ -28,6 +34,7 @@ SEP = "\x1f"  # the partition label's field separator (keys.make_probe)
 _MAX_FIELD = 256
 _ENTRY = re.compile(r"^[0-9a-f]{32}\.[0-9a-f]{32}$")
 _FIELDS = ("entry", "intent", "tenant", "policy_version")
+_FLAGS = ("wrong",)
 ANONYMOUS = "-"  # how a selector names the partition of requests without a tenant
 
 
@@ -41,6 +48,7 @@ class Selector:
     intent: str | None = None
     tenant: str | None = None
     policy_version: str | None = None
+    wrong: bool = False  # the entry's answer was served to questions it does not answer
 
     @property
     def partition(self) -> str | None:
@@ -68,7 +76,7 @@ class Selector:
         """A selector from a JSON body; :class:`SelectorError` naming the field if wrong."""
         if not isinstance(data, dict):
             raise SelectorError("the body must be a JSON object")
-        unknown = sorted(str(k) for k in data if k not in _FIELDS)
+        unknown = sorted(str(k) for k in data if k not in _FIELDS + _FLAGS)
         if unknown:
             raise SelectorError(
                 f"unknown field {unknown[0]!r}: give one or more of {', '.join(_FIELDS)}"
@@ -92,7 +100,14 @@ class Selector:
             raise SelectorError(
                 "field 'entry' must be an entry id as in x-skyroute-cache-entry (<32 hex>.<32 hex>)"
             )
-        return Selector(**values)
+        wrong = data.get("wrong", False)
+        if not isinstance(wrong, bool):
+            raise SelectorError("field 'wrong' must be true or false")
+        if wrong and (entry is None or len(values) > 1):
+            raise SelectorError(
+                "field 'wrong' goes with 'entry' alone: one answer found served wrongly"
+            )
+        return Selector(**values, wrong=wrong)
 
 
 def label_fields(label: str) -> dict[str, str] | None:

@@ -28,12 +28,12 @@ or ``SKYROUTE_CACHE_REDIS``).
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from skyroute.router.cache.backend import EXACT, Answer, CacheBackend, CacheHit
-from skyroute.router.cache.bounds import load_table
+from skyroute.router.cache.bounds import load_table, upper_rate
 from skyroute.router.cache.guard import answer_refusal, request_refusal
 from skyroute.router.cache.invalidate import Selector
 from skyroute.router.cache.keys import Probe, Scope, make_probe
@@ -45,6 +45,9 @@ from skyroute.router.table import CacheSettings
 
 log = logging.getLogger("skyroute.router.cache")
 
+#: Entries whose semantic hits are remembered for ``wrong`` invalidations.
+MAX_TRACKED_ENTRIES = 50_000
+
 
 @dataclass(slots=True)
 class IntentCounters:
@@ -52,6 +55,8 @@ class IntentCounters:
     exact_hits: int = 0
     semantic_hits: int = 0
     stores: int = 0
+    # Semantic hits served by entries later invalidated as wrong (``wrong: true``).
+    flagged_false_hits: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -67,11 +72,15 @@ class _Counters:
     thresholds: dict[str, float] = field(default_factory=dict)
     # Where each of those came from (similarityThreshold, or a maxFalseHitRate and the table).
     sources: dict[str, str] = field(default_factory=dict)
+    bounds: dict[str, float | None] = field(default_factory=dict)  # declared maxFalseHitRate
     ttls: dict[str, float] = field(default_factory=dict)  # each intent's entry lifetime (s)
     # Invalidations: requests by what they named, entries they removed, failures.
     invalidations: Counter[str] = field(default_factory=Counter)
     invalidated: int = 0
     invalidation_failures: int = 0
+    # Entry id -> (intent, semantic hits it served here): what a ``wrong`` invalidation
+    # turns into false hits. Bounded, least recently hit first out.
+    served: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
 
     def intent(self, name: str) -> IntentCounters:
         c = self.per_intent.get(name)
@@ -126,6 +135,7 @@ class ResponseCache:
         counters.lookups += 1
         self._counters.thresholds[probe.scope.intent] = rule.threshold
         self._counters.sources[probe.scope.intent] = rule.source
+        self._counters.bounds[probe.scope.intent] = rule.max_false_hit_rate
         self._counters.ttls[probe.scope.intent] = rule.ttl_s
         try:
             hit = await self.backend.lookup(probe, rule)
@@ -138,7 +148,15 @@ class ResponseCache:
                 counters.exact_hits += 1
             else:
                 counters.semantic_hits += 1
+                self._served(hit.entry, probe.scope.intent)
         return hit
+
+    def _served(self, entry: str, intent: str) -> None:
+        served = self._counters.served
+        _, n = served.pop(entry, (intent, 0))
+        served[entry] = (intent, n + 1)
+        while len(served) > MAX_TRACKED_ENTRIES:
+            served.popitem(last=False)
 
     def store(
         self,
@@ -187,6 +205,11 @@ class ResponseCache:
         for kind in selector.as_dict():
             c.invalidations[kind] += 1
         c.invalidated += removed
+        if selector.wrong and selector.entry is not None:
+            c.invalidations["wrong"] += 1
+            intent, n = c.served.pop(selector.entry, ("", 0))
+            if n:
+                c.intent(intent).flagged_false_hits += n
         return removed
 
     def stats(self) -> dict[str, Any]:
@@ -201,6 +224,20 @@ class ResponseCache:
                     "semantic_hits": i.semantic_hits,
                     "stores": i.stores,
                     "hit_rate": round(i.hit_rate, 4),
+                    # Observed: semantic hits later flagged wrong, of the semantic hits served.
+                    "flagged_false_hits": i.flagged_false_hits,
+                    "false_hit_estimate": (
+                        round(i.flagged_false_hits / i.semantic_hits, 4)
+                        if i.semantic_hits
+                        else None
+                    ),
+                    "false_hit_upper_95": (
+                        round(upper_rate(i.flagged_false_hits, i.semantic_hits), 4)
+                        if i.semantic_hits
+                        else None
+                    ),
+                    "threshold": c.thresholds.get(name),
+                    "max_false_hit_rate": c.bounds.get(name),
                 }
                 for name, i in sorted(c.per_intent.items())
             },

@@ -224,9 +224,9 @@ def test_status_of_500_routers_and_10k_series_comes_in_pages_under_the_limit(
             for i in range(10_000)
         ]
         assert plane.learner.quality.record(feedback) == 10_000
-        plane.outcomes.record(
-            "router-000", [distribution_pb2.Outcome(pool=f"p{i:04d}-{long}") for i in range(4096)]
-        )
+        for r in range(4):  # each router may add a quarter of a table
+            pools = [distribution_pb2.Outcome(pool=f"p{i:04d}-{long}") for i in range(4096)]
+            plane.outcomes.record(f"router-{r:03d}", pools[r * 1024 : (r + 1) * 1024])
         whole = plane.service.status()
         assert len(whole.quality) == 10_000 and len(whole.outcomes_by_pool) == 4096
         del whole.routers[:]
@@ -300,6 +300,28 @@ def test_tracked_series_are_capped_and_the_drops_counted() -> None:
     assert outcomes.dropped_series["outcomes.stats"] == 9_900
     outcomes.record("r1", [distribution_pb2.Outcome(pool="p", model="m0")])
     assert outcomes.by_model()["m0"] == 2  # series already tracked keep counting
+
+
+def test_one_router_cannot_fill_a_table_alone() -> None:
+    """Per-router caps: each router adds at most ``per_owner`` keys to a table; the
+    global cap still bounds the table; tracked keys count whoever reports them."""
+    outcomes = OutcomeAggregator()
+    outcomes.cap = SeriesCap(limit=100, per_owner=30)
+    flood = [distribution_pb2.Outcome(pool="p", model=f"a{i}") for i in range(100)]
+    outcomes.record("r1", flood)
+    assert len(outcomes.by_model()) == 30
+    assert outcomes.dropped_series["outcomes.by_model.per_router"] == 70
+    outcomes.record("r2", [distribution_pb2.Outcome(pool="p", model=f"b{i}") for i in range(50)])
+    assert len(outcomes.by_model()) == 60  # r2 has an allowance of its own
+    outcomes.record("r2", flood[:1])  # a key r1 added: tracked, so it counts
+    assert outcomes.by_model()["a0"] == 2
+    for r in ("r3", "r4", "r5"):
+        outcomes.record(
+            r, [distribution_pb2.Outcome(pool="p", model=f"{r}-{i}") for i in range(30)]
+        )
+    assert len(outcomes.by_model()) == 100  # the global cap still holds
+    assert outcomes.dropped_series["outcomes.by_model"] == 50
+    assert outcomes.total == 100 + 50 + 1 + 90
 
 
 BOMB = """\

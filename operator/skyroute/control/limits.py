@@ -36,6 +36,7 @@ MAX_ENDPOINTS = 512  # endpoint health entries kept per router
 
 # -- tracked series ------------------------------------------------------------------
 MAX_SERIES = 4096  # keys per tracked table (per pool and model, per model and intent, ...)
+MAX_SERIES_PER_ROUTER = 1024  # new keys one router may add to a table (a quarter of it)
 MAX_ROUTERS = 10_000  # routers listed at once (connected or recently disconnected)
 
 # -- status ----------------------------------------------------------------------------
@@ -58,21 +59,46 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
 
 
 class SeriesCap:
-    """Admits new keys into tracked tables up to ``limit`` each; counts the rest."""
+    """Admits new keys into tracked tables up to ``limit`` each; counts the rest.
 
-    def __init__(self, limit: int = MAX_SERIES) -> None:
+    With an ``owner`` (the router whose report brings the key) that owner may add at
+    most ``per_owner`` keys to each table, so one router cannot fill a table alone:
+    its further new keys are dropped and counted as ``<table>.per_router``; keys
+    already tracked keep counting whoever reports them.
+    """
+
+    def __init__(self, limit: int = MAX_SERIES, per_owner: int = MAX_SERIES_PER_ROUTER) -> None:
         self.limit = limit
+        self.per_owner = per_owner
         self.dropped: Counter[str] = Counter()
+        # (owner, table) -> keys it added; at most limit entries per table in all.
+        self._added: Counter[tuple[str, str]] = Counter()
+
+    def admit(self, size: int, name: str, owner: str = "", n: int = 1) -> bool:
+        """Whether a new key may join table ``name`` holding ``size`` keys (counted if not)."""
+        if size >= self.limit:
+            self.dropped[name] += n
+            return False
+        if owner and self.per_owner:
+            if self._added[(owner, name)] >= self.per_owner:
+                self.dropped[f"{name}.per_router"] += n
+                return False
+            self._added[(owner, name)] += 1
+        return True
 
     def entry(
-        self, table: MutableMapping[K, V], key: K, factory: Callable[[], V], name: str
+        self,
+        table: MutableMapping[K, V],
+        key: K,
+        factory: Callable[[], V],
+        name: str,
+        owner: str = "",
     ) -> V | None:
         """``table[key]``, created with ``factory`` if there is room; None (counted) if not."""
         found = table.get(key)
         if found is not None:
             return found
-        if len(table) >= self.limit:
-            self.dropped[name] += 1
+        if not self.admit(len(table), name, owner):
             return None
         table[key] = made = factory()
         return made

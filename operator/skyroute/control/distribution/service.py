@@ -363,7 +363,7 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                 if self.learner is not None:
                     stats = self.checker.stats(node, batch.stats)
                     if stats:
-                        self.learner.record(stats)
+                        self.learner.record(stats, node)
                     self.learner.tool_use.record(node, outcomes)
         except asyncio.CancelledError:
             # The server is stopping with the stream open: what arrived is counted, and

@@ -190,7 +190,7 @@ class Learner:
         return Settings.of(self._base)
 
     # -- input -------------------------------------------------------------------
-    def record(self, stats: Iterable[distribution_pb2.ModelStats]) -> None:
+    def record(self, stats: Iterable[distribution_pb2.ModelStats], router: str = "") -> None:
         """Add one router's window (called for every OutcomeBatch)."""
         now = self.clock()
         half = self.settings.half_life_s
@@ -198,12 +198,15 @@ class Learner:
             if not s.model:
                 continue
             for st in (
-                self.cap.entry(self.models, s.model, lambda: DecayedStats(now), "learning.models"),
+                self.cap.entry(
+                    self.models, s.model, lambda: DecayedStats(now), "learning.models", router
+                ),
                 self.cap.entry(
                     self.by_intent,
                     (s.model, s.intent),
                     lambda: DecayedStats(now),
                     "learning.intents",
+                    router,
                 ),
             ):
                 if st is None:

@@ -101,11 +101,9 @@ class OutcomeAggregator:
     def _new_stats(self) -> ModelStats:
         return ModelStats(recent_latency_ms=deque(maxlen=self._window))
 
-    def _count(self, counter: Counter[str], key: str, n: int, name: str) -> None:
-        if key in counter or len(counter) < self.cap.limit:
+    def _count(self, counter: Counter[str], key: str, n: int, name: str, owner: str = "") -> None:
+        if key in counter or self.cap.admit(len(counter), name, owner, n):
             counter[key] += n
-        else:
-            self.cap.dropped[name] += n
 
     @property
     def dropped_series(self) -> dict[str, int]:
@@ -122,13 +120,17 @@ class OutcomeAggregator:
             unset = CACHE_KEY if o.cache_hit else NONE_KEY
             pool = o.pool or unset
             model = o.model or unset
-            self._count(self._by_pool, pool, 1, "outcomes.by_pool")
-            self._count(self._by_model, model, 1, "outcomes.by_model")
-            stats = self.cap.entry(self._stats, (pool, model), self._new_stats, "outcomes.stats")
+            self._count(self._by_pool, pool, 1, "outcomes.by_pool", router_id)
+            self._count(self._by_model, model, 1, "outcomes.by_model", router_id)
+            stats = self.cap.entry(
+                self._stats, (pool, model), self._new_stats, "outcomes.stats", router_id
+            )
             if stats is not None:
                 _add(stats, o)
             vkey = (o.policy or NONE_KEY, o.policy_version or NONE_KEY, pool)
-            vstats = self.cap.entry(self._versions, vkey, self._new_stats, "outcomes.versions")
+            vstats = self.cap.entry(
+                self._versions, vkey, self._new_stats, "outcomes.versions", router_id
+            )
             if vstats is not None:
                 _add(vstats, o)
         self._total += len(batch)

@@ -62,7 +62,11 @@ class ToolUseObserver:
             if not o.has_tools or o.cache_hit or o.error_class or not o.intent:
                 continue
             rate = self.cap.entry(
-                self.rates, (o.policy, o.intent), lambda: _Rate(now), "learning.tool_use"
+                self.rates,
+                (o.policy, o.intent),
+                lambda: _Rate(now),
+                "learning.tool_use",
+                router_id,
             )
             if rate is None:
                 continue

@@ -28,6 +28,11 @@ def test_exact_and_paraphrase_hits_and_unrelated_miss() -> None:
             "semantic_hits": 1,
             "stores": 1,
             "hit_rate": 0.5,
+            "flagged_false_hits": 0,
+            "false_hit_estimate": 0.0,
+            "false_hit_upper_95": 0.7301,  # one semantic hit, none flagged: says little
+            "threshold": rule().threshold,
+            "max_false_hit_rate": None,
         }
         assert c.stats()["thresholds"] == {"faq.account": rule().threshold}
 

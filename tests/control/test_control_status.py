@@ -183,3 +183,54 @@ def test_missing_source_folder_fails_fast(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "source folder not found" in done.stderr
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_flood_of_100k_names_leaves_the_processes_memory_bounded(
+    control: ControlProcess,
+) -> None:
+    """The attack as it was run: 100k unique model, pool and intent names from a
+    subscribed router grew the control plane from 88 to 469 MB. Now they are
+    dropped and counted, the process's resident memory stays within a few MB, and
+    ``skyroute status`` still answers."""
+    router = SyncRouter(control.grpc, "router-a")
+    try:
+        router.ack_next()
+        _wait_status(control.grpc, lambda s: bool(s.routers))
+
+        def batches(start: int, count: int) -> Iterator[distribution_pb2.OutcomeBatch]:
+            for b in range(start, start + count):
+                yield distribution_pb2.OutcomeBatch(
+                    node=router.node,
+                    outcomes=[
+                        distribution_pb2.Outcome(
+                            pool=f"p-{b}-{i}", model=f"m-{b}-{i}", intent=f"i-{b}-{i}"
+                        )
+                        for i in range(5000)
+                    ],
+                    stats=[
+                        distribution_pb2.ModelStats(model=f"s-{b}-{i}", intent=f"i-{i}", requests=1)
+                        for i in range(500)
+                    ],
+                )
+
+        with grpc.insecure_channel(control.grpc) as ch:
+            stub = distribution_pb2_grpc.PolicyDistributionStub(ch)
+            stub.ReportOutcomes(batches(0, 2), timeout=60)  # warm up allocators and caches
+            before = _rss_mb(control.proc.pid)
+            assert stub.ReportOutcomes(batches(2, 20), timeout=120).received == 0
+        after = _rss_mb(control.proc.pid)
+        status = status_cli.fetch_status(control.grpc, timeout=10.0)
+        assert status.outcomes_total == 0
+        # 110k outcomes and 11k stats windows, each naming what the snapshot lacks.
+        assert status.rejected["unknown_model"] == 121_000, dict(status.rejected)
+        print(f"control plane RSS {before:.1f} MB before, {after:.1f} MB after the flood")
+        assert after - before < 30, (before, after)
+    finally:
+        router.close()

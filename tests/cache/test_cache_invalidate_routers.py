@@ -177,3 +177,40 @@ def test_an_invalidation_reaches_every_worker_of_a_router(
     bad.write_text("not-the-token-0123456789")
     refused = invalidate(stack, bad, "--intent", "faq.account")
     assert refused.returncode == 1 and "403" in refused.stderr
+
+
+def explain_cache(url: str, text: str) -> str:
+    body = {"model": "support", "messages": [{"role": "user", "content": text}]}
+    req = urllib.request.Request(
+        url + "/v1/explain",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"content-type": "application/json", "x-skyroute-tenant": "acme"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        reasons = json.loads(r.read())["reasons"]
+    return next(x for x in reasons if x.startswith(("cacheable", "not cacheable")))
+
+
+def test_explain_and_status_show_the_threshold_and_the_observed_false_hits(
+    shared: Stack, token_file: Path
+) -> None:
+    r0 = shared.routers[0][2]
+    q = "How do I reset my password?"
+    assert explain_cache(r0, q) == (
+        "cacheable: threshold 0.90 (similarityThreshold), TTL 600 s, no semantic hits served yet"
+    )
+    assert explain_cache(r0, "write me a poem").startswith("not cacheable")
+    post(r0, q)
+    wait_until(lambda: cache_state(r0, q) == "hit", timeout=5, what="stored (exact hit)")
+    _, h, _ = post(r0, "How can I reset my password?")
+    assert h["x-skyroute-cache"] == "hit" and float(h["x-skyroute-cache-similarity"]) < 1.0
+    done = invalidate(shared, token_file, "--entry", h["x-skyroute-cache-entry"], "--wrong")
+    assert done.returncode == 0, done.stderr
+    assert explain_cache(r0, q) == (
+        "cacheable: threshold 0.90 (similarityThreshold), TTL 600 s, observed false hits "
+        "1 of 1 semantic hits (100.0%, at most 100.0% at 95%)"
+    )
+    intent = shared.router_status(0)["cache"]["intents"]["faq.account"]
+    assert intent["flagged_false_hits"] == 1 and intent["false_hit_estimate"] == 1.0
+    assert intent["threshold"] == 0.9 and intent["max_false_hit_rate"] is None

@@ -129,6 +129,9 @@ class Decision:
     win_probability: float = 0.5
     # Candidates skipped because their family cannot honour a parameter: (model, parameter).
     unhonoured: tuple[tuple[str, str], ...] = ()
+    # What the cache would do for this intent (threshold, its source, the observed false-hit
+    # estimate), filled in by the pipeline for Explain: the cache is not the decision's.
+    cache_note: str = ""
 
 
 def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
@@ -472,7 +475,9 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
             f"{t.selection.exploration:.0%}, epsilon-greedy)"
         )
     reasons.append(
-        "cacheable" if d.cacheable else "not cacheable (intent not in cache.intents, tools, or off)"
+        ("cacheable" + (f": {d.cache_note}" if d.cache_note else ""))
+        if d.cacheable
+        else "not cacheable (intent not in cache.intents, tools, or off)"
     )
     return router_pb2.Decision(
         policy=t.name,

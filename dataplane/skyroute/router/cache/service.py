@@ -193,6 +193,21 @@ class ResponseCache:
         self._counters.intent(probe.scope.intent).stores += 1
         return True
 
+    def describe(self, settings: CacheSettings, intent: str) -> str:
+        """The intent's threshold, where it came from and its observed false hits (Explain)."""
+        r = self.rule(settings, intent)
+        bound = f", bound {r.max_false_hit_rate:g}" if r.max_false_hit_rate is not None else ""
+        text = f"threshold {r.threshold:.2f} ({r.source}{bound}), TTL {r.ttl_s:g} s"
+        c = self._counters.per_intent.get(intent)
+        if c is None or not c.semantic_hits:
+            return text + ", no semantic hits served yet"
+        estimate = c.flagged_false_hits / c.semantic_hits
+        upper = upper_rate(c.flagged_false_hits, c.semantic_hits)
+        return (
+            f"{text}, observed false hits {c.flagged_false_hits} of {c.semantic_hits} "
+            f"semantic hits ({estimate:.1%}, at most {upper:.1%} at 95%)"
+        )
+
     async def invalidate(self, selector: Selector) -> int:
         """Remove the entries ``selector`` names; how many. A shared backend that cannot
         be reached raises :class:`~skyroute.router.cache.backend.InvalidationFailed`."""

@@ -155,6 +155,9 @@ class Pipeline:
             try:
                 p = await self.prepare(codec.decode(wire))
                 if dry_run:
+                    d = p.decision
+                    if d.cacheable:
+                        d.cache_note = state.engine.cache.describe(d.policy.cache, d.intent)
                     await sink.send(codec.explained(p))
                     return
                 _fits(p)

@@ -269,6 +269,10 @@ def test_optional_parts_render_what_they_promise(tmp_path: Path) -> None:
         f"--link-cert={link_dir}/tls.crt",
         f"--link-key={link_dir}/tls.key",
         f"--link-ca={link_dir}/ca.crt",
+        # The name a follower checks when it forwards outcomes to the leader: kept
+        # with a certificate the operator did not make (it was dropped once).
+        f"--link-hostname=skyroute-operator.{NS}.svc",
+        f"--link-hostname=skyroute-operator.{NS}.svc.cluster.local",
         "--link-ca-configmap=skyroute-control-ca",
         "--link-token-file=/var/run/secrets/tokens/skyroute-control/token",
     ]
@@ -407,9 +411,11 @@ def test_external_redis_and_cert_manager(tmp_path: Path) -> None:
     ]
     assert link["issuerRef"] == {"name": "skyroute-control", "kind": "Issuer"}
     assert objects[("Issuer", "skyroute-control")]["spec"] == {"selfSigned": {}}
-    assert (
-        "--link-cert=/var/run/secrets/skyroute/link-tls/tls.crt"
-        in (container(docs, "skyroute-operator")["args"])
+    op_args = container(docs, "skyroute-operator")["args"]
+    assert "--link-cert=/var/run/secrets/skyroute/link-tls/tls.crt" in op_args
+    # The forwarder's server name is one of the names cert-manager's certificate carries.
+    assert [a.split("=", 1)[1] for a in op_args if a.startswith("--link-hostname=")] == (
+        link["dnsNames"]
     )
     assert not [k for k in objects if k[1] == "skyroute-redis"]
     assert (

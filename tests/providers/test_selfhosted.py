@@ -105,10 +105,10 @@ def test_ignores_n_refuses_several_choices() -> None:
 
 def test_selection_skips_a_model_whose_server_ignores_n() -> None:
     ignores = frozenset({"ignores-n"})
-    assert registry.cannot_honour(FAMILY, {"n": 2}, ignores) == "n"
-    assert registry.cannot_honour(FAMILY, {"n": 1}, ignores) is None
-    assert registry.cannot_honour(FAMILY, {"n": 2}) is None
-    assert registry.cannot_honour(FAMILY, {"seed": 1, "top_k": 3}, ignores) is None
+    assert registry.cannot_honour(FAMILY, {"n": 2}, ignores) == ("n",)
+    assert registry.cannot_honour(FAMILY, {"n": 1}, ignores) == ()
+    assert registry.cannot_honour(FAMILY, {"n": 2}) == ()
+    assert registry.cannot_honour(FAMILY, {"seed": 1, "top_k": 3}, ignores) == ()
 
 
 def test_errors_as_500_makes_a_validation_500_the_request_s_fault() -> None:

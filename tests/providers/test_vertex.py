@@ -234,8 +234,8 @@ def test_anthropic_on_vertex_has_the_model_in_the_path_and_the_version_in_the_bo
     assert "anthropic-version" not in prep.headers and "x-api-key" not in prep.headers
     # Same codecs, same parameters: what the public API's family cannot honour, neither can.
     fmt = {"response_format": {"type": "json_object"}}
-    assert registry.cannot_honour("vertex-anthropic", fmt) == "response_format"
-    assert registry.cannot_honour("vertex-gemini", fmt) is None
+    assert registry.cannot_honour("vertex-anthropic", fmt) == ("response_format",)
+    assert registry.cannot_honour("vertex-gemini", fmt) == ()
     for name in ("anthropic", "gemini"):
         assert registry.FAMILIES["vertex-" + name].options is registry.FAMILIES[name].options
     gemini = registry.FAMILIES["vertex-gemini"].adapter

@@ -129,9 +129,19 @@ class Decision:
     win_probability: float = 0.5
     # Candidates skipped because their family cannot honour a parameter: (model, parameter).
     unhonoured: tuple[tuple[str, str], ...] = ()
+    # Candidates kept without parameters their family cannot honour, as the policy's
+    # ``parameters`` say (``drop``): (model, parameters), sent to that model without them.
+    dropped: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # What the cache would do for this intent (threshold, its source, the observed false-hit
     # estimate), filled in by the pipeline for Explain: the cache is not the decision's.
     cache_note: str = ""
+
+    def dropped_for(self, model: str) -> tuple[str, ...]:
+        """The parameters ``model``'s attempt goes without (the policy's ``drop``)."""
+        for m, names in self.dropped:
+            if m == model:
+                return names
+        return ()
 
 
 def classify(table: PolicyTable, s: Signals) -> tuple[str, str, float]:
@@ -325,6 +335,7 @@ def decide(
     embeddings: bool = False,
     request_id: str | None = None,
     options: Mapping[str, Any] | None = None,
+    stops: int = 0,
 ) -> Decision:
     """Intent, pool and chain for one request; ``draw`` is the exploration coin (tests seed it).
 
@@ -356,14 +367,23 @@ def decide(
     if not all(_usable(c, s, embeddings) for c in candidates):
         candidates = tuple(c for c in candidates if _usable(c, s, embeddings))
     unhonoured: tuple[tuple[str, str], ...] = ()
-    if options:
-        # A hard constraint: a family that cannot honour a parameter is never tried.
-        refused = [
-            (c, registry.cannot_honour(c.provider, options, c.target.quirks)) for c in candidates
-        ]
-        unhonoured = tuple((c.model, name) for c, name in refused if name is not None)
+    dropped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if options or stops:
+        # A hard constraint: a family that cannot honour a parameter is never tried,
+        # unless the policy drops that parameter (then it is tried without it).
+        drop = table.drop_parameters
+        kept: list[Candidate] = []
+        for c in candidates:
+            names = registry.cannot_honour(c.provider, options or {}, c.target.quirks, stops)
+            hard = next((n for n in names if n not in drop), None)
+            if hard is not None:
+                unhonoured += ((c.model, hard),)
+                continue
+            kept.append(c)
+            if names:
+                dropped += ((c.model, names),)
         if unhonoured:
-            candidates = tuple(c for c, name in refused if name is None)
+            candidates = tuple(kept)
     scores = None
     explored = ""
     if len(candidates) > 1 and (sel.scored or sel.objective_p95_s):
@@ -396,6 +416,7 @@ def decide(
         vector,
         win,
         unhonoured,
+        dropped,
     )
 
 
@@ -433,6 +454,11 @@ def explain(d: Decision, s: Signals) -> router_pb2.Decision:
         reasons.append(f"skipped {skipped} (tools or context window)")
     for model, name in d.unhonoured:
         reasons.append(f"skipped {model}: its family cannot honour {name}")
+    for model, names in d.dropped:
+        reasons.append(
+            f"{model} is sent without {', '.join(names)}: its family cannot honour "
+            "them and the policy's parameters say drop"
+        )
     if not d.chain:
         reasons.append(f"no candidate in pool {d.pool!r} can serve this request")
     sel = d.selection or t.selection

@@ -337,6 +337,9 @@ class PolicyTable:
     learned: LearnedSignal | None = None
     # spec.outcomes.promptText: outcomes carry the last user message as written.
     prompt_text: bool = False
+    # spec.parameters' ``drop``s: parameters a candidate whose family cannot honour them
+    # is sent without (every other one it cannot honour skips it).
+    drop_parameters: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -787,6 +790,7 @@ def _policy(
         cache_scope=p.name,
         learned=_learned_signal(p, mine),
         prompt_text=p.outcome_prompt_text,
+        drop_parameters=frozenset(p.drop_parameters),
     )
 
 

@@ -322,6 +322,7 @@ class Policy(_message.Message):
     CANDIDATE_OF_FIELD_NUMBER: _builtins.int
     LEARNED_SIGNAL_FIELD_NUMBER: _builtins.int
     OUTCOME_PROMPT_TEXT_FIELD_NUMBER: _builtins.int
+    DROP_PARAMETERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     namespace: _builtins.str
     version: _builtins.str
@@ -376,6 +377,15 @@ class Policy(_message.Message):
         threshold (Rule.min/max_win_probability) and scored selection uses.
         """
 
+    @_builtins.property
+    def drop_parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """spec.parameters' "drop"s, sorted: Chat Completions parameters (OpenAI's names,
+        "stop" for more stop sequences than a family takes) that a candidate whose
+        family cannot honour them is sent without, answered with the
+        x-skyroute-dropped-parameters header. Any other parameter a family cannot
+        honour skips its candidates ("skip", the default).
+        """
+
     def __init__(
         self,
         *,
@@ -397,10 +407,11 @@ class Policy(_message.Message):
         candidate_of: _builtins.str = ...,
         learned_signal: Global___LearnedSignal | None = ...,
         outcome_prompt_text: _builtins.bool = ...,
+        drop_parameters: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "learned_signal", b"learned_signal", "limits", b"limits", "reliability", b"reliability", "selection", b"selection", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "learned_signal", b"learned_signal", "limits", b"limits", "name", b"name", "namespace", b"namespace", "outcome_prompt_text", b"outcome_prompt_text", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adaptation", b"adaptation", "cache", b"cache", "canary", b"canary", "candidate_of", b"candidate_of", "default_pool", b"default_pool", "drop_parameters", b"drop_parameters", "intent_min_similarity", b"intent_min_similarity", "intents", b"intents", "learned_signal", b"learned_signal", "limits", b"limits", "name", b"name", "namespace", b"namespace", "outcome_prompt_text", b"outcome_prompt_text", "reliability", b"reliability", "rules", b"rules", "selection", b"selection", "trust_declared_intent", b"trust_declared_intent", "version", b"version", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

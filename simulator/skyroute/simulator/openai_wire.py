@@ -141,9 +141,8 @@ class OpenAIWire:
             tool_schema=schema,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
             json_schema=_json_schema(body.get("response_format")),
-            # OpenAI takes at most 4; more are accepted here (and honoured) until the router
-            # stops sending an Anthropic client's longer stop_sequences list on as it is.
-            stop=stop_list(body.get("stop"), "stop", 8191),
+            # OpenAI takes at most 4 (the router skips or drops a longer list by policy).
+            stop=stop_list(body.get("stop"), "stop", 4),
             seed=_seed(body.get("seed")),
             n=n,
             logprobs=logprobs,

@@ -83,6 +83,7 @@ from skyroute.router.engine.records import (
 from skyroute.router.engine.stats import WindowStats
 from skyroute.router.ids import new_id
 from skyroute.router.providers.embeddings import EmbedRequest
+from skyroute.router.providers.options import without
 from skyroute.router.providers.types import (
     AMBIGUOUS,
     CONTENT_FILTER,
@@ -133,6 +134,12 @@ def _first_token_s(d: Decision, cand: Candidate, req: ChatRequest, side_effects:
 
 def _objective_s(d: Decision) -> float:
     return d.selection.objective_p95_s if d.selection is not None else 0.0
+
+
+def _sent(d: Decision, cand: Candidate, req: ChatRequest) -> ChatRequest:
+    """What ``cand`` is sent: ``req``, without the parameters the policy drops for it."""
+    names = d.dropped_for(cand.model) if d.dropped else ()
+    return without(req, names) if names else req
 
 
 def replay(result: ChatResult) -> list[TextDelta | ToolCallEvent | ThinkingEvent]:
@@ -626,7 +633,7 @@ class Engine:
             providers.stream(
                 self.session,
                 cand.target,
-                req,
+                _sent(d, cand, req),
                 min(_first_token_s(d, cand, req, self.side_effects(d, req)), timeout),
                 timeout,
                 d.policy.inter_token_timeout_s,
@@ -737,7 +744,7 @@ class Engine:
             providers.stream(
                 self.session,
                 cand.target,
-                req,
+                _sent(d, cand, req),
                 min(_first_token_s(d, cand, req, self.side_effects(d, req)), budget_s),
                 budget_s,
                 policy.inter_token_timeout_s,

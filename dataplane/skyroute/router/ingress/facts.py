@@ -23,6 +23,8 @@ log = logging.getLogger("skyroute.router.ingress")
 
 #: The fact a replayed answer carries (a header over HTTP, trailing metadata over gRPC).
 REPLAY = "x-skyroute-idempotent-replay"
+#: The parameters the answering model was sent without (the policy's ``parameters: drop``).
+DROPPED = "x-skyroute-dropped-parameters"
 #: The answer's feedback id (router.feedback): what ``POST /v1/feedback`` names.
 FEEDBACK_ID = "x-skyroute-feedback-id"
 
@@ -63,6 +65,10 @@ def facts(served: Served) -> dict[str, str]:
         h["x-skyroute-cache-entry"] = served.cache_entry
     if served.notes:
         h["x-skyroute-notes"] = "; ".join(served.notes)
+    # A cache hit too: its model, as this decision sends it, went without them.
+    dropped = d.dropped_for(served.model) if d.dropped else ()
+    if dropped:
+        h[DROPPED] = ", ".join(dropped)
     return h
 
 

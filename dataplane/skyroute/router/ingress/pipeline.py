@@ -242,6 +242,7 @@ class Pipeline:
             embeddings=embeddings,
             request_id=ctx.request_id,
             options=chat.options,
+            stops=len(chat.stop),
         )
         if embeddings and not decision.chain:
             raise Rejection(

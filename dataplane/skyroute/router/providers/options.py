@@ -12,14 +12,20 @@ silently dropped; selection skips the candidates of such families first
 (:func:`unhonoured`), so the refusal comes only when no candidate of the
 pool can honour it. A parameter at its default value (``n: 1``,
 ``logprobs: false``, ``response_format: {"type": "text"}``) is never refused.
+A family may cap the stop sequences it takes (``max_stop``: OpenAI's API
+refuses more than 4, while the Anthropic Messages door accepts 64): more than
+that is a ``stop`` the family cannot honour, by the same rule. A policy's
+``spec.parameters`` may say ``drop`` for a parameter instead of skipping:
+:func:`without` is the request such a candidate gets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
-from skyroute.router.providers.types import CLIENT_ERROR, ProviderError
+from skyroute.router.providers.types import CLIENT_ERROR, ChatRequest, ProviderError
 
 # A translation: the parameter's value -> (dotted path in the family's body, value) pairs.
 Translate = Callable[[Any], list[tuple[str, Any]]]
@@ -52,23 +58,43 @@ def to(path: str) -> Translate:
     return lambda value: [(path, value)]
 
 
-def unhonoured(options: Mapping[str, Any], table: Table | None) -> str | None:
-    """The first parameter of ``options`` a family with ``table`` cannot honour, or None.
+def unhonoured(
+    options: Mapping[str, Any],
+    table: Table | None,
+    stops: int = 0,
+    max_stop: int | None = None,
+) -> tuple[str, ...]:
+    """Every parameter of ``options`` a family with ``table`` cannot honour (none: ``()``).
 
     ``table`` None: the family takes every parameter as sent (OpenAI's wire).
-    Selection skips a candidate this names a parameter for (``decide``).
+    ``stops``: how many stop sequences the request has; more than ``max_stop``
+    (the family's cap, None: none) is ``stop``, which it cannot honour.
+    Selection skips a candidate this names a parameter for, or drops the
+    parameter where the policy says so (``decide``).
     """
+    out: tuple[str, ...] = ()
+    if max_stop is not None and stops > max_stop:
+        out = ("stop",)
     if table is None:
-        return None
+        return out
     for name, value in options.items():
         if value is not None and name not in table and value not in _DEFAULTS.get(name, ()):
-            return name
-    return None
+            out += (name,)
+    return out
+
+
+def without(req: ChatRequest, names: Collection[str]) -> ChatRequest:
+    """``req`` without the parameters ``names`` (a policy's ``drop``; ``stop`` too)."""
+    return replace(
+        req,
+        options={k: v for k, v in req.options.items() if k not in names},
+        stop=[] if "stop" in names else req.stop,
+    )
 
 
 def translate(options: Mapping[str, Any], table: Table, family: str) -> dict[str, Any]:
     """The family's body fragments for ``options`` (nested by dotted path), or refuse."""
-    refused = unhonoured(options, table)
+    refused = next(iter(unhonoured(options, table)), None)
     if refused is not None:
         raise ProviderError(
             CLIENT_ERROR, f"{refused}: not supported by the {family} family; remove it", 400

@@ -91,6 +91,8 @@ class ProviderFamily:
     options: Table | None = None
     # (declared quirk names) -> the adapter for them; None: the family takes no quirks.
     quirks: Callable[[frozenset[str]], Adapter] | None = None
+    # The most stop sequences the family's API takes (None: no cap of its own).
+    max_stop: int | None = None
 
     def adapter_for(self, target: Target) -> Adapter:
         """The adapter for ``target``: the family's, bent by the target's quirks if any."""
@@ -119,6 +121,8 @@ def _gemini_name(host: str) -> str:
 
 
 _SELF_HOSTED = OpenAIAdapter("openai-compatible", SELF_HOSTED)
+#: OpenAI's API refuses more than 4 stop sequences (the Anthropic Messages door takes 64).
+OPENAI_MAX_STOP = 4
 
 FAMILIES: dict[str, ProviderFamily] = {
     f.name: f
@@ -132,6 +136,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             # endpoint); this placeholder only shows the shape, and fails to resolve.
             "https://RESOURCE.openai.azure.com",
             otel_name=lambda host: "azure.ai.openai",
+            max_stop=OPENAI_MAX_STOP,
         ),
         ProviderFamily(
             "openai",
@@ -140,6 +145,7 @@ FAMILIES: dict[str, ProviderFamily] = {
             SSEDecoder,
             "https://api.openai.com/v1",
             embeddings=OpenAIEmbeddings(),
+            max_stop=OPENAI_MAX_STOP,
         ),
         ProviderFamily(
             "anthropic",
@@ -213,17 +219,24 @@ def provider_name(family_name: str, host: str) -> str:
 
 
 def cannot_honour(
-    family_name: str, options: Mapping[str, Any], quirks: frozenset[str] = frozenset()
-) -> str | None:
-    """The first of ``options`` (Chat Completions parameters) ``family_name`` cannot honour.
+    family_name: str,
+    options: Mapping[str, Any],
+    quirks: frozenset[str] = frozenset(),
+    stops: int = 0,
+) -> tuple[str, ...]:
+    """Every one of ``options`` (Chat Completions parameters) ``family_name`` cannot honour.
 
     ``quirks``: the model's declared ones (a self-hosted server that ignores ``n``).
+    ``stops``: the request's number of stop sequences (the family may cap them).
     """
     f = FAMILIES.get(family_name)
-    if f is None or not options:
-        return None
+    if f is None or not (options or stops):
+        return ()
+    refused: tuple[str, ...] = ()
     if quirks and f.quirks is not None:
-        refused = quirk_refuses(quirks, options)
-        if refused is not None:
-            return refused
-    return unhonoured(options, f.options)
+        quirk = quirk_refuses(quirks, options)
+        if quirk is not None:
+            refused = (quirk,)
+    return refused + tuple(
+        n for n in unhonoured(options, f.options, stops, f.max_stop) if n not in refused
+    )

@@ -252,6 +252,7 @@ def compile_policy(obj: RoutingPolicy) -> snapshot_pb2.Policy:
     )
     policy.weights.CopyFrom(_weights(spec.weights))
     policy.outcome_prompt_text = spec.outcomes.prompt_text
+    policy.drop_parameters.extend(sorted(n for n, a in spec.parameters.items() if a == "drop"))
     ls = spec.learned_signal
     if ls is not None:
         # The fitted weights are the learning loop's to add (learning.winmodel).

@@ -854,6 +854,12 @@ class OutcomesSpec(_Spec):
     prompt_text: bool = False
 
 
+#: A Chat Completions parameter's name, as OpenAI spells it (``logit_bias``, ``stop``).
+ParameterName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+]
+
+
 class RoutingPolicySpec(_Spec):
     default: bool = False
     intents: Annotated[list[IntentSpec], Field(max_length=128)] = Field(default_factory=list)
@@ -872,6 +878,12 @@ class RoutingPolicySpec(_Spec):
     tests: Annotated[list[PolicyTest], Field(max_length=256)] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     pin_version: PolicyVersion | None = None
+    # Per parameter a candidate's family cannot honour: ``skip`` that candidate (the
+    # default, a hard constraint of selection) or ``drop`` the parameter for it (sent
+    # without it; the answer's x-skyroute-dropped-parameters header names it).
+    parameters: Annotated[dict[ParameterName, Literal["skip", "drop"]], Field(max_length=64)] = (
+        Field(default_factory=dict)
+    )
 
     @field_validator("intents")
     @classmethod

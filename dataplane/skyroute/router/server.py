@@ -274,6 +274,11 @@ def observe_process(
     m.observe(
         "skyroute.router.shed", "Requests shed at the door (429, at capacity)", lambda: state.shed
     )
+    m.observe(
+        "skyroute.router.internal_errors",
+        "Requests a router bug failed (a JSON 500 in the door's error format, logged)",
+        lambda: state.internal_errors,
+    )
     m.observe("skyroute.router.hedges", "Hedged second attempts launched", lambda: engine.hedges)
     m.observe(
         "skyroute.router.outcomes.dropped",

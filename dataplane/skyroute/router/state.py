@@ -28,6 +28,8 @@ class RouterState:
     max_inflight: int = 512
     inflight: int = 0
     shed: int = 0
+    # Requests a bug in a handler failed: answered 500 in the door's error format, logged.
+    internal_errors: int = 0
     # Slow and large clients (transports/http.py): seconds a body may take once the headers
     # are in (then a 408), and how many requests may be still sending one (then a 429).
     body_timeout_s: float = 30.0

@@ -30,6 +30,7 @@ OVERLOADED = "rate_limit_error"
 UNAVAILABLE = "unavailable"
 CONFLICT = "idempotency_error"
 UPSTREAM = "upstream_error"
+INTERNAL = "server_error"  # a router bug: OpenAI's type for its own 500s
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ out.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
@@ -61,9 +62,18 @@ from skyroute.router.ingress.codecs.openai_chat import (
 from skyroute.router.ingress.codecs.openai_embeddings import OpenAIEmbeddings
 from skyroute.router.ingress.codecs.openai_responses import OpenAIResponses
 from skyroute.router.ingress.pipeline import Pipeline
-from skyroute.router.ingress.types import INVALID, NOT_FOUND, OVERLOADED, UNAVAILABLE, Rejection
+from skyroute.router.ingress.types import (
+    INTERNAL,
+    INVALID,
+    NOT_FOUND,
+    OVERLOADED,
+    UNAVAILABLE,
+    Rejection,
+)
 from skyroute.router.state import RouterState
 from skyroute.router.transports.http_protocol import door_codec
+
+log = logging.getLogger(__name__)
 
 STATE = web.AppKey("state", RouterState)
 PIPELINE = web.AppKey("pipeline", Pipeline)
@@ -211,7 +221,13 @@ def _message(request: web.Request, e: web.HTTPException) -> str:
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """aiohttp's own errors (404, 405, 413...) as JSON in the door's error format."""
+    """aiohttp's own errors (404, 405, 413...) as JSON in the door's error format.
+
+    So is a bug: an exception a handler did not expect fails that one request
+    with a 500 in the door's format (no detail of it reaches the client; the log
+    has the traceback) and is counted (``skyroute.router.internal_errors``);
+    the router goes on serving.
+    """
     try:
         return await handler(request)
     except web.HTTPException as e:
@@ -228,6 +244,16 @@ async def json_errors(
         return web.Response(
             status=reply.status, body=reply.body, content_type=reply.content_type, headers=headers
         )
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client went away: nobody to answer
+    except Exception:
+        state = request.app.get(STATE)
+        if state is not None:
+            state.internal_errors += 1
+        log.exception("internal error on %s %s", request.method, request.path)
+        message = "the router failed on this request; it was logged, retry or report it"
+        reply = door_codec(request.path).reject(Rejection(500, message, INTERNAL))
+        return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
 
 
 async def _body(request: web.Request) -> bytes:

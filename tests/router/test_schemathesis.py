@@ -52,6 +52,10 @@ spec:
   default: true
   defaultPool: base
   selection: {mode: ordered}
+  # The pool's one model is OpenAI's, which takes at most 4 stop sequences; the
+  # Messages door takes up to 64. Dropping them keeps every request the document
+  # describes servable here (skip, the default, would answer 400 unsupported_parameter).
+  parameters: {stop: drop}
 """,
 }
 SCENARIO = """\

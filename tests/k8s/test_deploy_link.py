@@ -59,6 +59,12 @@ from kcluster import REPO, Cluster
 from opstack import acmeshop_yaml
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
+# What an operator started with deploy/'s arguments makes for itself in its namespace.
+CERTIFICATES = (
+    ("secret", "skyroute-control-tls"),
+    ("configmap", "skyroute-control-ca"),
+    ("secret", "skyroute-webhook-tls"),
+)
 
 
 def containers(cluster: Cluster, kustomization: Path) -> dict[str, dict[str, Any]]:
@@ -227,6 +233,12 @@ class Running:
         return x509.load_pem_x509_certificate(pem.encode())
 
 
+def forget_certificates(cluster: Cluster) -> None:
+    """Delete the certificates (and the published CA) an operator makes for itself."""
+    for kind, name in CERTIFICATES:
+        cluster.kubectl("delete", kind, name, "-n", NS, "--ignore-not-found", check=False)
+
+
 @contextmanager
 def deployed(
     cluster: Cluster, tmp_path: Path, kustomization: Path, before: Callable[[], None]
@@ -245,8 +257,7 @@ def deployed(
     cluster.kubectl(
         "apply", "-f", "-", stdin=json.dumps(pending_pod(router_pod, "skyroute-router", "router"))
     )
-    for kind, name in (("secret", "skyroute-control-tls"), ("configmap", "skyroute-control-ca")):
-        cluster.kubectl("delete", kind, name, "-n", NS, "--ignore-not-found", check=False)
+    forget_certificates(cluster)
     before()
     op_kubelet = Kubelet(cluster, tmp_path, POD)
     op_args = op_kubelet.args(operator_d, {})
@@ -327,6 +338,10 @@ def deployed(
         cluster.kubectl("delete", "routingpolicies,modelpools", "--all", "-n", ns, check=False)
         cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         cluster.kubectl("delete", "pod", router_pod, "-n", NS, "--wait=false", check=False)
+        # Nor the certificates this operator made for deploy/'s Service names: the next
+        # operator of the session (with --webhook-hostname/--link-hostname 127.0.0.1)
+        # would find them and serve names it did not ask for.
+        forget_certificates(cluster)
 
 
 def test_deploy_runs_the_link_on_tls_with_service_account_tokens(

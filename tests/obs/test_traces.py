@@ -42,9 +42,18 @@ def stack(
     return st
 
 
-def _spans(receiver: OTLPReceiver, trace_id: bytes, n: int) -> list[trace_pb2.Span]:
+def _spans(
+    receiver: OTLPReceiver, trace_id: bytes, n: int, parent: bytes | None = None
+) -> list[trace_pb2.Span]:
+    """At least ``n`` spans of the trace, one of them ``parent``'s child when given.
+
+    The request span ends after its attempts', so it can come in a later export
+    batch than they do: waiting for a count alone may see only the children.
+    """
+
     def enough() -> bool:
-        return len([s for s in receiver.spans if s.trace_id == trace_id]) >= n
+        got = [s for s in receiver.spans if s.trace_id == trace_id]
+        return len(got) >= n and (parent is None or any(s.parent_span_id == parent for s in got))
 
     wait_until(enough, timeout=10, what=f"{n} spans of trace {trace_id.hex()}")
     return [s for s in receiver.spans if s.trace_id == trace_id]
@@ -62,7 +71,7 @@ def test_request_span_has_one_child_per_attempt_in_the_callers_trace(
     )
     assert raw.headers["x-skyroute-model"] == "backup-model"
 
-    spans = _spans(receiver, trace_id, 4)
+    spans = _spans(receiver, trace_id, 4, parent_id)
     roots = [s for s in spans if s.parent_span_id == parent_id]
     assert len(roots) == 1, [s.name for s in spans]
     root = roots[0]
@@ -110,7 +119,7 @@ def test_grpc_metadata_trace_is_continued(stack: Stack, receiver: OTLPReceiver) 
             timeout=10,
         )
     assert resp.model == "smart-model"
-    spans = _spans(receiver, trace_id, 2)
+    spans = _spans(receiver, trace_id, 2, parent_id)
     root = next(s for s in spans if s.parent_span_id == parent_id)
     assert attrs(root)["skyroute.pool"] == "smart"
     attempt = [s for s in spans if s.parent_span_id == root.span_id]
@@ -142,7 +151,7 @@ def test_a_keyed_request_span_names_who_pays_and_what_it_cost(
     )
     cost = float(raw.headers["x-skyroute-cost-usd"])
     assert cost > 0
-    spans = _spans(receiver, trace_id, 2)
+    spans = _spans(receiver, trace_id, 2, parent_id)
     (root,) = [s for s in spans if s.parent_span_id == parent_id]
     ra = attrs(root)
     assert ra["skyroute.account"] == "payer"

@@ -53,6 +53,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_deploy_rbac import NS, POD, installed, pending_pod, sa_kubeconfig  # noqa: F401
 
 from skyroute.control.pki import Authority
+from skyroute.router.workers import resolve as resolve_workers
 
 from harness import Proc, free_port, http_get, wait_until
 from kcluster import REPO, Cluster
@@ -319,9 +320,14 @@ def deployed(
                 what=f"the router's {kind}\n{router.output()[-3000:]}\n{operator.output()[-3000:]}",
             )
 
+        # Every worker process of the router (--workers=auto: as many as this machine's
+        # CPU limit, resolved here as the router resolves it), not the first one only.
+        spec = next((a.split("=", 1)[1] for a in r_args if a.startswith("--workers=")), "1")
+        workers = resolve_workers(spec)
+
         def synced() -> bool:
             rows = running.rows()
-            return bool(rows) and all(r["state"] == "SYNCED" for r in rows)
+            return len(rows) == workers and all(r["state"] == "SYNCED" for r in rows)
 
         wait_until(synced, timeout=60, interval=0.3, what="the deploy/ router SYNCED")
         now = running.status()

@@ -59,6 +59,9 @@ from skyroute.v1 import distribution_pb2, distribution_pb2_grpc
 log = logging.getLogger("skyroute.control.distribution")
 # Node ids of outcome batches one operator replica forwards to the leader.
 FORWARDED_PREFIX = "forwarded/"
+# Seconds a report from a node not (yet) listed waits for its snapshot stream before it
+# is refused as not_subscribed (a restarted control plane: see _listed_soon).
+SUBSCRIBE_GRACE_S = 3.0
 
 _CHANGED = object()
 _CLOSED = object()
@@ -319,6 +322,19 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                 expected=record.nonce,
             )
 
+    async def _listed_soon(self, node: str) -> RouterRecord | None:
+        """The node's record once its snapshot stream is back, waiting at most
+        :data:`SUBSCRIBE_GRACE_S`: after a restart of the control plane a router's
+        report call can return before its snapshot stream does, and its write of a
+        batch succeeds whether the batch is kept or not (charges would be lost)."""
+        deadline = time.monotonic() + SUBSCRIBE_GRACE_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            record = self.registry.get(node)
+            if record is not None:
+                return record
+        return None
+
     async def ReportOutcomes(
         self,
         request_iterator: AsyncIterator[distribution_pb2.OutcomeBatch],
@@ -343,6 +359,8 @@ class DistributionService(distribution_pb2_grpc.PolicyDistributionServicer):
                     received += len(forwarded)
                     continue
                 record = self.registry.get(node)
+                if record is None:
+                    record = await self._listed_soon(node)
                 if record is None:
                     # Never subscribed (or gone for longer than the listing lasts).
                     self.checker.reject("not_subscribed", node, len(batch.outcomes) or 1)
